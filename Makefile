@@ -1,0 +1,80 @@
+# cnode: one non-recursive Makefile. `make` builds the library and programs; `make run` and `make test`
+# install missing Debian packages first (see `deps`).
+
+BUILD   ?= build
+CC      ?= cc
+SAN     ?=
+EI_DIR  := $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
+PKGS    := erlang-nox erlang-dev erlang-ssl elixir libuv1-dev libssl-dev libcmocka-dev uthash-dev
+
+OPT     ?= -O2
+CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) -fPIC \
+           -Ibase -Iterm -Iepmd -Idist -Icnode -I$(EI_DIR)/include $(EXTRA_CFLAGS)
+LDLIBS  := -L$(EI_DIR)/lib -lei -luv -lssl -lcrypto -lpthread -lm
+ifeq ($(SAN),1)
+CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRC := $(wildcard base/*.c term/*.c epmd/*.c dist/*.c cnode/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CNODE_SRC := $(wildcard cmd/cnode/*.c)
+EPMD_SRC  := $(wildcard cmd/cnode-epmd/*.c)
+TEST_SRC  := $(wildcard test/test_*.c)
+TEST_UTIL := $(filter-out $(TEST_SRC),$(wildcard test/*.c))
+TESTS     := $(TEST_SRC:test/%.c=$(BUILD)/test/%)
+
+.PHONY: all deps run test unit interop asan clean examples bench
+all: $(BUILD)/libcnode.a $(BUILD)/libcnode.so $(BUILD)/cnode
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libcnode.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libcnode.so: $(LIB_OBJ)
+	$(CC) -shared $(LDFLAGS) -o $@ $^ -Wl,--whole-archive $(EI_DIR)/lib/libei.a -Wl,--no-whole-archive \
+	  -luv -lssl -lcrypto -lpthread -lm
+
+$(BUILD)/cnode: $(CNODE_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libcnode.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/test/%: test/%.c $(TEST_UTIL) $(BUILD)/libcnode.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itest $(LDFLAGS) -o $@ $< $(TEST_UTIL) $(BUILD)/libcnode.a $(LDLIBS) -lcmocka
+
+# Installs the Debian packages that are missing (apt-get update first), and nothing when all are there.
+deps:
+	@missing=""; for p in $(PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+
+# Builds and starts the node on its embedded defaults (name cnode@127.0.0.1, ~/.erlang.cookie).
+run: deps
+	@$(MAKE) --no-print-directory all
+	exec $(BUILD)/cnode $(ARGS)
+
+# Everything needed, then unit tests, interop tests against real nodes, and the unit tests under ASan/UBSan.
+test: deps
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory interop
+	@$(MAKE) --no-print-directory asan
+
+unit: $(TESTS)
+	@sh test/run_unit.sh $(TESTS)
+
+interop: all
+	@sh interop/run.sh $(BUILD)
+
+asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 OPT=-O1 unit
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

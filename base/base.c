@@ -1,0 +1,134 @@
+/* base.c: status strings, allocator hooks and cn_buf. */
+#include "cn_base.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char *cn_strerror(int err) {
+  switch (err) {
+  case 0: return "success";
+#define CN__ERR_STR(name, val, msg) case CN_##name: return msg;
+    CN_ERRNO_MAP(CN__ERR_STR)
+#undef CN__ERR_STR
+  default: return "unknown error";
+  }
+}
+
+const char *cn_err_name(int err) {
+  switch (err) {
+  case 0: return "CN_OK";
+#define CN__ERR_NAME(name, val, msg) case CN_##name: return "CN_" #name;
+    CN_ERRNO_MAP(CN__ERR_NAME)
+#undef CN__ERR_NAME
+  default: return "CN_UNKNOWN";
+  }
+}
+
+/* The hooks are the one piece of process-wide state, as in libuv: set once, before use. */
+static struct {
+  cn_malloc_fn m;
+  cn_realloc_fn r;
+  cn_calloc_fn c;
+  cn_free_fn f;
+} alloc = {malloc, realloc, calloc, free};
+
+int cn_replace_allocator(cn_malloc_fn m, cn_realloc_fn r, cn_calloc_fn c, cn_free_fn f) {
+  if (!m || !r || !c || !f) return CN_EINVAL;
+  alloc.m = m;
+  alloc.r = r;
+  alloc.c = c;
+  alloc.f = f;
+  return 0;
+}
+
+void *cn_malloc(size_t size) { return alloc.m(size ? size : 1); }
+void *cn_realloc(void *ptr, size_t size) { return alloc.r(ptr, size ? size : 1); }
+void *cn_calloc(size_t count, size_t size) { return alloc.c(count ? count : 1, size ? size : 1); }
+void cn_free(void *ptr) {
+  if (ptr) alloc.f(ptr);
+}
+
+char *cn_strndup(const char *s, size_t n) {
+  char *p = cn_malloc(n + 1);
+  if (!p) return NULL;
+  memcpy(p, s, n);
+  p[n] = 0;
+  return p;
+}
+
+int cn_buf_reserve(cn_buf *b, size_t n) {
+  if (n > SIZE_MAX - b->len - 1) return CN_ENOMEM;
+  size_t need = b->len + n + 1; /* +1 keeps room for a NUL after text */
+  if (need <= b->cap) return 0;
+  size_t cap = b->cap ? b->cap : 64;
+  while (cap < need) cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+  uint8_t *p = cn_realloc(b->data, cap);
+  if (!p) return CN_ENOMEM;
+  b->data = p;
+  b->cap = cap;
+  return 0;
+}
+
+int cn_buf_append(cn_buf *b, const void *p, size_t n) {
+  if (cn_buf_reserve(b, n)) return CN_ENOMEM;
+  if (n) memcpy(b->data + b->len, p, n);
+  b->len += n;
+  b->data[b->len] = 0;
+  return 0;
+}
+
+int cn_buf_put8(cn_buf *b, uint8_t v) { return cn_buf_append(b, &v, 1); }
+int cn_buf_put16(cn_buf *b, uint16_t v) {
+  uint8_t p[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+  return cn_buf_append(b, p, 2);
+}
+int cn_buf_put32(cn_buf *b, uint32_t v) {
+  uint8_t p[4];
+  cn_set32(p, v);
+  return cn_buf_append(b, p, 4);
+}
+int cn_buf_put64(cn_buf *b, uint64_t v) {
+  uint8_t p[8];
+  cn_set32(p, (uint32_t)(v >> 32));
+  cn_set32(p + 4, (uint32_t)v);
+  return cn_buf_append(b, p, 8);
+}
+
+int cn_buf_printf(cn_buf *b, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(NULL, 0, fmt, ap);
+  va_end(ap);
+  if (n < 0) return CN_EINVAL;
+  if (cn_buf_reserve(b, (size_t)n)) return CN_ENOMEM;
+  va_start(ap, fmt);
+  vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  b->len += (size_t)n;
+  return 0;
+}
+
+void cn_buf_consume(cn_buf *b, size_t n) {
+  if (n >= b->len) {
+    b->len = 0;
+  } else {
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+  }
+  if (b->data) b->data[b->len] = 0;
+}
+
+void cn_buf_free(cn_buf *b) {
+  cn_free(b->data);
+  b->data = NULL;
+  b->len = b->cap = 0;
+}
+
+int cn_memeq_ct(const void *a, const void *b, size_t n) {
+  const volatile uint8_t *x = a, *y = b;
+  uint8_t d = 0;
+  for (size_t i = 0; i < n; i++) d |= (uint8_t)(x[i] ^ y[i]);
+  return d != 0;
+}

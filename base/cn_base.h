@@ -1,0 +1,97 @@
+/* cn_base.h: what every layer of libcnode shares: status codes, allocator hooks and a growable byte buffer.
+ * It has no I/O and no global state besides the allocator hooks. */
+#ifndef CN_BASE_H
+#define CN_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes: 0 is success, every error is negative. X(name, value, message). */
+#define CN_ERRNO_MAP(X)                                                     \
+  X(EINVAL, -1, "invalid argument")                                         \
+  X(ENOMEM, -2, "out of memory")                                            \
+  X(EDECODE, -3, "malformed input")                                         \
+  X(ETRUNC, -4, "truncated input")                                          \
+  X(ELIMIT, -5, "configured limit exceeded")                                \
+  X(EPROTO, -6, "protocol violation")                                       \
+  X(EAUTH, -7, "authentication failed (cookie mismatch)")                   \
+  X(EREFUSED, -8, "refused by peer")                                        \
+  X(ENOPROC, -9, "no such process")                                         \
+  X(ENOCONN, -10, "not connected")                                          \
+  X(EEXIST, -11, "already exists")                                          \
+  X(ENOTFOUND, -12, "not found")                                            \
+  X(ETIMEDOUT, -13, "timed out")                                            \
+  X(EIO, -14, "I/O error")                                                  \
+  X(ECLOSED, -15, "closed")                                                 \
+  X(ESTATE, -16, "operation not valid in this state")                       \
+  X(EUNSUPPORTED, -17, "not supported")                                     \
+  X(EFLAGS, -18, "peer lacks mandatory distribution flags")
+
+enum cn_errno {
+  CN_OK = 0,
+#define CN__ERR_ENUM(name, val, msg) CN_##name = (val),
+  CN_ERRNO_MAP(CN__ERR_ENUM)
+#undef CN__ERR_ENUM
+};
+
+/* Returns a static message for a status code ("unknown error" for unknown codes). */
+const char *cn_strerror(int err);
+/* Returns the static name of a status code, e.g. "CN_EINVAL". */
+const char *cn_err_name(int err);
+
+/* Allocator hooks: every allocation of libcnode goes through these, so tests can count and fail them. */
+typedef void *(*cn_malloc_fn)(size_t size);
+typedef void *(*cn_realloc_fn)(void *ptr, size_t size);
+typedef void *(*cn_calloc_fn)(size_t count, size_t size);
+typedef void (*cn_free_fn)(void *ptr);
+/* Replaces the allocator; call before anything else of libcnode allocates. Returns CN_EINVAL on a NULL fn. */
+int cn_replace_allocator(cn_malloc_fn m, cn_realloc_fn r, cn_calloc_fn c, cn_free_fn f);
+void *cn_malloc(size_t size);
+void *cn_realloc(void *ptr, size_t size);
+void *cn_calloc(size_t count, size_t size);
+void cn_free(void *ptr);
+/* Returns a copy of the first n bytes of s plus a NUL (caller frees with cn_free), or NULL. */
+char *cn_strndup(const char *s, size_t n);
+
+/* A growable byte buffer. Zero-initialise it ({0}) before first use; cn_buf_free releases the storage. */
+typedef struct cn_buf {
+  uint8_t *data;
+  size_t len;
+  size_t cap;
+} cn_buf;
+
+/* Makes room for n more bytes; returns 0 or CN_ENOMEM (the buffer is unchanged on error). */
+int cn_buf_reserve(cn_buf *b, size_t n);
+/* Appends n bytes; 0 or CN_ENOMEM. */
+int cn_buf_append(cn_buf *b, const void *p, size_t n);
+int cn_buf_put8(cn_buf *b, uint8_t v);
+int cn_buf_put16(cn_buf *b, uint16_t v); /* big-endian, as the wire is */
+int cn_buf_put32(cn_buf *b, uint32_t v);
+int cn_buf_put64(cn_buf *b, uint64_t v);
+/* Appends printf-formatted text (no NUL counted in len, but one is kept after data[len]). */
+int cn_buf_printf(cn_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Drops the first n bytes (n <= len). */
+void cn_buf_consume(cn_buf *b, size_t n);
+void cn_buf_free(cn_buf *b);
+
+/* Big-endian readers for wire fields; the caller has checked the length. */
+static inline uint16_t cn_get16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static inline uint32_t cn_get32(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline uint64_t cn_get64(const uint8_t *p) { return ((uint64_t)cn_get32(p) << 32) | cn_get32(p + 4); }
+static inline void cn_set32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+
+/* Compares n bytes in time independent of their contents; 0 when equal. */
+int cn_memeq_ct(const void *a, const void *b, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,201 @@
+/* cn_term.h: Erlang terms in C: interned atoms, the term value model, the external term format codec
+ * (through ei) and printing in Erlang syntax. Public: cnode.h includes it. No I/O here. */
+#ifndef CN_TERM_H
+#define CN_TERM_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cn_base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Atoms ---------------------------------------------------------------------------------------- */
+
+/* An interned atom. Entries live as long as their table and never move, so atoms of one table compare
+ * by pointer. The text is UTF-8 and NUL-terminated; len counts bytes (at most 255 characters). */
+typedef struct cn_atom {
+  uint32_t len;
+  uint32_t hash; /* table-internal hash of the text */
+  char name[];
+} cn_atom;
+
+/* A table of interned atoms. Thread-safe: interning takes an internal mutex. */
+typedef struct cn_atoms cn_atoms;
+
+/* Creates a table that holds at most max_atoms atoms (0: no limit). *out is freed with cn_atoms_free. */
+int cn_atoms_new(cn_atoms **out, size_t max_atoms);
+/* Frees the table and every atom in it; terms that point to them must be freed first. */
+void cn_atoms_free(cn_atoms *tab);
+/* Interns len bytes of UTF-8 text. Returns the atom or NULL (invalid UTF-8, more than 255 characters,
+ * table full: cn_atoms_last_error says which). */
+const cn_atom *cn_atoms_intern(cn_atoms *tab, const char *utf8, size_t len);
+/* Interns a NUL-terminated string; as cn_atoms_intern. */
+const cn_atom *cn_atoms_get(cn_atoms *tab, const char *utf8);
+/* Finds an existing atom without creating one; NULL when absent. */
+const cn_atom *cn_atoms_find(cn_atoms *tab, const char *utf8, size_t len);
+/* Number of atoms in the table. */
+size_t cn_atoms_count(cn_atoms *tab);
+/* How many interns were refused because the table was full (a counter for operations). */
+uint64_t cn_atoms_refused(cn_atoms *tab);
+
+/* ---- Identifiers (small values passed by value) ----------------------------------------------------- */
+
+typedef struct cn_pid {
+  const cn_atom *node;
+  uint32_t id;
+  uint32_t serial;
+  uint32_t creation;
+} cn_pid;
+
+typedef struct cn_port {
+  const cn_atom *node;
+  uint64_t id;
+  uint32_t creation;
+} cn_port;
+
+#define CN_REF_MAX_WORDS 5
+typedef struct cn_ref {
+  const cn_atom *node;
+  uint32_t creation;
+  uint32_t len; /* 1..5 words used in n[] */
+  uint32_t n[CN_REF_MAX_WORDS];
+} cn_ref;
+
+/* ---- Terms -------------------------------------------------------------------------------------------- */
+
+/* Term types, numbered in Erlang term order (number < atom < reference < fun < port < pid < tuple < map <
+ * nil < list < bitstring); the three number types compare as numbers. */
+typedef enum cn_type {
+  CN_INT = 1,   /* fits int64_t */
+  CN_BIG = 2,   /* integer outside int64_t */
+  CN_FLOAT = 3, /* IEEE double */
+  CN_ATOM = 4,
+  CN_REF = 5,
+  CN_FUN = 6, /* export or local fun, kept as its raw external format */
+  CN_PORT = 7,
+  CN_PID = 8,
+  CN_TUPLE = 9,
+  CN_MAP = 10,
+  CN_NIL = 11,
+  CN_LIST = 12,  /* at least one element; tail NULL means proper */
+  CN_BINARY = 13 /* binaries and bitstrings */
+} cn_type;
+
+typedef struct cn_term cn_term;
+
+/* A term is a tagged value. Compound terms own arrays of child values (not pointers), so a decoded term is
+ * a few allocations. Fields are read-only for users: build terms with cn_mk_* and free roots with
+ * cn_term_free. */
+struct cn_term {
+  uint8_t type; /* cn_type */
+  union {
+    int64_t i;
+    struct {
+      uint8_t sign; /* 1 when negative */
+      uint32_t n;   /* bytes of magnitude, no high zero bytes */
+      uint8_t *mag; /* little-endian magnitude, as in the external format */
+    } big;
+    double f;
+    const cn_atom *atom;
+    struct {
+      size_t size;   /* bytes */
+      uint8_t bits;  /* bits used in the last byte: 8 for a binary, 1..7 for a bitstring (8 when size 0) */
+      uint8_t *data;
+    } bin;
+    struct {
+      uint32_t arity;
+      cn_term *e; /* arity values */
+    } tuple;
+    struct {
+      uint32_t len; /* >= 1 */
+      cn_term *e;   /* len values */
+      cn_term *tail; /* NULL for a proper list, else one heap value (not a list or nil) */
+    } list;
+    struct {
+      uint32_t size;
+      cn_term *kv; /* 2*size values: key, value, key, value... in the order decoded or built */
+    } map;
+    cn_pid pid;
+    cn_port port;
+    cn_ref ref;
+    struct {
+      size_t len;
+      uint8_t *ext; /* the fun's external format, tag byte first; carried intact, never executed */
+    } fun;
+  } v;
+};
+
+/* Constructors. Each returns a new heap root (free with cn_term_free) or NULL on out-of-memory. Terms
+ * passed in as children are taken over by the new term, even on failure; a NULL child makes the result
+ * NULL (after freeing the other children), so nested constructor calls need one NULL check at the end. */
+cn_term *cn_mk_int(int64_t v);
+/* An integer from sign and little-endian magnitude bytes; normalised to CN_INT when it fits. */
+cn_term *cn_mk_big(int negative, const uint8_t *mag_le, size_t n);
+cn_term *cn_mk_float(double v);
+/* NULL atom gives NULL. */
+cn_term *cn_mk_atom(const cn_atom *a);
+/* Copies len bytes. */
+cn_term *cn_mk_binary(const void *data, size_t len);
+/* Copies size bytes; bits (1..8) used in the last byte. */
+cn_term *cn_mk_bitstring(const void *data, size_t size, uint8_t bits);
+/* A list of small integers: the bytes of s (latin-1), or nil when empty. */
+cn_term *cn_mk_string(const char *s);
+cn_term *cn_mk_nil(void);
+cn_term *cn_mk_tuple(size_t n, ...);
+cn_term *cn_mk_tuplev(size_t n, cn_term **elems);
+/* A proper list of n elements (nil when n == 0). */
+cn_term *cn_mk_list(size_t n, ...);
+/* n elements plus a tail (NULL or nil: proper). A tail that is a list is spliced, so the result is
+ * canonical. */
+cn_term *cn_mk_listv(size_t n, cn_term **elems, cn_term *tail);
+/* A map from n key/value pairs: kv[0] key, kv[1] value... */
+cn_term *cn_mk_map(size_t n, cn_term **kv);
+cn_term *cn_mk_pid(cn_pid pid);
+cn_term *cn_mk_port(cn_port port);
+cn_term *cn_mk_ref(cn_ref ref);
+/* A deep copy, or NULL on out-of-memory. */
+cn_term *cn_term_copy(const cn_term *t);
+/* Frees a root made by a constructor, a decoder or cn_term_copy; NULL is ignored. */
+void cn_term_free(cn_term *t);
+
+/* Accessor helpers for handlers: each returns false when the term has another shape. */
+bool cn_is_atom(const cn_term *t, const char *name);
+/* The element at index i of a tuple of the given arity, or NULL. */
+const cn_term *cn_tuple_elem(const cn_term *t, uint32_t arity, uint32_t i);
+/* Structural exact equality (=:= for terms whose atoms come from one table). */
+bool cn_term_eq(const cn_term *a, const cn_term *b);
+
+/* ---- External term format ------------------------------------------------------------------------------ */
+
+typedef struct cn_decode_opts {
+  size_t max_depth; /* nesting limit (0: 1000); deeper input is CN_ELIMIT */
+  size_t max_size;  /* limit on bytes of input for one term (0: none) */
+} cn_decode_opts;
+
+/* Decodes one term body (no version byte) at buf[*off..len). Atoms are interned in tab. Every length is
+ * checked against the bytes present before use. On success *off moves past the term and *out is a new
+ * root. On error (CN_EDECODE, CN_ETRUNC, CN_ELIMIT, CN_ENOMEM) *out is NULL and *off is unchanged. */
+int cn_term_decode(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off, const cn_decode_opts *opts,
+                   cn_term **out);
+/* Decodes a whole binary_to_term input: version byte 131, one term, nothing after it. */
+int cn_term_from_binary(cn_atoms *tab, const uint8_t *buf, size_t len, const cn_decode_opts *opts,
+                        cn_term **out);
+/* Appends the term's external format without the version byte, as term_to_binary writes it. */
+int cn_term_encode(const cn_term *t, cn_buf *out);
+/* Appends 131 and the term: the bytes of term_to_binary/1. */
+int cn_term_to_binary(const cn_term *t, cn_buf *out);
+
+/* Appends the term in Erlang syntax (as io:format("~p") would print it, on one line). */
+int cn_term_print(const cn_term *t, cn_buf *out);
+/* Returns the term in Erlang syntax as a new string (free with cn_free), or NULL. */
+char *cn_term_to_string(const cn_term *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
