@@ -16,7 +16,9 @@ CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-fram
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-LIB_SRC := $(wildcard base/*.c term/*.c epmd/*.c dist/*.c cnode/*.c)
+# MODULES lets one part be built and tested alone: make BUILD=build/x MODULES="base term" build/x/test/test_term
+MODULES ?= base term epmd dist cnode
+LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CNODE_SRC := $(wildcard cmd/cnode/*.c)
 EPMD_SRC  := $(wildcard cmd/cnode-epmd/*.c)
