@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "epmd.h"
+#include "testutil.h"
 
 #define EPMD_BIN "/usr/bin/epmd"
 #define LO "127.0.0.1"
@@ -28,21 +29,6 @@
 
 static pid_t epmd_pid = -1;
 static uint16_t epmd_port;
-
-/* ---- helpers ---- */
-
-/* A port that was free a moment ago: bind port 0, read it back, close. */
-static uint16_t free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t al = sizeof a;
-  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &al)) {
-    if (fd >= 0) close(fd);
-    return 0;
-  }
-  close(fd);
-  return ntohs(a.sin_port);
-}
 
 /* A loopback listener that never accepts on its own: connects complete in the kernel backlog. */
 static int listen_port(uint16_t *port) {
@@ -58,64 +44,15 @@ static int listen_port(uint16_t *port) {
   return fd;
 }
 
-static int can_connect(uint16_t port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-  if (fd >= 0) close(fd);
-  return ok;
-}
-
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
 static void stop_epmd(void) {
-  if (epmd_pid > 0) {
-    kill(epmd_pid, SIGTERM);
-    waitpid(epmd_pid, NULL, 0);
-    epmd_pid = -1;
-  }
+  test_epmd_stop(epmd_pid);
+  epmd_pid = -1;
 }
 
-/* Starts /usr/bin/epmd in the foreground on a free loopback port, and waits until it accepts connections. */
 static int start_epmd(void **state) {
   (void)state;
-  for (int attempt = 0; attempt < 5 && epmd_pid < 0; attempt++) {
-    epmd_port = free_port();
-    if (!epmd_port) continue;
-    char portstr[8];
-    snprintf(portstr, sizeof portstr, "%u", (unsigned)epmd_port);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-      /* If the test dies without its teardown (an ASan abort), epmd must not outlive it. */
-      prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (getppid() != parent) _exit(127);
-      int dn = open("/dev/null", O_RDWR);
-      if (dn >= 0) {
-        dup2(dn, 0);
-        dup2(dn, 1);
-        dup2(dn, 2);
-      }
-      unsetenv("ERL_EPMD_ADDRESS");
-      execl(EPMD_BIN, "epmd", "-port", portstr, "-address", LO, (char *)NULL);
-      _exit(127);
-    }
-    epmd_pid = pid;
-    for (int i = 0; i < 250; i++) {
-      if (can_connect(epmd_port)) return 0;
-      if (waitpid(pid, NULL, WNOHANG) == pid) { /* exited: the port was taken meanwhile; try another */
-        epmd_pid = -1;
-        break;
-      }
-      sleep_ms(20);
-    }
-    if (epmd_pid > 0) stop_epmd();
-  }
-  return -1;
+  epmd_pid = test_epmd_start(&epmd_port);
+  return epmd_pid > 0 ? 0 : -1;
 }
 
 static int stop_epmd_group(void **state) {

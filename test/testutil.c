@@ -1,7 +1,16 @@
 /* testutil.c: guard-page inputs, hex parsing and the vectors folder for unit tests. */
 #include "testutil.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -53,4 +62,74 @@ long hex_decode(const char *hex, uint8_t **out) {
 const char *vectors_dir(void) {
   const char *d = getenv("CN_VECTORS_DIR");
   return d && *d ? d : "../shared/vectors";
+}
+
+uint16_t free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t al = sizeof a;
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || getsockname(fd, (struct sockaddr *)&a, &al)) {
+    if (fd >= 0) close(fd);
+    return 0;
+  }
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+int can_connect(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  int ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+  if (fd >= 0) close(fd);
+  return ok;
+}
+
+void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+void test_epmd_stop(int pid) {
+  if (pid <= 0) return;
+  kill(pid, SIGTERM);
+  waitpid(pid, NULL, 0);
+}
+
+int test_epmd_start(uint16_t *port) {
+  for (int attempt = 0; attempt < 5; attempt++) {
+    uint16_t p = free_port();
+    if (!p) continue;
+    char portstr[8];
+    snprintf(portstr, sizeof portstr, "%u", (unsigned)p);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+      /* If the test dies without its teardown (an ASan abort), epmd must not outlive it. */
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() != parent) _exit(127);
+      int dn = open("/dev/null", O_RDWR);
+      if (dn >= 0) {
+        dup2(dn, 0);
+        dup2(dn, 1);
+        dup2(dn, 2);
+      }
+      unsetenv("ERL_EPMD_ADDRESS");
+      execl("/usr/bin/epmd", "epmd", "-port", portstr, "-address", "127.0.0.1", (char *)NULL);
+      _exit(127);
+    }
+    for (int i = 0; i < 250; i++) {
+      if (can_connect(p)) {
+        *port = p;
+        return pid;
+      }
+      if (waitpid(pid, NULL, WNOHANG) == pid) { /* the port was taken meanwhile; try another */
+        pid = -1;
+        break;
+      }
+      sleep_ms(20);
+    }
+    if (pid > 0) test_epmd_stop(pid);
+  }
+  return -1;
 }

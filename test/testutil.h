@@ -16,4 +16,15 @@ long hex_decode(const char *hex, uint8_t **out);
 /* The folder of the shared vectors: $CN_VECTORS_DIR or ../shared/vectors. */
 const char *vectors_dir(void);
 
+/* A loopback port that was free a moment ago (bind port 0, read it, close); 0 on failure. */
+uint16_t free_port(void);
+/* True when something accepts TCP connections on 127.0.0.1:port. */
+int can_connect(uint16_t port);
+void sleep_ms(long ms);
+/* Starts OTP's /usr/bin/epmd in the foreground on a free loopback port (dies with the test); returns its pid
+ * and sets *port, or -1. */
+int test_epmd_start(uint16_t *port);
+/* Stops the epmd started by test_epmd_start (SIGTERM + waitpid); ignores pid <= 0. */
+void test_epmd_stop(int pid);
+
 #endif
