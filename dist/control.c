@@ -1,0 +1,139 @@
+/* control.c: shape checks for distribution control messages (erl_dist_protocol, "Protocol between
+ * connected nodes"). A peer's bad shape is a protocol error for that connection only. */
+#include "control.h"
+
+#include <string.h>
+
+/* One row per operation: its arity and what stands at each position after the op code. */
+enum fld { F_NONE, F_FROM, F_TO, F_NAME, F_REF, F_REASON, F_ID, F_TOKEN, F_MFA, F_OPTS, F_GL, F_FLAGS, F_RESULT,
+           F_UNUSED };
+typedef struct {
+  int op;
+  const char *name;
+  uint8_t arity;
+  bool payload;
+  uint8_t f[6];
+} op_row;
+
+static const op_row ops[] = {
+    {DOP_LINK, "LINK", 3, false, {F_FROM, F_TO}},
+    {DOP_SEND, "SEND", 3, true, {F_UNUSED, F_TO}},
+    {DOP_EXIT, "EXIT", 4, false, {F_FROM, F_TO, F_REASON}},
+    {DOP_UNLINK, "UNLINK", 3, false, {F_FROM, F_TO}},
+    {DOP_NODE_LINK, "NODE_LINK", 1, false, {F_NONE}},
+    {DOP_REG_SEND, "REG_SEND", 4, true, {F_FROM, F_UNUSED, F_NAME}},
+    {DOP_GROUP_LEADER, "GROUP_LEADER", 3, false, {F_FROM, F_TO}},
+    {DOP_EXIT2, "EXIT2", 4, false, {F_FROM, F_TO, F_REASON}},
+    {DOP_SEND_TT, "SEND_TT", 4, true, {F_UNUSED, F_TO, F_TOKEN}},
+    {DOP_EXIT_TT, "EXIT_TT", 5, false, {F_FROM, F_TO, F_TOKEN, F_REASON}},
+    {DOP_REG_SEND_TT, "REG_SEND_TT", 5, true, {F_FROM, F_UNUSED, F_NAME, F_TOKEN}},
+    {DOP_EXIT2_TT, "EXIT2_TT", 5, false, {F_FROM, F_TO, F_TOKEN, F_REASON}},
+    {DOP_MONITOR_P, "MONITOR_P", 4, false, {F_FROM, F_TO, F_REF}},
+    {DOP_DEMONITOR_P, "DEMONITOR_P", 4, false, {F_FROM, F_TO, F_REF}},
+    {DOP_MONITOR_P_EXIT, "MONITOR_P_EXIT", 5, false, {F_FROM, F_TO, F_REF, F_REASON}},
+    {DOP_SEND_SENDER, "SEND_SENDER", 3, true, {F_FROM, F_TO}},
+    {DOP_SEND_SENDER_TT, "SEND_SENDER_TT", 4, true, {F_FROM, F_TO, F_TOKEN}},
+    {DOP_PAYLOAD_EXIT, "PAYLOAD_EXIT", 3, true, {F_FROM, F_TO}},
+    {DOP_PAYLOAD_EXIT_TT, "PAYLOAD_EXIT_TT", 4, true, {F_FROM, F_TO, F_TOKEN}},
+    {DOP_PAYLOAD_EXIT2, "PAYLOAD_EXIT2", 3, true, {F_FROM, F_TO}},
+    {DOP_PAYLOAD_EXIT2_TT, "PAYLOAD_EXIT2_TT", 4, true, {F_FROM, F_TO, F_TOKEN}},
+    {DOP_PAYLOAD_MONITOR_P_EXIT, "PAYLOAD_MONITOR_P_EXIT", 4, true, {F_FROM, F_TO, F_REF}},
+    {DOP_SPAWN_REQUEST, "SPAWN_REQUEST", 6, true, {F_ID, F_FROM, F_GL, F_MFA, F_OPTS}},
+    {DOP_SPAWN_REQUEST_TT, "SPAWN_REQUEST_TT", 7, true, {F_ID, F_FROM, F_GL, F_MFA, F_OPTS, F_TOKEN}},
+    {DOP_SPAWN_REPLY, "SPAWN_REPLY", 5, false, {F_ID, F_TO, F_FLAGS, F_RESULT}},
+    {DOP_SPAWN_REPLY_TT, "SPAWN_REPLY_TT", 6, false, {F_ID, F_TO, F_FLAGS, F_RESULT, F_TOKEN}},
+    {DOP_ALIAS_SEND, "ALIAS_SEND", 3, true, {F_FROM, F_REF}},
+    {DOP_ALIAS_SEND_TT, "ALIAS_SEND_TT", 4, true, {F_FROM, F_REF, F_TOKEN}},
+    {DOP_UNLINK_ID, "UNLINK_ID", 4, false, {F_ID, F_FROM, F_TO}},
+    {DOP_UNLINK_ID_ACK, "UNLINK_ID_ACK", 4, false, {F_ID, F_FROM, F_TO}},
+};
+
+static const op_row *find_op(int op) {
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+    if (ops[i].op == op) return &ops[i];
+  return NULL;
+}
+
+bool dist_op_has_payload(int op) {
+  const op_row *r = find_op(op);
+  return r && r->payload;
+}
+
+const char *dist_op_name(int op) {
+  const op_row *r = find_op(op);
+  return r ? r->name : "?";
+}
+
+static bool is_pid(const cn_term *t) { return t->type == CN_PID; }
+static bool is_pid_or_atom(const cn_term *t) { return t->type == CN_PID || t->type == CN_ATOM; }
+
+int dist_ctl_parse(const cn_term *ctl, dist_ctl *out) {
+  memset(out, 0, sizeof *out);
+  if (ctl->type != CN_TUPLE || ctl->v.tuple.arity < 1) return CN_EPROTO;
+  const cn_term *e = ctl->v.tuple.e;
+  if (e[0].type != CN_INT) return CN_EPROTO;
+  const op_row *r = find_op((int)e[0].v.i);
+  if (!r) return CN_EUNSUPPORTED;
+  if (ctl->v.tuple.arity != r->arity) return CN_EPROTO;
+  out->op = r->op;
+  for (uint32_t i = 1; i < r->arity; i++) {
+    const cn_term *x = &e[i];
+    switch (r->f[i - 1]) {
+    case F_FROM: out->from = x; break;
+    case F_TO: out->to = x; break;
+    case F_NAME: out->name = x; break;
+    case F_REF: out->ref = x; break;
+    case F_REASON: out->reason = x; break;
+    case F_ID: out->id = x; break;
+    case F_TOKEN: out->token = x; break;
+    case F_MFA: out->mfa = x; break;
+    case F_OPTS: out->opts = x; break;
+    case F_GL: out->gl = x; break;
+    case F_FLAGS: out->flags = x; break;
+    case F_RESULT: out->result = x; break;
+    default: break;
+    }
+  }
+  /* Shapes the runtime relies on; anything else a peer sends costs it the connection. */
+  switch (out->op) {
+  case DOP_MONITOR_P:
+  case DOP_DEMONITOR_P:
+    if (!is_pid(out->from) || !is_pid_or_atom(out->to) || out->ref->type != CN_REF) return CN_EPROTO;
+    break;
+  case DOP_MONITOR_P_EXIT:
+  case DOP_PAYLOAD_MONITOR_P_EXIT:
+    if (!is_pid_or_atom(out->from) || !is_pid(out->to) || out->ref->type != CN_REF) return CN_EPROTO;
+    break;
+  case DOP_REG_SEND:
+  case DOP_REG_SEND_TT:
+    if (!is_pid(out->from) || out->name->type != CN_ATOM) return CN_EPROTO;
+    break;
+  case DOP_SEND:
+  case DOP_SEND_TT:
+    if (!is_pid(out->to)) return CN_EPROTO;
+    break;
+  case DOP_SPAWN_REQUEST:
+  case DOP_SPAWN_REQUEST_TT:
+    if (!is_pid(out->from) || out->id->type != CN_REF) return CN_EPROTO;
+    break;
+  case DOP_ALIAS_SEND:
+  case DOP_ALIAS_SEND_TT:
+    if (!is_pid(out->from) || out->ref->type != CN_REF) return CN_EPROTO;
+    break;
+  case DOP_UNLINK_ID:
+  case DOP_UNLINK_ID_ACK:
+    if (!is_pid(out->from) || !is_pid(out->to) || (out->id->type != CN_INT && out->id->type != CN_BIG))
+      return CN_EPROTO;
+    break;
+  case DOP_NODE_LINK:
+    break;
+  case DOP_SPAWN_REPLY:
+  case DOP_SPAWN_REPLY_TT:
+    if (!is_pid(out->to)) return CN_EPROTO;
+    break;
+  default: /* links, exits, send_sender, group leader: pid to pid */
+    if (!is_pid(out->from) || !is_pid(out->to)) return CN_EPROTO;
+    break;
+  }
+  return 0;
+}
