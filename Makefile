@@ -25,6 +25,7 @@ EPMD_SRC  := $(wildcard cmd/cnode-epmd/*.c)
 TEST_SRC  := $(wildcard test/test_*.c)
 TEST_UTIL := $(filter-out $(TEST_SRC),$(wildcard test/*.c))
 TESTS     := $(TEST_SRC:test/%.c=$(BUILD)/test/%)
+EXAMPLES  := $(patsubst examples/%/main.c,$(BUILD)/examples/%,$(wildcard examples/*/main.c))
 
 .PHONY: all deps run test unit interop asan clean examples bench
 all: $(BUILD)/libcnode.a $(BUILD)/libcnode.so $(BUILD)/cnode
@@ -43,6 +44,12 @@ $(BUILD)/libcnode.so: $(LIB_OBJ)
 
 $(BUILD)/cnode: $(CNODE_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libcnode.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/examples/%: examples/%/main.c $(BUILD)/libcnode.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libcnode.a $(LDLIBS)
+
+examples: $(EXAMPLES)
 
 $(BUILD)/test/%: test/%.c $(TEST_UTIL) $(BUILD)/libcnode.a
 	@mkdir -p $(dir $@)
@@ -67,7 +74,7 @@ test: deps
 	@$(MAKE) --no-print-directory interop
 	@$(MAKE) --no-print-directory asan
 
-unit: $(TESTS)
+unit: $(TESTS) $(EXAMPLES)
 	@sh test/run_unit.sh $(TESTS)
 
 interop: all

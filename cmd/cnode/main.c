@@ -1,0 +1,225 @@
+/* main.c: the `cnode` program: a C node on its embedded defaults (cnode@127.0.0.1, the cookie erl would use)
+ * hosting the demo workers, and the `cnode term` tools. Ctrl-C or SIGTERM stop it cleanly. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <openssl/rand.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cnode.h"
+#include "workers.h"
+
+typedef struct app {
+  cn_node *node;
+  uv_signal_t sigint, sigterm;
+  char cookie[256];
+  int status;
+} app;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: cnode [--name N | --sname N] [--cookie C | --cookie-file F] [--epmd-port P]\n"
+          "             [--listen PORT] [--ticktime SECONDS] [--hidden] [--verbose]\n"
+          "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl.\n"
+          "  The cookie defaults to ~/.erlang.cookie, created as erl creates it when missing.\n");
+}
+
+static void log_line(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
+  (void)n;
+  (void)ctx;
+  static const char *tags[] = {"debug: ", "", "warning: ", "error: "};
+  printf("cnode: %s%s\n", tags[level], msg);
+}
+
+/* Reads the first line of a cookie file; 0 or -1. */
+static int read_cookie(const char *path, char *out, size_t cap) {
+  FILE *f = fopen(path, "r");
+  if (!f) return -1;
+  size_t k = fread(out, 1, cap - 1, f);
+  fclose(f);
+  out[k] = 0;
+  out[strcspn(out, "\r\n")] = 0;
+  return out[0] ? 0 : -1;
+}
+
+/* As erl does when ~/.erlang.cookie is missing: 20 random capital letters, readable by the owner only. */
+static int create_cookie(const char *path, char *out) {
+  unsigned char r[20];
+  if (RAND_bytes(r, sizeof r) != 1) return -1;
+  for (int i = 0; i < 20; i++) out[i] = (char)('A' + r[i] % 26);
+  out[20] = 0;
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0400);
+  if (fd < 0) return -1;
+  ssize_t w = write(fd, out, 20);
+  close(fd);
+  return w == 20 ? 0 : -1;
+}
+
+static bool epmd_listening(uint16_t port) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  if (s < 0) return false;
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = connect(s, (struct sockaddr *)&a, sizeof a) == 0;
+  close(s);
+  return ok;
+}
+
+/* No EPMD yet: start OTP's, detached, so it outlives this node as it would outlive erl. */
+static int start_epmd(uint16_t port) {
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    setsid();
+    int dn = open("/dev/null", O_RDWR);
+    if (dn >= 0) {
+      dup2(dn, 0);
+      dup2(dn, 1);
+      dup2(dn, 2);
+    }
+    char ps[16];
+    snprintf(ps, sizeof ps, "%u", port);
+    execlp("epmd", "epmd", "-port", ps, (char *)NULL);
+    _exit(127);
+  }
+  for (int i = 0; i < 100; i++) {
+    if (epmd_listening(port)) {
+      printf("cnode: started epmd (pid %d) on port %u\n", (int)pid, port);
+      return 0;
+    }
+    int st;
+    if (waitpid(pid, &st, WNOHANG) == pid) return -1;
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+  return -1;
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  app *a = s->data;
+  printf("cnode: %s received, stopping\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
+  uv_close((uv_handle_t *)&a->sigint, NULL);
+  uv_close((uv_handle_t *)&a->sigterm, NULL);
+  cn_node_stop(a->node);
+}
+
+static void on_started(cn_node *n, int status, void *ctx) {
+  app *a = ctx;
+  if (status) {
+    printf("cnode: cannot start: %s\n", cn_strerror(status));
+    a->status = 1;
+    uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->sigterm, NULL);
+    cn_node_stop(n);
+    return;
+  }
+  const char *name = cn_node_name(n)->name;
+  const char *host = strchr(name, '@') + 1;
+  printf("cnode: to connect from Elixir: iex --name a@%s --cookie %s\n", host, a->cookie);
+  printf("cnode:   then: Node.ping(:\"%s\")  and  GenServer.call({:cnode_kv, :\"%s\"}, {:put, 1, 2})\n", name,
+         name);
+}
+
+int main(int argc, char **argv) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  signal(SIGPIPE, SIG_IGN);
+  static const struct option lopts[] = {
+      {"name", required_argument, 0, 'n'},   {"sname", required_argument, 0, 's'},
+      {"cookie", required_argument, 0, 'c'}, {"cookie-file", required_argument, 0, 'f'},
+      {"epmd-port", required_argument, 0, 'p'}, {"listen", required_argument, 0, 'l'},
+      {"ticktime", required_argument, 0, 't'}, {"hidden", no_argument, 0, 'H'},
+      {"verbose", no_argument, 0, 'v'},      {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  const char *name = "cnode@127.0.0.1", *sname = NULL, *cookie = NULL, *cookie_file = NULL;
+  cn_node_opts o;
+  memset(&o, 0, sizeof o);
+  o.log = log_line;
+  o.log_level = CN_LOG_INFO;
+  int c;
+  while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+    switch (c) {
+    case 'n': name = optarg; break;
+    case 's': sname = optarg; break;
+    case 'c': cookie = optarg; break;
+    case 'f': cookie_file = optarg; break;
+    case 'p': o.epmd_port = (uint16_t)atoi(optarg); break;
+    case 'l': o.listen_port = (uint16_t)atoi(optarg); break;
+    case 't': o.net_ticktime_s = (uint32_t)atoi(optarg); break;
+    case 'H': o.hidden = true; break;
+    case 'v': o.log_level = CN_LOG_DEBUG; break;
+    case 'h': usage(stdout); return 0;
+    default: usage(stderr); return 2;
+    }
+  }
+  app a;
+  memset(&a, 0, sizeof a);
+  char fullname[512];
+  if (sname) {
+    char host[256];
+    if (gethostname(host, sizeof host)) strcpy(host, "localhost");
+    host[strcspn(host, ".")] = 0;
+    snprintf(fullname, sizeof fullname, strchr(sname, '@') ? "%s" : "%s@%s", sname, host);
+    name = fullname;
+  }
+  if (cookie) {
+    snprintf(a.cookie, sizeof a.cookie, "%s", cookie);
+  } else {
+    char path[1024];
+    if (!cookie_file) {
+      const char *home = getenv("HOME");
+      snprintf(path, sizeof path, "%s/.erlang.cookie", home ? home : ".");
+      cookie_file = path;
+      if (read_cookie(path, a.cookie, sizeof a.cookie) && create_cookie(path, a.cookie)) {
+        fprintf(stderr, "cnode: cannot read or create %s: %s\n", path, strerror(errno));
+        return 1;
+      }
+    } else if (read_cookie(cookie_file, a.cookie, sizeof a.cookie)) {
+      fprintf(stderr, "cnode: cannot read cookie file %s\n", cookie_file);
+      return 1;
+    }
+  }
+  o.name = name;
+  o.cookie = a.cookie;
+  uint16_t eport = o.epmd_port;
+  if (!eport) {
+    const char *e = getenv("ERL_EPMD_PORT");
+    eport = e && atoi(e) > 0 ? (uint16_t)atoi(e) : 4369;
+    o.epmd_port = eport;
+  }
+  if (!epmd_listening(eport) && start_epmd(eport)) {
+    fprintf(stderr, "cnode: no EPMD on port %u and `epmd` could not be started\n", eport);
+    return 1;
+  }
+  int rc = cn_node_new(&a.node, NULL, &o);
+  if (rc) {
+    fprintf(stderr, "cnode: cannot create node %s: %s\n", name, cn_strerror(rc));
+    return 1;
+  }
+  uv_loop_t *loop = cn_node_loop(a.node);
+  uv_signal_init(loop, &a.sigint);
+  uv_signal_init(loop, &a.sigterm);
+  a.sigint.data = a.sigterm.data = &a;
+  uv_signal_start(&a.sigint, on_signal, SIGINT);
+  uv_signal_start(&a.sigterm, on_signal, SIGTERM);
+  if ((rc = workers_start(a.node)) || (rc = cn_node_start(a.node, on_started, &a))) {
+    fprintf(stderr, "cnode: cannot start: %s\n", cn_strerror(rc));
+    uv_close((uv_handle_t *)&a.sigint, NULL);
+    uv_close((uv_handle_t *)&a.sigterm, NULL);
+    cn_node_stop(a.node);
+    a.status = 1;
+  }
+  cn_node_run(a.node);
+  cn_node_free(a.node);
+  printf("cnode: stopped\n");
+  return a.status;
+}

@@ -1,0 +1,753 @@
+/* conn.c: connections to other nodes on libuv: connect on demand through EPMD, accept, drive the pure
+ * handshake, frame and decode traffic, ticks, simultaneous-connect resolution, and output batching (one
+ * write per connection per loop turn). Protocol decisions live in dist/; this file only moves bytes. */
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "node_int.h"
+
+/* Bytes queued for a peer that is still connecting; beyond it messages are dropped, as for a dead peer. */
+#define PENDING_MAX ((size_t)64 << 20)
+#define FRAG_SIZE 65536
+#define READ_CHUNK 65536
+
+typedef enum { C_LOOKUP, C_CONNECTING, C_HANDSHAKE, C_UP, C_WAIT_PEER, C_CLOSING } conn_state;
+
+typedef struct pend {
+  struct pend *next;
+  cn_buf body; /* control then payload, each without the version byte */
+  size_t ctl_len;
+} pend;
+
+struct cn_conn {
+  cn_node *n;
+  const cn_atom *peer; /* NULL until an accepted peer says its name */
+  bool initiator;
+  bool in_hash;
+  conn_state state;
+  int refs; /* open handles and requests; freed at zero */
+  uv_tcp_t tcp;
+  bool tcp_open;
+  uv_timer_t timer; /* setup timeout, then ticks */
+  epmd_req *lookup;
+  uv_getaddrinfo_t gai;
+  bool gai_pending;
+  uv_connect_t creq;
+  uint16_t peer_port;
+  int peer_version;
+  dist_hs hs;
+  bool hs_init;
+  cn_buf in;
+  cn_buf out;  /* accumulating */
+  cn_buf wbuf; /* being written */
+  uv_write_t wreq;
+  bool writing;
+  bool dirty;
+  cn_conn *dirty_next;
+  dist_frags *frags;
+  dist_tick tick;
+  uint64_t peer_flags;
+  pend *pend_head, **pend_tail;
+  size_t pend_bytes;
+  char addr[64]; /* the peer's address, for logs before its name is known */
+  cn_conn *unnamed_next;
+  UT_hash_handle hh; /* node->conns by peer atom pointer */
+};
+
+static void conn_close(cn_conn *c, const char *reason);
+static void process_input(cn_conn *c);
+
+static const char *who(cn_conn *c) { return c->peer ? c->peer->name : c->addr; }
+
+static void unref(cn_conn *c) {
+  if (--c->refs > 0) return;
+  cn_node *n = c->n;
+  for (cn_conn **d = &n->dirty; *d; d = &(*d)->dirty_next) {
+    if (*d == c) {
+      *d = c->dirty_next;
+      break;
+    }
+  }
+  if (c->hs_init) dist_hs_free(&c->hs);
+  if (c->frags) dist_frags_free(c->frags);
+  while (c->pend_head) {
+    pend *p = c->pend_head;
+    c->pend_head = p->next;
+    cn_buf_free(&p->body);
+    cn_free(p);
+  }
+  cn_buf_free(&c->in);
+  cn_buf_free(&c->out);
+  cn_buf_free(&c->wbuf);
+  cn_free(c);
+}
+
+static void on_handle_closed(uv_handle_t *h) { unref(h->data); }
+
+static void on_timer(uv_timer_t *t);
+
+static cn_conn *conn_new(cn_node *n, const cn_atom *peer, bool initiator) {
+  cn_conn *c = cn_calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->n = n;
+  c->peer = peer;
+  c->initiator = initiator;
+  c->pend_tail = &c->pend_head;
+  uv_timer_init(n->loop, &c->timer);
+  c->timer.data = c;
+  c->refs = 1;
+  uv_timer_start(&c->timer, on_timer, n->hs_timeout_ms, 0);
+  return c;
+}
+
+static cn_conn *find(cn_node *n, const cn_atom *peer) {
+  cn_conn *c;
+  HASH_FIND_PTR(n->conns, &peer, c);
+  return c;
+}
+
+static void hash_add(cn_conn *c) {
+  HASH_ADD_PTR(c->n->conns, peer, c);
+  c->in_hash = true;
+}
+
+static void unnamed_remove(cn_conn *c) {
+  for (cn_conn **u = &c->n->unnamed; *u; u = &(*u)->unnamed_next) {
+    if (*u == c) {
+      *u = c->unnamed_next;
+      return;
+    }
+  }
+}
+
+/* ---- Output ------------------------------------------------------------------------------------------ */
+
+static void mark_dirty(cn_conn *c) {
+  if (c->dirty) return;
+  c->dirty = true;
+  c->dirty_next = c->n->dirty;
+  c->n->dirty = c;
+}
+
+static void on_written(uv_write_t *req, int status) {
+  cn_conn *c = req->data;
+  c->writing = false;
+  c->wbuf.len = 0;
+  if (status < 0) {
+    if (status != UV_ECANCELED && c->state != C_CLOSING) conn_close(c, uv_strerror(status));
+  } else if (c->out.len && c->state != C_CLOSING) {
+    mark_dirty(c);
+  }
+  unref(c);
+}
+
+static void flush(cn_conn *c) {
+  if (c->writing || !c->out.len || !c->tcp_open || c->state == C_CLOSING) return;
+  cn_buf t = c->wbuf;
+  c->wbuf = c->out;
+  c->out = t;
+  c->out.len = 0;
+  uv_buf_t b = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
+  c->wreq.data = c;
+  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+  if (rc) {
+    conn_close(c, uv_strerror(rc));
+    return;
+  }
+  c->writing = true;
+  c->refs++;
+  if (c->state == C_UP) dist_tick_sent(&c->tick);
+}
+
+void conn_flush_all(cn_node *n) {
+  while (n->dirty) {
+    cn_conn *c = n->dirty;
+    n->dirty = c->dirty_next;
+    c->dirty = false;
+    flush(c);
+  }
+}
+
+/* Frames already-encoded control and payload bytes for an up connection. */
+static int frame_bytes(cn_conn *c, const uint8_t *body, size_t ctl_len, size_t len) {
+  cn_buf *o = &c->out;
+  size_t start = o->len;
+  int rc;
+  if (c->peer_flags & DFLAG_FRAGMENTS) {
+    size_t s = dist_msg_begin(o);
+    if (s == SIZE_MAX) return CN_ENOMEM;
+    if ((rc = cn_buf_append(o, body, len)) || (rc = dist_msg_end(o, s, ++c->n->frag_seq, FRAG_SIZE))) goto fail;
+  } else {
+    /* Pass-through frames: 112, then each term with its version byte. */
+    if ((rc = cn_buf_put32(o, 0)) || (rc = cn_buf_put8(o, 112)) || (rc = cn_buf_put8(o, 131)) ||
+        (rc = cn_buf_append(o, body, ctl_len)))
+      goto fail;
+    if (len > ctl_len && ((rc = cn_buf_put8(o, 131)) || (rc = cn_buf_append(o, body + ctl_len, len - ctl_len))))
+      goto fail;
+    cn_set32(o->data + start, (uint32_t)(o->len - start - 4));
+  }
+  mark_dirty(c);
+  return 0;
+fail:
+  o->len = start;
+  return rc;
+}
+
+static int frame_terms(cn_conn *c, const cn_term *ctl, const cn_term *payload) {
+  cn_buf *o = &c->out;
+  size_t start = o->len;
+  int rc;
+  if (c->peer_flags & DFLAG_FRAGMENTS) {
+    size_t s = dist_msg_begin(o);
+    if (s == SIZE_MAX) return CN_ENOMEM;
+    if ((rc = cn_term_encode(ctl, o)) || (payload && (rc = cn_term_encode(payload, o))) ||
+        (rc = dist_msg_end(o, s, ++c->n->frag_seq, FRAG_SIZE)))
+      goto fail;
+  } else {
+    if ((rc = cn_buf_put32(o, 0)) || (rc = cn_buf_put8(o, 112)) || (rc = cn_term_to_binary(ctl, o)) ||
+        (payload && (rc = cn_term_to_binary(payload, o))))
+      goto fail;
+    cn_set32(o->data + start, (uint32_t)(o->len - start - 4));
+  }
+  mark_dirty(c);
+  return 0;
+fail:
+  o->len = start;
+  return rc;
+}
+
+static int queue_pending(cn_conn *c, const cn_term *ctl, const cn_term *payload) {
+  pend *p = cn_calloc(1, sizeof *p);
+  if (!p) return CN_ENOMEM;
+  int rc = cn_term_encode(ctl, &p->body);
+  p->ctl_len = p->body.len;
+  if (!rc && payload) rc = cn_term_encode(payload, &p->body);
+  if (rc || c->pend_bytes + p->body.len > PENDING_MAX) {
+    cn_buf_free(&p->body);
+    cn_free(p);
+    return rc;
+  }
+  c->pend_bytes += p->body.len;
+  *c->pend_tail = p;
+  c->pend_tail = &p->next;
+  return 0;
+}
+
+int conn_send(cn_node *n, const cn_atom *peer, const cn_term *ctl, const cn_term *payload) {
+  if (!peer || node_is_local(n, peer)) return CN_EINVAL;
+  if (n->stopping) return 0;
+  cn_conn *c = find(n, peer);
+  if (!c) {
+    if (conn_connect(n, peer)) return 0;
+    c = find(n, peer);
+    if (!c) return 0;
+  }
+  if (c->state == C_UP) return frame_terms(c, ctl, payload);
+  return queue_pending(c, ctl, payload);
+}
+
+/* Moves messages queued on `from` (a losing or failed setup) to `to`. */
+static void adopt_pending(cn_conn *to, cn_conn *from) {
+  if (!from->pend_head) return;
+  *to->pend_tail = from->pend_head;
+  to->pend_tail = from->pend_tail;
+  to->pend_bytes += from->pend_bytes;
+  from->pend_head = NULL;
+  from->pend_tail = &from->pend_head;
+  from->pend_bytes = 0;
+}
+
+/* ---- Closing ----------------------------------------------------------------------------------------- */
+
+static void drop_socket(cn_conn *c) {
+  if (c->tcp_open) {
+    c->tcp_open = false;
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+  }
+}
+
+static void conn_close(cn_conn *c, const char *reason) {
+  if (c->state == C_CLOSING) return;
+  cn_node *n = c->n;
+  bool was_up = c->state == C_UP;
+  c->state = C_CLOSING;
+  if (c->in_hash) {
+    HASH_DEL(n->conns, c);
+    c->in_hash = false;
+  } else if (!c->initiator) {
+    unnamed_remove(c);
+  }
+  if (was_up) node_notify(n, c->peer, false, reason);
+  if (c->lookup) epmd_req_cancel(c->lookup);
+  if (c->gai_pending) uv_cancel((uv_req_t *)&c->gai);
+  drop_socket(c);
+  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+static void setup_failed(cn_conn *c, const char *fmt, const char *detail) {
+  char msg[512];
+  snprintf(msg, sizeof msg, fmt, detail);
+  cn_log(c->n, CN_LOG_WARN, "handshake with %s failed: %s", who(c), msg);
+  conn_close(c, msg);
+}
+
+void conn_close_all(cn_node *n) {
+  cn_conn *c, *tmp;
+  HASH_ITER(hh, n->conns, c, tmp) conn_close(c, "node stopping");
+  while (n->unnamed) conn_close(n->unnamed, "node stopping");
+}
+
+/* ---- Timers: setup timeout, then ticks --------------------------------------------------------------------- */
+
+static void on_timer(uv_timer_t *t) {
+  cn_conn *c = t->data;
+  if (c->state == C_UP) {
+    switch (dist_tick_fire(&c->tick, uv_now(c->n->loop))) {
+    case DIST_TICK_SEND:
+      cn_buf_put32(&c->out, 0);
+      mark_dirty(c);
+      break;
+    case DIST_TICK_TIMEOUT:
+      conn_close(c, "net_tick_timeout");
+      break;
+    default:
+      break;
+    }
+  } else if (c->state == C_WAIT_PEER) {
+    cn_log(c->n, CN_LOG_WARN, "connection to %s not established: the peer's own attempt never came", who(c));
+    conn_close(c, "setup timeout");
+  } else if (c->state != C_CLOSING) {
+    setup_failed(c, "%s", "setup timed out");
+  }
+}
+
+/* ---- Reading ---------------------------------------------------------------------------------------------- */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  (void)hint;
+  cn_conn *c = h->data;
+  size_t want = READ_CHUNK;
+  /* Reserve a whole large frame at once rather than growing it chunk by chunk. */
+  if (c->state == C_UP && c->in.len >= 4) {
+    size_t flen = (size_t)cn_get32(c->in.data) + 4;
+    if (flen > c->in.len && flen - c->in.len > want && flen <= c->n->max_msg + 4) want = flen - c->in.len;
+  }
+  if (cn_buf_reserve(&c->in, want)) {
+    buf->base = NULL;
+    buf->len = 0;
+    return;
+  }
+  buf->base = (char *)c->in.data + c->in.len;
+  buf->len = c->in.cap - c->in.len - 1;
+}
+
+/* The peer closed during setup: name the most likely cause for the log. */
+static const char *closed_reason(cn_conn *c) {
+  if (c->state == C_HANDSHAKE && c->initiator && dist_hs_awaiting_ack(&c->hs))
+    return "peer closed the connection after our challenge reply: cookie mismatch (our digest was refused)";
+  return c->state == C_UP ? "connection closed" : "connection closed by peer during handshake";
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  (void)buf;
+  cn_conn *c = s->data;
+  if (nread == 0) return;
+  if (nread < 0) {
+    if (c->state == C_UP || nread != UV_EOF)
+      conn_close(c, nread == UV_EOF ? "connection closed" : uv_strerror((int)nread));
+    else
+      setup_failed(c, "%s", closed_reason(c));
+    return;
+  }
+  c->in.len += (size_t)nread;
+  if (c->state == C_UP) dist_tick_recv(&c->tick);
+  process_input(c);
+}
+
+static void start_io(cn_conn *c) {
+  c->tcp.data = c;
+  uv_tcp_nodelay(&c->tcp, 1);
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* ---- Handshake ------------------------------------------------------------------------------------------- */
+
+static void hs_output(cn_conn *c) {
+  if (!c->hs.out.len) return;
+  cn_buf_append(&c->out, c->hs.out.data, c->hs.out.len);
+  cn_buf_consume(&c->hs.out, c->hs.out.len);
+  mark_dirty(c);
+}
+
+static int hs_start(cn_conn *c) {
+  cn_node *n = c->n;
+  dist_hs_cfg cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.role = c->initiator ? DIST_HS_INITIATOR : DIST_HS_ACCEPTOR;
+  cfg.name = n->name->name;
+  cfg.cookie = n->cookie;
+  cfg.flags = n->flags;
+  cfg.creation = n->creation;
+  while (!cfg.challenge) RAND_bytes((unsigned char *)&cfg.challenge, sizeof cfg.challenge);
+  cfg.peer_version = c->peer_version ? c->peer_version : 6;
+  cfg.required_flags = DIST_FLAGS_MANDATORY_25;
+  cfg.peer_name = c->initiator ? c->peer->name : NULL;
+  int rc = dist_hs_init(&c->hs, &cfg);
+  if (rc) return rc;
+  c->hs_init = true;
+  c->state = C_HANDSHAKE;
+  hs_output(c);
+  return 0;
+}
+
+/* Writes what is queued now, before a close that follows a final status. */
+static void write_now(cn_conn *c) {
+  if (!c->out.len || !c->tcp_open) return;
+  uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+  uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  c->out.len = 0;
+}
+
+/* Acceptor: the peer said its name. Decide as net_kernel does on simultaneous connects. */
+static const char *on_peer_name(cn_conn *c) {
+  cn_node *n = c->n;
+  const cn_atom *peer = cn_atoms_get(n->atoms, c->hs.peer_name);
+  if (!peer) return "not_allowed";
+  c->peer = peer;
+  if (peer == n->name) return "not_allowed";
+  cn_conn *old = find(n, peer);
+  if (!old) {
+    unnamed_remove(c);
+    hash_add(c);
+    return "ok";
+  }
+  if (old->state == C_UP) return "alive"; /* the initiator decides; on true we replace `old` at the end */
+  if (old->state != C_WAIT_PEER && strcmp(n->name->name, peer->name) > 0) return "nok"; /* ours wins */
+  /* Theirs wins (or ours was already refused): carry our queued messages over to it. */
+  adopt_pending(c, old);
+  conn_close(old, "simultaneous connect");
+  unnamed_remove(c);
+  hash_add(c);
+  return strcmp(n->name->name, peer->name) > 0 ? "ok" : "ok_simultaneous";
+}
+
+static void conn_up(cn_conn *c) {
+  cn_node *n = c->n;
+  if (!c->in_hash) {
+    cn_conn *old = find(n, c->peer);
+    if (old) conn_close(old, "replaced by a new connection from the peer");
+    unnamed_remove(c);
+    hash_add(c);
+  }
+  c->peer_flags = c->hs.peer_flags;
+  if (dist_frags_new(&c->frags, n->max_msg, 64)) {
+    conn_close(c, "out of memory");
+    return;
+  }
+  c->state = C_UP;
+  dist_tick_init(&c->tick, n->ticktime_ms, uv_now(n->loop));
+  uint32_t iv = dist_tick_interval_ms(&c->tick);
+  uv_timer_start(&c->timer, on_timer, iv, iv);
+  node_notify(n, c->peer, true, NULL);
+  while (c->pend_head && c->state == C_UP) {
+    pend *p = c->pend_head;
+    c->pend_head = p->next;
+    frame_bytes(c, p->body.data, p->ctl_len, p->body.len);
+    cn_buf_free(&p->body);
+    cn_free(p);
+  }
+  c->pend_tail = &c->pend_head;
+  c->pend_bytes = 0;
+}
+
+/* The initiator was refused with nok: the peer's own connection to us is coming; keep the queue for it. */
+static void wait_for_peer(cn_conn *c) {
+  cn_log(c->n, CN_LOG_DEBUG, "simultaneous connect with %s: waiting for its connection", who(c));
+  c->state = C_WAIT_PEER;
+  drop_socket(c);
+  uv_timer_start(&c->timer, on_timer, c->n->hs_timeout_ms, 0);
+}
+
+static int handshake_step(cn_conn *c, size_t *off) {
+  size_t used = 0;
+  int ev = dist_hs_feed(&c->hs, c->in.data + *off, c->in.len - *off, &used);
+  *off += used;
+  hs_output(c);
+  if (ev < 0) {
+    if (ev == CN_EREFUSED && c->initiator && dist_hs_refused_nok(&c->hs)) {
+      wait_for_peer(c);
+      return -1;
+    }
+    write_now(c);
+    setup_failed(c, "%s", c->hs.reason ? c->hs.reason : cn_strerror(ev));
+    return -1;
+  }
+  switch (ev) {
+  case DIST_HS_NAME: {
+    const char *st = on_peer_name(c);
+    dist_hs_accept_status(&c->hs, st);
+    hs_output(c);
+    if (!strcmp(st, "nok") || !strcmp(st, "not_allowed")) {
+      cn_log(c->n, strcmp(st, "nok") ? CN_LOG_WARN : CN_LOG_DEBUG, "refused connection from %s: %s", who(c),
+             strcmp(st, "nok") ? "not allowed" : "simultaneous connect, keeping ours");
+      write_now(c);
+      conn_close(c, st);
+      return -1;
+    }
+    return 1;
+  }
+  case DIST_HS_ALIVE:
+    dist_hs_alive_reply(&c->hs, true);
+    hs_output(c);
+    return 1;
+  case DIST_HS_DONE:
+    conn_up(c);
+    return c->state == C_UP ? 1 : -1;
+  default:
+    return 0; /* more bytes needed */
+  }
+}
+
+/* ---- Frames ---------------------------------------------------------------------------------------------- */
+
+static int handle_body(cn_conn *c, const uint8_t *b, size_t len, bool versioned) {
+  cn_node *n = c->n;
+  cn_decode_opts opts = {.max_depth = 0, .max_size = n->max_msg};
+  size_t off = 0;
+  cn_term *ctl = NULL, *pay = NULL;
+  int rc;
+  if (versioned && (len < 1 || b[off++] != 131)) return CN_EPROTO;
+  if ((rc = cn_term_decode(n->atoms, b, len, &off, &opts, &ctl))) return rc;
+  dist_ctl dc;
+  rc = dist_ctl_parse(ctl, &dc);
+  if (rc == CN_EUNSUPPORTED) {
+    cn_log(n, CN_LOG_DEBUG, "ignoring unknown control message from %s", who(c));
+    cn_term_free(ctl);
+    return 0;
+  }
+  if (rc) goto out;
+  if (dist_op_has_payload(dc.op)) {
+    if (versioned && (off >= len || b[off++] != 131)) {
+      rc = CN_EPROTO;
+      goto out;
+    }
+    if ((rc = cn_term_decode(n->atoms, b, len, &off, &opts, &pay))) goto out;
+  }
+  if (off != len) {
+    rc = CN_EPROTO;
+    goto out;
+  }
+  rc = dispatch_ctl(n, c, c->peer, &dc, pay);
+  pay = NULL;
+out:
+  cn_term_free(pay);
+  cn_term_free(ctl);
+  return rc;
+}
+
+static int handle_frame(cn_conn *c, const uint8_t *d, size_t len) {
+  dist_msg_hdr h;
+  int rc = dist_msg_hdr_parse(d, len, &h);
+  if (rc) return rc;
+  if (h.kind == DIST_MSG_PASS || h.kind == DIST_MSG_NORMAL)
+    return handle_body(c, d + h.body_off, len - h.body_off, h.versioned);
+  cn_buf done = {0};
+  rc = dist_frags_add(c->frags, &h, d + h.body_off, len - h.body_off, &done);
+  if (rc == 1) {
+    rc = handle_body(c, done.data, done.len, false);
+    cn_buf_free(&done);
+  }
+  return rc < 0 ? rc : 0;
+}
+
+static void process_input(cn_conn *c) {
+  size_t off = 0;
+  while (c->state == C_HANDSHAKE || c->state == C_UP) {
+    if (c->state == C_HANDSHAKE) {
+      int r = handshake_step(c, &off);
+      if (r <= 0) break;
+      continue;
+    }
+    const uint8_t *d;
+    size_t dlen;
+    ssize_t r = dist_frame_parse(c->in.data + off, c->in.len - off, c->n->max_msg, &d, &dlen);
+    if (r == 0) break;
+    if (r < 0) {
+      cn_log(c->n, CN_LOG_WARN, "dropping connection to %s: frame over the %zu-byte limit", who(c), c->n->max_msg);
+      conn_close(c, "frame too large");
+      break;
+    }
+    off += (size_t)r;
+    if (dlen == 0) continue; /* a tick */
+    int rc = handle_frame(c, d, dlen);
+    if (rc < 0) {
+      cn_log(c->n, CN_LOG_WARN, "dropping connection to %s: bad message: %s", who(c), cn_strerror(rc));
+      conn_close(c, "protocol error");
+      break;
+    }
+  }
+  if (c->state != C_CLOSING && c->state != C_WAIT_PEER) cn_buf_consume(&c->in, off);
+}
+
+/* ---- Accepting ----------------------------------------------------------------------------------------- */
+
+void conn_on_accept(uv_stream_t *server, int status) {
+  cn_node *n = server->data;
+  if (status < 0 || n->stopping) return;
+  cn_conn *c = conn_new(n, NULL, false);
+  if (!c) return;
+  uv_tcp_init(n->loop, &c->tcp);
+  c->tcp.data = c;
+  c->tcp_open = true;
+  c->refs++;
+  c->unnamed_next = n->unnamed;
+  n->unnamed = c;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp)) {
+    conn_close(c, "accept failed");
+    return;
+  }
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  char ip[48] = "?";
+  uint16_t port = 0;
+  if (!uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len)) {
+    if (ss.ss_family == AF_INET) {
+      uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
+      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    } else {
+      uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
+      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+  }
+  snprintf(c->addr, sizeof c->addr, "%s:%u", ip, port);
+  if (hs_start(c)) {
+    conn_close(c, "out of memory");
+    return;
+  }
+  start_io(c);
+}
+
+/* ---- Connecting --------------------------------------------------------------------------------------- */
+
+static void on_connected(uv_connect_t *req, int status) {
+  cn_conn *c = req->data;
+  if (c->state != C_CLOSING) {
+    if (status < 0)
+      setup_failed(c, "connect: %s", uv_strerror(status));
+    else if (hs_start(c))
+      setup_failed(c, "%s", "out of memory");
+    else
+      start_io(c);
+  }
+  unref(c);
+}
+
+static void connect_addr(cn_conn *c, const struct sockaddr *sa) {
+  uv_tcp_init(c->n->loop, &c->tcp);
+  c->tcp.data = c;
+  c->tcp_open = true;
+  c->refs++;
+  c->state = C_CONNECTING;
+  c->creq.data = c;
+  int rc = uv_tcp_connect(&c->creq, &c->tcp, sa, on_connected);
+  if (rc) {
+    setup_failed(c, "connect: %s", uv_strerror(rc));
+    return;
+  }
+  c->refs++;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  cn_conn *c = req->data;
+  c->gai_pending = false;
+  if (c->state != C_CLOSING) {
+    if (status < 0 || !res) {
+      setup_failed(c, "cannot resolve host: %s", uv_strerror(status));
+    } else {
+      struct sockaddr_storage ss;
+      memcpy(&ss, res->ai_addr, res->ai_addrlen);
+      if (ss.ss_family == AF_INET)
+        ((struct sockaddr_in *)&ss)->sin_port = htons(c->peer_port);
+      else
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(c->peer_port);
+      connect_addr(c, (struct sockaddr *)&ss);
+    }
+  }
+  if (res) uv_freeaddrinfo(res);
+  unref(c);
+}
+
+static const char *peer_host(const cn_atom *peer) { return strchr(peer->name, '@') + 1; }
+
+static void on_lookup(int status, const epmd_node_info *info, void *ctx) {
+  cn_conn *c = ctx;
+  c->lookup = NULL;
+  if (c->state != C_CLOSING) {
+    if (status) {
+      char d[300];
+      snprintf(d, sizeof d, "EPMD on %s has no port for it (%s)", peer_host(c->peer), cn_strerror(status));
+      setup_failed(c, "%s", d);
+    } else {
+      c->peer_port = info->port;
+      c->peer_version = info->highest >= 6 ? 6 : 5;
+      struct sockaddr_storage ss;
+      const char *host = peer_host(c->peer);
+      if (!uv_ip4_addr(host, c->peer_port, (struct sockaddr_in *)&ss) ||
+          !uv_ip6_addr(host, c->peer_port, (struct sockaddr_in6 *)&ss)) {
+        connect_addr(c, (struct sockaddr *)&ss);
+      } else {
+        struct addrinfo hints;
+        memset(&hints, 0, sizeof hints);
+        hints.ai_socktype = SOCK_STREAM;
+        c->gai.data = c;
+        if (uv_getaddrinfo(c->n->loop, &c->gai, on_resolved, host, NULL, &hints)) {
+          setup_failed(c, "%s", "cannot resolve host");
+        } else {
+          c->gai_pending = true;
+          c->refs++;
+        }
+      }
+    }
+  }
+  unref(c);
+}
+
+int conn_connect(cn_node *n, const cn_atom *peer) {
+  if (n->stopping) return CN_ESTATE;
+  if (find(n, peer)) return 0;
+  const char *at = strchr(peer->name, '@');
+  if (!at || at == peer->name || !at[1]) return CN_EINVAL;
+  cn_conn *c = conn_new(n, peer, true);
+  if (!c) return CN_ENOMEM;
+  hash_add(c);
+  c->state = C_LOOKUP;
+  char alive[256];
+  size_t al = (size_t)(at - peer->name);
+  memcpy(alive, peer->name, al);
+  alive[al] = 0;
+  int rc = epmd_port_please(n->loop, at + 1, n->epmd_port, alive, n->hs_timeout_ms, on_lookup, c, &c->lookup);
+  if (rc) {
+    setup_failed(c, "EPMD lookup: %s", cn_strerror(rc));
+    return rc;
+  }
+  c->refs++;
+  return 0;
+}
+
+/* ---- Queries ---------------------------------------------------------------------------------------------- */
+
+uint64_t conn_peer_flags(cn_node *n, const cn_atom *peer) {
+  cn_conn *c = find(n, peer);
+  return c && c->state == C_UP ? c->peer_flags : 0;
+}
+
+size_t conn_list_up(cn_node *n, const cn_atom **out, size_t max) {
+  size_t k = 0;
+  for (cn_conn *c = n->conns; c; c = c->hh.next) {
+    if (c->state != C_UP) continue;
+    if (k < max) out[k] = c->peer;
+    k++;
+  }
+  return k;
+}

@@ -1,0 +1,403 @@
+/* node.c: a node's lifecycle (create, listen, register with EPMD, stop), its log, its scheduler (the run
+ * queue drained from an idle handle) and the thread-safe entry points posted through uv_async_t. */
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "node_int.h"
+
+/* Messages one process handles before the next gets a turn, and per loop turn in all. */
+#define PROC_SLICE 64
+#define TURN_BUDGET 4096
+
+static void default_log(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
+  (void)n;
+  (void)level;
+  (void)ctx;
+  fprintf(stderr, "cnode: %s\n", msg);
+}
+
+void cn_log(cn_node *n, cn_log_level level, const char *fmt, ...) {
+  if (level < n->log_level) return;
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  n->log(n, level, line, n->log_ctx);
+}
+
+static void on_idle(uv_idle_t *h);
+static void on_prepare(uv_prepare_t *h);
+static void on_async(uv_async_t *h);
+
+int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
+  *out = NULL;
+  if (!o || !o->name || !o->cookie) return CN_EINVAL;
+  const char *at = strchr(o->name, '@');
+  if (!at || at == o->name || !at[1] || strlen(o->name) > 255) return CN_EINVAL;
+  cn_node *n = cn_calloc(1, sizeof *n);
+  if (!n) return CN_ENOMEM;
+  int rc = CN_ENOMEM;
+  if (cn_atoms_new(&n->atoms, o->max_atoms ? o->max_atoms : 1048576)) goto fail;
+  n->name = cn_atoms_get(n->atoms, o->name);
+  n->host = cn_strndup(at + 1, strlen(at + 1));
+  n->cookie = cn_strndup(o->cookie, strlen(o->cookie));
+  const char *eh = o->epmd_host ? o->epmd_host : "127.0.0.1";
+  n->epmd_host = cn_strndup(eh, strlen(eh));
+  const char *la = o->listen_addr ? o->listen_addr : "0.0.0.0";
+  n->listen_addr = cn_strndup(la, strlen(la));
+  if (!n->name || !n->host || !n->cookie || !n->epmd_host || !n->listen_addr) {
+    rc = n->name ? CN_ENOMEM : CN_EINVAL;
+    goto fail;
+  }
+  n->epmd_port = o->epmd_port ? o->epmd_port : epmd_default_port();
+  n->listen_port = o->listen_port;
+  n->ticktime_ms = (o->net_ticktime_s ? o->net_ticktime_s : 60) * 1000u;
+  n->hs_timeout_ms = o->handshake_timeout_ms ? o->handshake_timeout_ms : 7000;
+  n->hidden = o->hidden;
+  n->no_epmd = o->no_epmd;
+  n->max_msg = o->max_message_size ? o->max_message_size : (size_t)256 << 20;
+  n->log = o->log ? o->log : default_log;
+  n->log_ctx = o->log_ctx;
+  n->log_level = o->log_level;
+  n->flags = DIST_FLAGS_DEFAULT & ~(uint64_t)(n->hidden ? DFLAG_PUBLISHED : 0);
+  n->next_id = 1;
+  n->runq_tail = NULL;
+  n->ts_tail = &n->ts_head;
+  if (loop) {
+    n->loop = loop;
+  } else {
+    if (uv_loop_init(&n->own_loop)) goto fail;
+    n->loop = &n->own_loop;
+    n->owns_loop = true;
+  }
+  pthread_mutex_init(&n->ts_lock, NULL);
+  uv_idle_init(n->loop, &n->idle);
+  uv_prepare_init(n->loop, &n->prepare);
+  uv_async_init(n->loop, &n->async, on_async);
+  n->idle.data = n->prepare.data = n->async.data = n;
+  uv_prepare_start(&n->prepare, on_prepare);
+  uv_unref((uv_handle_t *)&n->prepare);
+  if ((rc = builtin_start(n))) {
+    cn_node_free(n);
+    return rc;
+  }
+  *out = n;
+  return 0;
+fail:
+  if (n->atoms) cn_atoms_free(n->atoms);
+  cn_free(n->host);
+  cn_free(n->cookie);
+  cn_free(n->epmd_host);
+  cn_free(n->listen_addr);
+  cn_free(n);
+  return rc;
+}
+
+const cn_atom *cn_node_name(const cn_node *n) { return n->name; }
+uint32_t cn_node_creation(const cn_node *n) { return n->creation; }
+uint16_t cn_node_port(const cn_node *n) { return n->port; }
+cn_atoms *cn_node_atoms(cn_node *n) { return n->atoms; }
+uv_loop_t *cn_node_loop(cn_node *n) { return n->loop; }
+const cn_atom *cn_intern(cn_node *n, const char *name) { return cn_atoms_get(n->atoms, name); }
+cn_term *cn_mk_atomc(cn_node *n, const char *name) { return cn_mk_atom(cn_intern(n, name)); }
+bool node_is_local(const cn_node *n, const cn_atom *node) { return node == n->name; }
+
+cn_ref node_make_ref(cn_node *n) {
+  cn_ref r = {.node = n->name, .creation = n->creation, .len = 3};
+  uint64_t c = ++n->ref_counter;
+  r.n[0] = (uint32_t)(c & 0x3ffff);
+  r.n[1] = (uint32_t)(c >> 18);
+  r.n[2] = (uint32_t)(c >> 50) ^ (uint32_t)(uintptr_t)n;
+  return r;
+}
+
+/* ---- Scheduling --------------------------------------------------------------------------------------- */
+
+void node_schedule(cn_node *n, cn_proc *p) {
+  if (p->in_runq) return;
+  p->in_runq = true;
+  p->run_next = NULL;
+  if (n->runq_tail)
+    n->runq_tail->run_next = p;
+  else
+    n->runq_head = p;
+  n->runq_tail = p;
+  if (!uv_is_active((uv_handle_t *)&n->idle)) uv_idle_start(&n->idle, on_idle);
+}
+
+static void on_idle(uv_idle_t *h) {
+  cn_node *n = h->data;
+  size_t budget = TURN_BUDGET;
+  while (n->runq_head && budget) {
+    cn_proc *p = n->runq_head;
+    n->runq_head = p->run_next;
+    if (!n->runq_head) n->runq_tail = NULL;
+    p->in_runq = false;
+    size_t ran = proc_run(p, budget < PROC_SLICE ? budget : PROC_SLICE);
+    budget -= ran < budget ? ran : budget;
+    if (p->dead) {
+      if (!p->in_runq) proc_free(p);
+    } else if (p->mq_head || p->exit_reason) {
+      node_schedule(n, p);
+    }
+  }
+  if (!n->runq_head) uv_idle_stop(&n->idle);
+  conn_flush_all(n);
+}
+
+static void on_prepare(uv_prepare_t *h) { conn_flush_all(h->data); }
+
+/* ---- Node events -------------------------------------------------------------------------------------- */
+
+int cn_node_monitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx) {
+  cn_node_sub *s = cn_malloc(sizeof *s);
+  if (!s) return CN_ENOMEM;
+  s->fn = fn;
+  s->ctx = ctx;
+  s->next = n->subs;
+  n->subs = s;
+  return 0;
+}
+
+void node_notify(cn_node *n, const cn_atom *peer, bool up, const char *reason) {
+  if (up)
+    cn_log(n, CN_LOG_INFO, "nodeup %s", peer->name);
+  else
+    cn_log(n, CN_LOG_INFO, "nodedown %s: %s", peer->name, reason);
+  if (!up) proc_nodedown(n, peer);
+  for (cn_node_sub *s = n->subs; s; s = s->next) s->fn(n, peer, up, reason, s->ctx);
+}
+
+size_t cn_node_connected(cn_node *n, const cn_atom **out, size_t max) { return conn_list_up(n, out, max); }
+
+int cn_node_connect(cn_node *n, const cn_atom *node) {
+  if (!node || node_is_local(n, node)) return CN_EINVAL;
+  return conn_connect(n, node);
+}
+
+/* ---- Start: listen, then register with EPMD ----------------------------------------------------------- */
+
+static void started(cn_node *n, int status) {
+  if (status == 0) {
+    /* Pids made before the creation was known take it now. */
+    for (cn_proc *p = n->procs; p; p = p->hh.next) p->pid.creation = n->creation;
+    n->sys_pid.creation = n->creation;
+    cn_log(n, CN_LOG_INFO, "node %s ready: port %u, creation %u", n->name->name, n->port, n->creation);
+  }
+  if (n->start_cb) n->start_cb(n, status, n->start_ctx);
+}
+
+static void on_registered(epmd_reg *r, int status, uint32_t creation, void *ctx) {
+  (void)r;
+  cn_node *n = ctx;
+  if (n->creation) {
+    /* Called again: the registration socket was lost. */
+    cn_log(n, CN_LOG_WARN, "lost EPMD registration: %s", cn_strerror(status));
+    n->reg = NULL;
+    return;
+  }
+  if (status) {
+    cn_log(n, CN_LOG_ERROR, "EPMD registration of %s on %s:%u failed: %s", n->name->name, n->epmd_host,
+           n->epmd_port, cn_strerror(status));
+    n->reg = NULL;
+    started(n, status);
+    return;
+  }
+  n->creation = creation;
+  started(n, 0);
+}
+
+int cn_node_start(cn_node *n, cn_start_cb cb, void *ctx) {
+  struct sockaddr_storage ss;
+  int rc;
+  if (n->listening) return CN_ESTATE;
+  if (uv_ip4_addr(n->listen_addr, n->listen_port, (struct sockaddr_in *)&ss) &&
+      uv_ip6_addr(n->listen_addr, n->listen_port, (struct sockaddr_in6 *)&ss))
+    return CN_EINVAL;
+  uv_tcp_init(n->loop, &n->listener);
+  n->listener.data = n;
+  if ((rc = uv_tcp_bind(&n->listener, (struct sockaddr *)&ss, 0)) || (rc = uv_listen((uv_stream_t *)&n->listener, 128, conn_on_accept))) {
+    cn_log(n, CN_LOG_ERROR, "cannot listen on %s:%u: %s", n->listen_addr, n->listen_port, uv_strerror(rc));
+    uv_close((uv_handle_t *)&n->listener, NULL);
+    return CN_EIO;
+  }
+  n->listening = true;
+  int namelen = sizeof ss;
+  uv_tcp_getsockname(&n->listener, (struct sockaddr *)&ss, &namelen);
+  n->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                          : ((struct sockaddr_in6 *)&ss)->sin6_port);
+  n->start_cb = cb;
+  n->start_ctx = ctx;
+  if (n->no_epmd) {
+    uint32_t c = 0;
+    while (!c) RAND_bytes((unsigned char *)&c, sizeof c);
+    n->creation = c;
+    started(n, 0);
+    return 0;
+  }
+  epmd_node_info info;
+  memset(&info, 0, sizeof info);
+  info.port = n->port;
+  info.node_type = n->hidden ? 72 : 77;
+  info.protocol = 0;
+  info.highest = 6;
+  info.lowest = 5;
+  size_t alive = (size_t)(strchr(n->name->name, '@') - n->name->name);
+  memcpy(info.name, n->name->name, alive);
+  info.name[alive] = 0;
+  rc = epmd_register(n->loop, n->epmd_host, n->epmd_port, &info, 5000, on_registered, n, &n->reg);
+  if (rc) {
+    cn_log(n, CN_LOG_ERROR, "EPMD registration failed: %s", cn_strerror(rc));
+    return rc;
+  }
+  return 0;
+}
+
+/* ---- Thread-safe calls --------------------------------------------------------------------------------- */
+
+int cn_send_threadsafe(cn_node *n, const cn_pid *to, const char *name, const char *node, cn_term *msg) {
+  if (!msg || (!to && !name)) {
+    cn_term_free(msg);
+    return CN_EINVAL;
+  }
+  cn_ts_msg *m = cn_calloc(1, sizeof *m);
+  if (!m) {
+    cn_term_free(msg);
+    return CN_ENOMEM;
+  }
+  m->msg = msg;
+  if (to) {
+    m->has_pid = true;
+    m->to = *to;
+  }
+  m->name = name ? cn_strndup(name, strlen(name)) : NULL;
+  m->node = node ? cn_strndup(node, strlen(node)) : NULL;
+  if ((name && !m->name) || (node && !m->node)) {
+    cn_free(m->name);
+    cn_free(m->node);
+    cn_free(m);
+    cn_term_free(msg);
+    return CN_ENOMEM;
+  }
+  pthread_mutex_lock(&n->ts_lock);
+  *n->ts_tail = m;
+  n->ts_tail = &m->next;
+  pthread_mutex_unlock(&n->ts_lock);
+  uv_async_send(&n->async);
+  return 0;
+}
+
+void cn_node_stop(cn_node *n) {
+  pthread_mutex_lock(&n->ts_lock);
+  n->stop_requested = true;
+  pthread_mutex_unlock(&n->ts_lock);
+  uv_async_send(&n->async);
+}
+
+static void shutdown_node(cn_node *n) {
+  if (n->stopping) return;
+  n->stopping = true;
+  cn_log(n, CN_LOG_DEBUG, "stopping");
+  proc_kill_all(n);
+  conn_close_all(n);
+  if (n->reg) {
+    epmd_reg_close(n->reg);
+    n->reg = NULL;
+  }
+  if (n->listening) uv_close((uv_handle_t *)&n->listener, NULL);
+  n->listening = false;
+  uv_close((uv_handle_t *)&n->idle, NULL);
+  uv_close((uv_handle_t *)&n->prepare, NULL);
+  uv_close((uv_handle_t *)&n->async, NULL);
+}
+
+static void on_async(uv_async_t *h) {
+  cn_node *n = h->data;
+  pthread_mutex_lock(&n->ts_lock);
+  cn_ts_msg *m = n->ts_head;
+  n->ts_head = NULL;
+  n->ts_tail = &n->ts_head;
+  bool stop = n->stop_requested;
+  pthread_mutex_unlock(&n->ts_lock);
+  while (m) {
+    cn_ts_msg *next = m->next;
+    if (!n->stopping) {
+      if (m->has_pid)
+        cn_send(n, NULL, m->to, m->msg);
+      else
+        cn_send_name(n, NULL, m->name, m->node, m->msg);
+    }
+    cn_term_free(m->msg);
+    cn_free(m->name);
+    cn_free(m->node);
+    cn_free(m);
+    m = next;
+  }
+  if (stop) shutdown_node(n);
+}
+
+int cn_node_run(cn_node *n) {
+  int rc = uv_run(n->loop, UV_RUN_DEFAULT);
+  (void)rc;
+  return n->run_status;
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+void cn_node_free(cn_node *n) {
+  if (!n) return;
+  if (!n->stopping) {
+    shutdown_node(n);
+    uv_run(n->loop, UV_RUN_DEFAULT);
+  }
+  while (n->runq_head) {
+    cn_proc *p = n->runq_head;
+    n->runq_head = p->run_next;
+    p->in_runq = false;
+    if (p->dead) proc_free(p);
+  }
+  cn_proc *p, *tmp;
+  HASH_ITER(hh, n->procs, p, tmp) {
+    HASH_DEL(n->procs, p);
+    p->dead = true;
+    proc_free(p);
+  }
+  cn_name *nm, *ntmp;
+  HASH_ITER(hh, n->names, nm, ntmp) {
+    HASH_DEL(n->names, nm);
+    cn_free(nm);
+  }
+  while (n->subs) {
+    cn_node_sub *s = n->subs;
+    n->subs = s->next;
+    cn_free(s);
+  }
+  cn_ts_msg *m = n->ts_head;
+  while (m) {
+    cn_ts_msg *next = m->next;
+    cn_term_free(m->msg);
+    cn_free(m->name);
+    cn_free(m->node);
+    cn_free(m);
+    m = next;
+  }
+  if (n->owns_loop) {
+    uv_walk(n->loop, close_walk, NULL);
+    uv_run(n->loop, UV_RUN_DEFAULT);
+    uv_loop_close(n->loop);
+  }
+  pthread_mutex_destroy(&n->ts_lock);
+  cn_atoms_free(n->atoms);
+  cn_free(n->host);
+  cn_free(n->cookie);
+  cn_free(n->epmd_host);
+  cn_free(n->listen_addr);
+  cn_free(n);
+}

@@ -1,0 +1,287 @@
+/* test_node.c: the runtime: local processes (spawn, names, send, exit, terminate) on a node that is not
+ * started, then C nodes in their own threads finding each other through a real OTP epmd: messages by name
+ * and pid, nodeup/nodedown, and a wrong cookie refused on both sides while the node keeps serving. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "cnode.h"
+#include "testutil.h"
+
+/* ---- Local processes ----------------------------------------------------------------------------------- */
+
+typedef struct seen {
+  int count;
+  int terminated;
+  char last[256];
+} seen;
+
+static void recorder(cn_proc *self, const cn_term *msg, void *state) {
+  seen *s = state;
+  s->count++;
+  char *txt = cn_term_to_string(msg);
+  snprintf(s->last, sizeof s->last, "%s", txt ? txt : "?");
+  cn_free(txt);
+  if (cn_is_atom(msg, "stop")) cn_proc_exit(self, msg);
+}
+
+static void recorder_end(cn_proc *self, const cn_term *reason, void *state) {
+  (void)self;
+  seen *s = state;
+  s->terminated++;
+  char *txt = cn_term_to_string(reason);
+  snprintf(s->last, sizeof s->last, "exit:%s", txt ? txt : "?");
+  cn_free(txt);
+}
+
+static void spin(cn_node *n) {
+  for (int i = 0; i < 10; i++) uv_run(cn_node_loop(n), UV_RUN_NOWAIT);
+}
+
+static cn_node *local_node(void) {
+  cn_node_opts o = {.name = "local@127.0.0.1", .cookie = "c", .log_level = CN_LOG_ERROR};
+  cn_node *n = NULL;
+  assert_int_equal(cn_node_new(&n, NULL, &o), 0);
+  return n;
+}
+
+static void test_local_send_and_names(void **st) {
+  (void)st;
+  cn_node *n = local_node();
+  seen s = {0};
+  cn_proc_opts po = {.terminate = recorder_end};
+  cn_pid pid;
+  assert_int_equal(cn_spawn(n, recorder, &s, &po, &pid), 0);
+  assert_int_equal(cn_register(n, "rec", pid), 0);
+  assert_int_equal(cn_register(n, "rec", pid), CN_EEXIST);
+  cn_pid found;
+  assert_int_equal(cn_whereis(n, "rec", &found), 0);
+  assert_int_equal(found.id, pid.id);
+  cn_term *m = cn_mk_tuple(2, cn_mk_atomc(n, "hello"), cn_mk_int(42));
+  assert_int_equal(cn_send(n, NULL, pid, m), 0);
+  assert_int_equal(cn_send_name(n, NULL, "rec", NULL, m), 0);
+  assert_int_equal(cn_send_name(n, NULL, "nobody", NULL, m), CN_ENOTFOUND);
+  cn_term_free(m);
+  spin(n);
+  assert_int_equal(s.count, 2);
+  assert_string_equal(s.last, "{hello,42}");
+  cn_term *stop = cn_mk_atomc(n, "stop");
+  cn_send(n, NULL, pid, stop);
+  cn_term_free(stop);
+  spin(n);
+  assert_int_equal(s.terminated, 1);
+  assert_string_equal(s.last, "exit:stop");
+  assert_int_equal(cn_whereis(n, "rec", &found), CN_ENOTFOUND);
+  /* A message to a dead pid is dropped, like Erlang's `!`. */
+  cn_term *late = cn_mk_int(1);
+  assert_int_equal(cn_send(n, NULL, pid, late), 0);
+  cn_term_free(late);
+  cn_node_free(n);
+}
+
+static void test_exit_signals(void **st) {
+  (void)st;
+  cn_node *n = local_node();
+  seen a = {0}, b = {0};
+  cn_proc_opts trap = {.terminate = recorder_end, .trap_exit = true};
+  cn_proc_opts plain = {.terminate = recorder_end};
+  cn_pid pa, pb;
+  assert_int_equal(cn_spawn(n, recorder, &a, &trap, &pa), 0);
+  assert_int_equal(cn_spawn(n, recorder, &b, &plain, &pb), 0);
+  assert_int_equal(cn_register(n, "a", pa), 0);
+  cn_node_free(n); /* node stop ends every process with reason shutdown */
+  assert_int_equal(a.terminated, 1);
+  assert_int_equal(b.terminated, 1);
+  assert_string_equal(b.last, "exit:shutdown");
+}
+
+/* ---- Nodes in threads -------------------------------------------------------------------------------------- */
+
+typedef struct tnode {
+  cn_node *n;
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int ready;     /* 1 ok, -1 failed */
+  char log[8192];
+  int msgs;
+  char last[512];
+  int nodeups, nodedowns;
+  cn_pid collector;
+} tnode;
+
+static void tlog(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
+  (void)n;
+  (void)level;
+  tnode *t = ctx;
+  pthread_mutex_lock(&t->mu);
+  size_t l = strlen(t->log);
+  snprintf(t->log + l, sizeof t->log - l, "%s\n", msg);
+  pthread_cond_broadcast(&t->cv);
+  pthread_mutex_unlock(&t->mu);
+}
+
+static void collector(cn_proc *self, const cn_term *msg, void *state) {
+  (void)self;
+  tnode *t = state;
+  char *txt = cn_term_to_string(msg);
+  pthread_mutex_lock(&t->mu);
+  t->msgs++;
+  snprintf(t->last, sizeof t->last, "%s", txt ? txt : "?");
+  pthread_cond_broadcast(&t->cv);
+  pthread_mutex_unlock(&t->mu);
+  cn_free(txt);
+}
+
+/* echo: {From, Term} -> From ! Term. */
+static void echo(cn_proc *self, const cn_term *msg, void *state) {
+  (void)state;
+  const cn_term *from = cn_tuple_elem(msg, 2, 0);
+  if (from && from->type == CN_PID) cn_send(cn_proc_node(self), self, from->v.pid, cn_tuple_elem(msg, 2, 1));
+}
+
+/* fwd: {Dest, Msg} -> Dest ! Msg, so a test thread can make a node send as one of its processes. */
+static void fwd(cn_proc *self, const cn_term *msg, void *state) {
+  (void)state;
+  cn_send_to(cn_proc_node(self), self, cn_tuple_elem(msg, 2, 0), cn_tuple_elem(msg, 2, 1));
+}
+
+static void on_nodes(cn_node *n, const cn_atom *node, bool up, const char *reason, void *ctx) {
+  (void)n;
+  (void)node;
+  (void)reason;
+  tnode *t = ctx;
+  pthread_mutex_lock(&t->mu);
+  if (up)
+    t->nodeups++;
+  else
+    t->nodedowns++;
+  pthread_cond_broadcast(&t->cv);
+  pthread_mutex_unlock(&t->mu);
+}
+
+static void on_start(cn_node *n, int status, void *ctx) {
+  (void)n;
+  tnode *t = ctx;
+  pthread_mutex_lock(&t->mu);
+  t->ready = status ? -1 : 1;
+  pthread_cond_broadcast(&t->cv);
+  pthread_mutex_unlock(&t->mu);
+}
+
+static void *run_node(void *arg) {
+  tnode *t = arg;
+  cn_node_run(t->n);
+  return NULL;
+}
+
+static uint16_t epmd_port;
+
+static void tnode_start(tnode *t, const char *name, const char *cookie) {
+  memset(t, 0, sizeof *t);
+  pthread_mutex_init(&t->mu, NULL);
+  pthread_cond_init(&t->cv, NULL);
+  cn_node_opts o = {.name = name, .cookie = cookie, .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
+                    .net_ticktime_s = 4, .log = tlog, .log_ctx = t};
+  assert_int_equal(cn_node_new(&t->n, NULL, &o), 0);
+  cn_pid pid;
+  assert_int_equal(cn_spawn(t->n, echo, NULL, NULL, &pid), 0);
+  assert_int_equal(cn_register(t->n, "echo", pid), 0);
+  assert_int_equal(cn_spawn(t->n, fwd, NULL, NULL, &pid), 0);
+  assert_int_equal(cn_register(t->n, "fwd", pid), 0);
+  assert_int_equal(cn_spawn(t->n, collector, t, NULL, &t->collector), 0);
+  assert_int_equal(cn_node_monitor_nodes(t->n, on_nodes, t), 0);
+  assert_int_equal(cn_node_start(t->n, on_start, t), 0);
+  assert_int_equal(pthread_create(&t->th, NULL, run_node, t), 0);
+}
+
+static void tnode_stop(tnode *t) {
+  cn_node_stop(t->n);
+  pthread_join(t->th, NULL);
+  cn_node_free(t->n);
+  pthread_mutex_destroy(&t->mu);
+  pthread_cond_destroy(&t->cv);
+}
+
+/* Waits up to 10 s for pred(t) under t's lock. */
+static bool wait_for(tnode *t, bool (*pred)(tnode *, const void *), const void *arg) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 10;
+  pthread_mutex_lock(&t->mu);
+  bool ok;
+  while (!(ok = pred(t, arg)))
+    if (pthread_cond_timedwait(&t->cv, &t->mu, &until)) break;
+  ok = pred(t, arg);
+  pthread_mutex_unlock(&t->mu);
+  return ok;
+}
+
+static bool is_ready(tnode *t, const void *a) { (void)a; return t->ready != 0; }
+static bool has_msgs(tnode *t, const void *a) { return t->msgs >= *(const int *)a; }
+static bool log_has(tnode *t, const void *a) { return strstr(t->log, a) != NULL; }
+static bool has_nodedown(tnode *t, const void *a) { (void)a; return t->nodedowns > 0; }
+
+/* Makes node `via` send Msg to Dest from its fwd process: {Dest, {CollectorPid, Payload}}. */
+static void send_via(tnode *via, const char *dest_name, const char *dest_node, cn_pid reply_to, int64_t payload) {
+  cn_node *n = via->n;
+  cn_term *dest = cn_mk_tuple(2, cn_mk_atomc(n, dest_name), cn_mk_atomc(n, dest_node));
+  cn_term *msg = cn_mk_tuple(2, cn_mk_pid(reply_to), cn_mk_tuple(2, cn_mk_atomc(n, "pong"), cn_mk_int(payload)));
+  assert_int_equal(cn_send_threadsafe(n, NULL, "fwd", NULL, cn_mk_tuple(2, dest, msg)), 0);
+}
+
+static void test_c_to_c(void **st) {
+  (void)st;
+  int epmd = test_epmd_start(&epmd_port);
+  assert_true(epmd > 0);
+  tnode a, b, bad;
+  tnode_start(&a, "a@127.0.0.1", "secret");
+  tnode_start(&b, "b@127.0.0.1", "secret");
+  tnode_start(&bad, "bad@127.0.0.1", "wrong");
+  assert_true(wait_for(&a, is_ready, NULL) && a.ready == 1);
+  assert_true(wait_for(&b, is_ready, NULL) && b.ready == 1);
+  assert_true(wait_for(&bad, is_ready, NULL) && bad.ready == 1);
+  assert_true(log_has(&a, "ready: port") || wait_for(&a, log_has, "ready: port"));
+
+  /* a connects to b on demand; b's echo answers a's collector by pid. */
+  send_via(&a, "echo", "b@127.0.0.1", a.collector, 1);
+  int one = 1;
+  assert_true(wait_for(&a, has_msgs, &one));
+  assert_string_equal(a.last, "{pong,1}");
+  assert_true(wait_for(&b, log_has, "nodeup a@127.0.0.1"));
+  assert_int_equal(a.nodeups, 1);
+
+  /* A wrong cookie is refused on both sides, with the reason in the log. */
+  send_via(&bad, "echo", "b@127.0.0.1", bad.collector, 2);
+  assert_true(wait_for(&bad, log_has, "cookie"));
+  assert_true(wait_for(&b, log_has, "cookie"));
+  assert_int_equal(bad.msgs, 0);
+
+  /* b keeps serving a. */
+  send_via(&a, "echo", "b@127.0.0.1", a.collector, 3);
+  int two = 2;
+  assert_true(wait_for(&a, has_msgs, &two));
+  assert_string_equal(a.last, "{pong,3}");
+
+  /* b stops: a sees nodedown. */
+  tnode_stop(&b);
+  assert_true(wait_for(&a, has_nodedown, NULL));
+  tnode_stop(&bad);
+  tnode_stop(&a);
+  test_epmd_stop(epmd);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_local_send_and_names),
+      cmocka_unit_test(test_exit_signals),
+      cmocka_unit_test(test_c_to_c),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
