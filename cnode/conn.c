@@ -169,52 +169,60 @@ void conn_flush_all(cn_node *n) {
   }
 }
 
-/* Frames already-encoded control and payload bytes for an up connection. */
-static int frame_bytes(cn_conn *c, const uint8_t *body, size_t ctl_len, size_t len) {
-  cn_buf *o = &c->out;
-  size_t start = o->len;
-  int rc;
-  if (c->peer_flags & DFLAG_FRAGMENTS) {
-    size_t s = dist_msg_begin(o);
-    if (s == SIZE_MAX) return CN_ENOMEM;
-    if ((rc = cn_buf_append(o, body, len)) || (rc = dist_msg_end(o, s, ++c->n->frag_seq, FRAG_SIZE))) goto fail;
-  } else {
-    /* Pass-through frames: 112, then each term with its version byte. */
-    if ((rc = cn_buf_put32(o, 0)) || (rc = cn_buf_put8(o, 112)) || (rc = cn_buf_put8(o, 131)) ||
-        (rc = cn_buf_append(o, body, ctl_len)))
-      goto fail;
-    if (len > ctl_len && ((rc = cn_buf_put8(o, 131)) || (rc = cn_buf_append(o, body + ctl_len, len - ctl_len))))
-      goto fail;
-    cn_set32(o->data + start, (uint32_t)(o->len - start - 4));
+/* Framing for an up connection: with FRAGMENTS agreed, OTP expects the normal header (131,68) and fragments
+ * over 64 KiB; otherwise pass-through frames (112, then each term with its version byte). */
+static bool frag_mode(const cn_conn *c) { return c->peer_flags & DFLAG_FRAGMENTS; }
+
+static size_t frame_open(cn_conn *c) {
+  if (frag_mode(c)) return dist_msg_begin(&c->out);
+  size_t start = c->out.len;
+  if (cn_buf_put32(&c->out, 0) || cn_buf_put8(&c->out, 112)) {
+    c->out.len = start;
+    return SIZE_MAX;
+  }
+  return start;
+}
+
+static int frame_term(cn_conn *c, const cn_term *t) {
+  return frag_mode(c) ? cn_term_encode(t, &c->out) : cn_term_to_binary(t, &c->out);
+}
+
+static int frame_raw(cn_conn *c, const uint8_t *p, size_t n) {
+  if (!frag_mode(c) && cn_buf_put8(&c->out, 131)) return CN_ENOMEM;
+  return cn_buf_append(&c->out, p, n);
+}
+
+/* Ends the frame opened at start, or drops it when rc reports a failure while filling it. */
+static int frame_close(cn_conn *c, size_t start, int rc) {
+  if (!rc) {
+    if (frag_mode(c))
+      rc = dist_msg_end(&c->out, start, ++c->n->frag_seq, FRAG_SIZE);
+    else
+      cn_set32(c->out.data + start, (uint32_t)(c->out.len - start - 4));
+  }
+  if (rc) {
+    c->out.len = start;
+    return rc;
   }
   mark_dirty(c);
   return 0;
-fail:
-  o->len = start;
-  return rc;
 }
 
 static int frame_terms(cn_conn *c, const cn_term *ctl, const cn_term *payload) {
-  cn_buf *o = &c->out;
-  size_t start = o->len;
-  int rc;
-  if (c->peer_flags & DFLAG_FRAGMENTS) {
-    size_t s = dist_msg_begin(o);
-    if (s == SIZE_MAX) return CN_ENOMEM;
-    if ((rc = cn_term_encode(ctl, o)) || (payload && (rc = cn_term_encode(payload, o))) ||
-        (rc = dist_msg_end(o, s, ++c->n->frag_seq, FRAG_SIZE)))
-      goto fail;
-  } else {
-    if ((rc = cn_buf_put32(o, 0)) || (rc = cn_buf_put8(o, 112)) || (rc = cn_term_to_binary(ctl, o)) ||
-        (payload && (rc = cn_term_to_binary(payload, o))))
-      goto fail;
-    cn_set32(o->data + start, (uint32_t)(o->len - start - 4));
-  }
-  mark_dirty(c);
-  return 0;
-fail:
-  o->len = start;
-  return rc;
+  size_t start = frame_open(c);
+  if (start == SIZE_MAX) return CN_ENOMEM;
+  int rc = frame_term(c, ctl);
+  if (!rc && payload) rc = frame_term(c, payload);
+  return frame_close(c, start, rc);
+}
+
+/* Frames control and payload bytes that were encoded while the peer was still connecting. */
+static int frame_bytes(cn_conn *c, const uint8_t *body, size_t ctl_len, size_t len) {
+  size_t start = frame_open(c);
+  if (start == SIZE_MAX) return CN_ENOMEM;
+  int rc = frame_raw(c, body, ctl_len);
+  if (!rc && len > ctl_len) rc = frame_raw(c, body + ctl_len, len - ctl_len);
+  return frame_close(c, start, rc);
 }
 
 static int queue_pending(cn_conn *c, const cn_term *ctl, const cn_term *payload) {

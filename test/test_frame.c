@@ -12,43 +12,6 @@
 #include "dist.h"
 #include "testutil.h"
 
-static long live, fail_after = -1;
-static bool take(void) { /* fail_after > 0: that many more succeed; 0: all fail; < 0: all succeed */
-  if (fail_after < 0) return true;
-  if (fail_after == 0) return false;
-  fail_after--;
-  return true;
-}
-static void *t_malloc(size_t n) {
-  void *p = take() ? malloc(n) : NULL;
-  if (p) live++;
-  return p;
-}
-static void *t_realloc(void *p, size_t n) {
-  void *q = take() ? realloc(p, n) : NULL;
-  if (q && !p) live++;
-  return q;
-}
-static void *t_calloc(size_t c, size_t n) {
-  void *p = take() ? calloc(c, n) : NULL;
-  if (p) live++;
-  return p;
-}
-static void t_free(void *p) {
-  if (p) live--;
-  free(p);
-}
-static int setup(void **state) {
-  (void)state;
-  live = 0, fail_after = -1;
-  return 0;
-}
-static int teardown(void **state) {
-  (void)state;
-  assert_int_equal(live, 0);
-  return 0;
-}
-
 /* xorshift64*: fixed seed, reproducible. */
 static uint64_t rng = 0x2545F4914F6CDD1DULL;
 static uint64_t rnd(void) {
@@ -274,18 +237,18 @@ static void test_frags_enomem(void **state) {
   (void)state;
   dist_frags *f;
   cn_buf done = {0};
-  fail_after = 0;
+  ta_fail_after = 0;
   assert_int_equal(dist_frags_new(&f, 100, 2), CN_ENOMEM);
   assert_null(f);
-  fail_after = -1;
+  ta_fail_after = -1;
   assert_int_equal(dist_frags_new(&f, 100, 2), 0);
-  fail_after = 0;
+  ta_fail_after = 0;
   assert_int_equal(add(f, DIST_MSG_FRAG_HDR, 1, 2, "a", &done), CN_ENOMEM);
   assert_int_equal(add(f, DIST_MSG_FRAG_HDR, 1, 1, "a", &done), CN_ENOMEM);
-  fail_after = 1; /* the slot array succeeds, the body does not */
+  ta_fail_after = 1; /* the slot array succeeds, the body does not */
   assert_int_equal(add(f, DIST_MSG_FRAG_HDR, 1, 2, "a", &done), CN_ENOMEM);
   assert_int_equal(dist_frags_open(f), 0);
-  fail_after = -1;
+  ta_fail_after = -1;
   dist_frags_free(f);
 }
 
@@ -386,33 +349,33 @@ static void test_outgoing_layout(void **state) {
 static void test_outgoing_errors(void **state) {
   (void)state;
   cn_buf out = {0};
-  fail_after = 0;
+  ta_fail_after = 0;
   assert_int_equal(dist_msg_begin(&out), SIZE_MAX);
-  fail_after = -1;
+  ta_fail_after = -1;
   assert_int_equal(dist_msg_end(&out, 0, 1, 0), CN_EINVAL); /* nothing begun */
   size_t start = dist_msg_begin(&out);
   uint8_t big[300] = {0};
   cn_buf_append(&out, big, sizeof big);
-  fail_after = 0; /* the growth fragmentation needs fails: the message is dropped */
+  ta_fail_after = 0; /* the growth fragmentation needs fails: the message is dropped */
   assert_int_equal(dist_msg_end(&out, start, 1, 10), CN_ENOMEM);
-  fail_after = -1;
+  ta_fail_after = -1;
   assert_int_equal(out.len, start);
   cn_buf_free(&out);
 }
 
 int main(void) {
-  cn_replace_allocator(t_malloc, t_realloc, t_calloc, t_free);
+  ta_install();
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_frame_parse, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_hdr_kinds, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_hdr_malformed, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_frags_in_order, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_frags_interleaved, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_frags_errors, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_frags_enomem, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_outgoing, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_outgoing_layout, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_outgoing_errors, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_frame_parse, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_hdr_kinds, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_hdr_malformed, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_frags_in_order, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_frags_interleaved, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_frags_errors, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_frags_enomem, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_outgoing, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_outgoing_layout, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_outgoing_errors, ta_setup, ta_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,39 +12,6 @@
 #include "dist.h"
 #include "testutil.h"
 
-/* ---- allocation counting: every test ends with nothing live ---- */
-
-static long live;
-static void *t_malloc(size_t n) {
-  void *p = malloc(n);
-  if (p) live++;
-  return p;
-}
-static void *t_realloc(void *p, size_t n) {
-  void *q = realloc(p, n);
-  if (q && !p) live++;
-  return q;
-}
-static void *t_calloc(size_t c, size_t n) {
-  void *p = calloc(c, n);
-  if (p) live++;
-  return p;
-}
-static void t_free(void *p) {
-  if (p) live--;
-  free(p);
-}
-static int setup(void **state) {
-  (void)state;
-  live = 0;
-  return 0;
-}
-static int teardown(void **state) {
-  (void)state;
-  assert_int_equal(live, 0);
-  return 0;
-}
-
 /* ---- helpers ---- */
 
 #define COOKIE "secretcookie"
@@ -617,25 +584,25 @@ static void test_mutated_transcripts(void **state) {
 }
 
 int main(void) {
-  cn_replace_allocator(t_malloc, t_realloc, t_calloc, t_free);
+  ta_install();
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_digest_vectors, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_flag_values, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_good_whole, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_good_bytewise, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_wrong_cookie, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_bad_ack, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_statuses, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_alive_reason_and_state, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_old_peer_refused, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_missing_flags, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_old_challenge, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_names, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_after_done, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_split_every_offset, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
-      cmocka_unit_test_setup_teardown(test_mutated_transcripts, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_digest_vectors, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_flag_values, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_good_whole, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_good_bytewise, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_wrong_cookie, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_bad_ack, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_statuses, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_alive_reason_and_state, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_old_peer_refused, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_missing_flags, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_old_challenge, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_names, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_malformed, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_after_done, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_split_every_offset, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_garbage, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_mutated_transcripts, ta_setup, ta_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

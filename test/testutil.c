@@ -1,6 +1,15 @@
 /* testutil.c: guard-page inputs, hex parsing and the vectors folder for unit tests. */
 #include "testutil.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "cn_base.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -132,4 +141,47 @@ int test_epmd_start(uint16_t *port) {
     if (pid > 0) test_epmd_stop(pid);
   }
   return -1;
+}
+
+long ta_live, ta_fail_after = -1;
+
+static bool ta_take(void) {
+  if (ta_fail_after < 0) return true;
+  if (ta_fail_after == 0) return false;
+  ta_fail_after--;
+  return true;
+}
+static void *ta_malloc(size_t n) {
+  void *p = ta_take() ? malloc(n) : NULL;
+  if (p) ta_live++;
+  return p;
+}
+static void *ta_realloc(void *p, size_t n) {
+  void *q = ta_take() ? realloc(p, n) : NULL;
+  if (q && !p) ta_live++;
+  return q;
+}
+static void *ta_calloc(size_t c, size_t n) {
+  void *p = ta_take() ? calloc(c, n) : NULL;
+  if (p) ta_live++;
+  return p;
+}
+static void ta_free(void *p) {
+  if (p) ta_live--;
+  free(p);
+}
+
+void ta_install(void) { cn_replace_allocator(ta_malloc, ta_realloc, ta_calloc, ta_free); }
+
+int ta_setup(void **state) {
+  (void)state;
+  ta_live = 0;
+  ta_fail_after = -1;
+  return 0;
+}
+
+int ta_teardown(void **state) {
+  (void)state;
+  assert_int_equal(ta_live, 0);
+  return 0;
 }

@@ -27,4 +27,12 @@ int test_epmd_start(uint16_t *port);
 /* Stops the epmd started by test_epmd_start (SIGTERM + waitpid); ignores pid <= 0. */
 void test_epmd_stop(int pid);
 
+/* A counting allocator for cn_replace_allocator: ta_live counts blocks alive; ta_fail_after > 0 lets that many
+ * more allocations succeed, 0 fails all, < 0 (the default) fails none. ta_install puts it in place; ta_setup
+ * and ta_teardown are cmocka fixtures that reset it and assert that a test freed everything. */
+extern long ta_live, ta_fail_after;
+void ta_install(void);
+int ta_setup(void **state);
+int ta_teardown(void **state);
+
 #endif
