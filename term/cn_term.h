@@ -42,6 +42,10 @@ const cn_atom *cn_atoms_find(cn_atoms *tab, const char *utf8, size_t len);
 size_t cn_atoms_count(cn_atoms *tab);
 /* How many interns were refused because the table was full (a counter for operations). */
 uint64_t cn_atoms_refused(cn_atoms *tab);
+/* Why the table's most recent intern call failed: CN_EDECODE (invalid UTF-8 or more than 255 characters),
+ * CN_ELIMIT (table full), CN_ENOMEM, or 0 when it succeeded. The value is per table, not per thread: under
+ * concurrent interning it may describe another thread's call. */
+int cn_atoms_last_error(cn_atoms *tab);
 
 /* ---- Identifiers (small values passed by value) ----------------------------------------------------- */
 

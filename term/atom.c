@@ -1,0 +1,237 @@
+/* atom.c: the interned atom table (cn_atoms) and the strict UTF-8 checks atoms need.
+ * Entries are allocated one by one and never move or die before the table; the index is open addressing. */
+#include <pthread.h>
+#include <string.h>
+
+#include "term_int.h"
+
+struct cn_atoms {
+  pthread_mutex_t mu;
+  const cn_atom **slots; /* open addressing, linear probing; NULL is empty (atoms are never removed) */
+  size_t cap;            /* power of two */
+  size_t count;
+  size_t max_atoms; /* 0: no limit */
+  uint64_t refused;
+  int last_error;
+};
+
+long term_utf8_count(const uint8_t *s, size_t len) {
+  long chars = 0;
+  size_t i = 0;
+  while (i < len) {
+    uint8_t c = s[i];
+    size_t n;
+    uint32_t cp, min;
+    if (c < 0x80) {
+      i++;
+      chars++;
+      continue;
+    } else if ((c & 0xE0) == 0xC0) {
+      n = 2, cp = c & 0x1F, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 3, cp = c & 0x0F, min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 4, cp = c & 0x07, min = 0x10000;
+    } else {
+      return -1;
+    }
+    if (n > len - i)
+      return -1;
+    for (size_t k = 1; k < n; k++) {
+      if ((s[i + k] & 0xC0) != 0x80)
+        return -1;
+      cp = (cp << 6) | (s[i + k] & 0x3F);
+    }
+    /* Overlong forms, surrogates and values past Unicode are not text the BEAM would accept. */
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return -1;
+    i += n;
+    chars++;
+  }
+  return chars;
+}
+
+uint32_t term_utf8_next(const uint8_t *s, size_t len, size_t *i) {
+  uint8_t c = s[*i];
+  size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : 4;
+  uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1Fu) : n == 3 ? (c & 0x0Fu) : (c & 0x07u);
+  if (n > len - *i)
+    n = len - *i; /* defensive: text was validated */
+  for (size_t k = 1; k < n; k++)
+    cp = (cp << 6) | (s[*i + k] & 0x3Fu);
+  *i += n;
+  return cp;
+}
+
+/* FNV-1a: atoms are short, so a simple byte hash is as fast as anything here. */
+static uint32_t atom_hash(const char *s, size_t len) {
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < len; i++)
+    h = (h ^ (uint8_t)s[i]) * 16777619u;
+  return h;
+}
+
+int cn_atoms_new(cn_atoms **out, size_t max_atoms) {
+  if (!out)
+    return CN_EINVAL;
+  *out = NULL;
+  cn_atoms *t = cn_calloc(1, sizeof *t);
+  if (!t)
+    return CN_ENOMEM;
+  t->cap = 256;
+  t->slots = cn_calloc(t->cap, sizeof *t->slots);
+  if (!t->slots || pthread_mutex_init(&t->mu, NULL) != 0) {
+    cn_free(t->slots);
+    cn_free(t);
+    return CN_ENOMEM;
+  }
+  t->max_atoms = max_atoms;
+  *out = t;
+  return 0;
+}
+
+void cn_atoms_free(cn_atoms *tab) {
+  if (!tab)
+    return;
+  for (size_t i = 0; i < tab->cap; i++)
+    cn_free((void *)tab->slots[i]);
+  cn_free(tab->slots);
+  pthread_mutex_destroy(&tab->mu);
+  cn_free(tab);
+}
+
+/* Returns the slot holding the atom or the empty slot where it belongs; called with the mutex held. */
+static size_t find_slot(const cn_atoms *tab, const char *s, size_t len, uint32_t h) {
+  size_t mask = tab->cap - 1, i = h & mask;
+  for (;;) {
+    const cn_atom *a = tab->slots[i];
+    if (!a || (a->hash == h && a->len == len && memcmp(a->name, s, len) == 0))
+      return i;
+    i = (i + 1) & mask;
+  }
+}
+
+/* Doubles the index at half load; the atoms themselves stay where they are. */
+static int grow(cn_atoms *tab) {
+  size_t ncap = tab->cap * 2;
+  const cn_atom **ns = cn_calloc(ncap, sizeof *ns);
+  if (!ns)
+    return CN_ENOMEM;
+  for (size_t i = 0; i < tab->cap; i++) {
+    const cn_atom *a = tab->slots[i];
+    if (!a)
+      continue;
+    size_t j = a->hash & (ncap - 1);
+    while (ns[j])
+      j = (j + 1) & (ncap - 1);
+    ns[j] = a;
+  }
+  cn_free(tab->slots);
+  tab->slots = ns;
+  tab->cap = ncap;
+  return 0;
+}
+
+const cn_atom *term_atoms_intern(cn_atoms *tab, const char *utf8, size_t len, int *err) {
+  int dummy;
+  if (!err)
+    err = &dummy;
+  if (!tab || (!utf8 && len)) {
+    *err = CN_EINVAL;
+    return NULL;
+  }
+  if (len > TERM_ATOM_MAX_BYTES) {
+    *err = CN_EDECODE;
+    return NULL;
+  }
+  long chars = term_utf8_count((const uint8_t *)utf8, len);
+  if (chars < 0 || chars > TERM_ATOM_MAX_CHARS) {
+    *err = CN_EDECODE;
+    return NULL;
+  }
+  uint32_t h = atom_hash(utf8, len);
+  const cn_atom *res = NULL;
+  pthread_mutex_lock(&tab->mu);
+  size_t i = find_slot(tab, utf8, len, h);
+  if (tab->slots[i]) {
+    res = tab->slots[i];
+    *err = 0;
+  } else if (tab->max_atoms && tab->count >= tab->max_atoms) {
+    tab->refused++;
+    *err = CN_ELIMIT;
+  } else if ((tab->count + 1) * 2 > tab->cap && grow(tab) != 0) {
+    *err = CN_ENOMEM;
+  } else {
+    cn_atom *a = cn_malloc(sizeof *a + len + 1);
+    if (!a) {
+      *err = CN_ENOMEM;
+    } else {
+      a->len = (uint32_t)len;
+      a->hash = h;
+      if (len)
+        memcpy(a->name, utf8, len);
+      a->name[len] = 0;
+      tab->slots[find_slot(tab, utf8, len, h)] = a; /* the index may have grown: probe again */
+      tab->count++;
+      res = a;
+      *err = 0;
+    }
+  }
+  tab->last_error = *err;
+  pthread_mutex_unlock(&tab->mu);
+  return res;
+}
+
+const cn_atom *cn_atoms_intern(cn_atoms *tab, const char *utf8, size_t len) {
+  int err;
+  const cn_atom *a = term_atoms_intern(tab, utf8, len, &err);
+  if (!a && tab && err == CN_EDECODE) {
+    pthread_mutex_lock(&tab->mu);
+    tab->last_error = err; /* text errors are found before the lock is taken */
+    pthread_mutex_unlock(&tab->mu);
+  }
+  return a;
+}
+
+const cn_atom *cn_atoms_get(cn_atoms *tab, const char *utf8) {
+  if (!utf8)
+    return NULL;
+  return cn_atoms_intern(tab, utf8, strlen(utf8));
+}
+
+const cn_atom *cn_atoms_find(cn_atoms *tab, const char *utf8, size_t len) {
+  if (!tab || (!utf8 && len) || len > TERM_ATOM_MAX_BYTES)
+    return NULL;
+  uint32_t h = atom_hash(utf8, len);
+  pthread_mutex_lock(&tab->mu);
+  const cn_atom *a = tab->slots[find_slot(tab, utf8, len, h)];
+  pthread_mutex_unlock(&tab->mu);
+  return a;
+}
+
+size_t cn_atoms_count(cn_atoms *tab) {
+  if (!tab)
+    return 0;
+  pthread_mutex_lock(&tab->mu);
+  size_t n = tab->count;
+  pthread_mutex_unlock(&tab->mu);
+  return n;
+}
+
+uint64_t cn_atoms_refused(cn_atoms *tab) {
+  if (!tab)
+    return 0;
+  pthread_mutex_lock(&tab->mu);
+  uint64_t n = tab->refused;
+  pthread_mutex_unlock(&tab->mu);
+  return n;
+}
+
+int cn_atoms_last_error(cn_atoms *tab) {
+  if (!tab)
+    return CN_EINVAL;
+  pthread_mutex_lock(&tab->mu);
+  int e = tab->last_error;
+  pthread_mutex_unlock(&tab->mu);
+  return e;
+}

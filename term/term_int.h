@@ -1,0 +1,38 @@
+/* term_int.h: internals shared by the files of term/ (atom table errors, UTF-8 helpers, term storage).
+ * Private to libcnode: never installed, never included outside term/. */
+#ifndef TERM_INT_H
+#define TERM_INT_H
+
+#include "cn_term.h"
+
+/* Longest atom text in bytes: 255 characters of at most 4 UTF-8 bytes each. */
+#define TERM_ATOM_MAX_BYTES (255 * 4)
+#define TERM_ATOM_MAX_CHARS 255
+
+/* Interns like cn_atoms_intern but returns the reason directly in *err (CN_EDECODE: bad UTF-8 or too long,
+ * CN_ELIMIT: table full, CN_ENOMEM), so concurrent callers do not race on the table's last error. */
+const cn_atom *term_atoms_intern(cn_atoms *tab, const char *utf8, size_t len, int *err);
+
+/* Counts the characters of len bytes of strict UTF-8 (no overlongs, surrogates or code points above
+ * U+10FFFF); -1 when invalid. */
+long term_utf8_count(const uint8_t *s, size_t len);
+/* Decodes the code point at s[*i] (validated text) and moves *i past it. */
+uint32_t term_utf8_next(const uint8_t *s, size_t len, size_t *i);
+
+/* Frees what t owns (children, arrays, bytes) but not t itself; t becomes nil. */
+void term_clear(cn_term *t);
+/* Deep-copies src into *dst (storage owned by the caller); 0 or CN_ENOMEM (then *dst owns nothing). */
+int term_copy_into(cn_term *dst, const cn_term *src);
+
+/* The export/local fun fields that printing needs, read from a fun's validated raw external format. */
+typedef struct term_fun_info {
+  int is_export;
+  const uint8_t *mod, *fun; /* atom text (latin-1 or UTF-8, see *_utf8) */
+  size_t mod_len, fun_len;
+  int mod_utf8, fun_utf8;
+  long long arity, index, uniq; /* export: arity; local: arity, old index and old uniq */
+} term_fun_info;
+/* Fills fi from t->v.fun.ext; CN_EDECODE when the bytes are not a fun this module decoded. */
+int term_fun_info_get(const cn_term *t, term_fun_info *fi);
+
+#endif
