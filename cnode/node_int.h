@@ -4,9 +4,14 @@
 #define CNODE_NODE_INT_H
 
 #include <pthread.h>
-#include <uthash.h>
 
 #include "cnode.h"
+
+/* uthash allocates through libcnode's hooks like everything else. */
+#define uthash_malloc(sz) cn_malloc(sz)
+#define uthash_free(ptr, sz) cn_free(ptr)
+#include <uthash.h>
+
 #include "control.h"
 #include "dist.h"
 #include "epmd.h"
