@@ -1,0 +1,1027 @@
+#!/usr/bin/env escript
+%%! -connect_all false
+%% Interop tests of build/cnode against real OTP/Elixir nodes. Started by interop/run.sh, which picks the
+%% ports, runs epmd and passes: --cnode BIN --repo DIR --build DIR --epmd-port P --free-port P2 --tmp DIR
+%% --pidfile F [--fake] [test...]. This escript makes itself the distributed node t@127.0.0.1 (with
+%% connect_all false, so `global` here does not mesh the peers together), starts cnode and erl/elixir peers
+%% as ports, records every OS pid it starts in the pid file (run.sh kills leftovers) and kills them itself
+%% after each test. Output: `ok name` or `FAIL name: reason` per test, then `interop: N passed, N failed`.
+-mode(compile).
+-include_lib("kernel/include/file.hrl").
+
+-define(CN_NAME, "cnode@127.0.0.1").
+-define(CN, 'cnode@127.0.0.1').
+-define(SUITE_BUDGET_MS, 225000).
+
+tests() ->
+    %% {name, timeout in seconds, fun}
+    [{ping_erl, 25, fun t_ping_erl/0},
+     {ping_elixir, 40, fun t_ping_elixir/0},
+     {term_roundtrip, 60, fun t_term_roundtrip/0},
+     {big_binaries, 40, fun t_big_binaries/0},
+     {connect_out, 25, fun t_connect_out/0},
+     {wrong_cookie, 35, fun t_wrong_cookie/0},
+     {nodedown, 45, fun t_nodedown/0},
+     {restart_creation, 40, fun t_restart_creation/0},
+     {make_run, 90, fun t_make_run/0}].
+
+%% ---------------------------------------------------------------------------------------------------------
+%% main
+
+main(Args) ->
+    Cfg = parse_args(Args, #{fake => false, only => []}),
+    T0 = now_ms(),
+    io:setopts(standard_io, [{encoding, unicode}]),
+    ets:new(interop, [named_table, public, set]),
+    Cookie = random_cookie(),
+    persistent_term:put(interop_cfg, Cfg#{cookie => Cookie, t0 => T0}),
+    setup_logger(Cfg),
+    case net_kernel:start('t@127.0.0.1', #{name_domain => longnames}) of
+        {ok, _} -> ok;
+        Err -> io:format("FAIL setup: cannot start distribution: ~p~ninterop: 0 passed, 1 failed~n", [Err]),
+               halt(1)
+    end,
+    erlang:set_cookie(list_to_atom(Cookie)),
+    case catch main_cnode() of
+        #{} -> ok;
+        {'EXIT', {fail, Why}} -> info("starting the shared cnode failed: ~ts", [Why])
+    end,
+    Selected = case maps:get(only, Cfg) of
+                   [] -> tests();
+                   Only -> [T || {N, _, _} = T <- tests(), lists:member(atom_to_list(N), Only)]
+               end,
+    info("cnode ~ts~ts, cookie ~ts", [maps:get(cnode, Cfg), case maps:get(fake, Cfg) of true -> " (FAKE: erl stand-in)"; _ -> "" end, Cookie]),
+    Results = [run_test(T, T0 + ?SUITE_BUDGET_MS) || T <- Selected],
+    cleanup_scope(suite),
+    Passed = length([ok || ok <- Results]),
+    Failed = length(Results) - Passed,
+    info("suite took ~.1f s", [(now_ms() - T0) / 1000]),
+    io:format("interop: ~b passed, ~b failed~n", [Passed, Failed]),
+    file:write_file(filename:join(cfg(tmp), "done"), "done\n"),
+    halt(case Failed of 0 -> 0; _ -> 1 end).
+
+parse_args([], C) -> C;
+parse_args(["--fake" | T], C) -> parse_args(T, C#{fake => true});
+parse_args(["--" ++ K, V | T], C) -> parse_args(T, C#{list_to_atom(K) => V});
+parse_args([Test | T], C = #{only := O}) -> parse_args(T, C#{only => O ++ [Test]}).
+
+cfg(K) -> maps:get(K, persistent_term:get(interop_cfg)).
+
+setup_logger(_Cfg) ->
+    %% OTP's own reports (connection attempts, global warnings) go to a file, not into the test output.
+    F = filename:join(cfg(tmp), "t.log"),
+    ok = logger:add_handler(file_h, logger_std_h, #{config => #{file => F}}),
+    logger:remove_handler(default).
+
+now_ms() -> erlang:monotonic_time(millisecond).
+
+random_cookie() -> [$A + rand:uniform(26) - 1 || _ <- lists:seq(1, 20)].
+
+info(F, A) -> io:format("  # " ++ F ++ "~n", A).
+
+%% ---------------------------------------------------------------------------------------------------------
+%% running tests
+
+run_test({Name, Timeout, Fun}, Deadline) ->
+    Remaining = Deadline - now_ms(),
+    Main = case Name of restart_creation -> undefined; make_run -> undefined; _ -> main_cnode_if_running() end,
+    CnMark = case Main of undefined -> 0; _ -> mark(Main) end,
+    Start = now_ms(),
+    Result =
+        if Remaining < 3000 -> {fail, "suite time budget exhausted"};
+           true ->
+               Limit = min(Timeout * 1000, Remaining),
+               {Pid, MRef} = spawn_monitor(fun() ->
+                                                   put(scope, Name),
+                                                   step("starting"),
+                                                   exit({done, Fun()})
+                                           end),
+               receive
+                   {'DOWN', MRef, _, _, {done, _}} -> ok;
+                   {'DOWN', MRef, _, _, {fail, Why}} -> {fail, Why};
+                   {'DOWN', MRef, _, _, Crash} -> {fail, flat("crashed while ~ts: ~tW", [get_step(Name), Crash, 30])}
+               after Limit ->
+                       exit(Pid, kill),
+                       receive {'DOWN', MRef, _, _, _} -> ok end,
+                       {fail, flat("timeout after ~b s while ~ts", [Limit div 1000, get_step(Name)])}
+               end
+        end,
+    %% A test that made the shared cnode exit fails, whatever it checked.
+    Result2 = case {Result, Main} of
+                  {ok, undefined} -> ok;
+                  {ok, _} ->
+                      case status(Main) of
+                          running -> ok;
+                          {exited, S} -> {fail, flat("cnode exited (status ~p) during the test", [S])}
+                      end;
+                  {{fail, W}, _} when Main =/= undefined ->
+                      case status(Main) of
+                          {exited, S} -> {fail, flat("~ts (and cnode exited with status ~p)", [W, S])};
+                          _ -> Result
+                      end;
+                  _ -> Result
+              end,
+    Secs = (now_ms() - Start) / 1000,
+    Out = case Result2 of
+              ok -> io:format("ok ~ts~n", [Name]), info("~ts took ~.1f s", [Name, Secs]), ok;
+              {fail, Why2} ->
+                  io:format("FAIL ~ts: ~ts~n", [Name, oneline(Why2)]),
+                  info("~ts took ~.1f s", [Name, Secs]),
+                  case Main of
+                      undefined -> ok;
+                      _ -> show_log("shared cnode log during the test", Main, CnMark, 25)
+                  end,
+                  [show_log("log", H, 0, 15) || {{proc, _}, H = #{name := PN}, S} <- ets:tab2list(interop),
+                                                S =:= Name, lists:prefix("cnode", PN) orelse PN =:= "make_run"],
+                  failed
+          end,
+    cleanup_scope(Name),
+    Out.
+
+step(S) -> ets:insert(interop, {{step, get(scope)}, S}).
+get_step(Name) -> case ets:lookup(interop, {step, Name}) of [{_, S}] -> S; _ -> "?" end.
+
+fail(F, A) -> exit({fail, flat(F, A)}).
+
+flat(F, A) -> lists:flatten(io_lib:format(F, A)).
+
+oneline(S) ->
+    L = [case C of $\n -> $\s; _ -> C end || C <- lists:flatten(S)],
+    case length(L) > 2000 of true -> lists:sublist(L, 2000) ++ "..."; false -> L end.
+
+show_log(Title, H, Since, N) ->
+    Lines = lines_since(H, Since),
+    Tail = lists:nthtail(max(0, length(Lines) - N), Lines),
+    info("~ts (~ts, ~b lines, last ~b):", [Title, maps:get(name, H), length(Lines), length(Tail)]),
+    [io:format("    | ~ts~n", [L]) || L <- Tail],
+    ok.
+
+%% ---------------------------------------------------------------------------------------------------------
+%% external processes: each is a port owned by a small process that keeps its output lines
+
+start_ext(Name, Exe, Args, Env) ->
+    Scope = case get(scope) of undefined -> suite; S -> S end,
+    Self = self(),
+    LogFile = filename:join(cfg(tmp), Name ++ ".log"),
+    Owner = spawn(fun() -> ext_init(Self, Name, Exe, Args, Env, LogFile) end),
+    receive
+        {Owner, started, OsPid} ->
+            H = #{name => Name, owner => Owner, ospid => OsPid, log => LogFile},
+            ets:insert(interop, {{proc, OsPid}, H, Scope}),
+            H;
+        {Owner, error, Why} -> fail("cannot start ~ts (~ts): ~p", [Name, Exe, Why])
+    after 10000 -> fail("cannot start ~ts (~ts): no answer", [Name, Exe])
+    end.
+
+ext_init(Parent, Name, Exe, Args, Env, LogFile) ->
+    {ok, Log} = file:open(LogFile, [append]),
+    io:format(Log, "=== ~ts ~p~n", [Exe, Args]),
+    try open_port({spawn_executable, Exe},
+                  [{args, Args}, {env, Env}, exit_status, stderr_to_stdout, {line, 4096}, hide]) of
+        Port ->
+            {os_pid, OsPid} = erlang:port_info(Port, os_pid),
+            pidfile("+", OsPid, Name),
+            Parent ! {self(), started, OsPid},
+            ext_loop(#{port => Port, log => Log, lines => [], n => 0, partial => [], waiters => [],
+                       status => running, ospid => OsPid})
+    catch _:Why -> Parent ! {self(), error, Why}
+    end.
+
+pidfile(Sign, OsPid, Name) ->
+    file:write_file(cfg(pidfile), io_lib:format("~ts~b ~ts~n", [Sign, OsPid, Name]), [append]).
+
+ext_loop(S = #{port := Port, log := Log}) ->
+    receive
+        {Port, {data, {noeol, L}}} ->
+            ext_loop(S#{partial := maps:get(partial, S) ++ L});
+        {Port, {data, {eol, L}}} ->
+            Line = maps:get(partial, S) ++ L,
+            N = maps:get(n, S) + 1,
+            io:format(Log, "~ts~n", [Line]),
+            Waiters = [W || W = {From, Ref, Match, Since} <- maps:get(waiters, S),
+                            not (N > Since andalso matches(Match, Line) andalso reply(From, Ref, {ok, Line}))],
+            ext_loop(S#{partial := [], n := N, lines := [Line | maps:get(lines, S)], waiters := Waiters});
+        {Port, {exit_status, St}} ->
+            io:format(Log, "=== exit status ~p~n", [St]),
+            pidfile("-", maps:get(ospid, S), "exited"),
+            [reply(From, Ref, {exited, St}) || {From, Ref, _, _} <- maps:get(waiters, S)],
+            ext_loop(S#{status := {exited, St}, waiters := []});
+        {wait, From, Ref, Match, Since} ->
+            Found = [L || {I, L} <- numbered(S), I > Since, matches(Match, L)],
+            case {Found, maps:get(status, S)} of
+                {[L | _], _} when Match =/= exit -> reply(From, Ref, {ok, L}), ext_loop(S);
+                {_, {exited, St}} -> reply(From, Ref, {exited, St}), ext_loop(S);
+                _ -> ext_loop(S#{waiters := [{From, Ref, Match, Since} | maps:get(waiters, S)]})
+            end;
+        {cancel, Ref} ->
+            ext_loop(S#{waiters := [W || W = {_, R, _, _} <- maps:get(waiters, S), R =/= Ref]});
+        {query, From, Ref, What} ->
+            reply(From, Ref, case What of
+                                 mark -> maps:get(n, S);
+                                 status -> maps:get(status, S);
+                                 lines -> numbered(S)
+                             end),
+            ext_loop(S)
+    end.
+
+numbered(#{lines := L, n := N}) -> lists:zip(lists:seq(1, N), lists:reverse(L)).
+
+reply(From, Ref, Msg) -> From ! {Ref, Msg}, true.
+
+matches(exit, _) -> false;
+matches(F, L) when is_function(F) -> F(L);
+matches([H | _] = Subs, L) when is_list(H) -> lists:all(fun(Sub) -> string:find(L, Sub) =/= nomatch end, Subs);
+matches(Sub, L) -> string:find(L, Sub) =/= nomatch.
+
+query(#{owner := O}, What) ->
+    Ref = make_ref(),
+    O ! {query, self(), Ref, What},
+    receive {Ref, R} -> R after 5000 -> error({owner_not_answering, What}) end.
+
+mark(H) -> query(H, mark).
+status(H) -> query(H, status).
+lines_since(H, Since) -> [L || {I, L} <- query(H, lines), I > Since].
+
+%% Waits for a line matching Match (substring, list of substrings, or fun) after line number Since.
+%% Returns {ok, Line} | timeout | {exited, Status}.
+wait_line(#{owner := O}, Match, Since, Timeout) ->
+    Ref = make_ref(),
+    O ! {wait, self(), Ref, Match, Since},
+    receive {Ref, R} -> R
+    after Timeout ->
+            O ! {cancel, Ref},
+            receive {Ref, R} -> R after 0 -> timeout end
+    end.
+
+wait_exit(H, Timeout) ->
+    case wait_line(H, exit, 0, Timeout) of
+        {exited, St} -> {ok, St};
+        timeout -> timeout
+    end.
+
+signal(#{ospid := P}, Sig) -> signal_pid(P, Sig).
+signal_pid(P, Sig) -> os:cmd(flat("kill -~ts ~b 2>/dev/null", [Sig, P])).
+
+%% Kills everything the scope started (ports by their OS pid, extra pids as recorded) and waits for exits.
+cleanup_scope(Scope) ->
+    Procs = [H || {{proc, _}, H, S} <- ets:tab2list(interop), S =:= Scope],
+    Raw = [{P, N} || {{rawpid, P}, N, S} <- ets:tab2list(interop), S =:= Scope],
+    [begin signal(H, "KILL"), wait_exit(H, 3000), ets:delete(interop, {proc, maps:get(ospid, H)}) end
+     || H <- Procs, status(H) =:= running],
+    [ets:delete(interop, {proc, maps:get(ospid, H)}) || H <- Procs],
+    [begin
+         case os:cmd(flat("kill -0 ~b 2>/dev/null && echo alive", [P])) of
+             "alive" ++ _ -> signal_pid(P, "KILL");
+             _ -> ok
+         end,
+         pidfile("-", P, N),
+         ets:delete(interop, {rawpid, P})
+     end || {P, N} <- Raw],
+    ok.
+
+%% An OS pid we did not spawn directly (a grandchild) but must kill.
+own_pid(P, Name) ->
+    Scope = case get(scope) of undefined -> suite; S -> S end,
+    pidfile("+", P, Name),
+    ets:insert(interop, {{rawpid, P}, Name, Scope}).
+
+base_env() ->
+    [{"ERL_EPMD_PORT", cfg('epmd-port')}, {"HOME", filename:join(cfg(tmp), "home")},
+     {"ERL_FLAGS", false}, {"ERL_AFLAGS", false}, {"ERL_ZFLAGS", false}, {"ELIXIR_ERL_OPTIONS", false}].
+
+%% ---------------------------------------------------------------------------------------------------------
+%% cnode instances
+
+cnode_cmd(Args) ->
+    case cfg(fake) of
+        true -> {os:find_executable("escript"), [filename:join(cfg(repo), "interop/fake_cnode.escript") | Args]};
+        false -> {cfg(cnode), Args}
+    end.
+
+%% Starts a cnode and waits for its ready line; returns {Handle, Creation}.
+start_cnode(ProcName, NodeName, Extra) ->
+    step("starting " ++ ProcName),
+    {Exe, Args} = cnode_cmd(["--name", NodeName, "--cookie", cfg(cookie), "--epmd-port", cfg('epmd-port'),
+                             "--listen", "0" | Extra]),
+    H = start_ext(ProcName, Exe, Args, base_env()),
+    {H, wait_ready(H, NodeName, 0, 15000)}.
+
+wait_ready(H, NodeName, Since, Timeout) ->
+    case wait_line(H, ["cnode: node " ++ NodeName ++ " ready"], Since, Timeout) of
+        {ok, Line} ->
+            case re:run(Line, "ready: port (\\d+), creation (\\d+)", [{capture, all_but_first, list}]) of
+                {match, [_Port, Cr]} -> list_to_integer(Cr);
+                nomatch -> fail("ready line without port/creation: ~ts", [Line])
+            end;
+        timeout -> fail("~ts printed no ready line within ~b s; log: ~ts", [maps:get(name, H), Timeout div 1000, tail(H, 5)]);
+        {exited, St} -> fail("~ts exited with status ~p before ready; log: ~ts", [maps:get(name, H), St, tail(H, 5)])
+    end.
+
+tail(H, N) ->
+    L = lines_since(H, 0),
+    lists:join(" | ", lists:nthtail(max(0, length(L) - N), L)).
+
+main_cnode_if_running() ->
+    case ets:lookup(interop, main_cnode) of
+        [{_, H, _}] -> case status(H) of running -> H; _ -> undefined end;
+        [] -> undefined
+    end.
+
+%% The shared cnode@127.0.0.1 (suite scope); restarted when a previous test left it dead.
+main_cnode() ->
+    case main_cnode_if_running() of
+        undefined ->
+            Scope = get(scope),
+            put(scope, suite),
+            case ets:lookup(interop, main_cnode) of
+                [{_, Old, _}] -> info("shared cnode had exited (~p); starting it again", [status(Old)]);
+                [] -> ok
+            end,
+            try start_cnode("cnode", ?CN_NAME, []) of
+                {H, Cr} -> ets:insert(interop, {main_cnode, H, Cr}), put(scope, Scope), H
+            catch exit:{fail, Why} -> put(scope, Scope), fail("shared cnode: ~ts", [Why])
+            end;
+        H -> H
+    end.
+
+%% ---------------------------------------------------------------------------------------------------------
+%% erl / elixir peers
+
+%% Starts `erl -name Short@127.0.0.1`; every peer registers interop_sink, which forwards what it receives to
+%% the pid set by {'$interop_target', Pid} (and prints it). Opts: cookie, args (extra erl flags), eval (code
+%% run before the ready marker).
+start_erl(Short, Opts) ->
+    step("starting erl " ++ Short),
+    Node = Short ++ "@127.0.0.1",
+    Cookie = maps:get(cookie, Opts, cfg(cookie)),
+    Sink = "register(interop_sink, spawn(fun() -> (fun L(T) -> receive "
+           "{'$interop_target', P} -> L(P); "
+           "M -> io:format(\"SINK ~p~n\", [M]), is_pid(T) andalso (T ! {interop_sink, node(), M}), L(T) "
+           "end end)(none) end)), ",
+    Eval = Sink ++ maps:get(eval, Opts, "") ++ " io:format(\"PEER_READY~n\").",
+    Args = ["-noinput", "-name", Node, "-setcookie", Cookie | maps:get(args, Opts, [])] ++ ["-eval", Eval],
+    H = start_ext("erl_" ++ Short, os:find_executable("erl"), Args, base_env()),
+    case wait_line(H, "PEER_READY", 0, 20000) of
+        {ok, _} -> ok;
+        R -> fail("erl ~ts did not start (~p): ~ts", [Node, R, tail(H, 5)])
+    end,
+    {H, list_to_atom(Node)}.
+
+%% ---------------------------------------------------------------------------------------------------------
+%% helpers talking to the C node
+
+ctl(Node, Req, Timeout) ->
+    Ref = make_ref(),
+    {cnode_ctl, Node} ! {self(), Ref, Req},
+    receive {Ref, R} -> {ok, R} after Timeout -> timeout end.
+
+echo_once(Node, T, Timeout) ->
+    {echo, Node} ! {self(), T},
+    receive R -> R after Timeout -> fail("no echo reply from ~ts within ~b ms", [Node, Timeout]) end.
+
+%% ---------------------------------------------------------------------------------------------------------
+%% 2. ping_erl
+
+t_ping_erl() ->
+    Cn = main_cnode(),
+    {_, A} = start_erl("a", #{}),
+    M = mark(Cn),
+    step("pinging the C node from " ++ atom_to_list(A)),
+    case erpc:call(A, net_adm, ping, [?CN], 15000) of
+        pong -> ok;
+        P -> fail("net_adm:ping from ~ts gave ~p", [A, P])
+    end,
+    Visible = erpc:call(A, erlang, nodes, []),
+    Hidden = erpc:call(A, erlang, nodes, [hidden]),
+    case {lists:member(?CN, Visible), lists:member(?CN, Hidden)} of
+        {true, _} -> ok;
+        {false, true} -> fail("the C node is in nodes(hidden) of ~ts, not in nodes(): ~p", [A, Visible]);
+        {false, false} -> fail("the C node is not in nodes() of ~ts after pong: ~p", [A, Visible])
+    end,
+    step("waiting for the nodeup log line"),
+    case wait_line(Cn, "cnode: nodeup " ++ atom_to_list(A), M, 5000) of
+        {ok, _} -> ok;
+        R -> fail("no 'cnode: nodeup ~ts' log line (~p)", [A, R])
+    end,
+    step("asking cnode_ctl for its nodes"),
+    case ctl(?CN, nodes, 5000) of
+        {ok, Ns} when is_list(Ns) ->
+            lists:member(A, Ns) orelse fail("cnode_ctl nodes does not list ~ts: ~p", [A, Ns]),
+            lists:member(node(), Ns) orelse fail("cnode_ctl nodes does not list ~ts: ~p", [node(), Ns]);
+        R2 -> fail("cnode_ctl nodes answered ~p", [R2])
+    end,
+    ok.
+
+%% ---------------------------------------------------------------------------------------------------------
+%% 3. ping_elixir
+
+t_ping_elixir() ->
+    main_cnode(),
+    step("running elixir interop/kv_check.exs"),
+    H = start_ext("elixir_e", os:find_executable("elixir"),
+                  ["--name", "e@127.0.0.1", "--cookie", cfg(cookie),
+                   filename:join(cfg(repo), "interop/kv_check.exs"), ?CN_NAME], base_env()),
+    case wait_exit(H, 30000) of
+        {ok, 0} -> info("elixir: ~ts", [tail(H, 5)]), ok;
+        {ok, St} -> fail("elixir exited ~p: ~ts", [St, tail(H, 8)]);
+        timeout -> fail("elixir did not finish within 30 s: ~ts", [tail(H, 8)])
+    end.
+
+%% ---------------------------------------------------------------------------------------------------------
+%% 1. term_roundtrip
+
+-define(N_TERMS, 10000).
+-define(IN_FLIGHT, 100).
+-define(PROBE_N, 25).
+
+t_term_roundtrip() ->
+    main_cnode(),
+    {_, R} = start_erl("r", #{}),
+    step("collecting remote pids/refs/ports from " ++ atom_to_list(R)),
+    Remote = #{pid => [erpc:call(R, erlang, whereis, [init]), erpc:call(R, erlang, whereis, [interop_sink]),
+                       erpc:call(R, erlang, spawn, [timer, sleep, [infinity]])],
+               ref => [erpc:call(R, erlang, make_ref, []) || _ <- lists:seq(1, 4)] ++
+                      [erpc:call(R, erlang, alias, [])],
+               port => lists:sublist(erpc:call(R, erlang, ports, []), 3)},
+    [] =/= maps:get(port, Remote) orelse fail("no ports on ~ts", [R]),
+    Local = #{pid => [self(), whereis(init), spawn(fun() -> receive after infinity -> ok end end)],
+              ref => [make_ref(), make_ref(), erlang:monitor(process, whereis(init)), erlang:alias()],
+              port => lists:sublist(erlang:ports(), 3)},
+    put(gen_env, #{remote => Remote, local => Local}),
+    Seed = case os:getenv("INTEROP_SEED") of
+               false -> erlang:unique_integer([positive]) + erlang:system_time(microsecond) rem 1000000007;
+               S -> list_to_integer(S)
+           end,
+    info("term_roundtrip: seed ~b (rerun with INTEROP_SEED=~b)", [Seed, Seed]),
+    rand:seed(exsss, Seed),
+    step("generating terms"),
+    Kinds = kinds(),
+    NK = length(Kinds),
+    TG = now_ms(),
+    Terms = [begin K = lists:nth(I rem NK + 1, Kinds), {I, K, gen(K, 3)} end || I <- lists:seq(1, ?N_TERMS)],
+    info("term_roundtrip: generated in ~.2f s, ~b bytes in external format",
+         [(now_ms() - TG) / 1000, lists:sum([erlang:external_size(T) || {_, _, T} <- Terms])]),
+    step("echoing terms"),
+    erlang:monitor_node(?CN, true),
+    T0 = now_ms(),
+    {First, Rest} = lists:split(?IN_FLIGHT, Terms),
+    [send_echo(T) || T <- First],
+    case catch pipeline(queue:from_list(First), Rest, 0) of
+        ok -> ok;
+        {'EXIT', {fail, Why}} ->
+            %% Tell the lead which kinds fail, not only the first bad term: probe each kind one at a time.
+            erlang:monitor_node(?CN, false),
+            step("probing each kind after a failure"),
+            Probe = probe_kinds(Kinds, now_ms() + 15000),
+            fail("~ts; per-kind probe (~b terms each, one at a time): ~ts", [Why, ?PROBE_N, Probe]);
+        {'EXIT', Other} -> exit(Other)
+    end,
+    Ms = now_ms() - T0,
+    erlang:monitor_node(?CN, false),
+    info("term_roundtrip: ~b terms of ~b kinds echoed =:= in ~.2f s (~b in flight)",
+         [?N_TERMS, NK, Ms / 1000, ?IN_FLIGHT]),
+    ok.
+
+probe_kinds(Kinds, Deadline) ->
+    timer:sleep(1000),
+    flush_all(),
+    case net_adm:ping(?CN) of
+        pang -> "skipped: the C node is unreachable";
+        pong -> probe_report(probe_kinds(Kinds, Deadline, []))
+    end.
+
+probe_report(Res) ->
+    Bad = [flat("~ts: ~ts", [K, R]) || {K, R} <- Res, R =/= "ok"],
+    flat("~b kinds ok, failing: ~ts", [length([ok || {_, "ok"} <- Res]),
+                                       case Bad of [] -> "none"; _ -> lists:join("; ", Bad) end]).
+
+probe_kinds([], _, Acc) -> lists:reverse(Acc);
+probe_kinds([K | Ks], Deadline, Acc) ->
+    case now_ms() > Deadline of
+        true -> lists:reverse(Acc, [{K2, "not probed (time)"} || K2 <- [K | Ks]]);
+        false ->
+            case net_adm:ping(?CN) of
+                pang -> lists:reverse(Acc, [{K2, "not probed (C node unreachable)"} || K2 <- [K | Ks]]);
+                pong -> probe_kinds(Ks, Deadline, [{K, probe_kind(K, ?PROBE_N)} | Acc])
+            end
+    end.
+
+probe_kind(_, 0) -> "ok";
+probe_kind(K, N) ->
+    T = gen(K, 3),
+    erlang:monitor_node(?CN, true),
+    {echo, ?CN} ! {self(), T},
+    R = receive
+            {nodedown, ?CN} -> flat("connection dropped on ~tW", [T, 8]);
+            X when X =:= T -> ok;
+            X -> flat("sent ~tW got ~tW (~ts)", [T, 8, X, 8, first_diff(T, X)])
+        after 2000 -> flat("no reply to ~tW", [T, 8])
+        end,
+    erlang:monitor_node(?CN, false),
+    flush_all(),
+    case R of ok -> probe_kind(K, N - 1); _ -> R end.
+
+flush_all() -> receive _ -> flush_all() after 0 -> ok end.
+
+send_echo({_, _, T}) -> {echo, ?CN} ! {self(), T}.
+
+pipeline(Q, Rest, Got) ->
+    case queue:out(Q) of
+        {empty, _} -> ok;
+        {{value, {I, K, T}}, Q2} ->
+            receive
+                {nodedown, ?CN} ->
+                    fail("connection to the C node went down after ~b replies; oldest unanswered #~b (~ts): ~tW",
+                         [Got, I, K, T, 12]);
+                Reply when Reply =:= T ->
+                    %% =:= treats 0.0 and -0.0 as equal on OTP 25; the external format does not.
+                    term_to_binary(Reply) =:= term_to_binary(T)
+                        orelse fail("reply #~b (~ts) is =:= but encodes differently (sign of a zero float?): "
+                                    "sent ~tW got ~tW (~ts)", [I, K, T, 12, Reply, 12, t2b_diff(T, Reply)]),
+                    case Rest of
+                        [Next | Rest2] -> send_echo(Next), pipeline(queue:in(Next, Q2), Rest2, Got + 1);
+                        [] -> pipeline(Q2, [], Got + 1)
+                    end;
+                Other ->
+                    fail("reply #~b (~ts) differs after ~b good replies: sent ~tW got ~tW (~ts)",
+                         [I, K, Got, T, 12, Other, 12, first_diff(T, Other)])
+            after 10000 ->
+                    fail("no reply within 10 s after ~b replies; oldest unanswered #~b (~ts): ~tW",
+                         [Got, I, K, T, 12])
+            end
+    end.
+
+t2b_diff(A, B) ->
+    BA = term_to_binary(A), BB = term_to_binary(B),
+    P = binary:longest_common_prefix([BA, BB]),
+    flat("external format differs at byte ~b of ~b", [P, byte_size(BA)]).
+
+%% Points at the first difference, for the failure message.
+first_diff(A, B) when is_tuple(A), is_tuple(B), tuple_size(A) =:= tuple_size(B) ->
+    first_diff(tuple_to_list(A), tuple_to_list(B));
+first_diff([A | As], [B | Bs]) when A =:= B -> first_diff(As, Bs);
+first_diff([A | _], [B | _]) -> first_diff(A, B);
+first_diff(A, B) when is_map(A), is_map(B), map_size(A) =:= map_size(B) ->
+    first_diff(lists:sort(maps:to_list(A)), lists:sort(maps:to_list(B)));
+first_diff(A, B) when is_bitstring(A), is_bitstring(B) ->
+    PadA = (8 - bit_size(A) rem 8) rem 8,
+    PadB = (8 - bit_size(B) rem 8) rem 8,
+    BA = <<A/bitstring, 0:PadA>>,
+    BB = <<B/bitstring, 0:PadB>>,
+    flat("bitstrings of ~b and ~b bits, ~b leading bytes equal",
+         [bit_size(A), bit_size(B), binary:longest_common_prefix([BA, BB])]);
+first_diff(A, B) ->
+    flat("first difference: ~tW (~ts) vs ~tW (~ts)", [A, 6, type_of(A), B, 6, type_of(B)]).
+
+type_of(X) when is_integer(X) -> "integer";
+type_of(X) when is_float(X) -> "float";
+type_of(X) when is_atom(X) -> "atom";
+type_of(X) when is_binary(X) -> "binary";
+type_of(X) when is_bitstring(X) -> "bitstring";
+type_of(X) when is_list(X) -> "list";
+type_of(X) when is_tuple(X) -> "tuple";
+type_of(X) when is_map(X) -> "map";
+type_of(X) when is_pid(X) -> "pid";
+type_of(X) when is_reference(X) -> "ref";
+type_of(X) when is_port(X) -> "port";
+type_of(X) when is_function(X) -> "fun";
+type_of(_) -> "other".
+
+kinds() ->
+    [small_int, int, big_int, bignum, float, atom_latin1, atom_utf8, binary, bitstring, string,
+     unicode_string, list, improper_list, tuple, large_tuple, map, large_map, local_pid, remote_pid,
+     local_ref, remote_ref, local_port, remote_port, export_fun, local_fun, nested, edge].
+
+pick(L) -> lists:nth(rand:uniform(length(L)), L).
+r(N) -> rand:uniform(N + 1) - 1.                  % 0..N
+sign() -> pick([1, -1]).
+
+gen(small_int, _) -> r(255);
+gen(int, _) ->
+    case r(3) of
+        0 -> pick([-1, 256, -256, 1 bsl 27 - 1, -(1 bsl 27), 1 bsl 27, -(1 bsl 27) - 1, 16#7fffffff,
+                   -16#80000000, 16#80000000, -16#80000001]);
+        _ -> r(1 bsl 32) - (1 bsl 31)
+    end;
+gen(big_int, _) ->
+    case r(3) of
+        0 -> pick([1 bsl 59, 1 bsl 60 - 1, -(1 bsl 60), 1 bsl 63, -(1 bsl 63), 1 bsl 64 - 1,
+                   -(1 bsl 64 - 1), 1 bsl 32, -(1 bsl 32)]);
+        _ -> sign() * (1 bsl (32 + r(31)) + r(1 bsl 32))
+    end;
+gen(bignum, _) ->
+    case r(4) of
+        0 -> pick([1 bsl 64, -(1 bsl 64), 1 bsl 64 + 1, 1 bsl 2040 - 1, -(1 bsl 2040 - 1), 1 bsl 2040,
+                   -(1 bsl 2048), 1 bsl 8000]);
+        1 -> sign() * (1 bsl (2040 + r(500)) + r(1 bsl 64));   % LARGE_BIG_EXT (> 255 bytes)
+        _ -> sign() * (1 bsl (64 + r(300)) + r(1 bsl 40))
+    end;
+gen(float, _) ->
+    case r(3) of
+        0 -> pick([0.0, -0.0, 1.0, -1.5, 1.0e308, -1.7976931348623157e308, 5.0e-324, -5.0e-324,
+                   2.2250738585072014e-308, math:pi(), 1.0e-10, 123456789.125]);
+        _ -> (rand:uniform() - 0.5) * math:pow(10, r(600) - 300)
+    end;
+gen(atom_latin1, _) ->
+    case r(20) of
+        0 -> pick(['', list_to_atom(lists:duplicate(255, $x)), list_to_atom(lists:duplicate(255, 255)),
+                   true, false, undefined, nil, 'café', 'Ætt', 'ÿ']);
+        _ -> list_to_atom([pick(lists:seq($a, $z) ++ lists:seq($A, $Z) ++ "_@. " ++ lists:seq(16#c0, 16#ff))
+                           || _ <- lists:seq(1, 1 + r(30))])
+    end;
+gen(atom_utf8, _) ->
+    Chars = [16#4e2d, 16#6587, 16#1F600, 16#3b1, 16#3c9, 16#430, 16#5d0, 16#20ac, 16#10348, $a, $z, 16#e9],
+    case r(20) of
+        0 -> pick([list_to_atom(lists:duplicate(255, 16#1F600)), '日本語', 'Ωμέγα', list_to_atom([16#10FFFF])]);
+        _ -> list_to_atom([pick(Chars) || _ <- lists:seq(1, 1 + r(40))])
+    end;
+gen(binary, D) ->
+    case r(30) of
+        0 when D >= 3 -> rand:bytes(1000 + r(70000));
+        1 -> <<>>;
+        _ -> rand:bytes(r(300))
+    end;
+gen(bitstring, _) ->
+    Bits = 1 + r(6),
+    <<(rand:bytes(r(100)))/binary, (r(1 bsl Bits - 1)):Bits>>;
+gen(string, D) ->
+    case r(40) of
+        0 when D >= 3 -> [r(255) || _ <- lists:seq(1, 65535 + r(10))];     % over STRING_EXT's 65535 limit
+        1 when D >= 3 -> [r(255) || _ <- lists:seq(1, 65535)];
+        _ -> [r(255) || _ <- lists:seq(1, 1 + r(300))]
+    end;
+gen(unicode_string, _) ->
+    [pick([r(127), 16#e9, 16#4e2d, 16#1F600, r(16#D7FF), 16#E000 + r(16#10FFFF - 16#E000)])
+     || _ <- lists:seq(1, 1 + r(100))];
+gen(list, D) -> [any(D - 1) || _ <- lists:seq(1, r(6))];
+gen(improper_list, D) ->
+    Tail = case r(4) of
+               0 -> any_scalar();
+               1 -> {};
+               2 -> <<"tail">>;
+               _ -> pick([a, 1, 1.5, #{}, self()])
+           end,
+    case is_list(Tail) of
+        true -> [any(D - 1) | a];
+        false -> lists:foldl(fun(_, Acc) -> [any(D - 1) | Acc] end, Tail, lists:seq(1, 1 + r(5)))
+    end;
+gen(tuple, D) -> list_to_tuple([any(D - 1) || _ <- lists:seq(1, r(8))]);
+gen(large_tuple, _) ->
+    case r(4) of
+        0 -> list_to_tuple([r(300) || _ <- lists:seq(1, pick([255, 256, 257, 65535, 65536]))]);
+        _ -> list_to_tuple([any_scalar() || _ <- lists:seq(1, 256 + r(300))])
+    end;
+gen(map, D) -> maps:from_list([{any(D - 2), any(D - 1)} || _ <- lists:seq(1, r(8))]);
+gen(large_map, D) ->
+    N = case r(4) of 0 -> pick([32, 33, 64, 65, 1000]); _ -> 33 + r(60) end,   % flatmap/HAMT edges
+    M = case N of
+            1000 -> maps:from_list([{r(1 bsl 40), r(255)} || _ <- lists:seq(1, N)]);
+            _ -> maps:from_list([{any_scalar(), any(D - 2)} || _ <- lists:seq(1, N)])
+        end,
+    Want = min(N, 33),
+    case map_size(M) of
+        Size when Size >= Want -> M;
+        _ -> maps:merge(M, maps:from_list([{{k, I}, any_scalar()} || I <- lists:seq(1, N)]))
+    end;
+gen(local_pid, _) -> pick(env_terms(local, pid));
+gen(remote_pid, _) -> pick(env_terms(remote, pid));
+gen(local_ref, _) -> pick(env_terms(local, ref));
+gen(remote_ref, _) -> pick(env_terms(remote, ref));
+gen(local_port, _) -> pick(env_terms(local, port));
+gen(remote_port, _) -> pick(env_terms(remote, port));
+gen(export_fun, _) -> pick([fun erlang:abs/1, fun lists:map/2, fun erlang:'+'/2, fun nomodule:nofun/7,
+                            fun 'Elixir.Enum':map/2, fun m:f/255, fun 'ünï_mød':'çødé_日本'/0]);
+gen(local_fun, D) ->
+    E1 = any(D - 1),
+    E2 = any_scalar(),
+    pick([fun() -> ok end, fun(X) -> {X, E1} end, fun(A, B) -> [A, B, E1, E2] end, fun(_) -> E2 end,
+          fun F(0) -> E1; F(N) -> F(N - 1) end]);
+gen(nested, _) -> any(4);
+gen(edge, _) ->
+    pick([[], {}, #{}, <<>>, '', "", [[]], {{}}, #{#{} => #{}}, #{[] => {}, {} => []}, [a | b],
+          {self(), make_ref()}, #{self() => fun erlang:abs/1}]).
+
+env_terms(Where, Type) -> maps:get(Type, maps:get(Where, get(gen_env))).
+
+any(D) when D =< 0 -> any_scalar();
+any(D) ->
+    case r(2) of
+        0 -> any_scalar();
+        _ -> gen(pick([list, improper_list, tuple, map, local_fun, string, list, tuple, map]), D)
+    end.
+
+any_scalar() ->
+    gen(pick([small_int, int, big_int, bignum, float, atom_latin1, atom_utf8, binary, bitstring,
+              unicode_string, local_pid, remote_pid, local_ref, remote_ref, local_port, remote_port,
+              export_fun, edge]), 0).
+
+%% ---------------------------------------------------------------------------------------------------------
+%% 8. big_binaries
+
+t_big_binaries() ->
+    main_cnode(),
+    erlang:monitor_node(?CN, true),
+    lists:foreach(
+      fun({What, Term}) ->
+              step("echoing " ++ What),
+              T0 = now_ms(),
+              {echo, ?CN} ! {self(), Term},
+              receive
+                  {nodedown, ?CN} -> fail("connection to the C node went down while echoing ~ts", [What]);
+                  R when R =:= Term -> info("big_binaries: ~ts back =:= in ~b ms", [What, now_ms() - T0]);
+                  R -> fail("~ts came back different: ~ts", [What, first_diff(Term, R)])
+              after 10000 -> fail("~ts: no reply within 10 s", [What])
+              end
+      end,
+      [{"1 MiB binary", rand:bytes(1 bsl 20)},
+       {"8 MiB binary", rand:bytes(8 bsl 20)},
+       {"8 MiB + 3 bits bitstring", <<(rand:bytes(8 bsl 20))/binary, 5:3>>},
+       {"tuple of 1 MiB and 8 MiB binaries", {big, rand:bytes(1 bsl 20), [rand:bytes(8 bsl 20)]}}]),
+    erlang:monitor_node(?CN, false),
+    ok.
+
+%% ---------------------------------------------------------------------------------------------------------
+%% 4. connect_out
+
+t_connect_out() ->
+    main_cnode(),
+    {_, B} = start_erl("b", #{}),
+    step("checking that the C node and " ++ atom_to_list(B) ++ " are not connected"),
+    {interop_sink, B} ! {'$interop_target', self()},
+    case ctl(?CN, nodes, 5000) of
+        {ok, Ns} -> lists:member(B, Ns) andalso fail("C node already connected to ~ts before the test", [B]);
+        timeout -> fail("cnode_ctl nodes: no reply", [])
+    end,
+    lists:member(?CN, erpc:call(B, erlang, nodes, [[visible, hidden]]))
+        andalso fail("~ts already connected to the C node", [B]),
+    step("asking cnode_ctl to send to {interop_sink, B}"),
+    Ref = make_ref(),
+    Ref1 = make_ref(),
+    {cnode_ctl, ?CN} ! {self(), Ref1, {send, {interop_sink, B}, {hello_from_c, Ref}}},
+    receive {Ref1, ok} -> ok; {Ref1, Other} -> fail("cnode_ctl replied ~p", [Other])
+    after 10000 -> fail("cnode_ctl did not reply {Ref, ok} within 10 s", [])
+    end,
+    step("waiting for B's interop_sink to receive {hello_from_c, Ref}"),
+    receive {interop_sink, B, {hello_from_c, Ref}} -> ok
+    after 10000 -> fail("interop_sink on ~ts did not receive {hello_from_c, Ref} within 10 s", [B])
+    end,
+    step("sending to B's sink by pid"),
+    SinkPid = erpc:call(B, erlang, whereis, [interop_sink]),
+    Ref2 = make_ref(),
+    {cnode_ctl, ?CN} ! {self(), Ref2, {send, SinkPid, {hello_by_pid, Ref2}}},
+    receive {interop_sink, B, {hello_by_pid, Ref2}} -> ok
+    after 10000 -> fail("sink on ~ts did not receive a message sent by pid within 10 s", [B])
+    end,
+    lists:member(?CN, erpc:call(B, erlang, nodes, []))
+        orelse fail("~ts does not list the C node in nodes() after it connected", [B]),
+    ok.
+
+%% ---------------------------------------------------------------------------------------------------------
+%% 5. wrong_cookie
+
+t_wrong_cookie() ->
+    Cn = main_cnode(),
+    Bad = random_cookie(),
+    erlang:set_cookie('w@127.0.0.1', list_to_atom(Bad)),
+    {_, W} = start_erl("w", #{cookie => Bad, args => ["-connect_all", "false"]}),
+    {interop_sink, W} ! {'$interop_target', self()},
+    step("pinging the C node with a wrong cookie"),
+    M1 = mark(Cn),
+    case erpc:call(W, net_adm, ping, [?CN], 15000) of
+        pang -> ok;
+        P -> fail("ping with a wrong cookie gave ~p", [P])
+    end,
+    CookieLine = ["handshake with", "failed", "cookie"],
+    step("waiting for the incoming handshake failure log line"),
+    case wait_line(Cn, CookieLine, M1, 5000) of
+        {ok, L1} -> info("incoming: ~ts", [L1]);
+        R1 -> fail("no 'handshake with ... failed: ...cookie...' line after a wrong-cookie ping (~p)", [R1])
+    end,
+    step("asking cnode_ctl to send to a node with another cookie"),
+    M2 = mark(Cn),
+    Ref = make_ref(),
+    {cnode_ctl, ?CN} ! {self(), Ref, {send, {interop_sink, W}, {hello_wrong_cookie, Ref}}},
+    case wait_line(Cn, CookieLine, M2, 10000) of
+        {ok, L2} -> info("outgoing: ~ts", [L2]);
+        R2 -> fail("no 'handshake with ... failed: ...cookie...' line after connecting out to a "
+                   "wrong-cookie node (~p)", [R2])
+    end,
+    receive {Ref, ok} -> ok after 2000 -> info("(cnode_ctl sent no {Ref, ok} for the failed send)", []) end,
+    receive {interop_sink, W, {hello_wrong_cookie, Ref}} -> fail("the message reached the wrong-cookie node", [])
+    after 500 -> ok
+    end,
+    step("checking the C node still answers a correct cookie"),
+    erlang:disconnect_node(?CN),
+    timer:sleep(200),
+    case net_adm:ping(?CN) of
+        pong -> ok;
+        P2 -> fail("after the cookie failures, ping from ~ts gave ~p", [node(), P2])
+    end,
+    T = {still, alive, make_ref(), <<"ok">>},
+    case echo_once(?CN, T, 5000) of
+        T -> ok;
+        Other -> fail("echo after the cookie failures gave ~p", [Other])
+    end,
+    ok.
+
+%% ---------------------------------------------------------------------------------------------------------
+%% 6. nodedown
+
+t_nodedown() ->
+    Tick = 4,
+    Name = "cnodetick@127.0.0.1",
+    {Cn, _} = start_cnode("cnodetick", Name, ["--ticktime", integer_to_list(Tick)]),
+    %% The peers tick at the same rate; this node (ticktime 60) never connects to cnodetick.
+    Ping = "io:format(\"PING ~p~n\", [net_adm:ping('" ++ Name ++ "')]),",
+    PeerOpts = #{args => ["-kernel", "net_ticktime", integer_to_list(Tick)], eval => Ping},
+    {X, XN} = start_erl("x", PeerOpts),
+    {Y, YN} = start_erl("y", PeerOpts),
+    [case wait_line(P, "PING ", 0, 1000) of
+         {ok, "PING pong"} -> ok;
+         R -> fail("~ts could not ping ~ts: ~p", [N, Name, R])
+     end || {P, N} <- [{X, XN}, {Y, YN}]],
+    [case wait_line(Cn, "cnode: nodeup " ++ atom_to_list(N), 0, 5000) of
+         {ok, _} -> ok;
+         R -> fail("no 'nodeup ~ts' line (~p)", [N, R])
+     end || N <- [XN, YN]],
+    step("kill -9 of x"),
+    M1 = mark(Cn),
+    T1 = now_ms(),
+    signal(X, "KILL"),
+    case wait_line(Cn, "cnode: nodedown " ++ atom_to_list(XN), M1, Tick * 1000 + 1000) of
+        {ok, L1} -> info("nodedown after kill -9 in ~b ms: ~ts", [now_ms() - T1, L1]);
+        R1 -> fail("no 'nodedown ~ts' within ~b s of kill -9 (~p)", [XN, Tick + 1, R1])
+    end,
+    step("SIGSTOP of y (only ticks can tell)"),
+    M2 = mark(Cn),
+    T2 = now_ms(),
+    signal(Y, "STOP"),
+    Limit = Tick * 1250 + 3000,
+    R2 = wait_line(Cn, "cnode: nodedown " ++ atom_to_list(YN), M2, Limit),
+    Took = now_ms() - T2,
+    signal(Y, "KILL"),
+    case R2 of
+        {ok, L2} when Took < 2000 -> fail("nodedown of the stopped node after only ~b ms (not tick-based?): ~ts",
+                                          [Took, L2]);
+        {ok, L2} -> info("nodedown of a SIGSTOPped node after ~b ms (ticktime ~b s): ~ts", [Took, Tick, L2]);
+        R -> fail("no 'nodedown ~ts' within ~b ms of SIGSTOP with ticktime ~b (~p)", [YN, Limit, Tick, R])
+    end,
+    case status(Cn) of
+        running -> ok;
+        St -> fail("cnodetick exited: ~p", [St])
+    end,
+    ok.
+
+%% ---------------------------------------------------------------------------------------------------------
+%% 7. restart_creation
+
+t_restart_creation() ->
+    main_cnode(),
+    [{_, H1, C1}] = ets:lookup(interop, main_cnode),
+    put(scope, suite),                                     % the new instances are the shared cnode
+    H2 = restart(H1, "TERM"),
+    C2 = wait_ready(H2, ?CN_NAME, 0, 15000),
+    C2 =/= C1 orelse fail("creation unchanged after restart: ~b", [C1]),
+    reachable(),
+    H3 = restart(H2, case cfg(fake) of true -> "TERM"; false -> "INT" end),
+    C3 = wait_ready(H3, ?CN_NAME, 0, 15000),
+    (C3 =/= C2 andalso C3 =/= C1) orelse fail("creation repeated after second restart: ~b, ~b, ~b", [C1, C2, C3]),
+    reachable(),
+    info("creations: ~b, ~b, ~b", [C1, C2, C3]),
+    ok.
+
+restart(H, Sig) ->
+    step("stopping cnode with SIG" ++ Sig),
+    erlang:monitor_node(?CN, true),
+    signal(H, Sig),
+    case wait_exit(H, 10000) of
+        {ok, 0} -> ok;
+        {ok, St} -> fail("cnode exited with status ~p on SIG~ts: ~ts", [St, Sig, tail(H, 5)]);
+        timeout -> fail("cnode did not exit within 10 s of SIG~ts", [Sig])
+    end,
+    receive {nodedown, ?CN} -> ok after 5000 -> fail("no nodedown of the C node after it exited", []) end,
+    step("starting cnode again after SIG" ++ Sig),
+    {Exe, Args} = cnode_cmd(["--name", ?CN_NAME, "--cookie", cfg(cookie), "--epmd-port", cfg('epmd-port'),
+                             "--listen", "0"]),
+    H2 = start_ext("cnode", Exe, Args, base_env()),
+    ets:insert(interop, {main_cnode, H2, undefined}),
+    H2.
+
+reachable() ->
+    step("pinging the restarted cnode"),
+    case net_adm:ping(?CN) of
+        pong -> ok;
+        P -> fail("restarted cnode: ping gave ~p", [P])
+    end,
+    T = {restarted, make_ref(), self()},
+    case echo_once(?CN, T, 5000) of
+        T -> ok;
+        O -> fail("restarted cnode: echo gave ~p", [O])
+    end.
+
+%% ---------------------------------------------------------------------------------------------------------
+%% 9. make_run
+
+t_make_run() ->
+    Port = cfg('free-port'),
+    case gen_tcp:connect({127,0,0,1}, list_to_integer(Port), [], 500) of
+        {ok, S} -> gen_tcp:close(S), fail("something already listens on spare port ~ts", [Port]);
+        _ -> ok
+    end,
+    Home = filename:join(cfg(tmp), "fresh_home"),
+    ok = filelib:ensure_dir(filename:join(Home, "x")),
+    CookieFile = filename:join(Home, ".erlang.cookie"),
+    Env = [{"HOME", Home}, {"ERL_EPMD_PORT", Port}, {"MAKEFLAGS", false}, {"MAKELEVEL", false},
+           {"MFLAGS", false}, {"ERL_FLAGS", false}, {"ERL_AFLAGS", false}, {"ERL_ZFLAGS", false}],
+    step("running make run"),
+    MakeArgs = case cfg(fake) of
+                   true ->
+                       Dir = filename:join(cfg(tmp), "fake_make"),
+                       ok = filelib:ensure_dir(filename:join(Dir, "x")),
+                       ok = file:write_file(filename:join(Dir, "Makefile"),
+                                            ["run:\n\texec escript ", cfg(repo), "/interop/fake_cnode.escript\n"]),
+                       ["-C", Dir, "run"];
+                   false ->
+                       case filename:join(cfg(repo), "build") =:= cfg(build) of
+                           true -> ["-C", cfg(repo), "run"];
+                           false -> ["-C", cfg(repo), "run", "BUILD=" ++ cfg(build)]
+                       end
+               end,
+    Make = start_ext("make_run", os:find_executable("make"), MakeArgs, Env),
+    case wait_line(Make, ["cnode: node ", " ready"], 0, 60000) of
+        {ok, Ready} -> info("make run: ~ts", [Ready]);
+        R -> fail("make run printed no ready line (~p): ~ts", [R, tail(Make, 8)])
+    end,
+    %% make runs `exec build/cnode` in a child shell: the cnode is make's child.
+    CPid = case child_pids(maps:get(ospid, Make)) of
+               [C] -> own_pid(C, "cnode_from_make"), C;
+               Cs -> fail("expected one child of make (the cnode), found ~p", [Cs])
+           end,
+    info("make run: make pid ~b, cnode pid ~b (~ts)", [maps:get(ospid, Make), CPid, exe_of(CPid)]),
+    EPid = case wait_line(Make, "cnode: started epmd (pid ", 0, 100) of
+               {ok, EL} ->
+                   {match, [EP]} = re:run(EL, "started epmd \\(pid (\\d+)\\)", [{capture, all_but_first, list}]),
+                   own_pid(list_to_integer(EP), "epmd_from_cnode"),
+                   string:find(EL, "port " ++ Port) =/= nomatch
+                       orelse fail("cnode started epmd on the wrong port (want ~ts): ~ts", [Port, EL]),
+                   list_to_integer(EP);
+               R2 -> fail("no 'cnode: started epmd (pid N) on port ~ts' line though nothing listened there (~p)",
+                          [Port, R2])
+           end,
+    step("reading the created cookie"),
+    Cookie = case file:read_file(CookieFile) of
+                 {ok, B} -> string:trim(binary_to_list(B));
+                 E -> fail("no ~ts after make run: ~p", [CookieFile, E])
+             end,
+    Cookie =/= "" orelse fail("~ts is empty", [CookieFile]),
+    {ok, #file_info{mode = Mode}} = file:read_file_info(CookieFile),
+    Mode band 8#077 =:= 0 orelse fail("~ts is readable by others (mode ~.8b)", [CookieFile, Mode band 8#777]),
+    case wait_line(Make, ["iex --name", "--cookie"], 0, 100) of
+        {ok, Hint} -> info("make run: ~ts", [Hint]);
+        _ -> fail("no line with 'iex --name' and '--cookie' for the user to paste", [])
+    end,
+    step("elixir Node.ping with the created cookie"),
+    Ex = start_ext("elixir_a", os:find_executable("elixir"),
+                   ["--name", "a@127.0.0.1", "--cookie", Cookie, "-e", "IO.inspect(Node.ping(:\"" ?CN_NAME "\"))"],
+                   Env),
+    case wait_exit(Ex, 30000) of
+        {ok, 0} -> ok;
+        X -> fail("elixir ping did not finish cleanly (~p): ~ts", [X, tail(Ex, 5)])
+    end,
+    case wait_line(Ex, ":pong", 0, 100) of
+        {ok, _} -> ok;
+        _ -> fail("elixir Node.ping did not print :pong: ~ts", [tail(Ex, 5)])
+    end,
+    step("stopping the cnode of make run"),
+    signal_pid(CPid, "TERM"),
+    case wait_exit(Make, 10000) of
+        {ok, 0} -> ok;
+        {ok, St} -> fail("make run exited with ~p after SIGTERM to the cnode: ~ts", [St, tail(Make, 5)]);
+        timeout -> fail("make run did not exit within 10 s of SIGTERM to the cnode", [])
+    end,
+    step("killing the epmd cnode started"),
+    signal_pid(EPid, "TERM"),
+    port_freed(list_to_integer(Port), 30) orelse
+        fail("something still listens on ~ts after killing the logged epmd pid ~b", [Port, EPid]),
+    ok.
+
+port_freed(_, 0) -> false;
+port_freed(Port, N) ->
+    case gen_tcp:connect({127,0,0,1}, Port, [], 500) of
+        {ok, S} -> gen_tcp:close(S), timer:sleep(100), port_freed(Port, N - 1);
+        _ -> true
+    end.
+
+child_pids(Pid) ->
+    F = flat("/proc/~b/task/~b/children", [Pid, Pid]),
+    Out = case file:read_file(F) of
+              {ok, B} -> B;
+              _ -> list_to_binary(os:cmd(flat("ps -o pid= --ppid ~b", [Pid])))  % kernels without .../children
+          end,
+    [binary_to_integer(X) || X <- string:lexemes(Out, " \n")].
+
+exe_of(Pid) ->
+    case file:read_link(flat("/proc/~b/exe", [Pid])) of
+        {ok, E} -> E;
+        _ -> "?"
+    end.
