@@ -65,12 +65,17 @@ static int create_cookie(const char *path, char *out) {
   return w == 20 ? 0 : -1;
 }
 
+/* True when an EPMD answers on the port. It is asked a NAMES request (not just connected to), so that a
+ * real epmd has a whole request to read and logs nothing. */
 static bool epmd_listening(uint16_t port) {
   int s = socket(AF_INET, SOCK_STREAM, 0);
   if (s < 0) return false;
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = connect(s, (struct sockaddr *)&a, sizeof a) == 0;
+  static const uint8_t names_req[3] = {0, 1, 110};
+  uint8_t reply[4];
+  bool ok = connect(s, (struct sockaddr *)&a, sizeof a) == 0 && write(s, names_req, 3) == 3 &&
+            read(s, reply, sizeof reply) > 0;
   close(s);
   return ok;
 }
@@ -125,7 +130,11 @@ static void on_started(cn_node *n, int status, void *ctx) {
   }
   const char *name = cn_node_name(n)->name;
   const char *host = strchr(name, '@') + 1;
-  printf("cnode: to connect from Elixir: iex --name a@%s --cookie %s\n", host, a->cookie);
+  /* A host without a dot is a short name: only -sname nodes can reach it. */
+  if (strchr(host, '.'))
+    printf("cnode: to connect from Elixir: iex --name a@%s --cookie %s\n", host, a->cookie);
+  else
+    printf("cnode: to connect from Elixir: iex --sname a --cookie %s\n", a->cookie);
   printf("cnode:   then: Node.ping(:\"%s\")  and  GenServer.call({:cnode_kv, :\"%s\"}, {:put, 1, 2})\n", name,
          name);
 }
