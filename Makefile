@@ -30,30 +30,35 @@ EXAMPLES  := $(patsubst examples/%/main.c,$(BUILD)/examples/%,$(wildcard example
 .PHONY: all deps run test unit interop asan clean examples bench
 all: $(BUILD)/libcnode.a $(BUILD)/libcnode.so $(BUILD)/cnode
 
+# V=1 shows the full compiler commands.
+Q := $(if $(V),,@)
+
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	@$(if $(V),,echo "  CC    $<")
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libcnode.a: $(LIB_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/libcnode.so: $(LIB_OBJ)
-	$(CC) -shared $(LDFLAGS) -o $@ $^ -Wl,--whole-archive $(EI_DIR)/lib/libei.a -Wl,--no-whole-archive \
+	$(Q)$(CC) -shared $(LDFLAGS) -o $@ $^ -Wl,--whole-archive $(EI_DIR)/lib/libei.a -Wl,--no-whole-archive \
 	  -luv -lssl -lcrypto -lpthread -lm
 
 $(BUILD)/cnode: $(CNODE_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libcnode.a
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/examples/%: examples/%/main.c $(BUILD)/libcnode.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libcnode.a $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libcnode.a $(LDLIBS)
 
 examples: $(EXAMPLES)
 
 $(BUILD)/test/%: test/%.c $(TEST_UTIL) $(BUILD)/libcnode.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itest $(LDFLAGS) -o $@ $< $(TEST_UTIL) $(BUILD)/libcnode.a $(LDLIBS) -lcmocka
+	@$(if $(V),,echo "  LD    $@")
+	$(Q)$(CC) $(CFLAGS) -Itest $(LDFLAGS) -o $@ $< $(TEST_UTIL) $(BUILD)/libcnode.a $(LDLIBS) -lcmocka
 
 # Installs the Debian packages that are missing (apt-get update first), and nothing when all are there.
 deps:
