@@ -21,7 +21,8 @@ extern "C" {
 typedef struct cn_node cn_node;
 typedef struct cn_proc cn_proc;
 
-typedef enum cn_log_level { CN_LOG_DEBUG = 0, CN_LOG_INFO = 1, CN_LOG_WARN = 2, CN_LOG_ERROR = 3 } cn_log_level;
+/* Zero is CN_LOG_INFO, so zeroed options log at the default level. */
+typedef enum cn_log_level { CN_LOG_DEBUG = -1, CN_LOG_INFO = 0, CN_LOG_WARN = 1, CN_LOG_ERROR = 2 } cn_log_level;
 /* A log sink: msg is one line without newline, borrowed for the call. */
 typedef void (*cn_log_fn)(cn_node *n, cn_log_level level, const char *msg, void *ctx);
 

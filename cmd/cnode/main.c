@@ -38,7 +38,7 @@ static void log_line(cn_node *n, cn_log_level level, const char *msg, void *ctx)
   (void)n;
   (void)ctx;
   static const char *tags[] = {"debug: ", "", "warning: ", "error: "};
-  printf("cnode: %s%s\n", tags[level], msg);
+  printf("cnode: %s%s\n", tags[level + 1], msg);
 }
 
 /* Reads the first line of a cookie file; 0 or -1. */
