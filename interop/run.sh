@@ -82,14 +82,47 @@ echo "interop: epmd port $EPMD_PORT (pid $EPMD_PID), spare port $FREE_PORT, logs
 # The suite keeps its own time budget (225 s); `timeout` is the backstop if it hangs anyway.
 HOME=$HOME_DIR ERL_EPMD_PORT=$EPMD_PORT timeout -s KILL 240 escript "$HERE/suite.escript" \
   --cnode "$CNODE" --repo "$REPO" --build "$BUILD_ABS" --epmd-port "$EPMD_PORT" --free-port "$FREE_PORT" \
-  --tmp "$TMP" --pidfile "$PIDFILE" ${INTEROP_FAKE:+--fake} "$@" &
+  --tmp "$TMP" --pidfile "$PIDFILE" ${INTEROP_FAKE:+--fake} "$@" >"$TMP/main.out" 2>&1 &
 SUITE_PID=$!
+tail -f "$TMP/main.out" --pid=$SUITE_PID 2>/dev/null | grep -v '^interop: [0-9]* passed'
 wait "$SUITE_PID"
 RC=$?
 SUITE_PID=
 if [ ! -e "$TMP/done" ]; then
   echo "FAIL suite: suite.escript stopped (status $RC) before finishing"
-  echo "interop: 0 passed, 1 failed"
   [ $RC = 0 ] && RC=1
 fi
+summary=$(grep '^interop: [0-9]* passed' "$TMP/main.out" | tail -n 1)
+PASSED=$(echo "$summary" | awk '{print $2+0}')
+FAILED=$(echo "$summary" | awk '{print $4+0}')
+[ -z "$summary" ] && FAILED=$((FAILED + 1))
+
+# Further suites: each interop/*_suite.escript gets the same arguments and prints `ok`/`FAIL` lines and
+# `<name>: N passed, N failed`; they are summed into the one closing line. (Selecting tests by name on the
+# command line applies to suite.escript only.)
+if [ $# -eq 0 ]; then
+  for extra in "$HERE"/*_suite.escript; do
+    [ -e "$extra" ] || continue
+    base=$(basename "$extra" .escript)
+    HOME=$HOME_DIR ERL_EPMD_PORT=$EPMD_PORT timeout -s KILL 300 escript "$extra" \
+      --cnode "$CNODE" --repo "$REPO" --build "$BUILD_ABS" --epmd-port "$EPMD_PORT" --free-port "$FREE_PORT" \
+      --tmp "$TMP" --pidfile "$PIDFILE" >"$TMP/$base.out" 2>&1 &
+    SUITE_PID=$!
+    tail -f "$TMP/$base.out" --pid=$SUITE_PID 2>/dev/null
+    wait "$SUITE_PID"
+    xrc=$?
+    SUITE_PID=
+    line=$(grep -E '^[a-z_]+: [0-9]+ passed, [0-9]+ failed' "$TMP/$base.out" | tail -n 1)
+    if [ -z "$line" ]; then
+      echo "FAIL $base: stopped (status $xrc) before its summary"
+      FAILED=$((FAILED + 1))
+    else
+      PASSED=$((PASSED + $(echo "$line" | awk '{print $2+0}')))
+      FAILED=$((FAILED + $(echo "$line" | awk '{print $4+0}')))
+      [ $xrc != 0 ] && [ "$(echo "$line" | awk '{print $4+0}')" = 0 ] && FAILED=$((FAILED + 1))
+    fi
+  done
+fi
+echo "interop: $PASSED passed, $FAILED failed"
+[ "$FAILED" = 0 ] && RC=0 || RC=1
 exit $RC
