@@ -29,7 +29,8 @@ extern "C" {
   X(ECLOSED, -15, "closed")                                                 \
   X(ESTATE, -16, "operation not valid in this state")                       \
   X(EUNSUPPORTED, -17, "not supported")                                     \
-  X(EFLAGS, -18, "peer lacks mandatory distribution flags")
+  X(EFLAGS, -18, "peer lacks mandatory distribution flags")                 \
+  X(EEXIT, -19, "the process exited")
 
 enum cn_errno {
   CN_OK = 0,

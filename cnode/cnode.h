@@ -102,7 +102,7 @@ int cn_spawn(cn_node *n, cn_handler_fn handler, void *state, const cn_proc_opts 
 /* The process's own pid, node and state. */
 cn_pid cn_self(const cn_proc *p);
 cn_node *cn_proc_node(cn_proc *p);
-/* Ends the calling process after its handler returns, with reason (borrowed; copied). */
+/* Ends the calling process after its handler returns, with reason (borrowed; copied; NULL: normal). */
 int cn_proc_exit(cn_proc *self, const cn_term *reason);
 
 /* Registers name for a local pid: CN_EEXIST when the name is taken or the pid has a name, CN_ENOPROC when
@@ -126,13 +126,101 @@ int cn_send_to(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *ms
  * from its loop. to is a pid, or name != NULL for a registered name on node (NULL: local). */
 int cn_send_threadsafe(cn_node *n, const cn_pid *to, const char *name, const char *node, cn_term *msg);
 
-/* ---- gen_server glue --------------------------------------------------------------------------------- */
+/* Which connected nodes cn_nodes lists, as erlang:nodes/1: visible, hidden or both. */
+enum { CN_NODES_VISIBLE = 1, CN_NODES_HIDDEN = 2, CN_NODES_ALL = 3 };
+/* Fills out with up to max names of connected nodes of the given kinds; returns how many there are. */
+size_t cn_nodes(cn_node *n, int which, const cn_atom **out, size_t max);
+
+/* ---- Links, monitors, exit signals, aliases ------------------------------------------------------------- */
+
+/* Links the calling process to pid, local or remote, as erlang:link/1. Linking to a process that does not
+ * exist gives the caller an exit signal with reason noproc (noconnection when its node cannot be reached). */
+int cn_link(cn_proc *self, cn_pid pid);
+/* Removes a link, as erlang:unlink/1; exit signals of the old link that are still on their way are ignored
+ * (the UNLINK_ID protocol when the peer has it). Unlinking a pid that is not linked is not an error. */
+int cn_unlink(cn_proc *self, cn_pid pid);
+/* Monitors target: a pid, a registered name (atom, on this node) or {Name, Node}. *ref receives the monitor
+ * reference. When the target ends, the caller gets {'DOWN', Ref, process, Obj, Reason} (Obj the pid, or
+ * {Name, Node} for a monitor by name); Reason noproc when it did not exist, noconnection when its node went
+ * away. Returns CN_EINVAL for a target of another shape. */
+int cn_monitor(cn_proc *self, const cn_term *target, cn_ref *ref);
+/* Removes a monitor; no DOWN message for it is queued afterwards. CN_ENOTFOUND when ref is not a monitor of
+ * the caller. */
+int cn_demonitor(cn_proc *self, cn_ref ref);
+/* Sends an exit signal with reason (borrowed) to pid, as erlang:exit/2. from NULL: the node's system pid. */
+int cn_exit(cn_node *n, cn_proc *from, cn_pid to, const cn_term *reason);
+/* Sets whether exit signals become {'EXIT', From, Reason} messages; returns the previous setting. */
+bool cn_trap_exit(cn_proc *self, bool on);
+/* A new reference, unique on this node. */
+cn_ref cn_make_ref(cn_node *n);
+/* Creates an alias for the calling process, as erlang:alias/0: messages sent to the reference arrive in its
+ * mailbox until cn_unalias or the process ends. */
+int cn_alias(cn_proc *self, cn_ref *ref);
+/* Deactivates an alias of the caller; CN_ENOTFOUND when it is not one. */
+int cn_unalias(cn_proc *self, cn_ref ref);
+/* Sends msg (borrowed) to a process alias, local or remote (ALIAS_SEND); dropped when inactive. */
+int cn_send_alias(cn_node *n, cn_proc *from, cn_ref alias, const cn_term *msg);
+
+/* ---- gen_server -------------------------------------------------------------------------------------- */
 
 /* If msg is a gen_server call {'$gen_call', From, Request}, sets *from and *request (borrowed from msg)
  * and returns true. */
 bool cn_gen_is_call(const cn_term *msg, const cn_term **from, const cn_term **request);
-/* Replies to a gen_server caller: sends {Tag, Reply} to the From = {Pid, Tag} of a call. */
+/* Replies to a gen_server caller: sends {Tag, Reply} to the From = {Pid, Tag} of a call (to the alias when
+ * Tag is [alias | Ref], as OTP 24+ replies). from and reply are borrowed. */
 int cn_gen_reply(cn_proc *self, const cn_term *from, const cn_term *reply);
+
+/* A gen_server written in C. Every callback is optional. handle_call returns the reply (taken by the
+ * behaviour), or NULL to reply later with cn_gen_reply (keep a cn_term_copy of from). A callback stops the
+ * server with cn_proc_exit(self, Reason); callers then get Reason as the exit of their call. */
+typedef struct cn_gen_server_ops {
+  cn_term *(*handle_call)(cn_proc *self, const cn_term *request, const cn_term *from, void *state);
+  void (*handle_cast)(cn_proc *self, const cn_term *request, void *state);
+  void (*handle_info)(cn_proc *self, const cn_term *msg, void *state);
+  void (*terminate)(cn_proc *self, const cn_term *reason, void *state);
+  bool trap_exit;
+} cn_gen_server_ops;
+/* Starts a gen_server process with state (borrowed until terminate), registered as name when not NULL.
+ * ops is borrowed and must outlive the process. */
+int cn_gen_server_start(cn_node *n, const char *name, const cn_gen_server_ops *ops, void *state,
+                        cn_pid *pid_out);
+
+/* The result of a call: status 0 and the reply; CN_EEXIT and the exit reason (noproc, noconnection, the
+ * server's exit reason); CN_ETIMEDOUT and NULL; CN_ECLOSED and NULL when the calling process itself ended
+ * first. reply is borrowed for the callback. */
+typedef void (*cn_reply_fn)(cn_proc *self, int status, const cn_term *reply, void *ctx);
+/* Calls a gen_server (pid, local name atom or {Name, Node}) as gen_server:call/3 does on OTP 24+: a monitor
+ * that is also an alias, {'$gen_call', {Self, [alias | Ref]}, Request}, then waiting. cb runs exactly once,
+ * from self's context; other messages keep going to the handler. timeout_ms 0 means infinity. A late reply
+ * after a timeout is dropped (the alias is gone). */
+int cn_call(cn_proc *self, const cn_term *server, const cn_term *request, unsigned timeout_ms, cn_reply_fn cb,
+            void *ctx);
+/* Sends {'$gen_cast', Request} to server (pid, name or {Name, Node}), as gen_server:cast/2. */
+int cn_cast(cn_node *n, cn_proc *from, const cn_term *server, const cn_term *request);
+/* rpc:call(Node, Mod, Fun, Args): a call to rex on node with {call, Mod, Fun, Args, GroupLeader}. The result
+ * arrives as status 0: the function's value, or {badrpc, Reason} as OTP returns it. args: a proper list. */
+int cn_rpc(cn_proc *self, const char *node, const char *mod, const char *fun, const cn_term *args,
+           unsigned timeout_ms, cn_reply_fn cb, void *ctx);
+/* erpc:call(Node, Mod, Fun, Args): spawns erpc:execute_call on node. Status 0 with the value; CN_EEXIT with
+ * {throw, V}, {exit, V}, {error, V, Stack} or {error, {erpc, Why}} as erpc would raise them. */
+int cn_erpc(cn_proc *self, const char *node, const char *mod, const char *fun, const cn_term *args,
+            unsigned timeout_ms, cn_reply_fn cb, void *ctx);
+/* Blocking forms for threads other than the node's loop thread (never call them from a handler). *reply gets
+ * a new term (caller frees) or NULL; the return is the status the callback form would give. */
+int cn_call_sync(cn_node *n, const cn_term *server, const cn_term *request, unsigned timeout_ms, cn_term **reply);
+int cn_rpc_sync(cn_node *n, const char *node, const char *mod, const char *fun, const cn_term *args,
+                unsigned timeout_ms, cn_term **reply);
+
+/* ---- Spawning C processes from BEAM -------------------------------------------------------------------- */
+
+/* An entry point BEAM code can spawn with spawn(Node, Module, Function, Args) (and spawn_link,
+ * spawn_monitor, spawn_opt). It gets Args (borrowed) and fills the new process's handler, state and options;
+ * a non-zero return makes the spawned process exit at once with reason badarg. */
+typedef int (*cn_entry_fn)(cn_node *n, const cn_term *args, cn_handler_fn *handler, void **state,
+                           cn_proc_opts *opts, void *ctx);
+/* Registers module:function as an entry point (any arity). Spawns of anything else start a process that
+ * exits with {undef, [{M, F, Args, []}]}, as on a BEAM node without that code; the caller never hangs. */
+int cn_register_entry(cn_node *n, const char *module, const char *function, cn_entry_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }

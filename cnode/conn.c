@@ -298,6 +298,8 @@ static void setup_failed(cn_conn *c, const char *fmt, const char *detail) {
   snprintf(msg, sizeof msg, fmt, detail);
   cn_log(c->n, CN_LOG_WARN, "handshake with %s failed: %s", who(c), msg);
   conn_close(c, msg);
+  /* Links and monitors made toward a node we could not reach end with noconnection, as in OTP. */
+  if (c->initiator) link_nodedown(c->n, c->peer);
 }
 
 void conn_close_all(cn_node *n) {
@@ -325,6 +327,7 @@ static void on_timer(uv_timer_t *t) {
   } else if (c->state == C_WAIT_PEER) {
     cn_log(c->n, CN_LOG_WARN, "connection to %s not established: the peer's own attempt never came", who(c));
     conn_close(c, "setup timeout");
+    link_nodedown(c->n, c->peer);
   } else if (c->state != C_CLOSING) {
     setup_failed(c, "%s", "setup timed out");
   }
@@ -750,10 +753,11 @@ uint64_t conn_peer_flags(cn_node *n, const cn_atom *peer) {
   return c && c->state == C_UP ? c->peer_flags : 0;
 }
 
-size_t conn_list_up(cn_node *n, const cn_atom **out, size_t max) {
+size_t cn_nodes(cn_node *n, int which, const cn_atom **out, size_t max) {
   size_t k = 0;
   for (cn_conn *c = n->conns; c; c = c->hh.next) {
     if (c->state != C_UP) continue;
+    if (!(which & (c->peer_flags & DFLAG_PUBLISHED ? CN_NODES_VISIBLE : CN_NODES_HIDDEN))) continue;
     if (k < max) out[k] = c->peer;
     k++;
   }

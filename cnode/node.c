@@ -115,6 +115,8 @@ cn_ref node_make_ref(cn_node *n) {
   return r;
 }
 
+cn_ref cn_make_ref(cn_node *n) { return node_make_ref(n); }
+
 /* ---- Scheduling --------------------------------------------------------------------------------------- */
 
 void node_schedule(cn_node *n, cn_proc *p) {
@@ -168,11 +170,11 @@ void node_notify(cn_node *n, const cn_atom *peer, bool up, const char *reason) {
     cn_log(n, CN_LOG_INFO, "nodeup %s", peer->name);
   else
     cn_log(n, CN_LOG_INFO, "nodedown %s: %s", peer->name, reason);
-  if (!up) proc_nodedown(n, peer);
+  if (!up) link_nodedown(n, peer);
   for (cn_node_sub *s = n->subs; s; s = s->next) s->fn(n, peer, up, reason, s->ctx);
 }
 
-size_t cn_node_connected(cn_node *n, const cn_atom **out, size_t max) { return conn_list_up(n, out, max); }
+size_t cn_node_connected(cn_node *n, const cn_atom **out, size_t max) { return cn_nodes(n, CN_NODES_ALL, out, max); }
 
 int cn_node_connect(cn_node *n, const cn_atom *node) {
   if (!node || node_is_local(n, node)) return CN_EINVAL;
@@ -259,6 +261,14 @@ int cn_node_start(cn_node *n, cn_start_cb cb, void *ctx) {
 
 /* ---- Thread-safe calls --------------------------------------------------------------------------------- */
 
+static void ts_post(cn_node *n, cn_ts_msg *m) {
+  pthread_mutex_lock(&n->ts_lock);
+  *n->ts_tail = m;
+  n->ts_tail = &m->next;
+  pthread_mutex_unlock(&n->ts_lock);
+  uv_async_send(&n->async);
+}
+
 int cn_send_threadsafe(cn_node *n, const cn_pid *to, const char *name, const char *node, cn_term *msg) {
   if (!msg || (!to && !name)) {
     cn_term_free(msg);
@@ -283,11 +293,16 @@ int cn_send_threadsafe(cn_node *n, const cn_pid *to, const char *name, const cha
     cn_term_free(msg);
     return CN_ENOMEM;
   }
-  pthread_mutex_lock(&n->ts_lock);
-  *n->ts_tail = m;
-  n->ts_tail = &m->next;
-  pthread_mutex_unlock(&n->ts_lock);
-  uv_async_send(&n->async);
+  ts_post(n, m);
+  return 0;
+}
+
+int node_post_job(cn_node *n, void (*job)(cn_node *n, void *arg), void *arg) {
+  cn_ts_msg *m = cn_calloc(1, sizeof *m);
+  if (!m) return CN_ENOMEM;
+  m->job = job;
+  m->arg = arg;
+  ts_post(n, m);
   return 0;
 }
 
@@ -325,7 +340,9 @@ static void on_async(uv_async_t *h) {
   pthread_mutex_unlock(&n->ts_lock);
   while (m) {
     cn_ts_msg *next = m->next;
-    if (!n->stopping) {
+    if (m->job) {
+      m->job(n, m->arg);
+    } else if (!n->stopping) {
       if (m->has_pid)
         cn_send(n, NULL, m->to, m->msg);
       else
@@ -374,6 +391,7 @@ void cn_node_free(cn_node *n) {
     HASH_DEL(n->names, nm);
     cn_free(nm);
   }
+  spawn_free_entries(n);
   while (n->subs) {
     cn_node_sub *s = n->subs;
     n->subs = s->next;
@@ -382,6 +400,7 @@ void cn_node_free(cn_node *n) {
   cn_ts_msg *m = n->ts_head;
   while (m) {
     cn_ts_msg *next = m->next;
+    if (m->job) m->job(n, m->arg); /* a stopped node refuses it, so a waiting thread is released */
     cn_term_free(m->msg);
     cn_free(m->name);
     cn_free(m->node);

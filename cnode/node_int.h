@@ -24,11 +24,52 @@ typedef struct cn_msg {
   cn_term *term; /* owned */
 } cn_msg;
 
-/* A link or an incoming monitor held by a process. */
-typedef struct cn_link {
-  struct cn_link *next;
+/* A link as the new link protocol keeps it: active, or inactive while our UNLINK_ID awaits its ack. */
+typedef struct link_rec {
+  struct link_rec *next;
   cn_pid pid;
-} cn_link;
+  bool active;
+  uint64_t unlink_id;
+} link_rec;
+
+/* A monitor this process holds on another (for DOWN delivery and demonitor). */
+typedef struct cn_mon_out {
+  struct cn_mon_out *next;
+  cn_ref ref;
+  cn_pid pid;          /* the monitored pid, when monitored by pid */
+  const cn_atom *name; /* the monitored name, when monitored by name */
+  const cn_atom *node; /* the target's node */
+} cn_mon_out;
+
+/* An alias of a process (node->aliases by key, and the owner's own list). */
+typedef struct cn_alias_ent {
+  uint64_t key;
+  cn_ref ref;
+  cn_proc *proc;
+  struct cn_alias_ent *next_of_proc;
+  UT_hash_handle hh;
+} cn_alias_ent;
+
+/* A call in flight from a process: gen_server call, rpc or erpc. */
+typedef enum { CALL_GEN, CALL_ERPC } call_kind;
+typedef struct cn_pending {
+  struct cn_pending *next;
+  call_kind kind;
+  cn_ref ref;       /* monitor and alias reference (erpc: the spawn request id) */
+  cn_term *res_ref; /* erpc: the result tag passed to execute_call */
+  cn_reply_fn cb;
+  void *ctx;
+  cn_proc *proc;
+  uv_timer_t *timer;
+} cn_pending;
+
+/* A spawnable entry point. */
+typedef struct cn_entry {
+  struct cn_entry *next;
+  const cn_atom *mod, *fun;
+  cn_entry_fn fn;
+  void *ctx;
+} cn_entry;
 
 typedef struct cn_mon_in {
   struct cn_mon_in *next;
@@ -51,8 +92,11 @@ struct cn_proc {
   cn_msg *mq_head, **mq_tail;
   size_t mq_len;
   const cn_atom *reg_name;
-  cn_link *links;
+  link_rec *links;
   cn_mon_in *mons_in;
+  cn_mon_out *mons_out;
+  cn_alias_ent *aliases;
+  cn_pending *calls;
   struct cn_proc *run_next;
   UT_hash_handle hh; /* node->procs by pid.id */
 };
@@ -66,6 +110,8 @@ typedef struct cn_name {
 /* A message posted from another thread. */
 typedef struct cn_ts_msg {
   struct cn_ts_msg *next;
+  void (*job)(cn_node *n, void *arg); /* a job to run on the loop instead of a message */
+  void *arg;
   bool has_pid;
   cn_pid to;
   char *name;
@@ -117,6 +163,10 @@ struct cn_node {
   uv_idle_t idle;  /* active while the run queue is not empty */
   uv_prepare_t prepare; /* flushes connection output before the loop blocks */
   cn_pid sys_pid;  /* sender of messages sent without a process */
+  cn_pid gl_pid;   /* group leader lent to remote calls: answers io requests */
+  cn_alias_ent *aliases;
+  cn_entry *entries;
+  uint64_t unlink_counter;
 
   cn_conn *conns;   /* by peer name (named connections) */
   cn_conn *unnamed; /* accepted connections before the peer said its name */
@@ -140,6 +190,8 @@ void node_notify(cn_node *n, const cn_atom *peer, bool up, const char *reason);
 /* A new reference of this node. */
 cn_ref node_make_ref(cn_node *n);
 bool node_is_local(const cn_node *n, const cn_atom *node);
+/* Runs job(n, arg) on the node's loop thread; thread-safe. Jobs run even while the node stops. */
+int node_post_job(cn_node *n, void (*job)(cn_node *n, void *arg), void *arg);
 
 /* proc.c */
 cn_proc *proc_lookup(cn_node *n, cn_pid pid);
@@ -154,13 +206,49 @@ void proc_exit_signal(cn_proc *p, cn_pid from, const cn_term *reason, bool linke
 void proc_kill_all(cn_node *n);
 /* Frees a dead process once it is out of the run queue. */
 void proc_free(cn_proc *p);
-/* Remote side effects of signals arriving by the wire. */
-void proc_link_remote(cn_node *n, cn_pid local, cn_pid remote);
-void proc_unlink_remote(cn_node *n, cn_pid local, cn_pid remote);
-int proc_monitor_remote(cn_node *n, const cn_term *target, cn_pid watcher, cn_ref ref);
-void proc_demonitor_remote(cn_node *n, const cn_term *target, cn_ref ref);
-/* nodedown: links and monitors toward peer fire with noconnection. */
-void proc_nodedown(cn_node *n, const cn_atom *peer);
+bool pid_eq(cn_pid a, cn_pid b);
+bool ref_eq(const cn_ref *a, const cn_ref *b);
+
+/* link.c: links, monitors and aliases; what signals arriving by the wire do to them. */
+/* A LINK from remote to local. */
+void link_recv_link(cn_node *n, cn_pid local, cn_pid remote);
+/* An UNLINK_ID (id != 0) or old UNLINK (id 0) from remote; answers UNLINK_ID_ACK. */
+void link_recv_unlink(cn_node *n, cn_pid local, cn_pid remote, const cn_term *id);
+void link_recv_unlink_ack(cn_node *n, cn_pid local, cn_pid remote, uint64_t id);
+/* A link exit from remote: reacts when the link is active, then forgets it. */
+void link_recv_exit(cn_node *n, cn_pid local, cn_pid remote, const cn_term *reason);
+/* A MONITOR_P / DEMONITOR_P from a remote watcher. */
+int link_recv_monitor(cn_node *n, const cn_term *target, cn_pid watcher, cn_ref ref);
+void link_recv_demonitor(cn_node *n, const cn_term *target, cn_ref ref);
+/* A MONITOR_P_EXIT for a local watcher: delivers DOWN if the monitor is still held. */
+void link_recv_down(cn_node *n, cn_pid watcher, const cn_term *obj, const cn_atom *peer, cn_ref ref,
+                    const cn_term *reason);
+/* Fires and frees everything a dying process holds: links, monitors both ways, aliases, calls. */
+void link_proc_died(cn_proc *p, const cn_term *reason);
+/* nodedown (or a failed connection setup): links and monitors toward peer fire with noconnection. */
+void link_nodedown(cn_node *n, const cn_atom *peer);
+/* The live process that owns an alias, or NULL. */
+cn_proc *link_alias_owner(cn_node *n, const cn_ref *ref);
+/* Adds a monitor of watcher (remote) on the local process p, reported with name when not NULL. */
+int link_add_mon_in(cn_proc *p, cn_pid watcher, cn_ref ref, const cn_atom *name);
+int link_add(link_rec **l, cn_pid pid);
+int link_add_mon_out(cn_proc *p, cn_ref ref, cn_pid pid, const cn_atom *name, const cn_atom *node);
+/* Monitors target with a given reference (an immediate DOWN noproc when it does not exist locally). */
+int link_monitor(cn_proc *self, const cn_term *target, cn_ref ref);
+/* Releases a monitor if it is still held, telling the target. */
+void link_demonitor_quiet(cn_proc *self, const cn_ref *ref);
+
+/* call.c: calls in flight. */
+/* A message for p that completes one of its calls is consumed (true); others go to the handler. */
+bool call_intercept(cn_proc *p, const cn_term *msg);
+/* A SPAWN_REPLY for one of p's erpc calls. */
+void call_spawn_reply(cn_node *n, const cn_term *to, cn_ref ref, const cn_term *result);
+/* Ends the calls of a dying process: each callback runs once with CN_ECLOSED. */
+void call_drop_all(cn_proc *p);
+
+/* spawn.c: SPAWN_REQUEST from a peer. */
+int spawn_request(cn_node *n, const cn_atom *peer, const dist_ctl *ctl, const cn_term *args);
+void spawn_free_entries(cn_node *n);
 
 /* conn.c */
 /* Encodes ctl (+ payload, may be NULL) to peer, connecting on demand. Returns 0 also when the message is
@@ -173,8 +261,6 @@ int conn_connect(cn_node *n, const cn_atom *peer);
 void conn_close_all(cn_node *n);
 /* Peer flags of the named connection when it is up, else 0. */
 uint64_t conn_peer_flags(cn_node *n, const cn_atom *peer);
-/* The name of a connected peer, per cn_node_connected. */
-size_t conn_list_up(cn_node *n, const cn_atom **out, size_t max);
 
 /* builtin.c: net_kernel, rex, and the system process. */
 int builtin_start(cn_node *n);

@@ -68,6 +68,12 @@ int cn_spawn(cn_node *n, cn_handler_fn handler, void *state, const cn_proc_opts 
 }
 
 cn_pid cn_self(const cn_proc *p) { return p->pid; }
+
+bool cn_trap_exit(cn_proc *self, bool on) {
+  bool old = self->trap_exit;
+  self->trap_exit = on;
+  return old;
+}
 cn_node *cn_proc_node(cn_proc *p) { return p->node; }
 
 void proc_deliver(cn_proc *p, cn_term *msg) {
@@ -90,78 +96,6 @@ void proc_deliver(cn_proc *p, cn_term *msg) {
 
 /* ---- Exits ------------------------------------------------------------------------------------------- */
 
-static bool links_remove(cn_link **l, cn_pid pid) {
-  for (; *l; l = &(*l)->next) {
-    if ((*l)->pid.node == pid.node && (*l)->pid.id == pid.id && (*l)->pid.serial == pid.serial) {
-      cn_link *x = *l;
-      *l = x->next;
-      cn_free(x);
-      return true;
-    }
-  }
-  return false;
-}
-
-static bool pid_eq(cn_pid a, cn_pid b) { return a.node == b.node && a.id == b.id && a.serial == b.serial; }
-
-static int links_add(cn_link **l, cn_pid pid) {
-  for (cn_link *x = *l; x; x = x->next)
-    if (pid_eq(x->pid, pid)) return 0;
-  cn_link *x = cn_malloc(sizeof *x);
-  if (!x) return CN_ENOMEM;
-  x->pid = pid;
-  x->next = *l;
-  *l = x;
-  return 0;
-}
-
-/* Sends an exit signal of a dying local process over the wire (link exit). */
-static void send_remote_exit(cn_node *n, cn_pid from, cn_pid to, const cn_term *reason) {
-  cn_term e[4];
-  if (conn_peer_flags(n, to.node) & DFLAG_EXIT_PAYLOAD) {
-    e[0] = tv_int(DOP_PAYLOAD_EXIT);
-    e[1] = tv_pid(from);
-    e[2] = tv_pid(to);
-    cn_term ctl = tv_tuple(e, 3);
-    conn_send(n, to.node, &ctl, reason);
-  } else {
-    e[0] = tv_int(DOP_EXIT);
-    e[1] = tv_pid(from);
-    e[2] = tv_pid(to);
-    e[3] = *reason;
-    cn_term ctl = tv_tuple(e, 4);
-    conn_send(n, to.node, &ctl, NULL);
-  }
-}
-
-/* The monitored object as OTP reports it: the pid, or {Name, Node} for a monitor by name. */
-static void monitor_exit(cn_node *n, cn_proc *p, cn_mon_in *m, const cn_term *reason) {
-  if (node_is_local(n, m->watcher.node)) {
-    cn_proc *w = proc_lookup(n, m->watcher);
-    if (!w) return;
-    cn_term *obj = m->name ? cn_mk_tuple(2, cn_mk_atom(m->name), cn_mk_atom(n->name)) : cn_mk_pid(p->pid);
-    cn_term *down = cn_mk_tuple(5, cn_mk_atomc(n, "DOWN"), cn_mk_ref(m->ref), cn_mk_atomc(n, "process"), obj,
-                                cn_term_copy(reason));
-    proc_deliver(w, down);
-    return;
-  }
-  cn_term e[5];
-  cn_term obj = m->name ? tv_atom(m->name) : tv_pid(p->pid);
-  bool payload = conn_peer_flags(n, m->watcher.node) & DFLAG_EXIT_PAYLOAD;
-  e[0] = tv_int(payload ? DOP_PAYLOAD_MONITOR_P_EXIT : DOP_MONITOR_P_EXIT);
-  e[1] = obj;
-  e[2] = tv_pid(m->watcher);
-  e[3] = tv_ref(m->ref);
-  if (payload) {
-    cn_term ctl = tv_tuple(e, 4);
-    conn_send(n, m->watcher.node, &ctl, reason);
-  } else {
-    e[4] = *reason;
-    cn_term ctl = tv_tuple(e, 5);
-    conn_send(n, m->watcher.node, &ctl, NULL);
-  }
-}
-
 /* Ends p now: names, links and monitors fire, then terminate runs. The struct stays until proc_free. */
 static void proc_die(cn_proc *p, const cn_term *reason) {
   cn_node *n = p->node;
@@ -176,23 +110,7 @@ static void proc_die(cn_proc *p, const cn_term *reason) {
       cn_free(e);
     }
   }
-  while (p->links) {
-    cn_link *l = p->links;
-    p->links = l->next;
-    if (node_is_local(n, l->pid.node)) {
-      cn_proc *q = proc_lookup(n, l->pid);
-      if (q && links_remove(&q->links, p->pid)) proc_exit_signal(q, p->pid, reason, true);
-    } else {
-      send_remote_exit(n, p->pid, l->pid, reason);
-    }
-    cn_free(l);
-  }
-  while (p->mons_in) {
-    cn_mon_in *m = p->mons_in;
-    p->mons_in = m->next;
-    monitor_exit(n, p, m, reason);
-    cn_free(m);
-  }
+  link_proc_died(p, reason);
   if (p->terminate) p->terminate(p, reason, p->state);
   while (p->mq_head) {
     cn_msg *m = p->mq_head;
@@ -224,7 +142,7 @@ size_t proc_run(cn_proc *p, size_t budget) {
     p->mq_head = m->next;
     if (!p->mq_head) p->mq_tail = &p->mq_head;
     p->mq_len--;
-    p->handler(p, m->term, p->state);
+    if (!p->calls || !call_intercept(p, m->term)) p->handler(p, m->term, p->state);
     cn_term_free(m->term);
     cn_free(m);
     ran++;
@@ -258,87 +176,6 @@ void proc_kill_all(cn_node *n) {
   HASH_ITER(hh, n->procs, p, tmp) {
     proc_die(p, &shutdown);
     if (!p->in_runq) proc_free(p);
-  }
-}
-
-/* ---- Links and monitors that arrive over the wire ------------------------------------------------------- */
-
-void proc_link_remote(cn_node *n, cn_pid local, cn_pid remote) {
-  cn_proc *p = proc_lookup(n, local);
-  if (!p) {
-    /* Linking to a dead process gives the linker an exit with reason noproc. */
-    cn_term e[4] = {tv_int(DOP_EXIT), tv_pid(local), tv_pid(remote), tv_atom(cn_intern(n, "noproc"))};
-    cn_term ctl = tv_tuple(e, 4);
-    conn_send(n, remote.node, &ctl, NULL);
-    return;
-  }
-  links_add(&p->links, remote);
-}
-
-void proc_unlink_remote(cn_node *n, cn_pid local, cn_pid remote) {
-  cn_proc *p = proc_lookup(n, local);
-  if (p) links_remove(&p->links, remote);
-}
-
-int proc_monitor_remote(cn_node *n, const cn_term *target, cn_pid watcher, cn_ref ref) {
-  cn_proc *p = target->type == CN_PID ? proc_lookup(n, target->v.pid) : proc_by_name(n, target->v.atom);
-  if (!p || p->dead) {
-    cn_term e[5] = {tv_int(DOP_MONITOR_P_EXIT), *target, tv_pid(watcher), tv_ref(ref),
-                    tv_atom(cn_intern(n, "noproc"))};
-    cn_term ctl = tv_tuple(e, 5);
-    return conn_send(n, watcher.node, &ctl, NULL);
-  }
-  cn_mon_in *m = cn_malloc(sizeof *m);
-  if (!m) return CN_ENOMEM;
-  m->watcher = watcher;
-  m->ref = ref;
-  m->name = target->type == CN_ATOM ? target->v.atom : NULL;
-  m->next = p->mons_in;
-  p->mons_in = m;
-  return 0;
-}
-
-static bool ref_eq(const cn_ref *a, const cn_ref *b) {
-  return a->node == b->node && a->len == b->len && memcmp(a->n, b->n, a->len * sizeof a->n[0]) == 0;
-}
-
-void proc_demonitor_remote(cn_node *n, const cn_term *target, cn_ref ref) {
-  cn_proc *p = target->type == CN_PID ? proc_lookup(n, target->v.pid) : proc_by_name(n, target->v.atom);
-  if (!p) return;
-  for (cn_mon_in **m = &p->mons_in; *m; m = &(*m)->next) {
-    if (ref_eq(&(*m)->ref, &ref)) {
-      cn_mon_in *x = *m;
-      *m = x->next;
-      cn_free(x);
-      return;
-    }
-  }
-}
-
-void proc_nodedown(cn_node *n, const cn_atom *peer) {
-  cn_term reason = tv_atom(cn_intern(n, "noconnection"));
-  cn_proc *p, *tmp;
-  HASH_ITER(hh, n->procs, p, tmp) {
-    for (cn_mon_in **m = &p->mons_in; *m;) {
-      if ((*m)->watcher.node == peer) {
-        cn_mon_in *x = *m;
-        *m = x->next;
-        cn_free(x);
-      } else {
-        m = &(*m)->next;
-      }
-    }
-    for (cn_link **l = &p->links; *l;) {
-      if ((*l)->pid.node == peer) {
-        cn_link *x = *l;
-        *l = x->next;
-        cn_pid from = x->pid;
-        cn_free(x);
-        proc_exit_signal(p, from, &reason, true);
-      } else {
-        l = &(*l)->next;
-      }
-    }
   }
 }
 
@@ -376,6 +213,24 @@ int cn_whereis(cn_node *n, const char *name, cn_pid *out) {
   if (!p) return CN_ENOTFOUND;
   *out = p->pid;
   return 0;
+}
+
+int cn_exit(cn_node *n, cn_proc *from, cn_pid to, const cn_term *reason) {
+  if (!reason || !to.node) return CN_EINVAL;
+  cn_pid f = from ? from->pid : n->sys_pid;
+  if (node_is_local(n, to.node)) {
+    cn_proc *p = proc_lookup(n, to);
+    if (p) proc_exit_signal(p, f, reason, false);
+    return 0;
+  }
+  cn_term e[4] = {tv_int(DOP_EXIT2), tv_pid(f), tv_pid(to), *reason};
+  if (conn_peer_flags(n, to.node) & DFLAG_EXIT_PAYLOAD) {
+    e[0] = tv_int(DOP_PAYLOAD_EXIT2);
+    cn_term ctl = tv_tuple(e, 3);
+    return conn_send(n, to.node, &ctl, reason);
+  }
+  cn_term ctl = tv_tuple(e, 4);
+  return conn_send(n, to.node, &ctl, NULL);
 }
 
 /* ---- Sending --------------------------------------------------------------------------------------------- */
@@ -451,8 +306,11 @@ bool cn_gen_is_call(const cn_term *msg, const cn_term **from, const cn_term **re
 int cn_gen_reply(cn_proc *self, const cn_term *from, const cn_term *reply) {
   const cn_term *pid = cn_tuple_elem(from, 2, 0), *tag = cn_tuple_elem(from, 2, 1);
   if (!pid || pid->type != CN_PID || !reply) return CN_EINVAL;
-  /* The caller waits for {Tag, Reply}; with OTP 24+ Tag is [alias | Ref] and a reply to the pid matches too. */
   cn_term e[2] = {*tag, *reply};
   cn_term msg = tv_tuple(e, 2);
+  /* OTP 24+ callers tag with [alias | Ref] and expect the reply through the alias, as gen:reply/2 sends it. */
+  if (tag->type == CN_LIST && tag->v.list.len == 1 && tag->v.list.tail && tag->v.list.tail->type == CN_REF &&
+      cn_is_atom(&tag->v.list.e[0], "alias"))
+    return cn_send_alias(self->node, self, tag->v.list.tail->v.ref, &msg);
   return cn_send(self->node, self, pid->v.pid, &msg);
 }

@@ -49,6 +49,9 @@ int cn_atoms_last_error(cn_atoms *tab);
 
 /* ---- Identifiers (small values passed by value) ----------------------------------------------------- */
 
+/* A pid, port or ref names its node by an atom of the table its term belongs to: a term for a node is built
+ * with that node's atoms (cn_intern), and an identifier taken from another table is re-interned first. */
+
 typedef struct cn_pid {
   const cn_atom *node;
   uint32_t id;

@@ -313,12 +313,120 @@ static void test_simultaneous_connect(void **st) {
   test_epmd_stop(epmd);
 }
 
+/* ---- Signals between C nodes ---------------------------------------------------------------------------- */
+
+/* A process on one node that links to or monitors a pid given in its first message and reports what it gets
+ * to the node's collector. */
+typedef struct watcher_arg {
+  tnode *t;
+  bool monitor;
+} watcher_arg;
+
+static void watcher(cn_proc *self, const cn_term *msg, void *state) {
+  watcher_arg *w = state;
+  const cn_term *cmd = cn_tuple_elem(msg, 2, 0), *pid = cn_tuple_elem(msg, 2, 1);
+  if (cmd && cn_is_atom(cmd, "watch") && pid->type == CN_PID) {
+    if (w->monitor) {
+      cn_ref ref;
+      cn_monitor(self, pid, &ref);
+    } else {
+      cn_link(self, pid->v.pid);
+    }
+    return;
+  }
+  cn_send(cn_proc_node(self), self, w->t->collector, msg);
+}
+
+static bool last_has(tnode *t, const void *a) { return strstr(t->last, a) != NULL; }
+
+static cn_term *kv_call(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
+  (void)from;
+  (void)state;
+  if (cn_is_atom(req, "stop")) {
+    cn_proc_exit(self, req);
+    return NULL;
+  }
+  return cn_mk_tuple(2, cn_mk_atomc(cn_proc_node(self), "got"), cn_term_copy(req));
+}
+static const cn_gen_server_ops kv_ops = {.handle_call = kv_call};
+
+static void test_signals_between_nodes(void **st) {
+  (void)st;
+  int epmd = test_epmd_start(&epmd_port);
+  assert_true(epmd > 0);
+  tnode a, b;
+  tnode_start(&a, "sa@127.0.0.1", "secret");
+  tnode_start(&b, "sb@127.0.0.1", "secret");
+  assert_true(wait_for(&a, is_ready, NULL) && a.ready == 1);
+  assert_true(wait_for(&b, is_ready, NULL) && b.ready == 1);
+
+  /* A blocking call from this (foreign) thread to a gen_server on b, through a. */
+  cn_pid srv;
+  assert_int_equal(cn_gen_server_start(b.n, "kv", &kv_ops, NULL, &srv), 0);
+  cn_term *dest = cn_mk_tuple(2, cn_mk_atomc(a.n, "kv"), cn_mk_atomc(a.n, "sb@127.0.0.1"));
+  cn_term *req = cn_mk_atomc(a.n, "hello"), *reply = NULL;
+  assert_int_equal(cn_call_sync(a.n, dest, req, 5000, &reply), 0);
+  char *txt = cn_term_to_string(reply);
+  assert_string_equal(txt, "{got,hello}");
+  cn_free(txt);
+  cn_term_free(reply);
+  /* rpc to a C node: its rex answers as a node without the code does. */
+  cn_term *noargs = cn_mk_nil();
+  assert_int_equal(cn_rpc_sync(a.n, "sb@127.0.0.1", "m", "f", noargs, 5000, &reply), 0);
+  txt = cn_term_to_string(reply);
+  assert_string_equal(txt, "{badrpc,{'EXIT',{undef,[{m,f,[],[]}]}}}");
+  cn_free(txt);
+  cn_term_free(reply);
+  cn_term_free(noargs);
+
+  /* A trapping process on a links to the server on b; the server stops mid-call: the caller gets the
+   * reason, the linked process gets the 'EXIT'. */
+  watcher_arg wl = {&a, false};
+  cn_proc_opts trap = {.trap_exit = true};
+  cn_pid lw;
+  assert_int_equal(cn_spawn(a.n, watcher, &wl, &trap, &lw), 0);
+  /* Pids name their node by an atom of the node's own table: srv was made on b, so re-intern it for a. */
+  cn_pid srv_a = srv;
+  srv_a.node = cn_intern(a.n, srv.node->name);
+  cn_term *watch = cn_mk_tuple(2, cn_mk_atomc(a.n, "watch"), cn_mk_pid(srv_a));
+  assert_int_equal(cn_send_threadsafe(a.n, &lw, NULL, NULL, cn_term_copy(watch)), 0);
+  sleep_ms(100);
+  cn_term *stop = cn_mk_atomc(a.n, "stop");
+  assert_int_equal(cn_call_sync(a.n, dest, stop, 5000, &reply), CN_EEXIT);
+  txt = cn_term_to_string(reply);
+  assert_string_equal(txt, "stop");
+  cn_free(txt);
+  cn_term_free(reply);
+  assert_true(wait_for(&a, last_has, "{'EXIT',"));
+  assert_non_null(strstr(a.last, ",stop}"));
+
+  /* A monitor from a to a process on b: when b goes away, DOWN with noconnection. */
+  watcher_arg wm = {&a, true};
+  cn_pid mw, target;
+  assert_int_equal(cn_spawn(a.n, watcher, &wm, NULL, &mw), 0);
+  assert_int_equal(cn_whereis(b.n, "echo", &target), 0);
+  target.node = cn_intern(a.n, target.node->name);
+  cn_term *watch2 = cn_mk_tuple(2, cn_mk_atomc(a.n, "watch"), cn_mk_pid(target));
+  assert_int_equal(cn_send_threadsafe(a.n, &mw, NULL, NULL, watch2), 0);
+  sleep_ms(100);
+  tnode_stop(&b);
+  assert_true(wait_for(&a, last_has, "noconnection"));
+  assert_non_null(strstr(a.last, "{'DOWN',"));
+  cn_term_free(watch);
+  cn_term_free(stop);
+  cn_term_free(dest);
+  cn_term_free(req);
+  tnode_stop(&a);
+  test_epmd_stop(epmd);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_local_send_and_names),
       cmocka_unit_test(test_exit_signals),
       cmocka_unit_test(test_c_to_c),
       cmocka_unit_test(test_simultaneous_connect),
+      cmocka_unit_test(test_signals_between_nodes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

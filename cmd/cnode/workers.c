@@ -1,5 +1,8 @@
-/* workers.c: demo workers a user can try from iex: `echo` sends back what it gets, `cnode_kv` is a key-value
- * gen_server, and `cnode_ctl` makes the C node send on request (used by the interop tests to connect out). */
+/* workers.c: demo processes a user can try from iex, which the interop tests drive too: `echo` sends back
+ * what it gets; `cnode_kv` is a C gen_server; `cnode_ctl` makes the node act on request; the entry points
+ * cnode_demo:echo/0 and cnode_demo:puppet/1 can be spawned from BEAM. */
+#include <string.h>
+
 #include "workers.h"
 
 /* echo: {From, Term} -> From ! Term. */
@@ -9,7 +12,8 @@ static void echo(cn_proc *self, const cn_term *msg, void *state) {
   if (from && from->type == CN_PID) cn_send(cn_proc_node(self), self, from->v.pid, cn_tuple_elem(msg, 2, 1));
 }
 
-/* cnode_kv: {put, K, V} -> ok; {get, K} -> {ok, V} | error. A list is plenty for a demo. */
+/* ---- cnode_kv: a gen_server ------------------------------------------------------------------------------ */
+
 typedef struct kv_entry {
   struct kv_entry *next;
   cn_term *key;
@@ -22,29 +26,33 @@ static kv_entry **kv_find(kv_entry **head, const cn_term *key) {
   return head;
 }
 
-static void kv(cn_proc *self, const cn_term *msg, void *state) {
+/* {put, K, V} -> ok; {get, K} -> {ok, V} | error; {exit, Reason}: stops without replying (the caller gets
+ * Reason); noreply: never answers (the caller times out). A list is plenty for a demo. */
+static cn_term *kv_call(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
+  (void)from;
   cn_node *n = cn_proc_node(self);
   kv_entry **head = state;
-  const cn_term *from, *req;
-  if (!cn_gen_is_call(msg, &from, &req)) return;
-  cn_term *reply = NULL;
-  const cn_term *op = req && req->type == CN_TUPLE && req->v.tuple.arity ? &req->v.tuple.e[0] : NULL;
-  if (cn_is_atom(op, "put") && req->v.tuple.arity == 3) {
+  const cn_term *op = req && req->type == CN_TUPLE && req->v.tuple.arity ? &req->v.tuple.e[0] : req;
+  uint32_t arity = req && req->type == CN_TUPLE ? req->v.tuple.arity : 0;
+  if (cn_is_atom(op, "put") && arity == 3) {
     kv_entry **e = kv_find(head, &req->v.tuple.e[1]);
     if (!*e && (*e = cn_calloc(1, sizeof **e))) (*e)->key = cn_term_copy(&req->v.tuple.e[1]);
     if (*e) {
       cn_term_free((*e)->val);
       (*e)->val = cn_term_copy(&req->v.tuple.e[2]);
     }
-    reply = cn_mk_atomc(n, "ok");
-  } else if (cn_is_atom(op, "get") && req->v.tuple.arity == 2) {
-    kv_entry **e = kv_find(head, &req->v.tuple.e[1]);
-    reply = *e ? cn_mk_tuple(2, cn_mk_atomc(n, "ok"), cn_term_copy((*e)->val)) : cn_mk_atomc(n, "error");
-  } else {
-    reply = cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "badarg"));
+    return cn_mk_atomc(n, "ok");
   }
-  if (reply) cn_gen_reply(self, from, reply);
-  cn_term_free(reply);
+  if (cn_is_atom(op, "get") && arity == 2) {
+    kv_entry **e = kv_find(head, &req->v.tuple.e[1]);
+    return *e ? cn_mk_tuple(2, cn_mk_atomc(n, "ok"), cn_term_copy((*e)->val)) : cn_mk_atomc(n, "error");
+  }
+  if (cn_is_atom(op, "exit") && arity == 2) {
+    cn_proc_exit(self, &req->v.tuple.e[1]);
+    return NULL;
+  }
+  if (cn_is_atom(req, "noreply")) return NULL;
+  return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "badarg"));
 }
 
 static void kv_terminate(cn_proc *self, const cn_term *reason, void *state) {
@@ -61,8 +69,153 @@ static void kv_terminate(cn_proc *self, const cn_term *reason, void *state) {
   cn_free(head);
 }
 
-/* cnode_ctl: {From, Ref, {send, Dest, Msg}} -> the node sends Msg to Dest, then From ! {Ref, ok};
- * {From, Ref, nodes} -> From ! {Ref, [Node]}. */
+static const cn_gen_server_ops kv_ops = {.handle_call = kv_call, .terminate = kv_terminate};
+
+static int kv_start(cn_node *n, const char *name, cn_pid *pid) {
+  kv_entry **head = cn_calloc(1, sizeof *head);
+  if (!head) return CN_ENOMEM;
+  int rc = cn_gen_server_start(n, name, &kv_ops, head, pid);
+  if (rc) cn_free(head);
+  return rc;
+}
+
+/* ---- puppet: a C process remote-controlled by its owner -------------------------------------------------- */
+
+/* {'$puppet', Cmd} runs Cmd; every other message is forwarded to the owner as {puppet, Self, Msg}, so a test
+ * sees the 'EXIT' and 'DOWN' messages the C process gets. Results come back the same way. */
+typedef struct puppet {
+  cn_pid owner;
+} puppet;
+
+static void tell(cn_proc *self, puppet *pp, cn_term *what) {
+  cn_node *n = cn_proc_node(self);
+  cn_term *msg = cn_mk_tuple(3, cn_mk_atomc(n, "puppet"), cn_mk_pid(cn_self(self)), what);
+  if (msg) cn_send(n, self, pp->owner, msg);
+  cn_term_free(msg);
+}
+
+static const char *status_name(int status) {
+  switch (status) {
+  case 0: return "ok";
+  case CN_EEXIT: return "exit";
+  case CN_ETIMEDOUT: return "timeout";
+  default: return "closed";
+  }
+}
+
+/* Call results: {puppet, Self, {result, ok | exit | timeout, Reply}}. ctx is the puppet's own state. */
+static void puppet_result(cn_proc *self, int status, const cn_term *reply, void *ctx) {
+  cn_node *n = cn_proc_node(self);
+  if (status == CN_ECLOSED) return; /* the puppet itself is ending */
+  tell(self, ctx, cn_mk_tuple(3, cn_mk_atomc(n, "result"), cn_mk_atomc(n, status_name(status)),
+                              reply ? cn_term_copy(reply) : cn_mk_atomc(n, "undefined")));
+}
+
+static const char *atom_text(const cn_term *t) { return t && t->type == CN_ATOM ? t->v.atom->name : NULL; }
+
+static void puppet_cmd(cn_proc *self, puppet *pp, const cn_term *cmd) {
+  cn_node *n = cn_proc_node(self);
+  const char *op = atom_text(cmd->type == CN_TUPLE && cmd->v.tuple.arity ? &cmd->v.tuple.e[0] : cmd);
+  const cn_term *a = cmd->type == CN_TUPLE && cmd->v.tuple.arity > 1 ? &cmd->v.tuple.e[1] : NULL;
+  const cn_term *b = cmd->type == CN_TUPLE && cmd->v.tuple.arity > 2 ? &cmd->v.tuple.e[2] : NULL;
+  const cn_term *c = cmd->type == CN_TUPLE && cmd->v.tuple.arity > 3 ? &cmd->v.tuple.e[3] : NULL;
+  const cn_term *d = cmd->type == CN_TUPLE && cmd->v.tuple.arity > 4 ? &cmd->v.tuple.e[4] : NULL;
+  int rc = 0;
+  if (!op) return;
+  if (!strcmp(op, "link") && a && a->type == CN_PID) {
+    rc = cn_link(self, a->v.pid);
+  } else if (!strcmp(op, "unlink") && a && a->type == CN_PID) {
+    rc = cn_unlink(self, a->v.pid);
+  } else if (!strcmp(op, "monitor") && a) {
+    cn_ref ref;
+    if (!(rc = cn_monitor(self, a, &ref))) tell(self, pp, cn_mk_tuple(2, cn_mk_atomc(n, "monitor"), cn_mk_ref(ref)));
+  } else if (!strcmp(op, "demonitor") && a && a->type == CN_REF) {
+    rc = cn_demonitor(self, a->v.ref);
+  } else if (!strcmp(op, "exit") && a) {
+    rc = cn_proc_exit(self, a);
+  } else if (!strcmp(op, "exit_signal") && a && a->type == CN_PID && b) {
+    rc = cn_exit(n, self, a->v.pid, b);
+  } else if (!strcmp(op, "trap_exit") && a) {
+    cn_trap_exit(self, cn_is_atom(a, "true"));
+  } else if (!strcmp(op, "send") && a && b) {
+    rc = cn_send_to(n, self, a, b);
+  } else if (!strcmp(op, "send_big") && a && b && b->type == CN_INT && b->v.i >= 0) {
+    /* A binary made in C, byte i = i mod 251, so the receiver can check every byte. */
+    size_t len = (size_t)b->v.i;
+    uint8_t *buf = cn_malloc(len);
+    if (!buf) return;
+    for (size_t i = 0; i < len; i++) buf[i] = (uint8_t)(i % 251);
+    cn_term *bin = cn_mk_binary(buf, len);
+    cn_free(buf);
+    if (bin) rc = cn_send_to(n, self, a, bin);
+    cn_term_free(bin);
+  } else if (!strcmp(op, "call") && a && b && c && c->type == CN_INT) {
+    rc = cn_call(self, a, b, (unsigned)c->v.i, puppet_result, pp);
+  } else if (!strcmp(op, "cast") && a && b) {
+    rc = cn_cast(n, self, a, b);
+  } else if ((!strcmp(op, "rpc") || !strcmp(op, "erpc")) && atom_text(a) && atom_text(b) && atom_text(c) && d) {
+    rc = (!strcmp(op, "rpc") ? cn_rpc : cn_erpc)(self, atom_text(a), atom_text(b), atom_text(c), d, 10000,
+                                                  puppet_result, pp);
+  } else if (!strcmp(op, "alias")) {
+    cn_ref ref;
+    if (!(rc = cn_alias(self, &ref))) tell(self, pp, cn_mk_tuple(2, cn_mk_atomc(n, "alias"), cn_mk_ref(ref)));
+  } else if (!strcmp(op, "unalias") && a && a->type == CN_REF) {
+    rc = cn_unalias(self, a->v.ref);
+  } else if (!strcmp(op, "ping")) {
+    tell(self, pp, cn_mk_atomc(n, "pong"));
+  } else {
+    rc = CN_EINVAL;
+  }
+  if (rc) tell(self, pp, cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_name(rc))));
+}
+
+static void puppet_handle(cn_proc *self, const cn_term *msg, void *state) {
+  puppet *pp = state;
+  const cn_term *tag = cn_tuple_elem(msg, 2, 0);
+  if (tag && cn_is_atom(tag, "$puppet")) {
+    puppet_cmd(self, pp, cn_tuple_elem(msg, 2, 1));
+    return;
+  }
+  tell(self, pp, cn_term_copy(msg));
+}
+
+static void puppet_end(cn_proc *self, const cn_term *reason, void *state) {
+  (void)self;
+  (void)reason;
+  cn_free(state);
+}
+
+/* cnode_demo:puppet(Owner): args [Owner]. */
+static int puppet_entry(cn_node *n, const cn_term *args, cn_handler_fn *handler, void **state, cn_proc_opts *opts,
+                        void *ctx) {
+  (void)n;
+  (void)ctx;
+  if (!args || args->type != CN_LIST || args->v.list.len != 1 || args->v.list.e[0].type != CN_PID) return -1;
+  puppet *pp = cn_malloc(sizeof *pp);
+  if (!pp) return -1;
+  pp->owner = args->v.list.e[0].v.pid;
+  *handler = puppet_handle;
+  *state = pp;
+  opts->terminate = puppet_end;
+  return 0;
+}
+
+/* cnode_demo:echo(): an echo process. */
+static int echo_entry(cn_node *n, const cn_term *args, cn_handler_fn *handler, void **state, cn_proc_opts *opts,
+                      void *ctx) {
+  (void)n;
+  (void)opts;
+  (void)ctx;
+  if (args && args->type != CN_NIL) return -1;
+  *handler = echo;
+  *state = NULL;
+  return 0;
+}
+
+/* ---- cnode_ctl ----------------------------------------------------------------------------------------------- */
+
+/* {From, Ref, {send, Dest, Msg}} -> the node sends Msg to Dest, then From ! {Ref, ok};
+ * {From, Ref, nodes} -> From ! {Ref, [Node]}; {From, Ref, {start_kv, Name}} -> {Ref, {ok, Pid}}. */
 static void ctl(cn_proc *self, const cn_term *msg, void *state) {
   (void)state;
   cn_node *n = cn_proc_node(self);
@@ -72,6 +225,12 @@ static void ctl(cn_proc *self, const cn_term *msg, void *state) {
   if (cn_tuple_elem(cmd, 3, 0) && cn_is_atom(cn_tuple_elem(cmd, 3, 0), "send")) {
     int rc = cn_send_to(n, self, cn_tuple_elem(cmd, 3, 1), cn_tuple_elem(cmd, 3, 2));
     answer = rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_name(rc))) : cn_mk_atomc(n, "ok");
+  } else if (cn_tuple_elem(cmd, 2, 0) && cn_is_atom(cn_tuple_elem(cmd, 2, 0), "start_kv") &&
+             atom_text(cn_tuple_elem(cmd, 2, 1))) {
+    cn_pid pid;
+    int rc = kv_start(n, atom_text(cn_tuple_elem(cmd, 2, 1)), &pid);
+    answer = rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_name(rc)))
+                : cn_mk_tuple(2, cn_mk_atomc(n, "ok"), cn_mk_pid(pid));
   } else if (cn_is_atom(cmd, "nodes")) {
     const cn_atom *names[256];
     size_t k = cn_node_connected(n, names, 256);
@@ -90,14 +249,10 @@ int workers_start(cn_node *n) {
   cn_pid pid;
   int rc;
   if ((rc = cn_spawn(n, echo, NULL, NULL, &pid)) || (rc = cn_register(n, "echo", pid))) return rc;
-  kv_entry **head = cn_calloc(1, sizeof *head);
-  if (!head) return CN_ENOMEM;
-  cn_proc_opts kv_opts = {.terminate = kv_terminate};
-  if ((rc = cn_spawn(n, kv, head, &kv_opts, &pid))) {
-    cn_free(head);
-    return rc;
-  }
-  if ((rc = cn_register(n, "cnode_kv", pid))) return rc;
+  if ((rc = kv_start(n, "cnode_kv", NULL))) return rc;
   if ((rc = cn_spawn(n, ctl, NULL, NULL, &pid)) || (rc = cn_register(n, "cnode_ctl", pid))) return rc;
+  if ((rc = cn_register_entry(n, "cnode_demo", "echo", echo_entry, NULL)) ||
+      (rc = cn_register_entry(n, "cnode_demo", "puppet", puppet_entry, NULL)))
+    return rc;
   return 0;
 }

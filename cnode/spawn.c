@@ -1,0 +1,109 @@
+/* spawn.c: SPAWN_REQUEST from a peer (spawn/4, spawn_link, spawn_monitor, spawn_opt, erpc, rpc on OTP 23+):
+ * entry points registered by C code start C processes; anything else starts a process that exits at once
+ * with undef, as a BEAM node without the code would, so the caller gets an answer and never hangs. */
+#include <string.h>
+
+#include "node_int.h"
+
+int cn_register_entry(cn_node *n, const char *module, const char *function, cn_entry_fn fn, void *ctx) {
+  if (!module || !function || !fn) return CN_EINVAL;
+  cn_entry *e = cn_calloc(1, sizeof *e);
+  if (!e) return CN_ENOMEM;
+  e->mod = cn_intern(n, module);
+  e->fun = cn_intern(n, function);
+  if (!e->mod || !e->fun) {
+    cn_free(e);
+    return CN_EINVAL;
+  }
+  e->fn = fn;
+  e->ctx = ctx;
+  e->next = n->entries;
+  n->entries = e;
+  return 0;
+}
+
+void spawn_free_entries(cn_node *n) {
+  while (n->entries) {
+    cn_entry *e = n->entries;
+    n->entries = e->next;
+    cn_free(e);
+  }
+}
+
+static cn_entry *find_entry(cn_node *n, const cn_atom *mod, const cn_atom *fun) {
+  for (cn_entry *e = n->entries; e; e = e->next)
+    if (e->mod == mod && e->fun == fun) return e;
+  return NULL;
+}
+
+/* A process that ends before its first message: what a spawn of missing code becomes. */
+static void doomed(cn_proc *self, const cn_term *msg, void *state) {
+  (void)self;
+  (void)msg;
+  (void)state;
+}
+
+/* The exit reason a BEAM node gives a spawn of code it does not have. erpc's execute_call/4 reports it in
+ * its own result shape, so rpc:call and erpc:call return what they return for an undefined function. */
+static cn_term *undef_reason(cn_node *n, const cn_term *mfa, const cn_term *args) {
+  const cn_term *e = mfa->v.tuple.e;
+  if (cn_is_atom(&e[0], "erpc") && cn_is_atom(&e[1], "execute_call") && args && args->type == CN_LIST &&
+      args->v.list.len == 4 && !args->v.list.tail) {
+    const cn_term *a = args->v.list.e;
+    cn_term *frame = cn_mk_tuple(4, cn_term_copy(&a[1]), cn_term_copy(&a[2]), cn_term_copy(&a[3]), cn_mk_nil());
+    return cn_mk_tuple(4, cn_term_copy(&a[0]), cn_mk_atomc(n, "error"), cn_mk_atomc(n, "undef"),
+                       cn_mk_list(1, frame));
+  }
+  cn_term *frame = cn_mk_tuple(4, cn_term_copy(&e[0]), cn_term_copy(&e[1]), args ? cn_term_copy(args) : cn_mk_nil(),
+                               cn_mk_nil());
+  return cn_mk_tuple(2, cn_mk_atomc(n, "undef"), cn_mk_list(1, frame));
+}
+
+int spawn_request(cn_node *n, const cn_atom *peer, const dist_ctl *ctl, const cn_term *args) {
+  const cn_term *mfa = ctl->mfa;
+  cn_pid parent = ctl->from->v.pid;
+  if (mfa->type != CN_TUPLE || mfa->v.tuple.arity != 3 || mfa->v.tuple.e[0].type != CN_ATOM ||
+      mfa->v.tuple.e[1].type != CN_ATOM)
+    return CN_EPROTO;
+  bool link = false, monitor = false, reply_ok = true, reply_err = true;
+  for (const cn_term *o = ctl->opts; o && o->type == CN_LIST; o = o->v.list.tail) {
+    for (uint32_t i = 0; i < o->v.list.len; i++) {
+      const cn_term *opt = &o->v.list.e[i];
+      const cn_term *k = cn_tuple_elem(opt, 2, 0), *v = cn_tuple_elem(opt, 2, 1);
+      if (cn_is_atom(opt, "link")) link = true;
+      if (cn_is_atom(opt, "monitor") || (k && cn_is_atom(k, "monitor"))) monitor = true;
+      if (k && cn_is_atom(k, "reply")) {
+        reply_ok = cn_is_atom(v, "yes") || cn_is_atom(v, "success_only");
+        reply_err = cn_is_atom(v, "yes") || cn_is_atom(v, "error_only");
+      }
+    }
+  }
+  cn_entry *entry = find_entry(n, mfa->v.tuple.e[0].v.atom, mfa->v.tuple.e[1].v.atom);
+  cn_handler_fn handler = doomed;
+  void *state = NULL;
+  cn_proc_opts popts = {0};
+  cn_term *reason = NULL;
+  if (!entry)
+    reason = undef_reason(n, mfa, args);
+  else if (entry->fn(n, args, &handler, &state, &popts, entry->ctx))
+    reason = cn_mk_atomc(n, "badarg");
+  cn_pid pid;
+  int rc = cn_spawn(n, handler ? handler : doomed, reason ? NULL : state, &popts, &pid);
+  cn_proc *p = rc ? NULL : proc_lookup(n, pid);
+  int64_t flags = 0;
+  if (p && link && !link_add(&p->links, parent)) flags |= 1;
+  if (p && monitor && !link_add_mon_in(p, parent, ctl->id->v.ref, NULL)) flags |= 2;
+  cn_term e[5] = {tv_int(DOP_SPAWN_REPLY), *ctl->id, *ctl->from, tv_int(flags),
+                  p ? tv_pid(pid) : tv_atom(cn_intern(n, "system_limit"))};
+  if (p ? reply_ok : reply_err) {
+    cn_term ctlr = tv_tuple(e, 5);
+    conn_send(n, peer, &ctlr, NULL);
+  }
+  /* The reply goes out first; the exit signals of a doomed process follow it on the same connection. */
+  if (p && reason) cn_proc_exit(p, reason);
+  if (reason)
+    cn_log(n, CN_LOG_DEBUG, "spawn of %s:%s from %s: %s", mfa->v.tuple.e[0].v.atom->name,
+           mfa->v.tuple.e[1].v.atom->name, peer->name, entry ? "the entry point refused" : "no such entry point");
+  cn_term_free(reason);
+  return 0;
+}
