@@ -30,7 +30,8 @@ extern "C" {
   X(ESTATE, -16, "operation not valid in this state")                       \
   X(EUNSUPPORTED, -17, "not supported")                                     \
   X(EFLAGS, -18, "peer lacks mandatory distribution flags")                 \
-  X(EEXIT, -19, "the process exited")
+  X(EEXIT, -19, "the process exited")                                      \
+  X(EBUSY, -20, "queue full")
 
 enum cn_errno {
   CN_OK = 0,

@@ -40,6 +40,10 @@ typedef struct cn_node_opts {
   bool no_epmd;             /* do not register with EPMD (peers must know the port) */
   size_t max_atoms;         /* atom table limit: 1048576 (OTP's default) */
   size_t max_message_size;  /* largest frame or reassembled message accepted: 256 MiB */
+  size_t max_connections;   /* connections at once, set up or being set up: 1024; more are closed at accept */
+  size_t busy_limit;        /* bytes queued to one peer above which sending processes are suspended until it
+                               drains (OTP's busy dist port, +zdbbl): 1 MiB */
+  size_t queue_limit;       /* bytes queued to one peer above which messages are dropped (CN_EBUSY): 64 MiB */
   cn_log_fn log;            /* NULL: lines go to stderr prefixed "cnode: " */
   void *log_ctx;
   cn_log_level log_level;   /* lowest level passed to the sink: CN_LOG_INFO */
@@ -82,6 +86,21 @@ int cn_node_monitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx);
 size_t cn_node_connected(cn_node *n, const cn_atom **out, size_t max);
 /* Connects to node (through EPMD) if not connected; the result shows as a nodeup or a log line. */
 int cn_node_connect(cn_node *n, const cn_atom *node);
+
+/* Counters of what the node refused or limited; each increment also logs its reason once per event. */
+typedef struct cn_node_stats {
+  uint64_t handshake_timeouts;   /* connections that did not finish the handshake in time */
+  uint64_t handshake_failures;   /* refused handshakes: cookie, flags, malformed, refused status */
+  uint64_t connections_refused;  /* accepted sockets closed at once: max_connections reached */
+  uint64_t protocol_errors;      /* connections dropped for a bad frame or message */
+  uint64_t oversized_messages;   /* frames or reassembled messages over max_message_size */
+  uint64_t atoms_refused;        /* atoms not created because the table was full */
+  uint64_t busy_suspensions;     /* times a sending process was suspended on a busy connection */
+  uint64_t messages_dropped;     /* messages not queued: queue_limit reached */
+  uint64_t tick_timeouts;        /* connections dropped by net_ticktime */
+} cn_node_stats;
+/* Copies the node's counters. */
+void cn_node_get_stats(cn_node *n, cn_node_stats *out);
 
 /* ---- Processes --------------------------------------------------------------------------------------- */
 

@@ -7,8 +7,6 @@
 
 #include "node_int.h"
 
-/* Bytes queued for a peer that is still connecting; beyond it messages are dropped, as for a dead peer. */
-#define PENDING_MAX ((size_t)64 << 20)
 #define FRAG_SIZE 65536
 #define READ_CHUNK 65536
 
@@ -51,6 +49,8 @@ struct cn_conn {
   pend *pend_head, **pend_tail;
   size_t pend_bytes;
   char addr[64]; /* the peer's address, for logs before its name is known */
+  cn_proc *susp;  /* processes suspended until this connection's queue drains */
+  bool dropping;  /* queue_limit reached: logged once until it drains */
   cn_conn *unnamed_next;
   UT_hash_handle hh; /* node->conns by peer atom pointer */
 };
@@ -58,11 +58,41 @@ struct cn_conn {
 static void conn_close(cn_conn *c, const char *reason);
 static void process_input(cn_conn *c);
 
-static const char *who(cn_conn *c) { return c->peer ? c->peer->name : c->addr; }
+static const char *who(cn_conn *c) {
+  if (c->peer) return c->peer->name;
+  return c->hs_init && c->hs.peer_name[0] ? c->hs.peer_name : c->addr;
+}
+
+static size_t queued(const cn_conn *c) { return c->out.len + c->wbuf.len; }
+
+/* Lets the processes suspended on c run again (its queue drained, or it closed). */
+static void resume_all(cn_conn *c) {
+  while (c->susp) {
+    cn_proc *p = c->susp;
+    c->susp = p->susp_next;
+    p->suspended = false;
+    p->susp_next = NULL;
+    if (p->mq_head || p->exit_reason) node_schedule(c->n, p);
+  }
+}
+
+void conn_forget_proc(cn_node *n, cn_proc *p) {
+  for (cn_conn *c = n->conns; c; c = c->hh.next) {
+    for (cn_proc **x = &c->susp; *x; x = &(*x)->susp_next) {
+      if (*x == p) {
+        *x = p->susp_next;
+        break;
+      }
+    }
+  }
+  p->suspended = false;
+  p->susp_next = NULL;
+}
 
 static void unref(cn_conn *c) {
   if (--c->refs > 0) return;
   cn_node *n = c->n;
+  n->nconns--;
   for (cn_conn **d = &n->dirty; *d; d = &(*d)->dirty_next) {
     if (*d == c) {
       *d = c->dirty_next;
@@ -97,6 +127,7 @@ static cn_conn *conn_new(cn_node *n, const cn_atom *peer, bool initiator) {
   uv_timer_init(n->loop, &c->timer);
   c->timer.data = c;
   c->refs = 1;
+  n->nconns++;
   uv_timer_start(&c->timer, on_timer, n->hs_timeout_ms, 0);
   return c;
 }
@@ -136,8 +167,12 @@ static void on_written(uv_write_t *req, int status) {
   c->wbuf.len = 0;
   if (status < 0) {
     if (status != UV_ECANCELED && c->state != C_CLOSING) conn_close(c, uv_strerror(status));
-  } else if (c->out.len && c->state != C_CLOSING) {
-    mark_dirty(c);
+  } else if (c->state != C_CLOSING) {
+    if (c->out.len) mark_dirty(c);
+    if (queued(c) <= c->n->busy_limit) {
+      c->dropping = false;
+      resume_all(c);
+    }
   }
   unref(c);
 }
@@ -225,16 +260,27 @@ static int frame_bytes(cn_conn *c, const uint8_t *body, size_t ctl_len, size_t l
   return frame_close(c, start, rc);
 }
 
+/* A message that does not fit under queue_limit is dropped and counted, as the limit promises. */
+static int drop_full(cn_conn *c) {
+  c->n->stats.messages_dropped++;
+  if (!c->dropping)
+    cn_log(c->n, CN_LOG_WARN, "queue to %s over %zu bytes: dropping messages until it drains", who(c),
+           c->n->queue_limit);
+  c->dropping = true;
+  return CN_EBUSY;
+}
+
 static int queue_pending(cn_conn *c, const cn_term *ctl, const cn_term *payload) {
   pend *p = cn_calloc(1, sizeof *p);
   if (!p) return CN_ENOMEM;
   int rc = cn_term_encode(ctl, &p->body);
   p->ctl_len = p->body.len;
   if (!rc && payload) rc = cn_term_encode(payload, &p->body);
-  if (rc || c->pend_bytes + p->body.len > PENDING_MAX) {
+  if (rc || c->pend_bytes + p->body.len > c->n->queue_limit) {
+    size_t len = p->body.len;
     cn_buf_free(&p->body);
     cn_free(p);
-    return rc;
+    return rc ? rc : (len ? drop_full(c) : 0);
   }
   c->pend_bytes += p->body.len;
   *c->pend_tail = p;
@@ -242,7 +288,7 @@ static int queue_pending(cn_conn *c, const cn_term *ctl, const cn_term *payload)
   return 0;
 }
 
-int conn_send(cn_node *n, const cn_atom *peer, const cn_term *ctl, const cn_term *payload) {
+int conn_send_from(cn_node *n, cn_proc *sender, const cn_atom *peer, const cn_term *ctl, const cn_term *payload) {
   if (!peer || node_is_local(n, peer)) return CN_EINVAL;
   if (n->stopping) return 0;
   cn_conn *c = find(n, peer);
@@ -251,8 +297,18 @@ int conn_send(cn_node *n, const cn_atom *peer, const cn_term *ctl, const cn_term
     c = find(n, peer);
     if (!c) return 0;
   }
-  if (c->state == C_UP) return frame_terms(c, ctl, payload);
-  return queue_pending(c, ctl, payload);
+  if (c->state != C_UP) return queue_pending(c, ctl, payload);
+  if (queued(c) >= n->queue_limit) return drop_full(c);
+  int rc = frame_terms(c, ctl, payload);
+  /* Over the busy limit the sender stops being scheduled until the queue drains, as OTP suspends a process
+   * sending on a busy distribution port. Its current handler runs to its end. */
+  if (!rc && sender && !sender->dead && !sender->suspended && queued(c) > n->busy_limit) {
+    sender->suspended = true;
+    sender->susp_next = c->susp;
+    c->susp = sender;
+    n->stats.busy_suspensions++;
+  }
+  return rc;
 }
 
 /* Moves messages queued on `from` (a losing or failed setup) to `to`. */
@@ -286,6 +342,7 @@ static void conn_close(cn_conn *c, const char *reason) {
   } else if (!c->initiator) {
     unnamed_remove(c);
   }
+  resume_all(c);
   if (was_up) node_notify(n, c->peer, false, reason);
   if (c->lookup) epmd_req_cancel(c->lookup);
   if (c->gai_pending) uv_cancel((uv_req_t *)&c->gai);
@@ -294,6 +351,7 @@ static void conn_close(cn_conn *c, const char *reason) {
 }
 
 static void setup_failed(cn_conn *c, const char *fmt, const char *detail) {
+  c->n->stats.handshake_failures++;
   char msg[512];
   snprintf(msg, sizeof msg, fmt, detail);
   cn_log(c->n, CN_LOG_WARN, "handshake with %s failed: %s", who(c), msg);
@@ -319,6 +377,7 @@ static void on_timer(uv_timer_t *t) {
       mark_dirty(c);
       break;
     case DIST_TICK_TIMEOUT:
+      c->n->stats.tick_timeouts++;
       conn_close(c, "net_tick_timeout");
       break;
     default:
@@ -329,6 +388,8 @@ static void on_timer(uv_timer_t *t) {
     conn_close(c, "setup timeout");
     link_nodedown(c->n, c->peer);
   } else if (c->state != C_CLOSING) {
+    c->n->stats.handshake_timeouts++;
+    c->n->stats.handshake_failures--; /* counted as a timeout, not a refusal */
     setup_failed(c, "%s", "setup timed out");
   }
 }
@@ -423,16 +484,13 @@ static void write_now(cn_conn *c) {
 /* Acceptor: the peer said its name. Decide as net_kernel does on simultaneous connects. */
 static const char *on_peer_name(cn_conn *c) {
   cn_node *n = c->n;
-  const cn_atom *peer = cn_atoms_get(n->atoms, c->hs.peer_name);
-  if (!peer) return "not_allowed";
-  c->peer = peer;
+  /* The peer is not authenticated yet: look its name up, never create an atom for it. A name with no atom
+   * has no connection of ours either; the atom is made once the handshake has proved the cookie. */
+  const cn_atom *peer = cn_atoms_find(n->atoms, c->hs.peer_name, strlen(c->hs.peer_name));
   if (peer == n->name) return "not_allowed";
-  cn_conn *old = find(n, peer);
-  if (!old) {
-    unnamed_remove(c);
-    hash_add(c);
-    return "ok";
-  }
+  cn_conn *old = peer ? find(n, peer) : NULL;
+  if (!old) return "ok";
+  c->peer = peer;
   if (old->state == C_UP) return "alive"; /* the initiator decides; on true we replace `old` at the end */
   if (old->state != C_WAIT_PEER && strcmp(n->name->name, peer->name) > 0) return "nok"; /* ours wins */
   /* Theirs wins (or ours was already refused): carry our queued messages over to it. */
@@ -445,9 +503,14 @@ static const char *on_peer_name(cn_conn *c) {
 
 static void conn_up(cn_conn *c) {
   cn_node *n = c->n;
+  if (!c->peer && !(c->peer = cn_atoms_get(n->atoms, c->hs.peer_name))) {
+    conn_close(c, "atom table full");
+    return;
+  }
   if (!c->in_hash) {
     cn_conn *old = find(n, c->peer);
-    if (old) conn_close(old, "replaced by a new connection from the peer");
+    if (old && old->state != C_UP) adopt_pending(c, old); /* a setup of ours that started meanwhile */
+    if (old) conn_close(old, old->state == C_UP ? "replaced by a new connection from the peer" : "simultaneous connect");
     unnamed_remove(c);
     hash_add(c);
   }
@@ -585,6 +648,7 @@ static void process_input(cn_conn *c) {
     ssize_t r = dist_frame_parse(c->in.data + off, c->in.len - off, c->n->max_msg, &d, &dlen);
     if (r == 0) break;
     if (r < 0) {
+      c->n->stats.oversized_messages++;
       cn_log(c->n, CN_LOG_WARN, "dropping connection to %s: frame over the %zu-byte limit", who(c), c->n->max_msg);
       conn_close(c, "frame too large");
       break;
@@ -593,6 +657,10 @@ static void process_input(cn_conn *c) {
     if (dlen == 0) continue; /* a tick */
     int rc = handle_frame(c, d, dlen);
     if (rc < 0) {
+      if (rc == CN_ELIMIT)
+        c->n->stats.oversized_messages++;
+      else
+        c->n->stats.protocol_errors++;
       cn_log(c->n, CN_LOG_WARN, "dropping connection to %s: bad message: %s", who(c), cn_strerror(rc));
       conn_close(c, "protocol error");
       break;
@@ -603,9 +671,23 @@ static void process_input(cn_conn *c) {
 
 /* ---- Accepting ----------------------------------------------------------------------------------------- */
 
+static void closed_and_free(uv_handle_t *h) { cn_free(h); }
+
 void conn_on_accept(uv_stream_t *server, int status) {
   cn_node *n = server->data;
   if (status < 0 || n->stopping) return;
+  if (n->nconns >= n->max_conns) {
+    /* Accept and close at once, so the backlog does not fill with sockets nobody will serve. */
+    uv_tcp_t *t = cn_malloc(sizeof *t);
+    if (!t) return;
+    uv_tcp_init(n->loop, t);
+    if (!uv_accept(server, (uv_stream_t *)t)) {
+      n->stats.connections_refused++;
+      cn_log(n, CN_LOG_WARN, "connection refused: %zu connections, the max_connections limit", n->nconns);
+    }
+    uv_close((uv_handle_t *)t, closed_and_free);
+    return;
+  }
   cn_conn *c = conn_new(n, NULL, false);
   if (!c) return;
   uv_tcp_init(n->loop, &c->tcp);

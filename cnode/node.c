@@ -60,6 +60,9 @@ int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   n->hidden = o->hidden;
   n->no_epmd = o->no_epmd;
   n->max_msg = o->max_message_size ? o->max_message_size : (size_t)256 << 20;
+  n->max_conns = o->max_connections ? o->max_connections : 1024;
+  n->busy_limit = o->busy_limit ? o->busy_limit : (size_t)1 << 20;
+  n->queue_limit = o->queue_limit ? o->queue_limit : (size_t)64 << 20;
   n->log = o->log ? o->log : default_log;
   n->log_ctx = o->log_ctx;
   n->log_level = o->log_level;
@@ -117,10 +120,15 @@ cn_ref node_make_ref(cn_node *n) {
 
 cn_ref cn_make_ref(cn_node *n) { return node_make_ref(n); }
 
+void cn_node_get_stats(cn_node *n, cn_node_stats *out) {
+  *out = n->stats;
+  out->atoms_refused = cn_atoms_refused(n->atoms);
+}
+
 /* ---- Scheduling --------------------------------------------------------------------------------------- */
 
 void node_schedule(cn_node *n, cn_proc *p) {
-  if (p->in_runq) return;
+  if (p->in_runq || p->suspended) return;
   p->in_runq = true;
   p->run_next = NULL;
   if (n->runq_tail)

@@ -88,6 +88,8 @@ struct cn_proc {
   bool trap_exit;
   bool in_runq;
   bool dead;             /* exited; freed once it leaves the run queue */
+  bool suspended;        /* waiting for a busy connection to drain: not run meanwhile */
+  struct cn_proc *susp_next;
   cn_term *exit_reason;  /* set by cn_proc_exit or a killing signal; applied after the handler */
   cn_msg *mq_head, **mq_tail;
   size_t mq_len;
@@ -142,6 +144,11 @@ struct cn_node {
   bool hidden;
   bool no_epmd;
   size_t max_msg;
+  size_t max_conns;
+  size_t busy_limit;
+  size_t queue_limit;
+  size_t nconns; /* connections alive (any state) */
+  cn_node_stats stats;
   cn_log_fn log;
   void *log_ctx;
   cn_log_level log_level;
@@ -252,8 +259,14 @@ void spawn_free_entries(cn_node *n);
 
 /* conn.c */
 /* Encodes ctl (+ payload, may be NULL) to peer, connecting on demand. Returns 0 also when the message is
- * dropped because the peer is unreachable, like Erlang's send. */
-int conn_send(cn_node *n, const cn_atom *peer, const cn_term *ctl, const cn_term *payload);
+ * dropped because the peer is unreachable, like Erlang's send; CN_EBUSY when the peer's queue is full. When
+ * sender is a process and the queue is over the busy limit, the process is suspended until it drains. */
+int conn_send_from(cn_node *n, cn_proc *sender, const cn_atom *peer, const cn_term *ctl, const cn_term *payload);
+static inline int conn_send(cn_node *n, const cn_atom *peer, const cn_term *ctl, const cn_term *payload) {
+  return conn_send_from(n, NULL, peer, ctl, payload);
+}
+/* A process that ends while suspended leaves the connection's wait list. */
+void conn_forget_proc(cn_node *n, cn_proc *p);
 /* Writes queued output of every dirty connection. */
 void conn_flush_all(cn_node *n);
 void conn_on_accept(uv_stream_t *server, int status);

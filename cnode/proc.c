@@ -102,6 +102,7 @@ static void proc_die(cn_proc *p, const cn_term *reason) {
   if (p->dead) return;
   p->dead = true;
   HASH_DEL(n->procs, p);
+  if (p->suspended) conn_forget_proc(n, p);
   if (p->reg_name) {
     cn_name *e;
     HASH_FIND_PTR(n->names, &p->reg_name, e);
@@ -137,7 +138,7 @@ int cn_proc_exit(cn_proc *self, const cn_term *reason) {
 
 size_t proc_run(cn_proc *p, size_t budget) {
   size_t ran = 0;
-  while (ran < budget && !p->exit_reason && p->mq_head) {
+  while (ran < budget && !p->exit_reason && !p->suspended && p->mq_head) {
     cn_msg *m = p->mq_head;
     p->mq_head = m->next;
     if (!p->mq_head) p->mq_tail = &p->mq_head;
@@ -167,7 +168,9 @@ void proc_exit_signal(cn_proc *p, cn_pid from, const cn_term *reason, bool linke
   } else {
     p->exit_reason = cn_term_copy(reason);
   }
-  if (p->exit_reason) node_schedule(n, p);
+  if (!p->exit_reason) return;
+  if (p->suspended) conn_forget_proc(n, p); /* a suspended process still dies at once */
+  node_schedule(n, p);
 }
 
 void proc_kill_all(cn_node *n) {
@@ -260,7 +263,7 @@ int cn_send(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg) {
     e[2] = tv_pid(to);
   }
   ctl = tv_tuple(e, 3);
-  return conn_send(n, to.node, &ctl, msg);
+  return conn_send_from(n, from, to.node, &ctl, msg);
 }
 
 static int send_name_atoms(cn_node *n, cn_proc *from, const cn_atom *name, const cn_atom *node,
@@ -273,7 +276,7 @@ static int send_name_atoms(cn_node *n, cn_proc *from, const cn_atom *name, const
   }
   cn_term e[4] = {tv_int(DOP_REG_SEND), tv_pid(sender(n, from)), tv_atom(cn_intern(n, "")), tv_atom(name)};
   cn_term ctl = tv_tuple(e, 4);
-  return conn_send(n, node, &ctl, msg);
+  return conn_send_from(n, from, node, &ctl, msg);
 }
 
 int cn_send_name(cn_node *n, cn_proc *from, const char *name, const char *node, const cn_term *msg) {

@@ -215,7 +215,8 @@ static int echo_entry(cn_node *n, const cn_term *args, cn_handler_fn *handler, v
 /* ---- cnode_ctl ----------------------------------------------------------------------------------------------- */
 
 /* {From, Ref, {send, Dest, Msg}} -> the node sends Msg to Dest, then From ! {Ref, ok};
- * {From, Ref, nodes} -> From ! {Ref, [Node]}; {From, Ref, {start_kv, Name}} -> {Ref, {ok, Pid}}. */
+ * {From, Ref, nodes} -> From ! {Ref, [Node]}; {From, Ref, {start_kv, Name}} -> {Ref, {ok, Pid}};
+ * {From, Ref, stats} -> {Ref, #{Counter => N}} (the node's limit counters). */
 static void ctl(cn_proc *self, const cn_term *msg, void *state) {
   (void)state;
   cn_node *n = cn_proc_node(self);
@@ -231,6 +232,24 @@ static void ctl(cn_proc *self, const cn_term *msg, void *state) {
     int rc = kv_start(n, atom_text(cn_tuple_elem(cmd, 2, 1)), &pid);
     answer = rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_name(rc)))
                 : cn_mk_tuple(2, cn_mk_atomc(n, "ok"), cn_mk_pid(pid));
+  } else if (cn_is_atom(cmd, "stats")) {
+    cn_node_stats st;
+    cn_node_get_stats(n, &st);
+    struct {
+      const char *k;
+      uint64_t v;
+    } f[] = {{"handshake_timeouts", st.handshake_timeouts}, {"handshake_failures", st.handshake_failures},
+             {"connections_refused", st.connections_refused}, {"protocol_errors", st.protocol_errors},
+             {"oversized_messages", st.oversized_messages},   {"atoms_refused", st.atoms_refused},
+             {"busy_suspensions", st.busy_suspensions},       {"messages_dropped", st.messages_dropped},
+             {"tick_timeouts", st.tick_timeouts}};
+    enum { NF = sizeof f / sizeof f[0] };
+    cn_term *kv[2 * NF];
+    for (size_t i = 0; i < NF; i++) {
+      kv[2 * i] = cn_mk_atomc(n, f[i].k);
+      kv[2 * i + 1] = cn_mk_int((int64_t)f[i].v);
+    }
+    answer = cn_mk_map(NF, kv);
   } else if (cn_is_atom(cmd, "nodes")) {
     const cn_atom *names[256];
     size_t k = cn_node_connected(n, names, 256);
