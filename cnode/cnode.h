@@ -38,7 +38,8 @@ typedef struct cn_node_opts {
   uint32_t handshake_timeout_ms; /* 7000, as OTP */
   bool hidden;              /* announce as hidden instead of visible */
   bool no_epmd;             /* do not register with EPMD (peers must know the port) */
-  size_t max_atoms;         /* atom table limit: 1048576 (OTP's default) */
+  size_t max_atoms;         /* atom table limit: 1048576 (OTP's default); messages from peers may create atoms
+                               only up to 15/16 of it, the rest is kept for node names and local use */
   size_t max_message_size;  /* largest frame or reassembled message accepted: 256 MiB */
   size_t max_connections;   /* connections at once, set up or being set up: 1024; more are closed at accept */
   size_t busy_limit;        /* bytes queued to one peer above which sending processes are suspended until it

@@ -587,7 +587,7 @@ static int handshake_step(cn_conn *c, size_t *off) {
 
 static int handle_body(cn_conn *c, const uint8_t *b, size_t len, bool versioned) {
   cn_node *n = c->n;
-  cn_decode_opts opts = {.max_depth = 0, .max_size = n->max_msg};
+  cn_decode_opts opts = {.max_depth = 0, .max_size = n->max_msg, .atom_limit = n->net_atom_limit};
   size_t off = 0;
   cn_term *ctl = NULL, *pay = NULL;
   int rc;

@@ -41,7 +41,11 @@ int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   cn_node *n = cn_calloc(1, sizeof *n);
   if (!n) return CN_ENOMEM;
   int rc = CN_ENOMEM;
-  if (cn_atoms_new(&n->atoms, o->max_atoms ? o->max_atoms : 1048576)) goto fail;
+  size_t max_atoms = o->max_atoms ? o->max_atoms : 1048576;
+  if (cn_atoms_new(&n->atoms, max_atoms)) goto fail;
+  /* Messages from peers may not fill the last 1/16 of the table (64 Ki atoms by default): that room is kept for
+   * node names and the node's own atoms, so a flood of atoms cannot lock out new peers. */
+  n->net_atom_limit = max_atoms - max_atoms / 16;
   n->name = cn_atoms_get(n->atoms, o->name);
   n->host = cn_strndup(at + 1, strlen(at + 1));
   n->cookie = cn_strndup(o->cookie, strlen(o->cookie));

@@ -145,6 +145,7 @@ struct cn_node {
   bool no_epmd;
   size_t max_msg;
   size_t max_conns;
+  size_t net_atom_limit; /* atoms that messages from peers may fill the table up to */
   size_t busy_limit;
   size_t queue_limit;
   size_t nconns; /* connections alive (any state) */

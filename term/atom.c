@@ -132,7 +132,7 @@ static int grow(cn_atoms *tab) {
   return 0;
 }
 
-const cn_atom *term_atoms_intern(cn_atoms *tab, const char *utf8, size_t len, int *err) {
+const cn_atom *term_atoms_intern(cn_atoms *tab, const char *utf8, size_t len, size_t limit, int *err) {
   int dummy;
   if (!err)
     err = &dummy;
@@ -156,7 +156,7 @@ const cn_atom *term_atoms_intern(cn_atoms *tab, const char *utf8, size_t len, in
   if (tab->slots[i]) {
     res = tab->slots[i];
     *err = 0;
-  } else if (tab->max_atoms && tab->count >= tab->max_atoms) {
+  } else if ((tab->max_atoms && tab->count >= tab->max_atoms) || (limit && tab->count >= limit)) {
     tab->refused++;
     *err = CN_ELIMIT;
   } else if ((tab->count + 1) * 2 > tab->cap && grow(tab) != 0) {
@@ -184,7 +184,7 @@ const cn_atom *term_atoms_intern(cn_atoms *tab, const char *utf8, size_t len, in
 
 const cn_atom *cn_atoms_intern(cn_atoms *tab, const char *utf8, size_t len) {
   int err;
-  const cn_atom *a = term_atoms_intern(tab, utf8, len, &err);
+  const cn_atom *a = term_atoms_intern(tab, utf8, len, 0, &err);
   if (!a && tab && err == CN_EDECODE) {
     pthread_mutex_lock(&tab->mu);
     tab->last_error = err; /* text errors are found before the lock is taken */

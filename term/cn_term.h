@@ -182,6 +182,8 @@ bool cn_term_eq(const cn_term *a, const cn_term *b);
 typedef struct cn_decode_opts {
   size_t max_depth; /* nesting limit (0: 1000); deeper input is CN_ELIMIT */
   size_t max_size;  /* limit on bytes of input for one term (0: none) */
+  size_t atom_limit; /* create no atom once the table holds this many (0: only the table's own limit), so
+                        input from peers cannot take the atoms a node keeps for itself and new peers' names */
 } cn_decode_opts;
 
 /* Decodes one term body (no version byte) at buf[*off..len). Atoms are interned in tab. Every length is

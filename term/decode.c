@@ -18,6 +18,7 @@ typedef struct vctx {
 typedef struct bctx {
   vctx v; /* the validated input; the build pass re-reads it without re-checking */
   cn_atoms *tab;
+  size_t atom_limit; /* cn_decode_opts.atom_limit */
 } bctx;
 
 /* Running out of bytes is truncation, unless max_size is what stopped us. */
@@ -305,7 +306,7 @@ static int batom(bctx *c, size_t *p, const cn_atom **out) {
   *p += hdr + n;
   int err;
   if (tag == ERL_ATOM_UTF8_EXT || tag == ERL_SMALL_ATOM_UTF8_EXT) {
-    *out = term_atoms_intern(c->tab, (const char *)s, n, &err);
+    *out = term_atoms_intern(c->tab, (const char *)s, n, c->atom_limit, &err);
     return *out ? 0 : err;
   }
   char u[2 * TERM_ATOM_MAX_CHARS];
@@ -318,7 +319,7 @@ static int batom(bctx *c, size_t *p, const cn_atom **out) {
       u[k++] = (char)(0x80 | (s[i] & 0x3F));
     }
   }
-  *out = term_atoms_intern(c->tab, u, k, &err);
+  *out = term_atoms_intern(c->tab, u, k, c->atom_limit, &err);
   return *out ? 0 : err;
 }
 
@@ -651,7 +652,7 @@ int cn_term_decode(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off, c
   cn_term *t = cn_malloc(sizeof *t);
   if (!t)
     return CN_ENOMEM;
-  bctx c = {v, tab};
+  bctx c = {v, tab, opts ? opts->atom_limit : 0};
   size_t q = *off;
   r = bterm(&c, &q, 0, t);
   if (r) {

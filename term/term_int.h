@@ -11,7 +11,8 @@
 
 /* Interns like cn_atoms_intern but returns the reason directly in *err (CN_EDECODE: bad UTF-8 or too long,
  * CN_ELIMIT: table full, CN_ENOMEM), so concurrent callers do not race on the table's last error. */
-const cn_atom *term_atoms_intern(cn_atoms *tab, const char *utf8, size_t len, int *err);
+/* Interns as cn_atoms_intern; limit > 0 refuses to create an atom once the table holds that many. */
+const cn_atom *term_atoms_intern(cn_atoms *tab, const char *utf8, size_t len, size_t limit, int *err);
 
 /* Counts the characters of len bytes of strict UTF-8 (no overlongs, surrogates or code points above
  * U+10FFFF); -1 when invalid. */
