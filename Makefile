@@ -27,7 +27,7 @@ TEST_UTIL := $(filter-out $(TEST_SRC),$(wildcard test/*.c))
 TESTS     := $(TEST_SRC:test/%.c=$(BUILD)/test/%)
 EXAMPLES  := $(patsubst examples/%/main.c,$(BUILD)/examples/%,$(wildcard examples/*/main.c))
 
-.PHONY: all deps run test unit interop asan clean examples bench bench-quick
+.PHONY: all deps run test unit interop interop-asan asan clean examples bench bench-quick
 all: $(BUILD)/libcnode.a $(BUILD)/libcnode.so $(BUILD)/cnode
 
 # V=1 shows the full compiler commands.
@@ -87,6 +87,11 @@ interop: all
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 OPT=-O1 unit
+
+# The interop suites against an ASan/UBSan build of cnode; any sanitizer report fails.
+interop-asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 OPT=-O1 build/asan/cnode
+	@sh interop/run_san.sh build/asan
 
 # Benchmarks (not part of `make test`): every bench/*.sh runs with the build folder as its argument and prints
 # figures side by side with a BEAM pair measured in the same run. BENCH_QUICK=1 (`make bench-quick`) shortens them.
