@@ -28,7 +28,7 @@ TESTS     := $(TEST_SRC:test/%.c=$(BUILD)/test/%)
 EXAMPLES  := $(patsubst examples/%/main.c,$(BUILD)/examples/%,$(wildcard examples/*/main.c))
 
 .PHONY: all deps run test unit interop interop-asan asan clean examples bench bench-quick
-all: $(BUILD)/libcnode.a $(BUILD)/libcnode.so $(BUILD)/cnode
+all: $(BUILD)/libcnode.a $(BUILD)/libcnode.so $(BUILD)/cnode $(BUILD)/cnode-epmd
 
 # V=1 shows the full compiler commands.
 Q := $(if $(V),,@)
@@ -49,6 +49,9 @@ $(BUILD)/libcnode.so: $(LIB_OBJ)
 $(BUILD)/cnode: $(CNODE_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libcnode.a
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/cnode-epmd: $(EPMD_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libcnode.a
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/examples/%: examples/%/main.c $(BUILD)/libcnode.a
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libcnode.a $(LDLIBS)
@@ -59,6 +62,9 @@ $(BUILD)/test/%: test/%.c $(TEST_UTIL) $(BUILD)/libcnode.a
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  LD    $@")
 	$(Q)$(CC) $(CFLAGS) -Itest $(LDFLAGS) -o $@ $< $(TEST_UTIL) $(BUILD)/libcnode.a $(LDLIBS) -lcmocka
+
+# The C-only cluster test runs the programs themselves.
+$(BUILD)/test/test_cluster: | $(BUILD)/cnode $(BUILD)/cnode-epmd
 
 # Installs the Debian packages that are missing (apt-get update first), and nothing when all are there.
 deps:

@@ -1,5 +1,5 @@
-/* epmd.h: internal header of the epmd/ part: a pure EPMD codec (client and server side, no I/O) and an
- * async EPMD client on libuv. Never installed; the node runtime and cnode-epmd include it. */
+/* epmd.h: internal header of the epmd/ part: a pure EPMD codec (client and server side, no I/O), an
+ * async EPMD client and an EPMD server on libuv. Never installed; the node runtime and cnode-epmd include it. */
 #ifndef EPMD_H
 #define EPMD_H
 
@@ -94,6 +94,10 @@ int epmd_enc_names_entry(cn_buf *out, const char *name, uint16_t port);
 int epmd_enc_simple_req(cn_buf *out, epmd_req_type type);
 /* Addition: appends STOP_REQ for name (1..255 bytes, else CN_EINVAL). */
 int epmd_enc_stop_req(cn_buf *out, const char *name);
+/* Addition: appends one DUMP line as OTP's epmd formats it, NUL included: for a registered name
+ * "active name     <name> at port P, fd = F\n\0", for a remembered one "old/unused name <name>, port = P,
+ * fd = F \n\0". */
+int epmd_enc_dump_entry(cn_buf *out, int active, const char *name, uint16_t port, int fd);
 
 /* ---- async client on libuv. host: numeric IPv4/IPv6 or a name (uv_getaddrinfo, each address tried in
  * turn); NULL means "127.0.0.1". timeout_ms 0 means no timeout. Strings are copied; the caller keeps
@@ -136,6 +140,60 @@ typedef void (*epmd_names_cb)(int status, uint32_t epmd_port_no, const char *tex
 /* NAMES request; the text is capped at 1 MiB (CN_ELIMIT). Same guarantees as epmd_port_please. */
 int epmd_names(uv_loop_t *loop, const char *host, uint16_t epmd_port, unsigned timeout_ms, epmd_names_cb cb,
                void *ctx, epmd_req **out);
+
+/* ---- EPMD server on libuv (server.c): what OTP's epmd does, on a caller's loop. One request per
+ * connection, as OTP: the reply is written and the connection closed, except after ALIVE2, whose socket is
+ * the registration (closed or sent more bytes: the name is unregistered at once). Bad, truncated, oversized
+ * or unknown requests close their connection without a reply; the server lives on. ---- */
+
+typedef struct epmd_srv epmd_srv;
+
+/* A log line (msg borrowed for the call, no newline). level 0: a request refused or a connection dropped
+ * for bad input (OTP's epmd prints these without -d); 1: requests and (un)registrations (-d); 2: connections
+ * (-d -d). */
+typedef void (*epmd_srv_log_fn)(int level, const char *msg, void *ctx);
+/* Called once when a KILL_REQ was accepted and "OK" written: the server has already stopped serving (every
+ * listener and connection is closing); the handle stays valid until epmd_srv_close. */
+typedef void (*epmd_srv_kill_fn)(epmd_srv *s, void *ctx);
+typedef void (*epmd_srv_close_cb)(void *ctx);
+
+/* Server options: zero-initialise, then set what you need. */
+typedef struct epmd_srv_opts {
+  uint16_t port;              /* listen port; 0 lets the OS pick one (tests), see epmd_srv_port */
+  const char *addresses;      /* NULL or blank: every address (0.0.0.0 and ::). Else a comma/space separated
+                                 list of numeric IPv4/IPv6 addresses; 127.0.0.1 and ::1 are always added, as
+                                 OTP does (a missing ::1 is skipped). Copied. */
+  int relaxed_command_check;  /* allow KILL with live names and STOP (OTP's -relaxed_command_check) */
+  unsigned packet_timeout_ms; /* a connection that sends no complete request for this long is closed: 60000 */
+  unsigned max_conns;         /* open connections (registrations included) beyond this are closed: 4096 */
+  unsigned max_unreg;         /* unregistered names remembered for their creation: 1000 (OTP's) */
+  int debug;                  /* highest log level passed to log (0: only level 0) */
+  int unref;                  /* the server's handles do not keep the loop alive (embedded in a node) */
+  epmd_srv_log_fn log;        /* NULL: no logging */
+  epmd_srv_kill_fn on_kill;   /* NULL: after KILL the server just stops serving */
+  void *ctx;                  /* passed to log and on_kill */
+} epmd_srv_opts;
+
+/* Binds and listens on every address (all sockets are opened before any libuv handle, so on error nothing
+ * is left behind), then serves from loop. Returns 0 and *out, CN_EEXIST when the port is in use, CN_EINVAL
+ * (bad address or options), CN_EIO (socket/bind/listen failed), CN_ENOMEM. */
+int epmd_srv_start(uv_loop_t *loop, const epmd_srv_opts *opts, epmd_srv **out);
+/* The port listened on (the OS's pick when opts.port was 0). */
+uint16_t epmd_srv_port(const epmd_srv *s);
+
+typedef struct epmd_srv_stats {
+  size_t registered;  /* names registered now */
+  size_t remembered;  /* unregistered names kept for their creation */
+  size_t connections; /* open connections, registrations included */
+  size_t listeners;   /* listening sockets */
+  uint64_t requests;  /* complete requests handled */
+  uint64_t dropped;   /* connections closed for bad input, timeout or over the limit */
+} epmd_srv_stats;
+void epmd_srv_get_stats(const epmd_srv *s, epmd_srv_stats *out);
+
+/* Closes every listener and connection (registrations end); s is freed once all handles are closed, then
+ * cb (may be NULL) runs, later, from the loop. s is invalid after this call. */
+void epmd_srv_close(epmd_srv *s, epmd_srv_close_cb cb, void *ctx);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cnode.h"
+#include "epmd.h"
 #include "workers.h"
 
 typedef struct app {
@@ -80,34 +81,32 @@ static bool epmd_listening(uint16_t port) {
   return ok;
 }
 
-/* No EPMD yet: start OTP's, detached, so it outlives this node as it would outlive erl. */
-static int start_epmd(uint16_t port) {
-  pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    setsid();
-    int dn = open("/dev/null", O_RDWR);
-    if (dn >= 0) {
-      dup2(dn, 0);
-      dup2(dn, 1);
-      dup2(dn, 2);
-    }
-    char ps[16];
-    snprintf(ps, sizeof ps, "%u", port);
-    execlp("epmd", "epmd", "-port", ps, (char *)NULL);
-    _exit(127);
+/* Lines of the embedded EPMD server: problems always, the rest with --verbose (see epmd_srv_log_fn). */
+static void epmd_log(int level, const char *msg, void *ctx) {
+  (void)ctx;
+  printf("cnode: %sepmd: %s\n", level ? "debug: " : "", msg);
+}
+
+/* No EPMD yet: serve one from this node's own loop (epmd/'s server), so a host needs no Erlang install. It
+ * honours ERL_EPMD_ADDRESS and ERL_EPMD_RELAXED_COMMAND_CHECK as OTP's epmd does, and lives as long as this
+ * process (its handles do not keep the loop alive; main closes it after the node stops). */
+static epmd_srv *start_epmd(uv_loop_t *loop, uint16_t port, bool verbose) {
+  epmd_srv_opts eo;
+  memset(&eo, 0, sizeof eo);
+  eo.port = port;
+  eo.addresses = getenv("ERL_EPMD_ADDRESS");
+  eo.relaxed_command_check = getenv("ERL_EPMD_RELAXED_COMMAND_CHECK") != NULL;
+  eo.unref = 1;
+  eo.debug = verbose ? 1 : 0;
+  eo.log = epmd_log;
+  epmd_srv *s = NULL;
+  int rc = epmd_srv_start(loop, &eo, &s);
+  if (rc) {
+    fprintf(stderr, "cnode: cannot start the embedded EPMD server on port %u: %s\n", port, cn_strerror(rc));
+    return NULL;
   }
-  for (int i = 0; i < 100; i++) {
-    if (epmd_listening(port)) {
-      printf("cnode: started epmd (pid %d) on port %u\n", (int)pid, port);
-      return 0;
-    }
-    int st;
-    if (waitpid(pid, &st, WNOHANG) == pid) return -1;
-    struct timespec ts = {0, 20 * 1000 * 1000};
-    nanosleep(&ts, NULL);
-  }
-  return -1;
+  printf("cnode: started embedded EPMD server on port %u\n", port);
+  return s;
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -205,16 +204,17 @@ int main(int argc, char **argv) {
     eport = e && atoi(e) > 0 ? (uint16_t)atoi(e) : 4369;
     o.epmd_port = eport;
   }
-  if (!epmd_listening(eport) && start_epmd(eport)) {
-    fprintf(stderr, "cnode: no EPMD on port %u and `epmd` could not be started\n", eport);
-    return 1;
-  }
   int rc = cn_node_new(&a.node, NULL, &o);
   if (rc) {
     fprintf(stderr, "cnode: cannot create node %s: %s\n", name, cn_strerror(rc));
     return 1;
   }
   uv_loop_t *loop = cn_node_loop(a.node);
+  epmd_srv *epmd = NULL;
+  if (!epmd_listening(eport) && !(epmd = start_epmd(loop, eport, o.log_level == CN_LOG_DEBUG))) {
+    cn_node_free(a.node);
+    return 1;
+  }
   uv_signal_init(loop, &a.sigint);
   uv_signal_init(loop, &a.sigterm);
   a.sigint.data = a.sigterm.data = &a;
@@ -228,6 +228,10 @@ int main(int argc, char **argv) {
     a.status = 1;
   }
   cn_node_run(a.node);
+  if (epmd) {
+    epmd_srv_close(epmd, NULL, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
+  }
   cn_node_free(a.node);
   printf("cnode: stopped\n");
   return a.status;
