@@ -37,6 +37,7 @@ typedef struct cn_node_opts {
   uint32_t net_ticktime_s;  /* 60, as OTP's net_ticktime */
   uint32_t handshake_timeout_ms; /* 7000, as OTP */
   bool hidden;              /* announce as hidden instead of visible */
+  bool no_connect_all;      /* as OTP's -connect_all false: global does not mesh this node with others */
   bool no_epmd;             /* do not register with EPMD (peers must know the port) */
   size_t max_atoms;         /* atom table limit: 1048576 (OTP's default); messages from peers may create atoms
                                only up to 15/16 of it, the rest is kept for node names and local use */
@@ -87,6 +88,11 @@ int cn_node_monitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx);
 size_t cn_node_connected(cn_node *n, const cn_atom **out, size_t max);
 /* Connects to node (through EPMD) if not connected; the result shows as a nodeup or a log line. */
 int cn_node_connect(cn_node *n, const cn_atom *node);
+/* Drops the connection to node, as erlang:disconnect_node/1 (nodedown follows with reason "disconnected");
+ * CN_ENOCONN when there is none. */
+int cn_node_disconnect(cn_node *n, const cn_atom *node);
+/* True when the node was created with connect_all (the default): global meshes it with its peers' peers. */
+bool cn_node_connect_all(const cn_node *n);
 
 /* Counters of what the node refused or limited; each increment also logs its reason once per event. */
 typedef struct cn_node_stats {

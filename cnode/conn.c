@@ -828,6 +828,16 @@ int conn_connect(cn_node *n, const cn_atom *peer) {
   return 0;
 }
 
+int conn_disconnect(cn_node *n, const cn_atom *peer) {
+  cn_conn *c = find(n, peer);
+  if (!c) return CN_ENOCONN;
+  cn_log(n, CN_LOG_DEBUG, "disconnecting %s", peer->name);
+  bool up = c->state == C_UP;
+  conn_close(c, "disconnected");
+  if (!up) link_nodedown(n, peer);
+  return 0;
+}
+
 /* ---- Queries ---------------------------------------------------------------------------------------------- */
 
 uint64_t conn_peer_flags(cn_node *n, const cn_atom *peer) {

@@ -62,6 +62,7 @@ int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   n->ticktime_ms = (o->net_ticktime_s ? o->net_ticktime_s : 60) * 1000u;
   n->hs_timeout_ms = o->handshake_timeout_ms ? o->handshake_timeout_ms : 7000;
   n->hidden = o->hidden;
+  n->connect_all = !o->no_connect_all;
   n->no_epmd = o->no_epmd;
   n->max_msg = o->max_message_size ? o->max_message_size : (size_t)256 << 20;
   n->max_conns = o->max_connections ? o->max_connections : 1024;
@@ -192,6 +193,13 @@ int cn_node_connect(cn_node *n, const cn_atom *node) {
   if (!node || node_is_local(n, node)) return CN_EINVAL;
   return conn_connect(n, node);
 }
+
+int cn_node_disconnect(cn_node *n, const cn_atom *node) {
+  if (!node || node_is_local(n, node)) return CN_EINVAL;
+  return conn_disconnect(n, node);
+}
+
+bool cn_node_connect_all(const cn_node *n) { return n->connect_all; }
 
 /* ---- Start: listen, then register with EPMD ----------------------------------------------------------- */
 

@@ -142,6 +142,7 @@ struct cn_node {
   uint32_t ticktime_ms;
   uint32_t hs_timeout_ms;
   bool hidden;
+  bool connect_all;
   bool no_epmd;
   size_t max_msg;
   size_t max_conns;
@@ -272,6 +273,7 @@ void conn_forget_proc(cn_node *n, cn_proc *p);
 void conn_flush_all(cn_node *n);
 void conn_on_accept(uv_stream_t *server, int status);
 int conn_connect(cn_node *n, const cn_atom *peer);
+int conn_disconnect(cn_node *n, const cn_atom *peer);
 void conn_close_all(cn_node *n);
 /* Peer flags of the named connection when it is up, else 0. */
 uint64_t conn_peer_flags(cn_node *n, const cn_atom *peer);
