@@ -184,16 +184,44 @@ int cn_cast(cn_node *n, cn_proc *from, const cn_term *server, const cn_term *req
   return rc == CN_ENOTFOUND ? 0 : rc; /* a cast never fails, as in OTP */
 }
 
+/* rpc:call never raises: a lost node, a dead rex or a timeout become {badrpc, Reason} as OTP returns them. */
+typedef struct rpc_ctx {
+  cn_reply_fn cb;
+  void *ctx;
+} rpc_ctx;
+
+static void rpc_done(cn_proc *self, int status, const cn_term *reply, void *arg) {
+  rpc_ctx r = *(rpc_ctx *)arg;
+  cn_free(arg);
+  cn_node *n = self->node;
+  if (status == 0 || status == CN_ECLOSED) {
+    r.cb(self, status, reply, r.ctx);
+    return;
+  }
+  cn_term *why = status == CN_ETIMEDOUT           ? cn_mk_atomc(n, "timeout")
+                 : cn_is_atom(reply, "noconnection") ? cn_mk_atomc(n, "nodedown")
+                                                     : cn_mk_tuple(2, cn_mk_atomc(n, "EXIT"), cn_term_copy(reply));
+  cn_term *bad = cn_mk_tuple(2, cn_mk_atomc(n, "badrpc"), why);
+  r.cb(self, bad ? 0 : CN_ENOMEM, bad, r.ctx);
+  cn_term_free(bad);
+}
+
 int cn_rpc(cn_proc *self, const char *node, const char *mod, const char *fun, const cn_term *args,
            unsigned timeout_ms, cn_reply_fn cb, void *ctx) {
   cn_node *n = self->node;
-  if (!node || !mod || !fun || !args) return CN_EINVAL;
+  if (!node || !mod || !fun || !args || !cb) return CN_EINVAL;
+  rpc_ctx *r = cn_malloc(sizeof *r);
+  if (!r) return CN_ENOMEM;
+  r->cb = cb;
+  r->ctx = ctx;
   cn_term rex_e[2] = {tv_atom(cn_intern(n, "rex")), tv_atom(cn_intern(n, node))};
   cn_term rex = tv_tuple(rex_e, 2);
   cn_term req_e[5] = {tv_atom(cn_intern(n, "call")), tv_atom(cn_intern(n, mod)), tv_atom(cn_intern(n, fun)), *args,
                       tv_pid(n->gl_pid)};
   cn_term req = tv_tuple(req_e, 5);
-  return cn_call(self, &rex, &req, timeout_ms, cb, ctx);
+  int rc = cn_call(self, &rex, &req, timeout_ms, rpc_done, r);
+  if (rc) cn_free(r);
+  return rc;
 }
 
 int cn_erpc(cn_proc *self, const char *node, const char *mod, const char *fun, const cn_term *args,

@@ -146,7 +146,7 @@ int cn_send(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg);
 /* Sends to a registered name on node (NULL or the node's own name: local); as cn_send. A local name that
  * is not registered gives CN_ENOTFOUND. */
 int cn_send_name(cn_node *n, cn_proc *from, const char *name, const char *node, const cn_term *msg);
-/* Sends to a pid term or a {Name, Node} / Name term, as Erlang's `!` accepts them. */
+/* Sends to a pid term, an alias (reference), or a {Name, Node} / Name term, as Erlang's `!` accepts them. */
 int cn_send_to(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *msg);
 /* Thread-safe send from any thread: the node takes msg (freed by the node, even on error) and delivers it
  * from its loop. to is a pid, or name != NULL for a registered name on node (NULL: local). */
@@ -224,7 +224,8 @@ int cn_call(cn_proc *self, const cn_term *server, const cn_term *request, unsign
 /* Sends {'$gen_cast', Request} to server (pid, name or {Name, Node}), as gen_server:cast/2. */
 int cn_cast(cn_node *n, cn_proc *from, const cn_term *server, const cn_term *request);
 /* rpc:call(Node, Mod, Fun, Args): a call to rex on node with {call, Mod, Fun, Args, GroupLeader}. The result
- * arrives as status 0: the function's value, or {badrpc, Reason} as OTP returns it. args: a proper list. */
+ * always arrives as status 0 (CN_ECLOSED aside): the function's value, or {badrpc, Reason} as OTP returns it
+ * ({badrpc, nodedown}, {badrpc, timeout}, {badrpc, {'EXIT', R}}). args: a proper list. */
 int cn_rpc(cn_proc *self, const char *node, const char *mod, const char *fun, const cn_term *args,
            unsigned timeout_ms, cn_reply_fn cb, void *ctx);
 /* erpc:call(Node, Mod, Fun, Args): spawns erpc:execute_call on node. Status 0 with the value; CN_EEXIT with

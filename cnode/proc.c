@@ -287,6 +287,7 @@ int cn_send_name(cn_node *n, cn_proc *from, const char *name, const char *node, 
 int cn_send_to(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *msg) {
   if (!dest || !msg) return CN_EINVAL;
   if (dest->type == CN_PID) return cn_send(n, from, dest->v.pid, msg);
+  if (dest->type == CN_REF) return cn_send_alias(n, from, dest->v.ref, msg);
   if (dest->type == CN_ATOM) return send_name_atoms(n, from, dest->v.atom, NULL, msg);
   const cn_term *name = cn_tuple_elem(dest, 2, 0), *node = cn_tuple_elem(dest, 2, 1);
   if (name && node && name->type == CN_ATOM && node->type == CN_ATOM)

@@ -84,7 +84,7 @@ HOME=$HOME_DIR ERL_EPMD_PORT=$EPMD_PORT timeout -s KILL 240 escript "$HERE/suite
   --cnode "$CNODE" --repo "$REPO" --build "$BUILD_ABS" --epmd-port "$EPMD_PORT" --free-port "$FREE_PORT" \
   --tmp "$TMP" --pidfile "$PIDFILE" ${INTEROP_FAKE:+--fake} "$@" >"$TMP/main.out" 2>&1 &
 SUITE_PID=$!
-tail -f "$TMP/main.out" --pid=$SUITE_PID 2>/dev/null | grep -v '^interop: [0-9]* passed'
+tail -n +1 -f "$TMP/main.out" --pid=$SUITE_PID 2>/dev/null | grep -v '^interop: [0-9]* passed'
 wait "$SUITE_PID"
 RC=$?
 SUITE_PID=
@@ -108,7 +108,7 @@ if [ $# -eq 0 ]; then
       --cnode "$CNODE" --repo "$REPO" --build "$BUILD_ABS" --epmd-port "$EPMD_PORT" --free-port "$FREE_PORT" \
       --tmp "$TMP" --pidfile "$PIDFILE" >"$TMP/$base.out" 2>&1 &
     SUITE_PID=$!
-    tail -f "$TMP/$base.out" --pid=$SUITE_PID 2>/dev/null
+    tail -n +1 -f "$TMP/$base.out" --pid=$SUITE_PID 2>/dev/null
     wait "$SUITE_PID"
     xrc=$?
     SUITE_PID=
