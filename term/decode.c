@@ -482,7 +482,8 @@ static int bident(bctx *c, size_t *p, cn_term *out) {
     if (ei_decode_port(s, &idx, &e) < 0)
       return CN_EDECODE;
     out->type = CN_PORT;
-    out->v.port = (cn_port){node, e.id, e.creation};
+    /* ei sign-extends a 4-byte id with bit 31 set; only V4_PORT_EXT carries more than 32 bits. */
+    out->v.port = (cn_port){node, tag == ERL_V4_PORT_EXT ? e.id : (uint32_t)e.id, e.creation};
   } else {
     erlang_ref e;
     if (ei_decode_ref(s, &idx, &e) < 0 || e.len < 1 || e.len > CN_REF_MAX_WORDS)

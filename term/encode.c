@@ -7,6 +7,9 @@
 
 #include "term_int.h"
 
+/* Like term_to_binary on OTP 25: a port id above 28 bits goes out as V4_PORT_EXT, smaller ones as NEW_PORT_EXT. */
+#define PORT_ID_NEW_MAX 0x0fffffffu
+
 /* The BEAM writes a proper list of 1..65535 integers in 0..255 as STRING_EXT; so do we, or bytes differ. */
 static bool is_string(const cn_term *t) {
   if (t->v.list.tail || t->v.list.len > 65535)
@@ -97,7 +100,7 @@ static int esize(const cn_term *t, size_t *sz) {
   case CN_PORT:
     if (!t->v.port.node)
       return CN_EINVAL;
-    n = 1 + atom_size(t->v.port.node) + (t->v.port.id > UINT32_MAX ? 12 : 8);
+    n = 1 + atom_size(t->v.port.node) + (t->v.port.id > PORT_ID_NEW_MAX ? 12 : 8);
     break;
   case CN_REF:
     if (!t->v.ref.node || t->v.ref.len < 1 || t->v.ref.len > CN_REF_MAX_WORDS)
@@ -232,7 +235,7 @@ static uint8_t *ewrite(const cn_term *t, uint8_t *w) {
     return w32(w, t->v.pid.creation);
   case CN_PORT:
     /* NEW_PORT_EXT while the id fits 32 bits, as OTP 24+ does; V4_PORT_EXT beyond. */
-    if (t->v.port.id > UINT32_MAX) {
+    if (t->v.port.id > PORT_ID_NEW_MAX) {
       *w++ = ERL_V4_PORT_EXT;
       w = watom(w, t->v.port.node);
       w = w32(w, (uint32_t)(t->v.port.id >> 32));
