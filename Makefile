@@ -5,7 +5,7 @@ BUILD   ?= build
 CC      ?= cc
 SAN     ?=
 EI_DIR  := $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
-PKGS    := erlang-nox erlang-dev erlang-ssl elixir libuv1-dev libssl-dev libcmocka-dev uthash-dev
+PKGS    := erlang-nox erlang-dev erlang-ssl elixir libuv1-dev libssl-dev libcmocka-dev uthash-dev clang libclang-rt-14-dev
 
 OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) -fPIC \
@@ -111,3 +111,54 @@ clean:
 	rm -rf build
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# ==== fuzz (issue 6): libFuzzer targets in fuzz/. Keep this block at the end of the Makefile. ============
+# `make fuzz` builds the targets with clang and runs each for FUZZ_SECONDS on build/fuzz/corpus/<target>
+# plus the committed seeds fuzz/seeds/<target>/; it prints execs, execs/s and crashes per target and fails
+# on any crash (inputs go to build/fuzz/artifacts/<target>/). `make fuzz-smoke` runs each for 10 s.
+# Only the pure codecs are built: not cnode/, and not epmd/'s libuv client and server, so a half-written
+# runtime file cannot break fuzzing. erl is not needed: the seeds are committed (fuzz/make_seeds.escript).
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_BUILD   := $(BUILD)/fuzz
+FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_LIB_SRC := $(filter-out epmd/client.c epmd/server.c,$(filter base/% term/% dist/% epmd/%,$(LIB_SRC)))
+FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 -fno-omit-frame-pointer \
+                -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
+                $(filter -I%,$(CFLAGS)) -Ifuzz
+
+.PHONY: fuzz fuzz-smoke fuzz-build
+.SECONDARY: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/obj/fuzz/%.o)
+fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  FUZZCC $<")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/libcnode_fuzz.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_BUILD)/libcnode_fuzz.a
+	@$(if $(V),,echo "  FUZZLD $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+fuzz: deps fuzz-build
+	@sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
+
+# The cmocka replay of every committed seed (and the regression inputs) runs the fuzz targets' own checks
+# with the ordinary compiler, so `make unit` and `make asan` replay the corpus without libFuzzer.
+FUZZ_REPLAY_SRC := $(wildcard fuzz/fuzz_*.c)
+$(BUILD)/test/test_fuzz_regress: test/test_fuzz_regress.c $(FUZZ_REPLAY_SRC) fuzz/fuzz.h $(TEST_UTIL) $(BUILD)/libcnode.a
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  LD    $@")
+	$(Q)$(CC) $(CFLAGS) -Itest -Ifuzz -DCN_FUZZ_NO_ENTRY $(LDFLAGS) -o $@ $< $(FUZZ_REPLAY_SRC) $(TEST_UTIL) \
+	  $(BUILD)/libcnode.a $(LDLIBS) -lcmocka
+
+-include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
+# ==== end of the fuzz block ==========================================================================

@@ -174,7 +174,8 @@ void cn_term_free(cn_term *t);
 bool cn_is_atom(const cn_term *t, const char *name);
 /* The element at index i of a tuple of the given arity, or NULL. */
 const cn_term *cn_tuple_elem(const cn_term *t, uint32_t arity, uint32_t i);
-/* Structural exact equality (=:= for terms whose atoms come from one table). */
+/* Exact equality, Erlang's =:= (OTP 25: 0.0 =:= -0.0); atoms compare by text, so tables may differ. False
+ * also when memory runs out (see cn_term_compare_checked). */
 bool cn_term_eq(const cn_term *a, const cn_term *b);
 
 /* ---- External term format ------------------------------------------------------------------------------ */
@@ -203,6 +204,28 @@ int cn_term_to_binary(const cn_term *t, cn_buf *out);
 int cn_term_print(const cn_term *t, cn_buf *out);
 /* Returns the term in Erlang syntax as a new string (free with cn_free), or NULL. */
 char *cn_term_to_string(const cn_term *t);
+
+/* ---- Order, equality and erlang:phash2 (order.c, phash2.c) --------------------------------------------- */
+
+/* These need memory only for terms nested more than a few dozen levels deep, maps whose keys are not stored
+ * in key order (cn_term_cmp, cn_term_equal, cn_term_eq) and funs with free variables. Where running out of
+ * memory must be told apart from a result, use the _checked forms. Terms are borrowed. */
+
+/* Term order as erlang:'<'/2 and lists:sort/1 see it: <0, 0 or >0. 0 exactly when a == b (so 1 and 1.0
+ * compare 0). Maps order by size, then keys in key order (integers before floats), then values. */
+int cn_term_cmp(const cn_term *a, const cn_term *b);
+/* Arithmetic equality, Erlang's ==: 1 == 1.0, and #{1 => x} == #{1 => x}, but #{1 => x} /= #{1.0 => x}. */
+bool cn_term_equal(const cn_term *a, const cn_term *b);
+/* cn_term_cmp (exact false) or the exact order behind =:= (exact true: every integer before every float);
+ * *result gets <0, 0 or >0. 0, CN_EINVAL, CN_ENOMEM, or CN_EDECODE (a malformed fun). */
+int cn_term_compare_checked(const cn_term *a, const cn_term *b, bool exact, int *result);
+
+/* erlang:phash2/1: the term's portable hash in 0..2^27-1, bit-exact with the BEAM (0 on out-of-memory). */
+uint32_t cn_phash2(const cn_term *t);
+/* erlang:phash2/2: 0..range-1 for range 1..2^32 (merkle_map uses 2^32, libring 2^32-1); 0 for other ranges. */
+uint32_t cn_phash2_range(const cn_term *t, uint64_t range);
+/* Both with a status: range 0 means phash2/1, else 1..2^32. 0, CN_EINVAL, CN_ENOMEM or CN_EDECODE. */
+int cn_phash2_checked(const cn_term *t, uint64_t range, uint32_t *out);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,5 @@
-/* term.c: the term value model: constructors, deep copy, free, structural equality and accessors.
+/* term.c: the term value model: constructors, deep copy, free, exact equality and accessors.
  * Compound terms own arrays of child values; a child passed to a constructor is moved in, its shell freed. */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -432,184 +431,13 @@ const cn_term *cn_tuple_elem(const cn_term *t, uint32_t arity, uint32_t i) {
   return &t->v.tuple.e[i];
 }
 
-static bool atom_eq(const cn_atom *a, const cn_atom *b) {
-  /* One table gives one pointer per atom; the text compare only runs for atoms of different tables. */
-  return a == b || (a && b && a->len == b->len && memcmp(a->name, b->name, a->len) == 0);
-}
-
-/* A structural hash consistent with cn_term_eq (0.0 and -0.0 hash alike), used to match map keys. */
-static uint64_t mix(uint64_t h, uint64_t v) {
-  h ^= v + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
-  return h;
-}
-static uint64_t hash_bytes(uint64_t h, const uint8_t *p, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    h = (h ^ p[i]) * 1099511628211ull;
-  return h;
-}
-static uint64_t term_hash(const cn_term *t) {
-  uint64_t h = mix(14695981039346656037ull, t->type);
-  switch (t->type) {
-  case CN_INT:
-    return mix(h, (uint64_t)t->v.i);
-  case CN_BIG:
-    return hash_bytes(mix(h, t->v.big.sign), t->v.big.mag, t->v.big.n);
-  case CN_FLOAT: {
-    double d = t->v.f == 0.0 ? 0.0 : t->v.f;
-    uint64_t u;
-    memcpy(&u, &d, sizeof u);
-    return mix(h, u);
-  }
-  case CN_ATOM:
-    return hash_bytes(h, (const uint8_t *)t->v.atom->name, t->v.atom->len);
-  case CN_PID:
-    return mix(mix(mix(h, t->v.pid.id), t->v.pid.serial), t->v.pid.creation);
-  case CN_PORT:
-    return mix(mix(h, t->v.port.id), t->v.port.creation);
-  case CN_REF:
-    for (uint32_t i = 0; i < t->v.ref.len; i++)
-      h = mix(h, t->v.ref.n[i]);
-    return h;
-  case CN_FUN:
-    return hash_bytes(h, t->v.fun.ext, t->v.fun.len);
-  case CN_BINARY:
-    return hash_bytes(mix(h, t->v.bin.bits), t->v.bin.data, t->v.bin.size);
-  case CN_TUPLE:
-    for (uint32_t i = 0; i < t->v.tuple.arity; i++)
-      h = mix(h, term_hash(&t->v.tuple.e[i]));
-    return h;
-  case CN_LIST:
-    for (uint32_t i = 0; i < t->v.list.len; i++)
-      h = mix(h, term_hash(&t->v.list.e[i]));
-    return t->v.list.tail ? mix(h, term_hash(t->v.list.tail)) : h;
-  case CN_MAP: { /* order-independent: sum of pair hashes */
-    uint64_t s = 0;
-    for (uint32_t i = 0; i < t->v.map.size; i++)
-      s += mix(term_hash(&t->v.map.kv[2 * i]), term_hash(&t->v.map.kv[2 * i + 1]));
-    return mix(h, s);
-  }
-  default:
-    return h;
-  }
-}
-
-typedef struct {
-  uint64_t h;
-  uint32_t i;
-} hidx;
-
-static int hidx_cmp(const void *a, const void *b) {
-  const hidx *x = a, *y = b;
-  if (x->h != y->h)
-    return x->h < y->h ? -1 : 1;
-  return x->i < y->i ? -1 : x->i > y->i;
-}
-
-/* Maps are equal when they hold the same pairs in any order. Same order is the common case (both sides
- * decoded from the BEAM), so try it first; otherwise group keys by hash to stay near-linear. */
-static bool map_eq(const cn_term *a, const cn_term *b) {
-  uint32_t n = a->v.map.size;
-  if (n != b->v.map.size)
-    return false;
-  uint32_t i = 0;
-  while (i < n && cn_term_eq(&a->v.map.kv[2 * i], &b->v.map.kv[2 * i])) {
-    if (!cn_term_eq(&a->v.map.kv[2 * i + 1], &b->v.map.kv[2 * i + 1]))
-      return false;
-    i++;
-  }
-  if (i == n)
-    return true;
-  hidx *ha = cn_malloc(2 * (size_t)n * sizeof *ha);
-  if (!ha) { /* out of memory: fall back to a quadratic search rather than a wrong answer */
-    for (uint32_t x = 0; x < n; x++) {
-      uint32_t y = 0;
-      while (y < n && !cn_term_eq(&a->v.map.kv[2 * x], &b->v.map.kv[2 * y]))
-        y++;
-      if (y == n || !cn_term_eq(&a->v.map.kv[2 * x + 1], &b->v.map.kv[2 * y + 1]))
-        return false;
-    }
-    return true;
-  }
-  hidx *hb = ha + n;
-  for (uint32_t x = 0; x < n; x++) {
-    ha[x] = (hidx){term_hash(&a->v.map.kv[2 * x]), x};
-    hb[x] = (hidx){term_hash(&b->v.map.kv[2 * x]), x};
-  }
-  qsort(ha, n, sizeof *ha, hidx_cmp);
-  qsort(hb, n, sizeof *hb, hidx_cmp);
-  bool ok = true;
-  /* Keys of a map are distinct, so within one hash group each key of a must find its twin in b. */
-  for (uint32_t x = 0; x < n && ok; x++) {
-    if (ha[x].h != hb[x].h) {
-      ok = false;
-      break;
-    }
-    uint32_t g0 = x;
-    while (g0 > 0 && hb[g0 - 1].h == ha[x].h)
-      g0--;
-    ok = false;
-    for (uint32_t y = g0; y < n && hb[y].h == ha[x].h; y++) {
-      const cn_term *ka = &a->v.map.kv[2 * ha[x].i], *kb = &b->v.map.kv[2 * hb[y].i];
-      if (cn_term_eq(ka, kb)) {
-        ok = cn_term_eq(ka + 1, kb + 1);
-        break;
-      }
-    }
-  }
-  cn_free(ha);
-  return ok;
-}
-
+/* Exact equality (=:=) is term order's exact mode at 0 (order.c), so the two can never disagree. OTP 25/26
+ * semantics: 0.0 =:= -0.0; funs are equal by module, index, old uniq and free variables, as on the BEAM. */
 bool cn_term_eq(const cn_term *a, const cn_term *b) {
   if (a == b)
     return true;
-  if (!a || !b || a->type != b->type)
+  int c = 1;
+  if (!a || !b || term_compare(a, b, 1, &c))
     return false;
-  switch (a->type) {
-  case CN_INT:
-    return a->v.i == b->v.i;
-  case CN_BIG:
-    return a->v.big.sign == b->v.big.sign && a->v.big.n == b->v.big.n &&
-           memcmp(a->v.big.mag, b->v.big.mag, a->v.big.n) == 0;
-  case CN_FLOAT:
-    /* OTP 25/26 semantics: 0.0 =:= -0.0 is true (OTP 27 made them differ). The BEAM has no NaN. */
-    return a->v.f == b->v.f;
-  case CN_ATOM:
-    return atom_eq(a->v.atom, b->v.atom);
-  case CN_REF:
-    return atom_eq(a->v.ref.node, b->v.ref.node) && a->v.ref.creation == b->v.ref.creation &&
-           a->v.ref.len == b->v.ref.len &&
-           memcmp(a->v.ref.n, b->v.ref.n, a->v.ref.len * sizeof(uint32_t)) == 0;
-  case CN_FUN:
-    return a->v.fun.len == b->v.fun.len && memcmp(a->v.fun.ext, b->v.fun.ext, a->v.fun.len) == 0;
-  case CN_PORT:
-    return atom_eq(a->v.port.node, b->v.port.node) && a->v.port.id == b->v.port.id &&
-           a->v.port.creation == b->v.port.creation;
-  case CN_PID:
-    return atom_eq(a->v.pid.node, b->v.pid.node) && a->v.pid.id == b->v.pid.id &&
-           a->v.pid.serial == b->v.pid.serial && a->v.pid.creation == b->v.pid.creation;
-  case CN_TUPLE:
-    if (a->v.tuple.arity != b->v.tuple.arity)
-      return false;
-    for (uint32_t i = 0; i < a->v.tuple.arity; i++)
-      if (!cn_term_eq(&a->v.tuple.e[i], &b->v.tuple.e[i]))
-        return false;
-    return true;
-  case CN_MAP:
-    return map_eq(a, b);
-  case CN_NIL:
-    return true;
-  case CN_LIST:
-    if (a->v.list.len != b->v.list.len)
-      return false;
-    for (uint32_t i = 0; i < a->v.list.len; i++)
-      if (!cn_term_eq(&a->v.list.e[i], &b->v.list.e[i]))
-        return false;
-    return cn_term_eq(a->v.list.tail, b->v.list.tail);
-  case CN_BINARY:
-    return a->v.bin.size == b->v.bin.size && a->v.bin.bits == b->v.bin.bits &&
-           (a->v.bin.size == 0 || memcmp(a->v.bin.data, b->v.bin.data, a->v.bin.size) == 0);
-  default:
-    return false;
-  }
+  return c == 0;
 }

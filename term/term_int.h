@@ -36,4 +36,30 @@ typedef struct term_fun_info {
 /* Fills fi from t->v.fun.ext; CN_EDECODE when the bytes are not a fun this module decoded. */
 int term_fun_info_get(const cn_term *t, term_fun_info *fi);
 
+/* ---- order.c and phash2.c ---- */
+
+/* What identifies a fun on OTP 25, read from its raw external format. A local fun is its module, Index,
+ * OldUniq and free variables (the MD5, arity, OldIndex and creator pid do not count); an export fun is
+ * module, function and arity. */
+typedef struct term_fun_id {
+  int is_export;
+  const uint8_t *mod, *fun; /* atom text: UTF-8 when *_utf8, else latin-1 */
+  size_t mod_len, fun_len;
+  int mod_utf8, fun_utf8;
+  uint32_t arity;    /* export */
+  uint32_t index;    /* local: Index */
+  uint32_t old_uniq; /* local: OldUniq, as 32 bits */
+  uint32_t num_free; /* local */
+  size_t env_off;    /* local: offset of the first free variable in the raw bytes */
+} term_fun_id;
+/* Fills id from t (a CN_FUN); CN_EDECODE when the bytes are not a fun the decoder accepted. */
+int term_fun_id_get(const cn_term *t, term_fun_id *id);
+/* Decodes the free variables of a local fun into a new tuple (atoms interned in tab); the caller frees it. */
+int term_fun_env(const cn_term *t, const term_fun_id *id, cn_atoms *tab, cn_term **env);
+/* Compares two atom texts by code point, then length (erts_cmp_atoms); each is UTF-8 or latin-1. */
+int term_text_cmp(const uint8_t *a, size_t an, int a_utf8, const uint8_t *b, size_t bn, int b_utf8);
+/* Term order (exact = 0: as erlang:'<'/2, 0 only when ==) or exact order (exact = 1: integers before
+ * floats, 0 only when =:=). *res gets <0, 0 or >0. 0, or CN_ENOMEM / CN_EDECODE (a malformed fun). */
+int term_compare(const cn_term *a, const cn_term *b, int exact, int *res);
+
 #endif

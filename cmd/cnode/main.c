@@ -18,6 +18,7 @@
 
 #include "cnode.h"
 #include "epmd.h"
+#include "term_tool.h"
 #include "workers.h"
 
 typedef struct app {
@@ -139,6 +140,7 @@ static void on_started(cn_node *n, int status, void *ctx) {
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "term") == 0) return term_tool_main(argc - 1, argv + 1);
   setvbuf(stdout, NULL, _IOLBF, 0);
   signal(SIGPIPE, SIG_IGN);
   static const struct option lopts[] = {

@@ -1,0 +1,306 @@
+/* term_tool.c: the `cnode term` subcommands. Each input line holds a hex-encoded term_to_binary result in its
+ * first column (upper or lower case; further columns are ignored); blank lines are skipped. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cn_term.h"
+#include "term_tool.h"
+
+#define EXIT_BAD 2
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: cnode term decode | hash [--range R] | sort | compare   (input on stdin)\n"
+             "  Each line: a hex-encoded term_to_binary result in the first column; further columns are ignored.\n"
+             "  decode           prints each term in Erlang syntax\n"
+             "  hash [--range R] prints `phash2(T, R) phash2(T)`; R is 1..4294967296 (the default)\n"
+             "  sort             prints the lines in term order (a stable sort: equal terms keep input order)\n"
+             "  compare          two terms per line (columns 1 and 2); prints -1, 0 (only when ==) or 1\n");
+}
+
+typedef struct tool {
+  const char *cmd;
+  cn_atoms *atoms;
+  unsigned long lineno;
+} tool;
+
+static int bad(const tool *t, const char *what) {
+  fprintf(stderr, "cnode term %s: line %lu: %s\n", t->cmd, t->lineno, what);
+  return EXIT_BAD;
+}
+
+static int hexval(int c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* Splits off the next whitespace-separated column of *s; NULL when there is none. */
+static char *column(char **s, size_t *len) {
+  char *p = *s;
+  while (*p == ' ' || *p == '\t')
+    p++;
+  if (!*p)
+    return NULL;
+  char *start = p;
+  while (*p && *p != ' ' && *p != '\t')
+    p++;
+  *len = (size_t)(p - start);
+  *s = p;
+  return start;
+}
+
+/* Decodes one hex column into a term; 0, EXIT_BAD (message printed) or 1 (out of memory). */
+static int parse_term(const tool *t, const char *hex, size_t n, cn_term **out) {
+  *out = NULL;
+  if (n % 2)
+    return bad(t, "odd number of hex digits");
+  uint8_t *b = malloc(n / 2 + 1);
+  if (!b)
+    return 1;
+  for (size_t i = 0; i < n / 2; i++) {
+    int hi = hexval((unsigned char)hex[2 * i]), lo = hexval((unsigned char)hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) {
+      free(b);
+      return bad(t, "not a hex string");
+    }
+    b[i] = (uint8_t)(hi << 4 | lo);
+  }
+  int r = cn_term_from_binary(t->atoms, b, n / 2, NULL, out);
+  free(b);
+  if (r == CN_ENOMEM)
+    return 1;
+  if (r) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "not a term in the external format (%s)", cn_strerror(r));
+    return bad(t, msg);
+  }
+  return 0;
+}
+
+/* Reads the next line without its line break; 1, 0 at the end, or -1 on a read error. */
+static int next_line(tool *t, char **line, size_t *cap) {
+  errno = 0;
+  ssize_t n = getline(line, cap, stdin);
+  if (n < 0)
+    return errno ? -1 : 0;
+  while (n > 0 && ((*line)[n - 1] == '\n' || (*line)[n - 1] == '\r'))
+    (*line)[--n] = 0;
+  t->lineno++;
+  return 1;
+}
+
+static int do_decode(tool *t) {
+  char *line = NULL;
+  size_t cap = 0;
+  int r, st = 0;
+  while (!st && (r = next_line(t, &line, &cap)) > 0) {
+    char *s = line, *hex;
+    size_t n;
+    if (!(hex = column(&s, &n)))
+      continue;
+    cn_term *term;
+    if ((st = parse_term(t, hex, n, &term)))
+      break;
+    char *txt = cn_term_to_string(term);
+    cn_term_free(term);
+    if (!txt) {
+      st = 1;
+      break;
+    }
+    puts(txt);
+    cn_free(txt);
+  }
+  free(line);
+  return st ? st : r < 0 ? 1 : 0;
+}
+
+static int do_hash(tool *t, uint64_t range) {
+  char *line = NULL;
+  size_t cap = 0;
+  int r, st = 0;
+  while (!st && (r = next_line(t, &line, &cap)) > 0) {
+    char *s = line, *hex;
+    size_t n;
+    if (!(hex = column(&s, &n)))
+      continue;
+    cn_term *term;
+    if ((st = parse_term(t, hex, n, &term)))
+      break;
+    uint32_t h; /* one pass gives both: phash2/1 is the low 27 bits of the full 32-bit hash */
+    int hr = cn_phash2_checked(term, UINT64_C(1) << 32, &h);
+    cn_term_free(term);
+    if (hr) {
+      st = hr == CN_ENOMEM ? 1 : bad(t, cn_strerror(hr));
+      break;
+    }
+    uint32_t hr_range = range == (UINT64_C(1) << 32) ? h : (uint32_t)(h % range);
+    printf("%u %u\n", hr_range, h & ((1u << 27) - 1));
+  }
+  free(line);
+  return st ? st : r < 0 ? 1 : 0;
+}
+
+static int do_compare(tool *t) {
+  char *line = NULL;
+  size_t cap = 0;
+  int r, st = 0;
+  while (!st && (r = next_line(t, &line, &cap)) > 0) {
+    char *s = line, *h1, *h2;
+    size_t n1, n2;
+    if (!(h1 = column(&s, &n1)))
+      continue;
+    if (!(h2 = column(&s, &n2))) {
+      st = bad(t, "two terms expected, separated by a space");
+      break;
+    }
+    cn_term *a, *b = NULL;
+    if ((st = parse_term(t, h1, n1, &a)) || (st = parse_term(t, h2, n2, &b))) {
+      cn_term_free(a);
+      break;
+    }
+    int c, cr = cn_term_compare_checked(a, b, false, &c);
+    cn_term_free(a);
+    cn_term_free(b);
+    if (cr) {
+      st = cr == CN_ENOMEM ? 1 : bad(t, cn_strerror(cr));
+      break;
+    }
+    printf("%d\n", c < 0 ? -1 : c > 0);
+  }
+  free(line);
+  return st ? st : r < 0 ? 1 : 0;
+}
+
+typedef struct item {
+  char *line;
+  cn_term *term;
+} item;
+
+/* A stable merge sort: terms that compare equal (1 and 1.0) keep their input order. */
+static int sort_items(item *v, item *tmp, size_t n) {
+  item *src = v, *dst = tmp;
+  for (size_t w = 1; w < n; w *= 2) {
+    for (size_t lo = 0; lo < n; lo += 2 * w) {
+      size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+      size_t i = lo, j = mid, k = lo;
+      while (i < mid && j < hi) {
+        int c, r = cn_term_compare_checked(src[j].term, src[i].term, false, &c);
+        if (r)
+          return r;
+        dst[k++] = c < 0 ? src[j++] : src[i++];
+      }
+      while (i < mid)
+        dst[k++] = src[i++];
+      while (j < hi)
+        dst[k++] = src[j++];
+    }
+    item *x = src;
+    src = dst;
+    dst = x;
+  }
+  if (src != v)
+    memcpy(v, src, n * sizeof *v);
+  return 0;
+}
+
+static int do_sort(tool *t) {
+  char *line = NULL;
+  size_t cap = 0, n = 0, vcap = 0;
+  item *v = NULL;
+  int r, st = 0;
+  while (!st && (r = next_line(t, &line, &cap)) > 0) {
+    char *s = line, *hex;
+    size_t hn;
+    if (!(hex = column(&s, &hn)))
+      continue;
+    if (n == vcap) {
+      size_t nc = vcap ? 2 * vcap : 1024;
+      item *nv = realloc(v, nc * sizeof *nv);
+      if (!nv) {
+        st = 1;
+        break;
+      }
+      v = nv;
+      vcap = nc;
+    }
+    if ((st = parse_term(t, hex, hn, &v[n].term)))
+      break;
+    if (!(v[n].line = strdup(line))) {
+      cn_term_free(v[n].term);
+      st = 1;
+      break;
+    }
+    n++;
+  }
+  if (!st && r < 0)
+    st = 1;
+  if (!st) {
+    item *tmp = malloc((n ? n : 1) * sizeof *tmp);
+    int sr = tmp ? sort_items(v, tmp, n) : CN_ENOMEM;
+    free(tmp);
+    if (sr) {
+      fprintf(stderr, "cnode term sort: %s\n", cn_strerror(sr));
+      st = sr == CN_ENOMEM ? 1 : EXIT_BAD;
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!st)
+      puts(v[i].line);
+    free(v[i].line);
+    cn_term_free(v[i].term);
+  }
+  free(v);
+  free(line);
+  return st;
+}
+
+int term_tool_main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? EXIT_BAD : 0;
+  }
+  tool t = {argv[1], NULL, 0};
+  uint64_t range = UINT64_C(1) << 32;
+  int is_hash = !strcmp(t.cmd, "hash");
+  for (int i = 2; i < argc; i++) {
+    if (is_hash && !strcmp(argv[i], "--range") && i + 1 < argc) {
+      char *end;
+      errno = 0;
+      unsigned long long v = strtoull(argv[++i], &end, 10);
+      if (errno || *end || end == argv[i] || argv[i][0] == '-' || v < 1 || v > (UINT64_C(1) << 32)) {
+        fprintf(stderr, "cnode term hash: --range must be an integer in 1..4294967296\n");
+        return EXIT_BAD;
+      }
+      range = v;
+    } else {
+      usage(stderr);
+      return EXIT_BAD;
+    }
+  }
+  int (*run)(tool *) = !strcmp(t.cmd, "decode") ? do_decode : !strcmp(t.cmd, "sort") ? do_sort
+                       : !strcmp(t.cmd, "compare")                                  ? do_compare
+                                                                                    : NULL;
+  if (!run && !is_hash) {
+    usage(stderr);
+    return EXIT_BAD;
+  }
+  if (cn_atoms_new(&t.atoms, 0)) {
+    fprintf(stderr, "cnode term: out of memory\n");
+    return 1;
+  }
+  int st = is_hash ? do_hash(&t, range) : run(&t);
+  cn_atoms_free(t.atoms);
+  if (st == 1)
+    fprintf(stderr, "cnode term %s: out of memory or read error (line %lu)\n", t.cmd, t.lineno);
+  if (fflush(stdout) != 0 && st == 0) {
+    fprintf(stderr, "cnode term %s: cannot write the output\n", t.cmd);
+    st = 1;
+  }
+  return st;
+}
