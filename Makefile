@@ -79,11 +79,14 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	exec $(BUILD)/cnode $(ARGS)
 
-# Everything needed, then unit tests, interop tests against real nodes, and the unit tests under ASan/UBSan.
+# Everything needed, then unit tests, interop tests against real nodes, the unit tests and the interop suites
+# under ASan/UBSan (leaks included), and a 10 s run of each fuzz target.
 test: deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory interop
 	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory interop-asan
+	@$(MAKE) --no-print-directory fuzz-smoke
 
 unit: $(TESTS) $(EXAMPLES)
 	@sh test/run_unit.sh $(TESTS)
@@ -96,7 +99,7 @@ asan:
 
 # The interop suites against an ASan/UBSan build of cnode; any sanitizer report fails.
 interop-asan:
-	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 OPT=-O1 build/asan/cnode
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 OPT=-O1 build/asan/cnode build/asan/cnode-epmd
 	@sh interop/run_san.sh build/asan
 
 # Benchmarks (not part of `make test`): every bench/*.sh runs with the build folder as its argument and prints

@@ -33,7 +33,7 @@
          port_freed/2]).
 %% cnode, erl and elixir
 -export([cnode_cmd/1, start_cnode/3, wait_ready/4, main_cnode/0, main_cnode_if_running/0, shared_cnode/0,
-         start_erl/2, start_elixir/3, ctl/3, echo_once/3]).
+         main_cnode_creation/0, set_main_cnode/2, start_erl/2, start_elixir/3, ctl/3, echo_once/3]).
 %% helpers for tests
 -export([flush_all/0, remote_fun/1, remote_fun/2, wait_until/3, first_diff/2, t2b_diff/2, type_of/1]).
 
@@ -423,6 +423,17 @@ main_cnode() ->
             end;
         H -> H
     end.
+
+%% The creation the shared cnode announced in its ready line (undefined: not known).
+main_cnode_creation() ->
+    case ets:lookup(?TAB, main_cnode) of
+        [{_, _, Cr}] -> Cr;
+        [] -> undefined
+    end.
+
+%% Makes H (a cnode started in suite scope, e.g. by a test that restarts the shared cnode) the shared cnode;
+%% Creation: its creation, or undefined before its ready line.
+set_main_cnode(H, Creation) -> ets:insert(?TAB, {main_cnode, H, Creation}), ok.
 
 %% ---------------------------------------------------------------------------------------------------------
 %% erl / elixir peers

@@ -2,19 +2,27 @@
 %%! -connect_all false
 %% Interop tests of build/cnode against real OTP/Elixir nodes. Started by interop/run.sh, which picks the
 %% ports, runs epmd and passes: --cnode BIN --repo DIR --build DIR --epmd-port P --free-port P2 --tmp DIR
-%% --pidfile F [--fake] [test...]. This escript makes itself the distributed node t@127.0.0.1 (with
-%% connect_all false, so `global` here does not mesh the peers together), starts cnode and erl/elixir peers
-%% as ports, records every OS pid it starts in the pid file (run.sh kills leftovers) and kills them itself
-%% after each test. Output: `ok name` or `FAIL name: reason` per test, then `interop: N passed, N failed`.
+%% --pidfile F [--fake] [test...]. The harness is interop/interop_lib.erl, compiled into --tmp at startup:
+%% this escript makes itself the distributed node t@127.0.0.1 (with connect_all false, so `global` here does
+%% not mesh the peers together), starts cnode and erl/elixir peers as ports, records every OS pid it starts
+%% in the pid file (run.sh kills leftovers) and kills them itself after each test. Output: `ok name` or
+%% `FAIL name: reason` per test, then `interop: N passed, N failed`, and the file TMP/done (run.sh checks it).
 -mode(compile).
 -include_lib("kernel/include/file.hrl").
 
+-import(interop_lib, [cfg/1, info/2, step/1, fail/2, flat/2, now_ms/0, random_cookie/0, start_ext/4,
+                      wait_line/4, wait_exit/2, mark/1, status/1, tail/2, signal/2, signal_pid/2, own_pid/2,
+                      base_env/0, child_pids/1, exe_of/1, port_freed/2, cnode_cmd/1, start_cnode/3,
+                      wait_ready/4, main_cnode/0, main_cnode_creation/0, set_main_cnode/2, start_erl/2,
+                      start_elixir/3, ctl/3, echo_once/3, flush_all/0, first_diff/2, t2b_diff/2]).
+
 -define(CN_NAME, "cnode@127.0.0.1").
 -define(CN, 'cnode@127.0.0.1').
--define(SUITE_BUDGET_MS, 225000).
+-define(CN_PROC, "cnode").                              % the shared cnode's process/log name
 
 tests() ->
-    %% {name, timeout in seconds, fun}
+    %% {name, timeout in seconds, fun[, options]}: restart_creation replaces the shared cnode itself and
+    %% make_run does not use it, so neither is charged with its exits.
     [{ping_erl, 25, fun t_ping_erl/0},
      {ping_elixir, 40, fun t_ping_elixir/0},
      {term_roundtrip, 60, fun t_term_roundtrip/0},
@@ -22,362 +30,25 @@ tests() ->
      {connect_out, 25, fun t_connect_out/0},
      {wrong_cookie, 35, fun t_wrong_cookie/0},
      {nodedown, 45, fun t_nodedown/0},
-     {restart_creation, 40, fun t_restart_creation/0},
-     {make_run, 90, fun t_make_run/0}].
-
-%% ---------------------------------------------------------------------------------------------------------
-%% main
+     {restart_creation, 40, fun t_restart_creation/0, #{shared_cnode => false}},
+     {make_run, 90, fun t_make_run/0, #{shared_cnode => false}}].
 
 main(Args) ->
-    Cfg = parse_args(Args, #{fake => false, only => []}),
-    T0 = now_ms(),
-    io:setopts(standard_io, [{encoding, unicode}]),
-    ets:new(interop, [named_table, public, set]),
-    Cookie = random_cookie(),
-    persistent_term:put(interop_cfg, Cfg#{cookie => Cookie, t0 => T0}),
-    setup_logger(Cfg),
-    case net_kernel:start('t@127.0.0.1', #{name_domain => longnames}) of
-        {ok, _} -> ok;
-        Err -> io:format("FAIL setup: cannot start distribution: ~p~ninterop: 0 passed, 1 failed~n", [Err]),
+    Tmp = arg_value("--tmp", Args),
+    Lib = filename:join(filename:dirname(escript:script_name()), "interop_lib.erl"),
+    case Tmp =/= undefined andalso compile:file(Lib, [{outdir, Tmp}, return_errors]) of
+        {ok, _} -> true = code:add_patha(Tmp);
+        Err -> io:format("FAIL setup: cannot compile ~ts into ~p: ~p~ninterop: 0 passed, 1 failed~n",
+                         [Lib, Tmp, Err]),
                halt(1)
     end,
-    erlang:set_cookie(list_to_atom(Cookie)),
-    case catch main_cnode() of
-        #{} -> ok;
-        {'EXIT', {fail, Why}} -> info("starting the shared cnode failed: ~ts", [Why])
-    end,
-    Selected = case maps:get(only, Cfg) of
-                   [] -> tests();
-                   Only -> [T || {N, _, _} = T <- tests(), lists:member(atom_to_list(N), Only)]
-               end,
-    info("cnode ~ts~ts, cookie ~ts", [maps:get(cnode, Cfg), case maps:get(fake, Cfg) of true -> " (FAKE: erl stand-in)"; _ -> "" end, Cookie]),
-    Results = [run_test(T, T0 + ?SUITE_BUDGET_MS) || T <- Selected],
-    cleanup_scope(suite),
-    Passed = length([ok || ok <- Results]),
-    Failed = length(Results) - Passed,
-    info("suite took ~.1f s", [(now_ms() - T0) / 1000]),
-    io:format("interop: ~b passed, ~b failed~n", [Passed, Failed]),
-    file:write_file(filename:join(cfg(tmp), "done"), "done\n"),
-    halt(case Failed of 0 -> 0; _ -> 1 end).
+    interop_lib:main(Args, "interop", tests(),
+                     #{node => 't@127.0.0.1', budget_ms => 225000, shared_cnode => ?CN_NAME,
+                       shared_cnode_proc => ?CN_PROC, fail_logs => ["cnode", "make_run"], done_file => "done"}).
 
-parse_args([], C) -> C;
-parse_args(["--fake" | T], C) -> parse_args(T, C#{fake => true});
-parse_args(["--" ++ K, V | T], C) -> parse_args(T, C#{list_to_atom(K) => V});
-parse_args([Test | T], C = #{only := O}) -> parse_args(T, C#{only => O ++ [Test]}).
-
-cfg(K) -> maps:get(K, persistent_term:get(interop_cfg)).
-
-setup_logger(_Cfg) ->
-    %% OTP's own reports (connection attempts, global warnings) go to a file, not into the test output.
-    F = filename:join(cfg(tmp), "t.log"),
-    ok = logger:add_handler(file_h, logger_std_h, #{config => #{file => F}}),
-    logger:remove_handler(default).
-
-now_ms() -> erlang:monotonic_time(millisecond).
-
-random_cookie() -> [$A + rand:uniform(26) - 1 || _ <- lists:seq(1, 20)].
-
-info(F, A) -> io:format("  # " ++ F ++ "~n", A).
-
-%% ---------------------------------------------------------------------------------------------------------
-%% running tests
-
-run_test({Name, Timeout, Fun}, Deadline) ->
-    Remaining = Deadline - now_ms(),
-    Main = case Name of restart_creation -> undefined; make_run -> undefined; _ -> main_cnode_if_running() end,
-    CnMark = case Main of undefined -> 0; _ -> mark(Main) end,
-    Start = now_ms(),
-    Result =
-        if Remaining < 3000 -> {fail, "suite time budget exhausted"};
-           true ->
-               Limit = min(Timeout * 1000, Remaining),
-               {Pid, MRef} = spawn_monitor(fun() ->
-                                                   put(scope, Name),
-                                                   step("starting"),
-                                                   exit({done, Fun()})
-                                           end),
-               receive
-                   {'DOWN', MRef, _, _, {done, _}} -> ok;
-                   {'DOWN', MRef, _, _, {fail, Why}} -> {fail, Why};
-                   {'DOWN', MRef, _, _, Crash} -> {fail, flat("crashed while ~ts: ~tW", [get_step(Name), Crash, 30])}
-               after Limit ->
-                       exit(Pid, kill),
-                       receive {'DOWN', MRef, _, _, _} -> ok end,
-                       {fail, flat("timeout after ~b s while ~ts", [Limit div 1000, get_step(Name)])}
-               end
-        end,
-    %% A test that made the shared cnode exit fails, whatever it checked.
-    Result2 = case {Result, Main} of
-                  {ok, undefined} -> ok;
-                  {ok, _} ->
-                      case status(Main) of
-                          running -> ok;
-                          {exited, S} -> {fail, flat("cnode exited (status ~p) during the test", [S])}
-                      end;
-                  {{fail, W}, _} when Main =/= undefined ->
-                      case status(Main) of
-                          {exited, S} -> {fail, flat("~ts (and cnode exited with status ~p)", [W, S])};
-                          _ -> Result
-                      end;
-                  _ -> Result
-              end,
-    Secs = (now_ms() - Start) / 1000,
-    Out = case Result2 of
-              ok -> io:format("ok ~ts~n", [Name]), info("~ts took ~.1f s", [Name, Secs]), ok;
-              {fail, Why2} ->
-                  io:format("FAIL ~ts: ~ts~n", [Name, oneline(Why2)]),
-                  info("~ts took ~.1f s", [Name, Secs]),
-                  case Main of
-                      undefined -> ok;
-                      _ -> show_log("shared cnode log during the test", Main, CnMark, 25)
-                  end,
-                  [show_log("log", H, 0, 15) || {{proc, _}, H = #{name := PN}, S} <- ets:tab2list(interop),
-                                                S =:= Name, lists:prefix("cnode", PN) orelse PN =:= "make_run"],
-                  failed
-          end,
-    cleanup_scope(Name),
-    Out.
-
-step(S) -> ets:insert(interop, {{step, get(scope)}, S}).
-get_step(Name) -> case ets:lookup(interop, {step, Name}) of [{_, S}] -> S; _ -> "?" end.
-
-fail(F, A) -> exit({fail, flat(F, A)}).
-
-flat(F, A) -> lists:flatten(io_lib:format(F, A)).
-
-oneline(S) ->
-    L = [case C of $\n -> $\s; _ -> C end || C <- lists:flatten(S)],
-    case length(L) > 2000 of true -> lists:sublist(L, 2000) ++ "..."; false -> L end.
-
-show_log(Title, H, Since, N) ->
-    Lines = lines_since(H, Since),
-    Tail = lists:nthtail(max(0, length(Lines) - N), Lines),
-    info("~ts (~ts, ~b lines, last ~b):", [Title, maps:get(name, H), length(Lines), length(Tail)]),
-    [io:format("    | ~ts~n", [L]) || L <- Tail],
-    ok.
-
-%% ---------------------------------------------------------------------------------------------------------
-%% external processes: each is a port owned by a small process that keeps its output lines
-
-start_ext(Name, Exe, Args, Env) ->
-    Scope = case get(scope) of undefined -> suite; S -> S end,
-    Self = self(),
-    LogFile = filename:join(cfg(tmp), Name ++ ".log"),
-    Owner = spawn(fun() -> ext_init(Self, Name, Exe, Args, Env, LogFile) end),
-    receive
-        {Owner, started, OsPid} ->
-            H = #{name => Name, owner => Owner, ospid => OsPid, log => LogFile},
-            ets:insert(interop, {{proc, OsPid}, H, Scope}),
-            H;
-        {Owner, error, Why} -> fail("cannot start ~ts (~ts): ~p", [Name, Exe, Why])
-    after 10000 -> fail("cannot start ~ts (~ts): no answer", [Name, Exe])
-    end.
-
-ext_init(Parent, Name, Exe, Args, Env, LogFile) ->
-    {ok, Log} = file:open(LogFile, [append]),
-    io:format(Log, "=== ~ts ~p~n", [Exe, Args]),
-    try open_port({spawn_executable, Exe},
-                  [{args, Args}, {env, Env}, exit_status, stderr_to_stdout, {line, 4096}, hide]) of
-        Port ->
-            {os_pid, OsPid} = erlang:port_info(Port, os_pid),
-            pidfile("+", OsPid, Name),
-            Parent ! {self(), started, OsPid},
-            ext_loop(#{port => Port, log => Log, lines => [], n => 0, partial => [], waiters => [],
-                       status => running, ospid => OsPid})
-    catch _:Why -> Parent ! {self(), error, Why}
-    end.
-
-pidfile(Sign, OsPid, Name) ->
-    file:write_file(cfg(pidfile), io_lib:format("~ts~b ~ts~n", [Sign, OsPid, Name]), [append]).
-
-ext_loop(S = #{port := Port, log := Log}) ->
-    receive
-        {Port, {data, {noeol, L}}} ->
-            ext_loop(S#{partial := maps:get(partial, S) ++ L});
-        {Port, {data, {eol, L}}} ->
-            Line = maps:get(partial, S) ++ L,
-            N = maps:get(n, S) + 1,
-            io:format(Log, "~ts~n", [Line]),
-            Waiters = [W || W = {From, Ref, Match, Since} <- maps:get(waiters, S),
-                            not (N > Since andalso matches(Match, Line) andalso reply(From, Ref, {ok, Line}))],
-            ext_loop(S#{partial := [], n := N, lines := [Line | maps:get(lines, S)], waiters := Waiters});
-        {Port, {exit_status, St}} ->
-            io:format(Log, "=== exit status ~p~n", [St]),
-            pidfile("-", maps:get(ospid, S), "exited"),
-            [reply(From, Ref, {exited, St}) || {From, Ref, _, _} <- maps:get(waiters, S)],
-            ext_loop(S#{status := {exited, St}, waiters := []});
-        {wait, From, Ref, Match, Since} ->
-            Found = [L || {I, L} <- numbered(S), I > Since, matches(Match, L)],
-            case {Found, maps:get(status, S)} of
-                {[L | _], _} when Match =/= exit -> reply(From, Ref, {ok, L}), ext_loop(S);
-                {_, {exited, St}} -> reply(From, Ref, {exited, St}), ext_loop(S);
-                _ -> ext_loop(S#{waiters := [{From, Ref, Match, Since} | maps:get(waiters, S)]})
-            end;
-        {cancel, Ref} ->
-            ext_loop(S#{waiters := [W || W = {_, R, _, _} <- maps:get(waiters, S), R =/= Ref]});
-        {query, From, Ref, What} ->
-            reply(From, Ref, case What of
-                                 mark -> maps:get(n, S);
-                                 status -> maps:get(status, S);
-                                 lines -> numbered(S)
-                             end),
-            ext_loop(S)
-    end.
-
-numbered(#{lines := L, n := N}) -> lists:zip(lists:seq(1, N), lists:reverse(L)).
-
-reply(From, Ref, Msg) -> From ! {Ref, Msg}, true.
-
-matches(exit, _) -> false;
-matches(F, L) when is_function(F) -> F(L);
-matches([H | _] = Subs, L) when is_list(H) -> lists:all(fun(Sub) -> string:find(L, Sub) =/= nomatch end, Subs);
-matches(Sub, L) -> string:find(L, Sub) =/= nomatch.
-
-query(#{owner := O}, What) ->
-    Ref = make_ref(),
-    O ! {query, self(), Ref, What},
-    receive {Ref, R} -> R after 5000 -> error({owner_not_answering, What}) end.
-
-mark(H) -> query(H, mark).
-status(H) -> query(H, status).
-lines_since(H, Since) -> [L || {I, L} <- query(H, lines), I > Since].
-
-%% Waits for a line matching Match (substring, list of substrings, or fun) after line number Since.
-%% Returns {ok, Line} | timeout | {exited, Status}.
-wait_line(#{owner := O}, Match, Since, Timeout) ->
-    Ref = make_ref(),
-    O ! {wait, self(), Ref, Match, Since},
-    receive {Ref, R} -> R
-    after Timeout ->
-            O ! {cancel, Ref},
-            receive {Ref, R} -> R after 0 -> timeout end
-    end.
-
-wait_exit(H, Timeout) ->
-    case wait_line(H, exit, 0, Timeout) of
-        {exited, St} -> {ok, St};
-        timeout -> timeout
-    end.
-
-signal(#{ospid := P}, Sig) -> signal_pid(P, Sig).
-signal_pid(P, Sig) -> os:cmd(flat("kill -~ts ~b 2>/dev/null", [Sig, P])).
-
-%% Kills everything the scope started (ports by their OS pid, extra pids as recorded) and waits for exits.
-cleanup_scope(Scope) ->
-    Procs = [H || {{proc, _}, H, S} <- ets:tab2list(interop), S =:= Scope],
-    Raw = [{P, N} || {{rawpid, P}, N, S} <- ets:tab2list(interop), S =:= Scope],
-    [begin signal(H, "KILL"), wait_exit(H, 3000), ets:delete(interop, {proc, maps:get(ospid, H)}) end
-     || H <- Procs, status(H) =:= running],
-    [ets:delete(interop, {proc, maps:get(ospid, H)}) || H <- Procs],
-    [begin
-         case os:cmd(flat("kill -0 ~b 2>/dev/null && echo alive", [P])) of
-             "alive" ++ _ -> signal_pid(P, "KILL");
-             _ -> ok
-         end,
-         pidfile("-", P, N),
-         ets:delete(interop, {rawpid, P})
-     end || {P, N} <- Raw],
-    ok.
-
-%% An OS pid we did not spawn directly (a grandchild) but must kill.
-own_pid(P, Name) ->
-    Scope = case get(scope) of undefined -> suite; S -> S end,
-    pidfile("+", P, Name),
-    ets:insert(interop, {{rawpid, P}, Name, Scope}).
-
-base_env() ->
-    [{"ERL_EPMD_PORT", cfg('epmd-port')}, {"HOME", filename:join(cfg(tmp), "home")},
-     {"ERL_FLAGS", false}, {"ERL_AFLAGS", false}, {"ERL_ZFLAGS", false}, {"ELIXIR_ERL_OPTIONS", false}].
-
-%% ---------------------------------------------------------------------------------------------------------
-%% cnode instances
-
-cnode_cmd(Args) ->
-    case cfg(fake) of
-        true -> {os:find_executable("escript"), [filename:join(cfg(repo), "interop/fake_cnode.escript") | Args]};
-        false -> {cfg(cnode), Args}
-    end.
-
-%% Starts a cnode and waits for its ready line; returns {Handle, Creation}.
-start_cnode(ProcName, NodeName, Extra) ->
-    step("starting " ++ ProcName),
-    {Exe, Args} = cnode_cmd(["--name", NodeName, "--cookie", cfg(cookie), "--epmd-port", cfg('epmd-port'),
-                             "--listen", "0" | Extra]),
-    H = start_ext(ProcName, Exe, Args, base_env()),
-    {H, wait_ready(H, NodeName, 0, 15000)}.
-
-wait_ready(H, NodeName, Since, Timeout) ->
-    case wait_line(H, ["cnode: node " ++ NodeName ++ " ready"], Since, Timeout) of
-        {ok, Line} ->
-            case re:run(Line, "ready: port (\\d+), creation (\\d+)", [{capture, all_but_first, list}]) of
-                {match, [_Port, Cr]} -> list_to_integer(Cr);
-                nomatch -> fail("ready line without port/creation: ~ts", [Line])
-            end;
-        timeout -> fail("~ts printed no ready line within ~b s; log: ~ts", [maps:get(name, H), Timeout div 1000, tail(H, 5)]);
-        {exited, St} -> fail("~ts exited with status ~p before ready; log: ~ts", [maps:get(name, H), St, tail(H, 5)])
-    end.
-
-tail(H, N) ->
-    L = lines_since(H, 0),
-    lists:join(" | ", lists:nthtail(max(0, length(L) - N), L)).
-
-main_cnode_if_running() ->
-    case ets:lookup(interop, main_cnode) of
-        [{_, H, _}] -> case status(H) of running -> H; _ -> undefined end;
-        [] -> undefined
-    end.
-
-%% The shared cnode@127.0.0.1 (suite scope); restarted when a previous test left it dead.
-main_cnode() ->
-    case main_cnode_if_running() of
-        undefined ->
-            Scope = get(scope),
-            put(scope, suite),
-            case ets:lookup(interop, main_cnode) of
-                [{_, Old, _}] -> info("shared cnode had exited (~p); starting it again", [status(Old)]);
-                [] -> ok
-            end,
-            try start_cnode("cnode", ?CN_NAME, []) of
-                {H, Cr} -> ets:insert(interop, {main_cnode, H, Cr}), put(scope, Scope), H
-            catch exit:{fail, Why} -> put(scope, Scope), fail("shared cnode: ~ts", [Why])
-            end;
-        H -> H
-    end.
-
-%% ---------------------------------------------------------------------------------------------------------
-%% erl / elixir peers
-
-%% Starts `erl -name Short@127.0.0.1`; every peer registers interop_sink, which forwards what it receives to
-%% the pid set by {'$interop_target', Pid} (and prints it). Opts: cookie, args (extra erl flags), eval (code
-%% run before the ready marker).
-start_erl(Short, Opts) ->
-    step("starting erl " ++ Short),
-    Node = Short ++ "@127.0.0.1",
-    Cookie = maps:get(cookie, Opts, cfg(cookie)),
-    Sink = "register(interop_sink, spawn(fun() -> (fun L(T) -> receive "
-           "{'$interop_target', P} -> L(P); "
-           "M -> io:format(\"SINK ~p~n\", [M]), is_pid(T) andalso (T ! {interop_sink, node(), M}), L(T) "
-           "end end)(none) end)), ",
-    Eval = Sink ++ maps:get(eval, Opts, "") ++ " io:format(\"PEER_READY~n\").",
-    Args = ["-noinput", "-name", Node, "-setcookie", Cookie | maps:get(args, Opts, [])] ++ ["-eval", Eval],
-    H = start_ext("erl_" ++ Short, os:find_executable("erl"), Args, base_env()),
-    case wait_line(H, "PEER_READY", 0, 20000) of
-        {ok, _} -> ok;
-        R -> fail("erl ~ts did not start (~p): ~ts", [Node, R, tail(H, 5)])
-    end,
-    {H, list_to_atom(Node)}.
-
-%% ---------------------------------------------------------------------------------------------------------
-%% helpers talking to the C node
-
-ctl(Node, Req, Timeout) ->
-    Ref = make_ref(),
-    {cnode_ctl, Node} ! {self(), Ref, Req},
-    receive {Ref, R} -> {ok, R} after Timeout -> timeout end.
-
-echo_once(Node, T, Timeout) ->
-    {echo, Node} ! {self(), T},
-    receive R -> R after Timeout -> fail("no echo reply from ~ts within ~b ms", [Node, Timeout]) end.
+arg_value(_, []) -> undefined;
+arg_value(K, [K, V | _]) -> V;
+arg_value(K, [_ | T]) -> arg_value(K, T).
 
 %% ---------------------------------------------------------------------------------------------------------
 %% 2. ping_erl
@@ -418,9 +89,7 @@ t_ping_erl() ->
 t_ping_elixir() ->
     main_cnode(),
     step("running elixir interop/kv_check.exs"),
-    H = start_ext("elixir_e", os:find_executable("elixir"),
-                  ["--name", "e@127.0.0.1", "--cookie", cfg(cookie),
-                   filename:join(cfg(repo), "interop/kv_check.exs"), ?CN_NAME], base_env()),
+    H = start_elixir("e", [filename:join(cfg(repo), "interop/kv_check.exs"), ?CN_NAME], []),
     case wait_exit(H, 30000) of
         {ok, 0} -> info("elixir: ~ts", [tail(H, 5)]), ok;
         {ok, St} -> fail("elixir exited ~p: ~ts", [St, tail(H, 8)]);
@@ -521,8 +190,6 @@ probe_kind(K, N) ->
     flush_all(),
     case R of ok -> probe_kind(K, N - 1); _ -> R end.
 
-flush_all() -> receive _ -> flush_all() after 0 -> ok end.
-
 send_echo({_, _, T}) -> {echo, ?CN} ! {self(), T}.
 
 pipeline(Q, Rest, Got) ->
@@ -550,42 +217,6 @@ pipeline(Q, Rest, Got) ->
                          [Got, I, K, T, 12])
             end
     end.
-
-t2b_diff(A, B) ->
-    BA = term_to_binary(A), BB = term_to_binary(B),
-    P = binary:longest_common_prefix([BA, BB]),
-    flat("external format differs at byte ~b of ~b", [P, byte_size(BA)]).
-
-%% Points at the first difference, for the failure message.
-first_diff(A, B) when is_tuple(A), is_tuple(B), tuple_size(A) =:= tuple_size(B) ->
-    first_diff(tuple_to_list(A), tuple_to_list(B));
-first_diff([A | As], [B | Bs]) when A =:= B -> first_diff(As, Bs);
-first_diff([A | _], [B | _]) -> first_diff(A, B);
-first_diff(A, B) when is_map(A), is_map(B), map_size(A) =:= map_size(B) ->
-    first_diff(lists:sort(maps:to_list(A)), lists:sort(maps:to_list(B)));
-first_diff(A, B) when is_bitstring(A), is_bitstring(B) ->
-    PadA = (8 - bit_size(A) rem 8) rem 8,
-    PadB = (8 - bit_size(B) rem 8) rem 8,
-    BA = <<A/bitstring, 0:PadA>>,
-    BB = <<B/bitstring, 0:PadB>>,
-    flat("bitstrings of ~b and ~b bits, ~b leading bytes equal",
-         [bit_size(A), bit_size(B), binary:longest_common_prefix([BA, BB])]);
-first_diff(A, B) ->
-    flat("first difference: ~tW (~ts) vs ~tW (~ts)", [A, 6, type_of(A), B, 6, type_of(B)]).
-
-type_of(X) when is_integer(X) -> "integer";
-type_of(X) when is_float(X) -> "float";
-type_of(X) when is_atom(X) -> "atom";
-type_of(X) when is_binary(X) -> "binary";
-type_of(X) when is_bitstring(X) -> "bitstring";
-type_of(X) when is_list(X) -> "list";
-type_of(X) when is_tuple(X) -> "tuple";
-type_of(X) when is_map(X) -> "map";
-type_of(X) when is_pid(X) -> "pid";
-type_of(X) when is_reference(X) -> "ref";
-type_of(X) when is_port(X) -> "port";
-type_of(X) when is_function(X) -> "fun";
-type_of(_) -> "other".
 
 kinds() ->
     [small_int, int, big_int, bignum, float, atom_latin1, atom_utf8, binary, bitstring, string,
@@ -876,15 +507,17 @@ t_nodedown() ->
 %% 7. restart_creation
 
 t_restart_creation() ->
-    main_cnode(),
-    [{_, H1, C1}] = ets:lookup(interop, main_cnode),
+    H1 = main_cnode(),
+    C1 = main_cnode_creation(),
     put(scope, suite),                                     % the new instances are the shared cnode
     H2 = restart(H1, "TERM"),
     C2 = wait_ready(H2, ?CN_NAME, 0, 15000),
+    set_main_cnode(H2, C2),
     C2 =/= C1 orelse fail("creation unchanged after restart: ~b", [C1]),
     reachable(),
     H3 = restart(H2, case cfg(fake) of true -> "TERM"; false -> "INT" end),
     C3 = wait_ready(H3, ?CN_NAME, 0, 15000),
+    set_main_cnode(H3, C3),
     (C3 =/= C2 andalso C3 =/= C1) orelse fail("creation repeated after second restart: ~b, ~b, ~b", [C1, C2, C3]),
     reachable(),
     info("creations: ~b, ~b, ~b", [C1, C2, C3]),
@@ -903,8 +536,8 @@ restart(H, Sig) ->
     step("starting cnode again after SIG" ++ Sig),
     {Exe, Args} = cnode_cmd(["--name", ?CN_NAME, "--cookie", cfg(cookie), "--epmd-port", cfg('epmd-port'),
                              "--listen", "0"]),
-    H2 = start_ext("cnode", Exe, Args, base_env()),
-    ets:insert(interop, {main_cnode, H2, undefined}),
+    H2 = start_ext(?CN_PROC, Exe, Args, base_env()),
+    set_main_cnode(H2, undefined),                         % the shared cnode from now on, even if not ready
     H2.
 
 reachable() ->
@@ -1014,24 +647,3 @@ t_make_run() ->
     port_freed(list_to_integer(Port), 30) orelse
         fail("something still listens on ~ts after the cnode (and its EPMD server) stopped", [Port]),
     ok.
-
-port_freed(_, 0) -> false;
-port_freed(Port, N) ->
-    case gen_tcp:connect({127,0,0,1}, Port, [], 500) of
-        {ok, S} -> gen_tcp:close(S), timer:sleep(100), port_freed(Port, N - 1);
-        _ -> true
-    end.
-
-child_pids(Pid) ->
-    F = flat("/proc/~b/task/~b/children", [Pid, Pid]),
-    Out = case file:read_file(F) of
-              {ok, B} -> B;
-              _ -> list_to_binary(os:cmd(flat("ps -o pid= --ppid ~b", [Pid])))  % kernels without .../children
-          end,
-    [binary_to_integer(X) || X <- string:lexemes(Out, " \n")].
-
-exe_of(Pid) ->
-    case file:read_link(flat("/proc/~b/exe", [Pid])) of
-        {ok, E} -> E;
-        _ -> "?"
-    end.

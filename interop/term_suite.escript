@@ -9,9 +9,11 @@
 -mode(compile).
 
 -define(BUDGET_MS, 100000).
--define(N_HASH, 100000).
--define(N_PAIRS, 60000).
--define(N_SORT, 20000).
+%% TERM_SUITE_SCALE (a divisor, default 1) shrinks the counts, for the run against a sanitizer build.
+-define(SCALE, case os:getenv("TERM_SUITE_SCALE") of false -> 1; S -> max(1, list_to_integer(S)) end).
+-define(N_HASH, (100000 div ?SCALE)).
+-define(N_PAIRS, (60000 div ?SCALE)).
+-define(N_SORT, (20000 div ?SCALE)).
 
 main(Args) ->
     Cfg = parse_args(Args, #{}),
