@@ -13,6 +13,7 @@
 
 #include "cn_base.h"
 #include "cn_term.h"
+#include "cn_tls.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -49,6 +50,8 @@ typedef struct cn_node_opts {
   cn_log_fn log;            /* NULL: lines go to stderr prefixed "cnode: " */
   void *log_ctx;
   cn_log_level log_level;   /* lowest level passed to the sink: CN_LOG_INFO */
+  const cn_tls_opts *tls;   /* NULL: plain TCP (inet_tcp_dist). Else every connection is TLS as OTP's inet_tls_dist
+                               (-proto_dist inet_tls): read by cn_node_new (files loaded then), borrowed for the call */
 } cn_node_opts;
 
 /* Creates a node on loop (NULL: the node creates and owns its own loop). Nothing is opened yet.
@@ -248,6 +251,51 @@ typedef int (*cn_entry_fn)(cn_node *n, const cn_term *args, cn_handler_fn *handl
 /* Registers module:function as an entry point (any arity). Spawns of anything else start a process that
  * exits with {undef, [{M, F, Args, []}]}, as on a BEAM node without that code; the caller never hangs. */
 int cn_register_entry(cn_node *n, const char *module, const char *function, cn_entry_fn fn, void *ctx);
+
+/* ---- global: cluster-wide names and locks (OTP's `global`) ------------------------------------------------ */
+
+/* A visible node runs global_name_server as a full member of OTP's `global` (protocol version 8): it takes
+ * part in the connection exchange, so BEAM peers mesh with it (unless the node was made with no_connect_all)
+ * and global:sync/0, set_lock/1 and trans/2 on them complete; it keeps the cluster's table of global names and
+ * answers lock requests. A hidden node has no global: these calls return CN_ESTATE there. Names are terms
+ * (borrowed, copied). Name clashes found when partitions join are resolved as OTP's default resolver
+ * global:random_exit_name/3 does (the pid on the node with the smaller name keeps it, the other is killed):
+ * a resolve fun passed by BEAM code cannot run in C. A lock id is {ResourceId, LockRequesterId}; nodes == NULL
+ * means [node() | nodes()], as set_lock/1; retries < 0 means infinity (with OTP's random back-off between
+ * tries). */
+
+/* The result of a global request, run once from self's context: 0 done; CN_EEXIST the name was taken (or pid
+ * has a global name); CN_EBUSY the lock is held by another requester (retries used up: trans aborted);
+ * CN_EEXIT global_name_server ended; CN_ECLOSED self ended first. */
+typedef void (*cn_global_fn)(cn_proc *self, int status, void *ctx);
+/* Runs in self's context while a cn_global_trans lock is held; the lock is released when it returns. */
+typedef void (*cn_global_trans_fn)(cn_proc *self, void *ctx);
+
+/* global:register_name(Name, Pid): registered on every known node under global's own lock. */
+int cn_global_register_name(cn_proc *self, const cn_term *name, cn_pid pid, cn_global_fn cb, void *ctx);
+/* global:unregister_name(Name) on every known node (0 also when it was not registered). */
+int cn_global_unregister_name(cn_proc *self, const cn_term *name, cn_global_fn cb, void *ctx);
+/* global:whereis_name(Name) from this node's table: 0 and *out, or CN_ENOTFOUND. */
+int cn_global_whereis_name(cn_node *n, const cn_term *name, cn_pid *out);
+/* global:send(Name, Msg): msg (borrowed) to the pid registered as name; CN_ENOTFOUND when there is none. */
+int cn_global_send(cn_node *n, cn_proc *from, const cn_term *name, const cn_term *msg);
+/* global:set_lock(Id, Nodes, Retries): the lock is held by self until cn_global_del_lock or self ends. */
+int cn_global_set_lock(cn_proc *self, const cn_term *id, const cn_atom *const *nodes, size_t count, int retries,
+                       cn_global_fn cb, void *ctx);
+/* global:del_lock(Id, Nodes). */
+int cn_global_del_lock(cn_proc *self, const cn_term *id, const cn_atom *const *nodes, size_t count, cn_global_fn cb,
+                       void *ctx);
+/* global:trans(Id, Fun, Nodes, Retries): set_lock, fn(self, ctx), del_lock, then cb (CN_EBUSY: fn never ran). */
+int cn_global_trans(cn_proc *self, const cn_term *id, const cn_atom *const *nodes, size_t count, int retries,
+                    cn_global_trans_fn fn, cn_global_fn cb, void *ctx);
+/* global:sync(): cb once this node is synced with every visible node it is connected to (or they went down). */
+int cn_global_sync(cn_proc *self, cn_global_fn cb, void *ctx);
+/* Blocking forms for threads other than the node's loop thread: the status the callback would get (CN_ESTATE
+ * on a node without global). */
+int cn_global_register_name_sync(cn_node *n, const cn_term *name, cn_pid pid);
+int cn_global_unregister_name_sync(cn_node *n, const cn_term *name);
+/* *out's node atom belongs to n's table (atoms never move, so it stays valid). */
+int cn_global_whereis_name_sync(cn_node *n, const cn_term *name, cn_pid *out);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,8 @@
 /* conn.c: connections to other nodes on libuv: connect on demand through EPMD, accept, drive the pure
  * handshake, frame and decode traffic, ticks, simultaneous-connect resolution, and output batching (one
- * write per connection per loop turn). Protocol decisions live in dist/; this file only moves bytes. */
+ * write per connection per loop turn). The transport is plain TCP or TLS (dist/tls.c over memory BIOs: the
+ * TLS handshake first, then everything above runs on the decrypted stream, as inet_tls_dist does). Protocol
+ * decisions live in dist/; this file only moves bytes. */
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,7 +12,7 @@
 #define FRAG_SIZE 65536
 #define READ_CHUNK 65536
 
-typedef enum { C_LOOKUP, C_CONNECTING, C_HANDSHAKE, C_UP, C_WAIT_PEER, C_CLOSING } conn_state;
+typedef enum { C_LOOKUP, C_CONNECTING, C_TLS, C_HANDSHAKE, C_UP, C_WAIT_PEER, C_CLOSING } conn_state;
 
 typedef struct pend {
   struct pend *next;
@@ -37,8 +39,11 @@ struct cn_conn {
   dist_hs hs;
   bool hs_init;
   cn_buf in;
-  cn_buf out;  /* accumulating */
-  cn_buf wbuf; /* being written */
+  cn_buf out;  /* accumulating (plaintext) */
+  cn_buf wbuf; /* being written (ciphertext under TLS) */
+  dist_tls *tls; /* NULL: plain TCP */
+  cn_buf tin;    /* TLS: ciphertext just read */
+  cn_buf tout;   /* TLS: records to send before the next encrypted output (handshake, alerts) */
   uv_write_t wreq;
   bool writing;
   bool dirty;
@@ -63,7 +68,7 @@ static const char *who(cn_conn *c) {
   return c->hs_init && c->hs.peer_name[0] ? c->hs.peer_name : c->addr;
 }
 
-static size_t queued(const cn_conn *c) { return c->out.len + c->wbuf.len; }
+static size_t queued(const cn_conn *c) { return c->out.len + c->wbuf.len + c->tout.len; }
 
 /* Lets the processes suspended on c run again (its queue drained, or it closed). */
 static void resume_all(cn_conn *c) {
@@ -110,6 +115,9 @@ static void unref(cn_conn *c) {
   cn_buf_free(&c->in);
   cn_buf_free(&c->out);
   cn_buf_free(&c->wbuf);
+  dist_tls_free(c->tls);
+  cn_buf_free(&c->tin);
+  cn_buf_free(&c->tout);
   cn_free(c);
 }
 
@@ -168,7 +176,7 @@ static void on_written(uv_write_t *req, int status) {
   if (status < 0) {
     if (status != UV_ECANCELED && c->state != C_CLOSING) conn_close(c, uv_strerror(status));
   } else if (c->state != C_CLOSING) {
-    if (c->out.len) mark_dirty(c);
+    if (c->out.len || c->tout.len) mark_dirty(c);
     if (queued(c) <= c->n->busy_limit) {
       c->dropping = false;
       resume_all(c);
@@ -177,12 +185,33 @@ static void on_written(uv_write_t *req, int status) {
   unref(c);
 }
 
-static void flush(cn_conn *c) {
-  if (c->writing || !c->out.len || !c->tcp_open || c->state == C_CLOSING) return;
+/* TLS: what is to be written now, encrypted, into wbuf (empty while no write is in flight). */
+static int tls_fill(cn_conn *c) {
   cn_buf t = c->wbuf;
-  c->wbuf = c->out;
-  c->out = t;
+  c->wbuf = c->tout;
+  c->tout = t;
+  c->tout.len = 0;
+  if (!c->out.len || !dist_tls_is_up(c->tls)) return 0;
+  int rc = dist_tls_write(c->tls, c->out.data, c->out.len, &c->wbuf);
   c->out.len = 0;
+  return rc;
+}
+
+static void flush(cn_conn *c) {
+  if (c->writing || !c->tcp_open || c->state == C_CLOSING) return;
+  if (c->tls) {
+    if (tls_fill(c)) {
+      conn_close(c, dist_tls_reason(c->tls));
+      return;
+    }
+    if (!c->wbuf.len) return;
+  } else {
+    if (!c->out.len) return;
+    cn_buf t = c->wbuf;
+    c->wbuf = c->out;
+    c->out = t;
+    c->out.len = 0;
+  }
   uv_buf_t b = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
   c->wreq.data = c;
   int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
@@ -324,7 +353,20 @@ static void adopt_pending(cn_conn *to, cn_conn *from) {
 
 /* ---- Closing ----------------------------------------------------------------------------------------- */
 
+/* Best effort, for the last bytes before a close: alerts, a final status, close_notify. */
+static void try_write(cn_conn *c, cn_buf *b) {
+  if (b->len && c->tcp_open) {
+    uv_buf_t ub = uv_buf_init((char *)b->data, (unsigned)b->len);
+    uv_try_write((uv_stream_t *)&c->tcp, &ub, 1);
+  }
+  b->len = 0;
+}
+
 static void drop_socket(cn_conn *c) {
+  if (c->tls && c->tcp_open && !c->writing) {
+    dist_tls_close(c->tls, &c->tout); /* close_notify, as ssl:close sends */
+    try_write(c, &c->tout);
+  }
   if (c->tcp_open) {
     c->tcp_open = false;
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
@@ -390,7 +432,8 @@ static void on_timer(uv_timer_t *t) {
   } else if (c->state != C_CLOSING) {
     c->n->stats.handshake_timeouts++;
     c->n->stats.handshake_failures--; /* counted as a timeout, not a refusal */
-    setup_failed(c, "%s", "setup timed out");
+    setup_failed(c, "%s", c->state == C_TLS ? "TLS handshake timed out (no TLS answer: is the peer a plaintext node?)"
+                                            : "setup timed out");
   }
 }
 
@@ -400,6 +443,17 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   (void)hint;
   cn_conn *c = h->data;
   size_t want = READ_CHUNK;
+  if (c->tls) {
+    /* Ciphertext goes to tin and is fed to OpenSSL at once; plaintext lands in c->in. */
+    if (cn_buf_reserve(&c->tin, want)) {
+      buf->base = NULL;
+      buf->len = 0;
+      return;
+    }
+    buf->base = (char *)c->tin.data + c->tin.len;
+    buf->len = c->tin.cap - c->tin.len - 1;
+    return;
+  }
   /* Reserve a whole large frame at once rather than growing it chunk by chunk. */
   if (c->state == C_UP && c->in.len >= 4) {
     size_t flen = (size_t)cn_get32(c->in.data) + 4;
@@ -418,7 +472,44 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 static const char *closed_reason(cn_conn *c) {
   if (c->state == C_HANDSHAKE && c->initiator && dist_hs_awaiting_ack(&c->hs))
     return "peer closed the connection after our challenge reply: cookie mismatch (our digest was refused)";
+  if (c->state == C_TLS)
+    return "connection closed by peer during the TLS handshake, without a TLS alert (is the peer a plaintext node?)";
   return c->state == C_UP ? "connection closed" : "connection closed by peer during handshake";
+}
+
+static int hs_start(cn_conn *c);
+
+/* TLS: decrypts what was read into c->in; the distribution handshake starts once TLS is up. */
+static void tls_input(cn_conn *c, size_t nread) {
+  bool was_up = dist_tls_is_up(c->tls);
+  int r = dist_tls_feed(c->tls, c->tin.data, nread, &c->in, &c->tout);
+  c->tin.len = 0;
+  if (c->tout.len) mark_dirty(c);
+  if (r < 0) {
+    try_write(c, &c->tout); /* our alert tells the peer why */
+    if (c->state == C_UP)
+      conn_close(c, dist_tls_reason(c->tls));
+    else
+      setup_failed(c, "TLS: %s", dist_tls_reason(c->tls));
+    return;
+  }
+  if (!was_up && dist_tls_is_up(c->tls)) {
+    char d[300];
+    dist_tls_describe(c->tls, d, sizeof d);
+    cn_log(c->n, CN_LOG_DEBUG, "TLS with %s: %s", who(c), d);
+    if (hs_start(c)) {
+      setup_failed(c, "%s", "out of memory");
+      return;
+    }
+  }
+  if (c->state == C_UP) dist_tick_recv(&c->tick);
+  process_input(c);
+  if (r == DIST_TLS_CLOSED && c->state != C_CLOSING && c->state != C_WAIT_PEER) {
+    if (c->state == C_UP)
+      conn_close(c, "connection closed (TLS close_notify)");
+    else
+      setup_failed(c, "%s", closed_reason(c));
+  }
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -430,6 +521,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       conn_close(c, nread == UV_EOF ? "connection closed" : uv_strerror((int)nread));
     else
       setup_failed(c, "%s", closed_reason(c));
+    return;
+  }
+  if (c->tls) {
+    tls_input(c, (size_t)nread);
     return;
   }
   c->in.len += (size_t)nread;
@@ -465,6 +560,7 @@ static int hs_start(cn_conn *c) {
   cfg.peer_version = c->peer_version ? c->peer_version : 6;
   cfg.required_flags = DIST_FLAGS_MANDATORY_25;
   cfg.peer_name = c->initiator ? c->peer->name : NULL;
+  cfg.len4 = c->tls != NULL; /* inet_tls_dist runs the handshake with {packet, 4} */
   int rc = dist_hs_init(&c->hs, &cfg);
   if (rc) return rc;
   c->hs_init = true;
@@ -475,6 +571,10 @@ static int hs_start(cn_conn *c) {
 
 /* Writes what is queued now, before a close that follows a final status. */
 static void write_now(cn_conn *c) {
+  if (c->tls) {
+    if (!c->writing && !tls_fill(c)) try_write(c, &c->wbuf);
+    return;
+  }
   if (!c->out.len || !c->tcp_open) return;
   uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
   uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
@@ -544,7 +644,7 @@ static void wait_for_peer(cn_conn *c) {
 }
 
 static int handshake_step(cn_conn *c, size_t *off) {
-  size_t used = 0;
+  size_t used = 0, start = *off;
   int ev = dist_hs_feed(&c->hs, c->in.data + *off, c->in.len - *off, &used);
   *off += used;
   hs_output(c);
@@ -554,7 +654,11 @@ static int handshake_step(cn_conn *c, size_t *off) {
       return -1;
     }
     write_now(c);
-    setup_failed(c, "%s", c->hs.reason ? c->hs.reason : cn_strerror(ev));
+    /* A TLS record where a plain handshake message should be: name the real cause. */
+    const uint8_t *m = c->in.data + start;
+    bool tls_peer = !c->tls && c->in.len - start >= 2 && (m[0] == 21 || m[0] == 22) && m[1] == 3;
+    setup_failed(c, "%s", tls_peer ? "the peer speaks TLS (a -proto_dist inet_tls node) and this node runs plain TCP"
+                          : c->hs.reason ? c->hs.reason : cn_strerror(ev));
     return -1;
   }
   switch (ev) {
@@ -669,6 +773,50 @@ static void process_input(cn_conn *c) {
   if (c->state != C_CLOSING && c->state != C_WAIT_PEER) cn_buf_consume(&c->in, off);
 }
 
+/* ---- Transport: TLS contexts, and the first step of a new connection ------------------------------------ */
+
+int conn_tls_init(cn_node *n, const cn_tls_opts *o) {
+  char err[512] = "";
+  int rc = dist_tls_ctx_new(&n->tls_srv, &o->server, true, err, sizeof err);
+  if (!rc) rc = dist_tls_ctx_new(&n->tls_cli, &o->client, false, err, sizeof err);
+  if (rc) {
+    cn_log(n, CN_LOG_ERROR, "TLS distribution: %s", err[0] ? err : cn_strerror(rc));
+    conn_tls_free(n);
+    return rc;
+  }
+  cn_log(n, CN_LOG_INFO, "TLS distribution (inet_tls): accepting with %s%s, connecting with %s",
+         dist_tls_ctx_verifies(n->tls_srv) ? "verify_peer" : "verify_none",
+         o->server.fail_if_no_peer_cert ? " and fail_if_no_peer_cert" : "",
+         dist_tls_ctx_verifies(n->tls_cli) ? "verify_peer" : "verify_none");
+  if (!dist_tls_ctx_verifies(n->tls_cli))
+    cn_log(n, CN_LOG_WARN, "TLS distribution: servers' certificates are not checked (verify_none): give a "
+           "cacertfile to authenticate peers");
+  return 0;
+}
+
+void conn_tls_free(cn_node *n) {
+  dist_tls_ctx_free(n->tls_srv);
+  dist_tls_ctx_free(n->tls_cli);
+  n->tls_srv = n->tls_cli = NULL;
+}
+
+static const char *peer_host(const cn_atom *peer);
+
+/* A connected or accepted socket: the TLS handshake first when the node runs TLS, else the distribution
+ * handshake at once. */
+static int begin_setup(cn_conn *c) {
+  cn_node *n = c->n;
+  if (!n->tls_srv) return hs_start(c);
+  int rc = dist_tls_new(&c->tls, c->initiator ? n->tls_cli : n->tls_srv, c->initiator ? peer_host(c->peer) : NULL);
+  if (rc) return rc;
+  c->state = C_TLS;
+  if (c->initiator) {
+    rc = dist_tls_start(c->tls, &c->tout);
+    if (c->tout.len) mark_dirty(c);
+  }
+  return rc;
+}
+
 /* ---- Accepting ----------------------------------------------------------------------------------------- */
 
 static void closed_and_free(uv_handle_t *h) { cn_free(h); }
@@ -714,7 +862,7 @@ void conn_on_accept(uv_stream_t *server, int status) {
     }
   }
   snprintf(c->addr, sizeof c->addr, "%s:%u", ip, port);
-  if (hs_start(c)) {
+  if (begin_setup(c)) {
     conn_close(c, "out of memory");
     return;
   }
@@ -728,8 +876,8 @@ static void on_connected(uv_connect_t *req, int status) {
   if (c->state != C_CLOSING) {
     if (status < 0)
       setup_failed(c, "connect: %s", uv_strerror(status));
-    else if (hs_start(c))
-      setup_failed(c, "%s", "out of memory");
+    else if (begin_setup(c))
+      setup_failed(c, "%s", c->tls ? dist_tls_reason(c->tls) : "out of memory");
     else
       start_io(c);
   }

@@ -71,6 +71,7 @@ int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   n->log = o->log ? o->log : default_log;
   n->log_ctx = o->log_ctx;
   n->log_level = o->log_level;
+  if (o->tls && (rc = conn_tls_init(n, o->tls))) goto fail;
   n->flags = DIST_FLAGS_DEFAULT & ~(uint64_t)(n->hidden ? DFLAG_PUBLISHED : 0);
   n->next_id = 1;
   n->runq_tail = NULL;
@@ -96,6 +97,7 @@ int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   *out = n;
   return 0;
 fail:
+  conn_tls_free(n);
   if (n->atoms) cn_atoms_free(n->atoms);
   cn_free(n->host);
   cn_free(n->cookie);
@@ -412,6 +414,7 @@ void cn_node_free(cn_node *n) {
     cn_free(nm);
   }
   spawn_free_entries(n);
+  conn_tls_free(n);
   while (n->subs) {
     cn_node_sub *s = n->subs;
     n->subs = s->next;

@@ -15,6 +15,7 @@
 #include "control.h"
 #include "dist.h"
 #include "epmd.h"
+#include "tls.h"
 
 typedef struct cn_conn cn_conn;
 
@@ -154,6 +155,7 @@ struct cn_node {
   cn_log_fn log;
   void *log_ctx;
   cn_log_level log_level;
+  dist_tls_ctx *tls_srv, *tls_cli; /* both NULL: plain TCP */
 
   uint32_t creation;
   uint16_t port;
@@ -275,6 +277,9 @@ void conn_on_accept(uv_stream_t *server, int status);
 int conn_connect(cn_node *n, const cn_atom *peer);
 int conn_disconnect(cn_node *n, const cn_atom *peer);
 void conn_close_all(cn_node *n);
+/* Builds the node's TLS contexts from opts (logs the reason on error: CN_EINVAL); conn_tls_free releases them. */
+int conn_tls_init(cn_node *n, const cn_tls_opts *opts);
+void conn_tls_free(cn_node *n);
 /* Peer flags of the named connection when it is up, else 0. */
 uint64_t conn_peer_flags(cn_node *n, const cn_atom *peer);
 

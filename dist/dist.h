@@ -81,6 +81,7 @@ typedef struct dist_hs_cfg {
   int peer_version;        /* initiator: 6 sends 'N', 5 sends the old 'n' (then 'c' after an 'N' challenge) */
   uint64_t required_flags; /* the peer must have all of these (after MANDATORY_25_DIGEST expansion) */
   const char *peer_name;   /* initiator: the node we expect, or NULL; borrowed during init only */
+  bool len4;               /* 4-byte message lengths, as inet_tls_dist's {packet, 4} (TCP: 2 bytes) */
 } dist_hs_cfg;
 
 typedef struct dist_hs {
@@ -94,6 +95,7 @@ typedef struct dist_hs {
   /* private */
   int state, err;
   dist_hs_role role;
+  uint8_t hdr;                         /* bytes of a message length: 2, or 4 over TLS */
   bool got_nok;                        /* initiator: the peer answered nok */
   bool old_name;                       /* initiator: we sent 'n'; acceptor: the peer sent 'n' */
   uint64_t my_flags, required;
@@ -102,7 +104,7 @@ typedef struct dist_hs {
   char expect[DIST_NAME_MAX + 1];      /* initiator: expected peer name, "" for any */
   char *cookie;                        /* our copy; wiped and freed by dist_hs_free */
   size_t inlen;                        /* bytes of the message being received, length prefix included */
-  uint8_t in[2 + DIST_HS_MAX_MSG];
+  uint8_t in[4 + DIST_HS_MAX_MSG];
 } dist_hs;
 
 /* Starts a handshake; an initiator queues send_name in hs->out. Copies what it needs from cfg. Returns 0,

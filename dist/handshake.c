@@ -68,20 +68,25 @@ static int take_name(dist_hs *hs, const uint8_t *p, size_t n) {
   return 0;
 }
 
+/* Queues a message length: 2 bytes (TCP's {packet, 2}) or 4 (inet_tls_dist's {packet, 4}). */
+static int put_len(dist_hs *hs, size_t n) {
+  return hs->hdr == 4 ? cn_buf_put32(&hs->out, (uint32_t)n) : cn_buf_put16(&hs->out, (uint16_t)n);
+}
+
 /* Checks the peer's flags against the required set; an acceptor says not_allowed first, as OTP does. */
 static int check_flags(dist_hs *hs, uint64_t required) {
   if ((hs->peer_flags & required) == required) return 0;
   if (hs->role == DIST_HS_ACCEPTOR) {
     static const char st[] = "snot_allowed";
-    if (cn_buf_put16(&hs->out, sizeof st - 1) || cn_buf_append(&hs->out, st, sizeof st - 1))
+    if (put_len(hs, sizeof st - 1) || cn_buf_append(&hs->out, st, sizeof st - 1))
       return fail(hs, CN_ENOMEM, "out of memory");
   }
   return fail(hs, CN_EFLAGS, "peer lacks required distribution flags");
 }
 
-/* Queues one handshake message: 2-byte length, tag, then the body. */
+/* Queues one handshake message: length, tag, then the body. */
 static int put_msg(dist_hs *hs, uint8_t tag, const void *body, size_t n) {
-  if (cn_buf_put16(&hs->out, (uint16_t)(n + 1)) || cn_buf_put8(&hs->out, tag) ||
+  if (put_len(hs, n + 1) || cn_buf_put8(&hs->out, tag) ||
       cn_buf_append(&hs->out, body, n))
     return CN_ENOMEM;
   return 0;
@@ -98,7 +103,7 @@ static int put_challenge(dist_hs *hs) {
   cn_set32(b + 8, hs->my_challenge);
   cn_set32(b + 12, hs->my_creation);
   b[16] = (uint8_t)(nl >> 8), b[17] = (uint8_t)nl;
-  if (cn_buf_put16(&hs->out, (uint16_t)(1 + sizeof b + nl)) || cn_buf_put8(&hs->out, 'N') ||
+  if (put_len(hs, 1 + sizeof b + nl) || cn_buf_put8(&hs->out, 'N') ||
       cn_buf_append(&hs->out, b, sizeof b) || cn_buf_append(&hs->out, hs->my_name, nl))
     return CN_ENOMEM;
   return 0;
@@ -118,6 +123,7 @@ int dist_hs_init(dist_hs *hs, const dist_hs_cfg *cfg) {
   hs->cookie = cn_strndup(cfg->cookie, strlen(cfg->cookie));
   if (!hs->cookie) return CN_ENOMEM;
   hs->role = cfg->role;
+  hs->hdr = cfg->len4 ? 4 : 2;
   hs->my_flags = cfg->flags;
   hs->required = cfg->required_flags;
   hs->my_creation = cfg->creation;
@@ -136,7 +142,7 @@ int dist_hs_init(dist_hs *hs, const dist_hs_cfg *cfg) {
     cn_set32(b + 4, (uint32_t)cfg->flags);
     cn_set32(b + 8, cfg->creation);
     b[12] = (uint8_t)(nl >> 8), b[13] = (uint8_t)nl;
-    rc = cn_buf_put16(&hs->out, (uint16_t)(1 + sizeof b + nl)) || cn_buf_put8(&hs->out, 'N') ||
+    rc = put_len(hs, 1 + sizeof b + nl) || cn_buf_put8(&hs->out, 'N') ||
          cn_buf_append(&hs->out, b, sizeof b) || cn_buf_append(&hs->out, cfg->name, nl);
   } else {
     /* Old name: version 5 and only the low 32 flags; HANDSHAKE_23 in them tells an OTP 23+ peer to answer
@@ -145,7 +151,7 @@ int dist_hs_init(dist_hs *hs, const dist_hs_cfg *cfg) {
     b[0] = 0, b[1] = 5;
     cn_set32(b + 2, (uint32_t)cfg->flags);
     hs->old_name = true;
-    rc = cn_buf_put16(&hs->out, (uint16_t)(1 + sizeof b + nl)) || cn_buf_put8(&hs->out, 'n') ||
+    rc = put_len(hs, 1 + sizeof b + nl) || cn_buf_put8(&hs->out, 'n') ||
          cn_buf_append(&hs->out, b, sizeof b) || cn_buf_append(&hs->out, cfg->name, nl);
   }
   if (rc) {
@@ -326,23 +332,24 @@ int dist_hs_feed(dist_hs *hs, const uint8_t *buf, size_t len, size_t *consumed) 
   if (hs->state == ST_DONE) return CN_ESTATE;
   if (hs->state == ST_A_DECIDE || hs->state == ST_I_ALIVE) return DIST_HS_MORE; /* caller's turn */
   for (;;) {
-    /* Collect the 2-byte length, then the message; a partial message stays in hs->in. */
-    if (hs->inlen < 2) {
-      size_t take = 2 - hs->inlen < len - off ? 2 - hs->inlen : len - off;
+    /* Collect the length (2 or 4 bytes), then the message; a partial message stays in hs->in. */
+    size_t hdr = hs->hdr;
+    if (hs->inlen < hdr) {
+      size_t take = hdr - hs->inlen < len - off ? hdr - hs->inlen : len - off;
       memcpy(hs->in + hs->inlen, buf + off, take);
       hs->inlen += take, off += take;
-      if (hs->inlen < 2) break;
-      size_t mlen = cn_get16(hs->in);
+      if (hs->inlen < hdr) break;
+      size_t mlen = hdr == 4 ? cn_get32(hs->in) : cn_get16(hs->in);
       if (mlen == 0) return *consumed = off, fail(hs, CN_EPROTO, "empty handshake message");
       if (mlen > DIST_HS_MAX_MSG) return *consumed = off, fail(hs, CN_ELIMIT, "handshake message over 2048 bytes");
     }
-    size_t want = 2 + (size_t)cn_get16(hs->in);
+    size_t want = hdr + (size_t)(hdr == 4 ? cn_get32(hs->in) : cn_get16(hs->in));
     size_t take = want - hs->inlen < len - off ? want - hs->inlen : len - off;
     memcpy(hs->in + hs->inlen, buf + off, take);
     hs->inlen += take, off += take;
     if (hs->inlen < want) break;
     hs->inlen = 0;
-    int rc = on_msg(hs, hs->in + 2, want - 2);
+    int rc = on_msg(hs, hs->in + hdr, want - hdr);
     /* Stop at any event: the caller must answer NAME/ALIVE first, and bytes after DONE are frames. */
     if (rc != DIST_HS_MORE) return *consumed = off, rc;
     if (off == len) break;

@@ -31,9 +31,14 @@ typedef struct app {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: cnode [--name N | --sname N] [--cookie C | --cookie-file F] [--epmd-port P]\n"
-          "             [--listen PORT] [--ticktime SECONDS] [--hidden] [--verbose]\n"
+          "             [--listen PORT] [--ticktime SECONDS] [--hidden] [--connect-all false] [--verbose]\n"
+          "             [--proto-dist inet_tcp|inet_tls] [--ssl-dist-optfile F]\n"
+          "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
           "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl.\n"
-          "  The cookie defaults to ~/.erlang.cookie, created as erl creates it when missing.\n");
+          "  The cookie defaults to ~/.erlang.cookie, created as erl creates it when missing.\n"
+          "  --proto-dist inet_tls: distribution over TLS, as erl -proto_dist inet_tls; options from the same\n"
+          "  ssl_dist_optfile erl reads and/or the --tls-* flags (they override the file, for both sides;\n"
+          "  --tls-verify verify_peer also makes accepted peers show a certificate).\n");
 }
 
 static void log_line(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
@@ -110,6 +115,60 @@ static epmd_srv *start_epmd(uv_loop_t *loop, uint16_t port, bool verbose) {
   return s;
 }
 
+/* Builds the TLS options from --ssl-dist-optfile (OTP's file, read as erl reads it) and the --tls-* flags, which
+ * override it on both sides. Returns 0, or prints why and returns -1. */
+static int tls_options(const char *proto, const char *optfile, const char *cert, const char *key, const char *ca,
+                       const char *verify, cn_tls_opts *t) {
+  bool any = optfile || cert || key || ca || verify;
+  if (strcmp(proto, "inet_tls") && strcmp(proto, "inet_tcp")) {
+    fprintf(stderr, "cnode: --proto-dist %s: only inet_tcp and inet_tls are supported\n", proto);
+    return -1;
+  }
+  if (!strcmp(proto, "inet_tcp")) {
+    if (!any) return 0;
+    fprintf(stderr, "cnode: TLS options given without --proto-dist inet_tls (as erl needs -proto_dist inet_tls)\n");
+    return -1;
+  }
+  char err[512], warn[512];
+  if (optfile) {
+    int rc = cn_tls_opts_load(optfile, t, err, sizeof err, warn, sizeof warn);
+    if (rc) {
+      fprintf(stderr, "cnode: --ssl-dist-optfile %s: %s\n", optfile, err[0] ? err : cn_strerror(rc));
+      return -1;
+    }
+    if (warn[0]) printf("cnode: %s: options not used by cnode: %s\n", optfile, warn);
+  }
+  cn_tls_verify v = CN_TLS_VERIFY_UNSET;
+  if (verify) {
+    if (!strcmp(verify, "verify_peer")) {
+      v = CN_TLS_VERIFY_PEER;
+    } else if (!strcmp(verify, "verify_none")) {
+      v = CN_TLS_VERIFY_NONE;
+    } else {
+      fprintf(stderr, "cnode: --tls-verify %s: expected verify_peer or verify_none\n", verify);
+      cn_tls_opts_clear(t);
+      return -1;
+    }
+  }
+  cn_tls_side *sides[2] = {&t->server, &t->client};
+  for (int i = 0; i < 2; i++) {
+    cn_tls_side *s = sides[i];
+    if ((cert && cn_tls_set(&s->certfile, cert)) || (key && cn_tls_set(&s->keyfile, key)) ||
+        (ca && cn_tls_set(&s->cacertfile, ca))) {
+      cn_tls_opts_clear(t);
+      return -1;
+    }
+    if (verify) s->verify = v;
+  }
+  if (verify) t->server.fail_if_no_peer_cert = v == CN_TLS_VERIFY_PEER;
+  if (!t->server.certfile) {
+    fprintf(stderr, "cnode: --proto-dist inet_tls needs a certificate: --ssl-dist-optfile F or --tls-cert F\n");
+    cn_tls_opts_clear(t);
+    return -1;
+  }
+  return 0;
+}
+
 static void on_signal(uv_signal_t *s, int signum) {
   app *a = s->data;
   printf("cnode: %s received, stopping\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -149,7 +208,13 @@ int main(int argc, char **argv) {
       {"epmd-port", required_argument, 0, 'p'}, {"listen", required_argument, 0, 'l'},
       {"ticktime", required_argument, 0, 't'}, {"hidden", no_argument, 0, 'H'},
       {"verbose", no_argument, 0, 'v'},      {"help", no_argument, 0, 'h'},
+      {"connect-all", required_argument, 0, 'G'},
+      {"proto-dist", required_argument, 0, 'P'}, {"ssl-dist-optfile", required_argument, 0, 'O'},
+      {"tls-cert", required_argument, 0, 'C'}, {"tls-key", required_argument, 0, 'K'},
+      {"tls-ca", required_argument, 0, 'A'},   {"tls-verify", required_argument, 0, 'V'},
       {0, 0, 0, 0}};
+  const char *proto = "inet_tcp", *optfile = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL,
+             *tls_verify = NULL;
   const char *name = "cnode@127.0.0.1", *sname = NULL, *cookie = NULL, *cookie_file = NULL;
   cn_node_opts o;
   memset(&o, 0, sizeof o);
@@ -166,7 +231,14 @@ int main(int argc, char **argv) {
     case 'l': o.listen_port = (uint16_t)atoi(optarg); break;
     case 't': o.net_ticktime_s = (uint32_t)atoi(optarg); break;
     case 'H': o.hidden = true; break;
+    case 'G': o.no_connect_all = strcmp(optarg, "false") == 0; break; /* as erl -connect_all false */
     case 'v': o.log_level = CN_LOG_DEBUG; break;
+    case 'P': proto = optarg; break;
+    case 'O': optfile = optarg; break;
+    case 'C': tls_cert = optarg; break;
+    case 'K': tls_key = optarg; break;
+    case 'A': tls_ca = optarg; break;
+    case 'V': tls_verify = optarg; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
@@ -200,6 +272,10 @@ int main(int argc, char **argv) {
   }
   o.name = name;
   o.cookie = a.cookie;
+  cn_tls_opts tls;
+  memset(&tls, 0, sizeof tls);
+  if (tls_options(proto, optfile, tls_cert, tls_key, tls_ca, tls_verify, &tls)) return 2;
+  if (!strcmp(proto, "inet_tls")) o.tls = &tls;
   uint16_t eport = o.epmd_port;
   if (!eport) {
     const char *e = getenv("ERL_EPMD_PORT");
@@ -209,6 +285,7 @@ int main(int argc, char **argv) {
   int rc = cn_node_new(&a.node, NULL, &o);
   if (rc) {
     fprintf(stderr, "cnode: cannot create node %s: %s\n", name, cn_strerror(rc));
+    cn_tls_opts_clear(&tls);
     return 1;
   }
   uv_loop_t *loop = cn_node_loop(a.node);
@@ -235,6 +312,7 @@ int main(int argc, char **argv) {
     uv_run(loop, UV_RUN_DEFAULT);
   }
   cn_node_free(a.node);
+  cn_tls_opts_clear(&tls);
   printf("cnode: stopped\n");
   return a.status;
 }

@@ -214,9 +214,125 @@ static int echo_entry(cn_node *n, const cn_term *args, cn_handler_fn *handler, v
 
 /* ---- cnode_ctl ----------------------------------------------------------------------------------------------- */
 
+/* A global request of cnode_ctl in flight: the answer goes to From as {Ref, Answer}. */
+typedef struct ctl_pending {
+  cn_pid from;
+  cn_term *ref;
+  const char *ok;   /* the answer for status 0 */
+  const char *fail; /* the answer for CN_EEXIST / CN_EBUSY */
+} ctl_pending;
+
+static void ctl_answer(cn_proc *self, cn_pid to, const cn_term *ref, cn_term *answer) {
+  cn_node *n = cn_proc_node(self);
+  cn_term *reply = cn_mk_tuple(2, cn_term_copy(ref), answer);
+  if (reply) cn_send(n, self, to, reply);
+  cn_term_free(reply);
+}
+
+static void ctl_global_done(cn_proc *self, int status, void *ctx) {
+  ctl_pending *c = ctx;
+  cn_node *n = cn_proc_node(self);
+  if (status != CN_ECLOSED)
+    ctl_answer(self, c->from, c->ref,
+               !status                                         ? cn_mk_atomc(n, c->ok)
+               : (status == CN_EEXIST || status == CN_EBUSY)   ? cn_mk_atomc(n, c->fail)
+                                                               : cn_mk_tuple(2, cn_mk_atomc(n, "error"),
+                                                                             cn_mk_atomc(n, cn_err_name(status))));
+  cn_term_free(c->ref);
+  cn_free(c);
+}
+
+/* While a global_trans lock is held: tells From {Ref, in_trans}. */
+static void ctl_in_trans(cn_proc *self, void *ctx) {
+  ctl_pending *c = ctx;
+  ctl_answer(self, c->from, c->ref, cn_mk_atomc(cn_proc_node(self), "in_trans"));
+}
+
+/* Nodes as a list of atoms, or `default` (NULL: [node() | nodes()]); *bad on another shape. */
+static const cn_atom **ctl_nodes(const cn_term *t, size_t *count, bool *bad) {
+  *count = 0;
+  *bad = false;
+  if (cn_is_atom(t, "default")) return NULL;
+  if (t && t->type == CN_NIL) return cn_malloc(sizeof(const cn_atom *));
+  if (!t || t->type != CN_LIST) {
+    *bad = true;
+    return NULL;
+  }
+  const cn_atom **v = cn_malloc(t->v.list.len * sizeof *v);
+  for (uint32_t i = 0; v && i < t->v.list.len; i++) {
+    if (t->v.list.e[i].type != CN_ATOM) {
+      cn_free(v);
+      *bad = true;
+      return NULL;
+    }
+    v[(*count)++] = t->v.list.e[i].v.atom;
+  }
+  return v;
+}
+
+/* The global_* commands of cnode_ctl; returns the immediate answer, or NULL when it comes later. */
+static cn_term *ctl_global(cn_proc *self, cn_pid from, const cn_term *ref, const char *op, const cn_term *cmd) {
+  cn_node *n = cn_proc_node(self);
+  uint32_t ar = cmd->type == CN_TUPLE ? cmd->v.tuple.arity : 0;
+  const cn_term *a = ar > 1 ? &cmd->v.tuple.e[1] : NULL, *b = ar > 2 ? &cmd->v.tuple.e[2] : NULL;
+  const cn_term *c = ar > 3 ? &cmd->v.tuple.e[3] : NULL;
+  if (!strcmp(op, "global_whereis") && a) {
+    cn_pid pid;
+    int rc = cn_global_whereis_name(n, a, &pid);
+    return rc == CN_ENOTFOUND ? cn_mk_atomc(n, "undefined")
+           : rc               ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_name(rc)))
+                              : cn_mk_pid(pid);
+  }
+  if (!strcmp(op, "global_send") && a && b) {
+    int rc = cn_global_send(n, self, a, b);
+    return rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_name(rc))) : cn_mk_atomc(n, "ok");
+  }
+  ctl_pending *p = cn_calloc(1, sizeof *p);
+  if (!p || !(p->ref = cn_term_copy(ref))) {
+    cn_free(p);
+    return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "CN_ENOMEM"));
+  }
+  p->from = from;
+  int rc = CN_EINVAL;
+  size_t k = 0;
+  bool bad = false;
+  const cn_atom **nodes = NULL;
+  if (!strcmp(op, "global_register") && a && b && b->type == CN_PID) {
+    p->ok = "yes", p->fail = "no";
+    rc = cn_global_register_name(self, a, b->v.pid, ctl_global_done, p);
+  } else if (!strcmp(op, "global_unregister") && a) {
+    p->ok = "ok", p->fail = "ok";
+    rc = cn_global_unregister_name(self, a, ctl_global_done, p);
+  } else if (!strcmp(op, "global_sync")) {
+    p->ok = "ok", p->fail = "error";
+    rc = cn_global_sync(self, ctl_global_done, p);
+  } else if (!strcmp(op, "global_set_lock") && a && b && c && c->type == CN_INT) {
+    /* {global_set_lock, Id, Nodes | default, Retries | -1}: the lock is held by cnode_ctl. */
+    p->ok = "true", p->fail = "false";
+    nodes = ctl_nodes(b, &k, &bad);
+    rc = bad ? CN_EINVAL : cn_global_set_lock(self, a, nodes, k, (int)c->v.i, ctl_global_done, p);
+  } else if (!strcmp(op, "global_del_lock") && a && b) {
+    p->ok = "true", p->fail = "true";
+    nodes = ctl_nodes(b, &k, &bad);
+    rc = bad ? CN_EINVAL : cn_global_del_lock(self, a, nodes, k, ctl_global_done, p);
+  } else if (!strcmp(op, "global_trans") && a && b && c && c->type == CN_INT) {
+    /* {global_trans, Id, Nodes | default, Retries}: {Ref, in_trans} while locked, then {Ref, done} | aborted. */
+    p->ok = "done", p->fail = "aborted";
+    nodes = ctl_nodes(b, &k, &bad);
+    rc = bad ? CN_EINVAL : cn_global_trans(self, a, nodes, k, (int)c->v.i, ctl_in_trans, ctl_global_done, p);
+  }
+  cn_free(nodes);
+  if (!rc) return NULL;
+  cn_term_free(p->ref);
+  cn_free(p);
+  return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, rc == CN_EINVAL ? "badarg" : cn_err_name(rc)));
+}
+
 /* {From, Ref, {send, Dest, Msg}} -> the node sends Msg to Dest, then From ! {Ref, ok};
  * {From, Ref, nodes} -> From ! {Ref, [Node]}; {From, Ref, {start_kv, Name}} -> {Ref, {ok, Pid}};
- * {From, Ref, stats} -> {Ref, #{Counter => N}} (the node's limit counters). */
+ * {From, Ref, stats} -> {Ref, #{Counter => N}} (the node's limit counters);
+ * global names and locks (global_whereis, global_send, global_register, global_unregister, global_sync,
+ * global_set_lock, global_del_lock, global_trans: see ctl_global). */
 static void ctl(cn_proc *self, const cn_term *msg, void *state) {
   (void)state;
   cn_node *n = cn_proc_node(self);
@@ -250,6 +366,12 @@ static void ctl(cn_proc *self, const cn_term *msg, void *state) {
       kv[2 * i + 1] = cn_mk_int((int64_t)f[i].v);
     }
     answer = cn_mk_map(NF, kv);
+  } else if ((cmd->type == CN_TUPLE && cmd->v.tuple.arity && atom_text(&cmd->v.tuple.e[0]) &&
+              !strncmp(atom_text(&cmd->v.tuple.e[0]), "global_", 7)) ||
+             (atom_text(cmd) && !strncmp(atom_text(cmd), "global_", 7))) {
+    const char *op = cmd->type == CN_TUPLE ? atom_text(&cmd->v.tuple.e[0]) : atom_text(cmd);
+    answer = ctl_global(self, from->v.pid, ref, op, cmd);
+    if (!answer) return; /* answered later */
   } else if (cn_is_atom(cmd, "nodes")) {
     const cn_atom *names[256];
     size_t k = cn_node_connected(n, names, 256);

@@ -1,0 +1,483 @@
+/* tls.c: the TLS transport as inet_tls_dist speaks it, on OpenSSL 3 through memory BIOs: contexts built from
+ * ssl_dist_optfile options, sessions fed ciphertext and plaintext, and a plain-words reason for each refusal. */
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tls.h"
+
+#define WRITE_CHUNK ((size_t)256 << 10) /* plaintext per SSL_write, so the memory BIO stays small */
+
+struct dist_tls_ctx {
+  SSL_CTX *ssl;
+  bool server;
+  bool verify;
+  bool sni_disable;
+  char *sni;
+  char *password;
+  unsigned versions;
+};
+
+struct dist_tls {
+  dist_tls_ctx *ctx;
+  SSL *ssl;
+  BIO *rb, *wb; /* owned by ssl */
+  bool up, got_bytes;
+  int err;      /* sticky failure */
+  int verr;     /* first certificate verification error we found, X509_V_ERR_* */
+  char vsubject[160]; /* the peer's own certificate */
+  char vfailed[160];  /* the certificate the error is about, when another one of the chain */
+  char vdate[48];
+  char host[256]; /* the name checked in the server's certificate, "" for none */
+  char reason[512];
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, const char *a, const char *b) {
+  if (!err || !errlen) return;
+  snprintf(err, errlen, fmt, a, b ? b : "");
+}
+
+/* The text of the innermost OpenSSL error (cleared afterwards), for configuration errors. */
+static const char *ossl_text(char *buf, size_t len) {
+  unsigned long e = ERR_peek_last_error();
+  if (!e) snprintf(buf, len, "unknown error");
+  else ERR_error_string_n(e, buf, len);
+  ERR_clear_error();
+  return buf;
+}
+
+static bool is_ip(const char *s) {
+  unsigned char b[16];
+  return inet_pton(AF_INET, s, b) == 1 || inet_pton(AF_INET6, s, b) == 1;
+}
+
+static int verify_cb(int ok, X509_STORE_CTX *x) {
+  if (ok) return ok;
+  SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+  dist_tls *t = ssl ? SSL_get_app_data(ssl) : NULL;
+  if (t && !t->verr) {
+    t->verr = X509_STORE_CTX_get_error(x);
+    X509 *c = X509_STORE_CTX_get_current_cert(x);
+    X509 *leaf = X509_STORE_CTX_get0_cert(x);
+    if (leaf) X509_NAME_oneline(X509_get_subject_name(leaf), t->vsubject, sizeof t->vsubject);
+    if (c && c != leaf) X509_NAME_oneline(X509_get_subject_name(c), t->vfailed, sizeof t->vfailed);
+    if (c) {
+      BIO *m = BIO_new(BIO_s_mem());
+      if (m) {
+        const ASN1_TIME *at = t->verr == X509_V_ERR_CERT_NOT_YET_VALID ? X509_get0_notBefore(c) : X509_get0_notAfter(c);
+        if (ASN1_TIME_print(m, at) > 0) {
+          int n = BIO_read(m, t->vdate, sizeof t->vdate - 1);
+          t->vdate[n > 0 ? n : 0] = 0;
+        }
+        BIO_free(m);
+      }
+    }
+  }
+  return ok;
+}
+
+static int pass_cb(char *buf, int size, int rw, void *u) {
+  (void)rw;
+  const char *p = u;
+  if (!p) return 0;
+  int n = (int)strlen(p);
+  if (n > size) n = size;
+  memcpy(buf, p, (size_t)n);
+  return n;
+}
+
+/* Routes OpenSSL cipher names: TLS_* are TLS 1.3 suites, the rest TLS 1.2 cipher-list entries. */
+static int set_ciphers(SSL_CTX *ctx, const char *list, char *err, size_t errlen) {
+  size_t n = strlen(list);
+  char *v12 = cn_calloc(1, n + 1), *v13 = cn_calloc(1, n + 1), *tmp = cn_strndup(list, n);
+  int rc = CN_ENOMEM;
+  if (!v12 || !v13 || !tmp) goto out;
+  char *save = NULL;
+  for (char *tok = strtok_r(tmp, ":", &save); tok; tok = strtok_r(NULL, ":", &save)) {
+    char *dst = !strncmp(tok, "TLS_", 4) ? v13 : v12;
+    if (*dst) strcat(dst, ":");
+    strcat(dst, tok);
+  }
+  char eb[256];
+  rc = CN_EINVAL;
+  if (*v12 && SSL_CTX_set_cipher_list(ctx, v12) != 1) {
+    set_err(err, errlen, "ciphers: none of \"%s\" is known to OpenSSL (%s)", v12, ossl_text(eb, sizeof eb));
+    goto out;
+  }
+  if (*v13 && SSL_CTX_set_ciphersuites(ctx, v13) != 1) {
+    set_err(err, errlen, "ciphers: bad TLS 1.3 suites \"%s\" (%s)", v13, ossl_text(eb, sizeof eb));
+    goto out;
+  }
+  rc = 0;
+out:
+  cn_free(v12);
+  cn_free(v13);
+  cn_free(tmp);
+  return rc;
+}
+
+void dist_tls_ctx_free(dist_tls_ctx *c) {
+  if (!c) return;
+  SSL_CTX_free(c->ssl);
+  cn_free(c->sni);
+  if (c->password) {
+    volatile char *p = c->password;
+    while (*p) *p++ = 0;
+    cn_free(c->password);
+  }
+  cn_free(c);
+}
+
+bool dist_tls_ctx_verifies(const dist_tls_ctx *c) { return c->verify; }
+
+int dist_tls_ctx_new(dist_tls_ctx **out, const cn_tls_side *o, bool server, char *err, size_t errlen) {
+  *out = NULL;
+  const char *side = server ? "server" : "client";
+  char eb[256];
+  if (o->verify == CN_TLS_VERIFY_PEER && !o->cacertfile) {
+    set_err(err, errlen, "%s: verify_peer needs a cacertfile%s", side, NULL);
+    return CN_EINVAL;
+  }
+  if (server && !o->certfile) {
+    set_err(err, errlen, "%s: a certfile is required to accept TLS connections%s", side, NULL);
+    return CN_EINVAL;
+  }
+  if (o->keyfile && !o->certfile) {
+    set_err(err, errlen, "%s: keyfile given without a certfile%s", side, NULL);
+    return CN_EINVAL;
+  }
+  dist_tls_ctx *c = cn_calloc(1, sizeof *c);
+  if (!c) return CN_ENOMEM;
+  c->server = server;
+  c->verify = o->verify == CN_TLS_VERIFY_PEER || (o->verify == CN_TLS_VERIFY_UNSET && o->cacertfile);
+  if (server && o->fail_if_no_peer_cert && !c->verify) {
+    /* OTP refuses this combination too ({options, incompatible, ...}). */
+    set_err(err, errlen, "%s: fail_if_no_peer_cert needs verify_peer%s", side, NULL);
+    dist_tls_ctx_free(c);
+    return CN_EINVAL;
+  }
+  c->sni_disable = o->sni_disable;
+  c->versions = o->versions ? o->versions : CN_TLS_V12;
+  if ((o->sni && !(c->sni = cn_strndup(o->sni, strlen(o->sni)))) ||
+      (o->password && !(c->password = cn_strndup(o->password, strlen(o->password)))) ||
+      !(c->ssl = SSL_CTX_new(TLS_method()))) {
+    dist_tls_ctx_free(c);
+    return CN_ENOMEM;
+  }
+  SSL_CTX *x = c->ssl;
+  int rc = CN_EINVAL;
+  SSL_CTX_set_min_proto_version(x, c->versions & CN_TLS_V12 ? TLS1_2_VERSION : TLS1_3_VERSION);
+  SSL_CTX_set_max_proto_version(x, c->versions & CN_TLS_V13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+  SSL_CTX_set_options(x, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  if (server) {
+    /* Distribution connections are long-lived: no session tickets or cache (OTP's default is the same). */
+    SSL_CTX_set_num_tickets(x, 0);
+    SSL_CTX_set_session_cache_mode(x, SSL_SESS_CACHE_OFF);
+  }
+  if (c->password) {
+    SSL_CTX_set_default_passwd_cb(x, pass_cb);
+    SSL_CTX_set_default_passwd_cb_userdata(x, c->password);
+  }
+  if (o->certfile) {
+    if (SSL_CTX_use_certificate_chain_file(x, o->certfile) != 1) {
+      set_err(err, errlen, "cannot use certfile %s: %s", o->certfile, ossl_text(eb, sizeof eb));
+      goto fail;
+    }
+    const char *key = o->keyfile ? o->keyfile : o->certfile;
+    if (SSL_CTX_use_PrivateKey_file(x, key, SSL_FILETYPE_PEM) != 1) {
+      set_err(err, errlen, "cannot use keyfile %s: %s", key, ossl_text(eb, sizeof eb));
+      goto fail;
+    }
+    if (SSL_CTX_check_private_key(x) != 1) {
+      set_err(err, errlen, "keyfile %s does not match certfile %s", key, o->certfile);
+      ERR_clear_error();
+      goto fail;
+    }
+  }
+  if (o->cacertfile && SSL_CTX_load_verify_locations(x, o->cacertfile, NULL) != 1) {
+    set_err(err, errlen, "cannot use cacertfile %s: %s", o->cacertfile, ossl_text(eb, sizeof eb));
+    goto fail;
+  }
+  int mode = SSL_VERIFY_NONE;
+  if (c->verify) mode = SSL_VERIFY_PEER | (server && o->fail_if_no_peer_cert ? SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
+  SSL_CTX_set_verify(x, mode, verify_cb);
+  SSL_CTX_set_verify_depth(x, o->has_depth ? o->depth : 10); /* OTP's default depth */
+  if (o->ciphers && *o->ciphers && (rc = set_ciphers(x, o->ciphers, err, errlen))) goto fail;
+  *out = c;
+  return 0;
+fail:
+  dist_tls_ctx_free(c);
+  return rc ? rc : CN_EINVAL;
+}
+
+/* ---- Sessions ------------------------------------------------------------------------------------------ */
+
+int dist_tls_new(dist_tls **out, dist_tls_ctx *ctx, const char *peer_host) {
+  *out = NULL;
+  dist_tls *t = cn_calloc(1, sizeof *t);
+  if (!t) return CN_ENOMEM;
+  t->ctx = ctx;
+  t->ssl = SSL_new(ctx->ssl);
+  t->rb = BIO_new(BIO_s_mem());
+  t->wb = BIO_new(BIO_s_mem());
+  if (!t->ssl || !t->rb || !t->wb) {
+    BIO_free(t->rb);
+    BIO_free(t->wb);
+    SSL_free(t->ssl);
+    cn_free(t);
+    ERR_clear_error();
+    return CN_ENOMEM;
+  }
+  BIO_set_mem_eof_return(t->rb, -1); /* empty means "more later", not end of stream */
+  SSL_set_bio(t->ssl, t->rb, t->wb);
+  SSL_set_app_data(t->ssl, t);
+  if (ctx->server) {
+    SSL_set_accept_state(t->ssl);
+  } else {
+    SSL_set_connect_state(t->ssl);
+    /* inet_tls_dist connects with {server_name_indication, Host} (the peer node's host part) before the
+     * optfile's options, so the optfile may replace or disable it; under verify_peer OTP's ssl then checks
+     * that name in the server's certificate (DNS names compared exactly, no wildcards). */
+    const char *name = ctx->sni_disable ? NULL : ctx->sni ? ctx->sni : peer_host;
+    if (name && *name && strlen(name) < sizeof t->host) {
+      bool ip = is_ip(name);
+      if (!ip) SSL_set_tlsext_host_name(t->ssl, name); /* RFC 6066: no IP literals in SNI */
+      if (ctx->verify) {
+        X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
+        X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_WILDCARDS |
+                                                (ip ? X509_CHECK_FLAG_NEVER_CHECK_SUBJECT : 0));
+        X509_VERIFY_PARAM_set1_host(vp, name, 0);
+        snprintf(t->host, sizeof t->host, "%s", name);
+      }
+    }
+  }
+  ERR_clear_error();
+  *out = t;
+  return 0;
+}
+
+void dist_tls_free(dist_tls *t) {
+  if (!t) return;
+  SSL_free(t->ssl); /* frees both BIOs */
+  cn_free(t);
+}
+
+bool dist_tls_is_up(const dist_tls *t) { return t->up; }
+
+const char *dist_tls_reason(const dist_tls *t) { return t->reason[0] ? t->reason : "no error"; }
+
+/* Moves what OpenSSL wrote into the memory BIO to out. */
+static int drain(dist_tls *t, cn_buf *out) {
+  size_t pend;
+  while ((pend = BIO_ctrl_pending(t->wb)) > 0) {
+    if (cn_buf_reserve(out, pend)) return CN_ENOMEM;
+    int n = BIO_read(t->wb, out->data + out->len, (int)(pend > INT_MAX ? INT_MAX : pend));
+    if (n <= 0) break;
+    out->len += (size_t)n;
+  }
+  return 0;
+}
+
+static int fail(dist_tls *t, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(dist_tls *t, int rc, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(t->reason, sizeof t->reason, fmt, ap);
+  va_end(ap);
+  t->err = rc;
+  ERR_clear_error();
+  return rc;
+}
+
+static const char *versions_text(unsigned v) {
+  return v == (CN_TLS_V12 | CN_TLS_V13) ? "TLS 1.2 and 1.3" : v & CN_TLS_V13 ? "TLS 1.3 only" : "TLS 1.2 only";
+}
+
+/* Our own verification refused the peer's certificate. */
+static int fail_verify(dist_tls *t) {
+  const char *who = t->ctx->server ? "the client's" : "the server's";
+  char subj[400];
+  snprintf(subj, sizeof subj, "%s%s%s%s", t->vsubject[0] ? t->vsubject : "?", t->vfailed[0] ? " (chain up to " : "",
+           t->vfailed, t->vfailed[0] ? ")" : "");
+  switch (t->verr) {
+  case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+  case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+  case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+  case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+  case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+  case X509_V_ERR_CERT_UNTRUSTED:
+    return fail(t, CN_EAUTH, "unknown CA: %s certificate %s is not signed by a CA in our cacertfile", who, subj);
+  case X509_V_ERR_CERT_HAS_EXPIRED:
+    return fail(t, CN_EAUTH, "expired certificate: %s certificate %s expired on %s", who, subj, t->vdate);
+  case X509_V_ERR_CERT_NOT_YET_VALID:
+    return fail(t, CN_EAUTH, "certificate not yet valid: %s certificate %s is valid from %s", who, subj, t->vdate);
+  case X509_V_ERR_HOSTNAME_MISMATCH:
+  case X509_V_ERR_IP_ADDRESS_MISMATCH:
+    return fail(t, CN_EAUTH, "hostname mismatch: %s certificate %s has no subjectAltName DNS:%s (the peer's host, "
+                "checked as OTP does; set server_name_indication to change or disable the check)", who, subj, t->host);
+  case X509_V_ERR_CERT_CHAIN_TOO_LONG:
+    return fail(t, CN_EAUTH, "certificate chain of %s is longer than the configured depth", subj);
+  default:
+    return fail(t, CN_EAUTH, "certificate refused: %s (%s certificate %s)", X509_verify_cert_error_string(t->verr),
+                who, subj);
+  }
+}
+
+/* The peer refused us with an alert. */
+static int fail_alert(dist_tls *t, int alert) {
+  const char *ours = t->ctx->server ? "the client" : "the server";
+  switch (alert) {
+  case SSL_AD_UNKNOWN_CA:
+    return fail(t, CN_EAUTH, "%s refused our certificate: unknown CA (alert unknown_ca: our certificate is not "
+                "signed by a CA in its cacertfile)", ours);
+  case SSL_AD_CERTIFICATE_EXPIRED:
+    return fail(t, CN_EAUTH, "%s refused our certificate: expired certificate (alert certificate_expired)", ours);
+  case SSL_AD_CERTIFICATE_REQUIRED:
+    return fail(t, CN_EAUTH, "no client certificate: %s requires one (alert certificate_required)", ours);
+  case SSL_AD_BAD_CERTIFICATE:
+  case SSL_AD_UNSUPPORTED_CERTIFICATE:
+  case SSL_AD_CERTIFICATE_REVOKED:
+  case SSL_AD_CERTIFICATE_UNKNOWN:
+  case SSL_AD_ACCESS_DENIED:
+    return fail(t, CN_EAUTH, "%s refused our certificate (alert %s)", ours, SSL_alert_desc_string_long(alert));
+  case SSL_AD_PROTOCOL_VERSION:
+    return fail(t, CN_EPROTO, "protocol version mismatch: %s accepts none of our versions (%s; alert "
+                "protocol_version)", ours, versions_text(t->ctx->versions));
+  case SSL_AD_HANDSHAKE_FAILURE:
+    return fail(t, CN_EPROTO, "%s aborted the handshake (alert handshake_failure: %s)", ours,
+                t->ctx->server ? "no cipher or version in common"
+                               : "it requires a client certificate we did not send, or no cipher in common");
+  default:
+    return fail(t, CN_EPROTO, "TLS alert from %s: %s", ours, SSL_alert_desc_string_long(alert));
+  }
+}
+
+/* Turns a failed SSL_* call into a reason. */
+static int fail_ssl(dist_tls *t, int sslerr) {
+  unsigned long e = 0, x;
+  while ((x = ERR_get_error())) {
+    if (!e) e = x; /* the first queued error is the root cause */
+  }
+  if (sslerr == SSL_ERROR_SYSCALL && !e) return fail(t, CN_EPROTO, "TLS stream ended unexpectedly");
+  if (!e) return fail(t, CN_EPROTO, "TLS error %d", sslerr);
+  int r = ERR_GET_REASON(e);
+  if (t->verr && (r == SSL_R_CERTIFICATE_VERIFY_FAILED || SSL_get_verify_result(t->ssl) != X509_V_OK))
+    return fail_verify(t);
+  if (r >= SSL_AD_REASON_OFFSET && r < SSL_AD_REASON_OFFSET + 256) return fail_alert(t, r - SSL_AD_REASON_OFFSET);
+  switch (r) {
+  case SSL_R_UNSUPPORTED_PROTOCOL:
+  case SSL_R_NO_PROTOCOLS_AVAILABLE:
+  case SSL_R_WRONG_SSL_VERSION:
+  case SSL_R_VERSION_TOO_LOW:
+  case SSL_R_VERSION_TOO_HIGH:
+    return fail(t, CN_EPROTO, "protocol version mismatch: the peer offers no version we accept (%s)",
+                versions_text(t->ctx->versions));
+  case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
+    return fail(t, CN_EAUTH, "no client certificate: the client sent none and fail_if_no_peer_cert is set");
+  case SSL_R_WRONG_VERSION_NUMBER:
+  case SSL_R_HTTP_REQUEST:
+  case SSL_R_PACKET_LENGTH_TOO_LONG:
+  case SSL_R_RECORD_LENGTH_MISMATCH:
+    return fail(t, CN_EPROTO, "not TLS: the peer sent plaintext (a node without -proto_dist inet_tls?)");
+  case SSL_R_NO_SHARED_CIPHER:
+    return fail(t, CN_EPROTO, "no cipher in common with the peer");
+  default: {
+    char eb[256];
+    ERR_error_string_n(e, eb, sizeof eb);
+    return fail(t, CN_EPROTO, "TLS error: %s", eb);
+  }
+  }
+}
+
+int dist_tls_start(dist_tls *t, cn_buf *out) {
+  if (t->err) return t->err;
+  if (t->up) return 0;
+  int r = SSL_do_handshake(t->ssl);
+  if (drain(t, out)) return fail(t, CN_ENOMEM, "out of memory");
+  if (r == 1) {
+    t->up = true;
+    return 0;
+  }
+  int e = SSL_get_error(t->ssl, r);
+  return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : fail_ssl(t, e);
+}
+
+int dist_tls_feed(dist_tls *t, const uint8_t *in, size_t len, cn_buf *plain, cn_buf *out) {
+  if (t->err) return t->err;
+  if (!t->got_bytes && len) {
+    t->got_bytes = true;
+    /* Every TLS stream starts with a handshake record (22), or an alert (21) from a refusing server. A plain
+     * distribution peer starts with a 2-byte length and 'N'/'n' (or a status 's' to our ClientHello). */
+    if (in[0] != 22 && !(in[0] == 21 && !t->ctx->server)) {
+      char hex[3 * 6 + 1] = "";
+      for (size_t i = 0; i < len && i < 6; i++) snprintf(hex + 3 * i, 4, "%02x ", in[i]);
+      return fail(t, CN_EPROTO, "%s: the peer sent %sinstead of a TLS handshake (a node without -proto_dist "
+                  "inet_tls?)", t->ctx->server ? "plaintext peer on a TLS port" : "plaintext answer from the peer",
+                  hex);
+    }
+  }
+  while (len) {
+    int n = BIO_write(t->rb, in, (int)(len > INT_MAX ? INT_MAX : len));
+    if (n <= 0) return fail(t, CN_ENOMEM, "out of memory");
+    in += n;
+    len -= (size_t)n;
+  }
+  if (!t->up) {
+    int r = SSL_do_handshake(t->ssl);
+    if (drain(t, out)) return fail(t, CN_ENOMEM, "out of memory");
+    if (r != 1) {
+      int e = SSL_get_error(t->ssl, r);
+      return e == SSL_ERROR_WANT_READ ? DIST_TLS_HANDSHAKING : fail_ssl(t, e);
+    }
+    t->up = true;
+  }
+  for (;;) {
+    if (cn_buf_reserve(plain, 32768)) return fail(t, CN_ENOMEM, "out of memory");
+    size_t room = plain->cap - plain->len - 1;
+    int n = SSL_read(t->ssl, plain->data + plain->len, (int)(room > INT_MAX ? INT_MAX : room));
+    if (n > 0) {
+      plain->len += (size_t)n;
+      continue;
+    }
+    int e = SSL_get_error(t->ssl, n);
+    if (drain(t, out)) return fail(t, CN_ENOMEM, "out of memory");
+    if (e == SSL_ERROR_WANT_READ) break;
+    if (e == SSL_ERROR_ZERO_RETURN) return DIST_TLS_CLOSED;
+    return fail_ssl(t, e);
+  }
+  return DIST_TLS_UP;
+}
+
+int dist_tls_write(dist_tls *t, const uint8_t *p, size_t len, cn_buf *out) {
+  if (t->err) return t->err;
+  if (!t->up) return CN_ESTATE;
+  while (len) {
+    size_t k = len < WRITE_CHUNK ? len : WRITE_CHUNK;
+    int n = SSL_write(t->ssl, p, (int)k);
+    if (n <= 0) return fail_ssl(t, SSL_get_error(t->ssl, n));
+    p += n;
+    len -= (size_t)n;
+    if (drain(t, out)) return fail(t, CN_ENOMEM, "out of memory");
+  }
+  return 0;
+}
+
+void dist_tls_close(dist_tls *t, cn_buf *out) {
+  if (!t->up || t->err) return;
+  SSL_shutdown(t->ssl);
+  drain(t, out);
+  ERR_clear_error();
+}
+
+void dist_tls_describe(const dist_tls *t, char *buf, size_t len) {
+  char subj[160] = "no certificate";
+  X509 *c = SSL_get0_peer_certificate(t->ssl);
+  if (c) X509_NAME_oneline(X509_get_subject_name(c), subj, sizeof subj);
+  snprintf(buf, len, "%s %s, peer %s%s", SSL_get_version(t->ssl), SSL_get_cipher_name(t->ssl), subj,
+           t->ctx->verify ? c ? " (verified)" : "" : " (not verified: verify_none)");
+}

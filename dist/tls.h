@@ -1,0 +1,60 @@
+/* tls.h: internal header of the TLS transport: an OpenSSL session over a pair of memory BIOs. Ciphertext in
+ * gives plaintext out and plaintext in gives ciphertext out; no sockets, no clock, no blocking calls. The
+ * libuv glue (cnode/conn.c) moves the bytes. */
+#ifndef DIST_TLS_H
+#define DIST_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cn_base.h"
+#include "cn_tls.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dist_tls_ctx dist_tls_ctx; /* certificates, CAs and policy of one side (an SSL_CTX) */
+typedef struct dist_tls dist_tls;         /* one connection */
+
+/* Builds the context of one side from its options, reading the certificate, key and CA files now. server:
+ * the side that accepts. Returns 0, or CN_EINVAL (unreadable file, key not matching the certificate, bad
+ * cipher list, no certificate on a server) / CN_ENOMEM with a one-line reason in err. Free with
+ * dist_tls_ctx_free. */
+int dist_tls_ctx_new(dist_tls_ctx **out, const cn_tls_side *opts, bool server, char *err, size_t errlen);
+void dist_tls_ctx_free(dist_tls_ctx *c);
+/* True when this side checks the peer's certificate (verify_peer, or unset with a CA file). */
+bool dist_tls_ctx_verifies(const dist_tls_ctx *c);
+
+/* A new connection on ctx (which must outlive it). peer_host (client only; borrowed for the call): the host
+ * part of the peer's node name, sent as SNI and checked against the server's certificate under
+ * verify_peer, as inet_tls_dist does; server_name_indication in the options overrides or disables it.
+ * A client queues its ClientHello at the first dist_tls_feed or dist_tls_start. Returns 0 or CN_ENOMEM. */
+int dist_tls_new(dist_tls **out, dist_tls_ctx *ctx, const char *peer_host);
+void dist_tls_free(dist_tls *t);
+
+typedef enum { DIST_TLS_HANDSHAKING = 0, DIST_TLS_UP = 1, DIST_TLS_CLOSED = 2 } dist_tls_state;
+
+/* Client: appends the ClientHello to out. Returns 0 or a CN_E* (reason in dist_tls_reason). */
+int dist_tls_start(dist_tls *t, cn_buf *out);
+/* Feeds ciphertext from the peer (borrowed; all of it is taken). Decrypted bytes are appended to plain, records
+ * to send back (handshake, alerts) to out. Returns a dist_tls_state (UP once the handshake is complete,
+ * CLOSED after the peer's close_notify) or, sticky, CN_EAUTH (a certificate was refused, by us or by the
+ * peer's alert) / CN_EPROTO (anything else: version mismatch, plaintext peer, bad record) / CN_ENOMEM, with
+ * the reason in dist_tls_reason. An alert for the peer may be in out even then: send it before closing. */
+int dist_tls_feed(dist_tls *t, const uint8_t *in, size_t len, cn_buf *plain, cn_buf *out);
+/* Encrypts len bytes of plaintext (borrowed) into out. Only once UP. Returns 0 or a CN_E*. */
+int dist_tls_write(dist_tls *t, const uint8_t *p, size_t len, cn_buf *out);
+/* Appends our close_notify to out (nothing if the handshake never completed). */
+void dist_tls_close(dist_tls *t, cn_buf *out);
+bool dist_tls_is_up(const dist_tls *t);
+/* The reason of the last failure: a static or per-connection text, never NULL. */
+const char *dist_tls_reason(const dist_tls *t);
+/* One line on an established session for the log: version, cipher and the peer certificate's subject. */
+void dist_tls_describe(const dist_tls *t, char *buf, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,682 @@
+/* test_tls.c: the TLS transport (dist/tls.c) in memory, both roles, with certificates made by the `openssl`
+ * command in a temporary folder: TLS 1.2 and 1.3, data both ways, close_notify, and each refusal with its
+ * reason (wrong CA, expired, no client certificate, version mismatch, hostname, plaintext, garbage); the
+ * ssl_dist_optfile parser (dist/optfile.c) on good, bad, truncated and oversized text; then two C nodes over
+ * TLS in threads through a real OTP epmd, and a plain node refused by a TLS node. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cnode.h"
+#include "testutil.h"
+#include "tls.h"
+
+static char dir[256];
+
+/* ---- Certificates -------------------------------------------------------------------------------------- */
+
+static int make_certs(void **st) {
+  (void)st;
+  snprintf(dir, sizeof dir, "%s/cnode-tls-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+  if (!mkdtemp(dir)) return -1;
+  char cmd[4096];
+  snprintf(cmd, sizeof cmd,
+           "set -e; cd '%s'\n"
+           "ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.pem "
+           "-subj /CN=$1 -days 30; }\n"
+           "leaf() { openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.csr "
+           "-subj /CN=$1; printf 'subjectAltName=DNS:127.0.0.1,DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n"
+           "extendedKeyUsage=serverAuth,clientAuth\\n' > $1.ext; openssl x509 -req -in $1.csr -CA $2.pem -CAkey "
+           "$2.key -CAcreateserial -days $3 -extfile $1.ext -out $1.pem; }\n"
+           "ca ca1; ca ca2; leaf node ca1 30; leaf other ca2 30; leaf expired ca1 -1\n",
+           dir);
+  char full[4300];
+  snprintf(full, sizeof full, "sh -c \"$(cat <<'EOS'\n%s\nEOS\n)\" >/dev/null 2>&1", cmd);
+  return system(full) == 0 ? 0 : -1;
+}
+
+static int remove_certs(void **st) {
+  (void)st;
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+static char *path(const char *name) {
+  static char buf[8][400];
+  static int k;
+  char *b = buf[k++ % 8];
+  snprintf(b, 400, "%.255s/%.63s", dir, name);
+  return b;
+}
+
+/* Options of one side: cert NULL for none. */
+static void side(cn_tls_side *s, const char *cert, const char *ca, cn_tls_verify v, bool fail, unsigned versions) {
+  memset(s, 0, sizeof *s);
+  char f[64];
+  if (cert) {
+    snprintf(f, sizeof f, "%s.pem", cert);
+    cn_tls_set(&s->certfile, path(f));
+    snprintf(f, sizeof f, "%s.key", cert);
+    cn_tls_set(&s->keyfile, path(f));
+  }
+  if (ca) cn_tls_set(&s->cacertfile, path(ca));
+  s->verify = v;
+  s->fail_if_no_peer_cert = fail;
+  s->versions = versions;
+}
+
+static void side_free(cn_tls_side *s) {
+  cn_tls_opts o = {.server = *s};
+  cn_tls_opts_clear(&o);
+}
+
+/* ---- In-memory handshakes -------------------------------------------------------------------------------- */
+
+typedef struct pair {
+  dist_tls_ctx *sctx, *cctx;
+  dist_tls *s, *c;
+  cn_buf s_plain, c_plain;
+  int s_rc, c_rc;
+} pair;
+
+static void pair_new(pair *p, cn_tls_side *srv, cn_tls_side *cli, const char *host) {
+  memset(p, 0, sizeof *p);
+  char err[512];
+  assert_int_equal(dist_tls_ctx_new(&p->sctx, srv, true, err, sizeof err), 0);
+  assert_int_equal(dist_tls_ctx_new(&p->cctx, cli, false, err, sizeof err), 0);
+  assert_int_equal(dist_tls_new(&p->s, p->sctx, NULL), 0);
+  assert_int_equal(dist_tls_new(&p->c, p->cctx, host), 0);
+}
+
+static void pair_free(pair *p) {
+  dist_tls_free(p->s);
+  dist_tls_free(p->c);
+  dist_tls_ctx_free(p->sctx);
+  dist_tls_ctx_free(p->cctx);
+  cn_buf_free(&p->s_plain);
+  cn_buf_free(&p->c_plain);
+}
+
+/* Moves bytes between the two ends until nothing moves; ciphertext is fed in 7-byte pieces every other round to
+ * exercise partial records. Returns when both are up or either failed. */
+static void pump(pair *p, cn_buf *c2s, cn_buf *s2c) {
+  for (int round = 0; round < 200; round++) {
+    bool moved = false;
+    if (c2s->len && p->s_rc >= 0) {
+      size_t k = round % 2 ? (c2s->len < 7 ? c2s->len : 7) : c2s->len;
+      cn_buf b = {0};
+      cn_buf_append(&b, c2s->data, k);
+      cn_buf_consume(c2s, k);
+      p->s_rc = dist_tls_feed(p->s, b.data, b.len, &p->s_plain, s2c);
+      cn_buf_free(&b);
+      moved = true;
+    }
+    if (s2c->len && p->c_rc >= 0) {
+      size_t k = round % 2 ? (s2c->len < 7 ? s2c->len : 7) : s2c->len;
+      cn_buf b = {0};
+      cn_buf_append(&b, s2c->data, k);
+      cn_buf_consume(s2c, k);
+      p->c_rc = dist_tls_feed(p->c, b.data, b.len, &p->c_plain, c2s);
+      cn_buf_free(&b);
+      moved = true;
+    }
+    if (!moved) break;
+  }
+}
+
+/* A full handshake with data; returns the pair for more checks (caller frees). */
+static void handshake(pair *p, cn_tls_side *srv, cn_tls_side *cli, const char *host) {
+  pair_new(p, srv, cli, host);
+  cn_buf c2s = {0}, s2c = {0};
+  assert_int_equal(dist_tls_start(p->c, &c2s), 0);
+  assert_true(c2s.len > 0);
+  pump(p, &c2s, &s2c);
+  cn_buf_free(&c2s);
+  cn_buf_free(&s2c);
+}
+
+static void test_roles_and_data(void **st) {
+  (void)st;
+  unsigned versions[] = {0, CN_TLS_V13, CN_TLS_V12 | CN_TLS_V13};
+  const char *want[] = {"TLSv1.2", "TLSv1.3", "TLSv1.3"};
+  for (int v = 0; v < 3; v++) {
+    cn_tls_side srv, cli;
+    side(&srv, "node", "ca1.pem", CN_TLS_VERIFY_PEER, true, versions[v]);
+    side(&cli, "node", "ca1.pem", CN_TLS_VERIFY_UNSET, false, versions[v]); /* unset + CA = verify_peer */
+    pair p;
+    handshake(&p, &srv, &cli, "127.0.0.1");
+    assert_true(dist_tls_is_up(p.s));
+    assert_true(dist_tls_is_up(p.c));
+    char d[300];
+    dist_tls_describe(p.s, d, sizeof d);
+    assert_non_null(strstr(d, want[v]));
+    assert_non_null(strstr(d, "CN=node (verified)"));
+    /* 1 MiB both ways, in one write each. */
+    size_t len = (size_t)1 << 20;
+    uint8_t *big = malloc(len);
+    for (size_t i = 0; i < len; i++) big[i] = (uint8_t)(i * 7);
+    cn_buf c2s = {0}, s2c = {0};
+    assert_int_equal(dist_tls_write(p.c, big, len, &c2s), 0);
+    assert_int_equal(dist_tls_write(p.s, big, len, &s2c), 0);
+    pump(&p, &c2s, &s2c);
+    assert_int_equal(p.s_plain.len, len);
+    assert_int_equal(p.c_plain.len, len);
+    assert_memory_equal(p.s_plain.data, big, len);
+    assert_memory_equal(p.c_plain.data, big, len);
+    free(big);
+    /* close_notify: the other end sees CLOSED. */
+    dist_tls_close(p.c, &c2s);
+    assert_true(c2s.len > 0);
+    assert_int_equal(dist_tls_feed(p.s, c2s.data, c2s.len, &p.s_plain, &s2c), DIST_TLS_CLOSED);
+    cn_buf_free(&c2s);
+    cn_buf_free(&s2c);
+    pair_free(&p);
+    side_free(&srv);
+    side_free(&cli);
+  }
+}
+
+/* A handshake that must fail: the reasons on each side contain these texts (NULL: not checked). */
+static void refused(cn_tls_side *srv, cn_tls_side *cli, const char *host, const char *srv_reason,
+                    const char *cli_reason) {
+  pair p;
+  handshake(&p, srv, cli, host);
+  assert_true(p.s_rc < 0 || p.c_rc < 0);
+  if (srv_reason) {
+    if (!strstr(dist_tls_reason(p.s), srv_reason)) fail_msg("server reason: %s", dist_tls_reason(p.s));
+  }
+  if (cli_reason) {
+    /* Under TLS 1.3 the client finishes first and learns of its refusal from the next record. */
+    if (p.c_rc >= 0) {
+      cn_buf c2s = {0}, s2c = {0};
+      p.c_rc = dist_tls_feed(p.c, NULL, 0, &p.c_plain, &c2s);
+      cn_buf_free(&c2s);
+      cn_buf_free(&s2c);
+    }
+    if (!strstr(dist_tls_reason(p.c), cli_reason)) fail_msg("client reason: %s", dist_tls_reason(p.c));
+  }
+  pair_free(&p);
+  side_free(srv);
+  side_free(cli);
+}
+
+static void test_refusals(void **st) {
+  (void)st;
+  cn_tls_side srv, cli;
+  side(&srv, "node", "ca1.pem", CN_TLS_VERIFY_PEER, true, 0);
+  side(&cli, "other", "ca1.pem", CN_TLS_VERIFY_PEER, false, 0);
+  refused(&srv, &cli, "127.0.0.1", "unknown CA: the client's certificate /CN=other", "refused our certificate: unknown CA");
+  side(&srv, "node", "ca1.pem", CN_TLS_VERIFY_PEER, true, 0);
+  side(&cli, "expired", "ca1.pem", CN_TLS_VERIFY_PEER, false, 0);
+  refused(&srv, &cli, "127.0.0.1", "expired certificate: the client's certificate /CN=expired", "certificate_expired");
+  side(&srv, "node", "ca1.pem", CN_TLS_VERIFY_PEER, true, 0);
+  side(&cli, NULL, "ca1.pem", CN_TLS_VERIFY_PEER, false, 0);
+  refused(&srv, &cli, "127.0.0.1", "no client certificate", "handshake_failure");
+  side(&srv, "node", "ca1.pem", CN_TLS_VERIFY_PEER, true, CN_TLS_V13);
+  side(&cli, NULL, "ca1.pem", CN_TLS_VERIFY_PEER, false, CN_TLS_V13);
+  refused(&srv, &cli, "127.0.0.1", "no client certificate", "no client certificate: the server requires one");
+  side(&srv, "node", "ca1.pem", CN_TLS_VERIFY_PEER, true, CN_TLS_V12);
+  side(&cli, "node", "ca1.pem", CN_TLS_VERIFY_PEER, false, CN_TLS_V13);
+  refused(&srv, &cli, "127.0.0.1", "protocol version mismatch", "protocol version mismatch");
+  /* The client checks the server's name (the peer node's host) under verify_peer, as OTP does. */
+  side(&srv, "node", "ca1.pem", CN_TLS_VERIFY_PEER, true, 0);
+  side(&cli, "node", "ca1.pem", CN_TLS_VERIFY_PEER, false, 0);
+  refused(&srv, &cli, "elsewhere.example", NULL, "hostname mismatch");
+  /* The server's certificate from another CA. */
+  side(&srv, "other", "ca1.pem", CN_TLS_VERIFY_PEER, true, 0);
+  side(&cli, "node", "ca1.pem", CN_TLS_VERIFY_PEER, false, 0);
+  refused(&srv, &cli, "127.0.0.1", NULL, "unknown CA: the server's certificate /CN=other");
+  /* server_name_indication disable: no hostname check; verify_none: nothing checked, and said so. */
+  side(&srv, "node", "ca1.pem", CN_TLS_VERIFY_PEER, true, 0);
+  side(&cli, "node", "ca1.pem", CN_TLS_VERIFY_PEER, false, 0);
+  cli.sni_disable = true;
+  pair p;
+  handshake(&p, &srv, &cli, "elsewhere.example");
+  assert_true(dist_tls_is_up(p.c) && dist_tls_is_up(p.s));
+  pair_free(&p);
+  side_free(&cli);
+  side(&cli, "other", NULL, CN_TLS_VERIFY_NONE, false, 0);
+  side_free(&srv);
+  side(&srv, "node", NULL, CN_TLS_VERIFY_NONE, false, 0);
+  handshake(&p, &srv, &cli, "127.0.0.1");
+  assert_true(dist_tls_is_up(p.c) && dist_tls_is_up(p.s));
+  char d[300];
+  dist_tls_describe(p.c, d, sizeof d);
+  assert_non_null(strstr(d, "not verified"));
+  pair_free(&p);
+  side_free(&srv);
+  side_free(&cli);
+}
+
+static void test_plaintext_and_garbage(void **st) {
+  (void)st;
+  cn_tls_side srv, cli;
+  side(&srv, "node", "ca1.pem", CN_TLS_VERIFY_PEER, true, 0);
+  side(&cli, "node", "ca1.pem", CN_TLS_VERIFY_PEER, false, 0);
+  pair p;
+  pair_new(&p, &srv, &cli, "127.0.0.1");
+  /* A plain node's send_name: 2-byte length, 'N', flags... */
+  static const uint8_t name[] = {0, 0x20, 'N', 0, 0, 0, 0x0d, 0x07, 0xdf, 0x7f, 0xbd};
+  uint8_t *g = guard_copy(name, sizeof name);
+  cn_buf out = {0};
+  assert_true(dist_tls_feed(p.s, g, sizeof name, &p.s_plain, &out) < 0);
+  assert_non_null(strstr(dist_tls_reason(p.s), "plaintext peer on a TLS port"));
+  guard_free(g, sizeof name);
+  /* Sticky: more bytes change nothing. */
+  assert_true(dist_tls_feed(p.s, name, sizeof name, &p.s_plain, &out) < 0);
+  /* Garbage that looks like a record: an error, never a crash, whole or byte by byte. */
+  srand(7);
+  for (int k = 0; k < 50; k++) {
+    uint8_t junk[300];
+    for (size_t i = 0; i < sizeof junk; i++) junk[i] = (uint8_t)rand();
+    junk[0] = 22, junk[1] = 3, junk[2] = (uint8_t)(k % 4);
+    dist_tls *t;
+    assert_int_equal(dist_tls_new(&t, p.sctx, NULL), 0);
+    int rc = 0;
+    for (size_t i = 0; i < sizeof junk && rc >= 0; i += (size_t)(k % 2 ? 1 : 300)) {
+      size_t n = k % 2 ? 1 : sizeof junk;
+      rc = dist_tls_feed(t, junk + i, n, &p.s_plain, &out);
+    }
+    assert_int_not_equal(rc, DIST_TLS_UP);
+    dist_tls_free(t);
+  }
+  /* Writing before the handshake is refused. */
+  assert_int_equal(dist_tls_write(p.c, name, sizeof name, &out), CN_ESTATE);
+  cn_buf_free(&out);
+  pair_free(&p);
+  side_free(&srv);
+  side_free(&cli);
+}
+
+static void test_ctx_errors(void **st) {
+  (void)st;
+  char err[512];
+  dist_tls_ctx *c = NULL;
+  cn_tls_side s;
+  side(&s, NULL, NULL, CN_TLS_VERIFY_UNSET, false, 0);
+  assert_int_equal(dist_tls_ctx_new(&c, &s, true, err, sizeof err), CN_EINVAL); /* a server needs a certfile */
+  assert_non_null(strstr(err, "certfile"));
+  side_free(&s);
+  side(&s, "node", NULL, CN_TLS_VERIFY_PEER, false, 0);
+  assert_int_equal(dist_tls_ctx_new(&c, &s, false, err, sizeof err), CN_EINVAL);
+  assert_non_null(strstr(err, "cacertfile"));
+  side_free(&s);
+  side(&s, "node", "ca1.pem", CN_TLS_VERIFY_NONE, true, 0);
+  assert_int_equal(dist_tls_ctx_new(&c, &s, true, err, sizeof err), CN_EINVAL);
+  assert_non_null(strstr(err, "fail_if_no_peer_cert"));
+  side_free(&s);
+  side(&s, "node", "ca1.pem", CN_TLS_VERIFY_PEER, false, 0);
+  cn_tls_set(&s.keyfile, path("other.key"));
+  assert_int_equal(dist_tls_ctx_new(&c, &s, true, err, sizeof err), CN_EINVAL);
+  assert_non_null(strstr(err, "keyfile"));
+  cn_tls_set(&s.keyfile, path("node.key"));
+  cn_tls_set(&s.ciphers, "NO-SUCH-CIPHER");
+  assert_int_equal(dist_tls_ctx_new(&c, &s, true, err, sizeof err), CN_EINVAL);
+  cn_tls_set(&s.ciphers, "ECDHE-ECDSA-AES128-GCM-SHA256:TLS_AES_128_GCM_SHA256");
+  assert_int_equal(dist_tls_ctx_new(&c, &s, true, err, sizeof err), 0);
+  dist_tls_ctx_free(c);
+  cn_tls_set(&s.certfile, path("missing.pem"));
+  assert_int_equal(dist_tls_ctx_new(&c, &s, true, err, sizeof err), CN_EINVAL);
+  assert_non_null(strstr(err, "missing.pem"));
+  side_free(&s);
+}
+
+/* ---- The optfile parser ------------------------------------------------------------------------------------- */
+
+static const char good_optfile[] =
+    "%% an ssl_dist_optfile, as erl -ssl_dist_optfile reads it\n"
+    "[{server,\n"
+    "  [{certfile, \"/etc/ssl/node.pem\"}, {keyfile, <<\"/etc/ssl/node.key\">>},\n"
+    "   {cacertfile, \"/etc/ssl/\" \"ca.pem\"}, % adjacent strings join\n"
+    "   {verify, verify_peer}, {fail_if_no_peer_cert, true}, {depth, 3},\n"
+    "   {versions, ['tlsv1.2', 'tlsv1.3']}, {secure_renegotiate, true},\n"
+    "   {ciphers, [\"ECDHE-ECDSA-AES256-GCM-SHA384\", \"TLS_AES_256_GCM_SHA384\"]}]},\n"
+    " {client,\n"
+    "  [{certfile, \"/etc/ssl/n\\x6fde.pem\"}, {cacertfile, \"/etc/ssl/ca.pem\"}, {verify, verify_none},\n"
+    "   {password, \"s3cr\\\"t\"}, {server_name_indication, \"node.example\"}, {depth, 16#0a},\n"
+    "   {versions, ['tlsv1.1', 'tlsv1.2']}, {reuse_sessions, false}]}].\n"
+    "%% trailing comment\n";
+
+static void test_optfile_good(void **st) {
+  (void)st;
+  cn_tls_opts o;
+  char err[256], warn[256];
+  int rc = cn_tls_opts_parse(good_optfile, strlen(good_optfile), &o, err, sizeof err, warn, sizeof warn);
+  if (rc) fail_msg("%s", err);
+  assert_string_equal(o.server.certfile, "/etc/ssl/node.pem");
+  assert_string_equal(o.server.keyfile, "/etc/ssl/node.key");
+  assert_string_equal(o.server.cacertfile, "/etc/ssl/ca.pem");
+  assert_int_equal(o.server.verify, CN_TLS_VERIFY_PEER);
+  assert_true(o.server.fail_if_no_peer_cert);
+  assert_true(o.server.has_depth);
+  assert_int_equal(o.server.depth, 3);
+  assert_int_equal(o.server.versions, CN_TLS_V12 | CN_TLS_V13);
+  assert_string_equal(o.server.ciphers, "ECDHE-ECDSA-AES256-GCM-SHA384:TLS_AES_256_GCM_SHA384");
+  assert_string_equal(o.client.certfile, "/etc/ssl/node.pem");
+  assert_null(o.client.keyfile);
+  assert_int_equal(o.client.verify, CN_TLS_VERIFY_NONE);
+  assert_string_equal(o.client.password, "s3cr\"t");
+  assert_string_equal(o.client.sni, "node.example");
+  assert_int_equal(o.client.depth, 10);
+  assert_int_equal(o.client.versions, CN_TLS_V12);
+  assert_non_null(strstr(warn, "server:secure_renegotiate"));
+  assert_non_null(strstr(warn, "client:tlsv1.1"));
+  assert_non_null(strstr(warn, "client:reuse_sessions"));
+  cn_tls_opts_clear(&o);
+  /* disable, and the empty file list. */
+  const char *t2 = "[{client, [{server_name_indication, disable}]}, {server, []}].";
+  assert_int_equal(cn_tls_opts_parse(t2, strlen(t2), &o, NULL, 0, NULL, 0), 0);
+  assert_true(o.client.sni_disable);
+  assert_null(o.client.sni);
+  cn_tls_opts_clear(&o);
+  assert_int_equal(cn_tls_opts_parse("[].", 3, &o, NULL, 0, NULL, 0), 0);
+}
+
+static void test_optfile_bad(void **st) {
+  (void)st;
+  static const struct {
+    const char *text;
+    const char *why;
+  } bad[] = {
+      {"", "end of text"},
+      {"[{server, []}]", "expected '.'"},
+      {"[{server, []}]. extra.", "after the closing"},
+      {"[{server, [{certfile, File}]}].", "variables"},
+      {"[{server, [{certfile, \"a}]}].", "unterminated"},
+      {"[{server, [{certfile, 'a}]}].", "unterminated"},
+      {"[{server, [a | b]}].", "improper"},
+      {"[{server, [{verify_fun, {fun inet_tls_dist:verify_client/3, []}}]}].", "unsupported"},
+      {"[{client, [{customize_hostname_check, [{match_fun, public_key:pkix_verify_hostname_match_fun(https)}]}]}].",
+       "function calls"},
+      {"[{server, [{depth, 1.5}]}].", "floats"},
+      {"[{server, [{depth, 1000}]}].", "depth"},
+      {"[{server, [{verify, maybe}]}].", "verify_peer or verify_none"},
+      {"[{server, [{fail_if_no_peer_cert, yes}]}].", "true or false"},
+      {"[{server, [{versions, ['tlsv1.1']}]}].", "neither"},
+      {"[{server, [{certfile, 42}]}].", "expected a string"},
+      {"[{server, [{ciphers, [#{cipher => aes}]}]}].", "maps"},
+      {"{server, []}.", "must hold a list"},
+      {"[server].", "expected {server"},
+      {"[{server, [{certfile, \"\\x{1F600}\"}]}].", "escape"},
+      {"[{server [] }].", "expected ','"},
+      {"[{server, [{depth, 99999999999999999999}]}].", "too large"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cn_tls_opts o;
+    char err[256];
+    size_t len = strlen(bad[i].text);
+    uint8_t *g = guard_copy(bad[i].text, len);
+    int rc = cn_tls_opts_parse((const char *)g, len, &o, err, sizeof err, NULL, 0);
+    guard_free(g, len);
+    if (rc == 0) fail_msg("accepted: %s", bad[i].text);
+    if (!strstr(err, bad[i].why)) fail_msg("%s: reason \"%s\" lacks \"%s\"", bad[i].text, err, bad[i].why);
+  }
+}
+
+/* Every prefix of a good file is refused (it lacks the '.'), read right up to a guard page; nothing leaks. */
+static void test_optfile_truncated_and_limits(void **st) {
+  (void)st;
+  size_t len = strlen(good_optfile);
+  long before = ta_live;
+  for (size_t k = 0; k < len; k++) {
+    if (k + 1 == len) break; /* the whole text minus its final newline is still good */
+    uint8_t *g = guard_copy(good_optfile, k);
+    cn_tls_opts o;
+    int rc = cn_tls_opts_parse((const char *)g, k, &o, NULL, 0, NULL, 0);
+    guard_free(g, k);
+    /* Prefixes ending after the '.' (inside the trailing comment) are complete files. */
+    if (k < (size_t)(strstr(good_optfile, "].\n") - good_optfile) + 2) assert_true(rc < 0);
+    cn_tls_opts_clear(&o);
+  }
+  assert_int_equal(ta_live, before);
+  /* Deep nesting, too many terms, too long a text or a string: refused with CN_ELIMIT. */
+  char deep[200];
+  size_t d = 0;
+  for (int i = 0; i < 40; i++) deep[d++] = '[';
+  for (int i = 0; i < 40; i++) deep[d++] = ']';
+  deep[d++] = '.';
+  cn_tls_opts o;
+  assert_int_equal(cn_tls_opts_parse(deep, d, &o, NULL, 0, NULL, 0), CN_ELIMIT);
+  size_t big = (size_t)1 << 20;
+  char *t = malloc(big * 2 + 16);
+  size_t n = 0;
+  t[n++] = '[';
+  for (int i = 0; i < 70000; i++) {
+    if (i) t[n++] = ',';
+    t[n++] = '1';
+  }
+  t[n++] = ']';
+  t[n++] = '.';
+  assert_int_equal(cn_tls_opts_parse(t, n, &o, NULL, 0, NULL, 0), CN_ELIMIT);
+  memset(t, ' ', big + 1);
+  assert_int_equal(cn_tls_opts_parse(t, big + 1, &o, NULL, 0, NULL, 0), CN_ELIMIT);
+  n = 0;
+  t[n++] = '"';
+  for (int i = 0; i < 5000; i++) t[n++] = 'a';
+  t[n++] = '"';
+  t[n++] = '.';
+  assert_int_equal(cn_tls_opts_parse(t, n, &o, NULL, 0, NULL, 0), CN_ELIMIT);
+  free(t);
+  /* Allocation failures at every step: an error, never a leak or a crash. */
+  for (long f = 0; f < 200; f++) {
+    ta_fail_after = f;
+    int rc = cn_tls_opts_parse(good_optfile, len, &o, NULL, 0, NULL, 0);
+    ta_fail_after = -1;
+    if (rc == 0) cn_tls_opts_clear(&o);
+    assert_int_equal(ta_live, before);
+    if (rc == 0) break;
+  }
+  /* The loader: a missing file. */
+  char err[256];
+  assert_int_equal(cn_tls_opts_load(path("nope.conf"), &o, err, sizeof err, NULL, 0), CN_EIO);
+  assert_non_null(strstr(err, "nope.conf"));
+}
+
+/* ---- Two C nodes over TLS, in threads ------------------------------------------------------------------------ */
+
+typedef struct tnode {
+  cn_node *n;
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int ready;
+  char log[16384];
+  int msgs;
+  char last[512];
+  cn_pid collector;
+} tnode;
+
+static uint16_t epmd_port;
+
+static void tlog(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
+  (void)n;
+  (void)level;
+  tnode *t = ctx;
+  pthread_mutex_lock(&t->mu);
+  size_t l = strlen(t->log);
+  snprintf(t->log + l, sizeof t->log - l, "%s\n", msg);
+  pthread_cond_broadcast(&t->cv);
+  pthread_mutex_unlock(&t->mu);
+}
+
+static void collector(cn_proc *self, const cn_term *msg, void *state) {
+  (void)self;
+  tnode *t = state;
+  char buf[64];
+  if (msg->type == CN_BINARY)
+    snprintf(buf, sizeof buf, "binary %zu", msg->v.bin.size);
+  else {
+    char *txt = cn_term_to_string(msg);
+    snprintf(buf, sizeof buf, "%s", txt ? txt : "?");
+    cn_free(txt);
+  }
+  pthread_mutex_lock(&t->mu);
+  t->msgs++;
+  snprintf(t->last, sizeof t->last, "%s", buf);
+  pthread_cond_broadcast(&t->cv);
+  pthread_mutex_unlock(&t->mu);
+}
+
+static void echo(cn_proc *self, const cn_term *msg, void *state) {
+  (void)state;
+  const cn_term *from = cn_tuple_elem(msg, 2, 0);
+  if (from && from->type == CN_PID) cn_send(cn_proc_node(self), self, from->v.pid, cn_tuple_elem(msg, 2, 1));
+}
+
+static void fwd(cn_proc *self, const cn_term *msg, void *state) {
+  (void)state;
+  cn_send_to(cn_proc_node(self), self, cn_tuple_elem(msg, 2, 0), cn_tuple_elem(msg, 2, 1));
+}
+
+static void on_start(cn_node *n, int status, void *ctx) {
+  (void)n;
+  tnode *t = ctx;
+  pthread_mutex_lock(&t->mu);
+  t->ready = status ? -1 : 1;
+  pthread_cond_broadcast(&t->cv);
+  pthread_mutex_unlock(&t->mu);
+}
+
+static void *run_node(void *arg) {
+  cn_node_run(((tnode *)arg)->n);
+  return NULL;
+}
+
+static void tnode_start(tnode *t, const char *name, const cn_tls_opts *tls) {
+  memset(t, 0, sizeof *t);
+  pthread_mutex_init(&t->mu, NULL);
+  pthread_cond_init(&t->cv, NULL);
+  cn_node_opts o = {.name = name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
+                    .log = tlog, .log_ctx = t, .log_level = CN_LOG_DEBUG, .tls = tls,
+                    .handshake_timeout_ms = 2000};
+  assert_int_equal(cn_node_new(&t->n, NULL, &o), 0);
+  cn_pid pid;
+  assert_int_equal(cn_spawn(t->n, echo, NULL, NULL, &pid), 0);
+  assert_int_equal(cn_register(t->n, "echo", pid), 0);
+  assert_int_equal(cn_spawn(t->n, fwd, NULL, NULL, &pid), 0);
+  assert_int_equal(cn_register(t->n, "fwd", pid), 0);
+  assert_int_equal(cn_spawn(t->n, collector, t, NULL, &t->collector), 0);
+  assert_int_equal(cn_node_start(t->n, on_start, t), 0);
+  assert_int_equal(pthread_create(&t->th, NULL, run_node, t), 0);
+}
+
+static void tnode_stop(tnode *t) {
+  cn_node_stop(t->n);
+  pthread_join(t->th, NULL);
+  cn_node_free(t->n);
+  pthread_mutex_destroy(&t->mu);
+  pthread_cond_destroy(&t->cv);
+}
+
+static bool wait_for(tnode *t, bool (*pred)(tnode *, const void *), const void *arg) {
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  until.tv_sec += 10;
+  pthread_mutex_lock(&t->mu);
+  while (!pred(t, arg))
+    if (pthread_cond_timedwait(&t->cv, &t->mu, &until)) break;
+  bool ok = pred(t, arg);
+  pthread_mutex_unlock(&t->mu);
+  return ok;
+}
+
+static bool is_ready(tnode *t, const void *a) { (void)a; return t->ready != 0; }
+static bool has_msgs(tnode *t, const void *a) { return t->msgs >= *(const int *)a; }
+static bool log_has(tnode *t, const void *a) { return strstr(t->log, a) != NULL; }
+
+/* Makes `via` send {Collector, Payload} to {echo, dest_node}; Payload is taken. */
+static void echo_via(tnode *via, const char *dest_node, cn_term *payload) {
+  cn_node *n = via->n;
+  cn_term *dest = cn_mk_tuple(2, cn_mk_atomc(n, "echo"), cn_mk_atomc(n, dest_node));
+  cn_term *msg = cn_mk_tuple(2, cn_mk_pid(via->collector), payload);
+  assert_int_equal(cn_send_threadsafe(n, NULL, "fwd", NULL, cn_mk_tuple(2, dest, msg)), 0);
+}
+
+static void tls_opts(cn_tls_opts *o, const char *cert) {
+  side(&o->server, cert, "ca1.pem", CN_TLS_VERIFY_PEER, true, CN_TLS_V12 | CN_TLS_V13);
+  side(&o->client, cert, "ca1.pem", CN_TLS_VERIFY_PEER, false, CN_TLS_V12 | CN_TLS_V13);
+}
+
+static void test_c_to_c_over_tls(void **st) {
+  (void)st;
+  int epmd = test_epmd_start(&epmd_port);
+  assert_true(epmd > 0);
+  cn_tls_opts good, rogue;
+  tls_opts(&good, "node");
+  tls_opts(&rogue, "other");
+  tnode a, b, r, plain;
+  tnode_start(&a, "a@127.0.0.1", &good);
+  tnode_start(&b, "b@127.0.0.1", &good);
+  tnode_start(&r, "rogue@127.0.0.1", &rogue);
+  tnode_start(&plain, "plain@127.0.0.1", NULL);
+  assert_true(wait_for(&a, is_ready, NULL) && a.ready == 1);
+  assert_true(wait_for(&b, is_ready, NULL) && b.ready == 1);
+  assert_true(wait_for(&r, is_ready, NULL) && r.ready == 1);
+  assert_true(wait_for(&plain, is_ready, NULL) && plain.ready == 1);
+
+  /* a -> b over TLS 1.3, mutual authentication; then 4 MiB, fragmented, both ways. */
+  echo_via(&a, "b@127.0.0.1", cn_mk_atomc(a.n, "hello"));
+  int one = 1;
+  assert_true(wait_for(&a, has_msgs, &one));
+  assert_string_equal(a.last, "hello");
+  assert_true(wait_for(&b, log_has, "TLSv1.3"));
+  assert_true(log_has(&b, "CN=node (verified)"));
+  size_t len = (size_t)4 << 20;
+  uint8_t *big = malloc(len);
+  for (size_t i = 0; i < len; i++) big[i] = (uint8_t)i;
+  echo_via(&a, "b@127.0.0.1", cn_mk_binary(big, len));
+  echo_via(&b, "a@127.0.0.1", cn_mk_binary(big, len));
+  free(big);
+  int two = 2;
+  assert_true(wait_for(&a, has_msgs, &two));
+  assert_true(wait_for(&b, has_msgs, &one));
+  assert_string_equal(a.last, "binary 4194304");
+  assert_string_equal(b.last, "binary 4194304");
+
+  /* The rogue (CA 2) is refused both ways, with reasons; the plain node too; a and b keep serving. */
+  echo_via(&r, "a@127.0.0.1", cn_mk_int(1));
+  assert_true(wait_for(&a, log_has, "unknown CA: the client's certificate /CN=other"));
+  assert_true(wait_for(&r, log_has, "the server refused our certificate: unknown CA"));
+  echo_via(&a, "rogue@127.0.0.1", cn_mk_int(2));
+  assert_true(wait_for(&a, log_has, "unknown CA: the server's certificate /CN=other"));
+  echo_via(&plain, "b@127.0.0.1", cn_mk_int(3));
+  assert_true(wait_for(&b, log_has, "plaintext peer on a TLS port"));
+  echo_via(&a, "plain@127.0.0.1", cn_mk_int(4));
+  assert_true(wait_for(&plain, log_has, "the peer speaks TLS"));
+  assert_true(wait_for(&a, log_has, "plaintext node?"));
+  echo_via(&b, "a@127.0.0.1", cn_mk_atomc(b.n, "still"));
+  assert_true(wait_for(&b, has_msgs, &two));
+  assert_string_equal(b.last, "still");
+
+  tnode_stop(&plain);
+  tnode_stop(&r);
+  tnode_stop(&b);
+  tnode_stop(&a);
+  cn_tls_opts_clear(&good);
+  cn_tls_opts_clear(&rogue);
+  test_epmd_stop(epmd);
+}
+
+int main(void) {
+  ta_install();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_roles_and_data),
+      cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_plaintext_and_garbage),
+      cmocka_unit_test(test_ctx_errors),
+      cmocka_unit_test(test_optfile_good),
+      cmocka_unit_test(test_optfile_bad),
+      cmocka_unit_test(test_optfile_truncated_and_limits),
+      cmocka_unit_test(test_c_to_c_over_tls),
+  };
+  return cmocka_run_group_tests_name("tls", tests, make_certs, remove_certs);
+}
