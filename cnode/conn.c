@@ -146,9 +146,12 @@ static cn_conn *find(cn_node *n, const cn_atom *peer) {
   return c;
 }
 
-static void hash_add(cn_conn *c) {
+/* False when the table could not grow (out of memory): the connection is then not registered. */
+static bool hash_add(cn_conn *c) {
+  node_hash_oom = false;
   HASH_ADD_PTR(c->n->conns, peer, c);
-  c->in_hash = true;
+  c->in_hash = !node_hash_oom;
+  return c->in_hash;
 }
 
 static void unnamed_remove(cn_conn *c) {
@@ -597,7 +600,7 @@ static const char *on_peer_name(cn_conn *c) {
   adopt_pending(c, old);
   conn_close(old, "simultaneous connect");
   unnamed_remove(c);
-  hash_add(c);
+  if (!hash_add(c)) return "not_allowed";
   return strcmp(n->name->name, peer->name) > 0 ? "ok" : "ok_simultaneous";
 }
 
@@ -612,7 +615,10 @@ static void conn_up(cn_conn *c) {
     if (old && old->state != C_UP) adopt_pending(c, old); /* a setup of ours that started meanwhile */
     if (old) conn_close(old, old->state == C_UP ? "replaced by a new connection from the peer" : "simultaneous connect");
     unnamed_remove(c);
-    hash_add(c);
+    if (!hash_add(c)) {
+      conn_close(c, "out of memory");
+      return;
+    }
   }
   c->peer_flags = c->hs.peer_flags;
   if (dist_frags_new(&c->frags, n->max_msg, 64)) {
@@ -961,7 +967,10 @@ int conn_connect(cn_node *n, const cn_atom *peer) {
   if (!at || at == peer->name || !at[1]) return CN_EINVAL;
   cn_conn *c = conn_new(n, peer, true);
   if (!c) return CN_ENOMEM;
-  hash_add(c);
+  if (!hash_add(c)) {
+    conn_close(c, "out of memory");
+    return CN_ENOMEM;
+  }
   c->state = C_LOOKUP;
   char alive[256];
   size_t al = (size_t)(at - peer->name);

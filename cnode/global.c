@@ -88,7 +88,12 @@ static gl_peer *peer_get(gl_state *g, const cn_atom *node) {
   p = cn_calloc(1, sizeof *p);
   if (!p) return NULL;
   p->node = node;
+  node_hash_oom = false;
   HASH_ADD_PTR(g->peers, node, p);
+  if (node_hash_oom) {
+    cn_free(p);
+    return NULL;
+  }
   return p;
 }
 

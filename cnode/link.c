@@ -335,9 +335,14 @@ int cn_alias(cn_proc *self, cn_ref *ref) {
   a->ref = node_make_ref(n);
   a->key = alias_key(&a->ref);
   a->proc = self;
+  node_hash_oom = false;
+  HASH_ADD(hh, n->aliases, key, sizeof a->key, a);
+  if (node_hash_oom) {
+    cn_free(a);
+    return CN_ENOMEM;
+  }
   a->next_of_proc = self->aliases;
   self->aliases = a;
-  HASH_ADD(hh, n->aliases, key, sizeof a->key, a);
   *ref = a->ref;
   return 0;
 }

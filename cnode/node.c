@@ -12,6 +12,8 @@
 #define PROC_SLICE 64
 #define TURN_BUDGET 4096
 
+_Thread_local bool node_hash_oom;
+
 static void default_log(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
   (void)n;
   (void)level;
@@ -54,7 +56,7 @@ int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   const char *la = o->listen_addr ? o->listen_addr : "0.0.0.0";
   n->listen_addr = cn_strndup(la, strlen(la));
   if (!n->name || !n->host || !n->cookie || !n->epmd_host || !n->listen_addr) {
-    rc = n->name ? CN_ENOMEM : CN_EINVAL;
+    rc = n->name || cn_atoms_last_error(n->atoms) == CN_ENOMEM ? CN_ENOMEM : CN_EINVAL;
     goto fail;
   }
   n->epmd_port = o->epmd_port ? o->epmd_port : epmd_default_port();
@@ -115,6 +117,8 @@ uv_loop_t *cn_node_loop(cn_node *n) { return n->loop; }
 const cn_atom *cn_intern(cn_node *n, const char *name) { return cn_atoms_get(n->atoms, name); }
 cn_term *cn_mk_atomc(cn_node *n, const char *name) { return cn_mk_atom(cn_intern(n, name)); }
 bool node_is_local(const cn_node *n, const cn_atom *node) { return node == n->name; }
+
+int node_intern_error(cn_node *n) { return cn_atoms_last_error(n->atoms) == CN_ENOMEM ? CN_ENOMEM : CN_EINVAL; }
 
 cn_ref node_make_ref(cn_node *n) {
   cn_ref r = {.node = n->name, .creation = n->creation, .len = 3};

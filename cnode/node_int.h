@@ -7,9 +7,13 @@
 
 #include "cnode.h"
 
-/* uthash allocates through libcnode's hooks like everything else. */
+/* uthash allocates through libcnode's hooks like everything else, and reports a failed allocation instead of
+ * exiting: the element is then not added and node_hash_oom is set, which every add site checks. */
+extern _Thread_local bool node_hash_oom;
 #define uthash_malloc(sz) cn_malloc(sz)
 #define uthash_free(ptr, sz) cn_free(ptr)
+#define HASH_NONFATAL_OOM 1
+#define uthash_nonfatal_oom(elt) (node_hash_oom = true)
 #include <uthash.h>
 
 #include "control.h"
@@ -201,6 +205,8 @@ void node_notify(cn_node *n, const cn_atom *peer, bool up, const char *reason);
 /* A new reference of this node. */
 cn_ref node_make_ref(cn_node *n);
 bool node_is_local(const cn_node *n, const cn_atom *node);
+/* Why the last intern in n's table failed: CN_ENOMEM, else CN_EINVAL (bad or oversized name, table full). */
+int node_intern_error(cn_node *n);
 /* Runs job(n, arg) on the node's loop thread; thread-safe. Jobs run even while the node stops. */
 int node_post_job(cn_node *n, void (*job)(cn_node *n, void *arg), void *arg);
 

@@ -62,7 +62,12 @@ int cn_spawn(cn_node *n, cn_handler_fn handler, void *state, const cn_proc_opts 
     p->trap_exit = opts->trap_exit;
   }
   p->mq_tail = &p->mq_head;
+  node_hash_oom = false;
   HASH_ADD(hh, n->procs, key, sizeof(uint32_t), p);
+  if (node_hash_oom) {
+    cn_free(p);
+    return CN_ENOMEM;
+  }
   if (pid_out) *pid_out = p->pid;
   return 0;
 }
@@ -186,7 +191,7 @@ void proc_kill_all(cn_node *n) {
 
 int cn_register(cn_node *n, const char *name, cn_pid pid) {
   const cn_atom *a = cn_intern(n, name);
-  if (!a) return CN_EINVAL;
+  if (!a) return node_intern_error(n);
   cn_proc *p = proc_lookup(n, pid);
   if (!p || p->dead) return CN_ENOPROC;
   if (p->reg_name || proc_by_name(n, a)) return CN_EEXIST;
@@ -194,7 +199,12 @@ int cn_register(cn_node *n, const char *name, cn_pid pid) {
   if (!e) return CN_ENOMEM;
   e->name = a;
   e->proc = p;
+  node_hash_oom = false;
   HASH_ADD_PTR(n->names, name, e);
+  if (node_hash_oom) {
+    cn_free(e);
+    return CN_ENOMEM;
+  }
   p->reg_name = a;
   return 0;
 }

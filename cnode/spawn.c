@@ -13,7 +13,7 @@ int cn_register_entry(cn_node *n, const char *module, const char *function, cn_e
   e->fun = cn_intern(n, function);
   if (!e->mod || !e->fun) {
     cn_free(e);
-    return CN_EINVAL;
+    return node_intern_error(n);
   }
   e->fn = fn;
   e->ctx = ctx;

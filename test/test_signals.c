@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -362,6 +363,32 @@ static void test_gen_server_calls(void **st) {
   cn_term_free(req);
 }
 
+/* Every allocation of node creation, spawn, register and alias fails in turn: each call reports CN_ENOMEM or
+ * succeeds, and nothing leaks. */
+static void test_alloc_failures(void **st) {
+  (void)st;
+  ta_install();
+  for (long k = 0; k < 400; k++) {
+    ta_setup(NULL);
+    ta_fail_after = k;
+    cn_node_opts o = {.name = "oom@127.0.0.1", .cookie = "c", .log_level = CN_LOG_ERROR};
+    cn_node *n = NULL;
+    int rc = cn_node_new(&n, NULL, &o);
+    if (rc == 0) {
+      rec r;
+      memset(&r, 0, sizeof r);
+      cn_pid pid;
+      if (cn_spawn(n, rec_handle, &r, NULL, &pid) == 0) cn_register(n, "oom", pid);
+      cn_node_free(n);
+    } else {
+      assert_int_equal(rc, CN_ENOMEM);
+    }
+    ta_fail_after = -1;
+    assert_int_equal(ta_live, 0);
+  }
+  cn_replace_allocator(malloc, realloc, calloc, free);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_link_exit_rules, setup, teardown),
@@ -369,6 +396,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_monitors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_alias, setup, teardown),
       cmocka_unit_test_setup_teardown(test_gen_server_calls, setup, teardown),
+      cmocka_unit_test(test_alloc_failures),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
