@@ -9,7 +9,7 @@ PKGS    := erlang-nox erlang-dev erlang-ssl elixir libuv1-dev libssl-dev libcmoc
 
 OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) -fPIC \
-           -Ibase -Iterm -Iepmd -Idist -Icnode -I$(EI_DIR)/include $(EXTRA_CFLAGS)
+           -Ibase -Iterm -Iepmd -Idist -Icnode -Ihorde_compat -I$(EI_DIR)/include $(EXTRA_CFLAGS)
 LDLIBS  := -L$(EI_DIR)/lib -lei -luv -lssl -lcrypto -lpthread -lm
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -17,7 +17,7 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 # MODULES lets one part be built and tested alone: make BUILD=build/x MODULES="base term" build/x/test/test_term
-MODULES ?= base term epmd dist cnode
+MODULES ?= base term epmd dist cnode horde_compat
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CNODE_SRC := $(wildcard cmd/cnode/*.c)

@@ -1,8 +1,10 @@
 /* workers.c: demo processes a user can try from iex, which the interop tests drive too: `echo` sends back
  * what it gets; `cnode_kv` is a C gen_server; `cnode_ctl` makes the node act on request; the entry points
  * cnode_demo:echo/0 and cnode_demo:puppet/1 can be spawned from BEAM. */
+#include <stdio.h>
 #include <string.h>
 
+#include "horde.h"
 #include "workers.h"
 
 /* echo: {From, Term} -> From ! Term. */
@@ -328,6 +330,98 @@ static cn_term *ctl_global(cn_proc *self, cn_pid from, const cn_term *ref, const
   return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, rc == CN_EINVAL ? "badarg" : cn_err_name(rc)));
 }
 
+/* ---- CRDT commands of cnode_ctl (horde_compat) ------------------------------------------------------------- */
+
+/* The CRDTs cnode_ctl started, by Horde instance name N (the process is 'N.Crdt'). */
+typedef struct ctl_crdt {
+  char name[256];
+  cn_crdt *c;
+  struct ctl_crdt *next;
+} ctl_crdt;
+static ctl_crdt *ctl_crdts;
+
+static cn_crdt *ctl_crdt_find(const char *name) {
+  for (ctl_crdt *e = ctl_crdts; e; e = e->next)
+    if (!strcmp(e->name, name)) return e->c;
+  return NULL;
+}
+
+static cn_term *ctl_err(cn_node *n, const char *why) { return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, why)); }
+
+/* {crdt_start, N, Opts} | {crdt_set_neighbours, N, [{N2, Node}]} | {crdt_put, N, K, V} | {crdt_delete, N, K} |
+ * {crdt_read, N} | {crdt_root, N}; see README (Horde CRDT peer). */
+static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd) {
+  cn_node *n = cn_proc_node(self);
+  uint32_t ar = cmd->v.tuple.arity;
+  const char *name = ar > 1 ? atom_text(&cmd->v.tuple.e[1]) : NULL;
+  const cn_term *a = ar > 2 ? &cmd->v.tuple.e[2] : NULL, *b = ar > 3 ? &cmd->v.tuple.e[3] : NULL;
+  if (!name) return ctl_err(n, "badarg");
+  cn_crdt *c = ctl_crdt_find(name);
+  if (!strcmp(op, "crdt_start") && ar == 3) {
+    if (c) return ctl_err(n, "already_started");
+    cn_crdt_opts o = {0};
+    for (uint32_t i = 0; a->type == CN_LIST && i < a->v.list.len; i++) {
+      const cn_term *k = cn_tuple_elem(&a->v.list.e[i], 2, 0), *v = cn_tuple_elem(&a->v.list.e[i], 2, 1);
+      if (cn_is_atom(k, "sync_interval") && v->type == CN_INT && v->v.i > 0) o.sync_interval_ms = (unsigned)v->v.i;
+      else if (cn_is_atom(k, "max_sync_size") && v->type == CN_INT && v->v.i > 0) o.max_sync_size = (size_t)v->v.i;
+      else if (cn_is_atom(k, "max_sync_size") && cn_is_atom(v, "infinite")) o.max_sync_size = 0;
+      else if (cn_is_atom(k, "mapset") && cn_is_atom(v, "plain")) o.mapset_shape = CN_CRDT_MAPSET_PLAIN;
+      else if (cn_is_atom(k, "count_bytes") && cn_is_atom(v, "true")) o.count_bytes = true;
+      else return ctl_err(n, "badarg");
+    }
+    ctl_crdt *e = cn_calloc(1, sizeof *e);
+    if (!e) return ctl_err(n, "CN_ENOMEM");
+    snprintf(e->name, sizeof e->name, "%s", name);
+    int rc = cn_crdt_start(n, name, &o, &e->c);
+    if (rc) {
+      cn_free(e);
+      return ctl_err(n, cn_err_name(rc));
+    }
+    e->next = ctl_crdts;
+    ctl_crdts = e;
+    return cn_mk_atomc(n, "ok");
+  }
+  if (!c) return ctl_err(n, "not_started");
+  int rc = CN_EINVAL;
+  if (!strcmp(op, "crdt_set_neighbours") && ar == 3 && (a->type == CN_LIST || a->type == CN_NIL)) {
+    /* members {N2, Node} -> CRDT name tuples {'N2.Crdt', Node}, as Horde's Impl maps them */
+    size_t k = a->type == CN_LIST ? a->v.list.len : 0;
+    cn_term **v = cn_calloc(k + 1, sizeof *v);
+    bool bad = !v;
+    for (size_t i = 0; !bad && i < k; i++) {
+      const char *n2 = atom_text(cn_tuple_elem(&a->v.list.e[i], 2, 0));
+      const cn_term *node = cn_tuple_elem(&a->v.list.e[i], 2, 1);
+      char full[300];
+      if (!n2 || !node || node->type != CN_ATOM) { bad = true; break; }
+      snprintf(full, sizeof full, "%s.Crdt", n2);
+      v[i] = cn_mk_tuple(2, cn_mk_atomc(n, full), cn_term_copy(node));
+    }
+    if (!bad) rc = cn_crdt_set_neighbours(c, (const cn_term *const *)v, k);
+    for (size_t i = 0; v && i < k; i++) cn_term_free(v[i]);
+    cn_free(v);
+  } else if (!strcmp(op, "crdt_put") && ar == 4) {
+    rc = cn_crdt_put(c, a, b);
+  } else if (!strcmp(op, "crdt_delete") && ar == 3) {
+    rc = cn_crdt_delete(c, a);
+  } else if (!strcmp(op, "crdt_read") && ar == 2) {
+    cn_term *m = cn_crdt_read(c);
+    return m ? m : ctl_err(n, "CN_ENOMEM");
+  } else if (!strcmp(op, "crdt_root") && ar == 2) {
+    uint8_t h[4];
+    return cn_crdt_root(c, h) ? cn_mk_binary(h, 4) : cn_mk_binary("", 0);
+  } else if (!strcmp(op, "crdt_stats") && ar == 2) {
+    cn_crdt_stats s;
+    cn_crdt_get_stats(c, &s);
+    cn_term *kv[] = {cn_mk_atomc(n, "msgs_sent"),  cn_mk_int((int64_t)s.msgs_sent),
+                     cn_mk_atomc(n, "bytes_sent"), cn_mk_int((int64_t)s.bytes_sent),
+                     cn_mk_atomc(n, "keys_sent"),  cn_mk_int((int64_t)s.keys_sent),
+                     cn_mk_atomc(n, "bad_messages"), cn_mk_int((int64_t)s.bad_messages),
+                     cn_mk_atomc(n, "keys"),       cn_mk_int((int64_t)s.keys)};
+    return cn_mk_map(5, kv);
+  }
+  return rc ? ctl_err(n, rc == CN_EINVAL ? "badarg" : cn_err_name(rc)) : cn_mk_atomc(n, "ok");
+}
+
 /* {From, Ref, {send, Dest, Msg}} -> the node sends Msg to Dest, then From ! {Ref, ok};
  * {From, Ref, nodes} -> From ! {Ref, [Node]}; {From, Ref, {start_kv, Name}} -> {Ref, {ok, Pid}};
  * {From, Ref, stats} -> {Ref, #{Counter => N}} (the node's limit counters);
@@ -372,6 +466,9 @@ static void ctl(cn_proc *self, const cn_term *msg, void *state) {
     const char *op = cmd->type == CN_TUPLE ? atom_text(&cmd->v.tuple.e[0]) : atom_text(cmd);
     answer = ctl_global(self, from->v.pid, ref, op, cmd);
     if (!answer) return; /* answered later */
+  } else if (cmd->type == CN_TUPLE && cmd->v.tuple.arity && atom_text(&cmd->v.tuple.e[0]) &&
+             !strncmp(atom_text(&cmd->v.tuple.e[0]), "crdt_", 5)) {
+    answer = ctl_crdt_cmd(self, atom_text(&cmd->v.tuple.e[0]), cmd);
   } else if (cn_is_atom(cmd, "nodes")) {
     const cn_atom *names[256];
     size_t k = cn_node_connected(n, names, 256);

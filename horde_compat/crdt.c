@@ -1,0 +1,625 @@
+/* crdt.c: the delta_crdt 0.6 CausalCrdt process in C: registered as 'N.Crdt', a sync timer, neighbours by
+ * name tuple with monitors, the four sync messages of §2.6 in both directions, local writes and on_diffs. */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "hc_int.h"
+#include "horde.h"
+
+#define DEPTH 8
+#define TS_BASE (-576460752303423488LL) /* -2^59: where BEAM's monotonic clock starts */
+
+typedef struct nbr {
+  cn_term *addr; /* {'M.Crdt', Node} */
+  cn_ref mref;
+  bool monitored;
+} nbr;
+
+struct cn_crdt {
+  cn_node *n;
+  cn_pid pid;
+  char name[300];
+  hc_ctx hc;
+  hc_awlww st;
+  hc_merkle mm;
+  int64_t node_id;
+  cn_crdt_opts o;
+  uint64_t t0;
+  nbr *nb;
+  size_t nnb;
+  cn_pid *subs;
+  size_t nsubs;
+  uv_timer_t *timer;
+  cn_term *cont0;
+  uint64_t cont0_epoch;
+  cn_crdt_stats stats;
+};
+
+/* ---- Sending ----------------------------------------------------------------------------------------------- */
+
+static void send_to(cn_crdt *c, cn_proc *self, const cn_term *dest, cn_term *msg) {
+  if (!msg) return;
+  if (c->o.count_bytes) {
+    cn_buf b = {0};
+    if (!cn_term_encode(msg, &b)) c->stats.bytes_sent += b.len + 1;
+    cn_buf_free(&b);
+  }
+  c->stats.msgs_sent++;
+  int rc = cn_send_to(c->n, self, dest, msg);
+  if (rc) cn_log(c->n, CN_LOG_DEBUG, "%s: send failed: %s", c->name, cn_strerror(rc));
+  cn_term_free(msg);
+}
+
+static cn_term *mk_diff(cn_crdt *c, cn_term *cont, cn_term *dots, cn_term *orig, cn_term *from, cn_term *to) {
+  const cn_atom *f[] = {c->hc.a_continuation, c->hc.a_dots, c->hc.a_from, c->hc.a_originator, c->hc.a_to};
+  cn_term *v[] = {cont, dots, from, orig, to};
+  return hc_mk_struct(&c->hc, c->hc.a_diff_mod, 5, f, v);
+}
+
+/* ---- Changes ----------------------------------------------------------------------------------------------- */
+
+static bool is_nil(const cn_term *t) { return !t || cn_is_atom(t, "nil"); }
+
+typedef struct change {
+  const cn_term *key; /* borrowed from the message or caller */
+  uint32_t kh;
+  cn_term *old; /* old read value (copy) or NULL */
+} change;
+
+/* on_diffs: the read changes of the keys whose raw entries changed. */
+static void notify(cn_crdt *c, change *ch, size_t n) {
+  if (!n) return;
+  cn_crdt_diff *d = cn_calloc(n + 1, sizeof *d);
+  cn_term **items = cn_calloc(n + 1, sizeof *items);
+  size_t k = 0;
+  for (size_t i = 0; d && items && i < n; i++) {
+    hc_kent *e = hc_awlww_find(&c->st, ch[i].key, ch[i].kh);
+    const cn_term *nv = e ? hc_read_raw(e->raw) : NULL;
+    if (is_nil(ch[i].old) && is_nil(nv)) continue;
+    if (!is_nil(ch[i].old) && !is_nil(nv) && cn_term_eq(ch[i].old, nv)) continue;
+    d[k].key = ch[i].key;
+    d[k].value = is_nil(nv) ? NULL : nv;
+    items[k] = is_nil(nv) ? cn_mk_tuple(2, cn_mk_atomc(c->n, "remove"), cn_term_copy(ch[i].key))
+                          : cn_mk_tuple(3, cn_mk_atomc(c->n, "add"), cn_term_copy(ch[i].key), cn_term_copy(nv));
+    k++;
+  }
+  if (d && items) {
+    if (c->o.on_diffs) c->o.on_diffs(c, d, k, c->o.ctx);
+    if (c->nsubs) {
+      cn_term *msg = cn_mk_tuple(2, cn_mk_atomc(c->n, "crdt_update"), cn_mk_listv(k, items, NULL));
+      for (size_t i = 0; msg && i < c->nsubs; i++) cn_send(c->n, NULL, c->subs[i], msg);
+      cn_term_free(msg);
+      k = 0;
+    }
+  }
+  for (size_t i = 0; items && i < k; i++) cn_term_free(items[i]);
+  cn_free(items);
+  cn_free(d);
+}
+
+/* Stores new raw entries for key (raw taken; NULL deletes) in the state and the Merkle map. */
+static int store(cn_crdt *c, const cn_term *key, uint32_t kh, cn_term *raw) {
+  if (raw) {
+    cn_term *copy = cn_term_copy(raw);
+    if (!copy) {
+      cn_term_free(raw);
+      return CN_ENOMEM;
+    }
+    int rc = hc_merkle_put(&c->mm, key, kh, copy);
+    if (rc) {
+      cn_term_free(raw);
+      return rc;
+    }
+  } else {
+    hc_merkle_delete(&c->mm, key, kh);
+  }
+  return hc_awlww_set(&c->st, key, kh, raw);
+}
+
+static int64_t now_ts(cn_crdt *c) {
+  if (c->o.clock_ns) return c->o.clock_ns(c->o.ctx);
+  return TS_BASE + (int64_t)(uv_hrtime() - c->t0);
+}
+
+int cn_crdt_put(cn_crdt *c, const cn_term *key, const cn_term *value) {
+  uint32_t kh = hc_key_hash(key);
+  hc_kent *e = hc_awlww_find(&c->st, key, kh);
+  change ch = {key, kh, e ? cn_term_copy(hc_read_raw(e->raw)) : NULL};
+  cn_term *raw;
+  int rc = hc_awlww_add(&c->hc, &c->st, c->node_id, key, kh, value, now_ts(c), &raw);
+  if (!rc) rc = store(c, key, kh, raw);
+  if (!rc) notify(c, &ch, 1);
+  cn_term_free(ch.old);
+  return rc;
+}
+
+int cn_crdt_delete(cn_crdt *c, const cn_term *key) {
+  uint32_t kh = hc_key_hash(key);
+  hc_kent *e = hc_awlww_find(&c->st, key, kh);
+  int rc = hc_awlww_remove(&c->st, key, kh);
+  if (rc || !e) return rc;
+  change ch = {key, kh, cn_term_copy(hc_read_raw(e->raw))};
+  rc = store(c, key, kh, NULL);
+  if (!rc) notify(c, &ch, 1);
+  cn_term_free(ch.old);
+  return rc;
+}
+
+/* A delta's value map indexed by key hash, so a delta of many keys joins in n log n. */
+typedef struct dix {
+  uint32_t kh;
+  uint32_t i;
+} dix;
+static int dix_cmp(const void *a, const void *b) {
+  uint32_t x = ((const dix *)a)->kh, y = ((const dix *)b)->kh;
+  return x < y ? -1 : x > y;
+}
+
+static const cn_term *dix_find(const cn_term *map, const dix *ix, size_t n, const cn_term *key, uint32_t kh) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (ix[mid].kh < kh) lo = mid + 1;
+    else hi = mid;
+  }
+  for (; lo < n && ix[lo].kh == kh; lo++)
+    if (cn_term_eq(&map->v.map.kv[2 * ix[lo].i], key)) return &map->v.map.kv[2 * ix[lo].i + 1];
+  return NULL;
+}
+
+/* Join(State, Delta, Keys) (§2.4), then the Merkle map and on_diffs. */
+static int apply_delta(cn_crdt *c, const cn_term *dvv_t, const cn_term *dval, const cn_term *keys) {
+  hc_vv dvv, old;
+  int rc = hc_vv_parse(dvv_t, &dvv);
+  if (rc) return rc;
+  size_t nk = keys->type == CN_LIST ? keys->v.list.len : 0, nd = dval->v.map.size;
+  dix *ix = cn_malloc((nd + 1) * sizeof *ix);
+  change *ch = cn_calloc(nk + 1, sizeof *ch);
+  if (!ix || !ch || (rc = hc_vv_copy(&old, &c->st.vv))) {
+    cn_free(ix);
+    cn_free(ch);
+    hc_vv_free(&dvv);
+    return rc ? rc : CN_ENOMEM;
+  }
+  for (size_t i = 0; i < nd; i++) ix[i] = (dix){hc_key_hash(&dval->v.map.kv[2 * i]), (uint32_t)i};
+  qsort(ix, nd, sizeof *ix, dix_cmp);
+  rc = hc_vv_union(&c->st.vv, &dvv);
+  size_t nch = 0;
+  for (size_t i = 0; !rc && i < nk; i++) {
+    const cn_term *key = &keys->v.list.e[i];
+    uint32_t kh = hc_key_hash(key);
+    hc_kent *e = hc_awlww_find(&c->st, key, kh);
+    const cn_term *e1 = e ? e->raw : NULL, *e2 = dix_find(dval, ix, nd, key, kh);
+    cn_term *r;
+    if ((rc = hc_join_entries(&c->hc, e1, e2, &old, &dvv, &r))) break;
+    if ((!e1 && !r) || (e1 && r && cn_term_eq(e1, r))) {
+      cn_term_free(r);
+      continue;
+    }
+    ch[nch] = (change){key, kh, e1 ? cn_term_copy(hc_read_raw(e1)) : NULL};
+    nch++;
+    rc = store(c, key, kh, r);
+  }
+  c->stats.joins++;
+  if (nch) notify(c, ch, nch);
+  for (size_t i = 0; i < nch; i++) cn_term_free(ch[i].old);
+  cn_free(ch);
+  cn_free(ix);
+  hc_vv_free(&old);
+  hc_vv_free(&dvv);
+  return rc;
+}
+
+/* maps:with(Keys, Values) of the state's raw entries. */
+static cn_term *values_with(cn_crdt *c, const cn_term *keys) {
+  size_t nk = keys->type == CN_LIST ? keys->v.list.len : 0, k = 0;
+  cn_term **kv = cn_malloc((2 * nk + 1) * sizeof *kv);
+  if (!kv) return NULL;
+  uint32_t gen = ++c->st.gen;
+  bool bad = false;
+  for (size_t i = 0; i < nk; i++) {
+    const cn_term *key = &keys->v.list.e[i];
+    hc_kent *e = hc_awlww_find(&c->st, key, hc_key_hash(key));
+    if (!e || e->mark == gen) continue;
+    e->mark = gen;
+    kv[k] = cn_term_copy(e->key);
+    kv[k + 1] = cn_term_copy(e->raw);
+    bad |= !kv[k] || !kv[k + 1];
+    k += 2;
+  }
+  c->stats.keys_sent += k / 2;
+  cn_term *m = NULL;
+  if (bad)
+    for (size_t i = 0; i < k; i++) cn_term_free(kv[i]);
+  else
+    m = cn_mk_map(k / 2, kv);
+  cn_free(kv);
+  return m;
+}
+
+static cn_term *mk_delta(cn_crdt *c, const cn_term *dots, const cn_term *keys) {
+  const cn_atom *f[] = {c->hc.a_dots, c->hc.a_value};
+  cn_term *v[] = {cn_term_copy(dots), values_with(c, keys)};
+  return cn_mk_tuple(3, cn_mk_atom(c->hc.a_diff), hc_mk_struct(&c->hc, c->hc.a_awlww, 2, f, v),
+                     cn_term_copy(keys));
+}
+
+/* ---- Sync ------------------------------------------------------------------------------------------------- */
+
+static bool pid_is(const cn_term *t, cn_pid p) {
+  return t->type == CN_PID && t->v.pid.id == p.id && t->v.pid.serial == p.serial &&
+         !strcmp(t->v.pid.node->name, p.node->name);
+}
+
+static void do_sync(cn_crdt *c, cn_proc *self) {
+  for (size_t i = 0; i < c->nnb; i++)
+    if (!c->nb[i].monitored && !pid_is(c->nb[i].addr, c->pid))
+      c->nb[i].monitored = cn_monitor(self, c->nb[i].addr, &c->nb[i].mref) == 0;
+  hc_merkle_update_hashes(&c->mm);
+  if (!c->cont0 || c->cont0_epoch != c->mm.epoch) {
+    cn_term_free(c->cont0);
+    c->cont0 = hc_merkle_cont0(&c->hc, &c->mm, DEPTH);
+    c->cont0_epoch = c->mm.epoch;
+  }
+  if (!c->cont0) return;
+  cn_term *dots = hc_vv_term(&c->st.vv);
+  for (size_t i = 0; dots && i < c->nnb; i++) {
+    if (!c->nb[i].monitored || pid_is(c->nb[i].addr, c->pid)) continue;
+    cn_term *d = mk_diff(c, cn_term_copy(c->cont0), cn_term_copy(dots), cn_mk_pid(c->pid), cn_mk_pid(c->pid),
+                         cn_term_copy(c->nb[i].addr));
+    c->stats.syncs_started++;
+    cn_term *msg = cn_mk_tuple(2, cn_mk_atom(c->hc.a_diff), d);
+    send_to(c, self, c->nb[i].addr, msg);
+  }
+  cn_term_free(dots);
+}
+
+/* The fields of a received Diff, from/to already swapped (reverse_diff). */
+typedef struct rdiff {
+  const cn_term *cont, *dots, *orig, *from, *to;
+} rdiff;
+
+static bool parse_diff(const cn_term *d, rdiff *r) {
+  if (!hc_is_struct(d, "Elixir.DeltaCrdt.CausalCrdt.Diff")) return false;
+  r->cont = hc_map_get(d, "continuation");
+  r->dots = hc_map_get(d, "dots");
+  r->orig = hc_map_get(d, "originator");
+  r->from = hc_map_get(d, "to"); /* swapped */
+  r->to = hc_map_get(d, "from");
+  return r->cont && r->dots && r->orig && r->from && r->to;
+}
+
+static cn_term *diff_term(cn_crdt *c, const rdiff *r, cn_term *cont) {
+  return mk_diff(c, cont, cn_term_copy(r->dots), cn_term_copy(r->orig), cn_term_copy(r->from),
+                 cn_term_copy(r->to));
+}
+
+static void ack(cn_crdt *c, cn_proc *self, const rdiff *r) {
+  const cn_term *peer = cn_term_eq(r->orig, r->from) ? r->to : cn_term_eq(r->orig, r->to) ? r->from : NULL;
+  if (peer) send_to(c, self, r->orig, cn_mk_tuple(2, cn_mk_atom(c->hc.a_ack_diff), cn_term_copy(peer)));
+}
+
+static bool proper_list(const cn_term *t) { return t->type == CN_NIL || (t->type == CN_LIST && !t->v.list.tail); }
+
+static int on_diff(cn_crdt *c, cn_proc *self, const cn_term *d) {
+  rdiff r;
+  if (!parse_diff(d, &r)) return CN_EDECODE;
+  hc_merkle_update_hashes(&c->mm);
+  cn_term *cont, *keys;
+  int rc = hc_merkle_continue(&c->hc, &c->mm, r.cont, DEPTH, c->o.max_sync_size, &cont, &keys);
+  if (rc) return rc;
+  if (cont) {
+    send_to(c, self, r.to, cn_mk_tuple(2, cn_mk_atom(c->hc.a_diff), diff_term(c, &r, cont)));
+    return 0;
+  }
+  if (keys->type == CN_LIST) {
+    if (cn_term_eq(r.orig, r.to))
+      send_to(c, self, r.to,
+              cn_mk_tuple(3, cn_mk_atom(c->hc.a_get_diff), diff_term(c, &r, cn_term_copy(r.cont)),
+                          cn_term_copy(keys)));
+    else
+      send_to(c, self, r.to, mk_delta(c, r.dots, keys));
+  }
+  cn_term_free(keys);
+  ack(c, self, &r);
+  return 0;
+}
+
+static int on_get_diff(cn_crdt *c, cn_proc *self, const cn_term *d, const cn_term *keys) {
+  rdiff r;
+  if (!parse_diff(d, &r) || !proper_list(keys)) return CN_EDECODE;
+  send_to(c, self, r.to, mk_delta(c, r.dots, keys));
+  ack(c, self, &r);
+  return 0;
+}
+
+static int on_delta(cn_crdt *c, const cn_term *delta, const cn_term *keys) {
+  const cn_term *dots = hc_map_get(delta, "dots"), *val = hc_map_get(delta, "value");
+  if (!hc_is_struct(delta, "Elixir.DeltaCrdt.AWLWWMap") || !dots || !val || val->type != CN_MAP ||
+      !proper_list(keys))
+    return CN_EDECODE;
+  return apply_delta(c, dots, val, keys);
+}
+
+static int set_neighbours(cn_crdt *c, cn_proc *self, const cn_term *list) {
+  if (!proper_list(list)) return CN_EDECODE;
+  size_t n = list->type == CN_LIST ? list->v.list.len : 0;
+  nbr *nb = cn_calloc(n + 1, sizeof *nb);
+  if (!nb) return CN_ENOMEM;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++) {
+    const cn_term *a = &list->v.list.e[i];
+    bool dup = false;
+    for (size_t j = 0; j < k; j++) dup |= cn_term_eq(nb[j].addr, a);
+    if (dup) continue;
+    /* keep the monitor of a neighbour that stays */
+    for (size_t j = 0; j < c->nnb; j++)
+      if (c->nb[j].addr && cn_term_eq(c->nb[j].addr, a)) {
+        nb[k] = c->nb[j];
+        c->nb[j].addr = NULL;
+        break;
+      }
+    if (!nb[k].addr && !(nb[k].addr = cn_term_copy(a))) break;
+    k++;
+  }
+  for (size_t j = 0; j < c->nnb; j++)
+    if (c->nb[j].addr) {
+      if (c->nb[j].monitored) cn_demonitor(self, c->nb[j].mref);
+      cn_term_free(c->nb[j].addr);
+    }
+  cn_free(c->nb);
+  c->nb = nb;
+  c->nnb = k;
+  do_sync(c, self);
+  return 0;
+}
+
+static bool ref_eq(const cn_ref *a, const cn_ref *b) {
+  return a->len == b->len && a->creation == b->creation && !memcmp(a->n, b->n, a->len * sizeof a->n[0]) &&
+         !strcmp(a->node->name, b->node->name);
+}
+
+/* ---- The process ------------------------------------------------------------------------------------------ */
+
+static void on_timer(uv_timer_t *t) {
+  cn_crdt *c = t->data;
+  cn_term *m = cn_mk_atomc(c->n, "sync");
+  if (m) cn_send(c->n, NULL, c->pid, m);
+  cn_term_free(m);
+}
+
+static cn_term *stats_term(cn_crdt *c) {
+  cn_crdt_stats s;
+  cn_crdt_get_stats(c, &s);
+  cn_term *kv[] = {cn_mk_atomc(c->n, "syncs_started"), cn_mk_int((int64_t)s.syncs_started),
+                   cn_mk_atomc(c->n, "msgs_sent"),     cn_mk_int((int64_t)s.msgs_sent),
+                   cn_mk_atomc(c->n, "msgs_received"), cn_mk_int((int64_t)s.msgs_received),
+                   cn_mk_atomc(c->n, "bytes_sent"),    cn_mk_int((int64_t)s.bytes_sent),
+                   cn_mk_atomc(c->n, "keys_sent"),     cn_mk_int((int64_t)s.keys_sent),
+                   cn_mk_atomc(c->n, "bad_messages"),  cn_mk_int((int64_t)s.bad_messages),
+                   cn_mk_atomc(c->n, "keys"),          cn_mk_int((int64_t)s.keys)};
+  for (size_t i = 0; i < 14; i++)
+    if (!kv[i]) {
+      for (size_t j = 0; j < 14; j++) cn_term_free(kv[j]);
+      return NULL;
+    }
+  return cn_mk_map(7, kv);
+}
+
+static cn_term *root_term(cn_crdt *c) {
+  uint8_t h[4];
+  return cn_crdt_root(c, h) ? cn_mk_binary(h, 4) : cn_mk_binary("", 0);
+}
+
+static cn_term *handle_call(cn_crdt *c, const cn_term *req) {
+  cn_node *n = c->n;
+  if (cn_is_atom(req, "read")) return cn_crdt_read(c);
+  if (cn_is_atom(req, "root_hash")) return root_term(c);
+  if (cn_is_atom(req, "stats")) return stats_term(c);
+  const cn_term *keys = cn_tuple_elem(req, 2, 1);
+  if (cn_is_atom(cn_tuple_elem(req, 2, 0), "read") && keys && proper_list(keys)) {
+    size_t nk = keys->type == CN_LIST ? keys->v.list.len : 0, k = 0;
+    cn_term **kv = cn_malloc((2 * nk + 1) * sizeof *kv);
+    for (size_t i = 0; kv && i < nk; i++) {
+      const cn_term *v = cn_crdt_get(c, &keys->v.list.e[i]);
+      bool dup = false;
+      for (size_t j = 0; j < k; j += 2) dup |= cn_term_eq(kv[j], &keys->v.list.e[i]);
+      if (!v || dup) continue;
+      kv[k++] = cn_term_copy(&keys->v.list.e[i]);
+      kv[k++] = cn_term_copy(v);
+    }
+    cn_term *m = kv ? cn_mk_map(k / 2, kv) : NULL;
+    cn_free(kv);
+    return m;
+  }
+  const cn_term *op = cn_tuple_elem(req, 2, 1);
+  if (cn_is_atom(cn_tuple_elem(req, 2, 0), "operation") && op) {
+    const cn_term *f = cn_tuple_elem(op, 2, 0), *args = cn_tuple_elem(op, 2, 1);
+    int rc = CN_EINVAL;
+    if (args && args->type == CN_LIST && !args->v.list.tail) {
+      if (cn_is_atom(f, "add") && args->v.list.len == 2)
+        rc = cn_crdt_put(c, &args->v.list.e[0], &args->v.list.e[1]);
+      else if (cn_is_atom(f, "remove") && args->v.list.len == 1)
+        rc = cn_crdt_delete(c, &args->v.list.e[0]);
+    }
+    return rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, rc == CN_EINVAL ? "badarg" : cn_err_name(rc)))
+              : cn_mk_atomc(n, "ok");
+  }
+  return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "unknown_call"));
+}
+
+static void handle(cn_proc *self, const cn_term *msg, void *state) {
+  cn_crdt *c = state;
+  const cn_term *from, *req;
+  int rc = 0;
+  c->stats.msgs_received++;
+  if (cn_gen_is_call(msg, &from, &req)) {
+    cn_term *reply = handle_call(c, req);
+    if (reply) cn_gen_reply(self, from, reply);
+    cn_term_free(reply);
+    return;
+  }
+  if (cn_is_atom(msg, "sync")) {
+    do_sync(c, self);
+    uv_timer_start(c->timer, on_timer, c->o.sync_interval_ms, 0);
+    return;
+  }
+  const cn_term *tag = msg->type == CN_TUPLE && msg->v.tuple.arity ? &msg->v.tuple.e[0] : NULL;
+  uint32_t ar = tag ? msg->v.tuple.arity : 0;
+  const cn_term *e1 = ar > 1 ? &msg->v.tuple.e[1] : NULL, *e2 = ar > 2 ? &msg->v.tuple.e[2] : NULL;
+  if (cn_is_atom(tag, "diff") && ar == 2)
+    rc = on_diff(c, self, e1);
+  else if (cn_is_atom(tag, "diff") && ar == 3)
+    rc = on_delta(c, e1, e2);
+  else if (cn_is_atom(tag, "get_diff") && ar == 3)
+    rc = on_get_diff(c, self, e1, e2);
+  else if (cn_is_atom(tag, "ack_diff") && ar == 2)
+    rc = 0;
+  else if (cn_is_atom(tag, "set_neighbours") && ar == 2)
+    rc = set_neighbours(c, self, e1);
+  else if (cn_is_atom(tag, "DOWN") && ar == 5 && e1->type == CN_REF) {
+    for (size_t i = 0; i < c->nnb; i++)
+      if (c->nb[i].monitored && ref_eq(&c->nb[i].mref, &e1->v.ref)) c->nb[i].monitored = false;
+  } else if (cn_is_atom(tag, "EXIT")) {
+    rc = 0;
+  } else {
+    rc = CN_EINVAL;
+  }
+  if (rc) {
+    /* BEAM's CRDT would crash here; we log, count and live on. */
+    c->stats.bad_messages++;
+    char *txt = cn_term_to_string(msg);
+    cn_log(c->n, CN_LOG_WARN, "%s: dropped %s message: %.200s", c->name, cn_err_name(rc), txt ? txt : "?");
+    cn_free(txt);
+  }
+}
+
+static void free_timer(uv_handle_t *h) { cn_free(h); }
+
+static void terminate(cn_proc *self, const cn_term *reason, void *state) {
+  (void)self;
+  (void)reason;
+  cn_crdt *c = state;
+  if (c->timer) {
+    uv_timer_stop(c->timer);
+    uv_close((uv_handle_t *)c->timer, free_timer);
+  }
+  for (size_t i = 0; i < c->nnb; i++) cn_term_free(c->nb[i].addr);
+  cn_free(c->nb);
+  cn_free(c->subs);
+  cn_term_free(c->cont0);
+  hc_merkle_free(&c->mm);
+  hc_awlww_free(&c->st);
+  cn_free(c);
+}
+
+int cn_crdt_start(cn_node *n, const char *name, const cn_crdt_opts *opts, cn_crdt **out) {
+  if (!name || strlen(name) > 250) return CN_EINVAL;
+  cn_crdt *c = cn_calloc(1, sizeof *c);
+  if (!c) return CN_ENOMEM;
+  c->n = n;
+  if (opts) c->o = *opts;
+  if (!c->o.sync_interval_ms) c->o.sync_interval_ms = 300;
+  snprintf(c->name, sizeof c->name, "%s.Crdt", name);
+  c->t0 = uv_hrtime();
+  c->node_id = c->o.node_id;
+  if (!c->node_id) {
+    uint32_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != sizeof r) r = (uint32_t)uv_hrtime();
+    c->node_id = 1 + (int64_t)(r % 1000000000u);
+  }
+  int rc = hc_ctx_init(&c->hc, cn_node_atoms(n), c->o.mapset_shape);
+  hc_awlww_init(&c->st);
+  hc_merkle_init(&c->mm);
+  if (!rc && !(c->timer = cn_calloc(1, sizeof *c->timer))) rc = CN_ENOMEM;
+  if (rc) {
+    cn_free(c);
+    return rc;
+  }
+  uv_timer_init(cn_node_loop(n), c->timer);
+  c->timer->data = c;
+  cn_proc_opts po = {.terminate = terminate, .trap_exit = true};
+  if ((rc = cn_spawn(n, handle, c, &po, &c->pid))) {
+    uv_close((uv_handle_t *)c->timer, free_timer);
+    cn_free(c);
+    return rc;
+  }
+  if ((rc = cn_register(n, c->name, c->pid))) {
+    cn_term *why = cn_mk_atomc(n, "kill");
+    cn_exit(n, NULL, c->pid, why); /* terminate frees c */
+    cn_term_free(why);
+    return rc;
+  }
+  on_timer(c->timer); /* init sends itself :sync */
+  if (out) *out = c;
+  return 0;
+}
+
+void cn_crdt_stop(cn_crdt *c) {
+  cn_term *why = cn_mk_atomc(c->n, "kill");
+  cn_exit(c->n, NULL, c->pid, why);
+  cn_term_free(why);
+}
+
+cn_pid cn_crdt_pid(const cn_crdt *c) { return c->pid; }
+
+int cn_crdt_set_neighbours(cn_crdt *c, const cn_term *const *peers, size_t n) {
+  cn_term **v = cn_malloc((n + 1) * sizeof *v);
+  if (!v) return CN_ENOMEM;
+  for (size_t i = 0; i < n; i++) v[i] = cn_term_copy(peers[i]);
+  cn_term *msg = cn_mk_tuple(2, cn_mk_atomc(c->n, "set_neighbours"), cn_mk_listv(n, v, NULL));
+  cn_free(v);
+  if (!msg) return CN_ENOMEM;
+  int rc = cn_send(c->n, NULL, c->pid, msg);
+  cn_term_free(msg);
+  return rc;
+}
+
+const cn_term *cn_crdt_get(cn_crdt *c, const cn_term *key) {
+  hc_kent *e = hc_awlww_find(&c->st, key, hc_key_hash(key));
+  return e ? hc_read_raw(e->raw) : NULL;
+}
+
+cn_term *cn_crdt_read(cn_crdt *c) {
+  cn_term **kv = cn_malloc((2 * c->st.count + 1) * sizeof *kv);
+  if (!kv) return NULL;
+  size_t k = 0;
+  bool bad = false;
+  for (size_t i = 0; i < c->st.nb; i++)
+    for (hc_kent *e = c->st.b[i]; e; e = e->next) {
+      const cn_term *v = hc_read_raw(e->raw);
+      if (!v) continue;
+      kv[k] = cn_term_copy(e->key);
+      kv[k + 1] = cn_term_copy(v);
+      bad |= !kv[k] || !kv[k + 1];
+      k += 2;
+    }
+  cn_term *m = NULL;
+  if (bad)
+    for (size_t i = 0; i < k; i++) cn_term_free(kv[i]);
+  else
+    m = cn_mk_map(k / 2, kv);
+  cn_free(kv);
+  return m;
+}
+
+bool cn_crdt_root(cn_crdt *c, uint8_t out[4]) {
+  hc_merkle_update_hashes(&c->mm);
+  return hc_merkle_root(&c->mm, out);
+}
+
+int cn_crdt_subscribe(cn_crdt *c, cn_pid pid) {
+  cn_pid *s = cn_realloc(c->subs, (c->nsubs + 1) * sizeof *s);
+  if (!s) return CN_ENOMEM;
+  c->subs = s;
+  c->subs[c->nsubs++] = pid;
+  return 0;
+}
+
+void cn_crdt_sync_now(cn_crdt *c) { on_timer(c->timer); }
+
+void cn_crdt_get_stats(cn_crdt *c, cn_crdt_stats *out) {
+  *out = c->stats;
+  out->keys = c->st.count;
+}

@@ -1,0 +1,155 @@
+/* hc_int.h: internals of horde_compat shared between its files (never installed): the Elixir struct shapes,
+ * the Merkle map of merkle_map 0.2.x and the AW-LWW map of delta_crdt 0.6. Pure code: no I/O, no clock. */
+#ifndef HC_INT_H
+#define HC_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cn_term.h"
+
+/* ---- Atoms and Elixir structs (structs.c) ------------------------------------------------------------------ */
+
+/* MapSet wire shapes: Elixir <= 1.14 writes `version => 2`, Elixir >= 1.15 has no version field. */
+enum { HC_MAPSET_V2 = 0, HC_MAPSET_PLAIN = 1 };
+
+/* The atoms horde_compat builds terms with, interned once in one table. */
+typedef struct hc_ctx {
+  cn_atoms *tab;
+  int mapset_shape; /* HC_MAPSET_* */
+  const cn_atom *a_struct, *a_map, *a_version, *a_mapset, *a_partial, *a_tree, *a_trees, *a_keys, *a_mtree,
+      *a_mdiff, *a_diff_mod, *a_awlww, *a_dots, *a_value, *a_continuation, *a_originator, *a_from, *a_to, *a_nil,
+      *a_diff, *a_get_diff, *a_ack_diff;
+} hc_ctx;
+
+/* Interns the atoms; 0 or CN_ENOMEM. */
+int hc_ctx_init(hc_ctx *c, cn_atoms *tab, int mapset_shape);
+
+/* A struct map #{'__struct__' => Mod, F1 => V1, ...}: takes the values (even on failure); NULL on OOM. */
+cn_term *hc_mk_struct(const hc_ctx *c, const cn_atom *mod, size_t n, const cn_atom *const *fields,
+                      cn_term **vals);
+/* The value of atom key k in map m (compared by text), or NULL. */
+const cn_term *hc_map_get(const cn_term *m, const char *k);
+/* The value of an arbitrary key in map m (exact match), or NULL. */
+const cn_term *hc_map_find(const cn_term *m, const cn_term *k);
+/* True when t is a map whose '__struct__' is the atom mod. */
+bool hc_is_struct(const cn_term *t, const char *mod);
+
+/* A dot {NodeId, Counter}. */
+typedef struct hc_dot {
+  int64_t id, n;
+} hc_dot;
+/* A MapSet of dots in the context's shape (#{Dot => []} inside); NULL on OOM. */
+cn_term *hc_mk_dotset(const hc_ctx *c, const hc_dot *d, size_t n);
+/* Reads a MapSet of dots (either shape) into a new array (*out, free with cn_free; count *n).
+ * CN_EDECODE when it is not a MapSet of {int, int} tuples. */
+int hc_parse_dotset(const cn_term *set, hc_dot **out, size_t *n);
+
+/* ---- Merkle map (merkle.c) ------------------------------------------------------------------------------------ */
+
+typedef struct hc_mnode hc_mnode;
+
+/* merkle_map's tree: key -> raw value, placed by the bits of phash2(Key, 2^32), hashes computed lazily. */
+typedef struct hc_merkle {
+  hc_mnode *root;
+  size_t count;   /* keys */
+  uint64_t epoch; /* bumped on every change, so callers can cache terms built from the tree */
+} hc_merkle;
+
+/* A location in the tree: the first nbits bits of `bits` (most significant of bit 63 first). */
+typedef struct hc_loc {
+  uint64_t bits;
+  uint32_t nbits;
+} hc_loc;
+
+void hc_merkle_init(hc_merkle *m);
+void hc_merkle_free(hc_merkle *m);
+/* phash2(Key, 2^32): the key's place in the tree. */
+uint32_t hc_key_hash(const cn_term *key);
+/* Puts key (copied) => raw (taken, even on failure); kh = hc_key_hash(key). 0 or CN_ENOMEM. */
+int hc_merkle_put(hc_merkle *m, const cn_term *key, uint32_t kh, cn_term *raw);
+/* Removes key (no-op when absent). */
+void hc_merkle_delete(hc_merkle *m, const cn_term *key, uint32_t kh);
+/* Computes the hashes of every changed node (merkle_map's update_hashes). */
+void hc_merkle_update_hashes(hc_merkle *m);
+/* The root hash after hc_merkle_update_hashes: true and out[4], or false for the empty tree. */
+bool hc_merkle_root(const hc_merkle *m, uint8_t out[4]);
+/* subtree(Tree, Loc, Depth) as merkle_map builds it (hashes must be up to date); a new term or NULL on OOM. */
+cn_term *hc_merkle_subtree(const hc_ctx *c, const hc_merkle *m, hc_loc loc, unsigned depth);
+/* Reads a Loc bitstring term (at most 56 bits); false for another shape. */
+bool hc_loc_from_term(const cn_term *t, hc_loc *out);
+cn_term *hc_loc_term(hc_loc loc);
+
+/* What a comparison found: keys (borrowed from the tree or the received term) and partial locations. */
+typedef struct hc_mdiff {
+  const cn_term **keys;
+  size_t nkeys, capk;
+  hc_loc *parts;
+  size_t nparts, capp;
+} hc_mdiff;
+void hc_mdiff_free(hc_mdiff *d);
+/* Compares subtree(own, loc, depth) with the received subtree term `remote` at level loc.nbits (§3.3),
+ * appending to d. CN_EDECODE when remote is not a well-formed tree, CN_ENOMEM. */
+int hc_merkle_diff(const hc_merkle *m, hc_loc loc, unsigned depth, const cn_term *remote, hc_mdiff *d);
+
+/* One continuation step (§3.4) on a received MerkleMap.MerkleTree.Diff struct. On success *keys_out is a new
+ * proper list term of CRDT keys, and *cont_out is NULL (done) or a new Diff struct to send on. max_items > 0
+ * truncates as delta_crdt's max_sync_size (keys first, then trees); 0 is infinite. */
+int hc_merkle_continue(const hc_ctx *c, const hc_merkle *m, const cn_term *cont, unsigned depth, size_t max_items,
+                       cn_term **cont_out, cn_term **keys_out);
+/* The first continuation of a sync: #{trees => [{<<>>, MT(subtree(Root, <<>>, depth))}], keys => []}. */
+cn_term *hc_merkle_cont0(const hc_ctx *c, const hc_merkle *m, unsigned depth);
+
+/* ---- AW-LWW map (awlww.c) ------------------------------------------------------------------------------------- */
+
+/* A version vector: NodeId -> max counter. */
+typedef struct hc_vv {
+  hc_dot *e;
+  size_t n, cap;
+} hc_vv;
+void hc_vv_free(hc_vv *v);
+int64_t hc_vv_get(const hc_vv *v, int64_t id);
+int hc_vv_bump(hc_vv *v, int64_t id, int64_t n); /* v[id] = max(v[id], n) */
+int hc_vv_union(hc_vv *v, const hc_vv *o);
+int hc_vv_copy(hc_vv *dst, const hc_vv *src);
+/* #{NodeId => Max} */
+cn_term *hc_vv_term(const hc_vv *v);
+/* Reads #{Int => Int}; CN_EDECODE on another shape. */
+int hc_vv_parse(const cn_term *t, hc_vv *out);
+
+typedef struct hc_kent {
+  struct hc_kent *next;
+  uint32_t kh;
+  uint32_t mark;
+  cn_term *key;
+  cn_term *raw; /* Entries: #{{Value, Ts} => MapSet(Dots)} */
+} hc_kent;
+
+typedef struct hc_awlww {
+  hc_vv vv;
+  hc_kent **b;
+  size_t nb, count;
+  uint32_t gen;
+} hc_awlww;
+
+void hc_awlww_init(hc_awlww *a);
+void hc_awlww_free(hc_awlww *a);
+hc_kent *hc_awlww_find(const hc_awlww *a, const cn_term *key, uint32_t kh);
+/* Replaces the raw entries of key (raw taken; NULL deletes the key). 0 or CN_ENOMEM. */
+int hc_awlww_set(hc_awlww *a, const cn_term *key, uint32_t kh, cn_term *raw);
+/* The LWW read of raw entries: the user value of the entry with the largest Ts (ties: the smallest entry key
+ * in term order), borrowed; NULL when raw is NULL or malformed. */
+const cn_term *hc_read_raw(const cn_term *raw);
+/* The add of §2.3 on the state's entries for key: *raw_out gets the new entries (caller owns). The version
+ * vector moves. */
+int hc_awlww_add(const hc_ctx *c, hc_awlww *a, int64_t node_id, const cn_term *key, uint32_t kh,
+                 const cn_term *value, int64_t ts, cn_term **raw_out);
+/* The remove of §2.3: the version vector takes the key's dots; the new entries are none. */
+int hc_awlww_remove(hc_awlww *a, const cn_term *key, uint32_t kh);
+/* Join of one key's entries (§2.4): e1 (state, may be NULL), e2 (delta, may be NULL), v1 the state's version
+ * vector before the join, v2 the delta's. *out gets the new entries or NULL when none remain. */
+int hc_join_entries(const hc_ctx *c, const cn_term *e1, const cn_term *e2, const hc_vv *v1, const hc_vv *v2,
+                    cn_term **out);
+
+#endif

@@ -1,0 +1,484 @@
+/* merkle.c: merkle_map 0.2.x's tree in C: canonical placement by phash2(Key, 2^32), lazy hashes, subtree
+ * extraction with {partial, Loc} cuts, comparison with a received subtree and the partial-diff continuation. */
+#include <string.h>
+
+#include "hc_int.h"
+
+enum { MN_INNER = 1, MN_LEAF = 2 };
+#define MAX_LOC_BITS 56
+
+struct hc_mnode {
+  uint8_t kind;
+  uint8_t hashed;
+  uint8_t hash[4];
+  uint32_t kh;          /* leaf: the key hash */
+  hc_mnode *l, *r;      /* inner */
+  cn_term *contents;    /* leaf: #{Key => Raw} */
+};
+
+uint32_t hc_key_hash(const cn_term *key) { return cn_phash2_range(key, 1ULL << 32); }
+
+static void put4(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+static int bit_of(uint32_t kh, unsigned depth) { return (int)((kh >> (31 - depth)) & 1); }
+
+void hc_merkle_init(hc_merkle *m) { memset(m, 0, sizeof *m); }
+
+static void node_free(hc_mnode *x) {
+  while (x) {
+    if (x->kind == MN_LEAF) {
+      cn_term_free(x->contents);
+      cn_free(x);
+      return;
+    }
+    node_free(x->l);
+    hc_mnode *r = x->r;
+    cn_free(x);
+    x = r;
+  }
+}
+
+void hc_merkle_free(hc_merkle *m) {
+  node_free(m->root);
+  m->root = NULL;
+  m->count = 0;
+}
+
+/* A map of `n` pairs of leaf contents where pair `skip` is left out and (k, v) added when k != NULL. */
+static cn_term *contents_with(const cn_term *old, long skip, const cn_term *k, cn_term *v) {
+  size_t n = old ? old->v.map.size : 0, o = 0;
+  cn_term **kv = cn_malloc((2 * n + 2) * sizeof *kv);
+  if (!kv) {
+    cn_term_free(v);
+    return NULL;
+  }
+  bool bad = false;
+  for (size_t i = 0; i < n; i++) {
+    if ((long)i == skip) continue;
+    kv[o] = cn_term_copy(&old->v.map.kv[2 * i]);
+    kv[o + 1] = cn_term_copy(&old->v.map.kv[2 * i + 1]);
+    bad |= !kv[o] || !kv[o + 1];
+    o += 2;
+  }
+  if (k) {
+    kv[o] = cn_term_copy(k);
+    kv[o + 1] = v;
+    bad |= !kv[o] || !v;
+    o += 2;
+  }
+  cn_term *r = NULL;
+  if (bad)
+    for (size_t i = 0; i < o; i++) cn_term_free(kv[i]);
+  else
+    r = cn_mk_map(o / 2, kv);
+  cn_free(kv);
+  return r;
+}
+
+static long contents_index(const cn_term *c, const cn_term *key) {
+  for (uint32_t i = 0; i < c->v.map.size; i++)
+    if (cn_term_eq(&c->v.map.kv[2 * i], key)) return i;
+  return -1;
+}
+
+/* merkle_map's put_leaf: a leaf stays as shallow as it can; a clash with another leaf pushes both down. */
+static int put_leaf(hc_mnode **slot, unsigned depth, uint32_t kh, const cn_term *key, cn_term *raw, size_t *added) {
+  hc_mnode *x = *slot;
+  if (!x) {
+    hc_mnode *leaf = cn_calloc(1, sizeof *leaf);
+    cn_term *c = leaf ? contents_with(NULL, -1, key, raw) : (cn_term_free(raw), NULL);
+    if (!c) {
+      cn_free(leaf);
+      return CN_ENOMEM;
+    }
+    leaf->kind = MN_LEAF, leaf->kh = kh, leaf->contents = c;
+    *slot = leaf;
+    (*added)++;
+    return 0;
+  }
+  x->hashed = 0;
+  if (x->kind == MN_INNER) return put_leaf(bit_of(kh, depth) ? &x->r : &x->l, depth + 1, kh, key, raw, added);
+  if (x->kh == kh) {
+    long i = contents_index(x->contents, key);
+    cn_term *c = contents_with(x->contents, i, key, raw);
+    if (!c) return CN_ENOMEM;
+    cn_term_free(x->contents);
+    x->contents = c;
+    if (i < 0) (*added)++;
+    return 0;
+  }
+  hc_mnode *in = cn_calloc(1, sizeof *in);
+  if (!in) {
+    cn_term_free(raw);
+    return CN_ENOMEM;
+  }
+  in->kind = MN_INNER;
+  if (bit_of(x->kh, depth))
+    in->r = x;
+  else
+    in->l = x;
+  *slot = in;
+  return put_leaf(slot, depth, kh, key, raw, added);
+}
+
+int hc_merkle_put(hc_merkle *m, const cn_term *key, uint32_t kh, cn_term *raw) {
+  size_t added = 0;
+  m->epoch++;
+  int rc = put_leaf(&m->root, 0, kh, key, raw, &added);
+  m->count += added;
+  return rc;
+}
+
+static hc_mnode *del(hc_mnode *x, unsigned depth, uint32_t kh, const cn_term *key, size_t *removed) {
+  if (!x) return NULL;
+  if (x->kind == MN_LEAF) {
+    long i = contents_index(x->contents, key);
+    if (i < 0) return x;
+    (*removed)++;
+    if (x->contents->v.map.size == 1) {
+      node_free(x);
+      return NULL;
+    }
+    cn_term *c = contents_with(x->contents, i, NULL, NULL);
+    if (c) { /* on OOM the key stays: hashes still describe what is stored */
+      cn_term_free(x->contents);
+      x->contents = c;
+    } else {
+      (*removed)--;
+    }
+    x->hashed = 0;
+    return x;
+  }
+  x->hashed = 0;
+  if (bit_of(kh, depth))
+    x->r = del(x->r, depth + 1, kh, key, removed);
+  else
+    x->l = del(x->l, depth + 1, kh, key, removed);
+  hc_mnode *keep = NULL;
+  if (!x->l && !x->r) keep = NULL;
+  else if (!x->l && x->r->kind == MN_LEAF) keep = x->r;
+  else if (!x->r && x->l->kind == MN_LEAF) keep = x->l;
+  else return x;
+  cn_free(x);
+  return keep;
+}
+
+void hc_merkle_delete(hc_merkle *m, const cn_term *key, uint32_t kh) {
+  size_t removed = 0;
+  m->epoch++;
+  m->root = del(m->root, 0, kh, key, &removed);
+  m->count -= removed;
+}
+
+/* hash(T) = <<(phash2(T, 2^32)):32>> */
+static void hash_term(const cn_term *t, uint8_t out[4]) { put4(out, cn_phash2_range(t, 1ULL << 32)); }
+
+/* Sets t to the hash binary of x, or [] for an empty branch; t only borrows x's bytes. */
+static void hash_ref(cn_term *t, hc_mnode *x) {
+  memset(t, 0, sizeof *t);
+  if (!x) {
+    t->type = CN_NIL;
+    return;
+  }
+  t->type = CN_BINARY;
+  t->v.bin.size = 4;
+  t->v.bin.bits = 8;
+  t->v.bin.data = x->hash;
+}
+
+static void update(hc_mnode *x) {
+  if (!x || x->hashed) return;
+  if (x->kind == MN_LEAF) {
+    hash_term(x->contents, x->hash);
+  } else {
+    update(x->l);
+    update(x->r);
+    /* hash({HashL, HashR}) over a tuple that borrows the children's hash bytes (no allocation). */
+    cn_term el[2], tup;
+    hash_ref(&el[0], x->l);
+    hash_ref(&el[1], x->r);
+    memset(&tup, 0, sizeof tup);
+    tup.type = CN_TUPLE;
+    tup.v.tuple.arity = 2;
+    tup.v.tuple.e = el;
+    hash_term(&tup, x->hash);
+  }
+  x->hashed = 1;
+}
+
+void hc_merkle_update_hashes(hc_merkle *m) { update(m->root); }
+
+bool hc_merkle_root(const hc_merkle *m, uint8_t out[4]) {
+  if (!m->root) return false;
+  memcpy(out, m->root->hash, 4);
+  return true;
+}
+
+/* ---- Locations ---------------------------------------------------------------------------------------------- */
+
+static int loc_bit(hc_loc l, unsigned i) { return (int)((l.bits >> (63 - i)) & 1); }
+static hc_loc loc_push(hc_loc l, int bit) {
+  if (bit) l.bits |= 1ULL << (63 - l.nbits);
+  l.nbits++;
+  return l;
+}
+
+cn_term *hc_loc_term(hc_loc loc) {
+  uint8_t b[8];
+  size_t n = (loc.nbits + 7) / 8;
+  for (size_t i = 0; i < 8; i++) b[i] = (uint8_t)(loc.bits >> (56 - 8 * i));
+  if (loc.nbits % 8 == 0) return cn_mk_binary(b, n);
+  return cn_mk_bitstring(b, n, (uint8_t)(loc.nbits % 8));
+}
+
+bool hc_loc_from_term(const cn_term *t, hc_loc *out) {
+  if (!t || t->type != CN_BINARY) return false;
+  size_t nbits = t->v.bin.size ? (t->v.bin.size - 1) * 8 + t->v.bin.bits : 0;
+  if (nbits > MAX_LOC_BITS) return false;
+  out->bits = 0;
+  out->nbits = (uint32_t)nbits;
+  for (size_t i = 0; i < t->v.bin.size; i++) out->bits |= (uint64_t)t->v.bin.data[i] << (56 - 8 * i);
+  if (nbits < 64) out->bits &= nbits ? ~0ULL << (64 - nbits) : 0;
+  return true;
+}
+
+/* ---- Subtrees ----------------------------------------------------------------------------------------------- */
+
+static const hc_mnode *find_subtree(const hc_mnode *x, hc_loc loc) {
+  for (unsigned i = 0; i < loc.nbits; i++) {
+    if (!x || x->kind == MN_LEAF) return x;
+    x = loc_bit(loc, i) ? x->r : x->l;
+  }
+  return x;
+}
+
+static cn_term *leaf_term(const hc_mnode *x) {
+  uint8_t kh[4];
+  put4(kh, x->kh);
+  return cn_mk_tuple(2, cn_mk_binary(x->hash, 4),
+                     cn_mk_tuple(2, cn_mk_binary(kh, 4), cn_term_copy(x->contents)));
+}
+
+static cn_term *get_subtree(const hc_ctx *c, const hc_mnode *x, hc_loc loc, unsigned depth) {
+  if (!x) return cn_mk_nil();
+  if (x->kind == MN_LEAF) return leaf_term(x);
+  if (depth == 0) return cn_mk_tuple(2, cn_mk_atom(c->a_partial), hc_loc_term(loc));
+  return cn_mk_tuple(3, cn_mk_binary(x->hash, 4), get_subtree(c, x->l, loc_push(loc, 0), depth - 1),
+                     get_subtree(c, x->r, loc_push(loc, 1), depth - 1));
+}
+
+cn_term *hc_merkle_subtree(const hc_ctx *c, const hc_merkle *m, hc_loc loc, unsigned depth) {
+  return get_subtree(c, find_subtree(m->root, loc), loc, depth);
+}
+
+/* ---- Comparison (§3.3) -------------------------------------------------------------------------------------- */
+
+void hc_mdiff_free(hc_mdiff *d) {
+  cn_free(d->keys);
+  cn_free(d->parts);
+  memset(d, 0, sizeof *d);
+}
+
+static int add_key(hc_mdiff *d, const cn_term *k) {
+  if (d->nkeys == d->capk) {
+    size_t cap = d->capk ? 2 * d->capk : 16;
+    const cn_term **p = cn_realloc(d->keys, cap * sizeof *p);
+    if (!p) return CN_ENOMEM;
+    d->keys = p, d->capk = cap;
+  }
+  d->keys[d->nkeys++] = k;
+  return 0;
+}
+
+static int add_part(hc_mdiff *d, hc_loc l) {
+  if (d->nparts == d->capp) {
+    size_t cap = d->capp ? 2 * d->capp : 16;
+    hc_loc *p = cn_realloc(d->parts, cap * sizeof *p);
+    if (!p) return CN_ENOMEM;
+    d->parts = p, d->capp = cap;
+  }
+  d->parts[d->nparts++] = l;
+  return 0;
+}
+
+static int add_map_keys(hc_mdiff *d, const cn_term *map) {
+  for (uint32_t i = 0; i < map->v.map.size; i++)
+    if (add_key(d, &map->v.map.kv[2 * i])) return CN_ENOMEM;
+  return 0;
+}
+
+/* The local side: a node at relative depth rel below the subtree's root; an inner node at the cut (rel ==
+ * depth) is a {partial, Loc}. */
+typedef struct lside {
+  const hc_mnode *x;
+  unsigned rel;
+} lside;
+
+enum { R_EMPTY, R_INNER, R_LEAF, R_PARTIAL, R_BAD };
+
+static int rkind(const cn_term *t) {
+  if (t->type == CN_NIL) return R_EMPTY;
+  if (t->type != CN_TUPLE) return R_BAD;
+  if (t->v.tuple.arity == 3) return R_INNER;
+  if (t->v.tuple.arity != 2) return R_BAD;
+  const cn_term *a = &t->v.tuple.e[0], *b = &t->v.tuple.e[1];
+  if (a->type == CN_ATOM && !strcmp(a->v.atom->name, "partial")) return R_PARTIAL;
+  if (b->type == CN_TUPLE && b->v.tuple.arity == 2 && b->v.tuple.e[0].type == CN_BINARY &&
+      b->v.tuple.e[0].v.bin.size == 4 && b->v.tuple.e[0].v.bin.bits == 8 && b->v.tuple.e[1].type == CN_MAP)
+    return R_LEAF;
+  return R_BAD;
+}
+
+static bool hash_eq(const cn_term *h, const uint8_t mine[4]) {
+  return h->type == CN_BINARY && h->v.bin.size == 4 && h->v.bin.bits == 8 && !memcmp(h->v.bin.data, mine, 4);
+}
+
+static int raw_local(lside l, unsigned depth, hc_loc path, hc_mdiff *d) {
+  if (!l.x) return 0;
+  if (l.x->kind == MN_LEAF) return add_map_keys(d, l.x->contents);
+  if (l.rel >= depth) return add_part(d, path);
+  int rc = raw_local((lside){l.x->l, l.rel + 1}, depth, loc_push(path, 0), d);
+  return rc ? rc : raw_local((lside){l.x->r, l.rel + 1}, depth, loc_push(path, 1), d);
+}
+
+static int raw_remote(const cn_term *t, hc_loc path, unsigned guard, hc_mdiff *d) {
+  if (guard > MAX_LOC_BITS) return CN_EDECODE;
+  switch (rkind(t)) {
+  case R_EMPTY: return 0;
+  case R_PARTIAL: return add_part(d, path);
+  case R_LEAF: return add_map_keys(d, &t->v.tuple.e[1].v.tuple.e[1]);
+  case R_INNER: {
+    int rc = raw_remote(&t->v.tuple.e[1], loc_push(path, 0), guard + 1, d);
+    return rc ? rc : raw_remote(&t->v.tuple.e[2], loc_push(path, 1), guard + 1, d);
+  }
+  default: return CN_EDECODE;
+  }
+}
+
+static int leaf_leaf(const cn_term *m1, const cn_term *m2, hc_mdiff *d) {
+  for (uint32_t i = 0; i < m1->v.map.size; i++) {
+    const cn_term *v2 = hc_map_find(m2, &m1->v.map.kv[2 * i]);
+    if (!v2 || !cn_term_equal(v2, &m1->v.map.kv[2 * i + 1]))
+      if (add_key(d, &m1->v.map.kv[2 * i])) return CN_ENOMEM;
+  }
+  for (uint32_t i = 0; i < m2->v.map.size; i++)
+    if (!hc_map_find(m1, &m2->v.map.kv[2 * i]))
+      if (add_key(d, &m2->v.map.kv[2 * i])) return CN_ENOMEM;
+  return 0;
+}
+
+static int cmp(lside l, const cn_term *r, unsigned level, unsigned depth, hc_loc path, hc_mdiff *d) {
+  if (level > 32 || path.nbits > MAX_LOC_BITS) return CN_EDECODE;
+  int rk = rkind(r);
+  if (rk == R_BAD) return CN_EDECODE;
+  if (!l.x) return raw_remote(r, path, path.nbits, d);
+  if (rk == R_EMPTY) return raw_local(l, depth, path, d);
+  bool lpart = l.x->kind == MN_INNER && l.rel >= depth;
+  bool linner = l.x->kind == MN_INNER && !lpart;
+  if (linner && rk == R_INNER) {
+    if (hash_eq(&r->v.tuple.e[0], l.x->hash)) return 0;
+    int rc = cmp((lside){l.x->l, l.rel + 1}, &r->v.tuple.e[1], level + 1, depth, loc_push(path, 0), d);
+    return rc ? rc : cmp((lside){l.x->r, l.rel + 1}, &r->v.tuple.e[2], level + 1, depth, loc_push(path, 1), d);
+  }
+  if (rk == R_PARTIAL || lpart) return add_part(d, path);
+  if (l.x->kind == MN_LEAF && rk == R_LEAF) {
+    if (hash_eq(&r->v.tuple.e[0], l.x->hash)) return 0;
+    return leaf_leaf(l.x->contents, &r->v.tuple.e[1].v.tuple.e[1], d);
+  }
+  if (level >= 32) return CN_EDECODE;
+  if (linner) { /* against a received leaf: its key hash picks the side */
+    const uint8_t *kb = r->v.tuple.e[1].v.tuple.e[0].v.bin.data;
+    int dir = (kb[level / 8] >> (7 - level % 8)) & 1;
+    lside same = {dir ? l.x->r : l.x->l, l.rel + 1}, other = {dir ? l.x->l : l.x->r, l.rel + 1};
+    int rc = cmp(same, r, level + 1, depth, loc_push(path, dir), d);
+    return rc ? rc : raw_local(other, depth, loc_push(path, !dir), d);
+  }
+  /* a local leaf against a received inner node */
+  int dir = bit_of(l.x->kh, level);
+  int rc = cmp(l, &r->v.tuple.e[dir ? 2 : 1], level + 1, depth, loc_push(path, dir), d);
+  return rc ? rc : raw_remote(&r->v.tuple.e[dir ? 1 : 2], loc_push(path, !dir), path.nbits + 1, d);
+}
+
+int hc_merkle_diff(const hc_merkle *m, hc_loc loc, unsigned depth, const cn_term *remote, hc_mdiff *d) {
+  lside l = {find_subtree(m->root, loc), 0};
+  return cmp(l, remote, loc.nbits, depth, loc, d);
+}
+
+/* ---- Continuations (§3.4) ----------------------------------------------------------------------------------- */
+
+static cn_term *mk_mtree(const hc_ctx *c, cn_term *tree) {
+  const cn_atom *f[] = {c->a_tree};
+  return hc_mk_struct(c, c->a_mtree, 1, f, &tree);
+}
+
+static cn_term *mk_cont(const hc_ctx *c, cn_term *trees, cn_term *keys) {
+  const cn_atom *f[] = {c->a_keys, c->a_trees};
+  cn_term *v[] = {keys, trees};
+  return hc_mk_struct(c, c->a_mdiff, 2, f, v);
+}
+
+cn_term *hc_merkle_cont0(const hc_ctx *c, const hc_merkle *m, unsigned depth) {
+  hc_loc root = {0, 0};
+  cn_term *item = cn_mk_tuple(2, cn_mk_binary("", 0), mk_mtree(c, hc_merkle_subtree(c, m, root, depth)));
+  return mk_cont(c, cn_mk_list(1, item), cn_mk_nil());
+}
+
+static size_t list_len(const cn_term *t) { return t->type == CN_LIST ? t->v.list.len : 0; }
+
+int hc_merkle_continue(const hc_ctx *c, const hc_merkle *m, const cn_term *cont, unsigned depth, size_t max_items,
+                       cn_term **cont_out, cn_term **keys_out) {
+  *cont_out = *keys_out = NULL;
+  if (!hc_is_struct(cont, "Elixir.MerkleMap.MerkleTree.Diff")) return CN_EDECODE;
+  const cn_term *trees = hc_map_get(cont, "trees"), *keys = hc_map_get(cont, "keys");
+  if (!trees || !keys || (trees->type != CN_LIST && trees->type != CN_NIL) ||
+      (keys->type != CN_LIST && keys->type != CN_NIL) || (trees->type == CN_LIST && trees->v.list.tail) ||
+      (keys->type == CN_LIST && keys->v.list.tail))
+    return CN_EDECODE;
+  hc_mdiff d = {0};
+  int rc = 0;
+  for (size_t i = 0; !rc && i < list_len(trees); i++) {
+    const cn_term *it = &trees->v.list.e[i];
+    hc_loc loc;
+    const cn_term *mt = cn_tuple_elem(it, 2, 1);
+    const cn_term *tree = hc_is_struct(mt, "Elixir.MerkleMap.MerkleTree") ? hc_map_get(mt, "tree") : NULL;
+    if (!tree || !hc_loc_from_term(cn_tuple_elem(it, 2, 0), &loc)) {
+      rc = CN_EDECODE;
+      break;
+    }
+    rc = hc_merkle_diff(m, loc, depth, tree, &d);
+  }
+  /* Keys: the continuation's first, then the new ones (truncation keeps the first max_items). */
+  size_t nold = list_len(keys), nk = nold + d.nkeys;
+  size_t keep = max_items && nk > max_items ? max_items : nk;
+  cn_term **kv = rc ? NULL : cn_malloc((keep + 1) * sizeof *kv);
+  if (!rc && !kv) rc = CN_ENOMEM;
+  if (rc) {
+    hc_mdiff_free(&d);
+    return rc;
+  }
+  for (size_t i = 0; i < keep; i++) kv[i] = cn_term_copy(i < nold ? &keys->v.list.e[i] : d.keys[i - nold]);
+  cn_term *klist = cn_mk_listv(keep, kv, NULL);
+  if (!d.nparts) {
+    cn_free(kv);
+    hc_mdiff_free(&d);
+    *keys_out = klist;
+    return klist ? 0 : CN_ENOMEM;
+  }
+  size_t nt = d.nparts;
+  if (max_items) nt = keep >= max_items ? 0 : (nt < max_items - keep ? nt : max_items - keep);
+  cn_term **tv = cn_malloc((nt + 1) * sizeof *tv);
+  if (!tv) {
+    cn_free(kv);
+    cn_term_free(klist);
+    hc_mdiff_free(&d);
+    return CN_ENOMEM;
+  }
+  for (size_t i = 0; i < nt; i++)
+    tv[i] = cn_mk_tuple(2, hc_loc_term(d.parts[i]), mk_mtree(c, hc_merkle_subtree(c, m, d.parts[i], depth)));
+  *cont_out = mk_cont(c, cn_mk_listv(nt, tv, NULL), klist);
+  cn_free(kv);
+  cn_free(tv);
+  hc_mdiff_free(&d);
+  return *cont_out ? 0 : CN_ENOMEM;
+}

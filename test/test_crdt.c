@@ -1,0 +1,221 @@
+/* test_crdt.c: the C CRDT process (horde.h). C nodes in threads with a real OTP epmd, each running 't.Crdt':
+ * 3 and 5 nodes writing random keys concurrently (same keys on several nodes, deletes, re-adds), one node cut
+ * off and reconnected midway; all converge to the same LWW read and Merkle root within a bounded time. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "cnode.h"
+#include "horde.h"
+#include "testutil.h"
+
+#define SYNC_MS 100
+
+typedef struct tnode {
+  cn_node *n;
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int ready;
+  char name[64];
+  cn_crdt *crdt;
+} tnode;
+
+static uint16_t epmd_port;
+static int epmd_pid;
+
+static void tlog(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
+  (void)n, (void)ctx;
+  if (level >= CN_LOG_WARN) fprintf(stderr, "log: %s\n", msg);
+}
+
+/* A helper process that drops every connection of its node on {disconnect_all} (loop-thread only call). */
+static void cutter(cn_proc *self, const cn_term *msg, void *state) {
+  (void)state;
+  if (!cn_is_atom(msg, "disconnect_all")) return;
+  cn_node *n = cn_proc_node(self);
+  const cn_atom *names[16];
+  size_t k = cn_node_connected(n, names, 16);
+  for (size_t i = 0; i < k && i < 16; i++) cn_node_disconnect(n, names[i]);
+}
+
+static void on_start(cn_node *n, int status, void *ctx) {
+  tnode *t = ctx;
+  cn_crdt_opts o = {.sync_interval_ms = SYNC_MS, .count_bytes = true};
+  int rc = status ? status : cn_crdt_start(n, "t", &o, &t->crdt);
+  cn_pid p;
+  if (!rc) rc = cn_spawn(n, cutter, NULL, NULL, &p);
+  if (!rc) rc = cn_register(n, "cutter", p);
+  pthread_mutex_lock(&t->mu);
+  t->ready = rc ? -1 : 1;
+  pthread_cond_broadcast(&t->cv);
+  pthread_mutex_unlock(&t->mu);
+}
+
+static void *run_node(void *arg) {
+  cn_node_run(((tnode *)arg)->n);
+  return NULL;
+}
+
+static void tnode_start(tnode *t, int i) {
+  memset(t, 0, sizeof *t);
+  pthread_mutex_init(&t->mu, NULL);
+  pthread_cond_init(&t->cv, NULL);
+  snprintf(t->name, sizeof t->name, "crdt%d@127.0.0.1", i);
+  cn_node_opts o = {.name = t->name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
+                    .net_ticktime_s = 4, .log = tlog, .log_ctx = t};
+  assert_int_equal(cn_node_new(&t->n, NULL, &o), 0);
+  assert_int_equal(cn_node_start(t->n, on_start, t), 0);
+  assert_int_equal(pthread_create(&t->th, NULL, run_node, t), 0);
+  pthread_mutex_lock(&t->mu);
+  while (!t->ready) pthread_cond_wait(&t->cv, &t->mu);
+  pthread_mutex_unlock(&t->mu);
+  assert_int_equal(t->ready, 1);
+}
+
+static void tnode_stop(tnode *t) {
+  cn_node_stop(t->n);
+  pthread_join(t->th, NULL);
+  cn_node_free(t->n);
+  pthread_mutex_destroy(&t->mu);
+  pthread_cond_destroy(&t->cv);
+}
+
+static cn_term *call(tnode *t, cn_term *req) {
+  cn_term *srv = cn_mk_atomc(t->n, "t.Crdt"), *reply = NULL;
+  int rc = cn_call_sync(t->n, srv, req, 5000, &reply);
+  assert_int_equal(rc, 0);
+  cn_term_free(srv);
+  cn_term_free(req);
+  return reply;
+}
+
+static void op(tnode *t, int key, int val) {
+  cn_node *n = t->n;
+  cn_term *k = cn_mk_tuple(2, cn_mk_atomc(n, "key"), cn_mk_int(key));
+  cn_term *args = val < 0 ? cn_mk_list(1, k) : cn_mk_list(2, k, cn_mk_int(val));
+  cn_term *r = call(t, cn_mk_tuple(2, cn_mk_atomc(n, "operation"),
+                                   cn_mk_tuple(2, cn_mk_atomc(n, val < 0 ? "remove" : "add"), args)));
+  assert_true(cn_is_atom(r, "ok"));
+  cn_term_free(r);
+}
+
+/* Sets the neighbours of t to the CRDTs of the nodes in `on` (all but itself). */
+static void neighbours(tnode *ts, int count, int self, const bool *on) {
+  cn_node *n = ts[self].n;
+  cn_term *v[8];
+  size_t k = 0;
+  for (int i = 0; i < count; i++)
+    if (i != self && on[i]) v[k++] = cn_mk_tuple(2, cn_mk_atomc(n, "t.Crdt"), cn_mk_atomc(n, ts[i].name));
+  cn_term *msg = cn_mk_tuple(2, cn_mk_atomc(n, "set_neighbours"), cn_mk_listv(k, v, NULL));
+  assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, msg), 0);
+}
+
+static long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until every node reads the same map and has the same root; returns the ms it took, or -1. */
+static long converge(tnode *ts, int count, long limit_ms, size_t *nkeys) {
+  long t0 = now_ms();
+  while (now_ms() - t0 < limit_ms) {
+    cn_term *r0 = call(&ts[0], cn_mk_atomc(ts[0].n, "read")), *h0 = call(&ts[0], cn_mk_atomc(ts[0].n, "root_hash"));
+    bool same = true;
+    for (int i = 1; same && i < count; i++) {
+      cn_term *r = call(&ts[i], cn_mk_atomc(ts[i].n, "read")), *h = call(&ts[i], cn_mk_atomc(ts[i].n, "root_hash"));
+      same = cn_term_eq(r, r0) && cn_term_eq(h, h0);
+      cn_term_free(r);
+      cn_term_free(h);
+    }
+    *nkeys = r0->v.map.size;
+    cn_term_free(r0);
+    cn_term_free(h0);
+    if (same) return now_ms() - t0;
+    sleep_ms(20);
+  }
+  return -1;
+}
+
+static void run_cluster(int count, int nops, bool cut) {
+  tnode ts[8];
+  for (int i = 0; i < count; i++) tnode_start(&ts[i], i);
+  bool on[8];
+  for (int i = 0; i < count; i++) on[i] = true;
+  for (int i = 0; i < count; i++) neighbours(ts, count, i, on);
+  srand(1234 + count);
+  /* phase 1: concurrent random writes over a small key space (so keys collide across nodes) */
+  for (int j = 0; j < nops; j++) {
+    int i = rand() % count, key = rand() % 60;
+    op(&ts[i], key, rand() % 5 == 0 ? -1 : rand() % 1000);
+  }
+  int x = count - 1;
+  if (cut) {
+    /* phase 2: node x is cut off: no neighbours either way and its connections dropped; both sides write */
+    on[x] = false;
+    for (int i = 0; i < x; i++) neighbours(ts, count, i, on);
+    bool none[8] = {0};
+    neighbours(ts, count, x, none);
+    sleep_ms(50);
+    cn_term *m = cn_mk_atomc(ts[x].n, "disconnect_all");
+    assert_int_equal(cn_send_threadsafe(ts[x].n, NULL, "cutter", NULL, m), 0);
+    for (int j = 0; j < nops / 2; j++) {
+      int i = rand() % count, key = rand() % 60;
+      op(&ts[i], key, rand() % 4 == 0 ? -1 : rand() % 1000);
+    }
+    /* the same keys on both sides of the cut, then deletes and re-adds */
+    for (int key = 0; key < 10; key++) op(&ts[x], key, 5000 + key), op(&ts[0], key, 6000 + key);
+    for (int key = 10; key < 15; key++) op(&ts[x], key, -1), op(&ts[1], key, 7000 + key);
+    on[x] = true;
+    for (int i = 0; i < count; i++) neighbours(ts, count, i, on);
+  }
+  size_t nkeys = 0;
+  long ms = converge(ts, count, 15000, &nkeys);
+  print_message("  %d nodes: converged in %ld ms (%ld sync intervals), %zu keys\n", count, ms, ms / SYNC_MS, nkeys);
+  assert_true(ms >= 0);
+  assert_true(ms / SYNC_MS <= 40);
+  if (cut) {
+    /* LWW across the cut: node x was written after node 0 for keys 0..9 only in call order, but Ts is each
+     * node's own uptime clock: the winner is whichever entry has the larger Ts, the same on every node. */
+    cn_term *r = call(&ts[0], cn_mk_atomc(ts[0].n, "read"));
+    assert_true(r->v.map.size > 0);
+    cn_term_free(r);
+  }
+  for (int i = 0; i < count; i++) tnode_stop(&ts[i]);
+}
+
+static void test_three_nodes(void **st) {
+  (void)st;
+  run_cluster(3, 300, true);
+}
+static void test_five_nodes(void **st) {
+  (void)st;
+  run_cluster(5, 500, true);
+}
+
+static int group_setup(void **st) {
+  (void)st;
+  epmd_pid = test_epmd_start(&epmd_port);
+  return epmd_pid > 0 ? 0 : -1;
+}
+static int group_teardown(void **st) {
+  (void)st;
+  test_epmd_stop(epmd_pid);
+  return 0;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_three_nodes),
+      cmocka_unit_test(test_five_nodes),
+  };
+  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
