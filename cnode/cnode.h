@@ -151,6 +151,11 @@ int cn_send(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg);
 int cn_send_name(cn_node *n, cn_proc *from, const char *name, const char *node, const cn_term *msg);
 /* Sends to a pid term, an alias (reference), or a {Name, Node} / Name term, as Erlang's `!` accepts them. */
 int cn_send_to(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *msg);
+/* Sends msg (borrowed; copied now) to pid after ms milliseconds, as erlang:send_after/3. *timer (may be NULL)
+ * receives an id for cn_cancel_timer. Pending timers end with the node. */
+int cn_send_after(cn_node *n, unsigned ms, cn_pid to, const cn_term *msg, uint64_t *timer);
+/* Cancels a timer of cn_send_after that has not fired: 0, or CN_ENOTFOUND when it fired or never existed. */
+int cn_cancel_timer(cn_node *n, uint64_t timer);
 /* Thread-safe send from any thread: the node takes msg (freed by the node, even on error) and delivers it
  * from its loop. to is a pid, or name != NULL for a registered name on node (NULL: local). */
 int cn_send_threadsafe(cn_node *n, const cn_pid *to, const char *name, const char *node, cn_term *msg);

@@ -172,6 +172,58 @@ static void on_idle(uv_idle_t *h) {
 
 static void on_prepare(uv_prepare_t *h) { conn_flush_all(h->data); }
 
+/* ---- Timers ---------------------------------------------------------------------------------------------- */
+
+static void timer_closed(uv_handle_t *h) {
+  cn_timer *t = h->data;
+  cn_term_free(t->msg);
+  cn_free(t);
+}
+
+static void timer_remove(cn_timer *t) {
+  *t->prev = t->next;
+  if (t->next) t->next->prev = t->prev;
+  uv_close((uv_handle_t *)&t->h, timer_closed);
+}
+
+static void on_timer_fire(uv_timer_t *h) {
+  cn_timer *t = h->data;
+  cn_send(t->n, NULL, t->to, t->msg);
+  timer_remove(t);
+}
+
+int cn_send_after(cn_node *n, unsigned ms, cn_pid to, const cn_term *msg, uint64_t *timer) {
+  if (!msg || !to.node) return CN_EINVAL;
+  if (n->stopping) return CN_ESTATE;
+  cn_timer *t = cn_calloc(1, sizeof *t);
+  if (!t || !(t->msg = cn_term_copy(msg))) {
+    cn_free(t);
+    return CN_ENOMEM;
+  }
+  t->id = ++n->timer_seq;
+  t->n = n;
+  t->to = to;
+  uv_timer_init(n->loop, &t->h);
+  t->h.data = t;
+  t->next = n->timers;
+  if (t->next) t->next->prev = &t->next;
+  t->prev = &n->timers;
+  n->timers = t;
+  uv_timer_start(&t->h, on_timer_fire, ms, 0);
+  if (timer) *timer = t->id;
+  return 0;
+}
+
+int cn_cancel_timer(cn_node *n, uint64_t timer) {
+  for (cn_timer *t = n->timers; t; t = t->next) {
+    if (t->id == timer) {
+      timer_remove(t);
+      return 0;
+    }
+  }
+  return CN_ENOTFOUND;
+}
+
 /* ---- Node events -------------------------------------------------------------------------------------- */
 
 int cn_node_monitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx) {
@@ -345,6 +397,7 @@ static void shutdown_node(cn_node *n) {
   cn_log(n, CN_LOG_DEBUG, "stopping");
   proc_kill_all(n);
   conn_close_all(n);
+  while (n->timers) timer_remove(n->timers);
   if (n->reg) {
     epmd_reg_close(n->reg);
     n->reg = NULL;

@@ -126,6 +126,16 @@ typedef struct cn_ts_msg {
   cn_term *msg;
 } cn_ts_msg;
 
+/* A pending cn_send_after. */
+typedef struct cn_timer {
+  uv_timer_t h;
+  cn_node *n;
+  uint64_t id;
+  cn_pid to;
+  cn_term *msg;
+  struct cn_timer *next, **prev;
+} cn_timer;
+
 typedef struct cn_node_sub {
   struct cn_node_sub *next;
   cn_nodes_fn fn;
@@ -197,6 +207,8 @@ struct cn_node {
   int run_status;
 
   cn_node_sub *subs;
+  cn_timer *timers;
+  uint64_t timer_seq;
 };
 
 /* node.c */

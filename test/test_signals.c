@@ -363,6 +363,31 @@ static void test_gen_server_calls(void **st) {
   cn_term_free(req);
 }
 
+static bool got_two(void *a) { return ((rec *)a)->n >= 2; }
+
+/* send_after delivers later; a cancelled timer never does. */
+static void test_send_after(void **st) {
+  (void)st;
+  rec r;
+  cn_pid pid = spawn_rec(&r, false);
+  cn_term *a = T("later"), *b = T("never"), *c = T("last");
+  uint64_t t1, t2;
+  assert_int_equal(cn_send_after(N, 30, pid, a, &t1), 0);
+  assert_int_equal(cn_send_after(N, 40, pid, b, &t2), 0);
+  assert_int_equal(cn_send_after(N, 60, pid, c, NULL), 0);
+  assert_int_equal(cn_cancel_timer(N, t2), 0);
+  assert_int_equal(cn_cancel_timer(N, t2), CN_ENOTFOUND);
+  spin();
+  assert_int_equal(r.n, 0);
+  run_until(got_two, &r);
+  assert_string_equal(r.log, "later\nlast\n");
+  assert_int_equal(cn_cancel_timer(N, t1), CN_ENOTFOUND);
+  assert_int_equal(cn_send_after(N, 100000, pid, a, NULL), 0); /* still pending when the node is freed */
+  cn_term_free(a);
+  cn_term_free(b);
+  cn_term_free(c);
+}
+
 /* Every allocation of node creation, spawn, register and alias fails in turn: each call reports CN_ENOMEM or
  * succeeds, and nothing leaks. */
 static void test_alloc_failures(void **st) {
@@ -396,6 +421,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_monitors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_alias, setup, teardown),
       cmocka_unit_test_setup_teardown(test_gen_server_calls, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_send_after, setup, teardown),
       cmocka_unit_test(test_alloc_failures),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
