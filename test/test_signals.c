@@ -130,8 +130,8 @@ static cn_term *T(const char *atom) { return cn_mk_atomc(N, atom); }
 
 static void test_link_exit_rules(void **st) {
   (void)st;
-  actor a, b, c;
-  rec x;
+  static actor a, b, c; /* outlives the test: terminate callbacks run at teardown */
+  static rec x; /* outlives the test: terminate callbacks run at teardown */
   /* A trapping process linked to one that exits {shutdown, x} gets the 'EXIT' message. */
   cn_pid pa = spawn_actor(&a, true), pb = spawn_actor(&b, false);
   target = pb;
@@ -149,7 +149,7 @@ static void test_link_exit_rules(void **st) {
   target = px;
   act(pc, do_link, NULL, &c);
   cn_pid pd;
-  actor d;
+  static actor d; /* outlives the test: terminate callbacks run at teardown */
   pd = spawn_actor(&d, false);
   act(pd, do_link, NULL, &d);
   cn_term *boom = T("boom");
@@ -158,7 +158,7 @@ static void test_link_exit_rules(void **st) {
   assert_string_equal(x.end, "boom");
   assert_non_null(strstr(c.r.log, "boom}"));
   /* normal does not kill a non-trapping process; a trapping one sees it. */
-  rec y, z;
+  static rec y, z; /* outlives the test: terminate callbacks run at teardown */
   cn_pid py = spawn_rec(&y, false), pz = spawn_rec(&z, true);
   cn_term *normal = T("normal");
   cn_exit(N, NULL, py, normal);
@@ -178,7 +178,7 @@ static void test_link_exit_rules(void **st) {
 
 static void test_unlink(void **st) {
   (void)st;
-  actor a, b;
+  static actor a, b; /* outlives the test: terminate callbacks run at teardown */
   cn_pid pa = spawn_actor(&a, false), pb = spawn_actor(&b, false);
   target = pb;
   act(pa, do_link, NULL, &a);
@@ -190,7 +190,7 @@ static void test_unlink(void **st) {
   assert_string_equal(b.r.end, "boom");
   assert_string_equal(a.r.end, ""); /* unlinked: still alive */
   /* Linking to a dead pid: noproc. */
-  actor c;
+  static actor c; /* outlives the test: terminate callbacks run at teardown */
   cn_pid pc = spawn_actor(&c, true);
   target = pb;
   act(pc, do_link, NULL, &c);
@@ -206,7 +206,7 @@ static void do_demonitor(cn_proc *self, void *arg) {
 
 static void test_monitors(void **st) {
   (void)st;
-  actor w, v;
+  static actor w, v; /* outlives the test: terminate callbacks run at teardown */
   cn_pid pw = spawn_actor(&w, false), pv = spawn_actor(&v, false);
   cn_term *tv = cn_mk_pid(pv);
   act(pw, do_monitor, tv, &w);
@@ -217,7 +217,7 @@ static void test_monitors(void **st) {
   assert_non_null(strstr(w.r.log, ",process,"));
   assert_non_null(strstr(w.r.log, "bye}"));
   /* By name: the object is {Name, Node}. */
-  actor u;
+  static actor u; /* outlives the test: terminate callbacks run at teardown */
   cn_pid pu = spawn_actor(&u, false);
   assert_int_equal(cn_register(N, "named", pu), 0);
   cn_term *byname = T("named");
@@ -232,7 +232,7 @@ static void test_monitors(void **st) {
   spin();
   assert_non_null(strstr(w.r.log, "noproc}"));
   /* demonitor: no DOWN. */
-  actor s;
+  static actor s; /* outlives the test: terminate callbacks run at teardown */
   cn_pid ps = spawn_actor(&s, false);
   cn_term *ts = cn_mk_pid(ps);
   w.r.log[0] = 0;
@@ -259,7 +259,7 @@ static void do_unalias(cn_proc *self, void *arg) {
 
 static void test_alias(void **st) {
   (void)st;
-  actor a;
+  static actor a; /* outlives the test: terminate callbacks run at teardown */
   cn_pid pa = spawn_actor(&a, false);
   act(pa, do_alias, NULL, &a);
   cn_term *m = T("via_alias");
@@ -335,7 +335,7 @@ static void test_gen_server_calls(void **st) {
   (void)st;
   cn_pid srv;
   assert_int_equal(cn_gen_server_start(N, "srv", &srv_ops, NULL, &srv), 0);
-  actor c;
+  static actor c; /* outlives the test: terminate callbacks run at teardown */
   cn_pid pc = spawn_actor(&c, false);
   call_as(pc, &c, "srv", "ping", 1000);
   assert_int_equal(res.status, 0);
@@ -368,7 +368,7 @@ static bool got_two(void *a) { return ((rec *)a)->n >= 2; }
 /* send_after delivers later; a cancelled timer never does. */
 static void test_send_after(void **st) {
   (void)st;
-  rec r;
+  static rec r; /* outlives the test: terminate callbacks run at teardown */
   cn_pid pid = spawn_rec(&r, false);
   cn_term *a = T("later"), *b = T("never"), *c = T("last");
   uint64_t t1, t2;

@@ -1,0 +1,189 @@
+#!/bin/sh
+# Distribution benchmarks (issue 7): cnode side by side with a BEAM pair and a blocking-ei C node, in one run.
+#
+#   sh bench/dist.sh BUILD        (make bench; BENCH_QUICK=1 / make bench-quick: a short run, < 2 minutes)
+#
+# Nodes on loopback, a private EPMD: a driver BEAM node d runs every workload (bench/beam_bench.erl) against
+#   beam  a second BEAM node (beam_bench:target/0)              -> `impl=beam` rows are BEAM<->BEAM
+#   ei    bench/ei_node.c, erl_interface's blocking API            -> `impl=ei`
+#   cnode bench/cnode_bench.c on libcnode (c1; c2 for cnode->cnode) -> `impl=cnode`, and *_c2c rows
+# Workloads rotate between implementations every repetition and each figure is the median of BENCH_REPS runs
+# (after a warm-up), so machine drift hits all of them alike. As /work/shared/BENCHMARKING.md advises, the
+# comparison figures are pinned (every process `taskset -c 0`); small-message throughput and ping-pong are
+# measured unpinned too (names ending in _unpinned). Directions: b2x = driver BEAM -> implementation,
+# x2b = implementation -> driver BEAM, c2c = cnode c1 -> cnode c2.
+#
+# Output: per figure `bench=<name> impl=<impl> value=<v> unit=<u> runs=<...>`; per comparison
+# `bench=<name> ratio=<cnode/beam>` and `bench=<name> ratio_ei=<cnode/ei>`; a table; `target=... PASS|FAIL`
+# lines for the targets of issue 7. All lines also go to BUILD/bench/dist/results.txt.
+set -u
+BUILD=${1:-build}
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+case "$BUILD" in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
+OUT=$BUILD/bench/dist
+mkdir -p "$OUT"
+LIB=$BUILD/libcnode.a
+[ -f "$LIB" ] || { echo "bench/dist.sh: $LIB not built (make all)"; exit 1; }
+command -v erl >/dev/null 2>&1 || { echo "bench/dist.sh: erl not found"; exit 1; }
+
+if [ -n "${BENCH_QUICK:-}" ]; then QUICK=1; REPS=${BENCH_REPS:-3}; NCONN=200; NPROC=1000000
+else QUICK=0; REPS=${BENCH_REPS:-5}; NCONN=500; NPROC=1000000; fi
+
+# ---- build the helpers with the Makefile's flags -------------------------------------------------------------
+EI_DIR=$(ls -d /usr/lib/erlang/lib/erl_interface-* 2>/dev/null | head -n 1)
+CC=${CC:-cc}
+CFLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 -I$ROOT/base -I$ROOT/term -I$ROOT/epmd -I$ROOT/dist -I$ROOT/cnode -I$EI_DIR/include"
+LDLIBS="-L$EI_DIR/lib -lei -luv -lssl -lcrypto -lpthread -lm"
+for p in cnode_bench cnode_mem; do
+  $CC $CFLAGS -o "$OUT/$p" "$HERE/$p.c" "$LIB" $LDLIBS || exit 1
+done
+for p in ei_node conn_mem; do
+  $CC $CFLAGS -o "$OUT/$p" "$HERE/$p.c" $LDLIBS || exit 1
+done
+erlc -o "$OUT" "$HERE/beam_bench.erl" || exit 1
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+PIDS=""
+cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; PIDS=""; }
+trap 'cleanup; exit 1' INT TERM
+trap cleanup EXIT
+
+ERL_EPMD_PORT=$(free_port)
+export ERL_EPMD_PORT
+epmd -port "$ERL_EPMD_PORT" -address 127.0.0.1 >/dev/null 2>&1 &
+EPMD_PID=$!
+trap 'cleanup; kill $EPMD_PID 2>/dev/null; exit 1' INT TERM
+trap 'cleanup; kill $EPMD_PID 2>/dev/null' EXIT
+sleep 0.3
+COOKIE=bench$$$(date +%s)
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+export CLK_TCK
+RES=$OUT/results.txt
+: >"$RES"
+ERLOPTS="-noshell -noinput -setcookie $COOKIE -connect_all false -kernel net_ticktime 60 -pa $OUT"
+H=127.0.0.1
+
+wait_ready() { # file what
+  i=0
+  until grep -q ready "$1" 2>/dev/null; do
+    i=$((i + 1)); [ $i -gt 100 ] && { echo "bench/dist.sh: $2 did not start"; cat "$1"; exit 1; }; sleep 0.1
+  done
+}
+wait_epmd() { # alive
+  i=0
+  until epmd -port "$ERL_EPMD_PORT" -names 2>/dev/null | grep -q "name $1 "; do
+    i=$((i + 1)); [ $i -gt 150 ] && { echo "bench/dist.sh: node $1 did not start"; exit 1; }; sleep 0.1
+  done
+}
+
+# One phase: fresh target nodes under the placement PIN, then the driver.
+phase() { # name pin
+  PIN=$2; sfx=$1$$
+  NODE_PIDS=""
+  $PIN erl $ERLOPTS -name "t$sfx@$H" -eval 'beam_bench:target()' >"$OUT/t.log" 2>&1 &
+  NODE_PIDS="$NODE_PIDS $!"
+  $PIN "$OUT/ei_node" "e$sfx" $H "$COOKIE" >"$OUT/e.log" 2>&1 &
+  NODE_PIDS="$NODE_PIDS $!"
+  $PIN "$OUT/cnode_bench" "c1$sfx@$H" "$COOKIE" >"$OUT/c1.log" 2>&1 &
+  NODE_PIDS="$NODE_PIDS $!"
+  $PIN "$OUT/cnode_bench" "c2$sfx@$H" "$COOKIE" >"$OUT/c2.log" 2>&1 &
+  NODE_PIDS="$NODE_PIDS $!"
+  PIDS="$PIDS $NODE_PIDS"
+  wait_ready "$OUT/e.log" ei_node; wait_ready "$OUT/c1.log" cnode_bench; wait_ready "$OUT/c2.log" cnode_bench
+  wait_epmd "t$sfx"
+  echo "-- phase $1 (${PIN:-unpinned}), $REPS repetitions"
+  $PIN erl $ERLOPTS -name "d$sfx@$H" -run beam_bench main "$1" $QUICK "$REPS" \
+    "t$sfx@$H" "e$sfx@$H" "c1$sfx@$H" "c2$sfx@$H" "$RES" || { echo "bench/dist.sh: driver failed"; exit 1; }
+  for p in $NODE_PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+}
+
+T_START=$(date +%s)
+if command -v taskset >/dev/null 2>&1; then phase pinned "taskset -c 0"; else echo "(no taskset: pinned phase unpinned)"; phase pinned ""; fi
+phase unpinned ""
+
+# ---- memory: idle C processes, idle connections (fresh nodes, so freed buffers are not reused) -----------
+echo "-- memory"
+r=$("$OUT/cnode_mem" $NPROC) || exit 1
+echo "$r"
+echo "bench=mem_per_proc impl=cnode value=$(echo "$r" | sed 's/.*bytes_per_proc=//') unit=bytes runs=$NPROC" >>"$RES"
+erl $ERLOPTS -name "m$$@$H" -eval 'beam_bench:proc_mem(100000, "'"$RES"'"), halt().' || exit 1
+
+"$OUT/cnode_bench" "c3$$@$H" "$COOKIE" >"$OUT/c3.log" 2>&1 &
+C3=$!; PIDS="$PIDS $C3"
+erl $ERLOPTS -name "t3$$@$H" -eval 'beam_bench:target()' >"$OUT/t3.log" 2>&1 &
+T3=$!; PIDS="$PIDS $T3"
+wait_ready "$OUT/c3.log" cnode_bench; wait_epmd "t3$$"
+C3PORT=$(sed -n 's/^ready //p' "$OUT/c3.log")
+T3PORT=$(epmd -port "$ERL_EPMD_PORT" -names | sed -n "s/^name t3$$ at port //p")
+for x in "cnode $C3PORT $C3" "beam $T3PORT $T3"; do
+  set -- $x
+  r=$("$OUT/conn_mem" $H "$2" "$COOKIE" $NCONN "$3") || echo "conn_mem against $1: some connections failed: $r"
+  echo "$1: $r"
+  echo "bench=mem_per_conn impl=$1 value=$(echo "$r" | sed 's/.*bytes_per_conn=//') unit=bytes runs=$NCONN" >>"$RES"
+done
+cleanup
+kill "$EPMD_PID" 2>/dev/null; wait "$EPMD_PID" 2>/dev/null
+T_END=$(date +%s)
+
+# ---- ratios, table, targets ---------------------------------------------------------------------------------
+awk -v secs=$((T_END - T_START)) -v quick=$QUICK -v reps=$REPS '
+function val(b, i) { return ((b SUBSEP i) in v) ? v[b, i] : "" }
+function ratio(x, y) { return (x != "" && y != "" && y + 0 > 0) ? x / y : "" }
+function f(x) { return x == "" ? "-" : (x + 0 >= 100 ? sprintf("%.0f", x) : sprintf("%.2f", x)) }
+/^bench=/ {
+  split("", kv)
+  for (i = 1; i <= NF; i++) { split($i, p, "="); kv[p[1]] = p[2] }
+  b = kv["bench"]; if (!(b in seen)) { seen[b] = 1; order[++n] = b }
+  v[b, kv["impl"]] = kv["value"]; unit[b] = kv["unit"]
+}
+END {
+  # a cnode->cnode row compares with the BEAM->BEAM row of the same workload
+  for (k = 1; k <= n; k++) {
+    b = order[k]
+    base = b; sub(/_c2c/, "_b2x", base)
+    if (b ~ /_c2c/ && b !~ /^pingpong/) { r[b] = ratio(val(b, "cnode"), val(base, "beam")) }
+    else if (b ~ /^pingpong_c2c/) { base = b; sub(/_c2c/, "", base); r[b] = ratio(val(b, "cnode"), val(base, "beam")) }
+    else { r[b] = ratio(val(b, "cnode"), val(b, "beam")); re[b] = ratio(val(b, "cnode"), val(b, "ei")) }
+  }
+  printf "\n%-30s %12s %12s %12s %9s %9s  %s\n", "bench", "beam", "ei", "cnode", "c/beam", "c/ei", "unit"
+  for (k = 1; k <= n; k++) {
+    b = order[k]
+    printf "%-30s %12s %12s %12s %9s %9s  %s\n", b, f(val(b, "beam")), f(val(b, "ei")), f(val(b, "cnode")), f(r[b]), f(re[b]), unit[b]
+  }
+  printf "(%s run, %d repetitions, medians; %d s; b2x = BEAM->impl, x2b = impl->BEAM, c2c = cnode->cnode vs BEAM->BEAM;\n", quick ? "quick" : "full", reps, secs
+  printf " pinned = all processes on CPU 0 unless the name ends in _unpinned; pingpong ratios < 1 are better)\n\n"
+  for (k = 1; k <= n; k++) {
+    b = order[k]
+    if (r[b] != "") printf "bench=%s ratio=%.2f\n", b, r[b]
+    if (re[b] != "") printf "bench=%s ratio_ei=%.2f\n", b, re[b]
+  }
+  print ""
+  # targets of issue 7 (pinned figures)
+  tgt("c2c_small_3x_beam", r["small_c2c"], 3, 1)
+  tgt("c2c_small8_3x_beam", r["small8_c2c"], 3, 1)
+  tgt("cnode_to_beam_small_1x", r["small_x2b"], 1, 1)
+  tgt("beam_to_cnode_small_1x", r["small_b2x"], 1, 1)
+  tgt("cnode_to_beam_small8_1x", r["small8_x2b"], 1, 1)
+  tgt("beam_to_cnode_small8_1x", r["small8_b2x"], 1, 1)
+  tgt("pingpong_p50_le_beam", r["pingpong_p50"], 1, 0)
+  split("small_b2x small_x2b small8_b2x small8_x2b bin4K_b2x bin4K_x2b bin64K_b2x bin64K_x2b bin1M_b2x bin1M_x2b bin8M_b2x bin8M_x2b gencall_120", tw, " ")
+  for (i = 1; i in tw; i++) tgt("2x_ei_" tw[i], re[tw[i]], 2, 1)
+  split("bin4K_b2x bin4K_x2b bin64K_b2x bin64K_x2b bin1M_b2x bin1M_x2b bin8M_b2x bin8M_x2b", tl, " ")
+  for (i = 1; i in tl; i++) tgt("large_1x_beam_" tl[i], r[tl[i]], 1, 1)
+  tgt("mem_per_proc_le_512B", val("mem_per_proc", "cnode"), 512, 0)
+  tgt("mem_per_conn_le_64KiB", val("mem_per_conn", "cnode"), 65536, 0)
+  printf "targets: %d pass, %d fail\n", npass, nfail
+}
+function tgt(name, x, bound, ge) {
+  if (x == "") { printf "target=%s value=- FAIL (not measured)\n", name; nfail++; return }
+  ok = ge ? (x + 0 >= bound) : (x + 0 <= bound)
+  printf "target=%s value=%s bound=%s%s %s\n", name, f(x), ge ? ">=" : "<=", bound, ok ? "PASS" : "FAIL"
+  if (ok) npass++; else nfail++
+}' "$RES" | tee "$OUT/summary.txt"
+# the summary's machine lines go to the results file as well
+grep -E '^(bench=.*ratio|target=)' "$OUT/summary.txt" >>"$RES"
+exit 0
