@@ -6,8 +6,12 @@
 
 bool pid_eq(cn_pid a, cn_pid b) { return a.node == b.node && a.id == b.id && a.serial == b.serial; }
 
+/* The first word differs between our own refs, so it decides most comparisons (demonitor scans). */
 bool ref_eq(const cn_ref *a, const cn_ref *b) {
-  return a->node == b->node && a->len == b->len && memcmp(a->n, b->n, a->len * sizeof a->n[0]) == 0;
+  if (a->n[0] != b->n[0] || a->len != b->len || a->node != b->node) return false;
+  for (uint32_t i = 1; i < a->len && i < CN_REF_MAX_WORDS; i++)
+    if (a->n[i] != b->n[i]) return false;
+  return true;
 }
 
 static cn_term atom_t(cn_node *n, const char *name) { return tv_atom(cn_intern(n, name)); }

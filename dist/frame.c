@@ -140,6 +140,13 @@ int dist_frags_add(dist_frags *f, const dist_msg_hdr *h, const uint8_t *body, si
     }
     seq_state *s = &f->seqs[f->n++];
     *s = (seq_state){.seq = h->seq, .next = h->frag_id - 1};
+    /* The header says how many fragments follow, and all but the last are as long as this one: reserve the
+     * whole message once (within the limit) instead of growing it fragment by fragment. */
+    /* Capped: a peer can claim any fragment count, and past 8 MiB doubling growth is cheap anyway. */
+    size_t room = f->max_total - f->total;
+    if (room > ((size_t)8 << 20)) room = (size_t)8 << 20;
+    size_t est = h->frag_id <= room / (blen ? blen : 1) ? (size_t)h->frag_id * blen : room;
+    if (est > blen) cn_buf_reserve(&s->body, est); /* a failure here only costs the later growth */
     if ((rc = grow(f, s, body, blen))) {
       drop_free(f, s);
       return rc;
