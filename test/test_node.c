@@ -13,6 +13,7 @@
 
 #include "cnode.h"
 #include "testutil.h"
+#include "tnode.h"
 
 /* ---- Local processes ----------------------------------------------------------------------------------- */
 
@@ -103,137 +104,19 @@ static void test_exit_signals(void **st) {
 
 /* ---- Nodes in threads -------------------------------------------------------------------------------------- */
 
-typedef struct tnode {
-  cn_node *n;
-  pthread_t th;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int ready;     /* 1 ok, -1 failed */
-  char log[8192];
-  int msgs;
-  char last[512];
-  int nodeups, nodedowns;
-  cn_pid collector;
-} tnode;
-
-static void tlog(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
-  (void)n;
-  (void)level;
-  tnode *t = ctx;
-  pthread_mutex_lock(&t->mu);
-  size_t l = strlen(t->log);
-  snprintf(t->log + l, sizeof t->log - l, "%s\n", msg);
-  pthread_cond_broadcast(&t->cv);
-  pthread_mutex_unlock(&t->mu);
-}
-
-static void collector(cn_proc *self, const cn_term *msg, void *state) {
-  (void)self;
-  tnode *t = state;
-  char *txt = cn_term_to_string(msg);
-  pthread_mutex_lock(&t->mu);
-  t->msgs++;
-  snprintf(t->last, sizeof t->last, "%s", txt ? txt : "?");
-  pthread_cond_broadcast(&t->cv);
-  pthread_mutex_unlock(&t->mu);
-  cn_free(txt);
-}
-
-/* echo: {From, Term} -> From ! Term. */
-static void echo(cn_proc *self, const cn_term *msg, void *state) {
-  (void)state;
-  const cn_term *from = cn_tuple_elem(msg, 2, 0);
-  if (from && from->type == CN_PID) cn_send(cn_proc_node(self), self, from->v.pid, cn_tuple_elem(msg, 2, 1));
-}
-
-/* fwd: {Dest, Msg} -> Dest ! Msg, so a test thread can make a node send as one of its processes. */
-static void fwd(cn_proc *self, const cn_term *msg, void *state) {
-  (void)state;
-  cn_send_to(cn_proc_node(self), self, cn_tuple_elem(msg, 2, 0), cn_tuple_elem(msg, 2, 1));
-}
-
-static void on_nodes(cn_node *n, const cn_atom *node, bool up, const char *reason, void *ctx) {
-  (void)n;
-  (void)node;
-  (void)reason;
-  tnode *t = ctx;
-  pthread_mutex_lock(&t->mu);
-  if (up)
-    t->nodeups++;
-  else
-    t->nodedowns++;
-  pthread_cond_broadcast(&t->cv);
-  pthread_mutex_unlock(&t->mu);
-}
-
-static void on_start(cn_node *n, int status, void *ctx) {
-  (void)n;
-  tnode *t = ctx;
-  pthread_mutex_lock(&t->mu);
-  t->ready = status ? -1 : 1;
-  pthread_cond_broadcast(&t->cv);
-  pthread_mutex_unlock(&t->mu);
-}
-
-static void *run_node(void *arg) {
-  tnode *t = arg;
-  cn_node_run(t->n);
-  return NULL;
-}
-
 static uint16_t epmd_port;
 
-static void tnode_start(tnode *t, const char *name, const char *cookie) {
-  memset(t, 0, sizeof *t);
-  pthread_mutex_init(&t->mu, NULL);
-  pthread_cond_init(&t->cv, NULL);
+static void node_start(tnode *t, const char *name, const char *cookie) {
   cn_node_opts o = {.name = name, .cookie = cookie, .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
-                    .net_ticktime_s = 4, .log = tlog, .log_ctx = t, .log_level = CN_LOG_DEBUG};
-  assert_int_equal(cn_node_new(&t->n, NULL, &o), 0);
-  cn_pid pid;
-  assert_int_equal(cn_spawn(t->n, echo, NULL, NULL, &pid), 0);
-  assert_int_equal(cn_register(t->n, "echo", pid), 0);
-  assert_int_equal(cn_spawn(t->n, fwd, NULL, NULL, &pid), 0);
-  assert_int_equal(cn_register(t->n, "fwd", pid), 0);
-  assert_int_equal(cn_spawn(t->n, collector, t, NULL, &t->collector), 0);
-  assert_int_equal(cn_node_monitor_nodes(t->n, on_nodes, t), 0);
-  assert_int_equal(cn_node_start(t->n, on_start, t), 0);
-  assert_int_equal(pthread_create(&t->th, NULL, run_node, t), 0);
+                    .net_ticktime_s = 4, .log_level = CN_LOG_DEBUG};
+  tnode_start(t, &o);
 }
-
-static void tnode_stop(tnode *t) {
-  cn_node_stop(t->n);
-  pthread_join(t->th, NULL);
-  cn_node_free(t->n);
-  pthread_mutex_destroy(&t->mu);
-  pthread_cond_destroy(&t->cv);
-}
-
-/* Waits up to 10 s for pred(t) under t's lock. */
-static bool wait_for(tnode *t, bool (*pred)(tnode *, const void *), const void *arg) {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += 10;
-  pthread_mutex_lock(&t->mu);
-  bool ok;
-  while (!(ok = pred(t, arg)))
-    if (pthread_cond_timedwait(&t->cv, &t->mu, &until)) break;
-  ok = pred(t, arg);
-  pthread_mutex_unlock(&t->mu);
-  return ok;
-}
-
-static bool is_ready(tnode *t, const void *a) { (void)a; return t->ready != 0; }
-static bool has_msgs(tnode *t, const void *a) { return t->msgs >= *(const int *)a; }
-static bool log_has(tnode *t, const void *a) { return strstr(t->log, a) != NULL; }
-static bool has_nodedown(tnode *t, const void *a) { (void)a; return t->nodedowns > 0; }
 
 /* Makes node `via` send Msg to Dest from its fwd process: {Dest, {CollectorPid, Payload}}. */
 static void send_via(tnode *via, const char *dest_name, const char *dest_node, cn_pid reply_to, int64_t payload) {
   cn_node *n = via->n;
-  cn_term *dest = cn_mk_tuple(2, cn_mk_atomc(n, dest_name), cn_mk_atomc(n, dest_node));
-  cn_term *msg = cn_mk_tuple(2, cn_mk_pid(reply_to), cn_mk_tuple(2, cn_mk_atomc(n, "pong"), cn_mk_int(payload)));
-  assert_int_equal(cn_send_threadsafe(n, NULL, "fwd", NULL, cn_mk_tuple(2, dest, msg)), 0);
+  tnode_send_via(via, dest_name, dest_node,
+                 cn_mk_tuple(2, cn_mk_pid(reply_to), cn_mk_tuple(2, cn_mk_atomc(n, "pong"), cn_mk_int(payload))));
 }
 
 static void test_c_to_c(void **st) {
@@ -241,37 +124,37 @@ static void test_c_to_c(void **st) {
   int epmd = test_epmd_start(&epmd_port);
   assert_true(epmd > 0);
   tnode a, b, bad;
-  tnode_start(&a, "a@127.0.0.1", "secret");
-  tnode_start(&b, "b@127.0.0.1", "secret");
-  tnode_start(&bad, "bad@127.0.0.1", "wrong");
-  assert_true(wait_for(&a, is_ready, NULL) && a.ready == 1);
-  assert_true(wait_for(&b, is_ready, NULL) && b.ready == 1);
-  assert_true(wait_for(&bad, is_ready, NULL) && bad.ready == 1);
-  assert_true(log_has(&a, "ready: port") || wait_for(&a, log_has, "ready: port"));
+  node_start(&a, "a@127.0.0.1", "secret");
+  node_start(&b, "b@127.0.0.1", "secret");
+  node_start(&bad, "bad@127.0.0.1", "wrong");
+  assert_true(tnode_wait(&a, tnode_is_ready, NULL) && a.ready == 1);
+  assert_true(tnode_wait(&b, tnode_is_ready, NULL) && b.ready == 1);
+  assert_true(tnode_wait(&bad, tnode_is_ready, NULL) && bad.ready == 1);
+  assert_true(tnode_log_has(&a, "ready: port") || tnode_wait(&a, tnode_log_has, "ready: port"));
 
   /* a connects to b on demand; b's echo answers a's collector by pid. */
   send_via(&a, "echo", "b@127.0.0.1", a.collector, 1);
   int one = 1;
-  assert_true(wait_for(&a, has_msgs, &one));
+  assert_true(tnode_wait(&a, tnode_has_msgs, &one));
   assert_string_equal(a.last, "{pong,1}");
-  assert_true(wait_for(&b, log_has, "nodeup a@127.0.0.1"));
+  assert_true(tnode_wait(&b, tnode_log_has, "nodeup a@127.0.0.1"));
   assert_int_equal(a.nodeups, 1);
 
   /* A wrong cookie is refused on both sides, with the reason in the log. */
   send_via(&bad, "echo", "b@127.0.0.1", bad.collector, 2);
-  assert_true(wait_for(&bad, log_has, "cookie"));
-  assert_true(wait_for(&b, log_has, "cookie"));
+  assert_true(tnode_wait(&bad, tnode_log_has, "cookie"));
+  assert_true(tnode_wait(&b, tnode_log_has, "cookie"));
   assert_int_equal(bad.msgs, 0);
 
   /* b keeps serving a. */
   send_via(&a, "echo", "b@127.0.0.1", a.collector, 3);
   int two = 2;
-  assert_true(wait_for(&a, has_msgs, &two));
+  assert_true(tnode_wait(&a, tnode_has_msgs, &two));
   assert_string_equal(a.last, "{pong,3}");
 
   /* b stops: a sees nodedown. */
   tnode_stop(&b);
-  assert_true(wait_for(&a, has_nodedown, NULL));
+  assert_true(tnode_wait(&a, tnode_has_nodedown, NULL));
   tnode_stop(&bad);
   tnode_stop(&a);
   test_epmd_stop(epmd);
@@ -290,15 +173,15 @@ static void test_simultaneous_connect(void **st) {
     snprintf(xn, sizeof xn, "x%d@127.0.0.1", round);
     snprintf(yn, sizeof yn, "y%d@127.0.0.1", round);
     tnode x, y;
-    tnode_start(&x, xn, "secret");
-    tnode_start(&y, yn, "secret");
-    assert_true(wait_for(&x, is_ready, NULL) && x.ready == 1);
-    assert_true(wait_for(&y, is_ready, NULL) && y.ready == 1);
+    node_start(&x, xn, "secret");
+    node_start(&y, yn, "secret");
+    assert_true(tnode_wait(&x, tnode_is_ready, NULL) && x.ready == 1);
+    assert_true(tnode_wait(&y, tnode_is_ready, NULL) && y.ready == 1);
     send_via(&x, "echo", yn, x.collector, 10 + round);
     send_via(&y, "echo", xn, y.collector, 20 + round);
     int one = 1;
-    assert_true(wait_for(&x, has_msgs, &one));
-    assert_true(wait_for(&y, has_msgs, &one));
+    assert_true(tnode_wait(&x, tnode_has_msgs, &one));
+    assert_true(tnode_wait(&y, tnode_has_msgs, &one));
     /* Exactly one connection survives on each side. */
     sleep_ms(50);
     pthread_mutex_lock(&x.mu);
@@ -337,7 +220,6 @@ static void watcher(cn_proc *self, const cn_term *msg, void *state) {
   cn_send(cn_proc_node(self), self, w->t->collector, msg);
 }
 
-static bool last_has(tnode *t, const void *a) { return strstr(t->last, a) != NULL; }
 
 static cn_term *kv_call(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
   (void)from;
@@ -355,10 +237,10 @@ static void test_signals_between_nodes(void **st) {
   int epmd = test_epmd_start(&epmd_port);
   assert_true(epmd > 0);
   tnode a, b;
-  tnode_start(&a, "sa@127.0.0.1", "secret");
-  tnode_start(&b, "sb@127.0.0.1", "secret");
-  assert_true(wait_for(&a, is_ready, NULL) && a.ready == 1);
-  assert_true(wait_for(&b, is_ready, NULL) && b.ready == 1);
+  node_start(&a, "sa@127.0.0.1", "secret");
+  node_start(&b, "sb@127.0.0.1", "secret");
+  assert_true(tnode_wait(&a, tnode_is_ready, NULL) && a.ready == 1);
+  assert_true(tnode_wait(&b, tnode_is_ready, NULL) && b.ready == 1);
 
   /* A blocking call from this (foreign) thread to a gen_server on b, through a. */
   cn_pid srv;
@@ -397,7 +279,7 @@ static void test_signals_between_nodes(void **st) {
   assert_string_equal(txt, "stop");
   cn_free(txt);
   cn_term_free(reply);
-  assert_true(wait_for(&a, last_has, "{'EXIT',"));
+  assert_true(tnode_wait(&a, tnode_last_has, "{'EXIT',"));
   assert_non_null(strstr(a.last, ",stop}"));
 
   /* A monitor from a to a process on b: when b goes away, DOWN with noconnection. */
@@ -410,7 +292,7 @@ static void test_signals_between_nodes(void **st) {
   assert_int_equal(cn_send_threadsafe(a.n, &mw, NULL, NULL, watch2), 0);
   sleep_ms(100);
   tnode_stop(&b);
-  assert_true(wait_for(&a, last_has, "noconnection"));
+  assert_true(tnode_wait(&a, tnode_last_has, "noconnection"));
   assert_non_null(strstr(a.last, "{'DOWN',"));
   cn_term_free(watch);
   cn_term_free(stop);

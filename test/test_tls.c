@@ -17,6 +17,7 @@
 
 #include "cnode.h"
 #include "testutil.h"
+#include "tnode.h"
 #include "tls.h"
 
 static char dir[256];
@@ -483,115 +484,13 @@ static void test_optfile_truncated_and_limits(void **st) {
 
 /* ---- Two C nodes over TLS, in threads ------------------------------------------------------------------------ */
 
-typedef struct tnode {
-  cn_node *n;
-  pthread_t th;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int ready;
-  char log[16384];
-  int msgs;
-  char last[512];
-  cn_pid collector;
-} tnode;
-
 static uint16_t epmd_port;
 
-static void tlog(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
-  (void)n;
-  (void)level;
-  tnode *t = ctx;
-  pthread_mutex_lock(&t->mu);
-  size_t l = strlen(t->log);
-  snprintf(t->log + l, sizeof t->log - l, "%s\n", msg);
-  pthread_cond_broadcast(&t->cv);
-  pthread_mutex_unlock(&t->mu);
-}
-
-static void collector(cn_proc *self, const cn_term *msg, void *state) {
-  (void)self;
-  tnode *t = state;
-  char buf[64];
-  if (msg->type == CN_BINARY)
-    snprintf(buf, sizeof buf, "binary %zu", msg->v.bin.size);
-  else {
-    char *txt = cn_term_to_string(msg);
-    snprintf(buf, sizeof buf, "%s", txt ? txt : "?");
-    cn_free(txt);
-  }
-  pthread_mutex_lock(&t->mu);
-  t->msgs++;
-  snprintf(t->last, sizeof t->last, "%s", buf);
-  pthread_cond_broadcast(&t->cv);
-  pthread_mutex_unlock(&t->mu);
-}
-
-static void echo(cn_proc *self, const cn_term *msg, void *state) {
-  (void)state;
-  const cn_term *from = cn_tuple_elem(msg, 2, 0);
-  if (from && from->type == CN_PID) cn_send(cn_proc_node(self), self, from->v.pid, cn_tuple_elem(msg, 2, 1));
-}
-
-static void fwd(cn_proc *self, const cn_term *msg, void *state) {
-  (void)state;
-  cn_send_to(cn_proc_node(self), self, cn_tuple_elem(msg, 2, 0), cn_tuple_elem(msg, 2, 1));
-}
-
-static void on_start(cn_node *n, int status, void *ctx) {
-  (void)n;
-  tnode *t = ctx;
-  pthread_mutex_lock(&t->mu);
-  t->ready = status ? -1 : 1;
-  pthread_cond_broadcast(&t->cv);
-  pthread_mutex_unlock(&t->mu);
-}
-
-static void *run_node(void *arg) {
-  cn_node_run(((tnode *)arg)->n);
-  return NULL;
-}
-
-static void tnode_start(tnode *t, const char *name, const cn_tls_opts *tls) {
-  memset(t, 0, sizeof *t);
-  pthread_mutex_init(&t->mu, NULL);
-  pthread_cond_init(&t->cv, NULL);
+static void tnode_start_tls(tnode *t, const char *name, const cn_tls_opts *tls) {
   cn_node_opts o = {.name = name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
-                    .log = tlog, .log_ctx = t, .log_level = CN_LOG_DEBUG, .tls = tls,
-                    .handshake_timeout_ms = 2000};
-  assert_int_equal(cn_node_new(&t->n, NULL, &o), 0);
-  cn_pid pid;
-  assert_int_equal(cn_spawn(t->n, echo, NULL, NULL, &pid), 0);
-  assert_int_equal(cn_register(t->n, "echo", pid), 0);
-  assert_int_equal(cn_spawn(t->n, fwd, NULL, NULL, &pid), 0);
-  assert_int_equal(cn_register(t->n, "fwd", pid), 0);
-  assert_int_equal(cn_spawn(t->n, collector, t, NULL, &t->collector), 0);
-  assert_int_equal(cn_node_start(t->n, on_start, t), 0);
-  assert_int_equal(pthread_create(&t->th, NULL, run_node, t), 0);
+                    .log_level = CN_LOG_DEBUG, .tls = tls, .handshake_timeout_ms = 2000};
+  tnode_start(t, &o);
 }
-
-static void tnode_stop(tnode *t) {
-  cn_node_stop(t->n);
-  pthread_join(t->th, NULL);
-  cn_node_free(t->n);
-  pthread_mutex_destroy(&t->mu);
-  pthread_cond_destroy(&t->cv);
-}
-
-static bool wait_for(tnode *t, bool (*pred)(tnode *, const void *), const void *arg) {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += 10;
-  pthread_mutex_lock(&t->mu);
-  while (!pred(t, arg))
-    if (pthread_cond_timedwait(&t->cv, &t->mu, &until)) break;
-  bool ok = pred(t, arg);
-  pthread_mutex_unlock(&t->mu);
-  return ok;
-}
-
-static bool is_ready(tnode *t, const void *a) { (void)a; return t->ready != 0; }
-static bool has_msgs(tnode *t, const void *a) { return t->msgs >= *(const int *)a; }
-static bool log_has(tnode *t, const void *a) { return strstr(t->log, a) != NULL; }
 
 /* Makes `via` send {Collector, Payload} to {echo, dest_node}; Payload is taken. */
 static void echo_via(tnode *via, const char *dest_node, cn_term *payload) {
@@ -614,22 +513,22 @@ static void test_c_to_c_over_tls(void **st) {
   tls_opts(&good, "node");
   tls_opts(&rogue, "other");
   tnode a, b, r, plain;
-  tnode_start(&a, "a@127.0.0.1", &good);
-  tnode_start(&b, "b@127.0.0.1", &good);
-  tnode_start(&r, "rogue@127.0.0.1", &rogue);
-  tnode_start(&plain, "plain@127.0.0.1", NULL);
-  assert_true(wait_for(&a, is_ready, NULL) && a.ready == 1);
-  assert_true(wait_for(&b, is_ready, NULL) && b.ready == 1);
-  assert_true(wait_for(&r, is_ready, NULL) && r.ready == 1);
-  assert_true(wait_for(&plain, is_ready, NULL) && plain.ready == 1);
+  tnode_start_tls(&a, "a@127.0.0.1", &good);
+  tnode_start_tls(&b, "b@127.0.0.1", &good);
+  tnode_start_tls(&r, "rogue@127.0.0.1", &rogue);
+  tnode_start_tls(&plain, "plain@127.0.0.1", NULL);
+  assert_true(tnode_wait(&a, tnode_is_ready, NULL) && a.ready == 1);
+  assert_true(tnode_wait(&b, tnode_is_ready, NULL) && b.ready == 1);
+  assert_true(tnode_wait(&r, tnode_is_ready, NULL) && r.ready == 1);
+  assert_true(tnode_wait(&plain, tnode_is_ready, NULL) && plain.ready == 1);
 
   /* a -> b over TLS 1.3, mutual authentication; then 4 MiB, fragmented, both ways. */
   echo_via(&a, "b@127.0.0.1", cn_mk_atomc(a.n, "hello"));
   int one = 1;
-  assert_true(wait_for(&a, has_msgs, &one));
+  assert_true(tnode_wait(&a, tnode_has_msgs, &one));
   assert_string_equal(a.last, "hello");
-  assert_true(wait_for(&b, log_has, "TLSv1.3"));
-  assert_true(log_has(&b, "CN=node (verified)"));
+  assert_true(tnode_wait(&b, tnode_log_has, "TLSv1.3"));
+  assert_true(tnode_log_has(&b, "CN=node (verified)"));
   size_t len = (size_t)4 << 20;
   uint8_t *big = malloc(len);
   for (size_t i = 0; i < len; i++) big[i] = (uint8_t)i;
@@ -637,24 +536,24 @@ static void test_c_to_c_over_tls(void **st) {
   echo_via(&b, "a@127.0.0.1", cn_mk_binary(big, len));
   free(big);
   int two = 2;
-  assert_true(wait_for(&a, has_msgs, &two));
-  assert_true(wait_for(&b, has_msgs, &one));
+  assert_true(tnode_wait(&a, tnode_has_msgs, &two));
+  assert_true(tnode_wait(&b, tnode_has_msgs, &one));
   assert_string_equal(a.last, "binary 4194304");
   assert_string_equal(b.last, "binary 4194304");
 
   /* The rogue (CA 2) is refused both ways, with reasons; the plain node too; a and b keep serving. */
   echo_via(&r, "a@127.0.0.1", cn_mk_int(1));
-  assert_true(wait_for(&a, log_has, "unknown CA: the client's certificate /CN=other"));
-  assert_true(wait_for(&r, log_has, "the server refused our certificate: unknown CA"));
+  assert_true(tnode_wait(&a, tnode_log_has, "unknown CA: the client's certificate /CN=other"));
+  assert_true(tnode_wait(&r, tnode_log_has, "the server refused our certificate: unknown CA"));
   echo_via(&a, "rogue@127.0.0.1", cn_mk_int(2));
-  assert_true(wait_for(&a, log_has, "unknown CA: the server's certificate /CN=other"));
+  assert_true(tnode_wait(&a, tnode_log_has, "unknown CA: the server's certificate /CN=other"));
   echo_via(&plain, "b@127.0.0.1", cn_mk_int(3));
-  assert_true(wait_for(&b, log_has, "plaintext peer on a TLS port"));
+  assert_true(tnode_wait(&b, tnode_log_has, "plaintext peer on a TLS port"));
   echo_via(&a, "plain@127.0.0.1", cn_mk_int(4));
-  assert_true(wait_for(&plain, log_has, "the peer speaks TLS"));
-  assert_true(wait_for(&a, log_has, "plaintext node?"));
+  assert_true(tnode_wait(&plain, tnode_log_has, "the peer speaks TLS"));
+  assert_true(tnode_wait(&a, tnode_log_has, "plaintext node?"));
   echo_via(&b, "a@127.0.0.1", cn_mk_atomc(b.n, "still"));
-  assert_true(wait_for(&b, has_msgs, &two));
+  assert_true(tnode_wait(&b, tnode_has_msgs, &two));
   assert_string_equal(b.last, "still");
 
   tnode_stop(&plain);
