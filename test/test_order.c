@@ -13,32 +13,12 @@
 #include "cn_term.h"
 #include "testutil.h"
 
-static cn_atoms *A;
-
-static int setup(void **state) {
-  ta_setup(state);
-  return cn_atoms_new(&A, 0);
-}
-
-static int teardown(void **state) {
-  cn_atoms_free(A);
-  A = NULL;
-  return ta_teardown(state);
-}
-
-static cn_term *atom(const char *s) { return cn_mk_atom(cn_atoms_get(A, s)); }
-
-static cn_term *from_hex(const char *hex) {
-  uint8_t *b;
-  long n = hex_decode(hex, &b);
-  assert_true(n > 0);
-  uint8_t *g = guard_copy(b, (size_t)n);
-  free(b);
-  cn_term *t = NULL;
-  assert_int_equal(cn_term_from_binary(A, g, (size_t)n, NULL, &t), 0);
-  guard_free(g, (size_t)n);
-  return t;
-}
+/* The per-test atom table and helpers come from testutil. */
+#define A tt_atoms
+#define setup tt_setup
+#define teardown tt_teardown
+#define atom tt_atom
+#define from_hex tt_from_hex
 
 static int sgn(int c) { return c < 0 ? -1 : c > 0; }
 

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "cn_base.h"
+#include "cn_term.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -184,4 +185,31 @@ int ta_teardown(void **state) {
   (void)state;
   assert_int_equal(ta_live, 0);
   return 0;
+}
+
+cn_atoms *tt_atoms;
+
+int tt_setup(void **state) {
+  ta_setup(state);
+  return cn_atoms_new(&tt_atoms, 0);
+}
+
+int tt_teardown(void **state) {
+  cn_atoms_free(tt_atoms);
+  tt_atoms = NULL;
+  return ta_teardown(state);
+}
+
+cn_term *tt_atom(const char *name) { return cn_mk_atom(cn_atoms_get(tt_atoms, name)); }
+
+cn_term *tt_from_hex(const char *hex) {
+  uint8_t *b;
+  long n = hex_decode(hex, &b);
+  assert_true(n > 0);
+  uint8_t *g = guard_copy(b, (size_t)n);
+  free(b);
+  cn_term *t = NULL;
+  assert_int_equal(cn_term_from_binary(tt_atoms, g, (size_t)n, NULL, &t), 0);
+  guard_free(g, (size_t)n);
+  return t;
 }

@@ -35,4 +35,15 @@ void ta_install(void);
 int ta_setup(void **state);
 int ta_teardown(void **state);
 
+/* Term tests: tt_setup/tt_teardown are cmocka fixtures that reset the counting allocator and give each test a
+ * fresh atom table in tt_atoms; tt_atom makes an atom term in it; tt_from_hex decodes hex of term_to_binary
+ * output (read behind a guard page), asserting success. */
+struct cn_atoms;
+struct cn_term;
+extern struct cn_atoms *tt_atoms;
+int tt_setup(void **state);
+int tt_teardown(void **state);
+struct cn_term *tt_atom(const char *name);
+struct cn_term *tt_from_hex(const char *hex);
+
 #endif
