@@ -55,6 +55,7 @@ struct cn_conn {
   size_t pend_bytes;
   char addr[64]; /* the peer's address, for logs before its name is known */
   cn_proc *susp;  /* processes suspended until this connection's queue drains */
+  cn_atom_cache *acache; /* atoms this peer sends, found without the table's lock (NULL: none) */
   bool dropping;  /* queue_limit reached: logged once until it drains */
   cn_conn *unnamed_next;
   UT_hash_handle hh; /* node->conns by peer atom pointer */
@@ -106,6 +107,7 @@ static void unref(cn_conn *c) {
   }
   if (c->hs_init) dist_hs_free(&c->hs);
   if (c->frags) dist_frags_free(c->frags);
+  cn_atom_cache_free(c->acache);
   while (c->pend_head) {
     pend *p = c->pend_head;
     c->pend_head = p->next;
@@ -134,6 +136,7 @@ static cn_conn *conn_new(cn_node *n, const cn_atom *peer, bool initiator) {
   c->pend_tail = &c->pend_head;
   uv_timer_init(n->loop, &c->timer);
   c->timer.data = c;
+  c->acache = cn_atom_cache_new(0); /* NULL on out-of-memory: decoding then goes to the table */
   c->refs = 1;
   n->nconns++;
   uv_timer_start(&c->timer, on_timer, n->hs_timeout_ms, 0);
@@ -697,7 +700,7 @@ static int handshake_step(cn_conn *c, size_t *off) {
 
 static int handle_body(cn_conn *c, const uint8_t *b, size_t len, bool versioned) {
   cn_node *n = c->n;
-  cn_decode_opts opts = {.max_depth = 0, .max_size = n->max_msg, .atom_limit = n->net_atom_limit};
+  cn_decode_opts opts = {.max_size = n->max_msg, .atom_limit = n->net_atom_limit, .cache = c->acache};
   size_t off = 0;
   cn_term *ctl = NULL, *pay = NULL;
   int rc;

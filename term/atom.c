@@ -235,3 +235,78 @@ int cn_atoms_last_error(cn_atoms *tab) {
   pthread_mutex_unlock(&tab->mu);
   return e;
 }
+
+/* ---- the decoder's per-connection cache: direct-mapped, single-threaded ---- */
+
+typedef struct cache_ent {
+  const cn_atom *a; /* NULL: empty */
+  uint32_t h;
+} cache_ent;
+
+struct cn_atom_cache {
+  cn_atoms *tab; /* the table its atoms belong to; NULL until first use */
+  size_t mask;
+  cache_ent e[];
+};
+
+cn_atom_cache *cn_atom_cache_new(size_t slots) {
+  if (slots == 0)
+    slots = 256;
+  if (slots > 65536)
+    slots = 65536;
+  size_t n = 1;
+  while (n < slots)
+    n <<= 1;
+  cn_atom_cache *c = cn_calloc(1, sizeof *c + n * sizeof c->e[0]);
+  if (c)
+    c->mask = n - 1;
+  return c;
+}
+
+void cn_atom_cache_free(cn_atom_cache *c) { cn_free(c); }
+
+/* A fast hash of short text: a few overlapping word loads and a multiply per word. */
+static inline uint32_t cache_hash(const uint8_t *s, size_t n) {
+  uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ull, w;
+  if (n >= 8) {
+    size_t i = 0;
+    for (; i + 8 < n; i += 8) {
+      memcpy(&w, s + i, 8);
+      h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+      h ^= h >> 31;
+    }
+    memcpy(&w, s + n - 8, 8);
+  } else if (n >= 4) {
+    uint32_t lo, hi;
+    memcpy(&lo, s, 4);
+    memcpy(&hi, s + n - 4, 4);
+    w = (uint64_t)lo | (uint64_t)hi << 32;
+  } else {
+    w = n ? (uint64_t)s[0] | (uint64_t)s[n / 2] << 8 | (uint64_t)s[n - 1] << 16 : 0;
+  }
+  h = (h ^ w) * 0x94D049BB133111EBull;
+  return (uint32_t)(h ^ (h >> 32));
+}
+
+const cn_atom *term_atoms_intern_cached(cn_atoms *tab, cn_atom_cache *c, const char *utf8, size_t len,
+                                        size_t limit, int *err) {
+  if (!c || !tab)
+    return term_atoms_intern(tab, utf8, len, limit, err);
+  if (c->tab != tab) { /* first use, or another table: the entries mean nothing there */
+    memset(c->e, 0, (c->mask + 1) * sizeof c->e[0]);
+    c->tab = tab;
+  }
+  uint32_t h = cache_hash((const uint8_t *)utf8, len);
+  cache_ent *e = &c->e[h & c->mask];
+  /* The cached atom was interned from exactly this text, so its name is the key: no separate copy. */
+  if (e->a && e->h == h && e->a->len == len && memcmp(e->a->name, utf8, len) == 0) {
+    *err = 0;
+    return e->a;
+  }
+  const cn_atom *a = term_atoms_intern(tab, utf8, len, limit, err);
+  if (a) {
+    e->a = a;
+    e->h = h;
+  }
+  return a;
+}

@@ -95,11 +95,12 @@ typedef enum cn_type {
 
 typedef struct cn_term cn_term;
 
-/* A term is a tagged value. Compound terms own arrays of child values (not pointers), so a decoded term is
- * a few allocations. Fields are read-only for users: build terms with cn_mk_* and free roots with
- * cn_term_free. */
+/* A term is a tagged value. Compound terms own arrays of child values (not pointers). A decoded term is one
+ * allocation (its root, arrays and bytes together); built terms and copies own each part separately. Fields
+ * are read-only for users: build terms with cn_mk_* and free roots with cn_term_free. */
 struct cn_term {
-  uint8_t type; /* cn_type */
+  uint8_t type;  /* cn_type */
+  uint8_t block; /* library-internal: nonzero only on a decoded root, whose whole tree is one allocation */
   union {
     int64_t i;
     struct {
@@ -165,9 +166,10 @@ cn_term *cn_mk_map(size_t n, cn_term **kv);
 cn_term *cn_mk_pid(cn_pid pid);
 cn_term *cn_mk_port(cn_port port);
 cn_term *cn_mk_ref(cn_ref ref);
-/* A deep copy, or NULL on out-of-memory. */
+/* A deep copy (always separately owned parts), or NULL on out-of-memory. */
 cn_term *cn_term_copy(const cn_term *t);
-/* Frees a root made by a constructor, a decoder or cn_term_copy; NULL is ignored. */
+/* Frees a root made by a constructor, a decoder or cn_term_copy; NULL is ignored. A decoded root is freed
+ * whole in one step: never free or take over its subterms, only the root (or pass it to a constructor). */
 void cn_term_free(cn_term *t);
 
 /* Accessor helpers for handlers: each returns false when the term has another shape. */
@@ -180,16 +182,29 @@ bool cn_term_eq(const cn_term *a, const cn_term *b);
 
 /* ---- External term format ------------------------------------------------------------------------------ */
 
+/* A small direct-mapped cache of encoded atom text -> interned atom, put in front of the table by one decoder
+ * at a time (one per connection): a hit costs a hash and a compare, no UTF-8 check and no lock. Not
+ * thread-safe; use it from one thread at a time. It binds to the first table it is used with (using it with
+ * another table empties it first). Its entries point into that table, so use it only while the table lives. */
+typedef struct cn_atom_cache cn_atom_cache;
+#define CN_ATOM_CACHE_API 1
+/* A cache of slots entries (rounded up to a power of two, 1..65536; 0: 256), or NULL on out-of-memory. */
+cn_atom_cache *cn_atom_cache_new(size_t slots);
+/* Frees the cache (not the atoms); NULL is ignored. */
+void cn_atom_cache_free(cn_atom_cache *c);
+
 typedef struct cn_decode_opts {
   size_t max_depth; /* nesting limit (0: 1000); deeper input is CN_ELIMIT */
   size_t max_size;  /* limit on bytes of input for one term (0: none) */
   size_t atom_limit; /* create no atom once the table holds this many (0: only the table's own limit), so
                         input from peers cannot take the atoms a node keeps for itself and new peers' names */
+  cn_atom_cache *cache; /* NULL: none; else consulted before the table, filled on misses (see above) */
 } cn_decode_opts;
 
 /* Decodes one term body (no version byte) at buf[*off..len). Atoms are interned in tab. Every length is
  * checked against the bytes present before use. On success *off moves past the term and *out is a new
- * root. On error (CN_EDECODE, CN_ETRUNC, CN_ELIMIT, CN_ENOMEM) *out is NULL and *off is unchanged. */
+ * root, a single allocation. On error (CN_EDECODE, CN_ETRUNC, CN_ELIMIT, CN_ENOMEM) *out is NULL and *off is
+ * unchanged. */
 int cn_term_decode(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off, const cn_decode_opts *opts,
                    cn_term **out);
 /* Decodes a whole binary_to_term input: version byte 131, one term, nothing after it. */

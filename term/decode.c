@@ -1,5 +1,7 @@
 /* decode.c: the external term format decoder: a bounds-checked validating walk, then a build pass.
- * ei's decoders trust their buffer, so they only ever see bytes the walk has proven to hold a whole term. */
+ * ei's decoders trust their buffer, so they only ever see bytes the walk has proven to hold a whole term.
+ * The walk also counts what the term needs (values and bytes), so the build carves the whole tree, root
+ * first, from one allocation that cn_term_free releases in one step (the root is marked `block`). */
 #include <math.h>
 #include <string.h>
 
@@ -7,19 +9,35 @@
 
 #include "term_int.h"
 
+/* What the build pass will carve from the term's block; the walk adds to it as it goes. */
+typedef struct vcount {
+  size_t slots; /* cn_term values: the root, array elements, list tails and outgrown list arrays */
+  size_t bytes; /* binary, bignum and fun bytes */
+  int too_long; /* a list of more elements than cn_term counts (32 bits): CN_ELIMIT once the walk is done */
+} vcount;
+
 /* A term must fit in [.., lim); lim is below len only when opts->max_size cuts the input short. */
 typedef struct vctx {
   const uint8_t *b;
   size_t len, lim;
   size_t max_depth;
   int check_text; /* inside a fun: atoms stay raw bytes, never interned, so check their text here */
+  vcount *cnt;    /* NULL: count nothing (a fun's insides, which stay raw bytes) */
 } vctx;
 
 typedef struct bctx {
   vctx v; /* the validated input; the build pass re-reads it without re-checking */
   cn_atoms *tab;
   size_t atom_limit; /* cn_decode_opts.atom_limit */
+  cn_atom_cache *cache;
+  cn_term *slot, *slot_end; /* the unused values of the block */
+  uint8_t *byte, *byte_end; /* the unused bytes of the block (after the values) */
 } bctx;
+
+/* A chain of list cells is built into one array that grows as blist finds more cells; the walk computes
+ * the same sequence of capacities, so the block has room for every array blist takes (at most 4x the
+ * elements, and exactly their number for the usual single cell). */
+static size_t list_cap(size_t cap, size_t need) { return cap * 2 > need ? cap * 2 : need; }
 
 /* Running out of bytes is truncation, unless max_size is what stopped us. */
 static int short_err(const vctx *v) { return v->lim < v->len ? CN_ELIMIT : CN_ETRUNC; }
@@ -86,6 +104,7 @@ static int vpid(const vctx *v, size_t *p) {
 
 /* Lists iterate over their tails: a chain of LIST_EXT cells costs no stack however long it is. */
 static int vlist(const vctx *v, size_t *p, size_t depth) {
+  size_t len = 0, cap = 0; /* as blist will see them */
   for (;;) {
     NEED(1);
     uint8_t tag = v->b[*p];
@@ -98,18 +117,34 @@ static int vlist(const vctx *v, size_t *p, size_t depth) {
       size_t n = cn_get16(v->b + *p + 1);
       NEED(3 + n);
       *p += 3 + n;
+      if (v->cnt) {
+        v->cnt->too_long |= len + n > UINT32_MAX;
+        if (len + n > cap)
+          v->cnt->slots += list_cap(cap, len + n);
+      }
       return 0;
     }
     /* Nil and strings hold no terms, so only a cell counts as a level of nesting. */
     if (depth >= v->max_depth)
       return CN_ELIMIT;
-    if (tag != ERL_LIST_EXT)
+    if (tag != ERL_LIST_EXT) {
+      if (v->cnt)
+        v->cnt->slots++; /* the tail's own value */
       return vterm(v, p, depth + 1); /* an improper tail */
+    }
     NEED(5);
     uint32_t n = cn_get32(v->b + *p + 1);
     *p += 5;
     if (n > v->lim - *p)
       return short_err(v); /* each element takes at least one byte */
+    if (v->cnt) {
+      v->cnt->too_long |= len + n > UINT32_MAX;
+      if (len + n > cap) {
+        cap = list_cap(cap, len + n);
+        v->cnt->slots += cap;
+      }
+    }
+    len += n;
     for (uint32_t i = 0; i < n; i++) {
       int r = vterm(v, p, depth + 1);
       if (r)
@@ -122,6 +157,7 @@ static int vfun(const vctx *outer, size_t *p, size_t depth) {
   vctx fv = *outer;
   const vctx *v = &fv;
   fv.check_text = 1;
+  fv.cnt = NULL; /* the fun is kept as raw bytes: its insides build nothing */
   size_t start = *p;
   int r;
   if (v->b[*p] == ERL_EXPORT_EXT) {
@@ -189,6 +225,8 @@ static int vterm(const vctx *v, size_t *p, size_t depth) {
     n = cn_get32(b + *p + 1);
     NEED(5 + n);
     *p += 5 + n;
+    if (v->cnt)
+      v->cnt->bytes += n;
     return 0;
   case ERL_BIT_BINARY_EXT: {
     NEED(6);
@@ -198,6 +236,8 @@ static int vterm(const vctx *v, size_t *p, size_t depth) {
       return CN_EDECODE; /* as the BEAM's binary_to_term */
     NEED(6 + n);
     *p += 6 + n;
+    if (v->cnt)
+      v->cnt->bytes += n;
     return 0;
   }
   case ERL_NIL_EXT:
@@ -219,6 +259,8 @@ static int vterm(const vctx *v, size_t *p, size_t depth) {
       return short_err(v);
     if (n && depth >= v->max_depth)
       return CN_ELIMIT;
+    if (v->cnt)
+      v->cnt->slots += n;
     for (size_t i = 0; i < n; i++)
       if ((r = vterm(v, p, depth + 1)))
         return r;
@@ -231,6 +273,8 @@ static int vterm(const vctx *v, size_t *p, size_t depth) {
       return short_err(v);
     if (n && depth >= v->max_depth)
       return CN_ELIMIT;
+    if (v->cnt)
+      v->cnt->slots += 2 * n;
     for (size_t i = 0; i < 2 * n; i++)
       if ((r = vterm(v, p, depth + 1)))
         return r;
@@ -240,12 +284,16 @@ static int vterm(const vctx *v, size_t *p, size_t depth) {
     n = b[*p + 1];
     NEED(3 + n);
     *p += 3 + n;
+    if (v->cnt)
+      v->cnt->bytes += n;
     return 0;
   case ERL_LARGE_BIG_EXT:
     NEED(6);
     n = cn_get32(b + *p + 1);
     NEED(6 + n);
     *p += 6 + n;
+    if (v->cnt)
+      v->cnt->bytes += n;
     return 0;
   case ERL_NEW_PID_EXT:
   case ERL_PID_EXT:
@@ -281,8 +329,14 @@ static int vterm(const vctx *v, size_t *p, size_t depth) {
     *p += 5;
     return 0;
   case ERL_EXPORT_EXT:
-  case ERL_NEW_FUN_EXT:
-    return vfun(v, p, depth);
+  case ERL_NEW_FUN_EXT: {
+    size_t start = *p;
+    if ((r = vfun(v, p, depth)))
+      return r;
+    if (v->cnt)
+      v->cnt->bytes += *p - start; /* kept whole */
+    return 0;
+  }
   default:
     /* ATOM_CACHE_REF (we never offer the cache), the pre-R8 FUN_EXT, compressed terms, unknown tags. */
     return CN_EDECODE;
@@ -296,43 +350,67 @@ static void set_nil(cn_term *t) {
   t->type = CN_NIL;
 }
 
-/* Interns the atom at *p, converting latin-1 text to UTF-8 first. */
+/* n values from the block; NULL only if the walk's count were wrong (never: a guard, not a path). */
+static cn_term *take_slots(bctx *c, size_t n) {
+  if (n > (size_t)(c->slot_end - c->slot))
+    return NULL;
+  cn_term *t = c->slot;
+  c->slot += n;
+  return t;
+}
+
+static uint8_t *take_bytes(bctx *c, size_t n) {
+  if (n > (size_t)(c->byte_end - c->byte))
+    return NULL;
+  uint8_t *b = c->byte;
+  c->byte += n;
+  return b;
+}
+
+/* Interns the atom at *p (through the cache when there is one), converting latin-1 text to UTF-8 first. */
 static int batom(bctx *c, size_t *p, const cn_atom **out) {
   const uint8_t *b = c->v.b + *p;
   uint8_t tag = b[0];
   size_t hdr = tag == ERL_ATOM_EXT || tag == ERL_ATOM_UTF8_EXT ? 3 : 2;
   size_t n = hdr == 3 ? cn_get16(b + 1) : b[1];
-  const uint8_t *s = b + hdr;
+  const char *s = (const char *)b + hdr;
   *p += hdr + n;
   int err;
-  if (tag == ERL_ATOM_UTF8_EXT || tag == ERL_SMALL_ATOM_UTF8_EXT) {
-    *out = term_atoms_intern(c->tab, (const char *)s, n, c->atom_limit, &err);
-    return *out ? 0 : err;
-  }
   char u[2 * TERM_ATOM_MAX_CHARS];
-  size_t k = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (s[i] < 0x80) {
-      u[k++] = (char)s[i];
-    } else {
-      u[k++] = (char)(0xC0 | (s[i] >> 6));
-      u[k++] = (char)(0x80 | (s[i] & 0x3F));
+  if (tag == ERL_ATOM_EXT || tag == ERL_SMALL_ATOM_EXT) {
+    size_t i = 0;
+    while (i < n && (uint8_t)s[i] < 0x80)
+      i++;
+    if (i < n) { /* not ASCII: latin-1 to UTF-8 */
+      size_t k = i;
+      memcpy(u, s, i);
+      for (; i < n; i++) {
+        uint8_t ch = (uint8_t)s[i];
+        if (ch < 0x80) {
+          u[k++] = (char)ch;
+        } else {
+          u[k++] = (char)(0xC0 | (ch >> 6));
+          u[k++] = (char)(0x80 | (ch & 0x3F));
+        }
+      }
+      s = u, n = k;
     }
   }
-  *out = term_atoms_intern(c->tab, u, k, c->atom_limit, &err);
+  *out = term_atoms_intern_cached(c->tab, c->cache, s, n, c->atom_limit, &err);
   return *out ? 0 : err;
 }
 
-static int bterm(bctx *c, size_t *p, size_t depth, cn_term *out);
+static int bterm(bctx *c, size_t *p, cn_term *out);
 
 /* Builds a list from a chain of LIST_EXT cells (and a STRING_EXT or NIL_EXT end) into one array, so
- * [1|[2|[3|foo]]] becomes a single list of three with tail foo, whatever cells carried it. */
-static int blist(bctx *c, size_t *p, size_t depth, cn_term *out) {
+ * [1|[2|[3|foo]]] becomes a single list of three with tail foo, whatever cells carried it. The array grows
+ * as vlist counted: a later cell moves the elements so far into a bigger array further on in the block. */
+static int blist(bctx *c, size_t *p, cn_term *out) {
   const uint8_t *b = c->v.b;
   cn_term *arr = NULL, *tail = NULL;
   size_t n = 0, cap = 0;
   size_t q = *p;
-  int r = 0;
+  int r;
   for (;;) {
     uint8_t tag = b[q];
     size_t add;
@@ -341,27 +419,22 @@ static int blist(bctx *c, size_t *p, size_t depth, cn_term *out) {
       break;
     }
     if (tag != ERL_LIST_EXT && tag != ERL_STRING_EXT) {
-      tail = cn_malloc(sizeof *tail);
-      if (!tail) {
-        r = CN_ENOMEM;
-        goto fail;
-      }
-      if ((r = bterm(c, &q, depth + 1, tail)))
-        goto fail;
+      if (!(tail = take_slots(c, 1)))
+        return CN_EDECODE;
+      if ((r = bterm(c, &q, tail)))
+        return r;
       break;
     }
     add = tag == ERL_LIST_EXT ? cn_get32(b + q + 1) : cn_get16(b + q + 1);
-    if (n + add > UINT32_MAX) {
-      r = CN_ELIMIT; /* cn_term counts list elements in 32 bits */
-      goto fail;
-    }
+    if (n + add > UINT32_MAX)
+      return CN_ELIMIT; /* cn_term counts list elements in 32 bits (the walk reports it first) */
     if (n + add > cap) {
-      size_t ncap = cap * 2 > n + add ? cap * 2 : n + add;
-      cn_term *na = cn_realloc(arr, ncap * sizeof *na);
-      if (!na) {
-        r = CN_ENOMEM;
-        goto fail;
-      }
+      size_t ncap = list_cap(cap, n + add);
+      cn_term *na = take_slots(c, ncap);
+      if (!na)
+        return CN_EDECODE;
+      if (n)
+        memcpy(na, arr, n * sizeof *na);
       arr = na, cap = ncap;
     }
     if (tag == ERL_STRING_EXT) {
@@ -375,25 +448,17 @@ static int blist(bctx *c, size_t *p, size_t depth, cn_term *out) {
     }
     q += 5;
     for (size_t i = 0; i < add; i++) {
-      if ((r = bterm(c, &q, depth + 1, &arr[n])))
-        goto fail;
+      if ((r = bterm(c, &q, &arr[n])))
+        return r;
       n++;
     }
   }
   if (n == 0) { /* [ | T] is T itself; an empty string is nil */
-    cn_free(arr);
-    if (tail) {
+    if (tail)
       *out = *tail;
-      cn_free(tail);
-    } else {
+    else
       set_nil(out);
-    }
   } else {
-    if (cap > n) { /* give back the slack of the doubling; keeping it on failure is harmless */
-      cn_term *na = cn_realloc(arr, n * sizeof *na);
-      if (na)
-        arr = na;
-    }
     set_nil(out);
     out->type = CN_LIST;
     out->v.list.e = arr;
@@ -402,57 +467,56 @@ static int blist(bctx *c, size_t *p, size_t depth, cn_term *out) {
   }
   *p = q;
   return 0;
-fail:
-  for (size_t i = 0; i < n; i++)
-    term_clear(&arr[i]);
-  cn_free(arr);
-  cn_free(tail); /* a failed bterm left it owning nothing */
-  set_nil(out);
-  return r;
 }
 
-/* Builds n consecutive values into a new array; on failure frees what was built. */
-static int barray(bctx *c, size_t *p, size_t depth, size_t n, cn_term **out) {
+/* Builds n consecutive values into an array from the block. */
+static int barray(bctx *c, size_t *p, size_t n, cn_term **out) {
   *out = NULL;
   if (!n)
     return 0;
-  cn_term *a = cn_malloc(n * sizeof *a);
+  cn_term *a = take_slots(c, n);
   if (!a)
-    return CN_ENOMEM;
+    return CN_EDECODE;
   for (size_t i = 0; i < n; i++) {
-    int r = bterm(c, p, depth + 1, &a[i]);
-    if (r) {
-      while (i-- > 0)
-        term_clear(&a[i]);
-      cn_free(a);
+    int r = bterm(c, p, &a[i]);
+    if (r)
       return r;
-    }
   }
   *out = a;
   return 0;
 }
 
-static int bbig(const uint8_t *b, size_t n, size_t *p, size_t hdr, cn_term *out) {
+static int bbig(bctx *c, const uint8_t *b, size_t n, size_t *p, size_t hdr, cn_term *out) {
   int neg = b[hdr - 1] != 0;
   const uint8_t *mag = b + hdr;
   *p += hdr + n;
-  cn_term *t = cn_mk_big(neg, mag, n); /* normalises to CN_INT when it fits */
-  if (!t)
-    return CN_ENOMEM;
-  *out = *t;
-  cn_free(t);
+  int64_t iv;
+  if (term_big_to_int(neg, mag, &n, &iv)) { /* normalises to CN_INT when it fits, as cn_mk_big */
+    out->type = CN_INT;
+    out->v.i = iv;
+    return 0;
+  }
+  if (n > UINT32_MAX)
+    return CN_ENOMEM; /* as cn_mk_big: cn_term counts magnitude bytes in 32 bits */
+  uint8_t *m = take_bytes(c, n);
+  if (!m)
+    return CN_EDECODE;
+  memcpy(m, mag, n);
+  out->type = CN_BIG;
+  out->v.big.sign = neg ? 1 : 0;
+  out->v.big.n = (uint32_t)n;
+  out->v.big.mag = m;
   return 0;
 }
 
-static int bbits(const uint8_t *data, size_t n, uint8_t bits, cn_term *out) {
+static int bbits(bctx *c, const uint8_t *data, size_t n, uint8_t bits, cn_term *out) {
   out->type = CN_BINARY;
   out->v.bin.size = n;
   out->v.bin.bits = n ? bits : 8;
   if (n) {
-    out->v.bin.data = cn_malloc(n);
-    if (!out->v.bin.data) {
+    if (!(out->v.bin.data = take_bytes(c, n))) {
       set_nil(out);
-      return CN_ENOMEM;
+      return CN_EDECODE;
     }
     memcpy(out->v.bin.data, data, n);
     out->v.bin.data[n - 1] &= (uint8_t)(0xFF << (8 - out->v.bin.bits)); /* bits past the end mean nothing */
@@ -472,11 +536,13 @@ static int bident(bctx *c, size_t *p, cn_term *out) {
   if (r)
     return r;
   if (tag == ERL_NEW_PID_EXT || tag == ERL_PID_EXT) {
-    erlang_pid e;
-    if (ei_decode_pid(s, &idx, &e) < 0)
-      return CN_EDECODE;
+    /* Read in place (the hot identifier: every send carries one): ID, Serial, then Creation, 32 bits in
+     * NEW_PID_EXT and 8 in PID_EXT, of which ei keeps the low 2 bits; we do the same. */
+    const uint8_t *f = c->v.b + ap;
     out->type = CN_PID;
-    out->v.pid = (cn_pid){node, e.num, e.serial, e.creation};
+    out->v.pid = (cn_pid){node, cn_get32(f), cn_get32(f + 4), tag == ERL_NEW_PID_EXT ? cn_get32(f + 8) : f[8] & 3u};
+    *p = ap + (tag == ERL_NEW_PID_EXT ? 12 : 9);
+    return 0;
   } else if (tag == ERL_NEW_PORT_EXT || tag == ERL_V4_PORT_EXT || tag == ERL_PORT_EXT) {
     erlang_port e;
     if (ei_decode_port(s, &idx, &e) < 0)
@@ -523,8 +589,9 @@ static int bfloat(const uint8_t *b, size_t *p, cn_term *out) {
   return 0;
 }
 
-/* Builds the validated term at *p into out (a value slot). On error out owns nothing. */
-static int bterm(bctx *c, size_t *p, size_t depth, cn_term *out) {
+/* Builds the validated term at *p into out (a value slot), carving arrays and bytes from the block. On
+ * error the caller frees the whole block, so nothing here unwinds. */
+static int bterm(bctx *c, size_t *p, cn_term *out) {
   const uint8_t *b = c->v.b + *p;
   size_t n;
   int r = 0;
@@ -556,27 +623,27 @@ static int bterm(bctx *c, size_t *p, size_t depth, cn_term *out) {
   }
   case ERL_BINARY_EXT:
     n = cn_get32(b + 1);
-    if ((r = bbits(b + 5, n, 8, out)))
+    if ((r = bbits(c, b + 5, n, 8, out)))
       return r;
     *p += 5 + n;
     return 0;
   case ERL_BIT_BINARY_EXT:
     n = cn_get32(b + 1);
-    if ((r = bbits(b + 6, n, b[5], out)))
+    if ((r = bbits(c, b + 6, n, b[5], out)))
       return r;
     *p += 6 + n;
     return 0;
   case ERL_NIL_EXT:
   case ERL_STRING_EXT:
   case ERL_LIST_EXT:
-    return blist(c, p, depth, out);
+    return blist(c, p, out);
   case ERL_SMALL_TUPLE_EXT:
   case ERL_LARGE_TUPLE_EXT: {
     size_t hdr = b[0] == ERL_SMALL_TUPLE_EXT ? 2 : 5;
     n = hdr == 2 ? b[1] : cn_get32(b + 1);
     *p += hdr;
     cn_term *e;
-    if ((r = barray(c, p, depth, n, &e)))
+    if ((r = barray(c, p, n, &e)))
       return r;
     out->type = CN_TUPLE;
     out->v.tuple.arity = (uint32_t)n;
@@ -587,7 +654,7 @@ static int bterm(bctx *c, size_t *p, size_t depth, cn_term *out) {
     n = cn_get32(b + 1);
     *p += 5;
     cn_term *kv;
-    if ((r = barray(c, p, depth, 2 * n, &kv)))
+    if ((r = barray(c, p, 2 * n, &kv)))
       return r;
     out->type = CN_MAP;
     out->v.map.size = (uint32_t)n;
@@ -595,9 +662,9 @@ static int bterm(bctx *c, size_t *p, size_t depth, cn_term *out) {
     return 0;
   }
   case ERL_SMALL_BIG_EXT:
-    return bbig(b, b[1], p, 3, out);
+    return bbig(c, b, b[1], p, 3, out);
   case ERL_LARGE_BIG_EXT:
-    return bbig(b, cn_get32(b + 1), p, 6, out);
+    return bbig(c, b, cn_get32(b + 1), p, 6, out);
   case ERL_NEW_PID_EXT:
   case ERL_PID_EXT:
   case ERL_NEW_PORT_EXT:
@@ -615,13 +682,13 @@ static int bterm(bctx *c, size_t *p, size_t depth, cn_term *out) {
     /* Funs travel intact: re-walk to find their length (cheap, and already known to succeed). */
     vctx v = c->v;
     v.max_depth = SIZE_MAX;
+    v.cnt = NULL;
     size_t q = *p;
     if ((r = vterm(&v, &q, 0)))
       return r;
     n = q - *p;
-    out->v.fun.ext = cn_malloc(n);
-    if (!out->v.fun.ext)
-      return CN_ENOMEM;
+    if (!(out->v.fun.ext = take_bytes(c, n)))
+      return CN_EDECODE;
     memcpy(out->v.fun.ext, b, n);
     out->v.fun.len = n;
     out->type = CN_FUN;
@@ -643,25 +710,34 @@ int cn_term_decode(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off, c
   if (*off >= len)
     return CN_ETRUNC;
   size_t max_size = opts ? opts->max_size : 0;
-  vctx v = {buf, len, len, opts && opts->max_depth ? opts->max_depth : 1000, 0};
+  vcount cnt = {1, 0, 0}; /* the root */
+  vctx v = {buf, len, len, opts && opts->max_depth ? opts->max_depth : 1000, 0, &cnt};
   if (max_size && max_size < len - *off)
     v.lim = *off + max_size;
   size_t end = *off;
   int r = vterm(&v, &end, 0);
   if (r)
     return r;
-  cn_term *t = cn_malloc(sizeof *t);
-  if (!t)
+  if (cnt.too_long)
+    return CN_ELIMIT;
+  if (cnt.slots > (SIZE_MAX - cnt.bytes) / sizeof(cn_term))
     return CN_ENOMEM;
-  bctx c = {v, tab, opts ? opts->atom_limit : 0};
+  cn_term *blk = cn_malloc(cnt.slots * sizeof(cn_term) + cnt.bytes);
+  if (!blk)
+    return CN_ENOMEM;
+  uint8_t *bytes = (uint8_t *)(blk + cnt.slots);
+  bctx c = {v, tab, opts ? opts->atom_limit : 0, opts ? opts->cache : NULL, blk + 1, blk + cnt.slots, bytes,
+            bytes + cnt.bytes};
+  c.v.cnt = NULL;
   size_t q = *off;
-  r = bterm(&c, &q, 0, t);
+  r = bterm(&c, &q, blk);
   if (r) {
-    cn_free(t);
+    cn_free(blk);
     return r;
   }
+  blk->block = 1; /* cn_term_free: one cn_free, no walk */
   *off = end;
-  *out = t;
+  *out = blk;
   return 0;
 }
 
@@ -691,7 +767,7 @@ int cn_term_from_binary(cn_atoms *tab, const uint8_t *buf, size_t len, const cn_
 /* ---- fun fields for printing ---- */
 
 static int fi_atom(const uint8_t *b, size_t len, size_t *p, const uint8_t **s, size_t *n, int *utf8) {
-  vctx v = {b, len, len, 1, 0};
+  vctx v = {b, len, len, 1, 0, NULL};
   size_t q = *p;
   int r = vatom(&v, &q);
   if (r)

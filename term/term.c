@@ -1,5 +1,6 @@
 /* term.c: the term value model: constructors, deep copy, free, exact equality and accessors.
- * Compound terms own arrays of child values; a child passed to a constructor is moved in, its shell freed. */
+ * Compound terms own arrays of child values; a child passed to a constructor is moved in, its shell freed (a
+ * decoded child, whose parts share its one allocation, is copied out first unless it owns none). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,8 +50,62 @@ void term_clear(cn_term *t) {
 void cn_term_free(cn_term *t) {
   if (!t)
     return;
-  term_clear(t);
+  if (!t->block) /* a decoded root holds its whole tree in its own allocation */
+    term_clear(t);
   cn_free(t);
+}
+
+/* Whether the value points to storage (arrays, bytes) that it owns. */
+static bool owns_storage(const cn_term *t) {
+  switch (t->type) {
+  case CN_BIG:
+  case CN_FUN:
+  case CN_LIST:
+    return true;
+  case CN_BINARY:
+    return t->v.bin.data != NULL;
+  case CN_TUPLE:
+    return t->v.tuple.e != NULL;
+  case CN_MAP:
+    return t->v.map.kv != NULL;
+  default:
+    return false;
+  }
+}
+
+/* Moves the value of heap root r into *dst and frees r's shell. A decoded root's parts live in its own
+ * allocation, so they are deep-copied out first (unless it owns none). 0, or CN_ENOMEM: r freed, *dst nil. */
+static int take_value(cn_term *dst, cn_term *r) {
+  if (r->block && owns_storage(r)) {
+    int rc = term_copy_into(dst, r);
+    cn_free(r);
+    return rc;
+  }
+  *dst = *r;
+  dst->block = 0;
+  cn_free(r);
+  return 0;
+}
+
+bool term_big_to_int(int negative, const uint8_t *mag_le, size_t *n, int64_t *v) {
+  size_t k = *n;
+  while (k && mag_le[k - 1] == 0)
+    k--; /* canonical: no high zero bytes */
+  *n = k;
+  if (k > 8)
+    return false;
+  uint64_t u = 0;
+  for (size_t i = k; i-- > 0;)
+    u = (u << 8) | mag_le[i];
+  if (!negative && u <= (uint64_t)INT64_MAX) {
+    *v = (int64_t)u;
+    return true;
+  }
+  if (negative && u <= (uint64_t)INT64_MAX + 1) {
+    *v = u == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)u;
+    return true;
+  }
+  return false;
 }
 
 cn_term *cn_mk_int(int64_t v) {
@@ -61,17 +116,9 @@ cn_term *cn_mk_int(int64_t v) {
 }
 
 cn_term *cn_mk_big(int negative, const uint8_t *mag_le, size_t n) {
-  while (n && mag_le[n - 1] == 0)
-    n--; /* canonical: no high zero bytes */
-  if (n <= 8) {
-    uint64_t u = 0;
-    for (size_t i = n; i-- > 0;)
-      u = (u << 8) | mag_le[i];
-    if (!negative && u <= (uint64_t)INT64_MAX)
-      return cn_mk_int((int64_t)u);
-    if (negative && u <= (uint64_t)INT64_MAX + 1)
-      return cn_mk_int(u == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)u);
-  }
+  int64_t iv;
+  if (term_big_to_int(negative, mag_le, &n, &iv))
+    return cn_mk_int(iv);
   if (n > UINT32_MAX)
     return NULL;
   cn_term *t = alloc_term(CN_BIG);
@@ -165,6 +212,19 @@ static bool any_null(size_t n, cn_term **elems) {
   return false;
 }
 
+/* Moves n heap roots into arr and frees their shells; on failure every child is freed (arr left empty). */
+static int move_into(cn_term *arr, size_t n, cn_term **elems) {
+  for (size_t i = 0; i < n; i++) {
+    if (take_value(&arr[i], elems[i])) {
+      free_all(n - i - 1, elems + i + 1);
+      while (i-- > 0)
+        term_clear(&arr[i]);
+      return CN_ENOMEM;
+    }
+  }
+  return 0;
+}
+
 /* Moves n heap roots into a new value array and frees their shells; NULL (children freed) on failure. */
 static cn_term *move_array(size_t n, cn_term **elems) {
   cn_term *arr = cn_malloc(n * sizeof *arr);
@@ -172,9 +232,9 @@ static cn_term *move_array(size_t n, cn_term **elems) {
     free_all(n, elems);
     return NULL;
   }
-  for (size_t i = 0; i < n; i++) {
-    arr[i] = *elems[i];
-    cn_free(elems[i]);
+  if (move_into(arr, n, elems)) {
+    cn_free(arr);
+    return NULL;
   }
   return arr;
 }
@@ -244,9 +304,17 @@ cn_term *cn_mk_listv(size_t n, cn_term **elems, cn_term *tail) {
     cn_term_free(tail);
     tail = NULL;
   }
-  size_t extra = tail && tail->type == CN_LIST ? tail->v.list.len : 0;
   if (n == 0)
     return tail ? tail : cn_mk_nil(); /* [ | T] is T itself */
+  if (tail && tail->type == CN_LIST && tail->block) { /* its cells live in its block: splice a copy */
+    cn_term *c = cn_term_copy(tail);
+    cn_term_free(tail);
+    if (!(tail = c)) {
+      free_all(n, elems);
+      return NULL;
+    }
+  }
+  size_t extra = tail && tail->type == CN_LIST ? tail->v.list.len : 0;
   if (n + extra > UINT32_MAX) {
     free_all(n, elems);
     cn_term_free(tail);
@@ -260,9 +328,11 @@ cn_term *cn_mk_listv(size_t n, cn_term **elems, cn_term *tail) {
     cn_term_free(tail);
     return NULL;
   }
-  for (size_t i = 0; i < n; i++) {
-    arr[i] = *elems[i];
-    cn_free(elems[i]);
+  if (move_into(arr, n, elems)) {
+    cn_free(arr);
+    cn_free(t);
+    cn_term_free(tail);
+    return NULL;
   }
   if (extra) { /* splice a list tail so the result stays canonical: one array, non-list tail */
     memcpy(arr + n, tail->v.list.e, extra * sizeof *arr);
@@ -360,6 +430,7 @@ static int copy_array(cn_term **dst, const cn_term *src, size_t n) {
 
 int term_copy_into(cn_term *dst, const cn_term *src) {
   *dst = *src;
+  dst->block = 0; /* the copy owns its parts separately */
   switch (src->type) {
   case CN_BIG:
     dst->v.big.mag = dup_bytes(src->v.big.mag, src->v.big.n);

@@ -14,11 +14,20 @@
 /* Interns as cn_atoms_intern; limit > 0 refuses to create an atom once the table holds that many. */
 const cn_atom *term_atoms_intern(cn_atoms *tab, const char *utf8, size_t len, size_t limit, int *err);
 
+/* term_atoms_intern through a cache (NULL: straight to the table): a hit skips the UTF-8 check and the lock;
+ * a miss interns (respecting limit) and fills the slot. */
+const cn_atom *term_atoms_intern_cached(cn_atoms *tab, cn_atom_cache *c, const char *utf8, size_t len,
+                                        size_t limit, int *err);
+
 /* Counts the characters of len bytes of strict UTF-8 (no overlongs, surrogates or code points above
  * U+10FFFF); -1 when invalid. */
 long term_utf8_count(const uint8_t *s, size_t len);
 /* Decodes the code point at s[*i] (validated text) and moves *i past it. */
 uint32_t term_utf8_next(const uint8_t *s, size_t len, size_t *i);
+
+/* Trims high zero bytes of a little-endian magnitude (*n shrinks) and, when the integer fits int64_t, stores
+ * it in *v and returns true (cn_mk_big's normalisation, shared with the decoder). */
+bool term_big_to_int(int negative, const uint8_t *mag_le, size_t *n, int64_t *v);
 
 /* Frees what t owns (children, arrays, bytes) but not t itself; t becomes nil. */
 void term_clear(cn_term *t);

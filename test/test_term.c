@@ -20,6 +20,7 @@
 
 static atomic_long live_allocs;  /* blocks allocated and not yet freed */
 static atomic_long total_allocs; /* successful allocations so far */
+static atomic_long total_frees;  /* cn_free calls on a block so far */
 static atomic_long fail_at = -1; /* fail the allocation with this index (counted from arming), -1: never */
 static atomic_long armed_count;
 
@@ -56,7 +57,7 @@ static void *t_realloc(void *old, size_t n) {
 }
 static void t_free(void *p) {
   if (p)
-    atomic_fetch_sub(&live_allocs, 1);
+    atomic_fetch_sub(&live_allocs, 1), atomic_fetch_add(&total_frees, 1);
   free(p);
 }
 static void arm_failure(long n) {
@@ -1042,6 +1043,229 @@ static void test_enomem(void **state) {
   }
 }
 
+
+/* ---- one allocation per decoded term, and the decoder's atom cache (issue 7) ---- */
+
+static void test_single_block(void **state) {
+  (void)state;
+  for (size_t i = 0; i < NVEC; i++) {
+    uint8_t *b;
+    size_t n = unhex(VEC[i].hex, &b);
+    cn_term *t = NULL, *t2 = NULL;
+    assert_int_equal(cn_term_from_binary(A, b, n, NULL, &t), 0); /* interns the atoms */
+    cn_term_free(t);
+    long live = atomic_load(&live_allocs), total = atomic_load(&total_allocs), frees = atomic_load(&total_frees);
+    assert_int_equal(cn_term_from_binary(A, b, n, NULL, &t), 0);
+    assert_int_equal(atomic_load(&total_allocs) - total, 1);
+    assert_int_equal(atomic_load(&live_allocs) - live, 1);
+    /* A copy owns its parts separately, equals the original and outlives it. */
+    cn_term *c = cn_term_copy(t);
+    assert_non_null(c);
+    assert_true(cn_term_eq(c, t));
+    frees = atomic_load(&total_frees);
+    cn_term_free(t);
+    assert_int_equal(atomic_load(&total_frees) - frees, 1); /* one cn_free, no walk */
+    assert_int_equal(cn_term_from_binary(A, b, n, NULL, &t2), 0);
+    assert_true(cn_term_eq(c, t2));
+    cn_term *cc = cn_term_copy(c); /* a copy of a copy frees recursively as ever */
+    assert_true(cn_term_eq(cc, t2));
+    cn_term_free(cc);
+    cn_term_free(c);
+    cn_term_free(t2);
+    assert_int_equal(atomic_load(&live_allocs), live);
+
+    /* Decoded roots handed to constructors: copied out of their block when they own parts. */
+    cn_term *x = NULL, *y = NULL, *z = NULL;
+    assert_int_equal(cn_term_from_binary(A, b, n, NULL, &x), 0);
+    assert_int_equal(cn_term_from_binary(A, b, n, NULL, &y), 0);
+    assert_int_equal(cn_term_from_binary(A, b, n, NULL, &z), 0);
+    cn_term *ref = cn_term_copy(x);
+    cn_term *tup = cn_mk_tuple(3, x, cn_mk_int(7), cn_mk_map(1, (cn_term *[]){cn_mk_int(1), y}));
+    assert_non_null(tup);
+    assert_true(cn_term_eq(&tup->v.tuple.e[0], ref));
+    assert_true(cn_term_eq(&tup->v.tuple.e[2].v.map.kv[1], ref));
+    cn_term *lst = cn_mk_listv(1, (cn_term *[]){cn_mk_int(0)}, z); /* a list tail is spliced */
+    assert_non_null(lst);
+    cn_term *want = cn_mk_listv(1, (cn_term *[]){cn_mk_int(0)}, cn_term_copy(ref));
+    assert_true(cn_term_eq(lst, want));
+    cn_term *c2 = cn_term_copy(tup);
+    assert_true(cn_term_eq(c2, tup));
+    cn_term_free(tup), cn_term_free(lst), cn_term_free(want), cn_term_free(c2), cn_term_free(ref);
+    assert_int_equal(atomic_load(&live_allocs), live);
+
+    /* ... and when memory runs out on the way, nothing leaks. */
+    for (long k = 0; k < 12; k++) {
+      assert_int_equal(cn_term_from_binary(A, b, n, NULL, &x), 0);
+      assert_int_equal(cn_term_from_binary(A, b, n, NULL, &y), 0);
+      assert_int_equal(cn_term_from_binary(A, b, n, NULL, &z), 0);
+      arm_failure(k);
+      cn_term *u = cn_mk_tuple(2, x, cn_mk_listv(1, (cn_term *[]){y}, z));
+      disarm();
+      cn_term_free(u);
+      assert_int_equal(atomic_load(&live_allocs), live);
+    }
+    free(b);
+  }
+}
+
+static int dec_hex(cn_atoms *tab, const char *hex, const cn_decode_opts *o, cn_term **out) {
+  uint8_t *b;
+  size_t n = unhex(hex, &b);
+  int r = cn_term_from_binary(tab, b, n, o, out);
+  free(b);
+  return r;
+}
+
+/* {seq, 'é' (UTF-8), 'Ã©' (latin-1 bytes C3 A9), seq (latin-1), <0.40.0> of bench@h, 'ÿ' (latin-1)} */
+#define CACHE_HEX                                                                                            \
+  "836806770373657177 02C3A9 640002C3A9 6400037365 71 58770762656E6368406800000028000000000000000364 0001FF"
+
+static void check_cache_term(cn_atoms *tab, const cn_term *t) {
+  assert_int_equal(t->type, CN_TUPLE);
+  const cn_term *e = t->v.tuple.e;
+  assert_ptr_equal(e[0].v.atom, cn_atoms_find(tab, "seq", 3));
+  assert_ptr_equal(e[3].v.atom, e[0].v.atom);
+  assert_ptr_equal(e[1].v.atom, cn_atoms_find(tab, "\xC3\xA9", 2));
+  assert_ptr_equal(e[2].v.atom, cn_atoms_find(tab, "\xC3\x83\xC2\xA9", 4)); /* not confused with 'é' */
+  assert_ptr_equal(e[4].v.pid.node, cn_atoms_find(tab, "bench@h", 7));
+  assert_ptr_equal(e[5].v.atom, cn_atoms_find(tab, "\xC3\xBF", 2));
+}
+
+static char *unspace(const char *s) {
+  char *d = malloc(strlen(s) + 1), *q = d;
+  for (; *s; s++)
+    if (*s != ' ')
+      *q++ = *s;
+  *q = 0;
+  return d;
+}
+
+static void test_atom_cache(void **state) {
+  (void)state;
+  cn_atom_cache *c0 = cn_atom_cache_new(0);
+  assert_non_null(c0);
+  cn_atom_cache_free(c0);
+  cn_atom_cache_free(NULL);
+  char *hex = unspace(CACHE_HEX);
+  size_t sizes[] = {0, 1, 2, 1000000};
+  for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+    cn_atom_cache *c = cn_atom_cache_new(sizes[si]);
+    assert_non_null(c);
+    cn_decode_opts o = {.cache = c};
+    for (int round = 0; round < 3; round++) { /* misses, then hits (or evictions in the small caches) */
+      cn_term *t = NULL, *u = NULL;
+      long total = atomic_load(&total_allocs);
+      assert_int_equal(dec_hex(A, hex, &o, &t), 0);
+      if (round)
+        assert_int_equal(atomic_load(&total_allocs) - total, 1); /* the block; no atom was created */
+      check_cache_term(A, t);
+      assert_int_equal(dec_hex(A, hex, NULL, &u), 0); /* with a cache equals without */
+      assert_true(cn_term_eq(t, u));
+      cn_term_free(t), cn_term_free(u);
+    }
+    /* Another table: the cache empties itself and hands out that table's atoms. */
+    cn_atoms *t2;
+    assert_int_equal(cn_atoms_new(&t2, 0), 0);
+    cn_term *t = NULL;
+    assert_int_equal(dec_hex(t2, hex, &o, &t), 0);
+    check_cache_term(t2, t);
+    assert_ptr_not_equal(t->v.tuple.e[0].v.atom, cn_atoms_find(A, "seq", 3));
+    cn_term_free(t);
+    assert_int_equal(dec_hex(A, hex, &o, &t), 0);
+    check_cache_term(A, t);
+    cn_term_free(t);
+    cn_atoms_free(t2);
+
+    /* Misses respect atom_limit: no new atom, *out NULL, *off unchanged, nothing leaked; hits still work. */
+    o.atom_limit = cn_atoms_count(A);
+    long live = atomic_load(&live_allocs);
+    size_t count = cn_atoms_count(A);
+    uint8_t *b;
+    char lim_hex[64]; /* {seq, not_yet_N, new}: not_yet_N is new for each cache size */
+    snprintf(lim_hex, sizeof lim_hex, "6803770373657177096E6F745F7965745F%02X77036E6577", 0x31 + (unsigned)si);
+    size_t n = unhex(lim_hex, &b);
+    for (int round = 0; round < 2; round++) {
+      size_t off = 0;
+      t = (cn_term *)1;
+      assert_int_equal(cn_term_decode(A, b, n, &off, &o, &t), CN_ELIMIT);
+      assert_null(t);
+      assert_int_equal(off, 0);
+      assert_int_equal(cn_atoms_count(A), count);
+      assert_int_equal(atomic_load(&live_allocs), live);
+    }
+    assert_int_equal(dec_hex(A, hex, &o, &t), 0); /* known atoms under the limit */
+    check_cache_term(A, t);
+    cn_term_free(t);
+    o.atom_limit = 0;
+    size_t off = 0;
+    assert_int_equal(cn_term_decode(A, b, n, &off, &o, &t), 0);
+    assert_int_equal(off, n);
+    char nm[10];
+    snprintf(nm, sizeof nm, "not_yet_%c", (char)('1' + si));
+    assert_ptr_equal(t->v.tuple.e[1].v.atom, cn_atoms_find(A, nm, 9));
+    assert_ptr_equal(t->v.tuple.e[2].v.atom, cn_atoms_find(A, "new", 3));
+    cn_term_free(t);
+    /* Invalid UTF-8 is still refused on a miss. */
+    assert_int_equal(dec_hex(A, "83770" "2C328", &o, &t), CN_EDECODE);
+    assert_null(t);
+    free(b);
+    cn_atom_cache_free(c);
+  }
+  free(hex);
+}
+
+/* Pids are read in place, not through ei: the same fields ei_decode_pid gives (PID_EXT keeps 2 bits of
+ * Creation). */
+static void test_pid_fields(void **state) {
+  (void)state;
+  cn_term *t = NULL;
+  assert_int_equal(dec_hex(A, "835877016112345678FFFFFFFE87654321", NULL, &t), 0);
+  assert_int_equal(t->type, CN_PID);
+  assert_string_equal(t->v.pid.node->name, "a");
+  assert_int_equal(t->v.pid.id, 0x12345678u);
+  assert_int_equal(t->v.pid.serial, 0xFFFFFFFEu);
+  assert_int_equal(t->v.pid.creation, 0x87654321u);
+  cn_term_free(t);
+  assert_int_equal(dec_hex(A, "8367640001E9FFFFFFFF0000000107", NULL, &t), 0);
+  assert_int_equal(t->type, CN_PID);
+  assert_string_equal(t->v.pid.node->name, "\xC3\xA9");
+  assert_int_equal(t->v.pid.id, 0xFFFFFFFFu);
+  assert_int_equal(t->v.pid.serial, 1);
+  assert_int_equal(t->v.pid.creation, 3);
+  cn_term_free(t);
+}
+
+static void test_cache_equal(void **state) {
+  (void)state;
+  cn_atom_cache *tiny = cn_atom_cache_new(2), *big = cn_atom_cache_new(0);
+  assert_non_null(tiny);
+  assert_non_null(big);
+  for (int round = 0; round < 2; round++) {
+    for (size_t i = 0; i < NVEC; i++) {
+      uint8_t *b;
+      size_t n = unhex(VEC[i].hex, &b);
+      cn_decode_opts ot = {.cache = tiny}, ob = {.cache = big};
+      cn_term *t0 = NULL, *t1 = NULL, *t2 = NULL;
+      assert_int_equal(cn_term_from_binary(A, b, n, NULL, &t0), 0);
+      assert_int_equal(cn_term_from_binary(A, b, n, &ot, &t1), 0);
+      assert_int_equal(cn_term_from_binary(A, b, n, &ob, &t2), 0);
+      assert_true(cn_term_eq(t0, t1));
+      assert_true(cn_term_eq(t0, t2));
+      cn_buf e0 = {0}, e1 = {0}, e2 = {0};
+      assert_int_equal(cn_term_to_binary(t0, &e0), 0);
+      assert_int_equal(cn_term_to_binary(t1, &e1), 0);
+      assert_int_equal(cn_term_to_binary(t2, &e2), 0);
+      assert_bytes(&e1, e0.data, e0.len);
+      assert_bytes(&e2, e0.data, e0.len);
+      cn_buf_free(&e0), cn_buf_free(&e1), cn_buf_free(&e2);
+      cn_term_free(t0), cn_term_free(t1), cn_term_free(t2);
+      free(b);
+    }
+  }
+  cn_atom_cache_free(tiny);
+  cn_atom_cache_free(big);
+}
+
 static void test_constructors(void **state) {
   (void)state;
   long before = atomic_load(&live_allocs);
@@ -1352,6 +1576,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_max_size, setup, teardown),
       cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
       cmocka_unit_test_setup_teardown(test_enomem, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_single_block, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_atom_cache, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cache_equal, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pid_fields, setup, teardown),
       cmocka_unit_test_setup_teardown(test_print, setup, teardown),
   };
   int fails = cmocka_run_group_tests(tests, NULL, NULL);
