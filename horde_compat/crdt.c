@@ -30,7 +30,7 @@ struct cn_crdt {
   size_t nnb;
   cn_pid *subs;
   size_t nsubs;
-  uv_timer_t *timer;
+  uint64_t timer; /* the pending cn_send_after of the next :sync (0: none) */
   cn_term *cont0;
   uint64_t cont0_epoch;
   cn_crdt_stats stats;
@@ -382,8 +382,8 @@ static bool ref_eq(const cn_ref *a, const cn_ref *b) {
 
 /* ---- The process ------------------------------------------------------------------------------------------ */
 
-static void on_timer(uv_timer_t *t) {
-  cn_crdt *c = t->data;
+/* Sends the process a :sync now (init, sync_now); the :sync handler re-arms the timer. */
+static void send_sync(cn_crdt *c) {
   cn_term *m = cn_mk_atomc(c->n, "sync");
   if (m) cn_send(c->n, NULL, c->pid, m);
   cn_term_free(m);
@@ -412,6 +412,15 @@ static cn_term *root_term(cn_crdt *c) {
   return cn_crdt_root(c, h) ? cn_mk_binary(h, 4) : cn_mk_binary("", 0);
 }
 
+/* {add, [K, V]} | {remove, [K]}: 0, CN_EINVAL for another shape, or the error of the write. */
+static int apply_op(cn_crdt *c, const cn_term *op) {
+  const cn_term *f = cn_tuple_elem(op, 2, 0), *args = cn_tuple_elem(op, 2, 1);
+  if (!args || args->type != CN_LIST || args->v.list.tail) return CN_EINVAL;
+  if (cn_is_atom(f, "add") && args->v.list.len == 2) return cn_crdt_put(c, &args->v.list.e[0], &args->v.list.e[1]);
+  if (cn_is_atom(f, "remove") && args->v.list.len == 1) return cn_crdt_delete(c, &args->v.list.e[0]);
+  return CN_EINVAL;
+}
+
 static cn_term *handle_call(cn_crdt *c, const cn_term *req) {
   cn_node *n = c->n;
   if (cn_is_atom(req, "read")) return cn_crdt_read(c);
@@ -434,19 +443,18 @@ static cn_term *handle_call(cn_crdt *c, const cn_term *req) {
     return m;
   }
   const cn_term *op = cn_tuple_elem(req, 2, 1);
+  int rc = CN_EINVAL;
   if (cn_is_atom(cn_tuple_elem(req, 2, 0), "operation") && op) {
-    const cn_term *f = cn_tuple_elem(op, 2, 0), *args = cn_tuple_elem(op, 2, 1);
-    int rc = CN_EINVAL;
-    if (args && args->type == CN_LIST && !args->v.list.tail) {
-      if (cn_is_atom(f, "add") && args->v.list.len == 2)
-        rc = cn_crdt_put(c, &args->v.list.e[0], &args->v.list.e[1]);
-      else if (cn_is_atom(f, "remove") && args->v.list.len == 1)
-        rc = cn_crdt_delete(c, &args->v.list.e[0]);
-    }
-    return rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, rc == CN_EINVAL ? "badarg" : cn_err_name(rc)))
-              : cn_mk_atomc(n, "ok");
+    rc = apply_op(c, op);
+  } else if (cn_is_atom(cn_tuple_elem(req, 2, 0), "bulk_operation") && op && proper_list(op)) {
+    /* DeltaCrdt.merge/drop as Horde sends them: one operation per element, in order (each its own Ts) */
+    rc = 0;
+    for (size_t i = 0; !rc && op->type == CN_LIST && i < op->v.list.len; i++) rc = apply_op(c, &op->v.list.e[i]);
+  } else {
+    return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "unknown_call"));
   }
-  return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "unknown_call"));
+  return rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, rc == CN_EINVAL ? "badarg" : cn_err_name(rc)))
+            : cn_mk_atomc(n, "ok");
 }
 
 static void handle(cn_proc *self, const cn_term *msg, void *state) {
@@ -462,7 +470,10 @@ static void handle(cn_proc *self, const cn_term *msg, void *state) {
   }
   if (cn_is_atom(msg, "sync")) {
     do_sync(c, self);
-    uv_timer_start(c->timer, on_timer, c->o.sync_interval_ms, 0);
+    /* one timer at a time, however many :sync messages arrive (sync_now, replays) */
+    if (c->timer) cn_cancel_timer(c->n, c->timer);
+    c->timer = 0;
+    cn_send_after(c->n, c->o.sync_interval_ms, c->pid, msg, &c->timer);
     return;
   }
   const cn_term *tag = msg->type == CN_TUPLE && msg->v.tuple.arity ? &msg->v.tuple.e[0] : NULL;
@@ -495,16 +506,11 @@ static void handle(cn_proc *self, const cn_term *msg, void *state) {
   }
 }
 
-static void free_timer(uv_handle_t *h) { cn_free(h); }
-
 static void terminate(cn_proc *self, const cn_term *reason, void *state) {
   (void)self;
   (void)reason;
   cn_crdt *c = state;
-  if (c->timer) {
-    uv_timer_stop(c->timer);
-    uv_close((uv_handle_t *)c->timer, free_timer);
-  }
+  if (c->timer) cn_cancel_timer(c->n, c->timer);
   for (size_t i = 0; i < c->nnb; i++) cn_term_free(c->nb[i].addr);
   cn_free(c->nb);
   cn_free(c->subs);
@@ -532,16 +538,12 @@ int cn_crdt_start(cn_node *n, const char *name, const cn_crdt_opts *opts, cn_crd
   int rc = hc_ctx_init(&c->hc, cn_node_atoms(n), c->o.mapset_shape);
   hc_awlww_init(&c->st);
   hc_merkle_init(&c->mm);
-  if (!rc && !(c->timer = cn_calloc(1, sizeof *c->timer))) rc = CN_ENOMEM;
   if (rc) {
     cn_free(c);
     return rc;
   }
-  uv_timer_init(cn_node_loop(n), c->timer);
-  c->timer->data = c;
   cn_proc_opts po = {.terminate = terminate, .trap_exit = true};
   if ((rc = cn_spawn(n, handle, c, &po, &c->pid))) {
-    uv_close((uv_handle_t *)c->timer, free_timer);
     cn_free(c);
     return rc;
   }
@@ -551,7 +553,7 @@ int cn_crdt_start(cn_node *n, const char *name, const cn_crdt_opts *opts, cn_crd
     cn_term_free(why);
     return rc;
   }
-  on_timer(c->timer); /* init sends itself :sync */
+  send_sync(c); /* init sends itself :sync */
   if (out) *out = c;
   return 0;
 }
@@ -617,7 +619,7 @@ int cn_crdt_subscribe(cn_crdt *c, cn_pid pid) {
   return 0;
 }
 
-void cn_crdt_sync_now(cn_crdt *c) { on_timer(c->timer); }
+void cn_crdt_sync_now(cn_crdt *c) { send_sync(c); }
 
 void cn_crdt_get_stats(cn_crdt *c, cn_crdt_stats *out) {
   *out = c->stats;

@@ -72,8 +72,9 @@ typedef struct cn_crdt_stats {
 void cn_crdt_get_stats(cn_crdt *c, cn_crdt_stats *out);
 
 /* The process also serves gen_server calls from any node: read -> map; {read, Keys} -> map;
- * {operation, {add, [K, V]}} | {operation, {remove, [K]}} -> ok; root_hash -> <<Hash:4/binary>> | <<>>;
- * stats -> map. */
+ * {operation, {add, [K, V]}} | {operation, {remove, [K]}} -> ok;
+ * {bulk_operation, [{add, [K, V]} | {remove, [K]}]} -> ok (Horde's merge/drop: one write per element, in order);
+ * root_hash -> <<Hash:4/binary>> | <<>>; stats -> map. */
 
 #ifdef __cplusplus
 }
