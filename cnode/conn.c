@@ -523,10 +523,15 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   cn_conn *c = s->data;
   if (nread == 0) return;
   if (nread < 0) {
-    if (c->state == C_UP || nread != UV_EOF)
+    if (c->state == C_UP || nread != UV_EOF) {
       conn_close(c, nread == UV_EOF ? "connection closed" : uv_strerror((int)nread));
-    else
+    } else if (!c->initiator && c->state == C_HANDSHAKE && !c->hs.peer_name[0]) {
+      /* Closed before saying its name: a peer that lost a simultaneous connect does exactly this. */
+      cn_log(c->n, CN_LOG_DEBUG, "connection from %s closed before its handshake", who(c));
+      conn_close(c, "closed before the handshake");
+    } else {
       setup_failed(c, "%s", closed_reason(c));
+    }
     return;
   }
   if (c->tls) {
