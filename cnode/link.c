@@ -156,15 +156,40 @@ void link_recv_exit(cn_node *n, cn_pid local, cn_pid remote, const cn_term *reas
 
 /* ---- Monitors ------------------------------------------------------------------------------------------ */
 
+static mon_key key_of(const cn_ref *r) {
+  mon_key k;
+  memset(&k, 0, sizeof k); /* padding too: the key is hashed as bytes */
+  k.node = r->node;
+  for (uint32_t i = 0; i < r->len && i < 3; i++) k.n[i] = r->n[i];
+  return k;
+}
+
 int link_add_mon_in(cn_proc *p, cn_pid watcher, cn_ref ref, const cn_atom *name) {
-  cn_mon_in *m = cn_malloc(sizeof *m);
+  cn_mon_in *m = cn_calloc(1, sizeof *m);
   if (!m) return CN_ENOMEM;
   m->watcher = watcher;
   m->ref = ref;
   m->name = name;
+  m->proc = p;
+  m->key = key_of(&ref);
+  node_hash_oom = false;
+  HASH_ADD(hh, p->node->mons_in, key, sizeof m->key, m);
+  if (node_hash_oom) {
+    cn_free(m);
+    return CN_ENOMEM;
+  }
   m->next = p->mons_in;
+  if (m->next) m->next->pprev = &m->next;
+  m->pprev = &p->mons_in;
   p->mons_in = m;
   return 0;
+}
+
+/* Takes m out of its process's list and the node's index. The caller frees it. */
+static void mon_in_unlink(cn_node *n, cn_mon_in *m) {
+  *m->pprev = m->next;
+  if (m->next) m->next->pprev = m->pprev;
+  HASH_DEL(n->mons_in, m);
 }
 
 int link_add_mon_out(cn_proc *p, cn_ref ref, cn_pid pid, const cn_atom *name, const cn_atom *node) {
@@ -191,14 +216,17 @@ static cn_mon_out *mon_out_take(cn_proc *p, const cn_ref *ref) {
 }
 
 static void mon_in_drop(cn_proc *p, const cn_ref *ref) {
-  for (cn_mon_in **m = &p->mons_in; *m; m = &(*m)->next) {
-    if (ref_eq(&(*m)->ref, ref)) {
-      cn_mon_in *x = *m;
-      *m = x->next;
-      cn_free(x);
-      return;
+  mon_key k = key_of(ref);
+  cn_mon_in *m;
+  HASH_FIND(hh, p->node->mons_in, &k, sizeof k, m);
+  if (!m || m->proc != p || !ref_eq(&m->ref, ref)) {
+    /* A peer may reuse a reference on another process: fall back to this process's own list. */
+    for (m = p->mons_in; m && !ref_eq(&m->ref, ref); m = m->next) {
     }
   }
+  if (!m) return;
+  mon_in_unlink(p->node, m);
+  cn_free(m);
 }
 
 /* {'DOWN', Ref, process, Obj, Reason}; Obj is the pid, or {Name, Node} for a monitor by name. */
@@ -416,7 +444,7 @@ void link_proc_died(cn_proc *p, const cn_term *reason) {
   }
   while (p->mons_in) {
     cn_mon_in *m = p->mons_in;
-    p->mons_in = m->next;
+    mon_in_unlink(n, m);
     monitor_exit(n, p, m, reason);
     cn_free(m);
   }
@@ -433,13 +461,11 @@ void link_nodedown(cn_node *n, const cn_atom *peer) {
   cn_term reason = atom_t(n, "noconnection");
   cn_proc *p, *tmp;
   HASH_ITER(hh, n->procs, p, tmp) {
-    for (cn_mon_in **m = &p->mons_in; *m;) {
-      if ((*m)->watcher.node == peer) {
-        cn_mon_in *x = *m;
-        *m = x->next;
-        cn_free(x);
-      } else {
-        m = &(*m)->next;
+    for (cn_mon_in *m = p->mons_in, *next; m; m = next) {
+      next = m->next;
+      if (m->watcher.node == peer) {
+        mon_in_unlink(n, m);
+        cn_free(m);
       }
     }
     for (cn_mon_out **m = &p->mons_out; *m;) {

@@ -76,11 +76,22 @@ typedef struct cn_entry {
   void *ctx;
 } cn_entry;
 
+/* The monitor's reference as a hash key (refs have at most 3 words that matter here; missing ones are 0). */
+typedef struct mon_key {
+  const cn_atom *node;
+  uint32_t n[3];
+} mon_key;
+
+/* A monitor held on a process: in its owner's list, and in node->mons_in by reference, so that demonitor
+ * (once per gen_server call) does not scan the list. */
 typedef struct cn_mon_in {
-  struct cn_mon_in *next;
+  struct cn_mon_in *next, **pprev;
   cn_pid watcher;
   cn_ref ref;
   const cn_atom *name; /* monitored by registered name (reported as the name), or NULL */
+  struct cn_proc *proc;
+  mon_key key;
+  UT_hash_handle hh;
 } cn_mon_in;
 
 struct cn_proc {
@@ -190,6 +201,7 @@ struct cn_node {
   cn_pid sys_pid;  /* sender of messages sent without a process */
   cn_pid gl_pid;   /* group leader lent to remote calls: answers io requests */
   cn_alias_ent *aliases;
+  cn_mon_in *mons_in; /* every monitor held on a local process, by reference */
   cn_entry *entries;
   uint64_t unlink_counter;
 
