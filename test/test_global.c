@@ -14,6 +14,7 @@
 
 #include "cnode.h"
 #include "testutil.h"
+#include "tnode.h"
 
 /* ---- One node, driven from this thread ----------------------------------------------------------------- */
 
@@ -246,112 +247,15 @@ static void test_hidden_has_no_global(void **st) {
 
 /* ---- Nodes in threads -------------------------------------------------------------------------------------- */
 
-typedef struct tnode {
-  cn_node *n;
-  pthread_t th;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int ready;
-  int nodeups, nodedowns;
-  int rec_ended;
-  char rec_reason[64];
-  cn_pid rec; /* a process that records how it ended */
-} tnode;
-
-static void tlog(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
-  (void)n;
-  (void)level;
-  (void)msg;
-  (void)ctx;
-}
-
-static void rec_handle(cn_proc *self, const cn_term *msg, void *state) {
-  (void)self;
-  (void)msg;
-  (void)state;
-}
-
-static void rec_end(cn_proc *self, const cn_term *reason, void *state) {
-  (void)self;
-  tnode *t = state;
-  char *txt = cn_term_to_string(reason);
-  pthread_mutex_lock(&t->mu);
-  t->rec_ended++;
-  snprintf(t->rec_reason, sizeof t->rec_reason, "%s", txt ? txt : "?");
-  pthread_cond_broadcast(&t->cv);
-  pthread_mutex_unlock(&t->mu);
-  cn_free(txt);
-}
-
-static void on_nodes(cn_node *n, const cn_atom *node, bool up, const char *reason, void *ctx) {
-  (void)n;
-  (void)node;
-  (void)reason;
-  tnode *t = ctx;
-  pthread_mutex_lock(&t->mu);
-  if (up)
-    t->nodeups++;
-  else
-    t->nodedowns++;
-  pthread_cond_broadcast(&t->cv);
-  pthread_mutex_unlock(&t->mu);
-}
-
-static void on_start(cn_node *n, int status, void *ctx) {
-  (void)n;
-  tnode *t = ctx;
-  pthread_mutex_lock(&t->mu);
-  t->ready = status ? -1 : 1;
-  pthread_cond_broadcast(&t->cv);
-  pthread_mutex_unlock(&t->mu);
-}
-
-static void *run_node(void *arg) {
-  tnode *t = arg;
-  cn_node_run(t->n);
-  return NULL;
-}
-
 static uint16_t epmd_port;
 
-static void tnode_start(tnode *t, const char *name) {
-  memset(t, 0, sizeof *t);
-  pthread_mutex_init(&t->mu, NULL);
-  pthread_cond_init(&t->cv, NULL);
+static void node_start(tnode *t, const char *name) {
   cn_node_opts o = {.name = name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
-                    .net_ticktime_s = 4, .log = tlog, .log_ctx = t};
-  assert_int_equal(cn_node_new(&t->n, NULL, &o), 0);
-  cn_proc_opts po = {.terminate = rec_end};
-  assert_int_equal(cn_spawn(t->n, rec_handle, t, &po, &t->rec), 0);
-  assert_int_equal(cn_node_monitor_nodes(t->n, on_nodes, t), 0);
-  assert_int_equal(cn_node_start(t->n, on_start, t), 0);
-  assert_int_equal(pthread_create(&t->th, NULL, run_node, t), 0);
+                    .net_ticktime_s = 4};
+  tnode_start(t, &o);
 }
 
-static void tnode_stop(tnode *t) {
-  cn_node_stop(t->n);
-  pthread_join(t->th, NULL);
-  cn_node_free(t->n);
-  pthread_mutex_destroy(&t->mu);
-  pthread_cond_destroy(&t->cv);
-}
-
-static bool wait_for(tnode *t, bool (*pred)(tnode *, const void *), const void *arg) {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += 10;
-  pthread_mutex_lock(&t->mu);
-  bool ok;
-  while (!(ok = pred(t, arg)))
-    if (pthread_cond_timedwait(&t->cv, &t->mu, &until)) break;
-  ok = pred(t, arg);
-  pthread_mutex_unlock(&t->mu);
-  return ok;
-}
-
-static bool is_ready(tnode *t, const void *a) { (void)a; return t->ready != 0; }
 static bool ups_at_least(tnode *t, const void *a) { return t->nodeups - t->nodedowns >= *(const int *)a; }
-static bool rec_ended(tnode *t, const void *a) { (void)a; return t->rec_ended > 0; }
 
 /* Makes `from` connect to `to` by sending to a name that does not exist there. */
 static void connect_to(tnode *from, const char *to) {
@@ -380,20 +284,20 @@ static void test_three_nodes_mesh(void **st) {
   int epmd = test_epmd_start(&epmd_port);
   assert_true(epmd > 0);
   tnode a, b, c;
-  tnode_start(&a, "ma@127.0.0.1");
-  tnode_start(&b, "mb@127.0.0.1");
-  tnode_start(&c, "mc@127.0.0.1");
-  assert_true(wait_for(&a, is_ready, NULL) && a.ready == 1);
-  assert_true(wait_for(&b, is_ready, NULL) && b.ready == 1);
-  assert_true(wait_for(&c, is_ready, NULL) && c.ready == 1);
+  node_start(&a, "ma@127.0.0.1");
+  node_start(&b, "mb@127.0.0.1");
+  node_start(&c, "mc@127.0.0.1");
+  assert_true(tnode_wait(&a, tnode_is_ready, NULL) && a.ready == 1);
+  assert_true(tnode_wait(&b, tnode_is_ready, NULL) && b.ready == 1);
+  assert_true(tnode_wait(&c, tnode_is_ready, NULL) && c.ready == 1);
 
   /* a knows b and c; global makes b and c connect to each other. */
   connect_to(&a, "mb@127.0.0.1");
   connect_to(&a, "mc@127.0.0.1");
   int two = 2;
-  assert_true(wait_for(&a, ups_at_least, &two));
-  assert_true(wait_for(&b, ups_at_least, &two));
-  assert_true(wait_for(&c, ups_at_least, &two));
+  assert_true(tnode_wait(&a, ups_at_least, &two));
+  assert_true(tnode_wait(&b, ups_at_least, &two));
+  assert_true(tnode_wait(&c, ups_at_least, &two));
 
   /* A name registered on b is seen on a and c; unregistered, it is gone everywhere. */
   cn_term *svc = cn_mk_atomc(b.n, "svc");
@@ -429,15 +333,15 @@ static void test_partition_name_clash(void **st) {
   int epmd = test_epmd_start(&epmd_port);
   assert_true(epmd > 0);
   tnode x, y;
-  tnode_start(&x, "px@127.0.0.1");
-  tnode_start(&y, "py@127.0.0.1");
-  assert_true(wait_for(&x, is_ready, NULL) && x.ready == 1);
-  assert_true(wait_for(&y, is_ready, NULL) && y.ready == 1);
+  node_start(&x, "px@127.0.0.1");
+  node_start(&y, "py@127.0.0.1");
+  assert_true(tnode_wait(&x, tnode_is_ready, NULL) && x.ready == 1);
+  assert_true(tnode_wait(&y, tnode_is_ready, NULL) && y.ready == 1);
   cn_term *dx = cn_mk_atomc(x.n, "dup"), *dy = cn_mk_atomc(y.n, "dup");
   assert_int_equal(cn_global_register_name_sync(x.n, dx, x.rec), 0);
   assert_int_equal(cn_global_register_name_sync(y.n, dy, y.rec), 0);
   connect_to(&y, "px@127.0.0.1");
-  assert_true(wait_for(&y, rec_ended, NULL));
+  assert_true(tnode_wait(&y, tnode_rec_ended, NULL));
   assert_string_equal(y.rec_reason, "killed");
   assert_true(wait_name_on(&y, "dup", "px@127.0.0.1", x.rec.id));
   assert_true(wait_name_on(&x, "dup", "px@127.0.0.1", x.rec.id));

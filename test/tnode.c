@@ -39,6 +39,24 @@ static void collector(cn_proc *self, const cn_term *msg, void *state) {
   pthread_mutex_unlock(&t->mu);
 }
 
+static void rec_handle(cn_proc *self, const cn_term *msg, void *state) {
+  (void)self;
+  (void)msg;
+  (void)state;
+}
+
+static void rec_end(cn_proc *self, const cn_term *reason, void *state) {
+  (void)self;
+  tnode *t = state;
+  char *txt = cn_term_to_string(reason);
+  pthread_mutex_lock(&t->mu);
+  t->rec_ended++;
+  snprintf(t->rec_reason, sizeof t->rec_reason, "%s", txt ? txt : "?");
+  pthread_cond_broadcast(&t->cv);
+  pthread_mutex_unlock(&t->mu);
+  cn_free(txt);
+}
+
 static void echo(cn_proc *self, const cn_term *msg, void *state) {
   (void)state;
   const cn_term *from = cn_tuple_elem(msg, 2, 0);
@@ -92,6 +110,8 @@ void tnode_new(tnode *t, const cn_node_opts *o) {
   assert_int_equal(cn_spawn(t->n, fwd, NULL, NULL, &pid), 0);
   assert_int_equal(cn_register(t->n, "fwd", pid), 0);
   assert_int_equal(cn_spawn(t->n, collector, t, NULL, &t->collector), 0);
+  cn_proc_opts po = {.terminate = rec_end};
+  assert_int_equal(cn_spawn(t->n, rec_handle, t, &po, &t->rec), 0);
   assert_int_equal(cn_node_monitor_nodes(t->n, on_nodes, t), 0);
 }
 
@@ -132,6 +152,10 @@ bool tnode_is_ready(tnode *t, const void *unused) {
 bool tnode_has_msgs(tnode *t, const void *count) { return t->msgs >= *(const int *)count; }
 bool tnode_log_has(tnode *t, const void *text) { return strstr(t->log, text) != NULL; }
 bool tnode_last_has(tnode *t, const void *text) { return strstr(t->last, text) != NULL; }
+bool tnode_rec_ended(tnode *t, const void *unused) {
+  (void)unused;
+  return t->rec_ended > 0;
+}
 bool tnode_has_nodedown(tnode *t, const void *unused) {
   (void)unused;
   return t->nodedowns > 0;

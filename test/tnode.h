@@ -19,11 +19,14 @@ typedef struct tnode {
   char last[512]; /* the last of them, printed (a binary as "binary <size>") */
   int nodeups, nodedowns;
   cn_pid collector;
+  cn_pid rec;          /* a process that ignores messages and records how it ended: */
+  int rec_ended;
+  char rec_reason[64]; /* its exit reason, printed */
 } tnode;
 
 /* Creates the node from o (its log sink is set to record into t->log), registers `echo` ({From, T} -> From ! T)
- * and `fwd` ({Dest, Msg} -> Dest ! Msg), spawns the collector and subscribes to node events. More processes may
- * be added before tnode_run. */
+ * and `fwd` ({Dest, Msg} -> Dest ! Msg), spawns the collector and the recorder, and subscribes to node events.
+ * More processes may be added before tnode_run. */
 void tnode_new(tnode *t, const cn_node_opts *o);
 /* Starts the node and runs its loop in a new thread. */
 void tnode_run(tnode *t);
@@ -38,6 +41,7 @@ bool tnode_has_msgs(tnode *t, const void *count); /* const int * */
 bool tnode_log_has(tnode *t, const void *text);
 bool tnode_last_has(tnode *t, const void *text);
 bool tnode_has_nodedown(tnode *t, const void *unused);
+bool tnode_rec_ended(tnode *t, const void *unused);
 /* Makes `via` send msg (taken) to {dest_name, dest_node} from its fwd process (thread-safe). */
 void tnode_send_via(tnode *via, const char *dest_name, const char *dest_node, cn_term *msg);
 
