@@ -87,6 +87,8 @@ void cn_log(cn_node *n, cn_log_level level, const char *fmt, ...) __attribute__(
 typedef void (*cn_nodes_fn)(cn_node *n, const cn_atom *node, bool up, const char *reason, void *ctx);
 /* Subscribes fn to nodeup/nodedown of visible and hidden peers. */
 int cn_node_monitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx);
+/* Removes the subscription of fn with ctx (the first one that matches): 0, or CN_ENOTFOUND. */
+int cn_node_demonitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx);
 /* Fills out with up to max connected node names; returns how many are connected. */
 size_t cn_node_connected(cn_node *n, const cn_atom **out, size_t max);
 /* Connects to node (through EPMD) if not connected; the result shows as a nodeup or a log line. */
@@ -131,6 +133,9 @@ int cn_spawn(cn_node *n, cn_handler_fn handler, void *state, const cn_proc_opts 
 /* The process's own pid, node and state. */
 cn_pid cn_self(const cn_proc *p);
 cn_node *cn_proc_node(cn_proc *p);
+/* True when pid is a process of this node that has not exited, as erlang:is_process_alive/1 (false for pids
+ * of other nodes). */
+bool cn_is_process_alive(cn_node *n, cn_pid pid);
 /* Ends the calling process after its handler returns, with reason (borrowed; copied; NULL: normal). */
 int cn_proc_exit(cn_proc *self, const cn_term *reason);
 

@@ -236,6 +236,18 @@ int cn_node_monitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx) {
   return 0;
 }
 
+int cn_node_demonitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx) {
+  for (cn_node_sub **pp = &n->subs; *pp; pp = &(*pp)->next) {
+    cn_node_sub *s = *pp;
+    if (s->fn == fn && s->ctx == ctx) {
+      *pp = s->next;
+      cn_free(s);
+      return 0;
+    }
+  }
+  return CN_ENOTFOUND;
+}
+
 void node_notify(cn_node *n, const cn_atom *peer, bool up, const char *reason) {
   if (up)
     cn_log(n, CN_LOG_INFO, "nodeup %s", peer->name);

@@ -19,6 +19,11 @@ cn_proc *proc_lookup(cn_node *n, cn_pid pid) {
   return p;
 }
 
+bool cn_is_process_alive(cn_node *n, cn_pid pid) {
+  cn_proc *p = proc_lookup(n, pid);
+  return p && !p->dead;
+}
+
 cn_proc *proc_by_name(cn_node *n, const cn_atom *name) {
   cn_name *e;
   HASH_FIND_PTR(n->names, &name, e);

@@ -510,6 +510,7 @@ static void terminate(cn_proc *self, const cn_term *reason, void *state) {
   (void)self;
   (void)reason;
   cn_crdt *c = state;
+  if (c->o.on_stop) c->o.on_stop(c, c->o.ctx);
   if (c->timer) cn_cancel_timer(c->n, c->timer);
   for (size_t i = 0; i < c->nnb; i++) cn_term_free(c->nb[i].addr);
   cn_free(c->nb);

@@ -38,6 +38,8 @@ typedef struct cn_crdt_opts {
   /* Ts source: monotonic nanoseconds on the BEAM scale. NULL: -2^59 + ns since the CRDT started. */
   int64_t (*clock_ns)(void *ctx);
   bool count_bytes;          /* count the encoded size of every message sent (cn_crdt_stats.bytes_sent) */
+  /* Called once when the process ends, just before the cn_crdt is freed (owners drop their pointer here). */
+  void (*on_stop)(cn_crdt *c, void *ctx);
 } cn_crdt_opts;
 
 /* Starts a CRDT process registered as "<name>.Crdt" (name is Horde's N: "reg" or "Elixir.MyApp.Reg").
@@ -75,6 +77,62 @@ void cn_crdt_get_stats(cn_crdt *c, cn_crdt_stats *out);
  * {operation, {add, [K, V]}} | {operation, {remove, [K]}} -> ok;
  * {bulk_operation, [{add, [K, V]} | {remove, [K]}]} -> ok (Horde's merge/drop: one write per element, in order);
  * root_hash -> <<Hash:4/binary>> | <<>>; stats -> map. */
+
+/* ---- Horde.Registry (registry.c) ----------------------------------------------------------------------------- */
+
+/* A Horde.Registry member (keys: :unique): the CRDT process 'N.Crdt' and the registry process N (its
+ * Horde.RegistryImpl), sharing the CRDT keys of spec §4.1 with BEAM members: {member, {N, Node}} => 1 and
+ * {key, Key} => {{N, Node}, Pid, Value}. */
+typedef struct cn_horde_registry cn_horde_registry;
+
+typedef struct cn_horde_registry_opts {
+  /* Explicit members: node names ("a@host"); each becomes {N, Node} (this node is always added). NULL with
+   * nmembers 0: members: :auto (every visible node, re-set on every nodeup/nodedown, §1.3). */
+  const char *const *members;
+  size_t nmembers;
+  cn_crdt_opts crdt; /* sync interval, MapSet shape, clock... (on_diffs, ctx and on_stop are the registry's) */
+} cn_horde_registry_opts;
+
+/* Starts 'N.Crdt' then N (name: the registry atom's text, "Elixir.MyApp.Registry"). opts may be NULL
+ * (members: :auto). *out stays valid until the registry process ends (cn_horde_registry_stop, the CRDT's death,
+ * or node stop); the two processes end together (one_for_all). */
+int cn_horde_registry_start(cn_node *n, const char *name, const cn_horde_registry_opts *opts,
+                            cn_horde_registry **out);
+/* Ends both processes (reason shutdown). */
+void cn_horde_registry_stop(cn_horde_registry *r);
+cn_pid cn_horde_registry_pid(const cn_horde_registry *r);
+cn_crdt *cn_horde_registry_crdt(cn_horde_registry *r);
+
+/* Horde.Registry.register/3 for pid (local or remote): CN_EEXIST with *holder (may be NULL) when a lookup
+ * finds the key; else writes {key, Key} and links the registry process to pid (its death removes its keys).
+ * key and value borrowed. */
+int cn_horde_register(cn_horde_registry *r, cn_pid pid, const cn_term *key, const cn_term *value, cn_pid *holder);
+/* Horde.Registry.unregister/2 on behalf of pid: removes key when pid holds it (0 also when it does not). */
+int cn_horde_unregister(cn_horde_registry *r, cn_pid pid, const cn_term *key);
+/* Horde.Registry.update_value/3 on behalf of pid: CN_ENOTFOUND when pid does not hold key. */
+int cn_horde_update_value(cn_horde_registry *r, cn_pid pid, const cn_term *key, const cn_term *value);
+/* Horde.Registry.lookup/2 from the CRDT read: 0, *pid and *value (a new term, may be NULL not to get it), or
+ * CN_ENOTFOUND. Found means: {key, Key} => {M, Pid, V}, {member, M} present, and Pid alive (a local pid: a live
+ * process; a remote pid: its node is connected and visible; the erpc Process.alive? round trip of §4.3 is not
+ * made, so a dead process on a connected node still shows until its node's registry removes it). */
+int cn_horde_lookup(cn_horde_registry *r, const cn_term *key, cn_pid *pid, cn_term **value);
+/* Horde.Registry.count/1: keys in the registry's local table (every registration it has seen, any member). */
+size_t cn_horde_count(cn_horde_registry *r);
+/* Calls fn for every registration in the local table (borrowed terms); fn returning false stops. */
+typedef bool (*cn_horde_each_fn)(const cn_term *key, cn_pid pid, const cn_term *value, const cn_term *member,
+                                 void *ctx);
+void cn_horde_foreach(cn_horde_registry *r, cn_horde_each_fn fn, void *ctx);
+/* The member list [{Name, Node}] (a new term), as the `members` call returns it. */
+cn_term *cn_horde_members(cn_horde_registry *r);
+/* Horde.Cluster.set_members/2: members are atoms (Name on this node) or {Name, Node}; borrowed. */
+int cn_horde_set_members(cn_horde_registry *r, const cn_term *const *members, size_t n);
+
+/* The registry process N serves gen_server calls: members -> [{N, Node}]; {set_members, List} -> ok;
+ * {register, Key, Value, Pid} -> {ok, RegistryPid}; {unregister, Key, Pid} -> ok;
+ * {update_value, Key, Pid, Value} -> ok | {error, not_registered}; {lookup, Key} -> [{Pid, Value}] | [];
+ * count -> integer. It takes the CRDT's {crdt_update, Diffs} and reacts as Horde's RegistryImpl (§4.2, §4.4):
+ * conflicts send the losing pid the exit {name_conflict, {Key, Value}, N, WinnerPid}; a member's removal drops
+ * its keys. */
 
 #ifdef __cplusplus
 }

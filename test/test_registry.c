@@ -1,0 +1,484 @@
+/* test_registry.c: the C Horde.Registry member (horde.h, registry.c). C nodes in threads with a real OTP epmd:
+ * the CRDT key/value shapes against captured Lab.Registry traffic, register/lookup/unregister/death on one node,
+ * and three nodes with members: :auto seeing each other's registrations, a concurrent conflict settled the same
+ * way everywhere (the loser gets the name_conflict exit), process death and node loss. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "cnode.h"
+#include "horde.h"
+#include "testutil.h"
+
+#define REG "Elixir.Lab.Registry"
+#define SYNC_MS 100
+
+typedef struct tnode {
+  cn_node *n;
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int ready;
+  char name[64];
+  cn_horde_registry *reg;
+} tnode;
+
+static uint16_t epmd_port;
+static int epmd_pid;
+
+static void tlog(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
+  (void)n, (void)ctx;
+  if (level >= CN_LOG_WARN) fprintf(stderr, "log: %s\n", msg);
+}
+
+/* A worker: exits with reason `die` on the message die; otherwise idle (no trap_exit: name_conflict kills it). */
+static void worker(cn_proc *self, const cn_term *msg, void *state) {
+  (void)state;
+  if (cn_is_atom(msg, "die")) {
+    cn_term *why = cn_mk_atomc(cn_proc_node(self), "die");
+    cn_proc_exit(self, why);
+    cn_term_free(why);
+  }
+}
+
+/* The test driver 'drv' runs the horde.h calls on the node's loop thread:
+ * spawn -> Pid; {reg, K, V, Pid} -> ok | {error, {already_registered, Pid}} | {error, Code};
+ * {unreg, K, Pid} -> ok; {lookup, K} -> [{Pid, V}] | []; count -> N; {alive, Pid} -> bool;
+ * {die, Pid} -> ok; {connect, Node} -> ok. */
+static void drv(cn_proc *self, const cn_term *msg, void *state) {
+  tnode *t = state;
+  cn_node *n = cn_proc_node(self);
+  const cn_term *from, *req;
+  if (!cn_gen_is_call(msg, &from, &req)) return;
+  const cn_term *e = req->type == CN_TUPLE ? req->v.tuple.e : NULL;
+  uint32_t ar = e ? req->v.tuple.arity : 0;
+  cn_term *reply = NULL;
+  if (cn_is_atom(req, "spawn")) {
+    cn_pid p;
+    reply = cn_spawn(n, worker, NULL, NULL, &p) ? cn_mk_atomc(n, "error") : cn_mk_pid(p);
+  } else if (cn_is_atom(req, "count")) {
+    reply = cn_mk_int((int64_t)cn_horde_count(t->reg));
+  } else if (ar == 4 && cn_is_atom(&e[0], "reg")) {
+    cn_pid h;
+    int rc = cn_horde_register(t->reg, e[3].v.pid, &e[1], &e[2], &h);
+    if (rc == CN_EEXIST)
+      reply = cn_mk_tuple(2, cn_mk_atomc(n, "error"),
+                          cn_mk_tuple(2, cn_mk_atomc(n, "already_registered"), cn_mk_pid(h)));
+    else
+      reply = rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_name(rc))) : cn_mk_atomc(n, "ok");
+  } else if (ar == 3 && cn_is_atom(&e[0], "unreg")) {
+    reply = cn_horde_unregister(t->reg, e[2].v.pid, &e[1]) ? cn_mk_atomc(n, "error") : cn_mk_atomc(n, "ok");
+  } else if (ar == 2 && cn_is_atom(&e[0], "lookup")) {
+    cn_pid p;
+    cn_term *v;
+    reply = cn_horde_lookup(t->reg, &e[1], &p, &v) ? cn_mk_nil() : cn_mk_list(1, cn_mk_tuple(2, cn_mk_pid(p), v));
+  } else if (ar == 2 && cn_is_atom(&e[0], "alive")) {
+    reply = cn_mk_atomc(n, cn_is_process_alive(n, e[1].v.pid) ? "true" : "false");
+  } else if (ar == 2 && cn_is_atom(&e[0], "die")) {
+    cn_term *m = cn_mk_atomc(n, "die");
+    cn_send(n, self, e[1].v.pid, m);
+    cn_term_free(m);
+    reply = cn_mk_atomc(n, "ok");
+  } else if (ar == 2 && cn_is_atom(&e[0], "connect")) {
+    reply = cn_node_connect(n, e[1].v.atom) ? cn_mk_atomc(n, "error") : cn_mk_atomc(n, "ok");
+  }
+  if (!reply) reply = cn_mk_atomc(n, "badreq");
+  cn_gen_reply(self, from, reply);
+  cn_term_free(reply);
+}
+
+static void on_start(cn_node *n, int status, void *ctx) {
+  tnode *t = ctx;
+  cn_horde_registry_opts o = {.crdt = {.sync_interval_ms = SYNC_MS}};
+  int rc = status ? status : cn_horde_registry_start(n, REG, &o, &t->reg);
+  cn_pid p;
+  if (!rc) rc = cn_spawn(n, drv, t, NULL, &p);
+  if (!rc) rc = cn_register(n, "drv", p);
+  pthread_mutex_lock(&t->mu);
+  t->ready = rc ? -1 : 1;
+  pthread_cond_broadcast(&t->cv);
+  pthread_mutex_unlock(&t->mu);
+}
+
+static void *run_node(void *arg) {
+  cn_node_run(((tnode *)arg)->n);
+  return NULL;
+}
+
+static void tnode_start(tnode *t, const char *name) {
+  memset(t, 0, sizeof *t);
+  pthread_mutex_init(&t->mu, NULL);
+  pthread_cond_init(&t->cv, NULL);
+  snprintf(t->name, sizeof t->name, "%s", name);
+  cn_node_opts o = {.name = t->name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
+                    .net_ticktime_s = 4, .log = tlog, .log_ctx = t};
+  assert_int_equal(cn_node_new(&t->n, NULL, &o), 0);
+  assert_int_equal(cn_node_start(t->n, on_start, t), 0);
+  assert_int_equal(pthread_create(&t->th, NULL, run_node, t), 0);
+  pthread_mutex_lock(&t->mu);
+  while (!t->ready) pthread_cond_wait(&t->cv, &t->mu);
+  pthread_mutex_unlock(&t->mu);
+  assert_int_equal(t->ready, 1);
+}
+
+static void tnode_stop(tnode *t) {
+  cn_node_stop(t->n);
+  pthread_join(t->th, NULL);
+  cn_node_free(t->n);
+  pthread_mutex_destroy(&t->mu);
+  pthread_cond_destroy(&t->cv);
+}
+
+static cn_term *call_to(tnode *t, const char *srv_name, cn_term *req) {
+  cn_term *srv = cn_mk_atomc(t->n, srv_name), *reply = NULL;
+  int rc = cn_call_sync(t->n, srv, req, 5000, &reply);
+  assert_int_equal(rc, 0);
+  cn_term_free(srv);
+  cn_term_free(req);
+  return reply;
+}
+static cn_term *drv_call(tnode *t, cn_term *req) { return call_to(t, "drv", req); }
+
+static cn_pid spawn_worker(tnode *t) {
+  cn_term *r = drv_call(t, cn_mk_atomc(t->n, "spawn"));
+  assert_int_equal(r->type, CN_PID);
+  cn_pid p = r->v.pid;
+  cn_term_free(r);
+  return p;
+}
+
+/* cn_horde_register through the driver; returns the reply (caller frees). */
+static cn_term *reg(tnode *t, cn_term *key, cn_term *val, cn_pid p) {
+  return drv_call(t, cn_mk_tuple(4, cn_mk_atomc(t->n, "reg"), key, val, cn_mk_pid(p)));
+}
+
+/* The pid a lookup finds (true), or false. */
+static bool lookup(tnode *t, cn_term *key, cn_pid *p, cn_term **val) {
+  cn_term *r = drv_call(t, cn_mk_tuple(2, cn_mk_atomc(t->n, "lookup"), key));
+  bool found = r->type == CN_LIST;
+  if (found) {
+    const cn_term *e = &r->v.list.e[0];
+    if (p) *p = e->v.tuple.e[0].v.pid;
+    if (val) *val = cn_term_copy(&e->v.tuple.e[1]);
+  }
+  cn_term_free(r);
+  return found;
+}
+
+static long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t count(tnode *t) {
+  cn_term *r = drv_call(t, cn_mk_atomc(t->n, "count"));
+  int64_t c = r->v.i;
+  cn_term_free(r);
+  return c;
+}
+
+static bool alive(tnode *t, cn_pid p) {
+  cn_term *r = drv_call(t, cn_mk_tuple(2, cn_mk_atomc(t->n, "alive"), cn_mk_pid(p)));
+  bool a = cn_is_atom(r, "true");
+  cn_term_free(r);
+  return a;
+}
+
+/* Pids from different nodes' atom tables: node names compared by text. */
+static bool pid_eq(cn_pid a, cn_pid b) {
+  return !strcmp(a.node->name, b.node->name) && a.id == b.id && a.serial == b.serial;
+}
+
+/* ---- Shapes against the capture ------------------------------------------------------------------------------ */
+
+static cn_term *load_vec(cn_node *n, const char *file) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/horde/%s", vectors_dir(), file);
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  static uint8_t buf[1 << 16];
+  size_t len = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  cn_term *t = NULL;
+  assert_int_equal(cn_term_from_binary(cn_node_atoms(n), buf, len, NULL, &t), 0);
+  return t;
+}
+
+/* The value map of a captured {diff, %AWLWWMap{value: V}, Keys}. */
+static const cn_term *delta_values(const cn_term *msg) {
+  assert_int_equal(msg->type, CN_TUPLE);
+  const cn_term *m = &msg->v.tuple.e[1];
+  for (uint32_t i = 0; i < m->v.map.size; i++)
+    if (cn_is_atom(&m->v.map.kv[2 * i], "value")) return &m->v.map.kv[2 * i + 1];
+  fail();
+  return NULL;
+}
+
+static const cn_term *map_get(const cn_term *m, const cn_term *k) {
+  for (uint32_t i = 0; i < m->v.map.size; i++)
+    if (cn_term_eq(&m->v.map.kv[2 * i], k)) return &m->v.map.kv[2 * i + 1];
+  return NULL;
+}
+
+/* The LWW user value of captured raw entries #{{V, Ts} => Dots} holding one entry. */
+static const cn_term *raw_value(const cn_term *raw) {
+  assert_int_equal(raw->type, CN_MAP);
+  assert_int_equal(raw->v.map.size, 1);
+  return &raw->v.map.kv[0].v.tuple.e[0];
+}
+
+static void test_shapes(void **st) {
+  (void)st;
+  /* named as the capture's n1, so member tuples compare exactly */
+  tnode t;
+  tnode_start(&t, "n1@127.0.0.1");
+  cn_node *n = t.n;
+  cn_pid w = spawn_worker(&t);
+  cn_term *r = reg(&t, cn_mk_binary("k1", 2), cn_mk_atomc(n, "v"), w);
+  assert_true(cn_is_atom(r, "ok"));
+  cn_term_free(r);
+  cn_term *mine = call_to(&t, REG ".Crdt", cn_mk_atomc(n, "read"));
+
+  /* {key, "k1"} => {{Lab.Registry, n1}, Pid, v}, as n1 wrote it in s1 (0219) */
+  cn_term *vec = load_vec(n, "s1_three_nodes/0219_Lab.Registry.Crdt@n2_diff_delta.etf");
+  cn_term *k = cn_mk_tuple(2, cn_mk_atomc(n, "key"), cn_mk_binary("k1", 2));
+  const cn_term *theirs = raw_value(map_get(delta_values(vec), k));
+  const cn_term *ours = map_get(mine, k);
+  assert_non_null(ours);
+  assert_int_equal(ours->type, CN_TUPLE);
+  assert_int_equal(ours->v.tuple.arity, 3);
+  assert_true(cn_term_eq(&ours->v.tuple.e[0], &theirs->v.tuple.e[0]));
+  assert_int_equal(ours->v.tuple.e[1].type, CN_PID);
+  assert_int_equal(theirs->v.tuple.e[1].type, CN_PID);
+  assert_true(pid_eq(ours->v.tuple.e[1].v.pid, w));
+  assert_true(cn_term_eq(&ours->v.tuple.e[2], &theirs->v.tuple.e[2]));
+  cn_term_free(k);
+  cn_term_free(vec);
+
+  /* {member, {Lab.Registry, n1}} => 1, as in s1 (0027) */
+  vec = load_vec(n, "s1_three_nodes/0027_Lab.Registry.Crdt@n1_diff_delta.etf");
+  cn_term *mk = cn_mk_tuple(2, cn_mk_atomc(n, "member"),
+                            cn_mk_tuple(2, cn_mk_atomc(n, REG), cn_mk_atomc(n, "n1@127.0.0.1")));
+  const cn_term *tm = map_get(delta_values(vec), mk);
+  assert_non_null(tm);
+  const cn_term *om = map_get(mine, mk);
+  assert_non_null(om);
+  assert_true(cn_term_eq(om, raw_value(tm)));
+  /* nothing else than the two keys */
+  assert_int_equal(mine->v.map.size, 2);
+  cn_term_free(mk);
+  cn_term_free(vec);
+  cn_term_free(mine);
+  tnode_stop(&t);
+}
+
+/* ---- One node ------------------------------------------------------------------------------------------------ */
+
+static void wait_gone(tnode *t, const char *key) {
+  long t0 = now_ms();
+  while (lookup(t, cn_mk_atomc(t->n, key), NULL, NULL)) {
+    assert_true(now_ms() - t0 < 3000);
+    sleep_ms(5);
+  }
+}
+
+static void test_one_node(void **st) {
+  (void)st;
+  tnode t;
+  tnode_start(&t, "solo@127.0.0.1");
+  cn_node *n = t.n;
+  cn_pid a = spawn_worker(&t), b = spawn_worker(&t);
+  cn_term *r = reg(&t, cn_mk_atomc(n, "ka"), cn_mk_int(1), a);
+  assert_true(cn_is_atom(r, "ok"));
+  cn_term_free(r);
+  r = reg(&t, cn_mk_atomc(n, "kb"), cn_mk_int(2), a);
+  assert_true(cn_is_atom(r, "ok"));
+  cn_term_free(r);
+  /* taken: already_registered with the holder */
+  r = reg(&t, cn_mk_atomc(n, "ka"), cn_mk_int(3), b);
+  assert_int_equal(r->type, CN_TUPLE);
+  assert_true(pid_eq(r->v.tuple.e[1].v.tuple.e[1].v.pid, a));
+  cn_term_free(r);
+  cn_pid p;
+  cn_term *v = NULL;
+  assert_true(lookup(&t, cn_mk_atomc(n, "ka"), &p, &v));
+  assert_true(pid_eq(p, a));
+  assert_int_equal(v->v.i, 1);
+  cn_term_free(v);
+  assert_int_equal(count(&t), 2);
+  /* unregister by a pid that does not hold it: nothing; by the holder: gone */
+  cn_term_free(drv_call(&t, cn_mk_tuple(3, cn_mk_atomc(n, "unreg"), cn_mk_atomc(n, "ka"), cn_mk_pid(b))));
+  assert_true(lookup(&t, cn_mk_atomc(n, "ka"), NULL, NULL));
+  cn_term_free(drv_call(&t, cn_mk_tuple(3, cn_mk_atomc(n, "unreg"), cn_mk_atomc(n, "ka"), cn_mk_pid(a))));
+  assert_false(lookup(&t, cn_mk_atomc(n, "ka"), NULL, NULL));
+  r = reg(&t, cn_mk_atomc(n, "ka"), cn_mk_int(4), b);
+  assert_true(cn_is_atom(r, "ok"));
+  cn_term_free(r);
+  /* the registry's own calls */
+  cn_term *ms = call_to(&t, REG, cn_mk_atomc(n, "members"));
+  assert_int_equal(ms->type, CN_LIST);
+  assert_int_equal(ms->v.list.len, 1);
+  cn_term_free(ms);
+  /* a's death removes kb (and leaves ka, now b's) */
+  cn_term_free(drv_call(&t, cn_mk_tuple(2, cn_mk_atomc(n, "die"), cn_mk_pid(a))));
+  wait_gone(&t, "kb");
+  assert_true(lookup(&t, cn_mk_atomc(n, "ka"), &p, NULL));
+  assert_true(pid_eq(p, b));
+  long t0 = now_ms();
+  while (count(&t) != 1) {
+    assert_true(now_ms() - t0 < 3000);
+    sleep_ms(5);
+  }
+  cn_term_free(drv_call(&t, cn_mk_tuple(2, cn_mk_atomc(n, "die"), cn_mk_pid(b))));
+  wait_gone(&t, "ka");
+  tnode_stop(&t);
+}
+
+/* ---- Three nodes ----------------------------------------------------------------------------------------------- */
+
+/* Waits until every node's lookup of key gives the same pid (want: that pid; NULL: any) or, with gone,
+ * nothing; returns the pid. */
+static cn_pid wait_all(tnode *ts, int count, const char *key, const cn_pid *want, bool gone) {
+  long t0 = now_ms();
+  for (;;) {
+    cn_pid first = {0}, p;
+    bool ok = true;
+    for (int i = 0; ok && i < count; i++) {
+      bool f = lookup(&ts[i], cn_mk_atomc(ts[i].n, key), &p, NULL);
+      if (gone) {
+        ok = !f;
+        continue;
+      }
+      ok = f && (i == 0 || pid_eq(p, first)) && (!want || pid_eq(p, *want));
+      if (i == 0) first = p;
+    }
+    if (ok) {
+      print_message("  %s: %s on every node after %ld ms\n", key, gone ? "gone" : "found", now_ms() - t0);
+      return first;
+    }
+    if (now_ms() - t0 >= 40 * SYNC_MS) {
+      for (int i = 0; i < count; i++) {
+        cn_term *rd = call_to(&ts[i], REG ".Crdt", cn_mk_atomc(ts[i].n, "read"));
+        char *s = cn_term_to_string(rd);
+        print_message("  node %d read: %s\n", i, s);
+        cn_free(s);
+        cn_term_free(rd);
+      }
+      fail();
+    }
+    sleep_ms(10);
+  }
+}
+
+static void test_three_nodes(void **st) {
+  (void)st;
+  tnode ts[3];
+  const char *names[3] = {"r0@127.0.0.1", "r1@127.0.0.1", "r2@127.0.0.1"};
+  for (int i = 0; i < 3; i++) tnode_start(&ts[i], names[i]);
+  /* full mesh (members: :auto follows nodeup) */
+  for (int i = 0; i < 3; i++)
+    for (int j = i + 1; j < 3; j++)
+      cn_term_free(drv_call(&ts[i], cn_mk_tuple(2, cn_mk_atomc(ts[i].n, "connect"), cn_mk_atomc(ts[i].n, names[j]))));
+  long t0 = now_ms();
+  for (;;) {
+    bool all = true;
+    for (int i = 0; i < 3; i++) {
+      cn_term *ms = call_to(&ts[i], REG, cn_mk_atomc(ts[i].n, "members"));
+      all &= ms->type == CN_LIST && ms->v.list.len == 3;
+      cn_term_free(ms);
+    }
+    if (all) break;
+    assert_true(now_ms() - t0 < 40 * SYNC_MS);
+    sleep_ms(10);
+  }
+  print_message("  members: 3 on every node after %ld ms\n", now_ms() - t0);
+
+  /* each node registers one worker; every node finds all three */
+  cn_pid w[3];
+  char key[3][16];
+  for (int i = 0; i < 3; i++) {
+    w[i] = spawn_worker(&ts[i]);
+    snprintf(key[i], sizeof key[i], "w%d", i);
+    cn_term *r = reg(&ts[i], cn_mk_atomc(ts[i].n, key[i]), cn_mk_int(i), w[i]);
+    assert_true(cn_is_atom(r, "ok"));
+    cn_term_free(r);
+  }
+  for (int i = 0; i < 3; i++) wait_all(ts, 3, key[i], &w[i], false);
+  /* a name taken on another node: already_registered once synced */
+  cn_pid x = spawn_worker(&ts[1]);
+  cn_term *r = reg(&ts[1], cn_mk_atomc(ts[1].n, "w0"), cn_mk_int(9), x);
+  assert_int_equal(r->type, CN_TUPLE);
+  assert_true(pid_eq(r->v.tuple.e[1].v.tuple.e[1].v.pid, w[0]));
+  cn_term_free(r);
+
+  /* a conflict: the registry call (no lookup first, as the via path) on two nodes at once */
+  cn_pid c0 = spawn_worker(&ts[0]), c2 = spawn_worker(&ts[2]);
+  for (int i = 0; i < 3; i += 2) {
+    cn_term *req = cn_mk_tuple(4, cn_mk_atomc(ts[i].n, "register"), cn_mk_atomc(ts[i].n, "dup"), cn_mk_int(i),
+                               cn_mk_pid(i ? c2 : c0));
+    cn_term *rr = call_to(&ts[i], REG, req);
+    assert_int_equal(rr->type, CN_TUPLE);
+    assert_true(cn_is_atom(&rr->v.tuple.e[0], "ok"));
+    cn_term_free(rr);
+  }
+  cn_pid win = wait_all(ts, 3, "dup", NULL, false);
+  bool w0 = pid_eq(win, c0);
+  assert_true(w0 || pid_eq(win, c2));
+  /* the loser got {name_conflict, ...} and died (no trap_exit); the winner lives */
+  tnode *lt = w0 ? &ts[2] : &ts[0];
+  cn_pid loser = w0 ? c2 : c0;
+  t0 = now_ms();
+  while (alive(lt, loser)) {
+    assert_true(now_ms() - t0 < 40 * SYNC_MS);
+    sleep_ms(10);
+  }
+  assert_true(alive(w0 ? &ts[0] : &ts[2], win));
+  print_message("  conflict: winner on %s, loser dead\n", w0 ? "r0" : "r2");
+
+  /* a registered process dies: its key goes everywhere */
+  cn_term_free(drv_call(&ts[1], cn_mk_tuple(2, cn_mk_atomc(ts[1].n, "die"), cn_mk_pid(w[1]))));
+  wait_all(ts, 3, "w1", NULL, true);
+
+  /* node loss: r2 stops; the others drop member r2 (auto) and with it its keys */
+  int64_t before = count(&ts[0]);
+  tnode_stop(&ts[2]);
+  wait_all(ts, 2, "w2", NULL, true);
+  t0 = now_ms();
+  while (count(&ts[0]) >= before || count(&ts[1]) != count(&ts[0])) {
+    assert_true(now_ms() - t0 < 40 * SYNC_MS);
+    sleep_ms(10);
+  }
+  cn_term *ms = call_to(&ts[0], REG, cn_mk_atomc(ts[0].n, "members"));
+  assert_int_equal(ms->v.list.len, 2);
+  cn_term_free(ms);
+  wait_all(ts, 2, "w0", &w[0], false);
+  for (int i = 0; i < 2; i++) tnode_stop(&ts[i]);
+}
+
+static int group_setup(void **st) {
+  (void)st;
+  epmd_pid = test_epmd_start(&epmd_port);
+  return epmd_pid > 0 ? 0 : -1;
+}
+static int group_teardown(void **st) {
+  (void)st;
+  test_epmd_stop(epmd_pid);
+  return 0;
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_shapes),
+      cmocka_unit_test(test_one_node),
+      cmocka_unit_test(test_three_nodes),
+  };
+  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
