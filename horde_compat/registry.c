@@ -309,6 +309,17 @@ void cn_horde_foreach(cn_horde_registry *r, cn_horde_each_fn fn, void *ctx) {
       if (!fn(e->key, e->pid, e->value, e->member, ctx)) return;
 }
 
+/* True when the CRDT's current value of {key, K} still names pid. The local table can lag the CRDT: when a
+ * registration lost a conflict (and its process is being killed for it), the CRDT may already hold the winner,
+ * and deleting the key then would remove the winner's registration everywhere. */
+static bool crdt_holds(cn_horde_registry *r, const cn_term *key, const cn_pid *pid) {
+  cn_term *k = mk_keyed(r->n, "key", key);
+  const cn_term *v = k ? cn_crdt_get(r->crdt, k) : NULL;
+  bool holds = v && tuple_n(v, 3) && is_pid(&v->v.tuple.e[1]) && pid_eq(v->v.tuple.e[1].v.pid, *pid);
+  cn_term_free(k);
+  return holds;
+}
+
 /* Removes from the CRDT every key of the local table that matches (pid, or member). */
 static void drop_keys(cn_horde_registry *r, const cn_pid *pid, const cn_term *member) {
   if (!r->crdt) return;
@@ -317,6 +328,7 @@ static void drop_keys(cn_horde_registry *r, const cn_pid *pid, const cn_term *me
   for (size_t i = 0; i < r->nb; i++)
     for (rent *e = r->b[i]; e; e = e->next) {
       if (pid ? !pid_eq(e->pid, *pid) : !cn_term_eq(e->member, member)) continue;
+      if (pid && !crdt_holds(r, e->key, pid)) continue;
       if (n == cap) {
         cap = cap ? 2 * cap : 8;
         cn_term **nk = cn_realloc(ks, cap * sizeof *nk);
