@@ -15,26 +15,12 @@
 #include "cnode.h"
 #include "horde.h"
 #include "testutil.h"
+#include "tnode.h"
 
 #define SYNC_MS 100
 
-typedef struct tnode {
-  cn_node *n;
-  pthread_t th;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int ready;
-  char name[64];
-  cn_crdt *crdt;
-} tnode;
-
 static uint16_t epmd_port;
 static int epmd_pid;
-
-static void tlog(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
-  (void)n, (void)ctx;
-  if (level >= CN_LOG_WARN) fprintf(stderr, "log: %s\n", msg);
-}
 
 /* A helper process that drops every connection of its node on {disconnect_all} (loop-thread only call). */
 static void cutter(cn_proc *self, const cn_term *msg, void *state) {
@@ -46,46 +32,22 @@ static void cutter(cn_proc *self, const cn_term *msg, void *state) {
   for (size_t i = 0; i < k && i < 16; i++) cn_node_disconnect(n, names[i]);
 }
 
-static void on_start(cn_node *n, int status, void *ctx) {
-  tnode *t = ctx;
-  cn_crdt_opts o = {.sync_interval_ms = SYNC_MS, .count_bytes = true};
-  int rc = status ? status : cn_crdt_start(n, "t", &o, &t->crdt);
+/* Node i with a CRDT "t" (t->user) and the cutter, running in its own thread. */
+static void node_up(tnode *t, int i) {
+  char name[64];
+  snprintf(name, sizeof name, "crdt%d@127.0.0.1", i);
+  cn_node_opts o = {.name = name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
+                    .net_ticktime_s = 4};
+  tnode_new(t, &o);
+  cn_crdt_opts co = {.sync_interval_ms = SYNC_MS, .count_bytes = true};
+  cn_crdt *crdt;
+  assert_int_equal(cn_crdt_start(t->n, "t", &co, &crdt), 0);
+  t->user = crdt;
   cn_pid p;
-  if (!rc) rc = cn_spawn(n, cutter, NULL, NULL, &p);
-  if (!rc) rc = cn_register(n, "cutter", p);
-  pthread_mutex_lock(&t->mu);
-  t->ready = rc ? -1 : 1;
-  pthread_cond_broadcast(&t->cv);
-  pthread_mutex_unlock(&t->mu);
-}
-
-static void *run_node(void *arg) {
-  cn_node_run(((tnode *)arg)->n);
-  return NULL;
-}
-
-static void tnode_start(tnode *t, int i) {
-  memset(t, 0, sizeof *t);
-  pthread_mutex_init(&t->mu, NULL);
-  pthread_cond_init(&t->cv, NULL);
-  snprintf(t->name, sizeof t->name, "crdt%d@127.0.0.1", i);
-  cn_node_opts o = {.name = t->name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
-                    .net_ticktime_s = 4, .log = tlog, .log_ctx = t};
-  assert_int_equal(cn_node_new(&t->n, NULL, &o), 0);
-  assert_int_equal(cn_node_start(t->n, on_start, t), 0);
-  assert_int_equal(pthread_create(&t->th, NULL, run_node, t), 0);
-  pthread_mutex_lock(&t->mu);
-  while (!t->ready) pthread_cond_wait(&t->cv, &t->mu);
-  pthread_mutex_unlock(&t->mu);
-  assert_int_equal(t->ready, 1);
-}
-
-static void tnode_stop(tnode *t) {
-  cn_node_stop(t->n);
-  pthread_join(t->th, NULL);
-  cn_node_free(t->n);
-  pthread_mutex_destroy(&t->mu);
-  pthread_cond_destroy(&t->cv);
+  assert_int_equal(cn_spawn(t->n, cutter, NULL, NULL, &p), 0);
+  assert_int_equal(cn_register(t->n, "cutter", p), 0);
+  tnode_run(t);
+  assert_true(tnode_wait(t, tnode_is_ready, NULL) && t->ready == 1);
 }
 
 static cn_term *call(tnode *t, cn_term *req) {
@@ -118,12 +80,6 @@ static void neighbours(tnode *ts, int count, int self, const bool *on) {
   assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, msg), 0);
 }
 
-static long now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits until every node reads the same map and has the same root; returns the ms it took, or -1. */
 static long converge(tnode *ts, int count, long limit_ms, size_t *nkeys) {
   long t0 = now_ms();
@@ -147,7 +103,7 @@ static long converge(tnode *ts, int count, long limit_ms, size_t *nkeys) {
 
 static void run_cluster(int count, int nops, bool cut) {
   tnode ts[8];
-  for (int i = 0; i < count; i++) tnode_start(&ts[i], i);
+  for (int i = 0; i < count; i++) node_up(&ts[i], i);
   bool on[8];
   for (int i = 0; i < count; i++) on[i] = true;
   for (int i = 0; i < count; i++) neighbours(ts, count, i, on);

@@ -16,27 +16,16 @@
 #include "cnode.h"
 #include "horde.h"
 #include "testutil.h"
+#include "tnode.h"
 
 #define REG "Elixir.Lab.Registry"
 #define SYNC_MS 100
 
-typedef struct tnode {
-  cn_node *n;
-  pthread_t th;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int ready;
-  char name[64];
-  cn_horde_registry *reg;
-} tnode;
-
 static uint16_t epmd_port;
 static int epmd_pid;
 
-static void tlog(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
-  (void)n, (void)ctx;
-  if (level >= CN_LOG_WARN) fprintf(stderr, "log: %s\n", msg);
-}
+/* The node's registry (kept in tnode.user). */
+static cn_horde_registry *reg_of(tnode *t) { return t->user; }
 
 /* A worker: exits with reason `die` on the message die; otherwise idle (no trap_exit: name_conflict kills it). */
 static void worker(cn_proc *self, const cn_term *msg, void *state) {
@@ -64,21 +53,21 @@ static void drv(cn_proc *self, const cn_term *msg, void *state) {
     cn_pid p;
     reply = cn_spawn(n, worker, NULL, NULL, &p) ? cn_mk_atomc(n, "error") : cn_mk_pid(p);
   } else if (cn_is_atom(req, "count")) {
-    reply = cn_mk_int((int64_t)cn_horde_count(t->reg));
+    reply = cn_mk_int((int64_t)cn_horde_count(reg_of(t)));
   } else if (ar == 4 && cn_is_atom(&e[0], "reg")) {
     cn_pid h;
-    int rc = cn_horde_register(t->reg, e[3].v.pid, &e[1], &e[2], &h);
+    int rc = cn_horde_register(reg_of(t), e[3].v.pid, &e[1], &e[2], &h);
     if (rc == CN_EEXIST)
       reply = cn_mk_tuple(2, cn_mk_atomc(n, "error"),
                           cn_mk_tuple(2, cn_mk_atomc(n, "already_registered"), cn_mk_pid(h)));
     else
       reply = rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_name(rc))) : cn_mk_atomc(n, "ok");
   } else if (ar == 3 && cn_is_atom(&e[0], "unreg")) {
-    reply = cn_horde_unregister(t->reg, e[2].v.pid, &e[1]) ? cn_mk_atomc(n, "error") : cn_mk_atomc(n, "ok");
+    reply = cn_horde_unregister(reg_of(t), e[2].v.pid, &e[1]) ? cn_mk_atomc(n, "error") : cn_mk_atomc(n, "ok");
   } else if (ar == 2 && cn_is_atom(&e[0], "lookup")) {
     cn_pid p;
     cn_term *v;
-    reply = cn_horde_lookup(t->reg, &e[1], &p, &v) ? cn_mk_nil() : cn_mk_list(1, cn_mk_tuple(2, cn_mk_pid(p), v));
+    reply = cn_horde_lookup(reg_of(t), &e[1], &p, &v) ? cn_mk_nil() : cn_mk_list(1, cn_mk_tuple(2, cn_mk_pid(p), v));
   } else if (ar == 2 && cn_is_atom(&e[0], "alive")) {
     reply = cn_mk_atomc(n, cn_is_process_alive(n, e[1].v.pid) ? "true" : "false");
   } else if (ar == 2 && cn_is_atom(&e[0], "die")) {
@@ -94,46 +83,20 @@ static void drv(cn_proc *self, const cn_term *msg, void *state) {
   cn_term_free(reply);
 }
 
-static void on_start(cn_node *n, int status, void *ctx) {
-  tnode *t = ctx;
-  cn_horde_registry_opts o = {.crdt = {.sync_interval_ms = SYNC_MS}};
-  int rc = status ? status : cn_horde_registry_start(n, REG, &o, &t->reg);
+/* A node with the registry REG (t->user) and the driver process, running in its own thread. */
+static void node_up(tnode *t, const char *name) {
+  cn_node_opts o = {.name = name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
+                    .net_ticktime_s = 4};
+  tnode_new(t, &o);
+  cn_horde_registry_opts ro = {.crdt = {.sync_interval_ms = SYNC_MS}};
+  cn_horde_registry *reg;
+  assert_int_equal(cn_horde_registry_start(t->n, REG, &ro, &reg), 0);
+  t->user = reg;
   cn_pid p;
-  if (!rc) rc = cn_spawn(n, drv, t, NULL, &p);
-  if (!rc) rc = cn_register(n, "drv", p);
-  pthread_mutex_lock(&t->mu);
-  t->ready = rc ? -1 : 1;
-  pthread_cond_broadcast(&t->cv);
-  pthread_mutex_unlock(&t->mu);
-}
-
-static void *run_node(void *arg) {
-  cn_node_run(((tnode *)arg)->n);
-  return NULL;
-}
-
-static void tnode_start(tnode *t, const char *name) {
-  memset(t, 0, sizeof *t);
-  pthread_mutex_init(&t->mu, NULL);
-  pthread_cond_init(&t->cv, NULL);
-  snprintf(t->name, sizeof t->name, "%s", name);
-  cn_node_opts o = {.name = t->name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
-                    .net_ticktime_s = 4, .log = tlog, .log_ctx = t};
-  assert_int_equal(cn_node_new(&t->n, NULL, &o), 0);
-  assert_int_equal(cn_node_start(t->n, on_start, t), 0);
-  assert_int_equal(pthread_create(&t->th, NULL, run_node, t), 0);
-  pthread_mutex_lock(&t->mu);
-  while (!t->ready) pthread_cond_wait(&t->cv, &t->mu);
-  pthread_mutex_unlock(&t->mu);
-  assert_int_equal(t->ready, 1);
-}
-
-static void tnode_stop(tnode *t) {
-  cn_node_stop(t->n);
-  pthread_join(t->th, NULL);
-  cn_node_free(t->n);
-  pthread_mutex_destroy(&t->mu);
-  pthread_cond_destroy(&t->cv);
+  assert_int_equal(cn_spawn(t->n, drv, t, NULL, &p), 0);
+  assert_int_equal(cn_register(t->n, "drv", p), 0);
+  tnode_run(t);
+  assert_true(tnode_wait(t, tnode_is_ready, NULL) && t->ready == 1);
 }
 
 static cn_term *call_to(tnode *t, const char *srv_name, cn_term *req) {
@@ -170,12 +133,6 @@ static bool lookup(tnode *t, cn_term *key, cn_pid *p, cn_term **val) {
   }
   cn_term_free(r);
   return found;
-}
-
-static long now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int64_t count(tnode *t) {
@@ -239,7 +196,7 @@ static void test_shapes(void **st) {
   (void)st;
   /* named as the capture's n1, so member tuples compare exactly */
   tnode t;
-  tnode_start(&t, "n1@127.0.0.1");
+  node_up(&t, "n1@127.0.0.1");
   cn_node *n = t.n;
   cn_pid w = spawn_worker(&t);
   cn_term *r = reg(&t, cn_mk_binary("k1", 2), cn_mk_atomc(n, "v"), w);
@@ -293,7 +250,7 @@ static void wait_gone(tnode *t, const char *key) {
 static void test_one_node(void **st) {
   (void)st;
   tnode t;
-  tnode_start(&t, "solo@127.0.0.1");
+  node_up(&t, "solo@127.0.0.1");
   cn_node *n = t.n;
   cn_pid a = spawn_worker(&t), b = spawn_worker(&t);
   cn_term *r = reg(&t, cn_mk_atomc(n, "ka"), cn_mk_int(1), a);
@@ -382,7 +339,7 @@ static void test_three_nodes(void **st) {
   (void)st;
   tnode ts[3];
   const char *names[3] = {"r0@127.0.0.1", "r1@127.0.0.1", "r2@127.0.0.1"};
-  for (int i = 0; i < 3; i++) tnode_start(&ts[i], names[i]);
+  for (int i = 0; i < 3; i++) node_up(&ts[i], names[i]);
   /* full mesh (members: :auto follows nodeup) */
   for (int i = 0; i < 3; i++)
     for (int j = i + 1; j < 3; j++)

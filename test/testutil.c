@@ -99,6 +99,12 @@ void sleep_ms(long ms) {
   nanosleep(&ts, NULL);
 }
 
+long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
 void test_epmd_stop(int pid) {
   if (pid <= 0) return;
   kill(pid, SIGTERM);

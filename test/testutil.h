@@ -21,6 +21,8 @@ uint16_t free_port(void);
 /* True when something accepts TCP connections on 127.0.0.1:port. */
 int can_connect(uint16_t port);
 void sleep_ms(long ms);
+/* Milliseconds of a monotonic clock. */
+long now_ms(void);
 /* Starts OTP's /usr/bin/epmd in the foreground on a free loopback port (dies with the test); returns its pid
  * and sets *port, or -1. */
 int test_epmd_start(uint16_t *port);

@@ -100,6 +100,7 @@ void tnode_new(tnode *t, const cn_node_opts *o) {
   memset(t, 0, sizeof *t);
   pthread_mutex_init(&t->mu, NULL);
   pthread_cond_init(&t->cv, NULL);
+  snprintf(t->name, sizeof t->name, "%s", o->name);
   cn_node_opts opts = *o;
   opts.log = tlog;
   opts.log_ctx = t;
