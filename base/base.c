@@ -126,6 +126,30 @@ void cn_buf_free(cn_buf *b) {
   b->len = b->cap = 0;
 }
 
+int cn_stable_sort(void *base, size_t n, size_t size, void *tmp, cn_cmp_fn cmp, void *ctx) {
+  uint8_t *src = base, *dst = tmp;
+  for (size_t w = 1; w < n; w *= 2) {
+    for (size_t lo = 0; lo < n; lo += 2 * w) {
+      size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+      size_t i = lo, j = mid, k = lo;
+      while (i < mid && j < hi) {
+        int c, r = cmp(src + j * size, src + i * size, ctx, &c);
+        if (r) return r;
+        /* Only a strictly smaller right element goes first: that is what keeps the sort stable. */
+        memcpy(dst + k++ * size, c < 0 ? src + j++ * size : src + i++ * size, size);
+      }
+      memcpy(dst + k * size, src + i * size, (mid - i) * size);
+      k += mid - i;
+      memcpy(dst + k * size, src + j * size, (hi - j) * size);
+    }
+    uint8_t *x = src;
+    src = dst;
+    dst = x;
+  }
+  if (src != (uint8_t *)base) memcpy(base, src, n * size);
+  return 0;
+}
+
 int cn_memeq_ct(const void *a, const void *b, size_t n) {
   const volatile uint8_t *x = a, *y = b;
   uint8_t d = 0;

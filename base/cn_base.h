@@ -90,6 +90,13 @@ static inline void cn_set32(uint8_t *p, uint32_t v) {
   p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
 }
 
+/* A comparison that can fail: sets *result (<0, 0, >0) and returns 0, or returns a CN_E* status. */
+typedef int (*cn_cmp_fn)(const void *a, const void *b, void *ctx, int *result);
+/* Sorts n elements of size bytes at base, stably (equal elements keep their order), with a merge sort that
+ * stops at the first failing comparison and returns its status (the order is then unspecified). tmp: scratch
+ * space of n * size bytes, borrowed. */
+int cn_stable_sort(void *base, size_t n, size_t size, void *tmp, cn_cmp_fn cmp, void *ctx);
+
 /* Compares n bytes in time independent of their contents; 0 when equal. */
 int cn_memeq_ct(const void *a, const void *b, size_t n);
 

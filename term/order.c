@@ -357,31 +357,10 @@ static cframe *push(cstack *st) {
 
 static void pop(cstack *st) { frame_release(&st->f[--st->n]); }
 
-/* Sorts the pair indexes of a map by key in exact term order (merge sort: the comparison can fail). */
-static int sort_pairs(const cn_term *kv, uint32_t *idx, uint32_t *tmp, size_t n) {
-  uint32_t *src = idx, *dst = tmp;
-  for (size_t w = 1; w < n; w *= 2) {
-    for (size_t lo = 0; lo < n; lo += 2 * w) {
-      size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
-      size_t i = lo, j = mid, k = lo;
-      while (i < mid && j < hi) {
-        int c, r = term_compare(&kv[2 * (size_t)src[j]], &kv[2 * (size_t)src[i]], 1, &c);
-        if (r)
-          return r;
-        dst[k++] = c < 0 ? src[j++] : src[i++];
-      }
-      while (i < mid)
-        dst[k++] = src[i++];
-      while (j < hi)
-        dst[k++] = src[j++];
-    }
-    uint32_t *t = src;
-    src = dst;
-    dst = t;
-  }
-  if (src != idx)
-    memcpy(idx, src, n * sizeof *idx);
-  return 0;
+/* Exact term order of two pair indexes of the map whose key/value array is ctx. */
+static int pair_cmp(const void *a, const void *b, void *ctx, int *result) {
+  const cn_term *kv = ctx;
+  return term_compare(&kv[2 * (size_t)*(const uint32_t *)a], &kv[2 * (size_t)*(const uint32_t *)b], 1, result);
 }
 
 /* The order of a map's pairs by key: *out stays NULL when the stored order is already ascending, the usual
@@ -405,7 +384,7 @@ static int pair_order(const cn_term *m, uint32_t **out) {
     return CN_ENOMEM;
   for (uint32_t k = 0; k < n; k++)
     idx[k] = k;
-  int r = sort_pairs(kv, idx, idx + n, n);
+  int r = cn_stable_sort(idx, n, sizeof *idx, idx + n, pair_cmp, (void *)kv);
   if (r) {
     cn_free(idx);
     return r;

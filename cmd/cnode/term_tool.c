@@ -182,31 +182,10 @@ typedef struct item {
   cn_term *term;
 } item;
 
-/* A stable merge sort: terms that compare equal (1 and 1.0) keep their input order. */
-static int sort_items(item *v, item *tmp, size_t n) {
-  item *src = v, *dst = tmp;
-  for (size_t w = 1; w < n; w *= 2) {
-    for (size_t lo = 0; lo < n; lo += 2 * w) {
-      size_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
-      size_t i = lo, j = mid, k = lo;
-      while (i < mid && j < hi) {
-        int c, r = cn_term_compare_checked(src[j].term, src[i].term, false, &c);
-        if (r)
-          return r;
-        dst[k++] = c < 0 ? src[j++] : src[i++];
-      }
-      while (i < mid)
-        dst[k++] = src[i++];
-      while (j < hi)
-        dst[k++] = src[j++];
-    }
-    item *x = src;
-    src = dst;
-    dst = x;
-  }
-  if (src != v)
-    memcpy(v, src, n * sizeof *v);
-  return 0;
+/* Term order over items; cn_stable_sort keeps terms that compare equal (1 and 1.0) in input order. */
+static int item_cmp(const void *a, const void *b, void *ctx, int *result) {
+  (void)ctx;
+  return cn_term_compare_checked(((const item *)a)->term, ((const item *)b)->term, false, result);
 }
 
 static int do_sort(tool *t) {
@@ -242,7 +221,7 @@ static int do_sort(tool *t) {
     st = 1;
   if (!st) {
     item *tmp = malloc((n ? n : 1) * sizeof *tmp);
-    int sr = tmp ? sort_items(v, tmp, n) : CN_ENOMEM;
+    int sr = tmp ? cn_stable_sort(v, n, sizeof *v, tmp, item_cmp, NULL) : CN_ENOMEM;
     free(tmp);
     if (sr) {
       fprintf(stderr, "cnode term sort: %s\n", cn_strerror(sr));

@@ -1,0 +1,56 @@
+/* test_base.c: the base layer's shared pieces: status strings and the fallible stable sort. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cn_base.h"
+
+typedef struct pair {
+  int key, seq;
+} pair;
+
+static int by_key(const void *a, const void *b, void *ctx, int *result) {
+  int *budget = ctx;
+  if (budget && (*budget)-- == 0) return CN_ENOMEM;
+  int x = ((const pair *)a)->key, y = ((const pair *)b)->key;
+  *result = (x > y) - (x < y);
+  return 0;
+}
+
+static void test_stable_sort(void **st) {
+  (void)st;
+  for (size_t n = 0; n <= 67; n++) {
+    pair v[67], tmp[67];
+    for (size_t i = 0; i < n; i++) v[i] = (pair){(int)((i * 7919) % 5), (int)i};
+    assert_int_equal(cn_stable_sort(v, n, sizeof *v, tmp, by_key, NULL), 0);
+    for (size_t i = 1; i < n; i++) {
+      assert_true(v[i - 1].key <= v[i].key);
+      if (v[i - 1].key == v[i].key) assert_true(v[i - 1].seq < v[i].seq); /* input order kept */
+    }
+  }
+}
+
+static void test_sort_failure(void **st) {
+  (void)st;
+  pair v[20], tmp[20];
+  for (int i = 0; i < 20; i++) v[i] = (pair){20 - i, i};
+  int budget = 5;
+  assert_int_equal(cn_stable_sort(v, 20, sizeof *v, tmp, by_key, &budget), CN_ENOMEM);
+}
+
+static void test_strerror(void **st) {
+  (void)st;
+  assert_string_equal(cn_strerror(0), "success");
+  assert_string_equal(cn_err_name(CN_EBUSY), "CN_EBUSY");
+  assert_string_equal(cn_strerror(-12345), "unknown error");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_stable_sort), cmocka_unit_test(test_sort_failure),
+                                     cmocka_unit_test(test_strerror)};
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
