@@ -341,14 +341,10 @@ static void frame_release(cframe *f) {
 
 static cframe *push(cstack *st) {
   if (st->n == st->cap) {
-    size_t cap = st->cap * 2;
-    cframe *nf = st->f == st->inl ? cn_malloc(cap * sizeof *nf) : cn_realloc(st->f, cap * sizeof *nf);
+    cframe *nf = term_stack_grow(st->f, st->inl, st->n, &st->cap, sizeof *nf);
     if (!nf)
       return NULL;
-    if (st->f == st->inl)
-      memcpy(nf, st->inl, st->n * sizeof *nf);
     st->f = nf;
-    st->cap = cap;
   }
   cframe *f = &st->f[st->n++];
   memset(f, 0, sizeof *f);

@@ -180,14 +180,10 @@ typedef struct hstack {
 
 static hframe *hpush(hstack *st, uint8_t kind, const cn_term *e, uint32_t n) {
   if (st->n == st->cap) {
-    size_t cap = st->cap * 2;
-    hframe *nf = st->f == st->inl ? cn_malloc(cap * sizeof *nf) : cn_realloc(st->f, cap * sizeof *nf);
+    hframe *nf = term_stack_grow(st->f, st->inl, st->n, &st->cap, sizeof *nf);
     if (!nf)
       return NULL;
-    if (st->f == st->inl)
-      memcpy(nf, st->inl, st->n * sizeof *nf);
     st->f = nf;
-    st->cap = cap;
   }
   hframe *f = &st->f[st->n++];
   f->kind = kind;

@@ -369,6 +369,15 @@ cn_term *cn_mk_map(size_t n, cn_term **kv) {
   return t;
 }
 
+void *term_stack_grow(void *frames, void *inl, size_t n, size_t *cap, size_t elem) {
+  size_t ncap = *cap * 2;
+  void *nf = frames == inl ? cn_malloc(ncap * elem) : cn_realloc(frames, ncap * elem);
+  if (!nf) return NULL;
+  if (frames == inl) memcpy(nf, inl, n * elem);
+  *cap = ncap;
+  return nf;
+}
+
 cn_term *cn_mk_pid(cn_pid pid) {
   if (!pid.node)
     return NULL;

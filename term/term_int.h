@@ -71,4 +71,8 @@ int term_text_cmp(const uint8_t *a, size_t an, int a_utf8, const uint8_t *b, siz
  * floats, 0 only when =:=). *res gets <0, 0 or >0. 0, or CN_ENOMEM / CN_EDECODE (a malformed fun). */
 int term_compare(const cn_term *a, const cn_term *b, int exact, int *res);
 
+/* Doubles a walker's stack of n frames of elem bytes whose first frames live in the inline array inl: moves it
+ * to the heap on the first growth. Returns the frames (then *cap is doubled), or NULL with the stack unchanged. */
+void *term_stack_grow(void *frames, void *inl, size_t n, size_t *cap, size_t elem);
+
 #endif
