@@ -95,87 +95,78 @@ static int next_line(tool *t, char **line, size_t *cap) {
   return 1;
 }
 
-static int do_decode(tool *t) {
+/* Reads stdin line by line and runs fn on each (line borrowed for the call); stops at fn's first non-zero
+ * status, which it returns; 1 on a read error. */
+static int each_line(tool *t, int (*fn)(tool *t, char *line, void *ctx), void *ctx) {
   char *line = NULL;
   size_t cap = 0;
   int r, st = 0;
-  while (!st && (r = next_line(t, &line, &cap)) > 0) {
-    char *s = line, *hex;
-    size_t n;
-    if (!(hex = column(&s, &n)))
-      continue;
-    cn_term *term;
-    if ((st = parse_term(t, hex, n, &term)))
-      break;
-    char *txt = cn_term_to_string(term);
-    cn_term_free(term);
-    if (!txt) {
-      st = 1;
-      break;
-    }
-    puts(txt);
-    cn_free(txt);
-  }
+  while (!st && (r = next_line(t, &line, &cap)) > 0) st = fn(t, line, ctx);
   free(line);
   return st ? st : r < 0 ? 1 : 0;
 }
 
-static int do_hash(tool *t, uint64_t range) {
-  char *line = NULL;
-  size_t cap = 0;
-  int r, st = 0;
-  while (!st && (r = next_line(t, &line, &cap)) > 0) {
-    char *s = line, *hex;
-    size_t n;
-    if (!(hex = column(&s, &n)))
-      continue;
-    cn_term *term;
-    if ((st = parse_term(t, hex, n, &term)))
-      break;
-    uint32_t h; /* one pass gives both: phash2/1 is the low 27 bits of the full 32-bit hash */
-    int hr = cn_phash2_checked(term, UINT64_C(1) << 32, &h);
-    cn_term_free(term);
-    if (hr) {
-      st = hr == CN_ENOMEM ? 1 : bad(t, cn_strerror(hr));
-      break;
-    }
-    uint32_t hr_range = range == (UINT64_C(1) << 32) ? h : (uint32_t)(h % range);
-    printf("%u %u\n", hr_range, h & ((1u << 27) - 1));
-  }
-  free(line);
-  return st ? st : r < 0 ? 1 : 0;
+/* The term in a line's first column: 0 and *term (NULL for a blank line), or the status of a bad line. */
+static int line_term(tool *t, char *line, cn_term **term) {
+  char *s = line, *hex;
+  size_t n;
+  *term = NULL;
+  if (!(hex = column(&s, &n))) return 0;
+  return parse_term(t, hex, n, term);
 }
 
-static int do_compare(tool *t) {
-  char *line = NULL;
-  size_t cap = 0;
-  int r, st = 0;
-  while (!st && (r = next_line(t, &line, &cap)) > 0) {
-    char *s = line, *h1, *h2;
-    size_t n1, n2;
-    if (!(h1 = column(&s, &n1)))
-      continue;
-    if (!(h2 = column(&s, &n2))) {
-      st = bad(t, "two terms expected, separated by a space");
-      break;
-    }
-    cn_term *a, *b = NULL;
-    if ((st = parse_term(t, h1, n1, &a)) || (st = parse_term(t, h2, n2, &b))) {
-      cn_term_free(a);
-      break;
-    }
-    int c, cr = cn_term_compare_checked(a, b, false, &c);
+static int decode_line(tool *t, char *line, void *ctx) {
+  (void)ctx;
+  cn_term *term;
+  int st = line_term(t, line, &term);
+  if (st || !term) return st;
+  char *txt = cn_term_to_string(term);
+  cn_term_free(term);
+  if (!txt) return 1;
+  puts(txt);
+  cn_free(txt);
+  return 0;
+}
+
+static int do_decode(tool *t) { return each_line(t, decode_line, NULL); }
+
+static int hash_line(tool *t, char *line, void *ctx) {
+  uint64_t range = *(const uint64_t *)ctx;
+  cn_term *term;
+  int st = line_term(t, line, &term);
+  if (st || !term) return st;
+  uint32_t h; /* one pass gives both: phash2/1 is the low 27 bits of the full 32-bit hash */
+  int hr = cn_phash2_checked(term, UINT64_C(1) << 32, &h);
+  cn_term_free(term);
+  if (hr) return hr == CN_ENOMEM ? 1 : bad(t, cn_strerror(hr));
+  uint32_t hr_range = range == (UINT64_C(1) << 32) ? h : (uint32_t)(h % range);
+  printf("%u %u\n", hr_range, h & ((1u << 27) - 1));
+  return 0;
+}
+
+static int do_hash(tool *t, uint64_t range) { return each_line(t, hash_line, &range); }
+
+static int compare_line(tool *t, char *line, void *ctx) {
+  (void)ctx;
+  char *s = line, *h1, *h2;
+  size_t n1, n2;
+  if (!(h1 = column(&s, &n1))) return 0;
+  if (!(h2 = column(&s, &n2))) return bad(t, "two terms expected, separated by a space");
+  cn_term *a, *b = NULL;
+  int st;
+  if ((st = parse_term(t, h1, n1, &a)) || (st = parse_term(t, h2, n2, &b))) {
     cn_term_free(a);
-    cn_term_free(b);
-    if (cr) {
-      st = cr == CN_ENOMEM ? 1 : bad(t, cn_strerror(cr));
-      break;
-    }
-    printf("%d\n", c < 0 ? -1 : c > 0);
+    return st;
   }
-  free(line);
-  return st ? st : r < 0 ? 1 : 0;
+  int c, cr = cn_term_compare_checked(a, b, false, &c);
+  cn_term_free(a);
+  cn_term_free(b);
+  if (cr) return cr == CN_ENOMEM ? 1 : bad(t, cn_strerror(cr));
+  printf("%d\n", c < 0 ? -1 : c > 0);
+  return 0;
 }
+
+static int do_compare(tool *t) { return each_line(t, compare_line, NULL); }
 
 typedef struct item {
   char *line;
@@ -188,54 +179,49 @@ static int item_cmp(const void *a, const void *b, void *ctx, int *result) {
   return cn_term_compare_checked(((const item *)a)->term, ((const item *)b)->term, false, result);
 }
 
-static int do_sort(tool *t) {
-  char *line = NULL;
-  size_t cap = 0, n = 0, vcap = 0;
-  item *v = NULL;
-  int r, st = 0;
-  while (!st && (r = next_line(t, &line, &cap)) > 0) {
-    char *s = line, *hex;
-    size_t hn;
-    if (!(hex = column(&s, &hn)))
-      continue;
-    if (n == vcap) {
-      size_t nc = vcap ? 2 * vcap : 1024;
-      item *nv = realloc(v, nc * sizeof *nv);
-      if (!nv) {
-        st = 1;
-        break;
-      }
-      v = nv;
-      vcap = nc;
-    }
-    if ((st = parse_term(t, hex, hn, &v[n].term)))
-      break;
-    if (!(v[n].line = strdup(line))) {
-      cn_term_free(v[n].term);
-      st = 1;
-      break;
-    }
-    n++;
+typedef struct items {
+  item *v;
+  size_t n, cap;
+} items;
+
+static int collect_line(tool *t, char *line, void *ctx) {
+  items *it = ctx;
+  if (it->n == it->cap) {
+    size_t nc = it->cap ? 2 * it->cap : 1024;
+    item *nv = realloc(it->v, nc * sizeof *nv);
+    if (!nv) return 1;
+    it->v = nv;
+    it->cap = nc;
   }
-  if (!st && r < 0)
-    st = 1;
+  item *x = &it->v[it->n];
+  int st = line_term(t, line, &x->term);
+  if (st || !x->term) return st;
+  if (!(x->line = strdup(line))) {
+    cn_term_free(x->term);
+    return 1;
+  }
+  it->n++;
+  return 0;
+}
+
+static int do_sort(tool *t) {
+  items it = {0};
+  int st = each_line(t, collect_line, &it);
   if (!st) {
-    item *tmp = malloc((n ? n : 1) * sizeof *tmp);
-    int sr = tmp ? cn_stable_sort(v, n, sizeof *v, tmp, item_cmp, NULL) : CN_ENOMEM;
+    item *tmp = malloc((it.n ? it.n : 1) * sizeof *tmp);
+    int sr = tmp ? cn_stable_sort(it.v, it.n, sizeof *it.v, tmp, item_cmp, NULL) : CN_ENOMEM;
     free(tmp);
     if (sr) {
       fprintf(stderr, "cnode term sort: %s\n", cn_strerror(sr));
       st = sr == CN_ENOMEM ? 1 : EXIT_BAD;
     }
   }
-  for (size_t i = 0; i < n; i++) {
-    if (!st)
-      puts(v[i].line);
-    free(v[i].line);
-    cn_term_free(v[i].term);
+  for (size_t i = 0; i < it.n; i++) {
+    if (!st) puts(it.v[i].line);
+    free(it.v[i].line);
+    cn_term_free(it.v[i].term);
   }
-  free(v);
-  free(line);
+  free(it.v);
   return st;
 }
 
