@@ -48,17 +48,12 @@ int hc_vv_copy(hc_vv *dst, const hc_vv *src) {
 cn_term *hc_vv_term(const hc_vv *v) {
   cn_term **kv = cn_malloc((2 * v->n + 1) * sizeof *kv);
   if (!kv) return NULL;
-  bool bad = false;
   for (size_t i = 0; i < v->n; i++) {
     kv[2 * i] = cn_mk_int(v->e[i].id);
     kv[2 * i + 1] = cn_mk_int(v->e[i].n);
-    bad |= !kv[2 * i] || !kv[2 * i + 1];
   }
-  cn_term *m = NULL;
-  if (bad)
-    for (size_t i = 0; i < 2 * v->n; i++) cn_term_free(kv[i]);
-  else
-    m = cn_mk_map(v->n, kv);
+  /* cn_mk_map takes the pairs even when it fails, and a NULL among them (a failed copy) makes it fail. */
+  cn_term *m = cn_mk_map(v->n, kv);
   cn_free(kv);
   return m;
 }

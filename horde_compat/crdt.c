@@ -217,7 +217,6 @@ static cn_term *values_with(cn_crdt *c, const cn_term *keys) {
   cn_term **kv = cn_malloc((2 * nk + 1) * sizeof *kv);
   if (!kv) return NULL;
   uint32_t gen = ++c->st.gen;
-  bool bad = false;
   for (size_t i = 0; i < nk; i++) {
     const cn_term *key = &keys->v.list.e[i];
     hc_kent *e = hc_awlww_find(&c->st, key, hc_key_hash(key));
@@ -225,15 +224,11 @@ static cn_term *values_with(cn_crdt *c, const cn_term *keys) {
     e->mark = gen;
     kv[k] = cn_term_copy(e->key);
     kv[k + 1] = cn_term_copy(e->raw);
-    bad |= !kv[k] || !kv[k + 1];
     k += 2;
   }
   c->stats.keys_sent += k / 2;
-  cn_term *m = NULL;
-  if (bad)
-    for (size_t i = 0; i < k; i++) cn_term_free(kv[i]);
-  else
-    m = cn_mk_map(k / 2, kv);
+  /* cn_mk_map takes the pairs even when it fails, and a NULL among them (a failed copy) makes it fail. */
+  cn_term *m = cn_mk_map(k / 2, kv);
   cn_free(kv);
   return m;
 }
@@ -588,21 +583,16 @@ cn_term *cn_crdt_read(cn_crdt *c) {
   cn_term **kv = cn_malloc((2 * c->st.count + 1) * sizeof *kv);
   if (!kv) return NULL;
   size_t k = 0;
-  bool bad = false;
   for (size_t i = 0; i < c->st.nb; i++)
     for (hc_kent *e = c->st.b[i]; e; e = e->next) {
       const cn_term *v = hc_read_raw(e->raw);
       if (!v) continue;
       kv[k] = cn_term_copy(e->key);
       kv[k + 1] = cn_term_copy(v);
-      bad |= !kv[k] || !kv[k + 1];
       k += 2;
     }
-  cn_term *m = NULL;
-  if (bad)
-    for (size_t i = 0; i < k; i++) cn_term_free(kv[i]);
-  else
-    m = cn_mk_map(k / 2, kv);
+  /* cn_mk_map takes the pairs even when it fails, and a NULL among them (a failed copy) makes it fail. */
+  cn_term *m = cn_mk_map(k / 2, kv);
   cn_free(kv);
   return m;
 }

@@ -53,25 +53,19 @@ static cn_term *contents_with(const cn_term *old, long skip, const cn_term *k, c
     cn_term_free(v);
     return NULL;
   }
-  bool bad = false;
   for (size_t i = 0; i < n; i++) {
     if ((long)i == skip) continue;
     kv[o] = cn_term_copy(&old->v.map.kv[2 * i]);
     kv[o + 1] = cn_term_copy(&old->v.map.kv[2 * i + 1]);
-    bad |= !kv[o] || !kv[o + 1];
     o += 2;
   }
   if (k) {
     kv[o] = cn_term_copy(k);
     kv[o + 1] = v;
-    bad |= !kv[o] || !v;
     o += 2;
   }
-  cn_term *r = NULL;
-  if (bad)
-    for (size_t i = 0; i < o; i++) cn_term_free(kv[i]);
-  else
-    r = cn_mk_map(o / 2, kv);
+  /* cn_mk_map takes the pairs even when it fails, and a NULL among them (a failed copy) makes it fail. */
+  cn_term *r = cn_mk_map(o / 2, kv);
   cn_free(kv);
   return r;
 }
