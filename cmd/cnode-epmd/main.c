@@ -114,26 +114,39 @@ static int client_list(uint16_t port, epmd_req_type type) {
   return 0;
 }
 
-static int client_kill(uint16_t port) {
+/* Sends the request in b to the local epmd and reads up to `want` bytes of answer into b; returns the count
+ * read (negative on a read error). */
+static ssize_t ask(uint16_t port, cn_buf *b, size_t want) {
   int fd = connect_local(port);
+  send_req(fd, b);
+  b->len = 0;
+  ssize_t k = read_all(fd, b, want);
+  close(fd);
+  return k;
+}
+
+/* What OTP's epmd client prints when the answer is not one it expects. */
+static void print_unexpected(ssize_t k, const cn_buf *b) {
+  if (k < 0)
+    printf("epmd: failed to read answer from local epmd\n");
+  else
+    printf("epmd: local epmd responded with <%.*s>\n", (int)k, k ? (const char *)b->data : "");
+}
+
+static int client_kill(uint16_t port) {
   cn_buf b = {0};
   epmd_enc_simple_req(&b, EPMD_REQ_KILL);
-  send_req(fd, &b);
-  b.len = 0;
-  ssize_t k = read_all(fd, &b, 2);
+  ssize_t k = ask(port, &b, 2);
   int rc = 1;
   if (k == 2 && memcmp(b.data, "OK", 2) == 0) {
     printf("Killed\n");
     rc = 0;
   } else if (k == 2) {
     printf("Killing not allowed - living nodes in database.\n");
-  } else if (k < 0) {
-    printf("epmd: failed to read answer from local epmd\n");
   } else {
-    printf("epmd: local epmd responded with <%.*s>\n", (int)k, k ? (const char *)b.data : "");
+    print_unexpected(k, &b);
   }
   cn_buf_free(&b);
-  close(fd);
   return rc;
 }
 
@@ -143,21 +156,15 @@ static int client_stop(uint16_t port, const char *name) {
     printf("epmd: Name too long!");
     return 1;
   }
-  int fd = connect_local(port);
-  send_req(fd, &b);
-  b.len = 0;
-  ssize_t k = read_all(fd, &b, 7);
+  ssize_t k = ask(port, &b, 7);
   int rc = 1;
   if (k == 7) {
     printf("%.7s\n", (const char *)b.data);
     rc = 0;
-  } else if (k < 0) {
-    printf("epmd: failed to read answer from local epmd\n");
   } else {
-    printf("epmd: local epmd responded with <%.*s>\n", (int)k, k ? (const char *)b.data : "");
+    print_unexpected(k, &b);
   }
   cn_buf_free(&b);
-  close(fd);
   return rc;
 }
 
