@@ -1,6 +1,7 @@
 /* spawn.c: SPAWN_REQUEST from a peer (spawn/4, spawn_link, spawn_monitor, spawn_opt, erpc, rpc on OTP 23+):
- * entry points registered by C code start C processes; anything else starts a process that exits at once
- * with undef, as a BEAM node without the code would, so the caller gets an answer and never hangs. */
+ * entry points registered by C code start C processes; erpc calls of a few BIFs (Process.alive?/1,
+ * erlang:is_process_alive/1, node/0, nodes/0) are answered as a BEAM node would; anything else starts a process
+ * that exits at once with undef, as a BEAM node without the code would, so the caller never hangs. */
 #include <string.h>
 
 #include "node_int.h"
@@ -59,6 +60,80 @@ static cn_term *undef_reason(cn_node *n, const cn_term *mfa, const cn_term *args
   return cn_mk_tuple(2, cn_mk_atomc(n, "undef"), cn_mk_list(1, frame));
 }
 
+/* Functions a BEAM peer calls on every node through erpc (Horde's lookup checks a registered pid with
+ * erpc:call(Node, 'Elixir.Process', 'alive?', [Pid]); a mesh builder asks erlang:nodes/0). Each answers from the
+ * arguments list; NULL with *bad set: badarg, as the BIF would raise. */
+typedef cn_term *(*builtin_fn)(cn_node *n, const cn_term *argv, bool *bad);
+
+static cn_term *bi_alive(cn_node *n, const cn_term *argv, bool *bad) {
+  if (argv[0].type != CN_PID || argv[0].v.pid.node != cn_node_name(n)) {
+    *bad = true;
+    return NULL;
+  }
+  return cn_mk_atomc(n, cn_is_process_alive(n, argv[0].v.pid) ? "true" : "false");
+}
+
+static cn_term *bi_node(cn_node *n, const cn_term *argv, bool *bad) {
+  (void)argv;
+  (void)bad;
+  return cn_mk_atom(cn_node_name(n));
+}
+
+static cn_term *bi_nodes(cn_node *n, const cn_term *argv, bool *bad) {
+  (void)argv;
+  (void)bad;
+  enum { MAX = 1024 };
+  const cn_atom **names = cn_malloc(MAX * sizeof *names);
+  cn_term **elems = cn_malloc(MAX * sizeof *elems);
+  cn_term *list = NULL;
+  if (names && elems) {
+    size_t k = cn_nodes(n, CN_NODES_VISIBLE, names, MAX);
+    if (k > MAX) k = MAX;
+    for (size_t i = 0; i < k; i++) elems[i] = cn_mk_atom(names[i]);
+    list = cn_mk_listv(k, elems, NULL);
+  }
+  cn_free(names);
+  cn_free(elems);
+  return list;
+}
+
+static const struct {
+  const char *mod, *fun;
+  uint32_t arity;
+  builtin_fn fn;
+} builtins[] = {
+    {"Elixir.Process", "alive?", 1, bi_alive},
+    {"erlang", "is_process_alive", 1, bi_alive},
+    {"erlang", "node", 0, bi_node},
+    {"erlang", "nodes", 0, bi_nodes},
+};
+
+/* erpc:execute_call(Res, M, F, A) of a builtin: the exit reason erpc reads, {Res, return, V} or
+ * {Res, error, badarg, Stack}; NULL when M:F/arity is not a builtin (or on OOM, which then reads as undef). */
+static cn_term *builtin_reason(cn_node *n, const cn_term *mfa, const cn_term *args) {
+  const cn_term *e = mfa->v.tuple.e;
+  if (!cn_is_atom(&e[0], "erpc") || !cn_is_atom(&e[1], "execute_call") || !args || args->type != CN_LIST ||
+      args->v.list.len != 4 || args->v.list.tail)
+    return NULL;
+  const cn_term *a = args->v.list.e;
+  const cn_term *argl = &a[3];
+  uint32_t arity = argl->type == CN_LIST && !argl->v.list.tail ? argl->v.list.len : 0;
+  if (argl->type != CN_NIL && (argl->type != CN_LIST || argl->v.list.tail)) return NULL;
+  for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
+    if (!cn_is_atom(&a[1], builtins[i].mod) || !cn_is_atom(&a[2], builtins[i].fun) || arity != builtins[i].arity)
+      continue;
+    bool bad = false;
+    cn_term *v = builtins[i].fn(n, arity ? argl->v.list.e : NULL, &bad);
+    if (bad) {
+      cn_term *frame = cn_mk_tuple(4, cn_term_copy(&a[1]), cn_term_copy(&a[2]), cn_term_copy(argl), cn_mk_nil());
+      return cn_mk_tuple(4, cn_term_copy(&a[0]), cn_mk_atomc(n, "error"), cn_mk_atomc(n, "badarg"),
+                         cn_mk_list(1, frame));
+    }
+    return v ? cn_mk_tuple(3, cn_term_copy(&a[0]), cn_mk_atomc(n, "return"), v) : NULL;
+  }
+  return NULL;
+}
+
 int spawn_request(cn_node *n, const cn_atom *peer, const dist_ctl *ctl, const cn_term *args) {
   const cn_term *mfa = ctl->mfa;
   cn_pid parent = ctl->from->v.pid;
@@ -83,9 +158,10 @@ int spawn_request(cn_node *n, const cn_atom *peer, const dist_ctl *ctl, const cn
   void *state = NULL;
   cn_proc_opts popts = {0};
   cn_term *reason = NULL;
-  if (!entry)
+  bool builtin = !entry && (reason = builtin_reason(n, mfa, args)) != NULL;
+  if (!entry && !builtin)
     reason = undef_reason(n, mfa, args);
-  else if (entry->fn(n, args, &handler, &state, &popts, entry->ctx))
+  else if (entry && entry->fn(n, args, &handler, &state, &popts, entry->ctx))
     reason = cn_mk_atomc(n, "badarg");
   cn_pid pid;
   int rc = cn_spawn(n, handler ? handler : doomed, reason ? NULL : state, &popts, &pid);
@@ -101,7 +177,7 @@ int spawn_request(cn_node *n, const cn_atom *peer, const dist_ctl *ctl, const cn
   }
   /* The reply goes out first; the exit signals of a doomed process follow it on the same connection. */
   if (p && reason) cn_proc_exit(p, reason);
-  if (reason)
+  if (reason && !builtin)
     cn_log(n, CN_LOG_DEBUG, "spawn of %s:%s from %s: %s", mfa->v.tuple.e[0].v.atom->name,
            mfa->v.tuple.e[1].v.atom->name, peer->name, entry ? "the entry point refused" : "no such entry point");
   cn_term_free(reason);

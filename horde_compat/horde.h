@@ -91,6 +91,9 @@ typedef struct cn_horde_registry_opts {
   const char *const *members;
   size_t nmembers;
   cn_crdt_opts crdt; /* sync interval, MapSet shape, clock... (on_diffs, ctx and on_stop are the registry's) */
+  /* Called once when the registry process ends (the cn_horde_registry must not be used after it returns). */
+  void (*on_stop)(cn_horde_registry *r, void *ctx);
+  void *ctx;
 } cn_horde_registry_opts;
 
 /* Starts 'N.Crdt' then N (name: the registry atom's text, "Elixir.MyApp.Registry"). opts may be NULL
@@ -111,10 +114,10 @@ int cn_horde_register(cn_horde_registry *r, cn_pid pid, const cn_term *key, cons
 int cn_horde_unregister(cn_horde_registry *r, cn_pid pid, const cn_term *key);
 /* Horde.Registry.update_value/3 on behalf of pid: CN_ENOTFOUND when pid does not hold key. */
 int cn_horde_update_value(cn_horde_registry *r, cn_pid pid, const cn_term *key, const cn_term *value);
-/* Horde.Registry.lookup/2 from the CRDT read: 0, *pid and *value (a new term, may be NULL not to get it), or
- * CN_ENOTFOUND. Found means: {key, Key} => {M, Pid, V}, {member, M} present, and Pid alive (a local pid: a live
- * process; a remote pid: its node is connected and visible; the erpc Process.alive? round trip of §4.3 is not
- * made, so a dead process on a connected node still shows until its node's registry removes it). */
+/* Horde.Registry.lookup/2 from the CRDT read, without waiting: 0, *pid and *value (a new term, may be NULL not to
+ * get it), or CN_ENOTFOUND. Found means: {key, Key} => {M, Pid, V}, {member, M} present, and Pid alive (a local
+ * pid: a live process; a remote pid: its node is connected and visible). The round trip of §4.3 that asks a remote
+ * pid's node is made by the registry process's {lookup, Key} call (below), which Horde's semantics need exactly. */
 int cn_horde_lookup(cn_horde_registry *r, const cn_term *key, cn_pid *pid, cn_term **value);
 /* Horde.Registry.count/1: keys in the registry's local table (every registration it has seen, any member). */
 size_t cn_horde_count(cn_horde_registry *r);
@@ -129,7 +132,8 @@ int cn_horde_set_members(cn_horde_registry *r, const cn_term *const *members, si
 
 /* The registry process N serves gen_server calls: members -> [{N, Node}]; {set_members, List} -> ok;
  * {register, Key, Value, Pid} -> {ok, RegistryPid}; {unregister, Key, Pid} -> ok;
- * {update_value, Key, Pid, Value} -> ok | {error, not_registered}; {lookup, Key} -> [{Pid, Value}] | [];
+ * {update_value, Key, Pid, Value} -> ok | {error, not_registered}; {lookup, Key} -> [{Pid, Value}] | [] (for a
+ * remote pid after asking its node erlang:is_process_alive/1 by erpc, 5 s at most; no answer counts as dead);
  * count -> integer. It takes the CRDT's {crdt_update, Diffs} and reacts as Horde's RegistryImpl (§4.2, §4.4):
  * conflicts send the losing pid the exit {name_conflict, {Key, Value}, N, WinnerPid}; a member's removal drops
  * its keys. */

@@ -28,6 +28,8 @@ struct cn_horde_registry {
   bool monitoring;
   char name[256];
   const cn_atom *a_name;
+  void (*on_stop)(cn_horde_registry *r, void *ctx);
+  void *stop_ctx;
   cn_term *self_member; /* {N, node()} */
   cn_term **members;    /* the member set, from {member, M} diffs */
   size_t nmembers;
@@ -439,7 +441,49 @@ static cn_term *mk_ok_err(cn_node *n, int rc) {
             : cn_mk_atomc(n, "ok");
 }
 
-static cn_term *handle_call(cn_horde_registry *r, cn_proc *self, const cn_term *req) {
+/* A lookup call waiting for the registered process's node to say whether it is alive (§4.3). */
+typedef struct alive_wait {
+  cn_term *from;
+  cn_pid pid;
+  cn_term *value;
+} alive_wait;
+
+static void alive_done(cn_proc *self, int status, const cn_term *reply, void *ctx) {
+  alive_wait *w = ctx;
+  if (status != CN_ECLOSED) {
+    cn_term *ans = !status && cn_is_atom(reply, "true")
+                       ? cn_mk_list(1, cn_mk_tuple(2, cn_mk_pid(w->pid), cn_term_copy(w->value)))
+                       : cn_mk_nil();
+    if (ans) cn_gen_reply(self, w->from, ans);
+    cn_term_free(ans);
+  }
+  cn_term_free(w->from);
+  cn_term_free(w->value);
+  cn_free(w);
+}
+
+/* Horde's lookup asks the node of a remote pid erpc:call(Node, 'Elixir.Process', 'alive?', [Pid]); this asks
+ * erlang:is_process_alive/1, the same answer on every node (BEAM with or without Elixir, C). Takes value; 0
+ * when alive_done will answer from, else an error and the caller answers at once. */
+static int ask_alive(cn_proc *self, const cn_term *from, cn_pid pid, cn_term *value) {
+  alive_wait *w = cn_calloc(1, sizeof *w);
+  cn_term *args = cn_mk_list(1, cn_mk_pid(pid));
+  int rc = CN_ENOMEM;
+  if (w && args && (w->from = cn_term_copy(from))) {
+    w->pid = pid;
+    w->value = value;
+    rc = cn_erpc(self, pid.node->name, "erlang", "is_process_alive", args, 5000, alive_done, w);
+    if (rc) w->value = NULL;
+  }
+  cn_term_free(args);
+  if (rc && w) {
+    cn_term_free(w->from);
+    cn_free(w);
+  }
+  return rc;
+}
+
+static cn_term *handle_call(cn_horde_registry *r, cn_proc *self, const cn_term *from, const cn_term *req) {
   cn_node *n = r->n;
   uint32_t ar = req->type == CN_TUPLE ? req->v.tuple.arity : 0;
   const cn_term *e = ar ? req->v.tuple.e : NULL;
@@ -469,6 +513,11 @@ static cn_term *handle_call(cn_horde_registry *r, cn_proc *self, const cn_term *
     cn_pid p;
     cn_term *v = NULL;
     if (cn_horde_lookup(r, &e[1], &p, &v)) return cn_mk_nil();
+    if (p.node != cn_node_name(n)) {
+      if (!ask_alive(self, from, p, v)) return NULL; /* alive_done answers */
+      cn_term_free(v); /* no way to ask: as noconnection, not alive */
+      return cn_mk_nil();
+    }
     return cn_mk_list(1, cn_mk_tuple(2, cn_mk_pid(p), v));
   }
   return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "badarg"));
@@ -478,7 +527,7 @@ static void handle(cn_proc *self, const cn_term *msg, void *state) {
   cn_horde_registry *r = state;
   const cn_term *from, *req;
   if (cn_gen_is_call(msg, &from, &req)) {
-    cn_term *reply = handle_call(r, self, req);
+    cn_term *reply = handle_call(r, self, from, req);
     if (reply) cn_gen_reply(self, from, reply);
     cn_term_free(reply);
     return;
@@ -511,6 +560,7 @@ static void terminate(cn_proc *self, const cn_term *reason, void *state) {
   (void)self, (void)reason;
   cn_horde_registry *r = state;
   r->alive = false;
+  if (r->on_stop) r->on_stop(r, r->stop_ctx);
   if (r->monitoring) cn_node_demonitor_nodes(r->n, on_nodes, r);
   r->monitoring = false;
   if (r->crdt) cn_crdt_stop(r->crdt);
@@ -534,6 +584,10 @@ int cn_horde_registry_start(cn_node *n, const char *name, const cn_horde_registr
   r->a_name = cn_intern(n, name);
   r->self_member = r->a_name ? cn_mk_tuple(2, cn_mk_atom(r->a_name), cn_mk_atom(cn_node_name(n))) : NULL;
   r->refs = 1; /* until the CRDT runs */
+  if (opts) {
+    r->on_stop = opts->on_stop;
+    r->stop_ctx = opts->ctx;
+  }
   if (!r->self_member) {
     unref(r);
     return CN_ENOMEM;

@@ -19,6 +19,7 @@
 
 #include "cnode.h"
 #include "epmd.h"
+#include "horde_app.h"
 #include "term_tool.h"
 #include "workers.h"
 
@@ -35,11 +36,15 @@ static void usage(FILE *f) {
           "             [--listen PORT] [--ticktime SECONDS] [--hidden] [--connect-all false] [--verbose]\n"
           "             [--proto-dist inet_tcp|inet_tls] [--ssl-dist-optfile F]\n"
           "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
+          "             [--horde-registry NAME]... [--horde-supervisor NAME]...\n"
           "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl.\n"
           "  The cookie defaults to ~/.erlang.cookie, created as erl creates it when missing.\n"
           "  --proto-dist inet_tls: distribution over TLS, as erl -proto_dist inet_tls; options from the same\n"
           "  ssl_dist_optfile erl reads and/or the --tls-* flags (they override the file, for both sides;\n"
-          "  --tls-verify verify_peer also makes accepted peers show a certificate).\n");
+          "  --tls-verify verify_peer also makes accepted peers show a certificate).\n"
+          "  --horde-registry MyApp.Registry: joins that Horde.Registry (members: auto) and registers echo there\n"
+          "  under {echo, NodeName}. --horde-supervisor MyApp.Sup: joins that Horde.DynamicSupervisor with the\n"
+          "  demo C worker Elixir.CNode.Demo.Counter; SIGTERM then hands its children over before stopping.\n");
 }
 
 static void log_line(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
@@ -170,12 +175,22 @@ static int tls_options(const char *proto, const char *optfile, const char *cert,
   return 0;
 }
 
+static void stop_node(void *ctx) {
+  app *a = ctx;
+  cn_node_stop(a->node);
+}
+
+/* SIGINT stops at once; SIGTERM first lets the Horde supervisors hand their children over (a second signal of
+ * either kind, with the handlers closed, ends the process the default way). */
 static void on_signal(uv_signal_t *s, int signum) {
   app *a = s->data;
   printf("cnode: %s received, stopping\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
   uv_close((uv_handle_t *)&a->sigint, NULL);
   uv_close((uv_handle_t *)&a->sigterm, NULL);
-  cn_node_stop(a->node);
+  if (signum == SIGTERM)
+    hsup_shutdown(a->node, stop_node, a);
+  else
+    cn_node_stop(a->node);
 }
 
 static void on_started(cn_node *n, int status, void *ctx) {
@@ -197,6 +212,15 @@ static void on_started(cn_node *n, int status, void *ctx) {
     printf("cnode: to connect from Elixir: iex --sname a --cookie %s\n", a->cookie);
   printf("cnode:   then: Node.ping(:\"%s\")  and  GenServer.call({:cnode_kv, :\"%s\"}, {:put, 1, 2})\n", name,
          name);
+  int rc = hreg_start(n);
+  if (!rc) rc = hsup_start(n);
+  if (rc) {
+    printf("cnode: cannot join Horde: %s\n", cn_strerror(rc));
+    a->status = 1;
+    uv_close((uv_handle_t *)&a->sigint, NULL);
+    uv_close((uv_handle_t *)&a->sigterm, NULL);
+    cn_node_stop(n);
+  }
 }
 
 int main(int argc, char **argv) {
@@ -218,6 +242,7 @@ int main(int argc, char **argv) {
       {"proto-dist", required_argument, 0, 'P'}, {"ssl-dist-optfile", required_argument, 0, 'O'},
       {"tls-cert", required_argument, 0, 'C'}, {"tls-key", required_argument, 0, 'K'},
       {"tls-ca", required_argument, 0, 'A'},   {"tls-verify", required_argument, 0, 'V'},
+      {"horde-registry", required_argument, 0, 'R'}, {"horde-supervisor", required_argument, 0, 'S'},
       {0, 0, 0, 0}};
   const char *proto = "inet_tcp", *optfile = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL,
              *tls_verify = NULL;
@@ -245,6 +270,18 @@ int main(int argc, char **argv) {
     case 'K': tls_key = optarg; break;
     case 'A': tls_ca = optarg; break;
     case 'V': tls_verify = optarg; break;
+    case 'R':
+      if (hreg_add(optarg)) {
+        fprintf(stderr, "cnode: --horde-registry %s: bad name (or too many registries)\n", optarg);
+        return 2;
+      }
+      break;
+    case 'S':
+      if (hsup_add(optarg)) {
+        fprintf(stderr, "cnode: --horde-supervisor %s: cannot join that supervisor\n", optarg);
+        return 2;
+      }
+      break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }

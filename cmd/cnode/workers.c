@@ -5,14 +5,18 @@
 #include <string.h>
 
 #include "horde.h"
+#include "horde_app.h"
 #include "workers.h"
 
-/* echo: {From, Term} -> From ! Term. */
+/* echo: {From, Term} -> From ! Term; a gen_server call is answered with its request. */
 static void echo(cn_proc *self, const cn_term *msg, void *state) {
   (void)state;
-  const cn_term *from = cn_tuple_elem(msg, 2, 0);
+  const cn_term *from = cn_tuple_elem(msg, 2, 0), *req;
   if (from && from->type == CN_PID) cn_send(cn_proc_node(self), self, from->v.pid, cn_tuple_elem(msg, 2, 1));
+  else if (cn_gen_is_call(msg, &from, &req)) cn_gen_reply(self, from, req);
 }
+
+int workers_spawn_echo(cn_node *n, cn_pid *pid) { return cn_spawn(n, echo, NULL, NULL, pid); }
 
 /* ---- cnode_kv: a gen_server ------------------------------------------------------------------------------ */
 
@@ -224,7 +228,7 @@ typedef struct ctl_pending {
   const char *fail; /* the answer for CN_EEXIST / CN_EBUSY */
 } ctl_pending;
 
-static void ctl_answer(cn_proc *self, cn_pid to, const cn_term *ref, cn_term *answer) {
+void workers_answer(cn_proc *self, cn_pid to, const cn_term *ref, cn_term *answer) {
   cn_node *n = cn_proc_node(self);
   cn_term *reply = cn_mk_tuple(2, cn_term_copy(ref), answer);
   if (reply) cn_send(n, self, to, reply);
@@ -235,7 +239,7 @@ static void ctl_global_done(cn_proc *self, int status, void *ctx) {
   ctl_pending *c = ctx;
   cn_node *n = cn_proc_node(self);
   if (status != CN_ECLOSED)
-    ctl_answer(self, c->from, c->ref,
+    workers_answer(self, c->from, c->ref,
                !status                                         ? cn_mk_atomc(n, c->ok)
                : (status == CN_EEXIST || status == CN_EBUSY)   ? cn_mk_atomc(n, c->fail)
                                                                : cn_mk_tuple(2, cn_mk_atomc(n, "error"),
@@ -247,7 +251,7 @@ static void ctl_global_done(cn_proc *self, int status, void *ctx) {
 /* While a global_trans lock is held: tells From {Ref, in_trans}. */
 static void ctl_in_trans(cn_proc *self, void *ctx) {
   ctl_pending *c = ctx;
-  ctl_answer(self, c->from, c->ref, cn_mk_atomc(cn_proc_node(self), "in_trans"));
+  workers_answer(self, c->from, c->ref, cn_mk_atomc(cn_proc_node(self), "in_trans"));
 }
 
 /* Nodes as a list of atoms, or `default` (NULL: [node() | nodes()]); *bad on another shape. */
@@ -426,7 +430,8 @@ static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd) 
  * {From, Ref, nodes} -> From ! {Ref, [Node]}; {From, Ref, {start_kv, Name}} -> {Ref, {ok, Pid}};
  * {From, Ref, stats} -> {Ref, #{Counter => N}} (the node's limit counters);
  * global names and locks (global_whereis, global_send, global_register, global_unregister, global_sync,
- * global_set_lock, global_del_lock, global_trans: see ctl_global). */
+ * global_set_lock, global_del_lock, global_trans: see ctl_global); crdt_* (ctl_crdt_cmd); horde_* (hreg_ctl,
+ * hsup_ctl in horde_reg.c / horde_sup.c). */
 static void ctl(cn_proc *self, const cn_term *msg, void *state) {
   (void)state;
   cn_node *n = cn_proc_node(self);
@@ -469,6 +474,14 @@ static void ctl(cn_proc *self, const cn_term *msg, void *state) {
   } else if (cmd->type == CN_TUPLE && cmd->v.tuple.arity && atom_text(&cmd->v.tuple.e[0]) &&
              !strncmp(atom_text(&cmd->v.tuple.e[0]), "crdt_", 5)) {
     answer = ctl_crdt_cmd(self, atom_text(&cmd->v.tuple.e[0]), cmd);
+  } else if (cmd->type == CN_TUPLE && cmd->v.tuple.arity && atom_text(&cmd->v.tuple.e[0]) &&
+             !strncmp(atom_text(&cmd->v.tuple.e[0]), "horde_", 6)) {
+    const char *op = atom_text(&cmd->v.tuple.e[0]);
+    bool handled = false;
+    answer = hreg_ctl(self, from->v.pid, ref, op, cmd, &handled);
+    if (!handled) answer = hsup_ctl(self, from->v.pid, ref, op, cmd, &handled);
+    if (!handled) answer = cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "unknown_command"));
+    if (!answer) return; /* answered later */
   } else if (cn_is_atom(cmd, "nodes")) {
     const cn_atom *names[256];
     size_t k = cn_node_connected(n, names, 256);

@@ -1,0 +1,138 @@
+/* horde_reg.c: --horde-registry NAME for the cnode program (a member of that Horde.Registry, members: auto, its
+ * echo process registered under {echo, NodeName}) and cnode_ctl's horde_* commands. */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "horde.h"
+#include "horde_app.h"
+#include "workers.h"
+
+enum { MAX_REGS = 16 };
+
+static struct reg_slot {
+  char name[256];       /* the atom's text */
+  cn_horde_registry *r; /* NULL until started and once ended */
+} regs[MAX_REGS];
+static size_t nregs;
+
+int horde_atom_name(const char *name, char *out, size_t cap) {
+  bool module = isupper((unsigned char)name[0]) && strncmp(name, "Elixir.", 7) != 0;
+  int k = snprintf(out, cap, "%s%s", module ? "Elixir." : "", name);
+  return k > 0 && (size_t)k < cap ? 0 : -1;
+}
+
+int hreg_add(const char *name) {
+  if (!name[0] || nregs == MAX_REGS || horde_atom_name(name, regs[nregs].name, 241)) return -1;
+  nregs++;
+  return 0;
+}
+
+static void reg_stopped(cn_horde_registry *r, void *ctx) {
+  (void)r;
+  ((struct reg_slot *)ctx)->r = NULL;
+}
+
+int hreg_start(cn_node *n) {
+  cn_pid echo;
+  int rc = cn_whereis(n, "echo", &echo);
+  for (size_t i = 0; !rc && i < nregs; i++) {
+    cn_horde_registry_opts o = {.on_stop = reg_stopped, .ctx = &regs[i]};
+    if ((rc = cn_horde_registry_start(n, regs[i].name, &o, &regs[i].r))) break;
+    cn_term *key = cn_mk_tuple(2, cn_mk_atomc(n, "echo"), cn_mk_atom(cn_node_name(n)));
+    cn_term *nil = cn_mk_atomc(n, "nil");
+    rc = key && nil ? cn_horde_register(regs[i].r, echo, key, nil, NULL) : CN_ENOMEM;
+    cn_term_free(key);
+    cn_term_free(nil);
+    if (!rc) cn_log(n, CN_LOG_INFO, "joined Horde.Registry %s (members: auto); echo registered as {echo, '%s'}",
+                    regs[i].name, cn_node_name(n)->name);
+  }
+  return rc;
+}
+
+static cn_horde_registry *find(const cn_term *name) {
+  for (size_t i = 0; name && name->type == CN_ATOM && i < nregs; i++)
+    if (regs[i].r && !strcmp(regs[i].name, name->v.atom->name)) return regs[i].r;
+  return NULL;
+}
+
+static cn_term *error2(cn_node *n, const char *why) {
+  return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, why));
+}
+
+/* {horde_lookup, Reg, Key}: asks the registry process, which checks a remote holder with its node (§4.3). */
+typedef struct lookup_wait {
+  cn_pid from;
+  cn_term *ref;
+} lookup_wait;
+
+static void lookup_done(cn_proc *self, int status, const cn_term *reply, void *ctx) {
+  lookup_wait *w = ctx;
+  if (status != CN_ECLOSED)
+    workers_answer(self, w->from, w->ref,
+                   status ? error2(cn_proc_node(self), cn_err_name(status)) : cn_term_copy(reply));
+  cn_term_free(w->ref);
+  cn_free(w);
+}
+
+static cn_term *ctl_lookup(cn_proc *self, cn_horde_registry *r, cn_pid from, const cn_term *ref,
+                           const cn_term *key) {
+  cn_node *n = cn_proc_node(self);
+  lookup_wait *w = cn_calloc(1, sizeof *w);
+  cn_term *server = cn_mk_pid(cn_horde_registry_pid(r));
+  cn_term *req = cn_mk_tuple(2, cn_mk_atomc(n, "lookup"), cn_term_copy(key));
+  int rc = CN_ENOMEM;
+  if (w && server && req && (w->ref = cn_term_copy(ref))) {
+    w->from = from;
+    rc = cn_call(self, server, req, 10000, lookup_done, w);
+  }
+  cn_term_free(server);
+  cn_term_free(req);
+  if (!rc) return NULL;
+  if (w) cn_term_free(w->ref);
+  cn_free(w);
+  return error2(n, cn_err_name(rc));
+}
+
+/* {horde_register, Reg, Key, Value}: a new echo process registered as Horde.Registry.register/3 would. */
+static cn_term *ctl_register(cn_node *n, cn_horde_registry *r, const cn_term *key, const cn_term *value) {
+  cn_pid pid, holder = {0};
+  int rc = workers_spawn_echo(n, &pid);
+  if (rc) return error2(n, cn_err_name(rc));
+  rc = cn_horde_register(r, pid, key, value, &holder);
+  if (!rc) return cn_mk_tuple(2, cn_mk_atomc(n, "ok"), cn_mk_pid(pid));
+  cn_term *why = cn_mk_atomc(n, "kill");
+  cn_exit(n, NULL, pid, why);
+  cn_term_free(why);
+  if (rc == CN_EEXIST)
+    return cn_mk_tuple(2, cn_mk_atomc(n, "error"),
+                       cn_mk_tuple(2, cn_mk_atomc(n, "already_registered"), cn_mk_pid(holder)));
+  return error2(n, cn_err_name(rc));
+}
+
+cn_term *hreg_ctl(cn_proc *self, cn_pid from, const cn_term *ref, const char *op, const cn_term *cmd,
+                  bool *handled) {
+  cn_node *n = cn_proc_node(self);
+  uint32_t ar = cmd->type == CN_TUPLE ? cmd->v.tuple.arity : 0;
+  const cn_term *e = ar ? cmd->v.tuple.e : NULL;
+  *handled = true;
+  cn_horde_registry *r = ar >= 2 ? find(&e[1]) : NULL;
+  bool known = !strcmp(op, "horde_register") || !strcmp(op, "horde_unregister") ||
+               !strcmp(op, "horde_lookup") || !strcmp(op, "horde_members");
+  if (!known) {
+    *handled = false;
+    return NULL;
+  }
+  if (!r) return error2(n, "no_such_registry");
+  if (!strcmp(op, "horde_register") && ar == 4) return ctl_register(n, r, &e[2], &e[3]);
+  if (!strcmp(op, "horde_lookup") && ar == 3) return ctl_lookup(self, r, from, ref, &e[2]);
+  if (!strcmp(op, "horde_members") && ar == 2) return cn_horde_members(r);
+  if (!strcmp(op, "horde_unregister") && ar == 3) {
+    /* as Horde.Registry.unregister/2 called by the holder: only a local holder can */
+    cn_pid holder;
+    if (!cn_horde_lookup(r, &e[2], &holder, NULL) && holder.node == cn_node_name(n))
+      cn_horde_unregister(r, holder, &e[2]);
+    return cn_mk_atomc(n, "ok");
+  }
+  return error2(n, "badarg");
+}
