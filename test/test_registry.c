@@ -1,7 +1,8 @@
 /* test_registry.c: the C Horde.Registry member (horde.h, registry.c). C nodes in threads with a real OTP epmd:
  * the CRDT key/value shapes against captured Lab.Registry traffic, register/lookup/unregister/death on one node,
  * and three nodes with members: :auto seeing each other's registrations, a concurrent conflict settled the same
- * way everywhere (the loser gets the name_conflict exit), process death and node loss. */
+ * way everywhere (the loser gets the name_conflict exit), process death and node loss; and the replay of every
+ * {crdt_update, Diffs} the real Lab.Registry processes received in the captured scenarios. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -37,10 +38,34 @@ static void worker(cn_proc *self, const cn_term *msg, void *state) {
   }
 }
 
+/* The local table as a list of {Key, Member, Pid, Value} (cn_horde_foreach). */
+typedef struct table_acc {
+  cn_term **v;
+  size_t n, cap;
+} table_acc;
+
+static bool table_add(const cn_term *key, cn_pid pid, const cn_term *value, const cn_term *member, void *ctx) {
+  table_acc *a = ctx;
+  if (a->n == a->cap) {
+    a->cap = a->cap ? 2 * a->cap : 16;
+    a->v = realloc(a->v, a->cap * sizeof *a->v);
+  }
+  a->v[a->n++] = cn_mk_tuple(4, cn_term_copy(key), cn_term_copy(member), cn_mk_pid(pid), cn_term_copy(value));
+  return true;
+}
+
+static cn_term *table_list(tnode *t) {
+  table_acc a = {0};
+  cn_horde_foreach(t->user, table_add, &a);
+  cn_term *l = cn_mk_listv(a.n, a.v, NULL);
+  free(a.v);
+  return l;
+}
+
 /* The test driver 'drv' runs the horde.h calls on the node's loop thread:
  * spawn -> Pid; {reg, K, V, Pid} -> ok | {error, {already_registered, Pid}} | {error, Code};
  * {unreg, K, Pid} -> ok; {lookup, K} -> [{Pid, V}] | []; count -> N; {alive, Pid} -> bool;
- * {die, Pid} -> ok; {connect, Node} -> ok. */
+ * {die, Pid} -> ok; {connect, Node} -> ok; table -> [{Key, Member, Pid, Value}]. */
 static void drv(cn_proc *self, const cn_term *msg, void *state) {
   tnode *t = state;
   cn_node *n = cn_proc_node(self);
@@ -75,6 +100,8 @@ static void drv(cn_proc *self, const cn_term *msg, void *state) {
     cn_send(n, self, e[1].v.pid, m);
     cn_term_free(m);
     reply = cn_mk_atomc(n, "ok");
+  } else if (cn_is_atom(req, "table")) {
+    reply = table_list(t);
   } else if (ar == 2 && cn_is_atom(&e[0], "connect")) {
     reply = cn_node_connect(n, e[1].v.atom) ? cn_mk_atomc(n, "error") : cn_mk_atomc(n, "ok");
   }
@@ -153,6 +180,8 @@ static bool alive(tnode *t, cn_pid p) {
 static bool pid_eq(cn_pid a, cn_pid b) {
   return !strcmp(a.node->name, b.node->name) && a.id == b.id && a.serial == b.serial;
 }
+
+static int strcmp_ptr(const char *const *a, const char *const *b) { return strcmp(*a, *b); }
 
 /* ---- Shapes against the capture ------------------------------------------------------------------------------ */
 
@@ -420,6 +449,167 @@ static void test_three_nodes(void **st) {
   for (int i = 0; i < 2; i++) tnode_stop(&ts[i]);
 }
 
+/* ---- Replay of the captured registry notifications ------------------------------------------------------------
+ * Every {crdt_update, Diffs} the real Lab.Registry process of one node received (local/INDEX.txt) is sent, in
+ * order, to the C registry process of a C node with that node's name; its table must end as the fold of those
+ * diffs (an add sets {Member, Pid, Value}, a remove deletes), and as the scenario's recorded outcome. */
+
+typedef struct fold {
+  cn_term *k[256], *v[256];
+  size_t n;
+} fold;
+
+static void fold_apply(fold *f, const cn_term *diffs) {
+  for (const cn_term *l = diffs; l->type == CN_LIST; l = l->v.list.tail) {
+    for (uint32_t i = 0; i < l->v.list.len; i++) {
+      const cn_term *d = &l->v.list.e[i];
+      const cn_term *k = &d->v.tuple.e[1];
+      if (!cn_is_atom(&k->v.tuple.e[0], "key")) continue;
+      const cn_term *key = &k->v.tuple.e[1];
+      size_t j = 0;
+      while (j < f->n && !cn_term_eq(f->k[j], key)) j++;
+      if (cn_is_atom(&d->v.tuple.e[0], "add")) {
+        if (j == f->n) {
+          assert_true(f->n < 256);
+          f->k[f->n++] = cn_term_copy(key);
+        } else {
+          cn_term_free(f->v[j]);
+        }
+        f->v[j] = cn_term_copy(&d->v.tuple.e[2]);
+      } else if (j < f->n) {
+        cn_term_free(f->k[j]);
+        cn_term_free(f->v[j]);
+        f->k[j] = f->k[--f->n];
+        f->v[j] = f->v[f->n];
+      }
+    }
+    if (!l->v.list.tail) break;
+  }
+}
+
+/* Replays scenario/node, checks the C table against the fold and then with check(table); returns how many
+ * notifications were fed. */
+static int replay_node(const char *scenario, const char *node, void (*check)(const cn_term *tab)) {
+  tnode t;
+  node_up(&t, node);
+  char path[512];
+  snprintf(path, sizeof path, "%s/horde/%s/local/INDEX.txt", vectors_dir(), scenario);
+  FILE *ix = fopen(path, "r");
+  assert_non_null(ix);
+  char line[8192];
+  fold f = {.n = 0};
+  int fed = 0;
+  while (fgets(line, sizeof line, ix)) {
+    if (line[0] == '#') continue;
+    char *col[9] = {0}, *save = NULL;
+    int nc = 0;
+    for (char *tok = strtok_r(line, "\t", &save); tok && nc < 9; tok = strtok_r(NULL, "\t", &save)) col[nc++] = tok;
+    if (nc < 8 || strcmp(col[4], node) || strcmp(col[5], "Lab.Registry") || strcmp(col[6], "crdt_update")) continue;
+    char file[512];
+    snprintf(file, sizeof file, "%s/local/%s", scenario, col[7]);
+    cn_term *msg = load_vec(t.n, file);
+    assert_true(msg->type == CN_TUPLE && msg->v.tuple.arity == 2 && cn_is_atom(&msg->v.tuple.e[0], "crdt_update"));
+    fold_apply(&f, &msg->v.tuple.e[1]);
+    assert_int_equal(cn_send_threadsafe(t.n, NULL, REG, NULL, msg), 0);
+    fed++;
+  }
+  fclose(ix);
+  assert_true(fed > 0);
+  /* the driver's call is handled after the registry took every message sent before it: ask it through a
+   * registry call first (same sender order), then read the table */
+  cn_term *c = call_to(&t, REG, cn_mk_atomc(t.n, "count"));
+  assert_int_equal(c->type, CN_INT);
+  assert_int_equal((size_t)c->v.i, f.n);
+  cn_term_free(c);
+  cn_term *tab = drv_call(&t, cn_mk_atomc(t.n, "table"));
+  size_t tn = tab->type == CN_LIST ? tab->v.list.len : 0;
+  assert_int_equal(tn, f.n);
+  for (size_t i = 0; i < tn; i++) {
+    const cn_term *row = &tab->v.list.e[i];
+    size_t j = 0;
+    while (j < f.n && !cn_term_eq(f.k[j], &row->v.tuple.e[0])) j++;
+    assert_true(j < f.n);
+    const cn_term *want = f.v[j]; /* {Member, Pid, Value} */
+    assert_true(cn_term_eq(&want->v.tuple.e[0], &row->v.tuple.e[1]));
+    assert_true(cn_term_eq(&want->v.tuple.e[1], &row->v.tuple.e[2]));
+    assert_true(cn_term_eq(&want->v.tuple.e[2], &row->v.tuple.e[3]));
+  }
+  for (size_t j = 0; j < f.n; j++) {
+    cn_term_free(f.k[j]);
+    cn_term_free(f.v[j]);
+  }
+  check(tab);
+  cn_term_free(tab);
+  tnode_stop(&t);
+  return fed;
+}
+
+/* The table's user keys as printed text, sorted, joined by spaces. */
+static void table_keys(const cn_term *tab, char *out, size_t cap) {
+  size_t n = tab->type == CN_LIST ? tab->v.list.len : 0;
+  char *keys[256];
+  assert_true(n <= 256);
+  for (size_t i = 0; i < n; i++) keys[i] = cn_term_to_string(&tab->v.list.e[i].v.tuple.e[0]);
+  qsort(keys, n, sizeof *keys, (int (*)(const void *, const void *))strcmp_ptr);
+  out[0] = 0;
+  for (size_t i = 0; i < n; i++) {
+    snprintf(out + strlen(out), cap - strlen(out), "%s%s", i ? " " : "", keys[i]);
+    cn_free(keys[i]);
+  }
+}
+
+/* s1: k1..k31 registered from the three nodes, then n3 killed: the survivors hold every key but n3's. */
+static void check_s1(const cn_term *tab) {
+  size_t n = tab->v.list.len;
+  assert_true(n > 10 && n < 31);
+  for (size_t j = 0; j < n; j++) {
+    char *m = cn_term_to_string(&tab->v.list.e[j].v.tuple.e[1]);
+    assert_null(strstr(m, "n3@"));
+    cn_free(m);
+  }
+  char keys[8192];
+  table_keys(tab, keys, sizeof keys);
+  assert_non_null(strstr(keys, "\"k1\""));
+}
+
+/* s2: j3 joins {j1, j2}, which hold a1, a2 (b1 was lost by Horde before the capture): j3 learns a1 and a2 (j1 and
+ * j2 registered them before the capture began: their tables are checked against the fold only). */
+static void check_s2(const cn_term *tab) {
+  char keys[8192];
+  table_keys(tab, keys, sizeof keys);
+  assert_string_equal(keys, "<<\"a1\">> <<\"a2\">>");
+}
+
+/* s3: the run where Horde lost b1 at the join: b1 is gone on every node, and the joining r3 learnt a1. */
+static void check_s3(const cn_term *tab) {
+  char keys[8192];
+  table_keys(tab, keys, sizeof keys);
+  assert_null(strstr(keys, "\"b1\""));
+}
+static void check_s3_joiner(const cn_term *tab) {
+  check_s3(tab);
+  char keys[8192];
+  table_keys(tab, keys, sizeof keys);
+  assert_non_null(strstr(keys, "\"a1\""));
+}
+static void check_fold_only(const cn_term *tab) { (void)tab; }
+
+static void test_replay(void **st) {
+  (void)st;
+  static const struct {
+    const char *scenario, *node;
+    void (*check)(const cn_term *);
+  } runs[] = {
+      {"s1_three_nodes", "n1@127.0.0.1", check_s1},    {"s1_three_nodes", "n2@127.0.0.1", check_s1},
+      {"s2_join", "j1@127.0.0.1", check_fold_only},    {"s2_join", "j2@127.0.0.1", check_fold_only},
+      {"s2_join", "j3@127.0.0.1", check_s2},           {"s3_join_race_loss", "r1@127.0.0.1", check_s3},
+      {"s3_join_race_loss", "r2@127.0.0.1", check_s3}, {"s3_join_race_loss", "r3@127.0.0.1", check_s3_joiner},
+  };
+  int total = 0;
+  for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) total += replay_node(runs[i].scenario, runs[i].node, runs[i].check);
+  printf("replayed %d captured crdt_update notifications into the C registries of 8 nodes\n", total);
+}
+
 static int group_setup(void **st) {
   (void)st;
   epmd_pid = test_epmd_start(&epmd_port);
@@ -436,6 +626,7 @@ int main(void) {
       cmocka_unit_test(test_shapes),
       cmocka_unit_test(test_one_node),
       cmocka_unit_test(test_three_nodes),
+      cmocka_unit_test(test_replay),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
