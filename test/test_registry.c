@@ -398,6 +398,11 @@ static void test_three_nodes(void **st) {
     cn_term_free(r);
   }
   for (int i = 0; i < 3; i++) wait_all(ts, 3, key[i], &w[i], false);
+  /* the registry's lookup call asks the holder's node (§4.3: erpc of is_process_alive, answered by that C node) */
+  cn_term *lk = call_to(&ts[1], REG, cn_mk_tuple(2, cn_mk_atomc(ts[1].n, "lookup"), cn_mk_atomc(ts[1].n, "w0")));
+  assert_true(lk->type == CN_LIST && lk->v.list.len == 1);
+  assert_true(pid_eq(lk->v.list.e[0].v.tuple.e[0].v.pid, w[0]));
+  cn_term_free(lk);
   /* a name taken on another node: already_registered once synced */
   cn_pid x = spawn_worker(&ts[1]);
   cn_term *r = reg(&ts[1], cn_mk_atomc(ts[1].n, "w0"), cn_mk_int(9), x);
