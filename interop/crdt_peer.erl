@@ -3,13 +3,47 @@
 %% (§2.2-§2.5) and a merkle_map tree rebuilt from it when it changed (§3.1-§3.4), and speaks the four sync
 %% messages of §2.6 with the C CRDT process. It starts a sync round to each neighbour on every `sync` message
 %% (the suite sends them; no timer) and counts what it saw so the suite can tell partial-diff rounds happened.
+%%
+%% start/3 and start_link/3 take options for a peer that behaves like a CausalCrdt under Horde (used by
+%% interop/horde_standin.ex):
+%%   sync_interval => Ms   a sync timer (§2.8), re-armed after each tick; without it only `sync` messages sync
+%%   on_diffs => Pid | {M, F, A}   after every join or local write that changed raw entries, the read diffs
+%%                         [{add, K, V} | {remove, K}] (§2.5): Pid ! {crdt_update, Diffs}, or apply(M, F, A ++ [Diffs])
+%%   monitor => true       monitor neighbours (name tuples) and sync only monitored ones; 'DOWN' drops the monitor
+%%                         and the next tick monitors again (§2.7, §2.8)
+%%   mapset => v2 | plain  the MapSet shape stored and sent: Elixir <= 1.14 (version => 2, the default) or >= 1.15
+%% Node id: Id, or random in 1..1e9 when Id is `random`. The process also takes {set_neighbours, List} (Horde's
+%% local message; starts a sync at once) and the calls {raw, K} (raw entries or undefined), vv and neighbours.
 -module(crdt_peer).
--export([start/2, call/2, call/3]).
+-export([start/2, start/3, start_link/3, call/2, call/3]).
 -export([loop/1, build/1, subtree/3, continue/2, read/1]).
 
 start(Name, Id) ->
     P = spawn(fun() -> register(Name, self()), loop(new(Name, Id)) end),
     P.
+
+start(Name, Id, Opts) -> start_(Name, Id, Opts, spawn).
+%% {ok, Pid} once Name is registered (usable as a supervisor child's start function).
+start_link(Name, Id, Opts) -> start_(Name, Id, Opts, spawn_link).
+
+start_(Name, Id0, Opts, How) ->
+    Parent = self(),
+    Ref = make_ref(),
+    Id = case Id0 of random -> rand:uniform(1000000000); _ -> Id0 end,
+    P = erlang:How(fun() ->
+                           true = register(Name, self()),
+                           S = arm(maps:merge(new(Name, Id), opts(Opts))),
+                           Parent ! {Ref, started},
+                           loop(S)
+                   end),
+    receive {Ref, started} -> {ok, P} after 5000 -> exit(P, kill), {error, timeout} end.
+
+opts(O) ->
+    #{interval => maps:get(sync_interval, O, undefined), on_diffs => maps:get(on_diffs, O, undefined),
+      monitor => maps:get(monitor, O, false), shape => maps:get(mapset, O, v2)}.
+
+arm(S = #{interval := undefined}) -> S;
+arm(S = #{interval := I}) -> erlang:send_after(I, self(), '$sync_tick'), S.
 
 call(Name, Req) -> call(Name, Req, 60000).
 call(Name, Req, T) ->
@@ -19,7 +53,7 @@ call(Name, Req, T) ->
 
 new(Name, Id) ->
     #{name => Name, id => Id, vv => #{}, values => #{}, tree => [], dirty => false, nbrs => [],
-      stats => #{}}.
+      stats => #{}, interval => undefined, on_diffs => undefined, monitor => false, mons => #{}, shape => v2}.
 
 bump(K, S = #{stats := St}) -> S#{stats := maps:update_with(K, fun(V) -> V + 1 end, 1, St)}.
 
@@ -33,11 +67,11 @@ handle({call, From, Ref, Req}, S) ->
     {R, S1} = call_req(Req, S),
     From ! {Ref, R},
     S1;
-handle(sync, S0) ->
-    S = tree(S0),
-    Cont0 = cont(S, [<<>>], []),
-    [send(N, {diff, diff(Cont0, vv(S), self(), self(), N)}) || N <- maps:get(nbrs, S)],
-    bump(syncs, S);
+handle(sync, S) -> sync(S);
+handle('$sync_tick', S) -> arm(sync(S));
+handle({set_neighbours, Ns}, S) when is_list(Ns) -> sync(set_nbrs(Ns, S));
+handle({'DOWN', Ref, process, _, _}, S = #{monitor := true, mons := Mons}) ->
+    bump(downs, S#{mons := maps:filter(fun(_, R) -> R =/= Ref end, Mons)});
 handle({diff, D = #{'__struct__' := 'Elixir.DeltaCrdt.CausalCrdt.Diff'}}, S0) ->
     S1 = tree(bump(diffs_in, S0)),
     #{continuation := #{trees := Trees}} = D,
@@ -59,19 +93,77 @@ handle({get_diff, D, Keys}, S) ->
     send(maps:get(to, D1), {diff, delta(maps:get(dots, D1), Keys, S), Keys}),
     ack(D1),
     bump(get_diffs_in, S);
-handle({diff, #{'__struct__' := 'Elixir.DeltaCrdt.AWLWWMap', dots := DVV, value := DV}, Keys}, S) ->
-    bump(deltas_in, join(DVV, DV, Keys, S));
+handle({diff, #{'__struct__' := 'Elixir.DeltaCrdt.AWLWWMap', dots := DVV, value := DV}, Keys}, S) when is_list(Keys) ->
+    bump(deltas_in, notify(Keys, S, join(DVV, DV, Keys, S)));
 handle({ack_diff, _}, S) -> bump(acks_in, S);
 handle(Other, S) -> exit({unexpected_message, Other, S}).
 
-call_req({neighbours, Ns}, S) -> {ok, S#{nbrs := Ns}};
-call_req({put, K, V}, S) -> {ok, add(K, V, S)};
-call_req({delete, K}, S) -> {ok, remove(K, S)};
+call_req({neighbours, Ns}, S) -> {ok, set_nbrs(Ns, S)};
+call_req(neighbours, S) -> {maps:get(nbrs, S), S};
+call_req({put, K, V}, S) -> {ok, notify([K], S, add(K, V, S))};
+call_req({delete, K}, S) -> {ok, notify([K], S, remove(K, S))};
+call_req({raw, K}, S) -> {maps:get(K, maps:get(values, S), undefined), S};
+call_req(vv, S) -> {maps:get(vv, S), S};
 call_req(read, S) -> {read(maps:get(values, S)), S};
 call_req(root, S0) -> S = tree(S0), {root(maps:get(tree, S)), S};
 call_req(stats, S) -> {maps:get(stats, S), S}.
 
 send(To, Msg) -> erlang:send(To, Msg), ok.
+
+%% A sync round to every neighbour (every monitored one, with `monitor`), §2.7 step 1.
+sync(S0) ->
+    S1 = monitor_nbrs(S0),
+    S = tree(S1),
+    Cont0 = cont(S, [<<>>], []),
+    Me = self(),
+    [send(N, {diff, diff(Cont0, vv(S), Me, Me, N)}) || N <- sync_targets(S), N =/= Me],
+    bump(syncs, S).
+
+sync_targets(#{monitor := false, nbrs := Ns}) -> Ns;
+sync_targets(#{nbrs := Ns, mons := Mons}) -> [N || N <- Ns, maps:is_key(N, Mons)].
+
+monitor_nbrs(S = #{monitor := false}) -> S;
+monitor_nbrs(S = #{nbrs := Ns, mons := Mons}) ->
+    S#{mons := lists:foldl(fun(N, M) ->
+                                   case maps:is_key(N, M) of
+                                       true -> M;
+                                       false -> try M#{N => erlang:monitor(process, N)} catch error:badarg -> M end
+                                   end
+                           end, Mons, Ns)}.
+
+%% New neighbours; monitors of peers that are no longer neighbours are dropped.
+set_nbrs(Ns, S = #{mons := Mons}) ->
+    {Keep, Drop} = maps:fold(fun(N, R, {K, D}) ->
+                                     case lists:member(N, Ns) of true -> {K#{N => R}, D}; false -> {K, [R | D]} end
+                             end, {#{}, []}, Mons),
+    [erlang:demonitor(R, [flush]) || R <- Drop],
+    S#{nbrs := Ns, mons := Keep}.
+
+%% on_diffs (§2.5): for the keys whose raw entries changed, the changes of the LWW read.
+notify(_, _, S = #{on_diffs := undefined}) -> S;
+notify(Keys, #{values := Old}, S = #{values := New, on_diffs := To}) ->
+    Changed = [K || K <- lists:usort(Keys), maps:get(K, Old, undefined) =/= maps:get(K, New, undefined)],
+    case Changed of
+        [] -> S;
+        _ ->
+            Diffs = lists:append(
+                      [case {read_key(K, Old), read_key(K, New)} of
+                           {V, V} -> [];
+                           {_, nil} -> [{remove, K}];
+                           {_, V} -> [{add, K, V}]
+                       end || K <- Changed]),
+            case To of
+                {M, F, A} -> apply(M, F, A ++ [Diffs]);
+                _ -> To ! {crdt_update, Diffs}
+            end,
+            S
+    end.
+
+read_key(K, Vals) ->
+    case Vals of
+        #{K := E} -> maps:get(K, read(#{K => E}));
+        _ -> nil
+    end.
 
 diff(Cont, Dots, Orig, From, To) ->
     #{'__struct__' => 'Elixir.DeltaCrdt.CausalCrdt.Diff', continuation => Cont, dots => Dots,
@@ -88,14 +180,17 @@ ack(D = #{originator := O}) ->
 %% ---- AW-LWW map (§2.2-§2.5) ------------------------------------------------------------------------------
 
 vv(#{vv := VV}) -> VV.
-mapset(Dots) -> #{'__struct__' => 'Elixir.MapSet', map => maps:from_list([{D, []} || D <- Dots]), version => 2}.
+mapset(v2, Dots) -> #{'__struct__' => 'Elixir.MapSet', map => maps:from_list([{D, []} || D <- Dots]), version => 2};
+mapset(plain, Dots) -> #{'__struct__' => 'Elixir.MapSet', map => maps:from_list([{D, []} || D <- Dots])}.
 dots(#{'__struct__' := 'Elixir.MapSet', map := M}) -> maps:keys(M).
 covered({I, C}, VV) -> C =< maps:get(I, VV, 0).
 
 add(K, V, S = #{id := Id, vv := VV, values := Vals}) ->
     C = maps:get(Id, VV, 0) + 1,
     Ts = erlang:monotonic_time(nanosecond),
-    S#{vv := VV#{Id => C}, values := Vals#{K => #{{V, Ts} => mapset([{Id, C}])}}, dirty := true}.
+    S#{vv := VV#{Id => C}, values := Vals#{K => #{{V, Ts} => mapset(shape(S), [{Id, C}])}}, dirty := true}.
+
+shape(S) -> maps:get(shape, S, v2).
 
 remove(K, S = #{values := Vals}) -> S#{values := maps:remove(K, Vals), dirty := true}.
 
@@ -111,7 +206,7 @@ join(DVV, DV, Keys, S = #{vv := VV, values := Vals}) ->
                                     R = lists:usort([D || D <- S1, lists:member(D, S2)] ++
                                                     [D || D <- S1, not covered(D, DVV)] ++
                                                     [D || D <- S2, not covered(D, VV)]),
-                                    case R of [] -> EA; _ -> EA#{EK => mapset(R)} end
+                                    case R of [] -> EA; _ -> EA#{EK => mapset(shape(S), R)} end
                             end, #{}, maps:merge(E1, E2)),
                       case map_size(E) of 0 -> maps:remove(K, A); _ -> A#{K => E} end
               end, Vals, Keys),

@@ -1,7 +1,8 @@
 # Run by interop/proc_suite.escript as `elixir --name N@127.0.0.1 --cookie C interop/proc_calls.exs CNODE MODE`:
 #   calls: GenServer.call to the C node's cnode_kv (many put/get), to a C server that exits mid-call, and
 #          to one that never answers;
-#   spawn: Node.spawn / Node.spawn_monitor of a fun (the C node cannot run it) and :rpc.call of erlang:node/0.
+#   spawn: Node.spawn / Node.spawn_monitor of a fun (the C node cannot run it), :rpc.call of a function it lacks
+#   (undef) and of the BIFs it answers (node/0, Process.alive?/1).
 # Prints one `check=value` line per step (with ` (want ...)` when wrong), `TIME name=ms` lines, and exits 0
 # only when every step gave the expected answer.
 # (The receives live in a module: this Elixir, built with OTP 24, crashes OTP 25's beam_ssa_recv pass on
@@ -104,7 +105,7 @@ checks =
 
       down2 = ProcCalls.down(mref2, pid2, 5000)
 
-      {rpc, t3} = ms.(fn -> :rpc.call(node, :erlang, :node, [], 5000) end)
+      {rpc, t3} = ms.(fn -> :rpc.call(node, :erlang, :system_info, [:otp_release], 5000) end)
       IO.puts("TIME rpc=#{t3}")
 
       [
@@ -115,7 +116,10 @@ checks =
         {"spawn_monitor_pid", is_pid(pid2) and node(pid2) == node, true, pid2},
         {"spawn_monitor_down_undef", match?({:undef, _}, down2), true, down2},
         {"rpc_undef", match?({:badrpc, {:EXIT, {:undef, _}}}, rpc), true, rpc},
-        {"rpc_prompt", t3 < 1000, true, t3}
+        {"rpc_prompt", t3 < 1000, true, t3},
+        # Process.alive?/1 over erpc, as Horde.Registry.lookup asks: answered by the C node
+        {"erpc_alive", :erpc.call(node, Process, :alive?, [pid2], 5000), false, pid2},
+        {"rpc_node", :rpc.call(node, :erlang, :node, [], 5000), node, nil}
       ]
   end
 

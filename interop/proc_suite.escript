@@ -737,22 +737,35 @@ t_spawn_from_beam() ->
     after ?T -> fail("spawn_link(CNode, no_such_mod, f, [1]): no EXIT", [])
     end,
 
-    step("rpc:call(CNode, erlang, node, [])"),
+    step("rpc/erpc of a function the C node lacks: undef at once; of a BIF it answers (node/0, is_process_alive/1): the value"),
     T1 = now_ms(),
-    RR = rpc:call(?CN, erlang, node, [], ?T),
+    RR = rpc:call(?CN, erlang, system_info, [otp_release], ?T),
     Ms1 = now_ms() - T1,
     case RR of
         {badrpc, {'EXIT', {undef, _}}} when Ms1 < 1000 -> ok;
-        _ -> fail("rpc:call(CNode, erlang, node, []) gave ~p after ~b ms, want {badrpc, {'EXIT', {undef, _}}} "
-                  "within 1 s", [RR, Ms1])
+        _ -> fail("rpc:call(CNode, erlang, system_info, [otp_release]) gave ~p after ~b ms, want "
+                  "{badrpc, {'EXIT', {undef, _}}} within 1 s", [RR, Ms1])
     end,
     T2 = now_ms(),
-    ER = (catch erpc:call(?CN, erlang, node, [], ?T)),
+    ER = (catch erpc:call(?CN, erlang, system_info, [otp_release], ?T)),
     Ms2 = now_ms() - T2,
     case ER of
         {'EXIT', {{exception, undef, _}, _}} when Ms2 < 1000 -> ok;
-        _ -> fail("erpc:call(CNode, erlang, node, []) gave ~p after ~b ms, want error {exception, undef, _}",
-                  [ER, Ms2])
+        _ -> fail("erpc:call(CNode, erlang, system_info, [otp_release]) gave ~p after ~b ms, want error "
+                  "{exception, undef, _}", [ER, Ms2])
+    end,
+    ?CN = rpc:call(?CN, erlang, node, [], ?T),
+    ?CN = erpc:call(?CN, erlang, node, [], ?T),
+    true = lists:member(node(), erpc:call(?CN, erlang, nodes, [], ?T)),
+    Echo = spawn(?CN, cnode_demo, echo, []),
+    true = erpc:call(?CN, 'Elixir.Process', 'alive?', [Echo], ?T),
+    true = rpc:call(?CN, erlang, is_process_alive, [Echo], ?T),
+    exit(Echo, kill),
+    wait_until(fun() -> erpc:call(?CN, erlang, is_process_alive, [Echo], ?T) =:= false end, 2000, "echo dead")
+        orelse fail("erpc is_process_alive still true 2 s after exit(Echo, kill)", []),
+    case catch erpc:call(?CN, erlang, is_process_alive, [self()], ?T) of
+        {'EXIT', {{exception, badarg, _}, _}} -> ok;
+        Other -> fail("erpc is_process_alive of a pid of another node gave ~p, want badarg", [Other])
     end,
 
     step("Elixir Node.spawn / Node.spawn_monitor / :rpc.call"),
