@@ -180,6 +180,14 @@ static void stop_node(void *ctx) {
   cn_node_stop(a->node);
 }
 
+/* Stops the node at once because something failed: the program exits 1. */
+static void fail_stop(app *a) {
+  a->status = 1;
+  uv_close((uv_handle_t *)&a->sigint, NULL);
+  uv_close((uv_handle_t *)&a->sigterm, NULL);
+  cn_node_stop(a->node);
+}
+
 /* SIGINT stops at once; SIGTERM first lets the Horde supervisors hand their children over (a second signal of
  * either kind, with the handlers closed, ends the process the default way). */
 static void on_signal(uv_signal_t *s, int signum) {
@@ -197,10 +205,7 @@ static void on_started(cn_node *n, int status, void *ctx) {
   app *a = ctx;
   if (status) {
     printf("cnode: cannot start: %s\n", cn_strerror(status));
-    a->status = 1;
-    uv_close((uv_handle_t *)&a->sigint, NULL);
-    uv_close((uv_handle_t *)&a->sigterm, NULL);
-    cn_node_stop(n);
+    fail_stop(a);
     return;
   }
   const char *name = cn_node_name(n)->name;
@@ -216,10 +221,7 @@ static void on_started(cn_node *n, int status, void *ctx) {
   if (!rc) rc = hsup_start(n);
   if (rc) {
     printf("cnode: cannot join Horde: %s\n", cn_strerror(rc));
-    a->status = 1;
-    uv_close((uv_handle_t *)&a->sigint, NULL);
-    uv_close((uv_handle_t *)&a->sigterm, NULL);
-    cn_node_stop(n);
+    fail_stop(a);
   }
 }
 
@@ -344,10 +346,7 @@ int main(int argc, char **argv) {
   uv_signal_start(&a.sigterm, on_signal, SIGTERM);
   if ((rc = workers_start(a.node)) || (rc = cn_node_start(a.node, on_started, &a))) {
     fprintf(stderr, "cnode: cannot start: %s\n", cn_strerror(rc));
-    uv_close((uv_handle_t *)&a.sigint, NULL);
-    uv_close((uv_handle_t *)&a.sigterm, NULL);
-    cn_node_stop(a.node);
-    a.status = 1;
+    fail_stop(&a);
   }
   cn_node_run(a.node);
   if (epmd) {
