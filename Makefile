@@ -65,6 +65,7 @@ $(BUILD)/test/%: test/%.c $(TEST_UTIL) $(BUILD)/libcnode.a
 
 # The C-only cluster test runs the programs themselves.
 $(BUILD)/test/test_cluster: | $(BUILD)/cnode $(BUILD)/cnode-epmd
+$(BUILD)/test/test_sup_cluster: | $(BUILD)/cnode $(BUILD)/cnode-epmd
 
 # Installs the Debian packages that are missing (apt-get update first), and nothing when all are there.
 deps:

@@ -152,4 +152,61 @@ int hc_awlww_remove(hc_awlww *a, const cn_term *key, uint32_t kh);
 int hc_join_entries(const hc_ctx *c, const cn_term *e1, const cn_term *e2, const hc_vv *v1, const hc_vv *v2,
                     cn_term **out);
 
+/* ---- Placement ring (ring.c) ---------------------------------------------------------------------------------- */
+
+/* libring's ring over a set of member names: points ascending, each with its owner's index in the names given. */
+typedef struct hc_ring {
+  uint32_t *pt;
+  uint32_t *who;
+  size_t n;
+} hc_ring;
+/* Builds the ring of names (borrowed): 128 points phash2({Name, I}, 2^32-1) per name, names inserted in ascending
+ * term order (equal names once), a point taken by an earlier name kept. 0, CN_ENOMEM or CN_ELIMIT; n == 0 gives
+ * the empty ring. Free with hc_ring_free. */
+int hc_ring_build(hc_ring *r, const cn_term *const *names, size_t n);
+void hc_ring_free(hc_ring *r);
+/* The owner of key h: the index of the smallest point >= h (wrapping around), or -1 on the empty ring. */
+long hc_ring_owner(const hc_ring *r, uint32_t h);
+/* A child spec's ring key: phash2(phash2(maps:remove(id, Spec)), 2^32-1). CN_EINVAL when spec is not a map. */
+int hc_spec_key(const cn_term *spec, uint32_t *out);
+
+/* ---- Membership glue shared by registry.c and supervisor.c (members.c: uses the node API) ---------------------- */
+
+typedef struct cn_node cn_node;
+typedef struct cn_crdt cn_crdt;
+
+static inline bool hc_tuple_n(const cn_term *t, uint32_t n) {
+  return t && t->type == CN_TUPLE && t->v.tuple.arity == n;
+}
+static inline bool hc_is_pid(const cn_term *t) { return t && t->type == CN_PID; }
+static inline bool hc_proper_list(const cn_term *t) {
+  return t && (t->type == CN_NIL || (t->type == CN_LIST && !t->v.list.tail));
+}
+/* Pids compared field by field (atoms of one node's table compare by pointer). */
+static inline bool hc_pid_eq(cn_pid a, cn_pid b) {
+  return a.node == b.node && a.id == b.id && a.serial == b.serial && a.creation == b.creation;
+}
+/* True for a member name {Name, Node} of two atoms. */
+bool hc_is_member(const cn_term *m);
+/* {Tag, K} (K copied); NULL on OOM. */
+cn_term *hc_mk_keyed(cn_node *n, const char *tag, const cn_term *k);
+/* A proper list of copies of v[0..n) (a new term), or NULL on OOM. */
+cn_term *hc_list_copy(cn_term *const *v, size_t n);
+/* Sends the CRDT its neighbours: every member of ms but self, as {'Name.Crdt', Node} (§1.3). */
+void hc_push_neighbours(cn_node *n, cn_crdt *c, cn_term *const *ms, size_t count, const cn_term *self);
+/* Horde's set_members on the CRDT: atoms become {A, node()}, self is always in; {member, M} keys of members no
+ * longer wanted are removed (and their {member_node_info, M} when with_info), new ones added as 1. */
+int hc_set_members(cn_node *n, cn_crdt *c, const cn_term *self, const cn_term *const *ms, size_t count,
+                   bool with_info);
+/* members: :auto, on start and on every nodeup / nodedown (down: the node that went, or NULL): adds {member,
+ * {Name, X}} for X in [node() | nodes()] (visible nodes) and removes only the member of the node that went down
+ * (with its member_node_info when with_info). Horde's NodeListener instead sets the list to [node() | nodes()],
+ * which also removes members this node has not connected to yet; a joining node then deletes the registrations of
+ * the nodes it meets last (the join race of vectors/horde/races.txt, seen in 18 of 19 joins of a C node in the
+ * real-Horde lab). Adding only on nodeup keeps them; the BEAM members still remove what their own lists lack. */
+int hc_auto_members(cn_node *n, cn_crdt *c, const cn_term *self, bool with_info, const cn_atom *down);
+/* hc_set_members with explicit node names (each {Name, Node}). */
+int hc_named_members(cn_node *n, cn_crdt *c, const cn_term *self, const char *const *nodes, size_t count,
+                     bool with_info);
+
 #endif

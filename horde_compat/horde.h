@@ -138,6 +138,110 @@ int cn_horde_set_members(cn_horde_registry *r, const cn_term *const *members, si
  * conflicts send the losing pid the exit {name_conflict, {Key, Value}, N, WinnerPid}; a member's removal drops
  * its keys. */
 
+/* ---- Horde.DynamicSupervisor: placement (ring.c) ------------------------------------------------------------ */
+
+/* A member's status, as Horde.DynamicSupervisor.Member carries it (uninitialized: no member_node_info yet). */
+typedef enum cn_horde_status {
+  CN_HORDE_UNINITIALIZED = 0,
+  CN_HORDE_ALIVE = 1,
+  CN_HORDE_SHUTTING_DOWN = 2,
+  CN_HORDE_DEAD = 3
+} cn_horde_status;
+
+/* One member as choose_node/2 gets it: name {Name, Node} (borrowed) and status. */
+typedef struct cn_horde_member {
+  const cn_term *name;
+  cn_horde_status status;
+} cn_horde_member;
+
+/* Placement rules: FILTERED is CNode.Horde.Distribution (C children on alive C-capable members, every other
+ * child on alive other members, then UniformDistribution); UNIFORM is Horde.UniformDistribution alone. */
+enum { CN_HORDE_FILTERED = 0, CN_HORDE_UNIFORM = 1 };
+
+/* True when spec is a child-spec map whose cnode value is the atom true (CNode.Horde.c_child?/1). */
+bool cn_horde_c_child(const cn_term *spec);
+/* True when name is {_, Node} with an atom Node whose text starts with "cnode" (CNode.Horde.c_member?/1). */
+bool cn_horde_c_member(const cn_term *name);
+/* Reads a Horde.DynamicSupervisor.Member map: out->name borrows m's name field; a status other than alive,
+ * shutting_down or dead reads as uninitialized. CN_EDECODE when m is not a map with a name. */
+int cn_horde_member_parse(const cn_term *m, cn_horde_member *out);
+/* choose_node(Spec, Members) bit for bit (spec horde-wire.md §5.2): the eligible members (alive; with FILTERED
+ * also the right capability) on libring's ring, key phash2(phash2(maps:remove(id, Spec)), 2^32-1), members
+ * inserted in ascending term order. 0 and *chosen (an index into m); CN_ENOTFOUND for {error, no_alive_nodes};
+ * CN_EINVAL when spec is not a map; CN_ENOMEM. spec and m are borrowed. */
+int cn_horde_choose(const cn_term *spec, const cn_horde_member *m, size_t n, int mode, size_t *chosen);
+
+/* ---- Horde.DynamicSupervisor: the member (supervisor.c) ------------------------------------------------------- */
+
+/* A Horde.DynamicSupervisor member that runs C children: the CRDT 'N.Crdt', the supervisor process N (Horde's
+ * DynamicSupervisorImpl) and 'N.ProcessesSupervisor' (which_children, count_children), sharing the CRDT keys of
+ * spec §5.1 with BEAM members and placing children with the FILTERED rule. It never starts a child whose spec
+ * lacks cnode => true. Only a node whose name starts with "cnode" may run one. */
+typedef struct cn_horde_sup cn_horde_sup;
+
+/* Starts one C child for the start => {Module, Function, Args} of a child spec (Module is the one the entry was
+ * registered for; function and args borrowed for the call). It runs on the node's loop, in whichever process
+ * asked for the start; it spawns the child (cn_spawn, cn_gen_server_start...) and returns 0 with *pid, or a
+ * CN_E* code, optionally with *error (a new term, taken by the supervisor) for the reply {error, Error} (else
+ * {error, 'CN_E...'}). The supervisor links to *pid itself and restarts it per the spec's restart type. */
+typedef int (*cn_horde_start_fn)(cn_node *n, const cn_atom *function, const cn_term *args, void *ctx, cn_pid *pid,
+                                 cn_term **error);
+
+typedef struct cn_horde_sup_opts {
+  /* Explicit members: node names ("cnode2@host"); each becomes {N, Node} (this node is always added). NULL with
+   * nmembers 0: members: :auto (every visible node, re-set on every nodeup/nodedown, as registry members). */
+  const char *const *members;
+  size_t nmembers;
+  unsigned proxy_message_ttl; /* hops a start_child may be proxied: 0 means infinity (Horde's default) */
+  unsigned orphan_ms;         /* how long a C child must stay orphaned before adoption (rule 5): 1000 */
+  unsigned max_restarts;      /* restarts of one child allowed within max_seconds before it is dropped: 3 */
+  unsigned max_seconds;       /* 5 */
+  unsigned shutdown_wait_ms;  /* how long a graceful shutdown waits for peers to see it: 2000 */
+  cn_crdt_opts crdt;          /* sync interval, MapSet shape, clock... (on_diffs, ctx and on_stop are the member's) */
+  /* Called once when the member's processes have all ended, just before the cn_horde_sup is freed. */
+  void (*on_stop)(cn_horde_sup *s, void *ctx);
+  void *ctx;
+} cn_horde_sup_opts;
+
+/* Starts 'N.Crdt', N and 'N.ProcessesSupervisor' (name: the supervisor atom's text, "Elixir.MyApp.Sup"), writes
+ * this node's member_node_info as alive and joins the members. opts may be NULL (members: :auto). CN_EINVAL (and
+ * a log line) when this node's name does not start with "cnode". *out stays valid until the supervisor process
+ * ends (cn_horde_supervisor_stop, the CRDT's death, or node stop); the three processes end together. */
+int cn_horde_supervisor_start(cn_node *n, const char *name, const cn_horde_sup_opts *opts, cn_horde_sup **out);
+/* Registers fn (with ctx, borrowed until the supervisor ends) as the C entry point of module ("Elixir.MyApp.Worker"):
+ * child specs whose start names that module are started through it. CN_EEXIST when module has one already. */
+int cn_horde_entry(cn_horde_sup *s, const char *module, cn_horde_start_fn fn, void *ctx);
+/* Called once when a graceful shutdown has finished (the processes still run; stop them or the node next). */
+typedef void (*cn_horde_done_fn)(cn_horde_sup *s, void *ctx);
+/* Graceful stop (what SIGTERM does to a BEAM member): marks this member shutting_down, stops its children and
+ * writes each as relinquished {nil, Spec} for the ring's next choice to start, then waits until every connected
+ * peer's CRDT shows all that (or shutdown_wait_ms), and calls done(s, ctx) from the loop. CN_ESTATE when a
+ * shutdown already runs or the supervisor ended; then done is never called. */
+int cn_horde_supervisor_shutdown(cn_horde_sup *s, cn_horde_done_fn done, void *ctx);
+/* Ends the three processes at once (reason shutdown); running children get the exit signal shutdown. */
+void cn_horde_supervisor_stop(cn_horde_sup *s);
+/* The supervisor process N, its CRDT (NULL once the CRDT ended), and how many children run on this node. */
+cn_pid cn_horde_supervisor_pid(const cn_horde_sup *s);
+cn_crdt *cn_horde_supervisor_crdt(cn_horde_sup *s);
+size_t cn_horde_supervisor_count(const cn_horde_sup *s);
+/* start_child on this member from C, as the call {start_child, Spec} would run it for the caller from = {Pid, Tag}
+ * (borrowed): 0 and *reply (a new term) when answered here ({ok, Pid} | {error, Reason}); 0 and *reply NULL when
+ * the request went on to the owning member as a proxy_operation (which replies to from itself). */
+int cn_horde_start_child(cn_horde_sup *s, const cn_term *spec, const cn_term *from, cn_term **reply);
+/* The local children as 'N.ProcessesSupervisor' answers which_children: [{Id, Pid, worker | supervisor, Modules}]
+ * (a new term), and count_children: [{specs, N}, {active, N}, {supervisors, N}, {workers, N}]. */
+cn_term *cn_horde_which_children(cn_horde_sup *s);
+cn_term *cn_horde_count_children(cn_horde_sup *s);
+
+/* The process N serves gen_server calls (direct, or as {proxy_operation, Req, From} and
+ * {proxy_operation, Req, From, Ttl} messages): {start_child, Spec} -> {ok, Pid} | {error, no_alive_nodes} |
+ * {error, {shutting_down, Text}} | {error, {node_dead_or_shutting_down, Text}} |
+ * {error, proxy_operation_ttl_expired, Text} (an Elixir child whose TTL ran out here) | {error, Reason};
+ * {terminate_child, Pid} -> ok | {error, not_found}; members -> [{N, Node}]; {set_members, List} -> ok;
+ * wait_for_quorum -> ok; horde_shutting_down -> ok; get_telemetry -> map; which_children -> every member's
+ * children as [{undefined, Pid, Type, Modules}]; count_children -> #{active, specs, supervisors, workers} summed over
+ * the members. 'N.ProcessesSupervisor' serves which_children and count_children for this node's children. */
+
 #ifdef __cplusplus
 }
 #endif

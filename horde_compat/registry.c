@@ -115,23 +115,7 @@ static bool member_known(cn_horde_registry *r, const cn_term *m) {
 
 /* Every member but this one, as its CRDT name tuple {'Name.Crdt', Node}, sent to the CRDT (§1.3). */
 static void push_neighbours(cn_horde_registry *r) {
-  if (!r->crdt) return;
-  cn_term **v = cn_calloc(r->nmembers + 1, sizeof *v);
-  if (!v) return;
-  size_t k = 0;
-  for (size_t i = 0; i < r->nmembers; i++) {
-    const cn_term *m = r->members[i];
-    if (cn_term_eq(m, r->self_member) || !tuple_n(m, 2) || m->v.tuple.e[0].type != CN_ATOM ||
-        m->v.tuple.e[1].type != CN_ATOM)
-      continue;
-    char nm[300];
-    snprintf(nm, sizeof nm, "%s.Crdt", m->v.tuple.e[0].v.atom->name);
-    v[k] = cn_mk_tuple(2, cn_mk_atomc(r->n, nm), cn_term_copy(&m->v.tuple.e[1]));
-    if (v[k]) k++;
-  }
-  cn_crdt_set_neighbours(r->crdt, (const cn_term *const *)v, k);
-  for (size_t i = 0; i < k; i++) cn_term_free(v[i]);
-  cn_free(v);
+  hc_push_neighbours(r->n, r->crdt, r->members, r->nmembers, r->self_member);
 }
 
 /* The members currently in the CRDT (the truth; the local list may lag behind by a crdt_update). */
@@ -143,85 +127,23 @@ static bool crdt_has_member(cn_horde_registry *r, const cn_term *m) {
   return v != NULL;
 }
 
-/* Normalises one member: atom A -> {A, node()}; {Name, Node} as is; anything else NULL. */
-static cn_term *norm_member(cn_horde_registry *r, const cn_term *m) {
-  if (m->type == CN_ATOM) return cn_mk_tuple(2, cn_term_copy(m), cn_mk_atom(cn_node_name(r->n)));
-  if (tuple_n(m, 2) && m->v.tuple.e[0].type == CN_ATOM && m->v.tuple.e[1].type == CN_ATOM) return cn_term_copy(m);
-  return NULL;
-}
-
 int cn_horde_set_members(cn_horde_registry *r, const cn_term *const *ms, size_t n) {
-  if (!r->crdt) return CN_ESTATE;
-  cn_term **want = cn_calloc(n + 1, sizeof *want);
-  if (!want) return CN_ENOMEM;
-  size_t k = 0;
-  want[k++] = cn_term_copy(r->self_member);
-  for (size_t i = 0; i < n; i++) {
-    cn_term *m = norm_member(r, ms[i]);
-    if (!m) continue;
-    bool dup = false;
-    for (size_t j = 0; j < k && !dup; j++) dup = want[j] && cn_term_eq(want[j], m);
-    if (dup)
-      cn_term_free(m);
-    else
-      want[k++] = m;
-  }
-  int rc = 0;
-  /* removed members: those in the CRDT now and not wanted */
-  cn_term *all = cn_crdt_read(r->crdt);
-  for (size_t i = 0; all && i < all->v.map.size; i++) {
-    const cn_term *ck = &all->v.map.kv[2 * i];
-    if (!tuple_n(ck, 2) || !cn_is_atom(&ck->v.tuple.e[0], "member")) continue;
-    bool keep = false;
-    for (size_t j = 0; j < k && !keep; j++) keep = want[j] && cn_term_eq(want[j], &ck->v.tuple.e[1]);
-    if (!keep && !rc) rc = cn_crdt_delete(r->crdt, ck);
-  }
-  cn_term_free(all);
-  cn_term *one = cn_mk_int(1);
-  for (size_t j = 0; j < k; j++) {
-    if (!want[j]) continue;
-    if (!rc && !crdt_has_member(r, want[j])) {
-      cn_term *ck = mk_keyed(r->n, "member", want[j]);
-      rc = ck && one ? cn_crdt_put(r->crdt, ck, one) : CN_ENOMEM;
-      cn_term_free(ck);
-    }
-    cn_term_free(want[j]);
-  }
-  cn_term_free(one);
-  cn_free(want);
-  return rc;
+  return hc_set_members(r->n, r->crdt, r->self_member, ms, n, false);
 }
 
-/* members: :auto: [{N, X} || X <- [node() | nodes()]] (visible nodes only). */
-static void auto_members(cn_horde_registry *r) {
-  const cn_atom *names[256];
-  size_t k = cn_nodes(r->n, CN_NODES_VISIBLE, names, 256);
-  if (k > 256) k = 256;
-  cn_term *v[256];
-  size_t m = 0;
-  for (size_t i = 0; i < k; i++) {
-    v[m] = cn_mk_tuple(2, cn_mk_atom(r->a_name), cn_mk_atom(names[i]));
-    if (v[m]) m++;
-  }
-  int rc = cn_horde_set_members(r, (const cn_term *const *)v, m);
+/* members: :auto (hc_auto_members: visible nodes join; a node that went down leaves). */
+static void auto_members(cn_horde_registry *r, const cn_atom *down) {
+  int rc = hc_auto_members(r->n, r->crdt, r->self_member, false, down);
   if (rc) cn_log(r->n, CN_LOG_WARN, "%s: set_members failed: %s", r->name, cn_strerror(rc));
-  for (size_t i = 0; i < m; i++) cn_term_free(v[i]);
 }
 
 static void on_nodes(cn_node *n, const cn_atom *node, bool up, const char *reason, void *ctx) {
-  (void)n, (void)node, (void)up, (void)reason;
+  (void)n, (void)reason;
   cn_horde_registry *r = ctx;
-  if (r->alive && r->crdt) auto_members(r);
+  if (r->alive && r->crdt) auto_members(r, up ? NULL : node);
 }
 
-cn_term *cn_horde_members(cn_horde_registry *r) {
-  cn_term **v = cn_calloc(r->nmembers + 1, sizeof *v);
-  if (!v) return NULL;
-  for (size_t i = 0; i < r->nmembers; i++) v[i] = cn_term_copy(r->members[i]);
-  cn_term *l = cn_mk_listv(r->nmembers, v, NULL);
-  cn_free(v);
-  return l;
-}
+cn_term *cn_horde_members(cn_horde_registry *r) { return hc_list_copy(r->members, r->nmembers); }
 
 /* ---- Registrations ----------------------------------------------------------------------------------------- */
 
@@ -625,19 +547,11 @@ int cn_horde_registry_start(cn_node *n, const char *name, const cn_horde_registr
   cn_term_free(lk);
   if (opts && opts->nmembers) {
     r->autom = false;
-    cn_term **v = cn_calloc(opts->nmembers, sizeof *v);
-    size_t k = 0;
-    for (size_t i = 0; v && i < opts->nmembers; i++) {
-      v[k] = cn_mk_tuple(2, cn_mk_atom(r->a_name), cn_mk_atomc(n, opts->members[i]));
-      if (v[k]) k++;
-    }
-    rc = v ? cn_horde_set_members(r, (const cn_term *const *)v, k) : CN_ENOMEM;
-    for (size_t i = 0; i < k; i++) cn_term_free(v[i]);
-    cn_free(v);
+    rc = hc_named_members(n, r->crdt, r->self_member, opts->members, opts->nmembers, false);
   } else {
     r->autom = true;
     if (!(rc = cn_node_monitor_nodes(n, on_nodes, r))) r->monitoring = true;
-    auto_members(r);
+    auto_members(r, NULL);
   }
   if (rc) cn_log(n, CN_LOG_WARN, "%s: membership not set: %s", name, cn_strerror(rc));
   if (out) *out = r;

@@ -110,10 +110,11 @@ static void drv(cn_proc *self, const cn_term *msg, void *state) {
   cn_term_free(reply);
 }
 
-/* A node with the registry REG (t->user) and the driver process, running in its own thread. */
-static void node_up(tnode *t, const char *name) {
+/* A node with the registry REG (t->user) and the driver process, running in its own thread; mesh: whether
+ * global connects it to its peers' peers (no: as -connect_all false). */
+static void node_up_mesh(tnode *t, const char *name, bool mesh) {
   cn_node_opts o = {.name = name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
-                    .net_ticktime_s = 4};
+                    .net_ticktime_s = 4, .no_connect_all = !mesh};
   tnode_new(t, &o);
   cn_horde_registry_opts ro = {.crdt = {.sync_interval_ms = SYNC_MS}};
   cn_horde_registry *reg;
@@ -125,6 +126,7 @@ static void node_up(tnode *t, const char *name) {
   tnode_run(t);
   assert_true(tnode_wait(t, tnode_is_ready, NULL) && t->ready == 1);
 }
+static void node_up(tnode *t, const char *name) { node_up_mesh(t, name, true); }
 
 static cn_term *call_to(tnode *t, const char *srv_name, cn_term *req) {
   cn_term *srv = cn_mk_atomc(t->n, srv_name), *reply = NULL;
@@ -454,6 +456,36 @@ static void test_three_nodes(void **st) {
   for (int i = 0; i < 2; i++) tnode_stop(&ts[i]);
 }
 
+/* A node joining by a partial mesh must not remove the members it has not met yet (and with them their keys):
+ * j2 (no global mesh) meets j0 and learns j1's registration, then meets j3. Horde's NodeListener would set the
+ * members to [j2, j0, j3] at that nodeup and delete j1's key everywhere (vectors/horde/races.txt). */
+static void test_join_keeps_unmet_members(void **st) {
+  (void)st;
+  tnode ts[4];
+  const char *names[4] = {"j0@127.0.0.1", "j1@127.0.0.1", "j2@127.0.0.1", "j3@127.0.0.1"};
+  for (int i = 0; i < 4; i++) node_up_mesh(&ts[i], names[i], i < 2);
+  cn_term_free(drv_call(&ts[0], cn_mk_tuple(2, cn_mk_atomc(ts[0].n, "connect"), cn_mk_atomc(ts[0].n, names[1]))));
+  cn_pid held = spawn_worker(&ts[1]);
+  cn_term *r = reg(&ts[1], cn_mk_atomc(ts[1].n, "held"), cn_mk_int(1), held);
+  assert_true(cn_is_atom(r, "ok"));
+  cn_term_free(r);
+  wait_all(ts, 2, "held", &held, false);
+  cn_term_free(drv_call(&ts[2], cn_mk_tuple(2, cn_mk_atomc(ts[2].n, "connect"), cn_mk_atomc(ts[2].n, names[0]))));
+  long t0 = now_ms();
+  while (count(&ts[2]) < 1) {
+    assert_true(now_ms() - t0 < 40 * SYNC_MS);
+    sleep_ms(10);
+  }
+  cn_term_free(drv_call(&ts[2], cn_mk_tuple(2, cn_mk_atomc(ts[2].n, "connect"), cn_mk_atomc(ts[2].n, names[3]))));
+  sleep_ms(6 * SYNC_MS);
+  wait_all(ts, 2, "held", &held, false);
+  assert_true(count(&ts[2]) >= 1 && count(&ts[3]) >= 1);
+  cn_term *ms = call_to(&ts[0], REG, cn_mk_atomc(ts[0].n, "members"));
+  assert_int_equal(ms->v.list.len, 4);
+  cn_term_free(ms);
+  for (int i = 0; i < 4; i++) tnode_stop(&ts[i]);
+}
+
 /* ---- Replay of the captured registry notifications ------------------------------------------------------------
  * Every {crdt_update, Diffs} the real Lab.Registry process of one node received (local/INDEX.txt) is sent, in
  * order, to the C registry process of a C node with that node's name; its table must end as the fold of those
@@ -631,6 +663,7 @@ int main(void) {
       cmocka_unit_test(test_shapes),
       cmocka_unit_test(test_one_node),
       cmocka_unit_test(test_three_nodes),
+      cmocka_unit_test(test_join_keeps_unmet_members),
       cmocka_unit_test(test_replay),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);

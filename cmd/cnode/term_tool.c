@@ -6,17 +6,22 @@
 #include <string.h>
 
 #include "cn_term.h"
+#include "horde.h"
 #include "term_tool.h"
 
 #define EXIT_BAD 2
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: cnode term decode | hash [--range R] | sort | compare   (input on stdin)\n"
+  fprintf(f, "usage: cnode term decode | hash [--range R] | sort | compare | choose [--uniform]   (input on stdin)\n"
              "  Each line: a hex-encoded term_to_binary result in the first column; further columns are ignored.\n"
              "  decode           prints each term in Erlang syntax\n"
              "  hash [--range R] prints `phash2(T, R) phash2(T)`; R is 1..4294967296 (the default)\n"
              "  sort             prints the lines in term order (a stable sort: equal terms keep input order)\n"
-             "  compare          two terms per line (columns 1 and 2); prints -1, 0 (only when ==) or 1\n");
+             "  compare          two terms per line (columns 1 and 2); prints -1, 0 (only when ==) or 1\n"
+             "  choose           each term {Spec, [Member]} (Member: a Horde.DynamicSupervisor.Member map);\n"
+             "                   prints the name {N,Node} that CNode.Horde.Distribution.choose_node/2 picks,\n"
+             "                   or {error,no_alive_nodes}\n"
+             "  choose --uniform the same with plain Horde.UniformDistribution (no capability filter)\n");
 }
 
 typedef struct tool {
@@ -168,6 +173,42 @@ static int compare_line(tool *t, char *line, void *ctx) {
 
 static int do_compare(tool *t) { return each_line(t, compare_line, NULL); }
 
+/* The members of a {Spec, [Member]} line into m (n of them; names borrowed from t); CN_EDECODE on another shape. */
+static int line_members(const cn_term *t, cn_horde_member **m, size_t *n) {
+  const cn_term *ms = cn_tuple_elem(t, 2, 1);
+  *m = NULL;
+  *n = 0;
+  if (!ms || !(ms->type == CN_NIL || (ms->type == CN_LIST && !ms->v.list.tail))) return CN_EDECODE;
+  *n = ms->type == CN_LIST ? ms->v.list.len : 0;
+  if (!(*m = malloc((*n + 1) * sizeof **m))) return CN_ENOMEM;
+  int rc = 0;
+  for (size_t i = 0; !rc && i < *n; i++) rc = cn_horde_member_parse(&ms->v.list.e[i], &(*m)[i]);
+  return rc;
+}
+
+/* {Spec, [Member]} -> the chosen member's name or {error,no_alive_nodes}, printed as decode prints terms. */
+static int choose_line(tool *t, char *line, void *ctx) {
+  int mode = *(const int *)ctx;
+  cn_term *term;
+  int st = line_term(t, line, &term);
+  if (st || !term) return st;
+  cn_horde_member *m;
+  size_t n, k = 0;
+  int rc = line_members(term, &m, &n);
+  if (!rc) rc = cn_horde_choose(cn_tuple_elem(term, 2, 0), m, n, mode, &k);
+  char *txt = !rc ? cn_term_to_string(m[k].name) : NULL;
+  free(m);
+  cn_term_free(term);
+  if (rc == CN_ENOTFOUND) txt = cn_strndup("{error,no_alive_nodes}", 22);
+  else if (rc) return rc == CN_ENOMEM ? 1 : bad(t, "not {Spec, [Member]} with a map Spec and Member maps with a name");
+  if (!txt) return 1;
+  puts(txt);
+  cn_free(txt);
+  return 0;
+}
+
+static int do_choose(tool *t, int mode) { return each_line(t, choose_line, &mode); }
+
 typedef struct item {
   char *line;
   cn_term *term;
@@ -232,8 +273,12 @@ int term_tool_main(int argc, char **argv) {
   }
   tool t = {argv[1], NULL, 0};
   uint64_t range = UINT64_C(1) << 32;
-  int is_hash = !strcmp(t.cmd, "hash");
+  int is_hash = !strcmp(t.cmd, "hash"), is_choose = !strcmp(t.cmd, "choose"), mode = CN_HORDE_FILTERED;
   for (int i = 2; i < argc; i++) {
+    if (is_choose && !strcmp(argv[i], "--uniform")) {
+      mode = CN_HORDE_UNIFORM;
+      continue;
+    }
     if (is_hash && !strcmp(argv[i], "--range") && i + 1 < argc) {
       char *end;
       errno = 0;
@@ -251,7 +296,7 @@ int term_tool_main(int argc, char **argv) {
   int (*run)(tool *) = !strcmp(t.cmd, "decode") ? do_decode : !strcmp(t.cmd, "sort") ? do_sort
                        : !strcmp(t.cmd, "compare")                                  ? do_compare
                                                                                     : NULL;
-  if (!run && !is_hash) {
+  if (!run && !is_hash && !is_choose) {
     usage(stderr);
     return EXIT_BAD;
   }
@@ -259,7 +304,7 @@ int term_tool_main(int argc, char **argv) {
     fprintf(stderr, "cnode term: out of memory\n");
     return 1;
   }
-  int st = is_hash ? do_hash(&t, range) : run(&t);
+  int st = is_hash ? do_hash(&t, range) : is_choose ? do_choose(&t, mode) : run(&t);
   cn_atoms_free(t.atoms);
   if (st == 1)
     fprintf(stderr, "cnode term %s: out of memory or read error (line %lu)\n", t.cmd, t.lineno);
