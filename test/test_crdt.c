@@ -19,8 +19,6 @@
 
 #define SYNC_MS 100
 
-static uint16_t epmd_port;
-static int epmd_pid;
 
 /* A helper process that drops every connection of its node on {disconnect_all} (loop-thread only call). */
 static void cutter(cn_proc *self, const cn_term *msg, void *state) {
@@ -36,7 +34,7 @@ static void cutter(cn_proc *self, const cn_term *msg, void *state) {
 static void node_up(tnode *t, int i) {
   char name[64];
   snprintf(name, sizeof name, "crdt%d@127.0.0.1", i);
-  cn_node_opts o = {.name = name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
+  cn_node_opts o = {.name = name, .cookie = "secret", .epmd_port = test_epmd_port, .listen_addr = "127.0.0.1",
                     .net_ticktime_s = 4};
   tnode_new(t, &o);
   cn_crdt_opts co = {.sync_interval_ms = SYNC_MS, .count_bytes = true};
@@ -157,21 +155,10 @@ static void test_five_nodes(void **st) {
   run_cluster(5, 500, true);
 }
 
-static int group_setup(void **st) {
-  (void)st;
-  epmd_pid = test_epmd_start(&epmd_port);
-  return epmd_pid > 0 ? 0 : -1;
-}
-static int group_teardown(void **st) {
-  (void)st;
-  test_epmd_stop(epmd_pid);
-  return 0;
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_three_nodes),
       cmocka_unit_test(test_five_nodes),
   };
-  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+  return cmocka_run_group_tests(tests, test_epmd_group_setup, test_epmd_group_teardown);
 }

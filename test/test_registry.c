@@ -22,8 +22,6 @@
 #define REG "Elixir.Lab.Registry"
 #define SYNC_MS 100
 
-static uint16_t epmd_port;
-static int epmd_pid;
 
 /* The node's registry (kept in tnode.user). */
 static cn_horde_registry *reg_of(tnode *t) { return t->user; }
@@ -113,7 +111,7 @@ static void drv(cn_proc *self, const cn_term *msg, void *state) {
 /* A node with the registry REG (t->user) and the driver process, running in its own thread; mesh: whether
  * global connects it to its peers' peers (no: as -connect_all false). */
 static void node_up_mesh(tnode *t, const char *name, bool mesh) {
-  cn_node_opts o = {.name = name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
+  cn_node_opts o = {.name = name, .cookie = "secret", .epmd_port = test_epmd_port, .listen_addr = "127.0.0.1",
                     .net_ticktime_s = 4, .no_connect_all = !mesh};
   tnode_new(t, &o);
   cn_horde_registry_opts ro = {.crdt = {.sync_interval_ms = SYNC_MS}};
@@ -643,19 +641,9 @@ static void test_replay(void **st) {
       {"s3_join_race_loss", "r2@127.0.0.1", check_s3}, {"s3_join_race_loss", "r3@127.0.0.1", check_s3_joiner},
   };
   int total = 0;
-  for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) total += replay_node(runs[i].scenario, runs[i].node, runs[i].check);
+  for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++)
+    total += replay_node(runs[i].scenario, runs[i].node, runs[i].check);
   printf("replayed %d captured crdt_update notifications into the C registries of 8 nodes\n", total);
-}
-
-static int group_setup(void **st) {
-  (void)st;
-  epmd_pid = test_epmd_start(&epmd_port);
-  return epmd_pid > 0 ? 0 : -1;
-}
-static int group_teardown(void **st) {
-  (void)st;
-  test_epmd_stop(epmd_pid);
-  return 0;
 }
 
 int main(void) {
@@ -666,5 +654,5 @@ int main(void) {
       cmocka_unit_test(test_join_keeps_unmet_members),
       cmocka_unit_test(test_replay),
   };
-  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+  return cmocka_run_group_tests(tests, test_epmd_group_setup, test_epmd_group_teardown);
 }

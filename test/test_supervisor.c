@@ -25,8 +25,6 @@
 #define MOD "Elixir.MyApp.CCounter"
 #define SYNC_MS 100
 
-static uint16_t epmd_port;
-static int epmd_pid;
 
 /* A node with the supervisor (tnode.user points here). */
 typedef struct snode {
@@ -103,7 +101,7 @@ static void drv(cn_proc *self, const cn_term *msg, void *state) {
 
 static void node_up(snode *x, const char *name, const char *const *members, size_t nmembers) {
   cn_node_opts o = {
-      .name = name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1", .net_ticktime_s = 4};
+      .name = name, .cookie = "secret", .epmd_port = test_epmd_port, .listen_addr = "127.0.0.1", .net_ticktime_s = 4};
   memset(x, 0, sizeof *x);
   tnode_new(&x->t, &o);
   x->t.user = x;
@@ -354,7 +352,8 @@ static void test_calls(void **st) {
   static tnode beam;
   const char *members[] = {NODES[0], NODES[1], "beam1@127.0.0.1"};
   for (int i = 0; i < 2; i++) node_up(&xs[i], NODES[i], members, 3);
-  cn_node_opts o = {.name = "beam1@127.0.0.1", .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1"};
+  cn_node_opts o = {
+      .name = "beam1@127.0.0.1", .cookie = "secret", .epmd_port = test_epmd_port, .listen_addr = "127.0.0.1"};
   tnode_new(&beam, &o);
   cn_pid dp;
   assert_int_equal(cn_spawn(beam.n, dummy, &beam, NULL, &dp), 0);
@@ -635,7 +634,8 @@ static void test_hostile(void **st) {
 static void test_refuses(void **st) {
   (void)st;
   static tnode t;
-  cn_node_opts o = {.name = "plain@127.0.0.1", .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1"};
+  cn_node_opts o = {
+      .name = "plain@127.0.0.1", .cookie = "secret", .epmd_port = test_epmd_port, .listen_addr = "127.0.0.1"};
   tnode_new(&t, &o);
   cn_horde_sup *s = NULL;
   assert_int_equal(cn_horde_supervisor_start(t.n, SUP, NULL, &s), CN_EINVAL);
@@ -646,22 +646,11 @@ static void test_refuses(void **st) {
   tnode_stop(&t);
 }
 
-static int group_setup(void **st) {
-  (void)st;
-  epmd_pid = test_epmd_start(&epmd_port);
-  return epmd_pid > 0 ? 0 : -1;
-}
-static int group_teardown(void **st) {
-  (void)st;
-  test_epmd_stop(epmd_pid);
-  return 0;
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_refuses),  cmocka_unit_test(test_hostile), cmocka_unit_test(test_placement),
       cmocka_unit_test(test_restarts), cmocka_unit_test(test_calls),   cmocka_unit_test(test_recovery),
       cmocka_unit_test(test_shutdown),
   };
-  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+  return cmocka_run_group_tests(tests, test_epmd_group_setup, test_epmd_group_teardown);
 }

@@ -219,3 +219,19 @@ cn_term *tt_from_hex(const char *hex) {
   guard_free(g, (size_t)n);
   return t;
 }
+
+uint16_t test_epmd_port;
+static int group_epmd_pid = -1;
+
+int test_epmd_group_setup(void **state) {
+  (void)state;
+  group_epmd_pid = test_epmd_start(&test_epmd_port);
+  return group_epmd_pid > 0 ? 0 : -1;
+}
+
+int test_epmd_group_teardown(void **state) {
+  (void)state;
+  test_epmd_stop(group_epmd_pid);
+  group_epmd_pid = -1;
+  return 0;
+}

@@ -28,6 +28,10 @@ long now_ms(void);
 int test_epmd_start(uint16_t *port);
 /* Stops the epmd started by test_epmd_start (SIGTERM + waitpid); ignores pid <= 0. */
 void test_epmd_stop(int pid);
+/* cmocka group setup/teardown that run one epmd for a whole test binary; its port is test_epmd_port. */
+extern uint16_t test_epmd_port;
+int test_epmd_group_setup(void **state);
+int test_epmd_group_teardown(void **state);
 
 /* A counting allocator for cn_replace_allocator: ta_live counts blocks alive; ta_fail_after > 0 lets that many
  * more allocations succeed, 0 fails all, < 0 (the default) fails none. ta_install puts it in place; ta_setup
