@@ -107,8 +107,7 @@ void hsup_shutdown(cn_node *n, void (*done)(void *ctx), void *ctx) {
   one_done(NULL, NULL);
 }
 
-/* ---- cnode_ctl
- * ------------------------------------------------------------------------------------------------------- */
+/* ---- cnode_ctl -------------------------------------------------------------------------------------------------- */
 
 static cn_horde_sup *find(const cn_term *name) {
   char full[256];

@@ -1,5 +1,6 @@
-/* term_tool.h: `cnode term decode|hash|sort|compare`: hex-encoded external-format terms on stdin, one per
- * line, answered the way the BEAM would (printing, erlang:phash2, term order). No node is started. */
+/* term_tool.h: `cnode term decode|hash|sort|compare|choose`: hex-encoded external-format terms on stdin, one per
+ * line, answered the way the BEAM would (printing, erlang:phash2, term order, Horde's placement). No node is
+ * started. */
 #ifndef CNODE_TERM_TOOL_H
 #define CNODE_TERM_TOOL_H
 
