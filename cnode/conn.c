@@ -9,7 +9,11 @@
 
 #include "node_int.h"
 
-#define FRAG_SIZE 65536
+/* Outgoing messages are fragmented only past 1 GiB (frames carry a 4-byte length). A message's fragments would
+ * be written back to back from one buffer anyway, so smaller fragments buy no interleaving here; they cost a
+ * memmove of the body, and a BEAM receiver a reassembly copy (an unfragmented binary stays a sub-binary of the
+ * packet): 1 MiB binaries to a BEAM peer went from 0.88x to 1.42x of BEAM->BEAM throughput (quick bench, pinned). */
+#define FRAG_SIZE ((size_t)1 << 30)
 #define READ_CHUNK 65536
 
 typedef enum { C_LOOKUP, C_CONNECTING, C_TLS, C_HANDSHAKE, C_UP, C_WAIT_PEER, C_CLOSING } conn_state;
@@ -239,8 +243,8 @@ void conn_flush_all(cn_node *n) {
   }
 }
 
-/* Framing for an up connection: with FRAGMENTS agreed, OTP expects the normal header (131,68) and fragments
- * over 64 KiB; otherwise pass-through frames (112, then each term with its version byte). */
+/* Framing for an up connection: with FRAGMENTS agreed, OTP expects the normal header (131,68) (fragments past
+ * FRAG_SIZE); otherwise pass-through frames (112, then each term with its version byte). */
 static bool frag_mode(const cn_conn *c) { return c->peer_flags & DFLAG_FRAGMENTS; }
 
 static size_t frame_open(cn_conn *c) {
