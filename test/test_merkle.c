@@ -109,16 +109,7 @@ static bool collect(const cn_term *t, hc_merkle *m) {
   return true;
 }
 
-static cn_term *load(const char *path) {
-  FILE *f = fopen(path, "rb");
-  assert_non_null(f);
-  static uint8_t buf[1 << 20];
-  size_t n = fread(buf, 1, sizeof buf, f);
-  fclose(f);
-  cn_term *t = NULL;
-  assert_int_equal(cn_term_from_binary(tab, buf, n, NULL, &t), 0);
-  return t;
-}
+static cn_term *load(const char *path) { return tt_load_etf(tab, path); }
 
 /* Every captured {diff, Diff} and {get_diff, Diff, Keys}: the C tree built from the same contents gives the
  * same subtree term (hashes, shape, leaf contents) as merkle_map did. */

@@ -186,16 +186,9 @@ static int strcmp_ptr(const char *const *a, const char *const *b) { return strcm
 /* ---- Shapes against the capture ------------------------------------------------------------------------------ */
 
 static cn_term *load_vec(cn_node *n, const char *file) {
-  char path[512];
+  char path[1100];
   snprintf(path, sizeof path, "%s/horde/%s", vectors_dir(), file);
-  FILE *f = fopen(path, "rb");
-  assert_non_null(f);
-  static uint8_t buf[1 << 16];
-  size_t len = fread(buf, 1, sizeof buf, f);
-  fclose(f);
-  cn_term *t = NULL;
-  assert_int_equal(cn_term_from_binary(cn_node_atoms(n), buf, len, NULL, &t), 0);
-  return t;
+  return tt_load_etf(cn_node_atoms(n), path);
 }
 
 /* The value map of a captured {diff, %AWLWWMap{value: V}, Keys}. */

@@ -355,16 +355,7 @@ static long kill_seq(const char *dir, char *killed, size_t cap) {
   return seq;
 }
 
-static cn_term *load(const char *path) {
-  FILE *f = fopen(path, "rb");
-  assert_non_null(f);
-  static uint8_t buf[1 << 20];
-  size_t len = fread(buf, 1, sizeof buf, f);
-  fclose(f);
-  cn_term *t = NULL;
-  assert_int_equal(cn_term_from_binary(tt_atoms, buf, len, NULL, &t), 0);
-  return t;
-}
+static cn_term *load(const char *path) { return tt_load_etf(tt_atoms, path); }
 
 typedef struct seen {
   cn_term *ids[256];

@@ -235,3 +235,20 @@ int test_epmd_group_teardown(void **state) {
   group_epmd_pid = -1;
   return 0;
 }
+
+cn_term *tt_load_etf(cn_atoms *tab, const char *path) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  assert_int_equal(fseek(f, 0, SEEK_END), 0);
+  long n = ftell(f);
+  assert_true(n > 0);
+  rewind(f);
+  uint8_t *b = malloc((size_t)n);
+  assert_non_null(b);
+  assert_int_equal(fread(b, 1, (size_t)n, f), (size_t)n);
+  fclose(f);
+  cn_term *t = NULL;
+  assert_int_equal(cn_term_from_binary(tab, b, (size_t)n, NULL, &t), 0);
+  free(b);
+  return t;
+}

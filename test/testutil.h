@@ -51,5 +51,8 @@ int tt_setup(void **state);
 int tt_teardown(void **state);
 struct cn_term *tt_atom(const char *name);
 struct cn_term *tt_from_hex(const char *hex);
+/* Decodes the whole file at path (a term_to_binary result) with atoms in tab; fails the test on error. */
+struct cn_atoms;
+struct cn_term *tt_load_etf(struct cn_atoms *tab, const char *path);
 
 #endif
