@@ -92,6 +92,10 @@ static void test_seeds_epmd(void **state) {
   (void)state;
   assert_true(replay("fuzz_epmd", fuzz_epmd_one) >= 10);
 }
+static void test_seeds_optfile(void **state) {
+  (void)state;
+  assert_true(replay("fuzz_optfile", fuzz_optfile_one) >= 5);
+}
 
 /* The recorded handshakes are real: replayed, they reach DONE in the role they were recorded for (so the
  * fuzzer starts from inputs that pass the digest checks). */
@@ -178,7 +182,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_seeds_term),    cmocka_unit_test(test_seeds_handshake),
       cmocka_unit_test(test_seeds_frame),   cmocka_unit_test(test_seeds_control),
-      cmocka_unit_test(test_seeds_epmd),    cmocka_unit_test(test_seeds_handshake_done),
+      cmocka_unit_test(test_seeds_epmd),
+      cmocka_unit_test(test_seeds_optfile),    cmocka_unit_test(test_seeds_handshake_done),
       cmocka_unit_test(test_regress_port_id_bit31),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
