@@ -6,7 +6,8 @@
 %% per figure (the median of the repetitions):
 %%   bench=<name> impl=<beam|ei|cnode> value=<v> unit=<u> runs=<v1,v2,...>
 %% plus a table. Impl beam is a second BEAM node, so `beam` rows are the BEAM<->BEAM pair; rows named *_c2c
-%% are cnode -> cnode (driven from here, timed from the command to the receiving sink's answer).
+%% are cnode -> cnode and rows named *_e2e ei node -> ei node (driven from here the same way: the sending node's
+%% ctl is asked to send to {sink, SecondNode}, timed from the command to the receiving sink's answer).
 -module(beam_bench).
 -behaviour(gen_server).
 -export([target/0, main/1, proc_mem/2, prof/1]).
@@ -64,12 +65,12 @@ send_loop(Dest, Bin, I, N) -> Dest ! {seq, I, Bin}, send_loop(Dest, Bin, I + 1, 
 
 %% ---- driver ----------------------------------------------------------------------------------------------
 
-%% main([Phase, Quick, Reps, BeamNode, EiNode, C1Node, C2Node, OutFile])
-main([Phase, Quick, Reps, Beam, Ei, C1, C2, Out]) ->
+%% main([Phase, Quick, Reps, BeamNode, EiNode, Ei2Node, C1Node, C2Node, OutFile])
+main([Phase, Quick, Reps, Beam, Ei, E2, C1, C2, Out]) ->
     try
         run(Phase, Quick =:= "1", list_to_integer(Reps),
-            #{beam => list_to_atom(Beam), ei => list_to_atom(Ei), cnode => list_to_atom(C1),
-              c2 => list_to_atom(C2)}, Out),
+            #{beam => list_to_atom(Beam), ei => list_to_atom(Ei), e2 => list_to_atom(E2),
+              cnode => list_to_atom(C1), c2 => list_to_atom(C2)}, Out),
         halt(0)
     catch C:E:St ->
         io:format("beam_bench: ~p:~p~n~p~n", [C, E, St]),
@@ -112,7 +113,8 @@ run(Phase, Quick, Reps, Nodes, Out) ->
     %% warm-up: connections, code paths, allocators; results dropped
     [oneway(I, D, 5000, 64, 1) || I <- ?IMPLS, D <- [b2x, x2b]],
     oneway(c2c, c2c, 5000, 64, 1),
-    [ping(I, 500) || I <- ?IMPLS ++ [c2c]],
+    oneway(e2e, e2e, 5000, 64, 1),
+    [ping(I, 500) || I <- ?IMPLS ++ [c2c, e2e]],
     case Phase of
         "pinned" ->
             small(Reps, SmallN, 1, "small"),
@@ -148,6 +150,8 @@ emit(Name, Unit, Results, Key) ->
 
 impl_name(c2c) -> cnode;
 impl_name(c2) -> cnode;
+impl_name(e2e) -> ei;
+impl_name(e2) -> ei;
 impl_name(I) -> I.
 
 line(Name, Impl, V, Unit, Vs) ->
@@ -170,12 +174,13 @@ median(Vs) ->
     end.
 
 small(Reps, N, Senders, Tag) ->
-    Cases = [{I, b2x} || I <- ?IMPLS] ++ [{I, x2b} || I <- ?IMPLS] ++ [{c2c, c2c}],
+    Cases = [{I, b2x} || I <- ?IMPLS] ++ [{I, x2b} || I <- ?IMPLS] ++ [{c2c, c2c}, {e2e, e2e}],
     Res = interleave(Cases, Reps, fun({I, D}) -> oneway(I, D, N, 64, Senders) end),
     by_dir(Tag, Res, [{msgs, "msg/s"}, {mbs, "MB/s"}]),
     case Senders of
         1 ->
-            %% CPU of the implementation's own OS process per million messages: as receiver (b2x), as sender (x2b)
+            %% CPU of the implementation's own OS process per million messages: as receiver (b2x), as sender
+            %% (x2b); of both processes for c2c and e2e
             by_dir("cpu_per_Mmsg", Res, [{cpu, "cpu_s/Mmsg"}]);
         _ -> ok
     end.
@@ -184,7 +189,7 @@ by_dir(Tag, Res, Keys) ->
     [begin
          Sub = maps:from_list([{I, Rs} || {{I, D}, Rs} <- maps:to_list(Res), D =:= Dir]),
          [emit(Tag ++ "_" ++ atom_to_list(Dir) ++ key_sfx(K), U, Sub, key(K)) || {K, U} <- Keys]
-     end || Dir <- [b2x, x2b, c2c]],
+     end || Dir <- [b2x, x2b, c2c, e2e]],
     ok.
 
 key_sfx(msgs) -> "";
@@ -196,7 +201,7 @@ key(mbs_only) -> mbs;
 key(K) -> K.
 
 large(Reps, Size, N) ->
-    Cases = [{I, b2x} || I <- ?IMPLS] ++ [{I, x2b} || I <- ?IMPLS] ++ [{c2c, c2c}],
+    Cases = [{I, b2x} || I <- ?IMPLS] ++ [{I, x2b} || I <- ?IMPLS] ++ [{c2c, c2c}, {e2e, e2e}],
     Res = interleave(Cases, Reps, fun({I, D}) -> oneway(I, D, N, Size, 1) end),
     by_dir("bin" ++ size_name(Size), Res, [{mbs_only, "MB/s"}]).
 
@@ -211,16 +216,18 @@ oneway(Impl, Dir, N, Size, Senders) ->
         case Dir of
             b2x -> D = {sink, maps:get(Impl, Nodes)}, {D, sink_count(D)};
             x2b -> {whereis(dsink), sink_count(dsink)};
-            c2c -> D = {sink, maps:get(c2, Nodes)}, {D, sink_count(D)}
+            c2c -> D = {sink, maps:get(c2, Nodes)}, {D, sink_count(D)};
+            e2e -> D = {sink, maps:get(e2, Nodes)}, {D, sink_count(D)}
         end,
-    Watched = case Dir of c2c -> [cnode, c2]; _ -> [Impl] end,
+    Watched = case Dir of c2c -> [cnode, c2]; e2e -> [ei, e2]; _ -> [Impl] end,
     Cpu0 = [cpu(W) || W <- Watched],
     Ref = make_ref(),
     T0 = erlang:monotonic_time(),
     case Dir of
         b2x -> start_senders(self(), Ref, Dest, N, Size, Senders);
         x2b -> {ctl, maps:get(Impl, Nodes)} ! {self(), Ref, {send, Dest, N, Size, Senders}};
-        c2c -> {ctl, maps:get(cnode, Nodes)} ! {self(), Ref, {send, Dest, N, Size, Senders}}
+        c2c -> {ctl, maps:get(cnode, Nodes)} ! {self(), Ref, {send, Dest, N, Size, Senders}};
+        e2e -> {ctl, maps:get(ei, Nodes)} ! {self(), Ref, {send, Dest, N, Size, Senders}}
     end,
     Counts = [receive {Ref, C} -> C after 120000 -> timeout end || _ <- lists:seq(1, Senders)],
     T1 = erlang:monotonic_time(),
@@ -256,15 +263,18 @@ cpu(Impl) ->
     Ns / 1.0e9.
 
 pingpong(Reps, N) ->
-    Res = interleave(?IMPLS ++ [c2c], Reps, fun(I) -> ping(I, N) end),
+    Res = interleave(?IMPLS ++ [c2c, e2e], Reps, fun(I) -> ping(I, N) end),
     Sub = fun(Keep) -> maps:filter(fun(I, _) -> lists:member(I, Keep) end, Res) end,
     [emit("pingpong_" ++ P, "us", Sub(?IMPLS), K) || {P, K} <- [{"p50", p50}, {"p99", p99}, {"p999", p999}]],
     [emit("pingpong_c2c_" ++ P, "us", Sub([c2c]), K) || {P, K} <- [{"p50", p50}, {"p99", p99}, {"p999", p999}]],
+    [emit("pingpong_e2e_" ++ P, "us", Sub([e2e]), K) || {P, K} <- [{"p50", p50}, {"p99", p99}, {"p999", p999}]],
     ok.
 
-ping(c2c, N) ->
-    #{cnode := C1, c2 := C2} = get(nodes),
-    {P50, P99, P999, _} = call_ctl(C1, {ping, {echo, C2}, N}),
+%% c2c and e2e: the first node's ctl times Count round trips to the second node's echo.
+ping(Pair, N) when Pair =:= c2c; Pair =:= e2e ->
+    {First, Second} = case Pair of c2c -> {cnode, c2}; e2e -> {ei, e2} end,
+    #{First := N1, Second := N2} = get(nodes),
+    {P50, P99, P999, _} = call_ctl(N1, {ping, {echo, N2}, N}),
     #{p50 => P50 / 1000, p99 => P99 / 1000, p999 => P999 / 1000};
 ping(Impl, N) ->
     Echo = {echo, maps:get(Impl, get(nodes))},
@@ -309,7 +319,7 @@ peak_rss() ->
               {ok, B} = file:read_file("/proc/" ++ integer_to_list(Pid) ++ "/status"),
               [KB] = [list_to_integer(string:trim(string:trim(binary_to_list(V)), trailing, " kB"))
                       || <<"VmHWM:", V/binary>> <- binary:split(B, <<"\n">>, [global])],
-              Name = case Impl of c2 -> "peak_rss_c2"; _ -> "peak_rss" end,
+              Name = case Impl of c2 -> "peak_rss_c2"; e2 -> "peak_rss_e2"; _ -> "peak_rss" end,
               line(Name, impl_name(Impl), KB, "KiB", [KB])
       end, get(ospids)).
 

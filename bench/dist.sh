@@ -5,17 +5,27 @@
 #
 # Nodes on loopback, a private EPMD: a driver BEAM node d runs every workload (bench/beam_bench.erl) against
 #   beam  a second BEAM node (beam_bench:target/0)              -> `impl=beam` rows are BEAM<->BEAM
-#   ei    bench/ei_node.c, erl_interface's blocking API            -> `impl=ei`
-#   cnode bench/cnode_bench.c on libcnode (c1; c2 for cnode->cnode) -> `impl=cnode`, and *_c2c rows
+#   ei    bench/ei_node.c, erl_interface's blocking API (e; e2 for ei->ei) -> `impl=ei`, and *_e2e rows
+#   cnode bench/cnode_bench.c on libcnode (c1; c2 for cnode->cnode)      -> `impl=cnode`, and *_c2c rows
 # Workloads rotate between implementations every repetition and each figure is the median of BENCH_REPS runs
 # (after a warm-up), so machine drift hits all of them alike. As /work/shared/BENCHMARKING.md advises, the
 # comparison figures are pinned (every process `taskset -c 0`); small-message throughput and ping-pong are
 # measured unpinned too (names ending in _unpinned). Directions: b2x = driver BEAM -> implementation,
-# x2b = implementation -> driver BEAM, c2c = cnode c1 -> cnode c2.
+# x2b = implementation -> driver BEAM, c2c = cnode c1 -> cnode c2, e2e = ei node e -> ei node e2 (the driver
+# asks the first node's ctl to send to {sink, SecondNode} and times it to the second sink's answer; CPU rows
+# count both processes).
+#
+# How to read the two kinds of comparison with the ei node: b2x/x2b rows (`ratio_ei` on them, targets
+# 2x_ei_<workload>_b2x|x2b) put a BEAM node at the other end; pinned, that peer shares the one CPU and its own
+# cost caps both C nodes, so those ratios stay near 1 whatever the C side does: read them as information (and
+# read cpu_per_Mmsg). The *_c2c rows have `ratio_ei` = cnode->cnode / ei->ei (the *_e2e row of the same
+# workload), both libraries at both ends and no BEAM in the way: targets 2x_ei_<workload>_c2c_vs_e2e are the
+# "cnode >= 2x the ei node on throughput" comparison. The c2c `ratio` (against BEAM->BEAM b2x) is unchanged.
 #
 # Output: per figure `bench=<name> impl=<impl> value=<v> unit=<u> runs=<...>`; per comparison
-# `bench=<name> ratio=<cnode/beam>` and `bench=<name> ratio_ei=<cnode/ei>`; a table; `target=... PASS|FAIL`
-# lines for the targets of issue 7. All lines also go to BUILD/bench/dist/results.txt.
+# `bench=<name> ratio=<cnode/beam>` and `bench=<name> ratio_ei=<cnode/ei>` (for *_c2c: cnode c2c / ei e2e); a
+# table; `target=... PASS|FAIL` lines for the targets of issue 7. All lines also go to
+# BUILD/bench/dist/results.txt.
 set -u
 BUILD=${1:-build}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -86,18 +96,21 @@ phase() { # name pin
   NODE_PIDS=""
   $PIN erl $ERLOPTS -name "t$sfx@$H" -eval 'beam_bench:target()' >"$OUT/t.log" 2>&1 &
   NODE_PIDS="$NODE_PIDS $!"
-  $PIN "$OUT/ei_node" "e$sfx" $H "$COOKIE" >"$OUT/e.log" 2>&1 &
+  $PIN "$OUT/ei_node" "e$sfx" $H "$COOKIE" single >"$OUT/e.log" 2>&1 &
+  NODE_PIDS="$NODE_PIDS $!"
+  $PIN "$OUT/ei_node" "e2$sfx" $H "$COOKIE" >"$OUT/e2.log" 2>&1 &
   NODE_PIDS="$NODE_PIDS $!"
   $PIN "$OUT/cnode_bench" "c1$sfx@$H" "$COOKIE" >"$OUT/c1.log" 2>&1 &
   NODE_PIDS="$NODE_PIDS $!"
   $PIN "$OUT/cnode_bench" "c2$sfx@$H" "$COOKIE" >"$OUT/c2.log" 2>&1 &
   NODE_PIDS="$NODE_PIDS $!"
   PIDS="$PIDS $NODE_PIDS"
-  wait_ready "$OUT/e.log" ei_node; wait_ready "$OUT/c1.log" cnode_bench; wait_ready "$OUT/c2.log" cnode_bench
+  wait_ready "$OUT/e.log" ei_node; wait_ready "$OUT/e2.log" ei_node
+  wait_ready "$OUT/c1.log" cnode_bench; wait_ready "$OUT/c2.log" cnode_bench
   wait_epmd "t$sfx"
   echo "-- phase $1 (${PIN:-unpinned}), $REPS repetitions"
   $PIN erl $ERLOPTS -name "d$sfx@$H" -run beam_bench main "$1" $QUICK "$REPS" \
-    "t$sfx@$H" "e$sfx@$H" "c1$sfx@$H" "c2$sfx@$H" "$RES" || { echo "bench/dist.sh: driver failed"; exit 1; }
+    "t$sfx@$H" "e$sfx@$H" "e2$sfx@$H" "c1$sfx@$H" "c2$sfx@$H" "$RES" || { echo "bench/dist.sh: driver failed"; exit 1; }
   for p in $NODE_PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 }
 
@@ -141,21 +154,25 @@ function f(x) { return x == "" ? "-" : (x + 0 >= 100 ? sprintf("%.0f", x) : spri
   v[b, kv["impl"]] = kv["value"]; unit[b] = kv["unit"]
 }
 END {
-  # a cnode->cnode row compares with the BEAM->BEAM row of the same workload
+  # a cnode->cnode row compares with the BEAM->BEAM row of the same workload (ratio) and with the ei->ei row
+  # of the same workload (ratio_ei); an ei->ei row has no ratio of its own
   for (k = 1; k <= n; k++) {
     b = order[k]
     base = b; sub(/_c2c/, "_b2x", base)
     if (b ~ /_c2c/ && b !~ /^pingpong/) { r[b] = ratio(val(b, "cnode"), val(base, "beam")) }
     else if (b ~ /^pingpong_c2c/) { base = b; sub(/_c2c/, "", base); r[b] = ratio(val(b, "cnode"), val(base, "beam")) }
     else { r[b] = ratio(val(b, "cnode"), val(b, "beam")); re[b] = ratio(val(b, "cnode"), val(b, "ei")) }
+    if (b ~ /_c2c/) { eb = b; sub(/_c2c/, "_e2e", eb); re[b] = ratio(val(b, "cnode"), val(eb, "ei")) }
   }
   printf "\n%-30s %12s %12s %12s %9s %9s  %s\n", "bench", "beam", "ei", "cnode", "c/beam", "c/ei", "unit"
   for (k = 1; k <= n; k++) {
     b = order[k]
     printf "%-30s %12s %12s %12s %9s %9s  %s\n", b, f(val(b, "beam")), f(val(b, "ei")), f(val(b, "cnode")), f(r[b]), f(re[b]), unit[b]
   }
-  printf "(%s run, %d repetitions, medians; %d s; b2x = BEAM->impl, x2b = impl->BEAM, c2c = cnode->cnode vs BEAM->BEAM;\n", quick ? "quick" : "full", reps, secs
-  printf " pinned = all processes on CPU 0 unless the name ends in _unpinned; pingpong ratios < 1 are better)\n\n"
+  printf "(%s run, %d repetitions, medians; %d s; b2x = BEAM->impl, x2b = impl->BEAM, c2c = cnode->cnode: c/beam vs\n", quick ? "quick" : "full", reps, secs
+  printf " BEAM->BEAM b2x, c/ei vs the e2e row (ei->ei); pinned = all processes on CPU 0 unless the name ends in _unpinned;\n"
+  printf " pingpong, cpu and rss ratios < 1 are better; b2x/x2b c/ei have a BEAM peer sharing the CPU: c2c vs e2e is the\n"
+  printf " library-to-library comparison)\n\n"
   for (k = 1; k <= n; k++) {
     b = order[k]
     if (r[b] != "") printf "bench=%s ratio=%.2f\n", b, r[b]
@@ -172,6 +189,8 @@ END {
   tgt("pingpong_p50_le_beam", r["pingpong_p50"], 1, 0)
   split("small_b2x small_x2b small8_b2x small8_x2b bin4K_b2x bin4K_x2b bin64K_b2x bin64K_x2b bin1M_b2x bin1M_x2b bin8M_b2x bin8M_x2b gencall_120", tw, " ")
   for (i = 1; i in tw; i++) tgt("2x_ei_" tw[i], re[tw[i]], 2, 1)
+  split("small small8 bin4K bin64K bin1M bin8M", te, " ")
+  for (i = 1; i in te; i++) tgt("2x_ei_" te[i] "_c2c_vs_e2e", re[te[i] "_c2c"], 2, 1)
   split("bin4K_b2x bin4K_x2b bin64K_b2x bin64K_x2b bin1M_b2x bin1M_x2b bin8M_b2x bin8M_x2b", tl, " ")
   for (i = 1; i in tl; i++) tgt("large_1x_beam_" tl[i], r[tl[i]], 1, 1)
   tgt("mem_per_proc_le_512B", val("mem_per_proc", "cnode"), 512, 0)
