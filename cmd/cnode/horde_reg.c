@@ -50,9 +50,12 @@ int hreg_start(cn_node *n) {
   return rc;
 }
 
+/* The running registry named by an atom, given as Horde names it or as Elixir writes it ('MyApp.Registry'). */
 static cn_horde_registry *find(const cn_term *name) {
-  for (size_t i = 0; name && name->type == CN_ATOM && i < nregs; i++)
-    if (regs[i].r && !strcmp(regs[i].name, name->v.atom->name)) return regs[i].r;
+  char full[256];
+  if (!name || name->type != CN_ATOM || horde_atom_name(name->v.atom->name, full, sizeof full)) return NULL;
+  for (size_t i = 0; i < nregs; i++)
+    if (regs[i].r && !strcmp(regs[i].name, full)) return regs[i].r;
   return NULL;
 }
 
