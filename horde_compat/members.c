@@ -111,43 +111,49 @@ int hc_set_members(cn_node *n, cn_crdt *c, const cn_term *self, const cn_term *c
   return rc;
 }
 
+/* [{Name, X} || X <- nodes] with self's Name, skipping NULL nodes (*m of them made); NULL on OOM. */
+static cn_term **node_members(const cn_term *self, const cn_atom *const *nodes, size_t count, size_t *m) {
+  cn_term **v = cn_calloc(count + 1, sizeof *v);
+  *m = 0;
+  for (size_t i = 0; v && i < count; i++)
+    if (nodes[i] && (v[*m] = cn_mk_tuple(2, cn_term_copy(&self->v.tuple.e[0]), cn_mk_atom(nodes[i])))) (*m)++;
+  return v;
+}
+
+static void free_terms(cn_term **v, size_t m) {
+  for (size_t i = 0; i < m; i++) cn_term_free(v[i]);
+  cn_free(v);
+}
+
 /* hc_set_members over {Name, Node} for each node atom. */
 static int set_nodes(cn_node *n, cn_crdt *c, const cn_term *self, const cn_atom *const *nodes, size_t count,
                      bool with_info) {
-  cn_term **v = cn_calloc(count + 1, sizeof *v);
-  if (!v) return CN_ENOMEM;
-  size_t m = 0;
-  for (size_t i = 0; i < count; i++)
-    if (nodes[i] && (v[m] = cn_mk_tuple(2, cn_term_copy(&self->v.tuple.e[0]), cn_mk_atom(nodes[i])))) m++;
-  int rc = hc_set_members(n, c, self, (const cn_term *const *)v, m, with_info);
-  for (size_t i = 0; i < m; i++) cn_term_free(v[i]);
-  cn_free(v);
+  size_t m;
+  cn_term **v = node_members(self, nodes, count, &m);
+  int rc = v ? hc_set_members(n, c, self, (const cn_term *const *)v, m, with_info) : CN_ENOMEM;
+  free_terms(v, m);
   return rc;
 }
 
 int hc_auto_members(cn_node *n, cn_crdt *c, const cn_term *self, bool with_info, const cn_atom *down) {
   if (!c) return CN_ESTATE;
-  const cn_atom *names[256];
+  const cn_atom *names[257];
   size_t k = cn_nodes(n, CN_NODES_VISIBLE, names, 256);
   if (k > 256) k = 256;
-  int rc = 0;
   bool still_up = false;
   for (size_t i = 0; i < k; i++) still_up |= names[i] == down;
+  names[k++] = cn_node_name(n);
+  int rc = 0;
   if (down && !still_up) {
     cn_term *m = cn_mk_tuple(2, cn_term_copy(&self->v.tuple.e[0]), cn_mk_atom(down));
     rc = m ? delete_keyed(n, c, "member", m) : CN_ENOMEM;
     if (!rc && with_info) rc = delete_keyed(n, c, "member_node_info", m);
     cn_term_free(m);
   }
-  cn_term **v = cn_calloc(k + 1, sizeof *v);
-  if (!v) return CN_ENOMEM;
-  size_t m = 0;
-  if (!rc && !(v[m++] = cn_term_copy(self))) rc = CN_ENOMEM;
-  for (size_t i = 0; !rc && i < k; i++)
-    if ((v[m] = cn_mk_tuple(2, cn_term_copy(&self->v.tuple.e[0]), cn_mk_atom(names[i])))) m++;
-  if (!rc) rc = add_missing(n, c, v, m);
-  for (size_t i = 0; i < m; i++) cn_term_free(v[i]);
-  cn_free(v);
+  size_t m;
+  cn_term **v = rc ? NULL : node_members(self, names, k, &m);
+  if (!rc) rc = v ? add_missing(n, c, v, m) : CN_ENOMEM;
+  if (v) free_terms(v, m);
   return rc;
 }
 
