@@ -186,6 +186,19 @@ static int dots_into_vv(const cn_term *raw, hc_vv *vv) {
   return 0;
 }
 
+bool hc_raw_newer(const cn_term *raw, const hc_vv *then, const hc_vv *now) {
+  for (uint32_t i = 0; raw && raw->type == CN_MAP && i < raw->v.map.size; i++) {
+    hc_dot *d;
+    size_t n;
+    if (hc_parse_dotset(&raw->v.map.kv[2 * i + 1], &d, &n)) continue;
+    bool newer = false;
+    for (size_t j = 0; j < n && !newer; j++) newer = !covered(then, d[j]) && covered(now, d[j]);
+    cn_free(d);
+    if (newer) return true;
+  }
+  return false;
+}
+
 int hc_awlww_add(const hc_ctx *c, hc_awlww *a, int64_t node_id, const cn_term *key, uint32_t kh,
                  const cn_term *value, int64_t ts, cn_term **raw_out) {
   *raw_out = NULL;

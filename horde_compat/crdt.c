@@ -211,33 +211,46 @@ static int apply_delta(cn_crdt *c, const cn_term *dvv_t, const cn_term *dval, co
   return rc;
 }
 
-/* maps:with(Keys, Values) of the state's raw entries. */
-static cn_term *values_with(cn_crdt *c, const cn_term *keys) {
-  size_t nk = keys->type == CN_LIST ? keys->v.list.len : 0, k = 0;
-  cn_term **kv = cn_malloc((2 * nk + 1) * sizeof *kv);
-  if (!kv) return NULL;
+/* The delta of a sync round for Keys: {diff, #AWLWWMap{dots => Dots, value => maps:with(Keys', Values)}, Keys'}.
+ * Dots is the version vector from the round's start while the values are current (pitfall 19), so Keys' leaves
+ * out each key written since (a dot Dots does not cover and the vector now does): the next round sends it. Sent,
+ * such an entry would sit on the receiver beyond its vector, and the receiver's next write of the key would fold
+ * that dot into its vector (an add's or remove's dots are the key's), marking this node's earlier writes it has
+ * not received yet as seen: dropped when they arrive, and dropped here too once its vector comes back. (The
+ * member adopting children relinquished in one burst lost the {process, Id} keys of the others this way.) A Dots
+ * that does not parse sends Keys whole. */
+static cn_term *mk_delta(cn_crdt *c, const cn_term *dots, const cn_term *keys) {
+  size_t nk = keys->type == CN_LIST ? keys->v.list.len : 0, k = 0, nkept = 0;
+  cn_term **kv = cn_malloc((2 * nk + 1) * sizeof *kv), **kept = cn_malloc((nk + 1) * sizeof *kept);
+  if (!kv || !kept) {
+    cn_free(kv);
+    cn_free(kept);
+    return NULL;
+  }
+  hc_vv then;
+  bool filter = hc_vv_parse(dots, &then) == 0;
   uint32_t gen = ++c->st.gen;
   for (size_t i = 0; i < nk; i++) {
     const cn_term *key = &keys->v.list.e[i];
     hc_kent *e = hc_awlww_find(&c->st, key, hc_key_hash(key));
+    if (filter && e && hc_raw_newer(e->raw, &then, &c->st.vv)) continue;
+    kept[nkept++] = cn_term_copy(key);
     if (!e || e->mark == gen) continue;
     e->mark = gen;
     kv[k] = cn_term_copy(e->key);
     kv[k + 1] = cn_term_copy(e->raw);
     k += 2;
   }
+  if (filter) hc_vv_free(&then);
   c->stats.keys_sent += k / 2;
-  /* cn_mk_map takes the pairs even when it fails, and a NULL among them (a failed copy) makes it fail. */
-  cn_term *m = cn_mk_map(k / 2, kv);
-  cn_free(kv);
-  return m;
-}
-
-static cn_term *mk_delta(cn_crdt *c, const cn_term *dots, const cn_term *keys) {
+  /* cn_mk_map and cn_mk_listv take their items even when they fail, and a NULL among them (a failed copy) makes
+   * them fail. */
   const cn_atom *f[] = {c->hc.a_dots, c->hc.a_value};
-  cn_term *v[] = {cn_term_copy(dots), values_with(c, keys)};
-  return cn_mk_tuple(3, cn_mk_atom(c->hc.a_diff), hc_mk_struct(&c->hc, c->hc.a_awlww, 2, f, v),
-                     cn_term_copy(keys));
+  cn_term *v[] = {cn_term_copy(dots), cn_mk_map(k / 2, kv)};
+  cn_term *klist = cn_mk_listv(nkept, kept, NULL);
+  cn_free(kv);
+  cn_free(kept);
+  return cn_mk_tuple(3, cn_mk_atom(c->hc.a_diff), hc_mk_struct(&c->hc, c->hc.a_awlww, 2, f, v), klist);
 }
 
 /* ---- Sync ------------------------------------------------------------------------------------------------- */

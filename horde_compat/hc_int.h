@@ -147,6 +147,9 @@ int hc_awlww_add(const hc_ctx *c, hc_awlww *a, int64_t node_id, const cn_term *k
                  const cn_term *value, int64_t ts, cn_term **raw_out);
 /* The remove of §2.3: the version vector takes the key's dots; the new entries are none. */
 int hc_awlww_remove(hc_awlww *a, const cn_term *key, uint32_t kh);
+/* True when raw entries hold a dot that `then` does not cover and `now` does: a write this state saw after `then`
+ * (a sync round's version vector) was taken. */
+bool hc_raw_newer(const cn_term *raw, const hc_vv *then, const hc_vv *now);
 /* Join of one key's entries (§2.4): e1 (state, may be NULL), e2 (delta, may be NULL), v1 the state's version
  * vector before the join, v2 the delta's. *out gets the new entries or NULL when none remain. */
 int hc_join_entries(const hc_ctx *c, const cn_term *e1, const cn_term *e2, const hc_vv *v1, const hc_vv *v2,
