@@ -43,11 +43,8 @@ static void node_up(tnode *t, int i) {
   cn_crdt *crdt;
   assert_int_equal(cn_crdt_start(t->n, "t", &co, &crdt), 0);
   t->user = crdt;
-  cn_pid p;
-  assert_int_equal(cn_spawn(t->n, cutter, NULL, NULL, &p), 0);
-  assert_int_equal(cn_register(t->n, "cutter", p), 0);
-  tnode_run(t);
-  assert_true(tnode_wait(t, tnode_is_ready, NULL) && t->ready == 1);
+  tnode_spawn_named(t, "cutter", cutter, NULL);
+  tnode_run_ready(t);
 }
 
 static cn_term *call(tnode *t, cn_term *req) {
@@ -234,11 +231,8 @@ static void test_round_delta_consistent(void **st) {
   cn_crdt_opts co = {.sync_interval_ms = 3600 * 1000};
   cn_crdt *crdt;
   assert_int_equal(cn_crdt_start(t.n, "t", &co, &crdt), 0);
-  cn_pid p;
-  assert_int_equal(cn_spawn(t.n, sniffer, &t, NULL, &p), 0);
-  assert_int_equal(cn_register(t.n, "p.Crdt", p), 0);
-  tnode_run(&t);
-  assert_true(tnode_wait(&t, tnode_is_ready, NULL) && t.ready == 1);
+  tnode_spawn_named(&t, "p.Crdt", sniffer, &t);
+  tnode_run_ready(&t);
   cn_node *n = t.n;
   op(&t, 1, 100);
   op(&t, 2, 200);

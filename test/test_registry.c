@@ -118,11 +118,8 @@ static void node_up_mesh(tnode *t, const char *name, bool mesh) {
   cn_horde_registry *reg;
   assert_int_equal(cn_horde_registry_start(t->n, REG, &ro, &reg), 0);
   t->user = reg;
-  cn_pid p;
-  assert_int_equal(cn_spawn(t->n, drv, t, NULL, &p), 0);
-  assert_int_equal(cn_register(t->n, "drv", p), 0);
-  tnode_run(t);
-  assert_true(tnode_wait(t, tnode_is_ready, NULL) && t->ready == 1);
+  tnode_spawn_named(t, "drv", drv, t);
+  tnode_run_ready(t);
 }
 static void node_up(tnode *t, const char *name) { node_up_mesh(t, name, true); }
 

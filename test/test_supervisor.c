@@ -110,11 +110,8 @@ static void node_up(snode *x, const char *name, const char *const *members, size
   assert_int_equal(cn_horde_supervisor_start(x->t.n, SUP, &so, &x->sup), 0);
   assert_int_equal(cn_horde_entry(x->sup, MOD, ctr_start, NULL), 0);
   assert_int_equal(cn_horde_entry(x->sup, MOD, ctr_start, NULL), CN_EEXIST);
-  cn_pid p;
-  assert_int_equal(cn_spawn(x->t.n, drv, x, NULL, &p), 0);
-  assert_int_equal(cn_register(x->t.n, "drv", p), 0);
-  tnode_run(&x->t);
-  assert_true(tnode_wait(&x->t, tnode_is_ready, NULL) && x->t.ready == 1);
+  tnode_spawn_named(&x->t, "drv", drv, x);
+  tnode_run_ready(&x->t);
 }
 
 static cn_term *A(snode *x, const char *a) { return cn_mk_atomc(x->t.n, a); }
@@ -355,11 +352,8 @@ static void test_calls(void **st) {
   cn_node_opts o = {
       .name = "beam1@127.0.0.1", .cookie = "secret", .epmd_port = test_epmd_port, .listen_addr = "127.0.0.1"};
   tnode_new(&beam, &o);
-  cn_pid dp;
-  assert_int_equal(cn_spawn(beam.n, dummy, &beam, NULL, &dp), 0);
-  assert_int_equal(cn_register(beam.n, SUP, dp), 0);
-  tnode_run(&beam);
-  assert_true(tnode_wait(&beam, tnode_is_ready, NULL) && beam.ready == 1);
+  tnode_spawn_named(&beam, SUP, dummy, &beam);
+  tnode_run_ready(&beam);
   wait_members(xs, 2, 2);
   snode *x = &xs[0];
 

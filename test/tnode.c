@@ -121,6 +121,17 @@ void tnode_run(tnode *t) {
   assert_int_equal(pthread_create(&t->th, NULL, run_node, t), 0);
 }
 
+void tnode_spawn_named(tnode *t, const char *name, cn_handler_fn handler, void *state) {
+  cn_pid p;
+  assert_int_equal(cn_spawn(t->n, handler, state, NULL, &p), 0);
+  assert_int_equal(cn_register(t->n, name, p), 0);
+}
+
+void tnode_run_ready(tnode *t) {
+  tnode_run(t);
+  assert_true(tnode_wait(t, tnode_is_ready, NULL) && t->ready == 1);
+}
+
 void tnode_start(tnode *t, const cn_node_opts *o) {
   tnode_new(t, o);
   tnode_run(t);

@@ -32,6 +32,10 @@ typedef struct tnode {
 void tnode_new(tnode *t, const cn_node_opts *o);
 /* Starts the node and runs its loop in a new thread. */
 void tnode_run(tnode *t);
+/* Spawns a process running handler(state) and registers it as name (before tnode_run). */
+void tnode_spawn_named(tnode *t, const char *name, cn_handler_fn handler, void *state);
+/* tnode_run, then waits until the node is up (fails the test otherwise). */
+void tnode_run_ready(tnode *t);
 /* tnode_new then tnode_run. */
 void tnode_start(tnode *t, const cn_node_opts *o);
 /* Stops the node, joins its thread and frees it. */
