@@ -116,17 +116,36 @@ static int grow(hc_awlww *a) {
   return 0;
 }
 
+static void unlink_recent(hc_awlww *a, hc_kent *e) {
+  if (e->newer) e->newer->older = e->older;
+  else if (a->recent == e) a->recent = e->older;
+  if (e->older) e->older->newer = e->newer;
+  e->newer = e->older = NULL;
+}
+
+/* e's entries changed: it becomes the most recent key. */
+static void touch(hc_awlww *a, hc_kent *e) {
+  unlink_recent(a, e);
+  e->older = a->recent;
+  if (a->recent) a->recent->newer = e;
+  a->recent = e;
+  e->seq = ++a->seq;
+}
+
 int hc_awlww_set(hc_awlww *a, const cn_term *key, uint32_t kh, cn_term *raw) {
   hc_kent *e = hc_awlww_find(a, key, kh);
   if (e && raw) {
     cn_term_free(e->raw);
     e->raw = raw;
+    touch(a, e);
     return 0;
   }
   if (e) { /* delete */
     hc_kent **pp = &a->b[kh & (a->nb - 1)];
     while (*pp != e) pp = &(*pp)->next;
     *pp = e->next;
+    unlink_recent(a, e);
+    a->seq++;
     cn_term_free(e->key);
     cn_term_free(e->raw);
     cn_free(e);
@@ -149,6 +168,7 @@ int hc_awlww_set(hc_awlww *a, const cn_term *key, uint32_t kh, cn_term *raw) {
   e->next = a->b[kh & (a->nb - 1)];
   a->b[kh & (a->nb - 1)] = e;
   a->count++;
+  touch(a, e);
   return 0;
 }
 
@@ -186,13 +206,13 @@ static int dots_into_vv(const cn_term *raw, hc_vv *vv) {
   return 0;
 }
 
-bool hc_raw_newer(const cn_term *raw, const hc_vv *then, const hc_vv *now) {
+bool hc_raw_beyond(const cn_term *raw, const hc_vv *then) {
   for (uint32_t i = 0; raw && raw->type == CN_MAP && i < raw->v.map.size; i++) {
     hc_dot *d;
     size_t n;
-    if (hc_parse_dotset(&raw->v.map.kv[2 * i + 1], &d, &n)) continue;
+    if (hc_parse_dotset(&raw->v.map.kv[2 * i + 1], &d, &n)) return true;
     bool newer = false;
-    for (size_t j = 0; j < n && !newer; j++) newer = !covered(then, d[j]) && covered(now, d[j]);
+    for (size_t j = 0; j < n && !newer; j++) newer = !covered(then, d[j]);
     cn_free(d);
     if (newer) return true;
   }

@@ -8,6 +8,7 @@
 #include "horde.h"
 
 #define DEPTH 8
+#define ROUNDS 32 /* sync ticks remembered for their deltas (a round lasts a few messages) */
 #define TS_BASE (-576460752303423488LL) /* -2^59: where BEAM's monotonic clock starts */
 
 typedef struct nbr {
@@ -33,6 +34,11 @@ struct cn_crdt {
   uint64_t timer; /* the pending cn_send_after of the next :sync (0: none) */
   cn_term *cont0;
   uint64_t cont0_epoch;
+  struct {
+    cn_term *dots; /* the version vector a sync tick's Diffs carry */
+    uint64_t seq;  /* st.seq at that tick */
+  } rounds[ROUNDS];
+  unsigned next_round;
   cn_crdt_stats stats;
 };
 
@@ -211,42 +217,74 @@ static int apply_delta(cn_crdt *c, const cn_term *dvv_t, const cn_term *dval, co
   return rc;
 }
 
-/* The delta of a sync round for Keys: {diff, #AWLWWMap{dots => Dots, value => maps:with(Keys', Values)}, Keys'}.
- * Dots is the version vector from the round's start while the values are current (pitfall 19), so Keys' leaves
- * out each key written since (a dot Dots does not cover and the vector now does): the next round sends it. Sent,
- * such an entry would sit on the receiver beyond its vector, and the receiver's next write of the key would fold
- * that dot into its vector (an add's or remove's dots are the key's), marking this node's earlier writes it has
- * not received yet as seen: dropped when they arrive, and dropped here too once its vector comes back. (The
- * member adopting children relinquished in one burst lost the {process, Id} keys of the others this way.) A Dots
- * that does not parse sends Keys whole. */
+/* Appends key to *ks once (marks of generation gen); false on OOM. */
+static bool add_key(cn_term **ks, size_t *n, hc_kent *e, const cn_term *key, uint32_t gen) {
+  if (e) {
+    if (e->mark == gen) return true;
+    e->mark = gen;
+  }
+  return (ks[(*n)++] = cn_term_copy(key)) != NULL;
+}
+
+/* The delta of a sync round for Keys: {diff, #AWLWWMap{dots => Now, value => maps:with(Keys', Values)}, Keys'}.
+ * delta_crdt sends the version vector of the round's start (pitfall 19) with the current values, and either way
+ * of being inconsistent loses writes: an entry beyond the receiver's vector is folded into it at the receiver's
+ * next write of that key (its earlier writes from this node not yet received then count as seen), and a key
+ * left out while the old vector covers its entries makes the receiver count them as seen without having them.
+ * So this node sends its current vector with the current values of Keys plus every key whose entries changed
+ * since the round began (the change order says which: a received key list is from Merkle trees compared during
+ * the round, and a key unchanged since then was equal on both sides, so the receiver has its entries). When
+ * Dots is not one of the last ticks' vectors, every key with a dot beyond Dots goes instead. */
 static cn_term *mk_delta(cn_crdt *c, const cn_term *dots, const cn_term *keys) {
-  size_t nk = keys->type == CN_LIST ? keys->v.list.len : 0, k = 0, nkept = 0;
-  cn_term **kv = cn_malloc((2 * nk + 1) * sizeof *kv), **kept = cn_malloc((nk + 1) * sizeof *kept);
-  if (!kv || !kept) {
-    cn_free(kv);
-    cn_free(kept);
+  size_t nk = keys->type == CN_LIST ? keys->v.list.len : 0, nkept = 0;
+  /* ticks with equal vectors: the earliest is the safe one */
+  const uint64_t *since = NULL;
+  for (unsigned i = 0; i < ROUNDS; i++)
+    if (c->rounds[i].dots && cn_term_eq(c->rounds[i].dots, dots) && (!since || c->rounds[i].seq < *since))
+      since = &c->rounds[i].seq;
+  hc_vv then = {0};
+  bool scan = !since && hc_vv_parse(dots, &then) == 0;
+  size_t extra = 0;
+  if (since)
+    for (hc_kent *e = c->st.recent; e && e->seq > *since; e = e->older) extra++;
+  else if (scan)
+    extra = c->st.count;
+  cn_term **kept = cn_malloc((nk + extra + 1) * sizeof *kept);
+  if (!kept) {
+    hc_vv_free(&then);
     return NULL;
   }
-  hc_vv then;
-  bool filter = hc_vv_parse(dots, &then) == 0;
   uint32_t gen = ++c->st.gen;
-  for (size_t i = 0; i < nk; i++) {
+  bool ok = true;
+  for (size_t i = 0; ok && i < nk; i++) {
     const cn_term *key = &keys->v.list.e[i];
-    hc_kent *e = hc_awlww_find(&c->st, key, hc_key_hash(key));
-    if (filter && e && hc_raw_newer(e->raw, &then, &c->st.vv)) continue;
-    kept[nkept++] = cn_term_copy(key);
-    if (!e || e->mark == gen) continue;
-    e->mark = gen;
+    ok = add_key(kept, &nkept, hc_awlww_find(&c->st, key, hc_key_hash(key)), key, gen);
+  }
+  if (since)
+    for (hc_kent *e = c->st.recent; ok && e && e->seq > *since; e = e->older) ok = add_key(kept, &nkept, e, e->key, gen);
+  for (size_t b = 0; ok && scan && b < c->st.nb; b++)
+    for (hc_kent *e = c->st.b[b]; ok && e; e = e->next)
+      if (hc_raw_beyond(e->raw, &then)) ok = add_key(kept, &nkept, e, e->key, gen);
+  hc_vv_free(&then);
+  cn_term **kv = ok ? cn_malloc((2 * nkept + 1) * sizeof *kv) : NULL;
+  size_t k = 0;
+  for (size_t i = 0; kv && i < nkept; i++) {
+    hc_kent *e = hc_awlww_find(&c->st, kept[i], hc_key_hash(kept[i]));
+    if (!e) continue; /* deleted here: Keys' names it, the value has none */
     kv[k] = cn_term_copy(e->key);
     kv[k + 1] = cn_term_copy(e->raw);
     k += 2;
   }
-  if (filter) hc_vv_free(&then);
+  if (!kv) {
+    for (size_t i = 0; i < nkept; i++) cn_term_free(kept[i]);
+    cn_free(kept);
+    return NULL;
+  }
   c->stats.keys_sent += k / 2;
   /* cn_mk_map and cn_mk_listv take their items even when they fail, and a NULL among them (a failed copy) makes
    * them fail. */
   const cn_atom *f[] = {c->hc.a_dots, c->hc.a_value};
-  cn_term *v[] = {cn_term_copy(dots), cn_mk_map(k / 2, kv)};
+  cn_term *v[] = {hc_vv_term(&c->st.vv), cn_mk_map(k / 2, kv)};
   cn_term *klist = cn_mk_listv(nkept, kept, NULL);
   cn_free(kv);
   cn_free(kept);
@@ -272,7 +310,12 @@ static void do_sync(cn_crdt *c, cn_proc *self) {
   }
   if (!c->cont0) return;
   cn_term *dots = hc_vv_term(&c->st.vv);
-  for (size_t i = 0; dots && i < c->nnb; i++) {
+  if (!dots) return;
+  unsigned r = c->next_round++ % ROUNDS;
+  cn_term_free(c->rounds[r].dots);
+  c->rounds[r].dots = cn_term_copy(dots);
+  c->rounds[r].seq = c->st.seq;
+  for (size_t i = 0; i < c->nnb; i++) {
     if (!c->nb[i].monitored || pid_is(c->nb[i].addr, c->pid)) continue;
     cn_term *d = mk_diff(c, cn_term_copy(c->cont0), cn_term_copy(dots), cn_mk_pid(c->pid), cn_mk_pid(c->pid),
                          cn_term_copy(c->nb[i].addr));
@@ -524,6 +567,7 @@ static void terminate(cn_proc *self, const cn_term *reason, void *state) {
   cn_free(c->nb);
   cn_free(c->subs);
   cn_term_free(c->cont0);
+  for (unsigned i = 0; i < ROUNDS; i++) cn_term_free(c->rounds[i].dots);
   hc_merkle_free(&c->mm);
   hc_awlww_free(&c->st);
   cn_free(c);

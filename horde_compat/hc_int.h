@@ -120,6 +120,8 @@ int hc_vv_parse(const cn_term *t, hc_vv *out);
 
 typedef struct hc_kent {
   struct hc_kent *next;
+  struct hc_kent *newer, *older; /* the change order: hc_awlww.recent is the last key changed */
+  uint64_t seq;                  /* hc_awlww.seq when the entries last changed */
   uint32_t kh;
   uint32_t mark;
   cn_term *key;
@@ -131,6 +133,8 @@ typedef struct hc_awlww {
   hc_kent **b;
   size_t nb, count;
   uint32_t gen;
+  hc_kent *recent; /* the key whose entries changed last; ->older leads back in time */
+  uint64_t seq;    /* bumped on every change of a key's entries */
 } hc_awlww;
 
 void hc_awlww_init(hc_awlww *a);
@@ -147,9 +151,9 @@ int hc_awlww_add(const hc_ctx *c, hc_awlww *a, int64_t node_id, const cn_term *k
                  const cn_term *value, int64_t ts, cn_term **raw_out);
 /* The remove of §2.3: the version vector takes the key's dots; the new entries are none. */
 int hc_awlww_remove(hc_awlww *a, const cn_term *key, uint32_t kh);
-/* True when raw entries hold a dot that `then` does not cover and `now` does: a write this state saw after `then`
- * (a sync round's version vector) was taken. */
-bool hc_raw_newer(const cn_term *raw, const hc_vv *then, const hc_vv *now);
+/* True when raw entries hold a dot that `then` does not cover: a write this state saw after `then` (a sync round's
+ * version vector) was taken. */
+bool hc_raw_beyond(const cn_term *raw, const hc_vv *then);
 /* Join of one key's entries (§2.4): e1 (state, may be NULL), e2 (delta, may be NULL), v1 the state's version
  * vector before the join, v2 the delta's. *out gets the new entries or NULL when none remain. */
 int hc_join_entries(const hc_ctx *c, const cn_term *e1, const cn_term *e2, const hc_vv *v1, const hc_vv *v2,

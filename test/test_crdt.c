@@ -1,7 +1,7 @@
 /* test_crdt.c: the C CRDT process (horde.h). C nodes in threads with a real OTP epmd, each running 't.Crdt':
  * 3 and 5 nodes writing random keys concurrently (same keys on several nodes, deletes, re-adds), one node cut
  * off and reconnected midway; all converge to the same LWW read and Merkle root within a bounded time. And the
- * delta of a sync round, against a scripted peer: it never carries a write newer than its version vector. */
+ * delta of a sync round, against a scripted peer: consistent with its version vector, and complete. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -218,10 +218,29 @@ static void delta_consistent(const cn_term *delta) {
   hc_vv_free(&vv);
 }
 
-/* A round starts (its Diff carries the version vector of that moment), key 1 is written again, then the peer asks
- * for keys 1 and 2: the delta leaves key 1 out, since its new dot is newer than the round's version vector (a
- * receiver would fold it into its own vector at its next write of key 1 and count this node's writes in between
- * as seen and drop them: pitfall 19). The next round sends it. */
+/* Key k's value in a delta, or -1 when the delta has no entry for it. */
+static int64_t delta_val(const cn_term *delta, cn_node *n, int key) {
+  cn_term *k = key_of(n, key);
+  const cn_term *raw = hc_map_find(hc_map_get(delta, "value"), k);
+  cn_term_free(k);
+  const cn_term *v = raw ? hc_read_raw(raw) : NULL;
+  return v ? v->v.i : -1;
+}
+
+static bool has_key(const cn_term *keys, cn_node *n, int key) {
+  cn_term *k = key_of(n, key);
+  bool found = false;
+  for (uint32_t i = 0; keys->type == CN_LIST && i < keys->v.list.len; i++) found |= cn_term_eq(&keys->v.list.e[i], k);
+  cn_term_free(k);
+  return found;
+}
+
+/* A round starts (its Diff carries the version vector of that moment); then key 1 is written again here and a
+ * peer's concurrent write of key 3 (another node's dot) is merged; then the peer asks for key 2 only. The delta
+ * carries the current version vector and, besides key 2, keys 1 and 3, changed since the round began: every
+ * dot it carries is covered by its vector (pitfall 19), and the vector covers no dot it leaves out (a receiver
+ * would count key 3's write as seen without having it). The next round, with nothing changed, sends what is
+ * asked only. */
 static void test_round_delta_consistent(void **st) {
   (void)st;
   tnode t;
@@ -234,35 +253,67 @@ static void test_round_delta_consistent(void **st) {
   tnode_spawn_named(&t, "p.Crdt", sniffer, &t);
   tnode_run_ready(&t);
   cn_node *n = t.n;
+  hc_ctx hc;
+  assert_int_equal(hc_ctx_init(&hc, cn_node_atoms(n), HC_MAPSET_V2), 0);
   op(&t, 1, 100);
   op(&t, 2, 200);
+  op(&t, 3, 300);
   /* set_neighbours starts round 1 at once */
   cn_term *nb = cn_mk_list(1, cn_mk_tuple(2, cn_mk_atomc(n, "p.Crdt"), cn_mk_atomc(n, t.name)));
   assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, cn_mk_tuple(2, cn_mk_atomc(n, "set_neighbours"), nb)),
                    0);
   const cn_term *d1 = &sniffed_at(&t, 1, 2)->v.tuple.e[1];
-  op(&t, 1, 101); /* after the round started */
-  cn_term *req = get_diff(n, d1, cn_mk_list(2, key_of(n, 1), key_of(n, 2)));
+  op(&t, 1, 101);
+  /* node 777's write of key 3, concurrent with ours and older: our read stays 300 */
+  hc_dot pd = {777, 1};
+  cn_term *ent = cn_mk_map(1, (cn_term *[]){cn_mk_tuple(2, cn_mk_int(333), cn_mk_int(INT64_MIN / 2)),
+                                            hc_mk_dotset(&hc, &pd, 1)});
+  const cn_atom *f[] = {hc.a_dots, hc.a_value};
+  cn_term *v[] = {cn_mk_map(1, (cn_term *[]){cn_mk_int(777), cn_mk_int(1)}), cn_mk_map(1, (cn_term *[]){key_of(n, 3), ent})};
+  cn_term *pdelta = cn_mk_tuple(3, cn_mk_atomc(n, "diff"), hc_mk_struct(&hc, hc.a_awlww, 2, f, v),
+                                cn_mk_list(1, key_of(n, 3)));
+  assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, pdelta), 0);
+  cn_term *req = get_diff(n, d1, cn_mk_list(1, key_of(n, 2)));
   assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, req), 0);
-  const cn_term *m = sniffed_at(&t, 2, 3);
-  delta_consistent(&m->v.tuple.e[1]);
-  cn_term *k1 = key_of(n, 1), *k2 = key_of(n, 2);
-  const cn_term *keys = &m->v.tuple.e[2], *val = hc_map_get(&m->v.tuple.e[1], "value");
-  assert_true(keys->type == CN_LIST && keys->v.list.len == 1 && cn_term_eq(&keys->v.list.e[0], k2));
-  assert_int_equal(val->v.map.size, 1);
-  assert_non_null(hc_map_find(val, k2));
-  /* round 2 (a sync tick) covers the write: key 1 goes with its new value */
+  const cn_term *m = sniffed_at(&t, 2, 3), *delta = &m->v.tuple.e[1], *keys = &m->v.tuple.e[2];
+  delta_consistent(delta);
+  assert_true(keys->type == CN_LIST && keys->v.list.len == 3);
+  for (int k = 1; k <= 3; k++) assert_true(has_key(keys, n, k));
+  assert_int_equal(delta_val(delta, n, 1), 101);
+  assert_int_equal(delta_val(delta, n, 2), 200);
+  assert_int_equal(delta_val(delta, n, 3), 300);
+  cn_term *k3 = key_of(n, 3);
+  assert_int_equal(hc_map_find(hc_map_get(delta, "value"), k3)->v.map.size, 2); /* both writes of key 3 */
+  cn_term_free(k3);
+  hc_vv vv;
+  assert_int_equal(hc_vv_parse(hc_map_get(delta, "dots"), &vv), 0);
+  assert_int_equal(hc_vv_get(&vv, 777), 1);
+  hc_vv_free(&vv);
+  /* round 2 (a sync tick), nothing written since: only what is asked */
   assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, cn_mk_atomc(n, "sync")), 0);
   const cn_term *d2 = &sniffed_at(&t, 3, 2)->v.tuple.e[1];
-  assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, get_diff(n, d2, cn_mk_list(1, key_of(n, 1)))), 0);
+  assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, get_diff(n, d2, cn_mk_list(1, key_of(n, 2)))), 0);
   m = sniffed_at(&t, 4, 3);
   delta_consistent(&m->v.tuple.e[1]);
   keys = &m->v.tuple.e[2];
-  val = hc_map_get(&m->v.tuple.e[1], "value");
-  assert_true(keys->type == CN_LIST && keys->v.list.len == 1 && cn_term_eq(&keys->v.list.e[0], k1));
-  assert_int_equal(hc_read_raw(hc_map_find(val, k1))->v.i, 101);
-  cn_term_free(k1);
-  cn_term_free(k2);
+  assert_true(keys->type == CN_LIST && keys->v.list.len == 1 && has_key(keys, n, 2));
+  /* a Diff whose vector is no tick of ours: every key with a dot beyond it (here: all) */
+  size_t dk = d2->v.map.size;
+  cn_term **kv = cn_calloc(2 * dk + 1, sizeof *kv);
+  assert_non_null(kv);
+  for (size_t i = 0; i < dk; i++) {
+    const cn_term *key = &d2->v.map.kv[2 * i];
+    kv[2 * i] = cn_term_copy(key);
+    kv[2 * i + 1] = cn_is_atom(key, "dots") ? cn_mk_map(0, NULL) : cn_term_copy(&d2->v.map.kv[2 * i + 1]);
+  }
+  cn_term *d3 = cn_mk_map(dk, kv);
+  cn_free(kv);
+  cn_term *forged = get_diff(n, d3, cn_mk_nil());
+  cn_term_free(d3);
+  assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, forged), 0);
+  m = sniffed_at(&t, 5, 3);
+  delta_consistent(&m->v.tuple.e[1]);
+  assert_int_equal(m->v.tuple.e[2].v.list.len, 3);
   tnode_stop(&t);
   for (int i = 0; i < nsniffed; i++) cn_term_free(sniffed[i]);
   nsniffed = 0;

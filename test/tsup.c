@@ -146,6 +146,17 @@ static void show(tsup_at at, const tsup_view *v) {
                 tsup_alive(v));
   for (int k = 0; k < v->n; k++) print_message(" %lld@%s", (long long)v->p[k].i, v->p[k].owner);
   print_message("\n");
+  /* the membership keys of the read, for the diagnosis */
+  cn_term *rd = tsup_call(at.via, TSUP_NAME ".Crdt", at.node, A(at.via, "read"));
+  for (uint32_t i = 0; rd->type == CN_MAP && i < rd->v.map.size; i++) {
+    const cn_term *tag = cn_tuple_elem(&rd->v.map.kv[2 * i], 2, 0);
+    if (!tag || cn_is_atom(tag, "process")) continue;
+    char *kt = cn_term_to_string(&rd->v.map.kv[2 * i]), *vt = cn_term_to_string(&rd->v.map.kv[2 * i + 1]);
+    print_message("    %s => %.300s\n", kt, vt);
+    cn_free(kt);
+    cn_free(vt);
+  }
+  cn_term_free(rd);
 }
 
 /* One member's view against the first one's. */
