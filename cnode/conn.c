@@ -222,31 +222,16 @@ static void flush(cn_conn *c) {
     c->out = t;
     c->out.len = 0;
   }
-  if (c->state == C_UP) dist_tick_sent(&c->tick);
-  /* Written at once when the socket takes it all (the usual case): uv_write would also arm and disarm the
-   * watcher for writability, an epoll_ctl per flush. */
-  int rc = uv_try_write((uv_stream_t *)&c->tcp, &(uv_buf_t){(char *)c->wbuf.data, c->wbuf.len}, 1);
-  size_t done = rc > 0 ? (size_t)rc : 0;
-  if (rc < 0 && rc != UV_EAGAIN) {
-    conn_close(c, uv_strerror(rc));
-    return;
-  }
-  if (done == c->wbuf.len) {
-    c->wbuf.len = 0;
-    if (queued(c) <= c->n->busy_limit) {
-      c->dropping = false;
-      resume_all(c);
-    }
-    return;
-  }
-  uv_buf_t b = uv_buf_init((char *)c->wbuf.data + done, (unsigned)(c->wbuf.len - done));
+  uv_buf_t b = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
   c->wreq.data = c;
-  if ((rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written))) {
+  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+  if (rc) {
     conn_close(c, uv_strerror(rc));
     return;
   }
   c->writing = true;
   c->refs++;
+  if (c->state == C_UP) dist_tick_sent(&c->tick);
 }
 
 void conn_flush_all(cn_node *n) {
