@@ -48,7 +48,7 @@ LDLIBS="-L$EI_DIR/lib -lei -luv -lssl -lcrypto -lpthread -lm"
 for p in cnode_bench cnode_mem; do
   $CC $CFLAGS -o "$OUT/$p" "$HERE/$p.c" "$LIB" $LDLIBS || exit 1
 done
-for p in ei_node conn_mem; do
+for p in ei_node conn_mem raw_pair; do
   $CC $CFLAGS -o "$OUT/$p" "$HERE/$p.c" $LDLIBS || exit 1
 done
 erlc -o "$OUT" "$HERE/beam_bench.erl" || exit 1
@@ -114,8 +114,25 @@ phase() { # name pin
   for p in $NODE_PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 }
 
+# The loopback figure for the large payloads: bench/raw_pair.c moves the same bytes in the same frames (4-byte length,
+# one writev a frame, one buffer read a frame) with no library and no terms, pinned like the comparison figures.
+raw_bound() { # under the last phase's placement $PIN
+  L=4; [ "$QUICK" = 1 ] && L=1
+  for x in "4K 4096 $((25000 * L))" "64K 65536 $((3000 * L))" "1M 1048576 $((200 * L))" "8M 8388608 $((25 * L))"; do
+    set -- $x
+    $PIN "$OUT/raw_pair" recv >"$OUT/raw.log" 2>&1 &
+    RP=$!; PIDS="$PIDS $RP"
+    i=0; until grep -q '^port ' "$OUT/raw.log"; do i=$((i + 1)); [ $i -gt 50 ] && break; sleep 0.1; done
+    m=$($PIN "$OUT/raw_pair" send "$(sed -n 's/^port //p' "$OUT/raw.log")" "$2" "$3" "$REPS" | sed -n 's/^median //p')
+    wait "$RP" 2>/dev/null
+    [ -n "$m" ] && echo "bench=bin${1}_raw impl=raw value=$m unit=MB/s runs=$REPS" >>"$RES"
+  done
+}
+
 T_START=$(date +%s)
 if command -v taskset >/dev/null 2>&1; then phase pinned "taskset -c 0"; else echo "(no taskset: pinned phase unpinned)"; phase pinned ""; fi
+echo "-- loopback figure (raw_pair, ${PIN:-unpinned})"
+raw_bound
 phase unpinned ""
 
 # ---- memory: idle C processes, idle connections (fresh nodes, so freed buffers are not reused) -----------
@@ -167,6 +184,7 @@ END {
   printf "\n%-30s %12s %12s %12s %9s %9s  %s\n", "bench", "beam", "ei", "cnode", "c/beam", "c/ei", "unit"
   for (k = 1; k <= n; k++) {
     b = order[k]
+    if (b ~ /_raw$/) { printf "%-30s %12s %12s %12s %9s %9s  %s\n", b, "-", "-", "-", "-", "-", unit[b] ": " f(val(b, "raw")) " with no library (raw_pair)"; continue }
     printf "%-30s %12s %12s %12s %9s %9s  %s\n", b, f(val(b, "beam")), f(val(b, "ei")), f(val(b, "cnode")), f(r[b]), f(re[b]), unit[b]
   }
   printf "(%s run, %d repetitions, medians; %d s; b2x = BEAM->impl, x2b = impl->BEAM, c2c = cnode->cnode: c/beam vs\n", quick ? "quick" : "full", reps, secs
@@ -190,7 +208,12 @@ END {
   split("small_b2x small_x2b small8_b2x small8_x2b bin4K_b2x bin4K_x2b bin64K_b2x bin64K_x2b bin1M_b2x bin1M_x2b bin8M_b2x bin8M_x2b gencall_120", tw, " ")
   for (i = 1; i in tw; i++) tgt("2x_ei_" tw[i], re[tw[i]], 2, 1)
   split("small small8 bin4K bin64K bin1M bin8M", te, " ")
-  for (i = 1; i in te; i++) tgt("2x_ei_" te[i] "_c2c_vs_e2e", re[te[i] "_c2c"], 2, 1)
+  for (i = 1; i in te; i++) {
+    tgt("2x_ei_" te[i] "_c2c_vs_e2e", re[te[i] "_c2c"], 2, 1)
+    raw = val(te[i] "_raw", "raw"); e2 = val(te[i] "_e2e", "ei")
+    if (raw != "" && e2 != "" && 2 * e2 > raw + 0)
+      printf "  (2x e2e = %s MB/s; the same bytes and frames with no library: %s MB/s)\n", f(2 * e2), f(raw)
+  }
   split("bin4K_b2x bin4K_x2b bin64K_b2x bin64K_x2b bin1M_b2x bin1M_x2b bin8M_b2x bin8M_x2b", tl, " ")
   for (i = 1; i in tl; i++) tgt("large_1x_beam_" tl[i], r[tl[i]], 1, 1)
   tgt("mem_per_proc_le_512B", val("mem_per_proc", "cnode"), 512, 0)

@@ -222,6 +222,9 @@ static void flush(cn_conn *c) {
     c->out = t;
     c->out.len = 0;
   }
+  /* uv_write, not uv_try_write: the write stays in flight until the next loop turn and output queued meanwhile
+   * goes out in one later write. Written at once, every flush is its own write (tried: cnode->cnode 4 KiB and
+   * 64 KiB throughput halved). */
   uv_buf_t b = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
   c->wreq.data = c;
   int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
