@@ -81,6 +81,18 @@ main([Phase, Quick, Reps, Beam, Ei, E2, C1, C2, Out]) ->
 
 %% For profiling one implementation by hand: repeats one workload against Node and prints each run.
 %%   erl ... -run beam_bench prof b2x|x2b|ping|gencall Node Count Size Senders Reps
+%%   erl ... -run beam_bench prof c2c|e2e Node1 Node2 Count Size Senders Reps  (Node1 sends to Node2's sink)
+prof([Pair, N1, N2, Count, Size, Senders, Reps]) when Pair =:= "c2c"; Pair =:= "e2e" ->
+    {K1, K2} = case Pair of "c2c" -> {cnode, c2}; "e2e" -> {ei, e2} end,
+    Nodes = #{K1 => list_to_atom(N1), K2 => list_to_atom(N2)},
+    register(dsink, spawn(fun() -> sink(0) end)),
+    [true = net_kernel:connect_node(N) || N <- maps:values(Nodes)],
+    put(nodes, Nodes),
+    put(ospids, maps:map(fun(_, N) -> call_ctl(N, os_pid) end, Nodes)),
+    [C, Sz, Se] = [list_to_integer(X) || X <- [Count, Size, Senders]],
+    [io:format("~s: ~p~n", [Pair, oneway(K1, list_to_atom(Pair), C, Sz, Se)])
+     || _ <- lists:seq(1, list_to_integer(Reps))],
+    halt(0);
 prof([Kind, Node, Count, Size, Senders, Reps]) ->
     N = list_to_atom(Node),
     register(dsink, spawn(fun() -> sink(0) end)),
