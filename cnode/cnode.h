@@ -55,7 +55,8 @@ typedef struct cn_node_opts {
 } cn_node_opts;
 
 /* Creates a node on loop (NULL: the node creates and owns its own loop). Nothing is opened yet.
- * *out is freed with cn_node_free. */
+ * *out is freed with cn_node_free. SIGPIPE is set to ignored unless the program has its own handler: a peer that
+ * closes while the node writes then ends that connection (EPIPE), not the process. */
 int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *opts);
 /* Called once when the node is ready (listening and registered with EPMD, creation known) or failed. */
 typedef void (*cn_start_cb)(cn_node *n, int status, void *ctx);

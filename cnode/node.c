@@ -1,6 +1,7 @@
 /* node.c: a node's lifecycle (create, listen, register with EPMD, stop), its log, its scheduler (the run
  * queue drained from an idle handle) and the thread-safe entry points posted through uv_async_t. */
 #include <openssl/rand.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,9 +36,22 @@ static void on_idle(uv_idle_t *h);
 static void on_prepare(uv_prepare_t *h);
 static void on_async(uv_async_t *h);
 
+/* A peer that closes while the node writes to it would end the whole process with SIGPIPE (libuv and OpenSSL
+ * write with write(2)): the node ignores SIGPIPE unless the program has chosen a handler, and such writes fail
+ * with EPIPE, which closes that connection only. */
+static void ignore_sigpipe(void) {
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) || sa.sa_handler != SIG_DFL || (sa.sa_flags & SA_SIGINFO)) return;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_IGN;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGPIPE, &sa, NULL);
+}
+
 int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   *out = NULL;
   if (!o || !o->name || !o->cookie) return CN_EINVAL;
+  ignore_sigpipe();
   const char *at = strchr(o->name, '@');
   if (!at || at == o->name || !at[1] || strlen(o->name) > 255) return CN_EINVAL;
   cn_node *n = cn_calloc(1, sizeof *n);
