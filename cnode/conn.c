@@ -410,9 +410,10 @@ static void setup_failed(cn_conn *c, const char *fmt, const char *detail) {
   char msg[512];
   snprintf(msg, sizeof msg, fmt, detail);
   cn_log(c->n, CN_LOG_WARN, "handshake with %s failed: %s", who(c), msg);
+  bool named = c->initiator || c->in_hash; /* the node's connection setup, ours or the peer's */
   conn_close(c, msg);
   /* Links and monitors made toward a node we could not reach end with noconnection, as in OTP. */
-  if (c->initiator) link_nodedown(c->n, c->peer);
+  if (named) link_nodedown(c->n, c->peer);
 }
 
 void conn_close_all(cn_node *n) {
@@ -607,7 +608,17 @@ static const char *on_peer_name(cn_conn *c) {
   const cn_atom *peer = cn_atoms_find(n->atoms, c->hs.peer_name, strlen(c->hs.peer_name));
   if (peer == n->name) return "not_allowed";
   cn_conn *old = peer ? find(n, peer) : NULL;
-  if (!old) return "ok";
+  if (!old) {
+    /* A known name: the setup is that node's connection from now on, as net_kernel registers it, so a send to it
+     * meanwhile queues here instead of starting a second connection (which made this one the loser of a
+     * simultaneous connect after the peer had already counted it up: a nodedown and nodeup there). */
+    if (peer) {
+      c->peer = peer;
+      unnamed_remove(c);
+      if (!hash_add(c)) return "not_allowed";
+    }
+    return "ok";
+  }
   c->peer = peer;
   if (old->state == C_UP) return "alive"; /* the initiator decides; on true we replace `old` at the end */
   if (old->state != C_WAIT_PEER && strcmp(n->name->name, peer->name) > 0) return "nok"; /* ours wins */

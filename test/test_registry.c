@@ -322,6 +322,10 @@ static void test_one_node(void **st) {
 
 /* Waits until every node's lookup of key gives the same pid (want: that pid; NULL: any) or, with gone,
  * nothing; returns the pid. */
+/* The nodes of the running test, for the logs printed when a wait fails. */
+static tnode *diag;
+static int diag_n;
+
 static cn_pid wait_all(tnode *ts, int count, const char *key, const cn_pid *want, bool gone) {
   long t0 = now_ms();
   for (;;) {
@@ -347,6 +351,13 @@ static cn_pid wait_all(tnode *ts, int count, const char *key, const cn_pid *want
         print_message("  node %d read: %s\n", i, s);
         cn_free(s);
         cn_term_free(rd);
+      }
+      /* every node's log (a test may wait on fewer nodes than it runs) */
+      for (int i = 0; i < (diag_n > count ? diag_n : count); i++) {
+        tnode *t = diag_n > count ? &diag[i] : &ts[i];
+        pthread_mutex_lock(&t->mu);
+        print_message("  node %s log:\n%s", t->name, t->log);
+        pthread_mutex_unlock(&t->mu);
       }
       fail();
     }
@@ -452,6 +463,7 @@ static void test_join_keeps_unmet_members(void **st) {
   tnode ts[4];
   const char *names[4] = {"j0@127.0.0.1", "j1@127.0.0.1", "j2@127.0.0.1", "j3@127.0.0.1"};
   for (int i = 0; i < 4; i++) node_up_mesh(&ts[i], names[i], i < 2);
+  diag = ts, diag_n = 4;
   cn_term_free(drv_call(&ts[0], cn_mk_tuple(2, cn_mk_atomc(ts[0].n, "connect"), cn_mk_atomc(ts[0].n, names[1]))));
   cn_pid held = spawn_worker(&ts[1]);
   cn_term *r = reg(&ts[1], cn_mk_atomc(ts[1].n, "held"), cn_mk_int(1), held);
@@ -472,6 +484,7 @@ static void test_join_keeps_unmet_members(void **st) {
   assert_int_equal(ms->v.list.len, 4);
   cn_term_free(ms);
   for (int i = 0; i < 4; i++) tnode_stop(&ts[i]);
+  diag = NULL, diag_n = 0;
 }
 
 /* ---- Replay of the captured registry notifications ------------------------------------------------------------
