@@ -145,7 +145,6 @@ int hc_awlww_set(hc_awlww *a, const cn_term *key, uint32_t kh, cn_term *raw) {
     while (*pp != e) pp = &(*pp)->next;
     *pp = e->next;
     unlink_recent(a, e);
-    a->seq++;
     cn_term_free(e->key);
     cn_term_free(e->raw);
     cn_free(e);

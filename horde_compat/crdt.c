@@ -217,12 +217,13 @@ static int apply_delta(cn_crdt *c, const cn_term *dvv_t, const cn_term *dval, co
   return rc;
 }
 
-/* Appends key to *ks once (marks of generation gen); false on OOM. */
-static bool add_key(cn_term **ks, size_t *n, hc_kent *e, const cn_term *key, uint32_t gen) {
+/* Appends key and its entry e (NULL: none here) to ks/es once (marks of generation gen); false on OOM. */
+static bool add_key(cn_term **ks, hc_kent **es, size_t *n, hc_kent *e, const cn_term *key, uint32_t gen) {
   if (e) {
     if (e->mark == gen) return true;
     e->mark = gen;
   }
+  es[*n] = e;
   return (ks[(*n)++] = cn_term_copy(key)) != NULL;
 }
 
@@ -250,7 +251,10 @@ static cn_term *mk_delta(cn_crdt *c, const cn_term *dots, const cn_term *keys) {
   else if (scan)
     extra = c->st.count;
   cn_term **kept = cn_malloc((nk + extra + 1) * sizeof *kept);
-  if (!kept) {
+  hc_kent **ents = cn_malloc((nk + extra + 1) * sizeof *ents);
+  if (!kept || !ents) {
+    cn_free(kept);
+    cn_free(ents);
     hc_vv_free(&then);
     return NULL;
   }
@@ -258,23 +262,24 @@ static cn_term *mk_delta(cn_crdt *c, const cn_term *dots, const cn_term *keys) {
   bool ok = true;
   for (size_t i = 0; ok && i < nk; i++) {
     const cn_term *key = &keys->v.list.e[i];
-    ok = add_key(kept, &nkept, hc_awlww_find(&c->st, key, hc_key_hash(key)), key, gen);
+    ok = add_key(kept, ents, &nkept, hc_awlww_find(&c->st, key, hc_key_hash(key)), key, gen);
   }
   if (since)
-    for (hc_kent *e = c->st.recent; ok && e && e->seq > *since; e = e->older) ok = add_key(kept, &nkept, e, e->key, gen);
+    for (hc_kent *e = c->st.recent; ok && e && e->seq > *since; e = e->older)
+      ok = add_key(kept, ents, &nkept, e, e->key, gen);
   for (size_t b = 0; ok && scan && b < c->st.nb; b++)
     for (hc_kent *e = c->st.b[b]; ok && e; e = e->next)
-      if (hc_raw_beyond(e->raw, &then)) ok = add_key(kept, &nkept, e, e->key, gen);
+      if (hc_raw_beyond(e->raw, &then)) ok = add_key(kept, ents, &nkept, e, e->key, gen);
   hc_vv_free(&then);
   cn_term **kv = ok ? cn_malloc((2 * nkept + 1) * sizeof *kv) : NULL;
   size_t k = 0;
   for (size_t i = 0; kv && i < nkept; i++) {
-    hc_kent *e = hc_awlww_find(&c->st, kept[i], hc_key_hash(kept[i]));
-    if (!e) continue; /* deleted here: Keys' names it, the value has none */
-    kv[k] = cn_term_copy(e->key);
-    kv[k + 1] = cn_term_copy(e->raw);
+    if (!ents[i]) continue; /* deleted here: Keys' names it, the value has none */
+    kv[k] = cn_term_copy(ents[i]->key);
+    kv[k + 1] = cn_term_copy(ents[i]->raw);
     k += 2;
   }
+  cn_free(ents);
   if (!kv) {
     for (size_t i = 0; i < nkept; i++) cn_term_free(kept[i]);
     cn_free(kept);
@@ -311,9 +316,10 @@ static void do_sync(cn_crdt *c, cn_proc *self) {
   if (!c->cont0) return;
   cn_term *dots = hc_vv_term(&c->st.vv);
   if (!dots) return;
+  /* the tick's vector stays in the ring, which owns it */
   unsigned r = c->next_round++ % ROUNDS;
   cn_term_free(c->rounds[r].dots);
-  c->rounds[r].dots = cn_term_copy(dots);
+  c->rounds[r].dots = dots;
   c->rounds[r].seq = c->st.seq;
   for (size_t i = 0; i < c->nnb; i++) {
     if (!c->nb[i].monitored || pid_is(c->nb[i].addr, c->pid)) continue;
@@ -323,7 +329,6 @@ static void do_sync(cn_crdt *c, cn_proc *self) {
     cn_term *msg = cn_mk_tuple(2, cn_mk_atom(c->hc.a_diff), d);
     send_to(c, self, c->nb[i].addr, msg);
   }
-  cn_term_free(dots);
 }
 
 /* The fields of a received Diff, from/to already swapped (reverse_diff). */

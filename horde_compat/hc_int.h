@@ -134,7 +134,7 @@ typedef struct hc_awlww {
   size_t nb, count;
   uint32_t gen;
   hc_kent *recent; /* the key whose entries changed last; ->older leads back in time */
-  uint64_t seq;    /* bumped on every change of a key's entries */
+  uint64_t seq;    /* bumped whenever a key's entries are set (a deleted key leaves the order) */
 } hc_awlww;
 
 void hc_awlww_init(hc_awlww *a);
