@@ -33,8 +33,15 @@ typedef struct cn_node_opts {
   const char *cookie;       /* required */
   const char *epmd_host;    /* "127.0.0.1" */
   uint16_t epmd_port;       /* $ERL_EPMD_PORT or 4369 */
-  const char *listen_addr;  /* "0.0.0.0" */
-  uint16_t listen_port;     /* 0: any free port */
+  const char *listen_addr;  /* the distribution port's address, as OTP's -kernel inet_dist_use_interface: a numeric
+                               IPv4 or IPv6 address ("127.0.0.1", "::1": this host only; "::": IPv4 and IPv6).
+                               NULL: "0.0.0.0", every IPv4 interface. Anything else (a host name): CN_EINVAL from
+                               cn_node_new */
+  uint16_t listen_port;     /* 0: any free port. Else the port, or the first of listen_port..listen_port_max */
+  uint16_t listen_port_max; /* 0: listen_port alone. Else the last port of the range (OTP's inet_dist_listen_min and
+                               inet_dist_listen_max): cn_node_start tries each port in order and keeps the first
+                               free one, or fails with CN_EEXIST and a log line naming the range when all are taken.
+                               Set without listen_port, or below it: CN_EINVAL from cn_node_new */
   uint32_t net_ticktime_s;  /* 60, as OTP's net_ticktime */
   uint32_t handshake_timeout_ms; /* 7000, as OTP */
   bool hidden;              /* announce as hidden instead of visible */
@@ -60,7 +67,9 @@ typedef struct cn_node_opts {
 int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *opts);
 /* Called once when the node is ready (listening and registered with EPMD, creation known) or failed. */
 typedef void (*cn_start_cb)(cn_node *n, int status, void *ctx);
-/* Listens and registers with EPMD. If this returns 0, cb runs exactly once, later, from the loop. */
+/* Listens and registers with EPMD. If this returns 0, cb runs exactly once, later, from the loop. Errors before
+ * that: CN_EEXIST when the listen port (every port of the range) is in use, CN_EIO when the address cannot be
+ * listened on (not an address of this host, a privileged port), CN_ESTATE when already started. */
 int cn_node_start(cn_node *n, cn_start_cb cb, void *ctx);
 /* Runs the node's loop until cn_node_stop; returns 0 or a CN_E* code. */
 int cn_node_run(cn_node *n);

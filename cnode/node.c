@@ -1,11 +1,15 @@
 /* node.c: a node's lifecycle (create, listen, register with EPMD, stop), its log, its scheduler (the run
  * queue drained from an idle handle) and the thread-safe entry points posted through uv_async_t. */
+#include <errno.h>
+#include <netinet/in.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "node_int.h"
 
@@ -48,9 +52,21 @@ static void ignore_sigpipe(void) {
   sigaction(SIGPIPE, &sa, NULL);
 }
 
+/* A numeric IPv4 or IPv6 address (an IPv6 one may carry a %scope) with port: 0, or CN_EINVAL. */
+static int listen_sockaddr(const char *addr, uint16_t port, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof *ss);
+  if (!uv_ip4_addr(addr, port, (struct sockaddr_in *)ss) || !uv_ip6_addr(addr, port, (struct sockaddr_in6 *)ss))
+    return 0;
+  return CN_EINVAL;
+}
+
 int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   *out = NULL;
   if (!o || !o->name || !o->cookie) return CN_EINVAL;
+  struct sockaddr_storage ss;
+  /* Caught here rather than at start, so a program can report a bad option before it opens anything. */
+  if (o->listen_addr && listen_sockaddr(o->listen_addr, 0, &ss)) return CN_EINVAL;
+  if (o->listen_port_max && (!o->listen_port || o->listen_port_max < o->listen_port)) return CN_EINVAL;
   ignore_sigpipe();
   const char *at = strchr(o->name, '@');
   if (!at || at == o->name || !at[1] || strlen(o->name) > 255) return CN_EINVAL;
@@ -75,6 +91,7 @@ int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   }
   n->epmd_port = o->epmd_port ? o->epmd_port : epmd_default_port();
   n->listen_port = o->listen_port;
+  n->listen_port_max = o->listen_port_max;
   n->ticktime_ms = (o->net_ticktime_s ? o->net_ticktime_s : 60) * 1000u;
   n->hs_timeout_ms = o->handshake_timeout_ms ? o->handshake_timeout_ms : 7000;
   n->hidden = o->hidden;
@@ -317,17 +334,56 @@ static void on_registered(epmd_reg *r, int status, uint32_t creation, void *ctx)
   started(n, 0);
 }
 
-int cn_node_start(cn_node *n, cn_start_cb cb, void *ctx) {
+/* One listening socket on a's address and port, with plain syscalls: libuv reports a taken port only at
+ * uv_listen, on a handle that must then be closed, and the range needs the answer at once. SO_REUSEADDR and a
+ * dual-stack "::" as uv_tcp_bind sets them (and OTP's {reuseaddr, true}). Returns an fd, or -errno. */
+static int listen_fd(const struct sockaddr_storage *a) {
+  int fd = socket(a->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int on = 1, off = 0;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  if (a->ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
+  socklen_t len = a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+  if (bind(fd, (const struct sockaddr *)a, len) < 0 || listen(fd, 128) < 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  return fd;
+}
+
+/* Opens the listener on listen_addr, trying each port of listen_port..listen_port_max in order and going on
+ * only past a taken one, as OTP's inet_tcp_dist does with inet_dist_listen_min/max; sets n->port. */
+static int start_listening(cn_node *n) {
   struct sockaddr_storage ss;
+  if (listen_sockaddr(n->listen_addr, 0, &ss)) return CN_EINVAL;
+  const char *lb = ss.ss_family == AF_INET6 ? "[" : "", *rb = ss.ss_family == AF_INET6 ? "]" : "";
+  unsigned first = n->listen_port, last = n->listen_port_max ? n->listen_port_max : n->listen_port;
+  unsigned port = first;
+  int fd;
+  for (;;) {
+    if (ss.ss_family == AF_INET6)
+      ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+    else
+      ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+    if ((fd = listen_fd(&ss)) != -EADDRINUSE || port == last) break;
+    port++;
+  }
+  if (fd == -EADDRINUSE && first != last) {
+    cn_log(n, CN_LOG_ERROR, "cannot listen on %s%s%s: every port of the range %u-%u is in use", lb,
+           n->listen_addr, rb, first, last);
+    return CN_EEXIST;
+  }
+  if (fd < 0) {
+    cn_log(n, CN_LOG_ERROR, "cannot listen on %s%s%s:%u: %s", lb, n->listen_addr, rb, port, strerror(-fd));
+    return fd == -EADDRINUSE ? CN_EEXIST : CN_EIO;
+  }
   int rc;
-  if (n->listening) return CN_ESTATE;
-  if (uv_ip4_addr(n->listen_addr, n->listen_port, (struct sockaddr_in *)&ss) &&
-      uv_ip6_addr(n->listen_addr, n->listen_port, (struct sockaddr_in6 *)&ss))
-    return CN_EINVAL;
   uv_tcp_init(n->loop, &n->listener);
   n->listener.data = n;
-  if ((rc = uv_tcp_bind(&n->listener, (struct sockaddr *)&ss, 0)) || (rc = uv_listen((uv_stream_t *)&n->listener, 128, conn_on_accept))) {
-    cn_log(n, CN_LOG_ERROR, "cannot listen on %s:%u: %s", n->listen_addr, n->listen_port, uv_strerror(rc));
+  if ((rc = uv_tcp_open(&n->listener, fd))) close(fd); /* not adopted: still ours; else it closes with the handle */
+  if (rc || (rc = uv_listen((uv_stream_t *)&n->listener, 128, conn_on_accept))) {
+    cn_log(n, CN_LOG_ERROR, "cannot listen on %s%s%s:%u: %s", lb, n->listen_addr, rb, port, uv_strerror(rc));
     uv_close((uv_handle_t *)&n->listener, NULL);
     return CN_EIO;
   }
@@ -336,6 +392,14 @@ int cn_node_start(cn_node *n, cn_start_cb cb, void *ctx) {
   uv_tcp_getsockname(&n->listener, (struct sockaddr *)&ss, &namelen);
   n->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
                                           : ((struct sockaddr_in6 *)&ss)->sin6_port);
+  if (first != last) cn_log(n, CN_LOG_DEBUG, "listening on port %u of %u-%u", n->port, first, last);
+  return 0;
+}
+
+int cn_node_start(cn_node *n, cn_start_cb cb, void *ctx) {
+  int rc;
+  if (n->listening) return CN_ESTATE;
+  if ((rc = start_listening(n))) return rc;
   n->start_cb = cb;
   n->start_ctx = ctx;
   if (n->no_epmd) {

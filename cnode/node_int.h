@@ -165,6 +165,7 @@ struct cn_node {
   char *listen_addr;
   uint16_t epmd_port;
   uint16_t listen_port;
+  uint16_t listen_port_max; /* last port of the range from listen_port; 0: listen_port alone */
   uint32_t ticktime_ms;
   uint32_t hs_timeout_ms;
   bool hidden;

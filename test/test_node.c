@@ -1,14 +1,20 @@
 /* test_node.c: the runtime: local processes (spawn, names, send, exit, terminate) on a node that is not
  * started, then C nodes in their own threads finding each other through a real OTP epmd: messages by name
  * and pid, nodeup/nodedown, and a wrong cookie refused on both sides while the node keeps serving. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -331,6 +337,222 @@ static void test_signals_between_nodes(void **st) {
   test_epmd_stop(epmd);
 }
 
+/* ---- Where the node listens ---------------------------------------------------------------------------- */
+
+/* The node's log lines, kept for the checks. */
+typedef struct loglines {
+  char text[4096];
+} loglines;
+
+static void keep_log(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
+  (void)n;
+  (void)level;
+  loglines *l = ctx;
+  size_t k = strlen(l->text);
+  snprintf(l->text + k, sizeof l->text - k, "%s\n", msg);
+}
+
+/* The local addresses of the listening TCP sockets on port, as the kernel lists them for ss (/proc/net/tcp and
+ * tcp6): e.g. "127.0.0.1", "::1", "0.0.0.0 ::"; "" when nothing listens there. */
+static void listening_on(uint16_t port, char *out, size_t cap) {
+  out[0] = 0;
+  for (int v6 = 0; v6 < 2; v6++) {
+    FILE *f = fopen(v6 ? "/proc/net/tcp6" : "/proc/net/tcp", "r");
+    if (!f) continue;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+      char hex[40], ip[INET6_ADDRSTRLEN];
+      unsigned lport, state;
+      if (sscanf(line, " %*d: %32[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%*x %x", hex, &lport, &state) != 3) continue;
+      if (lport != port || state != 0x0A) continue; /* 0A: TCP_LISTEN */
+      /* The kernel prints each 32-bit word of the address as a host-order number. */
+      uint32_t w[4] = {0};
+      for (int i = 0; i < (v6 ? 4 : 1); i++) {
+        char part[9];
+        memcpy(part, hex + 8 * i, 8);
+        part[8] = 0;
+        w[i] = (uint32_t)strtoul(part, NULL, 16);
+      }
+      inet_ntop(v6 ? AF_INET6 : AF_INET, w, ip, sizeof ip);
+      size_t k = strlen(out);
+      snprintf(out + k, cap - k, "%s%s", k ? " " : "", ip);
+    }
+    fclose(f);
+  }
+}
+
+/* A socket of the test's own listening on 127.0.0.1:port (0: any); returns the fd, *port set. */
+static int occupy(uint16_t *port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(*port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t al = sizeof a;
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) || listen(fd, 1) ||
+      getsockname(fd, (struct sockaddr *)&a, &al)) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+static void count_start(cn_node *n, int status, void *ctx) {
+  (void)n;
+  (void)status;
+  (*(int *)ctx)++;
+}
+
+/* A node with no EPMD (it only listens); cn_node_start's result, the node kept in *out (free it). */
+static int listen_node(cn_node **out, const char *addr, uint16_t port, uint16_t port_max, loglines *l) {
+  cn_node_opts o = {.name = "lis@127.0.0.1", .cookie = "c", .no_epmd = true, .listen_addr = addr,
+                    .listen_port = port, .listen_port_max = port_max, .log = keep_log, .log_ctx = l,
+                    .log_level = CN_LOG_DEBUG};
+  memset(l, 0, sizeof *l);
+  assert_int_equal(cn_node_new(out, NULL, &o), 0);
+  static int started;
+  return cn_node_start(*out, count_start, &started);
+}
+
+/* OTP's inet_dist_listen_min/max: the first free port of the range, in order; all taken: CN_EEXIST and a
+ * log line naming the range. */
+static void test_listen_port_range(void **st) {
+  (void)st;
+  /* P taken by the test, P+1 free (a moment ago). */
+  uint16_t p = 0;
+  int taken = -1;
+  for (int i = 0; i < 50 && taken < 0; i++) {
+    uint16_t q = 0;
+    int fd = occupy(&q);
+    if (fd < 0 || q == 65535) {
+      if (fd >= 0) close(fd);
+      continue;
+    }
+    uint16_t next = (uint16_t)(q + 1);
+    int probe = occupy(&next);
+    if (probe >= 0) {
+      close(probe);
+      taken = fd;
+      p = q;
+    } else {
+      close(fd);
+    }
+  }
+  assert_true(taken >= 0);
+  cn_node *n;
+  loglines l;
+  assert_int_equal(listen_node(&n, "127.0.0.1", p, (uint16_t)(p + 1), &l), 0);
+  assert_int_equal(cn_node_port(n), p + 1);
+  char where[256];
+  listening_on((uint16_t)(p + 1), where, sizeof where);
+  assert_string_equal(where, "127.0.0.1");
+  assert_true(can_connect((uint16_t)(p + 1)));
+  cn_node_free(n);
+
+  /* Every port of the range taken: the start fails, naming the range, and nothing is left listening. */
+  uint16_t p1 = (uint16_t)(p + 1);
+  int taken2 = occupy(&p1);
+  assert_true(taken2 >= 0);
+  assert_int_equal(listen_node(&n, "127.0.0.1", p, (uint16_t)(p + 1), &l), CN_EEXIST);
+  char want[96];
+  snprintf(want, sizeof want, "every port of the range %u-%u is in use", p, p + 1);
+  assert_non_null(strstr(l.text, want));
+  cn_node_free(n);
+  /* One port, taken: the same error, naming the port. */
+  assert_int_equal(listen_node(&n, "127.0.0.1", p, 0, &l), CN_EEXIST);
+  snprintf(want, sizeof want, "cannot listen on 127.0.0.1:%u", p);
+  assert_non_null(strstr(l.text, want));
+  cn_node_free(n);
+  close(taken);
+  close(taken2);
+
+  /* A port of the range freed again is used: ranges are tried afresh at each start. */
+  assert_int_equal(listen_node(&n, "127.0.0.1", p, (uint16_t)(p + 1), &l), 0);
+  assert_int_equal(cn_node_port(n), p);
+  cn_node_free(n);
+}
+
+static bool has_ipv6_loopback(void) {
+  int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+  if (fd >= 0) close(fd);
+  return ok;
+}
+
+static bool can_connect6(uint16_t port) {
+  int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+  if (fd >= 0) close(fd);
+  return ok;
+}
+
+/* listen_addr as OTP's inet_dist_use_interface: the listening socket is on that address only. */
+static void test_listen_addr(void **st) {
+  (void)st;
+  cn_node *n;
+  loglines l;
+  char where[256];
+  /* The default: every IPv4 interface, as before. */
+  assert_int_equal(listen_node(&n, NULL, 0, 0, &l), 0);
+  listening_on(cn_node_port(n), where, sizeof where);
+  assert_string_equal(where, "0.0.0.0");
+  cn_node_free(n);
+
+  assert_int_equal(listen_node(&n, "127.0.0.1", 0, 0, &l), 0);
+  listening_on(cn_node_port(n), where, sizeof where);
+  assert_string_equal(where, "127.0.0.1");
+  assert_true(can_connect(cn_node_port(n)));
+  cn_node_free(n);
+
+  if (!has_ipv6_loopback()) {
+    print_message("no IPv6 loopback on this host (ip -6 addr show lo): ::1 and :: not checked\n");
+    skip();
+  }
+  assert_int_equal(listen_node(&n, "::1", 0, 0, &l), 0);
+  uint16_t port = cn_node_port(n);
+  listening_on(port, where, sizeof where);
+  assert_string_equal(where, "::1");
+  assert_true(can_connect6(port));
+  assert_false(can_connect(port)); /* not on 127.0.0.1 */
+  cn_node_free(n);
+
+  /* "::": one dual-stack socket, reachable over IPv4 and IPv6. */
+  assert_int_equal(listen_node(&n, "::", 0, 0, &l), 0);
+  port = cn_node_port(n);
+  listening_on(port, where, sizeof where);
+  assert_string_equal(where, "::");
+  assert_true(can_connect6(port));
+  assert_true(can_connect(port));
+  cn_node_free(n);
+}
+
+/* A bad address or range is CN_EINVAL from cn_node_new; an address this host does not have fails the start
+ * with CN_EIO and a log line, and the node can still be freed. */
+static void test_listen_invalid(void **st) {
+  (void)st;
+  static const char *bad[] = {"localhost", "", "1.2.3", "256.0.0.1", "::g", "127.0.0.1:4369", "[::1]"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    cn_node_opts o = {.name = "bad@127.0.0.1", .cookie = "c", .listen_addr = bad[i]};
+    cn_node *n = (cn_node *)&o;
+    assert_int_equal(cn_node_new(&n, NULL, &o), CN_EINVAL);
+    assert_null(n);
+  }
+  cn_node_opts o = {.name = "bad@127.0.0.1", .cookie = "c", .listen_port_max = 5000};
+  cn_node *n;
+  assert_int_equal(cn_node_new(&n, NULL, &o), CN_EINVAL); /* a range needs its first port */
+  o.listen_port = 5001;
+  assert_int_equal(cn_node_new(&n, NULL, &o), CN_EINVAL); /* max below min */
+  o.listen_port = 5000;
+  assert_int_equal(cn_node_new(&n, NULL, &o), 0);
+  cn_node_free(n);
+
+  /* 192.0.2.1 (TEST-NET-1) is on no interface of a test machine. */
+  loglines l;
+  assert_int_equal(listen_node(&n, "192.0.2.1", 0, 0, &l), CN_EIO);
+  assert_non_null(strstr(l.text, "cannot listen on 192.0.2.1:0"));
+  cn_node_free(n);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sigpipe),
@@ -339,6 +561,9 @@ int main(void) {
       cmocka_unit_test(test_c_to_c),
       cmocka_unit_test(test_simultaneous_connect),
       cmocka_unit_test(test_signals_between_nodes),
+      cmocka_unit_test(test_listen_port_range),
+      cmocka_unit_test(test_listen_addr),
+      cmocka_unit_test(test_listen_invalid),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,12 +33,18 @@ typedef struct app {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: cnode [--name N | --sname N] [--cookie C | --cookie-file F] [--epmd-port P]\n"
-          "             [--listen PORT] [--ticktime SECONDS] [--hidden] [--connect-all false] [--verbose]\n"
+          "             [--listen-addr ADDR] [--listen PORT | --listen-min P --listen-max P]\n"
+          "             [--ticktime SECONDS] [--hidden] [--connect-all false] [--verbose]\n"
           "             [--proto-dist inet_tcp|inet_tls] [--ssl-dist-optfile F]\n"
           "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
           "             [--horde-registry NAME]... [--horde-supervisor NAME]...\n"
           "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl.\n"
           "  The cookie defaults to ~/.erlang.cookie, created as erl creates it when missing.\n"
+          "  --listen-addr ADDR: the distribution port listens on this numeric IPv4/IPv6 address only (127.0.0.1,\n"
+          "  ::1, ::), as erl -kernel inet_dist_use_interface; default 0.0.0.0, every IPv4 interface. An embedded\n"
+          "  EPMD server listens there too (plus 127.0.0.1 and ::1) unless ERL_EPMD_ADDRESS says otherwise.\n"
+          "  --listen PORT: that port only; --listen-min P --listen-max Q: the first free port of P..Q, as\n"
+          "  inet_dist_listen_min/max; default: any free port.\n"
           "  --proto-dist inet_tls: distribution over TLS, as erl -proto_dist inet_tls; options from the same\n"
           "  ssl_dist_optfile erl reads and/or the --tls-* flags (they override the file, for both sides;\n"
           "  --tls-verify verify_peer also makes accepted peers show a certificate).\n"
@@ -99,14 +105,25 @@ static void epmd_log(int level, const char *msg, void *ctx) {
   printf("cnode: %sepmd: %s\n", level ? "debug: " : "", msg);
 }
 
+/* True for 0.0.0.0 and :: (every address). */
+static bool wildcard_addr(const char *addr) {
+  struct in_addr a4;
+  struct in6_addr a6;
+  if (inet_pton(AF_INET, addr, &a4) == 1) return a4.s_addr == htonl(INADDR_ANY);
+  return inet_pton(AF_INET6, addr, &a6) == 1 && IN6_IS_ADDR_UNSPECIFIED(&a6);
+}
+
 /* No EPMD yet: serve one from this node's own loop (epmd/'s server), so a host needs no Erlang install. It
  * honours ERL_EPMD_ADDRESS and ERL_EPMD_RELAXED_COMMAND_CHECK as OTP's epmd does, and lives as long as this
- * process (its handles do not keep the loop alive; main closes it after the node stops). */
-static epmd_srv *start_epmd(uv_loop_t *loop, uint16_t port, bool verbose) {
+ * process (its handles do not keep the loop alive; main closes it after the node stops). Without
+ * ERL_EPMD_ADDRESS it listens on the node's --listen-addr (and loopback, which the server always adds): a node
+ * kept off the network must not leave EPMD on every interface. */
+static epmd_srv *start_epmd(uv_loop_t *loop, uint16_t port, bool verbose, const char *listen_addr) {
   epmd_srv_opts eo;
   memset(&eo, 0, sizeof eo);
   eo.port = port;
-  eo.addresses = getenv("ERL_EPMD_ADDRESS");
+  const char *env = getenv("ERL_EPMD_ADDRESS");
+  eo.addresses = env ? env : listen_addr && !wildcard_addr(listen_addr) ? listen_addr : NULL;
   eo.relaxed_command_check = getenv("ERL_EPMD_RELAXED_COMMAND_CHECK") != NULL;
   eo.unref = 1;
   eo.debug = verbose ? 1 : 0;
@@ -117,7 +134,10 @@ static epmd_srv *start_epmd(uv_loop_t *loop, uint16_t port, bool verbose) {
     fprintf(stderr, "cnode: cannot start the embedded EPMD server on port %u: %s\n", port, cn_strerror(rc));
     return NULL;
   }
-  printf("cnode: started embedded EPMD server on port %u\n", port);
+  bool all = !eo.addresses || !eo.addresses[strspn(eo.addresses, " ,")]; /* blank: every address, as epmd */
+  printf("cnode: started embedded EPMD server on port %u, listening on %s%s%s\n", port,
+         all ? "every address" : eo.addresses, all ? "" : " and loopback",
+         env ? " (ERL_EPMD_ADDRESS)" : all ? "" : " (--listen-addr)");
   return s;
 }
 
@@ -238,6 +258,8 @@ int main(int argc, char **argv) {
       {"name", required_argument, 0, 'n'},   {"sname", required_argument, 0, 's'},
       {"cookie", required_argument, 0, 'c'}, {"cookie-file", required_argument, 0, 'f'},
       {"epmd-port", required_argument, 0, 'p'}, {"listen", required_argument, 0, 'l'},
+      {"listen-min", required_argument, 0, 'l'}, {"listen-max", required_argument, 0, 'x'},
+      {"listen-addr", required_argument, 0, 'a'},
       {"ticktime", required_argument, 0, 't'}, {"hidden", no_argument, 0, 'H'},
       {"verbose", no_argument, 0, 'v'},      {"help", no_argument, 0, 'h'},
       {"connect-all", required_argument, 0, 'G'},
@@ -261,7 +283,18 @@ int main(int argc, char **argv) {
     case 'c': cookie = optarg; break;
     case 'f': cookie_file = optarg; break;
     case 'p': o.epmd_port = (uint16_t)atoi(optarg); break;
-    case 'l': o.listen_port = (uint16_t)atoi(optarg); break;
+    case 'l':
+    case 'x': {
+      char *end;
+      long v = strtol(optarg, &end, 10);
+      if (!*optarg || *end || v < 0 || v > 65535) {
+        fprintf(stderr, "cnode: %s: not a port (0-65535)\n", optarg);
+        return 2;
+      }
+      *(c == 'l' ? &o.listen_port : &o.listen_port_max) = (uint16_t)v;
+      break;
+    }
+    case 'a': o.listen_addr = optarg; break;
     case 't': o.net_ticktime_s = (uint32_t)atoi(optarg); break;
     case 'H': o.hidden = true; break;
     case 'G': o.no_connect_all = strcmp(optarg, "false") == 0; break; /* as erl -connect_all false */
@@ -287,6 +320,18 @@ int main(int argc, char **argv) {
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }
+  }
+  struct sockaddr_in6 la; /* the library's own check (cn_node_new), said here in the flags' words */
+  if (o.listen_addr && uv_ip4_addr(o.listen_addr, 0, (struct sockaddr_in *)&la) &&
+      uv_ip6_addr(o.listen_addr, 0, &la)) {
+    fprintf(stderr, "cnode: --listen-addr %s: not a numeric IPv4 or IPv6 address (e.g. 127.0.0.1, ::1, ::)\n",
+            o.listen_addr);
+    return 2;
+  }
+  if (o.listen_port_max && (!o.listen_port || o.listen_port_max < o.listen_port)) {
+    fprintf(stderr, "cnode: --listen-max %u needs --listen-min P with 0 < P <= %u\n", o.listen_port_max,
+            o.listen_port_max);
+    return 2;
   }
   app a;
   memset(&a, 0, sizeof a);
@@ -335,7 +380,7 @@ int main(int argc, char **argv) {
   }
   uv_loop_t *loop = cn_node_loop(a.node);
   epmd_srv *epmd = NULL;
-  if (!epmd_listening(eport) && !(epmd = start_epmd(loop, eport, o.log_level == CN_LOG_DEBUG))) {
+  if (!epmd_listening(eport) && !(epmd = start_epmd(loop, eport, o.log_level == CN_LOG_DEBUG, o.listen_addr))) {
     cn_node_free(a.node);
     return 1;
   }
