@@ -1110,8 +1110,9 @@ typedef struct api_op {
   int times;
   cn_global_trans_fn fn;
   void *fn_ctx;
-  bool starting; /* still inside the API call: a result now is delivered after a short hop */
-  int early;     /* that result + 1 */
+  bool starting;  /* still inside the API call: a result now is delivered after a short hop */
+  bool has_early; /* such a result came: early holds its status (any status, 0 and CN_EINVAL included) */
+  int early;
 } api_op;
 
 static void api_free(api_op *o) {
@@ -1122,7 +1123,7 @@ static void api_free(api_op *o) {
 
 static void api_hop(cn_proc *self, int status, void *ctx) {
   api_op *o = ctx;
-  int st = status == CN_ECLOSED ? CN_ECLOSED : o->early - 1;
+  int st = status == CN_ECLOSED ? CN_ECLOSED : o->early;
   cn_global_fn cb = o->cb;
   void *cctx = o->ctx;
   api_free(o);
@@ -1131,7 +1132,9 @@ static void api_hop(cn_proc *self, int status, void *ctx) {
 
 static void api_finish(cn_proc *self, api_op *o, int status) {
   if (o->starting) {
-    o->early = status + 1; /* delivered by api_started: the callback never runs inside the starting call */
+    /* delivered by api_started: the callback never runs inside the starting call */
+    o->has_early = true;
+    o->early = status;
     return;
   }
   cn_global_fn cb = o->cb;
@@ -1179,7 +1182,7 @@ static void api_try(cn_proc *self, api_op *o);
 /* The chain was started: a result it reached at once goes out after a short hop through the loop. */
 static void api_started(cn_proc *self, api_op *o) {
   o->starting = false;
-  if (o->early) sleep_ms_in(self, 1, api_hop, o);
+  if (o->has_early) sleep_ms_in(self, 1, api_hop, o);
 }
 
 static void api_released(cn_proc *self, int status, void *ctx) {

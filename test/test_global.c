@@ -26,6 +26,8 @@ typedef struct job {
   const char *name; /* global name (an atom) */
   cn_pid pid;
   const char *res, *req; /* lock id {res, req} */
+  const char *const *nodes; /* set_lock's node list (NULL: [node() | nodes()]), nnodes long */
+  size_t nnodes;
   int retries;
   int rc;       /* what the API call returned */
   int status;   /* what the callback got */
@@ -64,7 +66,12 @@ static void job_handle(cn_proc *self, const cn_term *msg, void *state) {
   switch (j->kind) {
   case J_REG: j->rc = cn_global_register_name(self, name, j->pid, job_done, j); break;
   case J_UNREG: j->rc = cn_global_unregister_name(self, name, job_done, j); break;
-  case J_SETLOCK: j->rc = cn_global_set_lock(self, id, NULL, 0, j->retries, job_done, j); break;
+  case J_SETLOCK: {
+    const cn_atom *nodes[4];
+    for (size_t i = 0; i < j->nnodes && i < 4; i++) nodes[i] = cn_intern(n, j->nodes[i]);
+    j->rc = cn_global_set_lock(self, id, j->nodes ? nodes : NULL, j->nnodes, j->retries, job_done, j);
+    break;
+  }
   case J_DELLOCK: j->rc = cn_global_del_lock(self, id, NULL, 0, job_done, j); break;
   case J_TRANS: j->rc = cn_global_trans(self, id, NULL, 0, j->retries, job_trans, job_done, j); break;
   case J_SYNC: j->rc = cn_global_sync(self, job_done, j); break;
@@ -230,6 +237,48 @@ static void test_local_locks(void **st) {
   cn_node_free(n);
 }
 
+/* This binary is linked with -Wl,--wrap=cn_call (Makefile): the next fail_sleeps of global's '$cn_sleep' timer
+ * calls fail at once with fail_status, as a cn_call that cannot be made does. */
+int __real_cn_call(cn_proc *self, const cn_term *server, const cn_term *request, unsigned timeout_ms, cn_reply_fn cb,
+                   void *ctx);
+static int fail_sleeps, fail_status;
+int __wrap_cn_call(cn_proc *self, const cn_term *server, const cn_term *request, unsigned timeout_ms, cn_reply_fn cb,
+                   void *ctx) {
+  if (fail_sleeps > 0 && cn_is_atom(request, "$cn_sleep")) {
+    fail_sleeps--;
+    return fail_status;
+  }
+  return __real_cn_call(self, server, request, timeout_ms, cb, ctx);
+}
+
+/* A chain that ends inside the API call is answered after a hop through the loop, whatever its status: here
+ * set_lock is refused locally at once (the id is held by another requester, this node is in the list), and the
+ * back-off sleep before the retry fails at once. CN_EINVAL (-1) was stored as "status + 1", i.e. as 0, "no
+ * result": the callback never ran and the request leaked. */
+static void test_early_result_any_status(void **st) {
+  (void)st;
+  cn_node *n = local_node(false);
+  job a = {0}, b = {0};
+  cn_pid pa = job_spawn(n, &a), pb = job_spawn(n, &b);
+  a = (job){.kind = J_SETLOCK, .res = "res", .req = "a", .retries = 0};
+  run_job(n, pa, &a, 2000);
+  assert_int_equal(a.status, 0);
+  static const char *const two[] = {"g1@127.0.0.1", "other@127.0.0.1"};
+  const int statuses[] = {CN_EINVAL, CN_ENOMEM, CN_ESTATE};
+  for (size_t i = 0; i < sizeof statuses / sizeof *statuses; i++) {
+    b = (job){.kind = J_SETLOCK, .res = "res", .req = "b", .nodes = two, .nnodes = 2, .retries = 1};
+    fail_sleeps = 1;
+    fail_status = statuses[i];
+    run_job(n, pb, &b, 2000);
+    assert_int_equal(fail_sleeps, 0);
+    assert_int_equal(b.rc, 0);
+    spin_ms(n, 20); /* a second callback would come now */
+    assert_int_equal(b.done, 1);
+    assert_int_equal(b.status, statuses[i]);
+  }
+  cn_node_free(n);
+}
+
 static void test_hidden_has_no_global(void **st) {
   (void)st;
   cn_node *n = local_node(true);
@@ -358,6 +407,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_local_names, ta_setup, ta_teardown),
       cmocka_unit_test_setup_teardown(test_local_locks, ta_setup, ta_teardown),
+      cmocka_unit_test_setup_teardown(test_early_result_any_status, ta_setup, ta_teardown),
       cmocka_unit_test_setup_teardown(test_hidden_has_no_global, ta_setup, ta_teardown),
       cmocka_unit_test(test_three_nodes_mesh),
       cmocka_unit_test(test_partition_name_clash),
