@@ -1,6 +1,7 @@
 /* test_node.c: the runtime: local processes (spawn, names, send, exit, terminate) on a node that is not
  * started, then C nodes in their own threads finding each other through a real OTP epmd: messages by name
- * and pid, nodeup/nodedown, and a wrong cookie refused on both sides while the node keeps serving. */
+ * and pid, nodeup/nodedown, and a wrong cookie refused on both sides while the node keeps serving; last, where
+ * a node listens (listen_addr, the listen port range). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
