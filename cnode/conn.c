@@ -998,7 +998,7 @@ int conn_connect(cn_node *n, const cn_atom *peer) {
     return CN_ENOMEM;
   }
   c->state = C_LOOKUP;
-  char alive[256];
+  char alive[CN_ATOM_MAX_BYTES + 1]; /* a node name is an atom: up to 255 characters, 1,020 bytes */
   size_t al = (size_t)(at - peer->name);
   memcpy(alive, peer->name, al);
   alive[al] = 0;

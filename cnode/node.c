@@ -69,7 +69,8 @@ int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   if (o->listen_port_max && (!o->listen_port || o->listen_port_max < o->listen_port)) return CN_EINVAL;
   ignore_sigpipe();
   const char *at = strchr(o->name, '@');
-  if (!at || at == o->name || !at[1] || strlen(o->name) > 255) return CN_EINVAL;
+  /* An atom's bytes here; its 255 characters are checked when it is interned below. */
+  if (!at || at == o->name || !at[1] || strlen(o->name) > CN_ATOM_MAX_BYTES) return CN_EINVAL;
   cn_node *n = cn_calloc(1, sizeof *n);
   if (!n) return CN_ENOMEM;
   int rc = CN_ENOMEM;

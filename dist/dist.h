@@ -65,8 +65,8 @@ uint64_t dist_flags_expand(uint64_t flags);
 
 /* ---- Handshake ---------------------------------------------------------------------------------------- */
 
-#define DIST_HS_MAX_MSG 2048 /* largest handshake message we take: a name is at most 256 bytes */
-#define DIST_NAME_MAX 256    /* longest node name, in bytes */
+#define DIST_NAME_MAX (255 * 4) /* longest node name in bytes: an atom, 255 characters of up to 4 UTF-8 bytes */
+#define DIST_HS_MAX_MSG 2048    /* largest handshake message we take: a name and 21 bytes of fields */
 
 typedef enum { DIST_HS_INITIATOR, DIST_HS_ACCEPTOR } dist_hs_role;
 typedef enum { DIST_HS_MORE = 0, DIST_HS_NAME = 1, DIST_HS_ALIVE = 2, DIST_HS_DONE = 3 } dist_hs_event;

@@ -61,7 +61,7 @@ static bool name_ok(const uint8_t *p, size_t n) {
 
 /* Checks and stores the peer's name; returns 0 or the error already recorded. */
 static int take_name(dist_hs *hs, const uint8_t *p, size_t n) {
-  if (n > DIST_NAME_MAX) return fail(hs, CN_ELIMIT, "peer node name longer than 256 bytes");
+  if (n > DIST_NAME_MAX) return fail(hs, CN_ELIMIT, "peer node name longer than 1020 bytes");
   if (!name_ok(p, n)) return fail(hs, CN_EPROTO, "peer node name is not alive@host");
   memcpy(hs->peer_name, p, n);
   hs->peer_name[n] = 0;

@@ -33,7 +33,7 @@ struct dist_tls {
   char vsubject[160]; /* the peer's own certificate */
   char vfailed[160];  /* the certificate the error is about, when another one of the chain */
   char vdate[48];
-  char host[256]; /* the name checked in the server's certificate, "" for none */
+  char *host; /* the name checked in the server's certificate, NULL for none (a host part may be 1 KiB) */
   char reason[512];
 };
 
@@ -244,15 +244,20 @@ int dist_tls_new(dist_tls **out, dist_tls_ctx *ctx, const char *peer_host) {
      * optfile's options, so the optfile may replace or disable it; under verify_peer OTP's ssl then checks
      * that name in the server's certificate (DNS names compared exactly, no wildcards). */
     const char *name = ctx->sni_disable ? NULL : ctx->sni ? ctx->sni : peer_host;
-    if (name && *name && strlen(name) < sizeof t->host) {
+    if (name && *name) {
       bool ip = is_ip(name);
-      if (!ip) SSL_set_tlsext_host_name(t->ssl, name); /* RFC 6066: no IP literals in SNI */
+      /* RFC 6066: no IP literals in SNI. A name SNI cannot carry (over 255 bytes) goes without it; the check
+       * below still applies, so a long name never turns verification off. */
+      if (!ip) SSL_set_tlsext_host_name(t->ssl, name);
       if (ctx->verify) {
         X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
         X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_WILDCARDS |
                                                 (ip ? X509_CHECK_FLAG_NEVER_CHECK_SUBJECT : 0));
-        X509_VERIFY_PARAM_set1_host(vp, name, 0);
-        snprintf(t->host, sizeof t->host, "%s", name);
+        if (!(t->host = cn_strndup(name, strlen(name))) || X509_VERIFY_PARAM_set1_host(vp, name, 0) != 1) {
+          dist_tls_free(t);
+          ERR_clear_error();
+          return CN_ENOMEM;
+        }
       }
     }
   }
@@ -264,6 +269,7 @@ int dist_tls_new(dist_tls **out, dist_tls_ctx *ctx, const char *peer_host) {
 void dist_tls_free(dist_tls *t) {
   if (!t) return;
   SSL_free(t->ssl); /* frees both BIOs */
+  cn_free(t->host);
   cn_free(t);
 }
 
@@ -319,7 +325,8 @@ static int fail_verify(dist_tls *t) {
   case X509_V_ERR_HOSTNAME_MISMATCH:
   case X509_V_ERR_IP_ADDRESS_MISMATCH:
     return fail(t, CN_EAUTH, "hostname mismatch: %s certificate %s has no subjectAltName DNS:%s (the peer's host, "
-                "checked as OTP does; set server_name_indication to change or disable the check)", who, subj, t->host);
+                "checked as OTP does; set server_name_indication to change or disable the check)", who, subj,
+                t->host ? t->host : "?");
   case X509_V_ERR_CERT_CHAIN_TOO_LONG:
     return fail(t, CN_EAUTH, "certificate chain of %s is longer than the configured depth", subj);
   default:

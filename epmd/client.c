@@ -7,7 +7,7 @@
 #include "epmd.h"
 
 #define NAMES_MAX (1u << 20) /* epmd's NAMES text is a line per node; 1 MiB is far beyond any real host */
-#define RESP_MAX 1024        /* the largest PORT2_RESP is 2 + 12 + 255 + 256 bytes */
+#define RESP_MAX (16 + EPMD_MAX_NAME + EPMD_MAX_EXTRA) /* the largest PORT2_RESP: tag, result, fields, name, extra */
 
 enum kind { K_REG, K_PORT, K_NAMES };
 

@@ -4,7 +4,7 @@
 
 #include "epmd.h"
 
-/* A node name must fit name[256] with its NUL, and a NUL inside would silently shorten it. */
+/* A node name must fit name[EPMD_MAX_NAME + 1] with its NUL, and a NUL inside would silently shorten it. */
 static int name_ok(const char *name, size_t *nlen) {
   if (!name) return 0;
   size_t n = strnlen(name, EPMD_MAX_NAME + 1);

@@ -15,7 +15,8 @@ extern "C" {
 #endif
 
 #define EPMD_DEFAULT_PORT 4369
-#define EPMD_MAX_NAME 255  /* bytes of a node name (alive part); name[] keeps a NUL after it */
+#define EPMD_MAX_NAME (255 * 4) /* bytes of a node name's alive part: an atom, 255 characters of up to 4 UTF-8
+                                  bytes (OTP's epmd: MAXSYMLEN); name[] keeps a NUL after it */
 #define EPMD_MAX_EXTRA 256 /* bytes of the ALIVE2 "extra" field we accept */
 
 /* Response tags (requests are in epmd_req_type). */
@@ -33,7 +34,7 @@ typedef struct epmd_node_info {
   uint8_t node_type; /* 77 normal ('M'), 72 hidden ('H') */
   uint8_t protocol;  /* 0 = tcp/ipv4 */
   uint16_t highest, lowest; /* distribution versions, 6 and 5 for OTP 23+ */
-  char name[256];           /* NUL-terminated, 1..255 bytes, no NUL inside */
+  char name[EPMD_MAX_NAME + 1]; /* NUL-terminated, 1..EPMD_MAX_NAME bytes, no NUL inside */
   uint16_t extra_len;
   uint8_t extra[256];
 } epmd_node_info;
@@ -45,7 +46,7 @@ int epmd_enc_alive2_req(cn_buf *out, const epmd_node_info *info);
 /* Decodes ALIVE2_X_RESP (118, 32-bit creation) or ALIVE2_RESP (121, 16-bit creation): bytes consumed, 0 = need
  * more, CN_EPROTO on another tag. result is epmd's code (0 = registered). */
 ssize_t epmd_dec_alive2_resp(const uint8_t *buf, size_t len, uint8_t *result, uint32_t *creation);
-/* Appends a PORT_PLEASE2_REQ for name (1..255 bytes, else CN_EINVAL). */
+/* Appends a PORT_PLEASE2_REQ for name (1..EPMD_MAX_NAME bytes, else CN_EINVAL). */
 int epmd_enc_port_please2_req(cn_buf *out, const char *name);
 /* Decodes PORT2_RESP (119): result != 0 means not found (consumes 2, info untouched); else fills info. Returns
  * bytes consumed, 0 = need more, CN_EPROTO (wrong tag), CN_EDECODE (empty name / NUL in name), CN_ELIMIT
@@ -71,12 +72,12 @@ typedef enum {
 typedef struct epmd_request {
   epmd_req_type type;
   epmd_node_info node; /* for ALIVE2 */
-  char name[256];      /* for PORT_PLEASE2, STOP */
+  char name[EPMD_MAX_NAME + 1]; /* for PORT_PLEASE2, STOP */
 } epmd_request;
 
 /* Decodes one request (2-byte length + body). max bounds the length field (the body); a larger one is
  * CN_ELIMIT as soon as the 2 length bytes are present. Returns bytes consumed, 0 = need more, CN_EDECODE
- * (empty body, sizes that do not add up to the length, empty name or NUL in a name), CN_ELIMIT (name > 255,
+ * (empty body, sizes that do not add up to the length, empty name or NUL in a name), CN_ELIMIT (name > EPMD_MAX_NAME,
  * extra > 256, length > max), CN_EUNSUPPORTED (unknown tag; the server should close). */
 ssize_t epmd_dec_request(const uint8_t *buf, size_t len, size_t max, epmd_request *out);
 /* Appends ALIVE2_X_RESP (118, result, 32-bit creation). */
@@ -92,7 +93,7 @@ int epmd_enc_names_hdr(cn_buf *out, uint32_t epmd_port_no);
 int epmd_enc_names_entry(cn_buf *out, const char *name, uint16_t port);
 /* Addition: appends a request with no body (NAMES, DUMP, KILL); CN_EINVAL for other types. */
 int epmd_enc_simple_req(cn_buf *out, epmd_req_type type);
-/* Addition: appends STOP_REQ for name (1..255 bytes, else CN_EINVAL). */
+/* Addition: appends STOP_REQ for name (1..EPMD_MAX_NAME bytes, else CN_EINVAL). */
 int epmd_enc_stop_req(cn_buf *out, const char *name);
 /* Addition: appends one DUMP line as OTP's epmd formats it, NUL included: for a registered name
  * "active name     <name> at port P, fd = F\n\0", for a remembered one "old/unused name <name>, port = P,

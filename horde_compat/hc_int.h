@@ -197,6 +197,10 @@ static inline bool hc_pid_eq(cn_pid a, cn_pid b) {
 bool hc_is_member(const cn_term *m);
 /* {Tag, K} (K copied); NULL on OOM. */
 cn_term *hc_mk_keyed(cn_node *n, const char *tag, const cn_term *k);
+/* The process name of member {Name, Node} Horde derives by Module.concat ('Name.Crdt' for suffix ".Crdt") as
+ * {'Name<suffix>', Node}; NULL when the name would be longer than an atom may be (Elixir raises system_limit
+ * there) or on OOM. Name comes from peers: up to 1,020 bytes. */
+cn_term *hc_member_proc(cn_node *n, const cn_term *member, const char *suffix);
 /* A proper list of copies of v[0..n) (a new term), or NULL on OOM. */
 cn_term *hc_list_copy(cn_term *const *v, size_t n);
 /* Sends the CRDT its neighbours: every member of ms but self, as {'Name.Crdt', Node} (§1.3). */

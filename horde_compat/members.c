@@ -14,6 +14,14 @@ cn_term *hc_mk_keyed(cn_node *n, const char *tag, const cn_term *k) {
   return cn_mk_tuple(2, cn_mk_atomc(n, tag), cn_term_copy(k));
 }
 
+cn_term *hc_member_proc(cn_node *n, const cn_term *member, const char *suffix) {
+  char nm[CN_ATOM_MAX_BYTES + 32]; /* never truncates: an atom's bytes and a short suffix */
+  int k = snprintf(nm, sizeof nm, "%s%s", member->v.tuple.e[0].v.atom->name, suffix);
+  if (k < 0 || (size_t)k >= sizeof nm) return NULL;
+  cn_term *a = cn_mk_atomc(n, nm); /* NULL past 255 characters */
+  return a ? cn_mk_tuple(2, a, cn_term_copy(&member->v.tuple.e[1])) : NULL;
+}
+
 cn_term *hc_list_copy(cn_term *const *v, size_t n) {
   cn_term **c = cn_calloc(n + 1, sizeof *c);
   if (!c) return NULL;
@@ -31,10 +39,7 @@ void hc_push_neighbours(cn_node *n, cn_crdt *c, cn_term *const *ms, size_t count
   for (size_t i = 0; i < count; i++) {
     const cn_term *m = ms[i];
     if (cn_term_eq(m, self) || !hc_is_member(m)) continue;
-    char nm[300];
-    snprintf(nm, sizeof nm, "%s.Crdt", m->v.tuple.e[0].v.atom->name);
-    v[k] = cn_mk_tuple(2, cn_mk_atomc(n, nm), cn_term_copy(&m->v.tuple.e[1]));
-    if (v[k]) k++;
+    if ((v[k] = hc_member_proc(n, m, ".Crdt"))) k++;
   }
   cn_crdt_set_neighbours(c, (const cn_term *const *)v, k);
   for (size_t i = 0; i < k; i++) cn_term_free(v[i]);

@@ -272,34 +272,44 @@ typedef struct cspec {
   int64_t shutdown_ms;
 } cspec;
 
-static cn_term *bad(cn_horde_sup *s, const char *what, const cn_term *t) {
+/* {What, T} (a new term, T copied), or NULL on OOM. */
+static cn_term *reason(cn_horde_sup *s, const char *what, const cn_term *t) {
   return cn_mk_tuple(2, atom(s, what), cn_term_copy(t));
 }
 
-/* Reads a child spec as Horde.ProcessesSupervisor validates it: NULL when fine, else the reason (a new term). */
-static cn_term *read_spec(cn_horde_sup *s, const cn_term *spec, cspec *cs) {
+/* A spec fault: CN_EINVAL and the reason in *why, or CN_ENOMEM (*why NULL) when the reason could not be built. */
+static int bad(cn_horde_sup *s, const char *what, const cn_term *t, cn_term **why) {
+  return (*why = reason(s, what, t)) ? CN_EINVAL : CN_ENOMEM;
+}
+
+/* Reads a child spec as Horde.ProcessesSupervisor validates it. 0 when it is valid (cs filled in); CN_EINVAL with
+ * the reason (a new term) in *why; CN_ENOMEM, *why NULL, when memory ran out building the reason. Only 0 fills cs. */
+static int read_spec(cn_horde_sup *s, const cn_term *spec, cspec *cs, cn_term **why) {
   const cn_term *st = hc_map_get(spec, "start"), *r = hc_map_get(spec, "restart"), *sd = hc_map_get(spec, "shutdown"),
                 *ty = hc_map_get(spec, "type");
-  if (!hc_map_get(spec, "id") || !st) return bad(s, "invalid_child_spec", spec);
-  cs->mod = cn_tuple_elem(st, 3, 0);
-  cs->fun = cn_tuple_elem(st, 3, 1);
-  cs->args = cn_tuple_elem(st, 3, 2);
-  if (!cs->mod || cs->mod->type != CN_ATOM || cs->fun->type != CN_ATOM || !hc_proper_list(cs->args))
-    return bad(s, "invalid_mfa", st);
-  cs->restart = !r || cn_is_atom(r, "permanent") ? R_PERMANENT
-                : cn_is_atom(r, "transient")     ? R_TRANSIENT
-                : cn_is_atom(r, "temporary")     ? R_TEMPORARY
-                                                 : -1;
-  if (cs->restart < 0) return bad(s, "invalid_restart_type", r);
+  *why = NULL;
+  if (!hc_map_get(spec, "id") || !st) return bad(s, "invalid_child_spec", spec, why);
+  cspec c;
+  c.mod = cn_tuple_elem(st, 3, 0);
+  c.fun = cn_tuple_elem(st, 3, 1);
+  c.args = cn_tuple_elem(st, 3, 2);
+  if (!c.mod || c.mod->type != CN_ATOM || c.fun->type != CN_ATOM || !hc_proper_list(c.args))
+    return bad(s, "invalid_mfa", st, why);
+  c.restart = !r || cn_is_atom(r, "permanent") ? R_PERMANENT
+              : cn_is_atom(r, "transient")     ? R_TRANSIENT
+              : cn_is_atom(r, "temporary")     ? R_TEMPORARY
+                                               : -1;
+  if (c.restart < 0) return bad(s, "invalid_restart_type", r, why);
   bool sup = ty && cn_is_atom(ty, "supervisor");
-  if (ty && !sup && !cn_is_atom(ty, "worker")) return bad(s, "invalid_child_type", ty);
-  cs->shutdown_ms = !sd                                  ? (sup ? -1 : 5000)
-                    : cn_is_atom(sd, "infinity")         ? -1
-                    : cn_is_atom(sd, "brutal_kill")      ? 0
-                    : sd->type == CN_INT && sd->v.i >= 0 ? sd->v.i
-                                                         : -2;
-  if (cs->shutdown_ms < -1) return bad(s, "invalid_shutdown", sd);
-  return NULL;
+  if (ty && !sup && !cn_is_atom(ty, "worker")) return bad(s, "invalid_child_type", ty, why);
+  c.shutdown_ms = !sd                                  ? (sup ? -1 : 5000)
+                  : cn_is_atom(sd, "infinity")         ? -1
+                  : cn_is_atom(sd, "brutal_kill")      ? 0
+                  : sd->type == CN_INT && sd->v.i >= 0 ? sd->v.i
+                                                       : -2;
+  if (c.shutdown_ms < -1) return bad(s, "invalid_shutdown", sd, why);
+  *cs = c;
+  return 0;
 }
 
 /* The spec with id => Id (a new map). */
@@ -410,8 +420,8 @@ static void write_running(cn_horde_sup *s, const child *c) {
 /* Starts spec (already carrying its Id) here: the reply {ok, Pid} | {error, Reason} (a new term). */
 static cn_term *start_local(cn_horde_sup *s, const cn_term *spec) {
   cspec cs;
-  cn_term *why = read_spec(s, spec, &cs), *reply = NULL;
-  if (why) return err1(s, why);
+  cn_term *why, *reply = NULL;
+  if (read_spec(s, spec, &cs, &why)) return err1(s, why ? why : atom(s, "CN_ENOMEM"));
   child *c = cn_calloc(1, sizeof *c);
   child **v = c ? cn_realloc(s->ch, (s->nch + 1) * sizeof *v) : NULL;
   if (!v || !(c->spec = cn_term_copy(spec)) || !(c->id = cn_term_copy(hc_map_get(spec, "id")))) {
@@ -484,15 +494,16 @@ static void restart(cn_horde_sup *s, child *c) {
   }
   cspec cs;
   cn_pid pid;
-  cn_term *why = read_spec(s, c->spec, &cs), *reply = NULL;
-  if (!why && !run_entry(s, &cs, &pid, &reply)) {
+  cn_term *why, *reply = NULL;
+  int rc = read_spec(s, c->spec, &cs, &why);
+  if (!rc && !run_entry(s, &cs, &pid, &reply)) {
     c->pid = pid;
     c->state = C_RUNNING;
     link_to(s, c->pid);
     write_running(s, c);
     return;
   }
-  log_reply(s, "restart failed:", why ? err1(s, why) : reply);
+  log_reply(s, "restart failed:", rc ? err1(s, why ? why : atom(s, "CN_ENOMEM")) : reply);
   c->state = C_RESTARTING;
   send_later(s, RETRY_MS, cn_mk_tuple(2, atom(s, "$hc_restart"), cn_term_copy(c->id)), NULL);
 }
@@ -624,9 +635,7 @@ static void poll_peers(cn_horde_sup *s) {
   for (size_t i = 0; req && i < s->nmem; i++) {
     const cn_term *m = s->mem[i].name;
     if (!s->mem[i].is_member || is_self(s, m) || !node_up(s, &m->v.tuple.e[1])) continue;
-    char nm[300];
-    snprintf(nm, sizeof nm, "%s.Crdt", m->v.tuple.e[0].v.atom->name);
-    cn_term *dest = cn_mk_tuple(2, atom(s, nm), cn_term_copy(&m->v.tuple.e[1]));
+    cn_term *dest = hc_member_proc(s->n, m, ".Crdt");
     if (dest && !cn_call(s->self, dest, req, 1000, poll_done, s)) s->sd.asked++;
     cn_term_free(dest);
   }
@@ -842,7 +851,7 @@ static void on_update(cn_horde_sup *s, const cn_term *diffs) {
 /* ---- Requests to N (direct calls and proxy_operation) ------------------------------------------------------------ */
 
 static cn_term *ttl_expired(cn_horde_sup *s, const cn_term *req) {
-  char txt[400];
+  char txt[CN_ATOM_MAX_BYTES + 80]; /* the tag is an atom: the text is never cut */
   const cn_term *tag = req->type == CN_TUPLE && req->v.tuple.arity ? &req->v.tuple.e[0] : req;
   snprintf(txt, sizeof txt, "a proxied %s message was discard because its TTL expired",
            tag->type == CN_ATOM ? tag->v.atom->name : "?");
@@ -870,7 +879,7 @@ static cn_term *start_child(cn_horde_sup *s, const cn_term *req, const cn_term *
   if (s->shutting_down) return err1(s, cn_mk_tuple(2, atom(s, "shutting_down"), bin("this node is shutting down.")));
   int rc = choose(s, spec, &owner);
   if (rc == CN_ENOTFOUND) return err1(s, atom(s, "no_alive_nodes"));
-  if (rc == CN_EINVAL) return err1(s, bad(s, "invalid_child_spec", spec));
+  if (rc == CN_EINVAL) return err1(s, reason(s, "invalid_child_spec", spec));
   if (rc) return err1(s, atom(s, cn_err_name(rc)));
   if (!is_self(s, owner) && ttl != 0) return proxy(s, owner, req, from, ttl);
   if (!cn_horde_c_child(spec)) return ttl == 0 ? ttl_expired(s, req) : err1(s, atom(s, "not_a_c_child"));
@@ -1028,9 +1037,7 @@ static cn_term *gather_start(cn_horde_sup *s, const cn_term *from, bool count) {
   for (size_t i = 0; req && i < s->nmem; i++) {
     const cn_term *m = s->mem[i].name;
     if (!s->mem[i].is_member) continue;
-    char nm[300];
-    snprintf(nm, sizeof nm, "%s.ProcessesSupervisor", m->v.tuple.e[0].v.atom->name);
-    cn_term *dest = cn_mk_tuple(2, atom(s, nm), cn_term_copy(&m->v.tuple.e[1]));
+    cn_term *dest = hc_member_proc(s->n, m, ".ProcessesSupervisor");
     if (dest && !cn_call(s->self, dest, req, 5000, gather_done, g)) g->pending++;
     cn_term_free(dest);
   }

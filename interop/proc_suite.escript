@@ -29,7 +29,8 @@ tests() ->
      {spawn_from_beam, 30, fun t_spawn_from_beam/0},
      {aliases, 15, fun t_aliases/0},
      {rpc_unreachable_node, 30, fun t_rpc_unreachable_node/0},
-     {big_message_from_c, 40, fun t_big_message_from_c/0}].
+     {big_message_from_c, 40, fun t_big_message_from_c/0},
+     {long_names, 40, fun t_long_names/0}].
 
 main(Args) ->
     Tmp = arg_value("--tmp", Args),
@@ -878,3 +879,80 @@ end),",
 md5_hex(Len) ->
     Bin = binary:part(binary:copy(list_to_binary(lists:seq(0, 250)), Len div 251 + 1), 0, Len),
     binary_to_list(binary:encode_hex(erlang:md5(Bin))).
+
+%% ---------------------------------------------------------------------------------------------------------
+%% long_names (issue 16): atoms are 255 characters, up to 1,020 bytes of UTF-8. The C node replies to, links,
+%% monitors and sends to pids, names and nodes whose atoms are that long in 1-, 2- and 4-byte characters (a
+%% 256-byte buffer for a node's alive part once overflowed here), and keeps serving: ping, cnode_kv calls.
+
+long_atom_text(Chars, Width) ->
+    C = case Width of 1 -> $a; 2 -> 16#E9; 4 -> 16#1F600 end,        % a, é, 😀
+    lists:duplicate(Chars, C).
+
+%% A pid of a node that does not exist, NEW_PID_EXT with an ATOM_UTF8_EXT node name.
+fake_pid(NodeText) ->
+    B = unicode:characters_to_binary(NodeText),
+    binary_to_term(<<131, 88, 118, (byte_size(B)):16, B/binary, 1:32, 0:32, 1:32>>).
+
+kv_alive(What) ->
+    ok = gen_server:call({cnode_kv, ?CN}, {put, What, alive}, ?T),
+    {ok, alive} = gen_server:call({cnode_kv, ?CN}, {get, What}, ?T),
+    pong = net_adm:ping(?CN).
+
+t_long_names() ->
+    main_cnode(),
+    process_flag(trap_exit, true),
+    lists:foreach(fun long_names/1, [1, 2, 4]),
+    ok.
+
+long_names(W) ->
+    Host = "@127.0.0.1",
+    NodeText = long_atom_text(255 - length(Host), W) ++ Host,
+    Node = list_to_atom(NodeText),
+    Name = list_to_atom(long_atom_text(255, W)),
+    LPid = fake_pid(NodeText),
+    Bytes = byte_size(atom_to_binary(Node, utf8)),
+    step(flat("~b-byte characters: a node name of 255 characters (~b bytes)", [W, Bytes])),
+    node(LPid) =:= Node orelse fail("fake pid ~p is on ~p", [LPid, node(LPid)]),
+
+    step("echo replies to a pid of that node (the reply needs a connection: EPMD has no such name)"),
+    {echo, ?CN} ! {LPid, hi},
+    kv_alive({echo, W}),
+
+    step("a puppet links to it, monitors it and its names, and sends to them"),
+    P = puppet(),
+    cmd(P, {trap_exit, true}),
+    cmd(P, {link, LPid}),
+    case pmsg(P, "{'EXIT', LongPid, noconnection}") of
+        {'EXIT', LPid, noconnection} -> ok;
+        M1 -> fail("link to a pid of an unreachable long-named node: got ~p, want {'EXIT', ~p, noconnection}",
+                   [M1, LPid])
+    end,
+    lists:foreach(
+      fun(Target) ->
+              R = pmonitor(P, Target),
+              case pmsg(P, "DOWN noconnection") of
+                  {'DOWN', R, process, Target, noconnection} -> ok;
+                  M2 -> fail("monitor of ~p: got ~p, want DOWN noconnection", [Target, M2])
+              end
+      end, [LPid, {Name, Node}]),
+    cmd(P, {send, LPid, hello}),
+    cmd(P, {send, {Name, Node}, hello}),
+    quiet(P, "sends to long names"),
+    cmd(P, {send, {Name, ?CN}, hello}),                 % a local name nobody has: an error, as badarg in OTP
+    case pmsg(P, "the error of a send to an unknown local name") of
+        {error, _} -> ok;
+        M4 -> fail("send to an unknown long local name: got ~p, want {error, _}", [M4])
+    end,
+
+    step("a BEAM process monitors and sends to a long name on the C node"),
+    MU = monitor(process, {Name, ?CN}),
+    expect_down(MU, {Name, ?CN}, noproc, "monitor of an unknown long name on the C node"),
+    {Name, ?CN} ! hello,
+    P ! {hello, Node, Name, LPid},                       % a message full of long atoms, forwarded to us
+    case pmsg(P, "the forwarded message") of
+        {hello, Node, Name, LPid} -> ok;
+        M3 -> fail("forwarded message with long atoms: got ~p", [M3])
+    end,
+    cmd(P, {exit, done}),
+    kv_alive({after_names, W}).

@@ -16,6 +16,11 @@ extern "C" {
 
 /* ---- Atoms ---------------------------------------------------------------------------------------- */
 
+/* An atom (and so a node name, a registered name) is at most 255 characters, which in UTF-8 is up to 1,020
+ * bytes: a buffer for an atom's text needs CN_ATOM_MAX_BYTES + 1 bytes, not 256. */
+#define CN_ATOM_MAX_CHARS 255
+#define CN_ATOM_MAX_BYTES (CN_ATOM_MAX_CHARS * 4)
+
 /* An interned atom. Entries live as long as their table and never move, so atoms of one table compare
  * by pointer. The text is UTF-8 and NUL-terminated; len counts bytes (at most 255 characters). */
 typedef struct cn_atom {

@@ -5,9 +5,8 @@
 
 #include "cn_term.h"
 
-/* Longest atom text in bytes: 255 characters of at most 4 UTF-8 bytes each. */
-#define TERM_ATOM_MAX_BYTES (255 * 4)
-#define TERM_ATOM_MAX_CHARS 255
+#define TERM_ATOM_MAX_BYTES CN_ATOM_MAX_BYTES
+#define TERM_ATOM_MAX_CHARS CN_ATOM_MAX_CHARS
 
 /* Interns like cn_atoms_intern but returns the reason directly in *err (CN_EDECODE: bad UTF-8 or too long,
  * CN_ELIMIT: table full, CN_ENOMEM), so concurrent callers do not race on the table's last error. */

@@ -109,12 +109,12 @@ static void test_alive2_req(void **state) {
   assert_int_equal(epmd_enc_alive2_req(&b, &in), 0);
   assert_buf(&b, exp0, sizeof exp0);
   cn_buf_free(&b);
-  memset(in.name, 'n', 255);
-  in.name[255] = 0;
+  memset(in.name, 'n', EPMD_MAX_NAME);
+  in.name[EPMD_MAX_NAME] = 0;
   in.extra_len = 256;
   memset(in.extra, 0xee, 256);
   assert_int_equal(epmd_enc_alive2_req(&b, &in), 0);
-  assert_int_equal(b.len, 2 + 13 + 255 + 256);
+  assert_int_equal(b.len, 2 + 13 + EPMD_MAX_NAME + 256);
   feed_all_ways(dec_req, b.data, b.len, &rq, sizeof rq);
   assert_memory_equal(&rq.node, &in, sizeof in);
   cn_buf_free(&b);
@@ -228,15 +228,15 @@ static void test_encode_errors(void **state) {
   assert_int_equal(epmd_enc_alive2_req(&b, &in), CN_EINVAL);
   assert_int_equal(epmd_enc_port2_resp(&b, &in), CN_EINVAL);
   in = sample_info("ok", "");
-  memset(in.name, 'x', sizeof in.name); /* no NUL within 256 bytes: too long */
+  memset(in.name, 'x', sizeof in.name); /* no NUL within EPMD_MAX_NAME + 1 bytes: too long */
   assert_int_equal(epmd_enc_alive2_req(&b, &in), CN_EINVAL);
   in = sample_info("ok", "");
   in.extra_len = 257;
   assert_int_equal(epmd_enc_alive2_req(&b, &in), CN_EINVAL);
   assert_int_equal(epmd_enc_port2_resp(&b, &in), CN_EINVAL);
-  char longname[300];
-  memset(longname, 'y', 256);
-  longname[256] = 0;
+  char longname[EPMD_MAX_NAME + 2];
+  memset(longname, 'y', EPMD_MAX_NAME + 1);
+  longname[EPMD_MAX_NAME + 1] = 0;
   assert_int_equal(epmd_enc_port_please2_req(&b, longname), CN_EINVAL);
   assert_int_equal(epmd_enc_stop_req(&b, ""), CN_EINVAL);
   assert_int_equal(epmd_enc_port_please2_req(&b, NULL), CN_EINVAL);
@@ -277,7 +277,7 @@ static void put16(uint8_t *p, unsigned v) {
 static void test_bad_requests(void **state) {
   (void)state;
   epmd_request rq;
-  uint8_t m[600];
+  uint8_t m[EPMD_MAX_NAME + 600];
   /* Length over the limit is refused from the two length bytes alone. */
   put16(m, 1000);
   assert_int_equal(dec_guarded(dec_req, m, 2, &rq), 0); /* within 4096: waits for the body */
@@ -297,7 +297,7 @@ static void test_bad_requests(void **state) {
   m[2] = 110;
   m[3] = 0;
   assert_int_equal(dec_guarded(dec_req, m, 4, &rq), CN_EDECODE);
-  /* PORT_PLEASE2 / STOP: empty name, NUL inside, 256 bytes. */
+  /* PORT_PLEASE2 / STOP: empty name, NUL inside, one byte over the longest name. */
   put16(m, 1);
   m[2] = 122;
   assert_int_equal(dec_guarded(dec_req, m, 3, &rq), CN_EDECODE);
@@ -305,13 +305,13 @@ static void test_bad_requests(void **state) {
   m[3] = 'a';
   m[4] = 0;
   assert_int_equal(dec_guarded(dec_req, m, 5, &rq), CN_EDECODE);
-  put16(m, 257);
+  put16(m, EPMD_MAX_NAME + 2);
   m[2] = 115;
-  memset(m + 3, 'a', 256);
-  assert_int_equal(dec_guarded(dec_req, m, 259, &rq), CN_ELIMIT);
-  put16(m, 256);
-  assert_int_equal(dec_guarded(dec_req, m, 258, &rq), 258);
-  assert_int_equal(strlen(rq.name), 255);
+  memset(m + 3, 'a', EPMD_MAX_NAME + 1);
+  assert_int_equal(dec_guarded(dec_req, m, EPMD_MAX_NAME + 4, &rq), CN_ELIMIT);
+  put16(m, EPMD_MAX_NAME + 1);
+  assert_int_equal(dec_guarded(dec_req, m, EPMD_MAX_NAME + 3, &rq), EPMD_MAX_NAME + 3);
+  assert_int_equal(strlen(rq.name), EPMD_MAX_NAME);
 
   /* ALIVE2: sizes that do not add up to the length, name too long, extra too long, NUL in the name. */
   epmd_node_info in = sample_info("t1", "ab");
@@ -333,7 +333,7 @@ static void test_bad_requests(void **state) {
   m[13] = 't';
   put16(m + 11, 0);
   assert_int_equal(dec_guarded(dec_req, m, n, &rq), CN_EDECODE);
-  put16(m + 11, 256);
+  put16(m + 11, EPMD_MAX_NAME + 1);
   assert_int_equal(dec_guarded(dec_req, m, n, &rq), CN_ELIMIT);
   put16(m + 11, 2);
   put16(m + 15, 257);
@@ -345,7 +345,7 @@ static void test_bad_port2_resp(void **state) {
   port_out o;
   uint8_t m[32] = {119, 0, 0x12, 0x34, 77, 0, 0, 6, 0, 5, 0, 2, 't', '1', 0, 0};
   /* Bad fields are reported as soon as they are visible, without waiting for the rest. */
-  put16(m + 10, 256);
+  put16(m + 10, EPMD_MAX_NAME + 1);
   assert_int_equal(dec_guarded(dec_port, m, 12, &o), CN_ELIMIT);
   put16(m + 10, 0);
   assert_int_equal(dec_guarded(dec_port, m, 12, &o), CN_EDECODE);

@@ -395,10 +395,12 @@ static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd) 
     for (size_t i = 0; !bad && i < k; i++) {
       const char *n2 = atom_text(cn_tuple_elem(&a->v.list.e[i], 2, 0));
       const cn_term *node = cn_tuple_elem(&a->v.list.e[i], 2, 1);
-      char full[300];
+      char full[CN_ATOM_MAX_BYTES + sizeof ".Crdt"]; /* N2 is an atom: never truncated */
       if (!n2 || !node || node->type != CN_ATOM) { bad = true; break; }
       snprintf(full, sizeof full, "%s.Crdt", n2);
-      v[i] = cn_mk_tuple(2, cn_mk_atomc(n, full), cn_term_copy(node));
+      cn_term *dest = cn_mk_atomc(n, full); /* NULL past 255 characters */
+      if (!dest) { bad = true; break; }
+      if (!(v[i] = cn_mk_tuple(2, dest, cn_term_copy(node)))) bad = true;
     }
     if (!bad) rc = cn_crdt_set_neighbours(c, (const cn_term *const *)v, k);
     for (size_t i = 0; v && i < k; i++) cn_term_free(v[i]);
