@@ -7,6 +7,8 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -624,6 +626,50 @@ static void test_hostile(void **st) {
   tnode_stop(&x.t);
 }
 
+/* ---- Out of memory while reading a spec --------------------------------------------------------------------------- */
+
+/* The allocator of this binary: malloc, except that while oom_size is set every allocation of exactly that many
+ * bytes fails (and is counted). Thread-safe: the nodes allocate on their own threads. */
+static _Atomic size_t oom_size;
+static atomic_int oom_failed;
+static bool oom_hit(size_t n) {
+  if (!n || atomic_load(&oom_size) != n) return false;
+  atomic_fetch_add(&oom_failed, 1);
+  return true;
+}
+static void *oom_malloc(size_t n) { return oom_hit(n) ? NULL : malloc(n); }
+static void *oom_realloc(void *p, size_t n) { return oom_hit(n) ? NULL : realloc(p, n); }
+static void *oom_calloc(size_t c, size_t n) { return oom_hit(c * n) ? NULL : calloc(c, n); }
+
+/* Memory runs out as start_child builds the reason for an invalid spec: the first allocation of the atom
+ * invalid_restart_type fails. read_spec took that for a valid spec and started the child with a restart type
+ * of -1 (and an uninitialised shutdown time), answering {ok, Pid}; now the caller gets an error and no child runs. */
+static void test_spec_oom(void **st) {
+  (void)st;
+  static snode x;
+  node_up(&x, NODES[0], NULL, 0);
+  cn_term *sp = spec(&x, 1, "bogus", true), *sp2 = cn_term_copy(sp);
+  atomic_store(&oom_failed, 0);
+  atomic_store(&oom_size, sizeof(cn_atom) + strlen("invalid_restart_type") + 1); /* term/atom.c's one block */
+  cn_term *r = start_child(&x, sp);
+  atomic_store(&oom_size, 0);
+  assert_int_equal(atomic_load(&oom_failed), 1);
+  char *txt = cn_term_to_string(r);
+  print_message("  start_child with no memory for the reason: %s\n", txt);
+  assert_true(cn_is_atom(cn_tuple_elem(r, 2, 0), "error"));
+  cn_free(txt);
+  cn_term_free(r);
+  assert_int_equal(local_count(&x, NULL), 0);
+  r = start_child(&x, sp2); /* with memory, the reason */
+  txt = cn_term_to_string(r);
+  assert_string_equal(txt, "{error,{invalid_restart_type,bogus}}");
+  cn_free(txt);
+  cn_term_free(r);
+  tsup_started(start_child(&x, spec(&x, 2, "permanent", true)));
+  assert_int_equal(local_count(&x, NULL), 1);
+  tnode_stop(&x.t);
+}
+
 /* A node whose name lacks the prefix refuses. */
 static void test_refuses(void **st) {
   (void)st;
@@ -641,10 +687,11 @@ static void test_refuses(void **st) {
 }
 
 int main(void) {
+  cn_replace_allocator(oom_malloc, oom_realloc, oom_calloc, free);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_refuses),  cmocka_unit_test(test_hostile), cmocka_unit_test(test_placement),
       cmocka_unit_test(test_restarts), cmocka_unit_test(test_calls),   cmocka_unit_test(test_recovery),
-      cmocka_unit_test(test_shutdown),
+      cmocka_unit_test(test_shutdown), cmocka_unit_test(test_spec_oom),
   };
   return cmocka_run_group_tests(tests, test_epmd_group_setup, test_epmd_group_teardown);
 }
