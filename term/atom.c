@@ -140,6 +140,8 @@ const cn_atom *term_atoms_intern(cn_atoms *tab, const char *utf8, size_t len, si
     *err = CN_EINVAL;
     return NULL;
   }
+  if (!utf8)
+    utf8 = ""; /* (NULL, 0): the lookup's memcmp must not get NULL, even for 0 bytes */
   if (len > TERM_ATOM_MAX_BYTES) {
     *err = CN_EDECODE;
     return NULL;

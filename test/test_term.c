@@ -1510,6 +1510,15 @@ static void test_atoms(void **state) {
   assert_string_equal(first->name, "first");
   assert_int_equal(cn_atoms_count(t), 10001);
   cn_atoms_free(t);
+
+  /* (NULL, 0) is the empty atom. Its lookup compared 0 bytes at NULL: memcmp's arguments must not be NULL even
+   * then (UBSan: null pointer passed as argument 2, which is declared to never be null). */
+  assert_int_equal(cn_atoms_new(&t, 0), 0);
+  const cn_atom *empty = cn_atoms_intern(t, "", 0);
+  assert_non_null(empty);
+  assert_ptr_equal(empty, cn_atoms_intern(t, NULL, 0));
+  assert_int_equal(empty->len, 0);
+  cn_atoms_free(t);
 }
 
 typedef struct {
