@@ -179,6 +179,10 @@ int cn_send_threadsafe(cn_node *n, const cn_pid *to, const char *name, const cha
 enum { CN_NODES_VISIBLE = 1, CN_NODES_HIDDEN = 2, CN_NODES_ALL = 3 };
 /* Fills out with up to max names of connected nodes of the given kinds; returns how many there are. */
 size_t cn_nodes(cn_node *n, int which, const cn_atom **out, size_t max);
+/* True when node is connected (its connection is up, as nodeup reported it) and of a kind in which: what
+ * lists:member(Node, nodes(Which)) says, in O(1) from the connection table and for any number of connections.
+ * False for the node itself, as node() is not in nodes(); a caller that counts itself as up checks that first. */
+bool cn_node_is_up(cn_node *n, const cn_atom *node, int which);
 
 /* ---- Links, monitors, exit signals, aliases ------------------------------------------------------------- */
 

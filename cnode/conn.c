@@ -1028,6 +1028,11 @@ uint64_t conn_peer_flags(cn_node *n, const cn_atom *peer) {
   return c && c->state == C_UP ? c->peer_flags : 0;
 }
 
+bool cn_node_is_up(cn_node *n, const cn_atom *node, int which) {
+  cn_conn *c = node ? find(n, node) : NULL;
+  return c && c->state == C_UP && (which & (c->peer_flags & DFLAG_PUBLISHED ? CN_NODES_VISIBLE : CN_NODES_HIDDEN));
+}
+
 size_t cn_nodes(cn_node *n, int which, const cn_atom **out, size_t max) {
   size_t k = 0;
   for (cn_conn *c = n->conns; c; c = c->hh.next) {

@@ -142,14 +142,15 @@ static int set_nodes(cn_node *n, cn_crdt *c, const cn_term *self, const cn_atom 
 
 int hc_auto_members(cn_node *n, cn_crdt *c, const cn_term *self, bool with_info, const cn_atom *down) {
   if (!c) return CN_ESTATE;
-  const cn_atom *names[257];
-  size_t k = cn_nodes(n, CN_NODES_VISIBLE, names, 256);
-  if (k > 256) k = 256;
-  bool still_up = false;
-  for (size_t i = 0; i < k; i++) still_up |= names[i] == down;
+  /* Every visible node and this one: no fixed cap, a member past it would be left out. */
+  size_t max = cn_nodes(n, CN_NODES_VISIBLE, NULL, 0);
+  const cn_atom **names = cn_malloc((max + 1) * sizeof *names);
+  if (!names) return CN_ENOMEM;
+  size_t k = cn_nodes(n, CN_NODES_VISIBLE, names, max);
+  if (k > max) k = max;
   names[k++] = cn_node_name(n);
   int rc = 0;
-  if (down && !still_up) {
+  if (down && !cn_node_is_up(n, down, CN_NODES_VISIBLE)) {
     cn_term *m = cn_mk_tuple(2, cn_term_copy(&self->v.tuple.e[0]), cn_mk_atom(down));
     rc = m ? delete_keyed(n, c, "member", m) : CN_ENOMEM;
     if (!rc && with_info) rc = delete_keyed(n, c, "member_node_info", m);
@@ -157,6 +158,7 @@ int hc_auto_members(cn_node *n, cn_crdt *c, const cn_term *self, bool with_info,
   }
   size_t m;
   cn_term **v = rc ? NULL : node_members(self, names, k, &m);
+  cn_free(names);
   if (!rc) rc = v ? add_missing(n, c, v, m) : CN_ENOMEM;
   if (v) free_terms(v, m);
   return rc;

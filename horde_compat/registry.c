@@ -158,11 +158,7 @@ static const cn_term *crdt_entry(cn_horde_registry *r, const cn_term *key) {
 
 static bool pid_alive(cn_horde_registry *r, cn_pid p) {
   if (p.node == cn_node_name(r->n)) return cn_is_process_alive(r->n, p);
-  const cn_atom *names[256];
-  size_t k = cn_nodes(r->n, CN_NODES_VISIBLE, names, 256);
-  for (size_t i = 0; i < k && i < 256; i++)
-    if (names[i] == p.node) return true;
-  return false;
+  return cn_node_is_up(r->n, p.node, CN_NODES_VISIBLE);
 }
 
 int cn_horde_lookup(cn_horde_registry *r, const cn_term *key, cn_pid *pid, cn_term **value) {

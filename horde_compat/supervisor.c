@@ -614,13 +614,9 @@ static void poll_done(cn_proc *self, int status, const cn_term *reply, void *ctx
     send_later(s, POLL_MS, atom(s, "$hc_poll"), NULL);
 }
 
+/* This node, or a node connected to it (visible or hidden), however many there are. */
 static bool node_up(cn_horde_sup *s, const cn_term *node) {
-  if (node->v.atom == cn_node_name(s->n)) return true;
-  const cn_atom *names[256];
-  size_t k = cn_nodes(s->n, CN_NODES_ALL, names, 256);
-  for (size_t i = 0; i < k && i < 256; i++)
-    if (names[i] == node->v.atom) return true;
-  return false;
+  return node->v.atom == cn_node_name(s->n) || cn_node_is_up(s->n, node->v.atom, CN_NODES_ALL);
 }
 
 /* One round: {read, Keys} to the CRDT of every connected peer member. */
