@@ -152,6 +152,16 @@ $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_BUILD)/libcnode_fuz
 	@$(if $(V),,echo "  FUZZLD $@")
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
+# fuzz_node (issue 16) fuzzes the whole node, so it links the runtime too (cnode/, horde_compat/, EPMD's client
+# and server) and the cnode program's demo processes: workers.c and the Horde members it drives, not main.c.
+FUZZ_NODE_SRC := $(filter-out $(FUZZ_LIB_SRC),$(LIB_SRC)) cmd/cnode/workers.c cmd/cnode/horde_reg.c \
+                 cmd/cnode/horde_sup.c
+$(FUZZ_BUILD)/obj/fuzz/fuzz_node.o: FUZZ_CFLAGS += -Icmd/cnode
+$(FUZZ_BUILD)/fuzz_node: $(FUZZ_BUILD)/obj/fuzz/fuzz_node.o $(FUZZ_NODE_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) \
+                         $(FUZZ_BUILD)/libcnode_fuzz.a
+	@$(if $(V),,echo "  FUZZLD $@")
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
 fuzz: deps fuzz-build
 	@sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
@@ -161,11 +171,13 @@ fuzz-smoke:
 # The cmocka replay of every committed seed (and the regression inputs) runs the fuzz targets' own checks
 # with the ordinary compiler, so `make unit` and `make asan` replay the corpus without libFuzzer.
 FUZZ_REPLAY_SRC := $(wildcard fuzz/fuzz_*.c)
-$(BUILD)/test/test_fuzz_regress: test/test_fuzz_regress.c $(FUZZ_REPLAY_SRC) fuzz/fuzz.h $(TEST_UTIL) $(BUILD)/libcnode.a
+FUZZ_REPLAY_APP := cmd/cnode/workers.c cmd/cnode/horde_reg.c cmd/cnode/horde_sup.c # fuzz_node's node runs them
+$(BUILD)/test/test_fuzz_regress: test/test_fuzz_regress.c $(FUZZ_REPLAY_SRC) $(FUZZ_REPLAY_APP) fuzz/fuzz.h \
+                                 $(TEST_UTIL) $(BUILD)/libcnode.a
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  LD    $@")
-	$(Q)$(CC) $(CFLAGS) -Itest -Ifuzz -DCN_FUZZ_NO_ENTRY $(LDFLAGS) -o $@ $< $(FUZZ_REPLAY_SRC) $(TEST_UTIL) \
-	  $(BUILD)/libcnode.a $(LDLIBS) -lcmocka
+	$(Q)$(CC) $(CFLAGS) -Itest -Ifuzz -Icmd/cnode -DCN_FUZZ_NO_ENTRY $(LDFLAGS) -o $@ $< $(FUZZ_REPLAY_SRC) \
+	  $(FUZZ_REPLAY_APP) $(TEST_UTIL) $(BUILD)/libcnode.a $(LDLIBS) -lcmocka
 
 -include $(shell find $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)
 # ==== end of the fuzz block ==========================================================================

@@ -1043,3 +1043,41 @@ size_t cn_nodes(cn_node *n, int which, const cn_atom **out, size_t max) {
   }
   return k;
 }
+
+/* ---- Test hooks: a connection without a socket (fuzz/fuzz_node.c) ----------------------------------------- */
+
+int conn_test_up(cn_node *n, const cn_atom *peer, uint64_t peer_flags) {
+  if (!peer || node_is_local(n, peer) || n->stopping || !strchr(peer->name, '@')) return CN_EINVAL;
+  cn_conn *c = conn_new(n, peer, false);
+  if (!c) return CN_ENOMEM;
+  snprintf(c->addr, sizeof c->addr, "test");
+  c->hs.peer_flags = peer_flags; /* what conn_up takes from a finished handshake */
+  conn_up(c);
+  return c->state == C_UP ? 0 : CN_ENOMEM;
+}
+
+/* Only a socketless connection that is up: c->in then holds exactly what earlier feeds left unparsed. */
+static cn_conn *test_conn(cn_node *n, const cn_atom *peer) {
+  cn_conn *c = peer ? find(n, peer) : NULL;
+  return c && !c->tcp_open && c->state == C_UP ? c : NULL;
+}
+
+int conn_test_feed(cn_node *n, const cn_atom *peer, const uint8_t *p, size_t len) {
+  cn_conn *c = test_conn(n, peer);
+  if (!c) return CN_ENOCONN;
+  if (cn_buf_append(&c->in, p, len)) return CN_ENOMEM;
+  dist_tick_recv(&c->tick);
+  process_input(c);
+  return 0;
+}
+
+int conn_test_output(cn_node *n, const cn_atom *peer, cn_buf *out) {
+  cn_conn *c = test_conn(n, peer);
+  if (!c) return CN_ENOCONN;
+  int rc = out ? cn_buf_append(out, c->out.data, c->out.len) : 0;
+  c->out.len = 0;
+  /* As a finished write does (on_written): the queue drained, suspended senders run again. */
+  c->dropping = false;
+  resume_all(c);
+  return rc;
+}

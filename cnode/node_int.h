@@ -313,6 +313,13 @@ int conn_tls_init(cn_node *n, const cn_tls_opts *opts);
 void conn_tls_free(cn_node *n);
 /* Peer flags of the named connection when it is up, else 0. */
 uint64_t conn_peer_flags(cn_node *n, const cn_atom *peer);
+/* Test hooks (fuzz/fuzz_node.c), unused by the runtime: conn_test_up makes a connection to peer with no socket,
+ * up as if a handshake had agreed peer_flags (nodeup runs); conn_test_feed takes bytes as if read from it, on the
+ * path read bytes take; conn_test_output moves what the node wrote to it into out (NULL: discards it). Both
+ * return CN_ENOCONN once that connection is gone. cn_node_disconnect closes it. */
+int conn_test_up(cn_node *n, const cn_atom *peer, uint64_t peer_flags);
+int conn_test_feed(cn_node *n, const cn_atom *peer, const uint8_t *p, size_t len);
+int conn_test_output(cn_node *n, const cn_atom *peer, cn_buf *out);
 
 /* builtin.c: net_kernel, rex, and the system process. */
 int builtin_start(cn_node *n);

@@ -96,6 +96,12 @@ static void test_seeds_optfile(void **state) {
   (void)state;
   assert_true(replay("fuzz_optfile", fuzz_optfile_one) >= 5);
 }
+/* The whole node (fuzz_node): each seed starts a node, plays its peer's frames, checks the node still serves and
+ * stops it; a leak or a sanitizer report in `make asan` fails here too. */
+static void test_seeds_node(void **state) {
+  (void)state;
+  assert_true(replay("fuzz_node", fuzz_node_one) >= 10);
+}
 
 /* The recorded handshakes are real: replayed, they reach DONE in the role they were recorded for (so the
  * fuzzer starts from inputs that pass the digest checks). */
@@ -184,6 +190,7 @@ int main(void) {
       cmocka_unit_test(test_seeds_frame),   cmocka_unit_test(test_seeds_control),
       cmocka_unit_test(test_seeds_epmd),
       cmocka_unit_test(test_seeds_optfile),    cmocka_unit_test(test_seeds_handshake_done),
+      cmocka_unit_test(test_seeds_node),
       cmocka_unit_test(test_regress_port_id_bit31),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
