@@ -33,7 +33,7 @@ typedef struct app {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: cnode [--name N | --sname N] [--cookie C | --cookie-file F] [--epmd-port P]\n"
-          "             [--listen-addr ADDR] [--listen PORT | --listen-min P --listen-max P]\n"
+          "             [--listen-addr ADDR] [--listen PORT | --listen-min P --listen-max Q]\n"
           "             [--ticktime SECONDS] [--hidden] [--connect-all false] [--verbose]\n"
           "             [--proto-dist inet_tcp|inet_tls] [--ssl-dist-optfile F]\n"
           "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
