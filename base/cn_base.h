@@ -42,8 +42,15 @@ enum cn_errno {
 
 /* Returns a static message for a status code ("unknown error" for unknown codes). */
 const char *cn_strerror(int err);
-/* Returns the static name of a status code, e.g. "CN_EINVAL". */
+/* Returns the static name of a status code, e.g. "CN_EINVAL": for logs, not for peers. */
 const char *cn_err_name(int err);
+/* Returns the reason a BEAM caller gets for a status code, as the atom text OTP uses in the same situation
+ * (static): the {error, Reason} a C process answers a BEAM process with, or an exit reason. OTP's own terms
+ * where it has one (badarg, system_limit, timeout, noproc, noconnection, not_found, closed), else the POSIX
+ * reason its file and socket calls give (enomem, eio, econnrefused, eexist, enotsup, eproto, ebusy; einval for an
+ * operation the object's state does not allow, as gen_tcp:recv on an active socket). "ok" for 0, "unknown" for an
+ * unknown code. Never a "CN_" name. */
+const char *cn_err_reason(int err);
 
 /* Allocator hooks: every allocation of libcnode goes through these, so tests can count and fail them. */
 typedef void *(*cn_malloc_fn)(size_t size);

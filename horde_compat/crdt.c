@@ -509,7 +509,7 @@ static cn_term *handle_call(cn_crdt *c, const cn_term *req) {
   } else {
     return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "unknown_call"));
   }
-  return rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, rc == CN_EINVAL ? "badarg" : cn_err_name(rc)))
+  return rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc)))
             : cn_mk_atomc(n, "ok");
 }
 

@@ -183,7 +183,7 @@ typedef struct cn_horde_sup cn_horde_sup;
  * registered for; function and args borrowed for the call). It runs on the node's loop, in whichever process
  * asked for the start; it spawns the child (cn_spawn, cn_gen_server_start...) and returns 0 with *pid, or a
  * CN_E* code, optionally with *error (a new term, taken by the supervisor) for the reply {error, Error} (else
- * {error, 'CN_E...'}). The supervisor links to *pid itself and restarts it per the spec's restart type. */
+ * {error, Reason} with the status's Erlang reason, cn_err_reason: {error, enomem}, {error, system_limit}...). The supervisor links to *pid itself and restarts it per the spec's restart type. */
 typedef int (*cn_horde_start_fn)(cn_node *n, const cn_atom *function, const cn_term *args, void *ctx, cn_pid *pid,
                                  cn_term **error);
 

@@ -355,7 +355,7 @@ static void on_update(cn_horde_registry *r, cn_proc *self, const cn_term *diffs)
 /* ---- The registry process N --------------------------------------------------------------------------------- */
 
 static cn_term *mk_ok_err(cn_node *n, int rc) {
-  return rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_name(rc)))
+  return rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc)))
             : cn_mk_atomc(n, "ok");
 }
 

@@ -392,7 +392,7 @@ static int run_entry(cn_horde_sup *s, const cspec *cs, cn_pid *pid, cn_term **re
   cn_term *why = NULL;
   int rc = e->fn(s->n, cs->fun->v.atom, cs->args, e->ctx, pid, &why);
   if (rc)
-    *reply = err1(s, why ? why : atom(s, cn_err_name(rc)));
+    *reply = err1(s, why ? why : atom(s, cn_err_reason(rc)));
   else
     cn_term_free(why);
   return rc;
@@ -421,14 +421,14 @@ static void write_running(cn_horde_sup *s, const child *c) {
 static cn_term *start_local(cn_horde_sup *s, const cn_term *spec) {
   cspec cs;
   cn_term *why, *reply = NULL;
-  if (read_spec(s, spec, &cs, &why)) return err1(s, why ? why : atom(s, "CN_ENOMEM"));
+  if (read_spec(s, spec, &cs, &why)) return err1(s, why ? why : atom(s, "enomem"));
   child *c = cn_calloc(1, sizeof *c);
   child **v = c ? cn_realloc(s->ch, (s->nch + 1) * sizeof *v) : NULL;
   if (!v || !(c->spec = cn_term_copy(spec)) || !(c->id = cn_term_copy(hc_map_get(spec, "id")))) {
     if (v) s->ch = v;
     if (c) cn_term_free(c->spec);
     cn_free(c);
-    return err1(s, atom(s, "CN_ENOMEM"));
+    return err1(s, atom(s, "enomem"));
   }
   s->ch = v;
   if (run_entry(s, &cs, &c->pid, &reply)) {
@@ -448,7 +448,7 @@ static cn_term *start_local(cn_horde_sup *s, const cn_term *spec) {
 /* Starts spec under a new random Id (a start_child, a handoff, an adoption). */
 static cn_term *start_new(cn_horde_sup *s, const cn_term *spec) {
   cn_term *id = random_id(), *sp = id ? with_id(s, spec, id) : NULL;
-  cn_term *reply = sp ? start_local(s, sp) : err1(s, atom(s, "CN_ENOMEM"));
+  cn_term *reply = sp ? start_local(s, sp) : err1(s, atom(s, "enomem"));
   cn_term_free(id);
   cn_term_free(sp);
   return reply;
@@ -503,7 +503,7 @@ static void restart(cn_horde_sup *s, child *c) {
     write_running(s, c);
     return;
   }
-  log_reply(s, "restart failed:", rc ? err1(s, why ? why : atom(s, "CN_ENOMEM")) : reply);
+  log_reply(s, "restart failed:", rc ? err1(s, why ? why : atom(s, "enomem")) : reply);
   c->state = C_RESTARTING;
   send_later(s, RETRY_MS, cn_mk_tuple(2, atom(s, "$hc_restart"), cn_term_copy(c->id)), NULL);
 }
@@ -866,7 +866,7 @@ static cn_term *proxy(cn_horde_sup *s, const cn_term *owner, const cn_term *req,
                                               cn_mk_int(ttl));
   int rc = msg ? cn_send_to(s->n, s->self, owner, msg) : CN_ENOMEM;
   cn_term_free(msg);
-  return rc ? err1(s, atom(s, cn_err_name(rc))) : NULL;
+  return rc ? err1(s, atom(s, cn_err_reason(rc))) : NULL;
 }
 
 /* {start_child, Spec} (§5.3): never starts a child without cnode => true here. */
@@ -876,7 +876,7 @@ static cn_term *start_child(cn_horde_sup *s, const cn_term *req, const cn_term *
   int rc = choose(s, spec, &owner);
   if (rc == CN_ENOTFOUND) return err1(s, atom(s, "no_alive_nodes"));
   if (rc == CN_EINVAL) return err1(s, reason(s, "invalid_child_spec", spec));
-  if (rc) return err1(s, atom(s, cn_err_name(rc)));
+  if (rc) return err1(s, atom(s, cn_err_reason(rc)));
   if (!is_self(s, owner) && ttl != 0) return proxy(s, owner, req, from, ttl);
   if (!cn_horde_c_child(spec)) return ttl == 0 ? ttl_expired(s, req) : err1(s, atom(s, "not_a_c_child"));
   return start_new(s, spec);
@@ -935,11 +935,11 @@ static cn_term *set_members(cn_horde_sup *s, const cn_term *list) {
   if (!hc_proper_list(list)) return err1(s, atom(s, "badarg"));
   size_t k = list->type == CN_LIST ? list->v.list.len : 0;
   const cn_term **v = cn_calloc(k + 1, sizeof *v);
-  if (!v) return err1(s, atom(s, "CN_ENOMEM"));
+  if (!v) return err1(s, atom(s, "enomem"));
   for (size_t i = 0; i < k; i++) v[i] = &list->v.list.e[i];
   int rc = hc_set_members(s->n, s->crdt, s->self_member, v, k, true);
   cn_free(v);
-  return rc ? err1(s, atom(s, cn_err_name(rc))) : atom(s, "ok");
+  return rc ? err1(s, atom(s, cn_err_reason(rc))) : atom(s, "ok");
 }
 
 static bool count_one(cn_horde_sup *s, const cn_term *key, const cn_term *id, const cn_term *v, void *ctx) {
@@ -1024,7 +1024,7 @@ static cn_term *gather_start(cn_horde_sup *s, const cn_term *from, bool count) {
   gather *g = s->self ? cn_calloc(1, sizeof *g) : NULL;
   if (!g || !(g->from = cn_term_copy(from))) {
     cn_free(g);
-    return err1(s, atom(s, s->self ? "CN_ENOMEM" : "badarg"));
+    return err1(s, atom(s, s->self ? "enomem" : "badarg"));
   }
   g->s = s;
   g->count = count;

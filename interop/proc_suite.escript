@@ -505,11 +505,11 @@ t_monitors() ->
          B7 ! {die, boom},
          receive {'DOWN', MB7, _, _, _} -> ok end,
          %% The puppet may already have the DOWN in its mailbox when it runs the demonitor (as a BEAM
-         %% process may): then demonitor reports CN_ENOTFOUND and the DOWN is still forwarded. A DOWN after
+         %% process may): then demonitor reports not_found and the DOWN is still forwarded. A DOWN after
          %% a successful demonitor is a bug.
          case ping(Q) of
              [] -> dropped;
-             [{error, 'CN_ENOTFOUND'}, {'DOWN', R7, process, B7, boom}] -> delivered;
+             [{error, not_found}, {'DOWN', R7, process, B7, boom}] -> delivered;
              Stray -> fail("round ~b: demonitor racing an exit: the puppet forwarded ~p", [I, Stray])
          end
      end || I <- lists:seq(1, 50)],

@@ -55,7 +55,8 @@ static void ctr_end(cn_proc *self, const cn_term *reason, void *state) {
 }
 static const cn_gen_server_ops ctr_ops = {.handle_call = ctr_call, .handle_info = ctr_info, .terminate = ctr_end};
 
-/* start_link([N]): the entry point of MOD. */
+/* start_link([N]): the entry point of MOD. N < 0: refused with CN_ELIMIT and no reason term (the member answers
+ * with the status's reason). */
 static int ctr_start(cn_node *n, const cn_atom *fun, const cn_term *args, void *ctx, cn_pid *pid, cn_term **error) {
   (void)ctx;
   const cn_term *a = args->type == CN_LIST && args->v.list.len == 1 ? &args->v.list.e[0] : NULL;
@@ -63,6 +64,7 @@ static int ctr_start(cn_node *n, const cn_atom *fun, const cn_term *args, void *
     *error = cn_mk_atomc(n, "badarg");
     return CN_EINVAL;
   }
+  if (a->v.i < 0) return CN_ELIMIT;
   int64_t *v = cn_malloc(sizeof *v);
   if (!v) return CN_ENOMEM;
   *v = a->v.i;
@@ -670,6 +672,21 @@ static void test_spec_oom(void **st) {
   tnode_stop(&x.t);
 }
 
+/* A child's entry point that fails with a status and no reason term: the caller (a BEAM process, as far as the
+ * member can tell) gets the reason OTP gives for it, not the C name ({error, 'CN_ELIMIT'} before). */
+static void test_error_reason(void **st) {
+  (void)st;
+  static snode x;
+  node_up(&x, NODES[0], NULL, 0);
+  cn_term *r = start_child(&x, spec(&x, -1, "permanent", true));
+  char *txt = cn_term_to_string(r);
+  assert_string_equal(txt, "{error,system_limit}");
+  cn_free(txt);
+  cn_term_free(r);
+  assert_int_equal(local_count(&x, NULL), 0);
+  tnode_stop(&x.t);
+}
+
 /* A node whose name lacks the prefix refuses. */
 static void test_refuses(void **st) {
   (void)st;
@@ -691,7 +708,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_refuses),  cmocka_unit_test(test_hostile), cmocka_unit_test(test_placement),
       cmocka_unit_test(test_restarts), cmocka_unit_test(test_calls),   cmocka_unit_test(test_recovery),
-      cmocka_unit_test(test_shutdown), cmocka_unit_test(test_spec_oom),
+      cmocka_unit_test(test_shutdown), cmocka_unit_test(test_spec_oom),  cmocka_unit_test(test_error_reason),
   };
   return cmocka_run_group_tests(tests, test_epmd_group_setup, test_epmd_group_teardown);
 }

@@ -73,7 +73,7 @@ static void lookup_done(cn_proc *self, int status, const cn_term *reply, void *c
   lookup_wait *w = ctx;
   if (status != CN_ECLOSED)
     workers_answer(self, w->from, w->ref,
-                   status ? error2(cn_proc_node(self), cn_err_name(status)) : cn_term_copy(reply));
+                   status ? error2(cn_proc_node(self), cn_err_reason(status)) : cn_term_copy(reply));
   cn_term_free(w->ref);
   cn_free(w);
 }
@@ -94,14 +94,14 @@ static cn_term *ctl_lookup(cn_proc *self, cn_horde_registry *r, cn_pid from, con
   if (!rc) return NULL;
   if (w) cn_term_free(w->ref);
   cn_free(w);
-  return error2(n, cn_err_name(rc));
+  return error2(n, cn_err_reason(rc));
 }
 
 /* {horde_register, Reg, Key, Value}: a new echo process registered as Horde.Registry.register/3 would. */
 static cn_term *ctl_register(cn_node *n, cn_horde_registry *r, const cn_term *key, const cn_term *value) {
   cn_pid pid, holder = {0};
   int rc = workers_spawn_echo(n, &pid);
-  if (rc) return error2(n, cn_err_name(rc));
+  if (rc) return error2(n, cn_err_reason(rc));
   rc = cn_horde_register(r, pid, key, value, &holder);
   if (!rc) return cn_mk_tuple(2, cn_mk_atomc(n, "ok"), cn_mk_pid(pid));
   cn_term *why = cn_mk_atomc(n, "kill");
@@ -110,7 +110,7 @@ static cn_term *ctl_register(cn_node *n, cn_horde_registry *r, const cn_term *ke
   if (rc == CN_EEXIST)
     return cn_mk_tuple(2, cn_mk_atomc(n, "error"),
                        cn_mk_tuple(2, cn_mk_atomc(n, "already_registered"), cn_mk_pid(holder)));
-  return error2(n, cn_err_name(rc));
+  return error2(n, cn_err_reason(rc));
 }
 
 cn_term *hreg_ctl(cn_proc *self, cn_pid from, const cn_term *ref, const char *op, const cn_term *cmd,

@@ -134,7 +134,7 @@ cn_term *hsup_ctl(cn_proc *self, cn_pid from, const cn_term *ref, const char *op
     int rc = caller ? cn_horde_start_child(s, &cmd->v.tuple.e[2], caller, &reply) : CN_ENOMEM;
     cn_term_free(caller);
     if (!rc) return reply; /* NULL: the owning member answers */
-    why = cn_err_name(rc);
+    why = cn_err_reason(rc);
   } else if (s && !strcmp(op, "horde_sup_which_children") && ar == 2) {
     return cn_horde_which_children(s);
   } else if (s && !strcmp(op, "horde_sup_count") && ar == 2) {

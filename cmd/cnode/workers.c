@@ -172,7 +172,7 @@ static void puppet_cmd(cn_proc *self, puppet *pp, const cn_term *cmd) {
   } else {
     rc = CN_EINVAL;
   }
-  if (rc) tell(self, pp, cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_name(rc))));
+  if (rc) tell(self, pp, cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc))));
 }
 
 static void puppet_handle(cn_proc *self, const cn_term *msg, void *state) {
@@ -243,7 +243,7 @@ static void ctl_global_done(cn_proc *self, int status, void *ctx) {
                !status                                         ? cn_mk_atomc(n, c->ok)
                : (status == CN_EEXIST || status == CN_EBUSY)   ? cn_mk_atomc(n, c->fail)
                                                                : cn_mk_tuple(2, cn_mk_atomc(n, "error"),
-                                                                             cn_mk_atomc(n, cn_err_name(status))));
+                                                                             cn_mk_atomc(n, cn_err_reason(status))));
   cn_term_free(c->ref);
   cn_free(c);
 }
@@ -286,17 +286,17 @@ static cn_term *ctl_global(cn_proc *self, cn_pid from, const cn_term *ref, const
     cn_pid pid;
     int rc = cn_global_whereis_name(n, a, &pid);
     return rc == CN_ENOTFOUND ? cn_mk_atomc(n, "undefined")
-           : rc               ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_name(rc)))
+           : rc               ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc)))
                               : cn_mk_pid(pid);
   }
   if (!strcmp(op, "global_send") && a && b) {
     int rc = cn_global_send(n, self, a, b);
-    return rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_name(rc))) : cn_mk_atomc(n, "ok");
+    return rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc))) : cn_mk_atomc(n, "ok");
   }
   ctl_pending *p = cn_calloc(1, sizeof *p);
   if (!p || !(p->ref = cn_term_copy(ref))) {
     cn_free(p);
-    return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "CN_ENOMEM"));
+    return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "enomem"));
   }
   p->from = from;
   int rc = CN_EINVAL;
@@ -331,7 +331,7 @@ static cn_term *ctl_global(cn_proc *self, cn_pid from, const cn_term *ref, const
   if (!rc) return NULL;
   cn_term_free(p->ref);
   cn_free(p);
-  return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, rc == CN_EINVAL ? "badarg" : cn_err_name(rc)));
+  return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc)));
 }
 
 /* ---- CRDT commands of cnode_ctl (horde_compat) ------------------------------------------------------------- */
@@ -374,12 +374,12 @@ static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd) 
       else return ctl_err(n, "badarg");
     }
     ctl_crdt *e = cn_calloc(1, sizeof *e);
-    if (!e) return ctl_err(n, "CN_ENOMEM");
+    if (!e) return ctl_err(n, "enomem");
     snprintf(e->name, sizeof e->name, "%s", name);
     int rc = cn_crdt_start(n, name, &o, &e->c);
     if (rc) {
       cn_free(e);
-      return ctl_err(n, cn_err_name(rc));
+      return ctl_err(n, cn_err_reason(rc));
     }
     e->next = ctl_crdts;
     ctl_crdts = e;
@@ -411,7 +411,7 @@ static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd) 
     rc = cn_crdt_delete(c, a);
   } else if (!strcmp(op, "crdt_read") && ar == 2) {
     cn_term *m = cn_crdt_read(c);
-    return m ? m : ctl_err(n, "CN_ENOMEM");
+    return m ? m : ctl_err(n, "enomem");
   } else if (!strcmp(op, "crdt_root") && ar == 2) {
     uint8_t h[4];
     return cn_crdt_root(c, h) ? cn_mk_binary(h, 4) : cn_mk_binary("", 0);
@@ -425,7 +425,7 @@ static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd) 
                      cn_mk_atomc(n, "keys"),       cn_mk_int((int64_t)s.keys)};
     return cn_mk_map(5, kv);
   }
-  return rc ? ctl_err(n, rc == CN_EINVAL ? "badarg" : cn_err_name(rc)) : cn_mk_atomc(n, "ok");
+  return rc ? ctl_err(n, cn_err_reason(rc)) : cn_mk_atomc(n, "ok");
 }
 
 /* {From, Ref, {send, Dest, Msg}} -> the node sends Msg to Dest, then From ! {Ref, ok};
@@ -442,12 +442,12 @@ static void ctl(cn_proc *self, const cn_term *msg, void *state) {
   cn_term *answer = NULL;
   if (cn_tuple_elem(cmd, 3, 0) && cn_is_atom(cn_tuple_elem(cmd, 3, 0), "send")) {
     int rc = cn_send_to(n, self, cn_tuple_elem(cmd, 3, 1), cn_tuple_elem(cmd, 3, 2));
-    answer = rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_name(rc))) : cn_mk_atomc(n, "ok");
+    answer = rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc))) : cn_mk_atomc(n, "ok");
   } else if (cn_tuple_elem(cmd, 2, 0) && cn_is_atom(cn_tuple_elem(cmd, 2, 0), "start_kv") &&
              atom_text(cn_tuple_elem(cmd, 2, 1))) {
     cn_pid pid;
     int rc = kv_start(n, atom_text(cn_tuple_elem(cmd, 2, 1)), &pid);
-    answer = rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_name(rc)))
+    answer = rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc)))
                 : cn_mk_tuple(2, cn_mk_atomc(n, "ok"), cn_mk_pid(pid));
   } else if (cn_is_atom(cmd, "stats")) {
     cn_node_stats st;
