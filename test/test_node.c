@@ -454,12 +454,12 @@ static void test_listen_port_range(void **st) {
   assert_true(taken2 >= 0);
   assert_int_equal(listen_node(&n, "127.0.0.1", p, (uint16_t)(p + 1), &l), CN_EEXIST);
   char want[96];
-  snprintf(want, sizeof want, "every port of the range %u-%u is in use", p, p + 1);
+  snprintf(want, sizeof want, "every port of the range %u-%u is in use", (unsigned)p, (unsigned)p + 1);
   assert_non_null(strstr(l.text, want));
   cn_node_free(n);
   /* One port, taken: the same error, naming the port. */
   assert_int_equal(listen_node(&n, "127.0.0.1", p, 0, &l), CN_EEXIST);
-  snprintf(want, sizeof want, "cannot listen on 127.0.0.1:%u", p);
+  snprintf(want, sizeof want, "cannot listen on 127.0.0.1:%u", (unsigned)p);
   assert_non_null(strstr(l.text, want));
   cn_node_free(n);
   close(taken);
