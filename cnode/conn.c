@@ -335,7 +335,10 @@ int conn_send_from(cn_node *n, cn_proc *sender, const cn_atom *peer, const cn_te
   if (n->stopping) return 0;
   cn_conn *c = find(n, peer);
   if (!c) {
-    if (conn_connect(n, peer)) return 0;
+    /* An unreachable node drops the message, as the BEAM does (links and monitors see noconnection); a node that
+     * could not even start the attempt for lack of memory tells the sender. */
+    int rc = conn_connect(n, peer);
+    if (rc) return rc == CN_ENOMEM ? rc : 0;
     c = find(n, peer);
     if (!c) return 0;
   }
@@ -429,7 +432,11 @@ static void on_timer(uv_timer_t *t) {
   if (c->state == C_UP) {
     switch (dist_tick_fire(&c->tick, uv_now(c->n->loop))) {
     case DIST_TICK_SEND:
-      cn_buf_put32(&c->out, 0);
+      /* Without its tick the peer would count this node dead a net_ticktime later; fail now and say why. */
+      if (cn_buf_put32(&c->out, 0)) {
+        conn_close(c, "out of memory (tick)");
+        break;
+      }
       mark_dirty(c);
       break;
     case DIST_TICK_TIMEOUT:
@@ -531,14 +538,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   cn_conn *c = s->data;
   if (nread == 0) return;
   if (nread < 0) {
-    if (c->state == C_UP || nread != UV_EOF) {
+    /* UV_ENOBUFS: on_alloc had no memory for the read; the connection cannot go on. */
+    if (c->state == C_UP) {
       conn_close(c, nread == UV_EOF ? "connection closed" : uv_strerror((int)nread));
-    } else if (!c->initiator && c->state == C_HANDSHAKE && !c->hs.peer_name[0]) {
+    } else if (nread == UV_EOF && !c->initiator && c->state == C_HANDSHAKE && !c->hs.peer_name[0]) {
       /* Closed before saying its name: a peer that lost a simultaneous connect does exactly this. */
       cn_log(c->n, CN_LOG_DEBUG, "connection from %s closed before its handshake", who(c));
       conn_close(c, "closed before the handshake");
     } else {
-      setup_failed(c, "%s", closed_reason(c));
+      /* A reset or a read error during the setup fails it as a close does: logged, and links and monitors made
+       * toward the node meanwhile end with noconnection (they waited forever when it was a plain close). */
+      setup_failed(c, "%s", nread == UV_EOF ? closed_reason(c) : uv_strerror((int)nread));
     }
     return;
   }
@@ -559,11 +569,14 @@ static void start_io(cn_conn *c) {
 
 /* ---- Handshake ------------------------------------------------------------------------------------------- */
 
-static void hs_output(cn_conn *c) {
-  if (!c->hs.out.len) return;
-  cn_buf_append(&c->out, c->hs.out.data, c->hs.out.len);
+/* Moves the handshake's output to the socket's queue; CN_ENOMEM leaves it where it was (the caller fails the
+ * setup: a message lost here would leave both sides waiting for the setup timeout). */
+static int hs_output(cn_conn *c) {
+  if (!c->hs.out.len) return 0;
+  if (cn_buf_append(&c->out, c->hs.out.data, c->hs.out.len)) return CN_ENOMEM;
   cn_buf_consume(&c->hs.out, c->hs.out.len);
   mark_dirty(c);
+  return 0;
 }
 
 static int hs_start(cn_conn *c) {
@@ -575,7 +588,13 @@ static int hs_start(cn_conn *c) {
   cfg.cookie = n->cookie;
   cfg.flags = n->flags;
   cfg.creation = n->creation;
-  while (!cfg.challenge) RAND_bytes((unsigned char *)&cfg.challenge, sizeof cfg.challenge);
+  /* RAND_bytes fails (0 or -1) when OpenSSL's generator cannot be seeded: the setup fails then, never spins. */
+  while (!cfg.challenge) {
+    if (RAND_bytes((unsigned char *)&cfg.challenge, sizeof cfg.challenge) != 1) {
+      cn_log(n, CN_LOG_ERROR, "no random bytes for a handshake challenge (RAND_bytes failed)");
+      return CN_EIO;
+    }
+  }
   cfg.peer_version = c->peer_version ? c->peer_version : 6;
   cfg.required_flags = DIST_FLAGS_MANDATORY_25;
   cfg.peer_name = c->initiator ? c->peer->name : NULL;
@@ -584,8 +603,7 @@ static int hs_start(cn_conn *c) {
   if (rc) return rc;
   c->hs_init = true;
   c->state = C_HANDSHAKE;
-  hs_output(c);
-  return 0;
+  return hs_output(c);
 }
 
 /* Writes what is queued now, before a close that follows a final status. */
@@ -658,8 +676,15 @@ static void conn_up(cn_conn *c) {
   node_notify(n, c->peer, true, NULL);
   while (c->pend_head && c->state == C_UP) {
     pend *p = c->pend_head;
+    int rc = frame_bytes(c, p->body.data, p->ctl_len, p->body.len);
+    if (rc) {
+      /* A message lost from the middle of the stream would break the order promise; as the BEAM does, the
+       * connection goes down instead (the queue is freed with it; links and monitors see noconnection). */
+      conn_close(c, "out of memory");
+      return;
+    }
     c->pend_head = p->next;
-    frame_bytes(c, p->body.data, p->ctl_len, p->body.len);
+    c->pend_bytes -= p->body.len;
     cn_buf_free(&p->body);
     cn_free(p);
   }
@@ -679,7 +704,7 @@ static int handshake_step(cn_conn *c, size_t *off) {
   size_t used = 0, start = *off;
   int ev = dist_hs_feed(&c->hs, c->in.data + *off, c->in.len - *off, &used);
   *off += used;
-  hs_output(c);
+  if (hs_output(c)) ev = CN_ENOMEM;
   if (ev < 0) {
     if (ev == CN_EREFUSED && c->initiator && dist_hs_refused_nok(&c->hs)) {
       wait_for_peer(c);
@@ -696,8 +721,10 @@ static int handshake_step(cn_conn *c, size_t *off) {
   switch (ev) {
   case DIST_HS_NAME: {
     const char *st = on_peer_name(c);
-    dist_hs_accept_status(&c->hs, st);
-    hs_output(c);
+    if (dist_hs_accept_status(&c->hs, st) || hs_output(c)) {
+      setup_failed(c, "%s", "out of memory");
+      return -1;
+    }
     if (!strcmp(st, "nok") || !strcmp(st, "not_allowed")) {
       cn_log(c->n, strcmp(st, "nok") ? CN_LOG_WARN : CN_LOG_DEBUG, "refused connection from %s: %s", who(c),
              strcmp(st, "nok") ? "not allowed" : "simultaneous connect, keeping ours");
@@ -708,8 +735,10 @@ static int handshake_step(cn_conn *c, size_t *off) {
     return 1;
   }
   case DIST_HS_ALIVE:
-    dist_hs_alive_reply(&c->hs, true);
-    hs_output(c);
+    if (dist_hs_alive_reply(&c->hs, true) || hs_output(c)) {
+      setup_failed(c, "%s", "out of memory");
+      return -1;
+    }
     return 1;
   case DIST_HS_DONE:
     conn_up(c);
@@ -792,6 +821,11 @@ static void process_input(cn_conn *c) {
     off += (size_t)r;
     if (dlen == 0) continue; /* a tick */
     int rc = handle_frame(c, d, dlen);
+    if (rc == CN_ENOMEM) {
+      cn_log(c->n, CN_LOG_WARN, "dropping connection to %s: out of memory for a message", who(c));
+      conn_close(c, "out of memory");
+      break;
+    }
     if (rc < 0) {
       if (rc == CN_ELIMIT)
         c->n->stats.oversized_messages++;
@@ -851,25 +885,48 @@ static int begin_setup(cn_conn *c) {
 
 /* ---- Accepting ----------------------------------------------------------------------------------------- */
 
-static void closed_and_free(uv_handle_t *h) { cn_free(h); }
+static void refuse(cn_node *n, const char *why);
+
+static void refuse_closed(uv_handle_t *h) {
+  cn_node *n = h->data;
+  n->refuse_busy = false;
+  if (n->refuse_waiting && n->listening && !n->stopping) refuse(n, "a connection waited to be refused");
+}
+
+/* Accepts the connection libuv holds and closes it at once, with no allocation (out of memory is one reason).
+ * A connection libuv accepted and nobody took stops it polling the listener: the node would never accept again.
+ * While the spare handle is still closing, the connection waits and is refused when it is free. */
+static void refuse(cn_node *n, const char *why) {
+  if (n->refuse_busy) {
+    n->refuse_waiting = true;
+    return;
+  }
+  n->refuse_waiting = false;
+  uv_tcp_init(n->loop, &n->refuse);
+  n->refuse.data = n;
+  if (!uv_accept((uv_stream_t *)&n->listener, (uv_stream_t *)&n->refuse)) {
+    n->stats.connections_refused++;
+    cn_log(n, CN_LOG_WARN, "connection refused: %s", why);
+  }
+  n->refuse_busy = true;
+  uv_close((uv_handle_t *)&n->refuse, refuse_closed);
+}
 
 void conn_on_accept(uv_stream_t *server, int status) {
   cn_node *n = server->data;
   if (status < 0 || n->stopping) return;
   if (n->nconns >= n->max_conns) {
     /* Accept and close at once, so the backlog does not fill with sockets nobody will serve. */
-    uv_tcp_t *t = cn_malloc(sizeof *t);
-    if (!t) return;
-    uv_tcp_init(n->loop, t);
-    if (!uv_accept(server, (uv_stream_t *)t)) {
-      n->stats.connections_refused++;
-      cn_log(n, CN_LOG_WARN, "connection refused: %zu connections, the max_connections limit", n->nconns);
-    }
-    uv_close((uv_handle_t *)t, closed_and_free);
+    char why[96];
+    snprintf(why, sizeof why, "%zu connections, the max_connections limit", n->nconns);
+    refuse(n, why);
     return;
   }
   cn_conn *c = conn_new(n, NULL, false);
-  if (!c) return;
+  if (!c) {
+    refuse(n, "out of memory");
+    return;
+  }
   uv_tcp_init(n->loop, &c->tcp);
   c->tcp.data = c;
   c->tcp_open = true;
@@ -895,7 +952,7 @@ void conn_on_accept(uv_stream_t *server, int status) {
   }
   snprintf(c->addr, sizeof c->addr, "%s:%u", ip, port);
   if (begin_setup(c)) {
-    conn_close(c, "out of memory");
+    setup_failed(c, "%s", c->tls ? dist_tls_reason(c->tls) : "out of memory");
     return;
   }
   start_io(c);

@@ -82,10 +82,9 @@ int dispatch_ctl(cn_node *n, cn_conn *c, const cn_atom *peer, const dist_ctl *ct
     /* GROUP_LEADER and NODE_LINK: nothing here uses them. */
     break;
   }
-  if (p && payload) {
-    proc_deliver(p, payload);
-    return 0;
-  }
+  /* A message that cannot be queued for lack of memory ends the connection (CN_ENOMEM): a gap in the stream would
+   * break the order promise, as a lost message does on the BEAM only with the connection. */
+  if (p && payload) return proc_deliver(p, payload);
   cn_term_free(payload);
   return 0;
 }

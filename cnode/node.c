@@ -405,9 +405,12 @@ int cn_node_start(cn_node *n, cn_start_cb cb, void *ctx) {
   n->start_ctx = ctx;
   if (n->no_epmd) {
     uint32_t c = 0;
-    while (!c) RAND_bytes((unsigned char *)&c, sizeof c);
+    bool ok = true; /* RAND_bytes fails (0 or -1) when OpenSSL's generator cannot be seeded: never spin on it */
+    while (!c && (ok = RAND_bytes((unsigned char *)&c, sizeof c) == 1)) {
+    }
+    if (!ok) cn_log(n, CN_LOG_ERROR, "no random bytes for the node's creation (RAND_bytes failed)");
     n->creation = c;
-    started(n, 0);
+    started(n, ok ? 0 : CN_EIO);
     return 0;
   }
   epmd_node_info info;

@@ -188,6 +188,9 @@ struct cn_node {
   uint64_t flags; /* what we announce */
   uv_tcp_t listener;
   bool listening;
+  uv_tcp_t refuse;     /* the one spare handle that accepts and closes a connection we cannot serve (no memory) */
+  bool refuse_busy;    /* it is closing */
+  bool refuse_waiting; /* a connection waits to be refused: libuv polls the listener again once it is accepted */
   epmd_reg *reg;
   cn_start_cb start_cb;
   void *start_ctx;
@@ -239,7 +242,8 @@ int node_post_job(cn_node *n, void (*job)(cn_node *n, void *arg), void *arg);
 cn_proc *proc_lookup(cn_node *n, cn_pid pid);
 cn_proc *proc_by_name(cn_node *n, const cn_atom *name);
 /* Takes msg (owned) into p's mailbox. */
-void proc_deliver(cn_proc *p, cn_term *msg);
+/* Queues msg (taken) for p. CN_ENOMEM when it was dropped for lack of memory; 0 also when p is dead. */
+int proc_deliver(cn_proc *p, cn_term *msg);
 /* Runs up to budget messages of p; returns how many ran. */
 size_t proc_run(cn_proc *p, size_t budget);
 /* An exit signal from `from` with reason (borrowed) arriving at p (link exit when linked is true). */

@@ -86,15 +86,15 @@ bool cn_trap_exit(cn_proc *self, bool on) {
 }
 cn_node *cn_proc_node(cn_proc *p) { return p->node; }
 
-void proc_deliver(cn_proc *p, cn_term *msg) {
+int proc_deliver(cn_proc *p, cn_term *msg) {
   if (p->dead || !msg) {
     cn_term_free(msg);
-    return;
+    return msg ? 0 : CN_ENOMEM; /* a NULL message is one its builder could not make */
   }
   cn_msg *m = cn_malloc(sizeof *m);
   if (!m) {
     cn_term_free(msg);
-    return;
+    return CN_ENOMEM;
   }
   m->next = NULL;
   m->term = msg;
@@ -102,6 +102,7 @@ void proc_deliver(cn_proc *p, cn_term *msg) {
   p->mq_tail = &m->next;
   p->mq_len++;
   node_schedule(p->node, p);
+  return 0;
 }
 
 /* ---- Exits ------------------------------------------------------------------------------------------- */
@@ -261,9 +262,7 @@ int cn_send(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg) {
     cn_proc *p = proc_lookup(n, to);
     if (!p || p->dead) return 0;
     cn_term *c = cn_term_copy(msg);
-    if (!c) return CN_ENOMEM;
-    proc_deliver(p, c);
-    return 0;
+    return c ? proc_deliver(p, c) : CN_ENOMEM;
   }
   cn_term e[3];
   cn_term ctl;
@@ -272,9 +271,11 @@ int cn_send(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg) {
     e[1] = tv_pid(sender(n, from));
     e[2] = tv_pid(to);
   } else {
-    /* The unused element was once the cookie; OTP sends the empty atom. */
+    /* The unused element was once the cookie; OTP sends the empty atom (interned on first use: that may fail). */
+    const cn_atom *empty = cn_intern(n, "");
+    if (!empty) return node_intern_error(n);
     e[0] = tv_int(DOP_SEND);
-    e[1] = tv_atom(cn_intern(n, ""));
+    e[1] = tv_atom(empty);
     e[2] = tv_pid(to);
   }
   ctl = tv_tuple(e, 3);
@@ -289,7 +290,9 @@ static int send_name_atoms(cn_node *n, cn_proc *from, const cn_atom *name, const
     if (!p) return CN_ENOTFOUND;
     return cn_send(n, from, p->pid, msg);
   }
-  cn_term e[4] = {tv_int(DOP_REG_SEND), tv_pid(sender(n, from)), tv_atom(cn_intern(n, "")), tv_atom(name)};
+  const cn_atom *empty = cn_intern(n, ""); /* interned on first use: that may fail */
+  if (!empty) return node_intern_error(n);
+  cn_term e[4] = {tv_int(DOP_REG_SEND), tv_pid(sender(n, from)), tv_atom(empty), tv_atom(name)};
   cn_term ctl = tv_tuple(e, 4);
   return conn_send_from(n, from, node, &ctl, msg);
 }

@@ -12,9 +12,11 @@
 #include "cn_term.h"
 
 #include <arpa/inet.h>
+#include <execinfo.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
@@ -150,9 +152,41 @@ int test_epmd_start(uint16_t *port) {
   return -1;
 }
 
-long ta_live, ta_fail_after = -1;
+_Atomic long ta_live, ta_fail_after = -1;
+
+/* One armed fault for one thread (ta_fault_arm): a countdown of that thread's allocations. */
+static struct {
+  _Atomic bool on, fired;
+  _Atomic long skip;
+  pthread_t th;
+  void *bt[24]; /* where it fired */
+  int nbt;
+} fault;
+
+void ta_fault_print_trace(void) {
+  if (fault.fired) backtrace_symbols_fd(fault.bt, fault.nbt, 2);
+}
+
+void ta_fault_arm(pthread_t th, long skip) {
+  ta_install();
+  fault.on = false;
+  fault.th = th;
+  fault.skip = skip;
+  fault.fired = false;
+  fault.on = true;
+}
+
+void ta_fault_disarm(void) { fault.on = false; }
+
+bool ta_fault_fired(void) { return fault.fired; }
 
 static bool ta_take(void) {
+  if (fault.on && pthread_equal(pthread_self(), fault.th) && atomic_fetch_sub(&fault.skip, 1) == 0) {
+    fault.on = false;
+    fault.nbt = backtrace(fault.bt, 24);
+    fault.fired = true;
+    return false;
+  }
   if (ta_fail_after < 0) return true;
   if (ta_fail_after == 0) return false;
   ta_fail_after--;

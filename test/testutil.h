@@ -2,6 +2,8 @@
 #ifndef TESTUTIL_H
 #define TESTUTIL_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,8 +38,15 @@ int test_epmd_group_teardown(void **state);
 /* A counting allocator for cn_replace_allocator: ta_live counts blocks alive; ta_fail_after > 0 lets that many
  * more allocations succeed, 0 fails all, < 0 (the default) fails none. ta_install puts it in place; ta_setup
  * and ta_teardown are cmocka fixtures that reset it and assert that a test freed everything. */
-extern long ta_live, ta_fail_after;
+extern _Atomic long ta_live, ta_fail_after;
 void ta_install(void);
+/* A fault for one thread (a node's loop thread), leaving the others alone: after `skip` more allocations on thread
+ * th the next one fails, once. Installs the counting allocator. ta_fault_fired says whether it has failed one. */
+void ta_fault_arm(pthread_t th, long skip);
+void ta_fault_disarm(void);
+bool ta_fault_fired(void);
+/* Prints where the fault fired (glibc's backtrace: resolve the +offsets with addr2line -e BINARY). */
+void ta_fault_print_trace(void);
 int ta_setup(void **state);
 int ta_teardown(void **state);
 
