@@ -250,13 +250,15 @@ static void drop_keys(cn_horde_registry *r, const cn_pid *pid, const cn_term *me
       if (pid ? !pid_eq(e->pid, *pid) : !cn_term_eq(e->member, member)) continue;
       if (pid && !crdt_holds(r, e->key, pid)) continue;
       if (n == cap) {
-        cap = cap ? 2 * cap : 8;
-        cn_term **nk = cn_realloc(ks, cap * sizeof *nk);
-        if (!nk) break;
+        size_t ncap = cap ? 2 * cap : 8;
+        cn_term **nk = cn_realloc(ks, ncap * sizeof *nk);
+        if (!nk) goto gathered; /* out of memory: the keys gathered so far go; cap stays the size of ks */
         ks = nk;
+        cap = ncap;
       }
       ks[n++] = mk_keyed(r->n, "key", e->key);
     }
+gathered:
   /* deleting sends crdt_update messages; the local table changes when they arrive */
   for (size_t i = 0; i < n; i++) {
     if (ks[i]) cn_crdt_delete(r->crdt, ks[i]);
