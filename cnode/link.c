@@ -185,8 +185,18 @@ int link_add_mon_in(cn_proc *p, cn_pid watcher, cn_ref ref, const cn_atom *name)
   return 0;
 }
 
+/* ASSUME(c) tells clang's static analyzer an invariant it cannot derive, and is nothing in a real build. Here: an
+ * entry still held by its process is in the node's hash, so that hash is not empty (the analyzer follows a first
+ * HASH_DEL that empties the hash with a second one on the same, now NULL, head). */
+#ifdef __clang_analyzer__
+#define ASSUME(c) ((c) ? (void)0 : __builtin_unreachable())
+#else
+#define ASSUME(c) ((void)0)
+#endif
+
 /* Takes m out of its process's list and the node's index. The caller frees it. */
 static void mon_in_unlink(cn_node *n, cn_mon_in *m) {
+  ASSUME(n->mons_in);
   *m->pprev = m->next;
   if (m->next) m->next->pprev = m->pprev;
   HASH_DEL(n->mons_in, m);
@@ -382,6 +392,7 @@ int cn_alias(cn_proc *self, cn_ref *ref) {
 static void alias_remove(cn_node *n, cn_proc *p, cn_alias_ent **slot) {
   cn_alias_ent *a = *slot;
   *slot = a->next_of_proc;
+  ASSUME(n->aliases);
   HASH_DEL(n->aliases, a);
   cn_free(a);
   (void)p;

@@ -145,7 +145,7 @@ static srv_node *node_reg(epmd_srv *s, srv_conn *c, const epmd_node_info *info) 
     bump_creation(n);
   } else {
     size_t keep = s->o.debug ? SRV_DEBUG_MAX_UNREG : s->o.max_unreg;
-    if (s->nunreg > keep) {
+    if (s->nunreg > keep && s->unreg) {
       /* As OTP: the oldest remembered slot is taken over, counter and all. */
       n = s->unreg;
       s->unreg = n->next;
@@ -314,7 +314,8 @@ static void conn_reply(srv_conn *c, int close_after) {
     return;
   }
   /* Most replies fit the socket buffer: written at once, the connection closes in this loop turn. */
-  int k = uv_try_write((uv_stream_t *)&c->tcp, &(uv_buf_t){.base = (char *)c->out.data, .len = c->out.len}, 1);
+  uv_buf_t now = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+  int k = uv_try_write((uv_stream_t *)&c->tcp, &now, 1);
   if (k > 0) cn_buf_consume(&c->out, (size_t)k);
   if (c->out.len == 0) {
     c->writing = 1;
@@ -684,6 +685,7 @@ static int open_listener(const struct sockaddr_storage *a) {
 
 static uint16_t bound_port(int fd) {
   struct sockaddr_storage a;
+  memset(&a, 0, sizeof a);
   socklen_t len = sizeof a;
   if (getsockname(fd, (struct sockaddr *)&a, &len)) return 0;
   return a.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&a)->sin6_port)

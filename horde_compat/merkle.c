@@ -451,7 +451,9 @@ int hc_merkle_continue(const hc_ctx *c, const hc_merkle *m, const cn_term *cont,
     hc_mdiff_free(&d);
     return rc;
   }
-  for (size_t i = 0; i < keep; i++) kv[i] = cn_term_copy(i < nold ? &keys->v.list.e[i] : d.keys[i - nold]);
+  size_t k = 0;
+  for (; k < keep && k < nold; k++) kv[k] = cn_term_copy(&keys->v.list.e[k]);
+  for (size_t j = 0; k < keep && j < d.nkeys; k++, j++) kv[k] = cn_term_copy(d.keys[j]);
   cn_term *klist = cn_mk_listv(keep, kv, NULL);
   if (!d.nparts) {
     cn_free(kv);

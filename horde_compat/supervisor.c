@@ -277,39 +277,53 @@ static cn_term *reason(cn_horde_sup *s, const char *what, const cn_term *t) {
   return cn_mk_tuple(2, atom(s, what), cn_term_copy(t));
 }
 
-/* A spec fault: CN_EINVAL and the reason in *why, or CN_ENOMEM (*why NULL) when the reason could not be built. */
-static int bad(cn_horde_sup *s, const char *what, const cn_term *t, cn_term **why) {
-  return (*why = reason(s, what, t)) ? CN_EINVAL : CN_ENOMEM;
-}
-
 /* Reads a child spec as Horde.ProcessesSupervisor validates it. 0 when it is valid (cs filled in); CN_EINVAL with
- * the reason (a new term) in *why; CN_ENOMEM, *why NULL, when memory ran out building the reason. Only 0 fills cs. */
+ * the reason {Fault, Part} (a new term) in *why; CN_ENOMEM, *why NULL, when memory ran out building the reason.
+ * Only 0 fills cs. */
 static int read_spec(cn_horde_sup *s, const cn_term *spec, cspec *cs, cn_term **why) {
   const cn_term *st = hc_map_get(spec, "start"), *r = hc_map_get(spec, "restart"), *sd = hc_map_get(spec, "shutdown"),
-                *ty = hc_map_get(spec, "type");
+                *ty = hc_map_get(spec, "type"), *part;
+  const char *fault;
   *why = NULL;
-  if (!hc_map_get(spec, "id") || !st) return bad(s, "invalid_child_spec", spec, why);
   cspec c;
+  if (!hc_map_get(spec, "id") || !st) {
+    fault = "invalid_child_spec", part = spec;
+    goto invalid;
+  }
   c.mod = cn_tuple_elem(st, 3, 0);
   c.fun = cn_tuple_elem(st, 3, 1);
   c.args = cn_tuple_elem(st, 3, 2);
-  if (!c.mod || c.mod->type != CN_ATOM || c.fun->type != CN_ATOM || !hc_proper_list(c.args))
-    return bad(s, "invalid_mfa", st, why);
+  if (!c.mod || c.mod->type != CN_ATOM || c.fun->type != CN_ATOM || !hc_proper_list(c.args)) {
+    fault = "invalid_mfa", part = st;
+    goto invalid;
+  }
   c.restart = !r || cn_is_atom(r, "permanent") ? R_PERMANENT
               : cn_is_atom(r, "transient")     ? R_TRANSIENT
               : cn_is_atom(r, "temporary")     ? R_TEMPORARY
                                                : -1;
-  if (c.restart < 0) return bad(s, "invalid_restart_type", r, why);
+  if (c.restart < 0) {
+    fault = "invalid_restart_type", part = r;
+    goto invalid;
+  }
   bool sup = ty && cn_is_atom(ty, "supervisor");
-  if (ty && !sup && !cn_is_atom(ty, "worker")) return bad(s, "invalid_child_type", ty, why);
+  if (ty && !sup && !cn_is_atom(ty, "worker")) {
+    fault = "invalid_child_type", part = ty;
+    goto invalid;
+  }
   c.shutdown_ms = !sd                                  ? (sup ? -1 : 5000)
                   : cn_is_atom(sd, "infinity")         ? -1
                   : cn_is_atom(sd, "brutal_kill")      ? 0
                   : sd->type == CN_INT && sd->v.i >= 0 ? sd->v.i
                                                        : -2;
-  if (c.shutdown_ms < -1) return bad(s, "invalid_shutdown", sd, why);
+  if (c.shutdown_ms < -1) {
+    fault = "invalid_shutdown", part = sd;
+    goto invalid;
+  }
   *cs = c;
   return 0;
+invalid:
+  *why = reason(s, fault, part);
+  return *why ? CN_EINVAL : CN_ENOMEM;
 }
 
 /* The spec with id => Id (a new map). */
@@ -1009,7 +1023,7 @@ static void gather_free(gather *g) {
 
 static void gather_done(cn_proc *self, int status, const cn_term *reply, void *ctx) {
   gather *g = ctx;
-  if (status == 0) gather_add(g, reply);
+  if (status == 0 && reply) gather_add(g, reply); /* gather_start's own final call brings none */
   if (--g->pending > 0) return;
   if (status != CN_ECLOSED) {
     cn_term *r = gather_reply(g);

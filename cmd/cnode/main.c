@@ -142,7 +142,7 @@ static epmd_srv *start_epmd(uv_loop_t *loop, uint16_t port, bool verbose, const 
 }
 
 /* Builds the TLS options from --ssl-dist-optfile (OTP's file, read as erl reads it) and the --tls-* flags, which
- * override it on both sides. Returns 0, or prints why and returns -1. */
+ * override it on both sides. Returns 1 (inet_tls, t filled in), 0 (inet_tcp), or prints why and returns -1. */
 static int tls_options(const char *proto, const char *optfile, const char *cert, const char *key, const char *ca,
                        const char *verify, cn_tls_opts *t) {
   bool any = optfile || cert || key || ca || verify;
@@ -192,7 +192,7 @@ static int tls_options(const char *proto, const char *optfile, const char *cert,
     cn_tls_opts_clear(t);
     return -1;
   }
-  return 0;
+  return 1;
 }
 
 static void stop_node(void *ctx) {
@@ -350,7 +350,6 @@ int main(int argc, char **argv) {
     if (!cookie_file) {
       const char *home = getenv("HOME");
       snprintf(path, sizeof path, "%s/.erlang.cookie", home ? home : ".");
-      cookie_file = path;
       if (read_cookie(path, a.cookie, sizeof a.cookie) && create_cookie(path, a.cookie)) {
         fprintf(stderr, "cnode: cannot read or create %s: %s\n", path, strerror(errno));
         return 1;
@@ -364,8 +363,9 @@ int main(int argc, char **argv) {
   o.cookie = a.cookie;
   cn_tls_opts tls;
   memset(&tls, 0, sizeof tls);
-  if (tls_options(proto, optfile, tls_cert, tls_key, tls_ca, tls_verify, &tls)) return 2;
-  if (!strcmp(proto, "inet_tls")) o.tls = &tls;
+  int tls_on = tls_options(proto, optfile, tls_cert, tls_key, tls_ca, tls_verify, &tls);
+  if (tls_on < 0) return 2;
+  if (tls_on) o.tls = &tls;
   uint16_t eport = o.epmd_port;
   if (!eport) {
     const char *e = getenv("ERL_EPMD_PORT");

@@ -196,7 +196,7 @@ static int choose_line(tool *t, char *line, void *ctx) {
   size_t n, k = 0;
   int rc = line_members(term, &m, &n);
   if (!rc) rc = cn_horde_choose(cn_tuple_elem(term, 2, 0), m, n, mode, &k);
-  char *txt = !rc ? cn_term_to_string(m[k].name) : NULL;
+  char *txt = !rc && k < n ? cn_term_to_string(m[k].name) : NULL;
   free(m);
   cn_term_free(term);
   if (rc == CN_ENOTFOUND) txt = cn_strndup("{error,no_alive_nodes}", 22);
