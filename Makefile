@@ -5,7 +5,8 @@ BUILD   ?= build
 CC      ?= cc
 SAN     ?=
 EI_DIR  := $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
-PKGS    := erlang-nox erlang-dev erlang-ssl elixir libuv1-dev libssl-dev libcmocka-dev uthash-dev clang libclang-rt-14-dev
+PKGS    := erlang-nox erlang-dev erlang-ssl elixir libuv1-dev libssl-dev libcmocka-dev uthash-dev clang libclang-rt-14-dev \
+           clang-tools cppcheck
 
 OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) -fPIC \
@@ -27,7 +28,7 @@ TEST_UTIL := $(filter-out $(TEST_SRC),$(wildcard test/*.c))
 TESTS     := $(TEST_SRC:test/%.c=$(BUILD)/test/%)
 EXAMPLES  := $(patsubst examples/%/main.c,$(BUILD)/examples/%,$(wildcard examples/*/main.c))
 
-.PHONY: all deps run test unit interop interop-asan asan clean examples bench bench-quick
+.PHONY: all deps run test analyze unit interop interop-asan asan clean examples bench bench-quick
 all: $(BUILD)/libcnode.a $(BUILD)/libcnode.so $(BUILD)/cnode $(BUILD)/cnode-epmd
 
 # V=1 shows the full compiler commands.
@@ -83,14 +84,20 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	exec $(BUILD)/cnode $(ARGS)
 
-# Everything needed, then unit tests, interop tests against real nodes, the unit tests and the interop suites
-# under ASan/UBSan (leaks included), and a 10 s run of each fuzz target.
+# Everything needed, then static analysis, unit tests, interop tests against real nodes, the unit tests and the
+# interop suites under ASan/UBSan (leaks included), and a 10 s run of each fuzz target.
 test: deps
+	@$(MAKE) --no-print-directory analyze
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory interop
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory interop-asan
 	@$(MAKE) --no-print-directory fuzz-smoke
+
+# clang's static analyzer (scan-build, over a clean build of the library and both programs in build/analyze) and
+# cppcheck over the same sources; any finding fails. About a minute; test/run_analyze.sh says what it checks.
+analyze:
+	@sh test/run_analyze.sh build/analyze $(filter -I% -D%,$(CFLAGS))
 
 unit: $(TESTS) $(EXAMPLES)
 	@sh test/run_unit.sh $(TESTS)
