@@ -196,6 +196,45 @@ static void test_c_to_c(void **st) {
   test_epmd_stop(epmd);
 }
 
+/* Node names of 255 characters (the atom limit) in 1-, 2- and 4-byte UTF-8, up to 990 bytes: registered with OTP's
+ * epmd, looked up, carried through the handshake both ways, and echoed back by pid. */
+static void long_name(char *out, size_t cap, int width) {
+  static const char *ch[] = {"", "a", "\xc3\xa9", "", "\xf0\x9f\x98\x80"}; /* a, é, 😀 */
+  const char *host = "@127.0.0.1";
+  size_t k = 0, chars = 255 - strlen(host);
+  for (size_t i = 0; i < chars; i++, k += (size_t)width) memcpy(out + k, ch[width], (size_t)width);
+  assert_true(k + strlen(host) < cap);
+  strcpy(out + k, host);
+}
+
+static void test_long_node_names(void **st) {
+  (void)st;
+  int epmd = test_epmd_start(&epmd_port);
+  assert_true(epmd > 0);
+  tnode b;
+  node_start(&b, "b@127.0.0.1", "secret");
+  assert_true(tnode_wait(&b, tnode_is_ready, NULL) && b.ready == 1);
+  for (int w = 1; w <= 4; w *= 2) {
+    static char name[CN_ATOM_MAX_BYTES + 1];
+    long_name(name, sizeof name, w);
+    tnode a;
+    node_start(&a, name, "secret");
+    assert_true(tnode_wait(&a, tnode_is_ready, NULL) && a.ready == 1);
+    /* b connects to a (a lookup of a's long alive part), a's echo answers b's collector; then a to b. */
+    int want = b.msgs + 1;
+    send_via(&b, "echo", name, b.collector, w);
+    assert_true(tnode_wait(&b, tnode_has_msgs, &want));
+    int one = 1;
+    tnode_send_via(&b, "fwd", name, cn_mk_tuple(2, cn_mk_tuple(2, cn_mk_atomc(b.n, "echo"), cn_mk_atomc(b.n, "b@127.0.0.1")),
+                                                 cn_mk_tuple(2, cn_mk_pid(a.collector), cn_mk_int(w))));
+    assert_true(tnode_wait(&a, tnode_has_msgs, &one));
+    tnode_stop(&a);
+    assert_true(tnode_wait(&b, tnode_log_has, "nodedown"));
+  }
+  tnode_stop(&b);
+  test_epmd_stop(epmd);
+}
+
 /* Two nodes that send to each other at the same moment connect to each other at once: OTP's rule (the
  * greater name's connection wins, the other side answers nok / ok_simultaneous) must leave one connection and
  * deliver both messages, whatever the interleaving. Repeated over fresh pairs to meet several orders. */
@@ -560,6 +599,7 @@ int main(void) {
       cmocka_unit_test(test_local_send_and_names),
       cmocka_unit_test(test_exit_signals),
       cmocka_unit_test(test_c_to_c),
+      cmocka_unit_test(test_long_node_names),
       cmocka_unit_test(test_simultaneous_connect),
       cmocka_unit_test(test_signals_between_nodes),
       cmocka_unit_test(test_listen_port_range),
