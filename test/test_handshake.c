@@ -380,16 +380,16 @@ static int feed_acceptor(const uint8_t *m, size_t n) {
 
 static void test_names(void **state) {
   (void)state;
-  uint8_t m[600];
+  uint8_t m[DIST_NAME_MAX + 600];
   static const char *bad[] = {"noat", "@host", "alive@", "a@b@c", "", "@"};
   for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++)
     assert_int_equal(feed_acceptor(m, new_name(m, DIST_FLAGS_DEFAULT, bad[k], strlen(bad[k]))), CN_EPROTO);
   assert_int_equal(feed_acceptor(m, new_name(m, DIST_FLAGS_DEFAULT, "a\0b@c", 5)), CN_EPROTO);
-  char longname[300];
+  char longname[DIST_NAME_MAX + 1]; /* an atom's bytes: 255 characters of up to 4 bytes */
   memset(longname, 'x', sizeof longname);
   longname[10] = '@';
-  assert_int_equal(feed_acceptor(m, new_name(m, DIST_FLAGS_DEFAULT, longname, 257)), CN_ELIMIT);
-  assert_int_equal(feed_acceptor(m, new_name(m, DIST_FLAGS_DEFAULT, longname, 256)), DIST_HS_MORE);
+  assert_int_equal(feed_acceptor(m, new_name(m, DIST_FLAGS_DEFAULT, longname, DIST_NAME_MAX + 1)), CN_ELIMIT);
+  assert_int_equal(feed_acceptor(m, new_name(m, DIST_FLAGS_DEFAULT, longname, DIST_NAME_MAX)), DIST_HS_MORE);
   /* Extra bytes after the name are ignored, as the spec asks. */
   size_t n = new_name(m, DIST_FLAGS_DEFAULT, "a@b", 3);
   m[1] += 3, memcpy(m + n, "xyz", 3);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <openssl/rand.h>
 #include <signal.h>
@@ -26,7 +27,7 @@
 typedef struct app {
   cn_node *node;
   uv_signal_t sigint, sigterm;
-  char cookie[256];
+  char cookie[CN_ATOM_MAX_BYTES + 2]; /* an atom's bytes, and one more to tell a longer one */
   int status;
 } app;
 
@@ -60,7 +61,8 @@ static void log_line(cn_node *n, cn_log_level level, const char *msg, void *ctx)
   printf("cnode: %s%s\n", tags[level + 1], msg);
 }
 
-/* Reads the first line of a cookie file; 0 or -1. */
+/* Reads the first line of a cookie file into out (cap bytes); 0, -1 (unreadable or empty), or -2 when the line does
+ * not fit: a cookie is an atom (erl refuses a longer one), and a cut one would fail every handshake unexplained. */
 static int read_cookie(const char *path, char *out, size_t cap) {
   FILE *f = fopen(path, "r");
   if (!f) return -1;
@@ -68,6 +70,7 @@ static int read_cookie(const char *path, char *out, size_t cap) {
   fclose(f);
   out[k] = 0;
   out[strcspn(out, "\r\n")] = 0;
+  if (strlen(out) >= cap - 1) return -2;
   return out[0] ? 0 : -1;
 }
 
@@ -335,27 +338,46 @@ int main(int argc, char **argv) {
   }
   app a;
   memset(&a, 0, sizeof a);
-  char fullname[512];
+  char fullname[CN_ATOM_MAX_BYTES + 1];
   if (sname) {
     char host[256];
     if (gethostname(host, sizeof host)) strcpy(host, "localhost");
     host[strcspn(host, ".")] = 0;
-    snprintf(fullname, sizeof fullname, strchr(sname, '@') ? "%s" : "%s@%s", sname, host);
+    int k = snprintf(fullname, sizeof fullname, strchr(sname, '@') ? "%s" : "%s@%s", sname, host);
+    if (k < 0 || (size_t)k >= sizeof fullname) {
+      fprintf(stderr, "cnode: node name %s@%s is longer than an atom may be\n", sname, host);
+      return 2;
+    }
     name = fullname;
   }
   if (cookie) {
+    if (strlen(cookie) > CN_ATOM_MAX_BYTES) {
+      fprintf(stderr, "cnode: --cookie is longer than an atom may be (%d bytes)\n", CN_ATOM_MAX_BYTES);
+      return 2;
+    }
     snprintf(a.cookie, sizeof a.cookie, "%s", cookie);
   } else {
-    char path[1024];
+    char path[PATH_MAX];
+    int rc = 0;
     if (!cookie_file) {
       const char *home = getenv("HOME");
-      snprintf(path, sizeof path, "%s/.erlang.cookie", home ? home : ".");
-      if (read_cookie(path, a.cookie, sizeof a.cookie) && create_cookie(path, a.cookie)) {
+      int k = snprintf(path, sizeof path, "%s/.erlang.cookie", home ? home : ".");
+      if (k < 0 || (size_t)k >= sizeof path) {
+        fprintf(stderr, "cnode: $HOME is too long for a path\n");
+        return 1;
+      }
+      cookie_file = path;
+      if ((rc = read_cookie(path, a.cookie, sizeof a.cookie)) == -1 && create_cookie(path, a.cookie)) {
         fprintf(stderr, "cnode: cannot read or create %s: %s\n", path, strerror(errno));
         return 1;
       }
-    } else if (read_cookie(cookie_file, a.cookie, sizeof a.cookie)) {
+    } else if ((rc = read_cookie(cookie_file, a.cookie, sizeof a.cookie)) == -1) {
       fprintf(stderr, "cnode: cannot read cookie file %s\n", cookie_file);
+      return 1;
+    }
+    if (rc == -2) {
+      fprintf(stderr, "cnode: the cookie in %s is longer than an atom may be (%d bytes)\n", cookie_file,
+              CN_ATOM_MAX_BYTES);
       return 1;
     }
   }
