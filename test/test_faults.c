@@ -1,6 +1,6 @@
 /* test_faults.c: failures inside the node where nobody sees them unless the node says so. An allocation made to
  * fail at every step of a connection setup and of the first message (one step a run, on the node's own thread),
- * and a random generator that fails: each time the setup completes and the message arrives,
+ * a tick that cannot be queued, and a random generator that fails: each time the setup completes and the message arrives,
  * or the caller is told, or the connection ends at once with a reason. Never silence until a timeout, never a
  * lost message on a connection that stays up, never a spin. */
 #define OPENSSL_SUPPRESS_DEPRECATED /* RAND_set_rand_method: the one way to make RAND_bytes fail on demand */
@@ -13,11 +13,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <cmocka.h>
 
 #include "cnode.h"
+#include "dist.h"
 #include "testutil.h"
 #include "tnode.h"
 
@@ -208,6 +211,66 @@ static void test_incoming_setup_faults(void **state) {
   sweep(false);
 }
 
+/* ---- The tick ------------------------------------------------------------------------------------------------- */
+
+static bool fired_pred(tnode *t, const void *arg) {
+  (void)t;
+  (void)arg;
+  return ta_fault_fired();
+}
+
+typedef struct {
+  int fd;
+  _Atomic bool stop;
+} ticker;
+
+/* The raw peer's side of the ticks, so the victim does not count it dead: 4 zero bytes every 200 ms. */
+static void *tick_to_victim(void *arg) {
+  ticker *t = arg;
+  static const uint8_t zero[4];
+  while (!t->stop && test_send_all(t->fd, zero, 4)) sleep_ms(200);
+  return NULL;
+}
+
+/* A tick the node cannot queue closes the connection with a reason, at once, instead of going unsent (the peer
+ * would count the node dead a net_ticktime later without knowing why). A tick allocates only when the output
+ * queue is at its capacity: the victim writes one 8 MiB message to a peer that reads nothing, so the write stays in
+ * flight and the ticks pile up 4 bytes at a time in the handshake's 64-byte buffer; the 16th must grow it. */
+static void test_tick_fault(void **state) {
+  (void)state;
+  static tnode v;
+  cn_node_opts vo = opts("vtick@127.0.0.1");
+  vo.net_ticktime_s = 1; /* a tick every 250 ms */
+  node_new(&v, &vo);
+  tnode_run_ready(&v);
+  int fd = test_hand_peer(cn_node_port(v.n), "rawtick@127.0.0.1", "faults", DIST_FLAGS_DEFAULT & ~DFLAG_PUBLISHED);
+  assert_true(fd >= 0);
+  int small = 4096;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  ticker tk = {.fd = fd};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, tick_to_victim, &tk), 0);
+
+  static uint8_t big[8 << 20];
+  cn_pid raw = {.node = cn_intern(v.n, "rawtick@127.0.0.1"), .id = 1, .serial = 0, .creation = 7};
+  tnode_send_via(&v, "fwd", v.name, cn_mk_tuple(2, cn_mk_pid(raw), cn_mk_binary(big, sizeof big)));
+  sleep_ms(500); /* the 8 MiB are framed and in flight */
+  ta_fault_arm(v.th, 0);
+  bool fired = wait_ms(&v, fired_pred, NULL, 8000);
+  bool down = fired && wait_ms(&v, tnode_has_nodedown, NULL, 1000) && tnode_log_has(&v, "out of memory (tick)");
+  ta_fault_disarm();
+  tk.stop = true;
+  pthread_join(th, NULL);
+  close(fd);
+  if (!down) {
+    print_message("fault %s; victim log:\n%s\n", fired ? "fired" : "never fired", v.log);
+    ta_fault_print_trace();
+  }
+  assert_true(fired);
+  assert_true(down);
+  tnode_stop(&v);
+}
+
 /* ---- RAND_bytes failing --------------------------------------------------------------------------------------- */
 
 static int rand_fail_bytes(unsigned char *buf, int num) {
@@ -280,6 +343,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_outgoing_setup_faults),
       cmocka_unit_test(test_incoming_setup_faults),
+      cmocka_unit_test(test_tick_fault),
       cmocka_unit_test(test_rand_failure),
   };
   return cmocka_run_group_tests(tests, test_epmd_group_setup, test_epmd_group_teardown);

@@ -80,24 +80,13 @@ static cn_node_stats stats(void) {
 /* ---- A raw peer ---------------------------------------------------------------------------------------------- */
 
 static int raw_connect(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(cn_node_port(victim)),
-                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-  int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  int fd = test_raw_connect(cn_node_port(victim));
+  assert_true(fd >= 0);
   return fd;
 }
 
-static void send_all(int fd, const void *p, size_t n) {
-  const uint8_t *b = p;
-  while (n) {
-    ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-    if (w <= 0) return; /* the victim may close first: that is what several tests expect */
-    b += w;
-    n -= (size_t)w;
-  }
-}
+/* The victim may close first: that is what several tests expect. */
+static void send_all(int fd, const void *p, size_t n) { (void)test_send_all(fd, p, n); }
 
 /* True when the victim closed fd within ms (reads and discards whatever comes first). */
 static bool closed_within(int fd, int ms) {
@@ -114,32 +103,7 @@ static bool closed_within(int fd, int ms) {
 
 /* Completes a real handshake as name with cookie; returns the socket, or -1 when refused. */
 static int handshake(const char *name, const char *cookie) {
-  int fd = raw_connect();
-  dist_hs hs;
-  dist_hs_cfg cfg = {.role = DIST_HS_INITIATOR, .name = name, .cookie = cookie, .flags = DIST_FLAGS_DEFAULT,
-                     .creation = 7, .challenge = 12345, .peer_version = 6,
-                     .required_flags = DIST_FLAGS_MANDATORY_25};
-  assert_int_equal(dist_hs_init(&hs, &cfg), 0);
-  uint8_t buf[4096];
-  int ev = DIST_HS_MORE;
-  while (ev != DIST_HS_DONE) {
-    send_all(fd, hs.out.data, hs.out.len);
-    cn_buf_consume(&hs.out, hs.out.len);
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, 2000) <= 0) break;
-    ssize_t r = recv(fd, buf, sizeof buf, 0);
-    if (r <= 0) break;
-    size_t used;
-    ev = dist_hs_feed(&hs, buf, (size_t)r, &used);
-    if (ev < 0) break;
-    if (ev == DIST_HS_ALIVE) dist_hs_alive_reply(&hs, true);
-  }
-  dist_hs_free(&hs);
-  if (ev != DIST_HS_DONE) {
-    close(fd);
-    return -1;
-  }
-  return fd;
+  return test_hand_peer(cn_node_port(victim), name, cookie, 0);
 }
 
 /* A frame: 4-byte length, 131 68 0, then body bytes (control and payload without version bytes). */

@@ -30,42 +30,10 @@
 
 /* ---- A peer handshaken by hand ---------------------------------------------------------------------------------- */
 
-static void send_all(int fd, const void *p, size_t n) {
-  const uint8_t *b = p;
-  while (n) {
-    ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-    assert_true(w > 0);
-    b += w;
-    n -= (size_t)w;
-  }
-}
-
 /* A hidden peer named name, connected to port with a completed handshake: its socket (kept open, never read). */
 static int hidden_peer(uint16_t port, const char *name) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-  dist_hs hs;
-  dist_hs_cfg cfg = {.role = DIST_HS_INITIATOR, .name = name, .cookie = "secret",
-                     .flags = DIST_FLAGS_DEFAULT & ~DFLAG_PUBLISHED, .creation = 7, .challenge = 12345,
-                     .peer_version = 6, .required_flags = DIST_FLAGS_MANDATORY_25};
-  assert_int_equal(dist_hs_init(&hs, &cfg), 0);
-  uint8_t buf[4096];
-  int ev = DIST_HS_MORE;
-  while (ev != DIST_HS_DONE) {
-    send_all(fd, hs.out.data, hs.out.len);
-    cn_buf_consume(&hs.out, hs.out.len);
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    assert_true(poll(&p, 1, 2000) > 0);
-    ssize_t r = recv(fd, buf, sizeof buf, 0);
-    assert_true(r > 0);
-    size_t used;
-    ev = dist_hs_feed(&hs, buf, (size_t)r, &used);
-    assert_true(ev >= 0);
-    if (ev == DIST_HS_ALIVE) dist_hs_alive_reply(&hs, true);
-  }
-  send_all(fd, hs.out.data, hs.out.len);
-  dist_hs_free(&hs);
+  int fd = test_hand_peer(port, name, "secret", DIST_FLAGS_DEFAULT & ~DFLAG_PUBLISHED);
+  assert_true(fd >= 0);
   return fd;
 }
 

@@ -10,11 +10,14 @@
 
 #include "cn_base.h"
 #include "cn_term.h"
+#include "dist.h"
 
 #include <arpa/inet.h>
 #include <execinfo.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -150,6 +153,63 @@ int test_epmd_start(uint16_t *port) {
     if (pid > 0) test_epmd_stop(pid);
   }
   return -1;
+}
+
+int test_raw_connect(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  if (connect(fd, (struct sockaddr *)&a, sizeof a)) {
+    close(fd);
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+bool test_send_all(int fd, const void *p, size_t n) {
+  const uint8_t *b = p;
+  while (n) {
+    ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+    if (w <= 0) return false;
+    b += w;
+    n -= (size_t)w;
+  }
+  return true;
+}
+
+int test_hand_peer(uint16_t port, const char *name, const char *cookie, uint64_t flags) {
+  int fd = test_raw_connect(port);
+  if (fd < 0) return -1;
+  dist_hs hs;
+  dist_hs_cfg cfg = {.role = DIST_HS_INITIATOR, .name = name, .cookie = cookie,
+                     .flags = flags ? flags : DIST_FLAGS_DEFAULT, .creation = 7, .challenge = 12345,
+                     .peer_version = 6, .required_flags = DIST_FLAGS_MANDATORY_25};
+  if (dist_hs_init(&hs, &cfg)) {
+    close(fd);
+    return -1;
+  }
+  uint8_t buf[4096];
+  int ev = DIST_HS_MORE;
+  while (ev != DIST_HS_DONE) {
+    if (!test_send_all(fd, hs.out.data, hs.out.len)) break;
+    cn_buf_consume(&hs.out, hs.out.len);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 2000) <= 0) break;
+    ssize_t r = recv(fd, buf, sizeof buf, 0);
+    if (r <= 0) break;
+    size_t used;
+    ev = dist_hs_feed(&hs, buf, (size_t)r, &used);
+    if (ev < 0) break;
+    if (ev == DIST_HS_ALIVE) dist_hs_alive_reply(&hs, true);
+  }
+  dist_hs_free(&hs);
+  if (ev != DIST_HS_DONE) {
+    close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 _Atomic long ta_live, ta_fail_after = -1;

@@ -35,6 +35,14 @@ extern uint16_t test_epmd_port;
 int test_epmd_group_setup(void **state);
 int test_epmd_group_teardown(void **state);
 
+/* Raw peers, played by hand, for hostile and fault tests. test_raw_connect: a TCP connection to 127.0.0.1:port
+ * (TCP_NODELAY), -1 on failure. test_send_all: all n bytes, false when the other side closed first.
+ * test_hand_peer: a connection that completed a real handshake (dist.h's state machine) as name with cookie and
+ * flags (0: DIST_FLAGS_DEFAULT): its socket, or -1 when refused. */
+int test_raw_connect(uint16_t port);
+bool test_send_all(int fd, const void *p, size_t n);
+int test_hand_peer(uint16_t port, const char *name, const char *cookie, uint64_t flags);
+
 /* A counting allocator for cn_replace_allocator: ta_live counts blocks alive; ta_fail_after > 0 lets that many
  * more allocations succeed, 0 fails all, < 0 (the default) fails none. ta_install puts it in place; ta_setup
  * and ta_teardown are cmocka fixtures that reset it and assert that a test freed everything. */
