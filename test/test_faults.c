@@ -41,21 +41,6 @@ static void node_new(tnode *t, const cn_node_opts *o) {
   assert_int_equal(cn_register(t->n, "collector", t->collector), 0);
 }
 
-/* Waits until pred holds under t's lock, ms at most. */
-static bool wait_ms(tnode *t, bool (*pred)(tnode *, const void *), const void *arg, long ms) {
-  struct timespec until;
-  clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += ms / 1000;
-  until.tv_nsec += (ms % 1000) * 1000000L;
-  if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
-  pthread_mutex_lock(&t->mu);
-  while (!pred(t, arg))
-    if (pthread_cond_timedwait(&t->cv, &t->mu, &until)) break;
-  bool ok = pred(t, arg);
-  pthread_mutex_unlock(&t->mu);
-  return ok;
-}
-
 static void clear_log(tnode *t) {
   pthread_mutex_lock(&t->mu);
   t->log[0] = 0;
@@ -256,8 +241,9 @@ static void test_tick_fault(void **state) {
   tnode_send_via(&v, "fwd", v.name, cn_mk_tuple(2, cn_mk_pid(raw), cn_mk_binary(big, sizeof big)));
   sleep_ms(500); /* the 8 MiB are framed and in flight */
   ta_fault_arm(v.th, 0);
-  bool fired = wait_ms(&v, fired_pred, NULL, 8000);
-  bool down = fired && wait_ms(&v, tnode_has_nodedown, NULL, 1000) && tnode_log_has(&v, "out of memory (tick)");
+  bool fired = tnode_wait_ms(&v, fired_pred, NULL, 8000);
+  bool down =
+      fired && tnode_wait_ms(&v, tnode_has_nodedown, NULL, 1000) && tnode_log_has(&v, "out of memory (tick)");
   ta_fault_disarm();
   tk.stop = true;
   pthread_join(th, NULL);
@@ -312,8 +298,8 @@ static void test_rand_failure(void **state) {
 
   assert_int_equal(RAND_set_rand_method(&failing_rand), 1);
   tnode_send_via(&v, "collector", p.name, cn_mk_atomc(v.n, "hello"));
-  bool said = wait_ms(&v, tnode_log_has, "RAND_bytes failed", OUTCOME_MS) &&
-              wait_ms(&v, tnode_log_has, "handshake with prand@127.0.0.1 failed", OUTCOME_MS);
+  bool said = tnode_wait_ms(&v, tnode_log_has, "RAND_bytes failed", OUTCOME_MS) &&
+              tnode_wait_ms(&v, tnode_log_has, "handshake with prand@127.0.0.1 failed", OUTCOME_MS);
 
   cn_node_opts no = opts("vnoepmd@127.0.0.1");
   no.no_epmd = true;
@@ -334,7 +320,7 @@ static void test_rand_failure(void **state) {
   /* The node still connects once the generator works. */
   tnode_send_via(&v, "collector", p.name, cn_mk_atomc(v.n, "again"));
   int one = 1;
-  assert_true(wait_ms(&p, tnode_has_msgs, &one, 3000));
+  assert_true(tnode_wait_ms(&p, tnode_has_msgs, &one, 3000));
   tnode_stop(&p);
   tnode_stop(&v);
 }

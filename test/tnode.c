@@ -146,9 +146,15 @@ void tnode_stop(tnode *t) {
 }
 
 bool tnode_wait(tnode *t, bool (*pred)(tnode *, const void *), const void *arg) {
+  return tnode_wait_ms(t, pred, arg, 10000);
+}
+
+bool tnode_wait_ms(tnode *t, bool (*pred)(tnode *, const void *), const void *arg, long ms) {
   struct timespec until;
   clock_gettime(CLOCK_REALTIME, &until);
-  until.tv_sec += 10;
+  until.tv_sec += ms / 1000;
+  until.tv_nsec += (ms % 1000) * 1000000L;
+  if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
   pthread_mutex_lock(&t->mu);
   while (!pred(t, arg))
     if (pthread_cond_timedwait(&t->cv, &t->mu, &until)) break;

@@ -42,6 +42,8 @@ void tnode_start(tnode *t, const cn_node_opts *o);
 void tnode_stop(tnode *t);
 /* Waits until pred(t, arg) holds under t's lock, 10 s at most; returns whether it holds. */
 bool tnode_wait(tnode *t, bool (*pred)(tnode *, const void *), const void *arg);
+/* The same, ms at most. */
+bool tnode_wait_ms(tnode *t, bool (*pred)(tnode *, const void *), const void *arg, long ms);
 bool tnode_is_ready(tnode *t, const void *unused);
 bool tnode_has_msgs(tnode *t, const void *count); /* const int * */
 bool tnode_log_has(tnode *t, const void *text);
