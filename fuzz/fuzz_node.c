@@ -120,6 +120,8 @@ typedef struct fz {
   cn_ref refs[RING];     /* refs the node sent (monitor refs, call tags, aliases, spawn ids, global tags) */
   cn_pid pids[RING];     /* pids the node sent (its processes, spawned ones) */
   size_t nseen, nrefs, npids, seen_next, ref_next, pid_next;
+  cn_pid spawned[8]; /* processes SPAWN_REQUESTs started (SPAWN_REPLY results) */
+  size_t nspawned, spawned_next;
   size_t nodes; /* term nodes left for the message being built */
   uint32_t peer_creation;
 } fz;
@@ -157,7 +159,7 @@ static const cn_atom *node_atom(fz *z) {
 }
 
 /* The i-th process of the node (the process table changes as processes start and end). */
-static bool local_pid(fz *z, uint8_t i, cn_pid *out) {
+static bool local_pid(fz *z, size_t i, cn_pid *out) {
   size_t count = HASH_COUNT(z->n->procs);
   if (!count) return false;
   size_t k = i % count;
@@ -195,6 +197,9 @@ static cn_pid pick_pid(fz *z) {
     p.id += 1 + u8(z);
     return p;
   }
+  case 6: /* the newest process: what the peer's last request started */
+    if (local_pid(z, HASH_COUNT(z->n->procs) - 1, &p)) return p;
+    break;
   default:
     break;
   }
@@ -279,11 +284,26 @@ static cn_term *gen_vv(fz *z) {
   return cn_mk_map(n, kv);
 }
 
+static cn_term *gen_spec(fz *z) {
+  int depth = 2;
+  static const char *const SPEC[] = {"id", "start", "restart", "shutdown", "type", "modules"};
+  cn_term *kv[12];
+  size_t k2 = 0;
+  for (size_t i = 0; i < 6; i++) {
+    if (i > 1 && u8(z) % 2) continue;
+    kv[k2++] = cn_mk_atom(cn_atoms_get(z->tab, SPEC[i]));
+    kv[k2++] = i == 1 && u8(z) % 4 ? cn_mk_tuple(3, cn_mk_atom(cn_atoms_get(z->tab, "Elixir.CNode.Demo.Counter")),
+                                                 cn_mk_atom(dict_atom(z)), gen_list(z, depth, u8(z) % 3, false))
+                                   : gen(z, depth + 1);
+  }
+  return cn_mk_map(k2 / 2, kv);
+}
+
 static cn_term *gen(fz *z, int depth) {
   if (depth >= MAX_DEPTH || !z->nodes || !fuzz_left(&z->in)) return u8(z) & 1 ? cn_mk_nil() : cn_mk_int(u8(z));
   z->nodes--;
   uint8_t k = u8(z);
-  switch (k % 28) {
+  switch (k % 32) {
   case 0:
     return cn_mk_int((int8_t)u8(z));
   case 1:
@@ -372,9 +392,212 @@ static cn_term *gen(fz *z, int depth) {
     s[n] = 0;
     return cn_mk_string(s);
   }
+  case 28: { /* {From, Ref, Cmd}: cnode_ctl's commands */
+    static const char *const CTL[] = {
+        "send", "nodes", "start_kv", "stats", "global_whereis", "global_send", "global_register", "global_unregister",
+        "global_sync", "global_set_lock", "global_del_lock", "global_trans", "crdt_start", "crdt_set_neighbours",
+        "crdt_put", "crdt_delete", "crdt_read", "crdt_root", "crdt_stats", "horde_register", "horde_unregister",
+        "horde_lookup", "horde_members", "horde_sup_start_child", "horde_sup_which_children", "horde_sup_count"};
+    size_t arity = 1 + u8(z) % 4;
+    cn_term *e[5];
+    e[0] = cn_mk_atom(cn_atoms_get(z->tab, CTL[u8(z) % (sizeof CTL / sizeof CTL[0])]));
+    for (size_t i = 1; i < arity; i++) e[i] = u8(z) % 3 ? cn_mk_atom(cn_atoms_get(z->tab, u8(z) & 1 ? FZ_REG : FZ_SUP)) : gen(z, depth + 1);
+    cn_term *cmd = arity == 1 && u8(z) & 1 ? e[0] : cn_mk_tuplev(arity, e);
+    return cn_mk_tuple(3, cn_mk_pid(peer_pid(z, z->peer)), cn_mk_ref(pick_ref(z)), cmd);
+  }
+  case 29: /* {'$gen_cast', Req} */
+    return cn_mk_tuple(2, cn_mk_atom(cn_atoms_get(z->tab, "$gen_cast")), gen(z, depth + 1));
+  case 30: /* a child spec as Horde's start_child carries it */
+    return gen_spec(z);
   default: /* {'$puppet', Cmd}: what the demo puppet a SPAWN_REQUEST starts obeys */
     return cn_mk_tuple(2, cn_mk_atom(cn_atoms_get(z->tab, "$puppet")), gen_tuple(z, depth, 1 + u8(z) % 5));
   }
+}
+
+/* ---- Requests the node's services answer, as templates --------------------------------------------------- */
+
+/* A template is a term in Erlang-like text: atoms (a-z, or '...'), integers, {..}, [..], and holes: $T any term,
+ * $P pid, $R ref, $N node atom, $A atom from the dictionary, $I small integer, $S child spec, $M member list,
+ * $Q the peer's pid, $K CRDT key, $D CRDT diff (a Diff map the node sent when there is one), $X term the node sent, $F gen_server
+ * From ({Pid, Tag}), $B binary, $V version vector, $W a Horde supervisor Member struct. */
+static cn_term *tpl(fz *z, const char **s);
+
+static cn_term *tpl_seq(fz *z, const char **s, char close, cn_term **e, size_t *n) {
+  *n = 0;
+  while (**s && **s != close) {
+    if (**s == ',') {
+      (*s)++;
+      continue;
+    }
+    cn_term *t = tpl(z, s);
+    if (*n < 8) e[(*n)++] = t;
+    else cn_term_free(t);
+  }
+  if (**s) (*s)++;
+  return NULL;
+}
+
+static cn_term *members_list(fz *z) {
+  cn_term *e[4];
+  size_t n = u8(z) % 4;
+  for (size_t i = 0; i < n; i++)
+    e[i] = cn_mk_tuple(2, cn_mk_atom(cn_atoms_get(z->tab, u8(z) & 1 ? "Elixir." FZ_REG : "Elixir." FZ_SUP)),
+                       cn_mk_atom(node_atom(z)));
+  return cn_mk_listv(n, e, NULL);
+}
+
+static cn_term *crdt_key(fz *z) {
+  static const char *const K[] = {"member", "key", "member_node_info", "process", "registry"};
+  const char *k = K[u8(z) % 5];
+  cn_term *v = k[0] == 'm' ? cn_mk_tuple(2, cn_mk_atom(cn_atoms_get(z->tab, u8(z) & 1 ? "Elixir." FZ_REG : "Elixir." FZ_SUP)),
+                                         cn_mk_atom(node_atom(z)))
+                           : gen(z, 3);
+  return cn_mk_tuple(2, cn_mk_atom(cn_atoms_get(z->tab, k)), v);
+}
+
+/* A term the node sent that is a map with a Diff struct, else any term it sent. */
+static cn_term *seen_diff(fz *z) {
+  for (size_t i = 0, start = u8(z); i < z->nseen; i++) {
+    const cn_term *t = z->seen[(start + i) % z->nseen];
+    if (t->type == CN_MAP) return cn_term_copy(t);
+  }
+  return gen(z, 2);
+}
+
+static cn_term *tpl(fz *z, const char **s) {
+  const char *p = *s;
+  if (*p == '{' || *p == '[') {
+    char close = *p == '{' ? '}' : ']';
+    cn_term *e[8];
+    size_t n;
+    *s = p + 1;
+    tpl_seq(z, s, close, e, &n);
+    return close == '}' ? cn_mk_tuplev(n, e) : cn_mk_listv(n, e, NULL);
+  }
+  if (*p == '$') {
+    *s = p + 2;
+    switch (p[1]) {
+    case 'P': return cn_mk_pid(pick_pid(z));
+    case 'Q': return cn_mk_pid(peer_pid(z, z->peer));
+    case 'R': return cn_mk_ref(pick_ref(z));
+    case 'N': return cn_mk_atom(node_atom(z));
+    case 'A': return cn_mk_atom(dict_atom(z));
+    case 'I': return cn_mk_int(u8(z) % 8);
+    case 'S': z->nodes += 40; return gen_spec(z);
+    case 'M': return members_list(z);
+    case 'K': return crdt_key(z);
+    case 'D': return seen_diff(z);
+    case 'X': return gen_seen(z);
+    case 'F': return gen_from(z);
+    case 'V': return gen_vv(z);
+    case 'W': {
+      static const char *const MEMBER[] = {"name", "status"};
+      return gen_struct(z, 1, "Elixir.Horde.DynamicSupervisor.Member", MEMBER, 2);
+    }
+    case 'B': {
+      size_t got;
+      const uint8_t *b = fuzz_take(&z->in, u8(z) % 8, &got);
+      return cn_mk_binary(b, got);
+    }
+    default: return gen(z, 2);
+    }
+  }
+  if ((*p >= '0' && *p <= '9') || *p == '-') {
+    char *end;
+    long v = strtol(p, &end, 10);
+    *s = end;
+    return cn_mk_int(v);
+  }
+  char name[64];
+  size_t k = 0;
+  if (*p == '\'') {
+    for (p++; *p && *p != '\'' && k < 63; p++) name[k++] = *p;
+    if (*p) p++;
+  } else {
+    for (; *p && *p != ',' && *p != '}' && *p != ']' && k < 63; p++) name[k++] = *p;
+  }
+  *s = p;
+  return cn_mk_atom(cn_atoms_intern(z->tab, name, k));
+}
+
+/* Each service: its registered name and what it answers: c: a gen_server call, k: a cast, i: a plain message. */
+static const struct {
+  const char *name;
+  const char *const req[32];
+} SERVICES[] = {
+    {"global_name_server",
+     {"c{register,$T,$P,$T}", "c{register,$A,$P,{global,random_exit_name,[]}}", "c{unregister,$T}",
+      "c{register_ext,$T,$P,$T,$N}", "c{set_lock,{$T,$P}}", "c{set_lock,{global,$P}}", "c{del_lock,{$T,$P}}",
+      "cget_known", "cget_synced", "cget_protocol_version", "cget_names_ext", "c{sync,[$N]}", "c{$A,$T}",
+      "k{init_connect,{$I,$R},$N,$T}", "k{init_connect,{6,$X},$N,{locker,no_longer_a_pid,[],$P}}",
+      "i{lock_is_set,$N,$X,$T}", "i{exchange,$N,$T,[],$X}", "i{resolved,$N,$T,$T,[],$T,$X}",
+      "i{new_nodes,$N,$T,[{insert,{$A,$P,$T}}],[$N],$T}", "i{in_sync,$N,true}", "i{cancel_connect,$N,$X}",
+      "i{init_connect_ack,$N,$X,$X}", "i{prepare_shutdown,$P,$R}", "i{whereis,$T,$F}"}},
+    {"Elixir." FZ_REG,
+     {"cmembers", "ccount", "c{set_members,$M}", "c{register,$T,$T,$P}", "c{unregister,$T,$P}",
+      "c{update_value,$T,$P,$T}", "c{lookup,$T}", "i{crdt_update,[{add,$K,$T}]}", "i{crdt_update,[{remove,$K}]}",
+      "i{crdt_update,[{add,{key,$T},{{'Elixir.FuzzReg',$N},$P,$T}},{add,{member,{'Elixir.FuzzReg',$N}},1}]}",
+      "i{'EXIT',$P,$T}", "i{'$hc_link',$P}", "i$A"}},
+    {"Elixir." FZ_SUP,
+     {"c{start_child,$S}", "c{terminate_child,$P}", "c{set_members,$M}", "cmembers", "cwhich_children",
+      "ccount_children", "cwait_for_quorum", "cget_telemetry", "chorde_shutting_down",
+      "i{proxy_operation,{start_child,$S},$F}", "i{proxy_operation,{start_child,$S},$F,$I}",
+      "i{proxy_operation,{terminate_child,$P},$F,$I}", "i{proxy_operation,$T,$F}",
+      "i{crdt_update,[{add,{member_node_info,{'Elixir.FuzzSup',$N}},$W}]}",
+      "i{crdt_update,[{add,{process,$I},{{'Elixir.FuzzSup',$N},$S,$P}}]}",
+      "i{crdt_update,[{add,{process,$I},{nil,$S}}]}", "i{crdt_update,[{add,{member,{'Elixir.FuzzSup',$N}},1}]}",
+      "i{crdt_update,[{remove,$K}]}", "i{'DOWN',$R,process,$T,$T}", "i{'EXIT',$P,$T}", "i$A"}},
+    {"Elixir." FZ_SUP ".ProcessesSupervisor", {"cwhich_children", "ccount_children", "c$A"}},
+    {"Elixir." FZ_REG ".Crdt",
+     {"cread", "croot_hash", "cstats", "c{read,[$K]}", "c{operation,{add,[$K,$T]}}", "c{operation,{remove,[$K]}}",
+      "c{bulk_operation,[{add,[$K,$T]},{remove,[$K]}]}", "isync", "i{diff,$D}", "i{diff,$D,[$K]}",
+      "i{get_diff,$D,[$K]}", "i{ack_diff,$T}", "i{set_neighbours,[{'Elixir.FuzzReg.Crdt',$N}]}",
+      "i{'DOWN',$R,process,$T,$T}"}},
+    {"Elixir." FZ_SUP ".Crdt",
+     {"cread", "c{operation,{add,[$K,$T]}}", "isync", "i{diff,$D}", "i{diff,$D,[$K]}", "i{get_diff,$D,[$K]}",
+      "i{set_neighbours,[{'Elixir.FuzzSup.Crdt',$N}]}"}},
+    {"cnode_kv", {"c{put,$T,$T}", "c{get,$T}", "c{exit,$T}", "cnoreply", "c$T"}},
+    {"echo", {"i{$P,$T}", "c$T"}},
+    {"net_kernel", {"c{is_auth,$N}", "c$T"}},
+    {"rex", {"i{$P,features_request}", "c{call,$A,$A,[$T],$P}", "c{call,erlang,node,[],user}"}},
+    {"cnode_ctl",
+     {"i{$Q,$R,{global_whereis,$T}}", "i{$Q,$R,{global_send,$T,$T}}", "i{$Q,$R,{global_register,$A,$P}}",
+      "i{$Q,$R,{global_unregister,$A}}", "i{$Q,$R,{global_sync}}", "i{$Q,$R,{global_set_lock,{$A,$Q},[$N],$I}}",
+      "i{$Q,$R,{global_set_lock,{$A,$Q},default,-1}}", "i{$Q,$R,{global_del_lock,{$A,$Q},default}}",
+      "i{$Q,$R,{global_trans,{$A,$Q},[$N],$I}}", "i{$Q,$R,{send,$P,$T}}", "i{$Q,$R,{send,{$A,$N},$T}}",
+      "i{$Q,$R,nodes}", "i{$Q,$R,{start_kv,$A}}", "i{$Q,$R,stats}", "i{$Q,$R,{crdt_start,fz1,[{sync_interval,$I}]}}",
+      "i{$Q,$R,{crdt_start,$A,[]}}", "i{$Q,$R,{crdt_put,fz1,$T,$T}}", "i{$Q,$R,{crdt_delete,fz1,$T}}",
+      "i{$Q,$R,{crdt_read,fz1}}", "i{$Q,$R,{crdt_set_neighbours,fz1,[{fz1,$N}]}}", "i{$Q,$R,{crdt_root,fz1}}",
+      "i{$Q,$R,{crdt_stats,fz1}}", "i{$Q,$R,{horde_register,'" FZ_REG "',$T,$T}}",
+      "i{$Q,$R,{horde_unregister,'" FZ_REG "',$T}}", "i{$Q,$R,{horde_lookup,'" FZ_REG "',$T}}",
+      "i{$Q,$R,{horde_members,'" FZ_REG "'}}", "i{$Q,$R,{horde_sup_start_child,'" FZ_SUP "',$S}}",
+      "i{$Q,$R,{horde_sup_which_children,'" FZ_SUP "'}}", "i{$Q,$R,{horde_sup_count,'" FZ_SUP "'}}",
+      "i{$Q,$R,{$A,$T}}"}},
+    /* not a name: a process a SPAWN_REQUEST of cnode_demo:puppet/1 started (or any pid the node sent) */
+    {"*puppet",
+     {"i{'$puppet',{link,$P}}", "i{'$puppet',{unlink,$P}}", "i{'$puppet',{monitor,$P}}",
+      "i{'$puppet',{monitor,$A}}", "i{'$puppet',{monitor,{$A,$N}}}", "i{'$puppet',{demonitor,$R}}",
+      "i{'$puppet',{exit,$T}}", "i{'$puppet',{exit_signal,$P,$T}}", "i{'$puppet',{trap_exit,true}}",
+      "i{'$puppet',{trap_exit,false}}", "i{'$puppet',{send,$P,$T}}", "i{'$puppet',{send,{$A,$N},$T}}",
+      "i{'$puppet',{send,$R,$T}}", "i{'$puppet',{send_big,$P,$I}}", "i{'$puppet',{call,$P,$T,$I}}",
+      "i{'$puppet',{call,{$A,$N},$T,1000}}", "i{'$puppet',{call,$A,$T,$I}}", "i{'$puppet',{cast,$P,$T}}",
+      "i{'$puppet',{rpc,$N,$A,$A,[$T]}}", "i{'$puppet',{erpc,$N,$A,$A,[$T]}}", "i{'$puppet',alias}",
+      "i{'$puppet',{unalias,$R}}", "i{'$puppet',ping}", "i{'$puppet',{$A,$T}}", "i$T"}},
+};
+#define NSERVICES (sizeof SERVICES / sizeof SERVICES[0])
+
+/* A message for a service: a call ({'$gen_call', From, Req}), a cast or a plain message from a template. */
+static cn_term *gen_service_msg(fz *z, const cn_atom **to) {
+  size_t si = u8(z) % NSERVICES, nreq = 0;
+  while (nreq < 32 && SERVICES[si].req[nreq]) nreq++;
+  const char *t = SERVICES[si].req[u8(z) % nreq];
+  *to = cn_atoms_get(z->tab, SERVICES[si].name);
+  char kind = *t++;
+  cn_term *req = tpl(z, &t);
+  if (kind == 'c')
+    return cn_mk_tuple(3, cn_mk_atom(cn_atoms_get(z->tab, "$gen_call")), gen_from(z), req);
+  if (kind == 'k') return cn_mk_tuple(2, cn_mk_atom(cn_atoms_get(z->tab, "$gen_cast")), req);
+  return req;
 }
 
 /* What SPAWN_REQUEST asks for: the spawn entry points and erpc builtins the node has, or anything. */
@@ -532,6 +755,10 @@ static void harvest(fz *z) {
     FUZZ_CHECK(dist_ctl_parse(ctl, &dc) == 0);
     if (dist_op_has_payload(dc.op)) pay = out_term(z, b, blen, &boff, h.versioned);
     FUZZ_CHECK(boff == blen);
+    if ((dc.op == DOP_SPAWN_REPLY || dc.op == DOP_SPAWN_REPLY_TT) && dc.result->type == CN_PID) {
+      z->spawned[z->spawned_next++ % 8] = dc.result->v.pid;
+      if (z->nspawned < 8) z->nspawned++;
+    }
     remember(z, ctl, 0);
     remember(z, pay, 0);
     cn_term_free(ctl);
@@ -557,26 +784,16 @@ static void feed(fz *z, const uint8_t *p, size_t len) {
     if (conn_test_feed(z->n, z->npeer, p + off, len - off < step ? len - off : step)) return;
 }
 
-static void send_ctl(fz *z) {
-  uint8_t sel = u8(z);
-  uint8_t oi = sel % NOPS;
-  z->nodes = MAX_NODES;
-  cn_term *e[8] = {cn_mk_int(OPS[oi].op)};
-  cn_term *args = NULL;
-  size_t arity = 1;
-  for (size_t i = 0; i < 6 && OPS[oi].f[i]; i++) e[arity++] = gen_field(z, OPS[oi].f[i], &args);
-  cn_term *ctl = cn_mk_tuplev(arity, e);
-  cn_term *pay = NULL;
-  if (OPS[oi].payload) pay = args ? args : gen(z, 0);
-  else cn_term_free(args);
-  if (!ctl || (OPS[oi].payload && !pay)) goto out;
+/* Frames ctl and payload (taken; either may be NULL after an out-of-memory) and feeds them: pass-through, normal
+ * header, or normal header cut in fragments; now and then damaged or truncated. */
+static void send_terms(fz *z, cn_term *ctl, cn_term *pay, bool has_payload) {
+  if (!ctl || (has_payload && !pay)) goto out;
   if (getenv("FUZZ_NODE_LOG")) {
     char *a = cn_term_to_string(ctl), *b2 = pay ? cn_term_to_string(pay) : NULL;
     fprintf(stderr, "peer: %.200s %.200s\n", a ? a : "?", b2 ? b2 : "");
     cn_free(a);
     cn_free(b2);
   }
-  /* Framing: pass-through, normal header, or normal header cut in fragments. */
   cn_buf b = {0};
   uint8_t how = u8(z);
   int rc;
@@ -606,6 +823,46 @@ static void send_ctl(fz *z) {
 out:
   cn_term_free(ctl);
   cn_term_free(pay);
+}
+
+static void send_ctl(fz *z) {
+  uint8_t sel = u8(z);
+  uint8_t oi = sel % NOPS;
+  z->nodes = MAX_NODES;
+  cn_term *e[8] = {cn_mk_int(OPS[oi].op)};
+  cn_term *args = NULL;
+  size_t arity = 1;
+  for (size_t i = 0; i < 6 && OPS[oi].f[i]; i++) e[arity++] = gen_field(z, OPS[oi].f[i], &args);
+  cn_term *ctl = cn_mk_tuplev(arity, e);
+  cn_term *pay = NULL;
+  if (OPS[oi].payload) pay = args ? args : gen(z, 0);
+  else cn_term_free(args);
+  send_terms(z, ctl, pay, OPS[oi].payload);
+}
+
+/* A request to one of the node's services, by name (REG_SEND) or by pid (SEND, SEND_SENDER, ALIAS-less). */
+static void send_service(fz *z) {
+  z->nodes = MAX_NODES;
+  const cn_atom *to;
+  cn_term *pay = gen_service_msg(z, &to);
+  cn_term *from = cn_mk_pid(peer_pid(z, z->peer)), *ctl;
+  cn_pid pid;
+  uint8_t how = u8(z) % 4;
+  if (to->name[0] == '*') { /* a process by pid: one the peer spawned, else one the node named */
+    how = how ? how : 1;
+    if (z->nspawned) pid = z->spawned[u8(z) % z->nspawned];
+    else if (z->npids) pid = z->pids[u8(z) % z->npids];
+    else if (!local_pid(z, u8(z), &pid)) pid = z->probe;
+  }
+  if (how && (to->name[0] == '*' || !cn_whereis(z->n, to->name, &pid))) {
+    cn_term *pt = cn_mk_pid(pid);
+    ctl = how == 1 ? cn_mk_tuple(3, cn_mk_int(DOP_SEND), cn_mk_atom(cn_atoms_get(z->tab, "")), pt)
+                   : cn_mk_tuple(3, cn_mk_int(DOP_SEND_SENDER), from, pt);
+    if (how == 1) cn_term_free(from);
+  } else {
+    ctl = cn_mk_tuple(4, cn_mk_int(DOP_REG_SEND), from, cn_mk_atom(cn_atoms_get(z->tab, "")), cn_mk_atom(to));
+  }
+  send_terms(z, ctl, pay, true);
 }
 
 static void send_raw(fz *z) {
@@ -722,7 +979,16 @@ int fuzz_node_one(const uint8_t *data, size_t size) {
       case 13:
         send_raw(&z);
         break;
-      case 14:
+      case 0:
+      case 1:
+      case 2:
+      case 3:
+      case 4:
+      case 5:
+        send_service(&z);
+        break;
+      case 14: /* now and then time passes: call timeouts, retries, send_after timers come due */
+        if (u8(&z) % 4 == 0) uv_sleep(1 + u8(&z) % 4);
         run(&z, 1 + u8(&z) % 8);
         break;
       case 15: /* a local process talks to the peer: sends, links and monitors going out */

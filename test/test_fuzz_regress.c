@@ -184,6 +184,18 @@ static void test_regress_port_id_bit31(void **state) {
   cn_atoms_free(tab);
 }
 
+/* fuzz_node, finding 1: cnode_ctl kept the cn_crdt of every CRDT it started in a list the CRDT's end never
+ * reached, so after a peer's {crdt_start, fz1, ...}, an exit(CrdtPid, kill) and {crdt_read, fz1}, the read went to
+ * the freed cn_crdt (heap-use-after-free under `make asan`; found across inputs, since each input's node stopped
+ * its CRDTs and left the entries behind). Fixed in cmd/cnode/workers.c (ctl_crdt_stopped). The input, as the
+ * grammar reads it: peer flags 0, name peer@127.0.0.1; REG_SEND cnode_ctl {crdt_start, fz1, [{sync_interval,5}]};
+ * EXIT2 to the newest process (fz1.Crdt) with reason kill; REG_SEND cnode_ctl {crdt_read, fz1}. */
+static void test_regress_ctl_crdt_killed(void **state) {
+  (void)state;
+  run_hex(fuzz_node_one, "00010100000000000a0e020101000705020100000201060701010201010601030b000201000a120201010008020100"
+                         "000201");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_seeds_term),    cmocka_unit_test(test_seeds_handshake),
@@ -191,7 +203,7 @@ int main(void) {
       cmocka_unit_test(test_seeds_epmd),
       cmocka_unit_test(test_seeds_optfile),    cmocka_unit_test(test_seeds_handshake_done),
       cmocka_unit_test(test_seeds_node),
-      cmocka_unit_test(test_regress_port_id_bit31),
+      cmocka_unit_test(test_regress_port_id_bit31), cmocka_unit_test(test_regress_ctl_crdt_killed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

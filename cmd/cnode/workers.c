@@ -350,6 +350,20 @@ static cn_crdt *ctl_crdt_find(const char *name) {
   return NULL;
 }
 
+/* The CRDT process ended (a peer's exit signal, a crash, the node stopping): its entry goes with it, or the next
+ * crdt_* command would use the freed cn_crdt. Matched by c: a start that failed never had an entry. */
+static void ctl_crdt_stopped(cn_crdt *c, void *ctx) {
+  (void)ctx;
+  for (ctl_crdt **pp = &ctl_crdts; *pp; pp = &(*pp)->next) {
+    if ((*pp)->c == c) {
+      ctl_crdt *e = *pp;
+      *pp = e->next;
+      cn_free(e);
+      return;
+    }
+  }
+}
+
 static cn_term *ctl_err(cn_node *n, const char *why) { return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, why)); }
 
 /* {crdt_start, N, Opts} | {crdt_set_neighbours, N, [{N2, Node}]} | {crdt_put, N, K, V} | {crdt_delete, N, K} |
@@ -376,6 +390,7 @@ static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd) 
     ctl_crdt *e = cn_calloc(1, sizeof *e);
     if (!e) return ctl_err(n, "enomem");
     snprintf(e->name, sizeof e->name, "%s", name);
+    o.on_stop = ctl_crdt_stopped;
     int rc = cn_crdt_start(n, name, &o, &e->c);
     if (rc) {
       cn_free(e);
