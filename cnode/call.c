@@ -305,6 +305,11 @@ int cn_gen_server_start(cn_node *n, const char *name, const cn_gen_server_ops *o
     return rc;
   }
   if (name && (rc = cn_register(n, name, pid))) {
+    /* A failed start hands state back to the caller (who frees it): the process ends without the user's
+     * terminate, or it would run on freed state (cnode_ctl's {start_kv, echo} did, found by fuzz_node). */
+    static const cn_gen_server_ops none;
+    g->ops = &none;
+    g->state = NULL;
     cn_term reason = tv_atom(cn_intern(n, "normal"));
     cn_proc_exit(proc_lookup(n, pid), &reason);
     return rc;

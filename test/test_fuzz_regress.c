@@ -196,6 +196,15 @@ static void test_regress_ctl_crdt_killed(void **state) {
                          "000201");
 }
 
+/* fuzz_node, finding 2 (minimised to 20 bytes): {From, Ref, {start_kv, cnode_ctl}} to cnode_ctl. The name was
+ * taken, so cn_gen_server_start ended the new process and returned CN_EEXIST; kv_start freed its state and the
+ * process's terminate then freed it again (heap-use-after-free in kv_terminate). Fixed in cnode/call.c: a failed
+ * start ends the process without the user's terminate; test_signals test_gen_server_name_taken. */
+static void test_regress_start_kv_taken_name(void **state) {
+  (void)state;
+  run_hex(fuzz_node_one, "8d229bef0748ae75ee0c053900b22c0f4a79000a");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_seeds_term),    cmocka_unit_test(test_seeds_handshake),
@@ -204,6 +213,7 @@ int main(void) {
       cmocka_unit_test(test_seeds_optfile),    cmocka_unit_test(test_seeds_handshake_done),
       cmocka_unit_test(test_seeds_node),
       cmocka_unit_test(test_regress_port_id_bit31), cmocka_unit_test(test_regress_ctl_crdt_killed),
+      cmocka_unit_test(test_regress_start_kv_taken_name),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -363,6 +363,29 @@ static void test_gen_server_calls(void **st) {
   cn_term_free(req);
 }
 
+/* A gen_server that cannot take its name is not started: the caller keeps (and frees) its state, and terminate
+ * never runs on it. cnode_ctl's {start_kv, echo} freed the state, then the process's terminate freed it again
+ * (heap-use-after-free in kv_terminate, found by fuzz_node). */
+static int taken_ends;
+static void taken_end(cn_proc *self, const cn_term *reason, void *state) {
+  (void)self, (void)reason, (void)state;
+  taken_ends++;
+}
+static const cn_gen_server_ops taken_ops = {.terminate = taken_end};
+
+static void test_gen_server_name_taken(void **st) {
+  (void)st;
+  cn_pid srv, again;
+  assert_int_equal(cn_gen_server_start(N, "srv", &taken_ops, NULL, &srv), 0);
+  taken_ends = 0;
+  assert_int_equal(cn_gen_server_start(N, "srv", &taken_ops, NULL, &again), CN_EEXIST);
+  spin();
+  assert_int_equal(taken_ends, 0);
+  cn_pid where;
+  assert_int_equal(cn_whereis(N, "srv", &where), 0);
+  assert_true(where.id == srv.id && cn_is_process_alive(N, srv));
+}
+
 static bool got_two(void *a) { return ((rec *)a)->n >= 2; }
 
 /* send_after delivers later; a cancelled timer never does. */
@@ -421,6 +444,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_monitors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_alias, setup, teardown),
       cmocka_unit_test_setup_teardown(test_gen_server_calls, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_gen_server_name_taken, setup, teardown),
       cmocka_unit_test_setup_teardown(test_send_after, setup, teardown),
       cmocka_unit_test(test_alloc_failures),
   };
