@@ -24,7 +24,7 @@
 #define MAX_OPS 48
 #define MAX_DEPTH 6
 #define MAX_NODES 160 /* term nodes per message */
-#define RING 24
+#define RING 64
 
 /* Atoms the handlers match on, and names they serve (first element of tuples, requests, keys). */
 static const char *const DICT[] = {
@@ -698,7 +698,7 @@ static void remember(fz *z, const cn_term *t, int depth) {
     break;
   case CN_TUPLE:
   case CN_MAP: {
-    cn_term *c = cn_term_copy(t);
+    cn_term *c = depth <= 2 ? cn_term_copy(t) : NULL; /* messages and their parts, not every nested tuple */
     if (c) { /* round robin once full, so what an input means does not depend on how much came back */
       size_t i = z->seen_next++ % RING;
       if (i < z->nseen) cn_term_free(z->seen[i]);
@@ -865,6 +865,70 @@ static void send_service(fz *z) {
   send_terms(z, ctl, pay, true);
 }
 
+/* Answers something the node sent, as a peer would: a reply to its gen_server call (to the pid, or to the alias
+ * when the tag is [alias | Ref]), SPAWN_REPLY and the monitor exit for its spawn request (erpc), MONITOR_P_EXIT for
+ * its monitor, an exit for its link, UNLINK_ID_ACK for its unlink. Found among the terms it sent. */
+static void send_answer(fz *z) {
+  if (!z->nseen) return;
+  size_t start = u8(z);
+  for (size_t i = 0; i < z->nseen; i++) {
+    const cn_term *t = z->seen[(start + i) % z->nseen];
+    if (t->type != CN_TUPLE || !t->v.tuple.arity) continue;
+    const cn_term *e = t->v.tuple.e;
+    uint32_t ar = t->v.tuple.arity;
+    z->nodes = MAX_NODES;
+    if (ar == 3 && cn_is_atom(&e[0], "$gen_call") && cn_tuple_elem(&e[1], 2, 0) &&
+        cn_tuple_elem(&e[1], 2, 0)->type == CN_PID) { /* {'$gen_call', {Pid, Tag}, Req} */
+      const cn_term *pid = cn_tuple_elem(&e[1], 2, 0), *tag = cn_tuple_elem(&e[1], 2, 1);
+      cn_term *reply = cn_mk_tuple(2, cn_term_copy(tag), gen(z, 1));
+      const cn_term *alias = tag->type == CN_LIST && tag->v.list.tail ? tag->v.list.tail : NULL;
+      if (alias && alias->type == CN_REF && u8(z) & 1)
+        send_terms(z, cn_mk_tuple(3, cn_mk_int(DOP_ALIAS_SEND), cn_mk_pid(peer_pid(z, z->peer)), cn_term_copy(alias)),
+                   reply, true);
+      else
+        send_terms(z, cn_mk_tuple(3, cn_mk_int(DOP_SEND), cn_mk_atom(cn_atoms_get(z->tab, "")), cn_term_copy(pid)),
+                   reply, true);
+      return;
+    }
+    if (e[0].type != CN_INT) continue;
+    switch (e[0].v.i) {
+    case DOP_SPAWN_REQUEST: /* {29, ReqId, From, GL, MFA, Opts} */
+    case DOP_SPAWN_REQUEST_TT:
+      if (ar < 6) break;
+      if (u8(z) % 3) { /* the reply with a new pid, then (erpc) its monitor exit {Res, return, V} */
+        cn_term *child = cn_mk_pid(peer_pid(z, z->peer));
+        send_terms(z, cn_mk_tuple(5, cn_mk_int(DOP_SPAWN_REPLY), cn_term_copy(&e[1]), cn_term_copy(&e[2]),
+                                  cn_mk_int(u8(z) % 4), child), NULL, false);
+        cn_term *res = cn_mk_tuple(3, gen(z, 2), cn_mk_atom(cn_atoms_get(z->tab, u8(z) & 1 ? "return" : "error")),
+                                   gen(z, 2));
+        send_terms(z, cn_mk_tuple(4, cn_mk_int(DOP_PAYLOAD_MONITOR_P_EXIT), cn_mk_pid(peer_pid(z, z->peer)),
+                                  cn_term_copy(&e[2]), cn_term_copy(&e[1])), res, true);
+      } else { /* refused: {31, ReqId, From, Flags, Reason} */
+        send_terms(z, cn_mk_tuple(5, cn_mk_int(DOP_SPAWN_REPLY), cn_term_copy(&e[1]), cn_term_copy(&e[2]),
+                                  cn_mk_int(0), gen(z, 2)), NULL, false);
+      }
+      return;
+    case DOP_MONITOR_P: /* {19, From, To, Ref} -> {21, To, From, Ref, Reason} */
+      if (ar != 4) break;
+      send_terms(z, cn_mk_tuple(5, cn_mk_int(DOP_MONITOR_P_EXIT), cn_term_copy(&e[2]), cn_term_copy(&e[1]),
+                                cn_term_copy(&e[3]), gen(z, 1)), NULL, false);
+      return;
+    case DOP_LINK: /* {1, From, To} -> {3, To, From, Reason} */
+      if (ar != 3) break;
+      send_terms(z, cn_mk_tuple(4, cn_mk_int(DOP_EXIT), cn_term_copy(&e[2]), cn_term_copy(&e[1]), gen(z, 1)), NULL,
+                 false);
+      return;
+    case DOP_UNLINK_ID: /* {35, Id, From, To} -> {36, Id, To, From} */
+      if (ar != 4) break;
+      send_terms(z, cn_mk_tuple(4, cn_mk_int(DOP_UNLINK_ID_ACK), cn_term_copy(&e[1]), cn_term_copy(&e[3]),
+                                cn_term_copy(&e[2])), NULL, false);
+      return;
+    default:
+      break;
+    }
+  }
+}
+
 static void send_raw(fz *z) {
   size_t want = u8(z), got;
   const uint8_t *p = fuzz_take(&z->in, want, &got);
@@ -978,6 +1042,10 @@ int fuzz_node_one(const uint8_t *data, size_t size) {
       switch (op % 16) {
       case 13:
         send_raw(&z);
+        break;
+      case 6:
+      case 7:
+        send_answer(&z);
         break;
       case 0:
       case 1:
