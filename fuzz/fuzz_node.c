@@ -52,7 +52,7 @@ static const char *const DICT[] = {
     "members", "count", "set_members", "update_value", "lookup", "crdt_update", "proxy_operation",
     "start_child", "terminate_child", "which_children", "count_children", "wait_for_quorum", "get_telemetry",
     "horde_shutting_down", "id", "start", "restart", "permanent", "transient", "temporary", "type", "worker",
-    "supervisor", "modules", "brutal_kill", "process_redistribution", "name_conflict",
+    "supervisor", "modules", "brutal_kill", "process_redistribution", "name_conflict", "cnode",
     "Elixir.CNode.Demo.Counter", "Elixir.FuzzReg", "Elixir.FuzzReg.Crdt", "Elixir.FuzzSup",
     "Elixir.FuzzSup.Crdt", "Elixir.FuzzSup.ProcessesSupervisor", "FuzzReg", "FuzzSup", "crdt_start",
     "crdt_set_neighbours", "crdt_put", "crdt_delete", "crdt_read", "crdt_root", "crdt_stats", "sync_interval",
@@ -286,11 +286,16 @@ static cn_term *gen_vv(fz *z) {
 
 static cn_term *gen_spec(fz *z) {
   int depth = 2;
-  static const char *const SPEC[] = {"id", "start", "restart", "shutdown", "type", "modules"};
-  cn_term *kv[12];
+  static const char *const SPEC[] = {"id", "start", "cnode", "restart", "shutdown", "type", "modules"};
+  cn_term *kv[14];
   size_t k2 = 0;
-  for (size_t i = 0; i < 6; i++) {
+  for (size_t i = 0; i < 7; i++) {
     if (i > 1 && u8(z) % 2) continue;
+    if (i == 2) { /* cnode => true: a C child, which only members on C nodes run */
+      kv[k2++] = cn_mk_atom(cn_atoms_get(z->tab, "cnode"));
+      kv[k2++] = cn_mk_atom(cn_atoms_get(z->tab, u8(z) % 4 ? "true" : "false"));
+      continue;
+    }
     kv[k2++] = cn_mk_atom(cn_atoms_get(z->tab, SPEC[i]));
     kv[k2++] = i == 1 && u8(z) % 4 ? cn_mk_tuple(3, cn_mk_atom(cn_atoms_get(z->tab, "Elixir.CNode.Demo.Counter")),
                                                  cn_mk_atom(dict_atom(z)), gen_list(z, depth, u8(z) % 3, false))
@@ -418,7 +423,7 @@ static cn_term *gen(fz *z, int depth) {
 
 /* A template is a term in Erlang-like text: atoms (a-z, or '...'), integers, {..}, [..], and holes: $T any term,
  * $P pid, $R ref, $N node atom, $A atom from the dictionary, $I small integer, $S child spec, $M member list,
- * $Q the peer's pid, $K CRDT key, $D CRDT diff (a Diff map the node sent when there is one), $X term the node sent, $F gen_server
+ * $Q the peer's pid, $O the peer's node name, $G global's session tag, $K CRDT key, $D CRDT diff (a Diff map the node sent when there is one), $X term the node sent, $F gen_server
  * From ({Pid, Tag}), $B binary, $V version vector, $W a Horde supervisor Member struct. */
 static cn_term *tpl(fz *z, const char **s);
 
@@ -464,6 +469,18 @@ static cn_term *seen_diff(fz *z) {
   return gen(z, 2);
 }
 
+/* The session tag of global's last init_connect to the peer ({init_connect, {Vsn, Tag}, Node, Msg}): what its
+ * lock_is_set, exchange, resolved and cancel_connect must carry back. */
+static cn_term *global_tag(fz *z) {
+  for (size_t k = 0; k < z->nseen; k++) { /* newest first */
+    const cn_term *t = z->seen[(z->seen_next + RING - 1 - k) % RING];
+    const cn_term *v = cn_tuple_elem(t, 4, 1);
+    if (v && cn_is_atom(cn_tuple_elem(t, 4, 0), "init_connect") && v->type == CN_TUPLE && v->v.tuple.arity >= 2)
+      return cn_term_copy(&v->v.tuple.e[1]);
+  }
+  return gen_seen(z);
+}
+
 static cn_term *tpl(fz *z, const char **s) {
   const char *p = *s;
   if (*p == '{' || *p == '[') {
@@ -479,6 +496,8 @@ static cn_term *tpl(fz *z, const char **s) {
     switch (p[1]) {
     case 'P': return cn_mk_pid(pick_pid(z));
     case 'Q': return cn_mk_pid(peer_pid(z, z->peer));
+    case 'O': return cn_mk_atom(z->peer);
+    case 'G': return global_tag(z);
     case 'R': return cn_mk_ref(pick_ref(z));
     case 'N': return cn_mk_atom(node_atom(z));
     case 'A': return cn_mk_atom(dict_atom(z));
@@ -529,10 +548,11 @@ static const struct {
      {"c{register,$T,$P,$T}", "c{register,$A,$P,{global,random_exit_name,[]}}", "c{unregister,$T}",
       "c{register_ext,$T,$P,$T,$N}", "c{set_lock,{$T,$P}}", "c{set_lock,{global,$P}}", "c{del_lock,{$T,$P}}",
       "cget_known", "cget_synced", "cget_protocol_version", "cget_names_ext", "c{sync,[$N]}", "c{$A,$T}",
-      "k{init_connect,{$I,$R},$N,$T}", "k{init_connect,{6,$X},$N,{locker,no_longer_a_pid,[],$P}}",
-      "i{lock_is_set,$N,$X,$T}", "i{exchange,$N,$T,[],$X}", "i{resolved,$N,$T,$T,[],$T,$X}",
-      "i{new_nodes,$N,$T,[{insert,{$A,$P,$T}}],[$N],$T}", "i{in_sync,$N,true}", "i{cancel_connect,$N,$X}",
-      "i{init_connect_ack,$N,$X,$X}", "i{prepare_shutdown,$P,$R}", "i{whereis,$T,$F}"}},
+      "k{init_connect,{$I,$R},$N,$T}", "k{init_connect,{6,$R},$O,{locker,no_longer_a_pid,[],$Q}}",
+      "i{lock_is_set,$O,$G,$T}", "i{exchange,$O,[{$A,$P,{global,random_exit_name,[]}}],[],$G}",
+      "i{resolved,$O,[{$A,$P}],[$N],[],[],$G}", "i{new_nodes,$O,$T,[{insert,{$A,$P,$T}}],[$N],$T}",
+      "i{in_sync,$O,true}", "i{cancel_connect,$O,$G}", "i{init_connect_ack,$O,$G,$X}", "i{prepare_shutdown,$P,$R}",
+      "i{whereis,$T,$F}", "i{$A,$O,$T}", "k{lock_set,$Q,true,$T}", "k{lock_set,$Q,false,$T,$G}"}},
     {"Elixir." FZ_REG,
      {"cmembers", "ccount", "c{set_members,$M}", "c{register,$T,$T,$P}", "c{unregister,$T,$P}",
       "c{update_value,$T,$P,$T}", "c{lookup,$T}", "i{crdt_update,[{add,$K,$T}]}", "i{crdt_update,[{remove,$K}]}",
@@ -848,6 +868,15 @@ static void send_service(fz *z) {
   cn_term *from = cn_mk_pid(peer_pid(z, z->peer)), *ctl;
   cn_pid pid;
   uint8_t how = u8(z) % 4;
+  if (to->name[0] == '*' && !z->nspawned && u8(z) % 2) { /* no puppet yet: spawn one (cnode_demo:puppet(Peer)) */
+    cn_term_free(pay);
+    cn_term *ctl2 = cn_mk_tuple(6, cn_mk_int(DOP_SPAWN_REQUEST), cn_mk_ref(pick_ref(z)), cn_term_copy(from),
+                                cn_term_copy(from), cn_mk_tuple(3, cn_mk_atom(cn_atoms_get(z->tab, "cnode_demo")),
+                                                                cn_mk_atom(cn_atoms_get(z->tab, "puppet")), cn_mk_int(1)),
+                                gen_opts(z));
+    send_terms(z, ctl2, cn_mk_list(1, from), true);
+    return;
+  }
   if (to->name[0] == '*') { /* a process by pid: one the peer spawned, else one the node named */
     how = how ? how : 1;
     if (z->nspawned) pid = z->spawned[u8(z) % z->nspawned];

@@ -184,7 +184,10 @@ static void test_regress_port_id_bit31(void **state) {
   cn_atoms_free(tab);
 }
 
-/* fuzz_node, finding 1: cnode_ctl kept the cn_crdt of every CRDT it started in a list the CRDT's end never
+/* fuzz_node's inputs are programs in its grammar: when the grammar changes, check that these still reach their bug
+ * on the unfixed code (both were checked so, built from fuzz_node.c as of this file).
+ *
+ * fuzz_node, finding 1: cnode_ctl kept the cn_crdt of every CRDT it started in a list the CRDT's end never
  * reached, so after a peer's {crdt_start, fz1, ...}, an exit(CrdtPid, kill) and {crdt_read, fz1}, the read went to
  * the freed cn_crdt (heap-use-after-free under `make asan`; found across inputs, since each input's node stopped
  * its CRDTs and left the entries behind). Fixed in cmd/cnode/workers.c (ctl_crdt_stopped). The input, as the
@@ -192,7 +195,7 @@ static void test_regress_port_id_bit31(void **state) {
  * EXIT2 to the newest process (fz1.Crdt) with reason kill; REG_SEND cnode_ctl {crdt_read, fz1}. */
 static void test_regress_ctl_crdt_killed(void **state) {
   (void)state;
-  run_hex(fuzz_node_one, "00010100000000000a0e020101000705020100000201060701010201010601030b000201000a120201010008020100"
+  run_hex(fuzz_node_one, "00010100000000000a0e020101000705020100000201080701010201010601030b000201000a120201010008020100"
                          "000201");
 }
 
