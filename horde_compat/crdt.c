@@ -606,6 +606,9 @@ int cn_crdt_start(cn_node *n, const char *name, const cn_crdt_opts *opts, cn_crd
     return rc;
   }
   if ((rc = cn_register(n, c->name, c->pid))) {
+    /* A failed start is not a stop: on_stop would reach a caller that already took the error (the Horde members
+     * free their state on it, then crdt_stopped ran on the freed member). */
+    c->o.on_stop = NULL;
     cn_term *why = cn_mk_atomc(n, "kill");
     cn_exit(n, NULL, c->pid, why); /* terminate frees c */
     cn_term_free(why);

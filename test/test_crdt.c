@@ -319,8 +319,34 @@ static void test_round_delta_consistent(void **st) {
   nsniffed = 0;
 }
 
+/* A CRDT that cannot take its name is not started: cn_crdt_start returns CN_EEXIST and the process it made ends
+ * without calling on_stop, which a caller has no use for after the error (a Horde member's start freed its state
+ * on the error, then its crdt_stopped ran on it when the process ended). */
+static int stops;
+static void count_stop(cn_crdt *c, void *ctx) {
+  (void)c, (void)ctx;
+  stops++;
+}
+
+static void test_start_name_taken(void **st) {
+  (void)st;
+  cn_node *n;
+  cn_node_opts o = {.name = "crdtn@127.0.0.1", .cookie = "secret", .log_level = CN_LOG_ERROR};
+  assert_int_equal(cn_node_new(&n, NULL, &o), 0);
+  cn_crdt_opts co = {.on_stop = count_stop};
+  cn_crdt *first, *second = NULL;
+  assert_int_equal(cn_crdt_start(n, "t", &co, &first), 0);
+  assert_int_equal(cn_crdt_start(n, "t", &co, &second), CN_EEXIST);
+  assert_null(second);
+  for (int i = 0; i < 20; i++) uv_run(cn_node_loop(n), UV_RUN_NOWAIT);
+  assert_int_equal(stops, 0);
+  cn_node_free(n); /* the first one stops with the node */
+  assert_int_equal(stops, 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_start_name_taken),
       cmocka_unit_test(test_round_delta_consistent),
       cmocka_unit_test(test_three_nodes),
       cmocka_unit_test(test_five_nodes),
