@@ -1,16 +1,21 @@
 /* fuzz_node.c: the whole node, not a decoder. Each input gets a fresh node with the processes the cnode program
- * runs (echo, cnode_kv, cnode_ctl and the demo spawn entry points, a Horde registry and a Horde supervisor member,
- * global, net_kernel, rex) and a fake peer whose handshake has completed (conn_test_up: a connection with no
- * socket, peer flags and name chosen by the input). The input is a little program (a grammar): each op builds one
- * control message with the project's own term builders and encoder (pids of the node's real processes, of the
- * peer and of third nodes with extreme names, refs and pids the node itself sent, registered names, atoms of up to
- * 255 1-, 2- or 4-byte characters, and payloads shaped like what the handlers match: gen_server calls, global's
- * protocol, delta_crdt sync, Horde calls, puppet commands...), frames it (pass-through, normal header, or split in
- * fragments), maybe damages or truncates it, and feeds it through the bytes path (process_input, handle_frame).
- * The loop runs between ops, so sends, replies and process runs happen; what the node writes to the peer is parsed
- * back (it must be valid frames) and mined for refs, pids and terms later ops can send back. At the end the peer
- * disconnects (nodedown runs), the node must still answer an echo round trip, and it is stopped and freed: leaks
- * show per input. Fresh node per input: a crash reproduces from its input alone. */
+ * runs (echo, cnode_kv, cnode_ctl and the cnode_demo spawn entry points, a Horde registry and a Horde supervisor
+ * member, global, net_kernel, rex) and a fake peer whose handshake has completed (conn_test_up: a connection with
+ * no socket; the peer's flags and name, up to 255 multibyte characters, chosen by the input). The input is a little
+ * program (a grammar) of up to MAX_OPS ops, each built with the project's own term builders and encoder:
+ *  - a request to one of the node's services (SERVICES: gen_server calls, casts and plain messages shaped as each
+ *    handler matches them: global's protocol, the Horde registry, supervisor and their CRDTs, cnode_ctl, puppets);
+ *  - any control message (OPS) with pids of the node's processes, of the peer and of third nodes with extreme
+ *    names, refs and pids the node sent, registered names, atoms of 255 1-, 2-, 3- or 4-byte characters;
+ *  - an answer to something the node sent (its calls, spawn requests, monitors, links, unlinks);
+ *  - raw bytes, time passing (timers), a send from the node to the peer.
+ * Each message is framed pass-through, with a normal header, or cut in fragments, now and then damaged or
+ * truncated, and fed through the bytes path (process_input, handle_frame). The loop runs between ops; what the
+ * node writes to the peer must parse back as frames and is mined for refs, pids and terms later ops send back. At
+ * the end the peer disconnects (nodedown), the node must still answer an echo round trip, and it is stopped and
+ * freed, so a leak shows on the input that made it and a crash reproduces from its input alone (unless it is in
+ * static state of the program's code, as finding 1 in test_fuzz_regress.c was). FUZZ_NODE_LOG=1 prints the
+ * node's log and each message sent (FUZZ_NODE_HEX=1 with the frame's bytes). */
 #include <string.h>
 
 #include "fuzz.h"
@@ -125,6 +130,12 @@ typedef struct fz {
   size_t nodes; /* term nodes left for the message being built */
   uint32_t peer_creation;
 } fz;
+
+static bool logging(void) {
+  static int on = -1;
+  if (on < 0) on = getenv("FUZZ_NODE_LOG") != NULL;
+  return on;
+}
 
 static uint16_t u16(fz *z) { return (uint16_t)(fuzz_u8(&z->in) << 8 | fuzz_u8(&z->in)); }
 static uint8_t u8(fz *z) { return fuzz_u8(&z->in); }
@@ -808,7 +819,7 @@ static void feed(fz *z, const uint8_t *p, size_t len) {
  * header, or normal header cut in fragments; now and then damaged or truncated. */
 static void send_terms(fz *z, cn_term *ctl, cn_term *pay, bool has_payload) {
   if (!ctl || (has_payload && !pay)) goto out;
-  if (getenv("FUZZ_NODE_LOG")) {
+  if (logging()) {
     char *a = cn_term_to_string(ctl), *b2 = pay ? cn_term_to_string(pay) : NULL;
     fprintf(stderr, "peer: %.200s %.200s\n", a ? a : "?", b2 ? b2 : "");
     cn_free(a);
@@ -832,7 +843,7 @@ static void send_terms(fz *z, cn_term *ctl, cn_term *pay, bool has_payload) {
     size_t len = b.len;
     if (dmg % 32 == 0 && len) b.data[u16(z) % len] ^= (uint8_t)(1 + u8(z)); /* a damaged byte */
     if (dmg % 32 == 1 && len) len = u16(z) % len;                           /* a truncated frame */
-    if (getenv("FUZZ_NODE_LOG")) {
+    if (logging()) {
       fprintf(stderr, "frame: how %u, %zu of %zu bytes:", how % 3, len, b.len);
       for (size_t i = 0; i < len && getenv("FUZZ_NODE_HEX"); i++) fprintf(stderr, "%02x", b.data[i]);
       fprintf(stderr, "\n");
@@ -961,7 +972,7 @@ static void send_answer(fz *z) {
 static void send_raw(fz *z) {
   size_t want = u8(z), got;
   const uint8_t *p = fuzz_take(&z->in, want, &got);
-  if (getenv("FUZZ_NODE_LOG")) fprintf(stderr, "raw: %zu bytes\n", got);
+  if (logging()) fprintf(stderr, "raw: %zu bytes\n", got);
   uint8_t hdr[4];
   cn_set32(hdr, (uint32_t)got);
   if (u8(z) & 1) conn_test_feed(z->n, z->npeer, hdr, 4); /* framed garbage, else the bytes as they are */
@@ -973,10 +984,8 @@ static void send_raw(fz *z) {
 /* Log lines are formatted (they print peer-given names) and dropped; FUZZ_NODE_LOG=1 prints them. */
 static void quiet(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
   (void)n, (void)level, (void)ctx;
-  static int show = -1;
-  if (show < 0) show = getenv("FUZZ_NODE_LOG") != NULL;
   FUZZ_CHECK(msg != NULL && strlen(msg) < (1u << 20));
-  if (show) fprintf(stderr, "node: %s\n", msg);
+  if (logging()) fprintf(stderr, "node: %s\n", msg);
 }
 
 static void probe(cn_proc *self, const cn_term *msg, void *state) {
@@ -1088,14 +1097,15 @@ int fuzz_node_one(const uint8_t *data, size_t size) {
         if (u8(&z) % 4 == 0) uv_sleep(1 + u8(&z) % 4);
         run(&z, 1 + u8(&z) % 8);
         break;
-      case 15: /* a local process talks to the peer: sends, links and monitors going out */
-        if (z.npids) {
-          cn_term *m = gen(&z, 1);
-          cn_pid to = peer_pid(&z, z.peer);
-          if (m) cn_send(z.n, NULL, to, m);
-          cn_term_free(m);
-        }
+      case 15: { /* the node sends to the peer on its own (cn_send from no process), amid the traffic */
+        z.nodes = MAX_NODES;
+        cn_term *m = gen(&z, 1);
+        cn_pid to = peer_pid(&z, z.peer);
+        to.node = npeer; /* the API routes by the node's own atom */
+        if (m) cn_send(z.n, NULL, to, m);
+        cn_term_free(m);
         break;
+      }
       default:
         send_ctl(&z);
         break;
