@@ -256,19 +256,19 @@ static int put_list(cn_buf *b, const cn_term *t) {
 }
 
 static int put_fun(cn_buf *b, const cn_term *t) {
-  term_fun_info fi;
+  term_fun_id fi;
   int r;
-  if (term_fun_info_get(t, &fi))
+  if (term_fun_id_get(t, &fi))
     return put(b, "#Fun<?>");
   if (fi.is_export) {
     if ((r = put(b, "fun ")) || (r = put_raw_atom(b, fi.mod, fi.mod_len, fi.mod_utf8)) ||
         (r = cn_buf_put8(b, ':')) || (r = put_raw_atom(b, fi.fun, fi.fun_len, fi.fun_utf8)))
       return r;
-    return cn_buf_printf(b, "/%lld", fi.arity);
+    return cn_buf_printf(b, "/%lld", (long long)(int32_t)fi.arity);
   }
   if ((r = put(b, "#Fun<")) || (r = put_raw_atom(b, fi.mod, fi.mod_len, fi.mod_utf8)))
     return r;
-  return cn_buf_printf(b, ".%lld.%lld>", fi.index, fi.uniq);
+  return cn_buf_printf(b, ".%lld.%lld>", (long long)(int32_t)fi.old_index, (long long)(int32_t)fi.old_uniq);
 }
 
 static int pr(cn_buf *b, const cn_term *t) {

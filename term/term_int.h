@@ -33,30 +33,22 @@ void term_clear(cn_term *t);
 /* Deep-copies src into *dst (storage owned by the caller); 0 or CN_ENOMEM (then *dst owns nothing). */
 int term_copy_into(cn_term *dst, const cn_term *src);
 
-/* The export/local fun fields that printing needs, read from a fun's validated raw external format. */
-typedef struct term_fun_info {
-  int is_export;
-  const uint8_t *mod, *fun; /* atom text (latin-1 or UTF-8, see *_utf8) */
-  size_t mod_len, fun_len;
-  int mod_utf8, fun_utf8;
-  long long arity, index, uniq; /* export: arity; local: arity, old index and old uniq */
-} term_fun_info;
-/* Fills fi from t->v.fun.ext; CN_EDECODE when the bytes are not a fun this module decoded. */
-int term_fun_info_get(const cn_term *t, term_fun_info *fi);
-
 /* ---- order.c and phash2.c ---- */
 
-/* What identifies a fun on OTP 25, read from its raw external format. A local fun is its module, Index,
- * OldUniq and free variables (the MD5, arity, OldIndex and creator pid do not count); an export fun is
- * module, function and arity. */
+/* ---- fun.c: the fields of a fun, read from its raw external format ---- */
+
+/* What identifies a fun on OTP 25 and what printing shows. A local fun is its module, Index, OldUniq and free
+ * variables for order and phash2 (the MD5, arity, OldIndex and creator pid do not count); an export fun is
+ * module, function and arity. Printing shows a local fun as #Fun<Module.OldIndex.OldUniq>. */
 typedef struct term_fun_id {
   int is_export;
   const uint8_t *mod, *fun; /* atom text: UTF-8 when *_utf8, else latin-1 */
   size_t mod_len, fun_len;
   int mod_utf8, fun_utf8;
-  uint32_t arity;    /* export */
-  uint32_t index;    /* local: Index */
-  uint32_t old_uniq; /* local: OldUniq, as 32 bits */
+  uint32_t arity;     /* export: Arity; local: the arity byte */
+  uint32_t index;     /* local: Index */
+  uint32_t old_index; /* local: OldIndex, as 32 bits (an integer of the format: (int32_t) gives its value) */
+  uint32_t old_uniq;  /* local: OldUniq, as 32 bits */
   uint32_t num_free; /* local */
   size_t env_off;    /* local: offset of the first free variable in the raw bytes */
 } term_fun_id;
