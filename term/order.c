@@ -539,3 +539,14 @@ bool cn_term_equal(const cn_term *a, const cn_term *b) {
     return false;
   return c == 0;
 }
+
+/* Exact equality (=:=) is term order's exact mode at 0, so the two can never disagree. OTP 25/26
+ * semantics: 0.0 =:= -0.0; funs are equal by module, index, old uniq and free variables, as on the BEAM. */
+bool cn_term_eq(const cn_term *a, const cn_term *b) {
+  if (a == b)
+    return true;
+  int c = 1;
+  if (!a || !b || term_compare(a, b, 1, &c))
+    return false;
+  return c == 0;
+}

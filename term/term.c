@@ -510,14 +510,3 @@ const cn_term *cn_tuple_elem(const cn_term *t, uint32_t arity, uint32_t i) {
     return NULL;
   return &t->v.tuple.e[i];
 }
-
-/* Exact equality (=:=) is term order's exact mode at 0 (order.c), so the two can never disagree. OTP 25/26
- * semantics: 0.0 =:= -0.0; funs are equal by module, index, old uniq and free variables, as on the BEAM. */
-bool cn_term_eq(const cn_term *a, const cn_term *b) {
-  if (a == b)
-    return true;
-  int c = 1;
-  if (!a || !b || term_compare(a, b, 1, &c))
-    return false;
-  return c == 0;
-}
