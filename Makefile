@@ -8,6 +8,17 @@ EI_DIR  := $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
 PKGS    := erlang-nox erlang-dev erlang-ssl elixir libuv1-dev libssl-dev libcmocka-dev uthash-dev clang libclang-rt-14-dev \
            clang-tools cppcheck
 
+# The version is written once, in base/cn_base.h; the .so name, cnode.pc and the .deb take it from there.
+VERSION_MAJOR := $(shell sed -n 's/^[#]define CN_VERSION_MAJOR \([0-9][0-9]*\)$$/\1/p' base/cn_base.h)
+VERSION_MINOR := $(shell sed -n 's/^[#]define CN_VERSION_MINOR \([0-9][0-9]*\)$$/\1/p' base/cn_base.h)
+VERSION_PATCH := $(shell sed -n 's/^[#]define CN_VERSION_PATCH \([0-9][0-9]*\)$$/\1/p' base/cn_base.h)
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+SONAME  := libcnode.so.$(VERSION_MAJOR)
+
+# The public headers, installed side by side as <cnode/...>: programs write #include <cnode/cnode.h>.
+PUBLIC_H := base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h horde_compat/horde.h
+STAGED_H := $(addprefix $(BUILD)/include/cnode/,$(notdir $(PUBLIC_H)))
+
 OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) -fPIC \
            -Ibase -Iterm -Iepmd -Idist -Icnode -Ihorde_compat -I$(EI_DIR)/include $(EXTRA_CFLAGS)
@@ -43,9 +54,29 @@ $(BUILD)/libcnode.a: $(LIB_OBJ)
 	@rm -f $@
 	$(Q)ar rcs $@ $^
 
-$(BUILD)/libcnode.so: $(LIB_OBJ)
-	$(Q)$(CC) -shared $(LDFLAGS) -o $@ $^ -Wl,--whole-archive $(EI_DIR)/lib/libei.a -Wl,--no-whole-archive \
-	  -luv -lssl -lcrypto -lpthread -lm
+# The library's own objects hide every symbol that is not marked CN_EXPORT (the public headers' declarations), so
+# libcnode.so exports the public API only; static linking (tests, programs) still sees everything.
+$(LIB_OBJ): CFLAGS += -fvisibility=hidden
+
+# libei is linked in (only the objects used) and kept local by the version script, so a program with its own
+# libei, or its own names, cannot clash with ours. The SONAME carries the major version.
+$(BUILD)/libcnode.so.$(VERSION): $(LIB_OBJ) pkg/libcnode.map
+	$(Q)$(CC) -shared $(LDFLAGS) -Wl,-soname,$(SONAME) -Wl,--version-script=pkg/libcnode.map -o $@ $(LIB_OBJ) \
+	  $(EI_DIR)/lib/libei.a -luv -lssl -lcrypto -lpthread -lm
+
+$(BUILD)/$(SONAME): $(BUILD)/libcnode.so.$(VERSION)
+	$(Q)ln -sf $(notdir $<) $@
+
+$(BUILD)/libcnode.so: $(BUILD)/$(SONAME)
+	$(Q)ln -sf $(notdir $<) $@
+
+# The public headers as they are installed, so examples build against <cnode/...> in the tree too.
+define stage_header
+$(BUILD)/include/cnode/$(notdir $(1)): $(1)
+	@mkdir -p $$(dir $$@)
+	$(Q)cp $$< $$@
+endef
+$(foreach h,$(PUBLIC_H),$(eval $(call stage_header,$(h))))
 
 $(BUILD)/cnode: $(CNODE_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libcnode.a
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -53,9 +84,10 @@ $(BUILD)/cnode: $(CNODE_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libcnode.a
 $(BUILD)/cnode-epmd: $(EPMD_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libcnode.a
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/examples/%: examples/%/main.c $(BUILD)/libcnode.a
+# Examples see the public headers only, as a user's program does.
+$(BUILD)/examples/%: examples/%/main.c $(BUILD)/libcnode.a $(STAGED_H)
 	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libcnode.a $(LDLIBS)
+	$(Q)$(CC) $(filter-out -I%,$(CFLAGS)) -I$(BUILD)/include $(LDFLAGS) -o $@ $< $(BUILD)/libcnode.a $(LDLIBS)
 
 examples: $(EXAMPLES)
 

@@ -1,10 +1,12 @@
-/* base.c: status strings, allocator hooks and cn_buf. */
+/* base.c: the version, status strings, allocator hooks and cn_buf. */
 #include "cn_base.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+const char *cn_version(void) { return CN_VERSION; }
 
 const char *cn_strerror(int err) {
   switch (err) {

@@ -10,6 +10,28 @@
 extern "C" {
 #endif
 
+/* The library's version: the one place it is written (the Makefile reads it for the .so name, cnode.pc and the
+ * .deb). Pre-1.0: a minor release may still change the API; the changelog lists what. */
+#define CN_VERSION_MAJOR 0
+#define CN_VERSION_MINOR 5
+#define CN_VERSION_PATCH 0
+#define CN__STR(x) #x
+#define CN__XSTR(x) CN__STR(x)
+/* "MAJOR.MINOR.PATCH" of the headers compiled against; cn_version() gives the library's own. */
+#define CN_VERSION CN__XSTR(CN_VERSION_MAJOR) "." CN__XSTR(CN_VERSION_MINOR) "." CN__XSTR(CN_VERSION_PATCH)
+
+/* Marks a declaration as public API: libcnode is built with -fvisibility=hidden, so libcnode.so exports exactly
+ * what carries this (and a version script keeps everything else, libei included, local). */
+#if defined(__GNUC__) || defined(__clang__)
+#define CN_EXPORT __attribute__((visibility("default")))
+#else
+#define CN_EXPORT
+#endif
+
+/* The version of the library linked at run time, "MAJOR.MINOR.PATCH" (static); compare it with CN_VERSION to
+ * tell a program built against other headers. */
+CN_EXPORT const char *cn_version(void);
+
 /* Status codes: 0 is success, every error is negative. X(name, value, message). */
 #define CN_ERRNO_MAP(X)                                                     \
   X(EINVAL, -1, "invalid argument")                                         \
@@ -41,16 +63,16 @@ enum cn_errno {
 };
 
 /* Returns a static message for a status code ("unknown error" for unknown codes). */
-const char *cn_strerror(int err);
+CN_EXPORT const char *cn_strerror(int err);
 /* Returns the static name of a status code, e.g. "CN_EINVAL": for logs, not for peers. */
-const char *cn_err_name(int err);
+CN_EXPORT const char *cn_err_name(int err);
 /* Returns the reason a BEAM caller gets for a status code, as the atom text OTP uses in the same situation
  * (static): the {error, Reason} a C process answers a BEAM process with, or an exit reason. OTP's own terms
  * where it has one (badarg, system_limit, timeout, noproc, noconnection, not_found, closed), else the POSIX
  * reason its file and socket calls give (enomem, eio, econnrefused, eexist, enotsup, eproto, ebusy; einval for an
  * operation the object's state does not allow, as gen_tcp:recv on an active socket). "ok" for 0, "unknown" for an
  * unknown code. Never a "CN_" name. */
-const char *cn_err_reason(int err);
+CN_EXPORT const char *cn_err_reason(int err);
 
 /* Allocator hooks: every allocation of libcnode goes through these, so tests can count and fail them. */
 typedef void *(*cn_malloc_fn)(size_t size);
@@ -58,13 +80,13 @@ typedef void *(*cn_realloc_fn)(void *ptr, size_t size);
 typedef void *(*cn_calloc_fn)(size_t count, size_t size);
 typedef void (*cn_free_fn)(void *ptr);
 /* Replaces the allocator; call before anything else of libcnode allocates. Returns CN_EINVAL on a NULL fn. */
-int cn_replace_allocator(cn_malloc_fn m, cn_realloc_fn r, cn_calloc_fn c, cn_free_fn f);
-void *cn_malloc(size_t size);
-void *cn_realloc(void *ptr, size_t size);
-void *cn_calloc(size_t count, size_t size);
-void cn_free(void *ptr);
+CN_EXPORT int cn_replace_allocator(cn_malloc_fn m, cn_realloc_fn r, cn_calloc_fn c, cn_free_fn f);
+CN_EXPORT void *cn_malloc(size_t size);
+CN_EXPORT void *cn_realloc(void *ptr, size_t size);
+CN_EXPORT void *cn_calloc(size_t count, size_t size);
+CN_EXPORT void cn_free(void *ptr);
 /* Returns a copy of the first n bytes of s plus a NUL (caller frees with cn_free), or NULL. */
-char *cn_strndup(const char *s, size_t n);
+CN_EXPORT char *cn_strndup(const char *s, size_t n);
 
 /* A growable byte buffer. Zero-initialise it ({0}) before first use; cn_buf_free releases the storage. */
 typedef struct cn_buf {
@@ -74,18 +96,18 @@ typedef struct cn_buf {
 } cn_buf;
 
 /* Makes room for n more bytes; returns 0 or CN_ENOMEM (the buffer is unchanged on error). */
-int cn_buf_reserve(cn_buf *b, size_t n);
+CN_EXPORT int cn_buf_reserve(cn_buf *b, size_t n);
 /* Appends n bytes; 0 or CN_ENOMEM. */
-int cn_buf_append(cn_buf *b, const void *p, size_t n);
-int cn_buf_put8(cn_buf *b, uint8_t v);
-int cn_buf_put16(cn_buf *b, uint16_t v); /* big-endian, as the wire is */
-int cn_buf_put32(cn_buf *b, uint32_t v);
-int cn_buf_put64(cn_buf *b, uint64_t v);
+CN_EXPORT int cn_buf_append(cn_buf *b, const void *p, size_t n);
+CN_EXPORT int cn_buf_put8(cn_buf *b, uint8_t v);
+CN_EXPORT int cn_buf_put16(cn_buf *b, uint16_t v); /* big-endian, as the wire is */
+CN_EXPORT int cn_buf_put32(cn_buf *b, uint32_t v);
+CN_EXPORT int cn_buf_put64(cn_buf *b, uint64_t v);
 /* Appends printf-formatted text (no NUL counted in len, but one is kept after data[len]). */
-int cn_buf_printf(cn_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+CN_EXPORT int cn_buf_printf(cn_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Drops the first n bytes (n <= len). */
-void cn_buf_consume(cn_buf *b, size_t n);
-void cn_buf_free(cn_buf *b);
+CN_EXPORT void cn_buf_consume(cn_buf *b, size_t n);
+CN_EXPORT void cn_buf_free(cn_buf *b);
 
 /* Big-endian readers for wire fields; the caller has checked the length. */
 static inline uint16_t cn_get16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
@@ -102,10 +124,10 @@ typedef int (*cn_cmp_fn)(const void *a, const void *b, void *ctx, int *result);
 /* Sorts n elements of size bytes at base, stably (equal elements keep their order), with a merge sort that
  * stops at the first failing comparison and returns its status (the order is then unspecified). tmp: scratch
  * space of n * size bytes, borrowed. */
-int cn_stable_sort(void *base, size_t n, size_t size, void *tmp, cn_cmp_fn cmp, void *ctx);
+CN_EXPORT int cn_stable_sort(void *base, size_t n, size_t size, void *tmp, cn_cmp_fn cmp, void *ctx);
 
 /* Compares n bytes in time independent of their contents; 0 when equal. */
-int cn_memeq_ct(const void *a, const void *b, size_t n);
+CN_EXPORT int cn_memeq_ct(const void *a, const void *b, size_t n);
 
 #ifdef __cplusplus
 }

@@ -73,7 +73,7 @@ void call_drop_all(cn_proc *p) {
   }
 }
 
-static bool is_ref(const cn_term *t, const cn_ref *r) { return t && t->type == CN_REF && ref_eq(&t->v.ref, r); }
+static bool is_ref(const cn_term *t, const cn_ref *r) { return t && t->type == CN_REF && node_ref_eq(&t->v.ref, r); }
 
 /* [alias | Ref] or a bare Ref: the tags a reply may carry. */
 static bool tag_matches(const cn_term *tag, const cn_ref *r) {
@@ -133,7 +133,7 @@ void call_spawn_reply(cn_node *n, const cn_term *to, cn_ref ref, const cn_term *
   cn_proc *p = to->type == CN_PID ? proc_lookup(n, to->v.pid) : NULL;
   if (!p || result->type != CN_ATOM) return; /* success: the DOWN brings the result */
   for (cn_pending *c = p->calls; c; c = c->next) {
-    if (c->kind == CALL_ERPC && ref_eq(&c->ref, &ref)) {
+    if (c->kind == CALL_ERPC && node_ref_eq(&c->ref, &ref)) {
       cn_term *r = cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_tuple(2, cn_mk_atomc(n, "erpc"),
                                                                      cn_term_copy(result)));
       finish(c, CN_EEXIT, r);

@@ -64,50 +64,50 @@ typedef struct cn_node_opts {
 /* Creates a node on loop (NULL: the node creates and owns its own loop). Nothing is opened yet.
  * *out is freed with cn_node_free. SIGPIPE is set to ignored unless the program has its own handler: a peer that
  * closes while the node writes then ends that connection (EPIPE), not the process. */
-int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *opts);
+CN_EXPORT int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *opts);
 /* Called once when the node is ready (listening and registered with EPMD, creation known) or failed. */
 typedef void (*cn_start_cb)(cn_node *n, int status, void *ctx);
 /* Listens and registers with EPMD. If this returns 0, cb runs exactly once, later, from the loop. Errors before
  * that: CN_EEXIST when the listen port (every port of the range) is in use, CN_EIO when the address cannot be
  * listened on (not an address of this host, a privileged port), CN_ESTATE when already started. */
-int cn_node_start(cn_node *n, cn_start_cb cb, void *ctx);
+CN_EXPORT int cn_node_start(cn_node *n, cn_start_cb cb, void *ctx);
 /* Runs the node's loop until cn_node_stop; returns 0 or a CN_E* code. */
-int cn_node_run(cn_node *n);
+CN_EXPORT int cn_node_run(cn_node *n);
 /* Asks the node to stop: connections and the EPMD registration are closed, processes are ended with reason
  * shutdown, and cn_node_run returns. Thread-safe and async-signal-unsafe; call it from any thread. */
-void cn_node_stop(cn_node *n);
+CN_EXPORT void cn_node_stop(cn_node *n);
 /* Frees a stopped (or never started) node and, when it owns it, its loop. */
-void cn_node_free(cn_node *n);
+CN_EXPORT void cn_node_free(cn_node *n);
 
 /* The node's name atom, creation (from EPMD), listen port, atom table and loop. */
-const cn_atom *cn_node_name(const cn_node *n);
-uint32_t cn_node_creation(const cn_node *n);
-uint16_t cn_node_port(const cn_node *n);
-cn_atoms *cn_node_atoms(cn_node *n);
-uv_loop_t *cn_node_loop(cn_node *n);
+CN_EXPORT const cn_atom *cn_node_name(const cn_node *n);
+CN_EXPORT uint32_t cn_node_creation(const cn_node *n);
+CN_EXPORT uint16_t cn_node_port(const cn_node *n);
+CN_EXPORT cn_atoms *cn_node_atoms(cn_node *n);
+CN_EXPORT uv_loop_t *cn_node_loop(cn_node *n);
 /* Interns an atom in the node's table (NULL on error): thread-safe. */
-const cn_atom *cn_intern(cn_node *n, const char *name);
+CN_EXPORT const cn_atom *cn_intern(cn_node *n, const char *name);
 /* A new atom term, or NULL: thread-safe. */
-cn_term *cn_mk_atomc(cn_node *n, const char *name);
+CN_EXPORT cn_term *cn_mk_atomc(cn_node *n, const char *name);
 
 /* Logs one printf-formatted line through the node's sink. */
-void cn_log(cn_node *n, cn_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+CN_EXPORT void cn_log(cn_node *n, cn_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Node events: up is true for nodeup, false for nodedown (reason says why, borrowed). */
 typedef void (*cn_nodes_fn)(cn_node *n, const cn_atom *node, bool up, const char *reason, void *ctx);
 /* Subscribes fn to nodeup/nodedown of visible and hidden peers. */
-int cn_node_monitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx);
+CN_EXPORT int cn_node_monitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx);
 /* Removes the subscription of fn with ctx (the first one that matches): 0, or CN_ENOTFOUND. */
-int cn_node_demonitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx);
+CN_EXPORT int cn_node_demonitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx);
 /* Fills out with up to max connected node names; returns how many are connected. */
-size_t cn_node_connected(cn_node *n, const cn_atom **out, size_t max);
+CN_EXPORT size_t cn_node_connected(cn_node *n, const cn_atom **out, size_t max);
 /* Connects to node (through EPMD) if not connected; the result shows as a nodeup or a log line. */
-int cn_node_connect(cn_node *n, const cn_atom *node);
+CN_EXPORT int cn_node_connect(cn_node *n, const cn_atom *node);
 /* Drops the connection to node, as erlang:disconnect_node/1 (nodedown follows with reason "disconnected");
  * CN_ENOCONN when there is none. */
-int cn_node_disconnect(cn_node *n, const cn_atom *node);
+CN_EXPORT int cn_node_disconnect(cn_node *n, const cn_atom *node);
 /* True when the node was created with connect_all (the default): global meshes it with its peers' peers. */
-bool cn_node_connect_all(const cn_node *n);
+CN_EXPORT bool cn_node_connect_all(const cn_node *n);
 
 /* Counters of what the node refused or limited; each increment also logs its reason once per event. */
 typedef struct cn_node_stats {
@@ -122,7 +122,7 @@ typedef struct cn_node_stats {
   uint64_t tick_timeouts;        /* connections dropped by net_ticktime */
 } cn_node_stats;
 /* Copies the node's counters. */
-void cn_node_get_stats(cn_node *n, cn_node_stats *out);
+CN_EXPORT void cn_node_get_stats(cn_node *n, cn_node_stats *out);
 
 /* ---- Processes --------------------------------------------------------------------------------------- */
 
@@ -139,89 +139,89 @@ typedef struct cn_proc_opts {
 
 /* Spawns a process running handler with state (borrowed by the node until terminate). opts may be NULL.
  * *pid_out (may be NULL) receives its pid. */
-int cn_spawn(cn_node *n, cn_handler_fn handler, void *state, const cn_proc_opts *opts, cn_pid *pid_out);
+CN_EXPORT int cn_spawn(cn_node *n, cn_handler_fn handler, void *state, const cn_proc_opts *opts, cn_pid *pid_out);
 /* The process's own pid, node and state. */
-cn_pid cn_self(const cn_proc *p);
-cn_node *cn_proc_node(cn_proc *p);
+CN_EXPORT cn_pid cn_self(const cn_proc *p);
+CN_EXPORT cn_node *cn_proc_node(cn_proc *p);
 /* True when pid is a process of this node that has not exited, as erlang:is_process_alive/1 (false for pids
  * of other nodes). */
-bool cn_is_process_alive(cn_node *n, cn_pid pid);
+CN_EXPORT bool cn_is_process_alive(cn_node *n, cn_pid pid);
 /* Ends the calling process after its handler returns, with reason (borrowed; copied; NULL: normal). */
-int cn_proc_exit(cn_proc *self, const cn_term *reason);
+CN_EXPORT int cn_proc_exit(cn_proc *self, const cn_term *reason);
 
 /* Registers name for a local pid: CN_EEXIST when the name is taken or the pid has a name, CN_ENOPROC when
  * the pid is not alive. */
-int cn_register(cn_node *n, const char *name, cn_pid pid);
+CN_EXPORT int cn_register(cn_node *n, const char *name, cn_pid pid);
 /* Removes a registered name: CN_ENOTFOUND when absent. */
-int cn_unregister(cn_node *n, const char *name);
+CN_EXPORT int cn_unregister(cn_node *n, const char *name);
 /* Looks up a registered name: 0 and *out, or CN_ENOTFOUND. */
-int cn_whereis(cn_node *n, const char *name, cn_pid *out);
+CN_EXPORT int cn_whereis(cn_node *n, const char *name, cn_pid *out);
 
 /* Sends msg (borrowed: encoded or copied before return) to pid, local or remote. from is the sending
  * process (NULL: the node's own system pid). A remote node is connected on demand through EPMD; like
  * Erlang's `!`, a message to a dead pid or unreachable node is dropped silently (0 is returned). */
-int cn_send(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg);
+CN_EXPORT int cn_send(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg);
 /* Sends to a registered name on node (NULL or the node's own name: local); as cn_send. A local name that
  * is not registered gives CN_ENOTFOUND. */
-int cn_send_name(cn_node *n, cn_proc *from, const char *name, const char *node, const cn_term *msg);
+CN_EXPORT int cn_send_name(cn_node *n, cn_proc *from, const char *name, const char *node, const cn_term *msg);
 /* Sends to a pid term, an alias (reference), or a {Name, Node} / Name term, as Erlang's `!` accepts them. */
-int cn_send_to(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *msg);
+CN_EXPORT int cn_send_to(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *msg);
 /* Sends msg (borrowed; copied now) to pid after ms milliseconds, as erlang:send_after/3. *timer (may be NULL)
  * receives an id for cn_cancel_timer. Pending timers end with the node. */
-int cn_send_after(cn_node *n, unsigned ms, cn_pid to, const cn_term *msg, uint64_t *timer);
+CN_EXPORT int cn_send_after(cn_node *n, unsigned ms, cn_pid to, const cn_term *msg, uint64_t *timer);
 /* Cancels a timer of cn_send_after that has not fired: 0, or CN_ENOTFOUND when it fired or never existed. */
-int cn_cancel_timer(cn_node *n, uint64_t timer);
+CN_EXPORT int cn_cancel_timer(cn_node *n, uint64_t timer);
 /* Thread-safe send from any thread: the node takes msg (freed by the node, even on error) and delivers it
  * from its loop. to is a pid, or name != NULL for a registered name on node (NULL: local). */
-int cn_send_threadsafe(cn_node *n, const cn_pid *to, const char *name, const char *node, cn_term *msg);
+CN_EXPORT int cn_send_threadsafe(cn_node *n, const cn_pid *to, const char *name, const char *node, cn_term *msg);
 
 /* Which connected nodes cn_nodes lists, as erlang:nodes/1: visible, hidden or both. */
 enum { CN_NODES_VISIBLE = 1, CN_NODES_HIDDEN = 2, CN_NODES_ALL = 3 };
 /* Fills out with up to max names of connected nodes of the given kinds; returns how many there are. */
-size_t cn_nodes(cn_node *n, int which, const cn_atom **out, size_t max);
+CN_EXPORT size_t cn_nodes(cn_node *n, int which, const cn_atom **out, size_t max);
 /* True when node is connected (its connection is up, as nodeup reported it) and of a kind in which: what
  * lists:member(Node, nodes(Which)) says, in O(1) from the connection table and for any number of connections.
  * False for the node itself, as node() is not in nodes(); a caller that counts itself as up checks that first. */
-bool cn_node_is_up(cn_node *n, const cn_atom *node, int which);
+CN_EXPORT bool cn_node_is_up(cn_node *n, const cn_atom *node, int which);
 
 /* ---- Links, monitors, exit signals, aliases ------------------------------------------------------------- */
 
 /* Links the calling process to pid, local or remote, as erlang:link/1. Linking to a process that does not
  * exist gives the caller an exit signal with reason noproc (noconnection when its node cannot be reached). */
-int cn_link(cn_proc *self, cn_pid pid);
+CN_EXPORT int cn_link(cn_proc *self, cn_pid pid);
 /* Removes a link, as erlang:unlink/1; exit signals of the old link that are still on their way are ignored
  * (the UNLINK_ID protocol when the peer has it). Unlinking a pid that is not linked is not an error. */
-int cn_unlink(cn_proc *self, cn_pid pid);
+CN_EXPORT int cn_unlink(cn_proc *self, cn_pid pid);
 /* Monitors target: a pid, a registered name (atom, on this node) or {Name, Node}. *ref receives the monitor
  * reference. When the target ends, the caller gets {'DOWN', Ref, process, Obj, Reason} (Obj the pid, or
  * {Name, Node} for a monitor by name); Reason noproc when it did not exist, noconnection when its node went
  * away. Returns CN_EINVAL for a target of another shape. */
-int cn_monitor(cn_proc *self, const cn_term *target, cn_ref *ref);
+CN_EXPORT int cn_monitor(cn_proc *self, const cn_term *target, cn_ref *ref);
 /* Removes a monitor; no DOWN message for it is queued afterwards. CN_ENOTFOUND when ref is not a monitor of
  * the caller. */
-int cn_demonitor(cn_proc *self, cn_ref ref);
+CN_EXPORT int cn_demonitor(cn_proc *self, cn_ref ref);
 /* Sends an exit signal with reason (borrowed) to pid, as erlang:exit/2. from NULL: the node's system pid. */
-int cn_exit(cn_node *n, cn_proc *from, cn_pid to, const cn_term *reason);
+CN_EXPORT int cn_exit(cn_node *n, cn_proc *from, cn_pid to, const cn_term *reason);
 /* Sets whether exit signals become {'EXIT', From, Reason} messages; returns the previous setting. */
-bool cn_trap_exit(cn_proc *self, bool on);
+CN_EXPORT bool cn_trap_exit(cn_proc *self, bool on);
 /* A new reference, unique on this node. */
-cn_ref cn_make_ref(cn_node *n);
+CN_EXPORT cn_ref cn_make_ref(cn_node *n);
 /* Creates an alias for the calling process, as erlang:alias/0: messages sent to the reference arrive in its
  * mailbox until cn_unalias or the process ends. */
-int cn_alias(cn_proc *self, cn_ref *ref);
+CN_EXPORT int cn_alias(cn_proc *self, cn_ref *ref);
 /* Deactivates an alias of the caller; CN_ENOTFOUND when it is not one. */
-int cn_unalias(cn_proc *self, cn_ref ref);
+CN_EXPORT int cn_unalias(cn_proc *self, cn_ref ref);
 /* Sends msg (borrowed) to a process alias, local or remote (ALIAS_SEND); dropped when inactive. */
-int cn_send_alias(cn_node *n, cn_proc *from, cn_ref alias, const cn_term *msg);
+CN_EXPORT int cn_send_alias(cn_node *n, cn_proc *from, cn_ref alias, const cn_term *msg);
 
 /* ---- gen_server -------------------------------------------------------------------------------------- */
 
 /* If msg is a gen_server call {'$gen_call', From, Request}, sets *from and *request (borrowed from msg)
  * and returns true. */
-bool cn_gen_is_call(const cn_term *msg, const cn_term **from, const cn_term **request);
+CN_EXPORT bool cn_gen_is_call(const cn_term *msg, const cn_term **from, const cn_term **request);
 /* Replies to a gen_server caller: sends {Tag, Reply} to the From = {Pid, Tag} of a call (to the alias when
  * Tag is [alias | Ref], as OTP 24+ replies). from and reply are borrowed. */
-int cn_gen_reply(cn_proc *self, const cn_term *from, const cn_term *reply);
+CN_EXPORT int cn_gen_reply(cn_proc *self, const cn_term *from, const cn_term *reply);
 
 /* A gen_server written in C. Every callback is optional. handle_call returns the reply (taken by the
  * behaviour), or NULL to reply later with cn_gen_reply (keep a cn_term_copy of from). A callback stops the
@@ -235,8 +235,8 @@ typedef struct cn_gen_server_ops {
 } cn_gen_server_ops;
 /* Starts a gen_server process with state (borrowed until terminate), registered as name when not NULL.
  * ops is borrowed and must outlive the process. */
-int cn_gen_server_start(cn_node *n, const char *name, const cn_gen_server_ops *ops, void *state,
-                        cn_pid *pid_out);
+CN_EXPORT int cn_gen_server_start(cn_node *n, const char *name, const cn_gen_server_ops *ops, void *state,
+                                  cn_pid *pid_out);
 
 /* The result of a call: status 0 and the reply; CN_EEXIT and the exit reason (noproc, noconnection, the
  * server's exit reason); CN_ETIMEDOUT and NULL; CN_ECLOSED and NULL when the calling process itself ended
@@ -246,24 +246,25 @@ typedef void (*cn_reply_fn)(cn_proc *self, int status, const cn_term *reply, voi
  * that is also an alias, {'$gen_call', {Self, [alias | Ref]}, Request}, then waiting. cb runs exactly once,
  * from self's context; other messages keep going to the handler. timeout_ms 0 means infinity. A late reply
  * after a timeout is dropped (the alias is gone). */
-int cn_call(cn_proc *self, const cn_term *server, const cn_term *request, unsigned timeout_ms, cn_reply_fn cb,
-            void *ctx);
+CN_EXPORT int cn_call(cn_proc *self, const cn_term *server, const cn_term *request, unsigned timeout_ms, cn_reply_fn cb,
+                      void *ctx);
 /* Sends {'$gen_cast', Request} to server (pid, name or {Name, Node}), as gen_server:cast/2. */
-int cn_cast(cn_node *n, cn_proc *from, const cn_term *server, const cn_term *request);
+CN_EXPORT int cn_cast(cn_node *n, cn_proc *from, const cn_term *server, const cn_term *request);
 /* rpc:call(Node, Mod, Fun, Args): a call to rex on node with {call, Mod, Fun, Args, GroupLeader}. The result
  * always arrives as status 0 (CN_ECLOSED aside): the function's value, or {badrpc, Reason} as OTP returns it
  * ({badrpc, nodedown}, {badrpc, timeout}, {badrpc, {'EXIT', R}}). args: a proper list. */
-int cn_rpc(cn_proc *self, const char *node, const char *mod, const char *fun, const cn_term *args,
-           unsigned timeout_ms, cn_reply_fn cb, void *ctx);
+CN_EXPORT int cn_rpc(cn_proc *self, const char *node, const char *mod, const char *fun, const cn_term *args,
+                     unsigned timeout_ms, cn_reply_fn cb, void *ctx);
 /* erpc:call(Node, Mod, Fun, Args): spawns erpc:execute_call on node. Status 0 with the value; CN_EEXIT with
  * {throw, V}, {exit, V}, {error, V, Stack} or {error, {erpc, Why}} as erpc would raise them. */
-int cn_erpc(cn_proc *self, const char *node, const char *mod, const char *fun, const cn_term *args,
-            unsigned timeout_ms, cn_reply_fn cb, void *ctx);
+CN_EXPORT int cn_erpc(cn_proc *self, const char *node, const char *mod, const char *fun, const cn_term *args,
+                      unsigned timeout_ms, cn_reply_fn cb, void *ctx);
 /* Blocking forms for threads other than the node's loop thread (never call them from a handler). *reply gets
  * a new term (caller frees) or NULL; the return is the status the callback form would give. */
-int cn_call_sync(cn_node *n, const cn_term *server, const cn_term *request, unsigned timeout_ms, cn_term **reply);
-int cn_rpc_sync(cn_node *n, const char *node, const char *mod, const char *fun, const cn_term *args,
-                unsigned timeout_ms, cn_term **reply);
+CN_EXPORT int cn_call_sync(cn_node *n, const cn_term *server, const cn_term *request, unsigned timeout_ms,
+                           cn_term **reply);
+CN_EXPORT int cn_rpc_sync(cn_node *n, const char *node, const char *mod, const char *fun, const cn_term *args,
+                          unsigned timeout_ms, cn_term **reply);
 
 /* ---- Spawning C processes from BEAM -------------------------------------------------------------------- */
 
@@ -274,7 +275,7 @@ typedef int (*cn_entry_fn)(cn_node *n, const cn_term *args, cn_handler_fn *handl
                            cn_proc_opts *opts, void *ctx);
 /* Registers module:function as an entry point (any arity). Spawns of anything else start a process that
  * exits with {undef, [{M, F, Args, []}]}, as on a BEAM node without that code; the caller never hangs. */
-int cn_register_entry(cn_node *n, const char *module, const char *function, cn_entry_fn fn, void *ctx);
+CN_EXPORT int cn_register_entry(cn_node *n, const char *module, const char *function, cn_entry_fn fn, void *ctx);
 
 /* ---- global: cluster-wide names and locks (OTP's `global`) ------------------------------------------------ */
 
@@ -296,30 +297,30 @@ typedef void (*cn_global_fn)(cn_proc *self, int status, void *ctx);
 typedef void (*cn_global_trans_fn)(cn_proc *self, void *ctx);
 
 /* global:register_name(Name, Pid): registered on every known node under global's own lock. */
-int cn_global_register_name(cn_proc *self, const cn_term *name, cn_pid pid, cn_global_fn cb, void *ctx);
+CN_EXPORT int cn_global_register_name(cn_proc *self, const cn_term *name, cn_pid pid, cn_global_fn cb, void *ctx);
 /* global:unregister_name(Name) on every known node (0 also when it was not registered). */
-int cn_global_unregister_name(cn_proc *self, const cn_term *name, cn_global_fn cb, void *ctx);
+CN_EXPORT int cn_global_unregister_name(cn_proc *self, const cn_term *name, cn_global_fn cb, void *ctx);
 /* global:whereis_name(Name) from this node's table: 0 and *out, or CN_ENOTFOUND. */
-int cn_global_whereis_name(cn_node *n, const cn_term *name, cn_pid *out);
+CN_EXPORT int cn_global_whereis_name(cn_node *n, const cn_term *name, cn_pid *out);
 /* global:send(Name, Msg): msg (borrowed) to the pid registered as name; CN_ENOTFOUND when there is none. */
-int cn_global_send(cn_node *n, cn_proc *from, const cn_term *name, const cn_term *msg);
+CN_EXPORT int cn_global_send(cn_node *n, cn_proc *from, const cn_term *name, const cn_term *msg);
 /* global:set_lock(Id, Nodes, Retries): the lock is held by self until cn_global_del_lock or self ends. */
-int cn_global_set_lock(cn_proc *self, const cn_term *id, const cn_atom *const *nodes, size_t count, int retries,
-                       cn_global_fn cb, void *ctx);
+CN_EXPORT int cn_global_set_lock(cn_proc *self, const cn_term *id, const cn_atom *const *nodes, size_t count,
+                                 int retries, cn_global_fn cb, void *ctx);
 /* global:del_lock(Id, Nodes). */
-int cn_global_del_lock(cn_proc *self, const cn_term *id, const cn_atom *const *nodes, size_t count, cn_global_fn cb,
-                       void *ctx);
+CN_EXPORT int cn_global_del_lock(cn_proc *self, const cn_term *id, const cn_atom *const *nodes, size_t count,
+                                 cn_global_fn cb, void *ctx);
 /* global:trans(Id, Fun, Nodes, Retries): set_lock, fn(self, ctx), del_lock, then cb (CN_EBUSY: fn never ran). */
-int cn_global_trans(cn_proc *self, const cn_term *id, const cn_atom *const *nodes, size_t count, int retries,
-                    cn_global_trans_fn fn, cn_global_fn cb, void *ctx);
+CN_EXPORT int cn_global_trans(cn_proc *self, const cn_term *id, const cn_atom *const *nodes, size_t count, int retries,
+                              cn_global_trans_fn fn, cn_global_fn cb, void *ctx);
 /* global:sync(): cb once this node is synced with every visible node it is connected to (or they went down). */
-int cn_global_sync(cn_proc *self, cn_global_fn cb, void *ctx);
+CN_EXPORT int cn_global_sync(cn_proc *self, cn_global_fn cb, void *ctx);
 /* Blocking forms for threads other than the node's loop thread: the status the callback would get (CN_ESTATE
  * on a node without global). */
-int cn_global_register_name_sync(cn_node *n, const cn_term *name, cn_pid pid);
-int cn_global_unregister_name_sync(cn_node *n, const cn_term *name);
+CN_EXPORT int cn_global_register_name_sync(cn_node *n, const cn_term *name, cn_pid pid);
+CN_EXPORT int cn_global_unregister_name_sync(cn_node *n, const cn_term *name);
 /* *out's node atom belongs to n's table (atoms never move, so it stays valid). */
-int cn_global_whereis_name_sync(cn_node *n, const cn_term *name, cn_pid *out);
+CN_EXPORT int cn_global_whereis_name_sync(cn_node *n, const cn_term *name, cn_pid *out);
 
 #ifdef __cplusplus
 }

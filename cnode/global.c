@@ -173,7 +173,7 @@ static gl_name **name_slot(gl_state *g, const cn_term *name) {
 
 bool gl_pid_has_name(gl_state *g, cn_pid pid) {
   for (gl_name *e = g->names; e; e = e->next)
-    if (pid_eq(e->pid, pid)) return true;
+    if (node_pid_eq(e->pid, pid)) return true;
   return false;
 }
 
@@ -211,7 +211,7 @@ static bool lock_still_set(gl_state *g, const cn_term *from, const cn_term *extr
   if (!l) return !g->global_lock_down;
   if (is_pid_t(from)) {
     for (gl_holder *h = l->holders; h; h = h->next)
-      if (pid_eq(h->pid, from->v.pid)) return true;
+      if (node_pid_eq(h->pid, from->v.pid)) return true;
     return false;
   }
   uint32_t k;
@@ -349,14 +349,14 @@ static void lock_unlink(gl_state *g, gl_lock *l) {
 /* remove_lock/6: the last holder takes the row with it (and says whether global's own lock went down). */
 static void remove_lock(gl_state *g, gl_lock *l, cn_pid pid, bool down) {
   cn_proc *self = server_proc(g);
-  if (l->holders && !l->holders->next && pid_eq(l->holders->pid, pid)) {
+  if (l->holders && !l->holders->next && node_pid_eq(l->holders->pid, pid)) {
     if (self) cn_demonitor(self, l->holders->mref);
     if (cn_is_atom(l->rid, "global")) g->global_lock_down = down;
     lock_unlink(g, l);
     return;
   }
   for (gl_holder **h = &l->holders; *h; h = &(*h)->next) {
-    if (pid_eq((*h)->pid, pid)) {
+    if (node_pid_eq((*h)->pid, pid)) {
       gl_holder *x = *h;
       if (self) cn_demonitor(self, x->mref);
       *h = x->next;
@@ -375,7 +375,7 @@ static bool handle_set_lock(gl_state *g, cn_proc *self, const cn_term *id, cn_pi
   if (l && !cn_term_eq(l->req, req)) return false;
   if (l)
     for (gl_holder *h = l->holders; h; h = h->next)
-      if (pid_eq(h->pid, pid)) return true;
+      if (node_pid_eq(h->pid, pid)) return true;
   gl_holder *h = cn_calloc(1, sizeof *h);
   cn_term pidt = tv_pid(pid);
   if (!h || cn_monitor(self, &pidt, &h->mref)) {
@@ -411,13 +411,13 @@ static void handle_down(gl_state *g, const cn_ref *ref) {
   for (gl_lock *l = g->locks, *next; l; l = next) {
     next = l->next;
     for (gl_holder *h = l->holders; h; h = h->next)
-      if (ref_eq(&h->mref, ref)) {
+      if (node_ref_eq(&h->mref, ref)) {
         remove_lock(g, l, h->pid, true);
         break;
       }
   }
   for (gl_name **x = &g->names; *x; x = &(*x)->next)
-    if (ref_eq(&(*x)->mref, ref)) {
+    if (node_ref_eq(&(*x)->mref, ref)) {
       name_remove(g, x);
       break;
     }
@@ -564,7 +564,7 @@ static void exchange_names(gl_state *g, cn_proc *self, const cn_term *names, con
     const cn_term *name = el(&e[i], 3, 0), *pid = el(&e[i], 3, 1);
     if (!name || !is_pid_t(pid)) continue;
     gl_name *mine = *name_slot(g, name);
-    if (mine && pid_eq(mine->pid, pid->v.pid)) continue;
+    if (mine && node_pid_eq(mine->pid, pid->v.pid)) continue;
     if (mine && gl_atom_cmp(me(g), node) < 0) {
       cn_pid p1 = pid->v.pid, p2 = mine->pid;
       bool p1_min = gl_atom_cmp(p1.node, p2.node) < 0;

@@ -4,10 +4,10 @@
 
 #include "node_int.h"
 
-bool pid_eq(cn_pid a, cn_pid b) { return a.node == b.node && a.id == b.id && a.serial == b.serial; }
+bool node_pid_eq(cn_pid a, cn_pid b) { return a.node == b.node && a.id == b.id && a.serial == b.serial; }
 
 /* The first word differs between our own refs, so it decides most comparisons (demonitor scans). */
-bool ref_eq(const cn_ref *a, const cn_ref *b) {
+bool node_ref_eq(const cn_ref *a, const cn_ref *b) {
   if (a->n[0] != b->n[0] || a->len != b->len || a->node != b->node) return false;
   for (uint32_t i = 1; i < a->len && i < CN_REF_MAX_WORDS; i++)
     if (a->n[i] != b->n[i]) return false;
@@ -20,7 +20,7 @@ static cn_term atom_t(cn_node *n, const char *name) { return tv_atom(cn_intern(n
 
 static link_rec **link_slot(link_rec **l, cn_pid pid) {
   for (; *l; l = &(*l)->next)
-    if (pid_eq((*l)->pid, pid)) return l;
+    if (node_pid_eq((*l)->pid, pid)) return l;
   return l;
 }
 
@@ -71,7 +71,7 @@ static void send_remote_exit(cn_node *n, cn_pid from, cn_pid to, const cn_term *
 int cn_link(cn_proc *self, cn_pid pid) {
   cn_node *n = self->node;
   if (!pid.node) return CN_EINVAL;
-  if (pid_eq(pid, self->pid)) return 0;
+  if (node_pid_eq(pid, self->pid)) return 0;
   if (node_is_local(n, pid.node)) {
     cn_proc *q = proc_lookup(n, pid);
     if (!q || q->dead) {
@@ -216,7 +216,7 @@ int link_add_mon_out(cn_proc *p, cn_ref ref, cn_pid pid, const cn_atom *name, co
 
 static cn_mon_out *mon_out_take(cn_proc *p, const cn_ref *ref) {
   for (cn_mon_out **m = &p->mons_out; *m; m = &(*m)->next) {
-    if (ref_eq(&(*m)->ref, ref)) {
+    if (node_ref_eq(&(*m)->ref, ref)) {
       cn_mon_out *x = *m;
       *m = x->next;
       return x;
@@ -229,9 +229,9 @@ static void mon_in_drop(cn_proc *p, const cn_ref *ref) {
   mon_key k = key_of(ref);
   cn_mon_in *m;
   HASH_FIND(hh, p->node->mons_in, &k, sizeof k, m);
-  if (!m || m->proc != p || !ref_eq(&m->ref, ref)) {
+  if (!m || m->proc != p || !node_ref_eq(&m->ref, ref)) {
     /* A peer may reuse a reference on another process: fall back to this process's own list. */
-    for (m = p->mons_in; m && !ref_eq(&m->ref, ref); m = m->next) {
+    for (m = p->mons_in; m && !node_ref_eq(&m->ref, ref); m = m->next) {
     }
   }
   if (!m) return;
@@ -400,7 +400,7 @@ static void alias_remove(cn_node *n, cn_proc *p, cn_alias_ent **slot) {
 
 int cn_unalias(cn_proc *self, cn_ref ref) {
   for (cn_alias_ent **a = &self->aliases; *a; a = &(*a)->next_of_proc) {
-    if (ref_eq(&(*a)->ref, &ref)) {
+    if (node_ref_eq(&(*a)->ref, &ref)) {
       alias_remove(self->node, self, a);
       return 0;
     }
@@ -413,7 +413,7 @@ cn_proc *link_alias_owner(cn_node *n, const cn_ref *ref) {
   uint64_t key = alias_key(ref);
   cn_alias_ent *a;
   HASH_FIND(hh, n->aliases, &key, sizeof key, a);
-  return a && ref_eq(&a->ref, ref) && !a->proc->dead ? a->proc : NULL;
+  return a && node_ref_eq(&a->ref, ref) && !a->proc->dead ? a->proc : NULL;
 }
 
 int cn_send_alias(cn_node *n, cn_proc *from, cn_ref alias, const cn_term *msg) {

@@ -252,8 +252,8 @@ void proc_exit_signal(cn_proc *p, cn_pid from, const cn_term *reason, bool linke
 void proc_kill_all(cn_node *n);
 /* Frees a dead process once it is out of the run queue. */
 void proc_free(cn_proc *p);
-bool pid_eq(cn_pid a, cn_pid b);
-bool ref_eq(const cn_ref *a, const cn_ref *b);
+bool node_pid_eq(cn_pid a, cn_pid b);
+bool node_ref_eq(const cn_ref *a, const cn_ref *b);
 
 /* link.c: links, monitors and aliases; what signals arriving by the wire do to them. */
 /* A LINK from remote to local. */

@@ -174,7 +174,7 @@ void proc_exit_signal(cn_proc *p, cn_pid from, const cn_term *reason, bool linke
   } else if (p->trap_exit) {
     proc_deliver(p, cn_mk_tuple(3, cn_mk_atomc(n, "EXIT"), cn_mk_pid(from), cn_term_copy(reason)));
     return;
-  } else if (is_normal && !pid_eq(from, p->pid)) {
+  } else if (is_normal && !node_pid_eq(from, p->pid)) {
     return;
   } else {
     p->exit_reason = cn_term_copy(reason);

@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "cn_base.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -42,14 +44,15 @@ typedef struct cn_tls_opts {
  * with more than 65536 terms are refused. Returns 0 or CN_EDECODE / CN_ELIMIT / CN_EINVAL / CN_ENOMEM with a
  * one-line reason in err (may be NULL); on error *out holds nothing to free. Options cnode does not use
  * (reuse_sessions, secure_renegotiate, ...) are skipped; their names are listed in warn (may be NULL). */
-int cn_tls_opts_parse(const char *text, size_t len, cn_tls_opts *out, char *err, size_t errlen, char *warn,
-                      size_t warnlen);
+CN_EXPORT int cn_tls_opts_parse(const char *text, size_t len, cn_tls_opts *out, char *err, size_t errlen, char *warn,
+                                size_t warnlen);
 /* Reads the file at path and parses it as cn_tls_opts_parse does. */
-int cn_tls_opts_load(const char *path, cn_tls_opts *out, char *err, size_t errlen, char *warn, size_t warnlen);
+CN_EXPORT int cn_tls_opts_load(const char *path, cn_tls_opts *out, char *err, size_t errlen, char *warn,
+                               size_t warnlen);
 /* Frees the strings of both sides and zeroes *o. */
-void cn_tls_opts_clear(cn_tls_opts *o);
+CN_EXPORT void cn_tls_opts_clear(cn_tls_opts *o);
 /* Replaces *field with a copy of value (NULL clears it); 0 or CN_ENOMEM. For building options in code. */
-int cn_tls_set(char **field, const char *value);
+CN_EXPORT int cn_tls_set(char **field, const char *value);
 
 #ifdef __cplusplus
 }

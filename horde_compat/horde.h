@@ -45,34 +45,34 @@ typedef struct cn_crdt_opts {
 
 /* Starts a CRDT process registered as "<name>.Crdt" (name is Horde's N: "reg" or "Elixir.MyApp.Reg").
  * opts may be NULL. *out is valid until the process ends (cn_crdt_stop or node stop). */
-int cn_crdt_start(cn_node *n, const char *name, const cn_crdt_opts *opts, cn_crdt **out);
+CN_EXPORT int cn_crdt_start(cn_node *n, const char *name, const cn_crdt_opts *opts, cn_crdt **out);
 /* Ends the process (reason normal). */
-void cn_crdt_stop(cn_crdt *c);
-cn_pid cn_crdt_pid(const cn_crdt *c);
+CN_EXPORT void cn_crdt_stop(cn_crdt *c);
+CN_EXPORT cn_pid cn_crdt_pid(const cn_crdt *c);
 
 /* Neighbours: the peers' CRDT name tuples {'M.Crdt', Node} (borrowed, copied), as Horde's set_neighbours
  * message carries them; a sync to each starts at once. The process also takes {set_neighbours, List}. */
-int cn_crdt_set_neighbours(cn_crdt *c, const cn_term *const *peers, size_t n);
+CN_EXPORT int cn_crdt_set_neighbours(cn_crdt *c, const cn_term *const *peers, size_t n);
 
 /* Local writes (DeltaCrdt.put/delete); key and value borrowed. */
-int cn_crdt_put(cn_crdt *c, const cn_term *key, const cn_term *value);
-int cn_crdt_delete(cn_crdt *c, const cn_term *key);
+CN_EXPORT int cn_crdt_put(cn_crdt *c, const cn_term *key, const cn_term *value);
+CN_EXPORT int cn_crdt_delete(cn_crdt *c, const cn_term *key);
 /* The LWW value of key (borrowed until the next change), or NULL. */
-const cn_term *cn_crdt_get(cn_crdt *c, const cn_term *key);
+CN_EXPORT const cn_term *cn_crdt_get(cn_crdt *c, const cn_term *key);
 /* The whole LWW read as a new map term (caller frees), or NULL on OOM. */
-cn_term *cn_crdt_read(cn_crdt *c);
+CN_EXPORT cn_term *cn_crdt_read(cn_crdt *c);
 /* The Merkle root hash: true and out[4], false for the empty tree. */
-bool cn_crdt_root(cn_crdt *c, uint8_t out[4]);
+CN_EXPORT bool cn_crdt_root(cn_crdt *c, uint8_t out[4]);
 /* Sends {crdt_update, [{add, K, V} | {remove, K}]} to pid after every join (as Horde's on_diffs does). */
-int cn_crdt_subscribe(cn_crdt *c, cn_pid pid);
+CN_EXPORT int cn_crdt_subscribe(cn_crdt *c, cn_pid pid);
 /* Starts a sync round to every monitored neighbour now (what the timer does). */
-void cn_crdt_sync_now(cn_crdt *c);
+CN_EXPORT void cn_crdt_sync_now(cn_crdt *c);
 
 typedef struct cn_crdt_stats {
   uint64_t syncs_started, msgs_sent, msgs_received, bytes_sent, keys_sent, joins, bad_messages;
   size_t keys;
 } cn_crdt_stats;
-void cn_crdt_get_stats(cn_crdt *c, cn_crdt_stats *out);
+CN_EXPORT void cn_crdt_get_stats(cn_crdt *c, cn_crdt_stats *out);
 
 /* The process also serves gen_server calls from any node: read -> map; {read, Keys} -> map;
  * {operation, {add, [K, V]}} | {operation, {remove, [K]}} -> ok;
@@ -100,36 +100,37 @@ typedef struct cn_horde_registry_opts {
 /* Starts 'N.Crdt' then N (name: the registry atom's text, "Elixir.MyApp.Registry"). opts may be NULL
  * (members: :auto). *out stays valid until the registry process ends (cn_horde_registry_stop, the CRDT's death,
  * or node stop); the two processes end together (one_for_all). */
-int cn_horde_registry_start(cn_node *n, const char *name, const cn_horde_registry_opts *opts,
-                            cn_horde_registry **out);
+CN_EXPORT int cn_horde_registry_start(cn_node *n, const char *name, const cn_horde_registry_opts *opts,
+                                      cn_horde_registry **out);
 /* Ends both processes (reason shutdown). */
-void cn_horde_registry_stop(cn_horde_registry *r);
-cn_pid cn_horde_registry_pid(const cn_horde_registry *r);
-cn_crdt *cn_horde_registry_crdt(cn_horde_registry *r);
+CN_EXPORT void cn_horde_registry_stop(cn_horde_registry *r);
+CN_EXPORT cn_pid cn_horde_registry_pid(const cn_horde_registry *r);
+CN_EXPORT cn_crdt *cn_horde_registry_crdt(cn_horde_registry *r);
 
 /* Horde.Registry.register/3 for pid (local or remote): CN_EEXIST with *holder (may be NULL) when a lookup
  * finds the key; else writes {key, Key} and links the registry process to pid (its death removes its keys).
  * key and value borrowed. */
-int cn_horde_register(cn_horde_registry *r, cn_pid pid, const cn_term *key, const cn_term *value, cn_pid *holder);
+CN_EXPORT int cn_horde_register(cn_horde_registry *r, cn_pid pid, const cn_term *key, const cn_term *value,
+                                cn_pid *holder);
 /* Horde.Registry.unregister/2 on behalf of pid: removes key when pid holds it (0 also when it does not). */
-int cn_horde_unregister(cn_horde_registry *r, cn_pid pid, const cn_term *key);
+CN_EXPORT int cn_horde_unregister(cn_horde_registry *r, cn_pid pid, const cn_term *key);
 /* Horde.Registry.update_value/3 on behalf of pid: CN_ENOTFOUND when pid does not hold key. */
-int cn_horde_update_value(cn_horde_registry *r, cn_pid pid, const cn_term *key, const cn_term *value);
+CN_EXPORT int cn_horde_update_value(cn_horde_registry *r, cn_pid pid, const cn_term *key, const cn_term *value);
 /* Horde.Registry.lookup/2 from the CRDT read, without waiting: 0, *pid and *value (a new term, may be NULL not to
  * get it), or CN_ENOTFOUND. Found means: {key, Key} => {M, Pid, V}, {member, M} present, and Pid alive (a local
  * pid: a live process; a remote pid: its node is connected and visible). The round trip of §4.3 that asks a remote
  * pid's node is made by the registry process's {lookup, Key} call (below), which Horde's semantics need exactly. */
-int cn_horde_lookup(cn_horde_registry *r, const cn_term *key, cn_pid *pid, cn_term **value);
+CN_EXPORT int cn_horde_lookup(cn_horde_registry *r, const cn_term *key, cn_pid *pid, cn_term **value);
 /* Horde.Registry.count/1: keys in the registry's local table (every registration it has seen, any member). */
-size_t cn_horde_count(cn_horde_registry *r);
+CN_EXPORT size_t cn_horde_count(cn_horde_registry *r);
 /* Calls fn for every registration in the local table (borrowed terms); fn returning false stops. */
 typedef bool (*cn_horde_each_fn)(const cn_term *key, cn_pid pid, const cn_term *value, const cn_term *member,
                                  void *ctx);
-void cn_horde_foreach(cn_horde_registry *r, cn_horde_each_fn fn, void *ctx);
+CN_EXPORT void cn_horde_foreach(cn_horde_registry *r, cn_horde_each_fn fn, void *ctx);
 /* The member list [{Name, Node}] (a new term), as the `members` call returns it. */
-cn_term *cn_horde_members(cn_horde_registry *r);
+CN_EXPORT cn_term *cn_horde_members(cn_horde_registry *r);
 /* Horde.Cluster.set_members/2: members are atoms (Name on this node) or {Name, Node}; borrowed. */
-int cn_horde_set_members(cn_horde_registry *r, const cn_term *const *members, size_t n);
+CN_EXPORT int cn_horde_set_members(cn_horde_registry *r, const cn_term *const *members, size_t n);
 
 /* The registry process N serves gen_server calls: members -> [{N, Node}]; {set_members, List} -> ok;
  * {register, Key, Value, Pid} -> {ok, RegistryPid}; {unregister, Key, Pid} -> ok;
@@ -160,17 +161,17 @@ typedef struct cn_horde_member {
 enum { CN_HORDE_FILTERED = 0, CN_HORDE_UNIFORM = 1 };
 
 /* True when spec is a child-spec map whose cnode value is the atom true (CNode.Horde.c_child?/1). */
-bool cn_horde_c_child(const cn_term *spec);
+CN_EXPORT bool cn_horde_c_child(const cn_term *spec);
 /* True when name is {_, Node} with an atom Node whose text starts with "cnode" (CNode.Horde.c_member?/1). */
-bool cn_horde_c_member(const cn_term *name);
+CN_EXPORT bool cn_horde_c_member(const cn_term *name);
 /* Reads a Horde.DynamicSupervisor.Member map: out->name borrows m's name field; a status other than alive,
  * shutting_down or dead reads as uninitialized. CN_EDECODE when m is not a map with a name. */
-int cn_horde_member_parse(const cn_term *m, cn_horde_member *out);
+CN_EXPORT int cn_horde_member_parse(const cn_term *m, cn_horde_member *out);
 /* choose_node(Spec, Members) bit for bit (spec horde-wire.md §5.2): the eligible members (alive; with FILTERED
  * also the right capability) on libring's ring, key phash2(phash2(maps:remove(id, Spec)), 2^32-1), members
  * inserted in ascending term order. 0 and *chosen (an index into m); CN_ENOTFOUND for {error, no_alive_nodes};
  * CN_EINVAL when spec is not a map; CN_ENOMEM. spec and m are borrowed. */
-int cn_horde_choose(const cn_term *spec, const cn_horde_member *m, size_t n, int mode, size_t *chosen);
+CN_EXPORT int cn_horde_choose(const cn_term *spec, const cn_horde_member *m, size_t n, int mode, size_t *chosen);
 
 /* ---- Horde.DynamicSupervisor: the member (supervisor.c) ------------------------------------------------------- */
 
@@ -208,31 +209,32 @@ typedef struct cn_horde_sup_opts {
  * this node's member_node_info as alive and joins the members. opts may be NULL (members: :auto). CN_EINVAL (and
  * a log line) when this node's name does not start with "cnode". *out stays valid until the supervisor process
  * ends (cn_horde_supervisor_stop, the CRDT's death, or node stop); the three processes end together. */
-int cn_horde_supervisor_start(cn_node *n, const char *name, const cn_horde_sup_opts *opts, cn_horde_sup **out);
+CN_EXPORT int cn_horde_supervisor_start(cn_node *n, const char *name, const cn_horde_sup_opts *opts,
+                                        cn_horde_sup **out);
 /* Registers fn (with ctx, borrowed until the supervisor ends) as the C entry point of module ("Elixir.MyApp.Worker"):
  * child specs whose start names that module are started through it. CN_EEXIST when module has one already. */
-int cn_horde_entry(cn_horde_sup *s, const char *module, cn_horde_start_fn fn, void *ctx);
+CN_EXPORT int cn_horde_entry(cn_horde_sup *s, const char *module, cn_horde_start_fn fn, void *ctx);
 /* Called once when a graceful shutdown has finished (the processes still run; stop them or the node next). */
 typedef void (*cn_horde_done_fn)(cn_horde_sup *s, void *ctx);
 /* Graceful stop (what SIGTERM does to a BEAM member): marks this member shutting_down, stops its children and
  * writes each as relinquished {nil, Spec} for the ring's next choice to start, then waits until every connected
  * peer's CRDT shows all that (or shutdown_wait_ms), and calls done(s, ctx) from the loop. CN_ESTATE when a
  * shutdown already runs or the supervisor ended; then done is never called. */
-int cn_horde_supervisor_shutdown(cn_horde_sup *s, cn_horde_done_fn done, void *ctx);
+CN_EXPORT int cn_horde_supervisor_shutdown(cn_horde_sup *s, cn_horde_done_fn done, void *ctx);
 /* Ends the three processes at once (reason shutdown); running children get the exit signal shutdown. */
-void cn_horde_supervisor_stop(cn_horde_sup *s);
+CN_EXPORT void cn_horde_supervisor_stop(cn_horde_sup *s);
 /* The supervisor process N, its CRDT (NULL once the CRDT ended), and how many children run on this node. */
-cn_pid cn_horde_supervisor_pid(const cn_horde_sup *s);
-cn_crdt *cn_horde_supervisor_crdt(cn_horde_sup *s);
-size_t cn_horde_supervisor_count(const cn_horde_sup *s);
+CN_EXPORT cn_pid cn_horde_supervisor_pid(const cn_horde_sup *s);
+CN_EXPORT cn_crdt *cn_horde_supervisor_crdt(cn_horde_sup *s);
+CN_EXPORT size_t cn_horde_supervisor_count(const cn_horde_sup *s);
 /* start_child on this member from C, as the call {start_child, Spec} would run it for the caller from = {Pid, Tag}
  * (borrowed): 0 and *reply (a new term) when answered here ({ok, Pid} | {error, Reason}); 0 and *reply NULL when
  * the request went on to the owning member as a proxy_operation (which replies to from itself). */
-int cn_horde_start_child(cn_horde_sup *s, const cn_term *spec, const cn_term *from, cn_term **reply);
+CN_EXPORT int cn_horde_start_child(cn_horde_sup *s, const cn_term *spec, const cn_term *from, cn_term **reply);
 /* The local children as 'N.ProcessesSupervisor' answers which_children: [{Id, Pid, worker | supervisor, Modules}]
  * (a new term), and count_children: [{specs, N}, {active, N}, {supervisors, N}, {workers, N}]. */
-cn_term *cn_horde_which_children(cn_horde_sup *s);
-cn_term *cn_horde_count_children(cn_horde_sup *s);
+CN_EXPORT cn_term *cn_horde_which_children(cn_horde_sup *s);
+CN_EXPORT cn_term *cn_horde_count_children(cn_horde_sup *s);
 
 /* The process N serves gen_server calls (direct, or as {proxy_operation, Req, From} and
  * {proxy_operation, Req, From, Ttl} messages): {start_child, Spec} -> {ok, Pid} | {error, no_alive_nodes} |

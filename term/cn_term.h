@@ -33,24 +33,24 @@ typedef struct cn_atom {
 typedef struct cn_atoms cn_atoms;
 
 /* Creates a table that holds at most max_atoms atoms (0: no limit). *out is freed with cn_atoms_free. */
-int cn_atoms_new(cn_atoms **out, size_t max_atoms);
+CN_EXPORT int cn_atoms_new(cn_atoms **out, size_t max_atoms);
 /* Frees the table and every atom in it; terms that point to them must be freed first. */
-void cn_atoms_free(cn_atoms *tab);
+CN_EXPORT void cn_atoms_free(cn_atoms *tab);
 /* Interns len bytes of UTF-8 text. Returns the atom or NULL (invalid UTF-8, more than 255 characters,
  * table full: cn_atoms_last_error says which). */
-const cn_atom *cn_atoms_intern(cn_atoms *tab, const char *utf8, size_t len);
+CN_EXPORT const cn_atom *cn_atoms_intern(cn_atoms *tab, const char *utf8, size_t len);
 /* Interns a NUL-terminated string; as cn_atoms_intern. */
-const cn_atom *cn_atoms_get(cn_atoms *tab, const char *utf8);
+CN_EXPORT const cn_atom *cn_atoms_get(cn_atoms *tab, const char *utf8);
 /* Finds an existing atom without creating one; NULL when absent. */
-const cn_atom *cn_atoms_find(cn_atoms *tab, const char *utf8, size_t len);
+CN_EXPORT const cn_atom *cn_atoms_find(cn_atoms *tab, const char *utf8, size_t len);
 /* Number of atoms in the table. */
-size_t cn_atoms_count(cn_atoms *tab);
+CN_EXPORT size_t cn_atoms_count(cn_atoms *tab);
 /* How many interns were refused because the table was full (a counter for operations). */
-uint64_t cn_atoms_refused(cn_atoms *tab);
+CN_EXPORT uint64_t cn_atoms_refused(cn_atoms *tab);
 /* Why the table's most recent intern call failed: CN_EDECODE (invalid UTF-8 or more than 255 characters),
  * CN_ELIMIT (table full), CN_ENOMEM, or 0 when it succeeded. The value is per table, not per thread: under
  * concurrent interning it may describe another thread's call. */
-int cn_atoms_last_error(cn_atoms *tab);
+CN_EXPORT int cn_atoms_last_error(cn_atoms *tab);
 
 /* ---- Identifiers (small values passed by value) ----------------------------------------------------- */
 
@@ -146,44 +146,44 @@ struct cn_term {
 /* Constructors. Each returns a new heap root (free with cn_term_free) or NULL on out-of-memory. Terms
  * passed in as children are taken over by the new term, even on failure; a NULL child makes the result
  * NULL (after freeing the other children), so nested constructor calls need one NULL check at the end. */
-cn_term *cn_mk_int(int64_t v);
+CN_EXPORT cn_term *cn_mk_int(int64_t v);
 /* An integer from sign and little-endian magnitude bytes; normalised to CN_INT when it fits. */
-cn_term *cn_mk_big(int negative, const uint8_t *mag_le, size_t n);
-cn_term *cn_mk_float(double v);
+CN_EXPORT cn_term *cn_mk_big(int negative, const uint8_t *mag_le, size_t n);
+CN_EXPORT cn_term *cn_mk_float(double v);
 /* NULL atom gives NULL. */
-cn_term *cn_mk_atom(const cn_atom *a);
+CN_EXPORT cn_term *cn_mk_atom(const cn_atom *a);
 /* Copies len bytes. */
-cn_term *cn_mk_binary(const void *data, size_t len);
+CN_EXPORT cn_term *cn_mk_binary(const void *data, size_t len);
 /* Copies size bytes; bits (1..8) used in the last byte. */
-cn_term *cn_mk_bitstring(const void *data, size_t size, uint8_t bits);
+CN_EXPORT cn_term *cn_mk_bitstring(const void *data, size_t size, uint8_t bits);
 /* A list of small integers: the bytes of s (latin-1), or nil when empty. */
-cn_term *cn_mk_string(const char *s);
-cn_term *cn_mk_nil(void);
-cn_term *cn_mk_tuple(size_t n, ...);
-cn_term *cn_mk_tuplev(size_t n, cn_term **elems);
+CN_EXPORT cn_term *cn_mk_string(const char *s);
+CN_EXPORT cn_term *cn_mk_nil(void);
+CN_EXPORT cn_term *cn_mk_tuple(size_t n, ...);
+CN_EXPORT cn_term *cn_mk_tuplev(size_t n, cn_term **elems);
 /* A proper list of n elements (nil when n == 0). */
-cn_term *cn_mk_list(size_t n, ...);
+CN_EXPORT cn_term *cn_mk_list(size_t n, ...);
 /* n elements plus a tail (NULL or nil: proper). A tail that is a list is spliced, so the result is
  * canonical. */
-cn_term *cn_mk_listv(size_t n, cn_term **elems, cn_term *tail);
+CN_EXPORT cn_term *cn_mk_listv(size_t n, cn_term **elems, cn_term *tail);
 /* A map from n key/value pairs: kv[0] key, kv[1] value... */
-cn_term *cn_mk_map(size_t n, cn_term **kv);
-cn_term *cn_mk_pid(cn_pid pid);
-cn_term *cn_mk_port(cn_port port);
-cn_term *cn_mk_ref(cn_ref ref);
+CN_EXPORT cn_term *cn_mk_map(size_t n, cn_term **kv);
+CN_EXPORT cn_term *cn_mk_pid(cn_pid pid);
+CN_EXPORT cn_term *cn_mk_port(cn_port port);
+CN_EXPORT cn_term *cn_mk_ref(cn_ref ref);
 /* A deep copy (always separately owned parts), or NULL on out-of-memory. */
-cn_term *cn_term_copy(const cn_term *t);
+CN_EXPORT cn_term *cn_term_copy(const cn_term *t);
 /* Frees a root made by a constructor, a decoder or cn_term_copy; NULL is ignored. A decoded root is freed
  * whole in one step: never free or take over its subterms, only the root (or pass it to a constructor). */
-void cn_term_free(cn_term *t);
+CN_EXPORT void cn_term_free(cn_term *t);
 
 /* Accessor helpers for handlers: each returns false when the term has another shape. */
-bool cn_is_atom(const cn_term *t, const char *name);
+CN_EXPORT bool cn_is_atom(const cn_term *t, const char *name);
 /* The element at index i of a tuple of the given arity, or NULL. */
-const cn_term *cn_tuple_elem(const cn_term *t, uint32_t arity, uint32_t i);
+CN_EXPORT const cn_term *cn_tuple_elem(const cn_term *t, uint32_t arity, uint32_t i);
 /* Exact equality, Erlang's =:= (OTP 25: 0.0 =:= -0.0); atoms compare by text, so tables may differ. False
  * also when memory runs out (see cn_term_compare_checked). */
-bool cn_term_eq(const cn_term *a, const cn_term *b);
+CN_EXPORT bool cn_term_eq(const cn_term *a, const cn_term *b);
 
 /* ---- External term format ------------------------------------------------------------------------------ */
 
@@ -194,9 +194,9 @@ bool cn_term_eq(const cn_term *a, const cn_term *b);
 typedef struct cn_atom_cache cn_atom_cache;
 #define CN_ATOM_CACHE_API 1
 /* A cache of slots entries (rounded up to a power of two, 1..65536; 0: 256), or NULL on out-of-memory. */
-cn_atom_cache *cn_atom_cache_new(size_t slots);
+CN_EXPORT cn_atom_cache *cn_atom_cache_new(size_t slots);
 /* Frees the cache (not the atoms); NULL is ignored. */
-void cn_atom_cache_free(cn_atom_cache *c);
+CN_EXPORT void cn_atom_cache_free(cn_atom_cache *c);
 
 typedef struct cn_decode_opts {
   size_t max_depth; /* nesting limit (0: 1000); deeper input is CN_ELIMIT */
@@ -210,20 +210,20 @@ typedef struct cn_decode_opts {
  * checked against the bytes present before use. On success *off moves past the term and *out is a new
  * root, a single allocation. On error (CN_EDECODE, CN_ETRUNC, CN_ELIMIT, CN_ENOMEM) *out is NULL and *off is
  * unchanged. */
-int cn_term_decode(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off, const cn_decode_opts *opts,
-                   cn_term **out);
+CN_EXPORT int cn_term_decode(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off, const cn_decode_opts *opts,
+                             cn_term **out);
 /* Decodes a whole binary_to_term input: version byte 131, one term, nothing after it. */
-int cn_term_from_binary(cn_atoms *tab, const uint8_t *buf, size_t len, const cn_decode_opts *opts,
-                        cn_term **out);
+CN_EXPORT int cn_term_from_binary(cn_atoms *tab, const uint8_t *buf, size_t len, const cn_decode_opts *opts,
+                                  cn_term **out);
 /* Appends the term's external format without the version byte, as term_to_binary writes it. */
-int cn_term_encode(const cn_term *t, cn_buf *out);
+CN_EXPORT int cn_term_encode(const cn_term *t, cn_buf *out);
 /* Appends 131 and the term: the bytes of term_to_binary/1. */
-int cn_term_to_binary(const cn_term *t, cn_buf *out);
+CN_EXPORT int cn_term_to_binary(const cn_term *t, cn_buf *out);
 
 /* Appends the term in Erlang syntax (as io:format("~p") would print it, on one line). */
-int cn_term_print(const cn_term *t, cn_buf *out);
+CN_EXPORT int cn_term_print(const cn_term *t, cn_buf *out);
 /* Returns the term in Erlang syntax as a new string (free with cn_free), or NULL. */
-char *cn_term_to_string(const cn_term *t);
+CN_EXPORT char *cn_term_to_string(const cn_term *t);
 
 /* ---- Order, equality and erlang:phash2 (order.c, phash2.c) --------------------------------------------- */
 
@@ -233,19 +233,19 @@ char *cn_term_to_string(const cn_term *t);
 
 /* Term order as erlang:'<'/2 and lists:sort/1 see it: <0, 0 or >0. 0 exactly when a == b (so 1 and 1.0
  * compare 0). Maps order by size, then keys in key order (integers before floats), then values. */
-int cn_term_cmp(const cn_term *a, const cn_term *b);
+CN_EXPORT int cn_term_cmp(const cn_term *a, const cn_term *b);
 /* Arithmetic equality, Erlang's ==: 1 == 1.0, and #{1 => x} == #{1 => x}, but #{1 => x} /= #{1.0 => x}. */
-bool cn_term_equal(const cn_term *a, const cn_term *b);
+CN_EXPORT bool cn_term_equal(const cn_term *a, const cn_term *b);
 /* cn_term_cmp (exact false) or the exact order behind =:= (exact true: every integer before every float);
  * *result gets <0, 0 or >0. 0, CN_EINVAL, CN_ENOMEM, or CN_EDECODE (a malformed fun). */
-int cn_term_compare_checked(const cn_term *a, const cn_term *b, bool exact, int *result);
+CN_EXPORT int cn_term_compare_checked(const cn_term *a, const cn_term *b, bool exact, int *result);
 
 /* erlang:phash2/1: the term's portable hash in 0..2^27-1, bit-exact with the BEAM (0 on out-of-memory). */
-uint32_t cn_phash2(const cn_term *t);
+CN_EXPORT uint32_t cn_phash2(const cn_term *t);
 /* erlang:phash2/2: 0..range-1 for range 1..2^32 (merkle_map uses 2^32, libring 2^32-1); 0 for other ranges. */
-uint32_t cn_phash2_range(const cn_term *t, uint64_t range);
+CN_EXPORT uint32_t cn_phash2_range(const cn_term *t, uint64_t range);
 /* Both with a status: range 0 means phash2/1, else 1..2^32. 0, CN_EINVAL, CN_ENOMEM or CN_EDECODE. */
-int cn_phash2_checked(const cn_term *t, uint64_t range, uint32_t *out);
+CN_EXPORT int cn_phash2_checked(const cn_term *t, uint64_t range, uint32_t *out);
 
 #ifdef __cplusplus
 }

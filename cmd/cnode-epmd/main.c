@@ -27,7 +27,8 @@ static void usage(void) {
   fprintf(stderr,
           "usage: cnode-epmd [-d|-debug] [-packet_timeout Seconds] [-port No] [-address List] [-daemon]\n"
           "                  [-relaxed_command_check]\n"
-          "       cnode-epmd [-d|-debug] [-port No] [-names|-dump|-kill|-stop Name]\n\n"
+          "       cnode-epmd [-d|-debug] [-port No] [-names|-dump|-kill|-stop Name]\n"
+          "       cnode-epmd -version\n\n"
           "An EPMD server compatible with OTP's epmd (see the Erlang epmd manual page).\n"
           "  -port No                 listen on No instead of $ERL_EPMD_PORT or %d\n"
           "  -address List            listen on these comma-separated IPv4/IPv6 addresses ($ERL_EPMD_ADDRESS)\n"
@@ -38,7 +39,8 @@ static void usage(void) {
           "  -packet_timeout Seconds  close connections idle this long before a whole request (60)\n"
           "  -names | -dump           list the names a running epmd knows\n"
           "  -kill                    stop a running epmd (only with no live names unless it is relaxed)\n"
-          "  -stop Name               unregister Name (only on a relaxed epmd)\n",
+          "  -stop Name               unregister Name (only on a relaxed epmd)\n"
+          "  -version, --version      print the version (of libcnode, which it is part of) and exit\n",
           EPMD_DEFAULT_PORT);
   exit(1);
 }
@@ -236,7 +238,10 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *f = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(f, "-d") || !strcmp(f, "-debug")) {
+    if (!strcmp(f, "-version") || !strcmp(f, "--version")) {
+      printf("cnode-epmd %s\n", cn_version());
+      return 0;
+    } else if (!strcmp(f, "-d") || !strcmp(f, "-debug")) {
       o.debug++;
     } else if (!strcmp(f, "-port")) {
       if (!v || !(o.port = (uint16_t)parse_port(v))) usage();

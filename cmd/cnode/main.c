@@ -39,6 +39,8 @@ static void usage(FILE *f) {
           "             [--proto-dist inet_tcp|inet_tls] [--ssl-dist-optfile F]\n"
           "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
           "             [--horde-registry NAME]... [--horde-supervisor NAME]...\n"
+          "       cnode term ...   (cnode term --help)\n"
+          "       cnode --version | --help\n"
           "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl.\n"
           "  The cookie defaults to ~/.erlang.cookie, created as erl creates it when missing.\n"
           "  --listen-addr ADDR: the distribution port listens on this numeric IPv4/IPv6 address only (127.0.0.1,\n"
@@ -265,6 +267,7 @@ int main(int argc, char **argv) {
       {"listen-addr", required_argument, 0, 'a'},
       {"ticktime", required_argument, 0, 't'}, {"hidden", no_argument, 0, 'H'},
       {"verbose", no_argument, 0, 'v'},      {"help", no_argument, 0, 'h'},
+      {"version", no_argument, 0, 'W'},
       {"connect-all", required_argument, 0, 'G'},
       {"proto-dist", required_argument, 0, 'P'}, {"ssl-dist-optfile", required_argument, 0, 'O'},
       {"tls-cert", required_argument, 0, 'C'}, {"tls-key", required_argument, 0, 'K'},
@@ -321,6 +324,7 @@ int main(int argc, char **argv) {
       }
       break;
     case 'h': usage(stdout); return 0;
+    case 'W': printf("cnode %s\n", cn_version()); return 0;
     default: usage(stderr); return 2;
     }
   }

@@ -2,7 +2,7 @@
  * demo@127.0.0.1; try it from erl: {echo, 'demo@127.0.0.1'} ! {self(), hi}, flush(). Ctrl-C stops it. */
 #include <stdio.h>
 
-#include "cnode.h"
+#include <cnode/cnode.h>
 
 static void echo(cn_proc *self, const cn_term *msg, void *state) {
   (void)state;

@@ -4,8 +4,8 @@
  * GenServer.call({:via, Horde.Registry, {MyApp.Registry, :squarer}}, 7)  #=> 49 */
 #include <stdio.h>
 
-#include "cnode.h"
-#include "horde.h"
+#include <cnode/cnode.h>
+#include <cnode/horde.h>
 
 static cn_term *square(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
   (void)from, (void)state;
