@@ -6,7 +6,7 @@ CC      ?= cc
 SAN     ?=
 EI_DIR  := $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
 PKGS    := erlang-nox erlang-dev erlang-ssl elixir libuv1-dev libssl-dev libcmocka-dev uthash-dev clang libclang-rt-14-dev \
-           clang-tools cppcheck
+           clang-tools cppcheck pkg-config
 
 # The version is written once, in base/cn_base.h; the .so name, cnode.pc and the .deb take it from there.
 VERSION_MAJOR := $(shell sed -n 's/^[#]define CN_VERSION_MAJOR \([0-9][0-9]*\)$$/\1/p' base/cn_base.h)
@@ -39,7 +39,8 @@ TEST_UTIL := $(filter-out $(TEST_SRC),$(wildcard test/*.c))
 TESTS     := $(TEST_SRC:test/%.c=$(BUILD)/test/%)
 EXAMPLES  := $(patsubst examples/%/main.c,$(BUILD)/examples/%,$(wildcard examples/*/main.c))
 
-.PHONY: all deps run test analyze unit interop interop-asan asan clean examples bench bench-quick
+.PHONY: all deps run test analyze unit interop interop-asan asan clean examples bench bench-quick install uninstall \
+        install-test examples-installed deb
 all: $(BUILD)/libcnode.a $(BUILD)/libcnode.so $(BUILD)/cnode $(BUILD)/cnode-epmd
 
 # V=1 shows the full compiler commands.
@@ -116,12 +117,13 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	exec $(BUILD)/cnode $(ARGS)
 
-# Everything needed, then static analysis, unit tests, interop tests against real nodes, the unit tests and the
-# interop suites under ASan/UBSan (leaks included), and a 10 s run of each fuzz target.
+# Everything needed, then static analysis, unit tests, interop tests against real nodes, the install check, the
+# unit tests and the interop suites under ASan/UBSan (leaks included), and a 10 s run of each fuzz target.
 test: deps
 	@$(MAKE) --no-print-directory analyze
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory interop
+	@$(MAKE) --no-print-directory install-test
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory interop-asan
 	@$(MAKE) --no-print-directory fuzz-smoke
@@ -152,6 +154,63 @@ bench: all
 
 bench-quick:
 	@$(MAKE) --no-print-directory bench BENCH_QUICK=1
+
+# ==== install and packages (issue 17) =================================================================
+# `make install` (PREFIX=/usr/local, DESTDIR for staging; LIBDIR, BINDIR, INCLUDEDIR, MANDIR, PCDIR move a part):
+# the shared library with its SONAME and links, libcnode.a, the public headers as <cnode/...>, cnode.pc, both
+# programs and their man pages. `make uninstall` removes those files again (same variables). `make deb` builds
+# libcnode$(VERSION_MAJOR) and libcnode-dev under $(BUILD)/. `make examples-installed PREFIX=...` builds examples/
+# against an installed tree through pkg-config alone; `make install-test` is the check `make test` runs.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR     ?= $(PREFIX)/share/man
+PCDIR      ?= $(LIBDIR)/pkgconfig
+LDCONFIG   ?= ldconfig
+MANPAGES   := man/cnode.1 man/cnode-epmd.1
+# libei for static links: erlang-dev's copy outside the versioned erl_interface folder when there is one, so an
+# Erlang upgrade does not break installed cnode.pc files.
+EI_LIBDIR  := $(if $(wildcard $(EI_DIR)/../../usr/lib/libei.a),$(abspath $(EI_DIR)/../../usr/lib),$(EI_DIR)/lib)
+# libuv for static links: Debian (and libuv's CMake install) name the static library libuv_a, in libuv-static.pc.
+UV_PC      = $(shell pkg-config --exists libuv-static 2>/dev/null && echo libuv-static || echo libuv)
+INSTALLED  := $(BINDIR)/cnode $(BINDIR)/cnode-epmd $(LIBDIR)/libcnode.so.$(VERSION) $(LIBDIR)/$(SONAME) \
+              $(LIBDIR)/libcnode.so $(LIBDIR)/libcnode.a $(PCDIR)/cnode.pc \
+              $(addprefix $(INCLUDEDIR)/cnode/,$(notdir $(PUBLIC_H))) $(addprefix $(MANDIR)/man1/,$(notdir $(MANPAGES)))
+
+# ldconfig runs only for a real install as root (DESTDIR empty), so a program linked with -lcnode finds it.
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR) $(DESTDIR)$(PCDIR) $(DESTDIR)$(INCLUDEDIR)/cnode \
+	  $(DESTDIR)$(MANDIR)/man1
+	install -m 755 $(BUILD)/cnode $(BUILD)/cnode-epmd $(DESTDIR)$(BINDIR)/
+	install -m 644 $(BUILD)/libcnode.so.$(VERSION) $(BUILD)/libcnode.a $(DESTDIR)$(LIBDIR)/
+	ln -sf libcnode.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libcnode.so
+	install -m 644 $(PUBLIC_H) $(DESTDIR)$(INCLUDEDIR)/cnode/
+	for m in $(MANPAGES); do sed 's/@VERSION@/$(VERSION)/g' $$m >$(DESTDIR)$(MANDIR)/man1/$${m#man/}; done
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	  -e 's|@VERSION@|$(VERSION)|g' -e 's|@EI_LIBDIR@|$(EI_LIBDIR)|g' -e 's|@UV_PC@|$(UV_PC)|g' \
+	  pkg/cnode.pc.in >$(DESTDIR)$(PCDIR)/cnode.pc
+	$(if $(LDCONFIG),@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then $(LDCONFIG) || true; fi)
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	@rmdir $(DESTDIR)$(INCLUDEDIR)/cnode 2>/dev/null || true
+	$(if $(LDCONFIG),@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then $(LDCONFIG) || true; fi)
+
+# Each examples/<name>/main.c compiled with the flags pkg-config gives for the tree installed at PREFIX, nothing
+# else (PKG_CONFIG_PATH points at it), and linked once against the .so and once statically.
+examples-installed:
+	@sh pkg/examples_installed.sh $(PCDIR) $(BUILD)/examples-installed
+
+install-test: all
+	@sh test/run_install.sh $(BUILD)
+
+deb: all
+	@rm -rf $(BUILD)/deb
+	@$(MAKE) --no-print-directory install DESTDIR=$(abspath $(BUILD))/deb/root PREFIX=/usr \
+	  LIBDIR=/usr/lib/$(shell $(CC) -print-multiarch) >/dev/null
+	@sh pkg/deb.sh $(BUILD) $(VERSION) $(VERSION_MAJOR)
 
 clean:
 	rm -rf build
