@@ -252,8 +252,8 @@ $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_BUILD)/libcnode_fuz
 
 # fuzz_node (issue 16) fuzzes the whole node, so it links the runtime too (cnode/, horde_compat/, EPMD's client
 # and server) and the cnode program's demo processes: workers.c and the Horde members it drives, not main.c.
-FUZZ_NODE_SRC := $(filter-out $(FUZZ_LIB_SRC),$(LIB_SRC)) cmd/cnode/workers.c cmd/cnode/horde_reg.c \
-                 cmd/cnode/horde_sup.c
+FUZZ_NODE_SRC := $(filter-out $(FUZZ_LIB_SRC),$(LIB_SRC)) cmd/cnode/workers.c cmd/cnode/ctl.c \
+                 cmd/cnode/horde_reg.c cmd/cnode/horde_sup.c
 $(FUZZ_BUILD)/obj/fuzz/fuzz_node.o: FUZZ_CFLAGS += -Icmd/cnode
 $(FUZZ_BUILD)/fuzz_node: $(FUZZ_BUILD)/obj/fuzz/fuzz_node.o $(FUZZ_NODE_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) \
                          $(FUZZ_BUILD)/libcnode_fuzz.a
@@ -269,7 +269,7 @@ fuzz-smoke:
 # The cmocka replay of every committed seed (and the regression inputs) runs the fuzz targets' own checks
 # with the ordinary compiler, so `make unit` and `make asan` replay the corpus without libFuzzer.
 FUZZ_REPLAY_SRC := $(wildcard fuzz/fuzz_*.c)
-FUZZ_REPLAY_APP := cmd/cnode/workers.c cmd/cnode/horde_reg.c cmd/cnode/horde_sup.c # fuzz_node's node runs them
+FUZZ_REPLAY_APP := cmd/cnode/workers.c cmd/cnode/ctl.c cmd/cnode/horde_reg.c cmd/cnode/horde_sup.c # fuzz_node's node runs them
 $(BUILD)/test/test_fuzz_regress: test/test_fuzz_regress.c $(FUZZ_REPLAY_SRC) $(FUZZ_REPLAY_APP) fuzz/fuzz.h \
                                  $(TEST_UTIL) $(BUILD)/libcnode.a
 	@mkdir -p $(dir $@)

@@ -1,9 +1,10 @@
 /* horde_reg.c: --horde-registry NAME for the cnode program (a member of that Horde.Registry, members: auto, its
- * echo process registered under {echo, NodeName}) and cnode_ctl's horde_* commands. */
+ * echo process registered under {echo, NodeName}) and cnode_ctl's horde_* commands (registered into ctl.h's table). */
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "ctl.h"
 #include "horde.h"
 #include "horde_app.h"
 #include "workers.h"
@@ -33,9 +34,14 @@ static void reg_stopped(cn_horde_registry *r, void *ctx) {
   ((struct reg_slot *)ctx)->r = NULL;
 }
 
+static cn_term *reg_cmd(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller, void *ctx);
+
 int hreg_start(cn_node *n) {
+  int rc = 0;
+  static const char *const ops[] = {"horde_register", "horde_unregister", "horde_lookup", "horde_members"};
+  for (size_t i = 0; !rc && i < sizeof ops / sizeof ops[0]; i++) rc = ctl_register_cmd(ops[i], reg_cmd, NULL);
   cn_pid echo;
-  int rc = cn_whereis(n, "echo", &echo);
+  if (!rc) rc = cn_whereis(n, "echo", &echo);
   for (size_t i = 0; !rc && i < nregs; i++) {
     cn_horde_registry_opts o = {.on_stop = reg_stopped, .ctx = &regs[i]};
     if ((rc = cn_horde_registry_start(n, regs[i].name, &o, &regs[i].r))) break;
@@ -64,36 +70,24 @@ static cn_term *error2(cn_node *n, const char *why) {
 }
 
 /* {horde_lookup, Reg, Key}: asks the registry process, which checks a remote holder with its node (§4.3). */
-typedef struct lookup_wait {
-  cn_pid from;
-  cn_term *ref;
-} lookup_wait;
-
 static void lookup_done(cn_proc *self, int status, const cn_term *reply, void *ctx) {
-  lookup_wait *w = ctx;
+  ctl_caller *caller = ctx;
   if (status != CN_ECLOSED)
-    workers_answer(self, w->from, w->ref,
-                   status ? error2(cn_proc_node(self), cn_err_reason(status)) : cn_term_copy(reply));
-  cn_term_free(w->ref);
-  cn_free(w);
+    ctl_answer(self, caller, status ? error2(cn_proc_node(self), cn_err_reason(status)) : cn_term_copy(reply));
+  ctl_caller_free(caller);
 }
 
-static cn_term *ctl_lookup(cn_proc *self, cn_horde_registry *r, cn_pid from, const cn_term *ref,
-                           const cn_term *key) {
+static cn_term *ctl_lookup(cn_proc *self, cn_horde_registry *r, const ctl_caller *caller, const cn_term *key) {
   cn_node *n = cn_proc_node(self);
-  lookup_wait *w = cn_calloc(1, sizeof *w);
+  ctl_caller *w = NULL;
   cn_term *server = cn_mk_pid(cn_horde_registry_pid(r));
   cn_term *req = cn_mk_tuple(2, cn_mk_atomc(n, "lookup"), cn_term_copy(key));
   int rc = CN_ENOMEM;
-  if (w && server && req && (w->ref = cn_term_copy(ref))) {
-    w->from = from;
-    rc = cn_call(self, server, req, 10000, lookup_done, w);
-  }
+  if (server && req && (w = ctl_caller_dup(caller))) rc = cn_call(self, server, req, 10000, lookup_done, w);
   cn_term_free(server);
   cn_term_free(req);
   if (!rc) return NULL;
-  if (w) cn_term_free(w->ref);
-  cn_free(w);
+  ctl_caller_free(w);
   return error2(n, cn_err_reason(rc));
 }
 
@@ -113,22 +107,18 @@ static cn_term *ctl_register(cn_node *n, cn_horde_registry *r, const cn_term *ke
   return error2(n, cn_err_reason(rc));
 }
 
-cn_term *hreg_ctl(cn_proc *self, cn_pid from, const cn_term *ref, const char *op, const cn_term *cmd,
-                  bool *handled) {
+/* cnode_ctl's {horde_register, Reg, Key, Value}, {horde_unregister, Reg, Key}, {horde_lookup, Reg, Key} (answered
+ * once the registry process answered) and {horde_members, Reg}. */
+static cn_term *reg_cmd(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller, void *ctx) {
+  (void)ctx;
   cn_node *n = cn_proc_node(self);
-  uint32_t ar = cmd->type == CN_TUPLE ? cmd->v.tuple.arity : 0;
-  const cn_term *e = ar ? cmd->v.tuple.e : NULL;
-  *handled = true;
+  if (cmd->type != CN_TUPLE) return ctl_unknown(n);
+  uint32_t ar = cmd->v.tuple.arity;
+  const cn_term *e = cmd->v.tuple.e;
   cn_horde_registry *r = ar >= 2 ? find(&e[1]) : NULL;
-  bool known = !strcmp(op, "horde_register") || !strcmp(op, "horde_unregister") ||
-               !strcmp(op, "horde_lookup") || !strcmp(op, "horde_members");
-  if (!known) {
-    *handled = false;
-    return NULL;
-  }
   if (!r) return error2(n, "no_such_registry");
   if (!strcmp(op, "horde_register") && ar == 4) return ctl_register(n, r, &e[2], &e[3]);
-  if (!strcmp(op, "horde_lookup") && ar == 3) return ctl_lookup(self, r, from, ref, &e[2]);
+  if (!strcmp(op, "horde_lookup") && ar == 3) return ctl_lookup(self, r, caller, &e[2]);
   if (!strcmp(op, "horde_members") && ar == 2) return cn_horde_members(r);
   if (!strcmp(op, "horde_unregister") && ar == 3) {
     /* as Horde.Registry.unregister/2 called by the holder: only a local holder can */

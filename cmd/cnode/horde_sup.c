@@ -1,9 +1,10 @@
 /* horde_sup.c: --horde-supervisor NAME for the cnode program (a member of that Horde.DynamicSupervisor, members:
  * auto, running the demo C worker Elixir.CNode.Demo.Counter as an entry point), its graceful stop on SIGTERM, and
- * cnode_ctl's horde_sup_* commands. */
+ * cnode_ctl's horde_sup_* commands (registered into ctl.h's table). */
 #include <stdio.h>
 #include <string.h>
 
+#include "ctl.h"
 #include "horde.h"
 #include "horde_app.h"
 
@@ -74,8 +75,10 @@ static void sup_stopped(cn_horde_sup *s, void *ctx) {
   ((struct sup_slot *)ctx)->s = NULL;
 }
 
+static cn_term *sup_cmd(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller, void *ctx);
+
 int hsup_start(cn_node *n) {
-  int rc = 0;
+  int rc = ctl_register_cmd("horde_sup_*", sup_cmd, NULL);
   for (size_t i = 0; !rc && i < nsups; i++) {
     cn_horde_sup_opts o = {.on_stop = sup_stopped, .ctx = &sups[i]};
     if ((rc = cn_horde_supervisor_start(n, sups[i].name, &o, &sups[i].s))) break;
@@ -118,21 +121,21 @@ static cn_horde_sup *find(const cn_term *name) {
 }
 
 /* {horde_sup_start_child, Sup, Spec} -> what the call {start_child, Spec} to Sup on this node answers: {ok, Pid} |
- * {error, Reason}; when another member owns the child, the request goes to it as Horde proxies it, with the caller
- * {From, Ref}, so the owner answers From with {Ref, Reply} itself;
+ * {error, Reason}; when another member owns the child, the request goes to it as Horde proxies it, with the
+ * command's caller as From ({From, Ref} for that form), so the owner answers the caller itself;
  * {horde_sup_which_children, Sup} -> this node's [{Id, Pid, worker, [Module]}];
  * {horde_sup_count, Sup} -> this node's [{specs, N}, {active, N}, {supervisors, 0}, {workers, N}]. */
-cn_term *hsup_ctl(cn_proc *self, cn_pid from, const cn_term *ref, const char *op, const cn_term *cmd, bool *handled) {
+static cn_term *sup_cmd(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller, void *ctx) {
+  (void)ctx;
   cn_node *n = cn_proc_node(self);
-  *handled = !strncmp(op, "horde_sup_", 10);
-  if (!*handled) return NULL;
-  uint32_t ar = cmd->type == CN_TUPLE ? cmd->v.tuple.arity : 0;
+  if (cmd->type != CN_TUPLE) return ctl_unknown(n);
+  uint32_t ar = cmd->v.tuple.arity;
   cn_horde_sup *s = ar >= 2 ? find(&cmd->v.tuple.e[1]) : NULL;
   const char *why = !s ? "no_such_supervisor" : "badarg";
   if (s && !strcmp(op, "horde_sup_start_child") && ar == 3) {
-    cn_term *caller = cn_mk_tuple(2, cn_mk_pid(from), cn_term_copy(ref)), *reply = NULL;
-    int rc = caller ? cn_horde_start_child(s, &cmd->v.tuple.e[2], caller, &reply) : CN_ENOMEM;
-    cn_term_free(caller);
+    cn_term *from = ctl_caller_from(caller), *reply = NULL;
+    int rc = from ? cn_horde_start_child(s, &cmd->v.tuple.e[2], from, &reply) : CN_ENOMEM;
+    cn_term_free(from);
     if (!rc) return reply; /* NULL: the owning member answers */
     why = cn_err_reason(rc);
   } else if (s && !strcmp(op, "horde_sup_which_children") && ar == 2) {

@@ -1,11 +1,12 @@
 /* workers.c: demo processes a user can try from iex, which the interop tests drive too: `echo` sends back
- * what it gets; `cnode_kv` is a C gen_server; `cnode_ctl` makes the node act on request; the entry points
- * cnode_demo:echo/0 and cnode_demo:puppet/1 can be spawned from BEAM. */
+ * what it gets; `cnode_kv` is a C gen_server; cnode_ctl's built-in commands (send, nodes, start_kv, stats,
+ * global_*, crdt_*; ctl.c runs them); the entry points cnode_demo:echo/0 and cnode_demo:puppet/1 can be spawned
+ * from BEAM. */
 #include <stdio.h>
 #include <string.h>
 
+#include "ctl.h"
 #include "horde.h"
-#include "horde_app.h"
 #include "workers.h"
 
 /* echo: {From, Term} -> From ! Term; a gen_server call is answered with its request. */
@@ -220,38 +221,31 @@ static int echo_entry(cn_node *n, const cn_term *args, cn_handler_fn *handler, v
 
 /* ---- cnode_ctl ----------------------------------------------------------------------------------------------- */
 
-/* A global request of cnode_ctl in flight: the answer goes to From as {Ref, Answer}. */
+/* A global request of cnode_ctl in flight: the answer goes to its caller once global has one. */
 typedef struct ctl_pending {
-  cn_pid from;
-  cn_term *ref;
+  ctl_caller *caller;
   const char *ok;   /* the answer for status 0 */
   const char *fail; /* the answer for CN_EEXIST / CN_EBUSY */
 } ctl_pending;
-
-void workers_answer(cn_proc *self, cn_pid to, const cn_term *ref, cn_term *answer) {
-  cn_node *n = cn_proc_node(self);
-  cn_term *reply = cn_mk_tuple(2, cn_term_copy(ref), answer);
-  if (reply) cn_send(n, self, to, reply);
-  cn_term_free(reply);
-}
 
 static void ctl_global_done(cn_proc *self, int status, void *ctx) {
   ctl_pending *c = ctx;
   cn_node *n = cn_proc_node(self);
   if (status != CN_ECLOSED)
-    workers_answer(self, c->from, c->ref,
+    ctl_answer(self, c->caller,
                !status                                         ? cn_mk_atomc(n, c->ok)
                : (status == CN_EEXIST || status == CN_EBUSY)   ? cn_mk_atomc(n, c->fail)
                                                                : cn_mk_tuple(2, cn_mk_atomc(n, "error"),
                                                                              cn_mk_atomc(n, cn_err_reason(status))));
-  cn_term_free(c->ref);
+  ctl_caller_free(c->caller);
   cn_free(c);
 }
 
-/* While a global_trans lock is held: tells From {Ref, in_trans}. */
+/* While a global_trans lock is held: tells a {From, Ref, Cmd} caller {Ref, in_trans}. A gen_server call gets one
+ * reply, so it gets only the outcome (done | aborted). */
 static void ctl_in_trans(cn_proc *self, void *ctx) {
   ctl_pending *c = ctx;
-  workers_answer(self, c->from, c->ref, cn_mk_atomc(cn_proc_node(self), "in_trans"));
+  if (!c->caller->from) ctl_answer(self, c->caller, cn_mk_atomc(cn_proc_node(self), "in_trans"));
 }
 
 /* Nodes as a list of atoms, or `default` (NULL: [node() | nodes()]); *bad on another shape. */
@@ -276,8 +270,10 @@ static const cn_atom **ctl_nodes(const cn_term *t, size_t *count, bool *bad) {
   return v;
 }
 
-/* The global_* commands of cnode_ctl; returns the immediate answer, or NULL when it comes later. */
-static cn_term *ctl_global(cn_proc *self, cn_pid from, const cn_term *ref, const char *op, const cn_term *cmd) {
+/* The global_* commands of cnode_ctl (Cmd a tuple or, for global_sync, the bare atom); returns the immediate
+ * answer, or NULL when it comes later. */
+static cn_term *ctl_global(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller, void *ctx) {
+  (void)ctx;
   cn_node *n = cn_proc_node(self);
   uint32_t ar = cmd->type == CN_TUPLE ? cmd->v.tuple.arity : 0;
   const cn_term *a = ar > 1 ? &cmd->v.tuple.e[1] : NULL, *b = ar > 2 ? &cmd->v.tuple.e[2] : NULL;
@@ -294,11 +290,10 @@ static cn_term *ctl_global(cn_proc *self, cn_pid from, const cn_term *ref, const
     return rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc))) : cn_mk_atomc(n, "ok");
   }
   ctl_pending *p = cn_calloc(1, sizeof *p);
-  if (!p || !(p->ref = cn_term_copy(ref))) {
+  if (!p || !(p->caller = ctl_caller_dup(caller))) {
     cn_free(p);
     return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "enomem"));
   }
-  p->from = from;
   int rc = CN_EINVAL;
   size_t k = 0;
   bool bad = false;
@@ -329,7 +324,7 @@ static cn_term *ctl_global(cn_proc *self, cn_pid from, const cn_term *ref, const
   }
   cn_free(nodes);
   if (!rc) return NULL;
-  cn_term_free(p->ref);
+  ctl_caller_free(p->caller);
   cn_free(p);
   return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc)));
 }
@@ -367,9 +362,11 @@ static void ctl_crdt_stopped(cn_crdt *c, void *ctx) {
 static cn_term *ctl_err(cn_node *n, const char *why) { return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, why)); }
 
 /* {crdt_start, N, Opts} | {crdt_set_neighbours, N, [{N2, Node}]} | {crdt_put, N, K, V} | {crdt_delete, N, K} |
- * {crdt_read, N} | {crdt_root, N}; see README (Horde CRDT peer). */
-static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd) {
+ * {crdt_read, N} | {crdt_root, N} | {crdt_stats, N}; see README (Horde CRDT peer). */
+static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller, void *ctx) {
+  (void)caller, (void)ctx;
   cn_node *n = cn_proc_node(self);
+  if (cmd->type != CN_TUPLE) return ctl_unknown(n);
   uint32_t ar = cmd->v.tuple.arity;
   const char *name = ar > 1 ? atom_text(&cmd->v.tuple.e[1]) : NULL;
   const cn_term *a = ar > 2 ? &cmd->v.tuple.e[2] : NULL, *b = ar > 3 ? &cmd->v.tuple.e[3] : NULL;
@@ -443,74 +440,63 @@ static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd) 
   return rc ? ctl_err(n, cn_err_reason(rc)) : cn_mk_atomc(n, "ok");
 }
 
-/* {From, Ref, {send, Dest, Msg}} -> the node sends Msg to Dest, then From ! {Ref, ok};
- * {From, Ref, nodes} -> From ! {Ref, [Node]}; {From, Ref, {start_kv, Name}} -> {Ref, {ok, Pid}};
- * {From, Ref, stats} -> {Ref, #{Counter => N}} (the node's limit counters);
- * global names and locks (global_whereis, global_send, global_register, global_unregister, global_sync,
- * global_set_lock, global_del_lock, global_trans: see ctl_global); crdt_* (ctl_crdt_cmd); horde_* (hreg_ctl,
- * hsup_ctl in horde_reg.c / horde_sup.c). */
-static void ctl(cn_proc *self, const cn_term *msg, void *state) {
-  (void)state;
+/* {send, Dest, Msg}: the node sends Msg to Dest (a pid, a name or {Name, Node}) -> ok. */
+static cn_term *ctl_send(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller, void *ctx) {
+  (void)op, (void)caller, (void)ctx;
   cn_node *n = cn_proc_node(self);
-  const cn_term *from = cn_tuple_elem(msg, 3, 0), *ref = cn_tuple_elem(msg, 3, 1), *cmd = cn_tuple_elem(msg, 3, 2);
-  if (!from || from->type != CN_PID) return;
-  cn_term *answer = NULL;
-  if (cn_tuple_elem(cmd, 3, 0) && cn_is_atom(cn_tuple_elem(cmd, 3, 0), "send")) {
-    int rc = cn_send_to(n, self, cn_tuple_elem(cmd, 3, 1), cn_tuple_elem(cmd, 3, 2));
-    answer = rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc))) : cn_mk_atomc(n, "ok");
-  } else if (cn_tuple_elem(cmd, 2, 0) && cn_is_atom(cn_tuple_elem(cmd, 2, 0), "start_kv") &&
-             atom_text(cn_tuple_elem(cmd, 2, 1))) {
-    cn_pid pid;
-    int rc = kv_start(n, atom_text(cn_tuple_elem(cmd, 2, 1)), &pid);
-    answer = rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc)))
-                : cn_mk_tuple(2, cn_mk_atomc(n, "ok"), cn_mk_pid(pid));
-  } else if (cn_is_atom(cmd, "stats")) {
-    cn_node_stats st;
-    cn_node_get_stats(n, &st);
-    struct {
-      const char *k;
-      uint64_t v;
-    } f[] = {{"handshake_timeouts", st.handshake_timeouts}, {"handshake_failures", st.handshake_failures},
-             {"connections_refused", st.connections_refused}, {"protocol_errors", st.protocol_errors},
-             {"oversized_messages", st.oversized_messages},   {"atoms_refused", st.atoms_refused},
-             {"busy_suspensions", st.busy_suspensions},       {"messages_dropped", st.messages_dropped},
-             {"tick_timeouts", st.tick_timeouts}};
-    enum { NF = sizeof f / sizeof f[0] };
-    cn_term *kv[2 * NF];
-    for (size_t i = 0; i < NF; i++) {
-      kv[2 * i] = cn_mk_atomc(n, f[i].k);
-      kv[2 * i + 1] = cn_mk_int((int64_t)f[i].v);
-    }
-    answer = cn_mk_map(NF, kv);
-  } else if ((cmd->type == CN_TUPLE && cmd->v.tuple.arity && atom_text(&cmd->v.tuple.e[0]) &&
-              !strncmp(atom_text(&cmd->v.tuple.e[0]), "global_", 7)) ||
-             (atom_text(cmd) && !strncmp(atom_text(cmd), "global_", 7))) {
-    const char *op = cmd->type == CN_TUPLE ? atom_text(&cmd->v.tuple.e[0]) : atom_text(cmd);
-    answer = ctl_global(self, from->v.pid, ref, op, cmd);
-    if (!answer) return; /* answered later */
-  } else if (cmd->type == CN_TUPLE && cmd->v.tuple.arity && atom_text(&cmd->v.tuple.e[0]) &&
-             !strncmp(atom_text(&cmd->v.tuple.e[0]), "crdt_", 5)) {
-    answer = ctl_crdt_cmd(self, atom_text(&cmd->v.tuple.e[0]), cmd);
-  } else if (cmd->type == CN_TUPLE && cmd->v.tuple.arity && atom_text(&cmd->v.tuple.e[0]) &&
-             !strncmp(atom_text(&cmd->v.tuple.e[0]), "horde_", 6)) {
-    const char *op = atom_text(&cmd->v.tuple.e[0]);
-    bool handled = false;
-    answer = hreg_ctl(self, from->v.pid, ref, op, cmd, &handled);
-    if (!handled) answer = hsup_ctl(self, from->v.pid, ref, op, cmd, &handled);
-    if (!handled) answer = cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "unknown_command"));
-    if (!answer) return; /* answered later */
-  } else if (cn_is_atom(cmd, "nodes")) {
-    const cn_atom *names[256];
-    size_t k = cn_node_connected(n, names, 256);
-    cn_term *elems[256];
-    for (size_t i = 0; i < k && i < 256; i++) elems[i] = cn_mk_atom(names[i]);
-    answer = cn_mk_listv(k < 256 ? k : 256, elems, NULL);
-  } else {
-    answer = cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "unknown_command"));
+  if (!cn_tuple_elem(cmd, 3, 0)) return ctl_unknown(n);
+  int rc = cn_send_to(n, self, cn_tuple_elem(cmd, 3, 1), cn_tuple_elem(cmd, 3, 2));
+  return rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc))) : cn_mk_atomc(n, "ok");
+}
+
+/* {start_kv, Name} -> {ok, Pid}: a new cnode_kv gen_server registered as Name. */
+static cn_term *ctl_start_kv(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller,
+                             void *ctx) {
+  (void)op, (void)caller, (void)ctx;
+  cn_node *n = cn_proc_node(self);
+  const char *name = atom_text(cn_tuple_elem(cmd, 2, 1));
+  if (!name) return ctl_unknown(n);
+  cn_pid pid;
+  int rc = kv_start(n, name, &pid);
+  return rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc)))
+            : cn_mk_tuple(2, cn_mk_atomc(n, "ok"), cn_mk_pid(pid));
+}
+
+/* stats -> #{Counter => N}: the node's limit counters. */
+static cn_term *ctl_stats(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller, void *ctx) {
+  (void)op, (void)caller, (void)ctx;
+  cn_node *n = cn_proc_node(self);
+  if (cmd->type != CN_ATOM) return ctl_unknown(n);
+  cn_node_stats st;
+  cn_node_get_stats(n, &st);
+  struct {
+    const char *k;
+    uint64_t v;
+  } f[] = {{"handshake_timeouts", st.handshake_timeouts}, {"handshake_failures", st.handshake_failures},
+           {"connections_refused", st.connections_refused}, {"protocol_errors", st.protocol_errors},
+           {"oversized_messages", st.oversized_messages},   {"atoms_refused", st.atoms_refused},
+           {"busy_suspensions", st.busy_suspensions},       {"messages_dropped", st.messages_dropped},
+           {"tick_timeouts", st.tick_timeouts}};
+  enum { NF = sizeof f / sizeof f[0] };
+  cn_term *kv[2 * NF];
+  for (size_t i = 0; i < NF; i++) {
+    kv[2 * i] = cn_mk_atomc(n, f[i].k);
+    kv[2 * i + 1] = cn_mk_int((int64_t)f[i].v);
   }
-  cn_term *reply = cn_mk_tuple(2, cn_term_copy(ref), answer);
-  if (reply) cn_send(n, self, from->v.pid, reply);
-  cn_term_free(reply);
+  return cn_mk_map(NF, kv);
+}
+
+/* nodes -> [Node]: the connected nodes (hidden ones too), the first 256. */
+static cn_term *ctl_nodes_cmd(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller,
+                              void *ctx) {
+  (void)op, (void)caller, (void)ctx;
+  cn_node *n = cn_proc_node(self);
+  if (cmd->type != CN_ATOM) return ctl_unknown(n);
+  const cn_atom *names[256];
+  size_t k = cn_nodes(n, CN_NODES_ALL, names, 256);
+  cn_term *elems[256];
+  for (size_t i = 0; i < k && i < 256; i++) elems[i] = cn_mk_atom(names[i]);
+  return cn_mk_listv(k < 256 ? k : 256, elems, NULL);
 }
 
 int workers_start(cn_node *n) {
@@ -518,7 +504,11 @@ int workers_start(cn_node *n) {
   int rc;
   if ((rc = cn_spawn(n, echo, NULL, NULL, &pid)) || (rc = cn_register(n, "echo", pid))) return rc;
   if ((rc = kv_start(n, "cnode_kv", NULL))) return rc;
-  if ((rc = cn_spawn(n, ctl, NULL, NULL, &pid)) || (rc = cn_register(n, "cnode_ctl", pid))) return rc;
+  if ((rc = ctl_register_cmd("send", ctl_send, NULL)) || (rc = ctl_register_cmd("start_kv", ctl_start_kv, NULL)) ||
+      (rc = ctl_register_cmd("stats", ctl_stats, NULL)) || (rc = ctl_register_cmd("nodes", ctl_nodes_cmd, NULL)) ||
+      (rc = ctl_register_cmd("global_*", ctl_global, NULL)) || (rc = ctl_register_cmd("crdt_*", ctl_crdt_cmd, NULL)) ||
+      (rc = ctl_start(n)))
+    return rc;
   if ((rc = cn_register_entry(n, "cnode_demo", "echo", echo_entry, NULL)) ||
       (rc = cn_register_entry(n, "cnode_demo", "puppet", puppet_entry, NULL)))
     return rc;
