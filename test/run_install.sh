@@ -151,6 +151,15 @@ EPMD_PORT=$(HOME=$HOME_DIR erl -noshell -noinput -eval '
 epmd -port "$EPMD_PORT" >"$TMP/epmd.log" 2>&1 &
 EPMD_PID=$!
 PIDS="$PIDS $EPMD_PID"
+i=0
+until epmd -port "$EPMD_PORT" -names >/dev/null 2>&1; do
+  i=$((i + 1))
+  if [ $i -gt 50 ] || ! kill -0 "$EPMD_PID" 2>/dev/null; then
+    bad run "epmd did not start on port $EPMD_PORT: $(cat "$TMP/epmd.log")"
+    summary
+  fi
+  sleep 0.1
+done
 COOKIE=install_test_$$
 
 # Waits until name is registered with the run's epmd (5 s at most).
