@@ -104,6 +104,7 @@ if [ $# -eq 0 ]; then
   for extra in "$HERE"/*_suite.escript; do
     [ -e "$extra" ] || continue
     base=$(basename "$extra" .escript)
+    : >"$TMP/$base.out" # exists before tail starts, so tail never misses the suite's output
     HOME=$HOME_DIR ERL_EPMD_PORT=$EPMD_PORT timeout -s KILL 300 escript "$extra" \
       --cnode "$CNODE" --repo "$REPO" --build "$BUILD_ABS" --epmd-port "$EPMD_PORT" --free-port "$FREE_PORT" \
       --tmp "$TMP" --pidfile "$PIDFILE" >"$TMP/$base.out" 2>&1 &
