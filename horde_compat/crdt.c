@@ -644,6 +644,15 @@ const cn_term *cn_crdt_get(cn_crdt *c, const cn_term *key) {
   return e ? hc_read_raw(e->raw) : NULL;
 }
 
+bool hc_crdt_each(cn_crdt *c, hc_crdt_each_fn fn, void *ctx) {
+  for (size_t i = 0; i < c->st.nb; i++)
+    for (hc_kent *e = c->st.b[i]; e; e = e->next) {
+      const cn_term *v = hc_read_raw(e->raw);
+      if (v && !fn(e->key, v, ctx)) return false;
+    }
+  return true;
+}
+
 cn_term *cn_crdt_read(cn_crdt *c) {
   cn_term **kv = cn_malloc((2 * c->st.count + 1) * sizeof *kv);
   if (!kv) return NULL;

@@ -182,6 +182,13 @@ int hc_spec_key(const cn_term *spec, uint32_t *out);
 typedef struct cn_node cn_node;
 typedef struct cn_crdt cn_crdt;
 
+/* Walks the CRDT's live entries (those cn_crdt_read would copy, in the same order) without copying them: fn gets
+ * each key and value borrowed, valid only during the call, and returns false to stop the walk. fn must not write
+ * to this CRDT (cn_crdt_put/cn_crdt_delete may free the entry it holds or the next one); a caller that writes
+ * copies what it acts on and writes after the walk. False when fn stopped it. */
+typedef bool (*hc_crdt_each_fn)(const cn_term *key, const cn_term *value, void *ctx);
+bool hc_crdt_each(cn_crdt *c, hc_crdt_each_fn fn, void *ctx);
+
 static inline bool hc_tuple_n(const cn_term *t, uint32_t n) {
   return t && t->type == CN_TUPLE && t->v.tuple.arity == n;
 }

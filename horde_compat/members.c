@@ -65,18 +65,41 @@ static int delete_keyed(cn_node *n, cn_crdt *c, const char *tag, const cn_term *
   return rc;
 }
 
+/* The {member, M} keys a walk found unwanted (copies: they are deleted after the walk). */
+typedef struct unwanted {
+  cn_term *const *want;
+  size_t k;
+  cn_term **del;
+  size_t n;
+  bool oom;
+} unwanted;
+
+static bool find_unwanted(const cn_term *ck, const cn_term *v, void *ctx) {
+  (void)v;
+  unwanted *u = ctx;
+  if (!hc_tuple_n(ck, 2) || !cn_is_atom(&ck->v.tuple.e[0], "member") || in_list(u->want, u->k, &ck->v.tuple.e[1]))
+    return true;
+  cn_term **d = cn_realloc(u->del, (u->n + 1) * sizeof *d);
+  if (d) u->del = d;
+  if (!d || !(d[u->n] = cn_term_copy(ck))) {
+    u->oom = true;
+    return false;
+  }
+  u->n++;
+  return true;
+}
+
 /* Removes the {member, M} keys of the CRDT (the truth; a local list may lag by a crdt_update) not in want. */
 static int drop_unwanted(cn_node *n, cn_crdt *c, cn_term *const *want, size_t k, bool with_info) {
-  cn_term *all = cn_crdt_read(c);
-  if (!all) return CN_ENOMEM;
-  int rc = 0;
-  for (size_t i = 0; !rc && i < all->v.map.size; i++) {
-    const cn_term *ck = &all->v.map.kv[2 * i];
-    if (!hc_tuple_n(ck, 2) || !cn_is_atom(&ck->v.tuple.e[0], "member") || in_list(want, k, &ck->v.tuple.e[1])) continue;
-    rc = cn_crdt_delete(c, ck);
-    if (!rc && with_info) rc = delete_keyed(n, c, "member_node_info", &ck->v.tuple.e[1]);
+  unwanted u = {want, k, NULL, 0, false};
+  hc_crdt_each(c, find_unwanted, &u);
+  int rc = u.oom ? CN_ENOMEM : 0;
+  for (size_t i = 0; !rc && i < u.n; i++) {
+    rc = cn_crdt_delete(c, u.del[i]);
+    if (!rc && with_info) rc = delete_keyed(n, c, "member_node_info", &u.del[i]->v.tuple.e[1]);
   }
-  cn_term_free(all);
+  for (size_t i = 0; i < u.n; i++) cn_term_free(u.del[i]);
+  cn_free(u.del);
   return rc;
 }
 
