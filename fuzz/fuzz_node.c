@@ -279,9 +279,25 @@ static cn_term *gen_struct(fz *z, int depth, const char *name, const char *const
   return cn_mk_map(k / 2, kv);
 }
 
+/* How many values t holds, counting up to limit. */
+static size_t term_size(const cn_term *t, size_t limit) {
+  size_t n = 1;
+  const cn_term *e = NULL;
+  size_t k = 0;
+  if (t->type == CN_TUPLE) e = t->v.tuple.e, k = t->v.tuple.arity;
+  else if (t->type == CN_LIST) e = t->v.list.e, k = t->v.list.len;
+  else if (t->type == CN_MAP) e = t->v.map.kv, k = 2 * (size_t)t->v.map.size;
+  for (size_t i = 0; i < k && n < limit; i++) n += term_size(&e[i], limit - n);
+  if (t->type == CN_LIST && t->v.list.tail && n < limit) n += term_size(t->v.list.tail, limit - n);
+  return n;
+}
+
+/* A term the node sent, if it is not large: sent back inside new messages, big ones grew with every round trip
+ * (10 KB to 317 KB frames within one input, 3 s of copying and CRDT syncs under ASan: a libFuzzer timeout). */
 static cn_term *gen_seen(fz *z) {
   if (!z->nseen) return cn_mk_nil();
-  return cn_term_copy(z->seen[u8(z) % z->nseen]);
+  const cn_term *t = z->seen[u8(z) % z->nseen];
+  return term_size(t, 2049) <= 2048 ? cn_term_copy(t) : cn_mk_nil();
 }
 
 /* A version vector or dots value: a map of node ids to small counters. */
@@ -475,7 +491,7 @@ static cn_term *crdt_key(fz *z) {
 static cn_term *seen_diff(fz *z) {
   for (size_t i = 0, start = u8(z); i < z->nseen; i++) {
     const cn_term *t = z->seen[(start + i) % z->nseen];
-    if (t->type == CN_MAP) return cn_term_copy(t);
+    if (t->type == CN_MAP && term_size(t, 2049) <= 2048) return cn_term_copy(t);
   }
   return gen(z, 2);
 }
@@ -729,7 +745,8 @@ static void remember(fz *z, const cn_term *t, int depth) {
     break;
   case CN_TUPLE:
   case CN_MAP: {
-    cn_term *c = depth <= 2 ? cn_term_copy(t) : NULL; /* messages and their parts, not every nested tuple */
+    /* messages and their parts, not every nested tuple, nor big ones (see gen_seen) */
+    cn_term *c = depth <= 2 && term_size(t, 2049) <= 2048 ? cn_term_copy(t) : NULL;
     if (c) { /* round robin once full, so what an input means does not depend on how much came back */
       size_t i = z->seen_next++ % RING;
       if (i < z->nseen) cn_term_free(z->seen[i]);
