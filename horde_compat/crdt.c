@@ -431,11 +431,6 @@ static int set_neighbours(cn_crdt *c, cn_proc *self, const cn_term *list) {
   return 0;
 }
 
-static bool ref_eq(const cn_ref *a, const cn_ref *b) {
-  return a->len == b->len && a->creation == b->creation && !memcmp(a->n, b->n, a->len * sizeof a->n[0]) &&
-         !strcmp(a->node->name, b->node->name);
-}
-
 /* ---- The process ------------------------------------------------------------------------------------------ */
 
 /* Sends the process a :sync now (init, sync_now); the :sync handler re-arms the timer. */
@@ -547,7 +542,7 @@ static void handle(cn_proc *self, const cn_term *msg, void *state) {
     rc = set_neighbours(c, self, e1);
   else if (cn_is_atom(tag, "DOWN") && ar == 5 && e1->type == CN_REF) {
     for (size_t i = 0; i < c->nnb; i++)
-      if (c->nb[i].monitored && ref_eq(&c->nb[i].mref, &e1->v.ref)) c->nb[i].monitored = false;
+      if (c->nb[i].monitored && cn_ref_eq(&c->nb[i].mref, &e1->v.ref)) c->nb[i].monitored = false;
   } else if (cn_is_atom(tag, "EXIT")) {
     rc = 0;
   } else {

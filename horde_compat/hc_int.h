@@ -196,10 +196,6 @@ static inline bool hc_is_pid(const cn_term *t) { return t && t->type == CN_PID; 
 static inline bool hc_proper_list(const cn_term *t) {
   return t && (t->type == CN_NIL || (t->type == CN_LIST && !t->v.list.tail));
 }
-/* Pids compared field by field (atoms of one node's table compare by pointer). */
-static inline bool hc_pid_eq(cn_pid a, cn_pid b) {
-  return a.node == b.node && a.id == b.id && a.serial == b.serial && a.creation == b.creation;
-}
 /* True for a member name {Name, Node} of two atoms. */
 bool hc_is_member(const cn_term *m);
 /* {Tag, K} (K copied); NULL on OOM. */

@@ -44,9 +44,6 @@ static cn_term *mk_keyed(cn_node *n, const char *tag, const cn_term *k) {
 }
 
 static bool is_pid(const cn_term *t) { return t && t->type == CN_PID; }
-static bool pid_eq(cn_pid a, cn_pid b) {
-  return a.node == b.node && a.id == b.id && a.serial == b.serial && a.creation == b.creation;
-}
 static bool tuple_n(const cn_term *t, uint32_t n) { return t && t->type == CN_TUPLE && t->v.tuple.arity == n; }
 static bool proper_list(const cn_term *t) { return t->type == CN_NIL || (t->type == CN_LIST && !t->v.list.tail); }
 
@@ -208,7 +205,7 @@ int cn_horde_register(cn_horde_registry *r, cn_pid pid, const cn_term *key, cons
 
 int cn_horde_unregister(cn_horde_registry *r, cn_pid pid, const cn_term *key) {
   const cn_term *v = crdt_entry(r, key);
-  if (!v || !pid_eq(v->v.tuple.e[1].v.pid, pid)) return 0;
+  if (!v || !cn_pid_eq(v->v.tuple.e[1].v.pid, pid)) return 0;
   cn_term *k = mk_keyed(r->n, "key", key);
   int rc = k ? cn_crdt_delete(r->crdt, k) : CN_ENOMEM;
   cn_term_free(k);
@@ -217,7 +214,7 @@ int cn_horde_unregister(cn_horde_registry *r, cn_pid pid, const cn_term *key) {
 
 int cn_horde_update_value(cn_horde_registry *r, cn_pid pid, const cn_term *key, const cn_term *value) {
   const cn_term *v = crdt_entry(r, key);
-  if (!v || !pid_eq(v->v.tuple.e[1].v.pid, pid)) return CN_ENOTFOUND;
+  if (!v || !cn_pid_eq(v->v.tuple.e[1].v.pid, pid)) return CN_ENOTFOUND;
   return put_key(r, pid, key, value);
 }
 
@@ -235,7 +232,7 @@ void cn_horde_foreach(cn_horde_registry *r, cn_horde_each_fn fn, void *ctx) {
 static bool crdt_holds(cn_horde_registry *r, const cn_term *key, const cn_pid *pid) {
   cn_term *k = mk_keyed(r->n, "key", key);
   const cn_term *v = k ? cn_crdt_get(r->crdt, k) : NULL;
-  bool holds = v && tuple_n(v, 3) && is_pid(&v->v.tuple.e[1]) && pid_eq(v->v.tuple.e[1].v.pid, *pid);
+  bool holds = v && tuple_n(v, 3) && is_pid(&v->v.tuple.e[1]) && cn_pid_eq(v->v.tuple.e[1].v.pid, *pid);
   cn_term_free(k);
   return holds;
 }
@@ -247,7 +244,7 @@ static void drop_keys(cn_horde_registry *r, const cn_pid *pid, const cn_term *me
   cn_term **ks = NULL;
   for (size_t i = 0; i < r->nb; i++)
     for (rent *e = r->b[i]; e; e = e->next) {
-      if (pid ? !pid_eq(e->pid, *pid) : !cn_term_eq(e->member, member)) continue;
+      if (pid ? !cn_pid_eq(e->pid, *pid) : !cn_term_eq(e->member, member)) continue;
       if (pid && !crdt_holds(r, e->key, pid)) continue;
       if (n == cap) {
         size_t ncap = cap ? 2 * cap : 8;
@@ -278,7 +275,7 @@ static void on_key_add(cn_horde_registry *r, cn_proc *self, const cn_term *key, 
   uint32_t h = hc_key_hash(key);
   rent **pp = tab_slot(r, key, h);
   rent *e = pp ? *pp : NULL;
-  if (e && !pid_eq(e->pid, p2)) {
+  if (e && !cn_pid_eq(e->pid, p2)) {
     /* the loser: removed here, and sent {name_conflict, {Key, V1}, N, P2} (§4.2) */
     cn_term *why = cn_mk_tuple(4, cn_mk_atomc(r->n, "name_conflict"),
                                cn_mk_tuple(2, cn_term_copy(key), cn_term_copy(e->value)), cn_mk_atom(r->a_name),
@@ -460,7 +457,7 @@ static void handle(cn_proc *self, const cn_term *msg, void *state) {
     cn_link(self, e[1].v.pid);
   } else if (ar == 3 && cn_is_atom(&e[0], "EXIT") && is_pid(&e[1])) {
     cn_pid p = e[1].v.pid;
-    if (pid_eq(p, r->crdt_pid)) {
+    if (cn_pid_eq(p, r->crdt_pid)) {
       cn_proc_exit(self, &e[2]); /* one_for_all */
       return;
     }

@@ -103,7 +103,7 @@ static cn_term *random_id(void) {
 
 child *sup_child_by_pid(cn_horde_sup *s, cn_pid pid) {
   for (size_t i = 0; i < s->nch; i++)
-    if (hc_pid_eq(s->ch[i]->pid, pid)) return s->ch[i];
+    if (cn_pid_eq(s->ch[i]->pid, pid)) return s->ch[i];
   return NULL;
 }
 

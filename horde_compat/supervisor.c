@@ -75,7 +75,7 @@ typedef struct pid_owner {
 static bool find_owner(cn_horde_sup *s, const cn_term *key, const cn_term *id, const cn_term *v, void *ctx) {
   (void)s, (void)key, (void)id;
   pid_owner *po = ctx;
-  if (hc_tuple_n(v, 3) && hc_is_pid(&v->v.tuple.e[2]) && hc_pid_eq(v->v.tuple.e[2].v.pid, po->pid))
+  if (hc_tuple_n(v, 3) && hc_is_pid(&v->v.tuple.e[2]) && cn_pid_eq(v->v.tuple.e[2].v.pid, po->pid))
     po->owner = cn_term_copy(&v->v.tuple.e[0]);
   return !po->owner;
 }
@@ -291,15 +291,12 @@ static void unref(cn_horde_sup *s) {
   cn_free(s);
 }
 
-static bool ref_eq(const cn_ref *a, const cn_ref *b) {
-  return a->node == b->node && a->len == b->len && a->creation == b->creation && !memcmp(a->n, b->n, a->len * 4);
-}
 
 /* 'DOWN' of a member's N: that member is written dead (Horde's mark_dead), then this one's own status checked. */
 static void on_down(cn_horde_sup *s, const cn_term *ref) {
   for (size_t i = 0; i < s->nmem; i++) {
     member *m = &s->mem[i];
-    if (!m->monitored || ref->type != CN_REF || !ref_eq(&ref->v.ref, &m->mref)) continue;
+    if (!m->monitored || ref->type != CN_REF || !cn_ref_eq(&ref->v.ref, &m->mref)) continue;
     m->monitored = false;
     sup_put_keyed(s, "member_node_info", m->name, sup_info_value(s, m->name, "dead"));
     sup_own_status(s, false);
@@ -308,7 +305,7 @@ static void on_down(cn_horde_sup *s, const cn_term *ref) {
 }
 
 static void on_exit_signal(cn_horde_sup *s, cn_pid from, const cn_term *reason) {
-  if (hc_pid_eq(from, s->crdt_pid) || hc_pid_eq(from, s->psup_pid)) {
+  if (cn_pid_eq(from, s->crdt_pid) || cn_pid_eq(from, s->psup_pid)) {
     cn_proc_exit(s->self, reason); /* one_for_all */
     return;
   }

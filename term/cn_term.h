@@ -78,6 +78,10 @@ typedef struct cn_ref {
   uint32_t n[CN_REF_MAX_WORDS];
 } cn_ref;
 
+/* Exact equality (=:=) of two pids / two refs of one atom table: node, creation and every number. */
+CN_EXPORT bool cn_pid_eq(cn_pid a, cn_pid b);
+CN_EXPORT bool cn_ref_eq(const cn_ref *a, const cn_ref *b);
+
 /* ---- Terms -------------------------------------------------------------------------------------------- */
 
 /* Term types, numbered in Erlang term order (number < atom < reference < fun < port < pid < tuple < map <

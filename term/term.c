@@ -505,6 +505,15 @@ bool cn_is_atom(const cn_term *t, const char *name) {
          memcmp(t->v.atom->name, name, t->v.atom->len) == 0;
 }
 
+bool cn_pid_eq(cn_pid a, cn_pid b) {
+  return a.node == b.node && a.id == b.id && a.serial == b.serial && a.creation == b.creation;
+}
+
+bool cn_ref_eq(const cn_ref *a, const cn_ref *b) {
+  return a->node == b->node && a->creation == b->creation && a->len == b->len && a->len <= CN_REF_MAX_WORDS &&
+         !memcmp(a->n, b->n, a->len * sizeof a->n[0]);
+}
+
 const cn_term *cn_tuple_elem(const cn_term *t, uint32_t arity, uint32_t i) {
   if (!t || t->type != CN_TUPLE || t->v.tuple.arity != arity || i >= arity)
     return NULL;

@@ -1235,6 +1235,32 @@ static void test_pid_fields(void **state) {
   cn_term_free(t);
 }
 
+/* cn_pid_eq / cn_ref_eq are =:=: every field counts, creation included. */
+static void test_id_eq(void **state) {
+  (void)state;
+  const cn_atom *a = cn_atoms_get(A, "a@h"), *b = cn_atoms_get(A, "b@h");
+  cn_pid p = {a, 1, 2, 3}, q = p;
+  assert_true(cn_pid_eq(p, q));
+  q.creation = 4;
+  assert_false(cn_pid_eq(p, q));
+  q = p, q.serial = 0;
+  assert_false(cn_pid_eq(p, q));
+  q = p, q.node = b;
+  assert_false(cn_pid_eq(p, q));
+  cn_ref r = {.node = a, .creation = 3, .len = 3, .n = {1, 2, 3}}, s = r;
+  assert_true(cn_ref_eq(&r, &s));
+  s.n[2] = 9;
+  assert_false(cn_ref_eq(&r, &s));
+  s = r, s.creation = 4;
+  assert_false(cn_ref_eq(&r, &s));
+  s = r, s.len = 2;
+  assert_false(cn_ref_eq(&r, &s));
+  s = r, s.node = b;
+  assert_false(cn_ref_eq(&r, &s));
+  s = r, s.n[4] = 7; /* words past len do not count */
+  assert_true(cn_ref_eq(&r, &s));
+}
+
 static void test_cache_equal(void **state) {
   (void)state;
   cn_atom_cache *tiny = cn_atom_cache_new(2), *big = cn_atom_cache_new(0);
@@ -1589,6 +1615,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_atom_cache, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cache_equal, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pid_fields, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_id_eq, setup, teardown),
       cmocka_unit_test_setup_teardown(test_print, setup, teardown),
   };
   int fails = cmocka_run_group_tests(tests, NULL, NULL);
