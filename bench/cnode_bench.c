@@ -13,7 +13,6 @@
  *         {From, Ref, {ping, Dest, Count}}               -> Count round trips {Self, ping} to the echo Dest;
  *               From ! {Ref, {P50ns, P99ns, P999ns, TotalNs}}
  * Prints "ready" on stdout once the node is listening and registered. */
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,11 +235,6 @@ static void on_started(cn_node *n, int status, void *ctx) {
 static const cn_gen_server_ops gs_ops = {.handle_call = gs_call};
 
 int main(int argc, char **argv) {
-  /* Large messages come and go: keep freed memory in the process rather than trimming it back to the kernel
-   * after each one (page faults dominated receiving 64 KiB-1 MiB binaries). A program's choice, not the
-   * library's. */
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   if (argc < 3) {
     fprintf(stderr, "usage: cnode_bench NAME COOKIE\n");
     return 2;

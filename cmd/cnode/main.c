@@ -8,7 +8,6 @@
 #include <netinet/in.h>
 #include <openssl/rand.h>
 #include <signal.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,11 +250,6 @@ static void on_started(cn_node *n, int status, void *ctx) {
 }
 
 int main(int argc, char **argv) {
-  /* Large messages come and go: keep freed memory in the process rather than trimming it back to the kernel
-   * after each one (page faults dominated receiving 64 KiB-1 MiB binaries). A program's choice, not the
-   * library's. */
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   if (argc > 1 && strcmp(argv[1], "term") == 0) return term_tool_main(argc - 1, argv + 1);
   setvbuf(stdout, NULL, _IOLBF, 0);
   signal(SIGPIPE, SIG_IGN);
