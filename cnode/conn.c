@@ -684,7 +684,6 @@ static void conn_up(cn_conn *c) {
       return;
     }
     c->pend_head = p->next;
-    c->pend_bytes -= p->body.len;
     cn_buf_free(&p->body);
     cn_free(p);
   }

@@ -90,6 +90,7 @@ int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
     rc = n->name || cn_atoms_last_error(n->atoms) == CN_ENOMEM ? CN_ENOMEM : CN_EINVAL;
     goto fail;
   }
+  if (!(n->empty = cn_atoms_get(n->atoms, ""))) goto fail; /* only memory can fail it: rc is CN_ENOMEM */
   n->epmd_port = o->epmd_port ? o->epmd_port : epmd_default_port();
   n->listen_port = o->listen_port;
   n->listen_port_max = o->listen_port_max;

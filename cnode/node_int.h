@@ -159,6 +159,7 @@ struct cn_node {
   bool owns_loop;
   cn_atoms *atoms;
   const cn_atom *name;
+  const cn_atom *empty; /* '', the unused element of SEND and REG_SEND: interned once, not per message */
   char *host; /* the part after '@' */
   char *cookie;
   char *epmd_host;

@@ -271,11 +271,9 @@ int cn_send(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg) {
     e[1] = tv_pid(sender(n, from));
     e[2] = tv_pid(to);
   } else {
-    /* The unused element was once the cookie; OTP sends the empty atom (interned on first use: that may fail). */
-    const cn_atom *empty = cn_intern(n, "");
-    if (!empty) return node_intern_error(n);
+    /* The unused element was once the cookie; OTP sends the empty atom. */
     e[0] = tv_int(DOP_SEND);
-    e[1] = tv_atom(empty);
+    e[1] = tv_atom(n->empty);
     e[2] = tv_pid(to);
   }
   ctl = tv_tuple(e, 3);
@@ -290,9 +288,7 @@ static int send_name_atoms(cn_node *n, cn_proc *from, const cn_atom *name, const
     if (!p) return CN_ENOTFOUND;
     return cn_send(n, from, p->pid, msg);
   }
-  const cn_atom *empty = cn_intern(n, ""); /* interned on first use: that may fail */
-  if (!empty) return node_intern_error(n);
-  cn_term e[4] = {tv_int(DOP_REG_SEND), tv_pid(sender(n, from)), tv_atom(empty), tv_atom(name)};
+  cn_term e[4] = {tv_int(DOP_REG_SEND), tv_pid(sender(n, from)), tv_atom(n->empty), tv_atom(name)};
   cn_term ctl = tv_tuple(e, 4);
   return conn_send_from(n, from, node, &ctl, msg);
 }
