@@ -87,7 +87,7 @@ static void finish_erpc(cn_pending *c, const cn_term *reason) {
   cn_node *n = c->proc->node;
   const cn_term *e = reason->type == CN_TUPLE ? reason->v.tuple.e : NULL;
   uint32_t ar = reason->type == CN_TUPLE ? reason->v.tuple.arity : 0;
-  if (ar >= 3 && cn_term_eq(&e[0], c->res_ref) && e[1].type == CN_ATOM) {
+  if (ar >= 3 && cn_term_exact_eq(&e[0], c->res_ref) && e[1].type == CN_ATOM) {
     if (ar == 3 && cn_is_atom(&e[1], "return")) {
       finish(c, 0, &e[2]);
       return;
@@ -206,7 +206,7 @@ static void rpc_done(cn_proc *self, int status, const cn_term *reply, void *arg)
   cn_term_free(bad);
 }
 
-int cn_rpc(cn_proc *self, const char *node, const char *mod, const char *fun, const cn_term *args,
+int cn_rpc(cn_proc *self, const cn_atom *node, const char *mod, const char *fun, const cn_term *args,
            unsigned timeout_ms, cn_reply_fn cb, void *ctx) {
   cn_node *n = self->node;
   if (!node || !mod || !fun || !args || !cb) return CN_EINVAL;
@@ -214,7 +214,7 @@ int cn_rpc(cn_proc *self, const char *node, const char *mod, const char *fun, co
   if (!r) return CN_ENOMEM;
   r->cb = cb;
   r->ctx = ctx;
-  cn_term rex_e[2] = {tv_atom(cn_intern(n, "rex")), tv_atom(cn_intern(n, node))};
+  cn_term rex_e[2] = {tv_atom(cn_intern(n, "rex")), tv_atom(node)};
   cn_term rex = tv_tuple(rex_e, 2);
   cn_term req_e[5] = {tv_atom(cn_intern(n, "call")), tv_atom(cn_intern(n, mod)), tv_atom(cn_intern(n, fun)), *args,
                       tv_pid(n->gl_pid)};
@@ -224,10 +224,9 @@ int cn_rpc(cn_proc *self, const char *node, const char *mod, const char *fun, co
   return rc;
 }
 
-int cn_erpc(cn_proc *self, const char *node, const char *mod, const char *fun, const cn_term *args,
+int cn_erpc(cn_proc *self, const cn_atom *peer, const char *mod, const char *fun, const cn_term *args,
             unsigned timeout_ms, cn_reply_fn cb, void *ctx) {
   cn_node *n = self->node;
-  const cn_atom *peer = node ? cn_intern(n, node) : NULL;
   if (!peer || node_is_local(n, peer) || !mod || !fun || !args || !cb) return CN_EINVAL;
   cn_ref req = node_make_ref(n);
   cn_pending *c = pending_add(self, CALL_ERPC, req, timeout_ms, cb, ctx);
@@ -361,7 +360,7 @@ static void sync_start(cn_node *n, void *arg) {
   if (p) {
     if (j->rpc) {
       const cn_term *e = j->server->v.tuple.e;
-      rc = cn_rpc(p, e[0].v.atom->name, e[1].v.atom->name, e[2].v.atom->name, j->request, j->timeout_ms,
+      rc = cn_rpc(p, e[0].v.atom, e[1].v.atom->name, e[2].v.atom->name, j->request, j->timeout_ms,
                   sync_reply, j);
     } else {
       rc = cn_call(p, j->server, j->request, j->timeout_ms, sync_reply, j);
@@ -401,11 +400,11 @@ int cn_call_sync(cn_node *n, const cn_term *server, const cn_term *request, unsi
   return sync_run(n, &j, reply);
 }
 
-int cn_rpc_sync(cn_node *n, const char *node, const char *mod, const char *fun, const cn_term *args,
+int cn_rpc_sync(cn_node *n, const cn_atom *node, const char *mod, const char *fun, const cn_term *args,
                 unsigned timeout_ms, cn_term **reply) {
   if (!node || !mod || !fun || !args || !reply) return CN_EINVAL;
   sync_job j = {.rpc = true,
-                .server = cn_mk_tuple(3, cn_mk_atomc(n, node), cn_mk_atomc(n, mod), cn_mk_atomc(n, fun)),
+                .server = cn_mk_tuple(3, cn_mk_atom(node), cn_mk_atomc(n, mod), cn_mk_atomc(n, fun)),
                 .request = cn_term_copy(args),
                 .timeout_ms = timeout_ms};
   return sync_run(n, &j, reply);

@@ -2,7 +2,10 @@
  * loop; Erlang and Elixir nodes see it as one more visible node of their cluster.
  *
  * Threads: one thread owns a node (the one running its loop). Every function here must be called on that
- * thread, except those marked "thread-safe". */
+ * thread, except those marked "thread-safe".
+ *
+ * Nodes are named by atoms everywhere (const cn_atom *): atoms of the node's own table, from cn_intern (which
+ * is thread-safe), cn_node_name, cn_nodes or a term the node made or decoded. Callback types end in _fn. */
 #ifndef CNODE_H
 #define CNODE_H
 
@@ -66,11 +69,11 @@ typedef struct cn_node_opts {
  * closes while the node writes then ends that connection (EPIPE), not the process. */
 CN_EXPORT int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *opts);
 /* Called once when the node is ready (listening and registered with EPMD, creation known) or failed. */
-typedef void (*cn_start_cb)(cn_node *n, int status, void *ctx);
+typedef void (*cn_start_fn)(cn_node *n, int status, void *ctx);
 /* Listens and registers with EPMD. If this returns 0, cb runs exactly once, later, from the loop. Errors before
  * that: CN_EEXIST when the listen port (every port of the range) is in use, CN_EIO when the address cannot be
  * listened on (not an address of this host, a privileged port), CN_ESTATE when already started. */
-CN_EXPORT int cn_node_start(cn_node *n, cn_start_cb cb, void *ctx);
+CN_EXPORT int cn_node_start(cn_node *n, cn_start_fn cb, void *ctx);
 /* Runs the node's loop until cn_node_stop; returns 0 or a CN_E* code. */
 CN_EXPORT int cn_node_run(cn_node *n);
 /* Asks the node to stop: connections and the EPMD registration are closed, processes are ended with reason
@@ -99,8 +102,6 @@ typedef void (*cn_nodes_fn)(cn_node *n, const cn_atom *node, bool up, const char
 CN_EXPORT int cn_node_monitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx);
 /* Removes the subscription of fn with ctx (the first one that matches): 0, or CN_ENOTFOUND. */
 CN_EXPORT int cn_node_demonitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx);
-/* Fills out with up to max connected node names; returns how many are connected. */
-CN_EXPORT size_t cn_node_connected(cn_node *n, const cn_atom **out, size_t max);
 /* Connects to node (through EPMD) if not connected; the result shows as a nodeup or a log line. */
 CN_EXPORT int cn_node_connect(cn_node *n, const cn_atom *node);
 /* Drops the connection to node, as erlang:disconnect_node/1 (nodedown follows with reason "disconnected");
@@ -163,7 +164,7 @@ CN_EXPORT int cn_whereis(cn_node *n, const char *name, cn_pid *out);
 CN_EXPORT int cn_send(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg);
 /* Sends to a registered name on node (NULL or the node's own name: local); as cn_send. A local name that
  * is not registered gives CN_ENOTFOUND. */
-CN_EXPORT int cn_send_name(cn_node *n, cn_proc *from, const char *name, const char *node, const cn_term *msg);
+CN_EXPORT int cn_send_name(cn_node *n, cn_proc *from, const char *name, const cn_atom *node, const cn_term *msg);
 /* Sends to a pid term, an alias (reference), or a {Name, Node} / Name term, as Erlang's `!` accepts them. */
 CN_EXPORT int cn_send_to(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *msg);
 /* Sends msg (borrowed; copied now) to pid after ms milliseconds, as erlang:send_after/3. *timer (may be NULL)
@@ -173,7 +174,7 @@ CN_EXPORT int cn_send_after(cn_node *n, unsigned ms, cn_pid to, const cn_term *m
 CN_EXPORT int cn_cancel_timer(cn_node *n, uint64_t timer);
 /* Thread-safe send from any thread: the node takes msg (freed by the node, even on error) and delivers it
  * from its loop. to is a pid, or name != NULL for a registered name on node (NULL: local). */
-CN_EXPORT int cn_send_threadsafe(cn_node *n, const cn_pid *to, const char *name, const char *node, cn_term *msg);
+CN_EXPORT int cn_send_threadsafe(cn_node *n, const cn_pid *to, const char *name, const cn_atom *node, cn_term *msg);
 
 /* Which connected nodes cn_nodes lists, as erlang:nodes/1: visible, hidden or both. */
 enum { CN_NODES_VISIBLE = 1, CN_NODES_HIDDEN = 2, CN_NODES_ALL = 3 };
@@ -253,17 +254,17 @@ CN_EXPORT int cn_cast(cn_node *n, cn_proc *from, const cn_term *server, const cn
 /* rpc:call(Node, Mod, Fun, Args): a call to rex on node with {call, Mod, Fun, Args, GroupLeader}. The result
  * always arrives as status 0 (CN_ECLOSED aside): the function's value, or {badrpc, Reason} as OTP returns it
  * ({badrpc, nodedown}, {badrpc, timeout}, {badrpc, {'EXIT', R}}). args: a proper list. */
-CN_EXPORT int cn_rpc(cn_proc *self, const char *node, const char *mod, const char *fun, const cn_term *args,
+CN_EXPORT int cn_rpc(cn_proc *self, const cn_atom *node, const char *mod, const char *fun, const cn_term *args,
                      unsigned timeout_ms, cn_reply_fn cb, void *ctx);
 /* erpc:call(Node, Mod, Fun, Args): spawns erpc:execute_call on node. Status 0 with the value; CN_EEXIT with
  * {throw, V}, {exit, V}, {error, V, Stack} or {error, {erpc, Why}} as erpc would raise them. */
-CN_EXPORT int cn_erpc(cn_proc *self, const char *node, const char *mod, const char *fun, const cn_term *args,
+CN_EXPORT int cn_erpc(cn_proc *self, const cn_atom *node, const char *mod, const char *fun, const cn_term *args,
                       unsigned timeout_ms, cn_reply_fn cb, void *ctx);
 /* Blocking forms for threads other than the node's loop thread (never call them from a handler). *reply gets
  * a new term (caller frees) or NULL; the return is the status the callback form would give. */
 CN_EXPORT int cn_call_sync(cn_node *n, const cn_term *server, const cn_term *request, unsigned timeout_ms,
                            cn_term **reply);
-CN_EXPORT int cn_rpc_sync(cn_node *n, const char *node, const char *mod, const char *fun, const cn_term *args,
+CN_EXPORT int cn_rpc_sync(cn_node *n, const cn_atom *node, const char *mod, const char *fun, const cn_term *args,
                           unsigned timeout_ms, cn_term **reply);
 
 /* ---- Spawning C processes from BEAM -------------------------------------------------------------------- */

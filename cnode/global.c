@@ -39,7 +39,7 @@ uint32_t gl_uniform(gl_state *g, uint32_t max) {
 /* Tags compare as terms; NULL is the atom undefined (what get/1 returns for a missing key). */
 static bool tag_eq(const cn_term *a, const cn_term *b) {
   if (!a || !b) return (!a || cn_is_atom(a, "undefined")) && (!b || cn_is_atom(b, "undefined"));
-  return cn_term_eq(a, b);
+  return cn_term_exact_eq(a, b);
 }
 static cn_term *tag_term(gl_state *g, const cn_term *t) { return t ? cn_term_copy(t) : A(g, "undefined"); }
 static void set_term(cn_term **slot, const cn_term *v) {
@@ -65,7 +65,7 @@ void gl_cast(gl_state *g, cn_proc *from, const cn_atom *node, cn_term *msg) {
 
 /* OTP's gns_volatile_send: a plain message, and only over a connection that is up (noconnect). */
 static void volatile_send(gl_state *g, const cn_atom *node, cn_term *msg) {
-  if (msg && conn_peer_flags(g->n, node)) cn_send_name(g->n, server_proc(g), SERVER_NAME, node->name, msg);
+  if (msg && conn_peer_flags(g->n, node)) cn_send_name(g->n, server_proc(g), SERVER_NAME, node, msg);
   cn_term_free(msg);
 }
 
@@ -167,7 +167,7 @@ static const cn_atom *known_elem(const cn_term *t, int *vsn) {
 
 static gl_name **name_slot(gl_state *g, const cn_term *name) {
   gl_name **x = &g->names;
-  while (*x && !cn_term_eq((*x)->name, name)) x = &(*x)->next;
+  while (*x && !cn_term_exact_eq((*x)->name, name)) x = &(*x)->next;
   return x;
 }
 
@@ -221,7 +221,7 @@ static bool lock_still_set(gl_state *g, const cn_term *from, const cn_term *extr
     if (tag && cn_is_atom(tag, "lock")) {
       const cn_term *rid = el(lock, 2, 0), *req = el(lock, 2, 1);
       if (!rid || !cn_is_atom(rid, "global")) return true; /* no lock id to compare: OTP would crash */
-      return cn_term_eq(l->req, req);
+      return cn_term_exact_eq(l->req, req);
     }
   }
   return true;
@@ -300,13 +300,13 @@ static void do_ops(gl_state *g, const cn_term *ops, const cn_term *conn_node, co
       bool xname = false;
       for (uint32_t j = 0; x && j < nx; j++) {
         const cn_term *xn = el(&x[j], 3, 0), *xp = el(&x[j], 3, 1), *xr = el(&x[j], 3, 2);
-        if (!xn || !cn_term_eq(xn, name)) continue;
-        if (pass == 0 && cn_term_eq(xp, pid) && is_atom_t(xr)) reg = xr->v.atom;
+        if (!xn || !cn_term_exact_eq(xn, name)) continue;
+        if (pass == 0 && cn_term_exact_eq(xp, pid) && is_atom_t(xr)) reg = xr->v.atom;
         /* A name inserted as external is not inserted again as an ordinary one. */
         for (uint32_t m = 0; m < no && !xname; m++) {
           const cn_term *oa = el(&o[m], 2, 1);
-          xname = cn_is_atom(el(&o[m], 2, 0), "insert") && el(oa, 3, 0) && cn_term_eq(el(oa, 3, 0), xn) &&
-                  cn_term_eq(el(oa, 3, 1), xp);
+          xname = cn_is_atom(el(&o[m], 2, 0), "insert") && el(oa, 3, 0) && cn_term_exact_eq(el(oa, 3, 0), xn) &&
+                  cn_term_exact_eq(el(oa, 3, 1), xp);
         }
       }
       if (pass == 0 && reg) ins_name(g, name, pid->v.pid, method, reg, conn_node, extra);
@@ -319,7 +319,7 @@ static void do_ops(gl_state *g, const cn_term *ops, const cn_term *conn_node, co
 
 gl_lock *gl_lock_find(gl_state *g, const cn_term *rid) {
   for (gl_lock *l = g->locks; l; l = l->next)
-    if (cn_term_eq(l->rid, rid)) return l;
+    if (cn_term_exact_eq(l->rid, rid)) return l;
   return NULL;
 }
 
@@ -327,7 +327,7 @@ bool gl_can_set_lock(gl_state *g, const cn_term *id) {
   const cn_term *rid = el(id, 2, 0), *req = el(id, 2, 1);
   if (!rid) return false;
   gl_lock *l = gl_lock_find(g, rid);
-  return !l || cn_term_eq(l->req, req);
+  return !l || cn_term_exact_eq(l->req, req);
 }
 
 static void lock_unlink(gl_state *g, gl_lock *l) {
@@ -372,7 +372,7 @@ static bool handle_set_lock(gl_state *g, cn_proc *self, const cn_term *id, cn_pi
   const cn_term *rid = el(id, 2, 0), *req = el(id, 2, 1);
   if (!rid) return false;
   gl_lock *l = gl_lock_find(g, rid);
-  if (l && !cn_term_eq(l->req, req)) return false;
+  if (l && !cn_term_exact_eq(l->req, req)) return false;
   if (l)
     for (gl_holder *h = l->holders; h; h = h->next)
       if (node_pid_eq(h->pid, pid)) return true;
@@ -403,7 +403,7 @@ static bool handle_set_lock(gl_state *g, cn_proc *self, const cn_term *id, cn_pi
 static void handle_del_lock(gl_state *g, const cn_term *id, cn_pid pid) {
   const cn_term *rid = el(id, 2, 0), *req = el(id, 2, 1);
   gl_lock *l = rid ? gl_lock_find(g, rid) : NULL;
-  if (l && cn_term_eq(l->req, req)) remove_lock(g, l, pid, false);
+  if (l && cn_term_exact_eq(l->req, req)) remove_lock(g, l, pid, false);
 }
 
 /* A monitored pid went away: its locks and names go (OTP's 'DOWN' handling). */

@@ -93,7 +93,7 @@ static void him_free(lk_him *h) {
 
 static void remove_node(gl_locker *lk, const cn_atom *node, const cn_term *tag) {
   for (lk_him **x = &lk->hims; *x;) {
-    if ((*x)->node == node && cn_term_eq((*x)->my_tag, tag)) {
+    if ((*x)->node == node && cn_term_exact_eq((*x)->my_tag, tag)) {
       lk_him *h = *x;
       *x = h->next;
       him_free(h);
@@ -407,7 +407,7 @@ static bool lk_idle_msg(gl_locker *lk, cn_proc *self, const cn_term *m) {
       send_lock_set(lk, self, false, pid->v.pid, 5, NULL);
       return true;
     }
-    if (tag && !cn_term_eq(tag, h->my_tag)) return true;
+    if (tag && !cn_term_exact_eq(tag, h->my_tag)) return true;
     session_start(lk, self, h, pid->v.pid, true);
     return true;
   }
@@ -427,7 +427,7 @@ static bool lk_wait_lockset_msg(gl_locker *lk, cn_proc *self, const cn_term *m) 
   bool set;
   if (lock_set_shape(m, &pid, &set, &tag)) {
     if (pid->v.pid.node != lk->snode) return false;
-    if (tag && !cn_term_eq(tag, lk->my_tag)) return true; /* an old session's: consumed */
+    if (tag && !cn_term_exact_eq(tag, lk->my_tag)) return true; /* an old session's: consumed */
     if (set) {
       gl_cast(lk->g, self, cn_node_name(lk->n),
               cn_mk_tuple(4, A(lk->n, "lock_is_set"), cn_mk_atom(lk->snode), cn_term_copy(lk->my_tag),
@@ -440,7 +440,7 @@ static bool lk_wait_lockset_msg(gl_locker *lk, cn_proc *self, const cn_term *m) 
   }
   const cn_term *op = m && m->type == CN_TUPLE && m->v.tuple.arity == 4 ? &m->v.tuple.e[0] : NULL;
   if (op && cn_is_atom(op, "cancel") && m->v.tuple.e[1].type == CN_ATOM && m->v.tuple.e[1].v.atom == lk->snode &&
-      cn_term_eq(&m->v.tuple.e[2], lk->my_tag)) {
+      cn_term_exact_eq(&m->v.tuple.e[2], lk->my_tag)) {
     call_fun(lk, self, &m->v.tuple.e[3]);
     remove_node(lk, lk->snode, lk->my_tag);
     lk_unlock(lk, self);
@@ -453,7 +453,7 @@ static bool lk_wait_lockset_msg(gl_locker *lk, cn_proc *self, const cn_term *m) 
 static bool lk_wait_cancel_msg(gl_locker *lk, cn_proc *self, const cn_term *m) {
   const cn_term *op = m && m->type == CN_TUPLE && m->v.tuple.arity == 4 ? &m->v.tuple.e[0] : NULL;
   if (!op || !cn_is_atom(op, "cancel") || m->v.tuple.e[1].type != CN_ATOM || m->v.tuple.e[1].v.atom != lk->snode ||
-      !cn_term_eq(&m->v.tuple.e[2], lk->my_tag))
+      !cn_term_exact_eq(&m->v.tuple.e[2], lk->my_tag))
     return false;
   call_fun(lk, self, &m->v.tuple.e[3]);
   lk->just_synced = true;

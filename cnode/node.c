@@ -79,7 +79,7 @@ int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   /* Messages from peers may not fill the last 1/16 of the table (64 Ki atoms by default): that room is kept for
    * node names and the node's own atoms, so a flood of atoms cannot lock out new peers. */
   n->net_atom_limit = max_atoms - max_atoms / 16;
-  n->name = cn_atoms_get(n->atoms, o->name);
+  int name_rc = node_intern(n, o->name, &n->name);
   n->host = cn_strndup(at + 1, strlen(at + 1));
   n->cookie = cn_strndup(o->cookie, strlen(o->cookie));
   const char *eh = o->epmd_host ? o->epmd_host : "127.0.0.1";
@@ -87,7 +87,7 @@ int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   const char *la = o->listen_addr ? o->listen_addr : "0.0.0.0";
   n->listen_addr = cn_strndup(la, strlen(la));
   if (!n->name || !n->host || !n->cookie || !n->epmd_host || !n->listen_addr) {
-    rc = n->name || cn_atoms_last_error(n->atoms) == CN_ENOMEM ? CN_ENOMEM : CN_EINVAL;
+    rc = n->name ? CN_ENOMEM : name_rc;
     goto fail;
   }
   if (!(n->empty = cn_atoms_get(n->atoms, ""))) goto fail; /* only memory can fail it: rc is CN_ENOMEM */
@@ -151,7 +151,10 @@ const cn_atom *cn_intern(cn_node *n, const char *name) { return cn_atoms_get(n->
 cn_term *cn_mk_atomc(cn_node *n, const char *name) { return cn_mk_atom(cn_intern(n, name)); }
 bool node_is_local(const cn_node *n, const cn_atom *node) { return node == n->name; }
 
-int node_intern_error(cn_node *n) { return cn_atoms_last_error(n->atoms) == CN_ENOMEM ? CN_ENOMEM : CN_EINVAL; }
+int node_intern(cn_node *n, const char *name, const cn_atom **out) {
+  int rc = cn_atoms_intern_status(n->atoms, name, name ? strlen(name) : 0, out);
+  return rc == CN_ENOMEM || !rc ? rc : CN_EINVAL;
+}
 
 cn_ref node_make_ref(cn_node *n) {
   cn_ref r = {.node = n->name, .creation = n->creation, .len = 3};
@@ -290,7 +293,6 @@ void node_notify(cn_node *n, const cn_atom *peer, bool up, const char *reason) {
   for (cn_node_sub *s = n->subs; s; s = s->next) s->fn(n, peer, up, reason, s->ctx);
 }
 
-size_t cn_node_connected(cn_node *n, const cn_atom **out, size_t max) { return cn_nodes(n, CN_NODES_ALL, out, max); }
 
 int cn_node_connect(cn_node *n, const cn_atom *node) {
   if (!node || node_is_local(n, node)) return CN_EINVAL;
@@ -398,7 +400,7 @@ static int start_listening(cn_node *n) {
   return 0;
 }
 
-int cn_node_start(cn_node *n, cn_start_cb cb, void *ctx) {
+int cn_node_start(cn_node *n, cn_start_fn cb, void *ctx) {
   int rc;
   if (n->listening) return CN_ESTATE;
   if ((rc = start_listening(n))) return rc;
@@ -442,7 +444,7 @@ static void ts_post(cn_node *n, cn_ts_msg *m) {
   uv_async_send(&n->async);
 }
 
-int cn_send_threadsafe(cn_node *n, const cn_pid *to, const char *name, const char *node, cn_term *msg) {
+int cn_send_threadsafe(cn_node *n, const cn_pid *to, const char *name, const cn_atom *node, cn_term *msg) {
   if (!msg || (!to && !name)) {
     cn_term_free(msg);
     return CN_EINVAL;
@@ -458,10 +460,8 @@ int cn_send_threadsafe(cn_node *n, const cn_pid *to, const char *name, const cha
     m->to = *to;
   }
   m->name = name ? cn_strndup(name, strlen(name)) : NULL;
-  m->node = node ? cn_strndup(node, strlen(node)) : NULL;
-  if ((name && !m->name) || (node && !m->node)) {
-    cn_free(m->name);
-    cn_free(m->node);
+  m->node = node;
+  if (name && !m->name) {
     cn_free(m);
     cn_term_free(msg);
     return CN_ENOMEM;
@@ -524,7 +524,6 @@ static void on_async(uv_async_t *h) {
     }
     cn_term_free(m->msg);
     cn_free(m->name);
-    cn_free(m->node);
     cn_free(m);
     m = next;
   }
@@ -578,7 +577,6 @@ void cn_node_free(cn_node *n) {
     if (m->job) m->job(n, m->arg); /* a stopped node refuses it, so a waiting thread is released */
     cn_term_free(m->msg);
     cn_free(m->name);
-    cn_free(m->node);
     cn_free(m);
     m = next;
   }

@@ -133,7 +133,7 @@ typedef struct cn_ts_msg {
   bool has_pid;
   cn_pid to;
   char *name;
-  char *node;
+  const cn_atom *node;
   cn_term *msg;
 } cn_ts_msg;
 
@@ -193,7 +193,7 @@ struct cn_node {
   bool refuse_busy;    /* it is closing */
   bool refuse_waiting; /* a connection waits to be refused: libuv polls the listener again once it is accepted */
   epmd_reg *reg;
-  cn_start_cb start_cb;
+  cn_start_fn start_cb;
   void *start_ctx;
 
   uint32_t next_id;
@@ -234,8 +234,9 @@ void node_notify(cn_node *n, const cn_atom *peer, bool up, const char *reason);
 /* A new reference of this node. */
 cn_ref node_make_ref(cn_node *n);
 bool node_is_local(const cn_node *n, const cn_atom *node);
-/* Why the last intern in n's table failed: CN_ENOMEM, else CN_EINVAL (bad or oversized name, table full). */
-int node_intern_error(cn_node *n);
+/* Interns name (NUL-terminated) in n's table: 0 and *out; CN_ENOMEM; else CN_EINVAL (NULL, bad or oversized name,
+ * table full), *out NULL. */
+int node_intern(cn_node *n, const char *name, const cn_atom **out);
 /* Runs job(n, arg) on the node's loop thread; thread-safe. Jobs run even while the node stops. */
 int node_post_job(cn_node *n, void (*job)(cn_node *n, void *arg), void *arg);
 

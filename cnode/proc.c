@@ -196,8 +196,9 @@ void proc_kill_all(cn_node *n) {
 /* ---- Names ------------------------------------------------------------------------------------------- */
 
 int cn_register(cn_node *n, const char *name, cn_pid pid) {
-  const cn_atom *a = cn_intern(n, name);
-  if (!a) return node_intern_error(n);
+  const cn_atom *a;
+  int rc = node_intern(n, name, &a);
+  if (rc) return rc;
   cn_proc *p = proc_lookup(n, pid);
   if (!p || p->dead) return CN_ENOPROC;
   if (p->reg_name || proc_by_name(n, a)) return CN_EEXIST;
@@ -293,9 +294,9 @@ static int send_name_atoms(cn_node *n, cn_proc *from, const cn_atom *name, const
   return conn_send_from(n, from, node, &ctl, msg);
 }
 
-int cn_send_name(cn_node *n, cn_proc *from, const char *name, const char *node, const cn_term *msg) {
+int cn_send_name(cn_node *n, cn_proc *from, const char *name, const cn_atom *node, const cn_term *msg) {
   if (!name || !msg) return CN_EINVAL;
-  return send_name_atoms(n, from, cn_intern(n, name), node ? cn_intern(n, node) : NULL, msg);
+  return send_name_atoms(n, from, cn_intern(n, name), node, msg);
 }
 
 int cn_send_to(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *msg) {

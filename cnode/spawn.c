@@ -10,11 +10,10 @@ int cn_register_entry(cn_node *n, const char *module, const char *function, cn_e
   if (!module || !function || !fn) return CN_EINVAL;
   cn_entry *e = cn_calloc(1, sizeof *e);
   if (!e) return CN_ENOMEM;
-  e->mod = cn_intern(n, module);
-  e->fun = cn_intern(n, function);
-  if (!e->mod || !e->fun) {
+  int rc = node_intern(n, module, &e->mod);
+  if (rc || (rc = node_intern(n, function, &e->fun))) {
     cn_free(e);
-    return node_intern_error(n);
+    return rc;
   }
   e->fn = fn;
   e->ctx = ctx;

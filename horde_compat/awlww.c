@@ -97,7 +97,7 @@ void hc_awlww_free(hc_awlww *a) {
 hc_kent *hc_awlww_find(const hc_awlww *a, const cn_term *key, uint32_t kh) {
   if (!a->nb) return NULL;
   for (hc_kent *e = a->b[kh & (a->nb - 1)]; e; e = e->next)
-    if (e->kh == kh && cn_term_eq(e->key, key)) return e;
+    if (e->kh == kh && cn_term_exact_eq(e->key, key)) return e;
   return NULL;
 }
 

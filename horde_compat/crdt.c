@@ -83,7 +83,7 @@ static void notify(cn_crdt *c, change *ch, size_t n) {
     hc_kent *e = hc_awlww_find(&c->st, ch[i].key, ch[i].kh);
     const cn_term *nv = e ? hc_read_raw(e->raw) : NULL;
     if (is_nil(ch[i].old) && is_nil(nv)) continue;
-    if (!is_nil(ch[i].old) && !is_nil(nv) && cn_term_eq(ch[i].old, nv)) continue;
+    if (!is_nil(ch[i].old) && !is_nil(nv) && cn_term_exact_eq(ch[i].old, nv)) continue;
     d[k].key = ch[i].key;
     d[k].value = is_nil(nv) ? NULL : nv;
     items[k] = is_nil(nv) ? cn_mk_tuple(2, cn_mk_atomc(c->n, "remove"), cn_term_copy(ch[i].key))
@@ -170,7 +170,7 @@ static const cn_term *dix_find(const cn_term *map, const dix *ix, size_t n, cons
     else hi = mid;
   }
   for (; lo < n && ix[lo].kh == kh; lo++)
-    if (cn_term_eq(&map->v.map.kv[2 * ix[lo].i], key)) return &map->v.map.kv[2 * ix[lo].i + 1];
+    if (cn_term_exact_eq(&map->v.map.kv[2 * ix[lo].i], key)) return &map->v.map.kv[2 * ix[lo].i + 1];
   return NULL;
 }
 
@@ -199,7 +199,7 @@ static int apply_delta(cn_crdt *c, const cn_term *dvv_t, const cn_term *dval, co
     const cn_term *e1 = e ? e->raw : NULL, *e2 = dix_find(dval, ix, nd, key, kh);
     cn_term *r;
     if ((rc = hc_join_entries(&c->hc, e1, e2, &old, &dvv, &r))) break;
-    if ((!e1 && !r) || (e1 && r && cn_term_eq(e1, r))) {
+    if ((!e1 && !r) || (e1 && r && cn_term_exact_eq(e1, r))) {
       cn_term_free(r);
       continue;
     }
@@ -241,7 +241,7 @@ static cn_term *mk_delta(cn_crdt *c, const cn_term *dots, const cn_term *keys) {
   /* ticks with equal vectors: the earliest is the safe one */
   const uint64_t *since = NULL;
   for (unsigned i = 0; i < ROUNDS; i++)
-    if (c->rounds[i].dots && cn_term_eq(c->rounds[i].dots, dots) && (!since || c->rounds[i].seq < *since))
+    if (c->rounds[i].dots && cn_term_exact_eq(c->rounds[i].dots, dots) && (!since || c->rounds[i].seq < *since))
       since = &c->rounds[i].seq;
   hc_vv then = {0};
   bool scan = !since && hc_vv_parse(dots, &then) == 0;
@@ -352,7 +352,7 @@ static cn_term *diff_term(cn_crdt *c, const rdiff *r, cn_term *cont) {
 }
 
 static void ack(cn_crdt *c, cn_proc *self, const rdiff *r) {
-  const cn_term *peer = cn_term_eq(r->orig, r->from) ? r->to : cn_term_eq(r->orig, r->to) ? r->from : NULL;
+  const cn_term *peer = cn_term_exact_eq(r->orig, r->from) ? r->to : cn_term_exact_eq(r->orig, r->to) ? r->from : NULL;
   if (peer) send_to(c, self, r->orig, cn_mk_tuple(2, cn_mk_atom(c->hc.a_ack_diff), cn_term_copy(peer)));
 }
 
@@ -370,7 +370,7 @@ static int on_diff(cn_crdt *c, cn_proc *self, const cn_term *d) {
     return 0;
   }
   if (keys->type == CN_LIST) {
-    if (cn_term_eq(r.orig, r.to))
+    if (cn_term_exact_eq(r.orig, r.to))
       send_to(c, self, r.to,
               cn_mk_tuple(3, cn_mk_atom(c->hc.a_get_diff), diff_term(c, &r, cn_term_copy(r.cont)),
                           cn_term_copy(keys)));
@@ -407,11 +407,11 @@ static int set_neighbours(cn_crdt *c, cn_proc *self, const cn_term *list) {
   for (size_t i = 0; i < n; i++) {
     const cn_term *a = &list->v.list.e[i];
     bool dup = false;
-    for (size_t j = 0; j < k; j++) dup |= cn_term_eq(nb[j].addr, a);
+    for (size_t j = 0; j < k; j++) dup |= cn_term_exact_eq(nb[j].addr, a);
     if (dup) continue;
     /* keep the monitor of a neighbour that stays */
     for (size_t j = 0; j < c->nnb; j++)
-      if (c->nb[j].addr && cn_term_eq(c->nb[j].addr, a)) {
+      if (c->nb[j].addr && cn_term_exact_eq(c->nb[j].addr, a)) {
         nb[k] = c->nb[j];
         c->nb[j].addr = NULL;
         break;
@@ -484,7 +484,7 @@ static cn_term *handle_call(cn_crdt *c, const cn_term *req) {
     for (size_t i = 0; kv && i < nk; i++) {
       const cn_term *v = cn_crdt_get(c, &keys->v.list.e[i]);
       bool dup = false;
-      for (size_t j = 0; j < k; j += 2) dup |= cn_term_eq(kv[j], &keys->v.list.e[i]);
+      for (size_t j = 0; j < k; j += 2) dup |= cn_term_exact_eq(kv[j], &keys->v.list.e[i]);
       if (!v || dup) continue;
       kv[k++] = cn_term_copy(&keys->v.list.e[i]);
       kv[k++] = cn_term_copy(v);

@@ -38,7 +38,7 @@ void hc_push_neighbours(cn_node *n, cn_crdt *c, cn_term *const *ms, size_t count
   size_t k = 0;
   for (size_t i = 0; i < count; i++) {
     const cn_term *m = ms[i];
-    if (cn_term_eq(m, self) || !hc_is_member(m)) continue;
+    if (cn_term_exact_eq(m, self) || !hc_is_member(m)) continue;
     if ((v[k] = hc_member_proc(n, m, ".Crdt"))) k++;
   }
   cn_crdt_set_neighbours(c, (const cn_term *const *)v, k);
@@ -54,7 +54,7 @@ static cn_term *norm_member(cn_node *n, const cn_term *m) {
 
 static bool in_list(cn_term *const *v, size_t k, const cn_term *t) {
   for (size_t j = 0; j < k; j++)
-    if (v[j] && cn_term_eq(v[j], t)) return true;
+    if (v[j] && cn_term_exact_eq(v[j], t)) return true;
   return false;
 }
 

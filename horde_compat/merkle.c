@@ -72,7 +72,7 @@ static cn_term *contents_with(const cn_term *old, long skip, const cn_term *k, c
 
 static long contents_index(const cn_term *c, const cn_term *key) {
   for (uint32_t i = 0; i < c->v.map.size; i++)
-    if (cn_term_eq(&c->v.map.kv[2 * i], key)) return i;
+    if (cn_term_exact_eq(&c->v.map.kv[2 * i], key)) return i;
   return -1;
 }
 
@@ -353,7 +353,7 @@ static int raw_remote(const cn_term *t, hc_loc path, unsigned guard, hc_mdiff *d
 static int leaf_leaf(const cn_term *m1, const cn_term *m2, hc_mdiff *d) {
   for (uint32_t i = 0; i < m1->v.map.size; i++) {
     const cn_term *v2 = hc_map_find(m2, &m1->v.map.kv[2 * i]);
-    if (!v2 || !cn_term_equal(v2, &m1->v.map.kv[2 * i + 1]))
+    if (!v2 || !cn_term_arith_eq(v2, &m1->v.map.kv[2 * i + 1]))
       if (add_key(d, &m1->v.map.kv[2 * i])) return CN_ENOMEM;
   }
   for (uint32_t i = 0; i < m2->v.map.size; i++)

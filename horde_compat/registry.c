@@ -69,7 +69,7 @@ static void unref(cn_horde_registry *r) {
 static rent **tab_slot(cn_horde_registry *r, const cn_term *key, uint32_t h) {
   if (!r->nb) return NULL;
   rent **pp = &r->b[h % r->nb];
-  while (*pp && !((*pp)->h == h && cn_term_eq((*pp)->key, key))) pp = &(*pp)->next;
+  while (*pp && !((*pp)->h == h && cn_term_exact_eq((*pp)->key, key))) pp = &(*pp)->next;
   return pp;
 }
 
@@ -106,7 +106,7 @@ static void tab_remove(cn_horde_registry *r, const cn_term *key) {
 
 static bool member_known(cn_horde_registry *r, const cn_term *m) {
   for (size_t i = 0; i < r->nmembers; i++)
-    if (cn_term_eq(r->members[i], m)) return true;
+    if (cn_term_exact_eq(r->members[i], m)) return true;
   return false;
 }
 
@@ -244,7 +244,7 @@ static void drop_keys(cn_horde_registry *r, const cn_pid *pid, const cn_term *me
   cn_term **ks = NULL;
   for (size_t i = 0; i < r->nb; i++)
     for (rent *e = r->b[i]; e; e = e->next) {
-      if (pid ? !cn_pid_eq(e->pid, *pid) : !cn_term_eq(e->member, member)) continue;
+      if (pid ? !cn_pid_eq(e->pid, *pid) : !cn_term_exact_eq(e->member, member)) continue;
       if (pid && !crdt_holds(r, e->key, pid)) continue;
       if (n == cap) {
         size_t ncap = cap ? 2 * cap : 8;
@@ -318,7 +318,7 @@ static void on_member(cn_horde_registry *r, const cn_term *m, bool add) {
     r->nmembers++;
   } else {
     for (size_t i = 0; i < r->nmembers; i++)
-      if (cn_term_eq(r->members[i], m)) {
+      if (cn_term_exact_eq(r->members[i], m)) {
         cn_term_free(r->members[i]);
         r->members[i] = r->members[--r->nmembers];
         break;
@@ -389,7 +389,7 @@ static int ask_alive(cn_proc *self, const cn_term *from, cn_pid pid, cn_term *va
   if (w && args && (w->from = cn_term_copy(from))) {
     w->pid = pid;
     w->value = value;
-    rc = cn_erpc(self, pid.node->name, "erlang", "is_process_alive", args, 5000, alive_done, w);
+    rc = cn_erpc(self, pid.node, "erlang", "is_process_alive", args, 5000, alive_done, w);
     if (rc) w->value = NULL;
   }
   cn_term_free(args);

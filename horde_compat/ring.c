@@ -81,7 +81,7 @@ static int sorted_unique(const cn_term *const *names, size_t n, uint32_t *idx, s
   cn_free(tmp);
   size_t k = 0;
   for (size_t i = 0; !rc && i < n; i++)
-    if (!k || !cn_term_eq(names[idx[k - 1]], names[idx[i]])) idx[k++] = idx[i];
+    if (!k || !cn_term_exact_eq(names[idx[k - 1]], names[idx[i]])) idx[k++] = idx[i];
   *count = k;
   return rc;
 }

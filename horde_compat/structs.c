@@ -74,7 +74,7 @@ const cn_term *hc_map_get(const cn_term *m, const char *k) {
 const cn_term *hc_map_find(const cn_term *m, const cn_term *k) {
   if (!m || m->type != CN_MAP) return NULL;
   for (uint32_t i = 0; i < m->v.map.size; i++)
-    if (cn_term_eq(&m->v.map.kv[2 * i], k)) return &m->v.map.kv[2 * i + 1];
+    if (cn_term_exact_eq(&m->v.map.kv[2 * i], k)) return &m->v.map.kv[2 * i + 1];
   return NULL;
 }
 

@@ -109,7 +109,7 @@ child *sup_child_by_pid(cn_horde_sup *s, cn_pid pid) {
 
 child *sup_child_by_id(cn_horde_sup *s, const cn_term *id) {
   for (size_t i = 0; i < s->nch; i++)
-    if (cn_term_eq(s->ch[i]->id, id)) return s->ch[i];
+    if (cn_term_exact_eq(s->ch[i]->id, id)) return s->ch[i];
   return NULL;
 }
 

@@ -21,7 +21,7 @@ void sup_rings_dirty(cn_horde_sup *s) {
 
 member *sup_mem_find(cn_horde_sup *s, const cn_term *name) {
   for (size_t i = 0; i < s->nmem; i++)
-    if (cn_term_eq(s->mem[i].name, name)) return &s->mem[i];
+    if (cn_term_exact_eq(s->mem[i].name, name)) return &s->mem[i];
   return NULL;
 }
 
@@ -84,7 +84,7 @@ int sup_choose(cn_horde_sup *s, const cn_term *spec, const cn_term **owner) {
   return 0;
 }
 
-bool sup_is_self(cn_horde_sup *s, const cn_term *name) { return cn_term_eq(name, s->self_member); }
+bool sup_is_self(cn_horde_sup *s, const cn_term *name) { return cn_term_exact_eq(name, s->self_member); }
 
 cn_term *sup_info_value(cn_horde_sup *s, const cn_term *name, const char *status) {
   cn_term *kv[] = {atom(s, "__struct__"), atom(s, MEMBER_MOD), atom(s, "name"),
@@ -116,7 +116,7 @@ void sup_own_status(cn_horde_sup *s, bool check_crdt) {
     cn_term *key = hc_mk_keyed(s->n, "member_node_info", s->self_member);
     cn_horde_member cur;
     const cn_term *v = key ? cn_crdt_get(s->crdt, key) : NULL;
-    ok = v && !cn_horde_member_parse(v, &cur) && cur.status == want && cn_term_eq(cur.name, s->self_member);
+    ok = v && !cn_horde_member_parse(v, &cur) && cur.status == want && cn_term_exact_eq(cur.name, s->self_member);
     cn_term_free(key);
   }
   if (ok || !m) return;

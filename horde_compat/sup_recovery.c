@@ -171,7 +171,7 @@ static bool chosen_here(cn_horde_sup *s, const cn_term *spec) {
 /* The key still holds v (an earlier action after the same walk may have changed it). */
 static bool still(cn_horde_sup *s, const cn_term *key, const cn_term *v) {
   const cn_term *cur = s->crdt ? cn_crdt_get(s->crdt, key) : NULL;
-  return cur && cn_term_eq(cur, v);
+  return cur && cn_term_exact_eq(cur, v);
 }
 
 /* Deletes the entry and starts its spec here under a new Id (Horde's handoff; forgetting the old Id at once). */
@@ -208,7 +208,7 @@ static void adopt_relinquished(cn_horde_sup *s, const cn_term *id, const cn_term
 
 static cand *cand_get(cn_horde_sup *s, const cn_term *id) {
   for (size_t i = 0; i < s->ncand; i++)
-    if (cn_term_eq(s->cand[i].id, id)) return &s->cand[i];
+    if (cn_term_exact_eq(s->cand[i].id, id)) return &s->cand[i];
   cand *v = cn_realloc(s->cand, (s->ncand + 1) * sizeof *v);
   if (!v) return NULL;
   s->cand = v;

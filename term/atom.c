@@ -12,7 +12,6 @@ struct cn_atoms {
   size_t count;
   size_t max_atoms; /* 0: no limit */
   uint64_t refused;
-  int last_error;
 };
 
 long term_utf8_count(const uint8_t *s, size_t len) {
@@ -179,20 +178,20 @@ const cn_atom *term_atoms_intern(cn_atoms *tab, const char *utf8, size_t len, si
       *err = 0;
     }
   }
-  tab->last_error = *err;
   pthread_mutex_unlock(&tab->mu);
   return res;
 }
 
 const cn_atom *cn_atoms_intern(cn_atoms *tab, const char *utf8, size_t len) {
-  int err;
-  const cn_atom *a = term_atoms_intern(tab, utf8, len, 0, &err);
-  if (!a && tab && err == CN_EDECODE) {
-    pthread_mutex_lock(&tab->mu);
-    tab->last_error = err; /* text errors are found before the lock is taken */
-    pthread_mutex_unlock(&tab->mu);
-  }
-  return a;
+  return term_atoms_intern(tab, utf8, len, 0, NULL);
+}
+
+int cn_atoms_intern_status(cn_atoms *tab, const char *utf8, size_t len, const cn_atom **out) {
+  int err = CN_EINVAL;
+  const cn_atom *a = out ? term_atoms_intern(tab, utf8, len, 0, &err) : NULL;
+  if (out)
+    *out = a;
+  return a ? 0 : err;
 }
 
 const cn_atom *cn_atoms_get(cn_atoms *tab, const char *utf8) {
@@ -227,15 +226,6 @@ uint64_t cn_atoms_refused(cn_atoms *tab) {
   uint64_t n = tab->refused;
   pthread_mutex_unlock(&tab->mu);
   return n;
-}
-
-int cn_atoms_last_error(cn_atoms *tab) {
-  if (!tab)
-    return CN_EINVAL;
-  pthread_mutex_lock(&tab->mu);
-  int e = tab->last_error;
-  pthread_mutex_unlock(&tab->mu);
-  return e;
 }
 
 /* ---- the decoder's per-connection cache: direct-mapped, single-threaded ---- */

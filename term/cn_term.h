@@ -37,7 +37,7 @@ CN_EXPORT int cn_atoms_new(cn_atoms **out, size_t max_atoms);
 /* Frees the table and every atom in it; terms that point to them must be freed first. */
 CN_EXPORT void cn_atoms_free(cn_atoms *tab);
 /* Interns len bytes of UTF-8 text. Returns the atom or NULL (invalid UTF-8, more than 255 characters,
- * table full: cn_atoms_last_error says which). */
+ * table full: cn_atoms_intern_status says which). */
 CN_EXPORT const cn_atom *cn_atoms_intern(cn_atoms *tab, const char *utf8, size_t len);
 /* Interns a NUL-terminated string; as cn_atoms_intern. */
 CN_EXPORT const cn_atom *cn_atoms_get(cn_atoms *tab, const char *utf8);
@@ -47,10 +47,9 @@ CN_EXPORT const cn_atom *cn_atoms_find(cn_atoms *tab, const char *utf8, size_t l
 CN_EXPORT size_t cn_atoms_count(cn_atoms *tab);
 /* How many interns were refused because the table was full (a counter for operations). */
 CN_EXPORT uint64_t cn_atoms_refused(cn_atoms *tab);
-/* Why the table's most recent intern call failed: CN_EDECODE (invalid UTF-8 or more than 255 characters),
- * CN_ELIMIT (table full), CN_ENOMEM, or 0 when it succeeded. The value is per table, not per thread: under
- * concurrent interning it may describe another thread's call. */
-CN_EXPORT int cn_atoms_last_error(cn_atoms *tab);
+/* As cn_atoms_intern, with the reason as the status: 0 and *out the atom; else *out NULL and CN_EDECODE (invalid
+ * UTF-8 or more than 255 characters), CN_ELIMIT (table full), CN_ENOMEM or CN_EINVAL. */
+CN_EXPORT int cn_atoms_intern_status(cn_atoms *tab, const char *utf8, size_t len, const cn_atom **out);
 
 /* ---- Identifiers (small values passed by value) ----------------------------------------------------- */
 
@@ -187,7 +186,7 @@ CN_EXPORT bool cn_is_atom(const cn_term *t, const char *name);
 CN_EXPORT const cn_term *cn_tuple_elem(const cn_term *t, uint32_t arity, uint32_t i);
 /* Exact equality, Erlang's =:= (OTP 25: 0.0 =:= -0.0); atoms compare by text, so tables may differ. False
  * also when memory runs out (see cn_term_compare_checked). */
-CN_EXPORT bool cn_term_eq(const cn_term *a, const cn_term *b);
+CN_EXPORT bool cn_term_exact_eq(const cn_term *a, const cn_term *b);
 
 /* ---- External term format ------------------------------------------------------------------------------ */
 
@@ -232,14 +231,14 @@ CN_EXPORT char *cn_term_to_string(const cn_term *t);
 /* ---- Order, equality and erlang:phash2 (order.c, phash2.c) --------------------------------------------- */
 
 /* These need memory only for terms nested more than a few dozen levels deep, maps whose keys are not stored
- * in key order (cn_term_cmp, cn_term_equal, cn_term_eq) and funs with free variables. Where running out of
+ * in key order (cn_term_cmp, cn_term_arith_eq, cn_term_exact_eq) and funs with free variables. Where running out of
  * memory must be told apart from a result, use the _checked forms. Terms are borrowed. */
 
 /* Term order as erlang:'<'/2 and lists:sort/1 see it: <0, 0 or >0. 0 exactly when a == b (so 1 and 1.0
  * compare 0). Maps order by size, then keys in key order (integers before floats), then values. */
 CN_EXPORT int cn_term_cmp(const cn_term *a, const cn_term *b);
 /* Arithmetic equality, Erlang's ==: 1 == 1.0, and #{1 => x} == #{1 => x}, but #{1 => x} /= #{1.0 => x}. */
-CN_EXPORT bool cn_term_equal(const cn_term *a, const cn_term *b);
+CN_EXPORT bool cn_term_arith_eq(const cn_term *a, const cn_term *b);
 /* cn_term_cmp (exact false) or the exact order behind =:= (exact true: every integer before every float);
  * *result gets <0, 0 or >0. 0, CN_EINVAL, CN_ENOMEM, or CN_EDECODE (a malformed fun). */
 CN_EXPORT int cn_term_compare_checked(const cn_term *a, const cn_term *b, bool exact, int *result);

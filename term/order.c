@@ -531,7 +531,7 @@ int cn_term_cmp(const cn_term *a, const cn_term *b) {
   return c;
 }
 
-bool cn_term_equal(const cn_term *a, const cn_term *b) {
+bool cn_term_arith_eq(const cn_term *a, const cn_term *b) {
   int c = 1;
   if (a == b)
     return true;
@@ -542,7 +542,7 @@ bool cn_term_equal(const cn_term *a, const cn_term *b) {
 
 /* Exact equality (=:=) is term order's exact mode at 0, so the two can never disagree. OTP 25/26
  * semantics: 0.0 =:= -0.0; funs are equal by module, index, old uniq and free variables, as on the BEAM. */
-bool cn_term_eq(const cn_term *a, const cn_term *b) {
+bool cn_term_exact_eq(const cn_term *a, const cn_term *b) {
   if (a == b)
     return true;
   int c = 1;

@@ -186,7 +186,7 @@ static cn_term *atom(const char *a) { return cn_mk_atomc(D.n, a); }
 /* {cnode_ctl, Node} ! {Driver, Ref, Cmd}; takes cmd. */
 static void ctl(const char *node, int ref, cn_term *cmd) {
   cn_term *msg = cn_mk_tuple(3, cn_mk_pid(D.pid), cn_mk_int(ref), cmd);
-  assert_int_equal(cn_send_name(D.n, NULL, "cnode_ctl", node, msg), 0);
+  assert_int_equal(cn_send_name(D.n, NULL, "cnode_ctl", cn_intern(D.n, node), msg), 0);
   cn_term_free(msg);
 }
 

@@ -28,7 +28,7 @@ static void cutter(cn_proc *self, const cn_term *msg, void *state) {
   if (!cn_is_atom(msg, "disconnect_all")) return;
   cn_node *n = cn_proc_node(self);
   const cn_atom *names[16];
-  size_t k = cn_node_connected(n, names, 16);
+  size_t k = cn_nodes(n, CN_NODES_ALL, names, 16);
   for (size_t i = 0; i < k && i < 16; i++) cn_node_disconnect(n, names[i]);
 }
 
@@ -85,7 +85,7 @@ static long converge(tnode *ts, int count, long limit_ms, size_t *nkeys) {
     bool same = true;
     for (int i = 1; same && i < count; i++) {
       cn_term *r = call(&ts[i], cn_mk_atomc(ts[i].n, "read")), *h = call(&ts[i], cn_mk_atomc(ts[i].n, "root_hash"));
-      same = cn_term_eq(r, r0) && cn_term_eq(h, h0);
+      same = cn_term_exact_eq(r, r0) && cn_term_exact_eq(h, h0);
       cn_term_free(r);
       cn_term_free(h);
     }
@@ -230,7 +230,7 @@ static int64_t delta_val(const cn_term *delta, cn_node *n, int key) {
 static bool has_key(const cn_term *keys, cn_node *n, int key) {
   cn_term *k = key_of(n, key);
   bool found = false;
-  for (uint32_t i = 0; keys->type == CN_LIST && i < keys->v.list.len; i++) found |= cn_term_eq(&keys->v.list.e[i], k);
+  for (uint32_t i = 0; keys->type == CN_LIST && i < keys->v.list.len; i++) found |= cn_term_exact_eq(&keys->v.list.e[i], k);
   cn_term_free(k);
   return found;
 }

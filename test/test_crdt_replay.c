@@ -172,7 +172,7 @@ static const cn_term *first_round(const cn_term *msg) {
   if (!cn_is_atom(cn_tuple_elem(msg, 2, 0), "diff") || !hc_is_struct(d, "Elixir.DeltaCrdt.CausalCrdt.Diff"))
     return NULL;
   const cn_term *o = hc_map_get(d, "originator"), *f = hc_map_get(d, "from"), *c = hc_map_get(d, "continuation");
-  if (!o || !f || !c || !cn_term_eq(o, f)) return NULL;
+  if (!o || !f || !c || !cn_term_exact_eq(o, f)) return NULL;
   const cn_term *trees = hc_map_get(c, "trees"), *keys = hc_map_get(c, "keys");
   if (!trees || trees->type != CN_LIST || trees->v.list.len != 1 || !keys || keys->type != CN_NIL) return NULL;
   const cn_term *loc = cn_tuple_elem(&trees->v.list.e[0], 2, 0);
@@ -553,7 +553,7 @@ static void test_replay_registry_n2(void **st) {
   const cn_term *last = first_round(real1[nreal1 - 1]);
   const cn_term *last_tree =
       hc_map_get(cn_tuple_elem(&hc_map_get(hc_map_get(last, "continuation"), "trees")->v.list.e[0], 2, 1), "tree");
-  assert_true(cn_term_eq(root, &last_tree->v.tuple.e[0]));
+  assert_true(cn_term_exact_eq(root, &last_tree->v.tuple.e[0]));
   print_message("  final root %02x%02x%02x%02x = the real process's last sync (+%.0f ms), %zu keys read\n",
                 root->v.bin.data[0], root->v.bin.data[1], root->v.bin.data[2], root->v.bin.data[3],
                 sent[nsent - 1].t, (size_t)read->v.map.size);
@@ -566,7 +566,7 @@ static void test_replay_registry_n2(void **st) {
       const cn_term *want = hc_read_raw(&lv[i]->v.map.kv[2 * j + 1]);
       const cn_term *got = hc_map_find(read, &lv[i]->v.map.kv[2 * j]);
       assert_non_null(got);
-      assert_true(cn_term_eq(want, got));
+      assert_true(cn_term_exact_eq(want, got));
       checked++;
     }
   /* {key, "k1"} on n2 after the kill: [{#PID<n1.154.0>, :v}] (Horde's lookup of the value {{N, Node}, Pid, V}) */
@@ -612,8 +612,8 @@ static void test_replay_registry_n2(void **st) {
            * included) and the same version vector as the real process's n-th */
           if (nfirst < nreal1) {
             const cn_term *rd = first_round(real1[nfirst]);
-            bool same = cn_term_eq(hc_map_get(d, "continuation"), hc_map_get(rd, "continuation")) &&
-                        cn_term_eq(hc_map_get(d, "dots"), hc_map_get(rd, "dots"));
+            bool same = cn_term_exact_eq(hc_map_get(d, "continuation"), hc_map_get(rd, "continuation")) &&
+                        cn_term_exact_eq(hc_map_get(d, "dots"), hc_map_get(rd, "dots"));
             if (!same && getenv("REPLAY_DEBUG")) {
               char *a = cn_term_to_string(d), *b = cn_term_to_string(rd);
               fprintf(stderr, "sync %zu differs:\n C:    %.1500s\n real: %.1500s\n", nfirst, a, b);

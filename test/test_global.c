@@ -308,7 +308,7 @@ static bool ups_at_least(tnode *t, const void *a) { return t->nodeups - t->noded
 
 /* Makes `from` connect to `to` by sending to a name that does not exist there. */
 static void connect_to(tnode *from, const char *to) {
-  assert_int_equal(cn_send_threadsafe(from->n, NULL, "nobody", to, cn_mk_atomc(from->n, "hi")), 0);
+  assert_int_equal(cn_send_threadsafe(from->n, NULL, "nobody", cn_intern(from->n, to), cn_mk_atomc(from->n, "hi")), 0);
 }
 
 static int whereis_sync(tnode *t, const char *name, cn_pid *out) {

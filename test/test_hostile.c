@@ -146,7 +146,7 @@ static void assert_still_serving(void) {
   for (int i = 0; i < 500 && !g.ready; i++) sleep_ms(10);
   assert_int_equal(g.ready, 1);
   cn_term *msg = cn_mk_tuple(2, cn_mk_pid(me), cn_mk_atomc(g.n, "still_here"));
-  assert_int_equal(cn_send_threadsafe(g.n, NULL, "echo", "victim@127.0.0.1", msg), 0);
+  assert_int_equal(cn_send_threadsafe(g.n, NULL, "echo", cn_intern(g.n, "victim@127.0.0.1"), msg), 0);
   for (int i = 0; i < 500 && !g.got; i++) sleep_ms(10);
   assert_int_equal(g.got, 1);
   cn_node_stop(g.n);

@@ -329,7 +329,7 @@ static void test_signals_between_nodes(void **st) {
   cn_term_free(reply);
   /* rpc to a C node: its rex answers as a node without the code does. */
   cn_term *noargs = cn_mk_nil();
-  assert_int_equal(cn_rpc_sync(a.n, "sb@127.0.0.1", "m", "f", noargs, 5000, &reply), 0);
+  assert_int_equal(cn_rpc_sync(a.n, cn_intern(a.n, "sb@127.0.0.1"), "m", "f", noargs, 5000, &reply), 0);
   txt = cn_term_to_string(reply);
   assert_string_equal(txt, "{badrpc,{'EXIT',{undef,[{m,f,[],[]}]}}}");
   cn_free(txt);

@@ -27,13 +27,13 @@ static void rel(cn_term *a, cn_term *b, int want, bool exact_eq, const char *wha
   assert_non_null(a);
   assert_non_null(b);
   int c = sgn(cn_term_cmp(a, b)), d = sgn(cn_term_cmp(b, a));
-  if (c != want || d != -want || cn_term_equal(a, b) != (want == 0) || cn_term_eq(a, b) != exact_eq)
-    fprintf(stderr, "%s: cmp %d/%d want %d, == %d, =:= %d want %d\n", what, c, d, want, cn_term_equal(a, b),
-            cn_term_eq(a, b), exact_eq);
+  if (c != want || d != -want || cn_term_arith_eq(a, b) != (want == 0) || cn_term_exact_eq(a, b) != exact_eq)
+    fprintf(stderr, "%s: cmp %d/%d want %d, == %d, =:= %d want %d\n", what, c, d, want, cn_term_arith_eq(a, b),
+            cn_term_exact_eq(a, b), exact_eq);
   assert_int_equal(c, want);
   assert_int_equal(d, -want);
-  assert_int_equal(cn_term_equal(a, b), want == 0);
-  assert_int_equal(cn_term_eq(a, b), exact_eq);
+  assert_int_equal(cn_term_arith_eq(a, b), want == 0);
+  assert_int_equal(cn_term_exact_eq(a, b), exact_eq);
   int e;
   assert_int_equal(cn_term_compare_checked(a, b, true, &e), 0);
   assert_int_equal(e == 0, exact_eq);
@@ -275,9 +275,9 @@ static void test_deep(void **state) {
   cn_term *a = nest(cn_mk_int(1), 100000), *a2 = nest(cn_mk_int(1), 100000);
   cn_term *b = nest(cn_mk_float(1.0), 100000), *c = nest(cn_mk_int(2), 100000);
   assert_non_null(a), assert_non_null(a2), assert_non_null(b), assert_non_null(c);
-  assert_true(cn_term_equal(a, b));
-  assert_false(cn_term_eq(a, b));
-  assert_true(cn_term_eq(a, a2));
+  assert_true(cn_term_arith_eq(a, b));
+  assert_false(cn_term_exact_eq(a, b));
+  assert_true(cn_term_exact_eq(a, a2));
   assert_true(cn_term_cmp(a, c) < 0);
   assert_true(cn_term_cmp(c, b) > 0);
   assert_true(cn_phash2(a) != cn_phash2(b));
@@ -314,7 +314,7 @@ static void test_vector_terms(void **state) {
   assert_int_equal(n, 2000);
   for (size_t i = 0; i < n; i++) {
     cn_term *c = cn_term_copy(t[i]);
-    assert_true(cn_term_eq(t[i], c));
+    assert_true(cn_term_exact_eq(t[i], c));
     assert_int_equal(cn_term_cmp(t[i], c), 0);
     cn_term_free(c);
     for (size_t j = i + 1; j < n; j += 7)

@@ -200,7 +200,7 @@ static const cn_term *delta_values(const cn_term *msg) {
 
 static const cn_term *map_get(const cn_term *m, const cn_term *k) {
   for (uint32_t i = 0; i < m->v.map.size; i++)
-    if (cn_term_eq(&m->v.map.kv[2 * i], k)) return &m->v.map.kv[2 * i + 1];
+    if (cn_term_exact_eq(&m->v.map.kv[2 * i], k)) return &m->v.map.kv[2 * i + 1];
   return NULL;
 }
 
@@ -231,11 +231,11 @@ static void test_shapes(void **st) {
   assert_non_null(ours);
   assert_int_equal(ours->type, CN_TUPLE);
   assert_int_equal(ours->v.tuple.arity, 3);
-  assert_true(cn_term_eq(&ours->v.tuple.e[0], &theirs->v.tuple.e[0]));
+  assert_true(cn_term_exact_eq(&ours->v.tuple.e[0], &theirs->v.tuple.e[0]));
   assert_int_equal(ours->v.tuple.e[1].type, CN_PID);
   assert_int_equal(theirs->v.tuple.e[1].type, CN_PID);
   assert_true(pid_eq(ours->v.tuple.e[1].v.pid, w));
-  assert_true(cn_term_eq(&ours->v.tuple.e[2], &theirs->v.tuple.e[2]));
+  assert_true(cn_term_exact_eq(&ours->v.tuple.e[2], &theirs->v.tuple.e[2]));
   cn_term_free(k);
   cn_term_free(vec);
 
@@ -247,7 +247,7 @@ static void test_shapes(void **st) {
   assert_non_null(tm);
   const cn_term *om = map_get(mine, mk);
   assert_non_null(om);
-  assert_true(cn_term_eq(om, raw_value(tm)));
+  assert_true(cn_term_exact_eq(om, raw_value(tm)));
   /* nothing else than the two keys */
   assert_int_equal(mine->v.map.size, 2);
   cn_term_free(mk);
@@ -505,7 +505,7 @@ static void fold_apply(fold *f, const cn_term *diffs) {
       if (!cn_is_atom(&k->v.tuple.e[0], "key")) continue;
       const cn_term *key = &k->v.tuple.e[1];
       size_t j = 0;
-      while (j < f->n && !cn_term_eq(f->k[j], key)) j++;
+      while (j < f->n && !cn_term_exact_eq(f->k[j], key)) j++;
       if (cn_is_atom(&d->v.tuple.e[0], "add")) {
         if (j == f->n) {
           assert_true(f->n < 256);
@@ -565,12 +565,12 @@ static int replay_node(const char *scenario, const char *node, void (*check)(con
   for (size_t i = 0; i < tn; i++) {
     const cn_term *row = &tab->v.list.e[i];
     size_t j = 0;
-    while (j < f.n && !cn_term_eq(f.k[j], &row->v.tuple.e[0])) j++;
+    while (j < f.n && !cn_term_exact_eq(f.k[j], &row->v.tuple.e[0])) j++;
     assert_true(j < f.n);
     const cn_term *want = f.v[j]; /* {Member, Pid, Value} */
-    assert_true(cn_term_eq(&want->v.tuple.e[0], &row->v.tuple.e[1]));
-    assert_true(cn_term_eq(&want->v.tuple.e[1], &row->v.tuple.e[2]));
-    assert_true(cn_term_eq(&want->v.tuple.e[2], &row->v.tuple.e[3]));
+    assert_true(cn_term_exact_eq(&want->v.tuple.e[0], &row->v.tuple.e[1]));
+    assert_true(cn_term_exact_eq(&want->v.tuple.e[1], &row->v.tuple.e[2]));
+    assert_true(cn_term_exact_eq(&want->v.tuple.e[2], &row->v.tuple.e[3]));
   }
   for (size_t j = 0; j < f.n; j++) {
     cn_term_free(f.k[j]);

@@ -370,7 +370,7 @@ static void check_delta(const cn_term *msg, bool after_kill, const char *killed,
     const cn_term *k = &vals->v.map.kv[2 * i], *raw = &vals->v.map.kv[2 * i + 1];
     if (!hc_tuple_n(k, 2) || !cn_is_atom(&k->v.tuple.e[0], "process") || raw->type != CN_MAP) continue;
     bool known = false;
-    for (int j = 0; j < sn->n; j++) known |= cn_term_eq(sn->ids[j], &k->v.tuple.e[1]);
+    for (int j = 0; j < sn->n; j++) known |= cn_term_exact_eq(sn->ids[j], &k->v.tuple.e[1]);
     if (known || sn->n == 256) continue;
     sn->ids[sn->n++] = cn_term_copy(&k->v.tuple.e[1]);
     for (uint32_t e = 0; e < raw->v.map.size; e++) {
@@ -384,13 +384,13 @@ static void check_delta(const cn_term *msg, bool after_kill, const char *killed,
                   after_kill && !strcmp(nodes[x], killed) ? CN_HORDE_DEAD : CN_HORDE_ALIVE);
       size_t c;
       assert_int_equal(cn_horde_choose(&v->v.tuple.e[1], l.m, l.n, CN_HORDE_UNIFORM, &c), 0);
-      if (!cn_term_eq(l.names[c], owner)) {
+      if (!cn_term_exact_eq(l.names[c], owner)) {
         char *a = cn_term_to_string(v), *b = cn_term_to_string(l.names[c]);
         print_message("  mismatch (after kill %d): %s chose %s\n", after_kill, a, b);
         cn_free(a);
         cn_free(b);
       }
-      assert_true(cn_term_eq(l.names[c], owner));
+      assert_true(cn_term_exact_eq(l.names[c], owner));
       sn->checked++;
       mfree(&l);
     }

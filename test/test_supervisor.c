@@ -275,7 +275,7 @@ static bool kill_child(snode *x, int64_t i, cn_term *reason) {
   child_die(x, p, reason);
   bool back = wait_new_pid(x, i, p, &id1);
   if (back) {
-    assert_true(cn_term_eq(id0, id1)); /* {process, Id} rewritten with the new pid */
+    assert_true(cn_term_exact_eq(id0, id1)); /* {process, Id} rewritten with the new pid */
     assert_int_equal(child_get(x, pid_of(x, i, NULL)), i);
   }
   cn_term_free(id0);
@@ -562,7 +562,7 @@ static void test_shutdown(void **st) {
   tsup_view_of(at(&xs[0]), &v);
   for (int j = 0; j < k; j++) {
     bool kept = false;
-    for (int e = 0; e < v.n; e++) kept |= cn_term_eq(v.p[e].id, ids[j]);
+    for (int e = 0; e < v.n; e++) kept |= cn_term_exact_eq(v.p[e].id, ids[j]);
     assert_true(kept);
     cn_term_free(ids[j]);
   }

@@ -432,20 +432,20 @@ static void test_vectors(void **state) {
     cn_buf_free(&out);
 
     cn_term *c = cn_term_copy(t);
-    assert_true(cn_term_eq(t, c));
+    assert_true(cn_term_exact_eq(t, c));
     cn_term_free(c);
 
     cn_term *bt = build(VEC[i].name);
     if (bt) {
-      if (!cn_term_eq(bt, t))
+      if (!cn_term_exact_eq(bt, t))
         fprintf(stderr, "built %s differs\n", VEC[i].name);
-      assert_true(cn_term_eq(bt, t));
+      assert_true(cn_term_exact_eq(bt, t));
       cn_term *back = NULL;
       assert_int_equal(cn_term_to_binary(bt, &out), 0);
       if (strcmp(VEC[i].name, "map_40") != 0)
         assert_bytes(&out, b, n); /* only map_40 is in another order */
       assert_int_equal(from_bin_guarded(out.data, out.len, NULL, &back), 0);
-      assert_true(cn_term_eq(bt, back));
+      assert_true(cn_term_exact_eq(bt, back));
       cn_term_free(back);
       cn_buf_free(&out);
       cn_term_free(bt);
@@ -457,7 +457,7 @@ static void test_vectors(void **state) {
     cn_term *t2 = NULL;
     assert_int_equal(cn_term_decode(A, b, n, &off, NULL, &t2), 0);
     assert_int_equal(off, n);
-    assert_true(cn_term_eq(t, t2));
+    assert_true(cn_term_exact_eq(t, t2));
     cn_term_free(t2);
     cn_term_free(t);
     free(b);
@@ -532,7 +532,7 @@ static void test_string_boundary(void **state) {
     assert_bytes(&out, exp.data, exp.len);
     cn_term *d = NULL;
     assert_int_equal(from_bin_guarded(exp.data, exp.len, NULL, &d), 0);
-    assert_true(cn_term_eq(t, d));
+    assert_true(cn_term_exact_eq(t, d));
     cn_term_free(d);
     cn_term_free(t);
     cn_buf_free(&out);
@@ -624,7 +624,7 @@ static void test_phash2_vectors(void **state) {
     cn_buf out = {0};
     assert_int_equal(cn_term_to_binary(t, &out), 0);
     assert_int_equal(from_bin_guarded(out.data, out.len, NULL, &t2), 0);
-    assert_true(cn_term_eq(t, t2));
+    assert_true(cn_term_exact_eq(t, t2));
     if (has_atoms(t)) {
       with_atoms++;
     } else {
@@ -773,7 +773,7 @@ static void test_list_canonical(void **state) {
   assert_int_equal(t->v.list.len, 3);
   assert_true(cn_is_atom(t->v.list.tail, "foo"));
   cn_term *w = cn_mk_listv(3, (cn_term *[]){cn_mk_int(1), cn_mk_int(2), cn_mk_int(3)}, atom("foo"));
-  assert_true(cn_term_eq(t, w));
+  assert_true(cn_term_exact_eq(t, w));
   cn_buf out = {0};
   cn_term_to_binary(t, &out);
   uint8_t *canon;
@@ -918,7 +918,7 @@ static void try_garbage(const uint8_t *b, size_t n) {
     cn_term *t2 = NULL;
     assert_int_equal(cn_term_to_binary(t, &out), 0);
     assert_int_equal(from_bin_guarded(out.data, out.len, NULL, &t2), 0);
-    assert_true(cn_term_eq(t, t2));
+    assert_true(cn_term_exact_eq(t, t2));
     char *s = cn_term_to_string(t);
     if (!s) {
       for (size_t i = 0; i < n; i++)
@@ -1061,14 +1061,14 @@ static void test_single_block(void **state) {
     /* A copy owns its parts separately, equals the original and outlives it. */
     cn_term *c = cn_term_copy(t);
     assert_non_null(c);
-    assert_true(cn_term_eq(c, t));
+    assert_true(cn_term_exact_eq(c, t));
     frees = atomic_load(&total_frees);
     cn_term_free(t);
     assert_int_equal(atomic_load(&total_frees) - frees, 1); /* one cn_free, no walk */
     assert_int_equal(cn_term_from_binary(A, b, n, NULL, &t2), 0);
-    assert_true(cn_term_eq(c, t2));
+    assert_true(cn_term_exact_eq(c, t2));
     cn_term *cc = cn_term_copy(c); /* a copy of a copy frees recursively as ever */
-    assert_true(cn_term_eq(cc, t2));
+    assert_true(cn_term_exact_eq(cc, t2));
     cn_term_free(cc);
     cn_term_free(c);
     cn_term_free(t2);
@@ -1082,14 +1082,14 @@ static void test_single_block(void **state) {
     cn_term *ref = cn_term_copy(x);
     cn_term *tup = cn_mk_tuple(3, x, cn_mk_int(7), cn_mk_map(1, (cn_term *[]){cn_mk_int(1), y}));
     assert_non_null(tup);
-    assert_true(cn_term_eq(&tup->v.tuple.e[0], ref));
-    assert_true(cn_term_eq(&tup->v.tuple.e[2].v.map.kv[1], ref));
+    assert_true(cn_term_exact_eq(&tup->v.tuple.e[0], ref));
+    assert_true(cn_term_exact_eq(&tup->v.tuple.e[2].v.map.kv[1], ref));
     cn_term *lst = cn_mk_listv(1, (cn_term *[]){cn_mk_int(0)}, z); /* a list tail is spliced */
     assert_non_null(lst);
     cn_term *want = cn_mk_listv(1, (cn_term *[]){cn_mk_int(0)}, cn_term_copy(ref));
-    assert_true(cn_term_eq(lst, want));
+    assert_true(cn_term_exact_eq(lst, want));
     cn_term *c2 = cn_term_copy(tup);
-    assert_true(cn_term_eq(c2, tup));
+    assert_true(cn_term_exact_eq(c2, tup));
     cn_term_free(tup), cn_term_free(lst), cn_term_free(want), cn_term_free(c2), cn_term_free(ref);
     assert_int_equal(atomic_load(&live_allocs), live);
 
@@ -1160,7 +1160,7 @@ static void test_atom_cache(void **state) {
         assert_int_equal(atomic_load(&total_allocs) - total, 1); /* the block; no atom was created */
       check_cache_term(A, t);
       assert_int_equal(dec_hex(A, hex, NULL, &u), 0); /* with a cache equals without */
-      assert_true(cn_term_eq(t, u));
+      assert_true(cn_term_exact_eq(t, u));
       cn_term_free(t), cn_term_free(u);
     }
     /* Another table: the cache empties itself and hands out that table's atoms. */
@@ -1275,8 +1275,8 @@ static void test_cache_equal(void **state) {
       assert_int_equal(cn_term_from_binary(A, b, n, NULL, &t0), 0);
       assert_int_equal(cn_term_from_binary(A, b, n, &ot, &t1), 0);
       assert_int_equal(cn_term_from_binary(A, b, n, &ob, &t2), 0);
-      assert_true(cn_term_eq(t0, t1));
-      assert_true(cn_term_eq(t0, t2));
+      assert_true(cn_term_exact_eq(t0, t1));
+      assert_true(cn_term_exact_eq(t0, t2));
       cn_buf e0 = {0}, e1 = {0}, e2 = {0};
       assert_int_equal(cn_term_to_binary(t0, &e0), 0);
       assert_int_equal(cn_term_to_binary(t1, &e1), 0);
@@ -1342,8 +1342,8 @@ static void test_constructors(void **state) {
 
   /* Equality: 0.0 =:= -0.0 as on OTP 25/26, 1 =/= 1.0, maps equal in any order (small and large). */
   cn_term *z = cn_mk_float(0.0), *mz = cn_mk_float(-0.0), *one = cn_mk_int(1), *onef = cn_mk_float(1.0);
-  assert_true(cn_term_eq(z, mz));
-  assert_false(cn_term_eq(one, onef));
+  assert_true(cn_term_exact_eq(z, mz));
+  assert_false(cn_term_exact_eq(one, onef));
   cn_term_free(z), cn_term_free(mz), cn_term_free(one), cn_term_free(onef);
   for (int size = 3; size <= 500; size += 497) {
     cn_term **kv1 = malloc(4 * size * sizeof *kv1), **kv2 = kv1 + 2 * size;
@@ -1353,9 +1353,9 @@ static void test_constructors(void **state) {
       kv2[2 * j] = cn_mk_tuple(2, cn_mk_int(i), cn_mk_string("k")), kv2[2 * j + 1] = cn_mk_int(i * 10);
     }
     cn_term *m1 = cn_mk_map((size_t)size, kv1), *m2 = cn_mk_map((size_t)size, kv2);
-    assert_true(cn_term_eq(m1, m2));
+    assert_true(cn_term_exact_eq(m1, m2));
     m2->v.map.kv[2 * (size - 1) + 1].v.i = -1; /* one value differs */
-    assert_false(cn_term_eq(m1, m2));
+    assert_false(cn_term_exact_eq(m1, m2));
     cn_term_free(m1), cn_term_free(m2);
     free(kv1);
   }
@@ -1363,7 +1363,7 @@ static void test_constructors(void **state) {
   cn_atoms *other;
   cn_atoms_new(&other, 0);
   cn_term *a1 = atom("same"), *a2 = cn_mk_atom(cn_atoms_get(other, "same"));
-  assert_true(cn_term_eq(a1, a2));
+  assert_true(cn_term_exact_eq(a1, a2));
   cn_term_free(a1), cn_term_free(a2);
   cn_atoms_free(other);
 }
@@ -1483,7 +1483,9 @@ static void test_atoms(void **state) {
   assert_null(cn_atoms_find(t, "abd", 3));
   assert_int_equal(a->len, 3);
   assert_string_equal(a->name, "abc");
-  assert_int_equal(cn_atoms_last_error(t), 0);
+  const cn_atom *got = NULL;
+  assert_int_equal(cn_atoms_intern_status(t, "abc", 3, &got), 0);
+  assert_ptr_equal(got, a);
   /* Embedded NUL is a legal character of an atom. */
   const cn_atom *nul = cn_atoms_intern(t, "a\0b", 3);
   assert_non_null(nul);
@@ -1494,12 +1496,13 @@ static void test_atoms(void **state) {
                                  "\xE2\x82", "\x80",         "\xF4\x90\x80\x80"};
   for (size_t i = 0; i < sizeof badutf / sizeof *badutf; i++) {
     assert_null(cn_atoms_get(t, badutf[i]));
-    assert_int_equal(cn_atoms_last_error(t), CN_EDECODE);
+    assert_int_equal(cn_atoms_intern_status(t, badutf[i], strlen(badutf[i]), &got), CN_EDECODE);
+    assert_null(got);
   }
   char long_a[300];
   memset(long_a, 'a', 256);
   assert_null(cn_atoms_intern(t, long_a, 256));
-  assert_int_equal(cn_atoms_last_error(t), CN_EDECODE);
+  assert_int_equal(cn_atoms_intern_status(t, long_a, 256, &got), CN_EDECODE);
   assert_non_null(cn_atoms_intern(t, long_a, 255));
   char utf[1100] = {0};
   for (int i = 0; i < 256; i++)
@@ -1508,8 +1511,9 @@ static void test_atoms(void **state) {
   assert_non_null(cn_atoms_intern(t, utf, 255 * 3)); /* 765 bytes, 255 characters */
   /* The table holds 5: abc, a\0b, a, 255 a, 255 euro. The sixth is refused and counted. */
   assert_int_equal(cn_atoms_count(t), 5);
-  assert_null(cn_atoms_get(t, "sixth"));
-  assert_int_equal(cn_atoms_last_error(t), CN_ELIMIT);
+  assert_int_equal(cn_atoms_intern_status(t, "sixth", 5, &got), CN_ELIMIT);
+  assert_null(got);
+  assert_int_equal(cn_atoms_intern_status(NULL, "x", 1, &got), CN_EINVAL);
   assert_null(cn_atoms_get(t, "seventh"));
   assert_int_equal(cn_atoms_refused(t), 2);
   assert_ptr_equal(cn_atoms_get(t, "abc"), a); /* existing atoms are still found when full */

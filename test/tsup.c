@@ -100,7 +100,7 @@ static void add_entry(tsup_view *v, const cn_term *k, const cn_term *val) {
 static void add_member(cn_node *n, tsup_view *v, const cn_term *rd, const cn_term *k, const cn_term *val) {
   cn_term *mk = cn_mk_tuple(2, A(n, "member"), cn_term_copy(&k->v.tuple.e[1]));
   bool member = false;
-  for (uint32_t j = 0; j < rd->v.map.size; j++) member |= cn_term_eq(&rd->v.map.kv[2 * j], mk);
+  for (uint32_t j = 0; j < rd->v.map.size; j++) member |= cn_term_exact_eq(&rd->v.map.kv[2 * j], mk);
   cn_term_free(mk);
   if (!member || v->nm == 8) return;
   v->names[v->nm] = cn_term_copy(&k->v.tuple.e[1]);
@@ -166,7 +166,7 @@ static bool agrees(tsup_at at, const tsup_view *w, const tsup_view *v0, int want
   for (int e = 0; ok && e < w->n; e++) {
     const tsup_ent *p = &w->p[e], *q = tsup_find(v0, p->i);
     ok = tsup_find(w, p->i) == p && !strcmp(p->owner, tsup_owner(at.via, w, mod, p->i, restart)) && q &&
-         cn_term_eq(q->id, p->id) && tsup_pid_eq(q->pid, p->pid);
+         cn_term_exact_eq(q->id, p->id) && tsup_pid_eq(q->pid, p->pid);
   }
   return ok;
 }
@@ -235,7 +235,7 @@ static void which_entry(const tsup_view *v, const cn_term *e, const char *node, 
   assert_true(cn_is_atom(&e->v.tuple.e[3].v.list.e[0], mod));
   bool found = false;
   for (int q = 0; q < v->n; q++)
-    found |= cn_term_eq(v->p[q].id, &e->v.tuple.e[0]) && tsup_pid_eq(v->p[q].pid, e->v.tuple.e[1].v.pid) &&
+    found |= cn_term_exact_eq(v->p[q].id, &e->v.tuple.e[0]) && tsup_pid_eq(v->p[q].pid, e->v.tuple.e[1].v.pid) &&
              !strcmp(v->p[q].owner, node);
   assert_true(found);
 }

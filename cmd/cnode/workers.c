@@ -29,7 +29,7 @@ typedef struct kv_entry {
 
 static kv_entry **kv_find(kv_entry **head, const cn_term *key) {
   for (; *head; head = &(*head)->next)
-    if (cn_term_eq((*head)->key, key)) return head;
+    if (cn_term_exact_eq((*head)->key, key)) return head;
   return head;
 }
 
@@ -161,7 +161,7 @@ static void puppet_cmd(cn_proc *self, puppet *pp, const cn_term *cmd) {
   } else if (!strcmp(op, "cast") && a && b) {
     rc = cn_cast(n, self, a, b);
   } else if ((!strcmp(op, "rpc") || !strcmp(op, "erpc")) && atom_text(a) && atom_text(b) && atom_text(c) && d) {
-    rc = (!strcmp(op, "rpc") ? cn_rpc : cn_erpc)(self, atom_text(a), atom_text(b), atom_text(c), d, 10000,
+    rc = (!strcmp(op, "rpc") ? cn_rpc : cn_erpc)(self, a->v.atom, atom_text(b), atom_text(c), d, 10000,
                                                   puppet_result, pp);
   } else if (!strcmp(op, "alias")) {
     cn_ref ref;
