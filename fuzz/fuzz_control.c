@@ -87,7 +87,7 @@ int fuzz_control_one(const uint8_t *data, size_t size) {
         if (prc == 0) {
           FUZZ_CHECK(payload && off > before && off <= size);
           cn_term *copy = cn_term_copy(payload);
-          FUZZ_CHECK(copy && cn_term_eq(copy, payload));
+          FUZZ_CHECK(copy && cn_term_exact_eq(copy, payload));
           cn_term_free(copy);
           cn_term_free(payload);
         } else {
