@@ -6,7 +6,7 @@ CC      ?= cc
 SAN     ?=
 EI_DIR  := $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
 PKGS    := erlang-nox erlang-dev erlang-ssl elixir libuv1-dev libssl-dev libcmocka-dev uthash-dev clang libclang-rt-14-dev \
-           clang-tools cppcheck pkg-config
+           clang-tools clang-format cppcheck pkg-config
 
 # The version is written once, in base/cn_base.h; the .so name, cnode.pc and the .deb take it from there.
 VERSION_MAJOR := $(shell sed -n 's/^[#]define CN_VERSION_MAJOR \([0-9][0-9]*\)$$/\1/p' base/cn_base.h)
@@ -39,7 +39,7 @@ TEST_UTIL := $(filter-out $(TEST_SRC),$(wildcard test/*.c))
 TESTS     := $(TEST_SRC:test/%.c=$(BUILD)/test/%)
 EXAMPLES  := $(patsubst examples/%/main.c,$(BUILD)/examples/%,$(wildcard examples/*/main.c))
 
-.PHONY: all deps run test analyze unit interop interop-asan asan clean examples bench bench-quick install uninstall \
+.PHONY: all deps run test analyze format format-check unit interop interop-asan asan clean examples bench bench-quick install uninstall \
         install-test examples-installed deb
 all: $(BUILD)/libcnode.a $(BUILD)/libcnode.so $(BUILD)/cnode $(BUILD)/cnode-epmd
 
@@ -127,6 +127,17 @@ test: deps
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory interop-asan
 	@$(MAKE) --no-print-directory fuzz-smoke
+
+# The C sources as .clang-format lays them out: `make format` rewrites them, `make format-check` (run by `make analyze`)
+# fails on any file that differs and names it.
+FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build/*')
+format:
+	@clang-format -i $(FORMAT_SRC)
+
+format-check:
+	@bad=""; for f in $(FORMAT_SRC); do clang-format --dry-run -Werror "$$f" >/dev/null 2>&1 || bad="$$bad $$f"; done; \
+	if [ -n "$$bad" ]; then echo "format-check: not formatted (make format):$$bad"; echo "format: 1 failed"; exit 1; fi; \
+	echo "format: $(words $(FORMAT_SRC)) files, 0 failed"
 
 # clang's static analyzer (scan-build, over a clean build of the library and both programs in build/analyze) and
 # cppcheck over the same sources; any finding fails. About a minute; test/run_analyze.sh says what it checks.
