@@ -265,9 +265,12 @@ $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/fuzz/fuzz_%.o $(FUZZ_BUILD)/libcnode_fuz
 # and server) and the cnode program's demo processes: workers.c and the Horde members it drives, not main.c.
 FUZZ_NODE_SRC := $(filter-out $(FUZZ_LIB_SRC),$(LIB_SRC)) cmd/cnode/workers.c cmd/cnode/ctl.c \
                  cmd/cnode/horde_reg.c cmd/cnode/horde_sup.c
+# Its harness is fuzz/fuzz_node.c (the node, the op loop) plus fuzz/node_*.c (terms, service requests, the peer),
+# named so that they are no targets of their own.
+FUZZ_NODE_HARNESS := $(wildcard fuzz/node_*.c)
 $(FUZZ_BUILD)/obj/fuzz/fuzz_node.o: FUZZ_CFLAGS += -Icmd/cnode
-$(FUZZ_BUILD)/fuzz_node: $(FUZZ_BUILD)/obj/fuzz/fuzz_node.o $(FUZZ_NODE_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) \
-                         $(FUZZ_BUILD)/libcnode_fuzz.a
+$(FUZZ_BUILD)/fuzz_node: $(FUZZ_BUILD)/obj/fuzz/fuzz_node.o $(FUZZ_NODE_HARNESS:%.c=$(FUZZ_BUILD)/obj/%.o) \
+                         $(FUZZ_NODE_SRC:%.c=$(FUZZ_BUILD)/obj/%.o) $(FUZZ_BUILD)/libcnode_fuzz.a
 	@$(if $(V),,echo "  FUZZLD $@")
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
 
@@ -279,10 +282,10 @@ fuzz-smoke:
 
 # The cmocka replay of every committed seed (and the regression inputs) runs the fuzz targets' own checks
 # with the ordinary compiler, so `make unit` and `make asan` replay the corpus without libFuzzer.
-FUZZ_REPLAY_SRC := $(wildcard fuzz/fuzz_*.c)
+FUZZ_REPLAY_SRC := $(wildcard fuzz/fuzz_*.c) $(FUZZ_NODE_HARNESS)
 FUZZ_REPLAY_APP := cmd/cnode/workers.c cmd/cnode/ctl.c cmd/cnode/horde_reg.c cmd/cnode/horde_sup.c # fuzz_node's node runs them
 $(BUILD)/test/test_fuzz_regress: test/test_fuzz_regress.c $(FUZZ_REPLAY_SRC) $(FUZZ_REPLAY_APP) fuzz/fuzz.h \
-                                 $(TEST_UTIL) $(BUILD)/libcnode.a
+                                 fuzz/fuzz_node.h $(TEST_UTIL) $(BUILD)/libcnode.a
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  LD    $@")
 	$(Q)$(CC) $(CFLAGS) -Itest -Ifuzz -Icmd/cnode -DCN_FUZZ_NO_ENTRY $(LDFLAGS) -o $@ $< $(FUZZ_REPLAY_SRC) \
