@@ -18,6 +18,7 @@
  * node's log and each message sent (FUZZ_NODE_HEX=1 with the frame's bytes). */
 #include <string.h>
 
+#include "cn_global.h"
 #include "fuzz.h"
 #include "horde.h"
 #include "horde_app.h"
@@ -47,7 +48,7 @@ static const char *const DICT[] = {
     "get_names_ext", "sync", "lock_set", "his_the_locker", "cancel", "no_fun", "add_to_known",
     "remove_from_known", "insert", "delete", "global_whereis", "global_send", "global_register",
     "global_unregister", "global_sync", "global_set_lock", "global_del_lock", "global_trans", "default",
-    "$cn_sleep", "$cn_whereis", "$cn_registrar", "$cn_nodeup", "$cn_nodedown", "$cn_tick", "$cn_new_nodes",
+    "node_type", "$cn_whereis", "$cn_registrar", "nodeup", "nodedown", "$cn_tick", "$cn_new_nodes",
     /* delta_crdt, merkle_map, Horde */
     "diff", "get_diff", "ack_diff", "set_neighbours", "operation", "bulk_operation", "add", "remove", "read",
     "root_hash", "__struct__", "Elixir.DeltaCrdt.CausalCrdt.Diff", "Elixir.MerkleMap.MerkleTree.Diff",
@@ -1028,7 +1029,7 @@ static int node_up(fz *z) {
   o.log = quiet;
   o.log_level = CN_LOG_DEBUG; /* log lines print peer-given names: format them all */
   int rc, started = 0;
-  if ((rc = cn_node_new(&z->n, NULL, &o))) return rc;
+  if ((rc = cn_node_new(&z->n, NULL, &o)) || (rc = cn_global_start(z->n))) return rc;
   if ((rc = workers_start(z->n)) || (rc = cn_node_start(z->n, on_started, &started))) return rc;
   while (!started) uv_run(z->n->loop, UV_RUN_ONCE);
   if (started != 1) return started;
