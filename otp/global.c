@@ -345,7 +345,8 @@ static void resolved(gl_state *g, cn_proc *self, gl_peer *p, const cn_term *his_
   cn_term *mine = p->save_ops;
   p->save_ops = NULL;
   uint32_t nm, nh, nk;
-  const cn_term *em = gl_list_elems(mine, &nm), *eh = gl_list_elems(his_resolved, &nh), *ek = gl_list_elems(his_known, &nk);
+  const cn_term *em = gl_list_elems(mine, &nm), *eh = gl_list_elems(his_resolved, &nh);
+  const cn_term *ek = gl_list_elems(his_known, &nk);
   if (!em) nm = 0;
   if (!eh) nh = 0;
   if (!ek) nk = 0;
@@ -552,7 +553,8 @@ static void handle_cast(gl_state *g, cn_proc *self, const cn_term *req) {
       return;
     }
     gl_cast(g, self, p->node,
-            cn_mk_tuple(5, A(g, "exchange"), cn_mk_atom(me(g)), gl_names_list(g), cn_mk_nil(), tag_term(g, p->tag_his)));
+            cn_mk_tuple(5, A(g, "exchange"), cn_mk_atom(me(g)), gl_names_list(g), cn_mk_nil(),
+                        tag_term(g, p->tag_his)));
     set_term(&p->lock_id, &e[3]);
     if (p->wait_lock == WL_EXCHANGE) {
       cn_term *names = p->wait_names;
