@@ -16,12 +16,12 @@ VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 SONAME  := libcnode.so.$(VERSION_MAJOR)
 
 # The public headers, installed side by side as <cnode/...>: programs write #include <cnode/cnode.h>.
-PUBLIC_H := base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h horde_compat/horde.h
+PUBLIC_H := base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h horde_compat/horde.h
 STAGED_H := $(addprefix $(BUILD)/include/cnode/,$(notdir $(PUBLIC_H)))
 
 OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) -fPIC \
-           -Ibase -Iterm -Iepmd -Idist -Icnode -Ihorde_compat -I$(EI_DIR)/include $(EXTRA_CFLAGS)
+           -Ibase -Iterm -Iepmd -Idist -Icnode -Iotp -Ihorde_compat -I$(EI_DIR)/include $(EXTRA_CFLAGS)
 LDLIBS  := -L$(EI_DIR)/lib -lei -luv -lssl -lcrypto -lpthread -lm
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -29,7 +29,7 @@ LDFLAGS += -fsanitize=address,undefined
 endif
 
 # MODULES lets one part be built and tested alone: make BUILD=build/x MODULES="base term" build/x/test/test_term
-MODULES ?= base term epmd dist cnode horde_compat
+MODULES ?= base term epmd dist cnode otp horde_compat
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CNODE_SRC := $(wildcard cmd/cnode/*.c)
@@ -97,8 +97,9 @@ $(BUILD)/test/%: test/%.c $(TEST_UTIL) $(BUILD)/libcnode.a
 	@$(if $(V),,echo "  LD    $@")
 	$(Q)$(CC) $(CFLAGS) -Itest $(LDFLAGS) -o $@ $< $(TEST_UTIL) $(BUILD)/libcnode.a $(LDLIBS) -lcmocka
 
-# test_global makes global's cn_call fail at will (its __wrap_cn_call), to reach results a chain gets at once.
-$(BUILD)/test/test_global: private LDFLAGS += -Wl,--wrap=cn_call
+# test_global makes global's back-off timers (cn_proc_after) fail at will (its __wrap_cn_proc_after), to reach
+# results a chain gets at once.
+$(BUILD)/test/test_global: private LDFLAGS += -Wl,--wrap=cn_proc_after
 
 # The C-only cluster test runs the programs themselves.
 $(BUILD)/test/test_cluster: | $(BUILD)/cnode $(BUILD)/cnode-epmd

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cn_global.h"
 #include "cnode.h"
 
 #define BATCH 256 /* messages a sender sends per handler run before it yields to the loop */
@@ -241,6 +242,7 @@ int main(int argc, char **argv) {
   }
   cn_node_opts o = {.name = argv[1], .cookie = argv[2], .log_level = CN_LOG_WARN};
   int rc = cn_node_new(&node, NULL, &o);
+  if (!rc) rc = cn_global_start(node); /* a visible node, as a BEAM node: in global */
   cn_pid pid;
   if (!rc) {
     a_seq = cn_intern(node, "seq");

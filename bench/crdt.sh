@@ -6,7 +6,7 @@ BUILD=${1:-build}
 EI=$(ls -d /usr/lib/erlang/lib/erl_interface-* | head -n 1)
 OUT=$BUILD/bench/crdt
 mkdir -p "$OUT"
-cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -Ibase -Iterm -Iepmd -Idist -Icnode -Ihorde_compat \
+cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -Ibase -Iterm -Iepmd -Idist -Icnode -Iotp -Ihorde_compat \
   -o "$OUT/crdt_bench" bench/crdt_bench.c "$BUILD/libcnode.a" -L"$EI/lib" -lei -luv -lssl -lcrypto -lpthread -lm
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null ||
        echo 47369)

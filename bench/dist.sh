@@ -43,7 +43,7 @@ else QUICK=0; REPS=${BENCH_REPS:-5}; NCONN=500; NPROC=1000000; fi
 # ---- build the helpers with the Makefile's flags -------------------------------------------------------------
 EI_DIR=$(ls -d /usr/lib/erlang/lib/erl_interface-* 2>/dev/null | head -n 1)
 CC=${CC:-cc}
-CFLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 -I$ROOT/base -I$ROOT/term -I$ROOT/epmd -I$ROOT/dist -I$ROOT/cnode -I$EI_DIR/include"
+CFLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 -I$ROOT/base -I$ROOT/term -I$ROOT/epmd -I$ROOT/dist -I$ROOT/cnode -I$ROOT/otp -I$EI_DIR/include"
 LDLIBS="-L$EI_DIR/lib -lei -luv -lssl -lcrypto -lpthread -lm"
 for p in cnode_bench cnode_mem; do
   $CC $CFLAGS -o "$OUT/$p" "$HERE/$p.c" "$LIB" $LDLIBS || exit 1

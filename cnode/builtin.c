@@ -2,7 +2,6 @@
  * (answers OTP's erpc feature discovery) and a silent system process that sends on behalf of no process. */
 #include <string.h>
 
-#include "global_int.h"
 #include "node_int.h"
 
 static void net_kernel(cn_proc *self, const cn_term *msg, void *state) {
@@ -70,6 +69,5 @@ int builtin_start(cn_node *n) {
   if ((rc = cn_spawn(n, group_leader, NULL, NULL, &n->gl_pid))) return rc;
   if ((rc = cn_spawn(n, net_kernel, NULL, NULL, &pid)) || (rc = cn_register(n, "net_kernel", pid))) return rc;
   if ((rc = cn_spawn(n, rex, NULL, NULL, &pid)) || (rc = cn_register(n, "rex", pid))) return rc;
-  if (!n->hidden && (rc = global_start(n))) return rc; /* a hidden node takes no part in global */
   return 0;
 }

@@ -1,6 +1,6 @@
 /* call.c: calls from C processes, as OTP makes them: gen_server calls (a monitor that is also an alias,
- * replies matched by reference), casts, rpc through rex, erpc through a spawn request; the gen_server
- * behaviour for C servers; and blocking forms for other threads. */
+ * replies matched by reference), casts, rpc through rex, erpc through a spawn request; timers that run inside a
+ * process (cn_proc_after); the gen_server behaviour for C servers; and blocking forms for other threads. */
 #include <string.h>
 
 #include "node_int.h"
@@ -22,15 +22,27 @@ static void pending_free(cn_pending *c) {
   cn_free(c);
 }
 
+/* Runs the callback of c (already freed: its fields are passed in). A timer of cn_proc_after gets 0 when it
+ * fires (the timeout of a call), CN_ECLOSED when the process ends first. */
+static void complete(cn_proc *p, cn_reply_fn cb, cn_after_fn after, void *ctx, int status, const cn_term *result) {
+  if (after)
+    after(p, status == CN_ETIMEDOUT ? 0 : status, ctx);
+  else
+    cb(p, status, result, ctx);
+}
+
 /* Ends a call: the alias goes (a late reply is dropped), the monitor goes, then the callback runs. */
 static void finish(cn_pending *c, int status, const cn_term *result) {
   cn_proc *p = c->proc;
-  cn_unalias(p, c->ref);
-  link_demonitor_quiet(p, &c->ref);
+  if (c->kind != CALL_AFTER) {
+    cn_unalias(p, c->ref);
+    link_demonitor_quiet(p, &c->ref);
+  }
   cn_reply_fn cb = c->cb;
+  cn_after_fn after = c->after;
   void *ctx = c->ctx;
   pending_free(c);
-  cb(p, status, result, ctx);
+  complete(p, cb, after, ctx, status, result);
 }
 
 static void on_call_timeout(uv_timer_t *t) {
@@ -47,7 +59,7 @@ static cn_pending *pending_add(cn_proc *p, call_kind kind, cn_ref ref, unsigned 
   c->cb = cb;
   c->ctx = ctx;
   c->proc = p;
-  if (timeout_ms) {
+  if (timeout_ms || kind == CALL_AFTER) {
     c->timer = cn_malloc(sizeof *c->timer);
     if (!c->timer) {
       cn_free(c);
@@ -67,10 +79,33 @@ void call_drop_all(cn_proc *p) {
   while (p->calls) {
     cn_pending *c = p->calls;
     cn_reply_fn cb = c->cb;
+    cn_after_fn after = c->after;
     void *ctx = c->ctx;
     pending_free(c);
-    cb(p, CN_ECLOSED, NULL, ctx);
+    complete(p, cb, after, ctx, CN_ECLOSED, NULL);
   }
+}
+
+/* ---- Timers inside a process ------------------------------------------------------------------------------ */
+
+/* A pending entry without alias or monitor: only its timer (or the process's end) completes it. */
+int cn_proc_after(cn_proc *self, unsigned ms, cn_after_fn fn, void *ctx, uint64_t *timer) {
+  if (!self || !fn || self->dead) return !self || !fn ? CN_EINVAL : CN_ESTATE;
+  cn_pending *c = pending_add(self, CALL_AFTER, (cn_ref){0}, ms, NULL, ctx);
+  if (!c) return CN_ENOMEM;
+  c->after = fn;
+  c->id = ++self->node->timer_seq;
+  if (timer) *timer = c->id;
+  return 0;
+}
+
+int cn_proc_cancel_after(cn_proc *self, uint64_t timer) {
+  for (cn_pending *c = self ? self->calls : NULL; c; c = c->next)
+    if (c->kind == CALL_AFTER && c->id == timer) {
+      pending_free(c);
+      return 0;
+    }
+  return CN_ENOTFOUND;
 }
 
 static bool is_ref(const cn_term *t, const cn_ref *r) { return t && t->type == CN_REF && node_ref_eq(&t->v.ref, r); }
@@ -114,6 +149,7 @@ bool call_intercept(cn_proc *p, const cn_term *msg) {
   bool reply = msg->v.tuple.arity == 2;
   if (!down && !reply) return false;
   for (cn_pending *c = p->calls; c; c = c->next) {
+    if (c->kind == CALL_AFTER) continue;
     if (down && is_ref(&e[1], &c->ref)) {
       if (c->kind == CALL_ERPC)
         finish_erpc(c, &e[4]);

@@ -48,7 +48,8 @@ typedef struct cn_node_opts {
   uint32_t net_ticktime_s;  /* 60, as OTP's net_ticktime */
   uint32_t handshake_timeout_ms; /* 7000, as OTP */
   bool hidden;              /* announce as hidden instead of visible */
-  bool no_connect_all;      /* as OTP's -connect_all false: global does not mesh this node with others */
+  bool no_connect_all;      /* as OTP's -connect_all false: the node does not connect transitively to its peers'
+                               peers (services read it through cn_node_connect_all) */
   bool no_epmd;             /* do not register with EPMD (peers must know the port) */
   size_t max_atoms;         /* atom table limit: 1048576 (OTP's default); messages from peers may create atoms
                                only up to 15/16 of it, the rest is kept for node names and local use */
@@ -107,8 +108,18 @@ CN_EXPORT int cn_node_connect(cn_node *n, const cn_atom *node);
 /* Drops the connection to node, as erlang:disconnect_node/1 (nodedown follows with reason "disconnected");
  * CN_ENOCONN when there is none. */
 CN_EXPORT int cn_node_disconnect(cn_node *n, const cn_atom *node);
-/* True when the node was created with connect_all (the default): global meshes it with its peers' peers. */
+/* True when the node was created with connect_all (the default), as OTP's connect_all: services on the node may
+ * connect it transitively to its peers' peers. False with no_connect_all. */
 CN_EXPORT bool cn_node_connect_all(const cn_node *n);
+/* True when the node announces itself as hidden (cn_node_opts.hidden). */
+CN_EXPORT bool cn_node_hidden(const cn_node *n);
+
+/* A per-node slot for a library part built on this API (a service that keeps state per node), found by key (the
+ * address of a static of that part): data is borrowed by the node; release (may be NULL) runs once with it in
+ * cn_node_free, after every process has ended. CN_EEXIST when key already has a slot, CN_ENOMEM. */
+CN_EXPORT int cn_node_attach(cn_node *n, const void *key, void *data, void (*release)(void *data));
+/* The data attached under key, or NULL. */
+CN_EXPORT void *cn_node_attached(cn_node *n, const void *key);
 
 /* Counters of what the node refused or limited; each increment also logs its reason once per event. */
 typedef struct cn_node_stats {
@@ -172,6 +183,16 @@ CN_EXPORT int cn_send_to(cn_node *n, cn_proc *from, const cn_term *dest, const c
 CN_EXPORT int cn_send_after(cn_node *n, unsigned ms, cn_pid to, const cn_term *msg, uint64_t *timer);
 /* Cancels a timer of cn_send_after that has not fired: 0, or CN_ENOTFOUND when it fired or never existed. */
 CN_EXPORT int cn_cancel_timer(cn_node *n, uint64_t timer);
+/* A timer that runs inside a process: status 0 when ms have passed; CN_ECLOSED when self ends first (so ctx can
+ * always be released in fn). */
+typedef void (*cn_after_fn)(cn_proc *self, int status, void *ctx);
+/* Runs fn(self, status, ctx) from self's context after ms milliseconds (0: at the next turn of the loop), as a
+ * receive ... after would; self's other messages keep going to its handler meanwhile. *timer (may be NULL)
+ * receives an id for cn_proc_cancel_after. If this returns an error, fn never runs. */
+CN_EXPORT int cn_proc_after(cn_proc *self, unsigned ms, cn_after_fn fn, void *ctx, uint64_t *timer);
+/* Cancels a cn_proc_after of self that has not run: 0 (fn never runs; ctx is the caller's again), or
+ * CN_ENOTFOUND. */
+CN_EXPORT int cn_proc_cancel_after(cn_proc *self, uint64_t timer);
 /* Thread-safe send from any thread: the node takes msg (freed by the node, even on error) and delivers it
  * from its loop. to is a pid, or name != NULL for a registered name on node (NULL: local). */
 CN_EXPORT int cn_send_threadsafe(cn_node *n, const cn_pid *to, const char *name, const cn_atom *node, cn_term *msg);
@@ -277,51 +298,6 @@ typedef int (*cn_entry_fn)(cn_node *n, const cn_term *args, cn_handler_fn *handl
 /* Registers module:function as an entry point (any arity). Spawns of anything else start a process that
  * exits with {undef, [{M, F, Args, []}]}, as on a BEAM node without that code; the caller never hangs. */
 CN_EXPORT int cn_register_entry(cn_node *n, const char *module, const char *function, cn_entry_fn fn, void *ctx);
-
-/* ---- global: cluster-wide names and locks (OTP's `global`) ------------------------------------------------ */
-
-/* A visible node runs global_name_server as a full member of OTP's `global` (protocol version 8): it takes
- * part in the connection exchange, so BEAM peers mesh with it (unless the node was made with no_connect_all)
- * and global:sync/0, set_lock/1 and trans/2 on them complete; it keeps the cluster's table of global names and
- * answers lock requests. A hidden node has no global: these calls return CN_ESTATE there. Names are terms
- * (borrowed, copied). Name clashes found when partitions join are resolved as OTP's default resolver
- * global:random_exit_name/3 does (the pid on the node with the smaller name keeps it, the other is killed):
- * a resolve fun passed by BEAM code cannot run in C. A lock id is {ResourceId, LockRequesterId}; nodes == NULL
- * means [node() | nodes()], as set_lock/1; retries < 0 means infinity (with OTP's random back-off between
- * tries). */
-
-/* The result of a global request, run once from self's context: 0 done; CN_EEXIST the name was taken (or pid
- * has a global name); CN_EBUSY the lock is held by another requester (retries used up: trans aborted);
- * CN_EEXIT global_name_server ended; CN_ECLOSED self ended first. */
-typedef void (*cn_global_fn)(cn_proc *self, int status, void *ctx);
-/* Runs in self's context while a cn_global_trans lock is held; the lock is released when it returns. */
-typedef void (*cn_global_trans_fn)(cn_proc *self, void *ctx);
-
-/* global:register_name(Name, Pid): registered on every known node under global's own lock. */
-CN_EXPORT int cn_global_register_name(cn_proc *self, const cn_term *name, cn_pid pid, cn_global_fn cb, void *ctx);
-/* global:unregister_name(Name) on every known node (0 also when it was not registered). */
-CN_EXPORT int cn_global_unregister_name(cn_proc *self, const cn_term *name, cn_global_fn cb, void *ctx);
-/* global:whereis_name(Name) from this node's table: 0 and *out, or CN_ENOTFOUND. */
-CN_EXPORT int cn_global_whereis_name(cn_node *n, const cn_term *name, cn_pid *out);
-/* global:send(Name, Msg): msg (borrowed) to the pid registered as name; CN_ENOTFOUND when there is none. */
-CN_EXPORT int cn_global_send(cn_node *n, cn_proc *from, const cn_term *name, const cn_term *msg);
-/* global:set_lock(Id, Nodes, Retries): the lock is held by self until cn_global_del_lock or self ends. */
-CN_EXPORT int cn_global_set_lock(cn_proc *self, const cn_term *id, const cn_atom *const *nodes, size_t count,
-                                 int retries, cn_global_fn cb, void *ctx);
-/* global:del_lock(Id, Nodes). */
-CN_EXPORT int cn_global_del_lock(cn_proc *self, const cn_term *id, const cn_atom *const *nodes, size_t count,
-                                 cn_global_fn cb, void *ctx);
-/* global:trans(Id, Fun, Nodes, Retries): set_lock, fn(self, ctx), del_lock, then cb (CN_EBUSY: fn never ran). */
-CN_EXPORT int cn_global_trans(cn_proc *self, const cn_term *id, const cn_atom *const *nodes, size_t count, int retries,
-                              cn_global_trans_fn fn, cn_global_fn cb, void *ctx);
-/* global:sync(): cb once this node is synced with every visible node it is connected to (or they went down). */
-CN_EXPORT int cn_global_sync(cn_proc *self, cn_global_fn cb, void *ctx);
-/* Blocking forms for threads other than the node's loop thread: the status the callback would get (CN_ESTATE
- * on a node without global). */
-CN_EXPORT int cn_global_register_name_sync(cn_node *n, const cn_term *name, cn_pid pid);
-CN_EXPORT int cn_global_unregister_name_sync(cn_node *n, const cn_term *name);
-/* *out's node atom belongs to n's table (atoms never move, so it stays valid). */
-CN_EXPORT int cn_global_whereis_name_sync(cn_node *n, const cn_term *name, cn_pid *out);
 
 #ifdef __cplusplus
 }

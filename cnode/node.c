@@ -305,6 +305,25 @@ int cn_node_disconnect(cn_node *n, const cn_atom *node) {
 }
 
 bool cn_node_connect_all(const cn_node *n) { return n->connect_all; }
+bool cn_node_hidden(const cn_node *n) { return n->hidden; }
+
+/* ---- Slots of library parts ------------------------------------------------------------------------------ */
+
+int cn_node_attach(cn_node *n, const void *key, void *data, void (*release)(void *data)) {
+  if (!n || !key) return CN_EINVAL;
+  if (cn_node_attached(n, key)) return CN_EEXIST;
+  cn_node_slot *s = cn_malloc(sizeof *s);
+  if (!s) return CN_ENOMEM;
+  *s = (cn_node_slot){.next = n->slots, .key = key, .data = data, .release = release};
+  n->slots = s;
+  return 0;
+}
+
+void *cn_node_attached(cn_node *n, const void *key) {
+  for (cn_node_slot *s = n ? n->slots : NULL; s; s = s->next)
+    if (s->key == key) return s->data;
+  return NULL;
+}
 
 /* ---- Start: listen, then register with EPMD ----------------------------------------------------------- */
 
@@ -569,6 +588,12 @@ void cn_node_free(cn_node *n) {
   while (n->subs) {
     cn_node_sub *s = n->subs;
     n->subs = s->next;
+    cn_free(s);
+  }
+  while (n->slots) {
+    cn_node_slot *s = n->slots;
+    n->slots = s->next;
+    if (s->release) s->release(s->data);
     cn_free(s);
   }
   cn_ts_msg *m = n->ts_head;

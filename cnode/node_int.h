@@ -56,13 +56,15 @@ typedef struct cn_alias_ent {
 } cn_alias_ent;
 
 /* A call in flight from a process: gen_server call, rpc or erpc. */
-typedef enum { CALL_GEN, CALL_ERPC } call_kind;
+typedef enum { CALL_GEN, CALL_ERPC, CALL_AFTER } call_kind;
 typedef struct cn_pending {
   struct cn_pending *next;
   call_kind kind;
   cn_ref ref;       /* monitor and alias reference (erpc: the spawn request id) */
   cn_term *res_ref; /* erpc: the result tag passed to execute_call */
-  cn_reply_fn cb;
+  cn_reply_fn cb;   /* CALL_AFTER: after instead */
+  cn_after_fn after;
+  uint64_t id;      /* CALL_AFTER: the id cn_proc_cancel_after takes */
   void *ctx;
   cn_proc *proc;
   uv_timer_t *timer;
@@ -153,6 +155,14 @@ typedef struct cn_node_sub {
   void *ctx;
 } cn_node_sub;
 
+/* A slot of cn_node_attach. */
+typedef struct cn_node_slot {
+  struct cn_node_slot *next;
+  const void *key;
+  void *data;
+  void (*release)(void *data);
+} cn_node_slot;
+
 struct cn_node {
   uv_loop_t *loop;
   uv_loop_t own_loop;
@@ -224,6 +234,7 @@ struct cn_node {
   int run_status;
 
   cn_node_sub *subs;
+  cn_node_slot *slots;
   cn_timer *timers;
   uint64_t timer_seq;
 };
@@ -332,32 +343,11 @@ int builtin_start(cn_node *n);
 /* A control message a peer sent: acts on it. Returns 0 or CN_EPROTO (the connection is then dropped). */
 int dispatch_ctl(cn_node *n, cn_conn *c, const cn_atom *peer, const dist_ctl *ctl, cn_term *payload);
 
-/* Small term helpers over stack values (no allocation), for encoding control messages. */
-static inline cn_term tv_int(int64_t i) {
-  cn_term t = {.type = CN_INT};
-  t.v.i = i;
-  return t;
-}
-static inline cn_term tv_atom(const cn_atom *a) {
-  cn_term t = {.type = CN_ATOM};
-  t.v.atom = a;
-  return t;
-}
-static inline cn_term tv_pid(cn_pid p) {
-  cn_term t = {.type = CN_PID};
-  t.v.pid = p;
-  return t;
-}
-static inline cn_term tv_ref(cn_ref r) {
-  cn_term t = {.type = CN_REF};
-  t.v.ref = r;
-  return t;
-}
-static inline cn_term tv_tuple(cn_term *e, uint32_t n) {
-  cn_term t = {.type = CN_TUPLE};
-  t.v.tuple.arity = n;
-  t.v.tuple.e = e;
-  return t;
-}
+/* The runtime's short names for cn_term.h's stack views, used to encode control messages. */
+#define tv_int cn_tv_int
+#define tv_atom cn_tv_atom
+#define tv_pid cn_tv_pid
+#define tv_ref cn_tv_ref
+#define tv_tuple cn_tv_tuple
 
 #endif

@@ -16,6 +16,7 @@
  * freed, so a leak shows on the input that made it and a crash reproduces from its input alone (unless it is in
  * static state of the program's code, as finding 1 in test_fuzz_regress.c was). FUZZ_NODE_LOG=1 prints the
  * node's log and each message sent (FUZZ_NODE_HEX=1 with the frame's bytes). */
+#include "cn_global.h"
 #include "fuzz_node.h"
 #include "horde.h"
 #include "horde_app.h"
@@ -65,7 +66,7 @@ static int node_up(fz *z) {
   o.log = quiet;
   o.log_level = CN_LOG_DEBUG; /* log lines print peer-given names: format them all */
   int rc, started = 0;
-  if ((rc = cn_node_new(&z->n, NULL, &o))) return rc;
+  if ((rc = cn_node_new(&z->n, NULL, &o)) || (rc = cn_global_start(z->n))) return rc;
   if ((rc = workers_start(z->n)) || (rc = cn_node_start(z->n, on_started, &started))) return rc;
   while (!started) uv_run(z->n->loop, UV_RUN_ONCE);
   if (started != 1) return started;

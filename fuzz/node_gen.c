@@ -20,7 +20,7 @@ static const char *const DICT[] = {
     "get_names_ext", "sync", "lock_set", "his_the_locker", "cancel", "no_fun", "add_to_known",
     "remove_from_known", "insert", "delete", "global_whereis", "global_send", "global_register",
     "global_unregister", "global_sync", "global_set_lock", "global_del_lock", "global_trans", "default",
-    "$cn_sleep", "$cn_whereis", "$cn_registrar", "$cn_nodeup", "$cn_nodedown", "$cn_tick", "$cn_new_nodes",
+    "node_type", "$cn_whereis", "$cn_registrar", "nodeup", "nodedown", "$cn_tick", "$cn_new_nodes",
     /* delta_crdt, merkle_map, Horde */
     "diff", "get_diff", "ack_diff", "set_neighbours", "operation", "bulk_operation", "add", "remove", "read",
     "root_hash", "__struct__", "Elixir.DeltaCrdt.CausalCrdt.Diff", "Elixir.MerkleMap.MerkleTree.Diff",

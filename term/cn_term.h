@@ -174,6 +174,35 @@ CN_EXPORT cn_term *cn_mk_map(size_t n, cn_term **kv);
 CN_EXPORT cn_term *cn_mk_pid(cn_pid pid);
 CN_EXPORT cn_term *cn_mk_port(cn_port port);
 CN_EXPORT cn_term *cn_mk_ref(cn_ref ref);
+
+/* Stack views: a term on the caller's stack that borrows its parts (no allocation, nothing to free), for calls
+ * that take a borrowed const cn_term * (cn_send, cn_monitor, cn_call...). A tuple view borrows e[0..n-1]. */
+static inline cn_term cn_tv_int(int64_t i) {
+  cn_term t = {CN_INT, 0, {0}}; /* no designated initializer: C++ includes this header too */
+  t.v.i = i;
+  return t;
+}
+static inline cn_term cn_tv_atom(const cn_atom *a) {
+  cn_term t = {CN_ATOM, 0, {0}};
+  t.v.atom = a;
+  return t;
+}
+static inline cn_term cn_tv_pid(cn_pid p) {
+  cn_term t = {CN_PID, 0, {0}};
+  t.v.pid = p;
+  return t;
+}
+static inline cn_term cn_tv_ref(cn_ref r) {
+  cn_term t = {CN_REF, 0, {0}};
+  t.v.ref = r;
+  return t;
+}
+static inline cn_term cn_tv_tuple(cn_term *e, uint32_t n) {
+  cn_term t = {CN_TUPLE, 0, {0}};
+  t.v.tuple.arity = n;
+  t.v.tuple.e = e;
+  return t;
+}
 /* A deep copy (always separately owned parts), or NULL on out-of-memory. */
 CN_EXPORT cn_term *cn_term_copy(const cn_term *t);
 /* Frees a root made by a constructor, a decoder or cn_term_copy; NULL is ignored. A decoded root is freed

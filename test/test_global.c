@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "cn_global.h"
 #include "cnode.h"
 #include "testutil.h"
 #include "tnode.h"
@@ -133,6 +134,8 @@ static cn_node *local_node(bool hidden) {
   cn_node_opts o = {.name = "g1@127.0.0.1", .cookie = "c", .log_level = CN_LOG_ERROR, .hidden = hidden};
   cn_node *n = NULL;
   assert_int_equal(cn_node_new(&n, NULL, &o), 0);
+  assert_int_equal(cn_global_start(n), hidden ? CN_ESTATE : 0);
+  if (!hidden) assert_int_equal(cn_global_start(n), CN_EEXIST);
   return n;
 }
 
@@ -237,18 +240,16 @@ static void test_local_locks(void **st) {
   cn_node_free(n);
 }
 
-/* This binary is linked with -Wl,--wrap=cn_call (Makefile): the next fail_sleeps of global's '$cn_sleep' timer
- * calls fail at once with fail_status, as a cn_call that cannot be made does. */
-int __real_cn_call(cn_proc *self, const cn_term *server, const cn_term *request, unsigned timeout_ms, cn_reply_fn cb,
-                   void *ctx);
+/* This binary is linked with -Wl,--wrap=cn_proc_after (Makefile): the next fail_sleeps of global's back-off timers
+ * fail at once with fail_status, as a timer that cannot be set does. */
+int __real_cn_proc_after(cn_proc *self, unsigned ms, cn_after_fn fn, void *ctx, uint64_t *timer);
 static int fail_sleeps, fail_status;
-int __wrap_cn_call(cn_proc *self, const cn_term *server, const cn_term *request, unsigned timeout_ms, cn_reply_fn cb,
-                   void *ctx) {
-  if (fail_sleeps > 0 && cn_is_atom(request, "$cn_sleep")) {
+int __wrap_cn_proc_after(cn_proc *self, unsigned ms, cn_after_fn fn, void *ctx, uint64_t *timer) {
+  if (fail_sleeps > 0) {
     fail_sleeps--;
     return fail_status;
   }
-  return __real_cn_call(self, server, request, timeout_ms, cb, ctx);
+  return __real_cn_proc_after(self, ms, fn, ctx, timer);
 }
 
 /* A chain that ends inside the API call is answered after a hop through the loop, whatever its status: here

@@ -105,6 +105,7 @@ void tnode_new(tnode *t, const cn_node_opts *o) {
   opts.log = tlog;
   opts.log_ctx = t;
   assert_int_equal(cn_node_new(&t->n, NULL, &opts), 0);
+  if (!opts.hidden) assert_int_equal(cn_global_start(t->n), 0); /* as the cnode program: a visible node runs global */
   cn_pid pid;
   assert_int_equal(cn_spawn(t->n, echo, NULL, NULL, &pid), 0);
   assert_int_equal(cn_register(t->n, "echo", pid), 0);

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "cn_global.h"
 #include "cnode.h"
 
 typedef struct tnode {
@@ -26,7 +27,7 @@ typedef struct tnode {
   char rec_reason[64]; /* its exit reason, printed */
 } tnode;
 
-/* Creates the node from o (its log sink is set to record into t->log), registers `echo` ({From, T} -> From ! T)
+/* Creates the node from o (its log sink is set to record into t->log), starts global on a visible node, registers `echo` ({From, T} -> From ! T)
  * and `fwd` ({Dest, Msg} -> Dest ! Msg), spawns the collector and the recorder, and subscribes to node events.
  * More processes may be added before tnode_run. */
 void tnode_new(tnode *t, const cn_node_opts *o);

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cn_global.h"
 #include "cnode.h"
 #include "epmd.h"
 #include "horde_app.h"
@@ -393,6 +394,8 @@ int main(int argc, char **argv) {
     o.epmd_port = eport;
   }
   int rc = cn_node_new(&a.node, NULL, &o);
+  /* A visible node takes part in OTP's global, as a BEAM node does: peers' global:sync/0 waits for it. */
+  if (!rc && !o.hidden && (rc = cn_global_start(a.node))) cn_node_free(a.node);
   if (rc) {
     fprintf(stderr, "cnode: cannot create node %s: %s\n", name, cn_strerror(rc));
     cn_tls_opts_clear(&tls);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cn_global.h"
 #include "ctl.h"
 #include "horde.h"
 #include "workers.h"

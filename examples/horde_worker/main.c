@@ -4,6 +4,7 @@
  * GenServer.call({:via, Horde.Registry, {MyApp.Registry, :squarer}}, 7)  #=> 49 */
 #include <stdio.h>
 
+#include <cnode/cn_global.h>
 #include <cnode/cnode.h>
 #include <cnode/horde.h>
 
@@ -37,6 +38,7 @@ int main(int argc, char **argv) {
   cn_node_opts o = {.name = "cnode_worker@127.0.0.1", .cookie = argv[1]};
   cn_node *n = NULL;
   int rc = cn_node_new(&n, NULL, &o);
+  if (!rc) rc = cn_global_start(n); /* a visible member of a BEAM cluster takes part in global */
   if (!rc && !(rc = cn_node_start(n, started, argv[2]))) cn_node_run(n);
   if (rc) fprintf(stderr, "horde_worker: %s\n", cn_strerror(rc));
   cn_node_free(n);

@@ -1,4 +1,4 @@
-/* global_api.c: global's C API (cnode.h): locks on a list of nodes (set_lock/del_lock with retries), names
+/* global_api.c: global's C API (cn_global.h): locks on a list of nodes (set_lock/del_lock with retries), names
  * registered through the registrar, sync, and the blocking *_sync calls. */
 #include <string.h>
 
@@ -54,7 +54,7 @@ static api_op *api_new(cn_proc *self, const cn_term *id, const cn_atom *const *n
                        void *ctx, int *rc) {
   cn_node *n = cn_proc_node(self);
   *rc = 0;
-  if (!cb || (id && !el(id, 2, 0)) || (count && !nodes)) {
+  if (!cb || (id && !gl_el(id, 2, 0)) || (count && !nodes)) {
     *rc = CN_EINVAL;
     return NULL;
   }
@@ -191,7 +191,7 @@ static int api_call(cn_proc *self, cn_term *req, cn_global_fn cb, void *ctx) {
     cn_term_free(req);
     return req ? rc : CN_ENOMEM;
   }
-  cn_term server = tv_atom(cn_intern(cn_proc_node(self), GL_SERVER_NAME));
+  cn_term server = cn_tv_atom(cn_intern(cn_proc_node(self), GL_SERVER_NAME));
   rc = cn_call(self, &server, req, 0, api_reply, o);
   cn_term_free(req);
   if (rc) api_free(o);

@@ -123,7 +123,7 @@ static void session_clear(gl_locker *lk) {
 
 /* {global, lists:sort([self(), HisLocker])}: both partitions must build the same requester id. */
 static cn_term *locker_lock_id(gl_locker *lk, cn_proc *self, cn_pid his) {
-  cn_term a = tv_pid(cn_self(self)), b = tv_pid(his);
+  cn_term a = cn_tv_pid(cn_self(self)), b = cn_tv_pid(his);
   bool swap = cn_term_cmp(&a, &b) > 0;
   return cn_mk_tuple(2, A(lk->n, "global"), cn_mk_list(2, cn_mk_pid(swap ? his : cn_self(self)),
                                                        cn_mk_pid(swap ? cn_self(self) : his)));
@@ -146,17 +146,17 @@ static void send_lock_set(gl_locker *lk, cn_proc *self, bool set, cn_pid his_loc
 
 /* The {cancel, Node, Tag, Fun} fun: the new_nodes casts of a finished exchange, made before the lock goes. */
 static void call_fun(gl_locker *lk, cn_proc *self, const cn_term *fun) {
-  const cn_term *tag = el(fun, 2, 0), *list = el(fun, 2, 1);
+  const cn_term *tag = gl_el(fun, 2, 0), *list = gl_el(fun, 2, 1);
   if (!tag || !cn_is_atom(tag, "$cn_new_nodes") || list->type != CN_LIST) return;
   for (uint32_t i = 0; i < list->v.list.len; i++) {
-    const cn_term *node = el(&list->v.list.e[i], 2, 0), *msg = el(&list->v.list.e[i], 2, 1);
+    const cn_term *node = gl_el(&list->v.list.e[i], 2, 0), *msg = gl_el(&list->v.list.e[i], 2, 1);
     if (node && node->type == CN_ATOM) gl_cast(lk->g, self, node->v.atom, cn_term_copy(msg));
   }
 }
 
 /* Absorbs queued add_to_known / remove_from_known messages (OTP's update_locker_known/1). */
 static bool known_msg(gl_locker *lk, const cn_term *m) {
-  const cn_term *op = el(m, 2, 0), *arg = el(m, 2, 1);
+  const cn_term *op = gl_el(m, 2, 0), *arg = gl_el(m, 2, 1);
   if (op && cn_is_atom(op, "add_to_known")) {
     for (uint32_t i = 0; arg->type == CN_LIST && i < arg->v.list.len; i++)
       if (arg->v.list.e[i].type == CN_ATOM) known_add(lk, arg->v.list.e[i].v.atom);
@@ -364,7 +364,7 @@ static void select_node(gl_locker *lk, cn_proc *self) {
 
 static bool lock_set_shape(const cn_term *m, const cn_term **pid, bool *set, const cn_term **tag) {
   const cn_term *op = m && m->type == CN_TUPLE && m->v.tuple.arity >= 4 ? &m->v.tuple.e[0] : NULL;
-  if (!op || !cn_is_atom(op, "lock_set") || m->v.tuple.arity > 5 || !is_pid_t(&m->v.tuple.e[1])) return false;
+  if (!op || !cn_is_atom(op, "lock_set") || m->v.tuple.arity > 5 || !gl_is_pid(&m->v.tuple.e[1])) return false;
   *pid = &m->v.tuple.e[1];
   *set = cn_is_atom(&m->v.tuple.e[2], "true");
   *tag = m->v.tuple.arity == 5 ? &m->v.tuple.e[4] : NULL;
@@ -378,8 +378,8 @@ static bool lk_idle_msg(gl_locker *lk, cn_proc *self, const cn_term *m) {
   const cn_term *pid, *tag;
   bool set;
   if (known_msg(lk, m)) return true;
-  if (op && cn_is_atom(op, "his_the_locker") && m->v.tuple.arity == 5 && is_pid_t(&m->v.tuple.e[1])) {
-    const cn_term *v = el(&m->v.tuple.e[2], 2, 0);
+  if (op && cn_is_atom(op, "his_the_locker") && m->v.tuple.arity == 5 && gl_is_pid(&m->v.tuple.e[1])) {
+    const cn_term *v = gl_el(&m->v.tuple.e[2], 2, 0);
     lk_him *h = cn_calloc(1, sizeof *h);
     if (!h || !(h->my_tag = cn_term_copy(&m->v.tuple.e[4])) || !(h->his_tag = cn_term_copy(&m->v.tuple.e[3]))) {
       if (h) him_free(h);
@@ -414,7 +414,7 @@ static bool lk_idle_msg(gl_locker *lk, cn_proc *self, const cn_term *m) {
   if (op && cn_is_atom(op, "$cn_tick") && m->v.tuple.arity == 2) {
     const cn_term *gen = &m->v.tuple.e[1];
     if (gen->type != CN_INT || !lk->timer || gen->v.i != lk->timer->gen) return true;
-    cn_term gid = tv_atom(cn_intern(n, "global"));
+    cn_term gid = cn_tv_atom(cn_intern(n, "global"));
     if (!gl_lock_find(lk->g, &gid)) select_node(lk, self);
     return true;
   }

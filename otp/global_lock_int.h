@@ -1,16 +1,12 @@
 /* global_lock_int.h: what the parts of global's lock side share (internal, never installed): global_lock.c's lock
  * primitives (multi_call, set_lock/del_lock on a list of nodes, sleeping inside a process) and small term helpers,
  * used by the locker (global_locker.c), the registrar (global_registrar.c) and the C API (global_api.c). */
-#ifndef CNODE_GLOBAL_LOCK_INT_H
-#define CNODE_GLOBAL_LOCK_INT_H
+#ifndef OTP_GLOBAL_LOCK_INT_H
+#define OTP_GLOBAL_LOCK_INT_H
 
 #include "global_int.h"
 
-#define GL_SERVER_NAME "global_name_server"
-
 static inline cn_term *A(cn_node *n, const char *s) { return cn_mk_atomc(n, s); }
-static inline bool is_pid_t(const cn_term *t) { return t && t->type == CN_PID; }
-static inline const cn_term *el(const cn_term *t, uint32_t arity, uint32_t i) { return cn_tuple_elem(t, arity, i); }
 
 /* ---- global_lock.c: lock primitives ------------------------------------------------------------------------- */
 
@@ -50,7 +46,8 @@ void gl_lock_nodes(cn_proc *self, bool del, const cn_term *id, const cn_atom *co
 /* OTP's delete_global_lock: del_lock on every node but the boss, then on the boss. */
 void gl_delete_global_lock(cn_proc *self, const cn_term *id, const cn_atom *const *nodes, size_t k, gl_st_fn done,
                            void *ctx);
-/* Sleeps ms inside self (a call global_name_server never answers, with a timeout); done gets 0 after it. */
+/* Sleeps ms inside self (cn_proc_after); done gets 0 after it, CN_ECLOSED when self ends first, or at once the
+ * error of a timer that cannot be set. */
 void gl_sleep_ms_in(cn_proc *self, unsigned ms, gl_st_fn done, void *ctx);
 /* random_sleep/1: up to 1/4 s the first time, doubling up to 8 s. */
 unsigned gl_random_sleep_ms(gl_state *g, int times);

@@ -71,8 +71,8 @@ int gl_mc_start(cn_proc *self, const cn_atom *const *nodes, size_t k, const cn_t
   for (size_t i = 0; i < k; i++) {
     m->nodes[i] = nodes[i];
     m->slots[i] = (gl_mc_slot){m, i};
-    cn_term e[2] = {tv_atom(cn_intern(n, GL_SERVER_NAME)), tv_atom(nodes[i])};
-    cn_term dest = tv_tuple(e, 2);
+    cn_term e[2] = {cn_tv_atom(cn_intern(n, GL_SERVER_NAME)), cn_tv_atom(nodes[i])};
+    cn_term dest = cn_tv_tuple(e, 2);
     if (cn_call(self, &dest, req, 0, mc_reply, &m->slots[i])) {
       m->res[i] = -1;
       m->left--;
@@ -218,36 +218,10 @@ void gl_delete_global_lock(cn_proc *self, const cn_term *id, const cn_atom *cons
   cn_free(rest);
 }
 
-/* Sleeps ms in self's context: a call global_name_server never answers, with a timeout. */
-typedef struct sleep_op {
-  gl_st_fn done;
-  void *ctx;
-} sleep_op;
-
-static void slept(cn_proc *self, int status, const cn_term *reply, void *ctx) {
-  (void)reply;
-  sleep_op *o = ctx;
-  gl_st_fn done = o->done;
-  void *dctx = o->ctx;
-  cn_free(o);
-  done(self, status == CN_ETIMEDOUT ? 0 : status == CN_ECLOSED ? CN_ECLOSED : CN_ESTATE, dctx);
-}
-
+/* Sleeps ms in self's context; a timer that cannot be set reports its error at once. */
 void gl_sleep_ms_in(cn_proc *self, unsigned ms, gl_st_fn done, void *ctx) {
-  cn_node *n = cn_proc_node(self);
-  sleep_op *o = cn_malloc(sizeof *o);
-  cn_term server = tv_atom(cn_intern(n, GL_SERVER_NAME)), req = tv_atom(cn_intern(n, "$cn_sleep"));
-  if (!o) {
-    done(self, CN_ENOMEM, ctx);
-    return;
-  }
-  o->done = done;
-  o->ctx = ctx;
-  int rc = cn_call(self, &server, &req, ms ? ms : 1, slept, o);
-  if (rc) {
-    cn_free(o);
-    done(self, rc, ctx);
-  }
+  int rc = cn_proc_after(self, ms, done, ctx, NULL);
+  if (rc) done(self, rc, ctx);
 }
 
 /* random_sleep/1: up to 1/4 s the first time, doubling up to 8 s. */

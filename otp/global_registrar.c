@@ -63,10 +63,10 @@ static void reg_op_done(cn_proc *self, gl_mc *m, void *ctx) {
 /* The registrar's Fun(Nodes), run with the lock held on Nodes. */
 static void reg_do(gl_registrar *r, cn_proc *self) {
   cn_node *n = r->n;
-  const cn_term *q = r->head->op, *kind = el(q, 3, 0) ? el(q, 3, 0) : el(q, 2, 0);
+  const cn_term *q = r->head->op, *kind = gl_el(q, 3, 0) ? gl_el(q, 3, 0) : gl_el(q, 2, 0);
   cn_term *req = NULL;
   if (kind && cn_is_atom(kind, "register")) {
-    const cn_term *name = el(q, 3, 1), *pid = el(q, 3, 2);
+    const cn_term *name = gl_el(q, 3, 1), *pid = gl_el(q, 3, 2);
     cn_pid cur;
     if (gl_where(r->g, name, &cur) || gl_pid_has_name(r->g, pid->v.pid)) {
       if (!gl_where(r->g, name, &cur))
@@ -80,7 +80,7 @@ static void reg_do(gl_registrar *r, cn_proc *self) {
     req = cn_mk_tuple(4, A(n, "register"), cn_term_copy(name), cn_term_copy(pid), cn_term_copy(r->method));
   } else {
     r->result = A(n, "ok");
-    req = cn_mk_tuple(2, A(n, "unregister"), cn_term_copy(el(q, 2, 1)));
+    req = cn_mk_tuple(2, A(n, "unregister"), cn_term_copy(gl_el(q, 2, 1)));
   }
   if (!req || gl_mc_start(self, r->nodes, r->nnodes, req, reg_op_done, r)) {
     cn_term_free(r->result);
@@ -163,9 +163,9 @@ static void reg_next(gl_registrar *r, cn_proc *self) {
 
 void gl_registrar_request(gl_state *g, const cn_term *from, const cn_term *op) {
   gl_registrar *r = g->reg;
-  const cn_term *kind = el(op, 3, 0) ? el(op, 3, 0) : el(op, 2, 0);
-  bool reg = kind && cn_is_atom(kind, "register") && is_pid_t(el(op, 3, 2));
-  bool unreg = kind && cn_is_atom(kind, "unregister") && el(op, 2, 1);
+  const cn_term *kind = gl_el(op, 3, 0) ? gl_el(op, 3, 0) : gl_el(op, 2, 0);
+  bool reg = kind && cn_is_atom(kind, "register") && gl_is_pid(gl_el(op, 3, 2));
+  bool unreg = kind && cn_is_atom(kind, "unregister") && gl_el(op, 2, 1);
   if (!r || (!reg && !unreg)) return;
   reg_req *q = cn_calloc(1, sizeof *q);
   if (!q || !(q->from = cn_term_copy(from)) || !(q->op = cn_term_copy(op))) {

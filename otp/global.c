@@ -1,30 +1,18 @@
-/* global.c: the built-in global_name_server, a member of OTP's `global` (kernel's global.erl, protocol
- * version 8): the name and lock tables, the connection exchange with every visible peer (init_connect,
- * lock_set via the locker, exchange, resolved, new_nodes, in_sync), remove_connection, and the C API for
- * global names. The locker and the registrar are in global_lock.c. */
+/* global.c: global_name_server's part of OTP's `global` (kernel's global.erl, protocol version 8): the
+ * connection exchange with every visible peer (init_connect, lock_set via the locker, exchange, resolved,
+ * new_nodes, in_sync), remove_connection, sync, and the server's calls, casts and messages. The name and lock
+ * tables are in global_names.c, the process and its start in global_server.c, the locker and the registrar on
+ * global_lock.c. Everything here runs in the server's context (self, also g->self). */
 #include <string.h>
-#include <unistd.h>
 
 #include "global_int.h"
 
-#define SERVER_NAME "global_name_server"
+#define SERVER_NAME GL_SERVER_NAME
+
+_Thread_local bool gl_hash_oom;
 
 static cn_term *A(gl_state *g, const char *s) { return cn_mk_atomc(g->n, s); }
 static const cn_atom *me(gl_state *g) { return cn_node_name(g->n); }
-static bool is_atom_t(const cn_term *t) { return t && t->type == CN_ATOM; }
-static bool is_pid_t(const cn_term *t) { return t && t->type == CN_PID; }
-static const cn_term *el(const cn_term *t, uint32_t arity, uint32_t i) { return cn_tuple_elem(t, arity, i); }
-
-/* Elements of a proper list (or nil): *len and the array, or NULL for another shape. */
-static const cn_term *list_elems(const cn_term *t, uint32_t *len) {
-  *len = 0;
-  if (t && t->type == CN_NIL) return t;
-  if (!t || t->type != CN_LIST || t->v.list.tail) return NULL;
-  *len = t->v.list.len;
-  return t->v.list.e;
-}
-
-int gl_atom_cmp(const cn_atom *a, const cn_atom *b) { return a == b ? 0 : strcmp(a->name, b->name); }
 
 uint32_t gl_uniform(gl_state *g, uint32_t max) {
   /* xorshift64: the random choices of global (which peer to lock first, back-off) need no strength. */
@@ -47,12 +35,6 @@ static void set_term(cn_term **slot, const cn_term *v) {
   *slot = v ? cn_term_copy(v) : NULL;
 }
 
-static cn_proc *server_proc(gl_state *g) { return proc_lookup(g->n, g->server); }
-/* Pids of the node's processes made before it started carry creation 0: peers must see the real one. */
-static cn_pid live_pid(gl_state *g, cn_pid p) {
-  p.creation = cn_node_creation(g->n);
-  return p;
-}
 
 /* ---- Sending to other global_name_servers ----------------------------------------------------------------- */
 
@@ -65,12 +47,12 @@ void gl_cast(gl_state *g, cn_proc *from, const cn_atom *node, cn_term *msg) {
 
 /* OTP's gns_volatile_send: a plain message, and only over a connection that is up (noconnect). */
 static void volatile_send(gl_state *g, const cn_atom *node, cn_term *msg) {
-  if (msg && conn_peer_flags(g->n, node)) cn_send_name(g->n, server_proc(g), SERVER_NAME, node, msg);
+  if (msg && cn_node_is_up(g->n, node, CN_NODES_ALL)) cn_send_name(g->n, g->self, SERVER_NAME, node, msg);
   cn_term_free(msg);
 }
 
 static void to_locker(gl_state *g, cn_term *msg) {
-  if (msg) cn_send(g->n, server_proc(g), g->locker, msg);
+  if (msg) cn_send(g->n, g->self, g->locker, msg);
   cn_term_free(msg);
 }
 
@@ -88,9 +70,9 @@ static gl_peer *peer_get(gl_state *g, const cn_atom *node) {
   p = cn_calloc(1, sizeof *p);
   if (!p) return NULL;
   p->node = node;
-  node_hash_oom = false;
+  gl_hash_oom = false;
   HASH_ADD_PTR(g->peers, node, p);
-  if (node_hash_oom) {
+  if (gl_hash_oom) {
     cn_free(p);
     return NULL;
   }
@@ -156,271 +138,11 @@ static cn_term *known_list(gl_state *g, int vsn) {
 /* A node of a known list: Node or {Node, Vsn}. */
 static const cn_atom *known_elem(const cn_term *t, int *vsn) {
   *vsn = 0;
-  if (is_atom_t(t)) return t->v.atom;
-  const cn_term *n = el(t, 2, 0), *v = el(t, 2, 1);
-  if (!is_atom_t(n) || v->type != CN_INT) return NULL;
+  if (gl_is_atom(t)) return t->v.atom;
+  const cn_term *n = gl_el(t, 2, 0), *v = gl_el(t, 2, 1);
+  if (!gl_is_atom(n) || v->type != CN_INT) return NULL;
   *vsn = (int)v->v.i;
   return n->v.atom;
-}
-
-/* ---- Names ---------------------------------------------------------------------------------------------- */
-
-static gl_name **name_slot(gl_state *g, const cn_term *name) {
-  gl_name **x = &g->names;
-  while (*x && !cn_term_exact_eq((*x)->name, name)) x = &(*x)->next;
-  return x;
-}
-
-bool gl_pid_has_name(gl_state *g, cn_pid pid) {
-  for (gl_name *e = g->names; e; e = e->next)
-    if (node_pid_eq(e->pid, pid)) return true;
-  return false;
-}
-
-bool gl_where(gl_state *g, const cn_term *name, cn_pid *out) {
-  gl_name *e = *name_slot(g, name);
-  if (!e) return false;
-  if (node_is_local(g->n, e->pid.node)) {
-    cn_proc *p = proc_lookup(g->n, e->pid);
-    if (!p || p->dead) return false;
-  }
-  *out = e->pid;
-  return true;
-}
-
-static void name_remove(gl_state *g, gl_name **slot) {
-  gl_name *e = *slot;
-  cn_proc *self = server_proc(g);
-  if (self) cn_demonitor(self, e->mref);
-  *slot = e->next;
-  cn_term_free(e->name);
-  cn_term_free(e->method);
-  cn_free(e);
-}
-
-static void delete_global_name(gl_state *g, const cn_term *name) {
-  gl_name **slot = name_slot(g, name);
-  if (*slot) name_remove(g, slot);
-}
-
-/* lock_still_set/3: a registration counts only while the lock that allowed it is still held. from is the
- * registering pid, or the connecting node (then extra is [{vsn, V}, {lock, LockId}]). */
-static bool lock_still_set(gl_state *g, const cn_term *from, const cn_term *extra) {
-  cn_term gid = tv_atom(cn_intern(g->n, "global"));
-  gl_lock *l = gl_lock_find(g, &gid);
-  if (!l) return !g->global_lock_down;
-  if (is_pid_t(from)) {
-    for (gl_holder *h = l->holders; h; h = h->next)
-      if (node_pid_eq(h->pid, from->v.pid)) return true;
-    return false;
-  }
-  uint32_t k;
-  const cn_term *e = list_elems(extra, &k);
-  for (uint32_t i = 0; e && i < k; i++) {
-    const cn_term *tag = el(&e[i], 2, 0), *lock = el(&e[i], 2, 1);
-    if (tag && cn_is_atom(tag, "lock")) {
-      const cn_term *rid = el(lock, 2, 0), *req = el(lock, 2, 1);
-      if (!rid || !cn_is_atom(rid, "global")) return true; /* no lock id to compare: OTP would crash */
-      return cn_term_exact_eq(l->req, req);
-    }
-  }
-  return true;
-}
-
-/* ins_name / ins_name_ext: (re)binds name to pid under a monitor, then drops it again when the lock is gone. */
-static void ins_name(gl_state *g, const cn_term *name, cn_pid pid, const cn_term *method, const cn_atom *reg_node,
-                     const cn_term *from, const cn_term *extra) {
-  cn_proc *self = server_proc(g);
-  if (!self) return;
-  delete_global_name(g, name);
-  gl_name *e = cn_calloc(1, sizeof *e);
-  cn_term pidt = tv_pid(pid);
-  if (!e || !(e->name = cn_term_copy(name)) || !(e->method = cn_term_copy(method)) ||
-      cn_monitor(self, &pidt, &e->mref)) {
-    if (e) {
-      cn_term_free(e->name);
-      cn_term_free(e->method);
-    }
-    cn_free(e);
-    cn_log(g->n, CN_LOG_WARN, "global: cannot insert a name (out of memory)");
-    return;
-  }
-  e->pid = pid;
-  e->reg_node = reg_node;
-  e->next = g->names;
-  g->names = e;
-  if (!lock_still_set(g, from, extra)) delete_global_name(g, name);
-}
-
-/* [{Name, Pid, Method}] */
-static cn_term *get_names(gl_state *g) {
-  size_t k = 0;
-  for (gl_name *e = g->names; e; e = e->next) k++;
-  cn_term **v = cn_malloc((k ? k : 1) * sizeof *v);
-  if (!v) return NULL;
-  k = 0;
-  for (gl_name *e = g->names; e; e = e->next)
-    v[k++] = cn_mk_tuple(3, cn_term_copy(e->name), cn_mk_pid(e->pid), cn_term_copy(e->method));
-  cn_term *l = cn_mk_listv(k, v, NULL);
-  cn_free(v);
-  return l;
-}
-
-/* [{Name, Pid, RegNode}] of names registered by register_name_external. */
-static cn_term *get_names_ext(gl_state *g) {
-  size_t k = 0;
-  for (gl_name *e = g->names; e; e = e->next) k += e->reg_node != NULL;
-  cn_term **v = cn_malloc((k ? k : 1) * sizeof *v);
-  if (!v) return NULL;
-  k = 0;
-  for (gl_name *e = g->names; e; e = e->next)
-    if (e->reg_node) v[k++] = cn_mk_tuple(3, cn_term_copy(e->name), cn_mk_pid(e->pid), cn_mk_atom(e->reg_node));
-  cn_term *l = cn_mk_listv(k, v, NULL);
-  cn_free(v);
-  return l;
-}
-
-/* do_ops/5: inserts of external names first, then other inserts, then deletes, as OTP orders them. */
-static void do_ops(gl_state *g, const cn_term *ops, const cn_term *conn_node, const cn_term *names_ext,
-                   const cn_term *extra) {
-  uint32_t no, nx;
-  const cn_term *o = list_elems(ops, &no), *x = list_elems(names_ext, &nx);
-  if (!o) return;
-  for (int pass = 0; pass < 3; pass++) {
-    for (uint32_t i = 0; i < no; i++) {
-      const cn_term *kind = el(&o[i], 2, 0), *arg = el(&o[i], 2, 1);
-      if (!kind) continue;
-      if (pass == 2) {
-        if (cn_is_atom(kind, "delete")) delete_global_name(g, arg);
-        continue;
-      }
-      const cn_term *name = el(arg, 3, 0), *pid = el(arg, 3, 1), *method = el(arg, 3, 2);
-      if (!cn_is_atom(kind, "insert") || !name || !is_pid_t(pid)) continue;
-      const cn_atom *reg = NULL;
-      bool xname = false;
-      for (uint32_t j = 0; x && j < nx; j++) {
-        const cn_term *xn = el(&x[j], 3, 0), *xp = el(&x[j], 3, 1), *xr = el(&x[j], 3, 2);
-        if (!xn || !cn_term_exact_eq(xn, name)) continue;
-        if (pass == 0 && cn_term_exact_eq(xp, pid) && is_atom_t(xr)) reg = xr->v.atom;
-        /* A name inserted as external is not inserted again as an ordinary one. */
-        for (uint32_t m = 0; m < no && !xname; m++) {
-          const cn_term *oa = el(&o[m], 2, 1);
-          xname = cn_is_atom(el(&o[m], 2, 0), "insert") && el(oa, 3, 0) && cn_term_exact_eq(el(oa, 3, 0), xn) &&
-                  cn_term_exact_eq(el(oa, 3, 1), xp);
-        }
-      }
-      if (pass == 0 && reg) ins_name(g, name, pid->v.pid, method, reg, conn_node, extra);
-      if (pass == 1 && !xname) ins_name(g, name, pid->v.pid, method, NULL, conn_node, extra);
-    }
-  }
-}
-
-/* ---- Locks ---------------------------------------------------------------------------------------------- */
-
-gl_lock *gl_lock_find(gl_state *g, const cn_term *rid) {
-  for (gl_lock *l = g->locks; l; l = l->next)
-    if (cn_term_exact_eq(l->rid, rid)) return l;
-  return NULL;
-}
-
-bool gl_can_set_lock(gl_state *g, const cn_term *id) {
-  const cn_term *rid = el(id, 2, 0), *req = el(id, 2, 1);
-  if (!rid) return false;
-  gl_lock *l = gl_lock_find(g, rid);
-  return !l || cn_term_exact_eq(l->req, req);
-}
-
-static void lock_unlink(gl_state *g, gl_lock *l) {
-  for (gl_lock **x = &g->locks; *x; x = &(*x)->next)
-    if (*x == l) {
-      *x = l->next;
-      break;
-    }
-  while (l->holders) {
-    gl_holder *h = l->holders;
-    l->holders = h->next;
-    cn_free(h);
-  }
-  cn_term_free(l->rid);
-  cn_term_free(l->req);
-  cn_free(l);
-}
-
-/* remove_lock/6: the last holder takes the row with it (and says whether global's own lock went down). */
-static void remove_lock(gl_state *g, gl_lock *l, cn_pid pid, bool down) {
-  cn_proc *self = server_proc(g);
-  if (l->holders && !l->holders->next && node_pid_eq(l->holders->pid, pid)) {
-    if (self) cn_demonitor(self, l->holders->mref);
-    if (cn_is_atom(l->rid, "global")) g->global_lock_down = down;
-    lock_unlink(g, l);
-    return;
-  }
-  for (gl_holder **h = &l->holders; *h; h = &(*h)->next) {
-    if (node_pid_eq((*h)->pid, pid)) {
-      gl_holder *x = *h;
-      if (self) cn_demonitor(self, x->mref);
-      *h = x->next;
-      cn_free(x);
-      return;
-    }
-  }
-}
-
-/* handle_set_lock/3: {ResourceId, LockRequesterId} set by pid; true when set (or already held by the same
- * requester), false when another requester has it. */
-static bool handle_set_lock(gl_state *g, cn_proc *self, const cn_term *id, cn_pid pid) {
-  const cn_term *rid = el(id, 2, 0), *req = el(id, 2, 1);
-  if (!rid) return false;
-  gl_lock *l = gl_lock_find(g, rid);
-  if (l && !cn_term_exact_eq(l->req, req)) return false;
-  if (l)
-    for (gl_holder *h = l->holders; h; h = h->next)
-      if (node_pid_eq(h->pid, pid)) return true;
-  gl_holder *h = cn_calloc(1, sizeof *h);
-  cn_term pidt = tv_pid(pid);
-  if (!h || cn_monitor(self, &pidt, &h->mref)) {
-    cn_free(h);
-    return false;
-  }
-  h->pid = pid;
-  if (!l) {
-    l = cn_calloc(1, sizeof *l);
-    if (!l || !(l->rid = cn_term_copy(rid)) || !(l->req = cn_term_copy(req))) {
-      if (l) cn_term_free(l->rid);
-      cn_free(l);
-      cn_demonitor(self, h->mref);
-      cn_free(h);
-      return false;
-    }
-    l->next = g->locks;
-    g->locks = l;
-  }
-  h->next = l->holders;
-  l->holders = h;
-  return true;
-}
-
-static void handle_del_lock(gl_state *g, const cn_term *id, cn_pid pid) {
-  const cn_term *rid = el(id, 2, 0), *req = el(id, 2, 1);
-  gl_lock *l = rid ? gl_lock_find(g, rid) : NULL;
-  if (l && cn_term_exact_eq(l->req, req)) remove_lock(g, l, pid, false);
-}
-
-/* A monitored pid went away: its locks and names go (OTP's 'DOWN' handling). */
-static void handle_down(gl_state *g, const cn_ref *ref) {
-  for (gl_lock *l = g->locks, *next; l; l = next) {
-    next = l->next;
-    for (gl_holder *h = l->holders; h; h = h->next)
-      if (node_ref_eq(&h->mref, ref)) {
-        remove_lock(g, l, h->pid, true);
-        break;
-      }
-  }
-  for (gl_name **x = &g->names; *x; x = &(*x)->next)
-    if (node_ref_eq(&(*x)->mref, ref)) {
-      name_remove(g, x);
-      break;
-    }
 }
 
 /* ---- Syncers ({sync, Nodes} calls) -------------------------------------------------------------------------- */
@@ -435,7 +157,7 @@ static void syncers_drop(gl_state *g, cn_proc *self, const cn_atom *node) {
       continue;
     }
     *x = s->next;
-    cn_term ok = tv_atom(cn_intern(g->n, "ok"));
+    cn_term ok = cn_tv_atom(cn_intern(g->n, "ok"));
     if (self) cn_gen_reply(self, s->from, &ok);
     cn_term_free(s->from);
     cn_free(s->nodes);
@@ -445,7 +167,7 @@ static void syncers_drop(gl_state *g, cn_proc *self, const cn_atom *node) {
 
 static void handle_sync(gl_state *g, cn_proc *self, const cn_term *nodes, const cn_term *from) {
   uint32_t k;
-  const cn_term *e = list_elems(nodes, &k);
+  const cn_term *e = gl_list_elems(nodes, &k);
   gl_syncer *s = cn_calloc(1, sizeof *s);
   if (!s || !(s->nodes = cn_malloc((k ? k : 1) * sizeof *s->nodes)) || !(s->from = cn_term_copy(from))) {
     if (s) cn_free(s->nodes);
@@ -453,10 +175,10 @@ static void handle_sync(gl_state *g, cn_proc *self, const cn_term *nodes, const 
     return;
   }
   for (uint32_t i = 0; e && i < k; i++) {
-    if (!is_atom_t(&e[i]) || e[i].v.atom == me(g)) continue;
+    if (!gl_is_atom(&e[i]) || e[i].v.atom == me(g)) continue;
     gl_peer *p = peer_find(g, e[i].v.atom);
     /* Not connected: OTP's syncer gets a nodedown for it at once. */
-    if ((p && p->synced) || !conn_peer_flags(g->n, e[i].v.atom)) continue;
+    if ((p && p->synced) || !cn_node_is_up(g->n, e[i].v.atom, CN_NODES_ALL)) continue;
     s->nodes[s->count++] = e[i].v.atom;
   }
   s->next = g->syncers;
@@ -491,7 +213,7 @@ static void handle_nodeup(gl_state *g, gl_peer *p) {
                               cn_mk_tuple(2, cn_term_copy(&pc->v.tuple.e[0]), cn_term_copy(&pc->v.tuple.e[2])),
                               cn_mk_atom(p->node), cn_term_copy(&pc->v.tuple.e[1]));
     cn_term *cast = cn_mk_tuple(2, A(g, "$gen_cast"), ic);
-    if (cast) cn_send(g->n, server_proc(g), g->server, cast);
+    if (cast) cn_send(g->n, g->self, g->server, cast);
     cn_term_free(cast);
     set_term(&p->pre_connect, NULL);
   }
@@ -499,8 +221,8 @@ static void handle_nodeup(gl_state *g, gl_peer *p) {
   if (!tag) return;
   set_term(&p->tag_my, tag);
   cn_term *locker = cn_mk_tuple(4, A(g, "locker"), A(g, "no_longer_a_pid"), cn_mk_nil(),
-                                cn_mk_pid(live_pid(g, g->locker)));
-  gl_cast(g, server_proc(g), p->node,
+                                cn_mk_pid(gl_live_pid(g->n, g->locker)));
+  gl_cast(g, g->self, p->node,
           cn_mk_tuple(4, A(g, "init_connect"), cn_mk_tuple(2, cn_mk_int(GL_VSN), cn_term_copy(tag)),
                       cn_mk_atom(me(g)), locker));
   p->resolver = true;
@@ -535,8 +257,8 @@ static void init_connect(gl_state *g, int vsn, const cn_atom *node, const cn_ter
   p->prot_vsn = vsn;
   set_term(&p->tag_his, his_tag);
   if (p->resolver) {
-    const cn_term *his_locker = el(init_msg, 4, 3);
-    if (!is_pid_t(his_locker)) return;
+    const cn_term *his_locker = gl_el(init_msg, 4, 3);
+    if (!gl_is_pid(his_locker)) return;
     to_locker(g, cn_mk_tuple(5, A(g, "his_the_locker"), cn_term_copy(his_locker),
                              cn_mk_tuple(2, cn_mk_int(vsn), cn_mk_nil()), cn_term_copy(his_tag),
                              cn_term_copy(p->resolver_tag)));
@@ -557,19 +279,19 @@ static void init_connect(gl_state *g, int vsn, const cn_atom *node, const cn_ter
 static void exchange_names(gl_state *g, cn_proc *self, const cn_term *names, const cn_atom *node, cn_term **ops,
                            cn_term **res) {
   uint32_t k;
-  const cn_term *e = list_elems(names, &k);
+  const cn_term *e = gl_list_elems(names, &k);
   cn_term **vo = cn_malloc((k ? k : 1) * sizeof *vo), **vr = cn_malloc((k ? k : 1) * sizeof *vr);
   size_t no = 0, nr = 0;
   for (uint32_t i = 0; e && vo && vr && i < k; i++) {
-    const cn_term *name = el(&e[i], 3, 0), *pid = el(&e[i], 3, 1);
-    if (!name || !is_pid_t(pid)) continue;
-    gl_name *mine = *name_slot(g, name);
-    if (mine && node_pid_eq(mine->pid, pid->v.pid)) continue;
+    const cn_term *name = gl_el(&e[i], 3, 0), *pid = gl_el(&e[i], 3, 1);
+    if (!name || !gl_is_pid(pid)) continue;
+    gl_name *mine = *gl_name_slot(g, name);
+    if (mine && gl_pid_eq(g->n, mine->pid, pid->v.pid)) continue;
     if (mine && gl_atom_cmp(me(g), node) < 0) {
       cn_pid p1 = pid->v.pid, p2 = mine->pid;
       bool p1_min = gl_atom_cmp(p1.node, p2.node) < 0;
       cn_pid max = p1_min ? p2 : p1;
-      cn_term kill = tv_atom(cn_intern(g->n, "kill"));
+      cn_term kill = cn_tv_atom(cn_intern(g->n, "kill"));
       char *txt = cn_term_to_string(name);
       cn_log(g->n, CN_LOG_INFO, "global: Name conflict terminating {%s,<%s.%u.%u>}", txt ? txt : "?", max.node->name,
              max.id, max.serial);
@@ -598,7 +320,7 @@ static void cast_in_sync(gl_state *g, cn_proc *self, const cn_atom *node) {
 /* add_to_known/2: returns the nodes that were not known yet, as a list term. */
 static cn_term *add_to_known(gl_state *g, const cn_term *nodes) {
   uint32_t k;
-  const cn_term *e = list_elems(nodes, &k);
+  const cn_term *e = gl_list_elems(nodes, &k);
   cn_term **added = cn_malloc((k ? k : 1) * sizeof *added);
   size_t na = 0;
   for (uint32_t i = 0; e && added && i < k; i++) {
@@ -623,7 +345,8 @@ static void resolved(gl_state *g, cn_proc *self, gl_peer *p, const cn_term *his_
   cn_term *mine = p->save_ops;
   p->save_ops = NULL;
   uint32_t nm, nh, nk;
-  const cn_term *em = list_elems(mine, &nm), *eh = list_elems(his_resolved, &nh), *ek = list_elems(his_known, &nk);
+  const cn_term *em = gl_list_elems(mine, &nm), *eh = gl_list_elems(his_resolved, &nh);
+  const cn_term *ek = gl_list_elems(his_known, &nk);
   if (!em) nm = 0;
   if (!eh) nh = 0;
   if (!ek) nk = 0;
@@ -661,8 +384,8 @@ static void resolved(gl_state *g, cn_proc *self, gl_peer *p, const cn_term *his_
     const cn_atom *a = known_elem(&ek[i], &v);
     if (a) cast_in_sync(g, self, a); /* sync_others */
   }
-  cn_term me_t = tv_atom(me(g));
-  do_ops(g, ops, &me_t, names_ext, extra);
+  cn_term me_t = cn_tv_atom(me(g));
+  gl_do_ops(g, ops, &me_t, names_ext, extra);
   syncers_drop(g, self, p->node);
   for (uint32_t i = 0; i < nk; i++) {
     int v;
@@ -719,7 +442,7 @@ static void exchange(gl_state *g, cn_proc *self, gl_peer *p, const cn_term *name
   }
   gl_cast(g, self, p->node,
           cn_mk_tuple(7, A(g, "resolved"), cn_mk_atom(me(g)), res, known_list(g, node_vsn(g, p->node)), A(g, "unused"),
-                      get_names_ext(g), tag_term(g, p->tag_his)));
+                      gl_names_ext_list(g), tag_term(g, p->tag_his)));
   cn_term_free(p->save_ops);
   p->save_ops = ops;
   if (p->save_resolved) {
@@ -749,30 +472,32 @@ static void handle_nodedown(gl_state *g, cn_proc *self, const cn_atom *node, boo
   }
 }
 
-/* ---- The process --------------------------------------------------------------------------------------------- */
+/* ---- The server's calls, casts and messages -------------------------------------------------------------------- */
 
-static cn_term *handle_call(gl_state *g, cn_proc *self, const cn_term *req, const cn_term *from) {
-  const cn_term *fpid = el(from, 2, 0);
+cn_term *gl_handle_call(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
+  gl_state *g = state;
+  g->self = self;
+  const cn_term *fpid = gl_el(from, 2, 0);
   const cn_term *op = req && req->type == CN_TUPLE && req->v.tuple.arity ? &req->v.tuple.e[0] : req;
   uint32_t ar = req && req->type == CN_TUPLE ? req->v.tuple.arity : 0;
   const cn_term *a1 = ar > 1 ? &req->v.tuple.e[1] : NULL, *a2 = ar > 2 ? &req->v.tuple.e[2] : NULL;
   const cn_term *a3 = ar > 3 ? &req->v.tuple.e[3] : NULL, *a4 = ar > 4 ? &req->v.tuple.e[4] : NULL;
-  if (cn_is_atom(op, "register") && ar == 4 && is_pid_t(a2)) {
-    ins_name(g, a1, a2->v.pid, a3, NULL, fpid, NULL);
+  if (cn_is_atom(op, "register") && ar == 4 && gl_is_pid(a2)) {
+    gl_name_insert(g, a1, a2->v.pid, a3, NULL, fpid, NULL);
     return A(g, "yes");
   }
   if (cn_is_atom(op, "unregister") && ar == 2) {
-    delete_global_name(g, a1);
+    gl_name_delete(g, a1);
     return A(g, "ok");
   }
-  if (cn_is_atom(op, "register_ext") && ar == 5 && is_pid_t(a2) && is_atom_t(a4)) {
-    ins_name(g, a1, a2->v.pid, a3, a4->v.atom, fpid, NULL);
+  if (cn_is_atom(op, "register_ext") && ar == 5 && gl_is_pid(a2) && gl_is_atom(a4)) {
+    gl_name_insert(g, a1, a2->v.pid, a3, a4->v.atom, fpid, NULL);
     return A(g, "yes");
   }
   if (cn_is_atom(op, "set_lock") && ar == 2)
-    return A(g, handle_set_lock(g, self, a1, fpid->v.pid) ? "true" : "false");
+    return A(g, gl_lock_set(g, a1, fpid->v.pid) ? "true" : "false");
   if (cn_is_atom(op, "del_lock") && ar == 2) {
-    handle_del_lock(g, a1, fpid->v.pid);
+    gl_lock_del(g, a1, fpid->v.pid);
     return A(g, "true");
   }
   if (cn_is_atom(op, "get_known")) return known_list(g, 0);
@@ -786,7 +511,7 @@ static cn_term *handle_call(gl_state *g, cn_proc *self, const cn_term *req, cons
     return l;
   }
   if (cn_is_atom(op, "get_protocol_version")) return cn_mk_int(GL_VSN);
-  if (cn_is_atom(op, "get_names_ext")) return get_names_ext(g);
+  if (cn_is_atom(op, "get_names_ext")) return gl_names_ext_list(g);
   if (cn_is_atom(op, "sync") && ar == 2) {
     handle_sync(g, self, a1, from);
     return NULL;
@@ -810,9 +535,9 @@ static void handle_cast(gl_state *g, cn_proc *self, const cn_term *req) {
   const cn_term *op = req && req->type == CN_TUPLE && req->v.tuple.arity ? &req->v.tuple.e[0] : NULL;
   uint32_t ar = op ? req->v.tuple.arity : 0;
   const cn_term *e = op ? req->v.tuple.e : NULL;
-  if (!op || !is_atom_t(op)) return;
+  if (!op || !gl_is_atom(op)) return;
   const char *o = op->v.atom->name;
-  if (!strcmp(o, "init_connect") && ar == 4 && is_atom_t(&e[2])) {
+  if (!strcmp(o, "init_connect") && ar == 4 && gl_is_atom(&e[2])) {
     /* {init_connect, {HisVsn, HisTag, ...}, Node, InitMsg} */
     const cn_term *v = &e[1];
     if (v->type != CN_TUPLE || v->v.tuple.arity < 2 || v->v.tuple.e[0].type != CN_INT) return;
@@ -820,7 +545,7 @@ static void handle_cast(gl_state *g, cn_proc *self, const cn_term *req) {
     init_connect(g, his_vsn > GL_VSN ? GL_VSN : his_vsn, e[2].v.atom, &e[3], &v->v.tuple.e[1], his_vsn);
     return;
   }
-  gl_peer *p = ar > 1 && is_atom_t(&e[1]) ? peer_get(g, e[1].v.atom) : NULL;
+  gl_peer *p = ar > 1 && gl_is_atom(&e[1]) ? peer_get(g, e[1].v.atom) : NULL;
   if (!p) return;
   if (!strcmp(o, "lock_is_set") && ar == 4) {
     if (!tag_eq(p->tag_my, &e[2])) {
@@ -828,7 +553,8 @@ static void handle_cast(gl_state *g, cn_proc *self, const cn_term *req) {
       return;
     }
     gl_cast(g, self, p->node,
-            cn_mk_tuple(5, A(g, "exchange"), cn_mk_atom(me(g)), get_names(g), cn_mk_nil(), tag_term(g, p->tag_his)));
+            cn_mk_tuple(5, A(g, "exchange"), cn_mk_atom(me(g)), gl_names_list(g), cn_mk_nil(),
+                        tag_term(g, p->tag_his)));
     set_term(&p->lock_id, &e[3]);
     if (p->wait_lock == WL_EXCHANGE) {
       cn_term *names = p->wait_names;
@@ -856,9 +582,9 @@ static void handle_cast(gl_state *g, cn_proc *self, const cn_term *req) {
   } else if (!strcmp(o, "new_nodes") && ar == 6) {
     cn_term *added = add_to_known(g, &e[4]);
     uint32_t k;
-    const cn_term *ae = list_elems(added, &k);
+    const cn_term *ae = gl_list_elems(added, &k);
     for (uint32_t i = 0; ae && i < k; i++) cast_in_sync(g, self, ae[i].v.atom);
-    do_ops(g, &e[2], &e[1], &e[3], &e[5]);
+    gl_do_ops(g, &e[2], &e[1], &e[3], &e[5]);
     if (added) to_locker(g, cn_mk_tuple(2, A(g, "add_to_known"), added));
   } else if (!strcmp(o, "in_sync") && ar == 3) {
     syncers_drop(g, self, p->node);
@@ -877,7 +603,7 @@ static void handle_lock_set_cast(gl_state *g, const cn_term *req) {
   if (!op || !cn_is_atom(op, "lock_set")) return;
   uint32_t ar = req->v.tuple.arity;
   const cn_term *pid = ar >= 4 ? &req->v.tuple.e[1] : NULL;
-  if (!is_pid_t(pid)) return;
+  if (!gl_is_pid(pid)) return;
   if (ar == 5) {
     gl_peer *p = peer_find(g, pid->v.pid.node);
     if (!p || !tag_eq(p->tag_my, &req->v.tuple.e[4])) return;
@@ -887,19 +613,31 @@ static void handle_lock_set_cast(gl_state *g, const cn_term *req) {
   to_locker(g, cn_term_copy(req));
 }
 
-static void handle_info(gl_state *g, cn_proc *self, const cn_term *msg) {
+void gl_handle_cast(cn_proc *self, const cn_term *req, void *state) {
+  gl_state *g = state;
+  g->self = self;
+  handle_lock_set_cast(g, req);
+  handle_cast(g, self, req);
+}
+
+void gl_handle_info(cn_proc *self, const cn_term *msg, void *state) {
+  gl_state *g = state;
+  g->self = self;
   const cn_term *op = msg && msg->type == CN_TUPLE && msg->v.tuple.arity ? &msg->v.tuple.e[0] : NULL;
-  if (!is_atom_t(op)) return;
+  if (!gl_is_atom(op)) return;
   const char *o = op->v.atom->name;
   uint32_t ar = msg->v.tuple.arity;
   const cn_term *e = msg->v.tuple.e;
-  const cn_atom *node = ar > 1 && is_atom_t(&e[1]) ? e[1].v.atom : NULL;
+  const cn_atom *node = ar > 1 && gl_is_atom(&e[1]) ? e[1].v.atom : NULL;
   if (!strcmp(o, "DOWN") && ar == 5 && e[1].type == CN_REF) {
-    handle_down(g, &e[1].v.ref);
-  } else if (!strcmp(o, "$cn_nodeup") && node) {
-    gl_peer *p = peer_get(g, node);
+    gl_down(g, e[1].v.ref);
+  } else if (!strcmp(o, "nodeup") && ar == 3 && node) {
+    /* {nodeup, Node, [{node_type, visible | hidden}]} from the node-event callback; hidden peers take no part */
+    const cn_term *info = &e[2];
+    const cn_term *type = info->type == CN_LIST && info->v.list.len ? gl_el(&info->v.list.e[0], 2, 1) : NULL;
+    gl_peer *p = type && cn_is_atom(type, "visible") ? peer_get(g, node) : NULL;
     if (p && g->connect_all) handle_nodeup(g, p);
-  } else if (!strcmp(o, "$cn_nodedown") && node) {
+  } else if (!strcmp(o, "nodedown") && ar == 3 && node) {
     handle_nodedown(g, self, node, false);
   } else if (!strcmp(o, "remove_connection") && ar == 2 && node) {
     gl_peer *p = peer_find(g, node);
@@ -925,7 +663,7 @@ static void handle_info(gl_state *g, cn_proc *self, const cn_term *msg) {
     cn_term *tag = p->tag_my ? cn_term_copy(p->tag_my) : NULL;
     restart_connect(g, p, tag);
     cn_term_free(tag);
-  } else if (!strcmp(o, "prepare_shutdown") && ar == 3 && is_pid_t(&e[1])) {
+  } else if (!strcmp(o, "prepare_shutdown") && ar == 3 && gl_is_pid(&e[1])) {
     g->connect_all = false;
     cn_term *r = cn_mk_tuple(2, cn_term_copy(&e[2]), A(g, "ok"));
     if (r) cn_send(g->n, self, e[1].v.pid, r);
@@ -939,35 +677,7 @@ static void handle_info(gl_state *g, cn_proc *self, const cn_term *msg) {
   /* lost_connection: ignored, as by a node without prevent_overlapping_partitions (see the README). */
 }
 
-static void server_handle(cn_proc *self, const cn_term *msg, void *state) {
-  gl_state *g = state;
-  const cn_term *from, *req;
-  if (cn_gen_is_call(msg, &from, &req)) {
-    cn_term *reply = handle_call(g, self, req, from);
-    if (reply) cn_gen_reply(self, from, reply);
-    cn_term_free(reply);
-    return;
-  }
-  const cn_term *tag = el(msg, 2, 0);
-  if (tag && cn_is_atom(tag, "$gen_cast")) {
-    const cn_term *req2 = el(msg, 2, 1);
-    handle_lock_set_cast(g, req2);
-    handle_cast(g, self, req2);
-    return;
-  }
-  handle_info(g, self, msg);
-}
-
-void gl_unref(gl_state *g) {
-  if (--g->refs > 0) return;
-  while (g->locks) lock_unlink(g, g->locks);
-  while (g->names) {
-    gl_name *e = g->names;
-    g->names = e->next;
-    cn_term_free(e->name);
-    cn_term_free(e->method);
-    cn_free(e);
-  }
+void gl_free_peers(gl_state *g) {
   gl_peer *p, *tmp;
   HASH_ITER(hh, g->peers, p, tmp) {
     HASH_DEL(g->peers, p);
@@ -980,67 +690,4 @@ void gl_unref(gl_state *g) {
     cn_free(s->nodes);
     cn_free(s);
   }
-  cn_free(g);
-}
-
-static void server_end(cn_proc *self, const cn_term *reason, void *state) {
-  (void)self;
-  (void)reason;
-  gl_unref(state);
-}
-
-/* nodeup/nodedown of visible peers become messages to the server, so they are ordered with the traffic of
- * the connection (a nodeup is queued before anything the new connection brings). The server is found by
- * name, so nothing dangles once it has ended. */
-static void on_nodes(cn_node *n, const cn_atom *node, bool up, const char *reason, void *ctx) {
-  (void)reason;
-  (void)ctx;
-  cn_pid pid;
-  if (cn_whereis(n, SERVER_NAME, &pid)) return;
-  if (up && !(conn_peer_flags(n, node) & DFLAG_PUBLISHED)) return; /* hidden peers have no part in global */
-  cn_term *msg = cn_mk_tuple(2, cn_mk_atomc(n, up ? "$cn_nodeup" : "$cn_nodedown"), cn_mk_atom(node));
-  if (msg) cn_send(n, NULL, pid, msg);
-  cn_term_free(msg);
-}
-
-gl_state *gl_of(cn_node *n) {
-  cn_pid pid;
-  if (cn_whereis(n, SERVER_NAME, &pid)) return NULL;
-  cn_proc *p = proc_lookup(n, pid);
-  return p && !p->dead && p->handler == server_handle ? p->state : NULL;
-}
-
-int global_start(cn_node *n) {
-  gl_state *g = cn_calloc(1, sizeof *g);
-  if (!g) return CN_ENOMEM;
-  g->n = n;
-  g->connect_all = cn_node_connect_all(n);
-  g->rand = uv_hrtime() ^ (uint64_t)(uintptr_t)g ^ ((uint64_t)getpid() << 32);
-  if (!g->rand) g->rand = 88172645463325252ull;
-  int rc = cn_spawn(n, server_handle, g, &(cn_proc_opts){.terminate = server_end}, &g->server);
-  if (rc) {
-    cn_free(g);
-    return rc;
-  }
-  g->refs = 1;
-  if ((rc = cn_register(n, SERVER_NAME, g->server)) || (rc = gl_locker_start(g)) || (rc = gl_registrar_start(g)) ||
-      (rc = cn_node_monitor_nodes(n, on_nodes, NULL)))
-    return rc; /* cn_node_new frees the node, ending what was started */
-  return 0;
-}
-
-/* ---- C API: names ------------------------------------------------------------------------------------------ */
-
-int cn_global_whereis_name(cn_node *n, const cn_term *name, cn_pid *out) {
-  gl_state *g = gl_of(n);
-  if (!name || !out) return CN_EINVAL;
-  if (!g) return CN_ESTATE;
-  return gl_where(g, name, out) ? 0 : CN_ENOTFOUND;
-}
-
-int cn_global_send(cn_node *n, cn_proc *from, const cn_term *name, const cn_term *msg) {
-  cn_pid pid;
-  if (!msg) return CN_EINVAL;
-  int rc = cn_global_whereis_name(n, name, &pid);
-  return rc ? rc : cn_send(n, from, pid, msg);
 }
