@@ -117,7 +117,7 @@ CN_EXPORT bool cn_node_hidden(const cn_node *n);
 /* A per-node slot for a library part built on this API (a service that keeps state per node), found by key (the
  * address of a static of that part): data is borrowed by the node; release (may be NULL) runs once with it in
  * cn_node_free, after every process has ended. CN_EEXIST when key already has a slot, CN_ENOMEM. */
-CN_EXPORT int cn_node_attach(cn_node *n, const void *key, void *data, void (*release)(void *data));
+CN_EXPORT int cn_node_attach(cn_node *n, const void *key, void *data, cn_free_fn release);
 /* The data attached under key, or NULL. */
 CN_EXPORT void *cn_node_attached(cn_node *n, const void *key);
 

@@ -309,7 +309,7 @@ bool cn_node_hidden(const cn_node *n) { return n->hidden; }
 
 /* ---- Slots of library parts ------------------------------------------------------------------------------ */
 
-int cn_node_attach(cn_node *n, const void *key, void *data, void (*release)(void *data)) {
+int cn_node_attach(cn_node *n, const void *key, void *data, cn_free_fn release) {
   if (!n || !key) return CN_EINVAL;
   if (cn_node_attached(n, key)) return CN_EEXIST;
   cn_node_slot *s = cn_malloc(sizeof *s);

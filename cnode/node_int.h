@@ -160,7 +160,7 @@ typedef struct cn_node_slot {
   struct cn_node_slot *next;
   const void *key;
   void *data;
-  void (*release)(void *data);
+  cn_free_fn release;
 } cn_node_slot;
 
 struct cn_node {

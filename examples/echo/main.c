@@ -2,6 +2,7 @@
  * demo@127.0.0.1; try it from erl: {echo, 'demo@127.0.0.1'} ! {self(), hi}, flush(). Ctrl-C stops it. */
 #include <stdio.h>
 
+#include <cnode/cn_global.h>
 #include <cnode/cnode.h>
 
 static void echo(cn_proc *self, const cn_term *msg, void *state) {
@@ -15,7 +16,7 @@ int main(int argc, char **argv) {
   cn_node *n = NULL;
   cn_pid pid;
   int rc;
-  if ((rc = cn_node_new(&n, NULL, &o)) || (rc = cn_spawn(n, echo, NULL, NULL, &pid)) ||
+  if ((rc = cn_node_new(&n, NULL, &o)) || (rc = cn_global_start(n)) || (rc = cn_spawn(n, echo, NULL, NULL, &pid)) ||
       (rc = cn_register(n, "echo", pid)) || (rc = cn_node_start(n, NULL, NULL))) {
     fprintf(stderr, "echo: %s\n", cn_strerror(rc));
     cn_node_free(n);
