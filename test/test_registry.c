@@ -648,9 +648,39 @@ static void test_replay(void **st) {
   printf("replayed %d captured crdt_update notifications into the C registries of 8 nodes\n", total);
 }
 
+/* A registry whose name is taken is not started: CN_EEXIST, its CRDT ends with it, and on_stop does not run (the
+ * caller has the error; cn_gen_server_start leaves the state with the starter). */
+static int stops;
+static void count_stop(cn_horde_registry *r, void *ctx) {
+  (void)r, (void)ctx;
+  stops++;
+}
+
+static void idle(cn_proc *self, const cn_term *msg, void *state) { (void)self, (void)msg, (void)state; }
+
+static void test_start_name_taken(void **st) {
+  (void)st;
+  cn_node *n;
+  cn_node_opts o = {.name = "regn@127.0.0.1", .cookie = "secret", .log_level = CN_LOG_ERROR};
+  assert_int_equal(cn_node_new(&n, NULL, &o), 0);
+  cn_pid squatter, crdt;
+  assert_int_equal(cn_spawn(n, idle, NULL, NULL, &squatter), 0);
+  assert_int_equal(cn_register(n, REG, squatter), 0);
+  cn_horde_registry_opts ro = {.on_stop = count_stop};
+  cn_horde_registry *r = NULL;
+  assert_int_equal(cn_horde_registry_start(n, REG, &ro, &r), CN_EEXIST);
+  assert_null(r);
+  for (int i = 0; i < 20; i++) uv_run(cn_node_loop(n), UV_RUN_NOWAIT);
+  assert_int_equal(cn_whereis(n, REG ".Crdt", &crdt), CN_ENOTFOUND);
+  assert_int_equal(stops, 0);
+  cn_node_free(n);
+  assert_int_equal(stops, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_shapes),
+      cmocka_unit_test(test_start_name_taken),
       cmocka_unit_test(test_one_node),
       cmocka_unit_test(test_three_nodes),
       cmocka_unit_test(test_join_keeps_unmet_members),
