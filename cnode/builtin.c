@@ -1,36 +1,36 @@
-/* builtin.c: the processes every node has: net_kernel (answers is_auth, so net_adm:ping gets pong), rex
- * (answers OTP's erpc feature discovery) and a silent system process that sends on behalf of no process. */
+/* builtin.c: the processes every node has: net_kernel (answers is_auth, so net_adm:ping gets pong) and rex
+ * (answers old-style rpc calls and OTP's erpc feature discovery), both C gen_servers; the group leader lent to
+ * remote calls; and a silent system process that sends on behalf of no process. */
 #include <string.h>
 
 #include "node_int.h"
 
-static void net_kernel(cn_proc *self, const cn_term *msg, void *state) {
-  (void)state;
-  const cn_term *from, *req;
-  if (!cn_gen_is_call(msg, &from, &req)) return;
-  /* {is_auth, Node} is what net_adm:ping/1 calls; the handshake already proved the cookie. */
-  if (cn_tuple_elem(req, 2, 0) && cn_is_atom(cn_tuple_elem(req, 2, 0), "is_auth")) {
-    cn_term yes = tv_atom(cn_intern(cn_proc_node(self), "yes"));
-    cn_gen_reply(self, from, &yes);
-  }
+/* net_kernel answers {is_auth, Node} (what net_adm:ping/1 calls; the handshake already proved the cookie) with
+ * yes; other calls get no reply, casts and other messages are ignored. */
+static cn_term *net_kernel_call(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
+  (void)from, (void)state;
+  if (!cn_is_atom(cn_tuple_elem(req, 2, 0), "is_auth")) return NULL;
+  return cn_mk_atomc(cn_proc_node(self), "yes");
 }
 
-static void rex(cn_proc *self, const cn_term *msg, void *state) {
+static const cn_gen_server_ops net_kernel_ops = {.handle_call = net_kernel_call};
+
+/* rpc:call from an old-style caller: this node runs no Erlang code, so the answer is what a node without the
+ * module gives: {badrpc, {'EXIT', {undef, [{M, F, A, []}]}}}. A call of another shape gets no reply. */
+static cn_term *rex_call(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
+  (void)from, (void)state;
+  cn_node *n = cn_proc_node(self);
+  const cn_term *e = req && req->type == CN_TUPLE && req->v.tuple.arity == 5 ? req->v.tuple.e : NULL;
+  if (!e || !cn_is_atom(&e[0], "call")) return NULL;
+  cn_term *frame = cn_mk_tuple(4, cn_term_copy(&e[1]), cn_term_copy(&e[2]), cn_term_copy(&e[3]), cn_mk_nil());
+  cn_term *undef = cn_mk_tuple(2, cn_mk_atomc(n, "undef"), cn_mk_list(1, frame));
+  return cn_mk_tuple(2, cn_mk_atomc(n, "badrpc"), cn_mk_tuple(2, cn_mk_atomc(n, "EXIT"), undef));
+}
+
+/* {From, features_request}: OTP's erpc feature discovery; rex answers that it speaks erpc. */
+static void rex_info(cn_proc *self, const cn_term *msg, void *state) {
   (void)state;
   cn_node *n = cn_proc_node(self);
-  const cn_term *cfrom, *req;
-  if (cn_gen_is_call(msg, &cfrom, &req)) {
-    /* rpc:call from an old-style caller: this node runs no Erlang code, so the answer is what a node without
-     * the module gives: {badrpc, {'EXIT', {undef, [{M, F, A, []}]}}}. */
-    const cn_term *e = req && req->type == CN_TUPLE && req->v.tuple.arity == 5 ? req->v.tuple.e : NULL;
-    if (!e || !cn_is_atom(&e[0], "call")) return;
-    cn_term *frame = cn_mk_tuple(4, cn_term_copy(&e[1]), cn_term_copy(&e[2]), cn_term_copy(&e[3]), cn_mk_nil());
-    cn_term *undef = cn_mk_tuple(2, cn_mk_atomc(n, "undef"), cn_mk_list(1, frame));
-    cn_term *bad = cn_mk_tuple(2, cn_mk_atomc(n, "badrpc"), cn_mk_tuple(2, cn_mk_atomc(n, "EXIT"), undef));
-    if (bad) cn_gen_reply(self, cfrom, bad);
-    cn_term_free(bad);
-    return;
-  }
   const cn_term *from = cn_tuple_elem(msg, 2, 0), *what = cn_tuple_elem(msg, 2, 1);
   if (!from || from->type != CN_PID || !cn_is_atom(what, "features_request")) return;
   cn_term erpc = tv_atom(cn_intern(n, "erpc"));
@@ -39,6 +39,8 @@ static void rex(cn_proc *self, const cn_term *msg, void *state) {
   if (reply) cn_send(n, self, from->v.pid, reply);
   cn_term_free(reply);
 }
+
+static const cn_gen_server_ops rex_ops = {.handle_call = rex_call, .handle_info = rex_info};
 
 /* The group leader lent to remote calls: output requests are answered ok (and logged at debug level), so a
  * function that prints does not wait forever; input requests get {error, enotsup}. */
@@ -63,11 +65,10 @@ static void sys(cn_proc *self, const cn_term *msg, void *state) {
 }
 
 int builtin_start(cn_node *n) {
-  cn_pid pid;
   int rc;
   if ((rc = cn_spawn(n, sys, NULL, NULL, &n->sys_pid))) return rc;
   if ((rc = cn_spawn(n, group_leader, NULL, NULL, &n->gl_pid))) return rc;
-  if ((rc = cn_spawn(n, net_kernel, NULL, NULL, &pid)) || (rc = cn_register(n, "net_kernel", pid))) return rc;
-  if ((rc = cn_spawn(n, rex, NULL, NULL, &pid)) || (rc = cn_register(n, "rex", pid))) return rc;
+  if ((rc = cn_gen_server_start(n, "net_kernel", &net_kernel_ops, NULL, NULL))) return rc;
+  if ((rc = cn_gen_server_start(n, "rex", &rex_ops, NULL, NULL))) return rc;
   return 0;
 }

@@ -472,8 +472,12 @@ static int apply_op(cn_crdt *c, const cn_term *op) {
   return CN_EINVAL;
 }
 
-static cn_term *handle_call(cn_crdt *c, const cn_term *req) {
+/* The process is a gen_server; every message it gets counts in msgs_received. */
+static cn_term *handle_call(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
+  (void)self, (void)from;
+  cn_crdt *c = state;
   cn_node *n = c->n;
+  c->stats.msgs_received++;
   if (cn_is_atom(req, "read")) return cn_crdt_read(c);
   if (cn_is_atom(req, "root_hash")) return root_term(c);
   if (cn_is_atom(req, "stats")) return stats_term(c);
@@ -508,17 +512,26 @@ static cn_term *handle_call(cn_crdt *c, const cn_term *req) {
             : cn_mk_atomc(n, "ok");
 }
 
-static void handle(cn_proc *self, const cn_term *msg, void *state) {
+/* BEAM's CRDT would crash on a message it has no clause for; we log, count and live on. */
+static void bad_message(cn_crdt *c, int rc, const char *what, const cn_term *t) {
+  c->stats.bad_messages++;
+  char *txt = cn_term_to_string(t);
+  cn_log(c->n, CN_LOG_WARN, "%s: dropped %s %s: %.200s", c->name, cn_err_name(rc), what, txt ? txt : "?");
+  cn_free(txt);
+}
+
+/* No cast is part of the sync protocol. */
+static void handle_cast(cn_proc *self, const cn_term *req, void *state) {
+  (void)self;
   cn_crdt *c = state;
-  const cn_term *from, *req;
+  c->stats.msgs_received++;
+  bad_message(c, CN_EINVAL, "cast", req);
+}
+
+static void handle_info(cn_proc *self, const cn_term *msg, void *state) {
+  cn_crdt *c = state;
   int rc = 0;
   c->stats.msgs_received++;
-  if (cn_gen_is_call(msg, &from, &req)) {
-    cn_term *reply = handle_call(c, req);
-    if (reply) cn_gen_reply(self, from, reply);
-    cn_term_free(reply);
-    return;
-  }
   if (cn_is_atom(msg, "sync")) {
     do_sync(c, self);
     /* one timer at a time, however many :sync messages arrive (sync_now, replays) */
@@ -548,21 +561,10 @@ static void handle(cn_proc *self, const cn_term *msg, void *state) {
   } else {
     rc = CN_EINVAL;
   }
-  if (rc) {
-    /* BEAM's CRDT would crash here; we log, count and live on. */
-    c->stats.bad_messages++;
-    char *txt = cn_term_to_string(msg);
-    cn_log(c->n, CN_LOG_WARN, "%s: dropped %s message: %.200s", c->name, cn_err_name(rc), txt ? txt : "?");
-    cn_free(txt);
-  }
+  if (rc) bad_message(c, rc, "message", msg);
 }
 
-static void terminate(cn_proc *self, const cn_term *reason, void *state) {
-  (void)self;
-  (void)reason;
-  cn_crdt *c = state;
-  if (c->o.on_stop) c->o.on_stop(c, c->o.ctx);
-  if (c->timer) cn_cancel_timer(c->n, c->timer);
+static void crdt_free(cn_crdt *c) {
   for (size_t i = 0; i < c->nnb; i++) cn_term_free(c->nb[i].addr);
   cn_free(c->nb);
   cn_free(c->subs);
@@ -572,6 +574,21 @@ static void terminate(cn_proc *self, const cn_term *reason, void *state) {
   hc_awlww_free(&c->st);
   cn_free(c);
 }
+
+static void terminate(cn_proc *self, const cn_term *reason, void *state) {
+  (void)self;
+  (void)reason;
+  cn_crdt *c = state;
+  if (c->o.on_stop) c->o.on_stop(c, c->o.ctx);
+  if (c->timer) cn_cancel_timer(c->n, c->timer);
+  crdt_free(c);
+}
+
+static const cn_gen_server_ops crdt_ops = {.handle_call = handle_call,
+                                           .handle_cast = handle_cast,
+                                           .handle_info = handle_info,
+                                           .terminate = terminate,
+                                           .trap_exit = true};
 
 int cn_crdt_start(cn_node *n, const char *name, const cn_crdt_opts *opts, cn_crdt **out) {
   if (!name || strlen(name) > 250) return CN_EINVAL;
@@ -591,22 +608,10 @@ int cn_crdt_start(cn_node *n, const char *name, const cn_crdt_opts *opts, cn_crd
   int rc = hc_ctx_init(&c->hc, cn_node_atoms(n), c->o.mapset_shape);
   hc_awlww_init(&c->st);
   hc_merkle_init(&c->mm);
-  if (rc) {
-    cn_free(c);
-    return rc;
-  }
-  cn_proc_opts po = {.terminate = terminate, .trap_exit = true};
-  if ((rc = cn_spawn(n, handle, c, &po, &c->pid))) {
-    cn_free(c);
-    return rc;
-  }
-  if ((rc = cn_register(n, c->name, c->pid))) {
-    /* A failed start is not a stop: on_stop would reach a caller that already took the error (the Horde members
-     * free their state on it, then crdt_stopped ran on the freed member). */
-    c->o.on_stop = NULL;
-    cn_term *why = cn_mk_atomc(n, "kill");
-    cn_exit(n, NULL, c->pid, why); /* terminate frees c */
-    cn_term_free(why);
+  /* A failed start is not a stop: terminate and on_stop do not run (on_stop would reach a caller that already
+   * took the error: the Horde members free their state on it), and c is still ours. */
+  if (rc || (rc = cn_gen_server_start(n, c->name, &crdt_ops, c, &c->pid))) {
+    crdt_free(c);
     return rc;
   }
   send_sync(c); /* init sends itself :sync */

@@ -92,7 +92,8 @@ typedef struct cn_horde_registry_opts {
   const char *const *members;
   size_t nmembers;
   cn_crdt_opts crdt; /* sync interval, MapSet shape, clock... (on_diffs, ctx and on_stop are the registry's) */
-  /* Called once when the registry process ends (the cn_horde_registry must not be used after it returns). */
+  /* Called once when the registry process ends (the cn_horde_registry must not be used after it returns); not
+   * when cn_horde_registry_start fails. */
   void (*on_stop)(cn_horde_registry *r, void *ctx);
   void *ctx;
 } cn_horde_registry_opts;

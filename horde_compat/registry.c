@@ -400,7 +400,8 @@ static int ask_alive(cn_proc *self, const cn_term *from, cn_pid pid, cn_term *va
   return rc;
 }
 
-static cn_term *handle_call(cn_horde_registry *r, cn_proc *self, const cn_term *from, const cn_term *req) {
+static cn_term *handle_call(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
+  cn_horde_registry *r = state;
   cn_node *n = r->n;
   uint32_t ar = req->type == CN_TUPLE ? req->v.tuple.arity : 0;
   const cn_term *e = ar ? req->v.tuple.e : NULL;
@@ -440,15 +441,19 @@ static cn_term *handle_call(cn_horde_registry *r, cn_proc *self, const cn_term *
   return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "badarg"));
 }
 
-static void handle(cn_proc *self, const cn_term *msg, void *state) {
+static void ignored(cn_horde_registry *r, const char *what, const cn_term *t) {
+  char *txt = cn_term_to_string(t);
+  cn_log(r->n, CN_LOG_DEBUG, "%s: ignored %s %.200s", r->name, what, txt ? txt : "?");
+  cn_free(txt);
+}
+
+static void handle_cast(cn_proc *self, const cn_term *req, void *state) {
+  (void)self;
+  ignored(state, "cast", req);
+}
+
+static void handle_info(cn_proc *self, const cn_term *msg, void *state) {
   cn_horde_registry *r = state;
-  const cn_term *from, *req;
-  if (cn_gen_is_call(msg, &from, &req)) {
-    cn_term *reply = handle_call(r, self, from, req);
-    if (reply) cn_gen_reply(self, from, reply);
-    cn_term_free(reply);
-    return;
-  }
   uint32_t ar = msg->type == CN_TUPLE ? msg->v.tuple.arity : 0;
   const cn_term *e = ar ? msg->v.tuple.e : NULL;
   if (ar == 2 && cn_is_atom(&e[0], "crdt_update")) {
@@ -467,9 +472,7 @@ static void handle(cn_proc *self, const cn_term *msg, void *state) {
     cn_proc_exit(self, why);
     cn_term_free(why);
   } else {
-    char *txt = cn_term_to_string(msg);
-    cn_log(r->n, CN_LOG_DEBUG, "%s: ignored message %.200s", r->name, txt ? txt : "?");
-    cn_free(txt);
+    ignored(r, "message", msg);
   }
 }
 
@@ -483,6 +486,12 @@ static void terminate(cn_proc *self, const cn_term *reason, void *state) {
   if (r->crdt) cn_crdt_stop(r->crdt);
   unref(r);
 }
+
+static const cn_gen_server_ops registry_ops = {.handle_call = handle_call,
+                                               .handle_cast = handle_cast,
+                                               .handle_info = handle_info,
+                                               .terminate = terminate,
+                                               .trap_exit = true};
 
 static void crdt_stopped(cn_crdt *c, void *ctx) {
   (void)c;
@@ -522,17 +531,11 @@ int cn_horde_registry_start(cn_node *n, const char *name, const cn_horde_registr
   r->crdt_pid = cn_crdt_pid(r->crdt);
   r->refs = 2; /* the CRDT (crdt_stopped) and the registry process (terminate) */
   r->alive = true;
-  cn_proc_opts po = {.terminate = terminate, .trap_exit = true};
-  if ((rc = cn_spawn(n, handle, r, &po, &r->pid))) {
+  if ((rc = cn_gen_server_start(n, name, &registry_ops, r, &r->pid))) {
+    /* not started (the name is taken, or no memory): terminate and on_stop do not run */
     r->alive = false;
     r->refs--;
     cn_crdt_stop(r->crdt); /* crdt_stopped frees r */
-    return rc;
-  }
-  if ((rc = cn_register(n, name, r->pid))) {
-    cn_term *why = cn_mk_atomc(n, "kill");
-    cn_exit(n, NULL, r->pid, why); /* terminate stops the CRDT; both unref */
-    cn_term_free(why);
     return rc;
   }
   cn_crdt_subscribe(r->crdt, r->pid);

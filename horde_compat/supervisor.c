@@ -352,15 +352,26 @@ static bool own_message(cn_horde_sup *s, const cn_term *msg) {
   return true;
 }
 
-static void dispatch(cn_horde_sup *s, const cn_term *msg) {
-  const cn_term *from, *req;
+/* N is a gen_server; s->self is set while one of its callbacks runs (the sup_*.c parts act as N only then). */
+static cn_term *handle_call(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
+  cn_horde_sup *s = state;
+  s->self = self;
+  cn_term *reply = request(s, req, from, s->o.proxy_message_ttl ? (int64_t)s->o.proxy_message_ttl : TTL_INF);
+  s->self = NULL;
+  return reply;
+}
+
+static void handle_cast(cn_proc *self, const cn_term *req, void *state) {
+  (void)self;
+  sup_logt(state, CN_LOG_DEBUG, "ignored cast", req);
+}
+
+static void handle_info(cn_proc *self, const cn_term *msg, void *state) {
+  cn_horde_sup *s = state;
   uint32_t ar = msg->type == CN_TUPLE ? msg->v.tuple.arity : 0;
   const cn_term *tag = ar ? &msg->v.tuple.e[0] : NULL;
-  if (cn_gen_is_call(msg, &from, &req)) {
-    cn_term *reply = request(s, req, from, s->o.proxy_message_ttl ? (int64_t)s->o.proxy_message_ttl : TTL_INF);
-    if (reply) cn_gen_reply(s->self, from, reply);
-    cn_term_free(reply);
-  } else if ((ar == 3 || ar == 4) && cn_is_atom(tag, "proxy_operation")) {
+  s->self = self;
+  if ((ar == 3 || ar == 4) && cn_is_atom(tag, "proxy_operation")) {
     on_proxy(s, msg);
   } else if (ar == 2 && cn_is_atom(tag, "crdt_update")) {
     sup_on_update(s, &msg->v.tuple.e[1]);
@@ -369,16 +380,8 @@ static void dispatch(cn_horde_sup *s, const cn_term *msg) {
   } else if (ar == 3 && cn_is_atom(tag, "EXIT") && hc_is_pid(&msg->v.tuple.e[1])) {
     on_exit_signal(s, msg->v.tuple.e[1].v.pid, &msg->v.tuple.e[2]);
   } else if (!own_message(s, msg)) {
-    char *txt = cn_term_to_string(msg);
-    cn_log(s->n, CN_LOG_DEBUG, "%s: ignored message %.200s", s->name, txt ? txt : "?");
-    cn_free(txt);
+    sup_logt(s, CN_LOG_DEBUG, "ignored message", msg);
   }
-}
-
-static void handle(cn_proc *self, const cn_term *msg, void *state) {
-  cn_horde_sup *s = state;
-  s->self = self;
-  dispatch(s, msg);
   s->self = NULL;
 }
 
@@ -411,16 +414,20 @@ static void terminate(cn_proc *self, const cn_term *reason, void *state) {
   unref(s);
 }
 
-/* 'N.ProcessesSupervisor': which_children and count_children from the local children. */
-static void psup_handle(cn_proc *self, const cn_term *msg, void *state) {
+static const cn_gen_server_ops n_ops = {.handle_call = handle_call,
+                                        .handle_cast = handle_cast,
+                                        .handle_info = handle_info,
+                                        .terminate = terminate,
+                                        .trap_exit = true};
+
+/* 'N.ProcessesSupervisor': which_children and count_children from the local children; casts and other messages
+ * are ignored. */
+static cn_term *psup_call(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
+  (void)self, (void)from;
   cn_horde_sup *s = state;
-  const cn_term *from, *req;
-  if (!cn_gen_is_call(msg, &from, &req)) return;
-  cn_term *reply = cn_is_atom(req, "which_children")   ? cn_horde_which_children(s)
-                   : cn_is_atom(req, "count_children") ? cn_horde_count_children(s)
-                                                       : err1(s, atom(s, "unknown_call"));
-  if (reply) cn_gen_reply(self, from, reply);
-  cn_term_free(reply);
+  return cn_is_atom(req, "which_children")   ? cn_horde_which_children(s)
+         : cn_is_atom(req, "count_children") ? cn_horde_count_children(s)
+                                             : err1(s, atom(s, "unknown_call"));
 }
 
 static void psup_terminate(cn_proc *self, const cn_term *reason, void *state) {
@@ -430,6 +437,8 @@ static void psup_terminate(cn_proc *self, const cn_term *reason, void *state) {
   unref(s);
 }
 
+static const cn_gen_server_ops psup_ops = {.handle_call = psup_call, .terminate = psup_terminate};
+
 static void crdt_stopped(cn_crdt *c, void *ctx) {
   (void)c;
   cn_horde_sup *s = ctx;
@@ -437,16 +446,10 @@ static void crdt_stopped(cn_crdt *c, void *ctx) {
   unref(s);
 }
 
-/* Spawns and registers a process of the supervisor; each holds a reference. */
-static int spawn_named(cn_horde_sup *s, const char *name, cn_handler_fn fn, const cn_proc_opts *po, cn_pid *pid) {
-  int rc = cn_spawn(s->n, fn, s, po, pid);
-  if (rc) return rc;
-  s->refs++;
-  if ((rc = cn_register(s->n, name, *pid))) {
-    cn_term *why = cn_mk_atomc(s->n, "kill");
-    cn_exit(s->n, NULL, *pid, why);
-    cn_term_free(why);
-  }
+/* Starts a process of the supervisor, registered as name; each that runs holds a reference. */
+static int start_named(cn_horde_sup *s, const char *name, const cn_gen_server_ops *ops, cn_pid *pid) {
+  int rc = cn_gen_server_start(s->n, name, ops, s, pid);
+  if (!rc) s->refs++;
   return rc;
 }
 
@@ -498,16 +501,13 @@ int cn_horde_supervisor_start(cn_node *n, const char *name, const cn_horde_sup_o
   s->crdt_pid = cn_crdt_pid(s->crdt);
   char pname[300];
   snprintf(pname, sizeof pname, "%s.ProcessesSupervisor", name);
-  cn_proc_opts po = {.terminate = terminate, .trap_exit = true}, pso = {.terminate = psup_terminate};
   s->alive = true;
-  if ((rc = spawn_named(s, name, handle, &po, &s->pid))) {
-    if (s->refs == 1) { /* N never ran; otherwise it was killed and its terminate stops the CRDT */
-      s->alive = false;
-      cn_crdt_stop(s->crdt);
-    }
+  if ((rc = start_named(s, name, &n_ops, &s->pid))) { /* N never ran: crdt_stopped frees s */
+    s->alive = false;
+    cn_crdt_stop(s->crdt);
     return rc;
   }
-  if ((rc = spawn_named(s, pname, psup_handle, &pso, &s->psup_pid))) {
+  if ((rc = start_named(s, pname, &psup_ops, &s->psup_pid))) {
     cn_horde_supervisor_stop(s); /* N's terminate stops the CRDT */
     return rc;
   }

@@ -344,9 +344,31 @@ static void test_start_name_taken(void **st) {
   assert_int_equal(stops, 1);
 }
 
+/* The CRDT is a gen_server, but no cast is part of delta_crdt's protocol: a cast is dropped and counted as a bad
+ * message, as every message without a clause is; a call it does not know gets {error, unknown_call}. */
+static void test_cast_is_bad_message(void **st) {
+  (void)st;
+  cn_node *n;
+  cn_node_opts o = {.name = "crdtc@127.0.0.1", .cookie = "secret", .log_level = CN_LOG_ERROR};
+  assert_int_equal(cn_node_new(&n, NULL, &o), 0);
+  cn_crdt *c;
+  assert_int_equal(cn_crdt_start(n, "c", NULL, &c), 0);
+  cn_term *srv = cn_mk_atomc(n, "c.Crdt"), *req = cn_mk_tuple(2, cn_mk_atomc(n, "operation"), cn_mk_nil());
+  assert_int_equal(cn_cast(n, NULL, srv, req), 0);
+  for (int i = 0; i < 20; i++) uv_run(cn_node_loop(n), UV_RUN_NOWAIT);
+  cn_crdt_stats s;
+  cn_crdt_get_stats(c, &s);
+  assert_int_equal(s.bad_messages, 1);
+  assert_int_equal(s.msgs_received, 2); /* the cast and the first :sync */
+  cn_term_free(srv);
+  cn_term_free(req);
+  cn_node_free(n);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_start_name_taken),
+      cmocka_unit_test(test_cast_is_bad_message),
       cmocka_unit_test(test_round_delta_consistent),
       cmocka_unit_test(test_three_nodes),
       cmocka_unit_test(test_five_nodes),

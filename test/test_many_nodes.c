@@ -50,21 +50,19 @@ static int nop_start(cn_node *n, const cn_atom *fun, const cn_term *args, void *
 
 /* drv: {is_up, Node} -> true | false (cn_node_is_up, any kind); connected -> how many nodes are up. It runs on
  * the node's loop, where the connection table may be read. */
-static void drv(cn_proc *self, const cn_term *msg, void *state) {
-  (void)state;
+static cn_term *drv(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
+  (void)from, (void)state;
   cn_node *n = cn_proc_node(self);
-  const cn_term *from, *req;
-  if (!cn_gen_is_call(msg, &from, &req)) return;
   cn_term *reply = NULL;
   const cn_term *arg = cn_tuple_elem(req, 2, 1);
   if (arg && arg->type == CN_ATOM && cn_is_atom(cn_tuple_elem(req, 2, 0), "is_up"))
     reply = cn_mk_atomc(n, cn_node_is_up(n, arg->v.atom, CN_NODES_ALL) ? "true" : "false");
   else if (cn_is_atom(req, "connected"))
     reply = cn_mk_int((int64_t)cn_nodes(n, CN_NODES_ALL, NULL, 0));
-  if (!reply) reply = cn_mk_atomc(n, "badreq");
-  cn_gen_reply(self, from, reply);
-  cn_term_free(reply);
+  return reply ? reply : cn_mk_atomc(n, "badreq");
 }
+
+static const cn_gen_server_ops drv_ops = {.handle_call = drv};
 
 static bool ups_at_least(tnode *t, const void *k) { return t->nodeups - t->nodedowns >= *(const int *)k; }
 
@@ -91,7 +89,7 @@ static void test_owner_past_256_connections(void **st) {
   cn_horde_sup_opts so = {.orphan_ms = 200, .crdt = {.sync_interval_ms = 50}};
   assert_int_equal(cn_horde_supervisor_start(t.n, SUP, &so, &sup), 0);
   assert_int_equal(cn_horde_entry(sup, MOD, nop_start, NULL), 0);
-  tnode_spawn_named(&t, "drv", drv, NULL);
+  assert_int_equal(cn_gen_server_start(t.n, "drv", &drv_ops, NULL, NULL), 0);
   tnode_run_ready(&t);
 
   long t0 = now_ms();

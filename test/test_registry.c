@@ -64,11 +64,10 @@ static cn_term *table_list(tnode *t) {
  * spawn -> Pid; {reg, K, V, Pid} -> ok | {error, {already_registered, Pid}} | {error, Code};
  * {unreg, K, Pid} -> ok; {lookup, K} -> [{Pid, V}] | []; count -> N; {alive, Pid} -> bool;
  * {die, Pid} -> ok; {connect, Node} -> ok; table -> [{Key, Member, Pid, Value}]. */
-static void drv(cn_proc *self, const cn_term *msg, void *state) {
+static cn_term *drv(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
+  (void)from;
   tnode *t = state;
   cn_node *n = cn_proc_node(self);
-  const cn_term *from, *req;
-  if (!cn_gen_is_call(msg, &from, &req)) return;
   const cn_term *e = req->type == CN_TUPLE ? req->v.tuple.e : NULL;
   uint32_t ar = e ? req->v.tuple.arity : 0;
   cn_term *reply = NULL;
@@ -103,10 +102,10 @@ static void drv(cn_proc *self, const cn_term *msg, void *state) {
   } else if (ar == 2 && cn_is_atom(&e[0], "connect")) {
     reply = cn_node_connect(n, e[1].v.atom) ? cn_mk_atomc(n, "error") : cn_mk_atomc(n, "ok");
   }
-  if (!reply) reply = cn_mk_atomc(n, "badreq");
-  cn_gen_reply(self, from, reply);
-  cn_term_free(reply);
+  return reply ? reply : cn_mk_atomc(n, "badreq");
 }
+
+static const cn_gen_server_ops drv_ops = {.handle_call = drv};
 
 /* A node with the registry REG (t->user) and the driver process, running in its own thread; mesh: whether
  * global connects it to its peers' peers (no: as -connect_all false). */
@@ -118,7 +117,7 @@ static void node_up_mesh(tnode *t, const char *name, bool mesh) {
   cn_horde_registry *reg;
   assert_int_equal(cn_horde_registry_start(t->n, REG, &ro, &reg), 0);
   t->user = reg;
-  tnode_spawn_named(t, "drv", drv, t);
+  assert_int_equal(cn_gen_server_start(t->n, "drv", &drv_ops, t, NULL), 0);
   tnode_run_ready(t);
 }
 static void node_up(tnode *t, const char *name) { node_up_mesh(t, name, true); }
@@ -649,9 +648,39 @@ static void test_replay(void **st) {
   printf("replayed %d captured crdt_update notifications into the C registries of 8 nodes\n", total);
 }
 
+/* A registry whose name is taken is not started: CN_EEXIST, its CRDT ends with it, and on_stop does not run (the
+ * caller has the error; cn_gen_server_start leaves the state with the starter). */
+static int stops;
+static void count_stop(cn_horde_registry *r, void *ctx) {
+  (void)r, (void)ctx;
+  stops++;
+}
+
+static void idle(cn_proc *self, const cn_term *msg, void *state) { (void)self, (void)msg, (void)state; }
+
+static void test_start_name_taken(void **st) {
+  (void)st;
+  cn_node *n;
+  cn_node_opts o = {.name = "regn@127.0.0.1", .cookie = "secret", .log_level = CN_LOG_ERROR};
+  assert_int_equal(cn_node_new(&n, NULL, &o), 0);
+  cn_pid squatter, crdt;
+  assert_int_equal(cn_spawn(n, idle, NULL, NULL, &squatter), 0);
+  assert_int_equal(cn_register(n, REG, squatter), 0);
+  cn_horde_registry_opts ro = {.on_stop = count_stop};
+  cn_horde_registry *r = NULL;
+  assert_int_equal(cn_horde_registry_start(n, REG, &ro, &r), CN_EEXIST);
+  assert_null(r);
+  for (int i = 0; i < 20; i++) uv_run(cn_node_loop(n), UV_RUN_NOWAIT);
+  assert_int_equal(cn_whereis(n, REG ".Crdt", &crdt), CN_ENOTFOUND);
+  assert_int_equal(stops, 0);
+  cn_node_free(n);
+  assert_int_equal(stops, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_shapes),
+      cmocka_unit_test(test_start_name_taken),
       cmocka_unit_test(test_one_node),
       cmocka_unit_test(test_three_nodes),
       cmocka_unit_test(test_join_keeps_unmet_members),

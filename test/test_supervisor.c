@@ -85,11 +85,10 @@ static void on_done(cn_horde_sup *s, void *ctx) {
 }
 
 /* drv: {connect, Node} -> ok; shutdown -> ok (cn_horde_supervisor_shutdown); count -> local children. */
-static void drv(cn_proc *self, const cn_term *msg, void *state) {
+static cn_term *drv(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
+  (void)from;
   snode *x = state;
   cn_node *n = cn_proc_node(self);
-  const cn_term *from, *req;
-  if (!cn_gen_is_call(msg, &from, &req)) return;
   cn_term *reply = NULL;
   const cn_term *arg = cn_tuple_elem(req, 2, 1);
   if (arg && cn_is_atom(cn_tuple_elem(req, 2, 0), "connect"))
@@ -98,10 +97,10 @@ static void drv(cn_proc *self, const cn_term *msg, void *state) {
     reply = cn_mk_atomc(n, cn_horde_supervisor_shutdown(x->sup, on_done, x) ? "error" : "ok");
   else if (cn_is_atom(req, "count"))
     reply = cn_mk_int((int64_t)cn_horde_supervisor_count(x->sup));
-  if (!reply) reply = cn_mk_atomc(n, "badreq");
-  cn_gen_reply(self, from, reply);
-  cn_term_free(reply);
+  return reply ? reply : cn_mk_atomc(n, "badreq");
 }
+
+static const cn_gen_server_ops drv_ops = {.handle_call = drv};
 
 static void node_up(snode *x, const char *name, const char *const *members, size_t nmembers) {
   cn_node_opts o = {
@@ -114,7 +113,7 @@ static void node_up(snode *x, const char *name, const char *const *members, size
   assert_int_equal(cn_horde_supervisor_start(x->t.n, SUP, &so, &x->sup), 0);
   assert_int_equal(cn_horde_entry(x->sup, MOD, ctr_start, NULL), 0);
   assert_int_equal(cn_horde_entry(x->sup, MOD, ctr_start, NULL), CN_EEXIST);
-  tnode_spawn_named(&x->t, "drv", drv, x);
+  assert_int_equal(cn_gen_server_start(x->t.n, "drv", &drv_ops, x, NULL), 0);
   tnode_run_ready(&x->t);
 }
 

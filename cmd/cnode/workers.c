@@ -10,7 +10,9 @@
 #include "horde.h"
 #include "workers.h"
 
-/* echo: {From, Term} -> From ! Term; a gen_server call is answered with its request. */
+/* echo: {From, Term} -> From ! Term; a gen_server call is answered with its request. A plain process rather than
+ * a cn_gen_server: it shows the bare handler API, and cnode_demo:echo/0 spawns it through cn_register_entry,
+ * which takes a handler. */
 static void echo(cn_proc *self, const cn_term *msg, void *state) {
   (void)state;
   const cn_term *from = cn_tuple_elem(msg, 2, 0), *req;
