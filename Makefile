@@ -35,7 +35,8 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CNODE_SRC := $(wildcard cmd/cnode/*.c)
 EPMD_SRC  := $(wildcard cmd/cnode-epmd/*.c)
 TEST_SRC  := $(wildcard test/test_*.c)
-TEST_UTIL := $(filter-out $(TEST_SRC),$(wildcard test/*.c))
+TERM_UTIL := test/tterm.c
+TEST_UTIL := $(filter-out $(TEST_SRC) $(TERM_UTIL),$(wildcard test/*.c))
 TESTS     := $(TEST_SRC:test/%.c=$(BUILD)/test/%)
 EXAMPLES  := $(patsubst examples/%/main.c,$(BUILD)/examples/%,$(wildcard examples/*/main.c))
 
@@ -96,6 +97,10 @@ $(BUILD)/test/%: test/%.c $(TEST_UTIL) $(BUILD)/libcnode.a
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  LD    $@")
 	$(Q)$(CC) $(CFLAGS) -Itest $(LDFLAGS) -o $@ $< $(TEST_UTIL) $(BUILD)/libcnode.a $(LDLIBS) -lcmocka
+
+# tterm.c's fixtures (an atom table A, setup, the OTP vectors) belong to the term tests alone: linked into these two.
+$(BUILD)/test/test_term $(BUILD)/test/test_etf: $(TERM_UTIL)
+$(BUILD)/test/test_term $(BUILD)/test/test_etf: private TEST_UTIL += $(TERM_UTIL)
 
 # test_global makes global's back-off timers (cn_proc_after) fail at will (its __wrap_cn_proc_after), to reach
 # results a chain gets at once.
