@@ -221,7 +221,8 @@ void conn_up(cn_conn *c) {
   if (!c->in_hash) {
     cn_conn *old = conn_find(n, c->peer);
     if (old && old->state != C_UP) conn_adopt_pending(c, old); /* a setup of ours that started meanwhile */
-    if (old) conn_close(old, old->state == C_UP ? "replaced by a new connection from the peer" : "simultaneous connect");
+    if (old)
+      conn_close(old, old->state == C_UP ? "replaced by a new connection from the peer" : "simultaneous connect");
     conn_unnamed_remove(c);
     if (!conn_hash_add(c)) {
       conn_close(c, "out of memory");

@@ -33,8 +33,8 @@ struct cn_conn {
   dist_hs hs;
   bool hs_init;
   cn_buf in;
-  cn_buf out;  /* accumulating (plaintext) */
-  cn_buf wbuf; /* being written (ciphertext under TLS) */
+  cn_buf out;    /* accumulating (plaintext) */
+  cn_buf wbuf;   /* being written (ciphertext under TLS) */
   dist_tls *tls; /* NULL: plain TCP */
   cn_buf tin;    /* TLS: ciphertext just read */
   cn_buf tout;   /* TLS: records to send before the next encrypted output (handshake, alerts) */
@@ -47,10 +47,10 @@ struct cn_conn {
   uint64_t peer_flags;
   pend *pend_head, **pend_tail;
   size_t pend_bytes;
-  char addr[64]; /* the peer's address, for logs before its name is known */
-  cn_proc *susp;  /* processes suspended until this connection's queue drains */
+  char addr[64];         /* the peer's address, for logs before its name is known */
+  cn_proc *susp;         /* processes suspended until this connection's queue drains */
   cn_atom_cache *acache; /* atoms this peer sends, found without the table's lock (NULL: none) */
-  bool dropping;  /* queue_limit reached: logged once until it drains */
+  bool dropping;         /* queue_limit reached: logged once until it drains */
   cn_conn *unnamed_next;
   UT_hash_handle hh; /* node->conns by peer atom pointer */
 };

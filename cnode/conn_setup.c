@@ -46,7 +46,6 @@ int conn_hs_start(cn_conn *c) {
   return hs_output(c);
 }
 
-
 /* Acceptor: the peer said its name. Decide as net_kernel does on simultaneous connects. */
 static const char *on_peer_name(cn_conn *c) {
   cn_node *n = c->n;
@@ -92,8 +91,9 @@ int conn_handshake_step(cn_conn *c, size_t *off) {
     const uint8_t *m = c->in.data + start;
     bool tls_peer = !c->tls && c->in.len - start >= 2 && (m[0] == 21 || m[0] == 22) && m[1] == 3;
     conn_setup_failed(c, "%s",
-                      tls_peer ? "the peer speaks TLS (a -proto_dist inet_tls node) and this node runs plain TCP"
-                               : c->hs.reason ? c->hs.reason : cn_strerror(ev));
+                      tls_peer       ? "the peer speaks TLS (a -proto_dist inet_tls node) and this node runs plain TCP"
+                      : c->hs.reason ? c->hs.reason
+                                     : cn_strerror(ev));
     return -1;
   }
   switch (ev) {
@@ -142,7 +142,8 @@ int conn_tls_init(cn_node *n, const cn_tls_opts *o) {
          o->server.fail_if_no_peer_cert ? " and fail_if_no_peer_cert" : "",
          dist_tls_ctx_verifies(n->tls_cli) ? "verify_peer" : "verify_none");
   if (!dist_tls_ctx_verifies(n->tls_cli))
-    cn_log(n, CN_LOG_WARN, "TLS distribution: servers' certificates are not checked (verify_none): give a "
+    cn_log(n, CN_LOG_WARN,
+           "TLS distribution: servers' certificates are not checked (verify_none): give a "
            "cacertfile to authenticate peers");
   return 0;
 }
