@@ -1,5 +1,6 @@
 /* node_int.h: the runtime's private structures, shared by node.c (lifecycle, scheduling), proc.c
- * (processes, names, signals), conn.c (connections) and builtin.c (net_kernel, rex). Never installed. */
+ * (processes, names, signals), conn.c, conn_io.c and conn_setup.c (connections) and builtin.c (net_kernel, rex).
+ * Never installed. */
 #ifndef CNODE_NODE_INT_H
 #define CNODE_NODE_INT_H
 
@@ -309,7 +310,7 @@ void call_drop_all(cn_proc *p);
 int spawn_request(cn_node *n, const cn_atom *peer, const dist_ctl *ctl, const cn_term *args);
 void spawn_free_entries(cn_node *n);
 
-/* conn.c */
+/* conn.c, conn_io.c, conn_setup.c (what they share with each other is in conn_int.h) */
 /* Encodes ctl (+ payload, may be NULL) to peer, connecting on demand. Returns 0 also when the message is
  * dropped because the peer is unreachable, like Erlang's send; CN_EBUSY when the peer's queue is full. When
  * sender is a process and the queue is over the busy limit, the process is suspended until it drains. */

@@ -1,6 +1,6 @@
 /* tls.h: internal header of the TLS transport: an OpenSSL session over a pair of memory BIOs. Ciphertext in
  * gives plaintext out and plaintext in gives ciphertext out; no sockets, no clock, no blocking calls. The
- * libuv glue (cnode/conn.c) moves the bytes. */
+ * libuv glue (cnode/conn_io.c, cnode/conn_setup.c) moves the bytes. */
 #ifndef DIST_TLS_H
 #define DIST_TLS_H
 

@@ -1,4 +1,4 @@
-/* fuzz_control.c: a message body as conn.c sees it after the header: the control term, checked by
+/* fuzz_control.c: a message body as conn_io.c sees it after the header: the control term, checked by
  * dist_ctl_parse, then for operations that carry one the payload term. A leading 131 (pass-through bodies
  * version each term) is skipped before either term. */
 #include <string.h>

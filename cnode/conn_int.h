@@ -1,0 +1,104 @@
+/* conn_int.h: one distribution connection, shared by conn.c (the table, lifecycle, nodeup/nodedown, queries, test
+ * hooks), conn_io.c (the read and write paths, framing, the send queue) and conn_setup.c (accept, connect, the
+ * handshake). Never installed. */
+#ifndef CNODE_CONN_INT_H
+#define CNODE_CONN_INT_H
+
+#include "node_int.h"
+
+typedef enum { C_LOOKUP, C_CONNECTING, C_TLS, C_HANDSHAKE, C_UP, C_WAIT_PEER, C_CLOSING } conn_state;
+
+typedef struct pend {
+  struct pend *next;
+  cn_buf body; /* control then payload, each without the version byte */
+  size_t ctl_len;
+} pend;
+
+struct cn_conn {
+  cn_node *n;
+  const cn_atom *peer; /* NULL until an accepted peer says its name */
+  bool initiator;
+  bool in_hash;
+  conn_state state;
+  int refs; /* open handles and requests; freed at zero */
+  uv_tcp_t tcp;
+  bool tcp_open;
+  uv_timer_t timer; /* setup timeout, then ticks */
+  epmd_req *lookup;
+  uv_getaddrinfo_t gai;
+  bool gai_pending;
+  uv_connect_t creq;
+  uint16_t peer_port;
+  int peer_version;
+  dist_hs hs;
+  bool hs_init;
+  cn_buf in;
+  cn_buf out;    /* accumulating (plaintext) */
+  cn_buf wbuf;   /* being written (ciphertext under TLS) */
+  dist_tls *tls; /* NULL: plain TCP */
+  cn_buf tin;    /* TLS: ciphertext just read */
+  cn_buf tout;   /* TLS: records to send before the next encrypted output (handshake, alerts) */
+  uv_write_t wreq;
+  bool writing;
+  bool dirty;
+  cn_conn *dirty_next;
+  dist_frags *frags;
+  dist_tick tick;
+  uint64_t peer_flags;
+  pend *pend_head, **pend_tail;
+  size_t pend_bytes;
+  char addr[64];         /* the peer's address, for logs before its name is known */
+  cn_proc *susp;         /* processes suspended until this connection's queue drains */
+  cn_atom_cache *acache; /* atoms this peer sends, found without the table's lock (NULL: none) */
+  bool dropping;         /* queue_limit reached: logged once until it drains */
+  cn_conn *unnamed_next;
+  UT_hash_handle hh; /* node->conns by peer atom pointer */
+};
+
+/* conn.c */
+/* The peer's name, or what is known of it yet, for logs. */
+const char *conn_who(cn_conn *c);
+/* Lets the processes suspended on c run again (its queue drained, or it closed). */
+void conn_resume_all(cn_conn *c);
+/* Drops one reference (an open handle or a pending request); frees c at zero. */
+void conn_unref(cn_conn *c);
+/* A new connection with its setup timer running, or NULL (out of memory). */
+cn_conn *conn_new(cn_node *n, const cn_atom *peer, bool initiator);
+/* The named connection to peer, or NULL. */
+cn_conn *conn_find(cn_node *n, const cn_atom *peer);
+/* Registers c under c->peer; false when the table could not grow (out of memory). */
+bool conn_hash_add(cn_conn *c);
+/* Takes an accepted connection off the node's list of unnamed ones. */
+void conn_unnamed_remove(cn_conn *c);
+/* Moves messages queued on `from` (a losing or failed setup) to `to`. */
+void conn_adopt_pending(cn_conn *to, cn_conn *from);
+/* Closes c for reason (nodedown if it was up); the memory goes when its handles have closed. */
+void conn_close(cn_conn *c, const char *reason);
+/* Counts and logs a failed setup (fmt takes detail), closes c, and ends links and monitors toward the node. */
+void conn_setup_failed(cn_conn *c, const char *fmt, const char *detail);
+/* The handshake finished: register c, start ticks, nodeup, and send what was queued meanwhile. */
+void conn_up(cn_conn *c);
+/* The initiator was refused with nok: keep the queue for the peer's own connection. */
+void conn_wait_for_peer(cn_conn *c);
+
+/* conn_io.c */
+/* Queues c for the next flush (one write per connection per loop turn). */
+void conn_mark_dirty(cn_conn *c);
+/* Best effort, for the last bytes before a close: writes b now if it can, and empties it. */
+void conn_try_write(cn_conn *c, cn_buf *b);
+/* Writes what is queued now, before a close that follows a final status. */
+void conn_write_now(cn_conn *c);
+/* Frames control and payload bytes that were encoded while the peer was still connecting. */
+int conn_frame_bytes(cn_conn *c, const uint8_t *body, size_t ctl_len, size_t len);
+/* Starts reading from c's socket. */
+void conn_start_io(cn_conn *c);
+/* Handshakes and dispatches everything complete in c->in. */
+void conn_process_input(cn_conn *c);
+
+/* conn_setup.c */
+/* Starts the distribution handshake on c (once TLS is up, when the node runs TLS): 0 or a CN_E* code. */
+int conn_hs_start(cn_conn *c);
+/* Feeds the handshake from c->in at *off: 1 to go on, 0 for more bytes, -1 when c left the handshake state. */
+int conn_handshake_step(cn_conn *c, size_t *off);
+
+#endif
