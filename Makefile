@@ -134,8 +134,8 @@ test: deps
 	@$(MAKE) --no-print-directory interop-asan
 	@$(MAKE) --no-print-directory fuzz-smoke
 
-# The C sources as .clang-format lays them out: `make format` rewrites them, `make format-check` (run by `make analyze`)
-# fails on any file that differs and names it.
+# The C sources as .clang-format lays them out: `make format` rewrites them, `make format-check` fails on any file
+# that differs and names it (`make analyze`, so `make test`, runs it first).
 FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find . -name '*.[ch]' -not -path './build/*')
 format:
 	@clang-format -i $(FORMAT_SRC)
@@ -147,7 +147,7 @@ format-check:
 
 # clang's static analyzer (scan-build, over a clean build of the library and both programs in build/analyze) and
 # cppcheck over the same sources; any finding fails. About a minute; test/run_analyze.sh says what it checks.
-analyze:
+analyze: format-check
 	@sh test/run_analyze.sh build/analyze $(filter -I% -D%,$(CFLAGS))
 
 unit: $(TESTS) $(EXAMPLES)

@@ -33,26 +33,26 @@ extern "C" {
 CN_EXPORT const char *cn_version(void);
 
 /* Status codes: 0 is success, every error is negative. X(name, value, message). */
-#define CN_ERRNO_MAP(X)                                                     \
-  X(EINVAL, -1, "invalid argument")                                         \
-  X(ENOMEM, -2, "out of memory")                                            \
-  X(EDECODE, -3, "malformed input")                                         \
-  X(ETRUNC, -4, "truncated input")                                          \
-  X(ELIMIT, -5, "configured limit exceeded")                                \
-  X(EPROTO, -6, "protocol violation")                                       \
-  X(EAUTH, -7, "authentication failed (cookie mismatch)")                   \
-  X(EREFUSED, -8, "refused by peer")                                        \
-  X(ENOPROC, -9, "no such process")                                         \
-  X(ENOCONN, -10, "not connected")                                          \
-  X(EEXIST, -11, "already exists")                                          \
-  X(ENOTFOUND, -12, "not found")                                            \
-  X(ETIMEDOUT, -13, "timed out")                                            \
-  X(EIO, -14, "I/O error")                                                  \
-  X(ECLOSED, -15, "closed")                                                 \
-  X(ESTATE, -16, "operation not valid in this state")                       \
-  X(EUNSUPPORTED, -17, "not supported")                                     \
-  X(EFLAGS, -18, "peer lacks mandatory distribution flags")                 \
-  X(EEXIT, -19, "the process exited")                                      \
+#define CN_ERRNO_MAP(X)                                                                                                \
+  X(EINVAL, -1, "invalid argument")                                                                                    \
+  X(ENOMEM, -2, "out of memory")                                                                                       \
+  X(EDECODE, -3, "malformed input")                                                                                    \
+  X(ETRUNC, -4, "truncated input")                                                                                     \
+  X(ELIMIT, -5, "configured limit exceeded")                                                                           \
+  X(EPROTO, -6, "protocol violation")                                                                                  \
+  X(EAUTH, -7, "authentication failed (cookie mismatch)")                                                              \
+  X(EREFUSED, -8, "refused by peer")                                                                                   \
+  X(ENOPROC, -9, "no such process")                                                                                    \
+  X(ENOCONN, -10, "not connected")                                                                                     \
+  X(EEXIST, -11, "already exists")                                                                                     \
+  X(ENOTFOUND, -12, "not found")                                                                                       \
+  X(ETIMEDOUT, -13, "timed out")                                                                                       \
+  X(EIO, -14, "I/O error")                                                                                             \
+  X(ECLOSED, -15, "closed")                                                                                            \
+  X(ESTATE, -16, "operation not valid in this state")                                                                  \
+  X(EUNSUPPORTED, -17, "not supported")                                                                                \
+  X(EFLAGS, -18, "peer lacks mandatory distribution flags")                                                            \
+  X(EEXIT, -19, "the process exited")                                                                                  \
   X(EBUSY, -20, "queue full")
 
 enum cn_errno {
@@ -116,7 +116,10 @@ static inline uint32_t cn_get32(const uint8_t *p) {
 }
 static inline uint64_t cn_get64(const uint8_t *p) { return ((uint64_t)cn_get32(p) << 32) | cn_get32(p + 4); }
 static inline void cn_set32(uint8_t *p, uint32_t v) {
-  p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
 }
 
 /* A comparison that can fail: sets *result (<0, 0, >0) and returns 0, or returns a CN_E* status. */

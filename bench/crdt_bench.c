@@ -34,7 +34,10 @@ int main(int argc, char **argv) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   cn_node *na, *nb;
-  cn_node_opts oa = {.name = "benchA@127.0.0.1", .cookie = "bench", .epmd_port = eport, .listen_addr = "127.0.0.1",
+  cn_node_opts oa = {.name = "benchA@127.0.0.1",
+                     .cookie = "bench",
+                     .epmd_port = eport,
+                     .listen_addr = "127.0.0.1",
                      .log_level = CN_LOG_WARN};
   cn_node_opts ob = oa;
   ob.name = "benchB@127.0.0.1";
@@ -43,7 +46,8 @@ int main(int argc, char **argv) {
     return 1;
   while (ready < 2 && ready >= 0) uv_run(&loop, UV_RUN_ONCE);
   if (ready < 0) return 1;
-  cn_crdt_opts co = {.sync_interval_ms = (unsigned)(getenv("CRDT_INTERVAL") ? atoi(getenv("CRDT_INTERVAL")) : 300), .count_bytes = true};
+  cn_crdt_opts co = {.sync_interval_ms = (unsigned)(getenv("CRDT_INTERVAL") ? atoi(getenv("CRDT_INTERVAL")) : 300),
+                     .count_bytes = true};
   cn_crdt *a, *b;
   if (cn_crdt_start(na, "bench", &co, &a) || cn_crdt_start(nb, "bench", &co, &b)) return 1;
   for (long i = 0; i < nkeys; i++) {

@@ -40,8 +40,7 @@ __attribute__((noinline)) long bench_run(cn_atoms *tab, const uint8_t *buf, size
   for (size_t done = 0; done < n;) {
     size_t k = n - done < batch ? n - done : batch;
     for (size_t i = 0; i < k; i++) {
-      if (off >= len)
-        off = 0;
+      if (off >= len) off = 0;
       if (cn_term_decode(tab, buf, len, &off, &o, &held[2 * i]) ||
           cn_term_decode(tab, buf, len, &off, &o, &held[2 * i + 1]))
         bad++;
@@ -60,43 +59,36 @@ int main(int argc, char **argv) {
   size_t batch = argc > 2 ? strtoul(argv[2], NULL, 10) : 700;
   int mode = argc > 3 ? atoi(argv[3]) : 0;
   cn_atoms *tab;
-  if (cn_atoms_new(&tab, 0))
-    return 1;
+  if (cn_atoms_new(&tab, 0)) return 1;
   /* One distinct copy per message of a batch, so the bytes are read as a socket buffer would be. */
   cn_buf out = {0};
   uint8_t pay[64];
-  for (int i = 0; i < 64; i++)
-    pay[i] = (uint8_t)i;
+  for (int i = 0; i < 64; i++) pay[i] = (uint8_t)i;
   for (size_t i = 0; i < batch; i++) {
     cn_pid pid = {cn_atoms_get(tab, "bench@127.0.0.1"), 40 + (uint32_t)i, 0, 3};
     cn_term *ctl = cn_mk_tuple(4, cn_mk_int(6), cn_mk_pid(pid), cn_mk_atom(cn_atoms_get(tab, "")),
                                cn_mk_atom(cn_atoms_get(tab, "sink")));
     cn_term *msg = cn_mk_tuple(3, cn_mk_atom(cn_atoms_get(tab, "seq")), cn_mk_int((int64_t)i * 1000),
                                cn_mk_binary(pay, sizeof pay));
-    if (!ctl || !msg || cn_term_encode(ctl, &out) || cn_term_encode(msg, &out))
-      return 1;
+    if (!ctl || !msg || cn_term_encode(ctl, &out) || cn_term_encode(msg, &out)) return 1;
     cn_term_free(ctl);
     cn_term_free(msg);
   }
   cn_term **held = calloc(2 * batch, sizeof *held);
-  if (!held)
-    return 1;
+  if (!held) return 1;
   for (int m = 1; m <= 2; m++) {
-    if (mode && mode != m)
-      continue;
+    if (mode && mode != m) continue;
     cache_t *cache = NULL;
 #ifdef CN_ATOM_CACHE_API
-    if (m == 2 && !(cache = cn_atom_cache_new(0)))
-      return 1;
+    if (m == 2 && !(cache = cn_atom_cache_new(0))) return 1;
 #else
-    if (m == 2)
-      continue;
+    if (m == 2) continue;
 #endif
     double t0 = now_s();
     long bad = bench_run(tab, out.data, out.len, n, batch, cache, held);
     double t1 = now_s();
-    printf("%-8s %zu messages (batch %zu, %zu bytes each): %.1f ns/message%s\n", m == 1 ? "no-cache" : "cache",
-           n, batch, out.len / batch, (t1 - t0) * 1e9 / (double)n, bad ? " (DECODE FAILURES)" : "");
+    printf("%-8s %zu messages (batch %zu, %zu bytes each): %.1f ns/message%s\n", m == 1 ? "no-cache" : "cache", n,
+           batch, out.len / batch, (t1 - t0) * 1e9 / (double)n, bad ? " (DECODE FAILURES)" : "");
 #ifdef CN_ATOM_CACHE_API
     cn_atom_cache_free(cache);
 #endif

@@ -96,8 +96,8 @@ static int cmp_d(const void *a, const void *b) {
 
 static int send_main(int port, size_t size, long count, int reps) {
   int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct sockaddr_in a = {
+      .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a)) {
     perror("raw_pair send");
     return 1;

@@ -50,8 +50,7 @@ static void on_call_timeout(uv_timer_t *t) {
   finish(c, CN_ETIMEDOUT, NULL);
 }
 
-static cn_pending *pending_add(cn_proc *p, call_kind kind, cn_ref ref, unsigned timeout_ms, cn_reply_fn cb,
-                               void *ctx) {
+static cn_pending *pending_add(cn_proc *p, call_kind kind, cn_ref ref, unsigned timeout_ms, cn_reply_fn cb, void *ctx) {
   cn_pending *c = cn_calloc(1, sizeof *c);
   if (!c) return NULL;
   c->kind = kind;
@@ -133,11 +132,11 @@ static void finish_erpc(cn_pending *c, const cn_term *reason) {
     cn_term_free(r);
     return;
   }
-  cn_term *r = cn_is_atom(reason, "noconnection")
-                   ? cn_mk_tuple(2, cn_mk_atomc(n, "error"),
-                                 cn_mk_tuple(2, cn_mk_atomc(n, "erpc"), cn_mk_atomc(n, "noconnection")))
-                   : cn_mk_tuple(2, cn_mk_atomc(n, "exit"), cn_mk_tuple(2, cn_mk_atomc(n, "signal"),
-                                                                       cn_term_copy(reason)));
+  cn_term *r =
+      cn_is_atom(reason, "noconnection")
+          ? cn_mk_tuple(2, cn_mk_atomc(n, "error"),
+                        cn_mk_tuple(2, cn_mk_atomc(n, "erpc"), cn_mk_atomc(n, "noconnection")))
+          : cn_mk_tuple(2, cn_mk_atomc(n, "exit"), cn_mk_tuple(2, cn_mk_atomc(n, "signal"), cn_term_copy(reason)));
   finish(c, CN_EEXIT, r);
   cn_term_free(r);
 }
@@ -170,8 +169,8 @@ void call_spawn_reply(cn_node *n, const cn_term *to, cn_ref ref, const cn_term *
   if (!p || result->type != CN_ATOM) return; /* success: the DOWN brings the result */
   for (cn_pending *c = p->calls; c; c = c->next) {
     if (c->kind == CALL_ERPC && node_ref_eq(&c->ref, &ref)) {
-      cn_term *r = cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_tuple(2, cn_mk_atomc(n, "erpc"),
-                                                                     cn_term_copy(result)));
+      cn_term *r =
+          cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_tuple(2, cn_mk_atomc(n, "erpc"), cn_term_copy(result)));
       finish(c, CN_EEXIT, r);
       cn_term_free(r);
       return;
@@ -234,7 +233,7 @@ static void rpc_done(cn_proc *self, int status, const cn_term *reply, void *arg)
     r.cb(self, status, reply, r.ctx);
     return;
   }
-  cn_term *why = status == CN_ETIMEDOUT           ? cn_mk_atomc(n, "timeout")
+  cn_term *why = status == CN_ETIMEDOUT              ? cn_mk_atomc(n, "timeout")
                  : cn_is_atom(reply, "noconnection") ? cn_mk_atomc(n, "nodedown")
                                                      : cn_mk_tuple(2, cn_mk_atomc(n, "EXIT"), cn_term_copy(reply));
   cn_term *bad = cn_mk_tuple(2, cn_mk_atomc(n, "badrpc"), why);
@@ -284,8 +283,8 @@ int cn_erpc(cn_proc *self, const cn_atom *peer, const char *mod, const char *fun
   opts.v.list.len = 1;
   opts.v.list.e = opt_e;
   cn_term mfa_e[3] = {tv_atom(cn_intern(n, "erpc")), tv_atom(cn_intern(n, "execute_call")), tv_int(4)};
-  cn_term ctl_e[6] = {tv_int(DOP_SPAWN_REQUEST), tv_ref(req), tv_pid(self->pid), tv_pid(n->gl_pid),
-                      tv_tuple(mfa_e, 3), opts};
+  cn_term ctl_e[6] = {tv_int(DOP_SPAWN_REQUEST), tv_ref(req),        tv_pid(self->pid),
+                      tv_pid(n->gl_pid),         tv_tuple(mfa_e, 3), opts};
   cn_term ctl = tv_tuple(ctl_e, 6);
   cn_term arg_e[4] = {*c->res_ref, tv_atom(cn_intern(n, mod)), tv_atom(cn_intern(n, fun)), *args};
   cn_term arglist = {.type = CN_LIST};
@@ -325,8 +324,7 @@ static void gen_terminate(cn_proc *self, const cn_term *reason, void *arg) {
   cn_free(g);
 }
 
-int cn_gen_server_start(cn_node *n, const char *name, const cn_gen_server_ops *ops, void *state,
-                        cn_pid *pid_out) {
+int cn_gen_server_start(cn_node *n, const char *name, const cn_gen_server_ops *ops, void *state, cn_pid *pid_out) {
   if (!ops) return CN_EINVAL;
   gen_state *g = cn_malloc(sizeof *g);
   if (!g) return CN_ENOMEM;
@@ -362,7 +360,7 @@ typedef struct sync_job {
   int status;
   cn_term *reply;
   bool rpc;
-  cn_term *server; /* call: the server; rpc: {Node, Mod, Fun} */
+  cn_term *server;  /* call: the server; rpc: {Node, Mod, Fun} */
   cn_term *request; /* call: the request; rpc: the args */
   unsigned timeout_ms;
 } sync_job;
@@ -396,8 +394,7 @@ static void sync_start(cn_node *n, void *arg) {
   if (p) {
     if (j->rpc) {
       const cn_term *e = j->server->v.tuple.e;
-      rc = cn_rpc(p, e[0].v.atom, e[1].v.atom->name, e[2].v.atom->name, j->request, j->timeout_ms,
-                  sync_reply, j);
+      rc = cn_rpc(p, e[0].v.atom, e[1].v.atom->name, e[2].v.atom->name, j->request, j->timeout_ms, sync_reply, j);
     } else {
       rc = cn_call(p, j->server, j->request, j->timeout_ms, sync_reply, j);
     }

@@ -47,21 +47,21 @@ typedef struct cn_node_opts {
                                Set without listen_port, or below it: CN_EINVAL from cn_node_new */
   uint32_t net_ticktime_s;  /* 60, as OTP's net_ticktime */
   uint32_t handshake_timeout_ms; /* 7000, as OTP */
-  bool hidden;              /* announce as hidden instead of visible */
-  bool no_connect_all;      /* as OTP's -connect_all false: the node does not connect transitively to its peers'
+  bool hidden;                   /* announce as hidden instead of visible */
+  bool no_connect_all;           /* as OTP's -connect_all false: the node does not connect transitively to its peers'
                                peers (services read it through cn_node_connect_all) */
-  bool no_epmd;             /* do not register with EPMD (peers must know the port) */
-  size_t max_atoms;         /* atom table limit: 1048576 (OTP's default); messages from peers may create atoms
+  bool no_epmd;                  /* do not register with EPMD (peers must know the port) */
+  size_t max_atoms;              /* atom table limit: 1048576 (OTP's default); messages from peers may create atoms
                                only up to 15/16 of it, the rest is kept for node names and local use */
-  size_t max_message_size;  /* largest frame or reassembled message accepted: 256 MiB */
-  size_t max_connections;   /* connections at once, set up or being set up: 1024; more are closed at accept */
-  size_t busy_limit;        /* bytes queued to one peer above which sending processes are suspended until it
+  size_t max_message_size;       /* largest frame or reassembled message accepted: 256 MiB */
+  size_t max_connections;        /* connections at once, set up or being set up: 1024; more are closed at accept */
+  size_t busy_limit;             /* bytes queued to one peer above which sending processes are suspended until it
                                drains (OTP's busy dist port, +zdbbl): 1 MiB */
-  size_t queue_limit;       /* bytes queued to one peer above which messages are dropped (CN_EBUSY): 64 MiB */
-  cn_log_fn log;            /* NULL: lines go to stderr prefixed "cnode: " */
+  size_t queue_limit;            /* bytes queued to one peer above which messages are dropped (CN_EBUSY): 64 MiB */
+  cn_log_fn log;                 /* NULL: lines go to stderr prefixed "cnode: " */
   void *log_ctx;
-  cn_log_level log_level;   /* lowest level passed to the sink: CN_LOG_INFO */
-  const cn_tls_opts *tls;   /* NULL: plain TCP (inet_tcp_dist). Else every connection is TLS as OTP's inet_tls_dist
+  cn_log_level log_level; /* lowest level passed to the sink: CN_LOG_INFO */
+  const cn_tls_opts *tls; /* NULL: plain TCP (inet_tcp_dist). Else every connection is TLS as OTP's inet_tls_dist
                                (-proto_dist inet_tls): read by cn_node_new (files loaded then), borrowed for the call */
 } cn_node_opts;
 
@@ -123,15 +123,15 @@ CN_EXPORT void *cn_node_attached(cn_node *n, const void *key);
 
 /* Counters of what the node refused or limited; each increment also logs its reason once per event. */
 typedef struct cn_node_stats {
-  uint64_t handshake_timeouts;   /* connections that did not finish the handshake in time */
-  uint64_t handshake_failures;   /* refused handshakes: cookie, flags, malformed, refused status */
-  uint64_t connections_refused;  /* accepted sockets closed at once: max_connections reached */
-  uint64_t protocol_errors;      /* connections dropped for a bad frame or message */
-  uint64_t oversized_messages;   /* frames or reassembled messages over max_message_size */
-  uint64_t atoms_refused;        /* atoms not created because the table was full */
-  uint64_t busy_suspensions;     /* times a sending process was suspended on a busy connection */
-  uint64_t messages_dropped;     /* messages not queued: queue_limit reached */
-  uint64_t tick_timeouts;        /* connections dropped by net_ticktime */
+  uint64_t handshake_timeouts;  /* connections that did not finish the handshake in time */
+  uint64_t handshake_failures;  /* refused handshakes: cookie, flags, malformed, refused status */
+  uint64_t connections_refused; /* accepted sockets closed at once: max_connections reached */
+  uint64_t protocol_errors;     /* connections dropped for a bad frame or message */
+  uint64_t oversized_messages;  /* frames or reassembled messages over max_message_size */
+  uint64_t atoms_refused;       /* atoms not created because the table was full */
+  uint64_t busy_suspensions;    /* times a sending process was suspended on a busy connection */
+  uint64_t messages_dropped;    /* messages not queued: queue_limit reached */
+  uint64_t tick_timeouts;       /* connections dropped by net_ticktime */
 } cn_node_stats;
 /* Copies the node's counters. */
 CN_EXPORT void cn_node_get_stats(cn_node *n, cn_node_stats *out);
@@ -293,8 +293,8 @@ CN_EXPORT int cn_rpc_sync(cn_node *n, const cn_atom *node, const char *mod, cons
 /* An entry point BEAM code can spawn with spawn(Node, Module, Function, Args) (and spawn_link,
  * spawn_monitor, spawn_opt). It gets Args (borrowed) and fills the new process's handler, state and options;
  * a non-zero return makes the spawned process exit at once with reason badarg. */
-typedef int (*cn_entry_fn)(cn_node *n, const cn_term *args, cn_handler_fn *handler, void **state,
-                           cn_proc_opts *opts, void *ctx);
+typedef int (*cn_entry_fn)(cn_node *n, const cn_term *args, cn_handler_fn *handler, void **state, cn_proc_opts *opts,
+                           void *ctx);
 /* Registers module:function as an entry point (any arity). Spawns of anything else start a process that
  * exits with {undef, [{M, F, Args, []}]}, as on a BEAM node without that code; the caller never hangs. */
 CN_EXPORT int cn_register_entry(cn_node *n, const char *module, const char *function, cn_entry_fn fn, void *ctx);

@@ -244,9 +244,11 @@ static void deliver_down(cn_proc *w, cn_ref ref, cn_pid pid, const cn_atom *name
                          const cn_term *reason) {
   cn_node *n = w->node;
   /* A monitor whose target pid is not known yet (a spawn request in flight) reports the node instead. */
-  cn_term *obj = name ? cn_mk_tuple(2, cn_mk_atom(name), cn_mk_atom(node)) : pid.node ? cn_mk_pid(pid) : cn_mk_atom(node);
-  proc_deliver(w, cn_mk_tuple(5, cn_mk_atomc(n, "DOWN"), cn_mk_ref(ref), cn_mk_atomc(n, "process"), obj,
-                              cn_term_copy(reason)));
+  cn_term *obj = name       ? cn_mk_tuple(2, cn_mk_atom(name), cn_mk_atom(node))
+                 : pid.node ? cn_mk_pid(pid)
+                            : cn_mk_atom(node);
+  proc_deliver(
+      w, cn_mk_tuple(5, cn_mk_atomc(n, "DOWN"), cn_mk_ref(ref), cn_mk_atomc(n, "process"), obj, cn_term_copy(reason)));
 }
 
 /* Sets up a monitor with a given reference (cn_monitor, calls). A target that does not exist gives an

@@ -293,7 +293,6 @@ void node_notify(cn_node *n, const cn_atom *peer, bool up, const char *reason) {
   for (cn_node_sub *s = n->subs; s; s = s->next) s->fn(n, peer, up, reason, s->ctx);
 }
 
-
 int cn_node_connect(cn_node *n, const cn_atom *node) {
   if (!node || node_is_local(n, node)) return CN_EINVAL;
   return conn_connect(n, node);
@@ -347,8 +346,8 @@ static void on_registered(epmd_reg *r, int status, uint32_t creation, void *ctx)
     return;
   }
   if (status) {
-    cn_log(n, CN_LOG_ERROR, "EPMD registration of %s on %s:%u failed: %s", n->name->name, n->epmd_host,
-           n->epmd_port, cn_strerror(status));
+    cn_log(n, CN_LOG_ERROR, "EPMD registration of %s on %s:%u failed: %s", n->name->name, n->epmd_host, n->epmd_port,
+           cn_strerror(status));
     n->reg = NULL;
     started(n, status);
     return;
@@ -393,8 +392,8 @@ static int start_listening(cn_node *n) {
     port++;
   }
   if (fd == -EADDRINUSE && first != last) {
-    cn_log(n, CN_LOG_ERROR, "cannot listen on %s%s%s: every port of the range %u-%u is in use", lb,
-           n->listen_addr, rb, first, last);
+    cn_log(n, CN_LOG_ERROR, "cannot listen on %s%s%s: every port of the range %u-%u is in use", lb, n->listen_addr, rb,
+           first, last);
     return CN_EEXIST;
   }
   if (fd < 0) {
@@ -413,8 +412,8 @@ static int start_listening(cn_node *n) {
   n->listening = true;
   int namelen = sizeof ss;
   uv_tcp_getsockname(&n->listener, (struct sockaddr *)&ss, &namelen);
-  n->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-                                          : ((struct sockaddr_in6 *)&ss)->sin6_port);
+  n->port =
+      ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port : ((struct sockaddr_in6 *)&ss)->sin6_port);
   if (first != last) cn_log(n, CN_LOG_DEBUG, "listening on port %u of %u-%u", n->port, first, last);
   return 0;
 }

@@ -65,7 +65,7 @@ typedef struct cn_pending {
   cn_term *res_ref; /* erpc: the result tag passed to execute_call */
   cn_reply_fn cb;   /* CALL_AFTER: after instead */
   cn_after_fn after;
-  uint64_t id;      /* CALL_AFTER: the id cn_proc_cancel_after takes */
+  uint64_t id; /* CALL_AFTER: the id cn_proc_cancel_after takes */
   void *ctx;
   cn_proc *proc;
   uv_timer_t *timer;
@@ -106,10 +106,10 @@ struct cn_proc {
   void *state;
   bool trap_exit;
   bool in_runq;
-  bool dead;             /* exited; freed once it leaves the run queue */
-  bool suspended;        /* waiting for a busy connection to drain: not run meanwhile */
+  bool dead;      /* exited; freed once it leaves the run queue */
+  bool suspended; /* waiting for a busy connection to drain: not run meanwhile */
   struct cn_proc *susp_next;
-  cn_term *exit_reason;  /* set by cn_proc_exit or a killing signal; applied after the handler */
+  cn_term *exit_reason; /* set by cn_proc_exit or a killing signal; applied after the handler */
   cn_msg *mq_head, **mq_tail;
   size_t mq_len;
   const cn_atom *reg_name;
@@ -171,7 +171,7 @@ struct cn_node {
   cn_atoms *atoms;
   const cn_atom *name;
   const cn_atom *empty; /* '', the unused element of SEND and REG_SEND: interned once, not per message */
-  char *host; /* the part after '@' */
+  char *host;           /* the part after '@' */
   char *cookie;
   char *epmd_host;
   char *listen_addr;
@@ -212,10 +212,10 @@ struct cn_node {
   cn_proc *procs;
   cn_name *names;
   cn_proc *runq_head, *runq_tail;
-  uv_idle_t idle;  /* active while the run queue is not empty */
+  uv_idle_t idle;       /* active while the run queue is not empty */
   uv_prepare_t prepare; /* flushes connection output before the loop blocks */
-  cn_pid sys_pid;  /* sender of messages sent without a process */
-  cn_pid gl_pid;   /* group leader lent to remote calls: answers io requests */
+  cn_pid sys_pid;       /* sender of messages sent without a process */
+  cn_pid gl_pid;        /* group leader lent to remote calls: answers io requests */
   cn_alias_ent *aliases;
   cn_mon_in *mons_in; /* every monitor held on a local process, by reference */
   cn_entry *entries;

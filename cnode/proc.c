@@ -281,8 +281,7 @@ int cn_send(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg) {
   return conn_send_from(n, from, to.node, &ctl, msg);
 }
 
-static int send_name_atoms(cn_node *n, cn_proc *from, const cn_atom *name, const cn_atom *node,
-                           const cn_term *msg) {
+static int send_name_atoms(cn_node *n, cn_proc *from, const cn_atom *name, const cn_atom *node, const cn_term *msg) {
   if (!name) return CN_EINVAL;
   if (!node || node_is_local(n, node)) {
     cn_proc *p = proc_by_name(n, name);

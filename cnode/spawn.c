@@ -51,11 +51,10 @@ static cn_term *undef_reason(cn_node *n, const cn_term *mfa, const cn_term *args
       args->v.list.len == 4 && !args->v.list.tail) {
     const cn_term *a = args->v.list.e;
     cn_term *frame = cn_mk_tuple(4, cn_term_copy(&a[1]), cn_term_copy(&a[2]), cn_term_copy(&a[3]), cn_mk_nil());
-    return cn_mk_tuple(4, cn_term_copy(&a[0]), cn_mk_atomc(n, "error"), cn_mk_atomc(n, "undef"),
-                       cn_mk_list(1, frame));
+    return cn_mk_tuple(4, cn_term_copy(&a[0]), cn_mk_atomc(n, "error"), cn_mk_atomc(n, "undef"), cn_mk_list(1, frame));
   }
-  cn_term *frame = cn_mk_tuple(4, cn_term_copy(&e[0]), cn_term_copy(&e[1]), args ? cn_term_copy(args) : cn_mk_nil(),
-                               cn_mk_nil());
+  cn_term *frame =
+      cn_mk_tuple(4, cn_term_copy(&e[0]), cn_term_copy(&e[1]), args ? cn_term_copy(args) : cn_mk_nil(), cn_mk_nil());
   return cn_mk_tuple(2, cn_mk_atomc(n, "undef"), cn_mk_list(1, frame));
 }
 

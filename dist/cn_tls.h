@@ -30,8 +30,8 @@ typedef struct cn_tls_side {
   cn_tls_verify verify;
   bool fail_if_no_peer_cert; /* server: refuse clients that send no certificate */
   bool has_depth;
-  int depth;            /* certificate chain depth when has_depth (OTP's default: 10) */
-  unsigned versions;    /* CN_TLS_V12 | CN_TLS_V13 */
+  int depth;         /* certificate chain depth when has_depth (OTP's default: 10) */
+  unsigned versions; /* CN_TLS_V12 | CN_TLS_V13 */
 } cn_tls_side;
 
 typedef struct cn_tls_opts {

@@ -5,8 +5,22 @@
 #include <string.h>
 
 /* One row per operation: its arity and what stands at each position after the op code. */
-enum fld { F_NONE, F_FROM, F_TO, F_NAME, F_REF, F_REASON, F_ID, F_TOKEN, F_MFA, F_OPTS, F_GL, F_FLAGS, F_RESULT,
-           F_UNUSED };
+enum fld {
+  F_NONE,
+  F_FROM,
+  F_TO,
+  F_NAME,
+  F_REF,
+  F_REASON,
+  F_ID,
+  F_TOKEN,
+  F_MFA,
+  F_OPTS,
+  F_GL,
+  F_FLAGS,
+  F_RESULT,
+  F_UNUSED
+};
 typedef struct {
   int op;
   const char *name;
@@ -79,19 +93,44 @@ int dist_ctl_parse(const cn_term *ctl, dist_ctl *out) {
   for (uint32_t i = 1; i < r->arity; i++) {
     const cn_term *x = &e[i];
     switch (r->f[i - 1]) {
-    case F_FROM: out->from = x; break;
-    case F_TO: out->to = x; break;
-    case F_NAME: out->name = x; break;
-    case F_REF: out->ref = x; break;
-    case F_REASON: out->reason = x; break;
-    case F_ID: out->id = x; break;
-    case F_TOKEN: out->token = x; break;
-    case F_MFA: out->mfa = x; break;
-    case F_OPTS: out->opts = x; break;
-    case F_GL: out->gl = x; break;
-    case F_FLAGS: out->flags = x; break;
-    case F_RESULT: out->result = x; break;
-    default: break;
+    case F_FROM:
+      out->from = x;
+      break;
+    case F_TO:
+      out->to = x;
+      break;
+    case F_NAME:
+      out->name = x;
+      break;
+    case F_REF:
+      out->ref = x;
+      break;
+    case F_REASON:
+      out->reason = x;
+      break;
+    case F_ID:
+      out->id = x;
+      break;
+    case F_TOKEN:
+      out->token = x;
+      break;
+    case F_MFA:
+      out->mfa = x;
+      break;
+    case F_OPTS:
+      out->opts = x;
+      break;
+    case F_GL:
+      out->gl = x;
+      break;
+    case F_FLAGS:
+      out->flags = x;
+      break;
+    case F_RESULT:
+      out->result = x;
+      break;
+    default:
+      break;
     }
   }
   /* Shapes the runtime relies on; anything else a peer sends costs it the connection. */

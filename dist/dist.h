@@ -48,16 +48,16 @@ extern "C" {
 #define DFLAG_ALIAS ((uint64_t)1 << 35)
 
 /* What an OTP 25 node refuses to connect without; MANDATORY_25_DIGEST stands for all of these. */
-#define DIST_FLAGS_MANDATORY_25                                                                          \
-  (DFLAG_EXTENDED_REFERENCES | DFLAG_FUN_TAGS | DFLAG_EXTENDED_PIDS_PORTS | DFLAG_NEW_FUN_TAGS |        \
-   DFLAG_EXPORT_PTR_TAG | DFLAG_BIT_BINARIES | DFLAG_NEW_FLOATS | DFLAG_UTF8_ATOMS | DFLAG_MAP_TAG |     \
+#define DIST_FLAGS_MANDATORY_25                                                                                        \
+  (DFLAG_EXTENDED_REFERENCES | DFLAG_FUN_TAGS | DFLAG_EXTENDED_PIDS_PORTS | DFLAG_NEW_FUN_TAGS |                       \
+   DFLAG_EXPORT_PTR_TAG | DFLAG_BIT_BINARIES | DFLAG_NEW_FLOATS | DFLAG_UTF8_ATOMS | DFLAG_MAP_TAG |                   \
    DFLAG_BIG_CREATION | DFLAG_HANDSHAKE_23)
 
 /* What cnode announces as a visible node. No atom cache (we never offer it, so headers carry 0 refs), no
  * NAME_ME (our name is static), no UNICODE_IO (we are no I/O server). */
-#define DIST_FLAGS_DEFAULT                                                                               \
-  (DFLAG_PUBLISHED | DIST_FLAGS_MANDATORY_25 | DFLAG_MANDATORY_25_DIGEST | DFLAG_DIST_MONITOR |          \
-   DFLAG_DIST_MONITOR_NAME | DFLAG_SMALL_ATOM_TAGS | DFLAG_SEND_SENDER | DFLAG_BIG_SEQTRACE_LABELS |     \
+#define DIST_FLAGS_DEFAULT                                                                                             \
+  (DFLAG_PUBLISHED | DIST_FLAGS_MANDATORY_25 | DFLAG_MANDATORY_25_DIGEST | DFLAG_DIST_MONITOR |                        \
+   DFLAG_DIST_MONITOR_NAME | DFLAG_SMALL_ATOM_TAGS | DFLAG_SEND_SENDER | DFLAG_BIG_SEQTRACE_LABELS |                   \
    DFLAG_EXIT_PAYLOAD | DFLAG_FRAGMENTS | DFLAG_UNLINK_ID | DFLAG_SPAWN | DFLAG_V4_NC | DFLAG_ALIAS)
 
 /* Returns flags with MANDATORY_25_DIGEST expanded into the set it stands for (as OTP does on receipt). */
@@ -86,24 +86,24 @@ typedef struct dist_hs_cfg {
 
 typedef struct dist_hs {
   /* public, read by the caller */
-  cn_buf out;                          /* bytes to send; the caller sends and cn_buf_consume()s them */
-  char peer_name[DIST_NAME_MAX + 1];   /* set from the peer's name (acceptor) or challenge (initiator) */
-  uint64_t peer_flags;                 /* the peer's flags, MANDATORY_25_DIGEST expanded */
-  uint64_t flags;                      /* negotiated: our flags & peer_flags (valid at DONE) */
-  uint32_t peer_creation;              /* 0 when the peer never told (old 'n' challenge) */
-  const char *reason;                  /* static text on the last error or refusal, or NULL */
+  cn_buf out;                        /* bytes to send; the caller sends and cn_buf_consume()s them */
+  char peer_name[DIST_NAME_MAX + 1]; /* set from the peer's name (acceptor) or challenge (initiator) */
+  uint64_t peer_flags;               /* the peer's flags, MANDATORY_25_DIGEST expanded */
+  uint64_t flags;                    /* negotiated: our flags & peer_flags (valid at DONE) */
+  uint32_t peer_creation;            /* 0 when the peer never told (old 'n' challenge) */
+  const char *reason;                /* static text on the last error or refusal, or NULL */
   /* private */
   int state, err;
   dist_hs_role role;
-  uint8_t hdr;                         /* bytes of a message length: 2, or 4 over TLS */
-  bool got_nok;                        /* initiator: the peer answered nok */
-  bool old_name;                       /* initiator: we sent 'n'; acceptor: the peer sent 'n' */
+  uint8_t hdr;   /* bytes of a message length: 2, or 4 over TLS */
+  bool got_nok;  /* initiator: the peer answered nok */
+  bool old_name; /* initiator: we sent 'n'; acceptor: the peer sent 'n' */
   uint64_t my_flags, required;
   uint32_t my_creation, my_challenge;
   char my_name[DIST_NAME_MAX + 1];
-  char expect[DIST_NAME_MAX + 1];      /* initiator: expected peer name, "" for any */
-  char *cookie;                        /* our copy; wiped and freed by dist_hs_free */
-  size_t inlen;                        /* bytes of the message being received, length prefix included */
+  char expect[DIST_NAME_MAX + 1]; /* initiator: expected peer name, "" for any */
+  char *cookie;                   /* our copy; wiped and freed by dist_hs_free */
+  size_t inlen;                   /* bytes of the message being received, length prefix included */
   uint8_t in[4 + DIST_HS_MAX_MSG];
 } dist_hs;
 
@@ -183,7 +183,7 @@ int dist_msg_end(cn_buf *out, size_t start, uint64_t seq, size_t frag_size);
 /* ---- Ticks (tick.c) ------------------------------------------------------------------------------------ */
 
 typedef struct dist_tick {
-  uint32_t interval_ms;     /* ticktime / 4 */
+  uint32_t interval_ms; /* ticktime / 4 */
   uint64_t last_fire_ms;
   uint64_t sent, sent_seen; /* sends reported, and the count a fire expects if nothing else was sent */
   bool recv;                /* bytes arrived since the last fire */

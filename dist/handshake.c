@@ -8,10 +8,10 @@
 
 enum {
   /* initiator */
-  ST_I_STATUS = 1,  /* sent name, waiting for 's' */
-  ST_I_ALIVE,       /* got "alive", waiting for dist_hs_alive_reply */
-  ST_I_CHALLENGE,   /* waiting for 'N' (or 'n' after our 'n') */
-  ST_I_ACK,         /* sent 'r', waiting for 'a' */
+  ST_I_STATUS = 1, /* sent name, waiting for 's' */
+  ST_I_ALIVE,      /* got "alive", waiting for dist_hs_alive_reply */
+  ST_I_CHALLENGE,  /* waiting for 'N' (or 'n' after our 'n') */
+  ST_I_ACK,        /* sent 'r', waiting for 'a' */
   /* acceptor */
   ST_A_NAME,        /* waiting for 'N' or 'n' */
   ST_A_DECIDE,      /* reported NAME, waiting for dist_hs_accept_status */
@@ -86,9 +86,7 @@ static int check_flags(dist_hs *hs, uint64_t required) {
 
 /* Queues one handshake message: length, tag, then the body. */
 static int put_msg(dist_hs *hs, uint8_t tag, const void *body, size_t n) {
-  if (put_len(hs, n + 1) || cn_buf_put8(&hs->out, tag) ||
-      cn_buf_append(&hs->out, body, n))
-    return CN_ENOMEM;
+  if (put_len(hs, n + 1) || cn_buf_put8(&hs->out, tag) || cn_buf_append(&hs->out, body, n)) return CN_ENOMEM;
   return 0;
 }
 
@@ -103,8 +101,8 @@ static int put_challenge(dist_hs *hs) {
   cn_set32(b + 8, hs->my_challenge);
   cn_set32(b + 12, hs->my_creation);
   b[16] = (uint8_t)(nl >> 8), b[17] = (uint8_t)nl;
-  if (put_len(hs, 1 + sizeof b + nl) || cn_buf_put8(&hs->out, 'N') ||
-      cn_buf_append(&hs->out, b, sizeof b) || cn_buf_append(&hs->out, hs->my_name, nl))
+  if (put_len(hs, 1 + sizeof b + nl) || cn_buf_put8(&hs->out, 'N') || cn_buf_append(&hs->out, b, sizeof b) ||
+      cn_buf_append(&hs->out, hs->my_name, nl))
     return CN_ENOMEM;
   return 0;
 }
@@ -142,8 +140,8 @@ int dist_hs_init(dist_hs *hs, const dist_hs_cfg *cfg) {
     cn_set32(b + 4, (uint32_t)cfg->flags);
     cn_set32(b + 8, cfg->creation);
     b[12] = (uint8_t)(nl >> 8), b[13] = (uint8_t)nl;
-    rc = put_len(hs, 1 + sizeof b + nl) || cn_buf_put8(&hs->out, 'N') ||
-         cn_buf_append(&hs->out, b, sizeof b) || cn_buf_append(&hs->out, cfg->name, nl);
+    rc = put_len(hs, 1 + sizeof b + nl) || cn_buf_put8(&hs->out, 'N') || cn_buf_append(&hs->out, b, sizeof b) ||
+         cn_buf_append(&hs->out, cfg->name, nl);
   } else {
     /* Old name: version 5 and only the low 32 flags; HANDSHAKE_23 in them tells an OTP 23+ peer to answer
      * with 'N', after which we send the high flags and our creation in 'c'. */
@@ -151,8 +149,8 @@ int dist_hs_init(dist_hs *hs, const dist_hs_cfg *cfg) {
     b[0] = 0, b[1] = 5;
     cn_set32(b + 2, (uint32_t)cfg->flags);
     hs->old_name = true;
-    rc = put_len(hs, 1 + sizeof b + nl) || cn_buf_put8(&hs->out, 'n') ||
-         cn_buf_append(&hs->out, b, sizeof b) || cn_buf_append(&hs->out, cfg->name, nl);
+    rc = put_len(hs, 1 + sizeof b + nl) || cn_buf_put8(&hs->out, 'n') || cn_buf_append(&hs->out, b, sizeof b) ||
+         cn_buf_append(&hs->out, cfg->name, nl);
   }
   if (rc) {
     dist_hs_free(hs);
@@ -236,7 +234,8 @@ static int on_ack(dist_hs *hs, const uint8_t *m, size_t n) {
   if (m[0] != 'a' || n != 17) return fail(hs, CN_EPROTO, "expected a challenge_ack message");
   uint8_t want[16];
   if (digest(hs->cookie, hs->my_challenge, want)) return fail(hs, CN_EUNSUPPORTED, "MD5 unavailable in OpenSSL");
-  if (cn_memeq_ct(want, m + 1, 16)) return fail(hs, CN_EAUTH, "peer sent wrong digest in challenge_ack: cookie mismatch");
+  if (cn_memeq_ct(want, m + 1, 16))
+    return fail(hs, CN_EAUTH, "peer sent wrong digest in challenge_ack: cookie mismatch");
   hs->state = ST_DONE;
   return DIST_HS_DONE;
 }
@@ -304,7 +303,8 @@ static int on_reply(dist_hs *hs, const uint8_t *m, size_t n) {
   uint8_t want[16], a[16];
   if (digest(hs->cookie, hs->my_challenge, want) || digest(hs->cookie, cn_get32(m + 1), a))
     return fail(hs, CN_EUNSUPPORTED, "MD5 unavailable in OpenSSL");
-  if (cn_memeq_ct(want, m + 5, 16)) return fail(hs, CN_EAUTH, "peer sent wrong digest in challenge_reply: cookie mismatch");
+  if (cn_memeq_ct(want, m + 5, 16))
+    return fail(hs, CN_EAUTH, "peer sent wrong digest in challenge_reply: cookie mismatch");
   if (put_msg(hs, 'a', a, sizeof a)) return fail(hs, CN_ENOMEM, "out of memory");
   hs->flags = hs->my_flags & hs->peer_flags;
   hs->state = ST_DONE;
@@ -314,14 +314,22 @@ static int on_reply(dist_hs *hs, const uint8_t *m, size_t n) {
 /* Dispatches one complete message (m[0] is the tag, n >= 1). */
 static int on_msg(dist_hs *hs, const uint8_t *m, size_t n) {
   switch (hs->state) {
-  case ST_I_STATUS: return on_status(hs, m, n);
-  case ST_I_CHALLENGE: return on_challenge(hs, m, n);
-  case ST_I_ACK: return on_ack(hs, m, n);
-  case ST_A_NAME: return on_name(hs, m, n);
-  case ST_A_ALIVE_REPLY: return on_alive_reply(hs, m, n);
-  case ST_A_COMPLEMENT: return on_complement(hs, m, n);
-  case ST_A_REPLY: return on_reply(hs, m, n);
-  default: return fail(hs, CN_ESTATE, "handshake message in an unexpected state");
+  case ST_I_STATUS:
+    return on_status(hs, m, n);
+  case ST_I_CHALLENGE:
+    return on_challenge(hs, m, n);
+  case ST_I_ACK:
+    return on_ack(hs, m, n);
+  case ST_A_NAME:
+    return on_name(hs, m, n);
+  case ST_A_ALIVE_REPLY:
+    return on_alive_reply(hs, m, n);
+  case ST_A_COMPLEMENT:
+    return on_complement(hs, m, n);
+  case ST_A_REPLY:
+    return on_reply(hs, m, n);
+  default:
+    return fail(hs, CN_ESTATE, "handshake message in an unexpected state");
   }
 }
 
@@ -367,7 +375,8 @@ int dist_hs_accept_status(dist_hs *hs, const char *status) {
   if (!go && !stop && !alive) return CN_EINVAL;
   if (put_status(hs, status) || (go && put_challenge(hs))) return fail(hs, CN_ENOMEM, "out of memory");
   if (stop) {
-    fail(hs, CN_EREFUSED, !strcmp(status, "nok") ? "we answered nok (simultaneous connect)" : "we answered not_allowed");
+    fail(hs, CN_EREFUSED,
+         !strcmp(status, "nok") ? "we answered nok (simultaneous connect)" : "we answered not_allowed");
     return 0;
   }
   hs->state = alive ? ST_A_ALIVE_REPLY : hs->old_name ? ST_A_COMPLEMENT : ST_A_REPLY;

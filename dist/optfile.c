@@ -80,15 +80,33 @@ static int read_escape(ps *s, cn_buf *b) {
   char c = *s->p++;
   unsigned v;
   switch (c) {
-  case 'n': v = '\n'; break;
-  case 't': v = '\t'; break;
-  case 'r': v = '\r'; break;
-  case 's': v = ' '; break;
-  case 'e': v = 27; break;
-  case 'd': v = 127; break;
-  case 'b': v = '\b'; break;
-  case 'f': v = '\f'; break;
-  case 'v': v = '\v'; break;
+  case 'n':
+    v = '\n';
+    break;
+  case 't':
+    v = '\t';
+    break;
+  case 'r':
+    v = '\r';
+    break;
+  case 's':
+    v = ' ';
+    break;
+  case 'e':
+    v = 27;
+    break;
+  case 'd':
+    v = 127;
+    break;
+  case 'b':
+    v = '\b';
+    break;
+  case 'f':
+    v = '\f';
+    break;
+  case 'v':
+    v = '\v';
+    break;
   case '^':
     if (s->p >= s->end) return -1;
     v = (unsigned)(*s->p++) & 31;
@@ -99,7 +117,8 @@ static int read_escape(ps *s, cn_buf *b) {
       s->p++;
       int k = 0;
       while (s->p < s->end && isxdigit((unsigned char)*s->p) && k < 6) {
-        v = v * 16 + (unsigned)(isdigit((unsigned char)*s->p) ? *s->p - '0' : (tolower((unsigned char)*s->p) - 'a' + 10));
+        v = v * 16 +
+            (unsigned)(isdigit((unsigned char)*s->p) ? *s->p - '0' : (tolower((unsigned char)*s->p) - 'a' + 10));
         s->p++, k++;
       }
       if (!k || s->p >= s->end || *s->p != '}') return -1;
@@ -107,7 +126,8 @@ static int read_escape(ps *s, cn_buf *b) {
     } else {
       for (int k = 0; k < 2; k++) {
         if (s->p >= s->end || !isxdigit((unsigned char)*s->p)) return -1;
-        v = v * 16 + (unsigned)(isdigit((unsigned char)*s->p) ? *s->p - '0' : (tolower((unsigned char)*s->p) - 'a' + 10));
+        v = v * 16 +
+            (unsigned)(isdigit((unsigned char)*s->p) ? *s->p - '0' : (tolower((unsigned char)*s->p) - 'a' + 10));
         s->p++;
       }
     }
@@ -115,7 +135,8 @@ static int read_escape(ps *s, cn_buf *b) {
   default:
     if (c >= '0' && c <= '7') {
       v = (unsigned)(c - '0');
-      for (int k = 0; k < 2 && s->p < s->end && *s->p >= '0' && *s->p <= '7'; k++) v = v * 8 + (unsigned)(*s->p++ - '0');
+      for (int k = 0; k < 2 && s->p < s->end && *s->p >= '0' && *s->p <= '7'; k++)
+        v = v * 8 + (unsigned)(*s->p++ - '0');
     } else {
       v = (unsigned char)c; /* \\ \" \' and any other character stand for themselves */
     }
@@ -137,7 +158,8 @@ static int read_quoted(ps *s, char q, cn_buf *b) {
       rc = cn_buf_put8(b, (uint8_t)*s->p++) ? -2 : 0;
     }
     if (rc == -2) return perr(s, CN_ENOMEM, "out of memory");
-    if (b->len > MAX_STR) return perr(s, CN_ELIMIT, "line %zu: string or atom over %d bytes", line_of(s, start), MAX_STR);
+    if (b->len > MAX_STR)
+      return perr(s, CN_ELIMIT, "line %zu: string or atom over %d bytes", line_of(s, start), MAX_STR);
   }
   if (s->p >= s->end) return perr(s, CN_EDECODE, "unterminated %s", q == '"' ? "string" : "quoted atom");
   s->p++;
@@ -150,8 +172,10 @@ static tm *mk(ps *s, tkind k) {
     return NULL;
   }
   tm *t = cn_calloc(1, sizeof *t);
-  if (!t) perr(s, CN_ENOMEM, "out of memory");
-  else t->k = k;
+  if (!t)
+    perr(s, CN_ENOMEM, "out of memory");
+  else
+    t->k = k;
   return t;
 }
 
@@ -420,15 +444,21 @@ static int map_option(ps *s, cn_tls_side *o, const char *side, const tm *opt, ch
   if (!strcmp(k, "cacertfile")) return set_str(s, &o->cacertfile, v, side, k);
   if (!strcmp(k, "password")) return set_str(s, &o->password, v, side, k);
   if (!strcmp(k, "verify")) {
-    if (is_atom(v, "verify_peer")) o->verify = CN_TLS_VERIFY_PEER;
-    else if (is_atom(v, "verify_none")) o->verify = CN_TLS_VERIFY_NONE;
-    else return perr(s, CN_EINVAL, "%s option verify: expected verify_peer or verify_none", side);
+    if (is_atom(v, "verify_peer"))
+      o->verify = CN_TLS_VERIFY_PEER;
+    else if (is_atom(v, "verify_none"))
+      o->verify = CN_TLS_VERIFY_NONE;
+    else
+      return perr(s, CN_EINVAL, "%s option verify: expected verify_peer or verify_none", side);
     return 0;
   }
   if (!strcmp(k, "fail_if_no_peer_cert")) {
-    if (is_atom(v, "true")) o->fail_if_no_peer_cert = true;
-    else if (is_atom(v, "false")) o->fail_if_no_peer_cert = false;
-    else return perr(s, CN_EINVAL, "%s option fail_if_no_peer_cert: expected true or false", side);
+    if (is_atom(v, "true"))
+      o->fail_if_no_peer_cert = true;
+    else if (is_atom(v, "false"))
+      o->fail_if_no_peer_cert = false;
+    else
+      return perr(s, CN_EINVAL, "%s option fail_if_no_peer_cert: expected true or false", side);
     return 0;
   }
   if (!strcmp(k, "depth")) {
@@ -442,10 +472,14 @@ static int map_option(ps *s, cn_tls_side *o, const char *side, const tm *opt, ch
     unsigned set = 0;
     for (size_t i = 0; i < v->n; i++) {
       const tm *x = v->e[i];
-      if (is_atom(x, "tlsv1.2")) set |= CN_TLS_V12;
-      else if (is_atom(x, "tlsv1.3")) set |= CN_TLS_V13;
-      else if (x->k == T_ATOM) add_warn(warn, warnlen, side, x->s); /* older versions: not offered */
-      else return perr(s, CN_EINVAL, "%s option versions: expected atoms such as 'tlsv1.3'", side);
+      if (is_atom(x, "tlsv1.2"))
+        set |= CN_TLS_V12;
+      else if (is_atom(x, "tlsv1.3"))
+        set |= CN_TLS_V13;
+      else if (x->k == T_ATOM)
+        add_warn(warn, warnlen, side, x->s); /* older versions: not offered */
+      else
+        return perr(s, CN_EINVAL, "%s option versions: expected atoms such as 'tlsv1.3'", side);
     }
     if (!set) return perr(s, CN_EINVAL, "%s option versions: neither 'tlsv1.2' nor 'tlsv1.3' given", side);
     o->versions = set;

@@ -28,8 +28,8 @@ struct dist_tls {
   SSL *ssl;
   BIO *rb, *wb; /* owned by ssl */
   bool up, got_bytes;
-  int err;      /* sticky failure */
-  int verr;     /* first certificate verification error we found, X509_V_ERR_* */
+  int err;            /* sticky failure */
+  int verr;           /* first certificate verification error we found, X509_V_ERR_* */
   char vsubject[160]; /* the peer's own certificate */
   char vfailed[160];  /* the certificate the error is about, when another one of the chain */
   char vdate[48];
@@ -45,8 +45,10 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *a, co
 /* The text of the innermost OpenSSL error (cleared afterwards), for configuration errors. */
 static const char *ossl_text(char *buf, size_t len) {
   unsigned long e = ERR_peek_last_error();
-  if (!e) snprintf(buf, len, "unknown error");
-  else ERR_error_string_n(e, buf, len);
+  if (!e)
+    snprintf(buf, len, "unknown error");
+  else
+    ERR_error_string_n(e, buf, len);
   ERR_clear_error();
   return buf;
 }
@@ -251,8 +253,8 @@ int dist_tls_new(dist_tls **out, dist_tls_ctx *ctx, const char *peer_host) {
       if (!ip) SSL_set_tlsext_host_name(t->ssl, name);
       if (ctx->verify) {
         X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
-        X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_WILDCARDS |
-                                                (ip ? X509_CHECK_FLAG_NEVER_CHECK_SUBJECT : 0));
+        X509_VERIFY_PARAM_set_hostflags(vp,
+                                        X509_CHECK_FLAG_NO_WILDCARDS | (ip ? X509_CHECK_FLAG_NEVER_CHECK_SUBJECT : 0));
         if (!(t->host = cn_strndup(name, strlen(name))) || X509_VERIFY_PARAM_set1_host(vp, name, 0) != 1) {
           dist_tls_free(t);
           ERR_clear_error();
@@ -324,14 +326,15 @@ static int fail_verify(dist_tls *t) {
     return fail(t, CN_EAUTH, "certificate not yet valid: %s certificate %s is valid from %s", who, subj, t->vdate);
   case X509_V_ERR_HOSTNAME_MISMATCH:
   case X509_V_ERR_IP_ADDRESS_MISMATCH:
-    return fail(t, CN_EAUTH, "hostname mismatch: %s certificate %s has no subjectAltName DNS:%s (the peer's host, "
-                "checked as OTP does; set server_name_indication to change or disable the check)", who, subj,
-                t->host ? t->host : "?");
+    return fail(t, CN_EAUTH,
+                "hostname mismatch: %s certificate %s has no subjectAltName DNS:%s (the peer's host, "
+                "checked as OTP does; set server_name_indication to change or disable the check)",
+                who, subj, t->host ? t->host : "?");
   case X509_V_ERR_CERT_CHAIN_TOO_LONG:
     return fail(t, CN_EAUTH, "certificate chain of %s is longer than the configured depth", subj);
   default:
-    return fail(t, CN_EAUTH, "certificate refused: %s (%s certificate %s)", X509_verify_cert_error_string(t->verr),
-                who, subj);
+    return fail(t, CN_EAUTH, "certificate refused: %s (%s certificate %s)", X509_verify_cert_error_string(t->verr), who,
+                subj);
   }
 }
 
@@ -340,8 +343,10 @@ static int fail_alert(dist_tls *t, int alert) {
   const char *ours = t->ctx->server ? "the client" : "the server";
   switch (alert) {
   case SSL_AD_UNKNOWN_CA:
-    return fail(t, CN_EAUTH, "%s refused our certificate: unknown CA (alert unknown_ca: our certificate is not "
-                "signed by a CA in its cacertfile)", ours);
+    return fail(t, CN_EAUTH,
+                "%s refused our certificate: unknown CA (alert unknown_ca: our certificate is not "
+                "signed by a CA in its cacertfile)",
+                ours);
   case SSL_AD_CERTIFICATE_EXPIRED:
     return fail(t, CN_EAUTH, "%s refused our certificate: expired certificate (alert certificate_expired)", ours);
   case SSL_AD_CERTIFICATE_REQUIRED:
@@ -353,8 +358,10 @@ static int fail_alert(dist_tls *t, int alert) {
   case SSL_AD_ACCESS_DENIED:
     return fail(t, CN_EAUTH, "%s refused our certificate (alert %s)", ours, SSL_alert_desc_string_long(alert));
   case SSL_AD_PROTOCOL_VERSION:
-    return fail(t, CN_EPROTO, "protocol version mismatch: %s accepts none of our versions (%s; alert "
-                "protocol_version)", ours, versions_text(t->ctx->versions));
+    return fail(t, CN_EPROTO,
+                "protocol version mismatch: %s accepts none of our versions (%s; alert "
+                "protocol_version)",
+                ours, versions_text(t->ctx->versions));
   case SSL_AD_HANDSHAKE_FAILURE:
     return fail(t, CN_EPROTO, "%s aborted the handshake (alert handshake_failure: %s)", ours,
                 t->ctx->server ? "no cipher or version in common"
@@ -423,9 +430,10 @@ int dist_tls_feed(dist_tls *t, const uint8_t *in, size_t len, cn_buf *plain, cn_
     if (in[0] != 22 && !(in[0] == 21 && !t->ctx->server)) {
       char hex[3 * 6 + 1] = "";
       for (size_t i = 0; i < len && i < 6; i++) snprintf(hex + 3 * i, 4, "%02x ", in[i]);
-      return fail(t, CN_EPROTO, "%s: the peer sent %sinstead of a TLS handshake (a node without -proto_dist "
-                  "inet_tls?)", t->ctx->server ? "plaintext peer on a TLS port" : "plaintext answer from the peer",
-                  hex);
+      return fail(t, CN_EPROTO,
+                  "%s: the peer sent %sinstead of a TLS handshake (a node without -proto_dist "
+                  "inet_tls?)",
+                  t->ctx->server ? "plaintext peer on a TLS port" : "plaintext answer from the peer", hex);
     }
   }
   while (len) {

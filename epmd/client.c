@@ -285,8 +285,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 }
 
 /* Allocates a connection with its request bytes already in c->out (moved from *req). Errors: CN_ENOMEM. */
-static int conn_new(uv_loop_t *loop, enum kind kind, uint16_t port, unsigned timeout_ms, cn_buf *req,
-                    void *ctx, conn **out) {
+static int conn_new(uv_loop_t *loop, enum kind kind, uint16_t port, unsigned timeout_ms, cn_buf *req, void *ctx,
+                    conn **out) {
   conn *c = cn_calloc(1, sizeof *c);
   if (!c) return CN_ENOMEM;
   c->loop = loop;
@@ -355,8 +355,8 @@ void epmd_reg_close(epmd_reg *r) {
   finish(c, CN_ECLOSED);
 }
 
-int epmd_port_please(uv_loop_t *loop, const char *host, uint16_t epmd_port, const char *name,
-                     unsigned timeout_ms, epmd_port_cb cb, void *ctx, epmd_req **out) {
+int epmd_port_please(uv_loop_t *loop, const char *host, uint16_t epmd_port, const char *name, unsigned timeout_ms,
+                     epmd_port_cb cb, void *ctx, epmd_req **out) {
   if (!loop || !cb || !epmd_port) return CN_EINVAL;
   cn_buf req = {0};
   int rc = epmd_enc_port_please2_req(&req, name);
@@ -372,8 +372,8 @@ int epmd_port_please(uv_loop_t *loop, const char *host, uint16_t epmd_port, cons
   return 0;
 }
 
-int epmd_names(uv_loop_t *loop, const char *host, uint16_t epmd_port, unsigned timeout_ms, epmd_names_cb cb,
-               void *ctx, epmd_req **out) {
+int epmd_names(uv_loop_t *loop, const char *host, uint16_t epmd_port, unsigned timeout_ms, epmd_names_cb cb, void *ctx,
+               epmd_req **out) {
   if (!loop || !cb || !epmd_port) return CN_EINVAL;
   cn_buf req = {0};
   int rc = epmd_enc_names_req(&req);

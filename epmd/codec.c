@@ -218,10 +218,9 @@ int epmd_enc_dump_entry(cn_buf *out, int active, const char *name, uint16_t port
   size_t nlen;
   if (!out || !name_ok(name, &nlen)) return CN_EINVAL;
   size_t before = out->len;
-  int rc = active ? cn_buf_printf(out, "active name     <%.*s> at port %u, fd = %d\n", (int)nlen, name,
-                                  (unsigned)port, fd)
-                  : cn_buf_printf(out, "old/unused name <%.*s>, port = %u, fd = %d \n", (int)nlen, name,
-                                  (unsigned)port, fd);
+  int rc =
+      active ? cn_buf_printf(out, "active name     <%.*s> at port %u, fd = %d\n", (int)nlen, name, (unsigned)port, fd)
+             : cn_buf_printf(out, "old/unused name <%.*s>, port = %u, fd = %d \n", (int)nlen, name, (unsigned)port, fd);
   /* OTP's epmd sends each line's terminating NUL too. */
   if (!rc && (rc = cn_buf_put8(out, 0))) out->len = before;
   return rc;

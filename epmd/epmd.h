@@ -15,7 +15,8 @@ extern "C" {
 #endif
 
 #define EPMD_DEFAULT_PORT 4369
-#define EPMD_MAX_NAME (255 * 4) /* bytes of a node name's alive part: an atom, 255 characters of up to 4 UTF-8
+#define EPMD_MAX_NAME                                                                                                  \
+  (255 * 4)                /* bytes of a node name's alive part: an atom, 255 characters of up to 4 UTF-8
                                   bytes (OTP's epmd: MAXSYMLEN); name[] keeps a NUL after it */
 #define EPMD_MAX_EXTRA 256 /* bytes of the ALIVE2 "extra" field we accept */
 
@@ -31,9 +32,9 @@ enum {
 
 typedef struct epmd_node_info {
   uint16_t port;
-  uint8_t node_type; /* 77 normal ('M'), 72 hidden ('H') */
-  uint8_t protocol;  /* 0 = tcp/ipv4 */
-  uint16_t highest, lowest; /* distribution versions, 6 and 5 for OTP 23+ */
+  uint8_t node_type;            /* 77 normal ('M'), 72 hidden ('H') */
+  uint8_t protocol;             /* 0 = tcp/ipv4 */
+  uint16_t highest, lowest;     /* distribution versions, 6 and 5 for OTP 23+ */
   char name[EPMD_MAX_NAME + 1]; /* NUL-terminated, 1..EPMD_MAX_NAME bytes, no NUL inside */
   uint16_t extra_len;
   uint8_t extra[256];
@@ -71,7 +72,7 @@ typedef enum {
 
 typedef struct epmd_request {
   epmd_req_type type;
-  epmd_node_info node; /* for ALIVE2 */
+  epmd_node_info node;          /* for ALIVE2 */
   char name[EPMD_MAX_NAME + 1]; /* for PORT_PLEASE2, STOP */
 } epmd_request;
 
@@ -130,8 +131,8 @@ typedef void (*epmd_port_cb)(int status, const epmd_node_info *info, void *ctx);
 /* PORT_PLEASE2 lookup of name. *out (optional, may be NULL) lets the caller cancel until cb runs; cb runs
  * exactly once if this returns 0 (with CN_ECLOSED after cancel), never if it returns an error. The request is
  * freed once cb returns. */
-int epmd_port_please(uv_loop_t *loop, const char *host, uint16_t epmd_port, const char *name,
-                     unsigned timeout_ms, epmd_port_cb cb, void *ctx, epmd_req **out);
+int epmd_port_please(uv_loop_t *loop, const char *host, uint16_t epmd_port, const char *name, unsigned timeout_ms,
+                     epmd_port_cb cb, void *ctx, epmd_req **out);
 /* Cancels a pending lookup/names request: its callback runs once, later, with CN_ECLOSED. A no-op from inside
  * that request's callback or on a request that already finished its I/O; invalid after the callback. */
 void epmd_req_cancel(epmd_req *r);
@@ -139,8 +140,8 @@ void epmd_req_cancel(epmd_req *r);
  * at text[len]). On failure text is NULL and len 0. */
 typedef void (*epmd_names_cb)(int status, uint32_t epmd_port_no, const char *text, size_t len, void *ctx);
 /* NAMES request; the text is capped at 1 MiB (CN_ELIMIT). Same guarantees as epmd_port_please. */
-int epmd_names(uv_loop_t *loop, const char *host, uint16_t epmd_port, unsigned timeout_ms, epmd_names_cb cb,
-               void *ctx, epmd_req **out);
+int epmd_names(uv_loop_t *loop, const char *host, uint16_t epmd_port, unsigned timeout_ms, epmd_names_cb cb, void *ctx,
+               epmd_req **out);
 
 /* ---- EPMD server on libuv (server.c): what OTP's epmd does, on a caller's loop. One request per
  * connection, as OTP: the reply is written and the connection closed, except after ALIVE2, whose socket is

@@ -58,7 +58,7 @@ struct epmd_srv {
   uint16_t port;
   uv_tcp_t listeners[SRV_MAX_LISTEN];
   int nlisten;
-  int listening; /* listeners still open */
+  int listening;     /* listeners still open */
   uv_timer_t anchor; /* never started; closing it guarantees epmd_srv_close's callback comes from the loop */
   srv_conn *conns;
   size_t nconns;
@@ -92,9 +92,7 @@ static void bump_creation(srv_node *n) {
 }
 
 /* What a client is told: 32 bits for highest version >= 6, else the old 1..3 range. */
-static uint32_t creation_of(const srv_node *n) {
-  return n->info.highest >= 6 ? n->cr_counter : n->cr_counter % 3 + 1;
-}
+static uint32_t creation_of(const srv_node *n) { return n->info.highest >= 6 ? n->cr_counter : n->cr_counter % 3 + 1; }
 
 static srv_node *find_reg(epmd_srv *s, const char *name) {
   for (srv_node *n = s->reg; n; n = n->next)
@@ -452,9 +450,12 @@ static void handle_request(srv_conn *c, const epmd_request *rq) {
 
 static const char *dec_reason(ssize_t rc) {
   switch (rc) {
-  case CN_ELIMIT: return "request too large for its fields";
-  case CN_EUNSUPPORTED: return "got garbage (unknown request)";
-  default: return "malformed request";
+  case CN_ELIMIT:
+    return "request too large for its fields";
+  case CN_EUNSUPPORTED:
+    return "got garbage (unknown request)";
+  default:
+    return "malformed request";
   }
 }
 
@@ -651,8 +652,7 @@ static int add_spec(listen_spec *specs, int *n, const char *text, int nonfatal) 
     if (sp.addr.ss_family == AF_INET6 &&
         IN6_ARE_ADDR_EQUAL(&((const struct sockaddr_in6 *)&o->addr)->sin6_addr, &a6->sin6_addr))
       return 0;
-    if (sp.addr.ss_family == AF_INET &&
-        ((const struct sockaddr_in *)&o->addr)->sin_addr.s_addr == a4->sin_addr.s_addr)
+    if (sp.addr.ss_family == AF_INET && ((const struct sockaddr_in *)&o->addr)->sin_addr.s_addr == a4->sin_addr.s_addr)
       return 0;
   }
   if (*n >= SRV_MAX_LISTEN) return CN_ELIMIT;

@@ -22,20 +22,20 @@ int fuzz_handshake_result(const uint8_t *data, size_t size);
 
 /* A property the decoders promise. Bad input never trips it; a decoder bug does, and then libFuzzer saves
  * the input as a crash- artifact (abort() is how a target reports a finding, not how it treats input). */
-#define FUZZ_CHECK(cond)                                                                                   \
-  do {                                                                                                     \
-    if (!(cond)) {                                                                                         \
-      fprintf(stderr, "%s:%d: fuzz invariant failed: %s\n", __FILE__, __LINE__, #cond);                     \
-      abort();                                                                                             \
-    }                                                                                                      \
+#define FUZZ_CHECK(cond)                                                                                               \
+  do {                                                                                                                 \
+    if (!(cond)) {                                                                                                     \
+      fprintf(stderr, "%s:%d: fuzz invariant failed: %s\n", __FILE__, __LINE__, #cond);                                \
+      abort();                                                                                                         \
+    }                                                                                                                  \
   } while (0)
 
 /* The libFuzzer entry point, left out when the targets are linked into the cmocka replay. */
 #ifdef CN_FUZZ_NO_ENTRY
 #define FUZZ_ENTRY(fn)
 #else
-#define FUZZ_ENTRY(fn)                                                                                     \
-  int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);                                           \
+#define FUZZ_ENTRY(fn)                                                                                                 \
+  int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);                                                        \
   int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return fn(data, size); }
 #endif
 

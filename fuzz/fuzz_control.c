@@ -13,8 +13,8 @@ static void check_ctl(const cn_term *ctl, const dist_ctl *c) {
   FUZZ_CHECK(ctl->type == CN_TUPLE && ctl->v.tuple.arity >= 1 && ctl->v.tuple.e[0].type == CN_INT);
   FUZZ_CHECK(c->op == ctl->v.tuple.e[0].v.i && strcmp(dist_op_name(c->op), "?") != 0);
   const cn_term *lo = ctl->v.tuple.e, *hi = lo + ctl->v.tuple.arity;
-  const cn_term *fields[] = {c->from, c->to,    c->name,  c->ref,   c->reason, c->id,   c->token,
-                             c->mfa,  c->opts,  c->gl,    c->flags, c->result};
+  const cn_term *fields[] = {c->from,  c->to,  c->name, c->ref, c->reason, c->id,
+                             c->token, c->mfa, c->opts, c->gl,  c->flags,  c->result};
   for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
     FUZZ_CHECK(!fields[i] || (fields[i] > lo && fields[i] < hi)); /* borrowed from the tuple, never the op */
   switch (c->op) {

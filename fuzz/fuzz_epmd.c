@@ -19,10 +19,14 @@ typedef struct dec_out {
 
 static ssize_t dec(int which, const uint8_t *buf, size_t len, size_t max, dec_out *o) {
   switch (which) {
-  case 0: return epmd_dec_alive2_resp(buf, len, &o->result, &o->u32);
-  case 1: return epmd_dec_port2_resp(buf, len, &o->result, &o->info);
-  case 2: return epmd_dec_names_hdr(buf, len, &o->u32);
-  default: return epmd_dec_request(buf, len, max, &o->req);
+  case 0:
+    return epmd_dec_alive2_resp(buf, len, &o->result, &o->u32);
+  case 1:
+    return epmd_dec_port2_resp(buf, len, &o->result, &o->info);
+  case 2:
+    return epmd_dec_names_hdr(buf, len, &o->u32);
+  default:
+    return epmd_dec_request(buf, len, max, &o->req);
   }
 }
 
@@ -114,9 +118,9 @@ int fuzz_epmd_one(const uint8_t *data, size_t size) {
     dec_out part;
     ssize_t rk = dec_copy(which, buf, k, max, &part);
     if (rk == CN_ENOMEM) continue;
-    if (r > 0) FUZZ_CHECK(rk == 0);        /* a prefix of a good message is not yet a message */
-    if (rk < 0) FUZZ_CHECK(r < 0);         /* bad stays bad as bytes arrive */
-    if (rk > 0) FUZZ_CHECK(rk == r);       /* a message seen early is the message */
+    if (r > 0) FUZZ_CHECK(rk == 0);  /* a prefix of a good message is not yet a message */
+    if (rk < 0) FUZZ_CHECK(r < 0);   /* bad stays bad as bytes arrive */
+    if (rk > 0) FUZZ_CHECK(rk == r); /* a message seen early is the message */
   }
   return 0;
 }

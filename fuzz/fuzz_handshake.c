@@ -20,7 +20,8 @@ static void check_peer_name(const dist_hs *hs) {
   size_t n = strnlen(hs->peer_name, sizeof hs->peer_name);
   FUZZ_CHECK(n > 0 && n <= DIST_NAME_MAX);
   const char *at = memchr(hs->peer_name, '@', n);
-  FUZZ_CHECK(at && at > hs->peer_name && at + 1 < hs->peer_name + n && !memchr(at + 1, '@', n - (size_t)(at + 1 - hs->peer_name)));
+  FUZZ_CHECK(at && at > hs->peer_name && at + 1 < hs->peer_name + n &&
+             !memchr(at + 1, '@', n - (size_t)(at + 1 - hs->peer_name)));
 }
 
 /* Answers an event with the next input byte; returns false when the handshake ended. */

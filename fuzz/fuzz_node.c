@@ -25,8 +25,8 @@
 #define MAX_OPS 48
 
 /* Peer flags an input may turn on, one bit each, on top of what OTP 25 makes mandatory. */
-static const uint64_t FLAG_BITS[] = {DFLAG_FRAGMENTS, DFLAG_SPAWN,      DFLAG_ALIAS,     DFLAG_DIST_MONITOR_NAME,
-                                     DFLAG_V4_NC,     DFLAG_UNLINK_ID,  DFLAG_PUBLISHED, DFLAG_EXIT_PAYLOAD};
+static const uint64_t FLAG_BITS[] = {DFLAG_FRAGMENTS, DFLAG_SPAWN,     DFLAG_ALIAS,     DFLAG_DIST_MONITOR_NAME,
+                                     DFLAG_V4_NC,     DFLAG_UNLINK_ID, DFLAG_PUBLISHED, DFLAG_EXIT_PAYLOAD};
 
 bool fz_logging(void) {
   static int on = -1;
@@ -70,8 +70,7 @@ static int node_up(fz *z) {
   if ((rc = workers_start(z->n)) || (rc = cn_node_start(z->n, on_started, &started))) return rc;
   while (!started) uv_run(z->n->loop, UV_RUN_ONCE);
   if (started != 1) return started;
-  if ((rc = hreg_start(z->n)) || (rc = hsup_start(z->n)) || (rc = cn_spawn(z->n, probe, z, NULL, &z->probe)))
-    return rc;
+  if ((rc = hreg_start(z->n)) || (rc = hsup_start(z->n)) || (rc = cn_spawn(z->n, probe, z, NULL, &z->probe))) return rc;
   z->me = cn_atoms_get(z->tab, cn_node_name(z->n)->name);
   uv_run(z->n->loop, UV_RUN_NOWAIT);
   return 0;
@@ -89,8 +88,8 @@ static void check_serves(fz *z) {
   for (int i = 0; i < 8 && !z->ponged; i++) uv_run(z->n->loop, UV_RUN_NOWAIT);
   if (!z->ponged) {
     cn_proc *e = proc_lookup(z->n, echo), *pr = proc_lookup(z->n, z->probe);
-    fprintf(stderr, "echo %p: dead %d suspended %d in_runq %d mq %zu; probe %p: dead %d suspended %d mq %zu\n", (void *)e,
-            e ? e->dead : -1, e ? e->suspended : -1, e ? e->in_runq : -1, e ? e->mq_len : 0, (void *)pr,
+    fprintf(stderr, "echo %p: dead %d suspended %d in_runq %d mq %zu; probe %p: dead %d suspended %d mq %zu\n",
+            (void *)e, e ? e->dead : -1, e ? e->suspended : -1, e ? e->in_runq : -1, e ? e->mq_len : 0, (void *)pr,
             pr ? pr->dead : -1, pr ? pr->suspended : -1, pr ? pr->mq_len : 0);
   }
   FUZZ_CHECK(z->ponged);

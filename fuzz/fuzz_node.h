@@ -24,10 +24,10 @@ typedef struct fz {
   cn_pid probe;
   bool ponged;
   uint64_t flags;
-  cn_buf out;            /* what the node wrote to the peer, not parsed yet */
-  cn_term *seen[RING];   /* messages and subterms the node sent (owned) */
-  cn_ref refs[RING];     /* refs the node sent (monitor refs, call tags, aliases, spawn ids, global tags) */
-  cn_pid pids[RING];     /* pids the node sent (its processes, spawned ones) */
+  cn_buf out;          /* what the node wrote to the peer, not parsed yet */
+  cn_term *seen[RING]; /* messages and subterms the node sent (owned) */
+  cn_ref refs[RING];   /* refs the node sent (monitor refs, call tags, aliases, spawn ids, global tags) */
+  cn_pid pids[RING];   /* pids the node sent (its processes, spawned ones) */
   size_t nseen, nrefs, npids, seen_next, ref_next, pid_next;
   cn_pid spawned[8]; /* processes SPAWN_REQUESTs started (SPAWN_REPLY results) */
   size_t nspawned, spawned_next;

@@ -23,8 +23,7 @@ static int parse(const uint8_t *data, size_t size, cn_tls_opts *o, char *err, si
 static void check_side(const cn_tls_side *s, size_t size) {
   const char *fields[] = {s->certfile, s->keyfile, s->cacertfile, s->password, s->ciphers, s->sni};
   for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) FUZZ_CHECK(!fields[i] || strlen(fields[i]) <= size);
-  FUZZ_CHECK(s->verify == CN_TLS_VERIFY_UNSET || s->verify == CN_TLS_VERIFY_PEER ||
-             s->verify == CN_TLS_VERIFY_NONE);
+  FUZZ_CHECK(s->verify == CN_TLS_VERIFY_UNSET || s->verify == CN_TLS_VERIFY_PEER || s->verify == CN_TLS_VERIFY_NONE);
   FUZZ_CHECK((s->versions & ~(unsigned)(CN_TLS_V12 | CN_TLS_V13)) == 0);
 }
 

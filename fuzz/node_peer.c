@@ -3,8 +3,24 @@
 #include "fuzz_node.h"
 
 /* Control messages: operation, then what each slot holds. */
-enum { F_FROM = 1, F_TO, F_NAME, F_REF, F_REASON, F_TOKEN, F_SID, F_UID, F_MFA, F_OPTS, F_GL, F_PROC, F_FLAGS, F_RESULT,
-       F_UNUSED, F_WATCHED };
+enum {
+  F_FROM = 1,
+  F_TO,
+  F_NAME,
+  F_REF,
+  F_REASON,
+  F_TOKEN,
+  F_SID,
+  F_UID,
+  F_MFA,
+  F_OPTS,
+  F_GL,
+  F_PROC,
+  F_FLAGS,
+  F_RESULT,
+  F_UNUSED,
+  F_WATCHED
+};
 static const struct {
   uint8_t op;
   uint8_t payload;
@@ -58,8 +74,8 @@ static void gen_spawn(fz *z, cn_term **mfa, cn_term **args) {
     *args = cn_mk_nil();
     break;
   case 2: {
-    static const char *const BI[][2] = {{"Elixir.Process", "alive?"}, {"erlang", "is_process_alive"},
-                                        {"erlang", "node"},           {"erlang", "nodes"}};
+    static const char *const BI[][2] = {
+        {"Elixir.Process", "alive?"}, {"erlang", "is_process_alive"}, {"erlang", "node"}, {"erlang", "nodes"}};
     uint8_t b = u8(z) % 4;
     *mfa = cn_mk_tuple(3, cn_mk_atom(cn_atoms_get(z->tab, "erpc")), cn_mk_atom(cn_atoms_get(z->tab, "execute_call")),
                        cn_mk_int(4));
@@ -82,11 +98,15 @@ static cn_term *gen_opts(fz *z) {
   size_t n = u8(z) % 4;
   for (size_t i = 0; i < n; i++) {
     uint8_t k = u8(z) % 4;
-    if (k == 0) e[i] = cn_mk_atom(cn_atoms_get(z->tab, "link"));
-    else if (k == 1) e[i] = cn_mk_atom(cn_atoms_get(z->tab, "monitor"));
-    else if (k == 2) e[i] = cn_mk_tuple(2, cn_mk_atom(cn_atoms_get(z->tab, "reply")),
-                                        cn_mk_atom(cn_atoms_get(z->tab, O[3 + u8(z) % 4])));
-    else e[i] = fz_gen(z, 2);
+    if (k == 0)
+      e[i] = cn_mk_atom(cn_atoms_get(z->tab, "link"));
+    else if (k == 1)
+      e[i] = cn_mk_atom(cn_atoms_get(z->tab, "monitor"));
+    else if (k == 2)
+      e[i] =
+          cn_mk_tuple(2, cn_mk_atom(cn_atoms_get(z->tab, "reply")), cn_mk_atom(cn_atoms_get(z->tab, O[3 + u8(z) % 4])));
+    else
+      e[i] = fz_gen(z, 2);
   }
   return cn_mk_listv(n, e, NULL);
 }
@@ -95,12 +115,18 @@ static cn_term *gen_opts(fz *z) {
 static cn_term *gen_field(fz *z, uint8_t f, cn_term **mfa_args) {
   if (u8(z) % 32 == 0) return fz_gen(z, 2);
   switch (f) {
-  case F_FROM: return cn_mk_pid(u8(z) % 4 ? fz_peer_pid(z, z->peer) : fz_pick_pid(z));
-  case F_TO: return cn_mk_pid(fz_pick_pid(z));
-  case F_NAME: return cn_mk_atom(fz_pick_name(z));
-  case F_REF: return cn_mk_ref(fz_pick_ref(z));
-  case F_REASON: return fz_gen(z, 1);
-  case F_TOKEN: return fz_gen(z, 3);
+  case F_FROM:
+    return cn_mk_pid(u8(z) % 4 ? fz_peer_pid(z, z->peer) : fz_pick_pid(z));
+  case F_TO:
+    return cn_mk_pid(fz_pick_pid(z));
+  case F_NAME:
+    return cn_mk_atom(fz_pick_name(z));
+  case F_REF:
+    return cn_mk_ref(fz_pick_ref(z));
+  case F_REASON:
+    return fz_gen(z, 1);
+  case F_TOKEN:
+    return fz_gen(z, 3);
   case F_SID: /* a spawn request id: a ref */
     return cn_mk_ref(fz_pick_ref(z));
   case F_UID: { /* an unlink id: up to 2^64 - 1 (the node's own ids count from 1) */
@@ -116,13 +142,20 @@ static cn_term *gen_field(fz *z, uint8_t f, cn_term **mfa_args) {
     gen_spawn(z, &mfa, mfa_args);
     return mfa;
   }
-  case F_OPTS: return gen_opts(z);
-  case F_GL: return cn_mk_pid(u8(z) & 1 ? fz_peer_pid(z, z->peer) : fz_pick_pid(z));
-  case F_PROC: return u8(z) & 1 ? cn_mk_pid(fz_pick_pid(z)) : cn_mk_atom(fz_pick_name(z));
-  case F_WATCHED: return u8(z) & 1 ? cn_mk_pid(fz_peer_pid(z, z->peer)) : cn_mk_atom(fz_pick_name(z));
-  case F_FLAGS: return cn_mk_int(u8(z) % 4);
-  case F_RESULT: return u8(z) & 1 ? cn_mk_pid(fz_peer_pid(z, z->peer)) : fz_gen(z, 2);
-  default: return cn_mk_atom(cn_atoms_get(z->tab, ""));
+  case F_OPTS:
+    return gen_opts(z);
+  case F_GL:
+    return cn_mk_pid(u8(z) & 1 ? fz_peer_pid(z, z->peer) : fz_pick_pid(z));
+  case F_PROC:
+    return u8(z) & 1 ? cn_mk_pid(fz_pick_pid(z)) : cn_mk_atom(fz_pick_name(z));
+  case F_WATCHED:
+    return u8(z) & 1 ? cn_mk_pid(fz_peer_pid(z, z->peer)) : cn_mk_atom(fz_pick_name(z));
+  case F_FLAGS:
+    return cn_mk_int(u8(z) % 4);
+  case F_RESULT:
+    return u8(z) & 1 ? cn_mk_pid(fz_peer_pid(z, z->peer)) : fz_gen(z, 2);
+  default:
+    return cn_mk_atom(cn_atoms_get(z->tab, ""));
   }
 }
 
@@ -145,8 +178,10 @@ static void remember(fz *z, const cn_term *t, int depth) {
     cn_term *c = depth <= 2 && fz_term_size(t, 2049) <= 2048 ? cn_term_copy(t) : NULL;
     if (c) { /* round robin once full, so what an input means does not depend on how much came back */
       size_t i = z->seen_next++ % RING;
-      if (i < z->nseen) cn_term_free(z->seen[i]);
-      else z->nseen++;
+      if (i < z->nseen)
+        cn_term_free(z->seen[i]);
+      else
+        z->nseen++;
       z->seen[i] = c;
     }
     size_t k = t->type == CN_TUPLE ? t->v.tuple.arity : 2 * (size_t)t->v.map.size;
@@ -279,8 +314,10 @@ void fz_send_ctl(fz *z) {
   for (size_t i = 0; i < 6 && OPS[oi].f[i]; i++) e[arity++] = gen_field(z, OPS[oi].f[i], &args);
   cn_term *ctl = cn_mk_tuplev(arity, e);
   cn_term *pay = NULL;
-  if (OPS[oi].payload) pay = args ? args : fz_gen(z, 0);
-  else cn_term_free(args);
+  if (OPS[oi].payload)
+    pay = args ? args : fz_gen(z, 0);
+  else
+    cn_term_free(args);
   send_terms(z, ctl, pay, OPS[oi].payload);
 }
 
@@ -294,18 +331,22 @@ void fz_send_service(fz *z) {
   uint8_t how = u8(z) % 4;
   if (to->name[0] == '*' && !z->nspawned && u8(z) % 2) { /* no puppet yet: spawn one (cnode_demo:puppet(Peer)) */
     cn_term_free(pay);
-    cn_term *ctl2 = cn_mk_tuple(6, cn_mk_int(DOP_SPAWN_REQUEST), cn_mk_ref(fz_pick_ref(z)), cn_term_copy(from),
-                                cn_term_copy(from), cn_mk_tuple(3, cn_mk_atom(cn_atoms_get(z->tab, "cnode_demo")),
-                                                                cn_mk_atom(cn_atoms_get(z->tab, "puppet")), cn_mk_int(1)),
-                                gen_opts(z));
+    cn_term *ctl2 =
+        cn_mk_tuple(6, cn_mk_int(DOP_SPAWN_REQUEST), cn_mk_ref(fz_pick_ref(z)), cn_term_copy(from), cn_term_copy(from),
+                    cn_mk_tuple(3, cn_mk_atom(cn_atoms_get(z->tab, "cnode_demo")),
+                                cn_mk_atom(cn_atoms_get(z->tab, "puppet")), cn_mk_int(1)),
+                    gen_opts(z));
     send_terms(z, ctl2, cn_mk_list(1, from), true);
     return;
   }
   if (to->name[0] == '*') { /* a process by pid: one the peer spawned, else one the node named */
     how = how ? how : 1;
-    if (z->nspawned) pid = z->spawned[u8(z) % z->nspawned];
-    else if (z->npids) pid = z->pids[u8(z) % z->npids];
-    else if (!fz_local_pid(z, u8(z), &pid)) pid = z->probe;
+    if (z->nspawned)
+      pid = z->spawned[u8(z) % z->nspawned];
+    else if (z->npids)
+      pid = z->pids[u8(z) % z->npids];
+    else if (!fz_local_pid(z, u8(z), &pid))
+      pid = z->probe;
   }
   if (how && (to->name[0] == '*' || !cn_whereis(z->n, to->name, &pid))) {
     cn_term *pt = cn_mk_pid(pid);
@@ -351,21 +392,29 @@ void fz_send_answer(fz *z) {
       if (ar < 6) break;
       if (u8(z) % 3) { /* the reply with a new pid, then (erpc) its monitor exit {Res, return, V} */
         cn_term *child = cn_mk_pid(fz_peer_pid(z, z->peer));
-        send_terms(z, cn_mk_tuple(5, cn_mk_int(DOP_SPAWN_REPLY), cn_term_copy(&e[1]), cn_term_copy(&e[2]),
-                                  cn_mk_int(u8(z) % 4), child), NULL, false);
+        send_terms(z,
+                   cn_mk_tuple(5, cn_mk_int(DOP_SPAWN_REPLY), cn_term_copy(&e[1]), cn_term_copy(&e[2]),
+                               cn_mk_int(u8(z) % 4), child),
+                   NULL, false);
         cn_term *res = cn_mk_tuple(3, fz_gen(z, 2), cn_mk_atom(cn_atoms_get(z->tab, u8(z) & 1 ? "return" : "error")),
                                    fz_gen(z, 2));
-        send_terms(z, cn_mk_tuple(4, cn_mk_int(DOP_PAYLOAD_MONITOR_P_EXIT), cn_mk_pid(fz_peer_pid(z, z->peer)),
-                                  cn_term_copy(&e[2]), cn_term_copy(&e[1])), res, true);
+        send_terms(z,
+                   cn_mk_tuple(4, cn_mk_int(DOP_PAYLOAD_MONITOR_P_EXIT), cn_mk_pid(fz_peer_pid(z, z->peer)),
+                               cn_term_copy(&e[2]), cn_term_copy(&e[1])),
+                   res, true);
       } else { /* refused: {31, ReqId, From, Flags, Reason} */
-        send_terms(z, cn_mk_tuple(5, cn_mk_int(DOP_SPAWN_REPLY), cn_term_copy(&e[1]), cn_term_copy(&e[2]),
-                                  cn_mk_int(0), fz_gen(z, 2)), NULL, false);
+        send_terms(z,
+                   cn_mk_tuple(5, cn_mk_int(DOP_SPAWN_REPLY), cn_term_copy(&e[1]), cn_term_copy(&e[2]), cn_mk_int(0),
+                               fz_gen(z, 2)),
+                   NULL, false);
       }
       return;
     case DOP_MONITOR_P: /* {19, From, To, Ref} -> {21, To, From, Ref, Reason} */
       if (ar != 4) break;
-      send_terms(z, cn_mk_tuple(5, cn_mk_int(DOP_MONITOR_P_EXIT), cn_term_copy(&e[2]), cn_term_copy(&e[1]),
-                                cn_term_copy(&e[3]), fz_gen(z, 1)), NULL, false);
+      send_terms(z,
+                 cn_mk_tuple(5, cn_mk_int(DOP_MONITOR_P_EXIT), cn_term_copy(&e[2]), cn_term_copy(&e[1]),
+                             cn_term_copy(&e[3]), fz_gen(z, 1)),
+                 NULL, false);
       return;
     case DOP_LINK: /* {1, From, To} -> {3, To, From, Reason} */
       if (ar != 3) break;
@@ -374,8 +423,10 @@ void fz_send_answer(fz *z) {
       return;
     case DOP_UNLINK_ID: /* {35, Id, From, To} -> {36, Id, To, From} */
       if (ar != 4) break;
-      send_terms(z, cn_mk_tuple(4, cn_mk_int(DOP_UNLINK_ID_ACK), cn_term_copy(&e[1]), cn_term_copy(&e[3]),
-                                cn_term_copy(&e[2])), NULL, false);
+      send_terms(
+          z,
+          cn_mk_tuple(4, cn_mk_int(DOP_UNLINK_ID_ACK), cn_term_copy(&e[1]), cn_term_copy(&e[3]), cn_term_copy(&e[2])),
+          NULL, false);
       return;
     default:
       break;

@@ -117,8 +117,10 @@ static int grow(hc_awlww *a) {
 }
 
 static void unlink_recent(hc_awlww *a, hc_kent *e) {
-  if (e->newer) e->newer->older = e->older;
-  else if (a->recent == e) a->recent = e->older;
+  if (e->newer)
+    e->newer->older = e->older;
+  else if (a->recent == e)
+    a->recent = e->older;
   if (e->older) e->older->newer = e->newer;
   e->newer = e->older = NULL;
 }
@@ -218,8 +220,8 @@ bool hc_raw_beyond(const cn_term *raw, const hc_vv *then) {
   return false;
 }
 
-int hc_awlww_add(const hc_ctx *c, hc_awlww *a, int64_t node_id, const cn_term *key, uint32_t kh,
-                 const cn_term *value, int64_t ts, cn_term **raw_out) {
+int hc_awlww_add(const hc_ctx *c, hc_awlww *a, int64_t node_id, const cn_term *key, uint32_t kh, const cn_term *value,
+                 int64_t ts, cn_term **raw_out) {
   *raw_out = NULL;
   hc_kent *e = hc_awlww_find(a, key, kh);
   hc_dot d = {node_id, hc_vv_get(&a->vv, node_id) + 1};
@@ -248,8 +250,8 @@ static bool has_dot(const hc_dot *s, size_t n, hc_dot d) {
 }
 
 /* The joined dot set of one entry: (S1 ∩ S2) + (S1 not covered by v2) + (S2 not covered by v1). */
-static size_t join_dots(const hc_dot *s1, size_t n1, const hc_dot *s2, size_t n2, const hc_vv *v1,
-                        const hc_vv *v2, hc_dot *out) {
+static size_t join_dots(const hc_dot *s1, size_t n1, const hc_dot *s2, size_t n2, const hc_vv *v1, const hc_vv *v2,
+                        hc_dot *out) {
   size_t k = 0;
   for (size_t i = 0; i < n1; i++)
     if (!has_dot(out, k, s1[i]) && (has_dot(s2, n2, s1[i]) || !covered(v2, s1[i]))) out[k++] = s1[i];

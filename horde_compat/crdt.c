@@ -8,7 +8,7 @@
 #include "horde.h"
 
 #define DEPTH 8
-#define ROUNDS 32 /* sync ticks remembered for their deltas (a round lasts a few messages) */
+#define ROUNDS 32                       /* sync ticks remembered for their deltas (a round lasts a few messages) */
 #define TS_BASE (-576460752303423488LL) /* -2^59: where BEAM's monotonic clock starts */
 
 typedef struct nbr {
@@ -166,8 +166,10 @@ static const cn_term *dix_find(const cn_term *map, const dix *ix, size_t n, cons
   size_t lo = 0, hi = n;
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
-    if (ix[mid].kh < kh) lo = mid + 1;
-    else hi = mid;
+    if (ix[mid].kh < kh)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   for (; lo < n && ix[lo].kh == kh; lo++)
     if (cn_term_exact_eq(&map->v.map.kv[2 * ix[lo].i], key)) return &map->v.map.kv[2 * ix[lo].i + 1];
@@ -347,8 +349,7 @@ static bool parse_diff(const cn_term *d, rdiff *r) {
 }
 
 static cn_term *diff_term(cn_crdt *c, const rdiff *r, cn_term *cont) {
-  return mk_diff(c, cont, cn_term_copy(r->dots), cn_term_copy(r->orig), cn_term_copy(r->from),
-                 cn_term_copy(r->to));
+  return mk_diff(c, cont, cn_term_copy(r->dots), cn_term_copy(r->orig), cn_term_copy(r->from), cn_term_copy(r->to));
 }
 
 static void ack(cn_crdt *c, cn_proc *self, const rdiff *r) {
@@ -372,8 +373,7 @@ static int on_diff(cn_crdt *c, cn_proc *self, const cn_term *d) {
   if (keys->type == CN_LIST) {
     if (cn_term_exact_eq(r.orig, r.to))
       send_to(c, self, r.to,
-              cn_mk_tuple(3, cn_mk_atom(c->hc.a_get_diff), diff_term(c, &r, cn_term_copy(r.cont)),
-                          cn_term_copy(keys)));
+              cn_mk_tuple(3, cn_mk_atom(c->hc.a_get_diff), diff_term(c, &r, cn_term_copy(r.cont)), cn_term_copy(keys)));
     else
       send_to(c, self, r.to, mk_delta(c, r.dots, keys));
   }
@@ -392,8 +392,7 @@ static int on_get_diff(cn_crdt *c, cn_proc *self, const cn_term *d, const cn_ter
 
 static int on_delta(cn_crdt *c, const cn_term *delta, const cn_term *keys) {
   const cn_term *dots = hc_map_get(delta, "dots"), *val = hc_map_get(delta, "value");
-  if (!hc_is_struct(delta, "Elixir.DeltaCrdt.AWLWWMap") || !dots || !val || val->type != CN_MAP ||
-      !proper_list(keys))
+  if (!hc_is_struct(delta, "Elixir.DeltaCrdt.AWLWWMap") || !dots || !val || val->type != CN_MAP || !proper_list(keys))
     return CN_EDECODE;
   return apply_delta(c, dots, val, keys);
 }
@@ -443,13 +442,12 @@ static void send_sync(cn_crdt *c) {
 static cn_term *stats_term(cn_crdt *c) {
   cn_crdt_stats s;
   cn_crdt_get_stats(c, &s);
-  cn_term *kv[] = {cn_mk_atomc(c->n, "syncs_started"), cn_mk_int((int64_t)s.syncs_started),
-                   cn_mk_atomc(c->n, "msgs_sent"),     cn_mk_int((int64_t)s.msgs_sent),
-                   cn_mk_atomc(c->n, "msgs_received"), cn_mk_int((int64_t)s.msgs_received),
-                   cn_mk_atomc(c->n, "bytes_sent"),    cn_mk_int((int64_t)s.bytes_sent),
-                   cn_mk_atomc(c->n, "keys_sent"),     cn_mk_int((int64_t)s.keys_sent),
-                   cn_mk_atomc(c->n, "bad_messages"),  cn_mk_int((int64_t)s.bad_messages),
-                   cn_mk_atomc(c->n, "keys"),          cn_mk_int((int64_t)s.keys)};
+  cn_term *kv[] = {
+      cn_mk_atomc(c->n, "syncs_started"), cn_mk_int((int64_t)s.syncs_started), cn_mk_atomc(c->n, "msgs_sent"),
+      cn_mk_int((int64_t)s.msgs_sent),    cn_mk_atomc(c->n, "msgs_received"),  cn_mk_int((int64_t)s.msgs_received),
+      cn_mk_atomc(c->n, "bytes_sent"),    cn_mk_int((int64_t)s.bytes_sent),    cn_mk_atomc(c->n, "keys_sent"),
+      cn_mk_int((int64_t)s.keys_sent),    cn_mk_atomc(c->n, "bad_messages"),   cn_mk_int((int64_t)s.bad_messages),
+      cn_mk_atomc(c->n, "keys"),          cn_mk_int((int64_t)s.keys)};
   for (size_t i = 0; i < 14; i++)
     if (!kv[i]) {
       for (size_t j = 0; j < 14; j++) cn_term_free(kv[j]);
@@ -508,8 +506,7 @@ static cn_term *handle_call(cn_proc *self, const cn_term *req, const cn_term *fr
   } else {
     return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "unknown_call"));
   }
-  return rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc)))
-            : cn_mk_atomc(n, "ok");
+  return rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc))) : cn_mk_atomc(n, "ok");
 }
 
 /* BEAM's CRDT would crash on a message it has no clause for; we log, count and live on. */

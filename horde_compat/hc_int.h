@@ -18,17 +18,16 @@ enum { HC_MAPSET_V2 = 0, HC_MAPSET_PLAIN = 1 };
 typedef struct hc_ctx {
   cn_atoms *tab;
   int mapset_shape; /* HC_MAPSET_* */
-  const cn_atom *a_struct, *a_map, *a_version, *a_mapset, *a_partial, *a_tree, *a_trees, *a_keys, *a_mtree,
-      *a_mdiff, *a_diff_mod, *a_awlww, *a_dots, *a_value, *a_continuation, *a_originator, *a_from, *a_to, *a_nil,
-      *a_diff, *a_get_diff, *a_ack_diff;
+  const cn_atom *a_struct, *a_map, *a_version, *a_mapset, *a_partial, *a_tree, *a_trees, *a_keys, *a_mtree, *a_mdiff,
+      *a_diff_mod, *a_awlww, *a_dots, *a_value, *a_continuation, *a_originator, *a_from, *a_to, *a_nil, *a_diff,
+      *a_get_diff, *a_ack_diff;
 } hc_ctx;
 
 /* Interns the atoms; 0 or CN_ENOMEM. */
 int hc_ctx_init(hc_ctx *c, cn_atoms *tab, int mapset_shape);
 
 /* A struct map #{'__struct__' => Mod, F1 => V1, ...}: takes the values (even on failure); NULL on OOM. */
-cn_term *hc_mk_struct(const hc_ctx *c, const cn_atom *mod, size_t n, const cn_atom *const *fields,
-                      cn_term **vals);
+cn_term *hc_mk_struct(const hc_ctx *c, const cn_atom *mod, size_t n, const cn_atom *const *fields, cn_term **vals);
 /* The value of atom key k in map m (compared by text), or NULL. */
 const cn_term *hc_map_get(const cn_term *m, const char *k);
 /* The value of an arbitrary key in map m (exact match), or NULL. */
@@ -147,8 +146,8 @@ int hc_awlww_set(hc_awlww *a, const cn_term *key, uint32_t kh, cn_term *raw);
 const cn_term *hc_read_raw(const cn_term *raw);
 /* The add of §2.3 on the state's entries for key: *raw_out gets the new entries (caller owns). The version
  * vector moves. */
-int hc_awlww_add(const hc_ctx *c, hc_awlww *a, int64_t node_id, const cn_term *key, uint32_t kh,
-                 const cn_term *value, int64_t ts, cn_term **raw_out);
+int hc_awlww_add(const hc_ctx *c, hc_awlww *a, int64_t node_id, const cn_term *key, uint32_t kh, const cn_term *value,
+                 int64_t ts, cn_term **raw_out);
 /* The remove of §2.3: the version vector takes the key's dots; the new entries are none. */
 int hc_awlww_remove(hc_awlww *a, const cn_term *key, uint32_t kh);
 /* True when raw entries hold a dot that `then` does not cover: a write this state saw after `then` (a sync round's
@@ -210,8 +209,7 @@ cn_term *hc_list_copy(cn_term *const *v, size_t n);
 void hc_push_neighbours(cn_node *n, cn_crdt *c, cn_term *const *ms, size_t count, const cn_term *self);
 /* Horde's set_members on the CRDT: atoms become {A, node()}, self is always in; {member, M} keys of members no
  * longer wanted are removed (and their {member_node_info, M} when with_info), new ones added as 1. */
-int hc_set_members(cn_node *n, cn_crdt *c, const cn_term *self, const cn_term *const *ms, size_t count,
-                   bool with_info);
+int hc_set_members(cn_node *n, cn_crdt *c, const cn_term *self, const cn_term *const *ms, size_t count, bool with_info);
 /* members: :auto, on start and on every nodeup / nodedown (down: the node that went, or NULL): adds {member,
  * {Name, X}} for X in [node() | nodes()] (visible nodes) and removes only the member of the node that went down
  * (with its member_node_info when with_info). Horde's NodeListener instead sets the list to [node() | nodes()],

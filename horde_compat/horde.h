@@ -37,7 +37,7 @@ typedef struct cn_crdt_opts {
   void *ctx;
   /* Ts source: monotonic nanoseconds on the BEAM scale. NULL: -2^59 + ns since the CRDT started. */
   int64_t (*clock_ns)(void *ctx);
-  bool count_bytes;          /* count the encoded size of every message sent (cn_crdt_stats.bytes_sent) */
+  bool count_bytes; /* count the encoded size of every message sent (cn_crdt_stats.bytes_sent) */
   /* Called once when the process ends, just before the cn_crdt is freed (owners drop their pointer here); never
    * for a start that returned an error. */
   void (*on_stop)(cn_crdt *c, void *ctx);

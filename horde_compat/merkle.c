@@ -11,9 +11,9 @@ struct hc_mnode {
   uint8_t kind;
   uint8_t hashed;
   uint8_t hash[4];
-  uint32_t kh;          /* leaf: the key hash */
-  hc_mnode *l, *r;      /* inner */
-  cn_term *contents;    /* leaf: #{Key => Raw} */
+  uint32_t kh;       /* leaf: the key hash */
+  hc_mnode *l, *r;   /* inner */
+  cn_term *contents; /* leaf: #{Key => Raw} */
 };
 
 uint32_t hc_key_hash(const cn_term *key) { return cn_phash2_range(key, 1ULL << 32); }
@@ -150,10 +150,14 @@ static hc_mnode *del(hc_mnode *x, unsigned depth, uint32_t kh, const cn_term *ke
   else
     x->l = del(x->l, depth + 1, kh, key, removed);
   hc_mnode *keep = NULL;
-  if (!x->l && !x->r) keep = NULL;
-  else if (!x->l && x->r->kind == MN_LEAF) keep = x->r;
-  else if (!x->r && x->l->kind == MN_LEAF) keep = x->l;
-  else return x;
+  if (!x->l && !x->r)
+    keep = NULL;
+  else if (!x->l && x->r->kind == MN_LEAF)
+    keep = x->r;
+  else if (!x->r && x->l->kind == MN_LEAF)
+    keep = x->l;
+  else
+    return x;
   cn_free(x);
   return keep;
 }
@@ -250,8 +254,7 @@ static const hc_mnode *find_subtree(const hc_mnode *x, hc_loc loc) {
 static cn_term *leaf_term(const hc_mnode *x) {
   uint8_t kh[4];
   put4(kh, x->kh);
-  return cn_mk_tuple(2, cn_mk_binary(x->hash, 4),
-                     cn_mk_tuple(2, cn_mk_binary(kh, 4), cn_term_copy(x->contents)));
+  return cn_mk_tuple(2, cn_mk_binary(x->hash, 4), cn_mk_tuple(2, cn_mk_binary(kh, 4), cn_term_copy(x->contents)));
 }
 
 static cn_term *get_subtree(const hc_ctx *c, const hc_mnode *x, hc_loc loc, unsigned depth) {
@@ -339,14 +342,18 @@ static int raw_local(lside l, unsigned depth, hc_loc path, hc_mdiff *d) {
 static int raw_remote(const cn_term *t, hc_loc path, unsigned guard, hc_mdiff *d) {
   if (guard > MAX_LOC_BITS) return CN_EDECODE;
   switch (rkind(t)) {
-  case R_EMPTY: return 0;
-  case R_PARTIAL: return add_part(d, path);
-  case R_LEAF: return add_map_keys(d, &t->v.tuple.e[1].v.tuple.e[1]);
+  case R_EMPTY:
+    return 0;
+  case R_PARTIAL:
+    return add_part(d, path);
+  case R_LEAF:
+    return add_map_keys(d, &t->v.tuple.e[1].v.tuple.e[1]);
   case R_INNER: {
     int rc = raw_remote(&t->v.tuple.e[1], loc_push(path, 0), guard + 1, d);
     return rc ? rc : raw_remote(&t->v.tuple.e[2], loc_push(path, 1), guard + 1, d);
   }
-  default: return CN_EDECODE;
+  default:
+    return CN_EDECODE;
   }
 }
 

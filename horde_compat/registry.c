@@ -22,9 +22,9 @@ struct cn_horde_registry {
   cn_crdt *crdt; /* NULL once the CRDT ended */
   cn_pid crdt_pid;
   cn_pid pid;
-  bool alive;    /* the registry process has not ended */
-  int refs;      /* the registry process and the CRDT process */
-  bool autom;    /* members: :auto */
+  bool alive; /* the registry process has not ended */
+  int refs;   /* the registry process and the CRDT process */
+  bool autom; /* members: :auto */
   bool monitoring;
   char name[256];
   const cn_atom *a_name;
@@ -277,9 +277,9 @@ static void on_key_add(cn_horde_registry *r, cn_proc *self, const cn_term *key, 
   rent *e = pp ? *pp : NULL;
   if (e && !cn_pid_eq(e->pid, p2)) {
     /* the loser: removed here, and sent {name_conflict, {Key, V1}, N, P2} (§4.2) */
-    cn_term *why = cn_mk_tuple(4, cn_mk_atomc(r->n, "name_conflict"),
-                               cn_mk_tuple(2, cn_term_copy(key), cn_term_copy(e->value)), cn_mk_atom(r->a_name),
-                               cn_mk_pid(p2));
+    cn_term *why =
+        cn_mk_tuple(4, cn_mk_atomc(r->n, "name_conflict"), cn_mk_tuple(2, cn_term_copy(key), cn_term_copy(e->value)),
+                    cn_mk_atom(r->a_name), cn_mk_pid(p2));
     if (why) cn_exit(r->n, self, e->pid, why);
     cn_term_free(why);
   }
@@ -354,8 +354,7 @@ static void on_update(cn_horde_registry *r, cn_proc *self, const cn_term *diffs)
 /* ---- The registry process N --------------------------------------------------------------------------------- */
 
 static cn_term *mk_ok_err(cn_node *n, int rc) {
-  return rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc)))
-            : cn_mk_atomc(n, "ok");
+  return rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc))) : cn_mk_atomc(n, "ok");
 }
 
 /* A lookup call waiting for the registered process's node to say whether it is alive (§4.3). */
@@ -433,7 +432,7 @@ static cn_term *handle_call(cn_proc *self, const cn_term *req, const cn_term *fr
     if (cn_horde_lookup(r, &e[1], &p, &v)) return cn_mk_nil();
     if (p.node != cn_node_name(n)) {
       if (!ask_alive(self, from, p, v)) return NULL; /* alive_done answers */
-      cn_term_free(v); /* no way to ask: as noconnection, not alive */
+      cn_term_free(v);                               /* no way to ask: as noconnection, not alive */
       return cn_mk_nil();
     }
     return cn_mk_list(1, cn_mk_tuple(2, cn_mk_pid(p), v));
@@ -500,8 +499,7 @@ static void crdt_stopped(cn_crdt *c, void *ctx) {
   unref(r);
 }
 
-int cn_horde_registry_start(cn_node *n, const char *name, const cn_horde_registry_opts *opts,
-                            cn_horde_registry **out) {
+int cn_horde_registry_start(cn_node *n, const char *name, const cn_horde_registry_opts *opts, cn_horde_registry **out) {
   if (!name || strlen(name) > 240) return CN_EINVAL;
   cn_horde_registry *r = cn_calloc(1, sizeof *r);
   if (!r) return CN_ENOMEM;

@@ -38,8 +38,7 @@ int hc_ctx_init(hc_ctx *c, cn_atoms *tab, int mapset_shape) {
   return 0;
 }
 
-cn_term *hc_mk_struct(const hc_ctx *c, const cn_atom *mod, size_t n, const cn_atom *const *fields,
-                      cn_term **vals) {
+cn_term *hc_mk_struct(const hc_ctx *c, const cn_atom *mod, size_t n, const cn_atom *const *fields, cn_term **vals) {
   cn_term *kv[2 * 8];
   bool bad = n > 7;
   for (size_t i = 0; i < n; i++)

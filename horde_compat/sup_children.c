@@ -93,7 +93,8 @@ static cn_term *random_id(void) {
     uint64_t x = uv_hrtime() * 0x9E3779B97F4A7C15ULL;
     for (int i = 0; i < 16; i++, x = x * 6364136223846793005ULL + 1442695040888963407ULL) b[i] = (uint8_t)(x >> 56);
   }
-  for (int i = 0; i < 17 && ++b[i] == 0; i++) {}
+  for (int i = 0; i < 17 && ++b[i] == 0; i++) {
+  }
   size_t len = 17;
   while (len > 1 && !b[len - 1]) len--;
   return cn_mk_big(0, b, len);
@@ -171,7 +172,7 @@ void sup_link_to(cn_horde_sup *s, cn_pid pid) {
 /* Writes {process, Id} => {{N, node()}, Spec, Pid}. */
 static void write_running(cn_horde_sup *s, const child *c) {
   sup_put_keyed(s, "process", c->id,
-            cn_mk_tuple(3, cn_term_copy(s->self_member), cn_term_copy(c->spec), cn_mk_pid(c->pid)));
+                cn_mk_tuple(3, cn_term_copy(s->self_member), cn_term_copy(c->spec), cn_mk_pid(c->pid)));
 }
 
 /* Starts spec (already carrying its Id) here: the reply {ok, Pid} | {error, Reason} (a new term). */

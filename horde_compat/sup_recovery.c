@@ -187,8 +187,7 @@ static void take_over(cn_horde_sup *s, const cn_term *key, const cn_term *spec, 
 static bool handoff_one(cn_horde_sup *s, const cn_term *key, const cn_term *id, const cn_term *v, void *ctx) {
   (void)id;
   const cn_term *spec = c_spec(v);
-  member *m = spec && hc_tuple_n(v, 3) && !sup_is_self(s, &v->v.tuple.e[0]) ? sup_mem_find(s, &v->v.tuple.e[0])
-                                                                            : NULL;
+  member *m = spec && hc_tuple_n(v, 3) && !sup_is_self(s, &v->v.tuple.e[0]) ? sup_mem_find(s, &v->v.tuple.e[0]) : NULL;
   if (m && m->has_info && m->status == CN_HORDE_DEAD && chosen_here(s, spec)) todo_add(ctx, key, v);
   return true;
 }

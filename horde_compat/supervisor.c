@@ -291,7 +291,6 @@ static void unref(cn_horde_sup *s) {
   cn_free(s);
 }
 
-
 /* 'DOWN' of a member's N: that member is written dead (Horde's mark_dead), then this one's own status checked. */
 static void on_down(cn_horde_sup *s, const cn_term *ref) {
   for (size_t i = 0; i < s->nmem; i++) {
@@ -550,4 +549,3 @@ void cn_horde_supervisor_stop(cn_horde_sup *s) {
 cn_pid cn_horde_supervisor_pid(const cn_horde_sup *s) { return s->pid; }
 cn_crdt *cn_horde_supervisor_crdt(cn_horde_sup *s) { return s->crdt; }
 size_t cn_horde_supervisor_count(const cn_horde_sup *s) { return s->nch; }
-

@@ -35,7 +35,6 @@ static void set_term(cn_term **slot, const cn_term *v) {
   *slot = v ? cn_term_copy(v) : NULL;
 }
 
-
 /* ---- Sending to other global_name_servers ----------------------------------------------------------------- */
 
 void gl_cast(gl_state *g, cn_proc *from, const cn_atom *node, cn_term *msg) {
@@ -127,8 +126,8 @@ static cn_term *known_list(gl_state *g, int vsn) {
     return NULL;
   }
   for (size_t i = 0; i < k; i++)
-    e[i] = vsn < 7 ? cn_mk_atom(nodes[i])
-                   : cn_mk_tuple(2, cn_mk_atom(nodes[i]), cn_mk_int(peer_find(g, nodes[i])->vsn));
+    e[i] =
+        vsn < 7 ? cn_mk_atom(nodes[i]) : cn_mk_tuple(2, cn_mk_atom(nodes[i]), cn_mk_int(peer_find(g, nodes[i])->vsn));
   cn_term *l = cn_mk_listv(k, e, NULL);
   cn_free(e);
   cn_free(nodes);
@@ -220,11 +219,11 @@ static void handle_nodeup(gl_state *g, gl_peer *p) {
   cn_term *tag = cn_mk_int(++g->tag_counter);
   if (!tag) return;
   set_term(&p->tag_my, tag);
-  cn_term *locker = cn_mk_tuple(4, A(g, "locker"), A(g, "no_longer_a_pid"), cn_mk_nil(),
-                                cn_mk_pid(gl_live_pid(g->n, g->locker)));
+  cn_term *locker =
+      cn_mk_tuple(4, A(g, "locker"), A(g, "no_longer_a_pid"), cn_mk_nil(), cn_mk_pid(gl_live_pid(g->n, g->locker)));
   gl_cast(g, g->self, p->node,
-          cn_mk_tuple(4, A(g, "init_connect"), cn_mk_tuple(2, cn_mk_int(GL_VSN), cn_term_copy(tag)),
-                      cn_mk_atom(me(g)), locker));
+          cn_mk_tuple(4, A(g, "init_connect"), cn_mk_tuple(2, cn_mk_int(GL_VSN), cn_term_copy(tag)), cn_mk_atom(me(g)),
+                      locker));
   p->resolver = true;
   cn_term_free(p->resolver_tag);
   p->resolver_tag = tag;
@@ -263,8 +262,9 @@ static void init_connect(gl_state *g, int vsn, const cn_atom *node, const cn_ter
                              cn_mk_tuple(2, cn_mk_int(vsn), cn_mk_nil()), cn_term_copy(his_tag),
                              cn_term_copy(p->resolver_tag)));
     if (his_vsn >= GL_VSN)
-      volatile_send(g, node, cn_mk_tuple(4, A(g, "init_connect_ack"), cn_mk_atom(me(g)), cn_term_copy(his_tag),
-                                         cn_term_copy(p->resolver_tag)));
+      volatile_send(g, node,
+                    cn_mk_tuple(4, A(g, "init_connect_ack"), cn_mk_atom(me(g)), cn_term_copy(his_tag),
+                                cn_term_copy(p->resolver_tag)));
     p->pending = true;
     p->pending_vsn = his_vsn;
   } else {
@@ -300,8 +300,9 @@ static void exchange_names(gl_state *g, cn_proc *self, const cn_term *names, con
       if (p1_min)
         vo[no++] = cn_mk_tuple(2, A(g, "insert"), cn_term_copy(&e[i]));
       else
-        vr[nr++] = cn_mk_tuple(2, A(g, "insert"), cn_mk_tuple(3, cn_term_copy(mine->name), cn_mk_pid(mine->pid),
-                                                              cn_term_copy(mine->method)));
+        vr[nr++] =
+            cn_mk_tuple(2, A(g, "insert"),
+                        cn_mk_tuple(3, cn_term_copy(mine->name), cn_mk_pid(mine->pid), cn_term_copy(mine->method)));
       continue;
     }
     if (mine) continue; /* the other node resolves it */
@@ -494,8 +495,7 @@ cn_term *gl_handle_call(cn_proc *self, const cn_term *req, const cn_term *from, 
     gl_name_insert(g, a1, a2->v.pid, a3, a4->v.atom, fpid, NULL);
     return A(g, "yes");
   }
-  if (cn_is_atom(op, "set_lock") && ar == 2)
-    return A(g, gl_lock_set(g, a1, fpid->v.pid) ? "true" : "false");
+  if (cn_is_atom(op, "set_lock") && ar == 2) return A(g, gl_lock_set(g, a1, fpid->v.pid) ? "true" : "false");
   if (cn_is_atom(op, "del_lock") && ar == 2) {
     gl_lock_del(g, a1, fpid->v.pid);
     return A(g, "true");
@@ -552,9 +552,9 @@ static void handle_cast(gl_state *g, cn_proc *self, const cn_term *req) {
       cancel_locker(g, p, &e[2], NULL);
       return;
     }
-    gl_cast(g, self, p->node,
-            cn_mk_tuple(5, A(g, "exchange"), cn_mk_atom(me(g)), gl_names_list(g), cn_mk_nil(),
-                        tag_term(g, p->tag_his)));
+    gl_cast(
+        g, self, p->node,
+        cn_mk_tuple(5, A(g, "exchange"), cn_mk_atom(me(g)), gl_names_list(g), cn_mk_nil(), tag_term(g, p->tag_his)));
     set_term(&p->lock_id, &e[3]);
     if (p->wait_lock == WL_EXCHANGE) {
       cn_term *names = p->wait_names;

@@ -164,7 +164,7 @@ int cn_global_trans(cn_proc *self, const cn_term *id, const cn_atom *const *node
 }
 
 int cn_global_del_lock(cn_proc *self, const cn_term *id, const cn_atom *const *nodes, size_t count, cn_global_fn cb,
-                   void *ctx) {
+                       void *ctx) {
   int rc;
   api_op *o = self && id ? api_new(self, id, nodes, count, cb, ctx, &rc) : NULL;
   if (!o) return self && id ? rc : CN_EINVAL;

@@ -39,7 +39,7 @@ typedef struct gl_lock {
 /* One row of global_names (and of global_names_ext when reg_node is set). */
 typedef struct gl_name {
   struct gl_name *next;
-  cn_term *name;   /* owned */
+  cn_term *name; /* owned */
   cn_pid pid;
   cn_term *method; /* owned: the resolve fun, carried intact */
   cn_ref mref;
@@ -50,21 +50,21 @@ typedef struct gl_name {
 typedef enum { WL_NONE, WL_LOCK_IS_SET, WL_EXCHANGE } gl_wait_lock;
 typedef struct gl_peer {
   const cn_atom *node;
-  bool known;        /* Node => Vsn */
+  bool known; /* Node => Vsn */
   int vsn;
-  bool pending;      /* {pending, Node} => Vsn */
+  bool pending; /* {pending, Node} => Vsn */
   int pending_vsn;
-  bool removing;     /* {removing, Node} */
+  bool removing; /* {removing, Node} */
   bool synced;
-  bool resolver;     /* a connect session of ours is open (OTP's resolvers entry) */
+  bool resolver; /* a connect session of ours is open (OTP's resolvers entry) */
   cn_term *resolver_tag;
   cn_term *tag_my, *tag_his; /* sync_tag_my / sync_tag_his; NULL is undefined */
   int prot_vsn;
   gl_wait_lock wait_lock;
-  cn_term *wait_names;   /* the exchange that came before lock_is_set */
-  cn_term *save_ops;     /* our resolved ops, waiting for the peer's resolved */
+  cn_term *wait_names;    /* the exchange that came before lock_is_set */
+  cn_term *save_ops;      /* our resolved ops, waiting for the peer's resolved */
   cn_term *save_resolved; /* {HisKnown, NamesExt, HisResolved}: the peer's resolved came first */
-  cn_term *pre_connect;  /* {Vsn, InitMsg, HisTag}: init_connect before our nodeup */
+  cn_term *pre_connect;   /* {Vsn, InitMsg, HisTag}: init_connect before our nodeup */
   cn_term *lock_id;
   UT_hash_handle hh;
 } gl_peer;
@@ -83,7 +83,7 @@ typedef struct gl_registrar gl_registrar;
 /* Everything the three processes share; freed when the last of them ends. */
 typedef struct gl_state {
   cn_node *n;
-  int refs; /* the three processes and the node's slot (cn_node_attach) */
+  int refs;      /* the three processes and the node's slot (cn_node_attach) */
   cn_proc *self; /* global_name_server itself, set by each of its callbacks: used only from its context */
   cn_pid server, locker, registrar;
   bool connect_all;

@@ -31,7 +31,6 @@ cn_term *gl_node_list(const cn_atom *const *v, size_t k) {
 
 /* ---- multi_call: {Request} to global_name_server on each node, as gen_server:multi_call/3 -------------------- */
 
-
 static void mc_free(gl_mc *m) {
   cn_free(m->nodes);
   cn_free(m->res);
@@ -83,7 +82,6 @@ int gl_mc_start(cn_proc *self, const cn_atom *const *nodes, size_t k, const cn_t
 }
 
 /* ---- set_lock / del_lock on a list of nodes, and sleeping ---------------------------------------------------- */
-
 
 typedef struct sl_op {
   cn_term *id;

@@ -43,15 +43,15 @@ struct gl_locker {
   bool settling;
   char host[256];
   /* The session being locked or held. */
-  bool spont;              /* answering the peer's lock_set (true) or started by our timer */
-  const cn_atom *snode;    /* the peer */
-  cn_pid slocker;          /* its locker */
+  bool spont;           /* answering the peer's lock_set (true) or started by our timer */
+  const cn_atom *snode; /* the peer */
+  cn_pid slocker;       /* its locker */
   int svsn;
   cn_term *my_tag, *his_tag;
   cn_term *lock_id;
-  const cn_atom **held;    /* the nodes to unlock when the session ends (Known1 / Known2) */
+  const cn_atom **held; /* the nodes to unlock when the session ends (Known1 / Known2) */
   size_t nheld;
-  const cn_atom *first;    /* lock_nodes_safely: the boss locked first */
+  const cn_atom *first; /* lock_nodes_safely: the boss locked first */
   const cn_atom **second;
   size_t nsecond;
 };
@@ -125,17 +125,17 @@ static void session_clear(gl_locker *lk) {
 static cn_term *locker_lock_id(gl_locker *lk, cn_proc *self, cn_pid his) {
   cn_term a = cn_tv_pid(cn_self(self)), b = cn_tv_pid(his);
   bool swap = cn_term_cmp(&a, &b) > 0;
-  return cn_mk_tuple(2, A(lk->n, "global"), cn_mk_list(2, cn_mk_pid(swap ? his : cn_self(self)),
-                                                       cn_mk_pid(swap ? cn_self(self) : his)));
+  return cn_mk_tuple(2, A(lk->n, "global"),
+                     cn_mk_list(2, cn_mk_pid(swap ? his : cn_self(self)), cn_mk_pid(swap ? cn_self(self) : his)));
 }
 
 static void send_lock_set(gl_locker *lk, cn_proc *self, bool set, cn_pid his_locker, int vsn, const cn_term *his_tag) {
   cn_node *n = lk->n;
   cn_term *known = gl_node_list(lk->known, lk->nknown);
   cn_term *me = cn_mk_pid(cn_self(self)), *b = A(n, set ? "true" : "false");
-  cn_term *msg = vsn < GL_VSN ? cn_mk_tuple(4, A(n, "lock_set"), me, b, known)
-                              : cn_mk_tuple(5, A(n, "lock_set"), me, b, known,
-                                            his_tag ? cn_term_copy(his_tag) : cn_mk_int(0));
+  cn_term *msg = vsn < GL_VSN
+                     ? cn_mk_tuple(4, A(n, "lock_set"), me, b, known)
+                     : cn_mk_tuple(5, A(n, "lock_set"), me, b, known, his_tag ? cn_term_copy(his_tag) : cn_mk_int(0));
   if (vsn < 6) {
     if (msg) cn_send(n, self, his_locker, msg);
     cn_term_free(msg);
@@ -464,10 +464,14 @@ static bool lk_wait_cancel_msg(gl_locker *lk, cn_proc *self, const cn_term *m) {
 
 static bool lk_try(gl_locker *lk, cn_proc *self, const cn_term *m) {
   switch (lk->mode) {
-  case LK_IDLE: return lk_idle_msg(lk, self, m);
-  case LK_WAIT_LOCKSET: return lk_wait_lockset_msg(lk, self, m);
-  case LK_WAIT_CANCEL: return lk_wait_cancel_msg(lk, self, m);
-  default: return false;
+  case LK_IDLE:
+    return lk_idle_msg(lk, self, m);
+  case LK_WAIT_LOCKSET:
+    return lk_wait_lockset_msg(lk, self, m);
+  case LK_WAIT_CANCEL:
+    return lk_wait_cancel_msg(lk, self, m);
+  default:
+    return false;
   }
 }
 
@@ -593,4 +597,3 @@ int gl_locker_start(gl_state *g) {
   g->refs++;
   return 0;
 }
-

@@ -5,7 +5,6 @@
 
 #include "global_int.h"
 
-
 const cn_term *gl_list_elems(const cn_term *t, uint32_t *len) {
   *len = 0;
   if (t && t->type == CN_NIL) return t;
@@ -78,7 +77,7 @@ static bool lock_still_set(gl_state *g, const cn_term *from, const cn_term *extr
 }
 
 void gl_name_insert(gl_state *g, const cn_term *name, cn_pid pid, const cn_term *method, const cn_atom *reg_node,
-                     const cn_term *from, const cn_term *extra) {
+                    const cn_term *from, const cn_term *extra) {
   cn_proc *self = g->self;
   if (!self) return;
   gl_name_delete(g, name);
@@ -128,7 +127,7 @@ cn_term *gl_names_ext_list(gl_state *g) {
 }
 
 void gl_do_ops(gl_state *g, const cn_term *ops, const cn_term *conn_node, const cn_term *names_ext,
-                   const cn_term *extra) {
+               const cn_term *extra) {
   uint32_t no, nx;
   const cn_term *o = gl_list_elems(ops, &no), *x = gl_list_elems(names_ext, &nx);
   if (!o) return;
@@ -151,8 +150,8 @@ void gl_do_ops(gl_state *g, const cn_term *ops, const cn_term *conn_node, const 
         /* A name inserted as external is not inserted again as an ordinary one. */
         for (uint32_t m = 0; m < no && !xname; m++) {
           const cn_term *oa = gl_el(&o[m], 2, 1);
-          xname = cn_is_atom(gl_el(&o[m], 2, 0), "insert") && gl_el(oa, 3, 0) && cn_term_exact_eq(gl_el(oa, 3, 0), xn) &&
-                  cn_term_exact_eq(gl_el(oa, 3, 1), xp);
+          xname = cn_is_atom(gl_el(&o[m], 2, 0), "insert") && gl_el(oa, 3, 0) &&
+                  cn_term_exact_eq(gl_el(oa, 3, 0), xn) && cn_term_exact_eq(gl_el(oa, 3, 1), xp);
         }
       }
       if (pass == 0 && reg) gl_name_insert(g, name, pid->v.pid, method, reg, conn_node, extra);
@@ -266,7 +265,6 @@ void gl_down(gl_state *g, cn_ref ref) {
       break;
     }
 }
-
 
 void gl_tables_free(gl_state *g) {
   while (g->locks) lock_unlink(g, g->locks);

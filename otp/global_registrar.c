@@ -229,4 +229,3 @@ int gl_registrar_start(gl_state *g) {
   g->refs++;
   return 0;
 }
-

@@ -34,16 +34,13 @@ long term_utf8_count(const uint8_t *s, size_t len) {
     } else {
       return -1;
     }
-    if (n > len - i)
-      return -1;
+    if (n > len - i) return -1;
     for (size_t k = 1; k < n; k++) {
-      if ((s[i + k] & 0xC0) != 0x80)
-        return -1;
+      if ((s[i + k] & 0xC0) != 0x80) return -1;
       cp = (cp << 6) | (s[i + k] & 0x3F);
     }
     /* Overlong forms, surrogates and values past Unicode are not text the BEAM would accept. */
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-      return -1;
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return -1;
     i += n;
     chars++;
   }
@@ -54,10 +51,8 @@ uint32_t term_utf8_next(const uint8_t *s, size_t len, size_t *i) {
   uint8_t c = s[*i];
   size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : 4;
   uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1Fu) : n == 3 ? (c & 0x0Fu) : (c & 0x07u);
-  if (n > len - *i)
-    n = len - *i; /* defensive: text was validated */
-  for (size_t k = 1; k < n; k++)
-    cp = (cp << 6) | (s[*i + k] & 0x3Fu);
+  if (n > len - *i) n = len - *i; /* defensive: text was validated */
+  for (size_t k = 1; k < n; k++) cp = (cp << 6) | (s[*i + k] & 0x3Fu);
   *i += n;
   return cp;
 }
@@ -65,18 +60,15 @@ uint32_t term_utf8_next(const uint8_t *s, size_t len, size_t *i) {
 /* FNV-1a: atoms are short, so a simple byte hash is as fast as anything here. */
 static uint32_t atom_hash(const char *s, size_t len) {
   uint32_t h = 2166136261u;
-  for (size_t i = 0; i < len; i++)
-    h = (h ^ (uint8_t)s[i]) * 16777619u;
+  for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t)s[i]) * 16777619u;
   return h;
 }
 
 int cn_atoms_new(cn_atoms **out, size_t max_atoms) {
-  if (!out)
-    return CN_EINVAL;
+  if (!out) return CN_EINVAL;
   *out = NULL;
   cn_atoms *t = cn_calloc(1, sizeof *t);
-  if (!t)
-    return CN_ENOMEM;
+  if (!t) return CN_ENOMEM;
   t->cap = 256;
   t->slots = cn_calloc(t->cap, sizeof *t->slots);
   if (!t->slots || pthread_mutex_init(&t->mu, NULL) != 0) {
@@ -90,10 +82,8 @@ int cn_atoms_new(cn_atoms **out, size_t max_atoms) {
 }
 
 void cn_atoms_free(cn_atoms *tab) {
-  if (!tab)
-    return;
-  for (size_t i = 0; i < tab->cap; i++)
-    cn_free((void *)tab->slots[i]);
+  if (!tab) return;
+  for (size_t i = 0; i < tab->cap; i++) cn_free((void *)tab->slots[i]);
   cn_free(tab->slots);
   pthread_mutex_destroy(&tab->mu);
   cn_free(tab);
@@ -104,8 +94,7 @@ static size_t find_slot(const cn_atoms *tab, const char *s, size_t len, uint32_t
   size_t mask = tab->cap - 1, i = h & mask;
   for (;;) {
     const cn_atom *a = tab->slots[i];
-    if (!a || (a->hash == h && a->len == len && memcmp(a->name, s, len) == 0))
-      return i;
+    if (!a || (a->hash == h && a->len == len && memcmp(a->name, s, len) == 0)) return i;
     i = (i + 1) & mask;
   }
 }
@@ -114,15 +103,12 @@ static size_t find_slot(const cn_atoms *tab, const char *s, size_t len, uint32_t
 static int grow(cn_atoms *tab) {
   size_t ncap = tab->cap * 2;
   const cn_atom **ns = cn_calloc(ncap, sizeof *ns);
-  if (!ns)
-    return CN_ENOMEM;
+  if (!ns) return CN_ENOMEM;
   for (size_t i = 0; i < tab->cap; i++) {
     const cn_atom *a = tab->slots[i];
-    if (!a)
-      continue;
+    if (!a) continue;
     size_t j = a->hash & (ncap - 1);
-    while (ns[j])
-      j = (j + 1) & (ncap - 1);
+    while (ns[j]) j = (j + 1) & (ncap - 1);
     ns[j] = a;
   }
   cn_free(tab->slots);
@@ -133,14 +119,12 @@ static int grow(cn_atoms *tab) {
 
 const cn_atom *term_atoms_intern(cn_atoms *tab, const char *utf8, size_t len, size_t limit, int *err) {
   int dummy;
-  if (!err)
-    err = &dummy;
+  if (!err) err = &dummy;
   if (!tab || (!utf8 && len)) {
     *err = CN_EINVAL;
     return NULL;
   }
-  if (!utf8)
-    utf8 = ""; /* (NULL, 0): the lookup's memcmp must not get NULL, even for 0 bytes */
+  if (!utf8) utf8 = ""; /* (NULL, 0): the lookup's memcmp must not get NULL, even for 0 bytes */
   if (len > TERM_ATOM_MAX_BYTES) {
     *err = CN_EDECODE;
     return NULL;
@@ -169,8 +153,7 @@ const cn_atom *term_atoms_intern(cn_atoms *tab, const char *utf8, size_t len, si
     } else {
       a->len = (uint32_t)len;
       a->hash = h;
-      if (len)
-        memcpy(a->name, utf8, len);
+      if (len) memcpy(a->name, utf8, len);
       a->name[len] = 0;
       tab->slots[find_slot(tab, utf8, len, h)] = a; /* the index may have grown: probe again */
       tab->count++;
@@ -189,20 +172,17 @@ const cn_atom *cn_atoms_intern(cn_atoms *tab, const char *utf8, size_t len) {
 int cn_atoms_intern_status(cn_atoms *tab, const char *utf8, size_t len, const cn_atom **out) {
   int err = CN_EINVAL;
   const cn_atom *a = out ? term_atoms_intern(tab, utf8, len, 0, &err) : NULL;
-  if (out)
-    *out = a;
+  if (out) *out = a;
   return a ? 0 : err;
 }
 
 const cn_atom *cn_atoms_get(cn_atoms *tab, const char *utf8) {
-  if (!utf8)
-    return NULL;
+  if (!utf8) return NULL;
   return cn_atoms_intern(tab, utf8, strlen(utf8));
 }
 
 const cn_atom *cn_atoms_find(cn_atoms *tab, const char *utf8, size_t len) {
-  if (!tab || (!utf8 && len) || len > TERM_ATOM_MAX_BYTES)
-    return NULL;
+  if (!tab || (!utf8 && len) || len > TERM_ATOM_MAX_BYTES) return NULL;
   uint32_t h = atom_hash(utf8, len);
   pthread_mutex_lock(&tab->mu);
   const cn_atom *a = tab->slots[find_slot(tab, utf8, len, h)];
@@ -211,8 +191,7 @@ const cn_atom *cn_atoms_find(cn_atoms *tab, const char *utf8, size_t len) {
 }
 
 size_t cn_atoms_count(cn_atoms *tab) {
-  if (!tab)
-    return 0;
+  if (!tab) return 0;
   pthread_mutex_lock(&tab->mu);
   size_t n = tab->count;
   pthread_mutex_unlock(&tab->mu);
@@ -220,8 +199,7 @@ size_t cn_atoms_count(cn_atoms *tab) {
 }
 
 uint64_t cn_atoms_refused(cn_atoms *tab) {
-  if (!tab)
-    return 0;
+  if (!tab) return 0;
   pthread_mutex_lock(&tab->mu);
   uint64_t n = tab->refused;
   pthread_mutex_unlock(&tab->mu);
@@ -242,16 +220,12 @@ struct cn_atom_cache {
 };
 
 cn_atom_cache *cn_atom_cache_new(size_t slots) {
-  if (slots == 0)
-    slots = 256;
-  if (slots > 65536)
-    slots = 65536;
+  if (slots == 0) slots = 256;
+  if (slots > 65536) slots = 65536;
   size_t n = 1;
-  while (n < slots)
-    n <<= 1;
+  while (n < slots) n <<= 1;
   cn_atom_cache *c = cn_calloc(1, sizeof *c + n * sizeof c->e[0]);
-  if (c)
-    c->mask = n - 1;
+  if (c) c->mask = n - 1;
   return c;
 }
 
@@ -280,10 +254,9 @@ static inline uint32_t cache_hash(const uint8_t *s, size_t n) {
   return (uint32_t)(h ^ (h >> 32));
 }
 
-const cn_atom *term_atoms_intern_cached(cn_atoms *tab, cn_atom_cache *c, const char *utf8, size_t len,
-                                        size_t limit, int *err) {
-  if (!c || !tab)
-    return term_atoms_intern(tab, utf8, len, limit, err);
+const cn_atom *term_atoms_intern_cached(cn_atoms *tab, cn_atom_cache *c, const char *utf8, size_t len, size_t limit,
+                                        int *err) {
+  if (!c || !tab) return term_atoms_intern(tab, utf8, len, limit, err);
   if (c->tab != tab) { /* first use, or another table: the entries mean nothing there */
     memset(c->e, 0, (c->mask + 1) * sizeof c->e[0]);
     c->tab = tab;

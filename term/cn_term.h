@@ -119,8 +119,8 @@ struct cn_term {
     double f;
     const cn_atom *atom;
     struct {
-      size_t size;   /* bytes */
-      uint8_t bits;  /* bits used in the last byte: 8 for a binary, 1..7 for a bitstring (8 when size 0) */
+      size_t size;  /* bytes */
+      uint8_t bits; /* bits used in the last byte: 8 for a binary, 1..7 for a bitstring (8 when size 0) */
       uint8_t *data;
     } bin;
     struct {
@@ -128,8 +128,8 @@ struct cn_term {
       cn_term *e; /* arity values */
     } tuple;
     struct {
-      uint32_t len; /* >= 1 */
-      cn_term *e;   /* len values */
+      uint32_t len;  /* >= 1 */
+      cn_term *e;    /* len values */
       cn_term *tail; /* NULL for a proper list, else one heap value (not a list or nil) */
     } list;
     struct {
@@ -231,9 +231,9 @@ CN_EXPORT cn_atom_cache *cn_atom_cache_new(size_t slots);
 CN_EXPORT void cn_atom_cache_free(cn_atom_cache *c);
 
 typedef struct cn_decode_opts {
-  size_t max_depth; /* nesting limit (0: 1000); deeper input is CN_ELIMIT */
-  size_t max_size;  /* limit on bytes of input for one term (0: none) */
-  size_t atom_limit; /* create no atom once the table holds this many (0: only the table's own limit), so
+  size_t max_depth;     /* nesting limit (0: 1000); deeper input is CN_ELIMIT */
+  size_t max_size;      /* limit on bytes of input for one term (0: none) */
+  size_t atom_limit;    /* create no atom once the table holds this many (0: only the table's own limit), so
                         input from peers cannot take the atoms a node keeps for itself and new peers' names */
   cn_atom_cache *cache; /* NULL: none; else consulted before the table, filled on misses (see above) */
 } cn_decode_opts;

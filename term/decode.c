@@ -41,23 +41,20 @@ static size_t list_cap(size_t cap, size_t need) { return cap * 2 > need ? cap * 
 
 /* Running out of bytes is truncation, unless max_size is what stopped us. */
 static int short_err(const vctx *v) { return v->lim < v->len ? CN_ELIMIT : CN_ETRUNC; }
-#define NEED(n)                                                                                              \
-  do {                                                                                                       \
-    if ((size_t)(n) > v->lim - *p)                                                                           \
-      return short_err(v);                                                                                   \
+#define NEED(n)                                                                                                        \
+  do {                                                                                                                 \
+    if ((size_t)(n) > v->lim - *p) return short_err(v);                                                                \
   } while (0)
 
 static int is_atom_tag(uint8_t t) {
-  return t == ERL_ATOM_EXT || t == ERL_SMALL_ATOM_EXT || t == ERL_ATOM_UTF8_EXT ||
-         t == ERL_SMALL_ATOM_UTF8_EXT;
+  return t == ERL_ATOM_EXT || t == ERL_SMALL_ATOM_EXT || t == ERL_ATOM_UTF8_EXT || t == ERL_SMALL_ATOM_UTF8_EXT;
 }
 
 /* Checks the bounds of an atom of any of the four encodings; the text itself is checked when interned. */
 static int vatom(const vctx *v, size_t *p) {
   NEED(1);
   uint8_t tag = v->b[*p];
-  if (!is_atom_tag(tag))
-    return CN_EDECODE;
+  if (!is_atom_tag(tag)) return CN_EDECODE;
   size_t hdr = tag == ERL_ATOM_EXT || tag == ERL_ATOM_UTF8_EXT ? 3 : 2;
   NEED(hdr);
   size_t n = hdr == 3 ? cn_get16(v->b + *p + 1) : v->b[*p + 1];
@@ -67,8 +64,7 @@ static int vatom(const vctx *v, size_t *p) {
   NEED(hdr + n);
   if (v->check_text && (tag == ERL_ATOM_UTF8_EXT || tag == ERL_SMALL_ATOM_UTF8_EXT)) {
     long chars = term_utf8_count(v->b + *p + hdr, n);
-    if (chars < 0 || chars > TERM_ATOM_MAX_CHARS)
-      return CN_EDECODE;
+    if (chars < 0 || chars > TERM_ATOM_MAX_CHARS) return CN_EDECODE;
   }
   *p += hdr + n;
   return 0;
@@ -78,8 +74,7 @@ static int vatom(const vctx *v, size_t *p) {
 static int vsmallint(const vctx *v, size_t *p) {
   NEED(1);
   size_t n = v->b[*p] == ERL_SMALL_INTEGER_EXT ? 2 : v->b[*p] == ERL_INTEGER_EXT ? 5 : 0;
-  if (!n)
-    return CN_EDECODE;
+  if (!n) return CN_EDECODE;
   NEED(n);
   *p += n;
   return 0;
@@ -90,12 +85,10 @@ static int vterm(const vctx *v, size_t *p, size_t depth);
 static int vpid(const vctx *v, size_t *p) {
   NEED(1);
   uint8_t tag = v->b[*p];
-  if (tag != ERL_NEW_PID_EXT && tag != ERL_PID_EXT)
-    return CN_EDECODE;
+  if (tag != ERL_NEW_PID_EXT && tag != ERL_PID_EXT) return CN_EDECODE;
   (*p)++;
   int r = vatom(v, p);
-  if (r)
-    return r;
+  if (r) return r;
   size_t rest = tag == ERL_NEW_PID_EXT ? 12 : 9;
   NEED(rest);
   *p += rest;
@@ -119,24 +112,20 @@ static int vlist(const vctx *v, size_t *p, size_t depth) {
       *p += 3 + n;
       if (v->cnt) {
         v->cnt->too_long |= len + n > UINT32_MAX;
-        if (len + n > cap)
-          v->cnt->slots += list_cap(cap, len + n);
+        if (len + n > cap) v->cnt->slots += list_cap(cap, len + n);
       }
       return 0;
     }
     /* Nil and strings hold no terms, so only a cell counts as a level of nesting. */
-    if (depth >= v->max_depth)
-      return CN_ELIMIT;
+    if (depth >= v->max_depth) return CN_ELIMIT;
     if (tag != ERL_LIST_EXT) {
-      if (v->cnt)
-        v->cnt->slots++; /* the tail's own value */
+      if (v->cnt) v->cnt->slots++;   /* the tail's own value */
       return vterm(v, p, depth + 1); /* an improper tail */
     }
     NEED(5);
     uint32_t n = cn_get32(v->b + *p + 1);
     *p += 5;
-    if (n > v->lim - *p)
-      return short_err(v); /* each element takes at least one byte */
+    if (n > v->lim - *p) return short_err(v); /* each element takes at least one byte */
     if (v->cnt) {
       v->cnt->too_long |= len + n > UINT32_MAX;
       if (len + n > cap) {
@@ -147,8 +136,7 @@ static int vlist(const vctx *v, size_t *p, size_t depth) {
     len += n;
     for (uint32_t i = 0; i < n; i++) {
       int r = vterm(v, p, depth + 1);
-      if (r)
-        return r;
+      if (r) return r;
     }
   }
 }
@@ -162,11 +150,9 @@ static int vfun(const vctx *outer, size_t *p, size_t depth) {
   int r;
   if (v->b[*p] == ERL_EXPORT_EXT) {
     (*p)++;
-    if ((r = vatom(v, p)) || (r = vatom(v, p)))
-      return r;
+    if ((r = vatom(v, p)) || (r = vatom(v, p))) return r;
     NEED(2);
-    if (v->b[*p] != ERL_SMALL_INTEGER_EXT)
-      return CN_EDECODE;
+    if (v->b[*p] != ERL_SMALL_INTEGER_EXT) return CN_EDECODE;
     *p += 2;
     return 0;
   }
@@ -174,19 +160,14 @@ static int vfun(const vctx *outer, size_t *p, size_t depth) {
   NEED(1 + 4 + 1 + 16 + 4 + 4);
   uint32_t size = cn_get32(v->b + *p + 1);
   uint32_t nfree = cn_get32(v->b + *p + 26);
-  if (size < 4 + 1 + 16 + 4 + 4)
-    return CN_EDECODE;
+  if (size < 4 + 1 + 16 + 4 + 4) return CN_EDECODE;
   NEED(1 + (size_t)size);
   *p += 30;
-  if ((r = vatom(v, p)) || (r = vsmallint(v, p)) || (r = vsmallint(v, p)) || (r = vpid(v, p)))
-    return r;
-  if (nfree > v->lim - *p)
-    return short_err(v);
-  if (nfree && depth >= v->max_depth)
-    return CN_ELIMIT;
+  if ((r = vatom(v, p)) || (r = vsmallint(v, p)) || (r = vsmallint(v, p)) || (r = vpid(v, p))) return r;
+  if (nfree > v->lim - *p) return short_err(v);
+  if (nfree && depth >= v->max_depth) return CN_ELIMIT;
   for (uint32_t i = 0; i < nfree; i++)
-    if ((r = vterm(v, p, depth + 1)))
-      return r;
+    if ((r = vterm(v, p, depth + 1))) return r;
   return *p - start == 1 + (size_t)size ? 0 : CN_EDECODE;
 }
 
@@ -225,19 +206,16 @@ static int vterm(const vctx *v, size_t *p, size_t depth) {
     n = cn_get32(b + *p + 1);
     NEED(5 + n);
     *p += 5 + n;
-    if (v->cnt)
-      v->cnt->bytes += n;
+    if (v->cnt) v->cnt->bytes += n;
     return 0;
   case ERL_BIT_BINARY_EXT: {
     NEED(6);
     n = cn_get32(b + *p + 1);
     uint8_t bits = b[*p + 5];
-    if ((bits == 0) != (n == 0) || bits > 8)
-      return CN_EDECODE; /* as the BEAM's binary_to_term */
+    if ((bits == 0) != (n == 0) || bits > 8) return CN_EDECODE; /* as the BEAM's binary_to_term */
     NEED(6 + n);
     *p += 6 + n;
-    if (v->cnt)
-      v->cnt->bytes += n;
+    if (v->cnt) v->cnt->bytes += n;
     return 0;
   }
   case ERL_NIL_EXT:
@@ -255,45 +233,35 @@ static int vterm(const vctx *v, size_t *p, size_t depth) {
       n = cn_get32(b + *p + 1);
       *p += 5;
     }
-    if (n > v->lim - *p)
-      return short_err(v);
-    if (n && depth >= v->max_depth)
-      return CN_ELIMIT;
-    if (v->cnt)
-      v->cnt->slots += n;
+    if (n > v->lim - *p) return short_err(v);
+    if (n && depth >= v->max_depth) return CN_ELIMIT;
+    if (v->cnt) v->cnt->slots += n;
     for (size_t i = 0; i < n; i++)
-      if ((r = vterm(v, p, depth + 1)))
-        return r;
+      if ((r = vterm(v, p, depth + 1))) return r;
     return 0;
   case ERL_MAP_EXT:
     NEED(5);
     n = cn_get32(b + *p + 1);
     *p += 5;
-    if (n > (v->lim - *p) / 2)
-      return short_err(v);
-    if (n && depth >= v->max_depth)
-      return CN_ELIMIT;
-    if (v->cnt)
-      v->cnt->slots += 2 * n;
+    if (n > (v->lim - *p) / 2) return short_err(v);
+    if (n && depth >= v->max_depth) return CN_ELIMIT;
+    if (v->cnt) v->cnt->slots += 2 * n;
     for (size_t i = 0; i < 2 * n; i++)
-      if ((r = vterm(v, p, depth + 1)))
-        return r;
+      if ((r = vterm(v, p, depth + 1))) return r;
     return 0;
   case ERL_SMALL_BIG_EXT:
     NEED(3);
     n = b[*p + 1];
     NEED(3 + n);
     *p += 3 + n;
-    if (v->cnt)
-      v->cnt->bytes += n;
+    if (v->cnt) v->cnt->bytes += n;
     return 0;
   case ERL_LARGE_BIG_EXT:
     NEED(6);
     n = cn_get32(b + *p + 1);
     NEED(6 + n);
     *p += 6 + n;
-    if (v->cnt)
-      v->cnt->bytes += n;
+    if (v->cnt) v->cnt->bytes += n;
     return 0;
   case ERL_NEW_PID_EXT:
   case ERL_PID_EXT:
@@ -302,8 +270,7 @@ static int vterm(const vctx *v, size_t *p, size_t depth) {
   case ERL_V4_PORT_EXT:
   case ERL_PORT_EXT:
     (*p)++;
-    if ((r = vatom(v, p)))
-      return r;
+    if ((r = vatom(v, p))) return r;
     n = tag == ERL_NEW_PORT_EXT ? 8 : tag == ERL_V4_PORT_EXT ? 12 : 5;
     NEED(n);
     *p += n;
@@ -312,29 +279,24 @@ static int vterm(const vctx *v, size_t *p, size_t depth) {
   case ERL_NEW_REFERENCE_EXT:
     NEED(3);
     n = cn_get16(b + *p + 1);
-    if (n < 1 || n > CN_REF_MAX_WORDS)
-      return CN_EDECODE;
+    if (n < 1 || n > CN_REF_MAX_WORDS) return CN_EDECODE;
     *p += 3;
-    if ((r = vatom(v, p)))
-      return r;
+    if ((r = vatom(v, p))) return r;
     n = (tag == ERL_NEWER_REFERENCE_EXT ? 4 : 1) + 4 * n;
     NEED(n);
     *p += n;
     return 0;
   case ERL_REFERENCE_EXT:
     (*p)++;
-    if ((r = vatom(v, p)))
-      return r;
+    if ((r = vatom(v, p))) return r;
     NEED(5);
     *p += 5;
     return 0;
   case ERL_EXPORT_EXT:
   case ERL_NEW_FUN_EXT: {
     size_t start = *p;
-    if ((r = vfun(v, p, depth)))
-      return r;
-    if (v->cnt)
-      v->cnt->bytes += *p - start; /* kept whole */
+    if ((r = vfun(v, p, depth))) return r;
+    if (v->cnt) v->cnt->bytes += *p - start; /* kept whole */
     return 0;
   }
   default:
@@ -352,16 +314,14 @@ static void set_nil(cn_term *t) {
 
 /* n values from the block; NULL only if the walk's count were wrong (never: a guard, not a path). */
 static cn_term *take_slots(bctx *c, size_t n) {
-  if (n > (size_t)(c->slot_end - c->slot))
-    return NULL;
+  if (n > (size_t)(c->slot_end - c->slot)) return NULL;
   cn_term *t = c->slot;
   c->slot += n;
   return t;
 }
 
 static uint8_t *take_bytes(bctx *c, size_t n) {
-  if (n > (size_t)(c->byte_end - c->byte))
-    return NULL;
+  if (n > (size_t)(c->byte_end - c->byte)) return NULL;
   uint8_t *b = c->byte;
   c->byte += n;
   return b;
@@ -379,8 +339,7 @@ static int batom(bctx *c, size_t *p, const cn_atom **out) {
   char u[2 * TERM_ATOM_MAX_CHARS];
   if (tag == ERL_ATOM_EXT || tag == ERL_SMALL_ATOM_EXT) {
     size_t i = 0;
-    while (i < n && (uint8_t)s[i] < 0x80)
-      i++;
+    while (i < n && (uint8_t)s[i] < 0x80) i++;
     if (i < n) { /* not ASCII: latin-1 to UTF-8 */
       size_t k = i;
       memcpy(u, s, i);
@@ -419,10 +378,8 @@ static int blist(bctx *c, size_t *p, cn_term *out) {
       break;
     }
     if (tag != ERL_LIST_EXT && tag != ERL_STRING_EXT) {
-      if (!(tail = take_slots(c, 1)))
-        return CN_EDECODE;
-      if ((r = bterm(c, &q, tail)))
-        return r;
+      if (!(tail = take_slots(c, 1))) return CN_EDECODE;
+      if ((r = bterm(c, &q, tail))) return r;
       break;
     }
     add = tag == ERL_LIST_EXT ? cn_get32(b + q + 1) : cn_get16(b + q + 1);
@@ -431,10 +388,8 @@ static int blist(bctx *c, size_t *p, cn_term *out) {
     if (n + add > cap) {
       size_t ncap = list_cap(cap, n + add);
       cn_term *na = take_slots(c, ncap);
-      if (!na)
-        return CN_EDECODE;
-      if (n)
-        memcpy(na, arr, n * sizeof *na);
+      if (!na) return CN_EDECODE;
+      if (n) memcpy(na, arr, n * sizeof *na);
       arr = na, cap = ncap;
     }
     if (tag == ERL_STRING_EXT) {
@@ -448,8 +403,7 @@ static int blist(bctx *c, size_t *p, cn_term *out) {
     }
     q += 5;
     for (size_t i = 0; i < add; i++) {
-      if ((r = bterm(c, &q, &arr[n])))
-        return r;
+      if ((r = bterm(c, &q, &arr[n]))) return r;
       n++;
     }
   }
@@ -472,15 +426,12 @@ static int blist(bctx *c, size_t *p, cn_term *out) {
 /* Builds n consecutive values into an array from the block. */
 static int barray(bctx *c, size_t *p, size_t n, cn_term **out) {
   *out = NULL;
-  if (!n)
-    return 0;
+  if (!n) return 0;
   cn_term *a = take_slots(c, n);
-  if (!a)
-    return CN_EDECODE;
+  if (!a) return CN_EDECODE;
   for (size_t i = 0; i < n; i++) {
     int r = bterm(c, p, &a[i]);
-    if (r)
-      return r;
+    if (r) return r;
   }
   *out = a;
   return 0;
@@ -496,11 +447,9 @@ static int bbig(bctx *c, const uint8_t *b, size_t n, size_t *p, size_t hdr, cn_t
     out->v.i = iv;
     return 0;
   }
-  if (n > UINT32_MAX)
-    return CN_ENOMEM; /* as cn_mk_big: cn_term counts magnitude bytes in 32 bits */
+  if (n > UINT32_MAX) return CN_ENOMEM; /* as cn_mk_big: cn_term counts magnitude bytes in 32 bits */
   uint8_t *m = take_bytes(c, n);
-  if (!m)
-    return CN_EDECODE;
+  if (!m) return CN_EDECODE;
   memcpy(m, mag, n);
   out->type = CN_BIG;
   out->v.big.sign = neg ? 1 : 0;
@@ -533,8 +482,7 @@ static int bident(bctx *c, size_t *p, cn_term *out) {
   size_t ap = *p + 1 + (tag == ERL_NEWER_REFERENCE_EXT || tag == ERL_NEW_REFERENCE_EXT ? 2 : 0);
   const cn_atom *node;
   int r = batom(c, &ap, &node);
-  if (r)
-    return r;
+  if (r) return r;
   if (tag == ERL_NEW_PID_EXT || tag == ERL_PID_EXT) {
     /* Read in place (the hot identifier: every send carries one): ID, Serial, then Creation, 32 bits in
      * NEW_PID_EXT and 8 in PID_EXT, of which ei keeps the low 2 bits; we do the same. */
@@ -545,21 +493,18 @@ static int bident(bctx *c, size_t *p, cn_term *out) {
     return 0;
   } else if (tag == ERL_NEW_PORT_EXT || tag == ERL_V4_PORT_EXT || tag == ERL_PORT_EXT) {
     erlang_port e;
-    if (ei_decode_port(s, &idx, &e) < 0)
-      return CN_EDECODE;
+    if (ei_decode_port(s, &idx, &e) < 0) return CN_EDECODE;
     out->type = CN_PORT;
     /* ei sign-extends a 4-byte id with bit 31 set; only V4_PORT_EXT carries more than 32 bits. */
     out->v.port = (cn_port){node, tag == ERL_V4_PORT_EXT ? e.id : (uint32_t)e.id, e.creation};
   } else {
     erlang_ref e;
-    if (ei_decode_ref(s, &idx, &e) < 0 || e.len < 1 || e.len > CN_REF_MAX_WORDS)
-      return CN_EDECODE;
+    if (ei_decode_ref(s, &idx, &e) < 0 || e.len < 1 || e.len > CN_REF_MAX_WORDS) return CN_EDECODE;
     out->type = CN_REF;
     out->v.ref.node = node;
     out->v.ref.creation = e.creation;
     out->v.ref.len = (uint32_t)e.len;
-    for (int i = 0; i < e.len; i++)
-      out->v.ref.n[i] = e.n[i];
+    for (int i = 0; i < e.len; i++) out->v.ref.n[i] = e.n[i];
   }
   *p += (size_t)idx;
   return 0;
@@ -569,8 +514,7 @@ static int bfloat(const uint8_t *b, size_t *p, cn_term *out) {
   double d;
   int idx = 0;
   if (b[*p] == NEW_FLOAT_EXT) {
-    if (ei_decode_double((const char *)b + *p, &idx, &d) < 0)
-      return CN_EDECODE;
+    if (ei_decode_double((const char *)b + *p, &idx, &d) < 0) return CN_EDECODE;
     *p += 9;
   } else {
     /* FLOAT_EXT is "%.20e" text in 31 bytes with no terminator promised: ei scans it with sscanf, so give
@@ -578,12 +522,10 @@ static int bfloat(const uint8_t *b, size_t *p, cn_term *out) {
     char tmp[33];
     memcpy(tmp, b + *p, 32);
     tmp[32] = 0;
-    if (ei_decode_double(tmp, &idx, &d) < 0)
-      return CN_EDECODE;
+    if (ei_decode_double(tmp, &idx, &d) < 0) return CN_EDECODE;
     *p += 32;
   }
-  if (!isfinite(d))
-    return CN_EDECODE; /* the BEAM has no NaN or infinity */
+  if (!isfinite(d)) return CN_EDECODE; /* the BEAM has no NaN or infinity */
   out->type = CN_FLOAT;
   out->v.f = d;
   return 0;
@@ -615,22 +557,19 @@ static int bterm(bctx *c, size_t *p, cn_term *out) {
   case ERL_ATOM_UTF8_EXT:
   case ERL_SMALL_ATOM_UTF8_EXT: {
     const cn_atom *a;
-    if ((r = batom(c, p, &a)))
-      return r;
+    if ((r = batom(c, p, &a))) return r;
     out->type = CN_ATOM;
     out->v.atom = a;
     return 0;
   }
   case ERL_BINARY_EXT:
     n = cn_get32(b + 1);
-    if ((r = bbits(c, b + 5, n, 8, out)))
-      return r;
+    if ((r = bbits(c, b + 5, n, 8, out))) return r;
     *p += 5 + n;
     return 0;
   case ERL_BIT_BINARY_EXT:
     n = cn_get32(b + 1);
-    if ((r = bbits(c, b + 6, n, b[5], out)))
-      return r;
+    if ((r = bbits(c, b + 6, n, b[5], out))) return r;
     *p += 6 + n;
     return 0;
   case ERL_NIL_EXT:
@@ -643,8 +582,7 @@ static int bterm(bctx *c, size_t *p, cn_term *out) {
     n = hdr == 2 ? b[1] : cn_get32(b + 1);
     *p += hdr;
     cn_term *e;
-    if ((r = barray(c, p, n, &e)))
-      return r;
+    if ((r = barray(c, p, n, &e))) return r;
     out->type = CN_TUPLE;
     out->v.tuple.arity = (uint32_t)n;
     out->v.tuple.e = e;
@@ -654,8 +592,7 @@ static int bterm(bctx *c, size_t *p, cn_term *out) {
     n = cn_get32(b + 1);
     *p += 5;
     cn_term *kv;
-    if ((r = barray(c, p, 2 * n, &kv)))
-      return r;
+    if ((r = barray(c, p, 2 * n, &kv))) return r;
     out->type = CN_MAP;
     out->v.map.size = (uint32_t)n;
     out->v.map.kv = kv;
@@ -674,8 +611,7 @@ static int bterm(bctx *c, size_t *p, cn_term *out) {
   case ERL_NEW_REFERENCE_EXT:
   case ERL_REFERENCE_EXT:
     r = bident(c, p, out);
-    if (r)
-      set_nil(out);
+    if (r) set_nil(out);
     return r;
   case ERL_EXPORT_EXT:
   case ERL_NEW_FUN_EXT: {
@@ -684,11 +620,9 @@ static int bterm(bctx *c, size_t *p, cn_term *out) {
     v.max_depth = SIZE_MAX;
     v.cnt = NULL;
     size_t q = *p;
-    if ((r = vterm(&v, &q, 0)))
-      return r;
+    if ((r = vterm(&v, &q, 0))) return r;
     n = q - *p;
-    if (!(out->v.fun.ext = take_bytes(c, n)))
-      return CN_EDECODE;
+    if (!(out->v.fun.ext = take_bytes(c, n))) return CN_EDECODE;
     memcpy(out->v.fun.ext, b, n);
     out->v.fun.len = n;
     out->type = CN_FUN;
@@ -702,31 +636,29 @@ static int bterm(bctx *c, size_t *p, cn_term *out) {
 
 int cn_term_decode(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off, const cn_decode_opts *opts,
                    cn_term **out) {
-  if (!out)
-    return CN_EINVAL;
+  if (!out) return CN_EINVAL;
   *out = NULL;
-  if (!tab || !off || (!buf && len))
-    return CN_EINVAL;
-  if (*off >= len)
-    return CN_ETRUNC;
+  if (!tab || !off || (!buf && len)) return CN_EINVAL;
+  if (*off >= len) return CN_ETRUNC;
   size_t max_size = opts ? opts->max_size : 0;
   vcount cnt = {1, 0, 0}; /* the root */
   vctx v = {buf, len, len, opts && opts->max_depth ? opts->max_depth : 1000, 0, &cnt};
-  if (max_size && max_size < len - *off)
-    v.lim = *off + max_size;
+  if (max_size && max_size < len - *off) v.lim = *off + max_size;
   size_t end = *off;
   int r = vterm(&v, &end, 0);
-  if (r)
-    return r;
-  if (cnt.too_long)
-    return CN_ELIMIT;
-  if (cnt.slots > (SIZE_MAX - cnt.bytes) / sizeof(cn_term))
-    return CN_ENOMEM;
+  if (r) return r;
+  if (cnt.too_long) return CN_ELIMIT;
+  if (cnt.slots > (SIZE_MAX - cnt.bytes) / sizeof(cn_term)) return CN_ENOMEM;
   cn_term *blk = cn_malloc(cnt.slots * sizeof(cn_term) + cnt.bytes);
-  if (!blk)
-    return CN_ENOMEM;
+  if (!blk) return CN_ENOMEM;
   uint8_t *bytes = (uint8_t *)(blk + cnt.slots);
-  bctx c = {v, tab, opts ? opts->atom_limit : 0, opts ? opts->cache : NULL, blk + 1, blk + cnt.slots, bytes,
+  bctx c = {v,
+            tab,
+            opts ? opts->atom_limit : 0,
+            opts ? opts->cache : NULL,
+            blk + 1,
+            blk + cnt.slots,
+            bytes,
             bytes + cnt.bytes};
   c.v.cnt = NULL;
   size_t q = *off;
@@ -741,21 +673,15 @@ int cn_term_decode(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off, c
   return 0;
 }
 
-int cn_term_from_binary(cn_atoms *tab, const uint8_t *buf, size_t len, const cn_decode_opts *opts,
-                        cn_term **out) {
-  if (!out)
-    return CN_EINVAL;
+int cn_term_from_binary(cn_atoms *tab, const uint8_t *buf, size_t len, const cn_decode_opts *opts, cn_term **out) {
+  if (!out) return CN_EINVAL;
   *out = NULL;
-  if (!tab || (!buf && len))
-    return CN_EINVAL;
-  if (len < 1)
-    return CN_ETRUNC;
-  if (buf[0] != 131)
-    return CN_EDECODE;
+  if (!tab || (!buf && len)) return CN_EINVAL;
+  if (len < 1) return CN_ETRUNC;
+  if (buf[0] != 131) return CN_EDECODE;
   size_t off = 1;
   int r = cn_term_decode(tab, buf, len, &off, opts, out);
-  if (r)
-    return r;
+  if (r) return r;
   if (off != len) { /* binary_to_term rejects trailing bytes */
     cn_term_free(*out);
     *out = NULL;
@@ -763,4 +689,3 @@ int cn_term_from_binary(cn_atoms *tab, const uint8_t *buf, size_t len, const cn_
   }
   return 0;
 }
-

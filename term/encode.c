@@ -12,20 +12,17 @@
 
 /* The BEAM writes a proper list of 1..65535 integers in 0..255 as STRING_EXT; so do we, or bytes differ. */
 static bool is_string(const cn_term *t) {
-  if (t->v.list.tail || t->v.list.len > 65535)
-    return false;
+  if (t->v.list.tail || t->v.list.len > 65535) return false;
   for (uint32_t i = 0; i < t->v.list.len; i++) {
     const cn_term *e = &t->v.list.e[i];
-    if (e->type != CN_INT || e->v.i < 0 || e->v.i > 255)
-      return false;
+    if (e->type != CN_INT || e->v.i < 0 || e->v.i > 255) return false;
   }
   return true;
 }
 
 static size_t mag_bytes(uint64_t u) {
   size_t n = 0;
-  while (u)
-    n++, u >>= 8;
+  while (u) n++, u >>= 8;
   return n;
 }
 
@@ -50,18 +47,15 @@ static int esize(const cn_term *t, size_t *sz) {
     n = (t->v.big.n <= 255 ? 3 : 6) + (size_t)t->v.big.n;
     break;
   case CN_FLOAT:
-    if (!isfinite(t->v.f))
-      return CN_EINVAL;
+    if (!isfinite(t->v.f)) return CN_EINVAL;
     n = 9;
     break;
   case CN_ATOM:
-    if (!t->v.atom)
-      return CN_EINVAL;
+    if (!t->v.atom) return CN_EINVAL;
     n = atom_size(t->v.atom);
     break;
   case CN_BINARY:
-    if (t->v.bin.size > UINT32_MAX || t->v.bin.bits < 1 || t->v.bin.bits > 8)
-      return CN_EINVAL;
+    if (t->v.bin.size > UINT32_MAX || t->v.bin.bits < 1 || t->v.bin.bits > 8) return CN_EINVAL;
     n = (t->v.bin.bits == 8 ? 5 : 6) + t->v.bin.size;
     break;
   case CN_NIL:
@@ -74,42 +68,34 @@ static int esize(const cn_term *t, size_t *sz) {
     }
     *sz += 5;
     for (uint32_t i = 0; i < t->v.list.len; i++)
-      if ((r = esize(&t->v.list.e[i], sz)))
-        return r;
-    if (t->v.list.tail)
-      return esize(t->v.list.tail, sz);
+      if ((r = esize(&t->v.list.e[i], sz))) return r;
+    if (t->v.list.tail) return esize(t->v.list.tail, sz);
     n = 1;
     break;
   case CN_TUPLE:
     *sz += t->v.tuple.arity <= 255 ? 2 : 5;
     for (uint32_t i = 0; i < t->v.tuple.arity; i++)
-      if ((r = esize(&t->v.tuple.e[i], sz)))
-        return r;
+      if ((r = esize(&t->v.tuple.e[i], sz))) return r;
     return 0;
   case CN_MAP:
     *sz += 5;
     for (size_t i = 0; i < 2 * (size_t)t->v.map.size; i++)
-      if ((r = esize(&t->v.map.kv[i], sz)))
-        return r;
+      if ((r = esize(&t->v.map.kv[i], sz))) return r;
     return 0;
   case CN_PID:
-    if (!t->v.pid.node)
-      return CN_EINVAL;
+    if (!t->v.pid.node) return CN_EINVAL;
     n = 1 + atom_size(t->v.pid.node) + 12;
     break;
   case CN_PORT:
-    if (!t->v.port.node)
-      return CN_EINVAL;
+    if (!t->v.port.node) return CN_EINVAL;
     n = 1 + atom_size(t->v.port.node) + (t->v.port.id > PORT_ID_NEW_MAX ? 12 : 8);
     break;
   case CN_REF:
-    if (!t->v.ref.node || t->v.ref.len < 1 || t->v.ref.len > CN_REF_MAX_WORDS)
-      return CN_EINVAL;
+    if (!t->v.ref.node || t->v.ref.len < 1 || t->v.ref.len > CN_REF_MAX_WORDS) return CN_EINVAL;
     n = 3 + atom_size(t->v.ref.node) + 4 + 4 * (size_t)t->v.ref.len;
     break;
   case CN_FUN:
-    if (!t->v.fun.len)
-      return CN_EINVAL;
+    if (!t->v.fun.len) return CN_EINVAL;
     n = t->v.fun.len;
     break;
   default:
@@ -153,8 +139,7 @@ static uint8_t *ewrite(const cn_term *t, uint8_t *w) {
       *w++ = ERL_SMALL_BIG_EXT;
       *w++ = (uint8_t)mag_bytes(u);
       *w++ = v < 0;
-      for (; u; u >>= 8)
-        *w++ = (uint8_t)u;
+      for (; u; u >>= 8) *w++ = (uint8_t)u;
     }
     return w;
   }
@@ -187,8 +172,7 @@ static uint8_t *ewrite(const cn_term *t, uint8_t *w) {
       w = w32(w, (uint32_t)t->v.bin.size);
       *w++ = t->v.bin.bits;
     }
-    if (t->v.bin.size)
-      memcpy(w, t->v.bin.data, t->v.bin.size);
+    if (t->v.bin.size) memcpy(w, t->v.bin.data, t->v.bin.size);
     return w + t->v.bin.size;
   case CN_NIL:
     *w++ = ERL_NIL_EXT;
@@ -198,16 +182,13 @@ static uint8_t *ewrite(const cn_term *t, uint8_t *w) {
       *w++ = ERL_STRING_EXT;
       *w++ = (uint8_t)(t->v.list.len >> 8);
       *w++ = (uint8_t)t->v.list.len;
-      for (uint32_t i = 0; i < t->v.list.len; i++)
-        *w++ = (uint8_t)t->v.list.e[i].v.i;
+      for (uint32_t i = 0; i < t->v.list.len; i++) *w++ = (uint8_t)t->v.list.e[i].v.i;
       return w;
     }
     *w++ = ERL_LIST_EXT;
     w = w32(w, t->v.list.len);
-    for (uint32_t i = 0; i < t->v.list.len; i++)
-      w = ewrite(&t->v.list.e[i], w);
-    if (t->v.list.tail)
-      return ewrite(t->v.list.tail, w);
+    for (uint32_t i = 0; i < t->v.list.len; i++) w = ewrite(&t->v.list.e[i], w);
+    if (t->v.list.tail) return ewrite(t->v.list.tail, w);
     *w++ = ERL_NIL_EXT;
     return w;
   case CN_TUPLE:
@@ -218,14 +199,12 @@ static uint8_t *ewrite(const cn_term *t, uint8_t *w) {
       *w++ = ERL_LARGE_TUPLE_EXT;
       w = w32(w, t->v.tuple.arity);
     }
-    for (uint32_t i = 0; i < t->v.tuple.arity; i++)
-      w = ewrite(&t->v.tuple.e[i], w);
+    for (uint32_t i = 0; i < t->v.tuple.arity; i++) w = ewrite(&t->v.tuple.e[i], w);
     return w;
   case CN_MAP:
     *w++ = ERL_MAP_EXT;
     w = w32(w, t->v.map.size);
-    for (size_t i = 0; i < 2 * (size_t)t->v.map.size; i++)
-      w = ewrite(&t->v.map.kv[i], w);
+    for (size_t i = 0; i < 2 * (size_t)t->v.map.size; i++) w = ewrite(&t->v.map.kv[i], w);
     return w;
   case CN_PID:
     *w++ = ERL_NEW_PID_EXT;
@@ -252,8 +231,7 @@ static uint8_t *ewrite(const cn_term *t, uint8_t *w) {
     *w++ = (uint8_t)t->v.ref.len;
     w = watom(w, t->v.ref.node);
     w = w32(w, t->v.ref.creation);
-    for (uint32_t i = 0; i < t->v.ref.len; i++)
-      w = w32(w, t->v.ref.n[i]);
+    for (uint32_t i = 0; i < t->v.ref.len; i++) w = w32(w, t->v.ref.n[i]);
     return w;
   case CN_FUN:
     memcpy(w, t->v.fun.ext, t->v.fun.len);
@@ -264,17 +242,13 @@ static uint8_t *ewrite(const cn_term *t, uint8_t *w) {
 }
 
 static int encode(const cn_term *t, cn_buf *out, int version) {
-  if (!t || !out)
-    return CN_EINVAL;
+  if (!t || !out) return CN_EINVAL;
   size_t sz = version ? 1 : 0;
   int r = esize(t, &sz);
-  if (r)
-    return r;
-  if (cn_buf_reserve(out, sz))
-    return CN_ENOMEM;
+  if (r) return r;
+  if (cn_buf_reserve(out, sz)) return CN_ENOMEM;
   uint8_t *w = out->data + out->len;
-  if (version)
-    *w++ = 131;
+  if (version) *w++ = 131;
   w = ewrite(t, w);
   (void)w; /* == data + len + sz: esize and ewrite agree */
   out->len += sz;

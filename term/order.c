@@ -10,16 +10,14 @@
 int term_text_cmp(const uint8_t *a, size_t an, int a_utf8, const uint8_t *b, size_t bn, int b_utf8) {
   if (a_utf8 == b_utf8) { /* UTF-8 byte order is code point order */
     int c = memcmp(a, b, an < bn ? an : bn);
-    if (c)
-      return c < 0 ? -1 : 1;
+    if (c) return c < 0 ? -1 : 1;
     return an < bn ? -1 : an > bn;
   }
   size_t i = 0, j = 0;
   while (i < an && j < bn) {
     uint32_t x = a_utf8 ? term_utf8_next(a, an, &i) : a[i++];
     uint32_t y = b_utf8 ? term_utf8_next(b, bn, &j) : b[j++];
-    if (x != y)
-      return x < y ? -1 : 1;
+    if (x != y) return x < y ? -1 : 1;
   }
   return i < an ? 1 : j < bn ? -1 : 0;
 }
@@ -27,16 +25,14 @@ int term_text_cmp(const uint8_t *a, size_t an, int a_utf8, const uint8_t *b, siz
 /* ---- scalars ----------------------------------------------------------------------------------------- */
 
 static int atom_cmp(const cn_atom *a, const cn_atom *b) {
-  if (a == b)
-    return 0;
+  if (a == b) return 0;
   return term_text_cmp((const uint8_t *)a->name, a->len, 1, (const uint8_t *)b->name, b->len, 1);
 }
 
 /* Nodes order by name, then creation (CMP_NODES). */
 static int node_cmp(const cn_atom *an, uint32_t ac, const cn_atom *bn, uint32_t bc) {
   int c = atom_cmp(an, bn);
-  if (c)
-    return c;
+  if (c) return c;
   return ac < bc ? -1 : ac > bc;
 }
 
@@ -61,44 +57,34 @@ static void int_view(const cn_term *t, intv *v) {
   } else {
     v->mag = t->v.big.mag;
     v->n = t->v.big.n;
-    while (v->n && v->mag[v->n - 1] == 0)
-      v->n--;
+    while (v->n && v->mag[v->n - 1] == 0) v->n--;
     v->neg = v->n && t->v.big.sign;
   }
 }
 
 static int mag_cmp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
-  while (an && a[an - 1] == 0)
-    an--;
-  while (bn && b[bn - 1] == 0)
-    bn--;
-  if (an != bn)
-    return an < bn ? -1 : 1;
+  while (an && a[an - 1] == 0) an--;
+  while (bn && b[bn - 1] == 0) bn--;
+  if (an != bn) return an < bn ? -1 : 1;
   while (an-- > 0)
-    if (a[an] != b[an])
-      return a[an] < b[an] ? -1 : 1;
+    if (a[an] != b[an]) return a[an] < b[an] ? -1 : 1;
   return 0;
 }
 
 static int int_cmp(const intv *a, const intv *b) {
-  if (a->neg != b->neg)
-    return a->neg ? -1 : 1;
+  if (a->neg != b->neg) return a->neg ? -1 : 1;
   int c = mag_cmp(a->mag, a->n, b->mag, b->n);
   return a->neg ? -c : c;
 }
 
 /* Compares an integer with a double exactly, as the BEAM does (it never rounds the integer). */
 static int int_dbl_cmp(const intv *x, double d) {
-  if (isnan(d))
-    return -1; /* the BEAM has no NaN; keep the order total */
+  if (isnan(d)) return -1; /* the BEAM has no NaN; keep the order total */
   int sx = x->n == 0 ? 0 : x->neg ? -1 : 1;
   int sd = d > 0 ? 1 : d < 0 ? -1 : 0;
-  if (sx != sd)
-    return sx < sd ? -1 : 1;
-  if (sx == 0)
-    return 0;
-  if (isinf(d))
-    return -sd;
+  if (sx != sd) return sx < sd ? -1 : 1;
+  if (sx == 0) return 0;
+  if (isinf(d)) return -sd;
   int e;
   double f = frexp(fabs(d), &e);
   uint64_t m = (uint64_t)ldexp(f, 53); /* |d| = m * 2^(e - 53), m exact */
@@ -107,19 +93,16 @@ static int int_dbl_cmp(const intv *x, double d) {
     uint8_t buf[8 + 1024 / 8 + 8] = {0};
     size_t q = (size_t)e2 / 8;
     uint64_t v = m << (e2 % 8); /* m < 2^53, so this fits */
-    for (int k = 0; k < 8; k++)
-      buf[q + k] = (uint8_t)(v >> (8 * k));
+    for (int k = 0; k < 8; k++) buf[q + k] = (uint8_t)(v >> (8 * k));
     mc = mag_cmp(x->mag, x->n, buf, q + 8);
   } else {
     int s = -e2;
     uint64_t ip = s >= 64 ? 0 : m >> s;
     int frac = s >= 64 ? m != 0 : (m & ((UINT64_C(1) << s) - 1)) != 0;
     uint8_t buf[8];
-    for (int k = 0; k < 8; k++)
-      buf[k] = (uint8_t)(ip >> (8 * k));
+    for (int k = 0; k < 8; k++) buf[k] = (uint8_t)(ip >> (8 * k));
     mc = mag_cmp(x->mag, x->n, buf, 8);
-    if (mc == 0 && frac)
-      mc = -1;
+    if (mc == 0 && frac) mc = -1;
   }
   return sx > 0 ? mc : -mc;
 }
@@ -128,18 +111,15 @@ static int dbl_cmp(double a, double b) { return a < b ? -1 : a == b ? 0 : 1; }
 
 /* Numbers: by value; with exact set (map keys, =:=) every integer sorts before every float. */
 static int num_cmp(const cn_term *a, const cn_term *b, int exact) {
-  if (a->type == CN_INT && b->type == CN_INT)
-    return a->v.i < b->v.i ? -1 : a->v.i > b->v.i;
-  if (a->type == CN_FLOAT && b->type == CN_FLOAT)
-    return dbl_cmp(a->v.f, b->v.f);
+  if (a->type == CN_INT && b->type == CN_INT) return a->v.i < b->v.i ? -1 : a->v.i > b->v.i;
+  if (a->type == CN_FLOAT && b->type == CN_FLOAT) return dbl_cmp(a->v.f, b->v.f);
   if (a->type != CN_FLOAT && b->type != CN_FLOAT) {
     intv x, y;
     int_view(a, &x);
     int_view(b, &y);
     return int_cmp(&x, &y);
   }
-  if (exact)
-    return a->type == CN_FLOAT ? 1 : -1;
+  if (exact) return a->type == CN_FLOAT ? 1 : -1;
   intv x;
   if (a->type == CN_FLOAT) {
     int_view(b, &x);
@@ -192,14 +172,12 @@ static int bin_cmp(const cn_term *a, const cn_term *b) {
   size_t m = abits < bbits ? abits : bbits;
   if (m / 8) {
     int c = memcmp(a->v.bin.data, b->v.bin.data, m / 8);
-    if (c)
-      return c < 0 ? -1 : 1;
+    if (c) return c < 0 ? -1 : 1;
   }
   if (m % 8) {
     unsigned sh = 8 - (unsigned)(m % 8);
     unsigned x = a->v.bin.data[m / 8] >> sh, y = b->v.bin.data[m / 8] >> sh;
-    if (x != y)
-      return x < y ? -1 : 1;
+    if (x != y) return x < y ? -1 : 1;
   }
   return abits < bbits ? -1 : abits > bbits;
 }
@@ -237,15 +215,13 @@ static void frame_release(cframe *f) {
   cn_free(f->ob);
   cn_term_free(f->own_a);
   cn_term_free(f->own_b);
-  if (f->tab)
-    cn_atoms_free(f->tab);
+  if (f->tab) cn_atoms_free(f->tab);
 }
 
 static cframe *push(cstack *st) {
   if (st->n == st->cap) {
     cframe *nf = term_stack_grow(st->f, st->inl, st->n, &st->cap, sizeof *nf);
-    if (!nf)
-      return NULL;
+    if (!nf) return NULL;
     st->f = nf;
   }
   cframe *f = &st->f[st->n++];
@@ -258,7 +234,7 @@ static void pop(cstack *st) { frame_release(&st->f[--st->n]); }
 /* Exact term order of two pair indexes of the map whose key/value array is ctx. */
 static int pair_cmp(const void *a, const void *b, void *ctx, int *result) {
   const cn_term *kv = ctx;
-  return term_compare(&kv[2 * (size_t)*(const uint32_t *)a], &kv[2 * (size_t)*(const uint32_t *)b], 1, result);
+  return term_compare(&kv[2 * (size_t) * (const uint32_t *)a], &kv[2 * (size_t) * (const uint32_t *)b], 1, result);
 }
 
 /* The order of a map's pairs by key: *out stays NULL when the stored order is already ascending, the usual
@@ -270,18 +246,13 @@ static int pair_order(const cn_term *m, uint32_t **out) {
   uint32_t i = 1;
   for (; i < n; i++) {
     int c, r = term_compare(&kv[2 * (size_t)(i - 1)], &kv[2 * (size_t)i], 1, &c);
-    if (r)
-      return r;
-    if (c >= 0)
-      break;
+    if (r) return r;
+    if (c >= 0) break;
   }
-  if (i >= n)
-    return 0;
+  if (i >= n) return 0;
   uint32_t *idx = cn_malloc(2 * (size_t)n * sizeof *idx);
-  if (!idx)
-    return CN_ENOMEM;
-  for (uint32_t k = 0; k < n; k++)
-    idx[k] = k;
+  if (!idx) return CN_ENOMEM;
+  for (uint32_t k = 0; k < n; k++) idx[k] = k;
   int r = cn_stable_sort(idx, n, sizeof *idx, idx + n, pair_cmp, (void *)kv);
   if (r) {
     cn_free(idx);
@@ -314,8 +285,7 @@ static int open_pair(cstack *st, const cn_term *a, const cn_term *b, int exact, 
     return 0;
   case CN_REF: {
     const cn_ref *x = &a->v.ref, *y = &b->v.ref;
-    if ((*res = node_cmp(x->node, x->creation, y->node, y->creation)))
-      return 0;
+    if ((*res = node_cmp(x->node, x->creation, y->node, y->creation))) return 0;
     /* Missing high words count as zero; the highest word decides first. */
     for (uint32_t i = CN_REF_MAX_WORDS; i-- > 0;) {
       uint32_t wx = ref_word(x, i), wy = ref_word(y, i);
@@ -327,8 +297,7 @@ static int open_pair(cstack *st, const cn_term *a, const cn_term *b, int exact, 
     return 0;
   }
   case CN_PORT:
-    if ((*res = node_cmp(a->v.port.node, a->v.port.creation, b->v.port.node, b->v.port.creation)))
-      return 0;
+    if ((*res = node_cmp(a->v.port.node, a->v.port.creation, b->v.port.node, b->v.port.creation))) return 0;
     *res = a->v.port.id < b->v.port.id ? -1 : a->v.port.id > b->v.port.id;
     return 0;
   case CN_PID: {
@@ -343,26 +312,20 @@ static int open_pair(cstack *st, const cn_term *a, const cn_term *b, int exact, 
   }
   case CN_FUN: {
     term_fun_id x, y;
-    if (term_fun_id_get(a, &x) || term_fun_id_get(b, &y))
-      return CN_EDECODE;
-    if ((*res = term_text_cmp(x.mod, x.mod_len, x.mod_utf8, y.mod, y.mod_len, y.mod_utf8)))
-      return 0;
+    if (term_fun_id_get(a, &x) || term_fun_id_get(b, &y)) return CN_EDECODE;
+    if ((*res = term_text_cmp(x.mod, x.mod_len, x.mod_utf8, y.mod, y.mod_len, y.mod_utf8))) return 0;
     if (x.is_export) {
-      if ((*res = term_text_cmp(x.fun, x.fun_len, x.fun_utf8, y.fun, y.fun_len, y.fun_utf8)))
-        return 0;
+      if ((*res = term_text_cmp(x.fun, x.fun_len, x.fun_utf8, y.fun, y.fun_len, y.fun_utf8))) return 0;
       *res = x.arity < y.arity ? -1 : x.arity > y.arity;
       return 0;
     }
-    if ((*res = wrap_cmp(x.index, y.index)) || (*res = wrap_cmp(x.old_uniq, y.old_uniq)))
-      return 0;
+    if ((*res = wrap_cmp(x.index, y.index)) || (*res = wrap_cmp(x.old_uniq, y.old_uniq))) return 0;
     if (x.num_free != y.num_free) {
       *res = x.num_free < y.num_free ? -1 : 1;
       return 0;
     }
-    if (x.num_free == 0)
-      return 0;
-    if (!(f = push(st)))
-      return CN_ENOMEM;
+    if (x.num_free == 0) return 0;
+    if (!(f = push(st))) return CN_ENOMEM;
     f->kind = CF_SEQ;
     f->exact = (uint8_t)exact;
     if ((r = cn_atoms_new(&f->tab, 0)) || (r = term_fun_env(a, &x, f->tab, &f->own_a)) ||
@@ -378,10 +341,8 @@ static int open_pair(cstack *st, const cn_term *a, const cn_term *b, int exact, 
       *res = a->v.tuple.arity < b->v.tuple.arity ? -1 : 1;
       return 0;
     }
-    if (a->v.tuple.arity == 0)
-      return 0;
-    if (!(f = push(st)))
-      return CN_ENOMEM;
+    if (a->v.tuple.arity == 0) return 0;
+    if (!(f = push(st))) return CN_ENOMEM;
     f->kind = CF_SEQ;
     f->exact = (uint8_t)exact;
     f->a = a->v.tuple.e;
@@ -394,24 +355,20 @@ static int open_pair(cstack *st, const cn_term *a, const cn_term *b, int exact, 
       *res = a->v.map.size < b->v.map.size ? -1 : 1;
       return 0;
     }
-    if (a->v.map.size == 0)
-      return 0;
-    if (!(f = push(st)))
-      return CN_ENOMEM;
+    if (a->v.map.size == 0) return 0;
+    if (!(f = push(st))) return CN_ENOMEM;
     f->kind = CF_MAP;
     f->exact = (uint8_t)exact;
     f->keys = 1;
     f->a = a;
     f->b = b;
     f->n = a->v.map.size;
-    if ((r = pair_order(a, &f->oa)) || (r = pair_order(b, &f->ob)))
-      return r;
+    if ((r = pair_order(a, &f->oa)) || (r = pair_order(b, &f->ob))) return r;
     return 0;
   case CN_NIL:
     return 0;
   case CN_LIST:
-    if (!(f = push(st)))
-      return CN_ENOMEM;
+    if (!(f = push(st))) return CN_ENOMEM;
     f->kind = CF_LIST;
     f->exact = (uint8_t)exact;
     f->a = a;
@@ -496,19 +453,15 @@ int term_compare(const cn_term *a, const cn_term *b, int exact, int *res) {
   for (;;) {
     if (a != b) { /* the same value is equal to itself */
       r = open_pair(&st, a, b, exact, &c);
-      if (r || c)
-        break;
+      if (r || c) break;
     }
     int got = 0;
     while (st.n > 0 && !(got = next_pair(&st, &a, &b, &exact, &c)) && !c)
       ;
-    if (c || !got)
-      break;
+    if (c || !got) break;
   }
-  while (st.n > 0)
-    pop(&st);
-  if (st.f != st.inl)
-    cn_free(st.f);
+  while (st.n > 0) pop(&st);
+  if (st.f != st.inl) cn_free(st.f);
   *res = r ? 0 : c;
   return r;
 }
@@ -516,37 +469,30 @@ int term_compare(const cn_term *a, const cn_term *b, int exact, int *res) {
 /* ---- public ------------------------------------------------------------------------------------------ */
 
 int cn_term_compare_checked(const cn_term *a, const cn_term *b, bool exact, int *result) {
-  if (!result)
-    return CN_EINVAL;
+  if (!result) return CN_EINVAL;
   *result = 0;
-  if (!a || !b)
-    return CN_EINVAL;
+  if (!a || !b) return CN_EINVAL;
   return term_compare(a, b, exact ? 1 : 0, result);
 }
 
 int cn_term_cmp(const cn_term *a, const cn_term *b) {
   int c = 0;
-  if (a && b)
-    term_compare(a, b, 0, &c);
+  if (a && b) term_compare(a, b, 0, &c);
   return c;
 }
 
 bool cn_term_arith_eq(const cn_term *a, const cn_term *b) {
   int c = 1;
-  if (a == b)
-    return true;
-  if (!a || !b || term_compare(a, b, 0, &c))
-    return false;
+  if (a == b) return true;
+  if (!a || !b || term_compare(a, b, 0, &c)) return false;
   return c == 0;
 }
 
 /* Exact equality (=:=) is term order's exact mode at 0, so the two can never disagree. OTP 25/26
  * semantics: 0.0 =:= -0.0; funs are equal by module, index, old uniq and free variables, as on the BEAM. */
 bool cn_term_exact_eq(const cn_term *a, const cn_term *b) {
-  if (a == b)
-    return true;
+  if (a == b) return true;
   int c = 1;
-  if (!a || !b || term_compare(a, b, 1, &c))
-    return false;
+  if (!a || !b || term_compare(a, b, 1, &c)) return false;
   return c == 0;
 }

@@ -118,8 +118,7 @@ static uint32_t hash_mag(uint32_t h, const uint8_t *mag, size_t n, int neg) {
   size_t off = 0;
   do {
     uint8_t w[8] = {0};
-    if (n > off)
-      memcpy(w, mag + off, n - off < 8 ? n - off : 8);
+    if (n > off) memcpy(w, mag + off, n - off < 8 ? n - off : 8);
     h = step(h, le32(w), le32(w + 4), k);
     off += 8;
   } while (off < n);
@@ -137,8 +136,7 @@ static uint32_t hash_int(uint32_t h, int64_t v) {
 }
 
 static uint32_t hash_float(uint32_t h, double d) {
-  if (d == 0.0)
-    d = 0.0; /* -0.0 hashes as 0.0 */
+  if (d == 0.0) d = 0.0; /* -0.0 hashes as 0.0 */
   uint64_t bits;
   memcpy(&bits, &d, sizeof bits);
   return step(h, (uint32_t)(bits >> 32), (uint32_t)bits, K12);
@@ -149,11 +147,9 @@ static uint32_t hash_bin(uint32_t h, const cn_term *t) {
   unsigned tail = size && t->v.bin.bits < 8 ? t->v.bin.bits : 0;
   size_t whole = tail ? size - 1 : size;
   uint32_t c0 = K13 + h;
-  if (whole == 0 && tail == 0)
-    return c0;
+  if (whole == 0 && tail == 0) return c0;
   h = block_hash(t->v.bin.data, whole, c0);
-  if (tail)
-    h = step(h, tail, (uint32_t)(t->v.bin.data[whole] >> (8 - tail)), K15);
+  if (tail) h = step(h, tail, (uint32_t)(t->v.bin.data[whole] >> (8 - tail)), K15);
   return h;
 }
 
@@ -181,8 +177,7 @@ typedef struct hstack {
 static hframe *hpush(hstack *st, uint8_t kind, const cn_term *e, uint32_t n) {
   if (st->n == st->cap) {
     hframe *nf = term_stack_grow(st->f, st->inl, st->n, &st->cap, sizeof *nf);
-    if (!nf)
-      return NULL;
+    if (!nf) return NULL;
     st->f = nf;
   }
   hframe *f = &st->f[st->n++];
@@ -198,16 +193,14 @@ static hframe *hpush(hstack *st, uint8_t kind, const cn_term *e, uint32_t n) {
 static void hpop(hstack *st) {
   hframe *f = &st->f[--st->n];
   cn_term_free(f->owned);
-  if (f->tab)
-    cn_atoms_free(f->tab);
+  if (f->tab) cn_atoms_free(f->tab);
 }
 
 /* Export funs: arity and module, then the function name. Local funs: free variable count and module,
  * Index and OldUniq, then the free variables like tuple elements. */
 static int hash_fun(hstack *st, const cn_term *t, uint32_t *h) {
   term_fun_id id;
-  if (term_fun_id_get(t, &id))
-    return CN_EDECODE;
+  if (term_fun_id_get(t, &id)) return CN_EDECODE;
   uint32_t mh = atom_text_hash(id.mod, id.mod_len, id.mod_utf8);
   if (id.is_export) {
     *h = step(*h, id.arity, mh, HG);
@@ -216,11 +209,9 @@ static int hash_fun(hstack *st, const cn_term *t, uint32_t *h) {
   }
   *h = step(*h, id.num_free, mh, HG);
   *h = step(*h, id.index, id.old_uniq, HG);
-  if (id.num_free == 0)
-    return 0;
+  if (id.num_free == 0) return 0;
   hframe *f = hpush(st, HF_SEQ, NULL, 0);
-  if (!f)
-    return CN_ENOMEM;
+  if (!f) return CN_ENOMEM;
   int r;
   if ((r = cn_atoms_new(&f->tab, 0)) || (r = term_fun_env(t, &id, f->tab, &f->owned)))
     return r; /* the caller pops the frame */
@@ -277,18 +268,15 @@ static int hash_term(const cn_term *t, uint32_t *out) {
       break;
     case CN_TUPLE:
       h = step(h, cur->v.tuple.arity, 0, K9);
-      if (cur->v.tuple.arity && !hpush(&st, HF_SEQ, cur->v.tuple.e, cur->v.tuple.arity))
-        r = CN_ENOMEM;
+      if (cur->v.tuple.arity && !hpush(&st, HF_SEQ, cur->v.tuple.e, cur->v.tuple.arity)) r = CN_ENOMEM;
       break;
     case CN_LIST:
-      if (!hpush(&st, HF_LIST, cur, cur->v.list.len))
-        r = CN_ENOMEM;
+      if (!hpush(&st, HF_LIST, cur, cur->v.list.len)) r = CN_ENOMEM;
       break;
     case CN_MAP: {
       /* Each pair hashes from 0 and the pairs are xor-ed, so the order of the pairs does not matter. */
       h = step(h, cur->v.map.size, 0, K16);
-      if (cur->v.map.size == 0)
-        break;
+      if (cur->v.map.size == 0) break;
       hframe *f = hpush(&st, HF_MAP, cur, cur->v.map.size);
       if (!f) {
         r = CN_ENOMEM;
@@ -302,13 +290,11 @@ static int hash_term(const cn_term *t, uint32_t *out) {
     default:
       break;
     }
-    if (r)
-      goto done;
+    if (r) goto done;
 
     /* The next value to hash comes from the innermost unfinished compound. */
     for (;;) {
-      if (st.n == 0)
-        goto done;
+      if (st.n == 0) goto done;
       hframe *f = &st.f[st.n - 1];
       if (f->kind == HF_SEQ) {
         if (f->i < f->n) {
@@ -334,8 +320,7 @@ static int hash_term(const cn_term *t, uint32_t *out) {
               c++;
             }
           }
-          if (c > 0)
-            h = step(h, sh, 0, K4);
+          if (c > 0) h = step(h, sh, 0, K4);
         }
         if (f->i < f->n) {
           cur = &el[f->i++];
@@ -359,24 +344,19 @@ static int hash_term(const cn_term *t, uint32_t *out) {
     }
   }
 done:
-  while (st.n > 0)
-    hpop(&st);
-  if (st.f != st.inl)
-    cn_free(st.f);
+  while (st.n > 0) hpop(&st);
+  if (st.f != st.inl) cn_free(st.f);
   *out = h;
   return r;
 }
 
 int cn_phash2_checked(const cn_term *t, uint64_t range, uint32_t *out) {
-  if (!out)
-    return CN_EINVAL;
+  if (!out) return CN_EINVAL;
   *out = 0;
-  if (!t || range > (UINT64_C(1) << 32))
-    return CN_EINVAL;
+  if (!t || range > (UINT64_C(1) << 32)) return CN_EINVAL;
   uint32_t h;
   int r = hash_term(t, &h);
-  if (r)
-    return r;
+  if (r) return r;
   /* range 0 is phash2/1: the low 27 bits. */
   *out = range == 0 ? h & ((1u << 27) - 1) : range == (UINT64_C(1) << 32) ? h : (uint32_t)(h % range);
   return 0;
@@ -390,8 +370,7 @@ uint32_t cn_phash2(const cn_term *t) {
 
 uint32_t cn_phash2_range(const cn_term *t, uint64_t range) {
   uint32_t v = 0;
-  if (range == 0)
-    return 0;
+  if (range == 0) return 0;
   cn_phash2_checked(t, range, &v);
   return v;
 }

@@ -28,14 +28,11 @@ static int put_utf8(cn_buf *b, uint32_t cp) {
 
 /* One character inside quotes q, escaped as io_lib's string_char does in unicode mode. */
 static int put_char(cn_buf *b, uint32_t c, char q) {
-  static const char esc[] = {['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't', ['\v'] = 'v',
-                             ['\b'] = 'b', ['\f'] = 'f', [27] = 'e',   [127] = 'd'};
-  if (c == (uint32_t)q || c == '\\')
-    return cn_buf_printf(b, "\\%c", (char)c);
-  if ((c >= ' ' && c <= '~') || c >= 160)
-    return put_utf8(b, c);
-  if (c < sizeof esc && esc[c])
-    return cn_buf_printf(b, "\\%c", esc[c]);
+  static const char esc[] = {
+      ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't', ['\v'] = 'v', ['\b'] = 'b', ['\f'] = 'f', [27] = 'e', [127] = 'd'};
+  if (c == (uint32_t)q || c == '\\') return cn_buf_printf(b, "\\%c", (char)c);
+  if ((c >= ' ' && c <= '~') || c >= 160) return put_utf8(b, c);
+  if (c < sizeof esc && esc[c]) return cn_buf_printf(b, "\\%c", esc[c]);
   return cn_buf_printf(b, "\\%03o", (unsigned)c);
 }
 
@@ -47,50 +44,41 @@ static bool printable(int64_t c) {
 static bool latin1_letter(uint32_t c) { return c >= 192 && c <= 255 && c != 215 && c != 247; }
 
 static bool atom_needs_quotes(const uint8_t *s, size_t len) {
-  static const char *const reserved[] = {"after",  "and",     "andalso", "band", "begin", "bnot", "bor",
-                                         "bsl",    "bsr",     "bxor",    "case", "catch", "cond", "div",
-                                         "end",    "fun",     "if",      "let",  "not",   "of",   "or",
-                                         "orelse", "receive", "rem",     "try",  "when",  "xor"};
-  if (len == 0)
-    return true;
+  static const char *const reserved[] = {"after", "and",  "andalso", "band",   "begin",   "bnot", "bor", "bsl",  "bsr",
+                                         "bxor",  "case", "catch",   "cond",   "div",     "end",  "fun", "if",   "let",
+                                         "not",   "of",   "or",      "orelse", "receive", "rem",  "try", "when", "xor"};
+  if (len == 0) return true;
   size_t i = 0;
   uint32_t c = term_utf8_next(s, len, &i);
-  if (!((c >= 'a' && c <= 'z') || (c >= 223 && c <= 255 && c != 247)))
-    return true;
+  if (!((c >= 'a' && c <= 'z') || (c >= 223 && c <= 255 && c != 247))) return true;
   while (i < len) {
     c = term_utf8_next(s, len, &i);
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-          c == '@' || latin1_letter(c)))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '@' ||
+          latin1_letter(c)))
       return true;
   }
   for (size_t k = 0; k < sizeof reserved / sizeof *reserved; k++)
-    if (strlen(reserved[k]) == len && memcmp(reserved[k], s, len) == 0)
-      return true;
+    if (strlen(reserved[k]) == len && memcmp(reserved[k], s, len) == 0) return true;
   return false;
 }
 
 /* Prints UTF-8 atom text, quoted when the Erlang scanner would need quotes. */
 static int put_atom_text(cn_buf *b, const uint8_t *s, size_t len) {
-  if (term_utf8_count(s, len) < 0)
-    return CN_EINVAL;
-  if (!atom_needs_quotes(s, len))
-    return cn_buf_append(b, s, len);
+  if (term_utf8_count(s, len) < 0) return CN_EINVAL;
+  if (!atom_needs_quotes(s, len)) return cn_buf_append(b, s, len);
   int r = cn_buf_put8(b, '\'');
-  for (size_t i = 0; i < len && !r;)
-    r = put_char(b, term_utf8_next(s, len, &i), '\'');
+  for (size_t i = 0; i < len && !r;) r = put_char(b, term_utf8_next(s, len, &i), '\'');
   return r ? r : cn_buf_put8(b, '\'');
 }
 
 static int put_atom(cn_buf *b, const cn_atom *a) {
-  if (!a)
-    return CN_EINVAL;
+  if (!a) return CN_EINVAL;
   return put_atom_text(b, (const uint8_t *)a->name, a->len);
 }
 
 /* Atom text from a fun's raw bytes, which may be latin-1. */
 static int put_raw_atom(cn_buf *b, const uint8_t *s, size_t len, int utf8) {
-  if (utf8)
-    return put_atom_text(b, s, len);
+  if (utf8) return put_atom_text(b, s, len);
   uint8_t u[2 * TERM_ATOM_MAX_CHARS];
   size_t k = 0;
   for (size_t i = 0; i < len && i < TERM_ATOM_MAX_CHARS; i++) {
@@ -114,8 +102,7 @@ static int put_big(cn_buf *b, const cn_term *t) {
     r = CN_ENOMEM;
     goto out;
   }
-  for (size_t i = 0; i < t->v.big.n; i++)
-    w[i / 4] |= (uint32_t)t->v.big.mag[i] << (8 * (i % 4));
+  for (size_t i = 0; i < t->v.big.n; i++) w[i / 4] |= (uint32_t)t->v.big.mag[i] << (8 * (i % 4));
   size_t nc = 0;
   while (nw) {
     uint64_t rem = 0;
@@ -125,15 +112,11 @@ static int put_big(cn_buf *b, const cn_term *t) {
       rem = cur % 1000000000u;
     }
     chunks[nc++] = (uint32_t)rem;
-    while (nw && w[nw - 1] == 0)
-      nw--;
+    while (nw && w[nw - 1] == 0) nw--;
   }
-  if (t->v.big.sign)
-    r = cn_buf_put8(b, '-');
-  if (!r)
-    r = cn_buf_printf(b, "%u", nc ? chunks[nc - 1] : 0u);
-  for (size_t i = nc ? nc - 1 : 0; !r && i-- > 0;)
-    r = cn_buf_printf(b, "%09u", chunks[i]);
+  if (t->v.big.sign) r = cn_buf_put8(b, '-');
+  if (!r) r = cn_buf_printf(b, "%u", nc ? chunks[nc - 1] : 0u);
+  for (size_t i = nc ? nc - 1 : 0; !r && i-- > 0;) r = cn_buf_printf(b, "%09u", chunks[i]);
 out:
   cn_free(w);
   cn_free(chunks);
@@ -144,55 +127,44 @@ out:
  * notation unless the exponent form is shorter (1.0e20, 100.0, 1.0e3, 0.0001, 1.0e-5). */
 static int put_float(cn_buf *b, double f) {
   char tmp[40], digits[20];
-  if (f == 0.0)
-    return put(b, signbit(f) ? "-0.0" : "0.0");
+  if (f == 0.0) return put(b, signbit(f) ? "-0.0" : "0.0");
   int r = 0;
   if (f < 0) {
-    if ((r = cn_buf_put8(b, '-')))
-      return r;
+    if ((r = cn_buf_put8(b, '-'))) return r;
     f = -f;
   }
   for (int prec = 0; prec < 17; prec++) {
     snprintf(tmp, sizeof tmp, "%.*e", prec, f);
-    if (strtod(tmp, NULL) == f)
-      break;
+    if (strtod(tmp, NULL) == f) break;
   }
   /* tmp is "d.ddde[+-]XX": collect the digits, drop trailing zeros, and read the exponent. */
   size_t nd = 0;
   char *e = strchr(tmp, 'e');
   for (char *c = tmp; c < e; c++)
-    if (*c != '.')
-      digits[nd++] = *c;
-  while (nd > 1 && digits[nd - 1] == '0')
-    nd--;
+    if (*c != '.') digits[nd++] = *c;
+  while (nd > 1 && digits[nd - 1] == '0') nd--;
   digits[nd] = 0;
   long place = strtol(e + 1, NULL, 10) + 1; /* value = 0.DIGITS * 10^place */
   long L = (long)nd;
   if (place >= 0 && place < L) {
-    if (place == 0)
-      return cn_buf_printf(b, "0.%s", digits);
+    if (place == 0) return cn_buf_printf(b, "0.%s", digits);
     return cn_buf_printf(b, "%.*s.%s", (int)place, digits, digits + place);
   }
   char expl[24];
   snprintf(expl, sizeof expl, "%ld", place - 1);
   long cost = (long)strlen(expl) + 1 + (L == 1 ? 2 : 1);
   if (place < 0 && 2 - place <= cost) {
-    if ((r = put(b, "0.")))
-      return r;
-    for (long i = 0; i < -place && !r; i++)
-      r = cn_buf_put8(b, '0');
+    if ((r = put(b, "0."))) return r;
+    for (long i = 0; i < -place && !r; i++) r = cn_buf_put8(b, '0');
     return r ? r : put(b, digits);
   }
   /* At 2^53 and above the zeros of a fixed form would claim a precision the double lacks. */
   if (place >= L && place - L + 2 <= cost && f < 9007199254740992.0) {
-    if ((r = put(b, digits)))
-      return r;
-    for (long i = 0; i < place - L && !r; i++)
-      r = cn_buf_put8(b, '0');
+    if ((r = put(b, digits))) return r;
+    for (long i = 0; i < place - L && !r; i++) r = cn_buf_put8(b, '0');
     return r ? r : put(b, ".0");
   }
-  if (L == 1)
-    return cn_buf_printf(b, "%c.0e%s", digits[0], expl);
+  if (L == 1) return cn_buf_printf(b, "%c.0e%s", digits[0], expl);
   return cn_buf_printf(b, "%c.%se%s", digits[0], digits + 1, expl);
 }
 
@@ -202,22 +174,18 @@ static int put_binary(cn_buf *b, const cn_term *t) {
   int r = put(b, "<<");
   if (t->v.bin.bits == 8 && n) {
     bool ok = true;
-    for (size_t i = 0; i < n && ok; i++)
-      ok = printable(d[i]);
+    for (size_t i = 0; i < n && ok; i++) ok = printable(d[i]);
     if (ok) {
       r = r ? r : cn_buf_put8(b, '"');
-      for (size_t i = 0; i < n && !r; i++)
-        r = put_char(b, d[i], '"');
+      for (size_t i = 0; i < n && !r; i++) r = put_char(b, d[i], '"');
       r = r ? r : cn_buf_put8(b, '"');
       return r ? r : put(b, ">>");
     }
   }
   size_t full = t->v.bin.bits == 8 ? n : n - 1;
-  for (size_t i = 0; i < full && !r; i++)
-    r = cn_buf_printf(b, i ? ",%u" : "%u", d[i]);
+  for (size_t i = 0; i < full && !r; i++) r = cn_buf_printf(b, i ? ",%u" : "%u", d[i]);
   if (!r && t->v.bin.bits != 8)
-    r = cn_buf_printf(b, "%s%u:%u", full ? "," : "", (unsigned)(d[n - 1] >> (8 - t->v.bin.bits)),
-                      t->v.bin.bits);
+    r = cn_buf_printf(b, "%s%u:%u", full ? "," : "", (unsigned)(d[n - 1] >> (8 - t->v.bin.bits)), t->v.bin.bits);
   return r ? r : put(b, ">>");
 }
 
@@ -226,10 +194,8 @@ static int pr(cn_buf *b, const cn_term *t);
 static int put_seq(cn_buf *b, const cn_term *e, size_t n) {
   int r = 0;
   for (size_t i = 0; i < n && !r; i++) {
-    if (i)
-      r = cn_buf_put8(b, ',');
-    if (!r)
-      r = pr(b, &e[i]);
+    if (i) r = cn_buf_put8(b, ',');
+    if (!r) r = pr(b, &e[i]);
   }
   return r;
 }
@@ -241,33 +207,27 @@ static int put_list(cn_buf *b, const cn_term *t) {
   int r;
   if (str) {
     r = cn_buf_put8(b, '"');
-    for (uint32_t i = 0; i < t->v.list.len && !r; i++)
-      r = put_char(b, (uint32_t)t->v.list.e[i].v.i, '"');
+    for (uint32_t i = 0; i < t->v.list.len && !r; i++) r = put_char(b, (uint32_t)t->v.list.e[i].v.i, '"');
     return r ? r : cn_buf_put8(b, '"');
   }
   r = cn_buf_put8(b, '[');
-  if (!r)
-    r = put_seq(b, t->v.list.e, t->v.list.len);
-  if (!r && t->v.list.tail)
-    r = cn_buf_put8(b, '|');
-  if (!r && t->v.list.tail)
-    r = pr(b, t->v.list.tail);
+  if (!r) r = put_seq(b, t->v.list.e, t->v.list.len);
+  if (!r && t->v.list.tail) r = cn_buf_put8(b, '|');
+  if (!r && t->v.list.tail) r = pr(b, t->v.list.tail);
   return r ? r : cn_buf_put8(b, ']');
 }
 
 static int put_fun(cn_buf *b, const cn_term *t) {
   term_fun_id fi;
   int r;
-  if (term_fun_id_get(t, &fi))
-    return put(b, "#Fun<?>");
+  if (term_fun_id_get(t, &fi)) return put(b, "#Fun<?>");
   if (fi.is_export) {
-    if ((r = put(b, "fun ")) || (r = put_raw_atom(b, fi.mod, fi.mod_len, fi.mod_utf8)) ||
-        (r = cn_buf_put8(b, ':')) || (r = put_raw_atom(b, fi.fun, fi.fun_len, fi.fun_utf8)))
+    if ((r = put(b, "fun ")) || (r = put_raw_atom(b, fi.mod, fi.mod_len, fi.mod_utf8)) || (r = cn_buf_put8(b, ':')) ||
+        (r = put_raw_atom(b, fi.fun, fi.fun_len, fi.fun_utf8)))
       return r;
     return cn_buf_printf(b, "/%lld", (long long)(int32_t)fi.arity);
   }
-  if ((r = put(b, "#Fun<")) || (r = put_raw_atom(b, fi.mod, fi.mod_len, fi.mod_utf8)))
-    return r;
+  if ((r = put(b, "#Fun<")) || (r = put_raw_atom(b, fi.mod, fi.mod_len, fi.mod_utf8))) return r;
   return cn_buf_printf(b, ".%lld.%lld>", (long long)(int32_t)fi.old_index, (long long)(int32_t)fi.old_uniq);
 }
 
@@ -283,37 +243,27 @@ static int pr(cn_buf *b, const cn_term *t) {
   case CN_ATOM:
     return put_atom(b, t->v.atom);
   case CN_REF:
-    if ((r = put(b, "#Ref<")) || (r = put_atom(b, t->v.ref.node)))
-      return r;
-    for (uint32_t i = t->v.ref.len; i-- > 0 && !r;)
-      r = cn_buf_printf(b, ".%u", t->v.ref.n[i]);
+    if ((r = put(b, "#Ref<")) || (r = put_atom(b, t->v.ref.node))) return r;
+    for (uint32_t i = t->v.ref.len; i-- > 0 && !r;) r = cn_buf_printf(b, ".%u", t->v.ref.n[i]);
     return r ? r : cn_buf_printf(b, ".%u>", t->v.ref.creation);
   case CN_FUN:
     return put_fun(b, t);
   case CN_PORT:
-    if ((r = put(b, "#Port<")) || (r = put_atom(b, t->v.port.node)))
-      return r;
+    if ((r = put(b, "#Port<")) || (r = put_atom(b, t->v.port.node))) return r;
     return cn_buf_printf(b, ".%llu.%u>", (unsigned long long)t->v.port.id, t->v.port.creation);
   case CN_PID:
-    if ((r = put(b, "#Pid<")) || (r = put_atom(b, t->v.pid.node)))
-      return r;
+    if ((r = put(b, "#Pid<")) || (r = put_atom(b, t->v.pid.node))) return r;
     return cn_buf_printf(b, ".%u.%u.%u>", t->v.pid.id, t->v.pid.serial, t->v.pid.creation);
   case CN_TUPLE:
-    if ((r = cn_buf_put8(b, '{')) || (r = put_seq(b, t->v.tuple.e, t->v.tuple.arity)))
-      return r;
+    if ((r = cn_buf_put8(b, '{')) || (r = put_seq(b, t->v.tuple.e, t->v.tuple.arity))) return r;
     return cn_buf_put8(b, '}');
   case CN_MAP:
-    if ((r = put(b, "#{")))
-      return r;
+    if ((r = put(b, "#{"))) return r;
     for (uint32_t i = 0; i < t->v.map.size && !r; i++) {
-      if (i)
-        r = cn_buf_put8(b, ',');
-      if (!r)
-        r = pr(b, &t->v.map.kv[2 * i]);
-      if (!r)
-        r = put(b, " => ");
-      if (!r)
-        r = pr(b, &t->v.map.kv[2 * i + 1]);
+      if (i) r = cn_buf_put8(b, ',');
+      if (!r) r = pr(b, &t->v.map.kv[2 * i]);
+      if (!r) r = put(b, " => ");
+      if (!r) r = pr(b, &t->v.map.kv[2 * i + 1]);
     }
     return r ? r : cn_buf_put8(b, '}');
   case CN_NIL:
@@ -328,14 +278,12 @@ static int pr(cn_buf *b, const cn_term *t) {
 }
 
 int cn_term_print(const cn_term *t, cn_buf *out) {
-  if (!t || !out)
-    return CN_EINVAL;
+  if (!t || !out) return CN_EINVAL;
   size_t mark = out->len;
   int r = pr(out, t);
   if (r) { /* leave the buffer as it was rather than half a term */
     out->len = mark;
-    if (out->data)
-      out->data[mark] = 0;
+    if (out->data) out->data[mark] = 0;
   }
   return r;
 }

@@ -8,8 +8,7 @@
 
 static cn_term *alloc_term(uint8_t type) {
   cn_term *t = cn_calloc(1, sizeof *t);
-  if (t)
-    t->type = type;
+  if (t) t->type = type;
   return t;
 }
 
@@ -25,19 +24,16 @@ void term_clear(cn_term *t) {
     cn_free(t->v.fun.ext);
     break;
   case CN_TUPLE:
-    for (uint32_t i = 0; i < t->v.tuple.arity; i++)
-      term_clear(&t->v.tuple.e[i]);
+    for (uint32_t i = 0; i < t->v.tuple.arity; i++) term_clear(&t->v.tuple.e[i]);
     cn_free(t->v.tuple.e);
     break;
   case CN_LIST:
-    for (uint32_t i = 0; i < t->v.list.len; i++)
-      term_clear(&t->v.list.e[i]);
+    for (uint32_t i = 0; i < t->v.list.len; i++) term_clear(&t->v.list.e[i]);
     cn_free(t->v.list.e);
     cn_term_free(t->v.list.tail);
     break;
   case CN_MAP:
-    for (uint32_t i = 0; i < 2 * t->v.map.size; i++)
-      term_clear(&t->v.map.kv[i]);
+    for (uint32_t i = 0; i < 2 * t->v.map.size; i++) term_clear(&t->v.map.kv[i]);
     cn_free(t->v.map.kv);
     break;
   default:
@@ -48,8 +44,7 @@ void term_clear(cn_term *t) {
 }
 
 void cn_term_free(cn_term *t) {
-  if (!t)
-    return;
+  if (!t) return;
   if (!t->block) /* a decoded root holds its whole tree in its own allocation */
     term_clear(t);
   cn_free(t);
@@ -89,14 +84,11 @@ static int take_value(cn_term *dst, cn_term *r) {
 
 bool term_big_to_int(int negative, const uint8_t *mag_le, size_t *n, int64_t *v) {
   size_t k = *n;
-  while (k && mag_le[k - 1] == 0)
-    k--; /* canonical: no high zero bytes */
+  while (k && mag_le[k - 1] == 0) k--; /* canonical: no high zero bytes */
   *n = k;
-  if (k > 8)
-    return false;
+  if (k > 8) return false;
   uint64_t u = 0;
-  for (size_t i = k; i-- > 0;)
-    u = (u << 8) | mag_le[i];
+  for (size_t i = k; i-- > 0;) u = (u << 8) | mag_le[i];
   if (!negative && u <= (uint64_t)INT64_MAX) {
     *v = (int64_t)u;
     return true;
@@ -110,20 +102,16 @@ bool term_big_to_int(int negative, const uint8_t *mag_le, size_t *n, int64_t *v)
 
 cn_term *cn_mk_int(int64_t v) {
   cn_term *t = alloc_term(CN_INT);
-  if (t)
-    t->v.i = v;
+  if (t) t->v.i = v;
   return t;
 }
 
 cn_term *cn_mk_big(int negative, const uint8_t *mag_le, size_t n) {
   int64_t iv;
-  if (term_big_to_int(negative, mag_le, &n, &iv))
-    return cn_mk_int(iv);
-  if (n > UINT32_MAX)
-    return NULL;
+  if (term_big_to_int(negative, mag_le, &n, &iv)) return cn_mk_int(iv);
+  if (n > UINT32_MAX) return NULL;
   cn_term *t = alloc_term(CN_BIG);
-  if (!t)
-    return NULL;
+  if (!t) return NULL;
   t->v.big.mag = cn_malloc(n);
   if (!t->v.big.mag) {
     cn_free(t);
@@ -137,26 +125,21 @@ cn_term *cn_mk_big(int negative, const uint8_t *mag_le, size_t n) {
 
 cn_term *cn_mk_float(double v) {
   cn_term *t = alloc_term(CN_FLOAT);
-  if (t)
-    t->v.f = v;
+  if (t) t->v.f = v;
   return t;
 }
 
 cn_term *cn_mk_atom(const cn_atom *a) {
-  if (!a)
-    return NULL;
+  if (!a) return NULL;
   cn_term *t = alloc_term(CN_ATOM);
-  if (t)
-    t->v.atom = a;
+  if (t) t->v.atom = a;
   return t;
 }
 
 cn_term *cn_mk_bitstring(const void *data, size_t size, uint8_t bits) {
-  if (bits < 1 || bits > 8 || (size && !data))
-    return NULL;
+  if (bits < 1 || bits > 8 || (size && !data)) return NULL;
   cn_term *t = alloc_term(CN_BINARY);
-  if (!t)
-    return NULL;
+  if (!t) return NULL;
   if (size) {
     t->v.bin.data = cn_malloc(size);
     if (!t->v.bin.data) {
@@ -177,16 +160,12 @@ cn_term *cn_mk_binary(const void *data, size_t len) { return cn_mk_bitstring(dat
 cn_term *cn_mk_nil(void) { return alloc_term(CN_NIL); }
 
 cn_term *cn_mk_string(const char *s) {
-  if (!s)
-    return NULL;
+  if (!s) return NULL;
   size_t n = strlen(s);
-  if (n == 0)
-    return cn_mk_nil();
-  if (n > UINT32_MAX)
-    return NULL;
+  if (n == 0) return cn_mk_nil();
+  if (n > UINT32_MAX) return NULL;
   cn_term *t = alloc_term(CN_LIST);
-  if (!t)
-    return NULL;
+  if (!t) return NULL;
   t->v.list.e = cn_calloc(n, sizeof(cn_term));
   if (!t->v.list.e) {
     cn_free(t);
@@ -201,14 +180,12 @@ cn_term *cn_mk_string(const char *s) {
 }
 
 static void free_all(size_t n, cn_term **elems) {
-  for (size_t i = 0; i < n; i++)
-    cn_term_free(elems[i]);
+  for (size_t i = 0; i < n; i++) cn_term_free(elems[i]);
 }
 
 static bool any_null(size_t n, cn_term **elems) {
   for (size_t i = 0; i < n; i++)
-    if (!elems[i])
-      return true;
+    if (!elems[i]) return true;
   return false;
 }
 
@@ -217,8 +194,7 @@ static int move_into(cn_term *arr, size_t n, cn_term **elems) {
   for (size_t i = 0; i < n; i++) {
     if (take_value(&arr[i], elems[i])) {
       free_all(n - i - 1, elems + i + 1);
-      while (i-- > 0)
-        term_clear(&arr[i]);
+      while (i-- > 0) term_clear(&arr[i]);
       return CN_ENOMEM;
     }
   }
@@ -241,8 +217,7 @@ static cn_term *move_array(size_t n, cn_term **elems) {
 
 cn_term *cn_mk_tuplev(size_t n, cn_term **elems) {
   if (n && (!elems || any_null(n, elems) || n > UINT32_MAX)) {
-    if (elems)
-      free_all(n, elems);
+    if (elems) free_all(n, elems);
     return NULL;
   }
   cn_term *t = alloc_term(CN_TUPLE);
@@ -262,41 +237,36 @@ cn_term *cn_mk_tuplev(size_t n, cn_term **elems) {
 }
 
 /* Collects variadic children into a small array; the stack is enough for the usual handful. */
-#define VA_COLLECT(n, arr, last)                                                                             \
-  cn_term *stack_[16];                                                                                       \
-  cn_term **arr = (n) <= 16 ? stack_ : cn_malloc((n) * sizeof(cn_term *));                                   \
-  va_list ap_;                                                                                               \
-  va_start(ap_, last);                                                                                       \
-  if (!arr) {                                                                                                \
-    for (size_t i_ = 0; i_ < (n); i_++)                                                                      \
-      cn_term_free(va_arg(ap_, cn_term *));                                                                  \
-    va_end(ap_);                                                                                             \
-    return NULL;                                                                                             \
-  }                                                                                                          \
-  for (size_t i_ = 0; i_ < (n); i_++)                                                                        \
-    arr[i_] = va_arg(ap_, cn_term *);                                                                        \
+#define VA_COLLECT(n, arr, last)                                                                                       \
+  cn_term *stack_[16];                                                                                                 \
+  cn_term **arr = (n) <= 16 ? stack_ : cn_malloc((n) * sizeof(cn_term *));                                             \
+  va_list ap_;                                                                                                         \
+  va_start(ap_, last);                                                                                                 \
+  if (!arr) {                                                                                                          \
+    for (size_t i_ = 0; i_ < (n); i_++) cn_term_free(va_arg(ap_, cn_term *));                                          \
+    va_end(ap_);                                                                                                       \
+    return NULL;                                                                                                       \
+  }                                                                                                                    \
+  for (size_t i_ = 0; i_ < (n); i_++) arr[i_] = va_arg(ap_, cn_term *);                                                \
   va_end(ap_)
 
 cn_term *cn_mk_tuple(size_t n, ...) {
   VA_COLLECT(n, elems, n);
   cn_term *t = cn_mk_tuplev(n, elems);
-  if (elems != stack_)
-    cn_free(elems);
+  if (elems != stack_) cn_free(elems);
   return t;
 }
 
 cn_term *cn_mk_list(size_t n, ...) {
   VA_COLLECT(n, elems, n);
   cn_term *t = cn_mk_listv(n, elems, NULL);
-  if (elems != stack_)
-    cn_free(elems);
+  if (elems != stack_) cn_free(elems);
   return t;
 }
 
 cn_term *cn_mk_listv(size_t n, cn_term **elems, cn_term *tail) {
   if (n && (!elems || any_null(n, elems))) {
-    if (elems)
-      free_all(n, elems);
+    if (elems) free_all(n, elems);
     cn_term_free(tail);
     return NULL;
   }
@@ -304,8 +274,7 @@ cn_term *cn_mk_listv(size_t n, cn_term **elems, cn_term *tail) {
     cn_term_free(tail);
     tail = NULL;
   }
-  if (n == 0)
-    return tail ? tail : cn_mk_nil(); /* [ | T] is T itself */
+  if (n == 0) return tail ? tail : cn_mk_nil();       /* [ | T] is T itself */
   if (tail && tail->type == CN_LIST && tail->block) { /* its cells live in its block: splice a copy */
     cn_term *c = cn_term_copy(tail);
     cn_term_free(tail);
@@ -349,8 +318,7 @@ cn_term *cn_mk_listv(size_t n, cn_term **elems, cn_term *tail) {
 
 cn_term *cn_mk_map(size_t n, cn_term **kv) {
   if (n && (!kv || n > UINT32_MAX || any_null(2 * n, kv))) {
-    if (kv)
-      free_all(2 * n, kv);
+    if (kv) free_all(2 * n, kv);
     return NULL;
   }
   cn_term *t = alloc_term(CN_MAP);
@@ -379,56 +347,45 @@ void *term_stack_grow(void *frames, void *inl, size_t n, size_t *cap, size_t ele
 }
 
 cn_term *cn_mk_pid(cn_pid pid) {
-  if (!pid.node)
-    return NULL;
+  if (!pid.node) return NULL;
   cn_term *t = alloc_term(CN_PID);
-  if (t)
-    t->v.pid = pid;
+  if (t) t->v.pid = pid;
   return t;
 }
 
 cn_term *cn_mk_port(cn_port port) {
-  if (!port.node)
-    return NULL;
+  if (!port.node) return NULL;
   cn_term *t = alloc_term(CN_PORT);
-  if (t)
-    t->v.port = port;
+  if (t) t->v.port = port;
   return t;
 }
 
 cn_term *cn_mk_ref(cn_ref ref) {
-  if (!ref.node || ref.len < 1 || ref.len > CN_REF_MAX_WORDS)
-    return NULL;
+  if (!ref.node || ref.len < 1 || ref.len > CN_REF_MAX_WORDS) return NULL;
   cn_term *t = alloc_term(CN_REF);
   if (t) {
-    for (uint32_t i = ref.len; i < CN_REF_MAX_WORDS; i++)
-      ref.n[i] = 0; /* unused words do not count */
+    for (uint32_t i = ref.len; i < CN_REF_MAX_WORDS; i++) ref.n[i] = 0; /* unused words do not count */
     t->v.ref = ref;
   }
   return t;
 }
 
 static void *dup_bytes(const void *p, size_t n) {
-  if (!n)
-    return NULL;
+  if (!n) return NULL;
   void *d = cn_malloc(n);
-  if (d)
-    memcpy(d, p, n);
+  if (d) memcpy(d, p, n);
   return d;
 }
 
 /* Copies n values into a new array; on failure everything copied so far is freed. */
 static int copy_array(cn_term **dst, const cn_term *src, size_t n) {
   *dst = NULL;
-  if (!n)
-    return 0;
+  if (!n) return 0;
   cn_term *a = cn_malloc(n * sizeof *a);
-  if (!a)
-    return CN_ENOMEM;
+  if (!a) return CN_ENOMEM;
   for (size_t i = 0; i < n; i++) {
     if (term_copy_into(&a[i], &src[i]) != 0) {
-      while (i-- > 0)
-        term_clear(&a[i]);
+      while (i-- > 0) term_clear(&a[i]);
       cn_free(a);
       return CN_ENOMEM;
     }
@@ -443,35 +400,28 @@ int term_copy_into(cn_term *dst, const cn_term *src) {
   switch (src->type) {
   case CN_BIG:
     dst->v.big.mag = dup_bytes(src->v.big.mag, src->v.big.n);
-    if (src->v.big.n && !dst->v.big.mag)
-      goto fail;
+    if (src->v.big.n && !dst->v.big.mag) goto fail;
     break;
   case CN_BINARY:
     dst->v.bin.data = dup_bytes(src->v.bin.data, src->v.bin.size);
-    if (src->v.bin.size && !dst->v.bin.data)
-      goto fail;
+    if (src->v.bin.size && !dst->v.bin.data) goto fail;
     break;
   case CN_FUN:
     dst->v.fun.ext = dup_bytes(src->v.fun.ext, src->v.fun.len);
-    if (src->v.fun.len && !dst->v.fun.ext)
-      goto fail;
+    if (src->v.fun.len && !dst->v.fun.ext) goto fail;
     break;
   case CN_TUPLE:
-    if (copy_array(&dst->v.tuple.e, src->v.tuple.e, src->v.tuple.arity))
-      goto fail;
+    if (copy_array(&dst->v.tuple.e, src->v.tuple.e, src->v.tuple.arity)) goto fail;
     break;
   case CN_MAP:
-    if (copy_array(&dst->v.map.kv, src->v.map.kv, 2 * (size_t)src->v.map.size))
-      goto fail;
+    if (copy_array(&dst->v.map.kv, src->v.map.kv, 2 * (size_t)src->v.map.size)) goto fail;
     break;
   case CN_LIST:
-    if (copy_array(&dst->v.list.e, src->v.list.e, src->v.list.len))
-      goto fail;
+    if (copy_array(&dst->v.list.e, src->v.list.e, src->v.list.len)) goto fail;
     if (src->v.list.tail) {
       dst->v.list.tail = cn_term_copy(src->v.list.tail);
       if (!dst->v.list.tail) {
-        for (uint32_t i = 0; i < src->v.list.len; i++)
-          term_clear(&dst->v.list.e[i]);
+        for (uint32_t i = 0; i < src->v.list.len; i++) term_clear(&dst->v.list.e[i]);
         cn_free(dst->v.list.e);
         goto fail;
       }
@@ -488,11 +438,9 @@ fail:
 }
 
 cn_term *cn_term_copy(const cn_term *t) {
-  if (!t)
-    return NULL;
+  if (!t) return NULL;
   cn_term *c = cn_malloc(sizeof *c);
-  if (!c)
-    return NULL;
+  if (!c) return NULL;
   if (term_copy_into(c, t) != 0) {
     cn_free(c);
     return NULL;
@@ -515,7 +463,6 @@ bool cn_ref_eq(const cn_ref *a, const cn_ref *b) {
 }
 
 const cn_term *cn_tuple_elem(const cn_term *t, uint32_t arity, uint32_t i) {
-  if (!t || t->type != CN_TUPLE || t->v.tuple.arity != arity || i >= arity)
-    return NULL;
+  if (!t || t->type != CN_TUPLE || t->v.tuple.arity != arity || i >= arity) return NULL;
   return &t->v.tuple.e[i];
 }

@@ -15,8 +15,8 @@ const cn_atom *term_atoms_intern(cn_atoms *tab, const char *utf8, size_t len, si
 
 /* term_atoms_intern through a cache (NULL: straight to the table): a hit skips the UTF-8 check and the lock;
  * a miss interns (respecting limit) and fills the slot. */
-const cn_atom *term_atoms_intern_cached(cn_atoms *tab, cn_atom_cache *c, const char *utf8, size_t len,
-                                        size_t limit, int *err);
+const cn_atom *term_atoms_intern_cached(cn_atoms *tab, cn_atom_cache *c, const char *utf8, size_t len, size_t limit,
+                                        int *err);
 
 /* Counts the characters of len bytes of strict UTF-8 (no overlongs, surrogates or code points above
  * U+10FFFF); -1 when invalid. */
@@ -49,8 +49,8 @@ typedef struct term_fun_id {
   uint32_t index;     /* local: Index */
   uint32_t old_index; /* local: OldIndex, as 32 bits (an integer of the format: (int32_t) gives its value) */
   uint32_t old_uniq;  /* local: OldUniq, as 32 bits */
-  uint32_t num_free; /* local */
-  size_t env_off;    /* local: offset of the first free variable in the raw bytes */
+  uint32_t num_free;  /* local */
+  size_t env_off;     /* local: offset of the first free variable in the raw bytes */
 } term_fun_id;
 /* Fills id from t (a CN_FUN); CN_EDECODE when the bytes are not a fun the decoder accepted. */
 int term_fun_id_get(const cn_term *t, term_fun_id *id);

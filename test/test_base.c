@@ -56,11 +56,16 @@ static void test_err_reason(void **st) {
     int code;
     const char *reason;
   } want[] = {
-      {CN_EINVAL, "badarg"},         {CN_ENOMEM, "enomem"},      {CN_EDECODE, "badarg"},      {CN_ETRUNC, "badarg"},
-      {CN_ELIMIT, "system_limit"},   {CN_EPROTO, "eproto"},      {CN_EAUTH, "noconnection"},  {CN_EREFUSED, "econnrefused"},
-      {CN_ENOPROC, "noproc"},        {CN_ENOCONN, "noconnection"}, {CN_EEXIST, "eexist"},     {CN_ENOTFOUND, "not_found"},
-      {CN_ETIMEDOUT, "timeout"},     {CN_EIO, "eio"},            {CN_ECLOSED, "closed"},      {CN_ESTATE, "einval"},
-      {CN_EUNSUPPORTED, "enotsup"},  {CN_EFLAGS, "noconnection"}, {CN_EEXIT, "noproc"},       {CN_EBUSY, "ebusy"},
+      {CN_EINVAL, "badarg"},        {CN_ENOMEM, "enomem"},
+      {CN_EDECODE, "badarg"},       {CN_ETRUNC, "badarg"},
+      {CN_ELIMIT, "system_limit"},  {CN_EPROTO, "eproto"},
+      {CN_EAUTH, "noconnection"},   {CN_EREFUSED, "econnrefused"},
+      {CN_ENOPROC, "noproc"},       {CN_ENOCONN, "noconnection"},
+      {CN_EEXIST, "eexist"},        {CN_ENOTFOUND, "not_found"},
+      {CN_ETIMEDOUT, "timeout"},    {CN_EIO, "eio"},
+      {CN_ECLOSED, "closed"},       {CN_ESTATE, "einval"},
+      {CN_EUNSUPPORTED, "enotsup"}, {CN_EFLAGS, "noconnection"},
+      {CN_EEXIT, "noproc"},         {CN_EBUSY, "ebusy"},
   };
   static const int codes[] = {
 #define CN__ERR_CODE(name, val, msg) CN_##name,
@@ -75,7 +80,8 @@ static void test_err_reason(void **st) {
     assert_string_not_equal(r, "unknown");
     for (const char *p = r; *p; p++) assert_true((*p >= 'a' && *p <= 'z') || *p == '_'); /* a plain atom */
   }
-  for (size_t i = 0; i < sizeof want / sizeof *want; i++) assert_string_equal(cn_err_reason(want[i].code), want[i].reason);
+  for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+    assert_string_equal(cn_err_reason(want[i].code), want[i].reason);
   assert_string_equal(cn_err_reason(0), "ok");
   assert_string_equal(cn_err_reason(-12345), "unknown");
 }

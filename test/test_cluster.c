@@ -133,9 +133,9 @@ static void driver(cn_proc *self, const cn_term *msg, void *state) {
     return;
   }
   if (tag && cn_is_atom(tag, "do_exit")) {
-    cn_term *call = cn_mk_tuple(3, cn_mk_atomc(n, "$gen_call"),
-                                cn_mk_tuple(2, cn_mk_pid(cn_self(self)), cn_mk_ref(cn_make_ref(n))),
-                                cn_mk_tuple(2, cn_mk_atomc(n, "exit"), cn_term_copy(&msg->v.tuple.e[2])));
+    cn_term *call =
+        cn_mk_tuple(3, cn_mk_atomc(n, "$gen_call"), cn_mk_tuple(2, cn_mk_pid(cn_self(self)), cn_mk_ref(cn_make_ref(n))),
+                    cn_mk_tuple(2, cn_mk_atomc(n, "exit"), cn_term_copy(&msg->v.tuple.e[2])));
     assert_int_equal(cn_send_to(n, self, &msg->v.tuple.e[1], call), 0);
     cn_term_free(call);
     return;
@@ -219,12 +219,11 @@ static void test_c_only_cluster(void **st) {
   pid_t kids[3];
   for (int i = 0; i < 3; i++) {
     snprintf(log, sizeof log, "%s/%c.log", tmp_home, 'a' + i);
-    char *const argv[] = {cnode_bin, "--name", (char *)nodes[i], "--cookie", COOKIE, "--epmd-port", ps,
-                          "--listen", "0", NULL};
+    char *const argv[] = {cnode_bin,     "--name", (char *)nodes[i], "--cookie", COOKIE,
+                          "--epmd-port", ps,       "--listen",       "0",        NULL};
     kids[i] = spawn(argv, log);
   }
-  for (int i = 0; i < 500 && !(names_has(port, "a") && names_has(port, "b") && names_has(port, "c")); i++)
-    sleep_ms(10);
+  for (int i = 0; i < 500 && !(names_has(port, "a") && names_has(port, "b") && names_has(port, "c")); i++) sleep_ms(10);
   char txt[4096];
   names(port, txt, sizeof txt);
   print_message("cnode-epmd knows:\n%s", txt);
@@ -232,7 +231,10 @@ static void test_c_only_cluster(void **st) {
 
   /* The fourth node: this test. */
   memset(&D, 0, sizeof D);
-  cn_node_opts o = {.name = "t@127.0.0.1", .cookie = COOKIE, .epmd_port = port, .listen_addr = "127.0.0.1",
+  cn_node_opts o = {.name = "t@127.0.0.1",
+                    .cookie = COOKIE,
+                    .epmd_port = port,
+                    .listen_addr = "127.0.0.1",
                     .log_level = CN_LOG_ERROR};
   assert_int_equal(cn_node_new(&D.n, NULL, &o), 0);
   cn_proc_opts po = {.trap_exit = true};

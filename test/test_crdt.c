@@ -21,7 +21,6 @@
 
 #define SYNC_MS 100
 
-
 /* A helper process that drops every connection of its node on {disconnect_all} (loop-thread only call). */
 static void cutter(cn_proc *self, const cn_term *msg, void *state) {
   (void)state;
@@ -36,8 +35,8 @@ static void cutter(cn_proc *self, const cn_term *msg, void *state) {
 static void node_up(tnode *t, int i) {
   char name[64];
   snprintf(name, sizeof name, "crdt%d@127.0.0.1", i);
-  cn_node_opts o = {.name = name, .cookie = "secret", .epmd_port = test_epmd_port, .listen_addr = "127.0.0.1",
-                    .net_ticktime_s = 4};
+  cn_node_opts o = {
+      .name = name, .cookie = "secret", .epmd_port = test_epmd_port, .listen_addr = "127.0.0.1", .net_ticktime_s = 4};
   tnode_new(t, &o);
   cn_crdt_opts co = {.sync_interval_ms = SYNC_MS, .count_bytes = true};
   cn_crdt *crdt;
@@ -60,8 +59,8 @@ static void op(tnode *t, int key, int val) {
   cn_node *n = t->n;
   cn_term *k = cn_mk_tuple(2, cn_mk_atomc(n, "key"), cn_mk_int(key));
   cn_term *args = val < 0 ? cn_mk_list(1, k) : cn_mk_list(2, k, cn_mk_int(val));
-  cn_term *r = call(t, cn_mk_tuple(2, cn_mk_atomc(n, "operation"),
-                                   cn_mk_tuple(2, cn_mk_atomc(n, val < 0 ? "remove" : "add"), args)));
+  cn_term *r = call(
+      t, cn_mk_tuple(2, cn_mk_atomc(n, "operation"), cn_mk_tuple(2, cn_mk_atomc(n, val < 0 ? "remove" : "add"), args)));
   assert_true(cn_is_atom(r, "ok"));
   cn_term_free(r);
 }
@@ -230,7 +229,8 @@ static int64_t delta_val(const cn_term *delta, cn_node *n, int key) {
 static bool has_key(const cn_term *keys, cn_node *n, int key) {
   cn_term *k = key_of(n, key);
   bool found = false;
-  for (uint32_t i = 0; keys->type == CN_LIST && i < keys->v.list.len; i++) found |= cn_term_exact_eq(&keys->v.list.e[i], k);
+  for (uint32_t i = 0; keys->type == CN_LIST && i < keys->v.list.len; i++)
+    found |= cn_term_exact_eq(&keys->v.list.e[i], k);
   cn_term_free(k);
   return found;
 }
@@ -244,8 +244,8 @@ static bool has_key(const cn_term *keys, cn_node *n, int key) {
 static void test_round_delta_consistent(void **st) {
   (void)st;
   tnode t;
-  cn_node_opts o = {.name = "crdtd@127.0.0.1", .cookie = "secret", .epmd_port = test_epmd_port,
-                    .listen_addr = "127.0.0.1"};
+  cn_node_opts o = {
+      .name = "crdtd@127.0.0.1", .cookie = "secret", .epmd_port = test_epmd_port, .listen_addr = "127.0.0.1"};
   tnode_new(&t, &o);
   cn_crdt_opts co = {.sync_interval_ms = 3600 * 1000};
   cn_crdt *crdt;
@@ -266,12 +266,13 @@ static void test_round_delta_consistent(void **st) {
   op(&t, 1, 101);
   /* node 777's write of key 3, concurrent with ours and older: our read stays 300 */
   hc_dot pd = {777, 1};
-  cn_term *ent = cn_mk_map(1, (cn_term *[]){cn_mk_tuple(2, cn_mk_int(333), cn_mk_int(INT64_MIN / 2)),
-                                            hc_mk_dotset(&hc, &pd, 1)});
+  cn_term *ent =
+      cn_mk_map(1, (cn_term *[]){cn_mk_tuple(2, cn_mk_int(333), cn_mk_int(INT64_MIN / 2)), hc_mk_dotset(&hc, &pd, 1)});
   const cn_atom *f[] = {hc.a_dots, hc.a_value};
-  cn_term *v[] = {cn_mk_map(1, (cn_term *[]){cn_mk_int(777), cn_mk_int(1)}), cn_mk_map(1, (cn_term *[]){key_of(n, 3), ent})};
-  cn_term *pdelta = cn_mk_tuple(3, cn_mk_atomc(n, "diff"), hc_mk_struct(&hc, hc.a_awlww, 2, f, v),
-                                cn_mk_list(1, key_of(n, 3)));
+  cn_term *v[] = {cn_mk_map(1, (cn_term *[]){cn_mk_int(777), cn_mk_int(1)}),
+                  cn_mk_map(1, (cn_term *[]){key_of(n, 3), ent})};
+  cn_term *pdelta =
+      cn_mk_tuple(3, cn_mk_atomc(n, "diff"), hc_mk_struct(&hc, hc.a_awlww, 2, f, v), cn_mk_list(1, key_of(n, 3)));
   assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, pdelta), 0);
   cn_term *req = get_diff(n, d1, cn_mk_list(1, key_of(n, 2)));
   assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, req), 0);

@@ -45,7 +45,7 @@
 
 #define SCEN "horde/s1_three_nodes"
 #define CRDT "Elixir.Lab.Registry.Crdt" /* the name tuples carry the Elixir module atom */
-#define IDX_NAME "Lab.Registry.Crdt" /* as INDEX.txt prints it */
+#define IDX_NAME "Lab.Registry.Crdt"    /* as INDEX.txt prints it */
 #define MAXW 256
 
 /* ---- Capture index ---------------------------------------------------------------------------------------- */
@@ -98,7 +98,8 @@ static void load_index(int local) {
     if (!strcmp(col[4], "n2@127.0.0.1") && !strcmp(col[5], IDX_NAME)) {
       evs = realloc(evs, (nevs + 1) * sizeof *evs);
       evs[nevs++] = e;
-    } else if (!local && !strcmp(col[2], ":\"n2@127.0.0.1\"") && !strcmp(col[3], IDX_NAME) && !strcmp(col[5], IDX_NAME)) {
+    } else if (!local && !strcmp(col[2], ":\"n2@127.0.0.1\"") && !strcmp(col[3], IDX_NAME) &&
+               !strcmp(col[5], IDX_NAME)) {
       sent = realloc(sent, (nsent + 1) * sizeof *sent);
       sent[nsent++] = e;
     }
@@ -190,7 +191,7 @@ typedef struct rnode {
   const char *name;
   bool is_crdt;
   cn_crdt *crdt;
-  cn_pid pid; /* the CRDT or the sniffer */
+  cn_pid pid;  /* the CRDT or the sniffer */
   cn_buf *got; /* sniffers: encoded messages received */
   size_t ngot;
 } rnode;
@@ -201,7 +202,8 @@ static int epmd_pid;
 
 static void rlog(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
   (void)ctx;
-  if (level >= (getenv("REPLAY_DEBUG") ? CN_LOG_DEBUG : CN_LOG_WARN)) fprintf(stderr, "log %s: %s\n", cn_node_name(n)->name, msg);
+  if (level >= (getenv("REPLAY_DEBUG") ? CN_LOG_DEBUG : CN_LOG_WARN))
+    fprintf(stderr, "log %s: %s\n", cn_node_name(n)->name, msg);
 }
 
 static void sniffer(cn_proc *self, const cn_term *msg, void *state) {
@@ -219,8 +221,11 @@ static void on_start(cn_node *n, int status, void *ctx) {
   rnode *r = ctx;
   int rc = status;
   if (!rc && r->is_crdt) {
-    cn_crdt_opts o = {.sync_interval_ms = 3600 * 1000, .node_id = node_id, .clock_ns = replay_clock,
-                      .mapset_shape = CN_CRDT_MAPSET_V2, .count_bytes = true};
+    cn_crdt_opts o = {.sync_interval_ms = 3600 * 1000,
+                      .node_id = node_id,
+                      .clock_ns = replay_clock,
+                      .mapset_shape = CN_CRDT_MAPSET_V2,
+                      .count_bytes = true};
     rc = cn_crdt_start(n, "Elixir.Lab.Registry", &o, &r->crdt);
     if (!rc) r->pid = cn_crdt_pid(r->crdt);
   } else if (!rc) {
@@ -244,9 +249,14 @@ static void rnode_new(rnode *r, const char *name, bool is_crdt) {
   pthread_cond_init(&r->cv, NULL);
   r->name = name;
   r->is_crdt = is_crdt;
-  cn_node_opts o = {.name = name, .cookie = "replay", .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
-                    .net_ticktime_s = 4, .log = rlog,
-                    .no_connect_all = true, .log_level = getenv("REPLAY_DEBUG") ? CN_LOG_DEBUG : CN_LOG_INFO};
+  cn_node_opts o = {.name = name,
+                    .cookie = "replay",
+                    .epmd_port = epmd_port,
+                    .listen_addr = "127.0.0.1",
+                    .net_ticktime_s = 4,
+                    .log = rlog,
+                    .no_connect_all = true,
+                    .log_level = getenv("REPLAY_DEBUG") ? CN_LOG_DEBUG : CN_LOG_INFO};
   assert_int_equal(cn_node_new(&r->n, NULL, &o), 0);
 }
 
@@ -359,8 +369,7 @@ static bool is_tree(const cn_term *t, bool top) {
   (void)top;
   if (t->type == CN_NIL) return true;
   if (t->type != CN_TUPLE) return false;
-  if (t->v.tuple.arity == 2 && cn_is_atom(&t->v.tuple.e[0], "partial"))
-    return t->v.tuple.e[1].type == CN_BINARY;
+  if (t->v.tuple.arity == 2 && cn_is_atom(&t->v.tuple.e[0], "partial")) return t->v.tuple.e[1].type == CN_BINARY;
   if (!is_hash(&t->v.tuple.e[0])) return false; /* never an un-hashed ([]) node (pitfall 10) */
   if (t->v.tuple.arity == 3) return is_tree(&t->v.tuple.e[1], false) && is_tree(&t->v.tuple.e[2], false);
   if (t->v.tuple.arity != 2) return false;
@@ -474,8 +483,10 @@ static void test_replay_registry_n2(void **st) {
       assert_int_equal(dots->v.map.size, 1); /* before it met anyone, only its own writes */
       node_id = dots->v.map.kv[0].v.i;
     }
-    if (first_round(m)) real1[nreal1++] = m;
-    else cn_term_free(m);
+    if (first_round(m))
+      real1[nreal1++] = m;
+    else
+      cn_term_free(m);
   }
   assert_true(node_id > 0 && nreal1 > 10);
 
@@ -555,8 +566,8 @@ static void test_replay_registry_n2(void **st) {
       hc_map_get(cn_tuple_elem(&hc_map_get(hc_map_get(last, "continuation"), "trees")->v.list.e[0], 2, 1), "tree");
   assert_true(cn_term_exact_eq(root, &last_tree->v.tuple.e[0]));
   print_message("  final root %02x%02x%02x%02x = the real process's last sync (+%.0f ms), %zu keys read\n",
-                root->v.bin.data[0], root->v.bin.data[1], root->v.bin.data[2], root->v.bin.data[3],
-                sent[nsent - 1].t, (size_t)read->v.map.size);
+                root->v.bin.data[0], root->v.bin.data[1], root->v.bin.data[2], root->v.bin.data[3], sent[nsent - 1].t,
+                (size_t)read->v.map.size);
   /* the read, leaf by leaf of that tree */
   const cn_term *lv[256];
   size_t nl = 0, checked = 0;
@@ -630,9 +641,8 @@ static void test_replay_registry_n2(void **st) {
   }
   print_message("  replayed %zu messages + %zu calls; C sent %zu messages, all well-formed (§2.6)\n", fed, calls,
                 total);
-  print_message("  to n1: diff %zu/%zu get_diff %zu/%zu diff_delta %zu/%zu ack_diff %zu/%zu (C/real)\n",
-                got_kinds[0], real_kinds[0], got_kinds[1], real_kinds[1], got_kinds[2], real_kinds[2],
-                got_kinds[3], real_kinds[3]);
+  print_message("  to n1: diff %zu/%zu get_diff %zu/%zu diff_delta %zu/%zu ack_diff %zu/%zu (C/real)\n", got_kinds[0],
+                real_kinds[0], got_kinds[1], real_kinds[1], got_kinds[2], real_kinds[2], got_kinds[3], real_kinds[3]);
   print_message("  syncs started towards n1: %zu (real %zu), %zu equal to the real one (tree and dots); read checked "
                 "on %zu keys of the last tree\n",
                 nfirst, nreal1, match, checked);

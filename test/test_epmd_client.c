@@ -259,7 +259,7 @@ static void test_cancel(void **state) {
   epmd_req_cancel(ra);
   epmd_req_cancel(rb);
   epmd_req_cancel(rn);
-  epmd_req_cancel(rn); /* twice: still one callback */
+  epmd_req_cancel(rn);                              /* twice: still one callback */
   assert_int_equal(a.calls + b.calls + n.calls, 0); /* callbacks never run from inside a call */
   finish_loop(&loop);
   assert_int_equal(a.calls, 1);
@@ -351,8 +351,10 @@ static void read_while_running(uv_loop_t *loop, int fd, uint8_t *buf, size_t n) 
   for (int i = 0; i < 1000 && got < n; i++) {
     uv_run(loop, UV_RUN_NOWAIT);
     ssize_t k = read(fd, buf + got, n - got);
-    if (k > 0) got += (size_t)k;
-    else sleep_ms(2);
+    if (k > 0)
+      got += (size_t)k;
+    else
+      sleep_ms(2);
   }
   assert_int_equal(got, n);
 }
@@ -410,7 +412,10 @@ static void test_bad_peer(void **state) {
   assert_true(fd >= 0);
   fcntl(fd, F_SETFL, O_NONBLOCK);
   read_while_running(&loop, fd, got, 5);
-  assert_memory_equal(got, "\x00\x03\x7a" "ab", 5);
+  assert_memory_equal(got,
+                      "\x00\x03\x7a"
+                      "ab",
+                      5);
   assert_int_equal(write(fd, "\x76\x00", 2), 2);
   run_until(&loop, &p.calls);
   assert_int_equal(p.status, CN_EPROTO);
@@ -455,11 +460,8 @@ int main(void) {
       cmocka_unit_test(test_cancel),
   };
   const struct CMUnitTest without[] = {
-      cmocka_unit_test(test_nothing_listens),
-      cmocka_unit_test(test_bad_args),
-      cmocka_unit_test(test_timeout),
-      cmocka_unit_test(test_registration_lost),
-      cmocka_unit_test(test_bad_peer),
+      cmocka_unit_test(test_nothing_listens),   cmocka_unit_test(test_bad_args), cmocka_unit_test(test_timeout),
+      cmocka_unit_test(test_registration_lost), cmocka_unit_test(test_bad_peer),
   };
   int failed = cmocka_run_group_tests_name("epmd_client_real_epmd", with_epmd, start_epmd, stop_epmd_group);
   stop_epmd(); /* also when the group setup failed half-way */

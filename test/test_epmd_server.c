@@ -369,9 +369,12 @@ static void run_script(uint16_t port, int relaxed, transcript *t) {
     const char *b;
     size_t n;
   } garbage[] = {
-      {"unknown tag", "\0\1\1", 3},           {"length 0", "\0\0", 2},
-      {"length 65535", "\xff\xff", 2},        {"length 3058", "\x0b\xf2zfoo", 6},
-      {"port_please empty name", "\0\1z", 3}, {"more bytes than the length", "\0\4zfoox", 8},
+      {"unknown tag", "\0\1\1", 3},
+      {"length 0", "\0\0", 2},
+      {"length 65535", "\xff\xff", 2},
+      {"length 3058", "\x0b\xf2zfoo", 6},
+      {"port_please empty name", "\0\1z", 3},
+      {"more bytes than the length", "\0\4zfoox", 8},
       {"alive too short", "\0\5x\0\0\0\0", 7},
   };
   for (size_t i = 0; i < sizeof garbage / sizeof garbage[0]; i++) {

@@ -30,7 +30,10 @@
 #define OUTCOME_MS 2500
 
 static cn_node_opts opts(const char *name) {
-  return (cn_node_opts){.name = name, .cookie = "faults", .epmd_port = test_epmd_port, .listen_addr = "127.0.0.1",
+  return (cn_node_opts){.name = name,
+                        .cookie = "faults",
+                        .epmd_port = test_epmd_port,
+                        .listen_addr = "127.0.0.1",
                         .handshake_timeout_ms = HS_TIMEOUT_MS,
                         .log_level = getenv("FAULT_RUN") ? CN_LOG_DEBUG : CN_LOG_INFO};
 }
@@ -123,7 +126,9 @@ static bool sweep_run(tnode *victim, long skip, bool outgoing, int *failures, in
   node_new(&peer, &po);
   tnode_run_ready(&peer);
   clear_log(victim);
-  run_state r = {.victim = victim, .peer = &peer, .victim_msgs = counter(victim, &victim->msgs),
+  run_state r = {.victim = victim,
+                 .peer = &peer,
+                 .victim_msgs = counter(victim, &victim->msgs),
                  .peer_msgs = counter(&peer, &peer.msgs)};
   r.va = (outcome_arg){.nodedowns = counter(victim, &victim->nodedowns), .peer = pname};
   send_rc = 0;
@@ -146,8 +151,7 @@ static bool sweep_run(tnode *victim, long skip, bool outgoing, int *failures, in
   if (!o) {
     (*failures)++;
     print_message("run %ld (%s): no outcome within %d ms (fault %s)\nvictim log:\n%s\npeer log:\n%s\n", skip,
-                  outgoing ? "outgoing" : "incoming", OUTCOME_MS, fired ? "fired" : "not fired", victim->log,
-                  peer.log);
+                  outgoing ? "outgoing" : "incoming", OUTCOME_MS, fired ? "fired" : "not fired", victim->log, peer.log);
     ta_fault_print_trace();
   } else if (fired) {
     (*fired_outcomes)++;
@@ -177,7 +181,8 @@ static void sweep(bool outgoing) {
     return;
   }
   print_message("%s sweep: %ld runs with a failed allocation, %d of them ended one of the good ways, %d with no "
-                "outcome\n", outgoing ? "outgoing" : "incoming", skip, fired, failures);
+                "outcome\n",
+                outgoing ? "outgoing" : "incoming", skip, fired, failures);
   tnode_stop(&victim);
   assert_true(skip > 5 && skip < 400); /* the sweep reached the end of the exchange's allocations */
   assert_int_equal(failures, 0);
@@ -242,8 +247,7 @@ static void test_tick_fault(void **state) {
   sleep_ms(500); /* the 8 MiB are framed and in flight */
   ta_fault_arm(v.th, 0);
   bool fired = tnode_wait_ms(&v, fired_pred, NULL, 8000);
-  bool down =
-      fired && tnode_wait_ms(&v, tnode_has_nodedown, NULL, 1000) && tnode_log_has(&v, "out of memory (tick)");
+  bool down = fired && tnode_wait_ms(&v, tnode_has_nodedown, NULL, 1000) && tnode_log_has(&v, "out of memory (tick)");
   ta_fault_disarm();
   tk.stop = true;
   pthread_join(th, NULL);

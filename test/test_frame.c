@@ -23,8 +23,8 @@ static uint64_t rnd(void) {
 
 static void test_frame_parse(void **state) {
   (void)state;
-  static const uint8_t in[] = {0, 0, 0, 0,                 /* tick */
-                               0, 0, 0, 3, 131, 68, 0,    /* empty normal header */
+  static const uint8_t in[] = {0, 0, 0, 0,             /* tick */
+                               0, 0, 0, 3, 131, 68, 0, /* empty normal header */
                                0, 0, 0, 2, 'a', 'b'};
   const size_t n = sizeof in;
   /* Every prefix: whole frames parse, a partial one asks for more, nothing reads past the end. */
@@ -331,10 +331,10 @@ static void test_outgoing_layout(void **state) {
   size_t start = dist_msg_begin(&out);
   cn_buf_append(&out, "ABCDEFGHIJ", 10);
   assert_int_equal(dist_msg_end(&out, start, 0x2a800000553ULL, 4), 0);
-  static const uint8_t want[] = {
-      0, 0, 0, 23, 131, 69, 0, 0, 2, 168, 0, 0, 5, 83, 0, 0, 0, 0, 0, 0, 0, 3, 0, 'A', 'B', 'C', 'D',
-      0, 0, 0, 22, 131, 70, 0, 0, 2, 168, 0, 0, 5, 83, 0, 0, 0, 0, 0, 0, 0, 2, 'E', 'F', 'G', 'H',
-      0, 0, 0, 20, 131, 70, 0, 0, 2, 168, 0, 0, 5, 83, 0, 0, 0, 0, 0, 0, 0, 1, 'I', 'J'};
+  static const uint8_t want[] = {0,  0, 0,   23,  131, 69,  0,   0, 2, 168, 0,   0,   5,   83, 0, 0,   0,   0,   0,  0,
+                                 0,  3, 0,   'A', 'B', 'C', 'D', 0, 0, 0,   22,  131, 70,  0,  0, 2,   168, 0,   0,  5,
+                                 83, 0, 0,   0,   0,   0,   0,   0, 2, 'E', 'F', 'G', 'H', 0,  0, 0,   20,  131, 70, 0,
+                                 0,  2, 168, 0,   0,   5,   83,  0, 0, 0,   0,   0,   0,   0,  1, 'I', 'J'};
   assert_int_equal(out.len, sizeof want);
   assert_memory_equal(out.data, want, sizeof want);
   cn_buf_free(&out);

@@ -120,10 +120,11 @@ static int hs_result(const char *name) {
 
 static void test_seeds_handshake_done(void **state) {
   (void)state;
-  static const char *const done[] = {"acceptor_v6_ok",       "acceptor_v6_ok_simultaneous", "acceptor_v6_alive_true",
-                                     "acceptor_v5_complement", "acceptor_v6_one_chunk",      "initiator_v6",
-                                     "initiator_v6_any_peer",  "initiator_v5",               "initiator_alive_true",
-                                     "initiator_v6_split"};
+  static const char *const done[] = {"acceptor_v6_ok",         "acceptor_v6_ok_simultaneous",
+                                     "acceptor_v6_alive_true", "acceptor_v5_complement",
+                                     "acceptor_v6_one_chunk",  "initiator_v6",
+                                     "initiator_v6_any_peer",  "initiator_v5",
+                                     "initiator_alive_true",   "initiator_v6_split"};
   for (size_t i = 0; i < sizeof done / sizeof done[0]; i++) {
     int rc = hs_result(done[i]);
     if (rc != DIST_HS_DONE) fail_msg("%s: handshake ended with %d", done[i], rc);
@@ -195,8 +196,9 @@ static void test_regress_port_id_bit31(void **state) {
  * EXIT2 to the newest process (fz1.Crdt) with reason kill; REG_SEND cnode_ctl {crdt_read, fz1}. */
 static void test_regress_ctl_crdt_killed(void **state) {
   (void)state;
-  run_hex(fuzz_node_one, "00010100000000000a0e020101000705020100000201080701010201010601030b000201000a120201010008020100"
-                         "000201");
+  run_hex(fuzz_node_one,
+          "00010100000000000a0e020101000705020100000201080701010201010601030b000201000a120201010008020100"
+          "000201");
 }
 
 /* fuzz_node, finding 2 (minimised to 20 bytes): {From, Ref, {start_kv, cnode_ctl}} to cnode_ctl. The name was
@@ -210,12 +212,16 @@ static void test_regress_start_kv_taken_name(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_seeds_term),    cmocka_unit_test(test_seeds_handshake),
-      cmocka_unit_test(test_seeds_frame),   cmocka_unit_test(test_seeds_control),
+      cmocka_unit_test(test_seeds_term),
+      cmocka_unit_test(test_seeds_handshake),
+      cmocka_unit_test(test_seeds_frame),
+      cmocka_unit_test(test_seeds_control),
       cmocka_unit_test(test_seeds_epmd),
-      cmocka_unit_test(test_seeds_optfile),    cmocka_unit_test(test_seeds_handshake_done),
+      cmocka_unit_test(test_seeds_optfile),
+      cmocka_unit_test(test_seeds_handshake_done),
       cmocka_unit_test(test_seeds_node),
-      cmocka_unit_test(test_regress_port_id_bit31), cmocka_unit_test(test_regress_ctl_crdt_killed),
+      cmocka_unit_test(test_regress_port_id_bit31),
+      cmocka_unit_test(test_regress_ctl_crdt_killed),
       cmocka_unit_test(test_regress_start_kv_taken_name),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,14 +18,24 @@
 #define REQ DIST_FLAGS_MANDATORY_25
 
 static dist_hs_cfg icfg(void) {
-  return (dist_hs_cfg){.role = DIST_HS_INITIATOR, .name = "cnode@127.0.0.1", .cookie = COOKIE,
-                       .flags = DIST_FLAGS_DEFAULT, .creation = 0x11223344, .challenge = 0xdeadbeef,
-                       .peer_version = 6, .required_flags = REQ, .peer_name = "erl@127.0.0.1"};
+  return (dist_hs_cfg){.role = DIST_HS_INITIATOR,
+                       .name = "cnode@127.0.0.1",
+                       .cookie = COOKIE,
+                       .flags = DIST_FLAGS_DEFAULT,
+                       .creation = 0x11223344,
+                       .challenge = 0xdeadbeef,
+                       .peer_version = 6,
+                       .required_flags = REQ,
+                       .peer_name = "erl@127.0.0.1"};
 }
 static dist_hs_cfg acfg(void) {
-  return (dist_hs_cfg){.role = DIST_HS_ACCEPTOR, .name = "erl@127.0.0.1", .cookie = COOKIE,
-                       .flags = DIST_FLAGS_DEFAULT & ~DFLAG_ALIAS, .creation = 0x55667788,
-                       .challenge = 12345, .required_flags = REQ};
+  return (dist_hs_cfg){.role = DIST_HS_ACCEPTOR,
+                       .name = "erl@127.0.0.1",
+                       .cookie = COOKIE,
+                       .flags = DIST_FLAGS_DEFAULT & ~DFLAG_ALIAS,
+                       .creation = 0x55667788,
+                       .challenge = 12345,
+                       .required_flags = REQ};
 }
 
 /* Feeds n bytes (ending at a guard page), answering NAME with status and ALIVE with keep. Returns the last
@@ -97,7 +107,11 @@ static void pair(dist_hs_cfg ci, dist_hs_cfg ca, const char *status, bool keep, 
 /* Vectors from OTP 25.2.3: binary:encode_hex(erlang:md5([Cookie, integer_to_list(Challenge)])). */
 static void test_digest_vectors(void **state) {
   (void)state;
-  static const struct { const char *cookie; uint32_t ch; const char *hex; } v[] = {
+  static const struct {
+    const char *cookie;
+    uint32_t ch;
+    const char *hex;
+  } v[] = {
       {"secretcookie", 3735928559u, "4D9757CD7AE773AAF1A08D00FF981318"},
       {"ABCDEFGHIJKLMNOPQRST", 0, "F324DB54EC32DB2D7961943F10BF4C88"},
       {"c", 1234567, "FC56268C639EA0D22A6C3DDF65EC06F0"},
@@ -113,7 +127,7 @@ static void test_digest_vectors(void **state) {
 
 static void test_flag_values(void **state) {
   (void)state;
-  assert_int_equal(DIST_FLAGS_MANDATORY_25, 0x1070F94);  /* 17239956, as OTP's MANDATORY_DFLAGS_25 */
+  assert_int_equal(DIST_FLAGS_MANDATORY_25, 0x1070F94); /* 17239956, as OTP's MANDATORY_DFLAGS_25 */
   assert_int_equal(DFLAG_MANDATORY_25_DIGEST, 0x4000000);
   assert_int_equal(DFLAG_SPAWN, 0x100000000ULL);
   assert_int_equal(DFLAG_ALIAS, 0x800000000ULL);
@@ -211,13 +225,14 @@ static void test_bad_ack(void **state) {
 
 static void test_statuses(void **state) {
   (void)state;
-  static const struct { const char *st; bool keep; int ri, ra; } v[] = {
-      {"ok", true, DIST_HS_DONE, DIST_HS_DONE},
-      {"ok_simultaneous", true, DIST_HS_DONE, DIST_HS_DONE},
-      {"nok", true, CN_EREFUSED, CN_EREFUSED},
-      {"not_allowed", true, CN_EREFUSED, CN_EREFUSED},
-      {"alive", true, DIST_HS_DONE, DIST_HS_DONE},
-      {"alive", false, CN_EREFUSED, CN_EREFUSED},
+  static const struct {
+    const char *st;
+    bool keep;
+    int ri, ra;
+  } v[] = {
+      {"ok", true, DIST_HS_DONE, DIST_HS_DONE},    {"ok_simultaneous", true, DIST_HS_DONE, DIST_HS_DONE},
+      {"nok", true, CN_EREFUSED, CN_EREFUSED},     {"not_allowed", true, CN_EREFUSED, CN_EREFUSED},
+      {"alive", true, DIST_HS_DONE, DIST_HS_DONE}, {"alive", false, CN_EREFUSED, CN_EREFUSED},
   };
   for (int version = 5; version <= 6; version++) {
     for (int mode = WHOLE; mode <= BYTEWISE; mode++) {
@@ -436,7 +451,7 @@ static void test_malformed(void **state) {
   assert_int_equal(feed_acceptor((const uint8_t *)"\0\0", 2), CN_EPROTO);
   assert_int_equal(feed_acceptor((const uint8_t *)"\0\1X", 3), CN_EPROTO);
   assert_int_equal(feed_acceptor((const uint8_t *)"\0\12N123456789", 12), CN_EPROTO); /* truncated 'N' */
-  assert_int_equal(feed_acceptor((const uint8_t *)"\0\6n\0\5abc", 8), CN_EPROTO);      /* truncated 'n' */
+  assert_int_equal(feed_acceptor((const uint8_t *)"\0\6n\0\5abc", 8), CN_EPROTO);     /* truncated 'n' */
   /* An 'N' whose name length overruns the message. */
   uint8_t m[64];
   size_t n = new_name(m, DIST_FLAGS_DEFAULT, "a@b", 3);
@@ -526,9 +541,7 @@ static uint64_t rnd(void) {
   return rng * 2685821657736338717ULL;
 }
 
-static void check_rc(int rc) {
-  assert_true(rc == DIST_HS_MORE || rc == DIST_HS_DONE || (rc < 0 && rc >= CN_EFLAGS));
-}
+static void check_rc(int rc) { assert_true(rc == DIST_HS_MORE || rc == DIST_HS_DONE || (rc < 0 && rc >= CN_EFLAGS)); }
 
 static void test_garbage(void **state) {
   (void)state;

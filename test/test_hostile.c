@@ -50,9 +50,14 @@ static int setup(void **st) {
   (void)st;
   epmd_pid = test_epmd_start(&epmd_port);
   if (epmd_pid <= 0) return -1;
-  cn_node_opts o = {.name = "victim@127.0.0.1", .cookie = "secret", .epmd_port = epmd_port,
-                    .listen_addr = "127.0.0.1", .handshake_timeout_ms = 500, .log_level = CN_LOG_ERROR,
-                    .busy_limit = 64 << 10, .queue_limit = 1 << 20};
+  cn_node_opts o = {.name = "victim@127.0.0.1",
+                    .cookie = "secret",
+                    .epmd_port = epmd_port,
+                    .listen_addr = "127.0.0.1",
+                    .handshake_timeout_ms = 500,
+                    .log_level = CN_LOG_ERROR,
+                    .busy_limit = 64 << 10,
+                    .queue_limit = 1 << 20};
   if (cn_node_new(&victim, NULL, &o)) return -1;
   cn_pid pid;
   if (cn_spawn(victim, echo, NULL, NULL, &pid) || cn_register(victim, "echo", pid)) return -1;
@@ -136,8 +141,8 @@ static void assert_still_serving(void) {
   char name[64];
   snprintf(name, sizeof name, "good%d@127.0.0.1", round++);
   good g = {0};
-  cn_node_opts o = {.name = name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
-                    .log_level = CN_LOG_ERROR};
+  cn_node_opts o = {
+      .name = name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1", .log_level = CN_LOG_ERROR};
   assert_int_equal(cn_node_new(&g.n, NULL, &o), 0);
   cn_pid me;
   assert_int_equal(cn_spawn(g.n, good_collect, &g, NULL, &me), 0);
@@ -217,8 +222,8 @@ static void test_oversized_frame_and_counts(void **st) {
 static void send_atoms(int fd, uint32_t start, uint32_t count) {
   cn_buf b = {0};
   /* control {2, '', Pid}: a pid of the victim that does not exist */
-  uint8_t ctl[] = {104, 3, 97, 2, 119, 0, 88, 119, 16, 'v', 'i', 'c', 't', 'i', 'm', '@', '1', '2', '7', '.', '0',
-                   '.', '0', '.', '1', 0, 0, 0x7f, 0xff, 0, 0, 0, 0, 0, 0, 0, 0};
+  uint8_t ctl[] = {104, 3,   97,  2,   119, 0,   88, 119, 16,   'v',  'i', 'c', 't', 'i', 'm', '@', '1', '2', '7',
+                   '.', '0', '.', '0', '.', '1', 0,  0,   0x7f, 0xff, 0,   0,   0,   0,   0,   0,   0,   0};
   cn_buf_append(&b, ctl, sizeof ctl);
   cn_buf_put8(&b, 108);
   cn_buf_put32(&b, count);
@@ -353,9 +358,9 @@ static void test_many_connections(void **st) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_silent_and_slow_peers), cmocka_unit_test(test_wrong_cookie),
+      cmocka_unit_test(test_silent_and_slow_peers),      cmocka_unit_test(test_wrong_cookie),
       cmocka_unit_test(test_oversized_frame_and_counts), cmocka_unit_test(test_atom_flood),
-      cmocka_unit_test(test_peer_never_reads), cmocka_unit_test(test_many_connections),
+      cmocka_unit_test(test_peer_never_reads),           cmocka_unit_test(test_many_connections),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

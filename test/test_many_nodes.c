@@ -83,8 +83,11 @@ static bool is_up(tnode *t, const char *node) {
 static void test_owner_past_256_connections(void **st) {
   (void)st;
   static tnode t;
-  cn_node_opts o = {.name = "cnode1@127.0.0.1", .cookie = "secret", .epmd_port = test_epmd_port,
-                    .listen_addr = "127.0.0.1", .log_level = CN_LOG_WARN};
+  cn_node_opts o = {.name = "cnode1@127.0.0.1",
+                    .cookie = "secret",
+                    .epmd_port = test_epmd_port,
+                    .listen_addr = "127.0.0.1",
+                    .log_level = CN_LOG_WARN};
   tnode_new(&t, &o);
   cn_horde_sup_opts so = {.orphan_ms = 200, .crdt = {.sync_interval_ms = 50}};
   assert_int_equal(cn_horde_supervisor_start(t.n, SUP, &so, &sup), 0);

@@ -183,7 +183,8 @@ static cn_term *sync_keys(hc_merkle *a, hc_merkle *b, int *rounds) {
 static bool has_key(const cn_term *keys, int i) {
   cn_term *k = ikey(i);
   bool found = false;
-  for (uint32_t j = 0; keys->type == CN_LIST && j < keys->v.list.len; j++) found |= cn_term_exact_eq(&keys->v.list.e[j], k);
+  for (uint32_t j = 0; keys->type == CN_LIST && j < keys->v.list.len; j++)
+    found |= cn_term_exact_eq(&keys->v.list.e[j], k);
   cn_term_free(k);
   return found;
 }
@@ -255,9 +256,8 @@ static void test_bad_trees(void **st) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_spec_hashes),       cmocka_unit_test(test_canonical),
-      cmocka_unit_test(test_vectors_subtrees),  cmocka_unit_test(test_partial_rounds),
-      cmocka_unit_test(test_bad_trees),
+      cmocka_unit_test(test_spec_hashes),    cmocka_unit_test(test_canonical), cmocka_unit_test(test_vectors_subtrees),
+      cmocka_unit_test(test_partial_rounds), cmocka_unit_test(test_bad_trees),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -143,8 +143,12 @@ static void test_exit_signals(void **st) {
 static uint16_t epmd_port;
 
 static void node_start(tnode *t, const char *name, const char *cookie) {
-  cn_node_opts o = {.name = name, .cookie = cookie, .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
-                    .net_ticktime_s = 4, .log_level = CN_LOG_DEBUG};
+  cn_node_opts o = {.name = name,
+                    .cookie = cookie,
+                    .epmd_port = epmd_port,
+                    .listen_addr = "127.0.0.1",
+                    .net_ticktime_s = 4,
+                    .log_level = CN_LOG_DEBUG};
   tnode_start(t, &o);
 }
 
@@ -225,8 +229,9 @@ static void test_long_node_names(void **st) {
     send_via(&b, "echo", name, b.collector, w);
     assert_true(tnode_wait(&b, tnode_has_msgs, &want));
     int one = 1;
-    tnode_send_via(&b, "fwd", name, cn_mk_tuple(2, cn_mk_tuple(2, cn_mk_atomc(b.n, "echo"), cn_mk_atomc(b.n, "b@127.0.0.1")),
-                                                 cn_mk_tuple(2, cn_mk_pid(a.collector), cn_mk_int(w))));
+    tnode_send_via(&b, "fwd", name,
+                   cn_mk_tuple(2, cn_mk_tuple(2, cn_mk_atomc(b.n, "echo"), cn_mk_atomc(b.n, "b@127.0.0.1")),
+                               cn_mk_tuple(2, cn_mk_pid(a.collector), cn_mk_int(w))));
     assert_true(tnode_wait(&a, tnode_has_msgs, &one));
     tnode_stop(&a);
     assert_true(tnode_wait(&b, tnode_log_has, "nodedown"));
@@ -294,7 +299,6 @@ static void watcher(cn_proc *self, const cn_term *msg, void *state) {
   }
   cn_send(cn_proc_node(self), self, w->t->collector, msg);
 }
-
 
 static cn_term *kv_call(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
   (void)from;
@@ -443,8 +447,14 @@ static void count_start(cn_node *n, int status, void *ctx) {
 
 /* A node with no EPMD (it only listens); cn_node_start's result, the node kept in *out (free it). */
 static int listen_node(cn_node **out, const char *addr, uint16_t port, uint16_t port_max, loglines *l) {
-  cn_node_opts o = {.name = "lis@127.0.0.1", .cookie = "c", .no_epmd = true, .listen_addr = addr,
-                    .listen_port = port, .listen_port_max = port_max, .log = keep_log, .log_ctx = l,
+  cn_node_opts o = {.name = "lis@127.0.0.1",
+                    .cookie = "c",
+                    .no_epmd = true,
+                    .listen_addr = addr,
+                    .listen_port = port,
+                    .listen_port_max = port_max,
+                    .log = keep_log,
+                    .log_ctx = l,
                     .log_level = CN_LOG_DEBUG};
   memset(l, 0, sizeof *l);
   assert_int_equal(cn_node_new(out, NULL, &o), 0);

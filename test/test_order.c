@@ -42,7 +42,7 @@ static void rel(cn_term *a, cn_term *b, int want, bool exact_eq, const char *wha
 }
 
 #define LT(a, b, what) rel(a, b, -1, false, what)
-#define EQ(a, b, what) rel(a, b, 0, false, what)   /* == but not =:= */
+#define EQ(a, b, what) rel(a, b, 0, false, what)  /* == but not =:= */
 #define SAME(a, b, what) rel(a, b, 0, true, what) /* =:= */
 
 static cn_term *big(int neg, unsigned bit) { /* +/- 2^bit */
@@ -91,19 +91,43 @@ static void test_type_order(void **state) {
       cn_term *t[2];
       for (int k = 0; k < 2; k++) {
         switch (k ? j : i) {
-        case 0: t[k] = cn_mk_big(0, (const uint8_t *)"\0\0\0\0\0\0\0\0\0\1", 10); break;
-        case 1: t[k] = atom("a"); break;
-        case 2: t[k] = cn_mk_ref(ref); break;
-        case 3: t[k] = from_hex("8370000000460100000000000000000000000000000000000000050000000064000570726F62656107610958"
-                                "64000D6E6F6E6F6465406E6F686F7374000000090000000000000000"); break; /* a local fun */
-        case 4: t[k] = from_hex("83716400056C697374736400036D61706102"); break; /* fun lists:map/2 */
-        case 5: t[k] = cn_mk_port(port); break;
-        case 6: t[k] = cn_mk_pid(pid); break;
-        case 7: t[k] = cn_mk_tuple(0); break;
-        case 8: t[k] = cn_mk_map(0, NULL); break;
-        case 9: t[k] = cn_mk_nil(); break;
-        case 10: t[k] = cn_mk_list(1, cn_mk_int(0)); break;
-        default: t[k] = cn_mk_binary("", 0); break;
+        case 0:
+          t[k] = cn_mk_big(0, (const uint8_t *)"\0\0\0\0\0\0\0\0\0\1", 10);
+          break;
+        case 1:
+          t[k] = atom("a");
+          break;
+        case 2:
+          t[k] = cn_mk_ref(ref);
+          break;
+        case 3:
+          t[k] = from_hex("8370000000460100000000000000000000000000000000000000050000000064000570726F62656107610958"
+                          "64000D6E6F6E6F6465406E6F686F7374000000090000000000000000");
+          break; /* a local fun */
+        case 4:
+          t[k] = from_hex("83716400056C697374736400036D61706102");
+          break; /* fun lists:map/2 */
+        case 5:
+          t[k] = cn_mk_port(port);
+          break;
+        case 6:
+          t[k] = cn_mk_pid(pid);
+          break;
+        case 7:
+          t[k] = cn_mk_tuple(0);
+          break;
+        case 8:
+          t[k] = cn_mk_map(0, NULL);
+          break;
+        case 9:
+          t[k] = cn_mk_nil();
+          break;
+        case 10:
+          t[k] = cn_mk_list(1, cn_mk_int(0));
+          break;
+        default:
+          t[k] = cn_mk_binary("", 0);
+          break;
         }
       }
       rel(t[0], t[1], i < j ? -1 : i > j, i == j, "type order");
@@ -173,10 +197,8 @@ static void test_maps(void **state) {
   m[2] = cn_mk_map(1, kv);
   kv[0] = cn_mk_float(1.0), kv[1] = atom("a");
   m[3] = cn_mk_map(1, kv);
-  for (int i = 0; i < 3; i++)
-    assert_true(cn_term_cmp(m[i], m[i + 1]) < 0);
-  for (int i = 0; i < 4; i++)
-    cn_term_free(m[i]);
+  for (int i = 0; i < 3; i++) assert_true(cn_term_cmp(m[i], m[i + 1]) < 0);
+  for (int i = 0; i < 4; i++) cn_term_free(m[i]);
 }
 
 static void test_lists_binaries(void **state) {
@@ -233,21 +255,26 @@ static void test_identifiers(void **state) {
 static void test_funs(void **state) {
   (void)state;
   /* mk(Index, OldUniq, Pid node, Free) from probe.erl: Index 5 / OldIndex 7 / OldUniq 9, no free variables. */
-  const char *base = "8370000000460100000000000000000000000000000000000000050000000064000570726F6265610761095864000D6E6F6E"
-                     "6F6465406E6F686F7374000000090000000000000000";
+  const char *base =
+      "8370000000460100000000000000000000000000000000000000050000000064000570726F6265610761095864000D6E6F6E"
+      "6F6465406E6F686F7374000000090000000000000000";
   /* The same with another MD5 and another creator pid: still =:=. */
-  const char *other = "83700000003C01FF000000000000000000000000000000000000050000000064000570726F626561076109586400036140"
-                      "62000000010000000000000001";
+  const char *other =
+      "83700000003C01FF000000000000000000000000000000000000050000000064000570726F626561076109586400036140"
+      "62000000010000000000000001";
   SAME(from_hex(base), from_hex(other), "fun identity ignores MD5 and pid");
   /* Index 6 > 5; OldUniq compares as a wrapped 32-bit difference. */
-  const char *idx6 = "8370000000460100000000000000000000000000000000000000060000000064000570726F6265610761095864000D6E6F6E"
-                     "6F6465406E6F686F7374000000090000000000000000";
+  const char *idx6 =
+      "8370000000460100000000000000000000000000000000000000060000000064000570726F6265610761095864000D6E6F6E"
+      "6F6465406E6F686F7374000000090000000000000000";
   LT(from_hex(base), from_hex(idx6), "fun index");
   /* Free variables compare like tuple elements: [a, 1] == [a, 1.0], not =:=. */
-  const char *env1 = "8370000000420100000000000000000000000000000000000000050000000264000570726F626561076109586400036140"
-                     "62000000010000000000000001640001616101";
-  const char *env1f = "8370000000490100000000000000000000000000000000000000050000000264000570726F62656107610958640003614"
-                      "06200000001000000000000000164000161463FF0000000000000";
+  const char *env1 =
+      "8370000000420100000000000000000000000000000000000000050000000264000570726F626561076109586400036140"
+      "62000000010000000000000001640001616101";
+  const char *env1f =
+      "8370000000490100000000000000000000000000000000000000050000000264000570726F62656107610958640003614"
+      "06200000001000000000000000164000161463FF0000000000000";
   EQ(from_hex(env1), from_hex(env1f), "fun free variables ==");
   /* Export funs: module, function, arity; and every local fun is below every export fun. */
   LT(from_hex("83716400056C697374736400036D61706102"), from_hex("83716400056C697374736400036D61706103"),
@@ -283,8 +310,7 @@ static void test_deep(void **state) {
   assert_true(cn_phash2(a) != cn_phash2(b));
   cn_term_free(a), cn_term_free(a2), cn_term_free(b), cn_term_free(c);
   cn_term **e = malloc(1000000 * sizeof *e), **f = malloc(1000000 * sizeof *f);
-  for (int i = 0; i < 1000000; i++)
-    e[i] = cn_mk_int(i), f[i] = i == 999999 ? cn_mk_float(1e9) : cn_mk_float(i);
+  for (int i = 0; i < 1000000; i++) e[i] = cn_mk_int(i), f[i] = i == 999999 ? cn_mk_float(1e9) : cn_mk_float(i);
   cn_term *l1 = cn_mk_listv(1000000, e, NULL), *l2 = cn_mk_listv(1000000, f, NULL);
   free(e), free(f);
   assert_true(cn_term_cmp(l1, l2) < 0);
@@ -304,8 +330,7 @@ static void test_vector_terms(void **state) {
   size_t cap = 0;
   while (n < 2000 && getline(&line, &cap, fp) > 0) {
     char *sp = strchr(line, ' ');
-    if (!sp)
-      continue;
+    if (!sp) continue;
     *sp = 0;
     t[n++] = from_hex(line);
   }
@@ -317,11 +342,9 @@ static void test_vector_terms(void **state) {
     assert_true(cn_term_exact_eq(t[i], c));
     assert_int_equal(cn_term_cmp(t[i], c), 0);
     cn_term_free(c);
-    for (size_t j = i + 1; j < n; j += 7)
-      assert_int_equal(sgn(cn_term_cmp(t[i], t[j])), -sgn(cn_term_cmp(t[j], t[i])));
+    for (size_t j = i + 1; j < n; j += 7) assert_int_equal(sgn(cn_term_cmp(t[i], t[j])), -sgn(cn_term_cmp(t[j], t[i])));
   }
-  for (size_t i = 0; i < n; i++)
-    cn_term_free(t[i]);
+  for (size_t i = 0; i < n; i++) cn_term_free(t[i]);
 }
 
 /* Every allocation failing in turn: a status and no leak, then the right answer. */

@@ -42,13 +42,11 @@ static void test_vectors(void **state) {
   size_t cap = 0, count = 0, ok = 0;
   while (getline(&line, &cap, f) > 0) {
     char *sp = strchr(line, ' ');
-    if (!sp)
-      continue;
+    if (!sp) continue;
     *sp = 0;
     const char *hex = line;
     unsigned long full, p27;
-    if (sscanf(sp + 1, "%lu %lu", &full, &p27) != 2)
-      continue;
+    if (sscanf(sp + 1, "%lu %lu", &full, &p27) != 2) continue;
     count++;
     cn_term *t = from_hex(hex);
     uint32_t r27, r32, r7;
@@ -166,8 +164,7 @@ static void test_tricky(void **state) {
     }
     cn_term *m1 = cn_mk_map((size_t)n, kv1), *m2 = cn_mk_map((size_t)n, kv2);
     assert_int_equal(h32(m1), h32(m2));
-    if (n == 100)
-      assert_int_equal(h32(m1), 2112705541u); /* maps:from_list([{I, 2 * I} || I <- lists:seq(1, 100)]) */
+    if (n == 100) assert_int_equal(h32(m1), 2112705541u); /* maps:from_list([{I, 2 * I} || I <- lists:seq(1, 100)]) */
     cn_term_free(m1), cn_term_free(m2);
     free(kv1);
   }
@@ -213,8 +210,7 @@ static void test_deep(void **state) {
   assert_int_equal(h32(l), 4276146740u);
   cn_term_free(l);
   cn_term **e = malloc(1000000 * sizeof *e);
-  for (int i = 0; i < 1000000; i++)
-    e[i] = cn_mk_int(i + 1);
+  for (int i = 0; i < 1000000; i++) e[i] = cn_mk_int(i + 1);
   cn_term *seq = cn_mk_listv(1000000, e, NULL);
   free(e);
   assert_int_equal(h32(seq), 3141904962u);
@@ -224,15 +220,15 @@ static void test_deep(void **state) {
 /* Every allocation failing in turn: a status, never a wrong value or a leak. */
 static void test_enomem(void **state) {
   (void)state;
-  cn_term *t = from_hex("83700000011601065361AA461590D1BDF1EB62D1A6EB080000002A0000000164000865726C5F6576616C612A620032"
-                        "9B0D5864000D6E6F6E6F6465406E6F686F7374000000090000000000000000680661096C000000016802640001586"
-                        "12A6A6400046E6F6E656400046E6F6E6574000000006C000000016805640006636C6175736561096C00000001680364"
-                        "00037661726109640001416A6A6C0000000168036400057475706C6561096C00000003680364000376617261096400"
-                        "01416803640003766172610964000158680364000362696E61096C00000001680564000B62696E5F656C656D656E"
-                        "7461096803640006737472696E6761096B0003656E7664000764656661756C7464000764656661756C746A6A6A6A");
+  cn_term *t =
+      from_hex("83700000011601065361AA461590D1BDF1EB62D1A6EB080000002A0000000164000865726C5F6576616C612A620032"
+               "9B0D5864000D6E6F6E6F6465406E6F686F7374000000090000000000000000680661096C000000016802640001586"
+               "12A6A6400046E6F6E656400046E6F6E6574000000006C000000016805640006636C6175736561096C00000001680364"
+               "00037661726109640001416A6A6C0000000168036400057475706C6561096C00000003680364000376617261096400"
+               "01416803640003766172610964000158680364000362696E61096C00000001680564000B62696E5F656C656D656E"
+               "7461096803640006737472696E6761096B0003656E7664000764656661756C7464000764656661756C746A6A6A6A");
   cn_term *deep = cn_mk_nil();
-  for (int i = 0; i < 200; i++)
-    deep = cn_mk_tuple(2, cn_mk_list(1, deep), cn_term_copy(t));
+  for (int i = 0; i < 200; i++) deep = cn_mk_tuple(2, cn_mk_list(1, deep), cn_term_copy(t));
   uint32_t want;
   assert_int_equal(cn_phash2_checked(deep, 0, &want), 0);
   long base = ta_live;

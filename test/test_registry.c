@@ -22,7 +22,6 @@
 #define REG "Elixir.Lab.Registry"
 #define SYNC_MS 100
 
-
 /* The node's registry (kept in tnode.user). */
 static cn_horde_registry *reg_of(tnode *t) { return t->user; }
 
@@ -80,8 +79,8 @@ static cn_term *drv(cn_proc *self, const cn_term *req, const cn_term *from, void
     cn_pid h;
     int rc = cn_horde_register(reg_of(t), e[3].v.pid, &e[1], &e[2], &h);
     if (rc == CN_EEXIST)
-      reply = cn_mk_tuple(2, cn_mk_atomc(n, "error"),
-                          cn_mk_tuple(2, cn_mk_atomc(n, "already_registered"), cn_mk_pid(h)));
+      reply =
+          cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_tuple(2, cn_mk_atomc(n, "already_registered"), cn_mk_pid(h)));
     else
       reply = rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc))) : cn_mk_atomc(n, "ok");
   } else if (ar == 3 && cn_is_atom(&e[0], "unreg")) {
@@ -110,8 +109,12 @@ static const cn_gen_server_ops drv_ops = {.handle_call = drv};
 /* A node with the registry REG (t->user) and the driver process, running in its own thread; mesh: whether
  * global connects it to its peers' peers (no: as -connect_all false). */
 static void node_up_mesh(tnode *t, const char *name, bool mesh) {
-  cn_node_opts o = {.name = name, .cookie = "secret", .epmd_port = test_epmd_port, .listen_addr = "127.0.0.1",
-                    .net_ticktime_s = 4, .no_connect_all = !mesh};
+  cn_node_opts o = {.name = name,
+                    .cookie = "secret",
+                    .epmd_port = test_epmd_port,
+                    .listen_addr = "127.0.0.1",
+                    .net_ticktime_s = 4,
+                    .no_connect_all = !mesh};
   tnode_new(t, &o);
   cn_horde_registry_opts ro = {.crdt = {.sync_interval_ms = SYNC_MS}};
   cn_horde_registry *reg;
@@ -240,8 +243,8 @@ static void test_shapes(void **st) {
 
   /* {member, {Lab.Registry, n1}} => 1, as in s1 (0027) */
   vec = load_vec(n, "s1_three_nodes/0027_Lab.Registry.Crdt@n1_diff_delta.etf");
-  cn_term *mk = cn_mk_tuple(2, cn_mk_atomc(n, "member"),
-                            cn_mk_tuple(2, cn_mk_atomc(n, REG), cn_mk_atomc(n, "n1@127.0.0.1")));
+  cn_term *mk =
+      cn_mk_tuple(2, cn_mk_atomc(n, "member"), cn_mk_tuple(2, cn_mk_atomc(n, REG), cn_mk_atomc(n, "n1@127.0.0.1")));
   const cn_term *tm = map_get(delta_values(vec), mk);
   assert_non_null(tm);
   const cn_term *om = map_get(mine, mk);

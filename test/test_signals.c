@@ -94,7 +94,9 @@ static void actor_handle(cn_proc *self, const cn_term *msg, void *state) {
   rec_handle(self, msg, &a->r);
 }
 
-static void actor_end(cn_proc *self, const cn_term *reason, void *state) { rec_end(self, reason, &((actor *)state)->r); }
+static void actor_end(cn_proc *self, const cn_term *reason, void *state) {
+  rec_end(self, reason, &((actor *)state)->r);
+}
 
 static cn_pid spawn_actor(actor *a, bool trap) {
   memset(&a->r, 0, sizeof a->r);
@@ -131,7 +133,7 @@ static cn_term *T(const char *atom) { return cn_mk_atomc(N, atom); }
 static void test_link_exit_rules(void **st) {
   (void)st;
   static actor a, b, c; /* outlives the test: terminate callbacks run at teardown */
-  static rec x; /* outlives the test: terminate callbacks run at teardown */
+  static rec x;         /* outlives the test: terminate callbacks run at teardown */
   /* A trapping process linked to one that exits {shutdown, x} gets the 'EXIT' message. */
   cn_pid pa = spawn_actor(&a, true), pb = spawn_actor(&b, false);
   target = pb;

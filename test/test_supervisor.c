@@ -27,7 +27,6 @@
 #define MOD "Elixir.MyApp.CCounter"
 #define SYNC_MS 100
 
-
 /* A node with the supervisor (tnode.user points here). */
 typedef struct snode {
   tnode t;
@@ -705,9 +704,9 @@ static void test_refuses(void **st) {
 int main(void) {
   cn_replace_allocator(oom_malloc, oom_realloc, oom_calloc, free);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_refuses),  cmocka_unit_test(test_hostile), cmocka_unit_test(test_placement),
-      cmocka_unit_test(test_restarts), cmocka_unit_test(test_calls),   cmocka_unit_test(test_recovery),
-      cmocka_unit_test(test_shutdown), cmocka_unit_test(test_spec_oom),  cmocka_unit_test(test_error_reason),
+      cmocka_unit_test(test_refuses),  cmocka_unit_test(test_hostile),  cmocka_unit_test(test_placement),
+      cmocka_unit_test(test_restarts), cmocka_unit_test(test_calls),    cmocka_unit_test(test_recovery),
+      cmocka_unit_test(test_shutdown), cmocka_unit_test(test_spec_oom), cmocka_unit_test(test_error_reason),
   };
   return cmocka_run_group_tests(tests, test_epmd_group_setup, test_epmd_group_teardown);
 }

@@ -18,8 +18,7 @@ static void assert_prints(const cn_term *t, const char *want) {
   assert_non_null(t);
   char *s = cn_term_to_string(t);
   assert_non_null(s);
-  if (strcmp(s, want) != 0)
-    fprintf(stderr, "printed %s, want %s\n", s, want);
+  if (strcmp(s, want) != 0) fprintf(stderr, "printed %s, want %s\n", s, want);
   assert_string_equal(s, want);
   cn_free(s);
 }
@@ -103,7 +102,7 @@ static int dec_hex(cn_atoms *tab, const char *hex, const cn_decode_opts *o, cn_t
 }
 
 /* {seq, 'é' (UTF-8), 'Ã©' (latin-1 bytes C3 A9), seq (latin-1), <0.40.0> of bench@h, 'ÿ' (latin-1)} */
-#define CACHE_HEX                                                                                            \
+#define CACHE_HEX                                                                                                      \
   "836806770373657177 02C3A9 640002C3A9 6400037365 71 58770762656E6368406800000028000000000000000364 0001FF"
 
 static void check_cache_term(cn_atoms *tab, const cn_term *t) {
@@ -120,8 +119,7 @@ static void check_cache_term(cn_atoms *tab, const cn_term *t) {
 static char *unspace(const char *s) {
   char *d = malloc(strlen(s) + 1), *q = d;
   for (; *s; s++)
-    if (*s != ' ')
-      *q++ = *s;
+    if (*s != ' ') *q++ = *s;
   *q = 0;
   return d;
 }
@@ -142,8 +140,7 @@ static void test_atom_cache(void **state) {
       cn_term *t = NULL, *u = NULL;
       long total = atomic_load(&total_allocs);
       assert_int_equal(dec_hex(A, hex, &o, &t), 0);
-      if (round)
-        assert_int_equal(atomic_load(&total_allocs) - total, 1); /* the block; no atom was created */
+      if (round) assert_int_equal(atomic_load(&total_allocs) - total, 1); /* the block; no atom was created */
       check_cache_term(A, t);
       assert_int_equal(dec_hex(A, hex, NULL, &u), 0); /* with a cache equals without */
       assert_true(cn_term_exact_eq(t, u));
@@ -192,7 +189,11 @@ static void test_atom_cache(void **state) {
     assert_ptr_equal(t->v.tuple.e[2].v.atom, cn_atoms_find(A, "new", 3));
     cn_term_free(t);
     /* Invalid UTF-8 is still refused on a miss. */
-    assert_int_equal(dec_hex(A, "83770" "2C328", &o, &t), CN_EDECODE);
+    assert_int_equal(dec_hex(A,
+                             "83770"
+                             "2C328",
+                             &o, &t),
+                     CN_EDECODE);
     assert_null(t);
     free(b);
     cn_atom_cache_free(c);
@@ -391,8 +392,7 @@ static void test_print(void **state) {
             {10.0, "10.0"},
             {0.3, "0.3"},
             {1.0 / 3, "0.3333333333333333"}};
-  for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++)
-    P(cn_mk_float(fl[i].f), fl[i].s);
+  for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) P(cn_mk_float(fl[i].f), fl[i].s);
 
   P(atom("foo"), "foo");
   P(atom("hello world"), "'hello world'");
@@ -446,8 +446,7 @@ static void test_print(void **state) {
                        : strcmp(VEC[i].name, "mixed") == 0
                            ? "{ok,[{<<\"k\">>,1.0}],#{list => \"x\",neg => -5},[1|<<\"t\">>]}"
                            : NULL;
-    if (!want)
-      continue;
+    if (!want) continue;
     uint8_t *b;
     size_t n = unhex(VEC[i].hex, &b);
     cn_term *t = NULL;
@@ -491,8 +490,7 @@ static void test_atoms(void **state) {
   assert_int_equal(cn_atoms_intern_status(t, long_a, 256, &got), CN_EDECODE);
   assert_non_null(cn_atoms_intern(t, long_a, 255));
   char utf[1100] = {0};
-  for (int i = 0; i < 256; i++)
-    strcat(utf, "\xE2\x82\xAC"); /* euro sign, 3 bytes */
+  for (int i = 0; i < 256; i++) strcat(utf, "\xE2\x82\xAC"); /* euro sign, 3 bytes */
   assert_null(cn_atoms_intern(t, utf, 256 * 3));
   assert_non_null(cn_atoms_intern(t, utf, 255 * 3)); /* 765 bytes, 255 characters */
   /* The table holds 5: abc, a\0b, a, 255 a, 255 euro. The sixth is refused and counted. */
@@ -508,9 +506,8 @@ static void test_atoms(void **state) {
   /* A full table makes decoding fail with CN_ELIMIT. */
   assert_int_equal(cn_atoms_new(&t, 1), 0);
   cn_term *x = NULL;
-  assert_int_equal(
-      cn_term_from_binary(t, (const uint8_t *)"\x83\x68\x02\x77\x01\x61\x77\x01\x62", 9, NULL, &x),
-      CN_ELIMIT);
+  assert_int_equal(cn_term_from_binary(t, (const uint8_t *)"\x83\x68\x02\x77\x01\x61\x77\x01\x62", 9, NULL, &x),
+                   CN_ELIMIT);
   assert_null(x);
   cn_atoms_free(t);
 
@@ -572,12 +569,10 @@ static void test_atoms_threads(void **state) {
     args[i].tab = t, args[i].id = i;
     assert_int_equal(pthread_create(&th[i], NULL, intern_thread, &args[i]), 0);
   }
-  for (int i = 0; i < 4; i++)
-    pthread_join(th[i], NULL);
+  for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
   for (int k = 0; k < 3000; k++) {
     assert_non_null(args[0].got[k]);
-    for (int i = 1; i < 4; i++)
-      assert_ptr_equal(args[0].got[k], args[i].got[k]);
+    for (int i = 1; i < 4; i++) assert_ptr_equal(args[0].got[k], args[i].got[k]);
   }
   assert_int_equal(cn_atoms_count(t), 3000 + 4 * 3000);
   free(args);

@@ -29,16 +29,17 @@ static int make_certs(void **st) {
   snprintf(dir, sizeof dir, "%s/cnode-tls-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!mkdtemp(dir)) return -1;
   char cmd[4096];
-  snprintf(cmd, sizeof cmd,
-           "set -e; cd '%s'\n"
-           "ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.pem "
-           "-subj /CN=$1 -days 30; }\n"
-           "leaf() { openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.csr "
-           "-subj /CN=$1; printf 'subjectAltName=DNS:127.0.0.1,DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n"
-           "extendedKeyUsage=serverAuth,clientAuth\\n' > $1.ext; openssl x509 -req -in $1.csr -CA $2.pem -CAkey "
-           "$2.key -CAcreateserial -days $3 -extfile $1.ext -out $1.pem; }\n"
-           "ca ca1; ca ca2; leaf node ca1 30; leaf other ca2 30; leaf expired ca1 -1\n",
-           dir);
+  snprintf(
+      cmd, sizeof cmd,
+      "set -e; cd '%s'\n"
+      "ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.pem "
+      "-subj /CN=$1 -days 30; }\n"
+      "leaf() { openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.csr "
+      "-subj /CN=$1; printf 'subjectAltName=DNS:127.0.0.1,DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n"
+      "extendedKeyUsage=serverAuth,clientAuth\\n' > $1.ext; openssl x509 -req -in $1.csr -CA $2.pem -CAkey "
+      "$2.key -CAcreateserial -days $3 -extfile $1.ext -out $1.pem; }\n"
+      "ca ca1; ca ca2; leaf node ca1 30; leaf other ca2 30; leaf expired ca1 -1\n",
+      dir);
   char full[4300];
   snprintf(full, sizeof full, "sh -c \"$(cat <<'EOS'\n%s\nEOS\n)\" >/dev/null 2>&1", cmd);
   return system(full) == 0 ? 0 : -1;
@@ -215,7 +216,8 @@ static void test_refusals(void **st) {
   cn_tls_side srv, cli;
   side(&srv, "node", "ca1.pem", CN_TLS_VERIFY_PEER, true, 0);
   side(&cli, "other", "ca1.pem", CN_TLS_VERIFY_PEER, false, 0);
-  refused(&srv, &cli, "127.0.0.1", "unknown CA: the client's certificate /CN=other", "refused our certificate: unknown CA");
+  refused(&srv, &cli, "127.0.0.1", "unknown CA: the client's certificate /CN=other",
+          "refused our certificate: unknown CA");
   side(&srv, "node", "ca1.pem", CN_TLS_VERIFY_PEER, true, 0);
   side(&cli, "expired", "ca1.pem", CN_TLS_VERIFY_PEER, false, 0);
   refused(&srv, &cli, "127.0.0.1", "expired certificate: the client's certificate /CN=expired", "certificate_expired");
@@ -487,8 +489,13 @@ static void test_optfile_truncated_and_limits(void **st) {
 static uint16_t epmd_port;
 
 static void tnode_start_tls(tnode *t, const char *name, const cn_tls_opts *tls) {
-  cn_node_opts o = {.name = name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1",
-                    .log_level = CN_LOG_DEBUG, .tls = tls, .handshake_timeout_ms = 2000};
+  cn_node_opts o = {.name = name,
+                    .cookie = "secret",
+                    .epmd_port = epmd_port,
+                    .listen_addr = "127.0.0.1",
+                    .log_level = CN_LOG_DEBUG,
+                    .tls = tls,
+                    .handshake_timeout_ms = 2000};
   tnode_start(t, &o);
 }
 

@@ -183,9 +183,14 @@ int test_hand_peer(uint16_t port, const char *name, const char *cookie, uint64_t
   int fd = test_raw_connect(port);
   if (fd < 0) return -1;
   dist_hs hs;
-  dist_hs_cfg cfg = {.role = DIST_HS_INITIATOR, .name = name, .cookie = cookie,
-                     .flags = flags ? flags : DIST_FLAGS_DEFAULT, .creation = 7, .challenge = 12345,
-                     .peer_version = 6, .required_flags = DIST_FLAGS_MANDATORY_25};
+  dist_hs_cfg cfg = {.role = DIST_HS_INITIATOR,
+                     .name = name,
+                     .cookie = cookie,
+                     .flags = flags ? flags : DIST_FLAGS_DEFAULT,
+                     .creation = 7,
+                     .challenge = 12345,
+                     .peer_version = 6,
+                     .required_flags = DIST_FLAGS_MANDATORY_25};
   if (dist_hs_init(&hs, &cfg)) {
     close(fd);
     return -1;

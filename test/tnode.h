@@ -22,7 +22,7 @@ typedef struct tnode {
   char last[512]; /* the last of them, printed (a binary as "binary <size>") */
   int nodeups, nodedowns;
   cn_pid collector;
-  cn_pid rec;          /* a process that ignores messages and records how it ended: */
+  cn_pid rec; /* a process that ignores messages and records how it ended: */
   int rec_ended;
   char rec_reason[64]; /* its exit reason, printed */
 } tnode;

@@ -271,11 +271,16 @@ int main(int argc, char **argv) {
     }
   }
   switch (mode) {
-  case NAMES: return client_list(o.port, EPMD_REQ_NAMES);
-  case DUMP: return client_list(o.port, EPMD_REQ_DUMP);
-  case KILL: return client_kill(o.port);
-  case STOP: return client_stop(o.port, stop_name);
-  case SERVE: break;
+  case NAMES:
+    return client_list(o.port, EPMD_REQ_NAMES);
+  case DUMP:
+    return client_list(o.port, EPMD_REQ_DUMP);
+  case KILL:
+    return client_kill(o.port);
+  case STOP:
+    return client_stop(o.port, stop_name);
+  case SERVE:
+    break;
   }
   if (a.daemon) daemonize();
   a.loop = uv_default_loop();

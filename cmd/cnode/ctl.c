@@ -43,9 +43,7 @@ static const struct ctl_entry *lookup(const char *op) {
   return best;
 }
 
-cn_term *ctl_unknown(cn_node *n) {
-  return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "unknown_command"));
-}
+cn_term *ctl_unknown(cn_node *n) { return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "unknown_command")); }
 
 /* Runs cmd for caller: its answer, or NULL when it comes later (see ctl_cmd_fn). */
 static cn_term *dispatch(cn_proc *self, const cn_term *cmd, const ctl_caller *caller) {

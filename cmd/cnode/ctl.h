@@ -19,8 +19,7 @@ typedef struct ctl_caller {
  * command (borrowed). Returns the answer (a new term, taken by cnode_ctl), or NULL when the answer comes later
  * through ctl_answer (or could not be made: out of memory; the caller then gets nothing, as for any lost
  * message). A command that does not take cmd's shape answers ctl_unknown(n), as an unregistered one does. */
-typedef cn_term *(*ctl_cmd_fn)(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller,
-                               void *ctx);
+typedef cn_term *(*ctl_cmd_fn)(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller, void *ctx);
 
 /* Adds name to the command table, or replaces what it ran (so a part may register again, once per node it joins).
  * name (borrowed: a string literal) is the command's atom; "global_*" takes every op starting with "global_"

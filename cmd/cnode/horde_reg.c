@@ -50,8 +50,9 @@ int hreg_start(cn_node *n) {
     rc = key && nil ? cn_horde_register(regs[i].r, echo, key, nil, NULL) : CN_ENOMEM;
     cn_term_free(key);
     cn_term_free(nil);
-    if (!rc) cn_log(n, CN_LOG_INFO, "joined Horde.Registry %s (members: auto); echo registered as {echo, '%s'}",
-                    regs[i].name, cn_node_name(n)->name);
+    if (!rc)
+      cn_log(n, CN_LOG_INFO, "joined Horde.Registry %s (members: auto); echo registered as {echo, '%s'}", regs[i].name,
+             cn_node_name(n)->name);
   }
   return rc;
 }

@@ -32,28 +32,27 @@ typedef struct app {
 } app;
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: cnode [--name N | --sname N] [--cookie C | --cookie-file F] [--epmd-port P]\n"
-          "             [--listen-addr ADDR] [--listen PORT | --listen-min P --listen-max Q]\n"
-          "             [--ticktime SECONDS] [--hidden] [--connect-all false] [--verbose]\n"
-          "             [--proto-dist inet_tcp|inet_tls] [--ssl-dist-optfile F]\n"
-          "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
-          "             [--horde-registry NAME]... [--horde-supervisor NAME]...\n"
-          "       cnode term ...   (cnode term --help)\n"
-          "       cnode --version | --help\n"
-          "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl.\n"
-          "  The cookie defaults to ~/.erlang.cookie, created as erl creates it when missing.\n"
-          "  --listen-addr ADDR: the distribution port listens on this numeric IPv4/IPv6 address only (127.0.0.1,\n"
-          "  ::1, ::), as erl -kernel inet_dist_use_interface; default 0.0.0.0, every IPv4 interface. An embedded\n"
-          "  EPMD server listens there too (plus 127.0.0.1 and ::1) unless ERL_EPMD_ADDRESS says otherwise.\n"
-          "  --listen PORT: that port only; --listen-min P --listen-max Q: the first free port of P..Q, as\n"
-          "  inet_dist_listen_min/max; default: any free port.\n"
-          "  --proto-dist inet_tls: distribution over TLS, as erl -proto_dist inet_tls; options from the same\n"
-          "  ssl_dist_optfile erl reads and/or the --tls-* flags (they override the file, for both sides;\n"
-          "  --tls-verify verify_peer also makes accepted peers show a certificate).\n"
-          "  --horde-registry MyApp.Registry: joins that Horde.Registry (members: auto) and registers echo there\n"
-          "  under {echo, NodeName}. --horde-supervisor MyApp.Sup: joins that Horde.DynamicSupervisor with the\n"
-          "  demo C worker Elixir.CNode.Demo.Counter; SIGTERM then hands its children over before stopping.\n");
+  fprintf(f, "usage: cnode [--name N | --sname N] [--cookie C | --cookie-file F] [--epmd-port P]\n"
+             "             [--listen-addr ADDR] [--listen PORT | --listen-min P --listen-max Q]\n"
+             "             [--ticktime SECONDS] [--hidden] [--connect-all false] [--verbose]\n"
+             "             [--proto-dist inet_tcp|inet_tls] [--ssl-dist-optfile F]\n"
+             "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
+             "             [--horde-registry NAME]... [--horde-supervisor NAME]...\n"
+             "       cnode term ...   (cnode term --help)\n"
+             "       cnode --version | --help\n"
+             "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl.\n"
+             "  The cookie defaults to ~/.erlang.cookie, created as erl creates it when missing.\n"
+             "  --listen-addr ADDR: the distribution port listens on this numeric IPv4/IPv6 address only (127.0.0.1,\n"
+             "  ::1, ::), as erl -kernel inet_dist_use_interface; default 0.0.0.0, every IPv4 interface. An embedded\n"
+             "  EPMD server listens there too (plus 127.0.0.1 and ::1) unless ERL_EPMD_ADDRESS says otherwise.\n"
+             "  --listen PORT: that port only; --listen-min P --listen-max Q: the first free port of P..Q, as\n"
+             "  inet_dist_listen_min/max; default: any free port.\n"
+             "  --proto-dist inet_tls: distribution over TLS, as erl -proto_dist inet_tls; options from the same\n"
+             "  ssl_dist_optfile erl reads and/or the --tls-* flags (they override the file, for both sides;\n"
+             "  --tls-verify verify_peer also makes accepted peers show a certificate).\n"
+             "  --horde-registry MyApp.Registry: joins that Horde.Registry (members: auto) and registers echo there\n"
+             "  under {echo, NodeName}. --horde-supervisor MyApp.Sup: joins that Horde.DynamicSupervisor with the\n"
+             "  demo C worker Elixir.CNode.Demo.Counter; SIGTERM then hands its children over before stopping.\n");
 }
 
 static void log_line(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
@@ -142,7 +141,9 @@ static epmd_srv *start_epmd(uv_loop_t *loop, uint16_t port, bool verbose, const 
   bool all = !eo.addresses || !eo.addresses[strspn(eo.addresses, " ,")]; /* blank: every address, as epmd */
   printf("cnode: started embedded EPMD server on port %u, listening on %s%s%s\n", port,
          all ? "every address" : eo.addresses, all ? "" : " and loopback",
-         env ? " (ERL_EPMD_ADDRESS)" : all ? "" : " (--listen-addr)");
+         env   ? " (ERL_EPMD_ADDRESS)"
+         : all ? ""
+               : " (--listen-addr)");
   return s;
 }
 
@@ -240,8 +241,7 @@ static void on_started(cn_node *n, int status, void *ctx) {
     printf("cnode: to connect from Elixir: iex --name a@%s --cookie %s\n", host, a->cookie);
   else
     printf("cnode: to connect from Elixir: iex --sname a --cookie %s\n", a->cookie);
-  printf("cnode:   then: Node.ping(:\"%s\")  and  GenServer.call({:cnode_kv, :\"%s\"}, {:put, 1, 2})\n", name,
-         name);
+  printf("cnode:   then: Node.ping(:\"%s\")  and  GenServer.call({:cnode_kv, :\"%s\"}, {:put, 1, 2})\n", name, name);
   int rc = hreg_start(n);
   if (!rc) rc = hsup_start(n);
   if (rc) {
@@ -254,21 +254,30 @@ int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "term") == 0) return term_tool_main(argc - 1, argv + 1);
   setvbuf(stdout, NULL, _IOLBF, 0);
   signal(SIGPIPE, SIG_IGN);
-  static const struct option lopts[] = {
-      {"name", required_argument, 0, 'n'},   {"sname", required_argument, 0, 's'},
-      {"cookie", required_argument, 0, 'c'}, {"cookie-file", required_argument, 0, 'f'},
-      {"epmd-port", required_argument, 0, 'p'}, {"listen", required_argument, 0, 'l'},
-      {"listen-min", required_argument, 0, 'l'}, {"listen-max", required_argument, 0, 'x'},
-      {"listen-addr", required_argument, 0, 'a'},
-      {"ticktime", required_argument, 0, 't'}, {"hidden", no_argument, 0, 'H'},
-      {"verbose", no_argument, 0, 'v'},      {"help", no_argument, 0, 'h'},
-      {"version", no_argument, 0, 'W'},
-      {"connect-all", required_argument, 0, 'G'},
-      {"proto-dist", required_argument, 0, 'P'}, {"ssl-dist-optfile", required_argument, 0, 'O'},
-      {"tls-cert", required_argument, 0, 'C'}, {"tls-key", required_argument, 0, 'K'},
-      {"tls-ca", required_argument, 0, 'A'},   {"tls-verify", required_argument, 0, 'V'},
-      {"horde-registry", required_argument, 0, 'R'}, {"horde-supervisor", required_argument, 0, 'S'},
-      {0, 0, 0, 0}};
+  static const struct option lopts[] = {{"name", required_argument, 0, 'n'},
+                                        {"sname", required_argument, 0, 's'},
+                                        {"cookie", required_argument, 0, 'c'},
+                                        {"cookie-file", required_argument, 0, 'f'},
+                                        {"epmd-port", required_argument, 0, 'p'},
+                                        {"listen", required_argument, 0, 'l'},
+                                        {"listen-min", required_argument, 0, 'l'},
+                                        {"listen-max", required_argument, 0, 'x'},
+                                        {"listen-addr", required_argument, 0, 'a'},
+                                        {"ticktime", required_argument, 0, 't'},
+                                        {"hidden", no_argument, 0, 'H'},
+                                        {"verbose", no_argument, 0, 'v'},
+                                        {"help", no_argument, 0, 'h'},
+                                        {"version", no_argument, 0, 'W'},
+                                        {"connect-all", required_argument, 0, 'G'},
+                                        {"proto-dist", required_argument, 0, 'P'},
+                                        {"ssl-dist-optfile", required_argument, 0, 'O'},
+                                        {"tls-cert", required_argument, 0, 'C'},
+                                        {"tls-key", required_argument, 0, 'K'},
+                                        {"tls-ca", required_argument, 0, 'A'},
+                                        {"tls-verify", required_argument, 0, 'V'},
+                                        {"horde-registry", required_argument, 0, 'R'},
+                                        {"horde-supervisor", required_argument, 0, 'S'},
+                                        {0, 0, 0, 0}};
   const char *proto = "inet_tcp", *optfile = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL,
              *tls_verify = NULL;
   const char *name = "cnode@127.0.0.1", *sname = NULL, *cookie = NULL, *cookie_file = NULL;
@@ -279,11 +288,21 @@ int main(int argc, char **argv) {
   int c;
   while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
     switch (c) {
-    case 'n': name = optarg; break;
-    case 's': sname = optarg; break;
-    case 'c': cookie = optarg; break;
-    case 'f': cookie_file = optarg; break;
-    case 'p': o.epmd_port = (uint16_t)atoi(optarg); break;
+    case 'n':
+      name = optarg;
+      break;
+    case 's':
+      sname = optarg;
+      break;
+    case 'c':
+      cookie = optarg;
+      break;
+    case 'f':
+      cookie_file = optarg;
+      break;
+    case 'p':
+      o.epmd_port = (uint16_t)atoi(optarg);
+      break;
     case 'l':
     case 'x': {
       char *end;
@@ -295,17 +314,39 @@ int main(int argc, char **argv) {
       *(c == 'l' ? &o.listen_port : &o.listen_port_max) = (uint16_t)v;
       break;
     }
-    case 'a': o.listen_addr = optarg; break;
-    case 't': o.net_ticktime_s = (uint32_t)atoi(optarg); break;
-    case 'H': o.hidden = true; break;
-    case 'G': o.no_connect_all = strcmp(optarg, "false") == 0; break; /* as erl -connect_all false */
-    case 'v': o.log_level = CN_LOG_DEBUG; break;
-    case 'P': proto = optarg; break;
-    case 'O': optfile = optarg; break;
-    case 'C': tls_cert = optarg; break;
-    case 'K': tls_key = optarg; break;
-    case 'A': tls_ca = optarg; break;
-    case 'V': tls_verify = optarg; break;
+    case 'a':
+      o.listen_addr = optarg;
+      break;
+    case 't':
+      o.net_ticktime_s = (uint32_t)atoi(optarg);
+      break;
+    case 'H':
+      o.hidden = true;
+      break;
+    case 'G':
+      o.no_connect_all = strcmp(optarg, "false") == 0;
+      break; /* as erl -connect_all false */
+    case 'v':
+      o.log_level = CN_LOG_DEBUG;
+      break;
+    case 'P':
+      proto = optarg;
+      break;
+    case 'O':
+      optfile = optarg;
+      break;
+    case 'C':
+      tls_cert = optarg;
+      break;
+    case 'K':
+      tls_key = optarg;
+      break;
+    case 'A':
+      tls_ca = optarg;
+      break;
+    case 'V':
+      tls_verify = optarg;
+      break;
     case 'R':
       if (hreg_add(optarg)) {
         fprintf(stderr, "cnode: --horde-registry %s: bad name (or too many registries)\n", optarg);
@@ -318,14 +359,19 @@ int main(int argc, char **argv) {
         return 2;
       }
       break;
-    case 'h': usage(stdout); return 0;
-    case 'W': printf("cnode %s\n", cn_version()); return 0;
-    default: usage(stderr); return 2;
+    case 'h':
+      usage(stdout);
+      return 0;
+    case 'W':
+      printf("cnode %s\n", cn_version());
+      return 0;
+    default:
+      usage(stderr);
+      return 2;
     }
   }
   struct sockaddr_in6 la; /* the library's own check (cn_node_new), said here in the flags' words */
-  if (o.listen_addr && uv_ip4_addr(o.listen_addr, 0, (struct sockaddr_in *)&la) &&
-      uv_ip6_addr(o.listen_addr, 0, &la)) {
+  if (o.listen_addr && uv_ip4_addr(o.listen_addr, 0, (struct sockaddr_in *)&la) && uv_ip6_addr(o.listen_addr, 0, &la)) {
     fprintf(stderr, "cnode: --listen-addr %s: not a numeric IPv4 or IPv6 address (e.g. 127.0.0.1, ::1, ::)\n",
             o.listen_addr);
     return 2;

@@ -36,25 +36,19 @@ static int bad(const tool *t, const char *what) {
 }
 
 static int hexval(int c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   return -1;
 }
 
 /* Splits off the next whitespace-separated column of *s; NULL when there is none. */
 static char *column(char **s, size_t *len) {
   char *p = *s;
-  while (*p == ' ' || *p == '\t')
-    p++;
-  if (!*p)
-    return NULL;
+  while (*p == ' ' || *p == '\t') p++;
+  if (!*p) return NULL;
   char *start = p;
-  while (*p && *p != ' ' && *p != '\t')
-    p++;
+  while (*p && *p != ' ' && *p != '\t') p++;
   *len = (size_t)(p - start);
   *s = p;
   return start;
@@ -63,11 +57,9 @@ static char *column(char **s, size_t *len) {
 /* Decodes one hex column into a term; 0, EXIT_BAD (message printed) or 1 (out of memory). */
 static int parse_term(const tool *t, const char *hex, size_t n, cn_term **out) {
   *out = NULL;
-  if (n % 2)
-    return bad(t, "odd number of hex digits");
+  if (n % 2) return bad(t, "odd number of hex digits");
   uint8_t *b = malloc(n / 2 + 1);
-  if (!b)
-    return 1;
+  if (!b) return 1;
   for (size_t i = 0; i < n / 2; i++) {
     int hi = hexval((unsigned char)hex[2 * i]), lo = hexval((unsigned char)hex[2 * i + 1]);
     if (hi < 0 || lo < 0) {
@@ -78,8 +70,7 @@ static int parse_term(const tool *t, const char *hex, size_t n, cn_term **out) {
   }
   int r = cn_term_from_binary(t->atoms, b, n / 2, NULL, out);
   free(b);
-  if (r == CN_ENOMEM)
-    return 1;
+  if (r == CN_ENOMEM) return 1;
   if (r) {
     char msg[160];
     snprintf(msg, sizeof msg, "not a term in the external format (%s)", cn_strerror(r));
@@ -92,10 +83,8 @@ static int parse_term(const tool *t, const char *hex, size_t n, cn_term **out) {
 static int next_line(tool *t, char **line, size_t *cap) {
   errno = 0;
   ssize_t n = getline(line, cap, stdin);
-  if (n < 0)
-    return errno ? -1 : 0;
-  while (n > 0 && ((*line)[n - 1] == '\n' || (*line)[n - 1] == '\r'))
-    (*line)[--n] = 0;
+  if (n < 0) return errno ? -1 : 0;
+  while (n > 0 && ((*line)[n - 1] == '\n' || (*line)[n - 1] == '\r')) (*line)[--n] = 0;
   t->lineno++;
   return 1;
 }
@@ -199,8 +188,10 @@ static int choose_line(tool *t, char *line, void *ctx) {
   char *txt = !rc && k < n ? cn_term_to_string(m[k].name) : NULL;
   free(m);
   cn_term_free(term);
-  if (rc == CN_ENOTFOUND) txt = cn_strndup("{error,no_alive_nodes}", 22);
-  else if (rc) return rc == CN_ENOMEM ? 1 : bad(t, "not {Spec, [Member]} with a map Spec and Member maps with a name");
+  if (rc == CN_ENOTFOUND)
+    txt = cn_strndup("{error,no_alive_nodes}", 22);
+  else if (rc)
+    return rc == CN_ENOMEM ? 1 : bad(t, "not {Spec, [Member]} with a map Spec and Member maps with a name");
   if (!txt) return 1;
   puts(txt);
   cn_free(txt);
@@ -293,9 +284,10 @@ int term_tool_main(int argc, char **argv) {
       return EXIT_BAD;
     }
   }
-  int (*run)(tool *) = !strcmp(t.cmd, "decode") ? do_decode : !strcmp(t.cmd, "sort") ? do_sort
-                       : !strcmp(t.cmd, "compare")                                  ? do_compare
-                                                                                    : NULL;
+  int (*run)(tool *) = !strcmp(t.cmd, "decode")    ? do_decode
+                       : !strcmp(t.cmd, "sort")    ? do_sort
+                       : !strcmp(t.cmd, "compare") ? do_compare
+                                                   : NULL;
   if (!run && !is_hash && !is_choose) {
     usage(stderr);
     return EXIT_BAD;
@@ -306,8 +298,7 @@ int term_tool_main(int argc, char **argv) {
   }
   int st = is_hash ? do_hash(&t, range) : is_choose ? do_choose(&t, mode) : run(&t);
   cn_atoms_free(t.atoms);
-  if (st == 1)
-    fprintf(stderr, "cnode term %s: out of memory or read error (line %lu)\n", t.cmd, t.lineno);
+  if (st == 1) fprintf(stderr, "cnode term %s: out of memory or read error (line %lu)\n", t.cmd, t.lineno);
   if (fflush(stdout) != 0 && st == 0) {
     fprintf(stderr, "cnode term %s: cannot write the output\n", t.cmd);
     st = 1;

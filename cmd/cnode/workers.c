@@ -16,8 +16,10 @@
 static void echo(cn_proc *self, const cn_term *msg, void *state) {
   (void)state;
   const cn_term *from = cn_tuple_elem(msg, 2, 0), *req;
-  if (from && from->type == CN_PID) cn_send(cn_proc_node(self), self, from->v.pid, cn_tuple_elem(msg, 2, 1));
-  else if (cn_gen_is_call(msg, &from, &req)) cn_gen_reply(self, from, req);
+  if (from && from->type == CN_PID)
+    cn_send(cn_proc_node(self), self, from->v.pid, cn_tuple_elem(msg, 2, 1));
+  else if (cn_gen_is_call(msg, &from, &req))
+    cn_gen_reply(self, from, req);
 }
 
 int workers_spawn_echo(cn_node *n, cn_pid *pid) { return cn_spawn(n, echo, NULL, NULL, pid); }
@@ -106,10 +108,14 @@ static void tell(cn_proc *self, puppet *pp, cn_term *what) {
 
 static const char *status_name(int status) {
   switch (status) {
-  case 0: return "ok";
-  case CN_EEXIT: return "exit";
-  case CN_ETIMEDOUT: return "timeout";
-  default: return "closed";
+  case 0:
+    return "ok";
+  case CN_EEXIT:
+    return "exit";
+  case CN_ETIMEDOUT:
+    return "timeout";
+  default:
+    return "closed";
   }
 }
 
@@ -117,8 +123,9 @@ static const char *status_name(int status) {
 static void puppet_result(cn_proc *self, int status, const cn_term *reply, void *ctx) {
   cn_node *n = cn_proc_node(self);
   if (status == CN_ECLOSED) return; /* the puppet itself is ending */
-  tell(self, ctx, cn_mk_tuple(3, cn_mk_atomc(n, "result"), cn_mk_atomc(n, status_name(status)),
-                              reply ? cn_term_copy(reply) : cn_mk_atomc(n, "undefined")));
+  tell(self, ctx,
+       cn_mk_tuple(3, cn_mk_atomc(n, "result"), cn_mk_atomc(n, status_name(status)),
+                   reply ? cn_term_copy(reply) : cn_mk_atomc(n, "undefined")));
 }
 
 static const char *atom_text(const cn_term *t) { return t && t->type == CN_ATOM ? t->v.atom->name : NULL; }
@@ -164,8 +171,8 @@ static void puppet_cmd(cn_proc *self, puppet *pp, const cn_term *cmd) {
   } else if (!strcmp(op, "cast") && a && b) {
     rc = cn_cast(n, self, a, b);
   } else if ((!strcmp(op, "rpc") || !strcmp(op, "erpc")) && atom_text(a) && atom_text(b) && atom_text(c) && d) {
-    rc = (!strcmp(op, "rpc") ? cn_rpc : cn_erpc)(self, a->v.atom, atom_text(b), atom_text(c), d, 10000,
-                                                  puppet_result, pp);
+    rc = (!strcmp(op, "rpc") ? cn_rpc : cn_erpc)(self, a->v.atom, atom_text(b), atom_text(c), d, 10000, puppet_result,
+                                                 pp);
   } else if (!strcmp(op, "alias")) {
     cn_ref ref;
     if (!(rc = cn_alias(self, &ref))) tell(self, pp, cn_mk_tuple(2, cn_mk_atomc(n, "alias"), cn_mk_ref(ref)));
@@ -236,10 +243,10 @@ static void ctl_global_done(cn_proc *self, int status, void *ctx) {
   cn_node *n = cn_proc_node(self);
   if (status != CN_ECLOSED)
     ctl_answer(self, c->caller,
-               !status                                         ? cn_mk_atomc(n, c->ok)
-               : (status == CN_EEXIST || status == CN_EBUSY)   ? cn_mk_atomc(n, c->fail)
-                                                               : cn_mk_tuple(2, cn_mk_atomc(n, "error"),
-                                                                             cn_mk_atomc(n, cn_err_reason(status))));
+               !status ? cn_mk_atomc(n, c->ok)
+               : (status == CN_EEXIST || status == CN_EBUSY)
+                   ? cn_mk_atomc(n, c->fail)
+                   : cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(status))));
   ctl_caller_free(c->caller);
   cn_free(c);
 }
@@ -362,7 +369,9 @@ static void ctl_crdt_stopped(cn_crdt *c, void *ctx) {
   }
 }
 
-static cn_term *ctl_err(cn_node *n, const char *why) { return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, why)); }
+static cn_term *ctl_err(cn_node *n, const char *why) {
+  return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, why));
+}
 
 /* {crdt_start, N, Opts} | {crdt_set_neighbours, N, [{N2, Node}]} | {crdt_put, N, K, V} | {crdt_delete, N, K} |
  * {crdt_read, N} | {crdt_root, N} | {crdt_stats, N}; see README (Horde CRDT peer). */
@@ -380,12 +389,18 @@ static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd, 
     cn_crdt_opts o = {0};
     for (uint32_t i = 0; a->type == CN_LIST && i < a->v.list.len; i++) {
       const cn_term *k = cn_tuple_elem(&a->v.list.e[i], 2, 0), *v = cn_tuple_elem(&a->v.list.e[i], 2, 1);
-      if (cn_is_atom(k, "sync_interval") && v->type == CN_INT && v->v.i > 0) o.sync_interval_ms = (unsigned)v->v.i;
-      else if (cn_is_atom(k, "max_sync_size") && v->type == CN_INT && v->v.i > 0) o.max_sync_size = (size_t)v->v.i;
-      else if (cn_is_atom(k, "max_sync_size") && cn_is_atom(v, "infinite")) o.max_sync_size = 0;
-      else if (cn_is_atom(k, "mapset") && cn_is_atom(v, "plain")) o.mapset_shape = CN_CRDT_MAPSET_PLAIN;
-      else if (cn_is_atom(k, "count_bytes") && cn_is_atom(v, "true")) o.count_bytes = true;
-      else return ctl_err(n, "badarg");
+      if (cn_is_atom(k, "sync_interval") && v->type == CN_INT && v->v.i > 0)
+        o.sync_interval_ms = (unsigned)v->v.i;
+      else if (cn_is_atom(k, "max_sync_size") && v->type == CN_INT && v->v.i > 0)
+        o.max_sync_size = (size_t)v->v.i;
+      else if (cn_is_atom(k, "max_sync_size") && cn_is_atom(v, "infinite"))
+        o.max_sync_size = 0;
+      else if (cn_is_atom(k, "mapset") && cn_is_atom(v, "plain"))
+        o.mapset_shape = CN_CRDT_MAPSET_PLAIN;
+      else if (cn_is_atom(k, "count_bytes") && cn_is_atom(v, "true"))
+        o.count_bytes = true;
+      else
+        return ctl_err(n, "badarg");
     }
     ctl_crdt *e = cn_calloc(1, sizeof *e);
     if (!e) return ctl_err(n, "enomem");
@@ -411,10 +426,16 @@ static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd, 
       const char *n2 = atom_text(cn_tuple_elem(&a->v.list.e[i], 2, 0));
       const cn_term *node = cn_tuple_elem(&a->v.list.e[i], 2, 1);
       char full[CN_ATOM_MAX_BYTES + sizeof ".Crdt"]; /* N2 is an atom: never truncated */
-      if (!n2 || !node || node->type != CN_ATOM) { bad = true; break; }
+      if (!n2 || !node || node->type != CN_ATOM) {
+        bad = true;
+        break;
+      }
       snprintf(full, sizeof full, "%s.Crdt", n2);
       cn_term *dest = cn_mk_atomc(n, full); /* NULL past 255 characters */
-      if (!dest) { bad = true; break; }
+      if (!dest) {
+        bad = true;
+        break;
+      }
       if (!(v[i] = cn_mk_tuple(2, dest, cn_term_copy(node)))) bad = true;
     }
     if (!bad) rc = cn_crdt_set_neighbours(c, (const cn_term *const *)v, k);
@@ -433,11 +454,11 @@ static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd, 
   } else if (!strcmp(op, "crdt_stats") && ar == 2) {
     cn_crdt_stats s;
     cn_crdt_get_stats(c, &s);
-    cn_term *kv[] = {cn_mk_atomc(n, "msgs_sent"),  cn_mk_int((int64_t)s.msgs_sent),
-                     cn_mk_atomc(n, "bytes_sent"), cn_mk_int((int64_t)s.bytes_sent),
-                     cn_mk_atomc(n, "keys_sent"),  cn_mk_int((int64_t)s.keys_sent),
+    cn_term *kv[] = {cn_mk_atomc(n, "msgs_sent"),    cn_mk_int((int64_t)s.msgs_sent),
+                     cn_mk_atomc(n, "bytes_sent"),   cn_mk_int((int64_t)s.bytes_sent),
+                     cn_mk_atomc(n, "keys_sent"),    cn_mk_int((int64_t)s.keys_sent),
                      cn_mk_atomc(n, "bad_messages"), cn_mk_int((int64_t)s.bad_messages),
-                     cn_mk_atomc(n, "keys"),       cn_mk_int((int64_t)s.keys)};
+                     cn_mk_atomc(n, "keys"),         cn_mk_int((int64_t)s.keys)};
     return cn_mk_map(5, kv);
   }
   return rc ? ctl_err(n, cn_err_reason(rc)) : cn_mk_atomc(n, "ok");
@@ -453,8 +474,7 @@ static cn_term *ctl_send(cn_proc *self, const char *op, const cn_term *cmd, cons
 }
 
 /* {start_kv, Name} -> {ok, Pid}: a new cnode_kv gen_server registered as Name. */
-static cn_term *ctl_start_kv(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller,
-                             void *ctx) {
+static cn_term *ctl_start_kv(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller, void *ctx) {
   (void)op, (void)caller, (void)ctx;
   cn_node *n = cn_proc_node(self);
   const char *name = atom_text(cn_tuple_elem(cmd, 2, 1));
@@ -475,10 +495,14 @@ static cn_term *ctl_stats(cn_proc *self, const char *op, const cn_term *cmd, con
   struct {
     const char *k;
     uint64_t v;
-  } f[] = {{"handshake_timeouts", st.handshake_timeouts}, {"handshake_failures", st.handshake_failures},
-           {"connections_refused", st.connections_refused}, {"protocol_errors", st.protocol_errors},
-           {"oversized_messages", st.oversized_messages},   {"atoms_refused", st.atoms_refused},
-           {"busy_suspensions", st.busy_suspensions},       {"messages_dropped", st.messages_dropped},
+  } f[] = {{"handshake_timeouts", st.handshake_timeouts},
+           {"handshake_failures", st.handshake_failures},
+           {"connections_refused", st.connections_refused},
+           {"protocol_errors", st.protocol_errors},
+           {"oversized_messages", st.oversized_messages},
+           {"atoms_refused", st.atoms_refused},
+           {"busy_suspensions", st.busy_suspensions},
+           {"messages_dropped", st.messages_dropped},
            {"tick_timeouts", st.tick_timeouts}};
   enum { NF = sizeof f / sizeof f[0] };
   cn_term *kv[2 * NF];
@@ -490,8 +514,7 @@ static cn_term *ctl_stats(cn_proc *self, const char *op, const cn_term *cmd, con
 }
 
 /* nodes -> [Node]: the connected nodes (hidden ones too), the first 256. */
-static cn_term *ctl_nodes_cmd(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller,
-                              void *ctx) {
+static cn_term *ctl_nodes_cmd(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller, void *ctx) {
   (void)op, (void)caller, (void)ctx;
   cn_node *n = cn_proc_node(self);
   if (cmd->type != CN_ATOM) return ctl_unknown(n);
