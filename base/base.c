@@ -10,78 +10,50 @@ const char *cn_version(void) { return CN_VERSION; }
 
 const char *cn_strerror(int err) {
   switch (err) {
-  case 0:
-    return "success";
+  case 0: return "success";
 #define CN__ERR_STR(name, val, msg)                                                                                    \
-  case CN_##name:                                                                                                      \
-    return msg;
+  case CN_##name: return msg;
     CN_ERRNO_MAP(CN__ERR_STR)
 #undef CN__ERR_STR
-  default:
-    return "unknown error";
+  default: return "unknown error";
   }
 }
 
 const char *cn_err_name(int err) {
   switch (err) {
-  case 0:
-    return "CN_OK";
+  case 0: return "CN_OK";
 #define CN__ERR_NAME(name, val, msg)                                                                                   \
-  case CN_##name:                                                                                                      \
-    return "CN_" #name;
+  case CN_##name: return "CN_" #name;
     CN_ERRNO_MAP(CN__ERR_NAME)
 #undef CN__ERR_NAME
-  default:
-    return "CN_UNKNOWN";
+  default: return "CN_UNKNOWN";
   }
 }
 
 const char *cn_err_reason(int err) {
   switch (err) {
-  case 0:
-    return "ok";
-  case CN_EINVAL:
-    return "badarg";
-  case CN_ENOMEM:
-    return "enomem";
-  case CN_EDECODE:
-    return "badarg"; /* binary_to_term/1 on bytes it cannot decode */
-  case CN_ETRUNC:
-    return "badarg";
-  case CN_ELIMIT:
-    return "system_limit";
-  case CN_EPROTO:
-    return "eproto";
-  case CN_EAUTH:
-    return "noconnection"; /* a refused handshake: the node is simply not connected */
-  case CN_EREFUSED:
-    return "econnrefused";
-  case CN_ENOPROC:
-    return "noproc";
-  case CN_ENOCONN:
-    return "noconnection";
-  case CN_EEXIST:
-    return "eexist";
-  case CN_ENOTFOUND:
-    return "not_found"; /* as supervisor:terminate_child/restart_child */
-  case CN_ETIMEDOUT:
-    return "timeout";
-  case CN_EIO:
-    return "eio";
-  case CN_ECLOSED:
-    return "closed";
-  case CN_ESTATE:
-    return "einval";
-  case CN_EUNSUPPORTED:
-    return "enotsup";
-  case CN_EFLAGS:
-    return "noconnection"; /* OTP refuses the handshake: no connection */
-  case CN_EEXIT:
-    return "noproc"; /* the process is gone; callers that have its exit reason send that */
-  case CN_EBUSY:
-    return "ebusy";
-  default:
-    return "unknown";
+  case 0: return "ok";
+  case CN_EINVAL: return "badarg";
+  case CN_ENOMEM: return "enomem";
+  case CN_EDECODE: return "badarg"; /* binary_to_term/1 on bytes it cannot decode */
+  case CN_ETRUNC: return "badarg";
+  case CN_ELIMIT: return "system_limit";
+  case CN_EPROTO: return "eproto";
+  case CN_EAUTH: return "noconnection"; /* a refused handshake: the node is simply not connected */
+  case CN_EREFUSED: return "econnrefused";
+  case CN_ENOPROC: return "noproc";
+  case CN_ENOCONN: return "noconnection";
+  case CN_EEXIST: return "eexist";
+  case CN_ENOTFOUND: return "not_found"; /* as supervisor:terminate_child/restart_child */
+  case CN_ETIMEDOUT: return "timeout";
+  case CN_EIO: return "eio";
+  case CN_ECLOSED: return "closed";
+  case CN_ESTATE: return "einval";
+  case CN_EUNSUPPORTED: return "enotsup";
+  case CN_EFLAGS: return "noconnection"; /* OTP refuses the handshake: no connection */
+  case CN_EEXIT: return "noproc";        /* the process is gone; callers that have its exit reason send that */
+  case CN_EBUSY: return "ebusy";
+  default: return "unknown";
   }
 }
 

@@ -170,10 +170,8 @@ static void pinger_terminate(cn_proc *self, const cn_term *reason, void *state) 
 static void pinger_run(cn_proc *self, const cn_term *msg, void *state) {
   pinger *p = state;
   uint64_t t = now_ns();
-  if (is_atom(msg, a_ping))
-    p->samples[p->done++] = t - p->t0; /* an echo came back */
-  else
-    p->start = t; /* the first 'go' */
+  if (is_atom(msg, a_ping)) p->samples[p->done++] = t - p->t0; /* an echo came back */
+  else p->start = t;                                           /* the first 'go' */
   if (p->done < p->count) {
     p->t0 = now_ns();
     cn_send_to(node, self, p->dest, p->ping);

@@ -220,10 +220,8 @@ static void ctl_send(const erlang_pid *from, const char *ref, int reflen, const 
     ei_x_encode_atom(&x, "done");
     ei_x_encode_pid(&x, from);
     ei_x_append_buf(&x, ref, reflen);
-    if (d->named)
-      ei_reg_send(&ec, p->fd, (char *)d->name, x.buff, x.index);
-    else
-      ei_send(p->fd, (erlang_pid *)&d->pid, x.buff, x.index);
+    if (d->named) ei_reg_send(&ec, p->fd, (char *)d->name, x.buff, x.index);
+    else ei_send(p->fd, (erlang_pid *)&d->pid, x.buff, x.index);
   }
   pthread_mutex_unlock(&p->wlock);
   ei_x_free(&x);
@@ -339,14 +337,10 @@ static void *reader(void *arg) {
     if (rc == ERL_TICK) continue;
     if (rc == ERL_ERROR) break;
     if (msg.msgtype != ERL_REG_SEND) continue;
-    if (strcmp(msg.toname, "sink") == 0)
-      on_sink(x.buff, 0);
-    else if (strcmp(msg.toname, "echo") == 0)
-      on_echo(x.buff, 0);
-    else if (strcmp(msg.toname, "gs") == 0)
-      on_gs(x.buff, 0);
-    else if (strcmp(msg.toname, "ctl") == 0)
-      on_ctl(x.buff, 0);
+    if (strcmp(msg.toname, "sink") == 0) on_sink(x.buff, 0);
+    else if (strcmp(msg.toname, "echo") == 0) on_echo(x.buff, 0);
+    else if (strcmp(msg.toname, "gs") == 0) on_gs(x.buff, 0);
+    else if (strcmp(msg.toname, "ctl") == 0) on_ctl(x.buff, 0);
   }
   ei_x_free(&x);
   if (a.first) exit(0); /* the driver went */

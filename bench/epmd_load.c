@@ -92,10 +92,8 @@ int main(int argc, char **argv) {
       slot *c = &s[i];
       int restart = 0;
       if (!c->sent) {
-        if (write(c->fd, req, rl) == (ssize_t)rl)
-          c->sent = 1;
-        else
-          restart = 1, errors++;
+        if (write(c->fd, req, rl) == (ssize_t)rl) c->sent = 1;
+        else restart = 1, errors++;
       } else {
         uint8_t buf[512];
         ssize_t n = read(c->fd, buf, sizeof buf);
@@ -103,10 +101,8 @@ int main(int argc, char **argv) {
           if (c->got == 0 && buf[1] != 0) errors++;
           c->got += (size_t)n;
         } else if (n == 0) {
-          if (c->got == want)
-            done++;
-          else
-            errors++;
+          if (c->got == want) done++;
+          else errors++;
           restart = 1;
         } else if (errno != EAGAIN) {
           restart = 1, errors++;

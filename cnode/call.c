@@ -25,10 +25,8 @@ static void pending_free(cn_pending *c) {
 /* Runs the callback of c (already freed: its fields are passed in). A timer of cn_proc_after gets 0 when it
  * fires (the timeout of a call), CN_ECLOSED when the process ends first. */
 static void complete(cn_proc *p, cn_reply_fn cb, cn_after_fn after, void *ctx, int status, const cn_term *result) {
-  if (after)
-    after(p, status == CN_ETIMEDOUT ? 0 : status, ctx);
-  else
-    cb(p, status, result, ctx);
+  if (after) after(p, status == CN_ETIMEDOUT ? 0 : status, ctx);
+  else cb(p, status, result, ctx);
 }
 
 /* Ends a call: the alias goes (a late reply is dropped), the monitor goes, then the callback runs. */
@@ -150,10 +148,8 @@ bool call_intercept(cn_proc *p, const cn_term *msg) {
   for (cn_pending *c = p->calls; c; c = c->next) {
     if (c->kind == CALL_AFTER) continue;
     if (down && is_ref(&e[1], &c->ref)) {
-      if (c->kind == CALL_ERPC)
-        finish_erpc(c, &e[4]);
-      else
-        finish(c, CN_EEXIT, &e[4]);
+      if (c->kind == CALL_ERPC) finish_erpc(c, &e[4]);
+      else finish(c, CN_EEXIT, &e[4]);
       return true;
     }
     if (reply && c->kind == CALL_GEN && tag_matches(&e[0], &c->ref)) {

@@ -194,8 +194,7 @@ static void on_timer(uv_timer_t *t) {
       c->n->stats.tick_timeouts++;
       conn_close(c, "net_tick_timeout");
       break;
-    default:
-      break;
+    default: break;
     }
   } else if (c->state == C_WAIT_PEER) {
     cn_log(c->n, CN_LOG_WARN, "connection to %s not established: the peer's own attempt never came", conn_who(c));

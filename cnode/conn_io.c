@@ -116,10 +116,8 @@ static int frame_raw(cn_conn *c, const uint8_t *p, size_t n) {
 /* Ends the frame opened at start, or drops it when rc reports a failure while filling it. */
 static int frame_close(cn_conn *c, size_t start, int rc) {
   if (!rc) {
-    if (frag_mode(c))
-      rc = dist_msg_end(&c->out, start, ++c->n->frag_seq, FRAG_SIZE);
-    else
-      cn_set32(c->out.data + start, (uint32_t)(c->out.len - start - 4));
+    if (frag_mode(c)) rc = dist_msg_end(&c->out, start, ++c->n->frag_seq, FRAG_SIZE);
+    else cn_set32(c->out.data + start, (uint32_t)(c->out.len - start - 4));
   }
   if (rc) {
     c->out.len = start;
@@ -269,10 +267,8 @@ static void tls_input(cn_conn *c, size_t nread) {
   if (c->tout.len) conn_mark_dirty(c);
   if (r < 0) {
     conn_try_write(c, &c->tout); /* our alert tells the peer why */
-    if (c->state == C_UP)
-      conn_close(c, dist_tls_reason(c->tls));
-    else
-      conn_setup_failed(c, "TLS: %s", dist_tls_reason(c->tls));
+    if (c->state == C_UP) conn_close(c, dist_tls_reason(c->tls));
+    else conn_setup_failed(c, "TLS: %s", dist_tls_reason(c->tls));
     return;
   }
   if (!was_up && dist_tls_is_up(c->tls)) {
@@ -287,10 +283,8 @@ static void tls_input(cn_conn *c, size_t nread) {
   if (c->state == C_UP) dist_tick_recv(&c->tick);
   conn_process_input(c);
   if (r == DIST_TLS_CLOSED && c->state != C_CLOSING && c->state != C_WAIT_PEER) {
-    if (c->state == C_UP)
-      conn_close(c, "connection closed (TLS close_notify)");
-    else
-      conn_setup_failed(c, "%s", closed_reason(c));
+    if (c->state == C_UP) conn_close(c, "connection closed (TLS close_notify)");
+    else conn_setup_failed(c, "%s", closed_reason(c));
   }
 }
 
@@ -407,10 +401,8 @@ void conn_process_input(cn_conn *c) {
       break;
     }
     if (rc < 0) {
-      if (rc == CN_ELIMIT)
-        c->n->stats.oversized_messages++;
-      else
-        c->n->stats.protocol_errors++;
+      if (rc == CN_ELIMIT) c->n->stats.oversized_messages++;
+      else c->n->stats.protocol_errors++;
       cn_log(c->n, CN_LOG_WARN, "dropping connection to %s: bad message: %s", conn_who(c), cn_strerror(rc));
       conn_close(c, "protocol error");
       break;

@@ -118,11 +118,8 @@ int conn_handshake_step(cn_conn *c, size_t *off) {
       return -1;
     }
     return 1;
-  case DIST_HS_DONE:
-    conn_up(c);
-    return c->state == C_UP ? 1 : -1;
-  default:
-    return 0; /* more bytes needed */
+  case DIST_HS_DONE: conn_up(c); return c->state == C_UP ? 1 : -1;
+  default: return 0; /* more bytes needed */
   }
 }
 
@@ -251,12 +248,9 @@ void conn_on_accept(uv_stream_t *server, int status) {
 static void on_connected(uv_connect_t *req, int status) {
   cn_conn *c = req->data;
   if (c->state != C_CLOSING) {
-    if (status < 0)
-      conn_setup_failed(c, "connect: %s", uv_strerror(status));
-    else if (begin_setup(c))
-      conn_setup_failed(c, "%s", c->tls ? dist_tls_reason(c->tls) : "out of memory");
-    else
-      conn_start_io(c);
+    if (status < 0) conn_setup_failed(c, "connect: %s", uv_strerror(status));
+    else if (begin_setup(c)) conn_setup_failed(c, "%s", c->tls ? dist_tls_reason(c->tls) : "out of memory");
+    else conn_start_io(c);
   }
   conn_unref(c);
 }
@@ -285,10 +279,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     } else {
       struct sockaddr_storage ss;
       memcpy(&ss, res->ai_addr, res->ai_addrlen);
-      if (ss.ss_family == AF_INET)
-        ((struct sockaddr_in *)&ss)->sin_port = htons(c->peer_port);
-      else
-        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(c->peer_port);
+      if (ss.ss_family == AF_INET) ((struct sockaddr_in *)&ss)->sin_port = htons(c->peer_port);
+      else ((struct sockaddr_in6 *)&ss)->sin6_port = htons(c->peer_port);
       connect_addr(c, (struct sockaddr *)&ss);
     }
   }

@@ -23,30 +23,18 @@ int dispatch_ctl(cn_node *n, cn_conn *c, const cn_atom *peer, const dist_ctl *ct
   case DOP_SEND:
   case DOP_SEND_TT:
   case DOP_SEND_SENDER:
-  case DOP_SEND_SENDER_TT:
-    p = local_proc(n, ctl->to);
-    break;
+  case DOP_SEND_SENDER_TT: p = local_proc(n, ctl->to); break;
   case DOP_REG_SEND:
   case DOP_REG_SEND_TT:
     p = proc_by_name(n, ctl->name->v.atom);
     if (!p) cn_log(n, CN_LOG_DEBUG, "%s sent to unregistered name %s", peer->name, ctl->name->v.atom->name);
     break;
   case DOP_ALIAS_SEND:
-  case DOP_ALIAS_SEND_TT:
-    p = link_alias_owner(n, &ctl->ref->v.ref);
-    break;
-  case DOP_LINK:
-    link_recv_link(n, ctl->to->v.pid, ctl->from->v.pid);
-    break;
-  case DOP_UNLINK:
-    link_recv_unlink(n, ctl->to->v.pid, ctl->from->v.pid, NULL);
-    break;
-  case DOP_UNLINK_ID:
-    link_recv_unlink(n, ctl->to->v.pid, ctl->from->v.pid, ctl->id);
-    break;
-  case DOP_UNLINK_ID_ACK:
-    link_recv_unlink_ack(n, ctl->to->v.pid, ctl->from->v.pid, id_value(ctl->id));
-    break;
+  case DOP_ALIAS_SEND_TT: p = link_alias_owner(n, &ctl->ref->v.ref); break;
+  case DOP_LINK: link_recv_link(n, ctl->to->v.pid, ctl->from->v.pid); break;
+  case DOP_UNLINK: link_recv_unlink(n, ctl->to->v.pid, ctl->from->v.pid, NULL); break;
+  case DOP_UNLINK_ID: link_recv_unlink(n, ctl->to->v.pid, ctl->from->v.pid, ctl->id); break;
+  case DOP_UNLINK_ID_ACK: link_recv_unlink_ack(n, ctl->to->v.pid, ctl->from->v.pid, id_value(ctl->id)); break;
   case DOP_EXIT:
   case DOP_EXIT_TT:
   case DOP_PAYLOAD_EXIT:
@@ -60,20 +48,14 @@ int dispatch_ctl(cn_node *n, cn_conn *c, const cn_atom *peer, const dist_ctl *ct
     if (reason && (p = local_proc(n, ctl->to))) proc_exit_signal(p, ctl->from->v.pid, reason, false);
     p = NULL;
     break;
-  case DOP_MONITOR_P:
-    link_recv_monitor(n, ctl->to, ctl->from->v.pid, ctl->ref->v.ref);
-    break;
-  case DOP_DEMONITOR_P:
-    link_recv_demonitor(n, ctl->to, ctl->ref->v.ref);
-    break;
+  case DOP_MONITOR_P: link_recv_monitor(n, ctl->to, ctl->from->v.pid, ctl->ref->v.ref); break;
+  case DOP_DEMONITOR_P: link_recv_demonitor(n, ctl->to, ctl->ref->v.ref); break;
   case DOP_MONITOR_P_EXIT:
   case DOP_PAYLOAD_MONITOR_P_EXIT:
     if (reason) link_recv_down(n, ctl->to->v.pid, ctl->from, peer, ctl->ref->v.ref, reason);
     break;
   case DOP_SPAWN_REQUEST:
-  case DOP_SPAWN_REQUEST_TT:
-    spawn_request(n, peer, ctl, payload);
-    break;
+  case DOP_SPAWN_REQUEST_TT: spawn_request(n, peer, ctl, payload); break;
   case DOP_SPAWN_REPLY:
   case DOP_SPAWN_REPLY_TT:
     if (ctl->id->type == CN_REF) call_spawn_reply(n, ctl->to, ctl->id->v.ref, ctl->result);

@@ -178,10 +178,8 @@ void node_schedule(cn_node *n, cn_proc *p) {
   if (p->in_runq || p->suspended) return;
   p->in_runq = true;
   p->run_next = NULL;
-  if (n->runq_tail)
-    n->runq_tail->run_next = p;
-  else
-    n->runq_head = p;
+  if (n->runq_tail) n->runq_tail->run_next = p;
+  else n->runq_head = p;
   n->runq_tail = p;
   if (!uv_is_active((uv_handle_t *)&n->idle)) uv_idle_start(&n->idle, on_idle);
 }
@@ -285,10 +283,8 @@ int cn_node_demonitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx) {
 }
 
 void node_notify(cn_node *n, const cn_atom *peer, bool up, const char *reason) {
-  if (up)
-    cn_log(n, CN_LOG_INFO, "nodeup %s", peer->name);
-  else
-    cn_log(n, CN_LOG_INFO, "nodedown %s: %s", peer->name, reason);
+  if (up) cn_log(n, CN_LOG_INFO, "nodeup %s", peer->name);
+  else cn_log(n, CN_LOG_INFO, "nodedown %s: %s", peer->name, reason);
   if (!up) link_nodedown(n, peer);
   for (cn_node_sub *s = n->subs; s; s = s->next) s->fn(n, peer, up, reason, s->ctx);
 }
@@ -384,10 +380,8 @@ static int start_listening(cn_node *n) {
   unsigned port = first;
   int fd;
   for (;;) {
-    if (ss.ss_family == AF_INET6)
-      ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
-    else
-      ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+    if (ss.ss_family == AF_INET6) ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+    else ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
     if ((fd = listen_fd(&ss)) != -EADDRINUSE || port == last) break;
     port++;
   }
@@ -535,10 +529,8 @@ static void on_async(uv_async_t *h) {
     if (m->job) {
       m->job(n, m->arg);
     } else if (!n->stopping) {
-      if (m->has_pid)
-        cn_send(n, NULL, m->to, m->msg);
-      else
-        cn_send_name(n, NULL, m->name, m->node, m->msg);
+      if (m->has_pid) cn_send(n, NULL, m->to, m->msg);
+      else cn_send_name(n, NULL, m->name, m->node, m->msg);
     }
     cn_term_free(m->msg);
     cn_free(m->name);

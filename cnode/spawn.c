@@ -157,10 +157,8 @@ int spawn_request(cn_node *n, const cn_atom *peer, const dist_ctl *ctl, const cn
   cn_proc_opts popts = {0};
   cn_term *reason = NULL;
   bool builtin = !entry && (reason = builtin_reason(n, mfa, args)) != NULL;
-  if (!entry && !builtin)
-    reason = undef_reason(n, mfa, args);
-  else if (entry && entry->fn(n, args, &handler, &state, &popts, entry->ctx))
-    reason = cn_mk_atomc(n, "badarg");
+  if (!entry && !builtin) reason = undef_reason(n, mfa, args);
+  else if (entry && entry->fn(n, args, &handler, &state, &popts, entry->ctx)) reason = cn_mk_atomc(n, "badarg");
   cn_pid pid;
   int rc = cn_spawn(n, handler ? handler : doomed, reason ? NULL : state, &popts, &pid);
   cn_proc *p = rc ? NULL : proc_lookup(n, pid);

@@ -93,44 +93,19 @@ int dist_ctl_parse(const cn_term *ctl, dist_ctl *out) {
   for (uint32_t i = 1; i < r->arity; i++) {
     const cn_term *x = &e[i];
     switch (r->f[i - 1]) {
-    case F_FROM:
-      out->from = x;
-      break;
-    case F_TO:
-      out->to = x;
-      break;
-    case F_NAME:
-      out->name = x;
-      break;
-    case F_REF:
-      out->ref = x;
-      break;
-    case F_REASON:
-      out->reason = x;
-      break;
-    case F_ID:
-      out->id = x;
-      break;
-    case F_TOKEN:
-      out->token = x;
-      break;
-    case F_MFA:
-      out->mfa = x;
-      break;
-    case F_OPTS:
-      out->opts = x;
-      break;
-    case F_GL:
-      out->gl = x;
-      break;
-    case F_FLAGS:
-      out->flags = x;
-      break;
-    case F_RESULT:
-      out->result = x;
-      break;
-    default:
-      break;
+    case F_FROM: out->from = x; break;
+    case F_TO: out->to = x; break;
+    case F_NAME: out->name = x; break;
+    case F_REF: out->ref = x; break;
+    case F_REASON: out->reason = x; break;
+    case F_ID: out->id = x; break;
+    case F_TOKEN: out->token = x; break;
+    case F_MFA: out->mfa = x; break;
+    case F_OPTS: out->opts = x; break;
+    case F_GL: out->gl = x; break;
+    case F_FLAGS: out->flags = x; break;
+    case F_RESULT: out->result = x; break;
+    default: break;
     }
   }
   /* Shapes the runtime relies on; anything else a peer sends costs it the connection. */
@@ -164,8 +139,7 @@ int dist_ctl_parse(const cn_term *ctl, dist_ctl *out) {
     if (!is_pid(out->from) || !is_pid(out->to) || (out->id->type != CN_INT && out->id->type != CN_BIG))
       return CN_EPROTO;
     break;
-  case DOP_NODE_LINK:
-    break;
+  case DOP_NODE_LINK: break;
   case DOP_SPAWN_REPLY:
   case DOP_SPAWN_REPLY_TT:
     if (!is_pid(out->to)) return CN_EPROTO;

@@ -56,8 +56,7 @@ int dist_msg_hdr_parse(const uint8_t *data, size_t len, dist_msg_hdr *out) {
     out->kind = DIST_MSG_FRAG_CONT;
     out->body_off = 18;
     return 0;
-  default:
-    return CN_EDECODE;
+  default: return CN_EDECODE;
   }
 }
 

@@ -314,22 +314,14 @@ static int on_reply(dist_hs *hs, const uint8_t *m, size_t n) {
 /* Dispatches one complete message (m[0] is the tag, n >= 1). */
 static int on_msg(dist_hs *hs, const uint8_t *m, size_t n) {
   switch (hs->state) {
-  case ST_I_STATUS:
-    return on_status(hs, m, n);
-  case ST_I_CHALLENGE:
-    return on_challenge(hs, m, n);
-  case ST_I_ACK:
-    return on_ack(hs, m, n);
-  case ST_A_NAME:
-    return on_name(hs, m, n);
-  case ST_A_ALIVE_REPLY:
-    return on_alive_reply(hs, m, n);
-  case ST_A_COMPLEMENT:
-    return on_complement(hs, m, n);
-  case ST_A_REPLY:
-    return on_reply(hs, m, n);
-  default:
-    return fail(hs, CN_ESTATE, "handshake message in an unexpected state");
+  case ST_I_STATUS: return on_status(hs, m, n);
+  case ST_I_CHALLENGE: return on_challenge(hs, m, n);
+  case ST_I_ACK: return on_ack(hs, m, n);
+  case ST_A_NAME: return on_name(hs, m, n);
+  case ST_A_ALIVE_REPLY: return on_alive_reply(hs, m, n);
+  case ST_A_COMPLEMENT: return on_complement(hs, m, n);
+  case ST_A_REPLY: return on_reply(hs, m, n);
+  default: return fail(hs, CN_ESTATE, "handshake message in an unexpected state");
   }
 }
 

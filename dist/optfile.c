@@ -80,33 +80,15 @@ static int read_escape(ps *s, cn_buf *b) {
   char c = *s->p++;
   unsigned v;
   switch (c) {
-  case 'n':
-    v = '\n';
-    break;
-  case 't':
-    v = '\t';
-    break;
-  case 'r':
-    v = '\r';
-    break;
-  case 's':
-    v = ' ';
-    break;
-  case 'e':
-    v = 27;
-    break;
-  case 'd':
-    v = 127;
-    break;
-  case 'b':
-    v = '\b';
-    break;
-  case 'f':
-    v = '\f';
-    break;
-  case 'v':
-    v = '\v';
-    break;
+  case 'n': v = '\n'; break;
+  case 't': v = '\t'; break;
+  case 'r': v = '\r'; break;
+  case 's': v = ' '; break;
+  case 'e': v = 27; break;
+  case 'd': v = 127; break;
+  case 'b': v = '\b'; break;
+  case 'f': v = '\f'; break;
+  case 'v': v = '\v'; break;
   case '^':
     if (s->p >= s->end) return -1;
     v = (unsigned)(*s->p++) & 31;
@@ -172,10 +154,8 @@ static tm *mk(ps *s, tkind k) {
     return NULL;
   }
   tm *t = cn_calloc(1, sizeof *t);
-  if (!t)
-    perr(s, CN_ENOMEM, "out of memory");
-  else
-    t->k = k;
+  if (!t) perr(s, CN_ENOMEM, "out of memory");
+  else t->k = k;
   return t;
 }
 
@@ -242,10 +222,8 @@ static tm *parse_seq(ps *s, int depth, tkind k, char close) {
       s->p++;
       return t;
     }
-    if (s->p < s->end && *s->p == '|')
-      perr(s, CN_EDECODE, "improper lists are not supported");
-    else
-      perr(s, CN_EDECODE, "expected ',' or '%c'%s", close, s->p >= s->end ? " before the end of the text" : "");
+    if (s->p < s->end && *s->p == '|') perr(s, CN_EDECODE, "improper lists are not supported");
+    else perr(s, CN_EDECODE, "expected ',' or '%c'%s", close, s->p >= s->end ? " before the end of the text" : "");
     goto fail;
   }
 fail:
@@ -367,10 +345,8 @@ static tm *parse(ps *s, int depth) {
   }
   if (isupper((unsigned char)c) || c == '_')
     perr(s, CN_EDECODE, "line %zu: variables are not allowed in an optfile", line_of(s, start));
-  else if (c == '#')
-    perr(s, CN_EDECODE, "line %zu: maps and records are not supported", line_of(s, start));
-  else if (c == 'f' || c == '$')
-    perr(s, CN_EDECODE, "line %zu: unsupported term", line_of(s, start));
+  else if (c == '#') perr(s, CN_EDECODE, "line %zu: maps and records are not supported", line_of(s, start));
+  else if (c == 'f' || c == '$') perr(s, CN_EDECODE, "line %zu: unsupported term", line_of(s, start));
   else
     perr(s, CN_EDECODE, "line %zu: unexpected character '%c'", line_of(s, start), isprint((unsigned char)c) ? c : '?');
   return NULL;
@@ -444,21 +420,15 @@ static int map_option(ps *s, cn_tls_side *o, const char *side, const tm *opt, ch
   if (!strcmp(k, "cacertfile")) return set_str(s, &o->cacertfile, v, side, k);
   if (!strcmp(k, "password")) return set_str(s, &o->password, v, side, k);
   if (!strcmp(k, "verify")) {
-    if (is_atom(v, "verify_peer"))
-      o->verify = CN_TLS_VERIFY_PEER;
-    else if (is_atom(v, "verify_none"))
-      o->verify = CN_TLS_VERIFY_NONE;
-    else
-      return perr(s, CN_EINVAL, "%s option verify: expected verify_peer or verify_none", side);
+    if (is_atom(v, "verify_peer")) o->verify = CN_TLS_VERIFY_PEER;
+    else if (is_atom(v, "verify_none")) o->verify = CN_TLS_VERIFY_NONE;
+    else return perr(s, CN_EINVAL, "%s option verify: expected verify_peer or verify_none", side);
     return 0;
   }
   if (!strcmp(k, "fail_if_no_peer_cert")) {
-    if (is_atom(v, "true"))
-      o->fail_if_no_peer_cert = true;
-    else if (is_atom(v, "false"))
-      o->fail_if_no_peer_cert = false;
-    else
-      return perr(s, CN_EINVAL, "%s option fail_if_no_peer_cert: expected true or false", side);
+    if (is_atom(v, "true")) o->fail_if_no_peer_cert = true;
+    else if (is_atom(v, "false")) o->fail_if_no_peer_cert = false;
+    else return perr(s, CN_EINVAL, "%s option fail_if_no_peer_cert: expected true or false", side);
     return 0;
   }
   if (!strcmp(k, "depth")) {
@@ -472,14 +442,10 @@ static int map_option(ps *s, cn_tls_side *o, const char *side, const tm *opt, ch
     unsigned set = 0;
     for (size_t i = 0; i < v->n; i++) {
       const tm *x = v->e[i];
-      if (is_atom(x, "tlsv1.2"))
-        set |= CN_TLS_V12;
-      else if (is_atom(x, "tlsv1.3"))
-        set |= CN_TLS_V13;
-      else if (x->k == T_ATOM)
-        add_warn(warn, warnlen, side, x->s); /* older versions: not offered */
-      else
-        return perr(s, CN_EINVAL, "%s option versions: expected atoms such as 'tlsv1.3'", side);
+      if (is_atom(x, "tlsv1.2")) set |= CN_TLS_V12;
+      else if (is_atom(x, "tlsv1.3")) set |= CN_TLS_V13;
+      else if (x->k == T_ATOM) add_warn(warn, warnlen, side, x->s); /* older versions: not offered */
+      else return perr(s, CN_EINVAL, "%s option versions: expected atoms such as 'tlsv1.3'", side);
     }
     if (!set) return perr(s, CN_EINVAL, "%s option versions: neither 'tlsv1.2' nor 'tlsv1.3' given", side);
     o->versions = set;

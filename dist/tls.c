@@ -45,10 +45,8 @@ static void set_err(char *err, size_t errlen, const char *fmt, const char *a, co
 /* The text of the innermost OpenSSL error (cleared afterwards), for configuration errors. */
 static const char *ossl_text(char *buf, size_t len) {
   unsigned long e = ERR_peek_last_error();
-  if (!e)
-    snprintf(buf, len, "unknown error");
-  else
-    ERR_error_string_n(e, buf, len);
+  if (!e) snprintf(buf, len, "unknown error");
+  else ERR_error_string_n(e, buf, len);
   ERR_clear_error();
   return buf;
 }
@@ -366,8 +364,7 @@ static int fail_alert(dist_tls *t, int alert) {
     return fail(t, CN_EPROTO, "%s aborted the handshake (alert handshake_failure: %s)", ours,
                 t->ctx->server ? "no cipher or version in common"
                                : "it requires a client certificate we did not send, or no cipher in common");
-  default:
-    return fail(t, CN_EPROTO, "TLS alert from %s: %s", ours, SSL_alert_desc_string_long(alert));
+  default: return fail(t, CN_EPROTO, "TLS alert from %s: %s", ours, SSL_alert_desc_string_long(alert));
   }
 }
 
@@ -398,8 +395,7 @@ static int fail_ssl(dist_tls *t, int sslerr) {
   case SSL_R_PACKET_LENGTH_TOO_LONG:
   case SSL_R_RECORD_LENGTH_MISMATCH:
     return fail(t, CN_EPROTO, "not TLS: the peer sent plaintext (a node without -proto_dist inet_tls?)");
-  case SSL_R_NO_SHARED_CIPHER:
-    return fail(t, CN_EPROTO, "no cipher in common with the peer");
+  case SSL_R_NO_SHARED_CIPHER: return fail(t, CN_EPROTO, "no cipher in common with the peer");
   default: {
     char eb[256];
     ERR_error_string_n(e, eb, sizeof eb);

@@ -68,17 +68,11 @@ static void final(conn *c) {
   if (!c->silent) {
     c->in_final = 1;
     switch (c->kind) {
-    case K_REG:
-      c->cb.reg((epmd_reg *)c, c->status, 0, c->ctx);
-      break;
-    case K_PORT:
-      c->cb.port(c->status, c->status == 0 ? &c->info : NULL, c->ctx);
-      break;
+    case K_REG: c->cb.reg((epmd_reg *)c, c->status, 0, c->ctx); break;
+    case K_PORT: c->cb.port(c->status, c->status == 0 ? &c->info : NULL, c->ctx); break;
     case K_NAMES:
-      if (c->status == 0)
-        c->cb.names(0, c->names_port, (const char *)c->in.data + 4, c->in.len - 4, c->ctx);
-      else
-        c->cb.names(c->status, 0, NULL, 0, c->ctx);
+      if (c->status == 0) c->cb.names(0, c->names_port, (const char *)c->in.data + 4, c->in.len - 4, c->ctx);
+      else c->cb.names(c->status, 0, NULL, 0, c->ctx);
       break;
     }
   }
@@ -247,10 +241,8 @@ static void connect_next(conn *c) {
       c->ai_next = a->ai_next;
       if (a->ai_family == AF_INET || a->ai_family == AF_INET6) {
         /* getaddrinfo got no service, so the port is set here. */
-        if (a->ai_family == AF_INET)
-          ((struct sockaddr_in *)a->ai_addr)->sin_port = htons(c->port);
-        else
-          ((struct sockaddr_in6 *)a->ai_addr)->sin6_port = htons(c->port);
+        if (a->ai_family == AF_INET) ((struct sockaddr_in *)a->ai_addr)->sin_port = htons(c->port);
+        else ((struct sockaddr_in6 *)a->ai_addr)->sin6_port = htons(c->port);
         sa = a->ai_addr;
       }
     }

@@ -45,12 +45,9 @@ int epmd_enc_alive2_req(cn_buf *out, const epmd_node_info *info) {
 ssize_t epmd_dec_alive2_resp(const uint8_t *buf, size_t len, uint8_t *result, uint32_t *creation) {
   if (len < 1) return 0;
   size_t need;
-  if (buf[0] == EPMD_ALIVE2_X_RESP)
-    need = 6;
-  else if (buf[0] == EPMD_ALIVE2_RESP)
-    need = 4;
-  else
-    return CN_EPROTO;
+  if (buf[0] == EPMD_ALIVE2_X_RESP) need = 6;
+  else if (buf[0] == EPMD_ALIVE2_RESP) need = 4;
+  else return CN_EPROTO;
   if (len < need) return 0;
   *result = buf[1];
   *creation = need == 6 ? cn_get32(buf + 2) : cn_get16(buf + 2);
@@ -161,8 +158,7 @@ ssize_t epmd_dec_request(const uint8_t *buf, size_t len, size_t max, epmd_reques
     if (rest != 0) return CN_EDECODE;
     memset(out, 0, sizeof *out);
     break;
-  default:
-    return CN_EUNSUPPORTED;
+  default: return CN_EUNSUPPORTED;
   }
   out->type = (epmd_req_type)buf[2];
   return (ssize_t)(2 + body);

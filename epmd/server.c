@@ -112,10 +112,8 @@ static void node_unreg(epmd_srv *s, srv_node *n) {
   if (n->conn) n->conn->node = NULL;
   n->conn = NULL;
   n->next = NULL;
-  if (s->unreg_tail)
-    s->unreg_tail->next = n;
-  else
-    s->unreg = n;
+  if (s->unreg_tail) s->unreg_tail->next = n;
+  else s->unreg = n;
   s->unreg_tail = n;
   s->nunreg++;
 }
@@ -134,10 +132,8 @@ static srv_node *node_reg(epmd_srv *s, srv_conn *c, const epmd_node_info *info) 
     break;
   }
   if (n) {
-    if (prev)
-      prev->next = n->next;
-    else
-      s->unreg = n->next;
+    if (prev) prev->next = n->next;
+    else s->unreg = n->next;
     if (s->unreg_tail == n) s->unreg_tail = prev;
     s->nunreg--;
     bump_creation(n);
@@ -257,10 +253,8 @@ static void conn_close(srv_conn *c) {
   c->closing = 1;
   epmd_srv *s = c->srv;
   if (c->node) node_unreg(s, c->node);
-  if (c->prev)
-    c->prev->next = c->next;
-  else
-    s->conns = c->next;
+  if (c->prev) c->prev->next = c->next;
+  else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   s->nconns--;
   srv_log(s, 2, "closing connection on file descriptor %d", c->fd);
@@ -353,15 +347,11 @@ static void handle_request(srv_conn *c, const epmd_request *rq) {
       return;
     }
     srv_node *n = NULL;
-    if (!name_valid(rq->node.name))
-      srv_log(s, 0, "invalid node name encoding");
-    else
-      n = node_reg(s, c, &rq->node);
+    if (!name_valid(rq->node.name)) srv_log(s, 0, "invalid node name encoding");
+    else n = node_reg(s, c, &rq->node);
     uint32_t cr = n ? creation_of(n) : 99;
-    if (rq->node.highest >= 6)
-      rc = epmd_enc_alive2_x_resp(&c->out, n ? 0 : 1, cr);
-    else
-      rc = epmd_enc_alive2_resp(&c->out, n ? 0 : 1, (uint16_t)cr);
+    if (rq->node.highest >= 6) rc = epmd_enc_alive2_x_resp(&c->out, n ? 0 : 1, cr);
+    else rc = epmd_enc_alive2_resp(&c->out, n ? 0 : 1, (uint16_t)cr);
     /* OTP keeps the socket open after an ALIVE2 reply, refused or not: the client closes it. */
     c->keep = 1;
     if (rc) break;
@@ -450,12 +440,9 @@ static void handle_request(srv_conn *c, const epmd_request *rq) {
 
 static const char *dec_reason(ssize_t rc) {
   switch (rc) {
-  case CN_ELIMIT:
-    return "request too large for its fields";
-  case CN_EUNSUPPORTED:
-    return "got garbage (unknown request)";
-  default:
-    return "malformed request";
+  case CN_ELIMIT: return "request too large for its fields";
+  case CN_EUNSUPPORTED: return "got garbage (unknown request)";
+  default: return "malformed request";
   }
 }
 
@@ -467,9 +454,7 @@ static size_t otp_leniency(uint8_t *p, size_t len) {
   switch (p[2]) {
   case EPMD_REQ_NAMES:
   case EPMD_REQ_DUMP:
-  case EPMD_REQ_KILL:
-    body = 1;
-    break;
+  case EPMD_REQ_KILL: body = 1; break;
   case EPMD_REQ_PORT_PLEASE2:
     if (body > 1 && p[len - 1] == 0) body--;
     break;
@@ -482,8 +467,7 @@ static size_t otp_leniency(uint8_t *p, size_t len) {
       }
     }
     break;
-  default:
-    break;
+  default: break;
   }
   p[0] = (uint8_t)(body >> 8);
   p[1] = (uint8_t)body;
@@ -495,8 +479,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   srv_conn *c = h->data;
   if (c->keep) /* a registration socket: anything read is only looked at for its size */
     *buf = uv_buf_init((char *)c->in, sizeof c->in);
-  else
-    *buf = uv_buf_init((char *)c->in + c->got, (unsigned)(sizeof c->in - c->got));
+  else *buf = uv_buf_init((char *)c->in + c->got, (unsigned)(sizeof c->in - c->got));
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
@@ -516,10 +499,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread < 0) {
-    if (nread == UV_EOF)
-      srv_log(s, 0, "got partial packet only on file descriptor %d (%zu)", c->fd, c->got);
-    else
-      srv_log(s, 0, "error in read: %s", uv_strerror((int)nread));
+    if (nread == UV_EOF) srv_log(s, 0, "got partial packet only on file descriptor %d (%zu)", c->fd, c->got);
+    else srv_log(s, 0, "error in read: %s", uv_strerror((int)nread));
     conn_drop(c);
     return;
   }
@@ -661,10 +642,8 @@ static int add_spec(listen_spec *specs, int *n, const char *text, int nonfatal) 
 }
 
 static void set_port(struct sockaddr_storage *a, uint16_t port) {
-  if (a->ss_family == AF_INET6)
-    ((struct sockaddr_in6 *)a)->sin6_port = htons(port);
-  else
-    ((struct sockaddr_in *)a)->sin_port = htons(port);
+  if (a->ss_family == AF_INET6) ((struct sockaddr_in6 *)a)->sin6_port = htons(port);
+  else ((struct sockaddr_in *)a)->sin_port = htons(port);
 }
 
 /* One listening socket, plain syscalls: >= 0 fd, or -errno. */

@@ -19,40 +19,25 @@ static void check_ctl(const cn_term *ctl, const dist_ctl *c) {
     FUZZ_CHECK(!fields[i] || (fields[i] > lo && fields[i] < hi)); /* borrowed from the tuple, never the op */
   switch (c->op) {
   case DOP_SEND:
-  case DOP_SEND_TT:
-    FUZZ_CHECK(is_pid(c->to));
-    break;
+  case DOP_SEND_TT: FUZZ_CHECK(is_pid(c->to)); break;
   case DOP_REG_SEND:
-  case DOP_REG_SEND_TT:
-    FUZZ_CHECK(is_pid(c->from) && c->name && c->name->type == CN_ATOM);
-    break;
+  case DOP_REG_SEND_TT: FUZZ_CHECK(is_pid(c->from) && c->name && c->name->type == CN_ATOM); break;
   case DOP_MONITOR_P:
   case DOP_DEMONITOR_P:
   case DOP_MONITOR_P_EXIT:
-  case DOP_PAYLOAD_MONITOR_P_EXIT:
-    FUZZ_CHECK(c->from && c->to && c->ref && c->ref->type == CN_REF);
-    break;
+  case DOP_PAYLOAD_MONITOR_P_EXIT: FUZZ_CHECK(c->from && c->to && c->ref && c->ref->type == CN_REF); break;
   case DOP_SPAWN_REQUEST:
   case DOP_SPAWN_REQUEST_TT:
     FUZZ_CHECK(is_pid(c->from) && c->id && c->id->type == CN_REF && c->mfa && c->opts && c->gl);
     break;
   case DOP_ALIAS_SEND:
-  case DOP_ALIAS_SEND_TT:
-    FUZZ_CHECK(is_pid(c->from) && c->ref && c->ref->type == CN_REF);
-    break;
+  case DOP_ALIAS_SEND_TT: FUZZ_CHECK(is_pid(c->from) && c->ref && c->ref->type == CN_REF); break;
   case DOP_SPAWN_REPLY:
-  case DOP_SPAWN_REPLY_TT:
-    FUZZ_CHECK(is_pid(c->to) && c->id && c->flags && c->result);
-    break;
+  case DOP_SPAWN_REPLY_TT: FUZZ_CHECK(is_pid(c->to) && c->id && c->flags && c->result); break;
   case DOP_UNLINK_ID:
-  case DOP_UNLINK_ID_ACK:
-    FUZZ_CHECK(is_pid(c->from) && is_pid(c->to) && c->id);
-    break;
-  case DOP_NODE_LINK:
-    break;
-  default:
-    FUZZ_CHECK(is_pid(c->from) && is_pid(c->to));
-    break;
+  case DOP_UNLINK_ID_ACK: FUZZ_CHECK(is_pid(c->from) && is_pid(c->to) && c->id); break;
+  case DOP_NODE_LINK: break;
+  default: FUZZ_CHECK(is_pid(c->from) && is_pid(c->to)); break;
   }
   if (c->op == DOP_EXIT || c->op == DOP_EXIT2 || c->op == DOP_EXIT_TT || c->op == DOP_EXIT2_TT ||
       c->op == DOP_MONITOR_P_EXIT)

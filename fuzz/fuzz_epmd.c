@@ -19,14 +19,10 @@ typedef struct dec_out {
 
 static ssize_t dec(int which, const uint8_t *buf, size_t len, size_t max, dec_out *o) {
   switch (which) {
-  case 0:
-    return epmd_dec_alive2_resp(buf, len, &o->result, &o->u32);
-  case 1:
-    return epmd_dec_port2_resp(buf, len, &o->result, &o->info);
-  case 2:
-    return epmd_dec_names_hdr(buf, len, &o->u32);
-  default:
-    return epmd_dec_request(buf, len, max, &o->req);
+  case 0: return epmd_dec_alive2_resp(buf, len, &o->result, &o->u32);
+  case 1: return epmd_dec_port2_resp(buf, len, &o->result, &o->info);
+  case 2: return epmd_dec_names_hdr(buf, len, &o->u32);
+  default: return epmd_dec_request(buf, len, max, &o->req);
   }
 }
 
@@ -66,9 +62,7 @@ static void check_reencode(int which, const uint8_t *buf, size_t n, const dec_ou
     FUZZ_CHECK(o->info.extra_len <= EPMD_MAX_EXTRA);
     rc = epmd_enc_port2_resp(&b, &o->info);
     break;
-  case 2:
-    rc = epmd_enc_names_hdr(&b, o->u32);
-    break;
+  case 2: rc = epmd_enc_names_hdr(&b, o->u32); break;
   default:
     switch (o->req.type) {
     case EPMD_REQ_ALIVE2:
@@ -86,11 +80,8 @@ static void check_reencode(int which, const uint8_t *buf, size_t n, const dec_ou
       break;
     case EPMD_REQ_NAMES:
     case EPMD_REQ_DUMP:
-    case EPMD_REQ_KILL:
-      rc = epmd_enc_simple_req(&b, o->req.type);
-      break;
-    default:
-      FUZZ_CHECK(!"request of an unknown type decoded");
+    case EPMD_REQ_KILL: rc = epmd_enc_simple_req(&b, o->req.type); break;
+    default: FUZZ_CHECK(!"request of an unknown type decoded");
     }
   }
   FUZZ_CHECK(rc == 0);

@@ -27,10 +27,8 @@ static int model_find(const model *m, uint64_t seq) {
 
 static void model_drop(model *m, int i, cn_buf *keep) {
   m->total -= m->s[i].body.len;
-  if (keep)
-    *keep = m->s[i].body;
-  else
-    cn_buf_free(&m->s[i].body);
+  if (keep) *keep = m->s[i].body;
+  else cn_buf_free(&m->s[i].body);
   m->s[i] = m->s[--m->n];
 }
 

@@ -132,21 +132,15 @@ int fuzz_node_one(const uint8_t *data, size_t size) {
       if (!conn_peer_flags(z.n, npeer) && (reconnects++ == 4 || conn_test_up(z.n, npeer, z.flags))) break;
       uint8_t op = u8(&z);
       switch (op % 16) {
-      case 13:
-        fz_send_raw(&z);
-        break;
+      case 13: fz_send_raw(&z); break;
       case 6:
-      case 7:
-        fz_send_answer(&z);
-        break;
+      case 7: fz_send_answer(&z); break;
       case 0:
       case 1:
       case 2:
       case 3:
       case 4:
-      case 5:
-        fz_send_service(&z);
-        break;
+      case 5: fz_send_service(&z); break;
       case 14: /* now and then time passes: call timeouts, retries, send_after timers come due */
         if (u8(&z) % 4 == 0) uv_sleep(1 + u8(&z) % 4);
         fz_run(&z, 1 + u8(&z) % 8);
@@ -160,9 +154,7 @@ int fuzz_node_one(const uint8_t *data, size_t size) {
         cn_term_free(m);
         break;
       }
-      default:
-        fz_send_ctl(&z);
-        break;
+      default: fz_send_ctl(&z); break;
       }
       fz_run(&z, 2);
     }

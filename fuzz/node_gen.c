@@ -5,212 +5,40 @@
 #define MAX_DEPTH 6
 
 /* Atoms the handlers match on, and names they serve (first element of tuples, requests, keys). */
+/* clang-format off */
 static const char *const DICT[] = {
-    "$gen_call",
-    "$gen_cast",
-    "$puppet",
-    "ok",
-    "error",
-    "true",
-    "false",
-    "undefined",
-    "nil",
-    "infinity",
-    "normal",
-    "kill",
-    "shutdown",
-    "noproc",
-    "noconnection",
-    "killed",
-    "EXIT",
-    "DOWN",
-    "alias",
-    "link",
-    "unlink",
-    "monitor",
-    "demonitor",
-    "exit",
-    "exit_signal",
-    "trap_exit",
-    "send",
-    "send_big",
-    "call",
-    "cast",
-    "rpc",
-    "erpc",
-    "unalias",
-    "ping",
-    "put",
-    "get",
-    "noreply",
-    "is_auth",
-    "features_request",
-    "io_request",
-    "put_chars",
-    "get_line",
-    "echo",
-    "cnode_kv",
-    "cnode_ctl",
-    "net_kernel",
-    "rex",
-    "global_name_server",
-    "global",
-    "cnode_demo",
-    "puppet",
-    "execute_call",
-    "erlang",
-    "nodes",
-    "node",
-    "is_process_alive",
-    "Elixir.Process",
-    "alive?",
-    "spawn",
-    "reply",
-    "yes",
-    "success_only",
-    "error_only",
-    "nodes",
-    "start_kv",
-    "stats",
+    "$gen_call", "$gen_cast", "$puppet", "ok", "error", "true", "false", "undefined", "nil", "infinity", "normal",
+    "kill", "shutdown", "noproc", "noconnection", "killed", "EXIT", "DOWN", "alias", "link", "unlink", "monitor",
+    "demonitor", "exit", "exit_signal", "trap_exit", "send", "send_big", "call", "cast", "rpc", "erpc", "unalias",
+    "ping", "put", "get", "noreply", "is_auth", "features_request", "io_request", "put_chars", "get_line",
+    "echo", "cnode_kv", "cnode_ctl", "net_kernel", "rex", "global_name_server", "global", "cnode_demo", "puppet",
+    "execute_call", "erlang", "nodes", "node", "is_process_alive", "Elixir.Process", "alive?", "spawn", "reply",
+    "yes", "success_only", "error_only", "nodes", "start_kv", "stats",
     /* global */
-    "init_connect",
-    "init_connect_ack",
-    "lock_is_set",
-    "exchange",
-    "resolved",
-    "new_nodes",
-    "in_sync",
-    "cancel_connect",
-    "remove_connection",
-    "prepare_shutdown",
-    "whereis",
-    "lost_connection",
-    "register",
-    "register_ext",
-    "unregister",
-    "set_lock",
-    "del_lock",
-    "get_known",
-    "get_synced",
-    "get_protocol_version",
-    "get_names_ext",
-    "sync",
-    "lock_set",
-    "his_the_locker",
-    "cancel",
-    "no_fun",
-    "add_to_known",
-    "remove_from_known",
-    "insert",
-    "delete",
-    "global_whereis",
-    "global_send",
-    "global_register",
-    "global_unregister",
-    "global_sync",
-    "global_set_lock",
-    "global_del_lock",
-    "global_trans",
-    "default",
-    "node_type",
-    "$cn_whereis",
-    "$cn_registrar",
-    "nodeup",
-    "nodedown",
-    "$cn_tick",
-    "$cn_new_nodes",
+    "init_connect", "init_connect_ack", "lock_is_set", "exchange", "resolved", "new_nodes", "in_sync",
+    "cancel_connect", "remove_connection", "prepare_shutdown", "whereis", "lost_connection", "register",
+    "register_ext", "unregister", "set_lock", "del_lock", "get_known", "get_synced", "get_protocol_version",
+    "get_names_ext", "sync", "lock_set", "his_the_locker", "cancel", "no_fun", "add_to_known",
+    "remove_from_known", "insert", "delete", "global_whereis", "global_send", "global_register",
+    "global_unregister", "global_sync", "global_set_lock", "global_del_lock", "global_trans", "default",
+    "node_type", "$cn_whereis", "$cn_registrar", "nodeup", "nodedown", "$cn_tick", "$cn_new_nodes",
     /* delta_crdt, merkle_map, Horde */
-    "diff",
-    "get_diff",
-    "ack_diff",
-    "set_neighbours",
-    "operation",
-    "bulk_operation",
-    "add",
-    "remove",
-    "read",
-    "root_hash",
-    "__struct__",
-    "Elixir.DeltaCrdt.CausalCrdt.Diff",
-    "Elixir.MerkleMap.MerkleTree.Diff",
-    "Elixir.MerkleMap.MerkleTree",
-    "Elixir.DeltaCrdt.AWLWWMap",
-    "Elixir.Horde.DynamicSupervisor.Member",
-    "continuation",
-    "dots",
-    "originator",
-    "from",
-    "to",
-    "trees",
-    "keys",
-    "tree",
-    "value",
-    "member",
-    "member_node_info",
-    "key",
-    "registry",
-    "process",
-    "name",
-    "status",
-    "alive",
-    "dead",
-    "shutting_down",
-    "members",
-    "count",
-    "set_members",
-    "update_value",
-    "lookup",
-    "crdt_update",
-    "proxy_operation",
-    "start_child",
-    "terminate_child",
-    "which_children",
-    "count_children",
-    "wait_for_quorum",
-    "get_telemetry",
-    "horde_shutting_down",
-    "id",
-    "start",
-    "restart",
-    "permanent",
-    "transient",
-    "temporary",
-    "type",
-    "worker",
-    "supervisor",
-    "modules",
-    "brutal_kill",
-    "process_redistribution",
-    "name_conflict",
-    "cnode",
-    "Elixir.CNode.Demo.Counter",
-    "Elixir.FuzzReg",
-    "Elixir.FuzzReg.Crdt",
-    "Elixir.FuzzSup",
-    "Elixir.FuzzSup.Crdt",
-    "Elixir.FuzzSup.ProcessesSupervisor",
-    "FuzzReg",
-    "FuzzSup",
-    "crdt_start",
-    "crdt_set_neighbours",
-    "crdt_put",
-    "crdt_delete",
-    "crdt_read",
-    "crdt_root",
-    "crdt_stats",
-    "sync_interval",
-    "max_sync_size",
-    "horde_register",
-    "horde_unregister",
-    "horde_lookup",
-    "horde_members",
-    "horde_sup_start_child",
-    "horde_sup_which_children",
-    "horde_sup_count",
-    "$hc_link",
-    "$hc_stop",
-    "$hc_kill",
+    "diff", "get_diff", "ack_diff", "set_neighbours", "operation", "bulk_operation", "add", "remove", "read",
+    "root_hash", "__struct__", "Elixir.DeltaCrdt.CausalCrdt.Diff", "Elixir.MerkleMap.MerkleTree.Diff",
+    "Elixir.MerkleMap.MerkleTree", "Elixir.DeltaCrdt.AWLWWMap", "Elixir.Horde.DynamicSupervisor.Member",
+    "continuation", "dots", "originator", "from", "to", "trees", "keys", "tree", "value", "member",
+    "member_node_info", "key", "registry", "process", "name", "status", "alive", "dead", "shutting_down",
+    "members", "count", "set_members", "update_value", "lookup", "crdt_update", "proxy_operation",
+    "start_child", "terminate_child", "which_children", "count_children", "wait_for_quorum", "get_telemetry",
+    "horde_shutting_down", "id", "start", "restart", "permanent", "transient", "temporary", "type", "worker",
+    "supervisor", "modules", "brutal_kill", "process_redistribution", "name_conflict", "cnode",
+    "Elixir.CNode.Demo.Counter", "Elixir.FuzzReg", "Elixir.FuzzReg.Crdt", "Elixir.FuzzSup",
+    "Elixir.FuzzSup.Crdt", "Elixir.FuzzSup.ProcessesSupervisor", "FuzzReg", "FuzzSup", "crdt_start",
+    "crdt_set_neighbours", "crdt_put", "crdt_delete", "crdt_read", "crdt_root", "crdt_stats", "sync_interval",
+    "max_sync_size", "horde_register", "horde_unregister", "horde_lookup", "horde_members",
+    "horde_sup_start_child", "horde_sup_which_children", "horde_sup_count", "$hc_link", "$hc_stop", "$hc_kill",
 };
+/* clang-format on */
 #define NDICT (sizeof DICT / sizeof DICT[0])
 
 /* ---- Atoms, pids, refs ------------------------------------------------------------------------------------- */
@@ -274,8 +102,7 @@ cn_pid fz_pick_pid(fz *z) {
   case 3:
     if (z->npids) return z->pids[u8(z) % z->npids];
     break;
-  case 4:
-    return fz_peer_pid(z, fz_node_atom(z));
+  case 4: return fz_peer_pid(z, fz_node_atom(z));
   case 5: { /* a node's pid that does not exist: an id past every process */
     p = z->probe;
     p.id += 1 + u8(z);
@@ -284,8 +111,7 @@ cn_pid fz_pick_pid(fz *z) {
   case 6: /* the newest process: what the peer's last request started */
     if (fz_local_pid(z, HASH_COUNT(z->n->procs) - 1, &p)) return p;
     break;
-  default:
-    break;
+  default: break;
   }
   return fz_peer_pid(z, z->peer);
 }
@@ -355,12 +181,9 @@ size_t fz_term_size(const cn_term *t, size_t limit) {
   size_t n = 1;
   const cn_term *e = NULL;
   size_t k = 0;
-  if (t->type == CN_TUPLE)
-    e = t->v.tuple.e, k = t->v.tuple.arity;
-  else if (t->type == CN_LIST)
-    e = t->v.list.e, k = t->v.list.len;
-  else if (t->type == CN_MAP)
-    e = t->v.map.kv, k = 2 * (size_t)t->v.map.size;
+  if (t->type == CN_TUPLE) e = t->v.tuple.e, k = t->v.tuple.arity;
+  else if (t->type == CN_LIST) e = t->v.list.e, k = t->v.list.len;
+  else if (t->type == CN_MAP) e = t->v.map.kv, k = 2 * (size_t)t->v.map.size;
   for (size_t i = 0; i < k && n < limit; i++) n += fz_term_size(&e[i], limit - n);
   if (t->type == CN_LIST && t->v.list.tail && n < limit) n += fz_term_size(t->v.list.tail, limit - n);
   return n;
@@ -410,10 +233,8 @@ cn_term *fz_gen(fz *z, int depth) {
   z->nodes--;
   uint8_t k = u8(z);
   switch (k % 32) {
-  case 0:
-    return cn_mk_int((int8_t)u8(z));
-  case 1:
-    return cn_mk_int((int32_t)((uint32_t)u16(z) << 16 | u16(z)));
+  case 0: return cn_mk_int((int8_t)u8(z));
+  case 1: return cn_mk_int((int32_t)((uint32_t)u16(z) << 16 | u16(z)));
   case 2: {
     uint8_t mag[20];
     size_t n = u8(z) % 21;
@@ -422,22 +243,15 @@ cn_term *fz_gen(fz *z, int depth) {
   }
   case 3:
   case 4:
-  case 5:
-    return cn_mk_atom(fz_dict_atom(z));
-  case 6:
-    return cn_mk_atom(fz_extreme_atom(z, u8(z) & 1));
-  case 7:
-    return cn_mk_atom(fz_node_atom(z));
+  case 5: return cn_mk_atom(fz_dict_atom(z));
+  case 6: return cn_mk_atom(fz_extreme_atom(z, u8(z) & 1));
+  case 7: return cn_mk_atom(fz_node_atom(z));
   case 8:
-  case 9:
-    return cn_mk_pid(fz_pick_pid(z));
-  case 10:
-    return cn_mk_ref(fz_pick_ref(z));
+  case 9: return cn_mk_pid(fz_pick_pid(z));
+  case 10: return cn_mk_ref(fz_pick_ref(z));
   case 11:
-  case 12:
-    return gen_tuple(z, depth, u8(z) % 6);
-  case 13:
-    return gen_list(z, depth, u8(z) % 5, u8(z) % 8 == 0);
+  case 12: return gen_tuple(z, depth, u8(z) % 6);
+  case 13: return gen_list(z, depth, u8(z) % 5, u8(z) % 8 == 0);
   case 14: {
     cn_term *kv[8];
     size_t n = u8(z) % 4;
@@ -449,8 +263,7 @@ cn_term *fz_gen(fz *z, int depth) {
     const uint8_t *p = fuzz_take(&z->in, u8(z) % 16, &got);
     return cn_mk_binary(p, got);
   }
-  case 16:
-    return cn_mk_nil();
+  case 16: return cn_mk_nil();
   case 17: {
     union {
       uint64_t u;
@@ -459,8 +272,7 @@ cn_term *fz_gen(fz *z, int depth) {
     return cn_mk_float(v.d == v.d ? v.d : 0.5); /* NaN is no Erlang float */
   }
   case 18:
-  case 19:
-    return fz_gen_seen(z);
+  case 19: return fz_gen_seen(z);
   case 20:
   case 21: { /* {Tag, ...}: the shape nearly every handler matches on first */
     size_t arity = 1 + u8(z) % 5;
@@ -478,25 +290,18 @@ cn_term *fz_gen(fz *z, int depth) {
     static const char *const DELTA[] = {"dots", "value"};
     static const char *const MEMBER[] = {"name", "status"};
     switch (u8(z) % 6) {
-    case 0:
-      return fz_gen_struct(z, depth, "Elixir.DeltaCrdt.CausalCrdt.Diff", DIFF, 5);
-    case 1:
-      return fz_gen_struct(z, depth, "Elixir.MerkleMap.MerkleTree.Diff", CONT, 2);
-    case 2:
-      return fz_gen_struct(z, depth, "Elixir.MerkleMap.MerkleTree", TREE, 1);
-    case 3:
-      return fz_gen_struct(z, depth, "Elixir.DeltaCrdt.AWLWWMap", DELTA, 2);
-    case 4:
-      return fz_gen_struct(z, depth, "Elixir.Horde.DynamicSupervisor.Member", MEMBER, 2);
-    default:
-      return fz_gen_vv(z);
+    case 0: return fz_gen_struct(z, depth, "Elixir.DeltaCrdt.CausalCrdt.Diff", DIFF, 5);
+    case 1: return fz_gen_struct(z, depth, "Elixir.MerkleMap.MerkleTree.Diff", CONT, 2);
+    case 2: return fz_gen_struct(z, depth, "Elixir.MerkleMap.MerkleTree", TREE, 1);
+    case 3: return fz_gen_struct(z, depth, "Elixir.DeltaCrdt.AWLWWMap", DELTA, 2);
+    case 4: return fz_gen_struct(z, depth, "Elixir.Horde.DynamicSupervisor.Member", MEMBER, 2);
+    default: return fz_gen_vv(z);
     }
   }
   case 24: { /* {Name, Node}: member, CRDT address, call target */
     return cn_mk_tuple(2, cn_mk_atom(u8(z) & 1 ? fz_pick_name(z) : fz_dict_atom(z)), cn_mk_atom(fz_node_atom(z)));
   }
-  case 25:
-    return cn_mk_port((cn_port){.node = fz_node_atom(z), .id = u8(z), .creation = z->peer_creation});
+  case 25: return cn_mk_port((cn_port){.node = fz_node_atom(z), .id = u8(z), .creation = z->peer_creation});
   case 26: {
     char s[16];
     size_t n = u8(z) % 15;
@@ -505,32 +310,13 @@ cn_term *fz_gen(fz *z, int depth) {
     return cn_mk_string(s);
   }
   case 28: { /* {From, Ref, Cmd}: cnode_ctl's commands */
-    static const char *const CTL[] = {"send",
-                                      "nodes",
-                                      "start_kv",
-                                      "stats",
-                                      "global_whereis",
-                                      "global_send",
-                                      "global_register",
-                                      "global_unregister",
-                                      "global_sync",
-                                      "global_set_lock",
-                                      "global_del_lock",
-                                      "global_trans",
-                                      "crdt_start",
-                                      "crdt_set_neighbours",
-                                      "crdt_put",
-                                      "crdt_delete",
-                                      "crdt_read",
-                                      "crdt_root",
-                                      "crdt_stats",
-                                      "horde_register",
-                                      "horde_unregister",
-                                      "horde_lookup",
-                                      "horde_members",
-                                      "horde_sup_start_child",
-                                      "horde_sup_which_children",
-                                      "horde_sup_count"};
+    /* clang-format off */
+    static const char *const CTL[] = {
+        "send", "nodes", "start_kv", "stats", "global_whereis", "global_send", "global_register", "global_unregister",
+        "global_sync", "global_set_lock", "global_del_lock", "global_trans", "crdt_start", "crdt_set_neighbours",
+        "crdt_put", "crdt_delete", "crdt_read", "crdt_root", "crdt_stats", "horde_register", "horde_unregister",
+        "horde_lookup", "horde_members", "horde_sup_start_child", "horde_sup_which_children", "horde_sup_count"};
+    /* clang-format on */
     size_t arity = 1 + u8(z) % 4;
     cn_term *e[5];
     e[0] = cn_mk_atom(cn_atoms_get(z->tab, CTL[u8(z) % (sizeof CTL / sizeof CTL[0])]));
@@ -541,8 +327,7 @@ cn_term *fz_gen(fz *z, int depth) {
   }
   case 29: /* {'$gen_cast', Req} */
     return cn_mk_tuple(2, cn_mk_atom(cn_atoms_get(z->tab, "$gen_cast")), fz_gen(z, depth + 1));
-  case 30: /* a child spec as Horde's start_child carries it */
-    return fz_gen_spec(z);
+  case 30: /* a child spec as Horde's start_child carries it */ return fz_gen_spec(z);
   default: /* {'$puppet', Cmd}: what the demo puppet a SPAWN_REQUEST starts obeys */
     return cn_mk_tuple(2, cn_mk_atom(cn_atoms_get(z->tab, "$puppet")), gen_tuple(z, depth, 1 + u8(z) % 5));
   }

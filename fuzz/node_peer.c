@@ -98,15 +98,12 @@ static cn_term *gen_opts(fz *z) {
   size_t n = u8(z) % 4;
   for (size_t i = 0; i < n; i++) {
     uint8_t k = u8(z) % 4;
-    if (k == 0)
-      e[i] = cn_mk_atom(cn_atoms_get(z->tab, "link"));
-    else if (k == 1)
-      e[i] = cn_mk_atom(cn_atoms_get(z->tab, "monitor"));
+    if (k == 0) e[i] = cn_mk_atom(cn_atoms_get(z->tab, "link"));
+    else if (k == 1) e[i] = cn_mk_atom(cn_atoms_get(z->tab, "monitor"));
     else if (k == 2)
       e[i] =
           cn_mk_tuple(2, cn_mk_atom(cn_atoms_get(z->tab, "reply")), cn_mk_atom(cn_atoms_get(z->tab, O[3 + u8(z) % 4])));
-    else
-      e[i] = fz_gen(z, 2);
+    else e[i] = fz_gen(z, 2);
   }
   return cn_mk_listv(n, e, NULL);
 }
@@ -115,20 +112,13 @@ static cn_term *gen_opts(fz *z) {
 static cn_term *gen_field(fz *z, uint8_t f, cn_term **mfa_args) {
   if (u8(z) % 32 == 0) return fz_gen(z, 2);
   switch (f) {
-  case F_FROM:
-    return cn_mk_pid(u8(z) % 4 ? fz_peer_pid(z, z->peer) : fz_pick_pid(z));
-  case F_TO:
-    return cn_mk_pid(fz_pick_pid(z));
-  case F_NAME:
-    return cn_mk_atom(fz_pick_name(z));
-  case F_REF:
-    return cn_mk_ref(fz_pick_ref(z));
-  case F_REASON:
-    return fz_gen(z, 1);
-  case F_TOKEN:
-    return fz_gen(z, 3);
-  case F_SID: /* a spawn request id: a ref */
-    return cn_mk_ref(fz_pick_ref(z));
+  case F_FROM: return cn_mk_pid(u8(z) % 4 ? fz_peer_pid(z, z->peer) : fz_pick_pid(z));
+  case F_TO: return cn_mk_pid(fz_pick_pid(z));
+  case F_NAME: return cn_mk_atom(fz_pick_name(z));
+  case F_REF: return cn_mk_ref(fz_pick_ref(z));
+  case F_REASON: return fz_gen(z, 1);
+  case F_TOKEN: return fz_gen(z, 3);
+  case F_SID: /* a spawn request id: a ref */ return cn_mk_ref(fz_pick_ref(z));
   case F_UID: { /* an unlink id: up to 2^64 - 1 (the node's own ids count from 1) */
     uint8_t k = u8(z) % 4;
     if (k < 2) return cn_mk_int(k ? u8(z) : (int64_t)z->n->unlink_counter);
@@ -142,20 +132,13 @@ static cn_term *gen_field(fz *z, uint8_t f, cn_term **mfa_args) {
     gen_spawn(z, &mfa, mfa_args);
     return mfa;
   }
-  case F_OPTS:
-    return gen_opts(z);
-  case F_GL:
-    return cn_mk_pid(u8(z) & 1 ? fz_peer_pid(z, z->peer) : fz_pick_pid(z));
-  case F_PROC:
-    return u8(z) & 1 ? cn_mk_pid(fz_pick_pid(z)) : cn_mk_atom(fz_pick_name(z));
-  case F_WATCHED:
-    return u8(z) & 1 ? cn_mk_pid(fz_peer_pid(z, z->peer)) : cn_mk_atom(fz_pick_name(z));
-  case F_FLAGS:
-    return cn_mk_int(u8(z) % 4);
-  case F_RESULT:
-    return u8(z) & 1 ? cn_mk_pid(fz_peer_pid(z, z->peer)) : fz_gen(z, 2);
-  default:
-    return cn_mk_atom(cn_atoms_get(z->tab, ""));
+  case F_OPTS: return gen_opts(z);
+  case F_GL: return cn_mk_pid(u8(z) & 1 ? fz_peer_pid(z, z->peer) : fz_pick_pid(z));
+  case F_PROC: return u8(z) & 1 ? cn_mk_pid(fz_pick_pid(z)) : cn_mk_atom(fz_pick_name(z));
+  case F_WATCHED: return u8(z) & 1 ? cn_mk_pid(fz_peer_pid(z, z->peer)) : cn_mk_atom(fz_pick_name(z));
+  case F_FLAGS: return cn_mk_int(u8(z) % 4);
+  case F_RESULT: return u8(z) & 1 ? cn_mk_pid(fz_peer_pid(z, z->peer)) : fz_gen(z, 2);
+  default: return cn_mk_atom(cn_atoms_get(z->tab, ""));
   }
 }
 
@@ -178,10 +161,8 @@ static void remember(fz *z, const cn_term *t, int depth) {
     cn_term *c = depth <= 2 && fz_term_size(t, 2049) <= 2048 ? cn_term_copy(t) : NULL;
     if (c) { /* round robin once full, so what an input means does not depend on how much came back */
       size_t i = z->seen_next++ % RING;
-      if (i < z->nseen)
-        cn_term_free(z->seen[i]);
-      else
-        z->nseen++;
+      if (i < z->nseen) cn_term_free(z->seen[i]);
+      else z->nseen++;
       z->seen[i] = c;
     }
     size_t k = t->type == CN_TUPLE ? t->v.tuple.arity : 2 * (size_t)t->v.map.size;
@@ -193,8 +174,7 @@ static void remember(fz *z, const cn_term *t, int depth) {
     for (uint32_t i = 0; i < t->v.list.len; i++) remember(z, &t->v.list.e[i], depth + 1);
     remember(z, t->v.list.tail, depth + 1);
     break;
-  default:
-    break;
+  default: break;
   }
 }
 
@@ -314,10 +294,8 @@ void fz_send_ctl(fz *z) {
   for (size_t i = 0; i < 6 && OPS[oi].f[i]; i++) e[arity++] = gen_field(z, OPS[oi].f[i], &args);
   cn_term *ctl = cn_mk_tuplev(arity, e);
   cn_term *pay = NULL;
-  if (OPS[oi].payload)
-    pay = args ? args : fz_gen(z, 0);
-  else
-    cn_term_free(args);
+  if (OPS[oi].payload) pay = args ? args : fz_gen(z, 0);
+  else cn_term_free(args);
   send_terms(z, ctl, pay, OPS[oi].payload);
 }
 
@@ -341,12 +319,9 @@ void fz_send_service(fz *z) {
   }
   if (to->name[0] == '*') { /* a process by pid: one the peer spawned, else one the node named */
     how = how ? how : 1;
-    if (z->nspawned)
-      pid = z->spawned[u8(z) % z->nspawned];
-    else if (z->npids)
-      pid = z->pids[u8(z) % z->npids];
-    else if (!fz_local_pid(z, u8(z), &pid))
-      pid = z->probe;
+    if (z->nspawned) pid = z->spawned[u8(z) % z->nspawned];
+    else if (z->npids) pid = z->pids[u8(z) % z->npids];
+    else if (!fz_local_pid(z, u8(z), &pid)) pid = z->probe;
   }
   if (how && (to->name[0] == '*' || !cn_whereis(z->n, to->name, &pid))) {
     cn_term *pt = cn_mk_pid(pid);
@@ -428,8 +403,7 @@ void fz_send_answer(fz *z) {
           cn_mk_tuple(4, cn_mk_int(DOP_UNLINK_ID_ACK), cn_term_copy(&e[1]), cn_term_copy(&e[3]), cn_term_copy(&e[2])),
           NULL, false);
       return;
-    default:
-      break;
+    default: break;
     }
   }
 }

@@ -18,10 +18,8 @@ static cn_term *tpl_seq(fz *z, const char **s, char close, cn_term **e, size_t *
       continue;
     }
     cn_term *t = tpl(z, s);
-    if (*n < 8)
-      e[(*n)++] = t;
-    else
-      cn_term_free(t);
+    if (*n < 8) e[(*n)++] = t;
+    else cn_term_free(t);
   }
   if (**s) (*s)++;
   return NULL;
@@ -80,37 +78,21 @@ static cn_term *tpl(fz *z, const char **s) {
   if (*p == '$') {
     *s = p + 2;
     switch (p[1]) {
-    case 'P':
-      return cn_mk_pid(fz_pick_pid(z));
-    case 'Q':
-      return cn_mk_pid(fz_peer_pid(z, z->peer));
-    case 'O':
-      return cn_mk_atom(z->peer);
-    case 'G':
-      return global_tag(z);
-    case 'R':
-      return cn_mk_ref(fz_pick_ref(z));
-    case 'N':
-      return cn_mk_atom(fz_node_atom(z));
-    case 'A':
-      return cn_mk_atom(fz_dict_atom(z));
-    case 'I':
-      return cn_mk_int(u8(z) % 8);
-    case 'S':
-      z->nodes += 40;
-      return fz_gen_spec(z);
-    case 'M':
-      return members_list(z);
-    case 'K':
-      return crdt_key(z);
-    case 'D':
-      return seen_diff(z);
-    case 'X':
-      return fz_gen_seen(z);
-    case 'F':
-      return fz_gen_from(z);
-    case 'V':
-      return fz_gen_vv(z);
+    case 'P': return cn_mk_pid(fz_pick_pid(z));
+    case 'Q': return cn_mk_pid(fz_peer_pid(z, z->peer));
+    case 'O': return cn_mk_atom(z->peer);
+    case 'G': return global_tag(z);
+    case 'R': return cn_mk_ref(fz_pick_ref(z));
+    case 'N': return cn_mk_atom(fz_node_atom(z));
+    case 'A': return cn_mk_atom(fz_dict_atom(z));
+    case 'I': return cn_mk_int(u8(z) % 8);
+    case 'S': z->nodes += 40; return fz_gen_spec(z);
+    case 'M': return members_list(z);
+    case 'K': return crdt_key(z);
+    case 'D': return seen_diff(z);
+    case 'X': return fz_gen_seen(z);
+    case 'F': return fz_gen_from(z);
+    case 'V': return fz_gen_vv(z);
     case 'W': {
       static const char *const MEMBER[] = {"name", "status"};
       return fz_gen_struct(z, 1, "Elixir.Horde.DynamicSupervisor.Member", MEMBER, 2);
@@ -120,8 +102,7 @@ static cn_term *tpl(fz *z, const char **s) {
       const uint8_t *b = fuzz_take(&z->in, u8(z) % 8, &got);
       return cn_mk_binary(b, got);
     }
-    default:
-      return fz_gen(z, 2);
+    default: return fz_gen(z, 2);
     }
   }
   if ((*p >= '0' && *p <= '9') || *p == '-') {
@@ -143,65 +124,34 @@ static cn_term *tpl(fz *z, const char **s) {
 }
 
 /* Each service: its registered name and what it answers: c: a gen_server call, k: a cast, i: a plain message. */
+/* clang-format off */
 static const struct {
   const char *name;
   const char *const req[32];
 } SERVICES[] = {
     {"global_name_server",
-     {"c{register,$T,$P,$T}",
-      "c{register,$A,$P,{global,random_exit_name,[]}}",
-      "c{unregister,$T}",
-      "c{register_ext,$T,$P,$T,$N}",
-      "c{set_lock,{$T,$P}}",
-      "c{set_lock,{global,$P}}",
-      "c{del_lock,{$T,$P}}",
-      "cget_known",
-      "cget_synced",
-      "cget_protocol_version",
-      "cget_names_ext",
-      "c{sync,[$N]}",
-      "c{$A,$T}",
-      "k{init_connect,{$I,$R},$N,$T}",
-      "k{init_connect,{6,$R},$O,{locker,no_longer_a_pid,[],$Q}}",
-      "i{lock_is_set,$O,$G,$T}",
-      "i{exchange,$O,[{$A,$P,{global,random_exit_name,[]}}],[],$G}",
-      "i{resolved,$O,[{$A,$P}],[$N],[],[],$G}",
-      "i{new_nodes,$O,$T,[{insert,{$A,$P,$T}}],[$N],$T}",
-      "i{in_sync,$O,true}",
-      "i{cancel_connect,$O,$G}",
-      "i{init_connect_ack,$O,$G,$X}",
-      "i{prepare_shutdown,$P,$R}",
-      "i{whereis,$T,$F}",
-      "i{$A,$O,$T}",
-      "k{lock_set,$Q,true,$T}",
-      "k{lock_set,$Q,false,$T,$G}"}},
+     {"c{register,$T,$P,$T}", "c{register,$A,$P,{global,random_exit_name,[]}}", "c{unregister,$T}",
+      "c{register_ext,$T,$P,$T,$N}", "c{set_lock,{$T,$P}}", "c{set_lock,{global,$P}}", "c{del_lock,{$T,$P}}",
+      "cget_known", "cget_synced", "cget_protocol_version", "cget_names_ext", "c{sync,[$N]}", "c{$A,$T}",
+      "k{init_connect,{$I,$R},$N,$T}", "k{init_connect,{6,$R},$O,{locker,no_longer_a_pid,[],$Q}}",
+      "i{lock_is_set,$O,$G,$T}", "i{exchange,$O,[{$A,$P,{global,random_exit_name,[]}}],[],$G}",
+      "i{resolved,$O,[{$A,$P}],[$N],[],[],$G}", "i{new_nodes,$O,$T,[{insert,{$A,$P,$T}}],[$N],$T}",
+      "i{in_sync,$O,true}", "i{cancel_connect,$O,$G}", "i{init_connect_ack,$O,$G,$X}", "i{prepare_shutdown,$P,$R}",
+      "i{whereis,$T,$F}", "i{$A,$O,$T}", "k{lock_set,$Q,true,$T}", "k{lock_set,$Q,false,$T,$G}"}},
     {"Elixir." FZ_REG,
      {"cmembers", "ccount", "c{set_members,$M}", "c{register,$T,$T,$P}", "c{unregister,$T,$P}",
       "c{update_value,$T,$P,$T}", "c{lookup,$T}", "i{crdt_update,[{add,$K,$T}]}", "i{crdt_update,[{remove,$K}]}",
       "i{crdt_update,[{add,{key,$T},{{'Elixir.FuzzReg',$N},$P,$T}},{add,{member,{'Elixir.FuzzReg',$N}},1}]}",
       "i{'EXIT',$P,$T}", "i{'$hc_link',$P}", "i$A"}},
     {"Elixir." FZ_SUP,
-     {"c{start_child,$S}",
-      "c{terminate_child,$P}",
-      "c{set_members,$M}",
-      "cmembers",
-      "cwhich_children",
-      "ccount_children",
-      "cwait_for_quorum",
-      "cget_telemetry",
-      "chorde_shutting_down",
-      "i{proxy_operation,{start_child,$S},$F}",
-      "i{proxy_operation,{start_child,$S},$F,$I}",
-      "i{proxy_operation,{terminate_child,$P},$F,$I}",
-      "i{proxy_operation,$T,$F}",
+     {"c{start_child,$S}", "c{terminate_child,$P}", "c{set_members,$M}", "cmembers", "cwhich_children",
+      "ccount_children", "cwait_for_quorum", "cget_telemetry", "chorde_shutting_down",
+      "i{proxy_operation,{start_child,$S},$F}", "i{proxy_operation,{start_child,$S},$F,$I}",
+      "i{proxy_operation,{terminate_child,$P},$F,$I}", "i{proxy_operation,$T,$F}",
       "i{crdt_update,[{add,{member_node_info,{'Elixir.FuzzSup',$N}},$W}]}",
       "i{crdt_update,[{add,{process,$I},{{'Elixir.FuzzSup',$N},$S,$P}}]}",
-      "i{crdt_update,[{add,{process,$I},{nil,$S}}]}",
-      "i{crdt_update,[{add,{member,{'Elixir.FuzzSup',$N}},1}]}",
-      "i{crdt_update,[{remove,$K}]}",
-      "i{'DOWN',$R,process,$T,$T}",
-      "i{'EXIT',$P,$T}",
-      "i$A"}},
+      "i{crdt_update,[{add,{process,$I},{nil,$S}}]}", "i{crdt_update,[{add,{member,{'Elixir.FuzzSup',$N}},1}]}",
+      "i{crdt_update,[{remove,$K}]}", "i{'DOWN',$R,process,$T,$T}", "i{'EXIT',$P,$T}", "i$A"}},
     {"Elixir." FZ_SUP ".ProcessesSupervisor", {"cwhich_children", "ccount_children", "c$A"}},
     {"Elixir." FZ_REG ".Crdt",
      {"cread", "croot_hash", "cstats", "c{read,[$K]}", "c{operation,{add,[$K,$T]}}", "c{operation,{remove,[$K]}}",
@@ -216,64 +166,30 @@ static const struct {
     {"net_kernel", {"c{is_auth,$N}", "c$T"}},
     {"rex", {"i{$P,features_request}", "c{call,$A,$A,[$T],$P}", "c{call,erlang,node,[],user}"}},
     {"cnode_ctl",
-     {"i{$Q,$R,{global_whereis,$T}}",
-      "i{$Q,$R,{global_send,$T,$T}}",
-      "i{$Q,$R,{global_register,$A,$P}}",
-      "i{$Q,$R,{global_unregister,$A}}",
-      "i{$Q,$R,{global_sync}}",
-      "i{$Q,$R,{global_set_lock,{$A,$Q},[$N],$I}}",
-      "i{$Q,$R,{global_set_lock,{$A,$Q},default,-1}}",
-      "i{$Q,$R,{global_del_lock,{$A,$Q},default}}",
-      "i{$Q,$R,{global_trans,{$A,$Q},[$N],$I}}",
-      "i{$Q,$R,{send,$P,$T}}",
-      "i{$Q,$R,{send,{$A,$N},$T}}",
-      "i{$Q,$R,nodes}",
-      "i{$Q,$R,{start_kv,$A}}",
-      "i{$Q,$R,stats}",
-      "i{$Q,$R,{crdt_start,fz1,[{sync_interval,$I}]}}",
-      "i{$Q,$R,{crdt_start,$A,[]}}",
-      "i{$Q,$R,{crdt_put,fz1,$T,$T}}",
-      "i{$Q,$R,{crdt_delete,fz1,$T}}",
-      "i{$Q,$R,{crdt_read,fz1}}",
-      "i{$Q,$R,{crdt_set_neighbours,fz1,[{fz1,$N}]}}",
-      "i{$Q,$R,{crdt_root,fz1}}",
-      "i{$Q,$R,{crdt_stats,fz1}}",
-      "i{$Q,$R,{horde_register,'" FZ_REG "',$T,$T}}",
-      "i{$Q,$R,{horde_unregister,'" FZ_REG "',$T}}",
-      "i{$Q,$R,{horde_lookup,'" FZ_REG "',$T}}",
-      "i{$Q,$R,{horde_members,'" FZ_REG "'}}",
-      "i{$Q,$R,{horde_sup_start_child,'" FZ_SUP "',$S}}",
-      "i{$Q,$R,{horde_sup_which_children,'" FZ_SUP "'}}",
-      "i{$Q,$R,{horde_sup_count,'" FZ_SUP "'}}",
+     {"i{$Q,$R,{global_whereis,$T}}", "i{$Q,$R,{global_send,$T,$T}}", "i{$Q,$R,{global_register,$A,$P}}",
+      "i{$Q,$R,{global_unregister,$A}}", "i{$Q,$R,{global_sync}}", "i{$Q,$R,{global_set_lock,{$A,$Q},[$N],$I}}",
+      "i{$Q,$R,{global_set_lock,{$A,$Q},default,-1}}", "i{$Q,$R,{global_del_lock,{$A,$Q},default}}",
+      "i{$Q,$R,{global_trans,{$A,$Q},[$N],$I}}", "i{$Q,$R,{send,$P,$T}}", "i{$Q,$R,{send,{$A,$N},$T}}",
+      "i{$Q,$R,nodes}", "i{$Q,$R,{start_kv,$A}}", "i{$Q,$R,stats}", "i{$Q,$R,{crdt_start,fz1,[{sync_interval,$I}]}}",
+      "i{$Q,$R,{crdt_start,$A,[]}}", "i{$Q,$R,{crdt_put,fz1,$T,$T}}", "i{$Q,$R,{crdt_delete,fz1,$T}}",
+      "i{$Q,$R,{crdt_read,fz1}}", "i{$Q,$R,{crdt_set_neighbours,fz1,[{fz1,$N}]}}", "i{$Q,$R,{crdt_root,fz1}}",
+      "i{$Q,$R,{crdt_stats,fz1}}", "i{$Q,$R,{horde_register,'" FZ_REG "',$T,$T}}",
+      "i{$Q,$R,{horde_unregister,'" FZ_REG "',$T}}", "i{$Q,$R,{horde_lookup,'" FZ_REG "',$T}}",
+      "i{$Q,$R,{horde_members,'" FZ_REG "'}}", "i{$Q,$R,{horde_sup_start_child,'" FZ_SUP "',$S}}",
+      "i{$Q,$R,{horde_sup_which_children,'" FZ_SUP "'}}", "i{$Q,$R,{horde_sup_count,'" FZ_SUP "'}}",
       "i{$Q,$R,{$A,$T}}"}},
     /* not a name: a process a SPAWN_REQUEST of cnode_demo:puppet/1 started (or any pid the node sent) */
     {"*puppet",
-     {"i{'$puppet',{link,$P}}",
-      "i{'$puppet',{unlink,$P}}",
-      "i{'$puppet',{monitor,$P}}",
-      "i{'$puppet',{monitor,$A}}",
-      "i{'$puppet',{monitor,{$A,$N}}}",
-      "i{'$puppet',{demonitor,$R}}",
-      "i{'$puppet',{exit,$T}}",
-      "i{'$puppet',{exit_signal,$P,$T}}",
-      "i{'$puppet',{trap_exit,true}}",
-      "i{'$puppet',{trap_exit,false}}",
-      "i{'$puppet',{send,$P,$T}}",
-      "i{'$puppet',{send,{$A,$N},$T}}",
-      "i{'$puppet',{send,$R,$T}}",
-      "i{'$puppet',{send_big,$P,$I}}",
-      "i{'$puppet',{call,$P,$T,$I}}",
-      "i{'$puppet',{call,{$A,$N},$T,1000}}",
-      "i{'$puppet',{call,$A,$T,$I}}",
-      "i{'$puppet',{cast,$P,$T}}",
-      "i{'$puppet',{rpc,$N,$A,$A,[$T]}}",
-      "i{'$puppet',{erpc,$N,$A,$A,[$T]}}",
-      "i{'$puppet',alias}",
-      "i{'$puppet',{unalias,$R}}",
-      "i{'$puppet',ping}",
-      "i{'$puppet',{$A,$T}}",
-      "i$T"}},
+     {"i{'$puppet',{link,$P}}", "i{'$puppet',{unlink,$P}}", "i{'$puppet',{monitor,$P}}",
+      "i{'$puppet',{monitor,$A}}", "i{'$puppet',{monitor,{$A,$N}}}", "i{'$puppet',{demonitor,$R}}",
+      "i{'$puppet',{exit,$T}}", "i{'$puppet',{exit_signal,$P,$T}}", "i{'$puppet',{trap_exit,true}}",
+      "i{'$puppet',{trap_exit,false}}", "i{'$puppet',{send,$P,$T}}", "i{'$puppet',{send,{$A,$N},$T}}",
+      "i{'$puppet',{send,$R,$T}}", "i{'$puppet',{send_big,$P,$I}}", "i{'$puppet',{call,$P,$T,$I}}",
+      "i{'$puppet',{call,{$A,$N},$T,1000}}", "i{'$puppet',{call,$A,$T,$I}}", "i{'$puppet',{cast,$P,$T}}",
+      "i{'$puppet',{rpc,$N,$A,$A,[$T]}}", "i{'$puppet',{erpc,$N,$A,$A,[$T]}}", "i{'$puppet',alias}",
+      "i{'$puppet',{unalias,$R}}", "i{'$puppet',ping}", "i{'$puppet',{$A,$T}}", "i$T"}},
 };
+/* clang-format on */
 #define NSERVICES (sizeof SERVICES / sizeof SERVICES[0])
 
 /* A message for a service: a call ({'$gen_call', From, Req}), a cast or a plain message from a template. */

@@ -117,10 +117,8 @@ static int grow(hc_awlww *a) {
 }
 
 static void unlink_recent(hc_awlww *a, hc_kent *e) {
-  if (e->newer)
-    e->newer->older = e->older;
-  else if (a->recent == e)
-    a->recent = e->older;
+  if (e->newer) e->newer->older = e->older;
+  else if (a->recent == e) a->recent = e->older;
   if (e->older) e->older->newer = e->newer;
   e->newer = e->older = NULL;
 }

@@ -166,10 +166,8 @@ static const cn_term *dix_find(const cn_term *map, const dix *ix, size_t n, cons
   size_t lo = 0, hi = n;
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
-    if (ix[mid].kh < kh)
-      lo = mid + 1;
-    else
-      hi = mid;
+    if (ix[mid].kh < kh) lo = mid + 1;
+    else hi = mid;
   }
   for (; lo < n && ix[lo].kh == kh; lo++)
     if (cn_term_exact_eq(&map->v.map.kv[2 * ix[lo].i], key)) return &map->v.map.kv[2 * ix[lo].i + 1];
@@ -250,8 +248,7 @@ static cn_term *mk_delta(cn_crdt *c, const cn_term *dots, const cn_term *keys) {
   size_t extra = 0;
   if (since)
     for (hc_kent *e = c->st.recent; e && e->seq > *since; e = e->older) extra++;
-  else if (scan)
-    extra = c->st.count;
+  else if (scan) extra = c->st.count;
   cn_term **kept = cn_malloc((nk + extra + 1) * sizeof *kept);
   hc_kent **ents = cn_malloc((nk + extra + 1) * sizeof *ents);
   if (!kept || !ents) {
@@ -374,8 +371,7 @@ static int on_diff(cn_crdt *c, cn_proc *self, const cn_term *d) {
     if (cn_term_exact_eq(r.orig, r.to))
       send_to(c, self, r.to,
               cn_mk_tuple(3, cn_mk_atom(c->hc.a_get_diff), diff_term(c, &r, cn_term_copy(r.cont)), cn_term_copy(keys)));
-    else
-      send_to(c, self, r.to, mk_delta(c, r.dots, keys));
+    else send_to(c, self, r.to, mk_delta(c, r.dots, keys));
   }
   cn_term_free(keys);
   ack(c, self, &r);
@@ -540,16 +536,11 @@ static void handle_info(cn_proc *self, const cn_term *msg, void *state) {
   const cn_term *tag = msg->type == CN_TUPLE && msg->v.tuple.arity ? &msg->v.tuple.e[0] : NULL;
   uint32_t ar = tag ? msg->v.tuple.arity : 0;
   const cn_term *e1 = ar > 1 ? &msg->v.tuple.e[1] : NULL, *e2 = ar > 2 ? &msg->v.tuple.e[2] : NULL;
-  if (cn_is_atom(tag, "diff") && ar == 2)
-    rc = on_diff(c, self, e1);
-  else if (cn_is_atom(tag, "diff") && ar == 3)
-    rc = on_delta(c, e1, e2);
-  else if (cn_is_atom(tag, "get_diff") && ar == 3)
-    rc = on_get_diff(c, self, e1, e2);
-  else if (cn_is_atom(tag, "ack_diff") && ar == 2)
-    rc = 0;
-  else if (cn_is_atom(tag, "set_neighbours") && ar == 2)
-    rc = set_neighbours(c, self, e1);
+  if (cn_is_atom(tag, "diff") && ar == 2) rc = on_diff(c, self, e1);
+  else if (cn_is_atom(tag, "diff") && ar == 3) rc = on_delta(c, e1, e2);
+  else if (cn_is_atom(tag, "get_diff") && ar == 3) rc = on_get_diff(c, self, e1, e2);
+  else if (cn_is_atom(tag, "ack_diff") && ar == 2) rc = 0;
+  else if (cn_is_atom(tag, "set_neighbours") && ar == 2) rc = set_neighbours(c, self, e1);
   else if (cn_is_atom(tag, "DOWN") && ar == 5 && e1->type == CN_REF) {
     for (size_t i = 0; i < c->nnb; i++)
       if (c->nb[i].monitored && cn_ref_eq(&c->nb[i].mref, &e1->v.ref)) c->nb[i].monitored = false;

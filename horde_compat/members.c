@@ -108,10 +108,8 @@ static int add_missing(cn_node *n, cn_crdt *c, cn_term *const *want, size_t k) {
   int rc = one ? 0 : CN_ENOMEM;
   for (size_t j = 0; !rc && j < k; j++) {
     cn_term *ck = hc_mk_keyed(n, "member", want[j]);
-    if (!ck)
-      rc = CN_ENOMEM;
-    else if (!cn_crdt_get(c, ck))
-      rc = cn_crdt_put(c, ck, one);
+    if (!ck) rc = CN_ENOMEM;
+    else if (!cn_crdt_get(c, ck)) rc = cn_crdt_put(c, ck, one);
     cn_term_free(ck);
   }
   cn_term_free(one);
@@ -127,10 +125,8 @@ int hc_set_members(cn_node *n, cn_crdt *c, const cn_term *self, const cn_term *c
   int rc = (want[k++] = cn_term_copy(self)) ? 0 : CN_ENOMEM;
   for (size_t i = 0; !rc && i < count; i++) {
     cn_term *m = norm_member(n, ms[i]);
-    if (m && !in_list(want, k, m))
-      want[k++] = m;
-    else
-      cn_term_free(m);
+    if (m && !in_list(want, k, m)) want[k++] = m;
+    else cn_term_free(m);
   }
   if (!rc) rc = drop_unwanted(n, c, want, k, with_info);
   if (!rc) rc = add_missing(n, c, want, k);

@@ -108,10 +108,8 @@ static int put_leaf(hc_mnode **slot, unsigned depth, uint32_t kh, const cn_term 
     return CN_ENOMEM;
   }
   in->kind = MN_INNER;
-  if (bit_of(x->kh, depth))
-    in->r = x;
-  else
-    in->l = x;
+  if (bit_of(x->kh, depth)) in->r = x;
+  else in->l = x;
   *slot = in;
   return put_leaf(slot, depth, kh, key, raw, added);
 }
@@ -145,19 +143,13 @@ static hc_mnode *del(hc_mnode *x, unsigned depth, uint32_t kh, const cn_term *ke
     return x;
   }
   x->hashed = 0;
-  if (bit_of(kh, depth))
-    x->r = del(x->r, depth + 1, kh, key, removed);
-  else
-    x->l = del(x->l, depth + 1, kh, key, removed);
+  if (bit_of(kh, depth)) x->r = del(x->r, depth + 1, kh, key, removed);
+  else x->l = del(x->l, depth + 1, kh, key, removed);
   hc_mnode *keep = NULL;
-  if (!x->l && !x->r)
-    keep = NULL;
-  else if (!x->l && x->r->kind == MN_LEAF)
-    keep = x->r;
-  else if (!x->r && x->l->kind == MN_LEAF)
-    keep = x->l;
-  else
-    return x;
+  if (!x->l && !x->r) keep = NULL;
+  else if (!x->l && x->r->kind == MN_LEAF) keep = x->r;
+  else if (!x->r && x->l->kind == MN_LEAF) keep = x->l;
+  else return x;
   cn_free(x);
   return keep;
 }
@@ -342,18 +334,14 @@ static int raw_local(lside l, unsigned depth, hc_loc path, hc_mdiff *d) {
 static int raw_remote(const cn_term *t, hc_loc path, unsigned guard, hc_mdiff *d) {
   if (guard > MAX_LOC_BITS) return CN_EDECODE;
   switch (rkind(t)) {
-  case R_EMPTY:
-    return 0;
-  case R_PARTIAL:
-    return add_part(d, path);
-  case R_LEAF:
-    return add_map_keys(d, &t->v.tuple.e[1].v.tuple.e[1]);
+  case R_EMPTY: return 0;
+  case R_PARTIAL: return add_part(d, path);
+  case R_LEAF: return add_map_keys(d, &t->v.tuple.e[1].v.tuple.e[1]);
   case R_INNER: {
     int rc = raw_remote(&t->v.tuple.e[1], loc_push(path, 0), guard + 1, d);
     return rc ? rc : raw_remote(&t->v.tuple.e[2], loc_push(path, 1), guard + 1, d);
   }
-  default:
-    return CN_EDECODE;
+  default: return CN_EDECODE;
   }
 }
 

@@ -340,10 +340,8 @@ static void on_update(cn_horde_registry *r, cn_proc *self, const cn_term *diffs)
     if (!tuple_n(k, 2)) continue;
     const cn_term *kk = &k->v.tuple.e[1];
     if (cn_is_atom(&k->v.tuple.e[0], "key")) {
-      if (add)
-        on_key_add(r, self, kk, &d->v.tuple.e[2]);
-      else
-        tab_remove(r, kk);
+      if (add) on_key_add(r, self, kk, &d->v.tuple.e[2]);
+      else tab_remove(r, kk);
     } else if (cn_is_atom(&k->v.tuple.e[0], "member")) {
       on_member(r, kk, add);
     }

@@ -131,10 +131,8 @@ long hc_ring_owner(const hc_ring *r, uint32_t h) {
   size_t lo = 0, hi = r->n;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    if (r->pt[mid] < h)
-      lo = mid + 1;
-    else
-      hi = mid;
+    if (r->pt[mid] < h) lo = mid + 1;
+    else hi = mid;
   }
   return (long)r->who[lo == r->n ? 0 : lo]; /* the smallest point >= H, else wrap around */
 }

@@ -149,10 +149,8 @@ static int run_entry(cn_horde_sup *s, const cspec *cs, cn_pid *pid, cn_term **re
   }
   cn_term *why = NULL;
   int rc = e->fn(s->n, cs->fun->v.atom, cs->args, e->ctx, pid, &why);
-  if (rc)
-    *reply = err1(s, why ? why : atom(s, cn_err_reason(rc)));
-  else
-    cn_term_free(why);
+  if (rc) *reply = err1(s, why ? why : atom(s, cn_err_reason(rc)));
+  else cn_term_free(why);
   return rc;
 }
 

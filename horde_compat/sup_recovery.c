@@ -51,10 +51,8 @@ static void poll_done(cn_proc *self, int status, const cn_term *reply, void *ctx
   s->sd.answered++;
   s->sd.seen += status == 0 && peer_saw(s, reply);
   if (s->sd.answered < s->sd.asked) return;
-  if (s->sd.seen == s->sd.asked)
-    sup_finish_shutdown(s, "seen by every peer");
-  else
-    sup_send_later(s, POLL_MS, atom(s, "$hc_poll"), NULL);
+  if (s->sd.seen == s->sd.asked) sup_finish_shutdown(s, "seen by every peer");
+  else sup_send_later(s, POLL_MS, atom(s, "$hc_poll"), NULL);
 }
 
 /* This node, or a node connected to it (visible or hidden), however many there are. */
@@ -103,10 +101,8 @@ void sup_begin_shutdown(cn_horde_sup *s) {
   }
   for (size_t i = s->nch; i-- > 0;) {
     child *c = s->ch[i];
-    if (c->state == C_RESTARTING)
-      sup_relinquish(s, c);
-    else if (c->state == C_RUNNING)
-      sup_stop_child(s, c, C_RELINQUISHING);
+    if (c->state == C_RESTARTING) sup_relinquish(s, c);
+    else if (c->state == C_RUNNING) sup_stop_child(s, c, C_RELINQUISHING);
   }
   check_shutdown(s);
 }
@@ -272,10 +268,8 @@ void sup_scan_orphans(cn_horde_sup *s) {
   todo_free(&t);
   size_t k = 0;
   for (size_t i = 0; i < s->ncand; i++) {
-    if (s->cand[i].seen)
-      s->cand[k++] = s->cand[i];
-    else
-      cn_term_free(s->cand[i].id);
+    if (s->cand[i].seen) s->cand[k++] = s->cand[i];
+    else cn_term_free(s->cand[i].id);
   }
   s->ncand = k;
 }
@@ -323,8 +317,7 @@ void sup_on_update(cn_horde_sup *s, const cn_term *diffs) {
       const cn_term *k = add || (hc_tuple_n(d, 2) && cn_is_atom(&d->v.tuple.e[0], "remove")) ? &d->v.tuple.e[1] : NULL;
       if (!hc_tuple_n(k, 2)) continue;
       const cn_term *v = add ? &d->v.tuple.e[2] : NULL;
-      if (pass == 0)
-        changed |= member_diff(s, k, v, add);
+      if (pass == 0) changed |= member_diff(s, k, v, add);
       else if (add && cn_is_atom(&k->v.tuple.e[0], "process") && c_spec(v) && hc_tuple_n(v, 2))
         adopt_relinquished(s, &k->v.tuple.e[1], c_spec(v));
     }

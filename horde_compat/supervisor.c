@@ -97,10 +97,8 @@ static cn_term *terminate_child(cn_horde_sup *s, const cn_term *req, const cn_te
     return atom(s, "ok");
   }
   cn_term *owner = hc_is_pid(p) && !c ? owner_of(s, p->v.pid) : NULL, *reply = NULL;
-  if (owner && !sup_is_self(s, owner) && hc_is_member(owner))
-    reply = proxy(s, owner, req, from, ttl);
-  else
-    reply = err1(s, atom(s, "not_found"));
+  if (owner && !sup_is_self(s, owner) && hc_is_member(owner)) reply = proxy(s, owner, req, from, ttl);
+  else reply = err1(s, atom(s, "not_found"));
   cn_term_free(owner);
   return reply;
 }

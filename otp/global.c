@@ -297,8 +297,7 @@ static void exchange_names(gl_state *g, cn_proc *self, const cn_term *names, con
              max.id, max.serial);
       cn_free(txt);
       cn_exit(g->n, self, max, &kill);
-      if (p1_min)
-        vo[no++] = cn_mk_tuple(2, A(g, "insert"), cn_term_copy(&e[i]));
+      if (p1_min) vo[no++] = cn_mk_tuple(2, A(g, "insert"), cn_term_copy(&e[i]));
       else
         vr[nr++] =
             cn_mk_tuple(2, A(g, "insert"),
@@ -566,10 +565,8 @@ static void handle_cast(gl_state *g, cn_proc *self, const cn_term *req) {
       p->wait_lock = WL_LOCK_IS_SET;
     }
   } else if (!strcmp(o, "exchange") && ar == 5) {
-    if (tag_eq(p->tag_my, &e[4]))
-      exchange(g, self, p, &e[2]);
-    else
-      cancel_locker(g, p, &e[4], NULL);
+    if (tag_eq(p->tag_my, &e[4])) exchange(g, self, p, &e[2]);
+    else cancel_locker(g, p, &e[4], NULL);
   } else if (!strcmp(o, "resolved") && ar == 7) {
     if (!tag_eq(p->tag_my, &e[6])) {
       cancel_locker(g, p, &e[6], NULL);

@@ -254,10 +254,8 @@ int cn_global_whereis_name_sync(cn_node *n, const cn_term *name, cn_pid *out) {
   cn_term *req = cn_mk_tuple(2, A(n, "$cn_whereis"), cn_term_copy(name));
   int rc = req && server ? cn_call_sync(n, server, req, 0, &reply) : CN_ENOMEM;
   if (rc == CN_EEXIT) rc = CN_ESTATE;
-  if (!rc && reply && reply->type == CN_PID)
-    *out = reply->v.pid;
-  else if (!rc)
-    rc = CN_ENOTFOUND;
+  if (!rc && reply && reply->type == CN_PID) *out = reply->v.pid;
+  else if (!rc) rc = CN_ENOTFOUND;
   cn_term_free(reply);
   cn_term_free(server);
   cn_term_free(req);

@@ -464,14 +464,10 @@ static bool lk_wait_cancel_msg(gl_locker *lk, cn_proc *self, const cn_term *m) {
 
 static bool lk_try(gl_locker *lk, cn_proc *self, const cn_term *m) {
   switch (lk->mode) {
-  case LK_IDLE:
-    return lk_idle_msg(lk, self, m);
-  case LK_WAIT_LOCKSET:
-    return lk_wait_lockset_msg(lk, self, m);
-  case LK_WAIT_CANCEL:
-    return lk_wait_cancel_msg(lk, self, m);
-  default:
-    return false;
+  case LK_IDLE: return lk_idle_msg(lk, self, m);
+  case LK_WAIT_LOCKSET: return lk_wait_lockset_msg(lk, self, m);
+  case LK_WAIT_CANCEL: return lk_wait_cancel_msg(lk, self, m);
+  default: return false;
   }
 }
 
@@ -518,8 +514,7 @@ static void lk_settle(gl_locker *lk, cn_proc *self) {
       if (!m->next) lk->dtail = &m->next;
     }
   }
-  if (lk->mode == LK_IDLE)
-    lk_arm(lk);
+  if (lk->mode == LK_IDLE) lk_arm(lk);
   else if (lk->timer) {
     uv_timer_stop(&lk->timer->t);
     lk->timer->gen++;

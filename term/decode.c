@@ -199,8 +199,7 @@ static int vterm(const vctx *v, size_t *p, size_t depth) {
   case ERL_ATOM_EXT:
   case ERL_SMALL_ATOM_EXT:
   case ERL_ATOM_UTF8_EXT:
-  case ERL_SMALL_ATOM_UTF8_EXT:
-    return vatom(v, p);
+  case ERL_SMALL_ATOM_UTF8_EXT: return vatom(v, p);
   case ERL_BINARY_EXT:
     NEED(5);
     n = cn_get32(b + *p + 1);
@@ -220,8 +219,7 @@ static int vterm(const vctx *v, size_t *p, size_t depth) {
   }
   case ERL_NIL_EXT:
   case ERL_STRING_EXT:
-  case ERL_LIST_EXT:
-    return vlist(v, p, depth);
+  case ERL_LIST_EXT: return vlist(v, p, depth);
   case ERL_SMALL_TUPLE_EXT:
   case ERL_LARGE_TUPLE_EXT:
     if (tag == ERL_SMALL_TUPLE_EXT) {
@@ -264,8 +262,7 @@ static int vterm(const vctx *v, size_t *p, size_t depth) {
     if (v->cnt) v->cnt->bytes += n;
     return 0;
   case ERL_NEW_PID_EXT:
-  case ERL_PID_EXT:
-    return vpid(v, p);
+  case ERL_PID_EXT: return vpid(v, p);
   case ERL_NEW_PORT_EXT:
   case ERL_V4_PORT_EXT:
   case ERL_PORT_EXT:
@@ -408,10 +405,8 @@ static int blist(bctx *c, size_t *p, cn_term *out) {
     }
   }
   if (n == 0) { /* [ | T] is T itself; an empty string is nil */
-    if (tail)
-      *out = *tail;
-    else
-      set_nil(out);
+    if (tail) *out = *tail;
+    else set_nil(out);
   } else {
     set_nil(out);
     out->type = CN_LIST;
@@ -550,8 +545,7 @@ static int bterm(bctx *c, size_t *p, cn_term *out) {
     *p += 5;
     return 0;
   case ERL_FLOAT_EXT:
-  case NEW_FLOAT_EXT:
-    return bfloat(c->v.b, p, out);
+  case NEW_FLOAT_EXT: return bfloat(c->v.b, p, out);
   case ERL_ATOM_EXT:
   case ERL_SMALL_ATOM_EXT:
   case ERL_ATOM_UTF8_EXT:
@@ -574,8 +568,7 @@ static int bterm(bctx *c, size_t *p, cn_term *out) {
     return 0;
   case ERL_NIL_EXT:
   case ERL_STRING_EXT:
-  case ERL_LIST_EXT:
-    return blist(c, p, out);
+  case ERL_LIST_EXT: return blist(c, p, out);
   case ERL_SMALL_TUPLE_EXT:
   case ERL_LARGE_TUPLE_EXT: {
     size_t hdr = b[0] == ERL_SMALL_TUPLE_EXT ? 2 : 5;
@@ -598,10 +591,8 @@ static int bterm(bctx *c, size_t *p, cn_term *out) {
     out->v.map.kv = kv;
     return 0;
   }
-  case ERL_SMALL_BIG_EXT:
-    return bbig(c, b, b[1], p, 3, out);
-  case ERL_LARGE_BIG_EXT:
-    return bbig(c, b, cn_get32(b + 1), p, 6, out);
+  case ERL_SMALL_BIG_EXT: return bbig(c, b, b[1], p, 3, out);
+  case ERL_LARGE_BIG_EXT: return bbig(c, b, cn_get32(b + 1), p, 6, out);
   case ERL_NEW_PID_EXT:
   case ERL_PID_EXT:
   case ERL_NEW_PORT_EXT:
@@ -629,8 +620,7 @@ static int bterm(bctx *c, size_t *p, cn_term *out) {
     *p = q;
     return 0;
   }
-  default:
-    return CN_EDECODE; /* unreachable after the walk */
+  default: return CN_EDECODE; /* unreachable after the walk */
   }
 }
 

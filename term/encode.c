@@ -36,16 +36,11 @@ static int esize(const cn_term *t, size_t *sz) {
   int r;
   switch (t->type) {
   case CN_INT:
-    if (t->v.i >= 0 && t->v.i <= 255)
-      n = 2;
-    else if (t->v.i >= INT32_MIN && t->v.i <= INT32_MAX)
-      n = 5;
-    else
-      n = 3 + mag_bytes(int_mag(t->v.i));
+    if (t->v.i >= 0 && t->v.i <= 255) n = 2;
+    else if (t->v.i >= INT32_MIN && t->v.i <= INT32_MAX) n = 5;
+    else n = 3 + mag_bytes(int_mag(t->v.i));
     break;
-  case CN_BIG:
-    n = (t->v.big.n <= 255 ? 3 : 6) + (size_t)t->v.big.n;
-    break;
+  case CN_BIG: n = (t->v.big.n <= 255 ? 3 : 6) + (size_t)t->v.big.n; break;
   case CN_FLOAT:
     if (!isfinite(t->v.f)) return CN_EINVAL;
     n = 9;
@@ -58,9 +53,7 @@ static int esize(const cn_term *t, size_t *sz) {
     if (t->v.bin.size > UINT32_MAX || t->v.bin.bits < 1 || t->v.bin.bits > 8) return CN_EINVAL;
     n = (t->v.bin.bits == 8 ? 5 : 6) + t->v.bin.size;
     break;
-  case CN_NIL:
-    n = 1;
-    break;
+  case CN_NIL: n = 1; break;
   case CN_LIST:
     if (is_string(t)) {
       n = 3 + t->v.list.len;
@@ -98,8 +91,7 @@ static int esize(const cn_term *t, size_t *sz) {
     if (!t->v.fun.len) return CN_EINVAL;
     n = t->v.fun.len;
     break;
-  default:
-    return CN_EINVAL;
+  default: return CN_EINVAL;
   }
   *sz += n;
   return 0;
@@ -161,8 +153,7 @@ static uint8_t *ewrite(const cn_term *t, uint8_t *w) {
     w = w32(w, (uint32_t)(u >> 32));
     return w32(w, (uint32_t)u);
   }
-  case CN_ATOM:
-    return watom(w, t->v.atom);
+  case CN_ATOM: return watom(w, t->v.atom);
   case CN_BINARY:
     if (t->v.bin.bits == 8) {
       *w++ = ERL_BINARY_EXT;
@@ -174,9 +165,7 @@ static uint8_t *ewrite(const cn_term *t, uint8_t *w) {
     }
     if (t->v.bin.size) memcpy(w, t->v.bin.data, t->v.bin.size);
     return w + t->v.bin.size;
-  case CN_NIL:
-    *w++ = ERL_NIL_EXT;
-    return w;
+  case CN_NIL: *w++ = ERL_NIL_EXT; return w;
   case CN_LIST:
     if (is_string(t)) {
       *w++ = ERL_STRING_EXT;
@@ -233,11 +222,8 @@ static uint8_t *ewrite(const cn_term *t, uint8_t *w) {
     w = w32(w, t->v.ref.creation);
     for (uint32_t i = 0; i < t->v.ref.len; i++) w = w32(w, t->v.ref.n[i]);
     return w;
-  case CN_FUN:
-    memcpy(w, t->v.fun.ext, t->v.fun.len);
-    return w + t->v.fun.len;
-  default:
-    return w; /* esize rejected it */
+  case CN_FUN: memcpy(w, t->v.fun.ext, t->v.fun.len); return w + t->v.fun.len;
+  default: return w; /* esize rejected it */
   }
 }
 

@@ -10,12 +10,9 @@ static int fun_atom(const uint8_t *b, size_t len, size_t *p, const uint8_t **s, 
   if (*p >= len) return CN_EDECODE;
   uint8_t tag = b[*p];
   size_t hdr;
-  if (tag == ERL_ATOM_EXT || tag == ERL_ATOM_UTF8_EXT)
-    hdr = 3;
-  else if (tag == ERL_SMALL_ATOM_EXT || tag == ERL_SMALL_ATOM_UTF8_EXT)
-    hdr = 2;
-  else
-    return CN_EDECODE;
+  if (tag == ERL_ATOM_EXT || tag == ERL_ATOM_UTF8_EXT) hdr = 3;
+  else if (tag == ERL_SMALL_ATOM_EXT || tag == ERL_SMALL_ATOM_UTF8_EXT) hdr = 2;
+  else return CN_EDECODE;
   if (hdr > len - *p) return CN_EDECODE;
   size_t k = hdr == 3 ? cn_get16(b + *p + 1) : b[*p + 1];
   if (k > len - *p - hdr) return CN_EDECODE;

@@ -136,30 +136,18 @@ static int rank(const cn_term *t) {
   switch (t->type) {
   case CN_INT:
   case CN_BIG:
-  case CN_FLOAT:
-    return 0;
-  case CN_ATOM:
-    return 1;
-  case CN_REF:
-    return 2;
-  case CN_FUN:
-    return is_export_fun(t) ? 4 : 3;
-  case CN_PORT:
-    return 5;
-  case CN_PID:
-    return 6;
-  case CN_TUPLE:
-    return 7;
-  case CN_MAP:
-    return 8;
-  case CN_NIL:
-    return 9;
-  case CN_LIST:
-    return 10;
-  case CN_BINARY:
-    return 11;
-  default:
-    return 12;
+  case CN_FLOAT: return 0;
+  case CN_ATOM: return 1;
+  case CN_REF: return 2;
+  case CN_FUN: return is_export_fun(t) ? 4 : 3;
+  case CN_PORT: return 5;
+  case CN_PID: return 6;
+  case CN_TUPLE: return 7;
+  case CN_MAP: return 8;
+  case CN_NIL: return 9;
+  case CN_LIST: return 10;
+  case CN_BINARY: return 11;
+  default: return 12;
   }
 }
 
@@ -277,12 +265,8 @@ static int open_pair(cstack *st, const cn_term *a, const cn_term *b, int exact, 
   switch (a->type) {
   case CN_INT:
   case CN_BIG:
-  case CN_FLOAT:
-    *res = num_cmp(a, b, exact);
-    return 0;
-  case CN_ATOM:
-    *res = atom_cmp(a->v.atom, b->v.atom);
-    return 0;
+  case CN_FLOAT: *res = num_cmp(a, b, exact); return 0;
+  case CN_ATOM: *res = atom_cmp(a->v.atom, b->v.atom); return 0;
   case CN_REF: {
     const cn_ref *x = &a->v.ref, *y = &b->v.ref;
     if ((*res = node_cmp(x->node, x->creation, y->node, y->creation))) return 0;
@@ -365,8 +349,7 @@ static int open_pair(cstack *st, const cn_term *a, const cn_term *b, int exact, 
     f->n = a->v.map.size;
     if ((r = pair_order(a, &f->oa)) || (r = pair_order(b, &f->ob))) return r;
     return 0;
-  case CN_NIL:
-    return 0;
+  case CN_NIL: return 0;
   case CN_LIST:
     if (!(f = push(st))) return CN_ENOMEM;
     f->kind = CF_LIST;
@@ -375,11 +358,8 @@ static int open_pair(cstack *st, const cn_term *a, const cn_term *b, int exact, 
     f->b = b;
     f->n = a->v.list.len < b->v.list.len ? a->v.list.len : b->v.list.len;
     return 0;
-  case CN_BINARY:
-    *res = bin_cmp(a, b);
-    return 0;
-  default:
-    return 0; /* unknown types (never built) compare equal among themselves */
+  case CN_BINARY: *res = bin_cmp(a, b); return 0;
+  default: return 0; /* unknown types (never built) compare equal among themselves */
   }
 }
 
@@ -418,10 +398,8 @@ static int next_pair(cstack *st, const cn_term **a, const cn_term **b, int *exac
       return 1;
     }
     /* One side ends (its tail is [] or a non-list) where the other still has cells: a list. */
-    if (lx < ly)
-      *res = rank(tx) < rank(y) ? -1 : 1;
-    else
-      *res = rank(x) < rank(ty) ? -1 : 1;
+    if (lx < ly) *res = rank(tx) < rank(y) ? -1 : 1;
+    else *res = rank(x) < rank(ty) ? -1 : 1;
     return 0;
   }
   default: { /* CF_MAP: first every key pair (exact), then every value pair */

@@ -62,31 +62,18 @@ static uint32_t block_hash(const uint8_t *k, size_t length, uint32_t c) {
   c += (uint32_t)length;
   /* The first byte of c is reserved for the length. */
   switch (len) {
-  case 11:
-    c += (uint32_t)k[10] << 24; /* fall through */
-  case 10:
-    c += (uint32_t)k[9] << 16; /* fall through */
-  case 9:
-    c += (uint32_t)k[8] << 8; /* fall through */
-  case 8:
-    b += (uint32_t)k[7] << 24; /* fall through */
-  case 7:
-    b += (uint32_t)k[6] << 16; /* fall through */
-  case 6:
-    b += (uint32_t)k[5] << 8; /* fall through */
-  case 5:
-    b += k[4]; /* fall through */
-  case 4:
-    a += (uint32_t)k[3] << 24; /* fall through */
-  case 3:
-    a += (uint32_t)k[2] << 16; /* fall through */
-  case 2:
-    a += (uint32_t)k[1] << 8; /* fall through */
-  case 1:
-    a += k[0];
-    break;
-  default:
-    break;
+  case 11: c += (uint32_t)k[10] << 24; /* fall through */
+  case 10: c += (uint32_t)k[9] << 16;  /* fall through */
+  case 9: c += (uint32_t)k[8] << 8;    /* fall through */
+  case 8: b += (uint32_t)k[7] << 24;   /* fall through */
+  case 7: b += (uint32_t)k[6] << 16;   /* fall through */
+  case 6: b += (uint32_t)k[5] << 8;    /* fall through */
+  case 5: b += k[4];                   /* fall through */
+  case 4: a += (uint32_t)k[3] << 24;   /* fall through */
+  case 3: a += (uint32_t)k[2] << 16;   /* fall through */
+  case 2: a += (uint32_t)k[1] << 8;    /* fall through */
+  case 1: a += k[0]; break;
+  default: break;
   }
   mix3(&a, &b, &c);
   return c;
@@ -232,40 +219,24 @@ static int hash_term(const cn_term *t, uint32_t *out) {
   const cn_term *cur = t;
   for (;;) {
     switch (cur->type) {
-    case CN_INT:
-      h = hash_int(h, cur->v.i);
-      break;
-    case CN_BIG:
-      h = hash_mag(h, cur->v.big.mag, cur->v.big.n, cur->v.big.sign);
-      break;
-    case CN_FLOAT:
-      h = hash_float(h, cur->v.f);
-      break;
+    case CN_INT: h = hash_int(h, cur->v.i); break;
+    case CN_BIG: h = hash_mag(h, cur->v.big.mag, cur->v.big.n, cur->v.big.sign); break;
+    case CN_FLOAT: h = hash_float(h, cur->v.f); break;
     case CN_ATOM: {
       /* An atom or [] hashed first (h still 0) gives its raw value: make_hash2's shortcut. */
       uint32_t v = atom_text_hash((const uint8_t *)cur->v.atom->name, cur->v.atom->len, 1);
       h = h == 0 ? v : step(h, v, 0, K3);
       break;
     }
-    case CN_NIL:
-      h = h == 0 ? NIL_FIRST : step(h, 2, 0, K2);
-      break;
-    case CN_BINARY:
-      h = hash_bin(h, cur);
-      break;
+    case CN_NIL: h = h == 0 ? NIL_FIRST : step(h, 2, 0, K2); break;
+    case CN_BINARY: h = hash_bin(h, cur); break;
     case CN_PID:
       /* Only the number: node, serial and creation do not take part. */
       h = step(h, cur->v.pid.id, 0, K5);
       break;
-    case CN_PORT:
-      h = step(h, (uint32_t)cur->v.port.id, (uint32_t)(cur->v.port.id >> 32), K6);
-      break;
-    case CN_REF:
-      h = step(h, cur->v.ref.n[0], 0, K7);
-      break;
-    case CN_FUN:
-      r = hash_fun(&st, cur, &h);
-      break;
+    case CN_PORT: h = step(h, (uint32_t)cur->v.port.id, (uint32_t)(cur->v.port.id >> 32), K6); break;
+    case CN_REF: h = step(h, cur->v.ref.n[0], 0, K7); break;
+    case CN_FUN: r = hash_fun(&st, cur, &h); break;
     case CN_TUPLE:
       h = step(h, cur->v.tuple.arity, 0, K9);
       if (cur->v.tuple.arity && !hpush(&st, HF_SEQ, cur->v.tuple.e, cur->v.tuple.arity)) r = CN_ENOMEM;
@@ -287,8 +258,7 @@ static int hash_term(const cn_term *t, uint32_t *out) {
       h = 0;
       break;
     }
-    default:
-      break;
+    default: break;
     }
     if (r) goto done;
 

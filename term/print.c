@@ -234,20 +234,15 @@ static int put_fun(cn_buf *b, const cn_term *t) {
 static int pr(cn_buf *b, const cn_term *t) {
   int r;
   switch (t->type) {
-  case CN_INT:
-    return cn_buf_printf(b, "%lld", (long long)t->v.i);
-  case CN_BIG:
-    return put_big(b, t);
-  case CN_FLOAT:
-    return put_float(b, t->v.f);
-  case CN_ATOM:
-    return put_atom(b, t->v.atom);
+  case CN_INT: return cn_buf_printf(b, "%lld", (long long)t->v.i);
+  case CN_BIG: return put_big(b, t);
+  case CN_FLOAT: return put_float(b, t->v.f);
+  case CN_ATOM: return put_atom(b, t->v.atom);
   case CN_REF:
     if ((r = put(b, "#Ref<")) || (r = put_atom(b, t->v.ref.node))) return r;
     for (uint32_t i = t->v.ref.len; i-- > 0 && !r;) r = cn_buf_printf(b, ".%u", t->v.ref.n[i]);
     return r ? r : cn_buf_printf(b, ".%u>", t->v.ref.creation);
-  case CN_FUN:
-    return put_fun(b, t);
+  case CN_FUN: return put_fun(b, t);
   case CN_PORT:
     if ((r = put(b, "#Port<")) || (r = put_atom(b, t->v.port.node))) return r;
     return cn_buf_printf(b, ".%llu.%u>", (unsigned long long)t->v.port.id, t->v.port.creation);
@@ -266,14 +261,10 @@ static int pr(cn_buf *b, const cn_term *t) {
       if (!r) r = pr(b, &t->v.map.kv[2 * i + 1]);
     }
     return r ? r : cn_buf_put8(b, '}');
-  case CN_NIL:
-    return put(b, "[]");
-  case CN_LIST:
-    return put_list(b, t);
-  case CN_BINARY:
-    return put_binary(b, t);
-  default:
-    return CN_EINVAL;
+  case CN_NIL: return put(b, "[]");
+  case CN_LIST: return put_list(b, t);
+  case CN_BINARY: return put_binary(b, t);
+  default: return CN_EINVAL;
   }
 }
 

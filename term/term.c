@@ -14,15 +14,9 @@ static cn_term *alloc_term(uint8_t type) {
 
 void term_clear(cn_term *t) {
   switch (t->type) {
-  case CN_BIG:
-    cn_free(t->v.big.mag);
-    break;
-  case CN_BINARY:
-    cn_free(t->v.bin.data);
-    break;
-  case CN_FUN:
-    cn_free(t->v.fun.ext);
-    break;
+  case CN_BIG: cn_free(t->v.big.mag); break;
+  case CN_BINARY: cn_free(t->v.bin.data); break;
+  case CN_FUN: cn_free(t->v.fun.ext); break;
   case CN_TUPLE:
     for (uint32_t i = 0; i < t->v.tuple.arity; i++) term_clear(&t->v.tuple.e[i]);
     cn_free(t->v.tuple.e);
@@ -36,8 +30,7 @@ void term_clear(cn_term *t) {
     for (uint32_t i = 0; i < 2 * t->v.map.size; i++) term_clear(&t->v.map.kv[i]);
     cn_free(t->v.map.kv);
     break;
-  default:
-    break;
+  default: break;
   }
   memset(t, 0, sizeof *t);
   t->type = CN_NIL;
@@ -55,16 +48,11 @@ static bool owns_storage(const cn_term *t) {
   switch (t->type) {
   case CN_BIG:
   case CN_FUN:
-  case CN_LIST:
-    return true;
-  case CN_BINARY:
-    return t->v.bin.data != NULL;
-  case CN_TUPLE:
-    return t->v.tuple.e != NULL;
-  case CN_MAP:
-    return t->v.map.kv != NULL;
-  default:
-    return false;
+  case CN_LIST: return true;
+  case CN_BINARY: return t->v.bin.data != NULL;
+  case CN_TUPLE: return t->v.tuple.e != NULL;
+  case CN_MAP: return t->v.map.kv != NULL;
+  default: return false;
   }
 }
 
@@ -427,8 +415,7 @@ int term_copy_into(cn_term *dst, const cn_term *src) {
       }
     }
     break;
-  default:
-    break;
+  default: break;
   }
   return 0;
 fail:

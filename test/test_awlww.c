@@ -165,10 +165,8 @@ static void test_vector_deltas(void **st) {
       const cn_term *e2 = hc_map_find(val, &keys->v.list.e[j]);
       cn_term *r;
       assert_int_equal(hc_join_entries(&hc, NULL, e2, &empty, &dvv, &r), 0);
-      if (e2)
-        assert_true(cn_term_exact_eq(r, e2)); /* same entries, same MapSet shape (1.14) */
-      else
-        assert_null(r);
+      if (e2) assert_true(cn_term_exact_eq(r, e2)); /* same entries, same MapSet shape (1.14) */
+      else assert_null(r);
       /* joining the same delta again changes nothing */
       cn_term *r2;
       assert_int_equal(hc_join_entries(&hc, r, e2, &dvv, &dvv, &r2), 0);

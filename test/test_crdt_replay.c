@@ -483,10 +483,8 @@ static void test_replay_registry_n2(void **st) {
       assert_int_equal(dots->v.map.size, 1); /* before it met anyone, only its own writes */
       node_id = dots->v.map.kv[0].v.i;
     }
-    if (first_round(m))
-      real1[nreal1++] = m;
-    else
-      cn_term_free(m);
+    if (first_round(m)) real1[nreal1++] = m;
+    else cn_term_free(m);
   }
   assert_true(node_id > 0 && nreal1 > 10);
 

@@ -351,10 +351,8 @@ static void read_while_running(uv_loop_t *loop, int fd, uint8_t *buf, size_t n) 
   for (int i = 0; i < 1000 && got < n; i++) {
     uv_run(loop, UV_RUN_NOWAIT);
     ssize_t k = read(fd, buf + got, n - got);
-    if (k > 0)
-      got += (size_t)k;
-    else
-      sleep_ms(2);
+    if (k > 0) got += (size_t)k;
+    else sleep_ms(2);
   }
   assert_int_equal(got, n);
 }

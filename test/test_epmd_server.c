@@ -610,10 +610,8 @@ static void test_10000_cycles(void **st) {
     /* Half the cycles reuse one name (creation + 1 each time), half use fresh names (the remembered list
      * stays bounded). */
     char name[32];
-    if (i % 2)
-      snprintf(name, sizeof name, "n%d", i);
-    else
-      snprintf(name, sizeof name, "same");
+    if (i % 2) snprintf(name, sizeof name, "n%d", i);
+    else snprintf(name, sizeof name, "same");
     int fd = cl_connect(t->port);
     bytes q = alive_req(name, 6000, 6);
     assert_int_equal(write(fd, q.b, q.len), (ssize_t)q.len);

@@ -231,8 +231,7 @@ static bool has_atoms(const cn_term *t) {
   case CN_PID:
   case CN_PORT:
   case CN_REF:
-  case CN_FUN:
-    return true;
+  case CN_FUN: return true;
   case CN_TUPLE:
     for (uint32_t i = 0; i < t->v.tuple.arity; i++)
       if (has_atoms(&t->v.tuple.e[i])) return true;
@@ -245,8 +244,7 @@ static bool has_atoms(const cn_term *t) {
     for (uint32_t i = 0; i < t->v.list.len; i++)
       if (has_atoms(&t->v.list.e[i])) return true;
     return t->v.list.tail && has_atoms(t->v.list.tail);
-  default:
-    return false;
+  default: return false;
   }
 }
 
@@ -625,15 +623,9 @@ static void test_garbage(void **state) {
     for (int m = 0; m < muts && n >= 2; m++) {
       size_t at = 1 + rnd() % (n - 1);
       switch (rnd() % 3) {
-      case 0:
-        v[at] ^= (uint8_t)(1u << (rnd() % 8));
-        break;
-      case 1:
-        v[at] = (uint8_t)rnd();
-        break;
-      default:
-        n = at;
-        break;
+      case 0: v[at] ^= (uint8_t)(1u << (rnd() % 8)); break;
+      case 1: v[at] = (uint8_t)rnd(); break;
+      default: n = at; break;
       }
     }
     try_garbage(v, n);

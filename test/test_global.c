@@ -65,27 +65,17 @@ static void job_handle(cn_proc *self, const cn_term *msg, void *state) {
   cn_term *name = j->name ? cn_mk_atomc(n, j->name) : NULL;
   cn_term *id = j->res ? cn_mk_tuple(2, cn_mk_atomc(n, j->res), cn_mk_atomc(n, j->req)) : NULL;
   switch (j->kind) {
-  case J_REG:
-    j->rc = cn_global_register_name(self, name, j->pid, job_done, j);
-    break;
-  case J_UNREG:
-    j->rc = cn_global_unregister_name(self, name, job_done, j);
-    break;
+  case J_REG: j->rc = cn_global_register_name(self, name, j->pid, job_done, j); break;
+  case J_UNREG: j->rc = cn_global_unregister_name(self, name, job_done, j); break;
   case J_SETLOCK: {
     const cn_atom *nodes[4];
     for (size_t i = 0; i < j->nnodes && i < 4; i++) nodes[i] = cn_intern(n, j->nodes[i]);
     j->rc = cn_global_set_lock(self, id, j->nodes ? nodes : NULL, j->nnodes, j->retries, job_done, j);
     break;
   }
-  case J_DELLOCK:
-    j->rc = cn_global_del_lock(self, id, NULL, 0, job_done, j);
-    break;
-  case J_TRANS:
-    j->rc = cn_global_trans(self, id, NULL, 0, j->retries, job_trans, job_done, j);
-    break;
-  case J_SYNC:
-    j->rc = cn_global_sync(self, job_done, j);
-    break;
+  case J_DELLOCK: j->rc = cn_global_del_lock(self, id, NULL, 0, job_done, j); break;
+  case J_TRANS: j->rc = cn_global_trans(self, id, NULL, 0, j->retries, job_trans, job_done, j); break;
+  case J_SYNC: j->rc = cn_global_sync(self, job_done, j); break;
   }
   /* The callback never runs inside the call. */
   assert_int_equal(j->done, 0);

@@ -57,8 +57,7 @@ static cn_term *drv(cn_proc *self, const cn_term *req, const cn_term *from, void
   const cn_term *arg = cn_tuple_elem(req, 2, 1);
   if (arg && arg->type == CN_ATOM && cn_is_atom(cn_tuple_elem(req, 2, 0), "is_up"))
     reply = cn_mk_atomc(n, cn_node_is_up(n, arg->v.atom, CN_NODES_ALL) ? "true" : "false");
-  else if (cn_is_atom(req, "connected"))
-    reply = cn_mk_int((int64_t)cn_nodes(n, CN_NODES_ALL, NULL, 0));
+  else if (cn_is_atom(req, "connected")) reply = cn_mk_int((int64_t)cn_nodes(n, CN_NODES_ALL, NULL, 0));
   return reply ? reply : cn_mk_atomc(n, "badreq");
 }
 

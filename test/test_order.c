@@ -91,43 +91,21 @@ static void test_type_order(void **state) {
       cn_term *t[2];
       for (int k = 0; k < 2; k++) {
         switch (k ? j : i) {
-        case 0:
-          t[k] = cn_mk_big(0, (const uint8_t *)"\0\0\0\0\0\0\0\0\0\1", 10);
-          break;
-        case 1:
-          t[k] = atom("a");
-          break;
-        case 2:
-          t[k] = cn_mk_ref(ref);
-          break;
+        case 0: t[k] = cn_mk_big(0, (const uint8_t *)"\0\0\0\0\0\0\0\0\0\1", 10); break;
+        case 1: t[k] = atom("a"); break;
+        case 2: t[k] = cn_mk_ref(ref); break;
         case 3:
           t[k] = from_hex("8370000000460100000000000000000000000000000000000000050000000064000570726F62656107610958"
                           "64000D6E6F6E6F6465406E6F686F7374000000090000000000000000");
-          break; /* a local fun */
-        case 4:
-          t[k] = from_hex("83716400056C697374736400036D61706102");
-          break; /* fun lists:map/2 */
-        case 5:
-          t[k] = cn_mk_port(port);
-          break;
-        case 6:
-          t[k] = cn_mk_pid(pid);
-          break;
-        case 7:
-          t[k] = cn_mk_tuple(0);
-          break;
-        case 8:
-          t[k] = cn_mk_map(0, NULL);
-          break;
-        case 9:
-          t[k] = cn_mk_nil();
-          break;
-        case 10:
-          t[k] = cn_mk_list(1, cn_mk_int(0));
-          break;
-        default:
-          t[k] = cn_mk_binary("", 0);
-          break;
+          break;                                                                /* a local fun */
+        case 4: t[k] = from_hex("83716400056C697374736400036D61706102"); break; /* fun lists:map/2 */
+        case 5: t[k] = cn_mk_port(port); break;
+        case 6: t[k] = cn_mk_pid(pid); break;
+        case 7: t[k] = cn_mk_tuple(0); break;
+        case 8: t[k] = cn_mk_map(0, NULL); break;
+        case 9: t[k] = cn_mk_nil(); break;
+        case 10: t[k] = cn_mk_list(1, cn_mk_int(0)); break;
+        default: t[k] = cn_mk_binary("", 0); break;
         }
       }
       rel(t[0], t[1], i < j ? -1 : i > j, i == j, "type order");

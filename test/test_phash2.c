@@ -53,10 +53,8 @@ static void test_vectors(void **state) {
     assert_int_equal(cn_phash2_checked(t, 0, &r27), 0);
     assert_int_equal(cn_phash2_checked(t, UINT64_C(1) << 32, &r32), 0);
     assert_int_equal(cn_phash2_checked(t, 7, &r7), 0);
-    if (r32 == full && r27 == p27 && r7 == full % 7)
-      ok++;
-    else
-      fprintf(stderr, "vector %zu: got %u %u, want %lu %lu\n", count, r32, r27, full, p27);
+    if (r32 == full && r27 == p27 && r7 == full % 7) ok++;
+    else fprintf(stderr, "vector %zu: got %u %u, want %lu %lu\n", count, r32, r27, full, p27);
     cn_term_free(t);
   }
   free(line);

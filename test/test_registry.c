@@ -81,8 +81,7 @@ static cn_term *drv(cn_proc *self, const cn_term *req, const cn_term *from, void
     if (rc == CN_EEXIST)
       reply =
           cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_tuple(2, cn_mk_atomc(n, "already_registered"), cn_mk_pid(h)));
-    else
-      reply = rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc))) : cn_mk_atomc(n, "ok");
+    else reply = rc ? cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, cn_err_reason(rc))) : cn_mk_atomc(n, "ok");
   } else if (ar == 3 && cn_is_atom(&e[0], "unreg")) {
     reply = cn_horde_unregister(reg_of(t), e[2].v.pid, &e[1]) ? cn_mk_atomc(n, "error") : cn_mk_atomc(n, "ok");
   } else if (ar == 2 && cn_is_atom(&e[0], "lookup")) {

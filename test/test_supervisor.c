@@ -94,8 +94,7 @@ static cn_term *drv(cn_proc *self, const cn_term *req, const cn_term *from, void
     reply = cn_mk_atomc(n, cn_node_connect(n, arg->v.atom) ? "error" : "ok");
   else if (cn_is_atom(req, "shutdown"))
     reply = cn_mk_atomc(n, cn_horde_supervisor_shutdown(x->sup, on_done, x) ? "error" : "ok");
-  else if (cn_is_atom(req, "count"))
-    reply = cn_mk_int((int64_t)cn_horde_supervisor_count(x->sup));
+  else if (cn_is_atom(req, "count")) reply = cn_mk_int((int64_t)cn_horde_supervisor_count(x->sup));
   return reply ? reply : cn_mk_atomc(n, "badreq");
 }
 

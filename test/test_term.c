@@ -548,10 +548,8 @@ static void *intern_thread(void *p) {
       int k = a->id % 2 ? 2999 - i : i; /* two threads go forwards, two backwards */
       snprintf(nm, sizeof nm, "shared_%d", k);
       const cn_atom *at = cn_atoms_get(a->tab, nm);
-      if (round == 0)
-        a->got[k] = at;
-      else if (a->got[k] != at)
-        a->got[k] = NULL;
+      if (round == 0) a->got[k] = at;
+      else if (a->got[k] != at) a->got[k] = NULL;
       snprintf(nm, sizeof nm, "own_%d_%d", a->id, i);
       cn_atoms_get(a->tab, nm);
     }

@@ -74,10 +74,8 @@ static void on_nodes(cn_node *n, const cn_atom *node, bool up, const char *reaso
   (void)reason;
   tnode *t = ctx;
   pthread_mutex_lock(&t->mu);
-  if (up)
-    t->nodeups++;
-  else
-    t->nodedowns++;
+  if (up) t->nodeups++;
+  else t->nodedowns++;
   pthread_cond_broadcast(&t->cv);
   pthread_mutex_unlock(&t->mu);
 }

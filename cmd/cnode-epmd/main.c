@@ -129,10 +129,8 @@ static ssize_t ask(uint16_t port, cn_buf *b, size_t want) {
 
 /* What OTP's epmd client prints when the answer is not one it expects. */
 static void print_unexpected(ssize_t k, const cn_buf *b) {
-  if (k < 0)
-    printf("epmd: failed to read answer from local epmd\n");
-  else
-    printf("epmd: local epmd responded with <%.*s>\n", (int)k, k ? (const char *)b->data : "");
+  if (k < 0) printf("epmd: failed to read answer from local epmd\n");
+  else printf("epmd: local epmd responded with <%.*s>\n", (int)k, k ? (const char *)b->data : "");
 }
 
 static int client_kill(uint16_t port) {
@@ -271,16 +269,11 @@ int main(int argc, char **argv) {
     }
   }
   switch (mode) {
-  case NAMES:
-    return client_list(o.port, EPMD_REQ_NAMES);
-  case DUMP:
-    return client_list(o.port, EPMD_REQ_DUMP);
-  case KILL:
-    return client_kill(o.port);
-  case STOP:
-    return client_stop(o.port, stop_name);
-  case SERVE:
-    break;
+  case NAMES: return client_list(o.port, EPMD_REQ_NAMES);
+  case DUMP: return client_list(o.port, EPMD_REQ_DUMP);
+  case KILL: return client_kill(o.port);
+  case STOP: return client_stop(o.port, stop_name);
+  case SERVE: break;
   }
   if (a.daemon) daemonize();
   a.loop = uv_default_loop();

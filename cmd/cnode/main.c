@@ -221,10 +221,8 @@ static void on_signal(uv_signal_t *s, int signum) {
   printf("cnode: %s received, stopping\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
   uv_close((uv_handle_t *)&a->sigint, NULL);
   uv_close((uv_handle_t *)&a->sigterm, NULL);
-  if (signum == SIGTERM)
-    hsup_shutdown(a->node, stop_node, a);
-  else
-    cn_node_stop(a->node);
+  if (signum == SIGTERM) hsup_shutdown(a->node, stop_node, a);
+  else cn_node_stop(a->node);
 }
 
 static void on_started(cn_node *n, int status, void *ctx) {
@@ -237,10 +235,8 @@ static void on_started(cn_node *n, int status, void *ctx) {
   const char *name = cn_node_name(n)->name;
   const char *host = strchr(name, '@') + 1;
   /* A host without a dot is a short name: only -sname nodes can reach it. */
-  if (strchr(host, '.'))
-    printf("cnode: to connect from Elixir: iex --name a@%s --cookie %s\n", host, a->cookie);
-  else
-    printf("cnode: to connect from Elixir: iex --sname a --cookie %s\n", a->cookie);
+  if (strchr(host, '.')) printf("cnode: to connect from Elixir: iex --name a@%s --cookie %s\n", host, a->cookie);
+  else printf("cnode: to connect from Elixir: iex --sname a --cookie %s\n", a->cookie);
   printf("cnode:   then: Node.ping(:\"%s\")  and  GenServer.call({:cnode_kv, :\"%s\"}, {:put, 1, 2})\n", name, name);
   int rc = hreg_start(n);
   if (!rc) rc = hsup_start(n);
@@ -288,21 +284,11 @@ int main(int argc, char **argv) {
   int c;
   while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
     switch (c) {
-    case 'n':
-      name = optarg;
-      break;
-    case 's':
-      sname = optarg;
-      break;
-    case 'c':
-      cookie = optarg;
-      break;
-    case 'f':
-      cookie_file = optarg;
-      break;
-    case 'p':
-      o.epmd_port = (uint16_t)atoi(optarg);
-      break;
+    case 'n': name = optarg; break;
+    case 's': sname = optarg; break;
+    case 'c': cookie = optarg; break;
+    case 'f': cookie_file = optarg; break;
+    case 'p': o.epmd_port = (uint16_t)atoi(optarg); break;
     case 'l':
     case 'x': {
       char *end;
@@ -314,39 +300,17 @@ int main(int argc, char **argv) {
       *(c == 'l' ? &o.listen_port : &o.listen_port_max) = (uint16_t)v;
       break;
     }
-    case 'a':
-      o.listen_addr = optarg;
-      break;
-    case 't':
-      o.net_ticktime_s = (uint32_t)atoi(optarg);
-      break;
-    case 'H':
-      o.hidden = true;
-      break;
-    case 'G':
-      o.no_connect_all = strcmp(optarg, "false") == 0;
-      break; /* as erl -connect_all false */
-    case 'v':
-      o.log_level = CN_LOG_DEBUG;
-      break;
-    case 'P':
-      proto = optarg;
-      break;
-    case 'O':
-      optfile = optarg;
-      break;
-    case 'C':
-      tls_cert = optarg;
-      break;
-    case 'K':
-      tls_key = optarg;
-      break;
-    case 'A':
-      tls_ca = optarg;
-      break;
-    case 'V':
-      tls_verify = optarg;
-      break;
+    case 'a': o.listen_addr = optarg; break;
+    case 't': o.net_ticktime_s = (uint32_t)atoi(optarg); break;
+    case 'H': o.hidden = true; break;
+    case 'G': o.no_connect_all = strcmp(optarg, "false") == 0; break; /* as erl -connect_all false */
+    case 'v': o.log_level = CN_LOG_DEBUG; break;
+    case 'P': proto = optarg; break;
+    case 'O': optfile = optarg; break;
+    case 'C': tls_cert = optarg; break;
+    case 'K': tls_key = optarg; break;
+    case 'A': tls_ca = optarg; break;
+    case 'V': tls_verify = optarg; break;
     case 'R':
       if (hreg_add(optarg)) {
         fprintf(stderr, "cnode: --horde-registry %s: bad name (or too many registries)\n", optarg);
@@ -359,15 +323,9 @@ int main(int argc, char **argv) {
         return 2;
       }
       break;
-    case 'h':
-      usage(stdout);
-      return 0;
-    case 'W':
-      printf("cnode %s\n", cn_version());
-      return 0;
-    default:
-      usage(stderr);
-      return 2;
+    case 'h': usage(stdout); return 0;
+    case 'W': printf("cnode %s\n", cn_version()); return 0;
+    default: usage(stderr); return 2;
     }
   }
   struct sockaddr_in6 la; /* the library's own check (cn_node_new), said here in the flags' words */

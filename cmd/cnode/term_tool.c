@@ -188,10 +188,8 @@ static int choose_line(tool *t, char *line, void *ctx) {
   char *txt = !rc && k < n ? cn_term_to_string(m[k].name) : NULL;
   free(m);
   cn_term_free(term);
-  if (rc == CN_ENOTFOUND)
-    txt = cn_strndup("{error,no_alive_nodes}", 22);
-  else if (rc)
-    return rc == CN_ENOMEM ? 1 : bad(t, "not {Spec, [Member]} with a map Spec and Member maps with a name");
+  if (rc == CN_ENOTFOUND) txt = cn_strndup("{error,no_alive_nodes}", 22);
+  else if (rc) return rc == CN_ENOMEM ? 1 : bad(t, "not {Spec, [Member]} with a map Spec and Member maps with a name");
   if (!txt) return 1;
   puts(txt);
   cn_free(txt);

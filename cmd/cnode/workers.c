@@ -16,10 +16,8 @@
 static void echo(cn_proc *self, const cn_term *msg, void *state) {
   (void)state;
   const cn_term *from = cn_tuple_elem(msg, 2, 0), *req;
-  if (from && from->type == CN_PID)
-    cn_send(cn_proc_node(self), self, from->v.pid, cn_tuple_elem(msg, 2, 1));
-  else if (cn_gen_is_call(msg, &from, &req))
-    cn_gen_reply(self, from, req);
+  if (from && from->type == CN_PID) cn_send(cn_proc_node(self), self, from->v.pid, cn_tuple_elem(msg, 2, 1));
+  else if (cn_gen_is_call(msg, &from, &req)) cn_gen_reply(self, from, req);
 }
 
 int workers_spawn_echo(cn_node *n, cn_pid *pid) { return cn_spawn(n, echo, NULL, NULL, pid); }
@@ -108,14 +106,10 @@ static void tell(cn_proc *self, puppet *pp, cn_term *what) {
 
 static const char *status_name(int status) {
   switch (status) {
-  case 0:
-    return "ok";
-  case CN_EEXIT:
-    return "exit";
-  case CN_ETIMEDOUT:
-    return "timeout";
-  default:
-    return "closed";
+  case 0: return "ok";
+  case CN_EEXIT: return "exit";
+  case CN_ETIMEDOUT: return "timeout";
+  default: return "closed";
   }
 }
 
@@ -389,18 +383,12 @@ static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd, 
     cn_crdt_opts o = {0};
     for (uint32_t i = 0; a->type == CN_LIST && i < a->v.list.len; i++) {
       const cn_term *k = cn_tuple_elem(&a->v.list.e[i], 2, 0), *v = cn_tuple_elem(&a->v.list.e[i], 2, 1);
-      if (cn_is_atom(k, "sync_interval") && v->type == CN_INT && v->v.i > 0)
-        o.sync_interval_ms = (unsigned)v->v.i;
-      else if (cn_is_atom(k, "max_sync_size") && v->type == CN_INT && v->v.i > 0)
-        o.max_sync_size = (size_t)v->v.i;
-      else if (cn_is_atom(k, "max_sync_size") && cn_is_atom(v, "infinite"))
-        o.max_sync_size = 0;
-      else if (cn_is_atom(k, "mapset") && cn_is_atom(v, "plain"))
-        o.mapset_shape = CN_CRDT_MAPSET_PLAIN;
-      else if (cn_is_atom(k, "count_bytes") && cn_is_atom(v, "true"))
-        o.count_bytes = true;
-      else
-        return ctl_err(n, "badarg");
+      if (cn_is_atom(k, "sync_interval") && v->type == CN_INT && v->v.i > 0) o.sync_interval_ms = (unsigned)v->v.i;
+      else if (cn_is_atom(k, "max_sync_size") && v->type == CN_INT && v->v.i > 0) o.max_sync_size = (size_t)v->v.i;
+      else if (cn_is_atom(k, "max_sync_size") && cn_is_atom(v, "infinite")) o.max_sync_size = 0;
+      else if (cn_is_atom(k, "mapset") && cn_is_atom(v, "plain")) o.mapset_shape = CN_CRDT_MAPSET_PLAIN;
+      else if (cn_is_atom(k, "count_bytes") && cn_is_atom(v, "true")) o.count_bytes = true;
+      else return ctl_err(n, "badarg");
     }
     ctl_crdt *e = cn_calloc(1, sizeof *e);
     if (!e) return ctl_err(n, "enomem");
