@@ -111,7 +111,7 @@ meshed() ->
 sync_everywhere(What) ->
     [begin
          T0 = now_ms(),
-         R = (catch erpc:call(N, global, sync, [], ?SYNC_MS)),
+         R = try erpc:call(N, global, sync, [], ?SYNC_MS) catch C:E -> {C, E} end,
          R =:= ok orelse fail("~ts: global:sync() on ~ts gave ~p after ~b ms", [What, N, R, now_ms() - T0])
      end || N <- peers()],
     ok.
