@@ -5,13 +5,14 @@
 # Per Debian suite, a chroot made once with `debootstrap --variant=minbase` from the host's Debian mirror and
 # cached in $CNODE_OTP_CACHE (/var/cache/cnode-otp)/<suite>; its stamp file (.cnode-otp-complete, written last,
 # holding the package list) says it is complete, so an interrupted or outdated one is made again. In a private
-# mount namespace (unshare -m) /proc, /dev, /dev/pts, /sys, /tmp, /etc/hosts and the repository (and BUILD when
-# it is elsewhere) are bind-mounted at the same paths inside, and interop/run.sh runs in the chroot: that release's
-# erl, escript, epmd and elixir, with the host-built cnode (its libuv and libssl come from the chroot).
-# The chroot shares the host's network, so everything talks over loopback as in `make interop`, on free ports
-# picked there. Cleanup: run.sh stops what it started (its pid file); afterwards every process still rooted
-# in the chroot is killed by pid, and the mounts are unmounted (the namespace drops them anyway when its last
-# process exits, even after kill -9). A lock per suite keeps two runs from sharing a chroot at once.
+# mount namespace (unshare -m) /proc, /dev, /dev/pts, /sys, /tmp, /etc/hosts, the repository (and BUILD when it
+# is elsewhere) and the shared test vectors (../shared, /work/shared) are bind-mounted at the same paths inside,
+# and interop/run.sh runs in the chroot: that release's erl, escript, epmd and elixir, with the host-built cnode
+# (its libuv and libssl come from the chroot). The chroot shares the host's network, so everything talks over
+# loopback as in `make interop`, on free ports picked there. Cleanup: run.sh stops what it started (its pid
+# file); afterwards every process still rooted in the chroot is killed by pid, and the mounts are unmounted (the
+# namespace drops them anyway when its last process exits, even after kill -9). A lock per suite keeps two runs
+# from sharing a chroot at once.
 #
 # Prints run.sh's output, then one line per release:
 #   otp-matrix: OTP 27.3.4.1 (trixie, Elixir 1.18.3): N passed, N failed (T s)
@@ -69,6 +70,10 @@ if [ "${1:-}" = "--inside" ]; then
   mount --bind /etc/hosts "$DIR/etc/hosts" && MOUNTED="$DIR/etc/hosts $MOUNTED"
   case "$REPO/" in /tmp/*) ;; *) bind "$REPO" ;; esac
   case "$BUILD_ABS/" in "$REPO"/*|/tmp/*) ;; *) bind "$BUILD_ABS" ;; esac
+  # The shared test vectors term_suite reads (../shared of the repository, else /work/shared), when present.
+  for d in "$(dirname "$REPO")/shared" /work/shared; do
+    [ -d "$d" ] && ! mountpoint -q "$DIR$d" && case "$d/" in "$REPO"/*|/tmp/*) ;; *) bind "$d" ;; esac
+  done
 
   missing=$(chroot "$DIR" /usr/bin/ldd "$BUILD_ABS/cnode" 2>&1 | grep 'not found')
   if [ -n "$missing" ]; then
@@ -187,7 +192,7 @@ run_release() {
   [ -z "$line" ] && failed=$((failed + 1))
   [ "$rc" != 0 ] && [ "$failed" = 0 ] && failed=1
   echo "otp-matrix: OTP $otp ($suite, Elixir $ex): $passed passed, $failed failed ($secs s)" >>"$SUMMARY"
-  names=$(sed -n 's/^FAIL \([^: ]*\).*/\1/p' "$log" | sort -u | tr '\n' ' ')
+  names=$(sed -n 's/^FAIL \([^: ]*\).*/\1/p' "$log" | sort -u | tr "\n" " " | sed "s/ $//")
   [ -n "$names" ] && echo "otp-matrix:   failed in $suite: $names" >>"$SUMMARY"
 }
 
