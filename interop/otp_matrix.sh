@@ -119,6 +119,30 @@ MIRROR=${MIRROR:-http://deb.debian.org/debian}
 
 mkdir -p "$CACHE" || die "cannot create $CACHE"
 
+# A signal stops the child we wait for (debootstrap's whole process group, or the namespace holder, which then
+# cleans up), and the matrix stops after it.
+CHILD=""
+CHILD_GROUP=""
+INTERRUPTED=""
+on_signal() {
+  INTERRUPTED=1
+  [ -n "$CHILD" ] || return 0
+  if [ -n "$CHILD_GROUP" ]; then kill -TERM "-$CHILD" 2>/dev/null; else kill -TERM "$CHILD" 2>/dev/null; fi
+}
+trap on_signal INT TERM HUP
+
+# Waits for CHILD (a wait cut short by a trapped signal is resumed); its status in rc.
+wait_child() {
+  while :; do
+    wait "$CHILD"
+    rc=$?
+    [ $rc -gt 128 ] && kill -0 "$CHILD" 2>/dev/null && continue
+    break
+  done
+  CHILD=""
+  CHILD_GROUP=""
+}
+
 # Makes CACHE/SUITE unless its stamp says it is complete with this package list. Called under the suite's lock.
 ensure_chroot() {
   suite=$1 dir=$CACHE/$1
@@ -130,9 +154,15 @@ ensure_chroot() {
   echo "otp-matrix: creating the $suite chroot in $dir from $MIRROR (a few minutes; log in $CACHE/$suite.log)"
   t0=$(date +%s)
   rm -rf "$dir"
-  # In its own mount namespace, so the /proc and /sys debootstrap mounts never outlive it.
-  if ! unshare --mount --propagation private debootstrap --variant=minbase \
-         --include="$(echo $PKGS | tr ' ' ,)" "$suite" "$dir" "$MIRROR" >"$CACHE/$suite.log" 2>&1; then
+  # In its own mount namespace, so the /proc and /sys debootstrap mounts never outlive it, and its own session,
+  # so a signal stops all of it (wget, dpkg); without the stamp, the next run starts again.
+  setsid unshare --mount --propagation private debootstrap --variant=minbase \
+    --include="$(echo $PKGS | tr ' ' ,)" "$suite" "$dir" "$MIRROR" >"$CACHE/$suite.log" 2>&1 &
+  CHILD=$!
+  CHILD_GROUP=1
+  wait_child
+  [ -n "$INTERRUPTED" ] && { echo "otp-matrix: interrupted while creating the $suite chroot"; return 1; }
+  if [ $rc != 0 ]; then
     echo "otp-matrix: debootstrap $suite failed; the end of $CACHE/$suite.log:"
     tail -n 15 "$CACHE/$suite.log" | sed 's/^/  /'
     return 1
@@ -145,14 +175,6 @@ ensure_chroot() {
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/cnode-otp-matrix.XXXXXX") || die "cannot make a temporary directory"
 SUMMARY=$OUT/summary
 : >"$SUMMARY"
-CHILD=""
-on_signal() {
-  [ -n "$CHILD" ] && kill -TERM "$CHILD" 2>/dev/null
-  INTERRUPTED=1
-}
-INTERRUPTED=""
-trap on_signal INT TERM HUP
-
 run_release() {
   suite=$1 dir=$CACHE/$1 log=$OUT/$1.out
   exec 9>"$CACHE/$suite.lock"
@@ -176,13 +198,7 @@ run_release() {
   CHILD=$!
   tail -n +1 -f "$log" --pid=$CHILD 2>/dev/null &
   TAIL=$!
-  while :; do
-    wait "$CHILD"
-    rc=$?
-    [ $rc -gt 128 ] && kill -0 "$CHILD" 2>/dev/null && continue
-    break
-  done
-  CHILD=""
+  wait_child
   wait "$TAIL" 2>/dev/null
   exec 9>&-
   secs=$(($(date +%s) - t0))
@@ -202,7 +218,7 @@ for suite in "$@"; do
 done
 echo
 cat "$SUMMARY"
-[ -n "$INTERRUPTED" ] && { echo "otp-matrix: interrupted"; exit 130; }
+[ -n "$INTERRUPTED" ] && { echo "otp-matrix: interrupted"; rm -rf "$OUT"; exit 130; }
 if grep -q ' [1-9][0-9]* failed' "$SUMMARY" || [ ! -s "$SUMMARY" ]; then
   rm -rf "$OUT"
   exit 1
