@@ -41,7 +41,7 @@ TESTS     := $(TEST_SRC:test/%.c=$(BUILD)/test/%)
 EXAMPLES  := $(patsubst examples/%/main.c,$(BUILD)/examples/%,$(wildcard examples/*/main.c))
 
 .PHONY: all deps run test analyze format format-check unit interop interop-asan asan clean examples bench bench-quick install uninstall \
-        install-test examples-installed deb
+        install-test examples-installed deb test-otp
 all: $(BUILD)/libcnode.a $(BUILD)/libcnode.so $(BUILD)/cnode $(BUILD)/cnode-epmd
 
 # V=1 shows the full compiler commands.
@@ -119,8 +119,9 @@ deps:
 	fi
 
 # Builds and starts the node on its embedded defaults (name cnode@127.0.0.1, ~/.erlang.cookie).
-run: deps
-	@$(MAKE) --no-print-directory all
+# CNODE_PREBUILT=1 (set by the OTP matrix in its chroots, which have no compiler) runs the programs as built.
+run: $(if $(CNODE_PREBUILT),,deps)
+	$(if $(CNODE_PREBUILT),,@$(MAKE) --no-print-directory all)
 	exec $(BUILD)/cnode $(ARGS)
 
 # Everything needed, then static analysis, unit tests, interop tests against real nodes, the install check, the
@@ -155,6 +156,15 @@ unit: $(TESTS) $(EXAMPLES)
 
 interop: all
 	@sh interop/run.sh $(BUILD)
+
+# The interop suites against other OTP releases: OTP 27 (Debian 13, trixie) and the newest (sid), each in a
+# debootstrap chroot cached in /var/cache/cnode-otp (made once, reused), where the suites, epmd and this build's
+# cnode run; one summary line per release. OTP_RELEASES picks the Debian suites. interop/otp_matrix.sh says more.
+OTP_RELEASES ?= trixie sid
+test-otp: PKGS += debootstrap
+test-otp: deps
+	@$(MAKE) --no-print-directory all
+	@sh interop/otp_matrix.sh $(BUILD) $(OTP_RELEASES)
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 OPT=-O1 unit

@@ -55,7 +55,7 @@ ok(Req) ->
 
 %% Sync ticks of the BEAM peer (the C side has its own timer, sync_interval 100 ms).
 ticker() ->
-    spawn(fun() -> Loop = fun L() -> catch ?PEER ! sync, timer:sleep(100), L() end, Loop() end).
+    spawn(fun() -> Loop = fun L() -> try ?PEER ! sync catch error:badarg -> ok end, timer:sleep(100), L() end, Loop() end).
 
 converged() ->
     Root = crdt_peer:call(?PEER, root),

@@ -72,9 +72,10 @@ main(Args, SuiteName, Tests, Opts) ->
     erlang:set_cookie(list_to_atom(Cookie)),
     case shared_cnode() of
         undefined -> ok;
-        _ -> case catch main_cnode() of
-                 #{} -> ok;
-                 {'EXIT', {fail, Why}} -> info("starting the shared cnode failed: ~ts", [Why])
+        _ -> try main_cnode() of
+                 #{} -> ok
+             catch
+                 exit:{fail, Why} -> info("starting the shared cnode failed: ~ts", [Why])
              end
     end,
     Selected = case maps:get(only, Cfg) of

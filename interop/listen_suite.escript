@@ -174,7 +174,7 @@ t_embedded_epmd() ->
     Peer = start_ext("erl_emb", os:find_executable("erl"),
                      ["-noinput", "-name", "pe@127.0.0.1", "-setcookie", cfg(cookie), "-eval",
                       "R = net_adm:ping('emb1@127.0.0.1'), "
-                      "K = (catch gen_server:call({cnode_kv, 'emb1@127.0.0.1'}, {put, k, v}, 5000)), "
+                      "K = try gen_server:call({cnode_kv, 'emb1@127.0.0.1'}, {put, k, v}, 5000) catch C:E -> {C, E} end, "
                       "io:format(\"PEER ~p ~p~n\", [R, K]), halt()."],
                      env([{"ERL_EPMD_PORT", Es}])),
     case wait_line(Peer, "PEER ", 0, 20000) of

@@ -403,8 +403,8 @@ t_monitors() ->
             end,
     MN = monitor(process, {kv_mon, ?CN}),
     ok = gen_server:call({kv_mon, ?CN}, {put, a, 1}),
-    case catch gen_server:call({kv_mon, ?CN}, {exit, bye}, ?T) of
-        {'EXIT', {bye, {gen_server, call, _}}} -> ok;
+    case try gen_server:call({kv_mon, ?CN}, {exit, bye}, ?T) catch C1:E1 -> {C1, E1} end of
+        {exit, {bye, {gen_server, call, _}}} -> ok;
         Got -> fail("gen_server:call {exit, bye}: got ~p, want exit {bye, {gen_server, call, _}}", [Got])
     end,
     expect_down(MN, {kv_mon, ?CN}, bye, "monitor by name of a C gen_server that stopped"),
@@ -480,7 +480,7 @@ t_monitors() ->
     step("the puppet monitors a C process by local name"),
     {ok, {ok, _}} = ctl(?CN, {start_kv, kv_mon2}, ?T),
     R5 = pmonitor(Q, kv_mon2),
-    catch gen_server:call({kv_mon2, ?CN}, {exit, bye5}, ?T),
+    try gen_server:call({kv_mon2, ?CN}, {exit, bye5}, ?T) catch _:_ -> ok end,
     case pmsg(Q, "DOWN of a C process by name") of
         {'DOWN', R5, process, {kv_mon2, ?CN}, bye5} -> ok;
         G5 -> fail("puppet monitoring the C process kv_mon2: got ~p, want {'DOWN', ~p, process, {kv_mon2, ~ts}, bye5}",
@@ -628,7 +628,7 @@ t_c_calls_beam() ->
              {R, lists, no_such_fun, []}, {R, erlang, error, [oops]}, {R, erlang, exit, [bye]},
              {R, erlang, throw, [ball]}, {R, erlang, apply, [fun erlang:node/0, []]}, {node(), erlang, node, []}],
     step("rpc from C vs rpc:call from BEAM, erpc from C vs erpc:call from BEAM"),
-    Bad = [Why || K <- [rpc, erpc], C <- Cases, (Why = compare_rpc(P, K, C)) =/= ok],
+    Bad = [Why || K <- [rpc, erpc], C <- Cases, Why <- [compare_rpc(P, K, C)], Why =/= ok],
     quiet(P, "after rpc"),
     Bad =:= [] orelse fail("~b of ~b rpc/erpc results differ: ~ts", [length(Bad), 2 * length(Cases),
                                                                    lists:join("; ", Bad)]),
@@ -638,7 +638,8 @@ t_c_calls_beam() ->
 t_rpc_unreachable_node() ->
     main_cnode(),
     P = puppet(),
-    Bad = [Why || K <- [rpc, erpc], (Why = compare_rpc(P, K, {'nosuchnode@127.0.0.1', erlang, node, []})) =/= ok],
+    Bad = [Why || K <- [rpc, erpc], Why <- [compare_rpc(P, K, {'nosuchnode@127.0.0.1', erlang, node, []})],
+                  Why =/= ok],
     Bad =:= [] orelse fail("~ts", [lists:join("; ", Bad)]),
     ok.
 
@@ -748,10 +749,10 @@ t_spawn_from_beam() ->
                   "{badrpc, {'EXIT', {undef, _}}} within 1 s", [RR, Ms1])
     end,
     T2 = now_ms(),
-    ER = (catch erpc:call(?CN, erlang, system_info, [otp_release], ?T)),
+    ER = try erpc:call(?CN, erlang, system_info, [otp_release], ?T) catch C2:E2 -> {C2, E2} end,
     Ms2 = now_ms() - T2,
     case ER of
-        {'EXIT', {{exception, undef, _}, _}} when Ms2 < 1000 -> ok;
+        {error, {exception, undef, _}} when Ms2 < 1000 -> ok;
         _ -> fail("erpc:call(CNode, erlang, system_info, [otp_release]) gave ~p after ~b ms, want error "
                   "{exception, undef, _}", [ER, Ms2])
     end,
@@ -764,8 +765,8 @@ t_spawn_from_beam() ->
     exit(Echo, kill),
     wait_until(fun() -> erpc:call(?CN, erlang, is_process_alive, [Echo], ?T) =:= false end, 2000, "echo dead")
         orelse fail("erpc is_process_alive still true 2 s after exit(Echo, kill)", []),
-    case catch erpc:call(?CN, erlang, is_process_alive, [self()], ?T) of
-        {'EXIT', {{exception, badarg, _}, _}} -> ok;
+    case try erpc:call(?CN, erlang, is_process_alive, [self()], ?T) catch C3:E3 -> {C3, E3} end of
+        {error, {exception, badarg, _}} -> ok;
         Other -> fail("erpc is_process_alive of a pid of another node gave ~p, want badarg", [Other])
     end,
 

@@ -147,7 +147,7 @@ wait_syncs(What, F) ->
 %% restarts them all (one_for_all), which this notices.
 procs(E) -> si(E, processes, []).
 intact(E, Procs0) ->
-    case catch procs(E) of
+    case try procs(E) catch C:R -> {C, R} end of
         Procs0 -> ok;
         Other -> fail("the stand-in on ~ts restarted or died (children ~0tp, were ~0tp); see its log", [E, Other, Procs0])
     end.

@@ -135,15 +135,15 @@ t_term_roundtrip() ->
     T0 = now_ms(),
     {First, Rest} = lists:split(?IN_FLIGHT, Terms),
     [send_echo(T) || T <- First],
-    case catch pipeline(queue:from_list(First), Rest, 0) of
-        ok -> ok;
-        {'EXIT', {fail, Why}} ->
+    try pipeline(queue:from_list(First), Rest, 0) of
+        ok -> ok
+    catch
+        exit:{fail, Why} ->
             %% Tell the lead which kinds fail, not only the first bad term: probe each kind one at a time.
             erlang:monitor_node(?CN, false),
             step("probing each kind after a failure"),
             Probe = probe_kinds(Kinds, now_ms() + 15000),
-            fail("~ts; per-kind probe (~b terms each, one at a time): ~ts", [Why, ?PROBE_N, Probe]);
-        {'EXIT', Other} -> exit(Other)
+            fail("~ts; per-kind probe (~b terms each, one at a time): ~ts", [Why, ?PROBE_N, Probe])
     end,
     Ms = now_ms() - T0,
     erlang:monitor_node(?CN, false),

@@ -34,11 +34,20 @@ static int make_certs(void **st) {
       "set -e; cd '%s'\n"
       "ca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.pem "
       "-subj /CN=$1 -days 30; }\n"
-      "leaf() { openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.csr "
+      "csr() { openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $1.key -out $1.csr "
       "-subj /CN=$1; printf 'subjectAltName=DNS:127.0.0.1,DNS:localhost,IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\n"
-      "extendedKeyUsage=serverAuth,clientAuth\\n' > $1.ext; openssl x509 -req -in $1.csr -CA $2.pem -CAkey "
-      "$2.key -CAcreateserial -days $3 -extfile $1.ext -out $1.pem; }\n"
-      "ca ca1; ca ca2; leaf node ca1 30; leaf other ca2 30; leaf expired ca1 -1\n",
+      "extendedKeyUsage=serverAuth,clientAuth\\n' > $1.ext; }\n"
+      "leaf() { csr $1; openssl x509 -req -in $1.csr -CA $2.pem -CAkey $2.key -CAcreateserial -days $3 "
+      "-extfile $1.ext -out $1.pem; }\n"
+      /* OpenSSL 3.5+ refuses `x509 -days -1`; `openssl ca` takes explicit dates in every 3.x: valid from two
+              days ago until yesterday. */
+      "expired() { csr $1; mkdir -p $1.ca; : > $1.ca/index; echo 01 > $1.ca/serial; "
+      "printf '[ca]\\ndefault_ca=d\\n[d]\\ndatabase=%%s/index\\nserial=%%s/serial\\nnew_certs_dir=%%s\\n"
+      "default_md=sha256\\npolicy=p\\nunique_subject=no\\n[p]\\ncommonName=supplied\\n' $1.ca $1.ca $1.ca "
+      "> $1.ca/conf; openssl ca -batch -notext -config $1.ca/conf -cert $2.pem -keyfile $2.key -in $1.csr "
+      "-extfile $1.ext -startdate $(date -u -d '-2 days' +%%Y%%m%%d%%H%%M%%SZ) "
+      "-enddate $(date -u -d '-1 day' +%%Y%%m%%d%%H%%M%%SZ) -out $1.pem; }\n"
+      "ca ca1; ca ca2; leaf node ca1 30; leaf other ca2 30; expired expired ca1\n",
       dir);
   char full[4300];
   snprintf(full, sizeof full, "sh -c \"$(cat <<'EOS'\n%s\nEOS\n)\" >/dev/null 2>&1", cmd);
