@@ -148,7 +148,9 @@ format-check:
 
 # clang's static analyzer (scan-build, over a clean build of the library and both programs in build/analyze) and
 # cppcheck over the same sources; any finding fails. About a minute; test/run_analyze.sh says what it checks.
+# Before them, the formatting and the layer rule of docs/architecture.md (test/check_layers.sh, on the includes).
 analyze: format-check
+	@sh test/check_layers.sh
 	@sh test/run_analyze.sh build/analyze $(filter -I% -D%,$(CFLAGS))
 
 unit: $(TESTS) $(EXAMPLES)

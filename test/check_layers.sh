@@ -1,0 +1,44 @@
+#!/bin/sh
+# check_layers.sh: the layer rule of docs/architecture.md, checked on the includes. Each folder may include its own
+# headers and those of the folders below it (base < term < epmd, dist < cnode < otp < horde_compat < cmd); the
+# services (otp/) and horde_compat/ only the public headers below them; and the runtime (cnode/) names no service.
+# Prints every broken rule and `layers: N files, N broken`; exits non-zero when one is broken.
+cd "$(dirname "$0")/.." || exit 1
+PUBLIC="cn_base.h cn_term.h cn_tls.h cnode.h"
+broken=0
+files=0
+
+# allowed FOLDER: the headers FOLDER's files may include (besides system headers).
+allowed() {
+  own=$(cd "$1" && ls *.h 2>/dev/null)
+  case $1 in
+  base) echo "$own" ;;
+  term) echo "$own cn_base.h" ;;
+  epmd) echo "$own cn_base.h" ;;
+  dist) echo "$own cn_base.h cn_term.h" ;;
+  cnode) echo "$own cn_base.h cn_term.h $(cd dist && ls *.h) epmd.h" ;;
+  otp) echo "$own $PUBLIC" ;;
+  horde_compat) echo "$own $PUBLIC" ;;
+  cmd/*) echo "$own $PUBLIC cn_global.h horde.h epmd.h $(cd cmd/cnode && ls *.h)" ;;
+  esac
+}
+
+for d in base term epmd dist cnode otp horde_compat cmd/cnode cmd/cnode-epmd; do
+  ok=" $(allowed "$d" | tr '\n' ' ') "
+  for f in "$d"/*.[ch]; do
+    files=$((files + 1))
+    for h in $(sed -n 's/^#include "\([^"]*\)".*/\1/p' "$f"); do
+      case $ok in
+      *" $h "*) ;;
+      *) echo "layers: $f includes \"$h\", not one of its own headers or a public one below it"; broken=$((broken + 1)) ;;
+      esac
+    done
+  done
+done
+# The runtime never calls up into a service: no name of one in cnode/ (code or comment).
+for f in $(grep -ilE 'global|cn_global|otp/' cnode/*.[ch]); do
+  echo "layers: $f names a service (global): the runtime never calls up into a service"
+  broken=$((broken + 1))
+done
+echo "layers: $files files, $broken broken"
+[ "$broken" = 0 ]
