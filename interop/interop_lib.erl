@@ -34,6 +34,8 @@
 %% cnode, erl and elixir
 -export([cnode_cmd/1, start_cnode/3, wait_ready/4, main_cnode/0, main_cnode_if_running/0, shared_cnode/0,
          main_cnode_creation/0, set_main_cnode/2, start_erl/2, start_elixir/3, ctl/3, echo_once/3]).
+%% puppets
+-export([puppet/1, cmd/2, pmsg/2, ping/1, quiet/2, pmonitor/2, expect_exit/3, expect_down/4]).
 %% helpers for tests
 -export([flush_all/0, remote_fun/1, remote_fun/2, wait_until/3, first_diff/2, t2b_diff/2, type_of/1]).
 
@@ -478,6 +480,68 @@ ctl(Node, Req, Timeout) ->
 echo_once(Node, T, Timeout) ->
     {echo, Node} ! {self(), T},
     receive R -> R after Timeout -> fail("no echo reply from ~ts within ~b ms", [Node, Timeout]) end.
+
+%% ---------------------------------------------------------------------------------------------------------
+%% puppets (proc_suite, signals_suite): C processes spawned with spawn(CNode, cnode_demo, puppet, [Owner]) that
+%% run {'$puppet', Cmd} and forward every other message to Owner as {puppet, P, Msg}. ?T: how long these wait
+%% for an expected message.
+
+-define(T, 5000).
+
+puppet(Node) ->
+    P = spawn(Node, cnode_demo, puppet, [self()]),
+    node(P) =:= Node orelse fail("spawn(~ts, cnode_demo, puppet, _) gave ~p", [Node, P]),
+    P.
+
+cmd(P, Cmd) -> P ! {'$puppet', Cmd}, ok.
+
+%% The next message puppet P sends its owner (this process).
+pmsg(P, What) ->
+    receive {puppet, P, M} -> M
+    after ?T -> fail("puppet ~p: no message within ~b ms while waiting for ~ts", [P, ?T, What])
+    end.
+
+%% Pings P and returns what P forwarded before the pong (in order: anything P got before the ping).
+ping(P) -> ping(P, []).
+ping(P, Acc) ->
+    cmd(P, ping),
+    ping_wait(P, Acc).
+ping_wait(P, Acc) ->
+    receive
+        {puppet, P, pong} -> lists:reverse(Acc);
+        {puppet, P, M} -> ping_wait(P, [M | Acc])
+    after ?T -> fail("puppet ~p did not answer ping within ~b ms (forwarded before: ~p)", [P, ?T, lists:reverse(Acc)])
+    end.
+
+%% Pings P and fails when it forwarded anything meanwhile.
+quiet(P, Context) ->
+    case ping(P) of
+        [] -> ok;
+        Stray -> fail("~ts: puppet forwarded unexpected ~p", [Context, Stray])
+    end.
+
+%% A puppet's monitor of Target: returns the ref.
+pmonitor(P, Target) ->
+    cmd(P, {monitor, Target}),
+    case pmsg(P, "{monitor, Ref}") of
+        {monitor, Ref} when is_reference(Ref) -> Ref;
+        Other -> fail("puppet {monitor, ~p} answered ~p", [Target, Other])
+    end.
+
+expect_exit(P, Want, What) ->
+    receive
+        {'EXIT', P, Want} -> ok;
+        {'EXIT', P, Other} -> fail("~ts: got {'EXIT', ~p, ~p}, want reason ~p", [What, P, Other, Want])
+    after ?T -> fail("~ts: no {'EXIT', ~p, ~p} within ~b ms", [What, P, Want, ?T])
+    end.
+
+expect_down(Ref, Obj, Want, What) ->
+    receive
+        {'DOWN', Ref, process, O, R} when O =:= Obj, R =:= Want -> ok;
+        {'DOWN', Ref, process, O, R} -> fail("~ts: got {'DOWN', _, process, ~p, ~p}, want object ~p reason ~p",
+                                             [What, O, R, Obj, Want])
+    after ?T -> fail("~ts: no DOWN (~p, ~p) within ~b ms", [What, Obj, Want, ?T])
+    end.
 
 %% ---------------------------------------------------------------------------------------------------------
 %% helpers for tests
