@@ -109,5 +109,7 @@ bool base_addr_equal(const struct sockaddr *a, const struct sockaddr *b) {
 }
 
 unsigned base_addr_len(const struct sockaddr *sa) {
-  return sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sa->sa_family == AF_INET ? sizeof(struct sockaddr_in) : 0;
+  return sa->sa_family == AF_INET6  ? sizeof(struct sockaddr_in6)
+         : sa->sa_family == AF_INET ? sizeof(struct sockaddr_in)
+                                    : 0;
 }

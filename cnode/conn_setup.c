@@ -135,8 +135,8 @@ int conn_tls_init(cn_node *n, const cn_tls_opts *o) {
     conn_tls_free(n);
     return rc;
   }
-  cn_log(n, CN_LOG_INFO, "TLS distribution (inet_tls): accepting with %s%s, connecting with %s",
-         dist_tls_ctx_verifies(n->tls_srv) ? "verify_peer" : "verify_none",
+  cn_log(n, CN_LOG_INFO, "TLS distribution (%s): accepting with %s%s, connecting with %s",
+         n->inet6 ? "inet6_tls" : "inet_tls", dist_tls_ctx_verifies(n->tls_srv) ? "verify_peer" : "verify_none",
          o->server.fail_if_no_peer_cert ? " and fail_if_no_peer_cert" : "",
          dist_tls_ctx_verifies(n->tls_cli) ? "verify_peer" : "verify_none");
   if (!dist_tls_ctx_verifies(n->tls_cli))

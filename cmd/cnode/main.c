@@ -30,7 +30,8 @@ typedef struct app {
   uv_signal_t sigint, sigterm;
   char cookie[CN_ATOM_MAX_BYTES + 2]; /* an atom's bytes, and one more to tell a longer one */
   int status;
-  bool inet6; /* --proto-dist inet6_tcp or inet6_tls */
+  bool inet6;        /* --proto-dist inet6_tcp or inet6_tls */
+  const char *proto; /* the --proto-dist value */
 } app;
 
 static void usage(FILE *f) {
@@ -243,7 +244,8 @@ static void on_started(cn_node *n, int status, void *ctx) {
   const char *name = cn_node_name(n)->name;
   const char *host = strchr(name, '@') + 1;
   /* A host without a dot (or an IPv6 address's colon) is a short name: only -sname nodes can reach it. */
-  const char *v6 = a->inet6 ? " --erl \"-proto_dist inet6_tcp\"" : "";
+  char v6[64] = "";
+  if (a->inet6) snprintf(v6, sizeof v6, " --erl \"-proto_dist %s\"", a->proto);
   if (strpbrk(host, ".:"))
     printf("cnode: to connect from Elixir: iex --name a@%s --cookie %s%s\n", host, a->cookie, v6);
   else printf("cnode: to connect from Elixir: iex --sname a --cookie %s%s\n", a->cookie, v6);
@@ -358,6 +360,7 @@ int main(int argc, char **argv) {
   app a;
   memset(&a, 0, sizeof a);
   a.inet6 = inet6;
+  a.proto = proto;
   if (inet6 && name_default) name = "cnode@::1";
   char fullname[CN_ATOM_MAX_BYTES + 1];
   if (sname) {
