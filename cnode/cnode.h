@@ -30,16 +30,19 @@ typedef enum cn_log_level { CN_LOG_DEBUG = -1, CN_LOG_INFO = 0, CN_LOG_WARN = 1,
 /* A log sink: msg is one line without newline, borrowed for the call. */
 typedef void (*cn_log_fn)(cn_node *n, cn_log_level level, const char *msg, void *ctx);
 
+/* The distribution's address family, as OTP's -proto_dist inet_tcp (inet_tls) and inet6_tcp (inet6_tls). */
+typedef enum cn_family { CN_INET = 0, CN_INET6 = 1 } cn_family;
+
 /* Node options. Zero-initialise, then set what you need; zero fields take the defaults shown. */
 typedef struct cn_node_opts {
   const char *name;         /* full node name "alive@host" (required) */
   const char *cookie;       /* required */
-  const char *epmd_host;    /* "127.0.0.1" */
+  const char *epmd_host;    /* where the node registers: "127.0.0.1", "::1" with CN_INET6 (as OTP's erl_epmd) */
   uint16_t epmd_port;       /* $ERL_EPMD_PORT or 4369 */
   const char *listen_addr;  /* the distribution port's address, as OTP's -kernel inet_dist_use_interface: a numeric
                                IPv4 or IPv6 address ("127.0.0.1", "::1": this host only; "::": IPv4 and IPv6).
-                               NULL: "0.0.0.0", every IPv4 interface. Anything else (a host name): CN_EINVAL from
-                               cn_node_new */
+                               NULL: "0.0.0.0", every IPv4 interface; "::" with CN_INET6. Anything else (a host
+                               name, an IPv4 address with CN_INET6): CN_EINVAL from cn_node_new */
   uint16_t listen_port;     /* 0: any free port. Else the port, or the first of listen_port..listen_port_max */
   uint16_t listen_port_max; /* 0: listen_port alone. Else the last port of the range (OTP's inet_dist_listen_min and
                                inet_dist_listen_max): cn_node_start tries each port in order and keeps the first
@@ -61,6 +64,10 @@ typedef struct cn_node_opts {
   cn_log_fn log;                 /* NULL: lines go to stderr prefixed "cnode: " */
   void *log_ctx;
   cn_log_level log_level; /* lowest level passed to the sink: CN_LOG_INFO */
+  cn_family family;       /* CN_INET: peers are reached at their host's IPv4 address (an IPv6 one when it has
+                               none, or when the name's host is an IPv6 literal). CN_INET6, as -proto_dist inet6_tcp:
+                               IPv6 only, at the EPMD and the port of the host's IPv6 address (a@::1, or a name
+                               with an AAAA record); listen_addr and epmd_host default to "::" and "::1" */
   const cn_tls_opts *tls; /* NULL: plain TCP (inet_tcp_dist). Else every connection is TLS as OTP's inet_tls_dist
                                (-proto_dist inet_tls): read by cn_node_new (files loaded then), borrowed for the call */
 } cn_node_opts;

@@ -28,6 +28,7 @@ struct cn_conn {
   uv_getaddrinfo_t gai;
   bool gai_pending;
   uv_connect_t creq;
+  struct sockaddr_storage peer_sa; /* initiator: the peer's address, resolved before the EPMD lookup there */
   uint16_t peer_port;
   int peer_version;
   dist_hs hs;
@@ -47,7 +48,7 @@ struct cn_conn {
   uint64_t peer_flags;
   pend *pend_head, **pend_tail;
   size_t pend_bytes;
-  char addr[64];         /* the peer's address, for logs before its name is known */
+  char addr[80];         /* the peer's address, for logs before its name is known */
   cn_proc *susp;         /* processes suspended until this connection's queue drains */
   cn_atom_cache *acache; /* atoms this peer sends, found without the table's lock (NULL: none) */
   bool dropping;         /* queue_limit reached: logged once until it drains */

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base_addr.h"
 #include "conn_int.h"
 
 /* ---- Handshake ------------------------------------------------------------------------------------------- */
@@ -134,8 +135,8 @@ int conn_tls_init(cn_node *n, const cn_tls_opts *o) {
     conn_tls_free(n);
     return rc;
   }
-  cn_log(n, CN_LOG_INFO, "TLS distribution (inet_tls): accepting with %s%s, connecting with %s",
-         dist_tls_ctx_verifies(n->tls_srv) ? "verify_peer" : "verify_none",
+  cn_log(n, CN_LOG_INFO, "TLS distribution (%s): accepting with %s%s, connecting with %s",
+         n->inet6 ? "inet6_tls" : "inet_tls", dist_tls_ctx_verifies(n->tls_srv) ? "verify_peer" : "verify_none",
          o->server.fail_if_no_peer_cert ? " and fail_if_no_peer_cert" : "",
          dist_tls_ctx_verifies(n->tls_cli) ? "verify_peer" : "verify_none");
   if (!dist_tls_ctx_verifies(n->tls_cli))
@@ -224,18 +225,9 @@ void conn_on_accept(uv_stream_t *server, int status) {
   }
   struct sockaddr_storage ss;
   int len = sizeof ss;
-  char ip[48] = "?";
-  uint16_t port = 0;
-  if (!uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len)) {
-    if (ss.ss_family == AF_INET) {
-      uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof ip);
-      port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-    } else {
-      uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof ip);
-      port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    }
-  }
-  snprintf(c->addr, sizeof c->addr, "%s:%u", ip, port);
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) ||
+      !base_addr_format((struct sockaddr *)&ss, c->addr, sizeof c->addr))
+    snprintf(c->addr, sizeof c->addr, "?");
   if (begin_setup(c)) {
     conn_setup_failed(c, "%s", c->tls ? dist_tls_reason(c->tls) : "out of memory");
     return;
@@ -270,24 +262,6 @@ static void connect_addr(cn_conn *c, const struct sockaddr *sa) {
   c->refs++;
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-  cn_conn *c = req->data;
-  c->gai_pending = false;
-  if (c->state != C_CLOSING) {
-    if (status < 0 || !res) {
-      conn_setup_failed(c, "cannot resolve host: %s", uv_strerror(status));
-    } else {
-      struct sockaddr_storage ss;
-      memcpy(&ss, res->ai_addr, res->ai_addrlen);
-      if (ss.ss_family == AF_INET) ((struct sockaddr_in *)&ss)->sin_port = htons(c->peer_port);
-      else ((struct sockaddr_in6 *)&ss)->sin6_port = htons(c->peer_port);
-      connect_addr(c, (struct sockaddr *)&ss);
-    }
-  }
-  if (res) uv_freeaddrinfo(res);
-  conn_unref(c);
-}
-
 static const char *peer_host(const cn_atom *peer) { return strchr(peer->name, '@') + 1; }
 
 static void on_lookup(int status, const epmd_node_info *info, void *ctx) {
@@ -295,31 +269,64 @@ static void on_lookup(int status, const epmd_node_info *info, void *ctx) {
   c->lookup = NULL;
   if (c->state != C_CLOSING) {
     if (status) {
-      char d[300];
-      snprintf(d, sizeof d, "EPMD on %s has no port for it (%s)", peer_host(c->peer), cn_strerror(status));
+      char d[300], a[BASE_ADDR_TEXT_MAX];
+      base_addr_ntop((const struct sockaddr *)&c->peer_sa, a, sizeof a);
+      snprintf(d, sizeof d, "EPMD on %s has no port for it (%s)", a, cn_strerror(status));
       conn_setup_failed(c, "%s", d);
     } else {
       c->peer_port = info->port;
       c->peer_version = info->highest >= 6 ? 6 : 5;
-      struct sockaddr_storage ss;
-      const char *host = peer_host(c->peer);
-      if (!uv_ip4_addr(host, c->peer_port, (struct sockaddr_in *)&ss) ||
-          !uv_ip6_addr(host, c->peer_port, (struct sockaddr_in6 *)&ss)) {
-        connect_addr(c, (struct sockaddr *)&ss);
-      } else {
-        struct addrinfo hints;
-        memset(&hints, 0, sizeof hints);
-        hints.ai_socktype = SOCK_STREAM;
-        c->gai.data = c;
-        if (uv_getaddrinfo(c->n->loop, &c->gai, on_resolved, host, NULL, &hints)) {
-          conn_setup_failed(c, "%s", "cannot resolve host");
-        } else {
-          c->gai_pending = true;
-          c->refs++;
-        }
-      }
+      base_addr_set_port(&c->peer_sa, c->peer_port);
+      connect_addr(c, (struct sockaddr *)&c->peer_sa);
     }
   }
+  conn_unref(c);
+}
+
+/* The peer's address is known (c->peer_sa): its port comes from the EPMD at that very address, as OTP's
+ * inet_tcp_dist resolves the host once (address_please) and asks erl_epmd there. 0, or a CN_E* code. */
+static int lookup_port(cn_conn *c) {
+  cn_node *n = c->n;
+  char host[BASE_ADDR_TEXT_MAX];
+  base_addr_ntop((const struct sockaddr *)&c->peer_sa, host, sizeof host);
+  char alive[CN_ATOM_MAX_BYTES + 1]; /* a node name is an atom: up to 255 characters, 1,020 bytes */
+  size_t al = (size_t)(strchr(c->peer->name, '@') - c->peer->name);
+  memcpy(alive, c->peer->name, al);
+  alive[al] = 0;
+  int rc = epmd_port_please(n->loop, host, n->epmd_port, alive, n->hs_timeout_ms, on_lookup, c, &c->lookup);
+  if (!rc) c->refs++;
+  return rc;
+}
+
+/* The address to use of those the host resolved to: under inet the first IPv4 one (an IPv6 one when there is
+ * none: a host with only AAAA records stays reachable), under inet6 the first IPv6 one, as OTP's
+ * inet:getaddr(Host, inet6). NULL: none fits. */
+static const struct addrinfo *pick_addr(const struct addrinfo *res, bool inet6) {
+  const struct addrinfo *v6 = NULL;
+  for (const struct addrinfo *a = res; a; a = a->ai_next) {
+    if (a->ai_family == AF_INET && !inet6) return a;
+    if (a->ai_family == AF_INET6 && !v6 && a->ai_addrlen <= sizeof(struct sockaddr_in6)) v6 = a;
+  }
+  return v6;
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  cn_conn *c = req->data;
+  c->gai_pending = false;
+  if (c->state != C_CLOSING) {
+    const struct addrinfo *a = status < 0 ? NULL : pick_addr(res, c->n->inet6);
+    int rc;
+    if (!a) {
+      char d[200];
+      snprintf(d, sizeof d, "cannot resolve %s%s: %s", peer_host(c->peer), c->n->inet6 ? " to an IPv6 address" : "",
+               status < 0 ? uv_strerror(status) : "no address of the family");
+      conn_setup_failed(c, "%s", d);
+    } else {
+      memcpy(&c->peer_sa, a->ai_addr, a->ai_addrlen);
+      if ((rc = lookup_port(c))) conn_setup_failed(c, "EPMD lookup: %s", cn_strerror(rc));
+    }
+  }
+  if (res) uv_freeaddrinfo(res);
   conn_unref(c);
 }
 
@@ -335,15 +342,27 @@ int conn_connect(cn_node *n, const cn_atom *peer) {
     return CN_ENOMEM;
   }
   c->state = C_LOOKUP;
-  char alive[CN_ATOM_MAX_BYTES + 1]; /* a node name is an atom: up to 255 characters, 1,020 bytes */
-  size_t al = (size_t)(at - peer->name);
-  memcpy(alive, peer->name, al);
-  alive[al] = 0;
-  int rc = epmd_port_please(n->loop, at + 1, n->epmd_port, alive, n->hs_timeout_ms, on_lookup, c, &c->lookup);
-  if (rc) {
-    conn_setup_failed(c, "EPMD lookup: %s", cn_strerror(rc));
+  const char *host = at + 1;
+  int rc = 0;
+  /* A host that is an address (a@::1, a@10.0.0.1) is used as it is; a name is resolved off the loop. */
+  if (!base_addr_parse(host, 0, AF_UNSPEC, &c->peer_sa)) {
+    if (n->inet6 && c->peer_sa.ss_family != AF_INET6) {
+      conn_setup_failed(c, "%s", "its host is an IPv4 address and this node runs inet6 (IPv6 only, as inet6_tcp)");
+      return CN_EINVAL;
+    }
+    if ((rc = lookup_port(c))) conn_setup_failed(c, "EPMD lookup: %s", cn_strerror(rc));
     return rc;
   }
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = n->inet6 ? AF_INET6 : AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  c->gai.data = c;
+  if ((rc = uv_getaddrinfo(n->loop, &c->gai, on_resolved, host, NULL, &hints))) {
+    conn_setup_failed(c, "cannot resolve host: %s", uv_strerror(rc));
+    return CN_EIO;
+  }
+  c->gai_pending = true;
   c->refs++;
   return 0;
 }

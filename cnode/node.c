@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base_addr.h"
 #include "node_int.h"
 
 /* Messages one process handles before the next gets a turn, and per loop turn in all. */
@@ -52,12 +53,10 @@ static void ignore_sigpipe(void) {
   sigaction(SIGPIPE, &sa, NULL);
 }
 
-/* A numeric IPv4 or IPv6 address (an IPv6 one may carry a %scope) with port: 0, or CN_EINVAL. */
-static int listen_sockaddr(const char *addr, uint16_t port, struct sockaddr_storage *ss) {
-  memset(ss, 0, sizeof *ss);
-  if (!uv_ip4_addr(addr, port, (struct sockaddr_in *)ss) || !uv_ip6_addr(addr, port, (struct sockaddr_in6 *)ss))
-    return 0;
-  return CN_EINVAL;
+/* A numeric address for the listener (an IPv6 one may carry a %scope): either family under inet, as before
+ * inet6 existed; IPv6 only under inet6, as OTP's inet6_tcp refuses an IPv4 interface. 0, or CN_EINVAL. */
+static int listen_sockaddr(const char *addr, bool inet6, struct sockaddr_storage *ss) {
+  return base_addr_parse(addr, 0, inet6 ? AF_INET6 : AF_UNSPEC, ss);
 }
 
 int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
@@ -65,7 +64,9 @@ int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   if (!o || !o->name || !o->cookie) return CN_EINVAL;
   struct sockaddr_storage ss;
   /* Caught here rather than at start, so a program can report a bad option before it opens anything. */
-  if (o->listen_addr && listen_sockaddr(o->listen_addr, 0, &ss)) return CN_EINVAL;
+  if (o->family != CN_INET && o->family != CN_INET6) return CN_EINVAL;
+  bool inet6 = o->family == CN_INET6;
+  if (o->listen_addr && listen_sockaddr(o->listen_addr, inet6, &ss)) return CN_EINVAL;
   if (o->listen_port_max && (!o->listen_port || o->listen_port_max < o->listen_port)) return CN_EINVAL;
   ignore_sigpipe();
   const char *at = strchr(o->name, '@');
@@ -82,9 +83,10 @@ int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   int name_rc = node_intern(n, o->name, &n->name);
   n->host = cn_strndup(at + 1, strlen(at + 1));
   n->cookie = cn_strndup(o->cookie, strlen(o->cookie));
-  const char *eh = o->epmd_host ? o->epmd_host : "127.0.0.1";
+  n->inet6 = inet6;
+  const char *eh = o->epmd_host ? o->epmd_host : inet6 ? "::1" : "127.0.0.1";
   n->epmd_host = cn_strndup(eh, strlen(eh));
-  const char *la = o->listen_addr ? o->listen_addr : "0.0.0.0";
+  const char *la = o->listen_addr ? o->listen_addr : inet6 ? "::" : "0.0.0.0";
   n->listen_addr = cn_strndup(la, strlen(la));
   if (!n->name || !n->host || !n->cookie || !n->epmd_host || !n->listen_addr) {
     rc = n->name ? CN_ENOMEM : name_rc;
@@ -361,8 +363,7 @@ static int listen_fd(const struct sockaddr_storage *a) {
   int on = 1, off = 0;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
   if (a->ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off);
-  socklen_t len = a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-  if (bind(fd, (const struct sockaddr *)a, len) < 0 || listen(fd, 128) < 0) {
+  if (bind(fd, (const struct sockaddr *)a, base_addr_len((const struct sockaddr *)a)) < 0 || listen(fd, 128) < 0) {
     int e = errno;
     close(fd);
     return -e;
@@ -374,14 +375,13 @@ static int listen_fd(const struct sockaddr_storage *a) {
  * only past a taken one, as OTP's inet_tcp_dist does with inet_dist_listen_min/max; sets n->port. */
 static int start_listening(cn_node *n) {
   struct sockaddr_storage ss;
-  if (listen_sockaddr(n->listen_addr, 0, &ss)) return CN_EINVAL;
+  if (listen_sockaddr(n->listen_addr, n->inet6, &ss)) return CN_EINVAL;
   const char *lb = ss.ss_family == AF_INET6 ? "[" : "", *rb = ss.ss_family == AF_INET6 ? "]" : "";
   unsigned first = n->listen_port, last = n->listen_port_max ? n->listen_port_max : n->listen_port;
   unsigned port = first;
   int fd;
   for (;;) {
-    if (ss.ss_family == AF_INET6) ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
-    else ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+    base_addr_set_port(&ss, (uint16_t)port);
     if ((fd = listen_fd(&ss)) != -EADDRINUSE || port == last) break;
     port++;
   }
@@ -406,8 +406,7 @@ static int start_listening(cn_node *n) {
   n->listening = true;
   int namelen = sizeof ss;
   uv_tcp_getsockname(&n->listener, (struct sockaddr *)&ss, &namelen);
-  n->port =
-      ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port : ((struct sockaddr_in6 *)&ss)->sin6_port);
+  n->port = base_addr_port((struct sockaddr *)&ss);
   if (first != last) cn_log(n, CN_LOG_DEBUG, "listening on port %u of %u-%u", n->port, first, last);
   return 0;
 }

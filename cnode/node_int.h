@@ -175,6 +175,7 @@ struct cn_node {
   char *cookie;
   char *epmd_host;
   char *listen_addr;
+  bool inet6; /* cn_node_opts.family is CN_INET6 */
   uint16_t epmd_port;
   uint16_t listen_port;
   uint16_t listen_port_max; /* last port of the range from listen_port; 0: listen_port alone */

@@ -33,7 +33,8 @@ struct dist_tls {
   char vsubject[160]; /* the peer's own certificate */
   char vfailed[160];  /* the certificate the error is about, when another one of the chain */
   char vdate[48];
-  char *host; /* the name checked in the server's certificate, NULL for none (a host part may be 1 KiB) */
+  char *host;   /* the name checked in the server's certificate, NULL for none (a host part may be 1 KiB) */
+  bool host_ip; /* host is an IP address: checked by verify_cb, see ip_host_ok */
   char reason[512];
 };
 
@@ -56,10 +57,25 @@ static bool is_ip(const char *s) {
   return inet_pton(AF_INET, s, b) == 1 || inet_pton(AF_INET6, s, b) == 1;
 }
 
+/* A server whose node name's host is an IP address: OTP 27 and later look for that address in the certificate's
+ * iPAddress names, OTP 25 and 26 for the same text among its dNSName names (so certificates for OTP clusters
+ * carry both, IP:::1 and DNS:::1). Either one is accepted here, so the node works with certificates made for
+ * any of those releases. */
+static bool ip_host_ok(X509 *leaf, const char *host) {
+  return X509_check_ip_asc(leaf, host, 0) == 1 ||
+         X509_check_host(leaf, host, 0, X509_CHECK_FLAG_NO_WILDCARDS | X509_CHECK_FLAG_NEVER_CHECK_SUBJECT, NULL) == 1;
+}
+
 static int verify_cb(int ok, X509_STORE_CTX *x) {
-  if (ok) return ok;
   SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
   dist_tls *t = ssl ? SSL_get_app_data(ssl) : NULL;
+  if (ok && t && t->host_ip && X509_STORE_CTX_get_error_depth(x) == 0) {
+    X509 *leaf = X509_STORE_CTX_get0_cert(x);
+    if (leaf && ip_host_ok(leaf, t->host)) return ok;
+    X509_STORE_CTX_set_error(x, X509_V_ERR_IP_ADDRESS_MISMATCH);
+    ok = 0;
+  }
+  if (ok) return ok;
   if (t && !t->verr) {
     t->verr = X509_STORE_CTX_get_error(x);
     X509 *c = X509_STORE_CTX_get_current_cert(x);
@@ -251,9 +267,9 @@ int dist_tls_new(dist_tls **out, dist_tls_ctx *ctx, const char *peer_host) {
       if (!ip) SSL_set_tlsext_host_name(t->ssl, name);
       if (ctx->verify) {
         X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
-        X509_VERIFY_PARAM_set_hostflags(vp,
-                                        X509_CHECK_FLAG_NO_WILDCARDS | (ip ? X509_CHECK_FLAG_NEVER_CHECK_SUBJECT : 0));
-        if (!(t->host = cn_strndup(name, strlen(name))) || X509_VERIFY_PARAM_set1_host(vp, name, 0) != 1) {
+        X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_WILDCARDS);
+        t->host_ip = ip;
+        if (!(t->host = cn_strndup(name, strlen(name))) || (!ip && X509_VERIFY_PARAM_set1_host(vp, name, 0) != 1)) {
           dist_tls_free(t);
           ERR_clear_error();
           return CN_ENOMEM;
@@ -325,9 +341,10 @@ static int fail_verify(dist_tls *t) {
   case X509_V_ERR_HOSTNAME_MISMATCH:
   case X509_V_ERR_IP_ADDRESS_MISMATCH:
     return fail(t, CN_EAUTH,
-                "hostname mismatch: %s certificate %s has no subjectAltName DNS:%s (the peer's host, "
+                "hostname mismatch: %s certificate %s has no subjectAltName %s%s%s%s (the peer's host, "
                 "checked as OTP does; set server_name_indication to change or disable the check)",
-                who, subj, t->host ? t->host : "?");
+                who, subj, t->host_ip ? "IP:" : "", t->host_ip ? t->host : "",
+                t->host_ip ? " or DNS:" : "DNS:", t->host ? t->host : "?");
   case X509_V_ERR_CERT_CHAIN_TOO_LONG:
     return fail(t, CN_EAUTH, "certificate chain of %s is longer than the configured depth", subj);
   default:

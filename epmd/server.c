@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base_addr.h"
 #include "epmd.h"
 
 /* OTP's epmd reads a request into a 3 * 255 * 4 byte buffer and closes a connection whose length field does
@@ -617,33 +618,14 @@ static int add_spec(listen_spec *specs, int *n, const char *text, int nonfatal) 
   listen_spec sp;
   memset(&sp, 0, sizeof sp);
   sp.nonfatal = nonfatal;
-  struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&sp.addr;
-  struct sockaddr_in *a4 = (struct sockaddr_in *)&sp.addr;
-  if (inet_pton(AF_INET6, text, &a6->sin6_addr) == 1) {
-    a6->sin6_family = AF_INET6;
-  } else if (inet_pton(AF_INET, text, &a4->sin_addr) == 1) {
-    a4->sin_family = AF_INET;
-  } else {
-    return CN_EINVAL;
-  }
+  /* IPv4, or IPv6 with an optional %scope (a link-local address needs one: fe80::1%eth0). */
+  if (base_addr_parse(text, 0, AF_UNSPEC, &sp.addr)) return CN_EINVAL;
   /* The loopbacks are always there; listing them again is not a second socket. */
-  for (int i = 0; i < *n; i++) {
-    const listen_spec *o = &specs[i];
-    if (o->addr.ss_family != sp.addr.ss_family) continue;
-    if (sp.addr.ss_family == AF_INET6 &&
-        IN6_ARE_ADDR_EQUAL(&((const struct sockaddr_in6 *)&o->addr)->sin6_addr, &a6->sin6_addr))
-      return 0;
-    if (sp.addr.ss_family == AF_INET && ((const struct sockaddr_in *)&o->addr)->sin_addr.s_addr == a4->sin_addr.s_addr)
-      return 0;
-  }
+  for (int i = 0; i < *n; i++)
+    if (base_addr_equal((const struct sockaddr *)&specs[i].addr, (const struct sockaddr *)&sp.addr)) return 0;
   if (*n >= SRV_MAX_LISTEN) return CN_ELIMIT;
   specs[(*n)++] = sp;
   return 0;
-}
-
-static void set_port(struct sockaddr_storage *a, uint16_t port) {
-  if (a->ss_family == AF_INET6) ((struct sockaddr_in6 *)a)->sin6_port = htons(port);
-  else ((struct sockaddr_in *)a)->sin_port = htons(port);
 }
 
 /* One listening socket, plain syscalls: >= 0 fd, or -errno. */
@@ -653,8 +635,8 @@ static int open_listener(const struct sockaddr_storage *a) {
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (a->ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  socklen_t len = a->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
-  if (bind(fd, (const struct sockaddr *)a, len) < 0 || listen(fd, SOMAXCONN) < 0) {
+  if (bind(fd, (const struct sockaddr *)a, base_addr_len((const struct sockaddr *)a)) < 0 ||
+      listen(fd, SOMAXCONN) < 0) {
     int e = errno;
     close(fd);
     return -e;
@@ -667,8 +649,7 @@ static uint16_t bound_port(int fd) {
   memset(&a, 0, sizeof a);
   socklen_t len = sizeof a;
   if (getsockname(fd, (struct sockaddr *)&a, &len)) return 0;
-  return a.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&a)->sin6_port)
-                                 : ntohs(((struct sockaddr_in *)&a)->sin_port);
+  return base_addr_port((const struct sockaddr *)&a);
 }
 
 static int build_specs(const char *addresses, listen_spec *specs, int *n) {
@@ -700,7 +681,7 @@ int epmd_srv_start(uv_loop_t *loop, const epmd_srv_opts *opts, epmd_srv **out) {
   int nfd = 0;
   uint16_t port = opts->port;
   for (int i = 0; i < nspec; i++) {
-    set_port(&specs[i].addr, port);
+    base_addr_set_port(&specs[i].addr, port);
     int fd = open_listener(&specs[i].addr);
     if (fd < 0 && fd != -EADDRINUSE && (specs[i].nonfatal || fd == -EAFNOSUPPORT || fd == -EADDRNOTAVAIL))
       continue; /* no IPv6 on this host, or an address this host does not have that OTP would skip too */

@@ -443,10 +443,12 @@ set_main_cnode(H, Creation) -> ets:insert(?TAB, {main_cnode, H, Creation}), ok.
 
 %% Starts `erl -name Short@127.0.0.1`; every peer registers interop_sink, which forwards what it receives to
 %% the pid set by {'$interop_target', Pid} (and prints it). Opts: cookie, args (extra erl flags), eval (code
-%% run before the ready marker). Returns {Handle, NodeAtom}.
+%% run before the ready marker), host (the name's host part, e.g. "::1"), env (variables replacing
+%% base_env()'s). Returns {Handle, NodeAtom}.
 start_erl(Short, Opts) ->
     step("starting erl " ++ Short),
-    Node = Short ++ "@127.0.0.1",
+    Node = Short ++ "@" ++ maps:get(host, Opts, "127.0.0.1"),
+    Env = maps:get(env, Opts, []),
     Cookie = maps:get(cookie, Opts, cfg(cookie)),
     Sink = "register(interop_sink, spawn(fun() -> (fun L(T) -> receive "
            "{'$interop_target', P} -> L(P); "
@@ -454,7 +456,8 @@ start_erl(Short, Opts) ->
            "end end)(none) end)), ",
     Eval = Sink ++ maps:get(eval, Opts, "") ++ " io:format(\"PEER_READY~n\").",
     Args = ["-noinput", "-name", Node, "-setcookie", Cookie | maps:get(args, Opts, [])] ++ ["-eval", Eval],
-    H = start_ext("erl_" ++ Short, os:find_executable("erl"), Args, base_env()),
+    H = start_ext("erl_" ++ Short, os:find_executable("erl"), Args,
+                  Env ++ [KV || KV = {K, _} <- base_env(), not lists:keymember(K, 1, Env)]),
     case wait_line(H, "PEER_READY", 0, 20000) of
         {ok, _} -> ok;
         R -> fail("erl ~ts did not start (~p): ~ts", [Node, R, tail(H, 5)])

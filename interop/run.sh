@@ -113,7 +113,7 @@ if [ $# -eq 0 ]; then
     wait "$SUITE_PID"
     xrc=$?
     SUITE_PID=
-    line=$(grep -E '^[a-z_]+: [0-9]+ passed, [0-9]+ failed' "$TMP/$base.out" | tail -n 1)
+    line=$(grep -E '^[a-z0-9_]+: [0-9]+ passed, [0-9]+ failed' "$TMP/$base.out" | tail -n 1)
     if [ -z "$line" ]; then
       echo "FAIL $base: stopped (status $xrc) before its summary"
       FAILED=$((FAILED + 1))

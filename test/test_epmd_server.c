@@ -570,6 +570,18 @@ static void test_start_errors(void **st) {
   epmd_srv_opts o3 = {.addresses = "127.0.0.1,not-an-address"};
   assert_int_equal(epmd_srv_start(&loop, &o3, &s2), CN_EINVAL);
   assert_null(s2);
+  /* A scoped IPv6 address is an address (the interface must exist); a scope on IPv4 or an unknown interface is
+   * not. An address this host lacks (fe80::1 on lo) is skipped, as OTP's epmd does, leaving the loopbacks. */
+  epmd_srv_opts o4 = {.addresses = "127.0.0.1,fe80::1%lo"};
+  assert_int_equal(epmd_srv_start(&loop, &o4, &s2), 0);
+  epmd_srv_close(s2, NULL, NULL);
+  s2 = NULL;
+  static const char *bad[] = {"127.0.0.1%lo", "fe80::1%no-such-if0", "fe80::1%", "[::1]"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    epmd_srv_opts ob = {.addresses = bad[i]};
+    assert_int_equal(epmd_srv_start(&loop, &ob, &s2), CN_EINVAL);
+    assert_null(s2);
+  }
   assert_int_equal(epmd_srv_start(NULL, &o, &s2), CN_EINVAL);
   epmd_srv_close(s, NULL, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);

@@ -576,6 +576,42 @@ static void test_listen_addr(void **st) {
   cn_node_free(n);
 }
 
+/* CN_INET6, as -proto_dist inet6_tcp: "::" by default (dual-stack, as OTP's inet6_tcp_dist), an IPv6 listen_addr
+ * only; a family that does not exist is CN_EINVAL. */
+static void test_listen_inet6(void **st) {
+  (void)st;
+  cn_node_opts o = {.name = "v6@::1", .cookie = "c", .family = CN_INET6, .listen_addr = "127.0.0.1"};
+  cn_node *n;
+  assert_int_equal(cn_node_new(&n, NULL, &o), CN_EINVAL);
+  o.listen_addr = "0.0.0.0";
+  assert_int_equal(cn_node_new(&n, NULL, &o), CN_EINVAL);
+  o.listen_addr = NULL;
+  o.family = (cn_family)2;
+  assert_int_equal(cn_node_new(&n, NULL, &o), CN_EINVAL);
+  if (!has_ipv6_loopback()) {
+    print_message("no IPv6 loopback on this host (ip -6 addr show lo): inet6 listening not checked\n");
+    skip();
+  }
+  loglines l;
+  memset(&l, 0, sizeof l);
+  o = (cn_node_opts){
+      .name = "v6@::1", .cookie = "c", .family = CN_INET6, .no_epmd = true, .log = keep_log, .log_ctx = &l};
+  assert_int_equal(cn_node_new(&n, NULL, &o), 0);
+  static int started;
+  assert_int_equal(cn_node_start(n, count_start, &started), 0);
+  char where[256];
+  listening_on(cn_node_port(n), where, sizeof where);
+  assert_string_equal(where, "::");
+  assert_true(can_connect6(cn_node_port(n)));
+  cn_node_free(n);
+  o.listen_addr = "::1";
+  assert_int_equal(cn_node_new(&n, NULL, &o), 0);
+  assert_int_equal(cn_node_start(n, count_start, &started), 0);
+  listening_on(cn_node_port(n), where, sizeof where);
+  assert_string_equal(where, "::1");
+  cn_node_free(n);
+}
+
 /* A bad address or range is CN_EINVAL from cn_node_new; an address this host does not have fails the start
  * with CN_EIO and a log line, and the node can still be freed. */
 static void test_listen_invalid(void **st) {
@@ -614,6 +650,7 @@ int main(void) {
       cmocka_unit_test(test_signals_between_nodes),
       cmocka_unit_test(test_listen_port_range),
       cmocka_unit_test(test_listen_addr),
+      cmocka_unit_test(test_listen_inet6),
       cmocka_unit_test(test_listen_invalid),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -47,7 +47,11 @@ static int make_certs(void **st) {
       "> $1.ca/conf; openssl ca -batch -notext -config $1.ca/conf -cert $2.pem -keyfile $2.key -in $1.csr "
       "-extfile $1.ext -startdate $(date -u -d '-2 days' +%%Y%%m%%d%%H%%M%%SZ) "
       "-enddate $(date -u -d '-1 day' +%%Y%%m%%d%%H%%M%%SZ) -out $1.pem; }\n"
-      "ca ca1; ca ca2; leaf node ca1 30; leaf other ca2 30; expired expired ca1\n",
+      "ca ca1; ca ca2; leaf node ca1 30; leaf other ca2 30; expired expired ca1\n"
+      /* Hosts that are IP addresses: named as OTP 27+ checks them (IP:), as OTP 25 does (DNS:), or not at all. */
+      "san() { csr $1; sed -i \"s/^subjectAltName=.*/subjectAltName=$2/\" $1.ext; openssl x509 -req -in $1.csr "
+      "-CA ca1.pem -CAkey ca1.key -CAcreateserial -days 30 -extfile $1.ext -out $1.pem; }\n"
+      "san ip6 IP:::1; san dns6 DNS:::1; san ip4 IP:127.0.0.1\n",
       dir);
   char full[4300];
   snprintf(full, sizeof full, "sh -c \"$(cat <<'EOS'\n%s\nEOS\n)\" >/dev/null 2>&1", cmd);
@@ -243,6 +247,24 @@ static void test_refusals(void **st) {
   side(&srv, "node", "ca1.pem", CN_TLS_VERIFY_PEER, true, 0);
   side(&cli, "node", "ca1.pem", CN_TLS_VERIFY_PEER, false, 0);
   refused(&srv, &cli, "elsewhere.example", NULL, "hostname mismatch");
+  /* A host that is an IP address matches an IP: name (OTP 27+) or a DNS: name of the same text (OTP 25). */
+  static const char *ip_ok[][2] = {{"ip6", "::1"}, {"dns6", "::1"}, {"ip4", "127.0.0.1"}, {"node", "127.0.0.1"}};
+  for (size_t i = 0; i < sizeof ip_ok / sizeof *ip_ok; i++) {
+    side(&srv, ip_ok[i][0], "ca1.pem", CN_TLS_VERIFY_PEER, true, 0);
+    side(&cli, "node", "ca1.pem", CN_TLS_VERIFY_PEER, false, 0);
+    pair q;
+    handshake(&q, &srv, &cli, ip_ok[i][1]);
+    assert_true(dist_tls_is_up(q.c) && dist_tls_is_up(q.s));
+    pair_free(&q);
+    side_free(&srv);
+    side_free(&cli);
+  }
+  side(&srv, "node", "ca1.pem", CN_TLS_VERIFY_PEER, true, 0);
+  side(&cli, "node", "ca1.pem", CN_TLS_VERIFY_PEER, false, 0);
+  refused(&srv, &cli, "::1", NULL, "has no subjectAltName IP:::1 or DNS:::1");
+  side(&srv, "ip6", "ca1.pem", CN_TLS_VERIFY_PEER, true, 0);
+  side(&cli, "node", "ca1.pem", CN_TLS_VERIFY_PEER, false, 0);
+  refused(&srv, &cli, "::2", NULL, "hostname mismatch");
   /* The server's certificate from another CA. */
   side(&srv, "other", "ca1.pem", CN_TLS_VERIFY_PEER, true, 0);
   side(&cli, "node", "ca1.pem", CN_TLS_VERIFY_PEER, false, 0);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cn_global.h"
+#include "base_addr.h"
 #include "cnode.h"
 #include "epmd.h"
 #include "horde_app.h"
@@ -29,13 +30,15 @@ typedef struct app {
   uv_signal_t sigint, sigterm;
   char cookie[CN_ATOM_MAX_BYTES + 2]; /* an atom's bytes, and one more to tell a longer one */
   int status;
+  bool inet6;        /* --proto-dist inet6_tcp or inet6_tls */
+  const char *proto; /* the --proto-dist value */
 } app;
 
 static void usage(FILE *f) {
   fprintf(f, "usage: cnode [--name N | --sname N] [--cookie C | --cookie-file F] [--epmd-port P]\n"
              "             [--listen-addr ADDR] [--listen PORT | --listen-min P --listen-max Q]\n"
              "             [--ticktime SECONDS] [--hidden] [--connect-all false] [--verbose]\n"
-             "             [--proto-dist inet_tcp|inet_tls] [--ssl-dist-optfile F]\n"
+             "             [--proto-dist inet_tcp|inet_tls|inet6_tcp|inet6_tls] [--ssl-dist-optfile F]\n"
              "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
              "             [--horde-registry NAME]... [--horde-supervisor NAME]...\n"
              "       cnode term ...   (cnode term --help)\n"
@@ -47,6 +50,8 @@ static void usage(FILE *f) {
              "  EPMD server listens there too (plus 127.0.0.1 and ::1) unless ERL_EPMD_ADDRESS says otherwise.\n"
              "  --listen PORT: that port only; --listen-min P --listen-max Q: the first free port of P..Q, as\n"
              "  inet_dist_listen_min/max; default: any free port.\n"
+             "  --proto-dist inet6_tcp / inet6_tls: over IPv6, as erl -proto_dist inet6_tcp: listens on :: (default\n"
+             "  name cnode@::1), registers with the EPMD on ::1 and reaches peers at their host's IPv6 address.\n"
              "  --proto-dist inet_tls: distribution over TLS, as erl -proto_dist inet_tls; options from the same\n"
              "  ssl_dist_optfile erl reads and/or the --tls-* flags (they override the file, for both sides;\n"
              "  --tls-verify verify_peer also makes accepted peers show a certificate).\n"
@@ -88,17 +93,18 @@ static int create_cookie(const char *path, char *out) {
   return w == 20 ? 0 : -1;
 }
 
-/* True when an EPMD answers on the port. It is asked a NAMES request (not just connected to), so that a
- * real epmd has a whole request to read and logs nothing. */
-static bool epmd_listening(uint16_t port) {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
+/* True when an EPMD answers on the port of the loopback the node registers on (::1 under inet6, as OTP's
+ * erl_epmd). It is asked a NAMES request (not just connected to), so that a real epmd has a whole request to read
+ * and logs nothing. */
+static bool epmd_listening(uint16_t port, bool inet6) {
+  struct sockaddr_storage a;
+  base_addr_parse(inet6 ? "::1" : "127.0.0.1", port, AF_UNSPEC, &a);
+  int s = socket(a.ss_family, SOCK_STREAM, 0);
   if (s < 0) return false;
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   static const uint8_t names_req[3] = {0, 1, 110};
   uint8_t reply[4];
-  bool ok = connect(s, (struct sockaddr *)&a, sizeof a) == 0 && write(s, names_req, 3) == 3 &&
-            read(s, reply, sizeof reply) > 0;
+  bool ok = connect(s, (struct sockaddr *)&a, base_addr_len((struct sockaddr *)&a)) == 0 &&
+            write(s, names_req, 3) == 3 && read(s, reply, sizeof reply) > 0;
   close(s);
   return ok;
 }
@@ -152,13 +158,16 @@ static epmd_srv *start_epmd(uv_loop_t *loop, uint16_t port, bool verbose, const 
 static int tls_options(const char *proto, const char *optfile, const char *cert, const char *key, const char *ca,
                        const char *verify, cn_tls_opts *t) {
   bool any = optfile || cert || key || ca || verify;
-  if (strcmp(proto, "inet_tls") && strcmp(proto, "inet_tcp")) {
-    fprintf(stderr, "cnode: --proto-dist %s: only inet_tcp and inet_tls are supported\n", proto);
+  bool v6 = !strncmp(proto, "inet6_", 6);
+  const char *kind = proto + (v6 ? 6 : 5);
+  if ((strncmp(proto, "inet_", 5) && !v6) || (strcmp(kind, "tcp") && strcmp(kind, "tls"))) {
+    fprintf(stderr, "cnode: --proto-dist %s: only inet_tcp, inet_tls, inet6_tcp and inet6_tls are supported\n", proto);
     return -1;
   }
-  if (!strcmp(proto, "inet_tcp")) {
+  if (!strcmp(kind, "tcp")) {
     if (!any) return 0;
-    fprintf(stderr, "cnode: TLS options given without --proto-dist inet_tls (as erl needs -proto_dist inet_tls)\n");
+    fprintf(stderr, "cnode: TLS options given without --proto-dist %s (as erl needs -proto_dist %s)\n",
+            v6 ? "inet6_tls" : "inet_tls", v6 ? "inet6_tls" : "inet_tls");
     return -1;
   }
   char err[512], warn[512];
@@ -194,7 +203,7 @@ static int tls_options(const char *proto, const char *optfile, const char *cert,
   }
   if (verify) t->server.fail_if_no_peer_cert = v == CN_TLS_VERIFY_PEER;
   if (!t->server.certfile) {
-    fprintf(stderr, "cnode: --proto-dist inet_tls needs a certificate: --ssl-dist-optfile F or --tls-cert F\n");
+    fprintf(stderr, "cnode: --proto-dist %s needs a certificate: --ssl-dist-optfile F or --tls-cert F\n", proto);
     cn_tls_opts_clear(t);
     return -1;
   }
@@ -234,9 +243,12 @@ static void on_started(cn_node *n, int status, void *ctx) {
   }
   const char *name = cn_node_name(n)->name;
   const char *host = strchr(name, '@') + 1;
-  /* A host without a dot is a short name: only -sname nodes can reach it. */
-  if (strchr(host, '.')) printf("cnode: to connect from Elixir: iex --name a@%s --cookie %s\n", host, a->cookie);
-  else printf("cnode: to connect from Elixir: iex --sname a --cookie %s\n", a->cookie);
+  /* A host without a dot (or an IPv6 address's colon) is a short name: only -sname nodes can reach it. */
+  char v6[64] = "";
+  if (a->inet6) snprintf(v6, sizeof v6, " --erl \"-proto_dist %s\"", a->proto);
+  if (strpbrk(host, ".:"))
+    printf("cnode: to connect from Elixir: iex --name a@%s --cookie %s%s\n", host, a->cookie, v6);
+  else printf("cnode: to connect from Elixir: iex --sname a --cookie %s%s\n", a->cookie, v6);
   printf("cnode:   then: Node.ping(:\"%s\")  and  GenServer.call({:cnode_kv, :\"%s\"}, {:put, 1, 2})\n", name, name);
   int rc = hreg_start(n);
   if (!rc) rc = hsup_start(n);
@@ -276,6 +288,7 @@ int main(int argc, char **argv) {
                                         {0, 0, 0, 0}};
   const char *proto = "inet_tcp", *optfile = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL,
              *tls_verify = NULL;
+  bool name_default = true;
   const char *name = "cnode@127.0.0.1", *sname = NULL, *cookie = NULL, *cookie_file = NULL;
   cn_node_opts o;
   memset(&o, 0, sizeof o);
@@ -284,7 +297,10 @@ int main(int argc, char **argv) {
   int c;
   while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
     switch (c) {
-    case 'n': name = optarg; break;
+    case 'n':
+      name = optarg;
+      name_default = false;
+      break;
     case 's': sname = optarg; break;
     case 'c': cookie = optarg; break;
     case 'f': cookie_file = optarg; break;
@@ -328,10 +344,12 @@ int main(int argc, char **argv) {
     default: usage(stderr); return 2;
     }
   }
-  struct sockaddr_in6 la; /* the library's own check (cn_node_new), said here in the flags' words */
-  if (o.listen_addr && uv_ip4_addr(o.listen_addr, 0, (struct sockaddr_in *)&la) && uv_ip6_addr(o.listen_addr, 0, &la)) {
-    fprintf(stderr, "cnode: --listen-addr %s: not a numeric IPv4 or IPv6 address (e.g. 127.0.0.1, ::1, ::)\n",
-            o.listen_addr);
+  bool inet6 = !strncmp(proto, "inet6_", 6);
+  if (inet6) o.family = CN_INET6;
+  struct sockaddr_storage la; /* the library's own check (cn_node_new), said here in the flags' words */
+  if (o.listen_addr && base_addr_parse(o.listen_addr, 0, inet6 ? AF_INET6 : AF_UNSPEC, &la)) {
+    fprintf(stderr, "cnode: --listen-addr %s: not a numeric %s address (e.g. %s)\n", o.listen_addr,
+            inet6 ? "IPv6 (the node runs inet6)" : "IPv4 or IPv6", inet6 ? "::1, ::" : "127.0.0.1, ::1, ::");
     return 2;
   }
   if (o.listen_port_max && (!o.listen_port || o.listen_port_max < o.listen_port)) {
@@ -341,6 +359,9 @@ int main(int argc, char **argv) {
   }
   app a;
   memset(&a, 0, sizeof a);
+  a.inet6 = inet6;
+  a.proto = proto;
+  if (inet6 && name_default) name = "cnode@::1";
   char fullname[CN_ATOM_MAX_BYTES + 1];
   if (sname) {
     char host[256];
@@ -407,7 +428,7 @@ int main(int argc, char **argv) {
   }
   uv_loop_t *loop = cn_node_loop(a.node);
   epmd_srv *epmd = NULL;
-  if (!epmd_listening(eport) && !(epmd = start_epmd(loop, eport, o.log_level == CN_LOG_DEBUG, o.listen_addr))) {
+  if (!epmd_listening(eport, inet6) && !(epmd = start_epmd(loop, eport, o.log_level == CN_LOG_DEBUG, o.listen_addr))) {
     cn_node_free(a.node);
     return 1;
   }
