@@ -76,8 +76,8 @@ static void test_every_flag_combination(void **st) {
   for (unsigned f = 0; f < 32; f++) {
     for (int with_token = 0; with_token < 2; with_token++) {
       for (uint32_t extra = 0; extra < 3; extra++) {
-        cn_term e[8], ctl = altact(e, cn_tv_int(f), cn_tv_pid(from_pid), good_to(f), with_token ? &token_t : NULL,
-                                   extra);
+        cn_term e[8],
+            ctl = altact(e, cn_tv_int(f), cn_tv_pid(from_pid), good_to(f), with_token ? &token_t : NULL, extra);
         dist_ctl c;
         int rc = dist_ctl_parse(&ctl, &c);
         bool both = (f & DIST_ALTACT_ALIAS) && (f & DIST_ALTACT_NAME);
@@ -148,10 +148,10 @@ static void test_flag_values(void **st) {
   } cases[] = {
       {cn_tv_int(-1), CN_EPROTO, 0},
       {cn_tv_int(INT64_MIN), CN_EPROTO, 0},
-      {cn_tv_int(0xe0), 0, 0},                               /* unknown bits alone: a plain message to a pid */
+      {cn_tv_int(0xe0), 0, 0},                                   /* unknown bits alone: a plain message to a pid */
       {cn_tv_int(0xe0 | DIST_ALTACT_PRIO), 0, DIST_ALTACT_PRIO}, /* unknown bits ignored */
-      {cn_tv_int(((int64_t)1 << 40) | 0x100), 0, 0},         /* bits past the low byte ignored, as erts does */
-      {cn_tv_int(INT64_MAX), CN_EPROTO, 0},                  /* low byte 0xff: ALIAS and NAME together */
+      {cn_tv_int(((int64_t)1 << 40) | 0x100), 0, 0},             /* bits past the low byte ignored, as erts does */
+      {cn_tv_int(INT64_MAX), CN_EPROTO, 0},                      /* low byte 0xff: ALIAS and NAME together */
       {cn_tv_atom(cn_atoms_get(tab, "prio")), CN_EPROTO, 0},
       {cn_tv_pid(from_pid), CN_EPROTO, 0},
   };
