@@ -61,8 +61,12 @@ static void on_started(cn_node *n, int status, void *ctx) {
 }
 
 static int up(uint64_t flags) {
-  cn_node_opts o = {.name = "disp@127.0.0.1", .cookie = "c", .log_level = CN_LOG_ERROR, .no_epmd = true,
-                    .epmd_port = 1, .listen_addr = "127.0.0.1"};
+  cn_node_opts o = {.name = "disp@127.0.0.1",
+                    .cookie = "c",
+                    .log_level = CN_LOG_ERROR,
+                    .no_epmd = true,
+                    .epmd_port = 1,
+                    .listen_addr = "127.0.0.1"};
   int started = 0;
   if (cn_node_new(&N, NULL, &o) || cn_node_start(N, on_started, &started)) return -1;
   while (!started) uv_run(cn_node_loop(N), UV_RUN_ONCE);
@@ -239,8 +243,8 @@ static void test_in_exit(void **st) {
   cn_ref qa;
   assert_int_equal(cn_alias_opts(q, CN_ALIAS_PRIORITY, &qa), 0);
   assert_int_equal(cn_register(N, "trapper", q->pid), 0);
-  cn_term to_p = cn_tv_pid(ppid), to_qa = cn_tv_ref(qa), to_name = A("trapper"), normal = A("normal"),
-          boom = A("boom"), kill = A("kill"), m = A("queued");
+  cn_term to_p = cn_tv_pid(ppid), to_qa = cn_tv_ref(qa), to_name = A("trapper"), normal = A("normal"), boom = A("boom"),
+          kill = A("kill"), m = A("queued");
   assert_int_equal(feed_altact(DIST_ALTACT_EXIT, &to_p, &normal), 0); /* normal from another: ignored */
   spin();
   assert_true(cn_is_process_alive(N, ppid));
