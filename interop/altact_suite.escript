@@ -80,6 +80,8 @@ t_priority_to_c_alias() ->
     hello_prio = pmsg(P, "hello_prio"),
     step("exit/3 with [priority] to the alias of a C process that traps exits"),
     cmd(P, {trap_exit, true}),
+    cmd(P, ping), % the flag is set when the puppet runs the command; exit signals act on arrival
+    pong = pmsg(P, "pong"),
     true = apply(erlang, exit, [A, why, [priority]]), % exit/3 is OTP 28+: no compile-time reference
     case pmsg(P, "'EXIT'") of
         {'EXIT', Self, why} when Self =:= self() -> ok;
