@@ -88,6 +88,8 @@ t_priority_to_c_alias() ->
         X -> fail("exit/3 through the alias gave ~p", [X])
     end,
     cmd(P, {unalias, A}),
+    cmd(P, ping), % the alias goes when the puppet runs the command; alias messages act on arrival
+    pong = pmsg(P, "pong"),
     ok = erlang:send(A, after_unalias, [priority]),
     cmd(P, ping),
     case pmsg(P, "pong") of
