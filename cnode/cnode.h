@@ -185,6 +185,16 @@ CN_EXPORT int cn_send(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg);
 CN_EXPORT int cn_send_name(cn_node *n, cn_proc *from, const char *name, const cn_atom *node, const cn_term *msg);
 /* Sends to a pid term, an alias (reference), or a {Name, Node} / Name term, as Erlang's `!` accepts them. */
 CN_EXPORT int cn_send_to(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *msg);
+/* Options of cn_send_opts and cn_exit_opts, as the option lists of erlang:send/3 and exit/3 (OTP 28). */
+enum {
+  /* A priority signal (EEP 76): it counts only when dest is an active priority alias (CN_ALIAS_PRIORITY); the
+   * message, or the 'EXIT' message of a process that traps exits, then goes ahead of the ordinary messages in
+   * the owner's queue. Any other dest takes it as an ordinary signal. A peer without OTP 28's ALTACT_SIG gets an
+   * ordinary one. */
+  CN_SEND_PRIORITY = 1
+};
+/* cn_send_to with options (CN_SEND_*), as erlang:send(Dest, Msg, Opts): cn_send_to(...) is opts 0. */
+CN_EXPORT int cn_send_opts(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *msg, unsigned opts);
 /* Sends msg (borrowed; copied now) to pid after ms milliseconds, as erlang:send_after/3. *timer (may be NULL)
  * receives an id for cn_cancel_timer. Pending timers end with the node. */
 CN_EXPORT int cn_send_after(cn_node *n, unsigned ms, cn_pid to, const cn_term *msg, uint64_t *timer);
@@ -231,6 +241,10 @@ CN_EXPORT int cn_monitor(cn_proc *self, const cn_term *target, cn_ref *ref);
 CN_EXPORT int cn_demonitor(cn_proc *self, cn_ref ref);
 /* Sends an exit signal with reason (borrowed) to pid, as erlang:exit/2. from NULL: the node's system pid. */
 CN_EXPORT int cn_exit(cn_node *n, cn_proc *from, cn_pid to, const cn_term *reason);
+/* Sends an exit signal to dest, a pid or a process alias (reference), as erlang:exit(Dest, Reason, Opts) of OTP
+ * 28 with CN_SEND_* options. An alias that is not active ignores it; a remote alias needs a peer with OTP 28's
+ * ALTACT_SIG (else the signal is dropped, as OTP drops it). CN_EINVAL for another dest. */
+CN_EXPORT int cn_exit_opts(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *reason, unsigned opts);
 /* Sets whether exit signals become {'EXIT', From, Reason} messages; returns the previous setting. */
 CN_EXPORT bool cn_trap_exit(cn_proc *self, bool on);
 /* A new reference, unique on this node. */
@@ -238,9 +252,21 @@ CN_EXPORT cn_ref cn_make_ref(cn_node *n);
 /* Creates an alias for the calling process, as erlang:alias/0: messages sent to the reference arrive in its
  * mailbox until cn_unalias or the process ends. */
 CN_EXPORT int cn_alias(cn_proc *self, cn_ref *ref);
+/* Options of cn_alias_opts, as erlang:alias/1's list (explicit_unalias is how every C alias behaves). */
+enum {
+  /* A priority alias (EEP 76, OTP 28): messages and exit signals sent to it with the priority option
+   * (CN_SEND_PRIORITY here, [priority] on a BEAM node) go ahead of the process's ordinary messages, in the
+   * order they arrive among themselves. Without that option the alias takes ordinary messages. */
+  CN_ALIAS_PRIORITY = 1,
+  /* The alias ends once a message sent through it has arrived, as alias([reply]). */
+  CN_ALIAS_REPLY = 2
+};
+/* cn_alias with options (CN_ALIAS_*), as erlang:alias(Opts); cn_alias(...) is opts 0. CN_EINVAL for unknown bits. */
+CN_EXPORT int cn_alias_opts(cn_proc *self, unsigned opts, cn_ref *ref);
 /* Deactivates an alias of the caller; CN_ENOTFOUND when it is not one. */
 CN_EXPORT int cn_unalias(cn_proc *self, cn_ref ref);
-/* Sends msg (borrowed) to a process alias, local or remote (ALIAS_SEND); dropped when inactive. */
+/* Sends msg (borrowed) to a process alias, local or remote (ALTACT_SIG_SEND when the peer has OTP 28's ALTACT_SIG,
+ * else ALIAS_SEND); dropped when inactive. With priority: cn_send_opts on a reference view (cn_tv_ref). */
 CN_EXPORT int cn_send_alias(cn_node *n, cn_proc *from, cn_ref alias, const cn_term *msg);
 
 /* ---- gen_server -------------------------------------------------------------------------------------- */

@@ -1,5 +1,6 @@
 /* dispatch.c: what the node does with each control message a peer sends: deliver messages (to pids, names
- * and aliases), apply links, exits and monitors to C processes, serve spawn requests, and complete calls. */
+ * and aliases, priority ones included), apply links, exits and monitors to C processes, serve spawn requests,
+ * and complete calls. */
 #include <string.h>
 
 #include "node_int.h"
@@ -13,6 +14,23 @@ static uint64_t id_value(const cn_term *id) {
   uint64_t v = 0; /* UNLINK_ID ids run up to 2^64 - 1: a bignum of at most 8 bytes */
   for (uint32_t i = id->v.big.n; i-- > 0;) v = v << 8 | id->v.big.mag[i];
   return v;
+}
+
+/* ALTACT_SIG_SEND (OTP 28): a message or, with EXIT, an exit signal whose reason is the payload, to a pid, a
+ * registered name or an alias; PRIO counts only at a priority alias (erts_proc_sig_send_dist_altact_msg). */
+static int dispatch_altact(cn_node *n, const cn_atom *peer, const dist_ctl *ctl, cn_term *payload) {
+  bool prio = ctl->altact & DIST_ALTACT_PRIO;
+  cn_proc *p = NULL;
+  if (!payload) return 0;
+  if (ctl->ref && !(ctl->altact & DIST_ALTACT_EXIT)) return link_alias_deliver(n, &ctl->ref->v.ref, payload, prio);
+  if (ctl->ref) link_alias_exit(n, &ctl->ref->v.ref, ctl->from->v.pid, payload, prio);
+  else if (ctl->name && !(p = proc_by_name(n, ctl->name->v.atom)))
+    cn_log(n, CN_LOG_DEBUG, "%s sent to unregistered name %s", peer->name, ctl->name->v.atom->name);
+  else if (!ctl->name) p = local_proc(n, ctl->to);
+  if (p && !(ctl->altact & DIST_ALTACT_EXIT)) return proc_deliver(p, payload);
+  if (p) proc_exit_signal(p, ctl->from->v.pid, payload, false);
+  cn_term_free(payload);
+  return 0;
 }
 
 int dispatch_ctl(cn_node *n, cn_conn *c, const cn_atom *peer, const dist_ctl *ctl, cn_term *payload) {
@@ -30,7 +48,8 @@ int dispatch_ctl(cn_node *n, cn_conn *c, const cn_atom *peer, const dist_ctl *ct
     if (!p) cn_log(n, CN_LOG_DEBUG, "%s sent to unregistered name %s", peer->name, ctl->name->v.atom->name);
     break;
   case DOP_ALIAS_SEND:
-  case DOP_ALIAS_SEND_TT: p = link_alias_owner(n, &ctl->ref->v.ref); break;
+  case DOP_ALIAS_SEND_TT: return payload ? link_alias_deliver(n, &ctl->ref->v.ref, payload, false) : 0;
+  case DOP_ALTACT_SIG_SEND: return dispatch_altact(n, peer, ctl, payload);
   case DOP_LINK: link_recv_link(n, ctl->to->v.pid, ctl->from->v.pid); break;
   case DOP_UNLINK: link_recv_unlink(n, ctl->to->v.pid, ctl->from->v.pid, NULL); break;
   case DOP_UNLINK_ID: link_recv_unlink(n, ctl->to->v.pid, ctl->from->v.pid, ctl->id); break;

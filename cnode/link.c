@@ -372,12 +372,14 @@ static void monitor_exit(cn_node *n, cn_proc *p, cn_mon_in *m, const cn_term *re
 /* Our references carry a counter in their first two words: a cheap unique key. */
 static uint64_t alias_key(const cn_ref *r) { return (uint64_t)r->n[0] | (uint64_t)r->n[1] << 18; }
 
-int cn_alias(cn_proc *self, cn_ref *ref) {
+int cn_alias_opts(cn_proc *self, unsigned opts, cn_ref *ref) {
+  if (opts & ~(unsigned)(CN_ALIAS_PRIORITY | CN_ALIAS_REPLY)) return CN_EINVAL;
   cn_node *n = self->node;
   cn_alias_ent *a = cn_calloc(1, sizeof *a);
   if (!a) return CN_ENOMEM;
   a->ref = node_make_ref(n);
   a->key = alias_key(&a->ref);
+  a->opts = opts;
   a->proc = self;
   node_hash_oom = false;
   HASH_ADD(hh, n->aliases, key, sizeof a->key, a);
@@ -390,6 +392,8 @@ int cn_alias(cn_proc *self, cn_ref *ref) {
   *ref = a->ref;
   return 0;
 }
+
+int cn_alias(cn_proc *self, cn_ref *ref) { return cn_alias_opts(self, 0, ref); }
 
 static void alias_remove(cn_node *n, cn_proc *p, cn_alias_ent **slot) {
   cn_alias_ent *a = *slot;
@@ -410,27 +414,41 @@ int cn_unalias(cn_proc *self, cn_ref ref) {
   return CN_ENOTFOUND;
 }
 
-cn_proc *link_alias_owner(cn_node *n, const cn_ref *ref) {
+/* The active alias entry of ref, or NULL. */
+static cn_alias_ent *alias_find(cn_node *n, const cn_ref *ref) {
   if (ref->node != n->name || ref->len != 3) return NULL;
   uint64_t key = alias_key(ref);
   cn_alias_ent *a;
   HASH_FIND(hh, n->aliases, &key, sizeof key, a);
-  return a && node_ref_eq(&a->ref, ref) && !a->proc->dead ? a->proc : NULL;
+  return a && node_ref_eq(&a->ref, ref) && !a->proc->dead ? a : NULL;
+}
+
+cn_proc *link_alias_owner(cn_node *n, const cn_ref *ref) {
+  cn_alias_ent *a = alias_find(n, ref);
+  return a ? a->proc : NULL;
+}
+
+int link_alias_deliver(cn_node *n, const cn_ref *ref, cn_term *msg, bool prio) {
+  cn_alias_ent *a = alias_find(n, ref);
+  if (!a) {
+    cn_term_free(msg);
+    return 0;
+  }
+  cn_proc *p = a->proc;
+  prio = prio && (a->opts & CN_ALIAS_PRIORITY);
+  if (a->opts & CN_ALIAS_REPLY) cn_unalias(p, a->ref);
+  return proc_deliver_prio(p, msg, prio);
+}
+
+void link_alias_exit(cn_node *n, const cn_ref *ref, cn_pid from, const cn_term *reason, bool prio) {
+  cn_alias_ent *a = alias_find(n, ref);
+  if (a) proc_exit_signal_prio(a->proc, from, reason, false, prio && (a->opts & CN_ALIAS_PRIORITY));
 }
 
 int cn_send_alias(cn_node *n, cn_proc *from, cn_ref alias, const cn_term *msg) {
   if (!msg || !alias.node) return CN_EINVAL;
-  if (node_is_local(n, alias.node)) {
-    cn_proc *p = link_alias_owner(n, &alias);
-    cn_term *c = p ? cn_term_copy(msg) : NULL;
-    if (p && !c) return CN_ENOMEM;
-    if (p) proc_deliver(p, c);
-    return 0;
-  }
-  if (!(conn_peer_flags(n, alias.node) & DFLAG_ALIAS) && conn_peer_flags(n, alias.node)) return 0;
-  cn_term e[3] = {tv_int(DOP_ALIAS_SEND), tv_pid(from ? from->pid : n->sys_pid), tv_ref(alias)};
-  cn_term ctl = tv_tuple(e, 3);
-  return conn_send(n, alias.node, &ctl, msg);
+  cn_term to = tv_ref(alias);
+  return cn_send_opts(n, from, &to, msg, 0);
 }
 
 /* ---- Death and nodedown -------------------------------------------------------------------------------------- */

@@ -51,6 +51,7 @@ typedef struct cn_mon_out {
 typedef struct cn_alias_ent {
   uint64_t key;
   cn_ref ref;
+  unsigned opts; /* CN_ALIAS_* */
   cn_proc *proc;
   struct cn_alias_ent *next_of_proc;
   UT_hash_handle hh;
@@ -111,6 +112,7 @@ struct cn_proc {
   struct cn_proc *susp_next;
   cn_term *exit_reason; /* set by cn_proc_exit or a killing signal; applied after the handler */
   cn_msg *mq_head, **mq_tail;
+  cn_msg **mq_prio_tail; /* where the next priority message goes: after the last one queued (EEP 76) */
   size_t mq_len;
   const cn_atom *reg_name;
   link_rec *links;
@@ -256,13 +258,24 @@ int node_post_job(cn_node *n, void (*job)(cn_node *n, void *arg), void *arg);
 /* proc.c */
 cn_proc *proc_lookup(cn_node *n, cn_pid pid);
 cn_proc *proc_by_name(cn_node *n, const cn_atom *name);
-/* Takes msg (owned) into p's mailbox. */
-/* Queues msg (taken) for p. CN_ENOMEM when it was dropped for lack of memory; 0 also when p is dead. */
-int proc_deliver(cn_proc *p, cn_term *msg);
+/* Queues msg (taken) for p: at the end, or when prio after the priority messages already queued and ahead of the
+ * ordinary ones (EEP 76). CN_ENOMEM when it was dropped for lack of memory; 0 also when p is dead. */
+int proc_deliver_prio(cn_proc *p, cn_term *msg, bool prio);
+static inline int proc_deliver(cn_proc *p, cn_term *msg) { return proc_deliver_prio(p, msg, false); }
 /* Runs up to budget messages of p; returns how many ran. */
 size_t proc_run(cn_proc *p, size_t budget);
-/* An exit signal from `from` with reason (borrowed) arriving at p (link exit when linked is true). */
-void proc_exit_signal(cn_proc *p, cn_pid from, const cn_term *reason, bool linked);
+/* An exit signal from `from` with reason (borrowed) arriving at p (link exit when linked is true); the 'EXIT'
+ * message of a trapping process is a priority message when prio is true. */
+void proc_exit_signal_prio(cn_proc *p, cn_pid from, const cn_term *reason, bool linked, bool prio);
+static inline void proc_exit_signal(cn_proc *p, cn_pid from, const cn_term *reason, bool linked) {
+  proc_exit_signal_prio(p, from, reason, linked, false);
+}
+/* Sends payload (borrowed) to `to` on the remote node: a message to a pid, a name (atom) or an alias (reference),
+ * or with DIST_ALTACT_EXIT an exit signal to a pid or alias; DIST_ALTACT_PRIO as the priority option of
+ * erlang:send/3 and exit/3. By ALTACT_SIG_SEND when the peer has it and the signal needs it (an alias, or
+ * priority), else as an older peer takes it; an alias signal the peer cannot take is dropped, as OTP does. */
+int proc_send_remote(cn_node *n, cn_proc *from, const cn_atom *node, const cn_term *to, const cn_term *payload,
+                     unsigned altact);
 /* Ends every process with reason shutdown (node stop). */
 void proc_kill_all(cn_node *n);
 /* Frees a dead process once it is out of the run queue. */
@@ -290,6 +303,12 @@ void link_proc_died(cn_proc *p, const cn_term *reason);
 void link_nodedown(cn_node *n, const cn_atom *peer);
 /* The live process that owns an alias, or NULL. */
 cn_proc *link_alias_owner(cn_node *n, const cn_ref *ref);
+/* A message (taken) arriving at an alias: queued for its owner, as a priority message when prio is true and the
+ * alias is a priority alias; a reply alias goes with it. Dropped when the alias is not active. */
+int link_alias_deliver(cn_node *n, const cn_ref *ref, cn_term *msg, bool prio);
+/* An exit signal (reason borrowed) arriving at an alias: to its owner as exit/2's, the 'EXIT' message priority
+ * when prio is true and the alias is a priority alias. Ignored when the alias is not active. */
+void link_alias_exit(cn_node *n, const cn_ref *ref, cn_pid from, const cn_term *reason, bool prio);
 /* Adds a monitor of watcher (remote) on the local process p, reported with name when not NULL. */
 int link_add_mon_in(cn_proc *p, cn_pid watcher, cn_ref ref, const cn_atom *name);
 int link_add(link_rec **l, cn_pid pid);

@@ -66,7 +66,7 @@ int cn_spawn(cn_node *n, cn_handler_fn handler, void *state, const cn_proc_opts 
     p->terminate = opts->terminate;
     p->trap_exit = opts->trap_exit;
   }
-  p->mq_tail = &p->mq_head;
+  p->mq_tail = p->mq_prio_tail = &p->mq_head;
   node_hash_oom = false;
   HASH_ADD(hh, n->procs, key, sizeof(uint32_t), p);
   if (node_hash_oom) {
@@ -86,7 +86,7 @@ bool cn_trap_exit(cn_proc *self, bool on) {
 }
 cn_node *cn_proc_node(cn_proc *p) { return p->node; }
 
-int proc_deliver(cn_proc *p, cn_term *msg) {
+int proc_deliver_prio(cn_proc *p, cn_term *msg, bool prio) {
   if (p->dead || !msg) {
     cn_term_free(msg);
     return msg ? 0 : CN_ENOMEM; /* a NULL message is one its builder could not make */
@@ -96,10 +96,13 @@ int proc_deliver(cn_proc *p, cn_term *msg) {
     cn_term_free(msg);
     return CN_ENOMEM;
   }
-  m->next = NULL;
   m->term = msg;
-  *p->mq_tail = m;
-  p->mq_tail = &m->next;
+  /* A priority message overtakes the ordinary ones but not earlier priority ones (EEP 76's figure 2). */
+  cn_msg ***at = prio ? &p->mq_prio_tail : &p->mq_tail;
+  m->next = **at;
+  **at = m;
+  if (!m->next) p->mq_tail = &m->next;
+  if (prio) p->mq_prio_tail = &m->next;
   p->mq_len++;
   node_schedule(p->node, p);
   return 0;
@@ -130,7 +133,7 @@ static void proc_die(cn_proc *p, const cn_term *reason) {
     cn_term_free(m->term);
     cn_free(m);
   }
-  p->mq_tail = &p->mq_head;
+  p->mq_tail = p->mq_prio_tail = &p->mq_head;
   p->mq_len = 0;
 }
 
@@ -153,6 +156,7 @@ size_t proc_run(cn_proc *p, size_t budget) {
     cn_msg *m = p->mq_head;
     p->mq_head = m->next;
     if (!p->mq_head) p->mq_tail = &p->mq_head;
+    if (p->mq_prio_tail == &m->next) p->mq_prio_tail = &p->mq_head; /* the last priority message left */
     p->mq_len--;
     if (!p->calls || !call_intercept(p, m->term)) p->handler(p, m->term, p->state);
     cn_term_free(m->term);
@@ -163,7 +167,7 @@ size_t proc_run(cn_proc *p, size_t budget) {
   return ran;
 }
 
-void proc_exit_signal(cn_proc *p, cn_pid from, const cn_term *reason, bool linked) {
+void proc_exit_signal_prio(cn_proc *p, cn_pid from, const cn_term *reason, bool linked, bool prio) {
   cn_node *n = p->node;
   if (p->dead || p->exit_reason) return;
   bool is_kill = reason->type == CN_ATOM && strcmp(reason->v.atom->name, "kill") == 0;
@@ -172,7 +176,7 @@ void proc_exit_signal(cn_proc *p, cn_pid from, const cn_term *reason, bool linke
     /* exit(Pid, kill) cannot be trapped and ends the process with reason killed. */
     p->exit_reason = cn_mk_atomc(n, "killed");
   } else if (p->trap_exit) {
-    proc_deliver(p, cn_mk_tuple(3, cn_mk_atomc(n, "EXIT"), cn_mk_pid(from), cn_term_copy(reason)));
+    proc_deliver_prio(p, cn_mk_tuple(3, cn_mk_atomc(n, "EXIT"), cn_mk_pid(from), cn_term_copy(reason)), prio);
     return;
   } else if (is_normal && !node_pid_eq(from, p->pid)) {
     return;
@@ -235,78 +239,137 @@ int cn_whereis(cn_node *n, const char *name, cn_pid *out) {
   return 0;
 }
 
-int cn_exit(cn_node *n, cn_proc *from, cn_pid to, const cn_term *reason) {
-  if (!reason || !to.node) return CN_EINVAL;
+int cn_exit_opts(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *reason, unsigned opts) {
+  if (!dest || !reason || (opts & ~(unsigned)CN_SEND_PRIORITY)) return CN_EINVAL;
+  bool prio = opts & CN_SEND_PRIORITY;
   cn_pid f = from ? from->pid : n->sys_pid;
-  if (node_is_local(n, to.node)) {
-    cn_proc *p = proc_lookup(n, to);
-    if (p) proc_exit_signal(p, f, reason, false);
+  const cn_atom *node;
+  if (dest->type == CN_PID) node = dest->v.pid.node;
+  else if (dest->type == CN_REF) node = dest->v.ref.node;
+  else return CN_EINVAL;
+  if (!node) return CN_EINVAL;
+  if (!node_is_local(n, node))
+    return proc_send_remote(n, from, node, dest, reason, DIST_ALTACT_EXIT | (prio ? DIST_ALTACT_PRIO : 0));
+  if (dest->type == CN_REF) {
+    link_alias_exit(n, &dest->v.ref, f, reason, prio);
     return 0;
   }
-  cn_term e[4] = {tv_int(DOP_EXIT2), tv_pid(f), tv_pid(to), *reason};
-  if (conn_peer_flags(n, to.node) & DFLAG_EXIT_PAYLOAD) {
-    e[0] = tv_int(DOP_PAYLOAD_EXIT2);
-    cn_term ctl = tv_tuple(e, 3);
-    return conn_send(n, to.node, &ctl, reason);
-  }
-  cn_term ctl = tv_tuple(e, 4);
-  return conn_send(n, to.node, &ctl, NULL);
+  cn_proc *p = proc_lookup(n, dest->v.pid);
+  if (p) proc_exit_signal(p, f, reason, false);
+  return 0;
+}
+
+int cn_exit(cn_node *n, cn_proc *from, cn_pid to, const cn_term *reason) {
+  cn_term dest = tv_pid(to);
+  return cn_exit_opts(n, from, &dest, reason, 0);
 }
 
 /* ---- Sending --------------------------------------------------------------------------------------------- */
 
 static cn_pid sender(cn_node *n, cn_proc *from) { return from ? from->pid : n->sys_pid; }
 
-int cn_send(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg) {
+/* The older control messages, for a peer without ALTACT_SIG or a signal that does not need it. */
+static int send_classic(cn_node *n, cn_proc *from, const cn_atom *node, const cn_term *to, const cn_term *payload,
+                        unsigned altact) {
+  uint64_t flags = conn_peer_flags(n, node); /* 0 until connected: OTP too encodes for the least then */
+  cn_term e[4] = {tv_int(DOP_SEND_SENDER), tv_pid(sender(n, from)), *to, tv_atom(n->empty)};
+  cn_term ctl = tv_tuple(e, 3);
+  if (altact & DIST_ALTACT_EXIT) {
+    if (to->type != CN_PID) return 0; /* an exit to an alias needs ALTACT_SIG: dropped, as OTP does */
+    if (flags & DFLAG_EXIT_PAYLOAD) {
+      e[0] = tv_int(DOP_PAYLOAD_EXIT2);
+      return conn_send(n, node, &ctl, payload);
+    }
+    e[0] = tv_int(DOP_EXIT2);
+    e[3] = *payload;
+    ctl = tv_tuple(e, 4);
+    return conn_send(n, node, &ctl, NULL);
+  }
+  if (to->type == CN_REF) {
+    if (flags && !(flags & DFLAG_ALIAS)) return 0; /* a peer without aliases has none of ours to send to */
+    e[0] = tv_int(DOP_ALIAS_SEND);
+    return conn_send(n, node, &ctl, payload);
+  }
+  if (to->type == CN_ATOM) {
+    /* {REG_SEND, From, '', Name}: the unused element was once the cookie. */
+    e[0] = tv_int(DOP_REG_SEND);
+    e[2] = tv_atom(n->empty);
+    e[3] = *to;
+    ctl = tv_tuple(e, 4);
+  } else if (!(flags & DFLAG_SEND_SENDER)) {
+    e[0] = tv_int(DOP_SEND);
+    e[1] = tv_atom(n->empty);
+  }
+  return conn_send_from(n, from, node, &ctl, payload);
+}
+
+int proc_send_remote(cn_node *n, cn_proc *from, const cn_atom *node, const cn_term *to, const cn_term *payload,
+                     unsigned altact) {
+  /* As erts' dsig_send_msg and send_exit2: ALTACT_SIG for an alias or a priority signal, when the peer has it. */
+  if (!(to->type == CN_REF || (altact & DIST_ALTACT_PRIO)) || !(conn_peer_flags(n, node) & DFLAG_ALTACT_SIG))
+    return send_classic(n, from, node, to, payload, altact);
+  cn_term e[5];
+  cn_term ctl = dist_altact_ctl(e, altact, sender(n, from), to, NULL);
+  if (to->type == CN_REF || (altact & DIST_ALTACT_EXIT)) return conn_send(n, node, &ctl, payload);
+  return conn_send_from(n, from, node, &ctl, payload);
+}
+
+static int send_pid(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg, unsigned altact) {
   if (!msg || !to.node) return CN_EINVAL;
   if (node_is_local(n, to.node)) {
     cn_proc *p = proc_lookup(n, to);
     if (!p || p->dead) return 0;
     cn_term *c = cn_term_copy(msg);
-    return c ? proc_deliver(p, c) : CN_ENOMEM;
+    return c ? proc_deliver(p, c) : CN_ENOMEM; /* priority counts only through a priority alias */
   }
-  cn_term e[3];
-  cn_term ctl;
-  if (conn_peer_flags(n, to.node) & DFLAG_SEND_SENDER) {
-    e[0] = tv_int(DOP_SEND_SENDER);
-    e[1] = tv_pid(sender(n, from));
-    e[2] = tv_pid(to);
-  } else {
-    /* The unused element was once the cookie; OTP sends the empty atom. */
-    e[0] = tv_int(DOP_SEND);
-    e[1] = tv_atom(n->empty);
-    e[2] = tv_pid(to);
-  }
-  ctl = tv_tuple(e, 3);
-  return conn_send_from(n, from, to.node, &ctl, msg);
+  cn_term dest = tv_pid(to);
+  return proc_send_remote(n, from, to.node, &dest, msg, altact);
 }
 
-static int send_name_atoms(cn_node *n, cn_proc *from, const cn_atom *name, const cn_atom *node, const cn_term *msg) {
+int cn_send(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg) { return send_pid(n, from, to, msg, 0); }
+
+static int send_name_atoms(cn_node *n, cn_proc *from, const cn_atom *name, const cn_atom *node, const cn_term *msg,
+                           unsigned altact) {
   if (!name) return CN_EINVAL;
   if (!node || node_is_local(n, node)) {
     cn_proc *p = proc_by_name(n, name);
     if (!p) return CN_ENOTFOUND;
     return cn_send(n, from, p->pid, msg);
   }
-  cn_term e[4] = {tv_int(DOP_REG_SEND), tv_pid(sender(n, from)), tv_atom(n->empty), tv_atom(name)};
-  cn_term ctl = tv_tuple(e, 4);
-  return conn_send_from(n, from, node, &ctl, msg);
+  cn_term dest = tv_atom(name);
+  return proc_send_remote(n, from, node, &dest, msg, altact);
+}
+
+static int send_alias(cn_node *n, cn_proc *from, cn_ref alias, const cn_term *msg, unsigned altact) {
+  if (!alias.node) return CN_EINVAL;
+  if (!node_is_local(n, alias.node)) {
+    cn_term dest = tv_ref(alias);
+    return proc_send_remote(n, from, alias.node, &dest, msg, altact);
+  }
+  if (!link_alias_owner(n, &alias)) return 0;
+  cn_term *c = cn_term_copy(msg);
+  return c ? link_alias_deliver(n, &alias, c, altact & DIST_ALTACT_PRIO) : CN_ENOMEM;
 }
 
 int cn_send_name(cn_node *n, cn_proc *from, const char *name, const cn_atom *node, const cn_term *msg) {
   if (!name || !msg) return CN_EINVAL;
-  return send_name_atoms(n, from, cn_intern(n, name), node, msg);
+  return send_name_atoms(n, from, cn_intern(n, name), node, msg, 0);
+}
+
+int cn_send_opts(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *msg, unsigned opts) {
+  if (!dest || !msg || (opts & ~(unsigned)CN_SEND_PRIORITY)) return CN_EINVAL;
+  unsigned altact = opts & CN_SEND_PRIORITY ? DIST_ALTACT_PRIO : 0;
+  if (dest->type == CN_PID) return send_pid(n, from, dest->v.pid, msg, altact);
+  if (dest->type == CN_REF) return send_alias(n, from, dest->v.ref, msg, altact);
+  if (dest->type == CN_ATOM) return send_name_atoms(n, from, dest->v.atom, NULL, msg, altact);
+  const cn_term *name = cn_tuple_elem(dest, 2, 0), *node = cn_tuple_elem(dest, 2, 1);
+  if (name && node && name->type == CN_ATOM && node->type == CN_ATOM)
+    return send_name_atoms(n, from, name->v.atom, node->v.atom, msg, altact);
+  return CN_EINVAL;
 }
 
 int cn_send_to(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *msg) {
-  if (!dest || !msg) return CN_EINVAL;
-  if (dest->type == CN_PID) return cn_send(n, from, dest->v.pid, msg);
-  if (dest->type == CN_REF) return cn_send_alias(n, from, dest->v.ref, msg);
-  if (dest->type == CN_ATOM) return send_name_atoms(n, from, dest->v.atom, NULL, msg);
-  const cn_term *name = cn_tuple_elem(dest, 2, 0), *node = cn_tuple_elem(dest, 2, 1);
-  if (name && node && name->type == CN_ATOM && node->type == CN_ATOM)
-    return send_name_atoms(n, from, name->v.atom, node->v.atom, msg);
-  return CN_EINVAL;
+  return cn_send_opts(n, from, dest, msg, 0);
 }
 
 /* ---- gen_server glue -------------------------------------------------------------------------------------- */

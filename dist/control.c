@@ -24,42 +24,44 @@ enum fld {
 typedef struct {
   int op;
   const char *name;
-  uint8_t arity;
+  uint8_t arity; /* exact, or the least when open */
   bool payload;
+  bool open; /* later elements are allowed (ALTACT_SIG_SEND: "might be extended in the future") */
   uint8_t f[6];
 } op_row;
 
 static const op_row ops[] = {
-    {DOP_LINK, "LINK", 3, false, {F_FROM, F_TO}},
-    {DOP_SEND, "SEND", 3, true, {F_UNUSED, F_TO}},
-    {DOP_EXIT, "EXIT", 4, false, {F_FROM, F_TO, F_REASON}},
-    {DOP_UNLINK, "UNLINK", 3, false, {F_FROM, F_TO}},
-    {DOP_NODE_LINK, "NODE_LINK", 1, false, {F_NONE}},
-    {DOP_REG_SEND, "REG_SEND", 4, true, {F_FROM, F_UNUSED, F_NAME}},
-    {DOP_GROUP_LEADER, "GROUP_LEADER", 3, false, {F_FROM, F_TO}},
-    {DOP_EXIT2, "EXIT2", 4, false, {F_FROM, F_TO, F_REASON}},
-    {DOP_SEND_TT, "SEND_TT", 4, true, {F_UNUSED, F_TO, F_TOKEN}},
-    {DOP_EXIT_TT, "EXIT_TT", 5, false, {F_FROM, F_TO, F_TOKEN, F_REASON}},
-    {DOP_REG_SEND_TT, "REG_SEND_TT", 5, true, {F_FROM, F_UNUSED, F_NAME, F_TOKEN}},
-    {DOP_EXIT2_TT, "EXIT2_TT", 5, false, {F_FROM, F_TO, F_TOKEN, F_REASON}},
-    {DOP_MONITOR_P, "MONITOR_P", 4, false, {F_FROM, F_TO, F_REF}},
-    {DOP_DEMONITOR_P, "DEMONITOR_P", 4, false, {F_FROM, F_TO, F_REF}},
-    {DOP_MONITOR_P_EXIT, "MONITOR_P_EXIT", 5, false, {F_FROM, F_TO, F_REF, F_REASON}},
-    {DOP_SEND_SENDER, "SEND_SENDER", 3, true, {F_FROM, F_TO}},
-    {DOP_SEND_SENDER_TT, "SEND_SENDER_TT", 4, true, {F_FROM, F_TO, F_TOKEN}},
-    {DOP_PAYLOAD_EXIT, "PAYLOAD_EXIT", 3, true, {F_FROM, F_TO}},
-    {DOP_PAYLOAD_EXIT_TT, "PAYLOAD_EXIT_TT", 4, true, {F_FROM, F_TO, F_TOKEN}},
-    {DOP_PAYLOAD_EXIT2, "PAYLOAD_EXIT2", 3, true, {F_FROM, F_TO}},
-    {DOP_PAYLOAD_EXIT2_TT, "PAYLOAD_EXIT2_TT", 4, true, {F_FROM, F_TO, F_TOKEN}},
-    {DOP_PAYLOAD_MONITOR_P_EXIT, "PAYLOAD_MONITOR_P_EXIT", 4, true, {F_FROM, F_TO, F_REF}},
-    {DOP_SPAWN_REQUEST, "SPAWN_REQUEST", 6, true, {F_ID, F_FROM, F_GL, F_MFA, F_OPTS}},
-    {DOP_SPAWN_REQUEST_TT, "SPAWN_REQUEST_TT", 7, true, {F_ID, F_FROM, F_GL, F_MFA, F_OPTS, F_TOKEN}},
-    {DOP_SPAWN_REPLY, "SPAWN_REPLY", 5, false, {F_ID, F_TO, F_FLAGS, F_RESULT}},
-    {DOP_SPAWN_REPLY_TT, "SPAWN_REPLY_TT", 6, false, {F_ID, F_TO, F_FLAGS, F_RESULT, F_TOKEN}},
-    {DOP_ALIAS_SEND, "ALIAS_SEND", 3, true, {F_FROM, F_REF}},
-    {DOP_ALIAS_SEND_TT, "ALIAS_SEND_TT", 4, true, {F_FROM, F_REF, F_TOKEN}},
-    {DOP_UNLINK_ID, "UNLINK_ID", 4, false, {F_ID, F_FROM, F_TO}},
-    {DOP_UNLINK_ID_ACK, "UNLINK_ID_ACK", 4, false, {F_ID, F_FROM, F_TO}},
+    {DOP_LINK, "LINK", 3, false, false, {F_FROM, F_TO}},
+    {DOP_SEND, "SEND", 3, true, false, {F_UNUSED, F_TO}},
+    {DOP_EXIT, "EXIT", 4, false, false, {F_FROM, F_TO, F_REASON}},
+    {DOP_UNLINK, "UNLINK", 3, false, false, {F_FROM, F_TO}},
+    {DOP_NODE_LINK, "NODE_LINK", 1, false, false, {F_NONE}},
+    {DOP_REG_SEND, "REG_SEND", 4, true, false, {F_FROM, F_UNUSED, F_NAME}},
+    {DOP_GROUP_LEADER, "GROUP_LEADER", 3, false, false, {F_FROM, F_TO}},
+    {DOP_EXIT2, "EXIT2", 4, false, false, {F_FROM, F_TO, F_REASON}},
+    {DOP_SEND_TT, "SEND_TT", 4, true, false, {F_UNUSED, F_TO, F_TOKEN}},
+    {DOP_EXIT_TT, "EXIT_TT", 5, false, false, {F_FROM, F_TO, F_TOKEN, F_REASON}},
+    {DOP_REG_SEND_TT, "REG_SEND_TT", 5, true, false, {F_FROM, F_UNUSED, F_NAME, F_TOKEN}},
+    {DOP_EXIT2_TT, "EXIT2_TT", 5, false, false, {F_FROM, F_TO, F_TOKEN, F_REASON}},
+    {DOP_MONITOR_P, "MONITOR_P", 4, false, false, {F_FROM, F_TO, F_REF}},
+    {DOP_DEMONITOR_P, "DEMONITOR_P", 4, false, false, {F_FROM, F_TO, F_REF}},
+    {DOP_MONITOR_P_EXIT, "MONITOR_P_EXIT", 5, false, false, {F_FROM, F_TO, F_REF, F_REASON}},
+    {DOP_SEND_SENDER, "SEND_SENDER", 3, true, false, {F_FROM, F_TO}},
+    {DOP_SEND_SENDER_TT, "SEND_SENDER_TT", 4, true, false, {F_FROM, F_TO, F_TOKEN}},
+    {DOP_PAYLOAD_EXIT, "PAYLOAD_EXIT", 3, true, false, {F_FROM, F_TO}},
+    {DOP_PAYLOAD_EXIT_TT, "PAYLOAD_EXIT_TT", 4, true, false, {F_FROM, F_TO, F_TOKEN}},
+    {DOP_PAYLOAD_EXIT2, "PAYLOAD_EXIT2", 3, true, false, {F_FROM, F_TO}},
+    {DOP_PAYLOAD_EXIT2_TT, "PAYLOAD_EXIT2_TT", 4, true, false, {F_FROM, F_TO, F_TOKEN}},
+    {DOP_PAYLOAD_MONITOR_P_EXIT, "PAYLOAD_MONITOR_P_EXIT", 4, true, false, {F_FROM, F_TO, F_REF}},
+    {DOP_SPAWN_REQUEST, "SPAWN_REQUEST", 6, true, false, {F_ID, F_FROM, F_GL, F_MFA, F_OPTS}},
+    {DOP_SPAWN_REQUEST_TT, "SPAWN_REQUEST_TT", 7, true, false, {F_ID, F_FROM, F_GL, F_MFA, F_OPTS, F_TOKEN}},
+    {DOP_SPAWN_REPLY, "SPAWN_REPLY", 5, false, false, {F_ID, F_TO, F_FLAGS, F_RESULT}},
+    {DOP_SPAWN_REPLY_TT, "SPAWN_REPLY_TT", 6, false, false, {F_ID, F_TO, F_FLAGS, F_RESULT, F_TOKEN}},
+    {DOP_ALIAS_SEND, "ALIAS_SEND", 3, true, false, {F_FROM, F_REF}},
+    {DOP_ALIAS_SEND_TT, "ALIAS_SEND_TT", 4, true, false, {F_FROM, F_REF, F_TOKEN}},
+    {DOP_UNLINK_ID, "UNLINK_ID", 4, false, false, {F_ID, F_FROM, F_TO}},
+    {DOP_UNLINK_ID_ACK, "UNLINK_ID_ACK", 4, false, false, {F_ID, F_FROM, F_TO}},
+    {DOP_ALTACT_SIG_SEND, "ALTACT_SIG_SEND", 4, true, true, {F_FLAGS, F_FROM, F_TO, F_TOKEN}},
 };
 
 static const op_row *find_op(int op) {
@@ -81,6 +83,43 @@ const char *dist_op_name(int op) {
 static bool is_pid(const cn_term *t) { return t->type == CN_PID; }
 static bool is_pid_or_atom(const cn_term *t) { return t->type == CN_PID || t->type == CN_ATOM; }
 
+/* Flags: a non-negative integer; only its least significant byte is read (erts does the same for a bignum). */
+static int altact_flags(const cn_term *t, unsigned *out) {
+  if (t->type == CN_INT && t->v.i >= 0) *out = (unsigned)(t->v.i & 0xff);
+  else if (t->type == CN_BIG && !t->v.big.sign) *out = t->v.big.n ? t->v.big.mag[0] : 0;
+  else return CN_EPROTO;
+  *out &= DIST_ALTACT_KNOWN;
+  return 0;
+}
+
+/* Moves To where its flags put it, and keeps the token only when the TOKEN bit announces one. */
+static int altact_check(dist_ctl *out) {
+  if (altact_flags(out->flags, &out->altact) || !is_pid(out->from)) return CN_EPROTO;
+  if (!(out->altact & DIST_ALTACT_TOKEN)) out->token = NULL;
+  else if (!out->token) return CN_EPROTO;
+  const cn_term *to = out->to;
+  out->to = NULL;
+  switch (out->altact & (DIST_ALTACT_ALIAS | DIST_ALTACT_NAME)) {
+  case DIST_ALTACT_ALIAS: out->ref = to; return to->type == CN_REF ? 0 : CN_EPROTO;
+  case DIST_ALTACT_NAME: out->name = to; return to->type == CN_ATOM ? 0 : CN_EPROTO;
+  case 0: out->to = to; return is_pid(to) ? 0 : CN_EPROTO;
+  default: return CN_EPROTO;
+  }
+}
+
+cn_term dist_altact_ctl(cn_term e[5], unsigned flags, cn_pid from, const cn_term *to, const cn_term *token) {
+  flags &= DIST_ALTACT_PRIO | DIST_ALTACT_EXIT;
+  if (to->type == CN_REF) flags |= DIST_ALTACT_ALIAS;
+  else if (to->type == CN_ATOM) flags |= DIST_ALTACT_NAME;
+  if (token) flags |= DIST_ALTACT_TOKEN;
+  e[0] = cn_tv_int(DOP_ALTACT_SIG_SEND);
+  e[1] = cn_tv_int(flags);
+  e[2] = cn_tv_pid(from);
+  e[3] = *to;
+  if (token) e[4] = *token;
+  return cn_tv_tuple(e, token ? 5 : 4);
+}
+
 int dist_ctl_parse(const cn_term *ctl, dist_ctl *out) {
   memset(out, 0, sizeof *out);
   if (ctl->type != CN_TUPLE || ctl->v.tuple.arity < 1) return CN_EPROTO;
@@ -88,9 +127,10 @@ int dist_ctl_parse(const cn_term *ctl, dist_ctl *out) {
   if (e[0].type != CN_INT) return CN_EPROTO;
   const op_row *r = find_op((int)e[0].v.i);
   if (!r) return CN_EUNSUPPORTED;
-  if (ctl->v.tuple.arity != r->arity) return CN_EPROTO;
+  uint32_t arity = ctl->v.tuple.arity;
+  if (r->open ? arity < r->arity : arity != r->arity) return CN_EPROTO;
   out->op = r->op;
-  for (uint32_t i = 1; i < r->arity; i++) {
+  for (uint32_t i = 1; i < arity && i <= sizeof r->f; i++) {
     const cn_term *x = &e[i];
     switch (r->f[i - 1]) {
     case F_FROM: out->from = x; break;
@@ -144,6 +184,7 @@ int dist_ctl_parse(const cn_term *ctl, dist_ctl *out) {
   case DOP_SPAWN_REPLY_TT:
     if (!is_pid(out->to)) return CN_EPROTO;
     break;
+  case DOP_ALTACT_SIG_SEND: return altact_check(out);
   default: /* links, exits, send_sender, group leader: pid to pid */
     if (!is_pid(out->from) || !is_pid(out->to)) return CN_EPROTO;
     break;

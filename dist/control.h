@@ -38,6 +38,17 @@ enum dist_op {
   DOP_ALIAS_SEND_TT = 34,
   DOP_UNLINK_ID = 35,
   DOP_UNLINK_ID_ACK = 36,
+  DOP_ALTACT_SIG_SEND = 37, /* OTP 28: {37, Flags, From, To} or {37, Flags, From, To, Token}, then the payload */
+};
+
+/* ALTACT_SIG_SEND flag bits (erts dist.h ERTS_DOP_ALTACT_SIG_FLG_*). Neither ALIAS nor NAME: To is a pid. */
+enum dist_altact_flag {
+  DIST_ALTACT_PRIO = 1,   /* a priority signal: counts only when To is an active priority alias */
+  DIST_ALTACT_TOKEN = 2,  /* the control tuple carries a trace token as its fifth element */
+  DIST_ALTACT_ALIAS = 4,  /* To is a process alias (a reference) */
+  DIST_ALTACT_NAME = 8,   /* To is a registered name (an atom); an unregistered one drops the signal */
+  DIST_ALTACT_EXIT = 16,  /* an exit signal (as exit/2) whose reason is the payload; else a message */
+  DIST_ALTACT_KNOWN = 31, /* the bits above; a receiver ignores the others (OTP reserves them) */
 };
 
 /* A checked control message. Fields borrow from the control term; those the operation lacks are NULL. */
@@ -55,13 +66,22 @@ typedef struct dist_ctl {
   const cn_term *gl;     /* SPAWN_REQUEST group leader */
   const cn_term *flags;  /* SPAWN_REPLY flags */
   const cn_term *result; /* SPAWN_REPLY result */
+  unsigned altact;       /* ALTACT_SIG_SEND: its flags' known bits (DIST_ALTACT_*) */
 } dist_ctl;
 
 /* Checks that ctl is a known control message of the right shape and fills out. Returns 0, CN_EPROTO for a
- * wrong shape, or CN_EUNSUPPORTED for an operation code this node does not know. */
+ * wrong shape, or CN_EUNSUPPORTED for an operation code this node does not know. ALTACT_SIG_SEND, as erts reads
+ * it: at least 4 elements (later ones are for future use and ignored), Flags a non-negative integer of any size
+ * whose unknown bits are ignored, From a pid, a Token as the fifth element when the TOKEN bit says so; To is put
+ * in out->ref (ALIAS: a reference), out->name (NAME: an atom) or out->to (neither: a pid); ALIAS with NAME is
+ * an error. */
 int dist_ctl_parse(const cn_term *ctl, dist_ctl *out);
 /* True when the operation is followed by a payload term. */
 bool dist_op_has_payload(int op);
+/* Builds ALTACT_SIG_SEND's control tuple in e (5 slots; the result borrows e, from, to and token): flags are
+ * DIST_ALTACT_* without TOKEN, which is set when token is not NULL; ALIAS or NAME follow to's type (a reference
+ * or an atom; otherwise to must be a pid). */
+cn_term dist_altact_ctl(cn_term e[5], unsigned flags, cn_pid from, const cn_term *to, const cn_term *token);
 /* A short name of an operation, for logs ("SEND", "REG_SEND"...; "?" when unknown). */
 const char *dist_op_name(int op);
 

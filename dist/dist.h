@@ -46,8 +46,13 @@ extern "C" {
 #define DFLAG_NAME_ME ((uint64_t)1 << 33)
 #define DFLAG_V4_NC ((uint64_t)1 << 34)
 #define DFLAG_ALIAS ((uint64_t)1 << 35)
+/* OTP 28: ALTACT_SIG_SEND (op 37) for alias sends, priority messages and exits to aliases. */
+#define DFLAG_ALTACT_SIG ((uint64_t)1 << 37)
+/* OTP 29: native records in the external format; not announced (term/ has no such type). */
+#define DFLAG_NATIVE_RECORDS ((uint64_t)1 << 38)
 
-/* What an OTP 25 node refuses to connect without; MANDATORY_25_DIGEST stands for all of these. */
+/* What an OTP 25 node refuses to connect without; MANDATORY_25_DIGEST stands for all of these. OTP 26 to 29 add
+ * V4_NC and UNLINK_ID (their DFLAGS_MANDATORY), which DIST_FLAGS_DEFAULT announces too. */
 #define DIST_FLAGS_MANDATORY_25                                                                                        \
   (DFLAG_EXTENDED_REFERENCES | DFLAG_FUN_TAGS | DFLAG_EXTENDED_PIDS_PORTS | DFLAG_NEW_FUN_TAGS |                       \
    DFLAG_EXPORT_PTR_TAG | DFLAG_BIT_BINARIES | DFLAG_NEW_FLOATS | DFLAG_UTF8_ATOMS | DFLAG_MAP_TAG |                   \
@@ -58,7 +63,8 @@ extern "C" {
 #define DIST_FLAGS_DEFAULT                                                                                             \
   (DFLAG_PUBLISHED | DIST_FLAGS_MANDATORY_25 | DFLAG_MANDATORY_25_DIGEST | DFLAG_DIST_MONITOR |                        \
    DFLAG_DIST_MONITOR_NAME | DFLAG_SMALL_ATOM_TAGS | DFLAG_SEND_SENDER | DFLAG_BIG_SEQTRACE_LABELS |                   \
-   DFLAG_EXIT_PAYLOAD | DFLAG_FRAGMENTS | DFLAG_UNLINK_ID | DFLAG_SPAWN | DFLAG_V4_NC | DFLAG_ALIAS)
+   DFLAG_EXIT_PAYLOAD | DFLAG_FRAGMENTS | DFLAG_UNLINK_ID | DFLAG_SPAWN | DFLAG_V4_NC | DFLAG_ALIAS |                  \
+   DFLAG_ALTACT_SIG)
 
 /* Returns flags with MANDATORY_25_DIGEST expanded into the set it stands for (as OTP does on receipt). */
 uint64_t dist_flags_expand(uint64_t flags);

@@ -37,6 +37,15 @@ static void check_ctl(const cn_term *ctl, const dist_ctl *c) {
   case DOP_UNLINK_ID:
   case DOP_UNLINK_ID_ACK: FUZZ_CHECK(is_pid(c->from) && is_pid(c->to) && c->id); break;
   case DOP_NODE_LINK: break;
+  case DOP_ALTACT_SIG_SEND:
+    /* Exactly one addressing field, of the type its flag says; the token only with its bit. */
+    FUZZ_CHECK(is_pid(c->from) && c->flags && !(c->altact & ~(unsigned)DIST_ALTACT_KNOWN));
+    FUZZ_CHECK(!!c->to + !!c->name + !!c->ref == 1);
+    FUZZ_CHECK(c->ref    ? c->ref->type == CN_REF && (c->altact & DIST_ALTACT_ALIAS)
+               : c->name ? c->name->type == CN_ATOM && (c->altact & DIST_ALTACT_NAME)
+                         : is_pid(c->to));
+    FUZZ_CHECK(!!c->token == !!(c->altact & DIST_ALTACT_TOKEN));
+    break;
   default: FUZZ_CHECK(is_pid(c->from) && is_pid(c->to)); break;
   }
   if (c->op == DOP_EXIT || c->op == DOP_EXIT2 || c->op == DOP_EXIT_TT || c->op == DOP_EXIT2_TT ||

@@ -332,6 +332,10 @@ control_seeds(Root, Frames) ->
     W("34_alias_send_tt", {34, P, R, Tok}, Msg),
     W("35_unlink_id", {35, 1 bsl 70, P, Q}, none),
     W("36_unlink_id_ack", {36, 17, P, Q}, none),
+    W("37_altact_alias_prio", {37, 5, P, R}, Msg),
+    W("37_altact_name_token", {37, 10, P, rex, Tok}, Msg),
+    W("37_altact_exit_pid", {37, 16, P, Q}, kill),
+    W("37_altact_exit_alias_prio_extra", {37, 21 bor (1 bsl 70), P, R, Tok, future}, {shutdown, x}),
     W("99_unknown_op", {99, P, Q}, none),
     %% A pass-through body: control and payload each with its 131.
     write(Root, "fuzz_control", "pass_through_send",

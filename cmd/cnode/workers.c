@@ -4,6 +4,7 @@
  * from BEAM. */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cn_global.h"
 #include "ctl.h"
@@ -124,6 +125,19 @@ static void puppet_result(cn_proc *self, int status, const cn_term *reply, void 
 
 static const char *atom_text(const cn_term *t) { return t && t->type == CN_ATOM ? t->v.atom->name : NULL; }
 
+/* An option list of alias/1 ([priority, reply]) or send/3 and exit/3 ([priority]) as CN_ALIAS_* or CN_SEND_*
+ * bits; unknown options give CN_EINVAL's bit pattern (all ones), which the callee refuses. */
+static unsigned puppet_opts(const cn_term *l, bool alias) {
+  unsigned o = 0;
+  for (uint32_t i = 0; l && l->type == CN_LIST && i < l->v.list.len; i++) {
+    const cn_term *x = &l->v.list.e[i];
+    if (cn_is_atom(x, "priority")) o |= alias ? (unsigned)CN_ALIAS_PRIORITY : (unsigned)CN_SEND_PRIORITY;
+    else if (alias && cn_is_atom(x, "reply")) o |= CN_ALIAS_REPLY;
+    else return ~0u;
+  }
+  return o;
+}
+
 static void puppet_cmd(cn_proc *self, puppet *pp, const cn_term *cmd) {
   cn_node *n = cn_proc_node(self);
   const char *op = atom_text(cmd->type == CN_TUPLE && cmd->v.tuple.arity ? &cmd->v.tuple.e[0] : cmd);
@@ -144,12 +158,14 @@ static void puppet_cmd(cn_proc *self, puppet *pp, const cn_term *cmd) {
     rc = cn_demonitor(self, a->v.ref);
   } else if (!strcmp(op, "exit") && a) {
     rc = cn_proc_exit(self, a);
-  } else if (!strcmp(op, "exit_signal") && a && a->type == CN_PID && b) {
+  } else if (!strcmp(op, "exit_signal") && a && a->type == CN_PID && b && !c) {
     rc = cn_exit(n, self, a->v.pid, b);
+  } else if (!strcmp(op, "exit_signal") && a && b && c) { /* {exit_signal, PidOrAlias, Reason, Opts}: exit/3 */
+    rc = cn_exit_opts(n, self, a, b, puppet_opts(c, false));
   } else if (!strcmp(op, "trap_exit") && a) {
     cn_trap_exit(self, cn_is_atom(a, "true"));
-  } else if (!strcmp(op, "send") && a && b) {
-    rc = cn_send_to(n, self, a, b);
+  } else if (!strcmp(op, "send") && a && b) { /* {send, Dest, Msg[, Opts]}: Opts as erlang:send/3's */
+    rc = c ? cn_send_opts(n, self, a, b, puppet_opts(c, false)) : cn_send_to(n, self, a, b);
   } else if (!strcmp(op, "send_big") && a && b && b->type == CN_INT && b->v.i >= 0) {
     /* A binary made in C, byte i = i mod 251, so the receiver can check every byte. */
     size_t len = (size_t)b->v.i;
@@ -167,9 +183,14 @@ static void puppet_cmd(cn_proc *self, puppet *pp, const cn_term *cmd) {
   } else if ((!strcmp(op, "rpc") || !strcmp(op, "erpc")) && atom_text(a) && atom_text(b) && atom_text(c) && d) {
     rc = (!strcmp(op, "rpc") ? cn_rpc : cn_erpc)(self, a->v.atom, atom_text(b), atom_text(c), d, 10000, puppet_result,
                                                  pp);
-  } else if (!strcmp(op, "alias")) {
+  } else if (!strcmp(op, "alias")) { /* alias or {alias, Opts}, Opts as alias/1's */
     cn_ref ref;
-    if (!(rc = cn_alias(self, &ref))) tell(self, pp, cn_mk_tuple(2, cn_mk_atomc(n, "alias"), cn_mk_ref(ref)));
+    if (!(rc = cn_alias_opts(self, a ? puppet_opts(a, true) : 0, &ref)))
+      tell(self, pp, cn_mk_tuple(2, cn_mk_atomc(n, "alias"), cn_mk_ref(ref)));
+  } else if (!strcmp(op, "sleep") && a && a->type == CN_INT && a->v.i >= 0 && a->v.i <= 5000) {
+    /* Test only: blocks the whole node for a while, so that what peers send meanwhile queues up at once. */
+    struct timespec ts = {(time_t)(a->v.i / 1000), (long)(a->v.i % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
   } else if (!strcmp(op, "unalias") && a && a->type == CN_REF) {
     rc = cn_unalias(self, a->v.ref);
   } else if (!strcmp(op, "ping")) {
