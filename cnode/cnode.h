@@ -64,15 +64,11 @@ typedef struct cn_node_opts {
   const cn_tls_opts *tls; /* NULL: plain TCP (inet_tcp_dist). Else every connection is TLS as OTP's inet_tls_dist
                                (-proto_dist inet_tls): read by cn_node_new (files loaded then), borrowed for the call */
   int otp_release;        /* the OTP release whose term semantics the node follows (-0.0 vs 0.0 from 27 on; see
-                             cn_term_cmp_otp), CN_OTP_RELEASE_MIN..MAX. 0: learned from the first BEAM peer that
+                             cn_term_cmp_otp), CN_OTP_RELEASE_MIN..MAX (cn_term.h). 0: learned from the first BEAM peer that
                              answers erlang:system_info(otp_release) after its nodeup; OTP 25's until then.
                              Out of range: CN_EINVAL from cn_node_new */
 } cn_node_opts;
 
-/* The releases cn_node_opts.otp_release accepts, and the one a node follows until it learns its cluster's. */
-#define CN_OTP_RELEASE_MIN 17
-#define CN_OTP_RELEASE_MAX 999
-#define CN_OTP_RELEASE_DEFAULT 25
 
 /* Creates a node on loop (NULL: the node creates and owns its own loop). Nothing is opened yet.
  * *out is freed with cn_node_free. SIGPIPE is set to ignored unless the program has its own handler: a peer that
