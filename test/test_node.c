@@ -576,6 +576,29 @@ static void test_listen_addr(void **st) {
   cn_node_free(n);
 }
 
+/* cn_node_opts.otp_release: a set release is known at once (no peer is asked); 0 follows OTP 25 until a peer
+ * tells; outside CN_OTP_RELEASE_MIN..MAX is CN_EINVAL. */
+static void test_otp_release_opts(void **st) {
+  (void)st;
+  static const struct {
+    int set, rc, follows;
+    bool known;
+  } c[] = {{0, 0, 25, false}, {25, 0, 25, true}, {27, 0, 27, true}, {29, 0, 29, true}, {17, 0, 17, true},
+           {999, 0, 999, true}, {16, CN_EINVAL, 0, false}, {1000, CN_EINVAL, 0, false}, {-27, CN_EINVAL, 0, false}};
+  for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+    cn_node_opts o = {.name = "rel@127.0.0.1", .cookie = "c", .otp_release = c[i].set};
+    cn_node *n = NULL;
+    assert_int_equal(cn_node_new(&n, NULL, &o), c[i].rc);
+    if (c[i].rc) {
+      assert_null(n);
+      continue;
+    }
+    assert_int_equal(cn_node_otp_release(n), c[i].follows);
+    assert_int_equal(cn_node_otp_release_known(n), c[i].known);
+    cn_node_free(n);
+  }
+}
+
 /* A bad address or range is CN_EINVAL from cn_node_new; an address this host does not have fails the start
  * with CN_EIO and a log line, and the node can still be freed. */
 static void test_listen_invalid(void **st) {
@@ -606,6 +629,7 @@ static void test_listen_invalid(void **st) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sigpipe),
+      cmocka_unit_test(test_otp_release_opts),
       cmocka_unit_test(test_local_send_and_names),
       cmocka_unit_test(test_exit_signals),
       cmocka_unit_test(test_c_to_c),
