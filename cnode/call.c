@@ -205,7 +205,7 @@ int cn_call(cn_proc *self, const cn_term *server, const cn_term *request, unsign
   cn_term msg = tv_tuple(msg_e, 3);
   rc = cn_send_to(n, self, server, &msg);
   if (rc == CN_ENOTFOUND) return 0; /* the DOWN noproc completes the call */
-  if (rc) { /* nothing was sent (no memory): undo, so cb never runs, as the contract says */
+  if (rc) {                         /* nothing was sent (no memory): undo, so cb never runs, as the contract says */
     cn_unalias(self, ref);
     link_demonitor_quiet(self, &ref);
     pending_free(c);

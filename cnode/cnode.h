@@ -69,7 +69,6 @@ typedef struct cn_node_opts {
                              Out of range: CN_EINVAL from cn_node_new */
 } cn_node_opts;
 
-
 /* Creates a node on loop (NULL: the node creates and owns its own loop). Nothing is opened yet.
  * *out is freed with cn_node_free. SIGPIPE is set to ignored unless the program has its own handler: a peer that
  * closes while the node writes then ends that connection (EPIPE), not the process. */

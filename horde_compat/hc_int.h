@@ -53,8 +53,8 @@ typedef struct hc_mnode hc_mnode;
 /* merkle_map's tree: key -> raw value, placed by the bits of phash2(Key, 2^32), hashes computed lazily. */
 typedef struct hc_merkle {
   hc_mnode *root;
-  size_t count;   /* keys */
-  uint64_t epoch; /* bumped on every change, so callers can cache terms built from the tree */
+  size_t count;    /* keys */
+  uint64_t epoch;  /* bumped on every change, so callers can cache terms built from the tree */
   int otp_release; /* keys are equal under this release's =:= (0: OTP 25); the owner keeps it current */
 } hc_merkle;
 

@@ -277,7 +277,7 @@ CN_EXPORT int cn_term_compare_checked(const cn_term *a, const cn_term *b, bool e
  * map keys, and in the exact order (=:=, map keys, so also maps under ==/<) -0.0 comes before 0.0; == and <
  * on the floats themselves still see them equal. The forms without _otp follow OTP 25/26. erlang:phash2 is the
  * same in every release (it hashes -0.0 as 0.0), so it takes no release. A node's setting: cn_node_otp_release. */
-#define CN_OTP_RELEASE_MIN 17     /* the releases a node or tool accepts as a setting */
+#define CN_OTP_RELEASE_MIN 17 /* the releases a node or tool accepts as a setting */
 #define CN_OTP_RELEASE_MAX 999
 #define CN_OTP_RELEASE_DEFAULT 25 /* what a node follows until it learns its cluster's release */
 CN_EXPORT int cn_term_cmp_otp(const cn_term *a, const cn_term *b, int otp_release);

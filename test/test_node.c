@@ -583,8 +583,9 @@ static void test_otp_release_opts(void **st) {
   static const struct {
     int set, rc, follows;
     bool known;
-  } c[] = {{0, 0, 25, false}, {25, 0, 25, true}, {27, 0, 27, true}, {29, 0, 29, true}, {17, 0, 17, true},
-           {999, 0, 999, true}, {16, CN_EINVAL, 0, false}, {1000, CN_EINVAL, 0, false}, {-27, CN_EINVAL, 0, false}};
+  } c[] = {{0, 0, 25, false},         {25, 0, 25, true},           {27, 0, 27, true},
+           {29, 0, 29, true},         {17, 0, 17, true},           {999, 0, 999, true},
+           {16, CN_EINVAL, 0, false}, {1000, CN_EINVAL, 0, false}, {-27, CN_EINVAL, 0, false}};
   for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
     cn_node_opts o = {.name = "rel@127.0.0.1", .cookie = "c", .otp_release = c[i].set};
     cn_node *n = NULL;

@@ -506,7 +506,8 @@ static cn_term *ctl_stats(cn_proc *self, const char *op, const cn_term *cmd, con
 
 /* otp_release -> {Release, known | default}: the OTP release whose term semantics the node follows, and whether it
  * is settled (set by --otp-release or learned from a peer) or still the default. */
-static cn_term *ctl_otp_release(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller, void *ctx) {
+static cn_term *ctl_otp_release(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller,
+                                void *ctx) {
   (void)op, (void)caller, (void)ctx;
   cn_node *n = cn_proc_node(self);
   if (cmd->type != CN_ATOM) return ctl_unknown(n);
