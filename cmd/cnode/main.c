@@ -32,30 +32,29 @@ typedef struct app {
 } app;
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: cnode [--name N | --sname N] [--cookie C | --cookie-file F] [--epmd-port P]\n"
-          "             [--listen-addr ADDR] [--listen PORT | --listen-min P --listen-max Q]\n"
-          "             [--ticktime SECONDS] [--hidden] [--connect-all false] [--otp-release N] [--verbose]\n"
-          "             [--proto-dist inet_tcp|inet_tls] [--ssl-dist-optfile F]\n"
-          "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
-          "             [--horde-registry NAME]... [--horde-supervisor NAME]...\n"
-          "       cnode term ...   (cnode term --help)\n"
-          "       cnode --version | --help\n"
-          "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl.\n"
-          "  The cookie defaults to ~/.erlang.cookie, created as erl creates it when missing.\n"
-          "  --listen-addr ADDR: the distribution port listens on this numeric IPv4/IPv6 address only (127.0.0.1,\n"
-          "  ::1, ::), as erl -kernel inet_dist_use_interface; default 0.0.0.0, every IPv4 interface. An embedded\n"
-          "  EPMD server listens there too (plus 127.0.0.1 and ::1) unless ERL_EPMD_ADDRESS says otherwise.\n"
-          "  --listen PORT: that port only; --listen-min P --listen-max Q: the first free port of P..Q, as\n"
-          "  inet_dist_listen_min/max; default: any free port.\n"
-          "  --proto-dist inet_tls: distribution over TLS, as erl -proto_dist inet_tls; options from the same\n"
-          "  ssl_dist_optfile erl reads and/or the --tls-* flags (they override the file, for both sides;\n"
-          "  --tls-verify verify_peer also makes accepted peers show a certificate).\n"
-          "  --otp-release N: follow OTP N's term semantics (27 and later: 0.0 and -0.0 differ as map keys and\n"
-          "  under =:=); default: learned from the first BEAM peer's erlang:system_info(otp_release), 25 until then.\n"
-          "  --horde-registry MyApp.Registry: joins that Horde.Registry (members: auto) and registers echo there\n"
-          "  under {echo, NodeName}. --horde-supervisor MyApp.Sup: joins that Horde.DynamicSupervisor with the\n"
-          "  demo C worker Elixir.CNode.Demo.Counter; SIGTERM then hands its children over before stopping.\n");
+  fprintf(f, "usage: cnode [--name N | --sname N] [--cookie C | --cookie-file F] [--epmd-port P]\n"
+             "             [--listen-addr ADDR] [--listen PORT | --listen-min P --listen-max Q]\n"
+             "             [--ticktime SECONDS] [--hidden] [--connect-all false] [--verbose]\n"
+             "             [--proto-dist inet_tcp|inet_tls] [--ssl-dist-optfile F]\n"
+             "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
+             "             [--horde-registry NAME]... [--horde-supervisor NAME]... [--otp-release N]\n"
+             "       cnode term ...   (cnode term --help)\n"
+             "       cnode --version | --help\n"
+             "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl.\n"
+             "  The cookie defaults to ~/.erlang.cookie, created as erl creates it when missing.\n"
+             "  --listen-addr ADDR: the distribution port listens on this numeric IPv4/IPv6 address only (127.0.0.1,\n"
+             "  ::1, ::), as erl -kernel inet_dist_use_interface; default 0.0.0.0, every IPv4 interface. An embedded\n"
+             "  EPMD server listens there too (plus 127.0.0.1 and ::1) unless ERL_EPMD_ADDRESS says otherwise.\n"
+             "  --listen PORT: that port only; --listen-min P --listen-max Q: the first free port of P..Q, as\n"
+             "  inet_dist_listen_min/max; default: any free port.\n"
+             "  --proto-dist inet_tls: distribution over TLS, as erl -proto_dist inet_tls; options from the same\n"
+             "  ssl_dist_optfile erl reads and/or the --tls-* flags (they override the file, for both sides;\n"
+             "  --tls-verify verify_peer also makes accepted peers show a certificate).\n"
+             "  --otp-release N: follow OTP N's term semantics (27 and later: 0.0 and -0.0 are two map keys);\n"
+             "  default: learned from the first BEAM peer (its erlang:system_info(otp_release)), 25 until then.\n"
+             "  --horde-registry MyApp.Registry: joins that Horde.Registry (members: auto) and registers echo there\n"
+             "  under {echo, NodeName}. --horde-supervisor MyApp.Sup: joins that Horde.DynamicSupervisor with the\n"
+             "  demo C worker Elixir.CNode.Demo.Counter; SIGTERM then hands its children over before stopping.\n");
 }
 
 static void log_line(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
