@@ -347,6 +347,9 @@ int builtin_start(cn_node *n);
 /* otp_release.c: the release followed is n->otp_release when set (known at once); else 25 until the first BEAM peer
  * tells its own. otp_start starts the asking process; otp_nodeup asks a new peer while the release is unknown. */
 int otp_start(cn_node *n);
+/* The release in a peer's answer: a string of 1 to 4 decimal digits such as "27" (a list of small integers) within
+ * CN_OTP_RELEASE_MIN..MAX; 0 for anything else ({badrpc, _} from a C peer, a malformed or hostile answer). */
+int otp_parse_release(const cn_term *t);
 void otp_nodeup(cn_node *n, const cn_atom *peer);
 /* A control message a peer sent: acts on it. Returns 0 or CN_EPROTO (the connection is then dropped). */
 int dispatch_ctl(cn_node *n, cn_conn *c, const cn_atom *peer, const dist_ctl *ctl, cn_term *payload);

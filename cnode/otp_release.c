@@ -6,9 +6,7 @@
  * undef) teaches nothing, and the next peer's nodeup asks again. */
 #define ASK_TIMEOUT_MS 10000
 
-/* The release in an rpc answer: a string of decimal digits such as "27" (a list of small integers); 0 for
- * anything else ({badrpc, _} from a C peer, a malformed answer). */
-static int parse_release(const cn_term *t) {
+int otp_parse_release(const cn_term *t) {
   if (!t || t->type != CN_LIST || t->v.list.tail || t->v.list.len == 0 || t->v.list.len > 4) return 0;
   int v = 0;
   for (uint32_t i = 0; i < t->v.list.len; i++) {
@@ -26,7 +24,7 @@ typedef struct ask {
 static void answered(cn_proc *self, int status, const cn_term *reply, void *ctx) {
   cn_node *n = cn_proc_node(self);
   ask *a = ctx;
-  int rel = status == 0 ? parse_release(reply) : 0;
+  int rel = status == 0 ? otp_parse_release(reply) : 0;
   if (rel && !n->otp_known) {
     n->otp_release = rel;
     n->otp_known = true;

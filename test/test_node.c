@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "cnode.h"
+#include "node_int.h" /* otp_parse_release */
 #include "testutil.h"
 #include "tnode.h"
 
@@ -600,6 +601,52 @@ static void test_otp_release_opts(void **st) {
   }
 }
 
+/* A peer's answer to erlang:system_info(otp_release) is peer input: only "17".."999" as a proper charlist counts. */
+static void test_otp_release_answers(void **st) {
+  (void)st;
+  cn_atoms *tab;
+  assert_int_equal(cn_atoms_new(&tab, 0), 0);
+  static const struct {
+    const char *hex; /* term_to_binary of the answer */
+    int want;
+  } c[] = {
+      {"836B00023237", 27},                                      /* "27" */
+      {"836B00023239", 29},                                      /* "29" */
+      {"836B00023235", 25},                                      /* "25" */
+      {"836B0003393939", 999},                                   /* "999" */
+      {"836B00023136", 0},                                       /* "16": below the range */
+      {"836B000431303030", 0},                                   /* "1000" */
+      {"836B00053030303237", 0},                                 /* five digits */
+      {"836A", 0},                                               /* "" */
+      {"836B00023241", 0},                                       /* "2A" */
+      {"836B00022D37", 0},                                       /* "-7" */
+      {"836B0003323730", 270},                                   /* [$2, $7 | "0"] is "270" */
+      {"836C000000026132613764000161", 0},                       /* [$2, $7 | a]: improper */
+      {"836C00000002620010003261376A", 0},                       /* [1048626, $7] */
+      {"836C00000002620000013261376A", 0},                       /* [$2 + 256, $7] */
+      {"836D000000023237", 0},                                   /* <<"27">>: a binary, not a string */
+      {"8364000232", 0},                                         /* a truncated atom: never decoded */
+      {"83680264000662616472706368026400044558495464000178", 0}, /* {badrpc, {'EXIT', x}} */
+      {"836100", 0},                                             /* 0 */
+      {"83611B", 0},                                             /* 27 as an integer */
+  };
+  for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+    size_t n = strlen(c[i].hex) / 2;
+    uint8_t buf[64];
+    for (size_t k = 0; k < n; k++) sscanf(c[i].hex + 2 * k, "%2hhx", &buf[k]);
+    cn_term *t = NULL;
+    if (cn_term_from_binary(tab, buf, n, NULL, &t)) {
+      assert_int_equal(c[i].want, 0); /* what does not decode never reaches the parser */
+      continue;
+    }
+    if (otp_parse_release(t) != c[i].want) fprintf(stderr, "answer %s\n", c[i].hex);
+    assert_int_equal(otp_parse_release(t), c[i].want);
+    cn_term_free(t);
+  }
+  assert_int_equal(otp_parse_release(NULL), 0);
+  cn_atoms_free(tab);
+}
+
 /* A bad address or range is CN_EINVAL from cn_node_new; an address this host does not have fails the start
  * with CN_EIO and a log line, and the node can still be freed. */
 static void test_listen_invalid(void **st) {
@@ -631,6 +678,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sigpipe),
       cmocka_unit_test(test_otp_release_opts),
+      cmocka_unit_test(test_otp_release_answers),
       cmocka_unit_test(test_local_send_and_names),
       cmocka_unit_test(test_exit_signals),
       cmocka_unit_test(test_c_to_c),
