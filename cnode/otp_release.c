@@ -17,22 +17,18 @@ int otp_parse_release(const cn_term *t) {
   return v >= CN_OTP_RELEASE_MIN && v <= CN_OTP_RELEASE_MAX ? v : 0;
 }
 
-typedef struct ask {
-  const cn_atom *peer;
-} ask;
-
+/* ctx is the peer's atom (atoms live as long as the node's table). */
 static void answered(cn_proc *self, int status, const cn_term *reply, void *ctx) {
   cn_node *n = cn_proc_node(self);
-  ask *a = ctx;
+  const cn_atom *peer = ctx;
   int rel = status == 0 ? otp_parse_release(reply) : 0;
   if (rel && !n->otp_known) {
     n->otp_release = rel;
     n->otp_known = true;
-    cn_log(n, CN_LOG_INFO, "following OTP %d's term semantics, learned from %s", rel, a->peer->name);
+    cn_log(n, CN_LOG_INFO, "following OTP %d's term semantics, learned from %s", rel, peer->name);
   } else if (!rel && status != CN_ECLOSED) {
-    cn_log(n, CN_LOG_DEBUG, "%s did not tell its OTP release", a->peer->name);
+    cn_log(n, CN_LOG_DEBUG, "%s did not tell its OTP release", peer->name);
   }
-  cn_free(a);
 }
 
 /* The asking process: {ask, Node} from otp_nodeup -> one rpc to Node's rex. */
@@ -41,15 +37,12 @@ static void asker(cn_proc *self, const cn_term *msg, void *state) {
   cn_node *n = cn_proc_node(self);
   const cn_term *node = cn_tuple_elem(msg, 2, 1);
   if (n->otp_known || !node || node->type != CN_ATOM || !cn_node_is_up(n, node->v.atom, CN_NODES_ALL)) return;
-  ask *a = cn_malloc(sizeof *a);
-  if (!a) return;
-  a->peer = node->v.atom;
   cn_term arg = tv_atom(cn_intern(n, "otp_release"));
-  cn_term args_e = arg;
   cn_term args = {CN_LIST, 0, {0}};
-  args.v.list.e = &args_e;
+  args.v.list.e = &arg;
   args.v.list.len = 1;
-  if (!arg.v.atom || cn_rpc(self, a->peer, "erlang", "system_info", &args, ASK_TIMEOUT_MS, answered, a)) cn_free(a);
+  if (arg.v.atom)
+    cn_rpc(self, node->v.atom, "erlang", "system_info", &args, ASK_TIMEOUT_MS, answered, (void *)node->v.atom);
 }
 
 int otp_start(cn_node *n) {
