@@ -70,5 +70,5 @@ int builtin_start(cn_node *n) {
   if ((rc = cn_spawn(n, group_leader, NULL, NULL, &n->gl_pid))) return rc;
   if ((rc = cn_gen_server_start(n, "net_kernel", &net_kernel_ops, NULL, NULL))) return rc;
   if ((rc = cn_gen_server_start(n, "rex", &rex_ops, NULL, NULL))) return rc;
-  return 0;
+  return otp_start(n);
 }

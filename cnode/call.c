@@ -204,7 +204,13 @@ int cn_call(cn_proc *self, const cn_term *server, const cn_term *request, unsign
   cn_term msg_e[3] = {tv_atom(cn_intern(n, "$gen_call")), tv_tuple(from_e, 2), *request};
   cn_term msg = tv_tuple(msg_e, 3);
   rc = cn_send_to(n, self, server, &msg);
-  return rc == CN_ENOTFOUND ? 0 : rc;
+  if (rc == CN_ENOTFOUND) return 0; /* the DOWN noproc completes the call */
+  if (rc) {                         /* nothing was sent (no memory): undo, so cb never runs, as the contract says */
+    cn_unalias(self, ref);
+    link_demonitor_quiet(self, &ref);
+    pending_free(c);
+  }
+  return rc;
 }
 
 int cn_cast(cn_node *n, cn_proc *from, const cn_term *server, const cn_term *request) {

@@ -70,6 +70,10 @@ typedef struct cn_node_opts {
                                with an AAAA record); listen_addr and epmd_host default to "::" and "::1" */
   const cn_tls_opts *tls; /* NULL: plain TCP (inet_tcp_dist). Else every connection is TLS as OTP's inet_tls_dist
                                (-proto_dist inet_tls): read by cn_node_new (files loaded then), borrowed for the call */
+  int otp_release;        /* the OTP release whose term semantics the node follows (-0.0 vs 0.0 from 27 on; see
+                             cn_term_cmp_otp), CN_OTP_RELEASE_MIN..MAX (cn_term.h). 0: learned from the first BEAM peer that
+                             answers erlang:system_info(otp_release) after its nodeup; OTP 25's until then.
+                             Out of range: CN_EINVAL from cn_node_new */
 } cn_node_opts;
 
 /* Creates a node on loop (NULL: the node creates and owns its own loop). Nothing is opened yet.
@@ -120,6 +124,12 @@ CN_EXPORT int cn_node_disconnect(cn_node *n, const cn_atom *node);
 CN_EXPORT bool cn_node_connect_all(const cn_node *n);
 /* True when the node announces itself as hidden (cn_node_opts.hidden). */
 CN_EXPORT bool cn_node_hidden(const cn_node *n);
+/* The OTP release whose term semantics the node follows now, to pass to cn_term_*_otp when comparing terms as the
+ * cluster does: cn_node_opts.otp_release, else the release of the first BEAM peer that told it (learned once, kept
+ * for the node's life), else CN_OTP_RELEASE_DEFAULT (25). */
+CN_EXPORT int cn_node_otp_release(const cn_node *n);
+/* True when the release is settled: set in cn_node_opts, or learned from a peer (false: still the default). */
+CN_EXPORT bool cn_node_otp_release_known(const cn_node *n);
 
 /* A per-node slot for a library part built on this API (a service that keeps state per node), found by key (the
  * address of a static of that part): data is borrowed by the node; release (may be NULL) runs once with it in

@@ -68,6 +68,7 @@ int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   bool inet6 = o->family == CN_INET6;
   if (o->listen_addr && listen_sockaddr(o->listen_addr, inet6, &ss)) return CN_EINVAL;
   if (o->listen_port_max && (!o->listen_port || o->listen_port_max < o->listen_port)) return CN_EINVAL;
+  if (o->otp_release && (o->otp_release < CN_OTP_RELEASE_MIN || o->otp_release > CN_OTP_RELEASE_MAX)) return CN_EINVAL;
   ignore_sigpipe();
   const char *at = strchr(o->name, '@');
   /* An atom's bytes here; its 255 characters are checked when it is interned below. */
@@ -108,6 +109,7 @@ int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   n->log = o->log ? o->log : default_log;
   n->log_ctx = o->log_ctx;
   n->log_level = o->log_level;
+  n->otp_release = o->otp_release;
   if (o->tls && (rc = conn_tls_init(n, o->tls))) goto fail;
   n->flags = DIST_FLAGS_DEFAULT & ~(uint64_t)(n->hidden ? DFLAG_PUBLISHED : 0);
   n->next_id = 1;
@@ -286,6 +288,7 @@ int cn_node_demonitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx) {
 
 void node_notify(cn_node *n, const cn_atom *peer, bool up, const char *reason) {
   if (up) cn_log(n, CN_LOG_INFO, "nodeup %s", peer->name);
+  if (up) otp_nodeup(n, peer);
   else cn_log(n, CN_LOG_INFO, "nodedown %s: %s", peer->name, reason);
   if (!up) link_nodedown(n, peer);
   for (cn_node_sub *s = n->subs; s; s = s->next) s->fn(n, peer, up, reason, s->ctx);

@@ -219,6 +219,9 @@ struct cn_node {
   uv_prepare_t prepare; /* flushes connection output before the loop blocks */
   cn_pid sys_pid;       /* sender of messages sent without a process */
   cn_pid gl_pid;        /* group leader lent to remote calls: answers io requests */
+  int otp_release;      /* the release whose term semantics the node follows (cn_node_otp_release) */
+  bool otp_known;       /* set by cn_node_opts.otp_release, or learned from a peer */
+  cn_pid otp_asker;     /* asks new peers their release until one answers (node NULL: not learning) */
   cn_alias_ent *aliases;
   cn_mon_in *mons_in; /* every monitor held on a local process, by reference */
   cn_entry *entries;
@@ -361,6 +364,13 @@ int conn_test_output(cn_node *n, const cn_atom *peer, cn_buf *out);
 
 /* builtin.c: net_kernel, rex, and the system process. */
 int builtin_start(cn_node *n);
+/* otp_release.c: the release followed is n->otp_release when set (known at once); else 25 until the first BEAM peer
+ * tells its own. otp_start starts the asking process; otp_nodeup asks a new peer while the release is unknown. */
+int otp_start(cn_node *n);
+/* The release in a peer's answer: a string of 1 to 4 decimal digits such as "27" (a list of small integers) within
+ * CN_OTP_RELEASE_MIN..MAX; 0 for anything else ({badrpc, _} from a C peer, a malformed or hostile answer). */
+int otp_parse_release(const cn_term *t);
+void otp_nodeup(cn_node *n, const cn_atom *peer);
 /* A control message a peer sent: acts on it. Returns 0 or CN_EPROTO (the connection is then dropped). */
 int dispatch_ctl(cn_node *n, cn_conn *c, const cn_atom *peer, const dist_ctl *ctl, cn_term *payload);
 

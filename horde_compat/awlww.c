@@ -97,7 +97,7 @@ void hc_awlww_free(hc_awlww *a) {
 hc_kent *hc_awlww_find(const hc_awlww *a, const cn_term *key, uint32_t kh) {
   if (!a->nb) return NULL;
   for (hc_kent *e = a->b[kh & (a->nb - 1)]; e; e = e->next)
-    if (e->kh == kh && cn_term_exact_eq(e->key, key)) return e;
+    if (e->kh == kh && cn_term_exact_eq_otp(e->key, key, a->otp_release)) return e;
   return NULL;
 }
 
@@ -271,7 +271,7 @@ int hc_join_entries(const hc_ctx *c, const cn_term *e1, const cn_term *e2, const
     const cn_term *src = side ? e2 : e1, *oth = side ? e1 : e2;
     for (uint32_t i = 0; src && i < src->v.map.size && !rc; i++) {
       const cn_term *ek = &src->v.map.kv[2 * i], *set = &src->v.map.kv[2 * i + 1];
-      const cn_term *oset = hc_map_find(oth, ek);
+      const cn_term *oset = hc_map_find(oth, ek, c->otp_release);
       if (side && oset) continue; /* done from e1's side */
       hc_dot *a = NULL, *b = NULL, *o = NULL;
       size_t na = 0, nb = 0;

@@ -83,7 +83,7 @@ static void notify(cn_crdt *c, change *ch, size_t n) {
     hc_kent *e = hc_awlww_find(&c->st, ch[i].key, ch[i].kh);
     const cn_term *nv = e ? hc_read_raw(e->raw) : NULL;
     if (is_nil(ch[i].old) && is_nil(nv)) continue;
-    if (!is_nil(ch[i].old) && !is_nil(nv) && cn_term_exact_eq(ch[i].old, nv)) continue;
+    if (!is_nil(ch[i].old) && !is_nil(nv) && cn_term_exact_eq_otp(ch[i].old, nv, c->hc.otp_release)) continue;
     d[k].key = ch[i].key;
     d[k].value = is_nil(nv) ? NULL : nv;
     items[k] = is_nil(nv) ? cn_mk_tuple(2, cn_mk_atomc(c->n, "remove"), cn_term_copy(ch[i].key))
@@ -128,7 +128,15 @@ static int64_t now_ts(cn_crdt *c) {
   return TS_BASE + (int64_t)(uv_hrtime() - c->t0);
 }
 
+/* Keys and entry keys are equal as under =:= of the release the node follows now (learned after the CRDT may have
+ * started): refreshed at every entry point that looks keys up. */
+static void follow_release(cn_crdt *c) {
+  int rel = cn_node_otp_release(c->n);
+  c->hc.otp_release = c->st.otp_release = c->mm.otp_release = rel;
+}
+
 int cn_crdt_put(cn_crdt *c, const cn_term *key, const cn_term *value) {
+  follow_release(c);
   uint32_t kh = hc_key_hash(key);
   hc_kent *e = hc_awlww_find(&c->st, key, kh);
   change ch = {key, kh, e ? cn_term_copy(hc_read_raw(e->raw)) : NULL};
@@ -141,6 +149,7 @@ int cn_crdt_put(cn_crdt *c, const cn_term *key, const cn_term *value) {
 }
 
 int cn_crdt_delete(cn_crdt *c, const cn_term *key) {
+  follow_release(c);
   uint32_t kh = hc_key_hash(key);
   hc_kent *e = hc_awlww_find(&c->st, key, kh);
   int rc = hc_awlww_remove(&c->st, key, kh);
@@ -162,7 +171,7 @@ static int dix_cmp(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-static const cn_term *dix_find(const cn_term *map, const dix *ix, size_t n, const cn_term *key, uint32_t kh) {
+static const cn_term *dix_find(const cn_term *map, const dix *ix, size_t n, const cn_term *key, uint32_t kh, int rel) {
   size_t lo = 0, hi = n;
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
@@ -170,7 +179,7 @@ static const cn_term *dix_find(const cn_term *map, const dix *ix, size_t n, cons
     else hi = mid;
   }
   for (; lo < n && ix[lo].kh == kh; lo++)
-    if (cn_term_exact_eq(&map->v.map.kv[2 * ix[lo].i], key)) return &map->v.map.kv[2 * ix[lo].i + 1];
+    if (cn_term_exact_eq_otp(&map->v.map.kv[2 * ix[lo].i], key, rel)) return &map->v.map.kv[2 * ix[lo].i + 1];
   return NULL;
 }
 
@@ -196,7 +205,7 @@ static int apply_delta(cn_crdt *c, const cn_term *dvv_t, const cn_term *dval, co
     const cn_term *key = &keys->v.list.e[i];
     uint32_t kh = hc_key_hash(key);
     hc_kent *e = hc_awlww_find(&c->st, key, kh);
-    const cn_term *e1 = e ? e->raw : NULL, *e2 = dix_find(dval, ix, nd, key, kh);
+    const cn_term *e1 = e ? e->raw : NULL, *e2 = dix_find(dval, ix, nd, key, kh, c->hc.otp_release);
     cn_term *r;
     if ((rc = hc_join_entries(&c->hc, e1, e2, &old, &dvv, &r))) break;
     if ((!e1 && !r) || (e1 && r && cn_term_exact_eq(e1, r))) {
@@ -470,6 +479,7 @@ static int apply_op(cn_crdt *c, const cn_term *op) {
 static cn_term *handle_call(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
   (void)self, (void)from;
   cn_crdt *c = state;
+  follow_release(c);
   cn_node *n = c->n;
   c->stats.msgs_received++;
   if (cn_is_atom(req, "read")) return cn_crdt_read(c);
@@ -517,6 +527,7 @@ static void bad_message(cn_crdt *c, int rc, const char *what, const cn_term *t) 
 static void handle_cast(cn_proc *self, const cn_term *req, void *state) {
   (void)self;
   cn_crdt *c = state;
+  follow_release(c);
   c->stats.msgs_received++;
   bad_message(c, CN_EINVAL, "cast", req);
 }
@@ -524,6 +535,7 @@ static void handle_cast(cn_proc *self, const cn_term *req, void *state) {
 static void handle_info(cn_proc *self, const cn_term *msg, void *state) {
   cn_crdt *c = state;
   int rc = 0;
+  follow_release(c);
   c->stats.msgs_received++;
   if (cn_is_atom(msg, "sync")) {
     do_sync(c, self);
@@ -628,6 +640,7 @@ int cn_crdt_set_neighbours(cn_crdt *c, const cn_term *const *peers, size_t n) {
 }
 
 const cn_term *cn_crdt_get(cn_crdt *c, const cn_term *key) {
+  follow_release(c);
   hc_kent *e = hc_awlww_find(&c->st, key, hc_key_hash(key));
   return e ? hc_read_raw(e->raw) : NULL;
 }

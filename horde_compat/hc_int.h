@@ -18,6 +18,7 @@ enum { HC_MAPSET_V2 = 0, HC_MAPSET_PLAIN = 1 };
 typedef struct hc_ctx {
   cn_atoms *tab;
   int mapset_shape; /* HC_MAPSET_* */
+  int otp_release;  /* whose =:= entry keys follow (cn_term_exact_eq_otp): the node's, refreshed by the CRDT */
   const cn_atom *a_struct, *a_map, *a_version, *a_mapset, *a_partial, *a_tree, *a_trees, *a_keys, *a_mtree, *a_mdiff,
       *a_diff_mod, *a_awlww, *a_dots, *a_value, *a_continuation, *a_originator, *a_from, *a_to, *a_nil, *a_diff,
       *a_get_diff, *a_ack_diff;
@@ -30,8 +31,8 @@ int hc_ctx_init(hc_ctx *c, cn_atoms *tab, int mapset_shape);
 cn_term *hc_mk_struct(const hc_ctx *c, const cn_atom *mod, size_t n, const cn_atom *const *fields, cn_term **vals);
 /* The value of atom key k in map m (compared by text), or NULL. */
 const cn_term *hc_map_get(const cn_term *m, const char *k);
-/* The value of an arbitrary key in map m (exact match), or NULL. */
-const cn_term *hc_map_find(const cn_term *m, const cn_term *k);
+/* The value of an arbitrary key in map m (exact match, =:= of OTP release rel: cn_term_exact_eq_otp), or NULL. */
+const cn_term *hc_map_find(const cn_term *m, const cn_term *k, int rel);
 /* True when t is a map whose '__struct__' is the atom mod. */
 bool hc_is_struct(const cn_term *t, const char *mod);
 
@@ -52,8 +53,9 @@ typedef struct hc_mnode hc_mnode;
 /* merkle_map's tree: key -> raw value, placed by the bits of phash2(Key, 2^32), hashes computed lazily. */
 typedef struct hc_merkle {
   hc_mnode *root;
-  size_t count;   /* keys */
-  uint64_t epoch; /* bumped on every change, so callers can cache terms built from the tree */
+  size_t count;    /* keys */
+  uint64_t epoch;  /* bumped on every change, so callers can cache terms built from the tree */
+  int otp_release; /* keys are equal under this release's =:= (0: OTP 25); the owner keeps it current */
 } hc_merkle;
 
 /* A location in the tree: the first nbits bits of `bits` (most significant of bit 63 first). */
@@ -86,6 +88,7 @@ typedef struct hc_mdiff {
   size_t nkeys, capk;
   hc_loc *parts;
   size_t nparts, capp;
+  int otp_release; /* set by hc_merkle_diff from the tree */
 } hc_mdiff;
 void hc_mdiff_free(hc_mdiff *d);
 /* Compares subtree(own, loc, depth) with the received subtree term `remote` at level loc.nbits (§3.3),
@@ -134,6 +137,7 @@ typedef struct hc_awlww {
   uint32_t gen;
   hc_kent *recent; /* the key whose entries changed last; ->older leads back in time */
   uint64_t seq;    /* bumped whenever a key's entries are set (a deleted key leaves the order) */
+  int otp_release; /* keys are equal under this release's =:= (0: OTP 25); the owner keeps it current */
 } hc_awlww;
 
 void hc_awlww_init(hc_awlww *a);

@@ -70,14 +70,15 @@ static cn_term *contents_with(const cn_term *old, long skip, const cn_term *k, c
   return r;
 }
 
-static long contents_index(const cn_term *c, const cn_term *key) {
+static long contents_index(const cn_term *c, const cn_term *key, int rel) {
   for (uint32_t i = 0; i < c->v.map.size; i++)
-    if (cn_term_exact_eq(&c->v.map.kv[2 * i], key)) return i;
+    if (cn_term_exact_eq_otp(&c->v.map.kv[2 * i], key, rel)) return i;
   return -1;
 }
 
 /* merkle_map's put_leaf: a leaf stays as shallow as it can; a clash with another leaf pushes both down. */
-static int put_leaf(hc_mnode **slot, unsigned depth, uint32_t kh, const cn_term *key, cn_term *raw, size_t *added) {
+static int put_leaf(hc_mnode **slot, unsigned depth, uint32_t kh, const cn_term *key, cn_term *raw, size_t *added,
+                    int rel) {
   hc_mnode *x = *slot;
   if (!x) {
     hc_mnode *leaf = cn_calloc(1, sizeof *leaf);
@@ -92,9 +93,9 @@ static int put_leaf(hc_mnode **slot, unsigned depth, uint32_t kh, const cn_term 
     return 0;
   }
   x->hashed = 0;
-  if (x->kind == MN_INNER) return put_leaf(bit_of(kh, depth) ? &x->r : &x->l, depth + 1, kh, key, raw, added);
+  if (x->kind == MN_INNER) return put_leaf(bit_of(kh, depth) ? &x->r : &x->l, depth + 1, kh, key, raw, added, rel);
   if (x->kh == kh) {
-    long i = contents_index(x->contents, key);
+    long i = contents_index(x->contents, key, rel);
     cn_term *c = contents_with(x->contents, i, key, raw);
     if (!c) return CN_ENOMEM;
     cn_term_free(x->contents);
@@ -111,21 +112,21 @@ static int put_leaf(hc_mnode **slot, unsigned depth, uint32_t kh, const cn_term 
   if (bit_of(x->kh, depth)) in->r = x;
   else in->l = x;
   *slot = in;
-  return put_leaf(slot, depth, kh, key, raw, added);
+  return put_leaf(slot, depth, kh, key, raw, added, rel);
 }
 
 int hc_merkle_put(hc_merkle *m, const cn_term *key, uint32_t kh, cn_term *raw) {
   size_t added = 0;
   m->epoch++;
-  int rc = put_leaf(&m->root, 0, kh, key, raw, &added);
+  int rc = put_leaf(&m->root, 0, kh, key, raw, &added, m->otp_release);
   m->count += added;
   return rc;
 }
 
-static hc_mnode *del(hc_mnode *x, unsigned depth, uint32_t kh, const cn_term *key, size_t *removed) {
+static hc_mnode *del(hc_mnode *x, unsigned depth, uint32_t kh, const cn_term *key, size_t *removed, int rel) {
   if (!x) return NULL;
   if (x->kind == MN_LEAF) {
-    long i = contents_index(x->contents, key);
+    long i = contents_index(x->contents, key, rel);
     if (i < 0) return x;
     (*removed)++;
     if (x->contents->v.map.size == 1) {
@@ -143,8 +144,8 @@ static hc_mnode *del(hc_mnode *x, unsigned depth, uint32_t kh, const cn_term *ke
     return x;
   }
   x->hashed = 0;
-  if (bit_of(kh, depth)) x->r = del(x->r, depth + 1, kh, key, removed);
-  else x->l = del(x->l, depth + 1, kh, key, removed);
+  if (bit_of(kh, depth)) x->r = del(x->r, depth + 1, kh, key, removed, rel);
+  else x->l = del(x->l, depth + 1, kh, key, removed, rel);
   hc_mnode *keep = NULL;
   if (!x->l && !x->r) keep = NULL;
   else if (!x->l && x->r->kind == MN_LEAF) keep = x->r;
@@ -157,7 +158,7 @@ static hc_mnode *del(hc_mnode *x, unsigned depth, uint32_t kh, const cn_term *ke
 void hc_merkle_delete(hc_merkle *m, const cn_term *key, uint32_t kh) {
   size_t removed = 0;
   m->epoch++;
-  m->root = del(m->root, 0, kh, key, &removed);
+  m->root = del(m->root, 0, kh, key, &removed, m->otp_release);
   m->count -= removed;
 }
 
@@ -347,12 +348,12 @@ static int raw_remote(const cn_term *t, hc_loc path, unsigned guard, hc_mdiff *d
 
 static int leaf_leaf(const cn_term *m1, const cn_term *m2, hc_mdiff *d) {
   for (uint32_t i = 0; i < m1->v.map.size; i++) {
-    const cn_term *v2 = hc_map_find(m2, &m1->v.map.kv[2 * i]);
-    if (!v2 || !cn_term_arith_eq(v2, &m1->v.map.kv[2 * i + 1]))
+    const cn_term *v2 = hc_map_find(m2, &m1->v.map.kv[2 * i], d->otp_release);
+    if (!v2 || !cn_term_arith_eq_otp(v2, &m1->v.map.kv[2 * i + 1], d->otp_release))
       if (add_key(d, &m1->v.map.kv[2 * i])) return CN_ENOMEM;
   }
   for (uint32_t i = 0; i < m2->v.map.size; i++)
-    if (!hc_map_find(m1, &m2->v.map.kv[2 * i]))
+    if (!hc_map_find(m1, &m2->v.map.kv[2 * i], d->otp_release))
       if (add_key(d, &m2->v.map.kv[2 * i])) return CN_ENOMEM;
   return 0;
 }
@@ -390,6 +391,7 @@ static int cmp(lside l, const cn_term *r, unsigned level, unsigned depth, hc_loc
 }
 
 int hc_merkle_diff(const hc_merkle *m, hc_loc loc, unsigned depth, const cn_term *remote, hc_mdiff *d) {
+  d->otp_release = m->otp_release;
   lside l = {find_subtree(m->root, loc), 0};
   return cmp(l, remote, loc.nbits, depth, loc, d);
 }
@@ -424,7 +426,7 @@ int hc_merkle_continue(const hc_ctx *c, const hc_merkle *m, const cn_term *cont,
       (keys->type != CN_LIST && keys->type != CN_NIL) || (trees->type == CN_LIST && trees->v.list.tail) ||
       (keys->type == CN_LIST && keys->v.list.tail))
     return CN_EDECODE;
-  hc_mdiff d = {0};
+  hc_mdiff d = {.otp_release = m->otp_release};
   int rc = 0;
   for (size_t i = 0; !rc && i < list_len(trees); i++) {
     const cn_term *it = &trees->v.list.e[i];

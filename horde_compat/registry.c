@@ -69,7 +69,8 @@ static void unref(cn_horde_registry *r) {
 static rent **tab_slot(cn_horde_registry *r, const cn_term *key, uint32_t h) {
   if (!r->nb) return NULL;
   rent **pp = &r->b[h % r->nb];
-  while (*pp && !((*pp)->h == h && cn_term_exact_eq((*pp)->key, key))) pp = &(*pp)->next;
+  int rel = cn_node_otp_release(r->n); /* Horde's keys are map keys of the cluster's release */
+  while (*pp && !((*pp)->h == h && cn_term_exact_eq_otp((*pp)->key, key, rel))) pp = &(*pp)->next;
   return pp;
 }
 

@@ -70,10 +70,10 @@ const cn_term *hc_map_get(const cn_term *m, const char *k) {
   return NULL;
 }
 
-const cn_term *hc_map_find(const cn_term *m, const cn_term *k) {
+const cn_term *hc_map_find(const cn_term *m, const cn_term *k, int rel) {
   if (!m || m->type != CN_MAP) return NULL;
   for (uint32_t i = 0; i < m->v.map.size; i++)
-    if (cn_term_exact_eq(&m->v.map.kv[2 * i], k)) return &m->v.map.kv[2 * i + 1];
+    if (cn_term_exact_eq_otp(&m->v.map.kv[2 * i], k, rel)) return &m->v.map.kv[2 * i + 1];
   return NULL;
 }
 

@@ -35,10 +35,10 @@ void sup_finish_shutdown(cn_horde_sup *s, const char *how) {
 static bool peer_saw(cn_horde_sup *s, const cn_term *reply) {
   if (!reply || reply->type != CN_MAP) return false;
   cn_horde_member m;
-  const cn_term *info = hc_map_find(reply, s->sd.keys[0]);
+  const cn_term *info = hc_map_find(reply, s->sd.keys[0], 0);
   if (info && (cn_horde_member_parse(info, &m) || m.status == CN_HORDE_ALIVE)) return false;
   for (size_t i = 1; i < s->sd.nkeys; i++) {
-    const cn_term *v = hc_map_find(reply, s->sd.keys[i]);
+    const cn_term *v = hc_map_find(reply, s->sd.keys[i], 0);
     if (hc_tuple_n(v, 3) && sup_is_self(s, &v->v.tuple.e[0])) return false;
   }
   return true;

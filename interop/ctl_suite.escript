@@ -24,7 +24,7 @@
 -define(T, 5000).
 
 %% Every command cnode_ctl has (README, "Demo processes"); every_command checks each was called both ways.
--define(ALL, [send, nodes, start_kv, stats,
+-define(ALL, [send, nodes, otp_release, start_kv, stats,
               global_whereis, global_send, global_register, global_unregister, global_sync, global_set_lock,
               global_del_lock, global_trans,
               crdt_start, crdt_set_neighbours, crdt_put, crdt_delete, crdt_read, crdt_root, crdt_stats,
@@ -39,6 +39,7 @@ tests() ->
      {horde_supervisor, 20, fun t_horde_supervisor/0},
      {horde_sup_proxied, 40, fun t_horde_sup_proxied/0},
      {elixir_genserver_call, 40, fun t_elixir/0},
+     {otp_release_kv, 30, fun t_otp_release/0},
      {every_command, 5, fun t_every_command/0},
      {stops_cleanly, 20, fun t_stop/0, #{shared_cnode => false}}].
 
@@ -356,6 +357,37 @@ t_elixir() ->
     end,
     wait_exit(H, 10000),
     ok.
+
+%% Issue 18: the shared C node runs without --otp-release, and this node is the first BEAM peer it met (hidden
+%% peers count), so it follows this node's release: its cnode_kv keeps 0.0 and -0.0 apart from OTP 27 on
+%% (put(0.0, pos), put(-0.0, neg), get(0.0) is {ok, pos}, as an OTP 27+ map), and not on 25 ({ok, neg}). A second
+%% C node started with the other side's --otp-release follows that release, whoever meets it.
+t_otp_release() ->
+    main_cnode(),
+    Rel = list_to_integer(erlang:system_info(otp_release)),
+    step(lists:flatten(io_lib:format("cnode_ctl otp_release: learned OTP ~b from this node", [Rel]))),
+    wait_until(fun() -> r(otp_release) =:= {Rel, known} end, 10000, "learned")
+        orelse fail("otp_release answers ~0tp, want {~b, known}", [r(otp_release), Rel]),
+    {Rel, known} = both(otp_release),
+    kv_zeros(?CN, Rel),
+    Other = case Rel >= 27 of true -> 25; false -> 27 end,
+    Cn3 = 'cnode_c3@127.0.0.1',
+    {_H3, _} = start_cnode("cnode_c3", atom_to_list(Cn3), ["--otp-release", integer_to_list(Other)]),
+    step(lists:flatten(io_lib:format("cnode_c3 started with --otp-release ~b", [Other]))),
+    expect({Other, known}, r(Cn3, otp_release), "cnode_c3's otp_release"),
+    kv_zeros(Cn3, Other).
+
+%% put(0.0, pos), put(-0.0, neg), then get(0.0) and get(-0.0) from cnode_kv on Node, which follows release Rel.
+%% -0.0 is made at run time: OTP 25's compiler keeps one of the literals 0.0 and -0.0 (they are =:= there).
+kv_zeros(Node, Rel) ->
+    Kv = {cnode_kv, Node},
+    Neg = binary_to_term(<<131, 70, 16#80, 0:56>>),
+    ok = gen_server:call(Kv, {put, 0.0, pos}, ?T),
+    ok = gen_server:call(Kv, {put, Neg, neg}, ?T),
+    Got = {gen_server:call(Kv, {get, 0.0}, ?T), gen_server:call(Kv, {get, Neg}, ?T)},
+    Want = case Rel >= 27 of true -> {{ok, pos}, {ok, neg}}; false -> {{ok, neg}, {ok, neg}} end,
+    info("~ts (OTP ~b): get(0.0), get(-0.0) -> ~0tp", [Node, Rel, Got]),
+    expect(Want, Got, io_lib:format("cnode_kv on ~ts following OTP ~b", [Node, Rel])).
 
 t_every_command() ->
     Missing = [{Op, Form} || Op <- ?ALL, Form <- [call, message], ets:lookup(interop, {ctl_called, Op, Form}) =:= []],

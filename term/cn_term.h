@@ -213,8 +213,8 @@ CN_EXPORT void cn_term_free(cn_term *t);
 CN_EXPORT bool cn_is_atom(const cn_term *t, const char *name);
 /* The element at index i of a tuple of the given arity, or NULL. */
 CN_EXPORT const cn_term *cn_tuple_elem(const cn_term *t, uint32_t arity, uint32_t i);
-/* Exact equality, Erlang's =:= (OTP 25: 0.0 =:= -0.0); atoms compare by text, so tables may differ. False
- * also when memory runs out (see cn_term_compare_checked). */
+/* Exact equality, Erlang's =:= as OTP 25/26 define it (0.0 =:= -0.0; cn_term_exact_eq_otp for a given release);
+ * atoms compare by text, so tables may differ. False also when memory runs out (see cn_term_compare_checked). */
 CN_EXPORT bool cn_term_exact_eq(const cn_term *a, const cn_term *b);
 
 /* ---- External term format ------------------------------------------------------------------------------ */
@@ -271,6 +271,20 @@ CN_EXPORT bool cn_term_arith_eq(const cn_term *a, const cn_term *b);
 /* cn_term_cmp (exact false) or the exact order behind =:= (exact true: every integer before every float);
  * *result gets <0, 0 or >0. 0, CN_EINVAL, CN_ENOMEM, or CN_EDECODE (a malformed fun). */
 CN_EXPORT int cn_term_compare_checked(const cn_term *a, const cn_term *b, bool exact, int *result);
+
+/* Per OTP release. otp_release is the release whose semantics to follow (25, 26, 27, 29...; 0 or anything
+ * below 27: OTP 25/26). From OTP 27 on, 0.0 and -0.0 are different terms: 0.0 =:= -0.0 is false, they are two
+ * map keys, and in the exact order (=:=, map keys, so also maps under ==/<) -0.0 comes before 0.0; == and <
+ * on the floats themselves still see them equal. The forms without _otp follow OTP 25/26. erlang:phash2 is the
+ * same in every release (it hashes -0.0 as 0.0), so it takes no release. A node's setting: cn_node_otp_release. */
+#define CN_OTP_RELEASE_MIN 17 /* the releases a node or tool accepts as a setting */
+#define CN_OTP_RELEASE_MAX 999
+#define CN_OTP_RELEASE_DEFAULT 25 /* what a node follows until it learns its cluster's release */
+CN_EXPORT int cn_term_cmp_otp(const cn_term *a, const cn_term *b, int otp_release);
+CN_EXPORT bool cn_term_arith_eq_otp(const cn_term *a, const cn_term *b, int otp_release);
+CN_EXPORT bool cn_term_exact_eq_otp(const cn_term *a, const cn_term *b, int otp_release);
+/* cn_term_compare_checked under otp_release's semantics. */
+CN_EXPORT int cn_term_compare_otp(const cn_term *a, const cn_term *b, bool exact, int otp_release, int *result);
 
 /* erlang:phash2/1: the term's portable hash in 0..2^27-1, bit-exact with the BEAM (0 on out-of-memory). */
 CN_EXPORT uint32_t cn_phash2(const cn_term *t);

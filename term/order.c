@@ -1,5 +1,6 @@
-/* order.c: Erlang term order and equality as OTP 25's erts_cmp and eq define them: compare (erlang:'<'/2,
- * lists:sort/1), arithmetic equality (==) and exact equality (=:=). Iterative, so depth costs heap, not stack. */
+/* order.c: Erlang term order and equality as erts_cmp and eq define them, per OTP release (25/26, or 27+ where
+ * -0.0 and 0.0 differ): compare (erlang:'<'/2, lists:sort/1), arithmetic equality (==) and exact equality (=:=).
+ * Iterative, so depth costs heap, not stack. */
 #include <math.h>
 #include <string.h>
 
@@ -107,12 +108,18 @@ static int int_dbl_cmp(const intv *x, double d) {
   return sx > 0 ? mc : -mc;
 }
 
-static int dbl_cmp(double a, double b) { return a < b ? -1 : a == b ? 0 : 1; }
+/* Floats by value; with signed_zero (exact order of OTP 27+) -0.0 comes before 0.0, as erts_cmp's exact mode
+ * there orders them (measured: maps:to_list(#{0.0 => a, -0.0 => b}) lists -0.0 first on OTP 27 and 29). */
+static int dbl_cmp(double a, double b, int signed_zero) {
+  if (a == b && a == 0.0 && signed_zero && signbit(a) != signbit(b)) return signbit(a) ? -1 : 1;
+  return a < b ? -1 : a == b ? 0 : 1;
+}
 
-/* Numbers: by value; with exact set (map keys, =:=) every integer sorts before every float. */
-static int num_cmp(const cn_term *a, const cn_term *b, int exact) {
+/* Numbers: by value; with exact set (map keys, =:=) every integer sorts before every float, and from OTP 27
+ * (sem set) -0.0 before 0.0. */
+static int num_cmp(const cn_term *a, const cn_term *b, int exact, int sem) {
   if (a->type == CN_INT && b->type == CN_INT) return a->v.i < b->v.i ? -1 : a->v.i > b->v.i;
-  if (a->type == CN_FLOAT && b->type == CN_FLOAT) return dbl_cmp(a->v.f, b->v.f);
+  if (a->type == CN_FLOAT && b->type == CN_FLOAT) return dbl_cmp(a->v.f, b->v.f, exact && sem);
   if (a->type != CN_FLOAT && b->type != CN_FLOAT) {
     intv x, y;
     int_view(a, &x);
@@ -195,6 +202,7 @@ typedef struct cframe {
 typedef struct cstack {
   cframe *f;
   size_t n, cap;
+  int sem; /* TERM_SEM_*: the release's semantics, the same for the whole comparison */
   cframe inl[CSTACK_INLINE];
 } cstack;
 
@@ -219,21 +227,29 @@ static cframe *push(cstack *st) {
 
 static void pop(cstack *st) { frame_release(&st->f[--st->n]); }
 
-/* Exact term order of two pair indexes of the map whose key/value array is ctx. */
+/* A map's key/value array and the semantics its keys are ordered by. */
+typedef struct pair_ctx {
+  const cn_term *kv;
+  int sem;
+} pair_ctx;
+
+/* Exact term order of two pair indexes of the map in ctx. */
 static int pair_cmp(const void *a, const void *b, void *ctx, int *result) {
-  const cn_term *kv = ctx;
-  return term_compare(&kv[2 * (size_t) * (const uint32_t *)a], &kv[2 * (size_t) * (const uint32_t *)b], 1, result);
+  const pair_ctx *p = ctx;
+  const cn_term *kv = p->kv;
+  return term_compare(&kv[2 * (size_t) * (const uint32_t *)a], &kv[2 * (size_t) * (const uint32_t *)b], 1, p->sem,
+                      result);
 }
 
 /* The order of a map's pairs by key: *out stays NULL when the stored order is already ascending, the usual
  * case for maps of up to 32 keys from the BEAM, which sends those sorted. */
-static int pair_order(const cn_term *m, uint32_t **out) {
+static int pair_order(const cn_term *m, int sem, uint32_t **out) {
   *out = NULL;
   uint32_t n = m->v.map.size;
   const cn_term *kv = m->v.map.kv;
   uint32_t i = 1;
   for (; i < n; i++) {
-    int c, r = term_compare(&kv[2 * (size_t)(i - 1)], &kv[2 * (size_t)i], 1, &c);
+    int c, r = term_compare(&kv[2 * (size_t)(i - 1)], &kv[2 * (size_t)i], 1, sem, &c);
     if (r) return r;
     if (c >= 0) break;
   }
@@ -241,7 +257,8 @@ static int pair_order(const cn_term *m, uint32_t **out) {
   uint32_t *idx = cn_malloc(2 * (size_t)n * sizeof *idx);
   if (!idx) return CN_ENOMEM;
   for (uint32_t k = 0; k < n; k++) idx[k] = k;
-  int r = cn_stable_sort(idx, n, sizeof *idx, idx + n, pair_cmp, (void *)kv);
+  pair_ctx ctx = {kv, sem};
+  int r = cn_stable_sort(idx, n, sizeof *idx, idx + n, pair_cmp, &ctx);
   if (r) {
     cn_free(idx);
     return r;
@@ -265,7 +282,7 @@ static int open_pair(cstack *st, const cn_term *a, const cn_term *b, int exact, 
   switch (a->type) {
   case CN_INT:
   case CN_BIG:
-  case CN_FLOAT: *res = num_cmp(a, b, exact); return 0;
+  case CN_FLOAT: *res = num_cmp(a, b, exact, st->sem); return 0;
   case CN_ATOM: *res = atom_cmp(a->v.atom, b->v.atom); return 0;
   case CN_REF: {
     const cn_ref *x = &a->v.ref, *y = &b->v.ref;
@@ -347,7 +364,7 @@ static int open_pair(cstack *st, const cn_term *a, const cn_term *b, int exact, 
     f->a = a;
     f->b = b;
     f->n = a->v.map.size;
-    if ((r = pair_order(a, &f->oa)) || (r = pair_order(b, &f->ob))) return r;
+    if ((r = pair_order(a, st->sem, &f->oa)) || (r = pair_order(b, st->sem, &f->ob))) return r;
     return 0;
   case CN_NIL: return 0;
   case CN_LIST:
@@ -422,11 +439,12 @@ static int next_pair(cstack *st, const cn_term **a, const cn_term **b, int *exac
   }
 }
 
-int term_compare(const cn_term *a, const cn_term *b, int exact, int *res) {
+int term_compare(const cn_term *a, const cn_term *b, int exact, int sem, int *res) {
   cstack st;
   st.f = st.inl;
   st.n = 0;
   st.cap = CSTACK_INLINE;
+  st.sem = sem;
   int r = 0, c = 0;
   for (;;) {
     if (a != b) { /* the same value is equal to itself */
@@ -446,31 +464,43 @@ int term_compare(const cn_term *a, const cn_term *b, int exact, int *res) {
 
 /* ---- public ------------------------------------------------------------------------------------------ */
 
-int cn_term_compare_checked(const cn_term *a, const cn_term *b, bool exact, int *result) {
+int term_sem(int otp_release) { return otp_release >= 27 ? TERM_SEM_27 : TERM_SEM_25; }
+
+int cn_term_compare_otp(const cn_term *a, const cn_term *b, bool exact, int otp_release, int *result) {
   if (!result) return CN_EINVAL;
   *result = 0;
   if (!a || !b) return CN_EINVAL;
-  return term_compare(a, b, exact ? 1 : 0, result);
+  return term_compare(a, b, exact ? 1 : 0, term_sem(otp_release), result);
 }
 
-int cn_term_cmp(const cn_term *a, const cn_term *b) {
+int cn_term_compare_checked(const cn_term *a, const cn_term *b, bool exact, int *result) {
+  return cn_term_compare_otp(a, b, exact, 0, result);
+}
+
+int cn_term_cmp_otp(const cn_term *a, const cn_term *b, int otp_release) {
   int c = 0;
-  if (a && b) term_compare(a, b, 0, &c);
+  if (a && b) term_compare(a, b, 0, term_sem(otp_release), &c);
   return c;
 }
 
-bool cn_term_arith_eq(const cn_term *a, const cn_term *b) {
+int cn_term_cmp(const cn_term *a, const cn_term *b) { return cn_term_cmp_otp(a, b, 0); }
+
+bool cn_term_arith_eq_otp(const cn_term *a, const cn_term *b, int otp_release) {
   int c = 1;
   if (a == b) return true;
-  if (!a || !b || term_compare(a, b, 0, &c)) return false;
+  if (!a || !b || term_compare(a, b, 0, term_sem(otp_release), &c)) return false;
   return c == 0;
 }
 
-/* Exact equality (=:=) is term order's exact mode at 0, so the two can never disagree. OTP 25/26
- * semantics: 0.0 =:= -0.0; funs are equal by module, index, old uniq and free variables, as on the BEAM. */
-bool cn_term_exact_eq(const cn_term *a, const cn_term *b) {
+bool cn_term_arith_eq(const cn_term *a, const cn_term *b) { return cn_term_arith_eq_otp(a, b, 0); }
+
+/* Exact equality (=:=) is term order's exact mode at 0, so the two can never disagree. Funs are equal by module,
+ * index, old uniq and free variables, as on the BEAM. */
+bool cn_term_exact_eq_otp(const cn_term *a, const cn_term *b, int otp_release) {
   if (a == b) return true;
   int c = 1;
-  if (!a || !b || term_compare(a, b, 1, &c)) return false;
+  if (!a || !b || term_compare(a, b, 1, term_sem(otp_release), &c)) return false;
   return c == 0;
 }
+
+bool cn_term_exact_eq(const cn_term *a, const cn_term *b) { return cn_term_exact_eq_otp(a, b, 0); }

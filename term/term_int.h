@@ -58,9 +58,14 @@ int term_fun_id_get(const cn_term *t, term_fun_id *id);
 int term_fun_env(const cn_term *t, const term_fun_id *id, cn_atoms *tab, cn_term **env);
 /* Compares two atom texts by code point, then length (erts_cmp_atoms); each is UTF-8 or latin-1. */
 int term_text_cmp(const uint8_t *a, size_t an, int a_utf8, const uint8_t *b, size_t bn, int b_utf8);
+/* The term semantics of an OTP release: TERM_SEM_25 (0, or any release before 27), TERM_SEM_27 (27 and later:
+ * -0.0 and 0.0 are different terms in the exact order). */
+enum { TERM_SEM_25 = 0, TERM_SEM_27 = 1 };
+int term_sem(int otp_release);
 /* Term order (exact = 0: as erlang:'<'/2, 0 only when ==) or exact order (exact = 1: integers before
- * floats, 0 only when =:=). *res gets <0, 0 or >0. 0, or CN_ENOMEM / CN_EDECODE (a malformed fun). */
-int term_compare(const cn_term *a, const cn_term *b, int exact, int *res);
+ * floats, 0 only when =:=), with sem a TERM_SEM_*. *res gets <0, 0 or >0. 0, or CN_ENOMEM / CN_EDECODE (a
+ * malformed fun). */
+int term_compare(const cn_term *a, const cn_term *b, int exact, int sem, int *res);
 
 /* Doubles a walker's stack of n frames of elem bytes whose first frames live in the inline array inl: moves it
  * to the heap on the first growth. Returns the frames (then *cap is doubled), or NULL with the stack unchanged. */

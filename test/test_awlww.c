@@ -162,7 +162,7 @@ static void test_vector_deltas(void **st) {
     assert_int_equal(hc_vv_parse(hc_map_get(delta, "dots"), &dvv), 0);
     const cn_term *val = hc_map_get(delta, "value");
     for (uint32_t j = 0; keys->type == CN_LIST && j < keys->v.list.len; j++) {
-      const cn_term *e2 = hc_map_find(val, &keys->v.list.e[j]);
+      const cn_term *e2 = hc_map_find(val, &keys->v.list.e[j], 0);
       cn_term *r;
       assert_int_equal(hc_join_entries(&hc, NULL, e2, &empty, &dvv, &r), 0);
       if (e2) assert_true(cn_term_exact_eq(r, e2)); /* same entries, same MapSet shape (1.14) */

@@ -220,7 +220,7 @@ static void delta_consistent(const cn_term *delta) {
 /* Key k's value in a delta, or -1 when the delta has no entry for it. */
 static int64_t delta_val(const cn_term *delta, cn_node *n, int key) {
   cn_term *k = key_of(n, key);
-  const cn_term *raw = hc_map_find(hc_map_get(delta, "value"), k);
+  const cn_term *raw = hc_map_find(hc_map_get(delta, "value"), k, 0);
   cn_term_free(k);
   const cn_term *v = raw ? hc_read_raw(raw) : NULL;
   return v ? v->v.i : -1;
@@ -284,7 +284,7 @@ static void test_round_delta_consistent(void **st) {
   assert_int_equal(delta_val(delta, n, 2), 200);
   assert_int_equal(delta_val(delta, n, 3), 300);
   cn_term *k3 = key_of(n, 3);
-  assert_int_equal(hc_map_find(hc_map_get(delta, "value"), k3)->v.map.size, 2); /* both writes of key 3 */
+  assert_int_equal(hc_map_find(hc_map_get(delta, "value"), k3, 0)->v.map.size, 2); /* both writes of key 3 */
   cn_term_free(k3);
   hc_vv vv;
   assert_int_equal(hc_vv_parse(hc_map_get(delta, "dots"), &vv), 0);

@@ -573,7 +573,7 @@ static void test_replay_registry_n2(void **st) {
   for (size_t i = 0; i < nl; i++)
     for (size_t j = 0; j < lv[i]->v.map.size; j++) {
       const cn_term *want = hc_read_raw(&lv[i]->v.map.kv[2 * j + 1]);
-      const cn_term *got = hc_map_find(read, &lv[i]->v.map.kv[2 * j]);
+      const cn_term *got = hc_map_find(read, &lv[i]->v.map.kv[2 * j], 0);
       assert_non_null(got);
       assert_true(cn_term_exact_eq(want, got));
       checked++;
@@ -581,7 +581,7 @@ static void test_replay_registry_n2(void **st) {
   /* {key, "k1"} on n2 after the kill: [{#PID<n1.154.0>, :v}] (Horde's lookup of the value {{N, Node}, Pid, V}) */
   {
     cn_term *k1 = cn_mk_tuple(2, cn_mk_atomc(n2, "key"), cn_mk_binary("k1", 2));
-    const cn_term *v = hc_map_find(read, k1);
+    const cn_term *v = hc_map_find(read, k1, 0);
     assert_non_null(v);
     const cn_term *p = cn_tuple_elem(v, 3, 1);
     assert_true(p && p->type == CN_PID && p->v.pid.id == 154 && !strcmp((p->v.pid.node)->name, "n1@127.0.0.1"));

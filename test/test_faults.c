@@ -231,6 +231,7 @@ static void test_tick_fault(void **state) {
   static tnode v;
   cn_node_opts vo = opts("vtick@127.0.0.1");
   vo.net_ticktime_s = 1; /* a tick every 250 ms */
+  vo.otp_release = 25;   /* no rpc asking the peer's release: nothing but the 8 MiB and ticks in the queue */
   node_new(&v, &vo);
   tnode_run_ready(&v);
   int fd = test_hand_peer(cn_node_port(v.n), "rawtick@127.0.0.1", "faults", DIST_FLAGS_DEFAULT & ~DFLAG_PUBLISHED);

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "cnode.h"
+#include "node_int.h" /* otp_parse_release */
 #include "testutil.h"
 #include "tnode.h"
 
@@ -612,6 +613,76 @@ static void test_listen_inet6(void **st) {
   cn_node_free(n);
 }
 
+/* cn_node_opts.otp_release: a set release is known at once (no peer is asked); 0 follows OTP 25 until a peer
+ * tells; outside CN_OTP_RELEASE_MIN..MAX is CN_EINVAL. */
+static void test_otp_release_opts(void **st) {
+  (void)st;
+  static const struct {
+    int set, rc, follows;
+    bool known;
+  } c[] = {{0, 0, 25, false},         {25, 0, 25, true},           {27, 0, 27, true},
+           {29, 0, 29, true},         {17, 0, 17, true},           {999, 0, 999, true},
+           {16, CN_EINVAL, 0, false}, {1000, CN_EINVAL, 0, false}, {-27, CN_EINVAL, 0, false}};
+  for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+    cn_node_opts o = {.name = "rel@127.0.0.1", .cookie = "c", .otp_release = c[i].set};
+    cn_node *n = NULL;
+    assert_int_equal(cn_node_new(&n, NULL, &o), c[i].rc);
+    if (c[i].rc) {
+      assert_null(n);
+      continue;
+    }
+    assert_int_equal(cn_node_otp_release(n), c[i].follows);
+    assert_int_equal(cn_node_otp_release_known(n), c[i].known);
+    cn_node_free(n);
+  }
+}
+
+/* A peer's answer to erlang:system_info(otp_release) is peer input: only "17".."999" as a proper charlist counts. */
+static void test_otp_release_answers(void **st) {
+  (void)st;
+  cn_atoms *tab;
+  assert_int_equal(cn_atoms_new(&tab, 0), 0);
+  static const struct {
+    const char *hex; /* term_to_binary of the answer */
+    int want;
+  } c[] = {
+      {"836B00023237", 27},                                      /* "27" */
+      {"836B00023239", 29},                                      /* "29" */
+      {"836B00023235", 25},                                      /* "25" */
+      {"836B0003393939", 999},                                   /* "999" */
+      {"836B00023136", 0},                                       /* "16": below the range */
+      {"836B000431303030", 0},                                   /* "1000" */
+      {"836B00053030303237", 0},                                 /* five digits */
+      {"836A", 0},                                               /* "" */
+      {"836B00023241", 0},                                       /* "2A" */
+      {"836B00022D37", 0},                                       /* "-7" */
+      {"836B0003323730", 270},                                   /* [$2, $7 | "0"] is "270" */
+      {"836C000000026132613764000161", 0},                       /* [$2, $7 | a]: improper */
+      {"836C00000002620010003261376A", 0},                       /* [1048626, $7] */
+      {"836C00000002620000013261376A", 0},                       /* [$2 + 256, $7] */
+      {"836D000000023237", 0},                                   /* <<"27">>: a binary, not a string */
+      {"8364000232", 0},                                         /* a truncated atom: never decoded */
+      {"83680264000662616472706368026400044558495464000178", 0}, /* {badrpc, {'EXIT', x}} */
+      {"836100", 0},                                             /* 0 */
+      {"83611B", 0},                                             /* 27 as an integer */
+  };
+  for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+    size_t n = strlen(c[i].hex) / 2;
+    uint8_t buf[64];
+    for (size_t k = 0; k < n; k++) sscanf(c[i].hex + 2 * k, "%2hhx", &buf[k]);
+    cn_term *t = NULL;
+    if (cn_term_from_binary(tab, buf, n, NULL, &t)) {
+      assert_int_equal(c[i].want, 0); /* what does not decode never reaches the parser */
+      continue;
+    }
+    if (otp_parse_release(t) != c[i].want) fprintf(stderr, "answer %s\n", c[i].hex);
+    assert_int_equal(otp_parse_release(t), c[i].want);
+    cn_term_free(t);
+  }
+  assert_int_equal(otp_parse_release(NULL), 0);
+  cn_atoms_free(tab);
+}
+
 /* A bad address or range is CN_EINVAL from cn_node_new; an address this host does not have fails the start
  * with CN_EIO and a log line, and the node can still be freed. */
 static void test_listen_invalid(void **st) {
@@ -642,6 +713,8 @@ static void test_listen_invalid(void **st) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sigpipe),
+      cmocka_unit_test(test_otp_release_opts),
+      cmocka_unit_test(test_otp_release_answers),
       cmocka_unit_test(test_local_send_and_names),
       cmocka_unit_test(test_exit_signals),
       cmocka_unit_test(test_c_to_c),

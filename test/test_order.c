@@ -1,6 +1,7 @@
 /* test_order.c: Erlang term order and equality in C (term/order.c): the type order, numbers across integer
  * and float, maps (size, key order, values; small and large), lists, bitstrings, identifiers, funs, =:= and
- * ==, deep terms and allocation failures. Expected results come from OTP 25. */
+ * ==, deep terms and allocation failures, and -0.0 per OTP release. Expected results come from OTP 25 (and
+ * 27/29 for the releases). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -325,6 +326,93 @@ static void test_vector_terms(void **state) {
   for (size_t i = 0; i < n; i++) cn_term_free(t[i]);
 }
 
+/* -0.0 and 0.0 per OTP release. The vectors were measured with term_to_binary/1, erlang:'<'/2, == and =:= on
+ * OTP 25.2 (Debian 12), OTP 27.3 (Debian 13) and OTP 29.1 (Debian sid); 27 and 29 agree on every row. A and B
+ * are the bytes OTP 27/29 send; lt25/eq25 are OTP 25's answers for the same values (-2: the pair cannot exist on
+ * OTP 25, whose maps hold one of the two keys). cmp: -1 A < B, 0 A == B, 1 otherwise. */
+static const struct zvec {
+  const char *a, *b;
+  int cmp25, same25, cmp27, same27;
+} zvecs[] = {
+    {"83460000000000000000", "83468000000000000000", 0, 1, 0, 0},                                 /* 0.0, -0.0 */
+    {"836801460000000000000000", "836801468000000000000000", 0, 1, 0, 0},                         /* {0.0}, {-0.0} */
+    {"836C000000014680000000000000006A", "836C000000014600000000000000006A", 0, 1, 0, 0},         /* [-0.0], [0.0] */
+    {"837400000001460000000000000000770161", "837400000001468000000000000000770161", 0, 1, 1, 0}, /* #{0.0=>a} */
+    {"837400000001770161460000000000000000", "837400000001770161468000000000000000", 0, 1, 0, 0}, /* #{a=>0.0} */
+    {"837400000002468000000000000000770161460000000000000000770162", /* #{-0.0=>a, 0.0=>b} */
+     "837400000002468000000000000000770162460000000000000000770161", -2, 0, -1, 0},
+    {"836100", "83468000000000000000", 0, 0, 0, 0}, /* 0, -0.0 */
+    {"83468000000000000000", "83468000000000000000", 0, 1, 0, 1},
+    {"837400000002468000000000000000770161460000000000000000770162", "837400000001460000000000000000770161", -2, 0, 1,
+     0},
+    {"8374000000026101770162460000000000000000770161", "8374000000026101770162468000000000000000770161", 0, 1, 1, 0},
+    {"8374000000014680000000000000006101", "83740000000161006101", 1, 0, 1, 0}, /* #{-0.0=>1}, #{0=>1} */
+    {"8374000000014680000000000000006101", "837400000001463FF00000000000006101", -1, 0, -1, 0},    /* #{1.0=>1} */
+    {"837400000001460000000000000000770178", "837400000001468000000000000000770179", -1, 0, 1, 0}, /* x, y */
+};
+
+static void test_otp_releases(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof zvecs / sizeof zvecs[0]; i++) {
+    const struct zvec *v = &zvecs[i];
+    cn_term *a = from_hex(v->a), *b = from_hex(v->b);
+    static const int rels[] = {0, 25, 26, 27, 28, 29, 40};
+    for (size_t k = 0; k < sizeof rels / sizeof rels[0]; k++) {
+      int rel = rels[k], cmp = rel >= 27 ? v->cmp27 : v->cmp25, same = rel >= 27 ? v->same27 : v->same25;
+      if (cmp == -2) continue;
+      if (sgn(cn_term_cmp_otp(a, b, rel)) != cmp || cn_term_exact_eq_otp(a, b, rel) != same)
+        fprintf(stderr, "row %zu release %d: cmp %d want %d, =:= %d want %d\n", i, rel, cn_term_cmp_otp(a, b, rel), cmp,
+                cn_term_exact_eq_otp(a, b, rel), same);
+      assert_int_equal(sgn(cn_term_cmp_otp(a, b, rel)), cmp);
+      assert_int_equal(sgn(cn_term_cmp_otp(b, a, rel)), -cmp);
+      assert_int_equal(cn_term_arith_eq_otp(a, b, rel), cmp == 0);
+      assert_int_equal(cn_term_exact_eq_otp(a, b, rel), same);
+      int r;
+      assert_int_equal(cn_term_compare_otp(a, b, true, rel, &r), 0);
+      assert_int_equal(r == 0, same);
+      assert_int_equal(cn_term_compare_otp(a, b, false, rel, &r), 0);
+      assert_int_equal(sgn(r), cmp);
+      if (rel == 0) { /* the forms without a release are OTP 25's */
+        assert_int_equal(sgn(cn_term_cmp(a, b)), cmp);
+        assert_int_equal(cn_term_exact_eq(a, b), same);
+      }
+    }
+    cn_term_free(a), cn_term_free(b);
+  }
+  /* The exact order: -0.0 first from OTP 27 (maps:to_list(#{0.0 => a, -0.0 => b}) lists -0.0 first), equal before. */
+  cn_term *z = cn_mk_float(0.0), *mz = cn_mk_float(-0.0);
+  int r;
+  assert_int_equal(cn_term_compare_otp(mz, z, true, 27, &r), 0);
+  assert_true(r < 0);
+  assert_int_equal(cn_term_compare_otp(z, mz, true, 29, &r), 0);
+  assert_true(r > 0);
+  assert_int_equal(cn_term_compare_otp(z, mz, true, 25, &r), 0);
+  assert_int_equal(r, 0);
+  assert_int_equal(cn_term_compare_otp(NULL, z, true, 27, &r), CN_EINVAL);
+  assert_int_equal(cn_term_compare_otp(z, mz, true, 27, NULL), CN_EINVAL);
+  /* A map built with both keys, stored in the wrong order, is ordered -0.0 first on 27: the value of 0.0 decides
+   * second. lists:sort([#{0.0 => 1}, #{-0.0 => 1}, #{0 => 1}, #{-0.0 => 0}]) is [#{0 => 1}, #{-0.0 => 0},
+   * #{-0.0 => 1}, #{0.0 => 1}] on 25, 27 and 29. */
+  cn_term *kv[4] = {cn_mk_float(0.0), atom("a"), cn_mk_float(-0.0), atom("b")};
+  cn_term *m1 = cn_mk_map(2, kv);
+  cn_term *kv2[4] = {cn_mk_float(-0.0), atom("b"), cn_mk_float(0.0), atom("a")};
+  cn_term *m2 = cn_mk_map(2, kv2);
+  assert_true(cn_term_exact_eq_otp(m1, m2, 27));
+  cn_term *kv3[4] = {cn_mk_float(-0.0), atom("a"), cn_mk_float(0.0), atom("b")};
+  cn_term *m3 = cn_mk_map(2, kv3);
+  assert_true(cn_term_cmp_otp(m3, m1, 27) < 0); /* #{-0.0 => a, ...} < #{-0.0 => b, ...} */
+  cn_term *kv4[2] = {cn_mk_float(0.0), cn_mk_int(1)}, *kv5[2] = {cn_mk_float(-0.0), cn_mk_int(1)};
+  cn_term *kv6[2] = {cn_mk_int(0), cn_mk_int(1)}, *kv7[2] = {cn_mk_float(-0.0), cn_mk_int(0)};
+  cn_term *s[4] = {cn_mk_map(1, kv6), cn_mk_map(1, kv7), cn_mk_map(1, kv5), cn_mk_map(1, kv4)};
+  for (int i = 0; i < 3; i++) {
+    assert_true(cn_term_cmp_otp(s[i], s[i + 1], 27) < 0);
+    assert_true(cn_term_cmp_otp(s[i], s[i + 1], 25) <= 0);
+  }
+  assert_int_equal(cn_term_cmp_otp(s[2], s[3], 25), 0);
+  for (int i = 0; i < 4; i++) cn_term_free(s[i]);
+  cn_term_free(m1), cn_term_free(m2), cn_term_free(m3), cn_term_free(z), cn_term_free(mz);
+}
+
 /* Every allocation failing in turn: a status and no leak, then the right answer. */
 static void test_enomem(void **state) {
   (void)state;
@@ -366,6 +454,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_deep, setup, teardown),
       cmocka_unit_test_setup_teardown(test_vector_terms, setup, teardown),
       cmocka_unit_test_setup_teardown(test_enomem, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_otp_releases, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -40,7 +40,7 @@ static void usage(FILE *f) {
              "             [--ticktime SECONDS] [--hidden] [--connect-all false] [--verbose]\n"
              "             [--proto-dist inet_tcp|inet_tls|inet6_tcp|inet6_tls] [--ssl-dist-optfile F]\n"
              "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
-             "             [--horde-registry NAME]... [--horde-supervisor NAME]...\n"
+             "             [--horde-registry NAME]... [--horde-supervisor NAME]... [--otp-release N]\n"
              "       cnode term ...   (cnode term --help)\n"
              "       cnode --version | --help\n"
              "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl.\n"
@@ -55,6 +55,8 @@ static void usage(FILE *f) {
              "  --proto-dist inet_tls: distribution over TLS, as erl -proto_dist inet_tls; options from the same\n"
              "  ssl_dist_optfile erl reads and/or the --tls-* flags (they override the file, for both sides;\n"
              "  --tls-verify verify_peer also makes accepted peers show a certificate).\n"
+             "  --otp-release N: follow OTP N's term semantics (27 and later: 0.0 and -0.0 are two map keys);\n"
+             "  default: learned from the first BEAM peer (its erlang:system_info(otp_release)), 25 until then.\n"
              "  --horde-registry MyApp.Registry: joins that Horde.Registry (members: auto) and registers echo there\n"
              "  under {echo, NodeName}. --horde-supervisor MyApp.Sup: joins that Horde.DynamicSupervisor with the\n"
              "  demo C worker Elixir.CNode.Demo.Counter; SIGTERM then hands its children over before stopping.\n");
@@ -285,6 +287,7 @@ int main(int argc, char **argv) {
                                         {"tls-verify", required_argument, 0, 'V'},
                                         {"horde-registry", required_argument, 0, 'R'},
                                         {"horde-supervisor", required_argument, 0, 'S'},
+                                        {"otp-release", required_argument, 0, 'o'},
                                         {0, 0, 0, 0}};
   const char *proto = "inet_tcp", *optfile = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL,
              *tls_verify = NULL;
@@ -317,6 +320,17 @@ int main(int argc, char **argv) {
       break;
     }
     case 'a': o.listen_addr = optarg; break;
+    case 'o': {
+      char *end;
+      long v = strtol(optarg, &end, 10);
+      if (!*optarg || *end || v < CN_OTP_RELEASE_MIN || v > CN_OTP_RELEASE_MAX) {
+        fprintf(stderr, "cnode: --otp-release %s: not an OTP release (%d-%d)\n", optarg, CN_OTP_RELEASE_MIN,
+                CN_OTP_RELEASE_MAX);
+        return 2;
+      }
+      o.otp_release = (int)v;
+      break;
+    }
     case 't': o.net_ticktime_s = (uint32_t)atoi(optarg); break;
     case 'H': o.hidden = true; break;
     case 'G': o.no_connect_all = strcmp(optarg, "false") == 0; break; /* as erl -connect_all false */

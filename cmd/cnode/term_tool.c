@@ -13,7 +13,10 @@
 
 static void usage(FILE *f) {
   fprintf(f, "usage: cnode term decode | hash [--range R] | sort | compare | choose [--uniform]   (input on stdin)\n"
+             "       [--otp-release N]\n"
              "  Each line: a hex-encoded term_to_binary result in the first column; further columns are ignored.\n"
+             "  --otp-release N: answer as OTP N does (27 and later: -0.0 and 0.0 are different map keys, so maps\n"
+             "                   holding them order differently); default 25. phash2 is the same in every release.\n"
              "  decode           prints each term in Erlang syntax\n"
              "  hash [--range R] prints `phash2(T, R) phash2(T)`; R is 1..4294967296 (the default)\n"
              "  sort             prints the lines in term order (a stable sort: equal terms keep input order)\n"
@@ -28,6 +31,7 @@ typedef struct tool {
   const char *cmd;
   cn_atoms *atoms;
   unsigned long lineno;
+  int otp_release; /* whose term order compare and sort follow */
 } tool;
 
 static int bad(const tool *t, const char *what) {
@@ -152,7 +156,7 @@ static int compare_line(tool *t, char *line, void *ctx) {
     cn_term_free(a);
     return st;
   }
-  int c, cr = cn_term_compare_checked(a, b, false, &c);
+  int c, cr = cn_term_compare_otp(a, b, false, t->otp_release, &c);
   cn_term_free(a);
   cn_term_free(b);
   if (cr) return cr == CN_ENOMEM ? 1 : bad(t, cn_strerror(cr));
@@ -203,10 +207,10 @@ typedef struct item {
   cn_term *term;
 } item;
 
-/* Term order over items; cn_stable_sort keeps terms that compare equal (1 and 1.0) in input order. */
+/* Term order over items (ctx: the tool); cn_stable_sort keeps terms that compare equal (1 and 1.0) in input order. */
 static int item_cmp(const void *a, const void *b, void *ctx, int *result) {
-  (void)ctx;
-  return cn_term_compare_checked(((const item *)a)->term, ((const item *)b)->term, false, result);
+  const tool *t = ctx;
+  return cn_term_compare_otp(((const item *)a)->term, ((const item *)b)->term, false, t->otp_release, result);
 }
 
 typedef struct items {
@@ -239,7 +243,7 @@ static int do_sort(tool *t) {
   int st = each_line(t, collect_line, &it);
   if (!st) {
     item *tmp = malloc((it.n ? it.n : 1) * sizeof *tmp);
-    int sr = tmp ? cn_stable_sort(it.v, it.n, sizeof *it.v, tmp, item_cmp, NULL) : CN_ENOMEM;
+    int sr = tmp ? cn_stable_sort(it.v, it.n, sizeof *it.v, tmp, item_cmp, t) : CN_ENOMEM;
     free(tmp);
     if (sr) {
       fprintf(stderr, "cnode term sort: %s\n", cn_strerror(sr));
@@ -260,7 +264,7 @@ int term_tool_main(int argc, char **argv) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? EXIT_BAD : 0;
   }
-  tool t = {argv[1], NULL, 0};
+  tool t = {argv[1], NULL, 0, CN_OTP_RELEASE_DEFAULT};
   uint64_t range = UINT64_C(1) << 32;
   int is_hash = !strcmp(t.cmd, "hash"), is_choose = !strcmp(t.cmd, "choose"), mode = CN_HORDE_FILTERED;
   for (int i = 2; i < argc; i++) {
@@ -268,7 +272,17 @@ int term_tool_main(int argc, char **argv) {
       mode = CN_HORDE_UNIFORM;
       continue;
     }
-    if (is_hash && !strcmp(argv[i], "--range") && i + 1 < argc) {
+    if (!strcmp(argv[i], "--otp-release") && i + 1 < argc) {
+      char *end;
+      errno = 0;
+      long v = strtol(argv[++i], &end, 10);
+      if (errno || *end || end == argv[i] || v < CN_OTP_RELEASE_MIN || v > CN_OTP_RELEASE_MAX) {
+        fprintf(stderr, "cnode term: --otp-release must be an OTP release (%d..%d)\n", CN_OTP_RELEASE_MIN,
+                CN_OTP_RELEASE_MAX);
+        return EXIT_BAD;
+      }
+      t.otp_release = (int)v;
+    } else if (is_hash && !strcmp(argv[i], "--range") && i + 1 < argc) {
       char *end;
       errno = 0;
       unsigned long long v = strtoull(argv[++i], &end, 10);

@@ -1,5 +1,5 @@
 /* workers.c: demo processes a user can try from iex, which the interop tests drive too: `echo` sends back
- * what it gets; `cnode_kv` is a C gen_server; cnode_ctl's built-in commands (send, nodes, start_kv, stats,
+ * what it gets; `cnode_kv` is a C gen_server; cnode_ctl's built-in commands (send, nodes, otp_release, start_kv, stats,
  * global_*, crdt_*; ctl.c runs them); the entry points cnode_demo:echo/0 and cnode_demo:puppet/1 can be spawned
  * from BEAM. */
 #include <stdio.h>
@@ -31,9 +31,12 @@ typedef struct kv_entry {
   cn_term *val;
 } kv_entry;
 
-static kv_entry **kv_find(kv_entry **head, const cn_term *key) {
+/* Keys are equal as a map's keys of the node's cluster are: under =:= of the release the node follows (0.0 and
+ * -0.0 are two keys from OTP 27 on). */
+static kv_entry **kv_find(cn_node *n, kv_entry **head, const cn_term *key) {
+  int rel = cn_node_otp_release(n);
   for (; *head; head = &(*head)->next)
-    if (cn_term_exact_eq((*head)->key, key)) return head;
+    if (cn_term_exact_eq_otp((*head)->key, key, rel)) return head;
   return head;
 }
 
@@ -46,7 +49,7 @@ static cn_term *kv_call(cn_proc *self, const cn_term *req, const cn_term *from, 
   const cn_term *op = req && req->type == CN_TUPLE && req->v.tuple.arity ? &req->v.tuple.e[0] : req;
   uint32_t arity = req && req->type == CN_TUPLE ? req->v.tuple.arity : 0;
   if (cn_is_atom(op, "put") && arity == 3) {
-    kv_entry **e = kv_find(head, &req->v.tuple.e[1]);
+    kv_entry **e = kv_find(n, head, &req->v.tuple.e[1]);
     if (!*e && (*e = cn_calloc(1, sizeof **e))) (*e)->key = cn_term_copy(&req->v.tuple.e[1]);
     if (*e) {
       cn_term_free((*e)->val);
@@ -55,7 +58,7 @@ static cn_term *kv_call(cn_proc *self, const cn_term *req, const cn_term *from, 
     return cn_mk_atomc(n, "ok");
   }
   if (cn_is_atom(op, "get") && arity == 2) {
-    kv_entry **e = kv_find(head, &req->v.tuple.e[1]);
+    kv_entry **e = kv_find(n, head, &req->v.tuple.e[1]);
     return *e ? cn_mk_tuple(2, cn_mk_atomc(n, "ok"), cn_term_copy((*e)->val)) : cn_mk_atomc(n, "error");
   }
   if (cn_is_atom(op, "exit") && arity == 2) {
@@ -522,6 +525,17 @@ static cn_term *ctl_stats(cn_proc *self, const char *op, const cn_term *cmd, con
   return cn_mk_map(NF, kv);
 }
 
+/* otp_release -> {Release, known | default}: the OTP release whose term semantics the node follows, and whether it
+ * is settled (set by --otp-release or learned from a peer) or still the default. */
+static cn_term *ctl_otp_release(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller,
+                                void *ctx) {
+  (void)op, (void)caller, (void)ctx;
+  cn_node *n = cn_proc_node(self);
+  if (cmd->type != CN_ATOM) return ctl_unknown(n);
+  return cn_mk_tuple(2, cn_mk_int(cn_node_otp_release(n)),
+                     cn_mk_atomc(n, cn_node_otp_release_known(n) ? "known" : "default"));
+}
+
 /* nodes -> [Node]: the connected nodes (hidden ones too), the first 256. */
 static cn_term *ctl_nodes_cmd(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller, void *ctx) {
   (void)op, (void)caller, (void)ctx;
@@ -541,6 +555,7 @@ int workers_start(cn_node *n) {
   if ((rc = kv_start(n, "cnode_kv", NULL))) return rc;
   if ((rc = ctl_register_cmd("send", ctl_send, NULL)) || (rc = ctl_register_cmd("start_kv", ctl_start_kv, NULL)) ||
       (rc = ctl_register_cmd("stats", ctl_stats, NULL)) || (rc = ctl_register_cmd("nodes", ctl_nodes_cmd, NULL)) ||
+      (rc = ctl_register_cmd("otp_release", ctl_otp_release, NULL)) ||
       (rc = ctl_register_cmd("global_*", ctl_global, NULL)) || (rc = ctl_register_cmd("crdt_*", ctl_crdt_cmd, NULL)) ||
       (rc = ctl_start(n)))
     return rc;
