@@ -218,43 +218,6 @@ bool hc_raw_beyond(const cn_term *raw, const hc_vv *then) {
   return false;
 }
 
-int hc_raw_within(const hc_ctx *c, const cn_term *raw, const hc_vv *vv, cn_term **out) {
-  *out = NULL;
-  if (!raw) return 0;
-  if (raw->type != CN_MAP) return CN_EDECODE;
-  cn_term **kv = cn_malloc((2 * raw->v.map.size + 1) * sizeof *kv);
-  if (!kv) return CN_ENOMEM;
-  size_t k = 0;
-  int rc = 0;
-  for (uint32_t i = 0; i < raw->v.map.size && !rc; i++) {
-    hc_dot *d;
-    size_t n, m = 0;
-    if ((rc = hc_parse_dotset(&raw->v.map.kv[2 * i + 1], &d, &n))) break;
-    for (size_t j = 0; j < n; j++)
-      if (covered(vv, d[j])) d[m++] = d[j];
-    if (m) {
-      kv[k] = cn_term_copy(&raw->v.map.kv[2 * i]);
-      kv[k + 1] = hc_mk_dotset(c, d, m);
-      if (!kv[k] || !kv[k + 1]) {
-        cn_term_free(kv[k]);
-        cn_term_free(kv[k + 1]);
-        rc = CN_ENOMEM;
-      } else {
-        k += 2;
-      }
-    }
-    cn_free(d);
-  }
-  if (rc) {
-    for (size_t i = 0; i < k; i++) cn_term_free(kv[i]);
-  } else if (k) {
-    *out = cn_mk_map(k / 2, kv);
-    if (!*out) rc = CN_ENOMEM;
-  }
-  cn_free(kv);
-  return rc;
-}
-
 int hc_awlww_add(const hc_ctx *c, hc_awlww *a, int64_t node_id, const cn_term *key, uint32_t kh, const cn_term *value,
                  int64_t ts, cn_term **raw_out) {
   *raw_out = NULL;

@@ -206,21 +206,8 @@ static int apply_delta(cn_crdt *c, const cn_term *dvv_t, const cn_term *dval, co
     uint32_t kh = hc_key_hash(key);
     hc_kent *e = hc_awlww_find(&c->st, key, kh);
     const cn_term *e1 = e ? e->raw : NULL, *e2 = dix_find(dval, ix, nd, key, kh, c->hc.otp_release);
-    cn_term *r, *e2in = NULL;
-    /* A BEAM peer sends its vector from the start of the round with current values (pitfall 19): an entry
-     * written there since has a dot beyond Delta.dots, and holding it would let this node's next write of the key
-     * fold it into the vector (§2.3), counting the sender's earlier writes of other keys, not received yet, as
-     * seen (their joins then drop them: keys lost on both sides). Such a key takes only the dots the vector covers
-     * and loses none of its own here (v2 empty); the next round, whose vector covers the rest, brings it whole. */
-    if (e2 && hc_raw_beyond(e2, &dvv)) {
-      hc_vv none = {0};
-      if ((rc = hc_raw_within(&c->hc, e2, &dvv, &e2in))) break;
-      rc = hc_join_entries(&c->hc, e1, e2in, &old, &none, &r);
-      cn_term_free(e2in);
-    } else {
-      rc = hc_join_entries(&c->hc, e1, e2, &old, &dvv, &r);
-    }
-    if (rc) break;
+    cn_term *r;
+    if ((rc = hc_join_entries(&c->hc, e1, e2, &old, &dvv, &r))) break;
     if ((!e1 && !r) || (e1 && r && cn_term_exact_eq(e1, r))) {
       cn_term_free(r);
       continue;

@@ -157,8 +157,6 @@ int hc_awlww_remove(hc_awlww *a, const cn_term *key, uint32_t kh);
 /* True when raw entries hold a dot that `then` does not cover: a write this state saw after `then` (a sync round's
  * version vector) was taken. */
 bool hc_raw_beyond(const cn_term *raw, const hc_vv *then);
-/* raw's entries with only the dots vv covers (an entry left without dots goes): *out NULL when none is left. */
-int hc_raw_within(const hc_ctx *c, const cn_term *raw, const hc_vv *vv, cn_term **out);
 /* Join of one key's entries (§2.4): e1 (state, may be NULL), e2 (delta, may be NULL), v1 the state's version
  * vector before the join, v2 the delta's. *out gets the new entries or NULL when none remain. */
 int hc_join_entries(const hc_ctx *c, const cn_term *e1, const cn_term *e2, const hc_vv *v1, const hc_vv *v2,

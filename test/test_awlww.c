@@ -184,50 +184,12 @@ static void test_vector_deltas(void **st) {
   assert_true(n > 50);
 }
 
-/* An entry map's dots within a vector: covered dots stay, an entry left without dots goes, nothing left is NULL;
- * a malformed map or dot set is an error, not a crash. */
-static void test_raw_within(void **st) {
-  (void)st;
-  hc_dot d1[] = {{7, 1}, {7, 5}}, d2[] = {{8, 2}};
-  cn_term *raw = cn_mk_map(2, (cn_term *[]){cn_mk_tuple(2, cn_mk_int(1), cn_mk_int(10)), hc_mk_dotset(&hc, d1, 2),
-                                            cn_mk_tuple(2, cn_mk_int(2), cn_mk_int(20)), hc_mk_dotset(&hc, d2, 1)});
-  hc_vv vv = {0};
-  assert_int_equal(hc_vv_bump(&vv, 7, 3), 0);
-  cn_term *out;
-  assert_int_equal(hc_raw_within(&hc, raw, &vv, &out), 0);
-  assert_non_null(out);
-  assert_int_equal(out->v.map.size, 1);
-  hc_dot *d;
-  size_t n;
-  assert_int_equal(hc_parse_dotset(&out->v.map.kv[1], &d, &n), 0);
-  assert_true(n == 1 && d[0].id == 7 && d[0].n == 1);
-  cn_free(d);
-  cn_term_free(out);
-  assert_int_equal(hc_vv_bump(&vv, 8, 2), 0);
-  assert_int_equal(hc_vv_bump(&vv, 7, 5), 0);
-  assert_int_equal(hc_raw_within(&hc, raw, &vv, &out), 0);
-  assert_true(cn_term_exact_eq(out, raw));
-  cn_term_free(out);
-  hc_vv none = {0};
-  assert_int_equal(hc_raw_within(&hc, raw, &none, &out), 0);
-  assert_null(out);
-  assert_int_equal(hc_raw_within(&hc, NULL, &vv, &out), 0);
-  assert_null(out);
-  cn_term *bad = cn_mk_int(3), *badset = cn_mk_map(1, (cn_term *[]){cn_mk_int(1), A("x")});
-  assert_int_equal(hc_raw_within(&hc, bad, &vv, &out), CN_EDECODE);
-  assert_null(out);
-  assert_int_not_equal(hc_raw_within(&hc, badset, &vv, &out), 0);
-  assert_null(out);
-  cn_term_free(bad);
-  cn_term_free(badset);
-  cn_term_free(raw);
-  hc_vv_free(&vv);
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_add_remove_join), cmocka_unit_test(test_lww_tie),    cmocka_unit_test(test_mapset_shapes),
-      cmocka_unit_test(test_vector_deltas),   cmocka_unit_test(test_raw_within),
+      cmocka_unit_test(test_add_remove_join),
+      cmocka_unit_test(test_lww_tie),
+      cmocka_unit_test(test_mapset_shapes),
+      cmocka_unit_test(test_vector_deltas),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
