@@ -181,6 +181,18 @@ static const cn_term *sniffed_at(tnode *t, int n, uint32_t arity) {
   return m;
 }
 
+/* A node `name` running 't.Crdt' with its sync timer set to an hour (rounds start on :sync only), and with
+ * `sniff` the scripted peer 'p.Crdt' (sniffer) beside it. */
+static void single_up(tnode *t, const char *name, bool sniff) {
+  cn_node_opts o = {.name = name, .cookie = "secret", .epmd_port = test_epmd_port, .listen_addr = "127.0.0.1"};
+  tnode_new(t, &o);
+  cn_crdt_opts co = {.sync_interval_ms = 3600 * 1000};
+  cn_crdt *crdt;
+  assert_int_equal(cn_crdt_start(t->n, "t", &co, &crdt), 0);
+  if (sniff) tnode_spawn_named(t, "p.Crdt", sniffer, t);
+  tnode_run_ready(t);
+}
+
 /* The peer's answer to the round of Diff d: {get_diff, D', Keys} with from and to swapped (as B sends it). */
 static cn_term *get_diff(cn_node *n, const cn_term *d, cn_term *keys) {
   size_t k = d->v.map.size;
@@ -244,14 +256,7 @@ static bool has_key(const cn_term *keys, cn_node *n, int key) {
 static void test_round_delta_consistent(void **st) {
   (void)st;
   tnode t;
-  cn_node_opts o = {
-      .name = "crdtd@127.0.0.1", .cookie = "secret", .epmd_port = test_epmd_port, .listen_addr = "127.0.0.1"};
-  tnode_new(&t, &o);
-  cn_crdt_opts co = {.sync_interval_ms = 3600 * 1000};
-  cn_crdt *crdt;
-  assert_int_equal(cn_crdt_start(t.n, "t", &co, &crdt), 0);
-  tnode_spawn_named(&t, "p.Crdt", sniffer, &t);
-  tnode_run_ready(&t);
+  single_up(&t, "crdtd@127.0.0.1", true);
   cn_node *n = t.n;
   hc_ctx hc;
   assert_int_equal(hc_ctx_init(&hc, cn_node_atoms(n), HC_MAPSET_V2), 0);
@@ -363,13 +368,7 @@ static void test_write_after_early_delta(void **st) {
   (void)st;
   if (!getenv("CRDT_KNOWN_LOSS")) skip();
   tnode t;
-  cn_node_opts o = {
-      .name = "crdte@127.0.0.1", .cookie = "secret", .epmd_port = test_epmd_port, .listen_addr = "127.0.0.1"};
-  tnode_new(&t, &o);
-  cn_crdt_opts co = {.sync_interval_ms = 3600 * 1000};
-  cn_crdt *crdt;
-  assert_int_equal(cn_crdt_start(t.n, "t", &co, &crdt), 0);
-  tnode_run_ready(&t);
+  single_up(&t, "crdte@127.0.0.1", false);
   cn_node *n = t.n;
   hc_ctx hc;
   assert_int_equal(hc_ctx_init(&hc, cn_node_atoms(n), HC_MAPSET_V2), 0);
