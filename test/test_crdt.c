@@ -181,6 +181,18 @@ static const cn_term *sniffed_at(tnode *t, int n, uint32_t arity) {
   return m;
 }
 
+/* A node `name` running 't.Crdt' with its sync timer set to an hour (rounds start on :sync only), and with
+ * `sniff` the scripted peer 'p.Crdt' (sniffer) beside it. */
+static void single_up(tnode *t, const char *name, bool sniff) {
+  cn_node_opts o = {.name = name, .cookie = "secret", .epmd_port = test_epmd_port, .listen_addr = "127.0.0.1"};
+  tnode_new(t, &o);
+  cn_crdt_opts co = {.sync_interval_ms = 3600 * 1000};
+  cn_crdt *crdt;
+  assert_int_equal(cn_crdt_start(t->n, "t", &co, &crdt), 0);
+  if (sniff) tnode_spawn_named(t, "p.Crdt", sniffer, t);
+  tnode_run_ready(t);
+}
+
 /* The peer's answer to the round of Diff d: {get_diff, D', Keys} with from and to swapped (as B sends it). */
 static cn_term *get_diff(cn_node *n, const cn_term *d, cn_term *keys) {
   size_t k = d->v.map.size;
@@ -244,14 +256,7 @@ static bool has_key(const cn_term *keys, cn_node *n, int key) {
 static void test_round_delta_consistent(void **st) {
   (void)st;
   tnode t;
-  cn_node_opts o = {
-      .name = "crdtd@127.0.0.1", .cookie = "secret", .epmd_port = test_epmd_port, .listen_addr = "127.0.0.1"};
-  tnode_new(&t, &o);
-  cn_crdt_opts co = {.sync_interval_ms = 3600 * 1000};
-  cn_crdt *crdt;
-  assert_int_equal(cn_crdt_start(t.n, "t", &co, &crdt), 0);
-  tnode_spawn_named(&t, "p.Crdt", sniffer, &t);
-  tnode_run_ready(&t);
+  single_up(&t, "crdtd@127.0.0.1", true);
   cn_node *n = t.n;
   hc_ctx hc;
   assert_int_equal(hc_ctx_init(&hc, cn_node_atoms(n), HC_MAPSET_V2), 0);
@@ -320,6 +325,67 @@ static void test_round_delta_consistent(void **st) {
   nsniffed = 0;
 }
 
+/* {diff, #AWLWWMap{dots => #{777 => Vv}, value => #{{key, K} => #{{V, Ts} => {777, Dot}}}}, Keys}: a delta of node
+ * 777 for the keys ks (count n), key ks[i] carrying value vs[i] at dot ds[i] (ds[i] 0: no entry, deleted there). */
+static cn_term *peer_delta(cn_node *n, const hc_ctx *hc, int64_t vv, int n_, const int *ks, const int *vs,
+                           const int64_t *ds) {
+  cn_term *kv[16], *keys[8];
+  int k = 0;
+  for (int i = 0; i < n_; i++) {
+    keys[i] = key_of(n, ks[i]);
+    if (!ds[i]) continue;
+    hc_dot d = {777, ds[i]};
+    kv[2 * k] = key_of(n, ks[i]);
+    kv[2 * k + 1] = cn_mk_map(
+        1, (cn_term *[]){cn_mk_tuple(2, cn_mk_int(vs[i]), cn_mk_int(INT64_MIN / 2 + ds[i])), hc_mk_dotset(hc, &d, 1)});
+    k++;
+  }
+  const cn_atom *f[] = {hc->a_dots, hc->a_value};
+  cn_term *v[] = {cn_mk_map(1, (cn_term *[]){cn_mk_int(777), cn_mk_int(vv)}), cn_mk_map(k, kv)};
+  return cn_mk_tuple(3, cn_mk_atomc(n, "diff"), hc_mk_struct(hc, hc->a_awlww, 2, f, v), cn_mk_listv(n_, keys, NULL));
+}
+
+/* Key k's value in the CRDT's read, or -1 when it has none. */
+static int64_t read_val(tnode *t, int key) {
+  cn_term *r = call(t, cn_mk_atomc(t->n, "read")), *k = key_of(t->n, key);
+  const cn_term *v = hc_map_find(r, k, 0);
+  int64_t x = v && v->type == CN_INT ? v->v.i : -1;
+  cn_term_free(k);
+  cn_term_free(r);
+  return x;
+}
+
+/* A BEAM peer's delta carries its vector from the start of the round with the current values (pitfall 19), so a
+ * key written there after the round began arrives with a dot beyond the vector that comes with it. Node 777 holds
+ * keys 1 and 2 (dots 1, 2); its round starts (vector 2); it writes key 1 (dot 3) and key 2 (dot 4), and its delta
+ * for key 2 only (key 1's subtree was compared before the write) has vector 2 and key 2 at dot 4. Then this node
+ * writes key 2, and node 777's next round (vector 4) brings key 1 at dot 3: this node never saw dot 3 and nobody
+ * removed key 1, so key 1 must read 11. Folding dot 4 into this node's vector at its write of key 2 counts dot 3
+ * as seen, and the join drops key 1: the keys missing in crdt_suite changes_both_sides under load. delta_crdt
+ * does the same (§2.3, §2.4), and test_crdt_replay holds the C process to its states, so this is a known loss
+ * for now: the test runs with CRDT_KNOWN_LOSS=1 (the fix, held-back entries, is commit db9c467). */
+static void test_write_after_early_delta(void **st) {
+  (void)st;
+  if (!getenv("CRDT_KNOWN_LOSS")) skip();
+  tnode t;
+  single_up(&t, "crdte@127.0.0.1", false);
+  cn_node *n = t.n;
+  hc_ctx hc;
+  assert_int_equal(hc_ctx_init(&hc, cn_node_atoms(n), HC_MAPSET_V2), 0);
+  int ks[] = {1, 2};
+  cn_term *m = peer_delta(n, &hc, 2, 2, ks, (int[]){10, 20}, (int64_t[]){1, 2});
+  assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, m), 0);
+  assert_int_equal(read_val(&t, 1), 10);
+  m = peer_delta(n, &hc, 2, 1, (int[]){2}, (int[]){21}, (int64_t[]){4});
+  assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, m), 0);
+  op(&t, 2, 99);
+  assert_int_equal(read_val(&t, 2), 99);
+  m = peer_delta(n, &hc, 4, 1, (int[]){1}, (int[]){11}, (int64_t[]){3});
+  assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, m), 0);
+  assert_int_equal(read_val(&t, 1), 11);
+  tnode_stop(&t);
+}
+
 /* A CRDT that cannot take its name is not started: cn_crdt_start returns CN_EEXIST and the process it made ends
  * without calling on_stop, which a caller has no use for after the error (a Horde member's start freed its state
  * on the error, then its crdt_stopped ran on it when the process ended). */
@@ -371,6 +437,7 @@ int main(void) {
       cmocka_unit_test(test_start_name_taken),
       cmocka_unit_test(test_cast_is_bad_message),
       cmocka_unit_test(test_round_delta_consistent),
+      cmocka_unit_test(test_write_after_early_delta),
       cmocka_unit_test(test_three_nodes),
       cmocka_unit_test(test_five_nodes),
   };
