@@ -16,7 +16,7 @@
 #
 # Prints run.sh's output, then one line per release:
 #   otp-matrix: OTP 27.3.4.1 (trixie, Elixir 1.18.3): N passed, N failed (T s)
-# and exits non-zero if any test failed. INTEROP_SEED, INTEROP_KEEP, INTEROP_FAKE, TERM_SUITE_SEED and
+# and exits non-zero if any test failed. INTEROP_SEED, INTEROP_KEEP, INTEROP_FAKE, INTEROP_ONLY, TERM_SUITE_SEED and
 # RING_SUITE_SEED are passed to run.sh.
 # CNODE_OTP_MIRROR overrides the mirror (default: the first .../debian URI in the host's apt sources).
 set -u
@@ -88,6 +88,7 @@ if [ "${1:-}" = "--inside" ]; then
   chroot "$DIR" /usr/bin/env -i PATH="$PATH_IN" HOME=/root LANG=C.UTF-8 TMPDIR=/tmp CNODE_PREBUILT=1 \
     ${INTEROP_SEED:+INTEROP_SEED=$INTEROP_SEED} ${INTEROP_KEEP:+INTEROP_KEEP=$INTEROP_KEEP} \
     ${INTEROP_FAKE:+INTEROP_FAKE=$INTEROP_FAKE} ${TERM_SUITE_SEED:+TERM_SUITE_SEED=$TERM_SUITE_SEED} \
+    ${INTEROP_ONLY:+INTEROP_ONLY="$INTEROP_ONLY"} \
     ${RING_SUITE_SEED:+RING_SUITE_SEED=$RING_SUITE_SEED} \
     /bin/sh -c 'cd "$1" && exec sh interop/run.sh "$2"' sh "$REPO" "$BUILD_ABS" &
   CHILD=$!

@@ -6,6 +6,7 @@
 # kills whatever is still alive from it, so nothing outlives a failed or interrupted run.
 # INTEROP_FAKE=1 runs the suite against interop/fake_cnode.escript (an erl stand-in) to check the harness.
 # INTEROP_SEED=N fixes the term generator's seed; INTEROP_KEEP=1 keeps the log directory.
+# INTEROP_ONLY="suite crdt_suite ..." runs only the named suites (suite.escript is `suite`).
 set -u
 
 BUILD=${1:-build}
@@ -79,23 +80,29 @@ until ERL_EPMD_PORT=$EPMD_PORT epmd -port "$EPMD_PORT" -names >/dev/null 2>&1; d
 done
 
 echo "interop: epmd port $EPMD_PORT (pid $EPMD_PID), spare port $FREE_PORT, logs in $TMP (kept on failure)"
-# The suite keeps its own time budget (225 s); `timeout` is the backstop if it hangs anyway.
-HOME=$HOME_DIR ERL_EPMD_PORT=$EPMD_PORT timeout -s KILL 240 escript "$HERE/suite.escript" \
-  --cnode "$CNODE" --repo "$REPO" --build "$BUILD_ABS" --epmd-port "$EPMD_PORT" --free-port "$FREE_PORT" \
-  --tmp "$TMP" --pidfile "$PIDFILE" ${INTEROP_FAKE:+--fake} "$@" >"$TMP/main.out" 2>&1 &
-SUITE_PID=$!
-tail -n +1 -f "$TMP/main.out" --pid=$SUITE_PID 2>/dev/null | grep -v '^interop: [0-9]* passed'
-wait "$SUITE_PID"
-RC=$?
-SUITE_PID=
-if [ ! -e "$TMP/done" ]; then
-  echo "FAIL suite: suite.escript stopped (status $RC) before finishing"
-  [ $RC = 0 ] && RC=1
+# Whether INTEROP_ONLY (empty: all) names a suite.
+wanted() { [ -z "${INTEROP_ONLY:-}" ] || case " $INTEROP_ONLY " in *" $1 "*) true ;; *) false ;; esac; }
+PASSED=0
+FAILED=0
+if wanted suite; then
+  # The suite keeps its own time budget (225 s); `timeout` is the backstop if it hangs anyway.
+  HOME=$HOME_DIR ERL_EPMD_PORT=$EPMD_PORT timeout -s KILL 240 escript "$HERE/suite.escript" \
+    --cnode "$CNODE" --repo "$REPO" --build "$BUILD_ABS" --epmd-port "$EPMD_PORT" --free-port "$FREE_PORT" \
+    --tmp "$TMP" --pidfile "$PIDFILE" ${INTEROP_FAKE:+--fake} "$@" >"$TMP/main.out" 2>&1 &
+  SUITE_PID=$!
+  tail -n +1 -f "$TMP/main.out" --pid=$SUITE_PID 2>/dev/null | grep -v '^interop: [0-9]* passed'
+  wait "$SUITE_PID"
+  RC=$?
+  SUITE_PID=
+  if [ ! -e "$TMP/done" ]; then
+    echo "FAIL suite: suite.escript stopped (status $RC) before finishing"
+    [ $RC = 0 ] && RC=1
+  fi
+  summary=$(grep '^interop: [0-9]* passed' "$TMP/main.out" | tail -n 1)
+  PASSED=$(echo "$summary" | awk '{print $2+0}')
+  FAILED=$(echo "$summary" | awk '{print $4+0}')
+  [ -z "$summary" ] && FAILED=$((FAILED + 1))
 fi
-summary=$(grep '^interop: [0-9]* passed' "$TMP/main.out" | tail -n 1)
-PASSED=$(echo "$summary" | awk '{print $2+0}')
-FAILED=$(echo "$summary" | awk '{print $4+0}')
-[ -z "$summary" ] && FAILED=$((FAILED + 1))
 
 # Further suites: each interop/*_suite.escript gets the same arguments and prints `ok`/`FAIL` lines and
 # `<name>: N passed, N failed`; they are summed into the one closing line. (Selecting tests by name on the
@@ -104,6 +111,7 @@ if [ $# -eq 0 ]; then
   for extra in "$HERE"/*_suite.escript; do
     [ -e "$extra" ] || continue
     base=$(basename "$extra" .escript)
+    wanted "$base" || continue
     : >"$TMP/$base.out" # exists before tail starts, so tail never misses the suite's output
     HOME=$HOME_DIR ERL_EPMD_PORT=$EPMD_PORT timeout -s KILL 300 escript "$extra" \
       --cnode "$CNODE" --repo "$REPO" --build "$BUILD_ABS" --epmd-port "$EPMD_PORT" --free-port "$FREE_PORT" \
