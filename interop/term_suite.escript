@@ -32,6 +32,7 @@ main(Args) ->
     persistent_term:put(ts_dir, Dir),
     {PeerRes, Peer} = start_peer(),
     persistent_term:put(ts_ids, identifiers(Peer)),
+    persistent_term:put(ts_peer, Peer),
     Tests = [{remote_peer, fun() -> PeerRes end},
              {vectors, fun t_vectors/0},
              {hash_random, fun t_hash/0},
@@ -176,7 +177,34 @@ t_compare() ->
     Exp = [integer_to_binary(beam_cmp(A, B)) || {A, B} <- Pairs],
     Eq = length([x || <<"0">> <- Exp]),
     info("compare_pairs: ~b pairs, ~b of them ==", [length(Pairs), Eq]),
-    check("compare", Pairs, Exp, Got).
+    %% A pair this VM and the second erl node order differently is no test of the C node (see unstable/3).
+    Unstable = unstable([P || {P, E, G} <- lists:zip3(Pairs, Exp, Got), E =/= G],
+                        fun({A, B}) -> beam_cmp(A, B) end,
+                        fun(Nd, {A, B}) ->
+                                case {erpc:call(Nd, erlang, '<', [A, B]), erpc:call(Nd, erlang, '==', [A, B])} of
+                                    {true, _} -> -1;
+                                    {_, true} -> 0;
+                                    _ -> 1
+                                end
+                        end),
+    Keep = [not lists:member(P, Unstable) || P <- Pairs],
+    Pick = fun(L) -> [X || {X, true} <- lists:zip(L, Keep)] end,
+    check("compare", Pick(Pairs), Pick(Exp), Pick(Got)).
+
+%% erlang/otp#6874 and #11568: from OTP 26 on, small maps keep atom keys in the order of the atoms' internal
+%% index, and a compare of such maps has at times depended on that index, so two VM instances of one release
+%% can order the same pair differently (seen on OTP 27.3.4.1; OTP 25 and 29 and the C node are stable). For
+%% the inputs where the C node disagrees with this VM, the second erl node (another instance of the same
+%% release) is asked too; where the two BEAMs disagree, the BEAM is no oracle for that input: it is reported and
+%% left out. More than a handful of such inputs fails the test (it would be something else).
+unstable([], _, _) -> [];
+unstable(Bad, Here, There) ->
+    #{node := N} = persistent_term:get(ts_peer), % (with no second node, remote_peer has failed already)
+    Split = [X || X <- Bad, There(N, X) =/= Here(X)],
+    [info("the BEAM contradicts itself: this VM says ~p, the second erl node (same release) the opposite, for ~ts",
+          [Here(X), show(X)]) || X <- Split],
+    length(Split) =< 3 orelse fail("~b inputs ordered differently by two VMs of one release", [length(Split)]),
+    Split.
 
 t_sort() ->
     %% Many terms that are == but not =:= (1, 1.0, {1}, {1.0}...) make stability visible.
@@ -190,7 +218,13 @@ t_sort() ->
     Got = tool(["sort"], Lines, "sort"),
     Sorted = lists:sort(fun({_, A}, {_, B}) -> A =< B end, lists:zip(Lines, Terms)), % stable
     Exp = [L || {L, _} <- Sorted],
-    case Got =:= Exp of
+    %% The second erl node's stable sort (a tuple {T, I} sorts by T, then, among == terms, by position I).
+    Other = fun() -> #{node := N} = persistent_term:get(ts_peer), LT = list_to_tuple(Lines),
+                     [element(I, LT) || {_, I} <- erpc:call(N, lists, sort, [lists:zip(Terms, lists:seq(1, length(Terms)))])]
+            end,
+    case Got =:= Exp orelse Got =:= Other() of
+        true when Got =/= Exp -> info("sort_stable: this VM and the second erl node (same release) sort differently "
+                                      "(see unstable/3); C sorts as the second node does", []);
         true -> ok;
         false ->
             length(Got) =:= length(Exp) orelse fail("sort printed ~b lines for ~b", [length(Got), length(Exp)]),

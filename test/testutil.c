@@ -168,6 +168,24 @@ int test_raw_connect(uint16_t port) {
   return fd;
 }
 
+/* Whether the EPMD on 127.0.0.1:port lists the node name alive (a PORT_PLEASE2 request, blocking, 1 s at most). */
+bool test_epmd_knows(uint16_t port, const char *alive) {
+  size_t n = strlen(alive);
+  int fd = test_raw_connect(port);
+  if (fd < 0 || n > 255) {
+    if (fd >= 0) close(fd);
+    return false;
+  }
+  uint8_t req[3 + 255] = {(uint8_t)((n + 1) >> 8), (uint8_t)(n + 1), 122};
+  memcpy(req + 3, alive, n);
+  uint8_t resp[2] = {0, 1};
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  bool known = test_send_all(fd, req, n + 3) && poll(&p, 1, 1000) > 0 && recv(fd, resp, 2, MSG_WAITALL) == 2 &&
+               resp[0] == 119 && resp[1] == 0;
+  close(fd);
+  return known;
+}
+
 bool test_send_all(int fd, const void *p, size_t n) {
   const uint8_t *b = p;
   while (n) {

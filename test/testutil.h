@@ -40,6 +40,8 @@ int test_epmd_group_teardown(void **state);
  * test_hand_peer: a connection that completed a real handshake (dist.h's state machine) as name with cookie and
  * flags (0: DIST_FLAGS_DEFAULT): its socket, or -1 when refused. */
 int test_raw_connect(uint16_t port);
+/* Whether the EPMD on 127.0.0.1:port lists the node name `alive` (PORT_PLEASE2; blocking, 1 s at most). */
+bool test_epmd_knows(uint16_t port, const char *alive);
 bool test_send_all(int fd, const void *p, size_t n);
 int test_hand_peer(uint16_t port, const char *name, const char *cookie, uint64_t flags);
 

@@ -1,5 +1,6 @@
 /* tnode.c: the threaded test node of tnode.h. */
 #include "tnode.h"
+#include "testutil.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -99,6 +100,7 @@ void tnode_new(tnode *t, const cn_node_opts *o) {
   pthread_mutex_init(&t->mu, NULL);
   pthread_cond_init(&t->cv, NULL);
   snprintf(t->name, sizeof t->name, "%s", o->name);
+  t->epmd_port = o->no_epmd ? 0 : o->epmd_port;
   cn_node_opts opts = *o;
   opts.log = tlog;
   opts.log_ctx = t;
@@ -140,6 +142,11 @@ void tnode_stop(tnode *t) {
   cn_node_stop(t->n);
   pthread_join(t->th, NULL);
   cn_node_free(t->n);
+  /* The EPMD forgets the name when it sees the registration's connection close; a node started next under the
+     same name is refused until then. */
+  char alive[64];
+  snprintf(alive, sizeof alive, "%.*s", (int)strcspn(t->name, "@"), t->name);
+  for (int i = 0; t->epmd_port && i < 100 && test_epmd_knows(t->epmd_port, alive); i++) sleep_ms(20);
   pthread_mutex_destroy(&t->mu);
   pthread_cond_destroy(&t->cv);
 }

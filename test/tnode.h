@@ -11,8 +11,9 @@
 
 typedef struct tnode {
   cn_node *n;
-  char name[64]; /* the node's name */
-  void *user;    /* the test's own object for this node (a CRDT, a registry...) */
+  char name[64];      /* the node's name */
+  uint16_t epmd_port; /* the EPMD it registers with (0: none) */
+  void *user;         /* the test's own object for this node (a CRDT, a registry...) */
   pthread_t th;
   pthread_mutex_t mu;
   pthread_cond_t cv;
