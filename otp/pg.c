@@ -313,11 +313,20 @@ static bool pids_same(const pg_pids *a, const pg_pids *b) {
 /* handle_sync/6: what the peer sends replaces what we knew of it. A group whose members changed is rewritten
  * without notifications, as pg does (Pids ++ AllOld -- OldPids). */
 static void handle_sync(pg_scope *s, cn_proc *self, cn_pid peer, const cn_term *groups) {
+  uint32_t k;
+  const cn_term *e = pg_list(groups, &k);
+  for (uint32_t i = 0; i < k; i++) { /* a malformed sync is ignored whole (pg would crash on it) */
+    const cn_term *name;
+    pg_pids pids;
+    if (pg_sync_entry(&e[i], &name, &pids)) {
+      cn_log(s->n, CN_LOG_WARN, "pg scope %s: malformed sync ignored", s->name->name);
+      return;
+    }
+    pg_pids_free(&pids);
+  }
   pg_peer *p = peer_find(s, peer);
   if (!p && !(p = peer_add(s, self, peer))) return;
   pg_table fresh = {0};
-  uint32_t k;
-  const cn_term *e = pg_list(groups, &k);
   for (uint32_t i = 0; i < k; i++) {
     const cn_term *name;
     pg_pids pids;

@@ -38,6 +38,9 @@ static void echo_sub(cn_proc *self, const cn_term *msg, void *state) {
 
 /* ---- Recorders: C subscribers that keep every message -------------------------------------------------------------- */
 
+static cn_term *err(cn_node *n, const char *why) { return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, why)); }
+static cn_term *err_rc(cn_node *n, int rc) { return err(n, cn_err_reason(rc)); }
+
 typedef struct recorder {
   struct recorder *next;
   cn_pid pid;
@@ -48,7 +51,17 @@ static recorder *recorders;
 
 static void rec_msg(cn_proc *self, const cn_term *msg, void *state) {
   recorder *r = state;
-  (void)self;
+  cn_term *mon = NULL;
+  const cn_term *scope = cn_tuple_elem(msg, 3, 1), *group = cn_tuple_elem(msg, 3, 2);
+  if (cn_is_atom(cn_tuple_elem(msg, 3, 0), "$pg_monitor") && scope->type == CN_ATOM) {
+    /* pg_monitor's request: monitor the scope (group '$scope') or the group; kept as {monitoring, Ref, Now} */
+    cn_ref ref;
+    cn_term *now = NULL;
+    cn_node *n = cn_proc_node(self);
+    int rc = cn_pg_monitor(self, scope->v.atom->name, cn_is_atom(group, "$scope") ? NULL : group, &ref, &now);
+    msg = mon = rc ? err_rc(n, rc) : cn_mk_tuple(3, cn_mk_atomc(n, "monitoring"), cn_mk_ref(ref), now);
+    if (!mon) return;
+  }
   if (r->n == r->cap) {
     size_t cap = r->cap ? r->cap * 2 : 8;
     cn_term **m = cn_realloc(r->msgs, cap * sizeof *m);
@@ -57,6 +70,7 @@ static void rec_msg(cn_proc *self, const cn_term *msg, void *state) {
     r->cap = cap;
   }
   if ((r->msgs[r->n] = cn_term_copy(msg))) r->n++;
+  cn_term_free(mon);
 }
 
 static void rec_end(cn_proc *self, const cn_term *reason, void *state) {
@@ -90,8 +104,6 @@ static int rec_spawn(cn_node *n, cn_pid *pid) {
 
 /* ---- cnode_ctl commands --------------------------------------------------------------------------------------------- */
 
-static cn_term *err(cn_node *n, const char *why) { return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, why)); }
-static cn_term *err_rc(cn_node *n, int rc) { return err(n, cn_err_reason(rc)); }
 static cn_term *ok_pid(cn_node *n, cn_pid p) { return cn_mk_tuple(2, cn_mk_atomc(n, "ok"), cn_mk_pid(p)); }
 static cn_term *ok_or(cn_node *n, int rc) { return rc ? err_rc(n, rc) : cn_mk_atomc(n, "ok"); }
 
@@ -121,6 +133,14 @@ static cn_term *pg_cmd(cn_proc *self, const char *op, const cn_term *cmd, const 
   if (!strcmp(op, "pg_leave") && ar == 4 && e[3].type == CN_PID) {
     int rc = cn_pg_leave(n, scope, &e[2], e[3].v.pid);
     return rc == CN_ENOTFOUND ? cn_mk_atomc(n, "not_joined") : ok_or(n, rc);
+  }
+  if (!strcmp(op, "pg_monitor") && ar == 3) { /* {pg_monitor, Scope, Group | '$scope'}: a recorder that monitors */
+    cn_pid pid;
+    cn_term *req = cn_mk_tuple(3, cn_mk_atomc(n, "$pg_monitor"), cn_term_copy(&e[1]), cn_term_copy(&e[2]));
+    int rc = req ? rec_spawn(n, &pid) : CN_ENOMEM;
+    if (!rc) rc = cn_send(n, NULL, pid, req);
+    cn_term_free(req);
+    return rc ? err_rc(n, rc) : ok_pid(n, pid);
   }
   if (!strcmp(op, "pg_members") && ar == 3) {
     cn_term *m = cn_pg_members_term(n, scope, &e[2], false);
