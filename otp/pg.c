@@ -126,8 +126,7 @@ static void local_unlink(pg_scope *s, pg_local *l, bool demonitor) {
       *x = l->next;
       break;
     }
-  if (demonitor && l->monitored)
-    to_self(s, cn_mk_tuple(3, A(s, "$cn_pg"), A(s, "unwatch"), cn_mk_ref(l->mref)));
+  if (demonitor && l->monitored) to_self(s, cn_mk_tuple(3, A(s, "$cn_pg"), A(s, "unwatch"), cn_mk_ref(l->mref)));
   local_free(l);
 }
 
@@ -201,8 +200,8 @@ static void left_local(pg_scope *s, const cn_term *group, const pg_pids *pids, b
   }
   pg_table_drop_empty(&s->groups, g);
   notify(s, "leave", group, pids);
-  to_peers(s, cn_mk_tuple(4, A(s, "leave"), cn_mk_pid(s->pid), pids_wire(pids, single),
-                          cn_mk_list(1, cn_term_copy(group))));
+  to_peers(
+      s, cn_mk_tuple(4, A(s, "leave"), cn_mk_pid(s->pid), pids_wire(pids, single), cn_mk_list(1, cn_term_copy(group))));
 }
 
 static int leave_local(pg_scope *s, const cn_term *group, const pg_pids *pids, bool single) {
@@ -497,7 +496,9 @@ static cn_term *scope_call(cn_proc *self, const cn_term *req, const cn_term *fro
       !pg_pids_decode(&req->v.tuple.e[2], &pids)) {
     const cn_term *g = &req->v.tuple.e[1];
     bool single = req->v.tuple.e[2].type == CN_PID;
-    int rc = !pids.n ? 0 : op->v.atom->name[0] == 'j' ? join_local(s, g, &pids, single) : leave_local(s, g, &pids, single);
+    int rc = !pids.n                      ? 0
+             : op->v.atom->name[0] == 'j' ? join_local(s, g, &pids, single)
+                                          : leave_local(s, g, &pids, single);
     pg_pids_free(&pids);
     if (rc == CN_ENOTFOUND) return A(s, "not_joined");
     return rc ? cn_mk_tuple(2, A(s, "error"), A(s, cn_err_reason(rc))) : A(s, "ok");

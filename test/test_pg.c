@@ -244,12 +244,12 @@ static void test_pubsub_wire(void **st) {
   static const struct {
     const char *g;
     int k;
-  } idx[] = {{"Elixir.MyApp.PubSub.Adapter", 0},     {"Elixir.MyApp.PubSub.Adapter_2", 1},
+  } idx[] = {{"Elixir.MyApp.PubSub.Adapter", 0},         {"Elixir.MyApp.PubSub.Adapter_2", 1},
              {"Elixir.MyApp.PubSub.Adapter_1024", 1023}, {"Elixir.MyApp.PubSub.Adapter_1", -1},
-             {"Elixir.MyApp.PubSub.Adapter_0", -1},  {"Elixir.MyApp.PubSub.Adapter_02", -1},
-             {"Elixir.MyApp.PubSub.Adapter_1025", -1}, {"Elixir.MyApp.PubSub.Adapter_99999999999", -1},
-             {"Elixir.MyApp.PubSub.Adapter_", -1},   {"Elixir.MyApp.PubSub.Adapter_2x", -1},
-             {"Elixir.MyApp.PubSub.Adapte", -1},     {"Elixir.Other.PubSub.Adapter", -1},
+             {"Elixir.MyApp.PubSub.Adapter_0", -1},      {"Elixir.MyApp.PubSub.Adapter_02", -1},
+             {"Elixir.MyApp.PubSub.Adapter_1025", -1},   {"Elixir.MyApp.PubSub.Adapter_99999999999", -1},
+             {"Elixir.MyApp.PubSub.Adapter_", -1},       {"Elixir.MyApp.PubSub.Adapter_2x", -1},
+             {"Elixir.MyApp.PubSub.Adapte", -1},         {"Elixir.Other.PubSub.Adapter", -1},
              {"Elixir.MyApp.PubSub.AdapterX", -1}};
   for (size_t i = 0; i < sizeof idx / sizeof *idx; i++)
     assert_int_equal(ps_shard_index(a, idx[i].g, strlen(idx[i].g)), idx[i].k);

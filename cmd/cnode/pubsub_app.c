@@ -38,7 +38,9 @@ static void echo_sub(cn_proc *self, const cn_term *msg, void *state) {
 
 /* ---- Recorders: C subscribers that keep every message -------------------------------------------------------------- */
 
-static cn_term *err(cn_node *n, const char *why) { return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, why)); }
+static cn_term *err(cn_node *n, const char *why) {
+  return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, why));
+}
 static cn_term *err_rc(cn_node *n, int rc) { return err(n, cn_err_reason(rc)); }
 
 typedef struct recorder {
