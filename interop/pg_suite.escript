@@ -24,6 +24,7 @@ tests() ->
      {c_monitors_report_beam, 20, fun t_c_monitors/0},
      {killed_c_member_leaves, 20, fun t_member_exit/0},
      {wire_discover_join_leave, 20, fun t_wire/0},
+     {ctl_both_forms, 20, fun t_ctl_forms/0},
      {killed_c_node_leaves, 30, fun t_kill_cnode/0}].
 
 main(Args) ->
@@ -260,6 +261,24 @@ t_wire() ->
     {wired, ?CN} ! {'$gen_cast', {sync, self(), []}},
     wait_for("our groups gone", ?T, fun() -> c_members(wired, w1) =:= [] andalso c_members(wired, w2) =:= [] end),
     exit(X, kill),
+    ok.
+
+%% The pg_* commands as gen_server calls give what the {From, Ref, Cmd} form gives.
+t_ctl_forms() ->
+    cluster(),
+    G = fun(Req) -> gen_server:call({cnode_ctl, ?CN}, Req, ?T) end,
+    {ok, P} = G({pg_join, pg, g8}),
+    node(P) =:= ?CN orelse fail("pg_join as a call gave ~p", [P]),
+    [P] = G({pg_members, pg, g8}),
+    [P] = c({pg_members, pg, g8}),
+    {ok, M} = G({pg_monitor, pg, g8}),
+    wait_for("the monitor's first record", ?T, fun() -> length(G({pubsub_received, M})) =:= 1 end),
+    [{monitoring, _, [P]}] = G({pubsub_received, M}),
+    ok = G({pg_leave, pg, g8, P}),
+    not_joined = G({pg_leave, pg, g8, P}),
+    [] = G({pg_members, pg, g8}),
+    {error, unknown_command} = G({pg_join, pg}),
+    {error, unknown_command} = c({pg_join, pg}),
     ok.
 
 t_kill_cnode() ->

@@ -30,7 +30,8 @@ tests() ->
      {direct_broadcast, 20, fun t_direct/0},
      {broadcast_from, 20, fun t_from/0},
      {local_broadcast_and_unsubscribe, 20, fun t_local_unsub/0},
-     {custom_dispatcher, 20, fun t_dispatcher/0}].
+     {custom_dispatcher, 20, fun t_dispatcher/0},
+     {ctl_both_forms, 20, fun t_ctl_forms/0}].
 
 main(Args) ->
     Tmp = arg_value("--tmp", Args),
@@ -132,11 +133,19 @@ sub(c, PS, Topic) ->
 got({e, E, P}) -> rpc(E, ?PROBE, received, [P]);
 got({c, R}) -> c({pubsub_received, R}).
 
-%% Each subscriber gets exactly Msgs (in this order) and nothing more.
+%% Each subscriber gets exactly Msgs (in this order) and nothing more (a failure names what each one got).
 expect(What, Subs, Msgs) ->
-    wait_for(What, ?T, fun() -> lists:all(fun(S) -> got(S) =:= Msgs end, Subs) end),
+    wait_until(fun() -> lists:all(fun(S) -> got(S) =:= Msgs end, Subs) end, ?T, What),
     timer:sleep(?QUIET_MS),
     [got(S) =:= Msgs orelse fail("~ts: ~p got ~0tp, not ~0tp", [What, S, got(S), Msgs]) || S <- Subs],
+    ok.
+
+%% The same, in any order: messages that went through different shards may arrive interleaved (as in Phoenix).
+expect_any_order(What, Subs, Msgs) ->
+    Want = lists:sort(Msgs),
+    wait_until(fun() -> lists:all(fun(S) -> lists:sort(got(S)) =:= Want end, Subs) end, ?T, What),
+    timer:sleep(?QUIET_MS),
+    [lists:sort(got(S)) =:= Want orelse fail("~ts: ~p got ~0tp", [What, S, got(S)]) || S <- Subs],
     ok.
 
 uniq(Name) -> iolist_to_binary(io_lib:format("~ts:~b", [Name, erlang:unique_integer([positive])])).
@@ -184,13 +193,13 @@ t_pool4() ->
     step("pe1 broadcasts 20 messages, each from a new process (so through every shard)"),
     Msgs = [{m, I} || I <- lists:seq(1, 20)],
     [ok = rpc(E1, ?SI, broadcast, [?P4, T, M]) || M <- Msgs],
-    expect("all 20 at the C subscriber and at pe2", Subs, Msgs),
+    expect_any_order("all 20 at the C subscriber and at pe2", Subs, Msgs),
     step("the C node broadcasts 20 from different C subscribers (broadcast_from: through every shard)"),
     Froms = [R || _ <- lists:seq(1, 5), {c, R} <- [sub(c, ?P4, uniq("other"))]],
     T2 = uniq("pool4c"),
     Subs2 = [sub(E1, ?P4, T2), sub(E2, ?P4, T2)],
     [ok = c({pubsub_broadcast_from, ?P4, lists:nth(1 + I rem 5, Froms), T2, {c, I}}) || I <- lists:seq(1, 20)],
-    expect("all 20 on pe1 and pe2", Subs2, [{c, I} || I <- lists:seq(1, 20)]),
+    expect_any_order("all 20 on pe1 and pe2", Subs2, [{c, I} || I <- lists:seq(1, 20)]),
     ok.
 
 t_direct() ->
@@ -258,4 +267,19 @@ t_dispatcher() ->
     ok = rpc(E1, ?SI, broadcast, [?P1, T, m, 'Elixir.PubSubStandin.Tagging']),
     expect("pe2's dispatcher tagged it", [S], [{tagged, m}]),
     expect("the C subscriber got the message", [C], [m]),
+    ok.
+
+%% The pubsub_* commands as gen_server calls give what the {From, Ref, Cmd} form gives.
+t_ctl_forms() ->
+    cluster(),
+    [E1, _] = elixirs(),
+    G = fun(Req) -> gen_server:call({cnode_ctl, ?CN}, Req, ?T) end,
+    T = uniq("forms"),
+    {ok, R} = G({pubsub_subscribe, ?P1, T}),
+    ok = G({pubsub_broadcast, ?P1, T, via_call}),
+    ok = rpc(E1, ?SI, broadcast, [?P1, T, via_beam]),
+    wait_for("both at the recorder", ?T, fun() -> G({pubsub_received, R}) =:= [via_call, via_beam] end),
+    [via_call, via_beam] = c({pubsub_received, R}),
+    {error, no_such_pubsub} = G({pubsub_subscribe, 'Elixir.Nope.PubSub', T}),
+    {error, badarg} = G({pubsub_broadcast, ?P1, not_a_binary, x}),
     ok.
