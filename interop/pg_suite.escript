@@ -24,6 +24,7 @@ tests() ->
      {c_monitors_report_beam, 20, fun t_c_monitors/0},
      {killed_c_member_leaves, 20, fun t_member_exit/0},
      {wire_discover_join_leave, 20, fun t_wire/0},
+     {scope_calls, 20, fun t_scope_calls/0},
      {ctl_both_forms, 20, fun t_ctl_forms/0},
      {killed_c_node_leaves, 30, fun t_kill_cnode/0}].
 
@@ -261,6 +262,32 @@ t_wire() ->
     {wired, ?CN} ! {'$gen_cast', {sync, self(), []}},
     wait_for("our groups gone", ?T, fun() -> c_members(wired, w1) =:= [] andalso c_members(wired, w2) =:= [] end),
     exit(X, kill),
+    ok.
+
+%% pg's own calls to the C scope, as gen_server:call({pg, CNode}, ...) from this node: monitor, {monitor, G},
+%% {demonitor, Ref}, {join_local, G, Pids}, {leave_local, G, Pids}.
+t_scope_calls() ->
+    cluster(),
+    S = {pg, ?CN},
+    Call = fun(Req) -> gen_server:call(S, Req, ?T) end,
+    {SRef, Groups} = Call(monitor),
+    is_map(Groups) orelse fail("monitor gave ~p", [Groups]),
+    P = c_join(pg, g9),
+    receive {SRef, join, g9, [P]} -> ok after ?T -> fail("no scope join notification", []) end,
+    ok = Call({demonitor, SRef}),
+    false = Call({demonitor, SRef}),
+    {GRef, [P]} = Call({monitor, g9}),
+    ok = Call({join_local, g9, [P, P]}),
+    receive {GRef, join, g9, [P, P]} -> ok after ?T -> fail("no group join notification", []) end,
+    [P, P, P] = c_members(pg, g9),
+    ok = Call({leave_local, g9, P}),
+    receive {GRef, leave, g9, [P]} -> ok after ?T -> fail("no group leave notification", []) end,
+    ok = Call({leave_local, g9, [P, P]}),
+    not_joined = Call({leave_local, g9, P}),
+    {error, badarg} = Call(nonsense),
+    seen_everywhere("g9 empty", pg, g9, []),
+    ok = Call({demonitor, GRef}),
+    exit(P, kill),
     ok.
 
 %% The pg_* commands as gen_server calls give what the {From, Ref, Cmd} form gives.

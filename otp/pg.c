@@ -490,32 +490,31 @@ static cn_term *members_of(pg_scope *s, const cn_term *group, bool local) {
 static cn_term *scope_call(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
   pg_scope *s = state;
   const cn_term *caller = cn_tuple_elem(from, 2, 0);
-  const cn_term *op = req && req->type == CN_TUPLE && req->v.tuple.arity ? &req->v.tuple.e[0] : req;
+  uint32_t ar = req && req->type == CN_TUPLE ? req->v.tuple.arity : 0;
+  const cn_term *op = ar ? &req->v.tuple.e[0] : req, *e = ar ? req->v.tuple.e : NULL;
   pg_pids pids;
-  if ((cn_is_atom(op, "join_local") || cn_is_atom(op, "leave_local")) && req->v.tuple.arity == 3 &&
-      !pg_pids_decode(&req->v.tuple.e[2], &pids)) {
-    const cn_term *g = &req->v.tuple.e[1];
-    bool single = req->v.tuple.e[2].type == CN_PID;
+  if ((cn_is_atom(op, "join_local") || cn_is_atom(op, "leave_local")) && ar == 3 && !pg_pids_decode(&e[2], &pids)) {
+    bool single = e[2].type == CN_PID;
     int rc = !pids.n                      ? 0
-             : op->v.atom->name[0] == 'j' ? join_local(s, g, &pids, single)
-                                          : leave_local(s, g, &pids, single);
+             : op->v.atom->name[0] == 'j' ? join_local(s, &e[1], &pids, single)
+                                          : leave_local(s, &e[1], &pids, single);
     pg_pids_free(&pids);
     if (rc == CN_ENOTFOUND) return A(s, "not_joined");
     return rc ? cn_mk_tuple(2, A(s, "error"), A(s, cn_err_reason(rc))) : A(s, "ok");
   }
-  bool scope_mon = cn_is_atom(req, "monitor"), group_mon = cn_is_atom(op, "monitor") && req->v.tuple.arity == 2;
+  bool scope_mon = !ar && cn_is_atom(req, "monitor"), group_mon = ar == 2 && cn_is_atom(op, "monitor");
   if ((scope_mon || group_mon) && caller && caller->type == CN_PID) {
-    const cn_term *group = group_mon ? &req->v.tuple.e[1] : NULL;
+    const cn_term *group = group_mon ? &e[1] : NULL;
     pg_mon *m = mon_add(s, caller->v.pid, group);
     if (!m) return NULL;
     if (!cn_monitor(self, caller, &m->down)) m->has_down = true;
     m->ref = m->down;
     return cn_mk_tuple(2, cn_mk_ref(m->ref), group ? members_of(s, group, false) : scope_map(s));
   }
-  if (cn_is_atom(op, "demonitor") && req->v.tuple.arity == 2 && req->v.tuple.e[1].type == CN_REF) {
+  if (ar == 2 && cn_is_atom(op, "demonitor") && e[1].type == CN_REF) {
     cn_ref down;
     bool has;
-    if (!mon_del(s, req->v.tuple.e[1].v.ref, &down, &has)) return A(s, "false");
+    if (!mon_del(s, e[1].v.ref, &down, &has)) return A(s, "false");
     if (has) cn_demonitor(self, down);
     return A(s, "ok");
   }
