@@ -64,7 +64,7 @@ static void usage(FILE *f) {
              "  demo C worker Elixir.CNode.Demo.Counter; SIGTERM then hands its children over before stopping.\n"
              "  --pg: runs OTP's default pg scope (as erl -kernel start_pg true). --pubsub MyApp.PubSub: joins\n"
              "  that Phoenix.PubSub (PG2 adapter; pool size learned from the cluster), where a C subscriber of\n"
-             "  'cnode:echo' broadcasts {echo, node(), Msg} on 'cnode:echo:reply' for every Msg.\n");
+             "  \"cnode:echo\" broadcasts {echo, node(), Msg} on \"cnode:echo:reply\" for every Msg.\n");
 }
 
 static void log_line(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
