@@ -16,7 +16,8 @@ VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 SONAME  := libcnode.so.$(VERSION_MAJOR)
 
 # The public headers, installed side by side as <cnode/...>: programs write #include <cnode/cnode.h>.
-PUBLIC_H := base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h horde_compat/horde.h
+PUBLIC_H := base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h otp/cn_pg.h otp/cn_pubsub.h \
+            horde_compat/horde.h
 STAGED_H := $(addprefix $(BUILD)/include/cnode/,$(notdir $(PUBLIC_H)))
 
 OPT     ?= -O2
@@ -256,7 +257,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := $(BUILD)/fuzz
 FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
-FUZZ_LIB_SRC := $(filter-out epmd/client.c epmd/server.c,$(filter base/% term/% dist/% epmd/%,$(LIB_SRC)))
+# otp/pg_table.c is pg's pure part (tables and message decoding; fuzz_pg).
+FUZZ_LIB_SRC := $(filter-out epmd/client.c epmd/server.c,$(filter base/% term/% dist/% epmd/% otp/pg_table.c,$(LIB_SRC)))
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 -fno-omit-frame-pointer \
                 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \

@@ -8,6 +8,7 @@
 %%  - fuzz_frame, fuzz_control: the frames OTP sent the fake node after that handshake, plus every control
 %%    message built as erl_dist_protocol describes it, and fragments cut as dist_msg_end cuts them.
 %%  - fuzz_epmd: requests as a node sends them and replies recorded from a real `epmd -port P`.
+%%  - fuzz_pg: pg's messages between scopes (discover, sync as a cast, join, leave), terms one after another.
 %% Run from the repository root: fuzz/make_seeds.escript (needs erl and /usr/bin/epmd; the build does not).
 %% Reruns give the same files except for refs and OTP's own random challenges (and digests over them).
 %% The node uses this module as its epmd module (-epmd_module above), so it needs no epmd for the handshake.
@@ -26,7 +27,7 @@
 main(_) ->
     Root = "fuzz/seeds",
     [ok = filelib:ensure_dir(filename:join([Root, T, "x"])) ||
-        T <- ["fuzz_term", "fuzz_handshake", "fuzz_frame", "fuzz_control", "fuzz_epmd"]],
+        T <- ["fuzz_term", "fuzz_handshake", "fuzz_frame", "fuzz_control", "fuzz_epmd", "fuzz_pg"]],
     {ok, _} = net_kernel:start(['a@127.0.0.1', longnames]),
     terms(Root),
     {Frames, Hs} = handshakes(),
@@ -34,6 +35,7 @@ main(_) ->
     frame_seeds(Root, Frames),
     control_seeds(Root, Frames),
     epmd_seeds(Root),
+    pg_seeds(Root),
     io:format("seeds written under ~s~n", [Root]).
 
 write(Root, Target, Name, Bytes) ->
@@ -415,3 +417,16 @@ ask_keep(P, Req) ->
     {ok, <<Tag>>} = gen_tcp:recv(S, 1, 2000),
     {ok, Rest} = gen_tcp:recv(S, case Tag of 118 -> 5; 121 -> 3 end, 2000),
     {S, <<Tag, Rest/binary>>}.
+
+%% pg: what one scope sends another, as pg.erl builds it; each seed is terms one after another, no version byte.
+pg_seeds(Root) ->
+    P = self(),
+    Q = spawn(fun() -> ok end),
+    Body = fun(T) -> <<131, B/binary>> = term_to_binary(T), B end,
+    Seeds = [{"discover", [{discover, P}]},
+             {"discover3", [{discover, P, 1}]},
+             {"sync", [{'$gen_cast', {sync, P, [{g, [Q, Q]}, {{t, <<"x">>}, [Q]}]}}]},
+             {"join_leave", [{join, P, g, Q}, {join, P, g, [Q, P]}, {leave, P, Q, [g]}, {leave, P, [P], [g, h]}]},
+             {"session", [{discover, P}, {'$gen_cast', {sync, P, []}}, {join, P, 'Elixir.MyApp.PubSub.Adapter', Q},
+                          {'DOWN', make_ref(), process, P, noconnection}, {nodeup, 'b@127.0.0.1'}]}],
+    [write(Root, "fuzz_pg", Name, << <<(Body(T))/binary>> || T <- Ts >>) || {Name, Ts} <- Seeds].

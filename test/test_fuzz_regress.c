@@ -103,6 +103,12 @@ static void test_seeds_node(void **state) {
   assert_true(replay("fuzz_node", fuzz_node_one) >= 10);
 }
 
+/* pg's messages between scopes (fuzz_pg): decoded and applied to a group table. */
+static void test_seeds_pg(void **state) {
+  (void)state;
+  assert_true(replay("fuzz_pg", fuzz_pg_one) >= 5);
+}
+
 /* The recorded handshakes are real: replayed, they reach DONE in the role they were recorded for (so the
  * fuzzer starts from inputs that pass the digest checks). */
 static int hs_result(const char *name) {
@@ -220,6 +226,7 @@ int main(void) {
       cmocka_unit_test(test_seeds_optfile),
       cmocka_unit_test(test_seeds_handshake_done),
       cmocka_unit_test(test_seeds_node),
+      cmocka_unit_test(test_seeds_pg),
       cmocka_unit_test(test_regress_port_id_bit31),
       cmocka_unit_test(test_regress_ctl_crdt_killed),
       cmocka_unit_test(test_regress_start_kv_taken_name),

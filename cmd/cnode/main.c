@@ -22,6 +22,7 @@
 #include "cnode.h"
 #include "epmd.h"
 #include "horde_app.h"
+#include "pubsub_app.h"
 #include "term_tool.h"
 #include "workers.h"
 
@@ -41,6 +42,7 @@ static void usage(FILE *f) {
              "             [--proto-dist inet_tcp|inet_tls|inet6_tcp|inet6_tls] [--ssl-dist-optfile F]\n"
              "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
              "             [--horde-registry NAME]... [--horde-supervisor NAME]... [--otp-release N]\n"
+             "             [--pg] [--pubsub NAME]...\n"
              "       cnode term ...   (cnode term --help)\n"
              "       cnode --version | --help\n"
              "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl.\n"
@@ -59,7 +61,10 @@ static void usage(FILE *f) {
              "  default: learned from the first BEAM peer (its erlang:system_info(otp_release)), 25 until then.\n"
              "  --horde-registry MyApp.Registry: joins that Horde.Registry (members: auto) and registers echo there\n"
              "  under {echo, NodeName}. --horde-supervisor MyApp.Sup: joins that Horde.DynamicSupervisor with the\n"
-             "  demo C worker Elixir.CNode.Demo.Counter; SIGTERM then hands its children over before stopping.\n");
+             "  demo C worker Elixir.CNode.Demo.Counter; SIGTERM then hands its children over before stopping.\n"
+             "  --pg: runs OTP's default pg scope (as erl -kernel start_pg true). --pubsub MyApp.PubSub: joins\n"
+             "  that Phoenix.PubSub (PG2 adapter; pool size learned from the cluster), where a C subscriber of\n"
+             "  \"cnode:echo\" broadcasts {echo, node(), Msg} on \"cnode:echo:reply\" for every Msg.\n");
 }
 
 static void log_line(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
@@ -254,10 +259,9 @@ static void on_started(cn_node *n, int status, void *ctx) {
   printf("cnode:   then: Node.ping(:\"%s\")  and  GenServer.call({:cnode_kv, :\"%s\"}, {:put, 1, 2})\n", name, name);
   int rc = hreg_start(n);
   if (!rc) rc = hsup_start(n);
-  if (rc) {
-    printf("cnode: cannot join Horde: %s\n", cn_strerror(rc));
-    fail_stop(a);
-  }
+  if (rc) printf("cnode: cannot join Horde: %s\n", cn_strerror(rc));
+  else if ((rc = pgapp_start(n))) printf("cnode: cannot start pg/pubsub: %s\n", cn_strerror(rc));
+  if (rc) fail_stop(a);
 }
 
 int main(int argc, char **argv) {
@@ -288,6 +292,8 @@ int main(int argc, char **argv) {
                                         {"horde-registry", required_argument, 0, 'R'},
                                         {"horde-supervisor", required_argument, 0, 'S'},
                                         {"otp-release", required_argument, 0, 'o'},
+                                        {"pg", no_argument, 0, 'g'},
+                                        {"pubsub", required_argument, 0, 'B'},
                                         {0, 0, 0, 0}};
   const char *proto = "inet_tcp", *optfile = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL,
              *tls_verify = NULL;
@@ -350,6 +356,13 @@ int main(int argc, char **argv) {
     case 'S':
       if (hsup_add(optarg)) {
         fprintf(stderr, "cnode: --horde-supervisor %s: cannot join that supervisor\n", optarg);
+        return 2;
+      }
+      break;
+    case 'g':
+    case 'B':
+      if (c == 'g' ? pgapp_add_scope("pg") : pgapp_add_pubsub(optarg)) {
+        fprintf(stderr, "cnode: --%s %s: bad name (or too many)\n", c == 'g' ? "pg" : "pubsub", c == 'g' ? "" : optarg);
         return 2;
       }
       break;
