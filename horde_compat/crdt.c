@@ -207,7 +207,7 @@ static int apply_delta(cn_crdt *c, const cn_term *dvv_t, const cn_term *dval, co
     hc_kent *e = hc_awlww_find(&c->st, key, kh);
     const cn_term *e1 = e ? e->raw : NULL, *e2 = dix_find(dval, ix, nd, key, kh, c->hc.otp_release);
     cn_term *r;
-    if ((rc = hc_join_entries(&c->hc, e1, e2, &old, &dvv, &r))) break;
+    if ((rc = hc_join_entries(&c->hc, e1, e2, &old, &c->st.gone, &dvv, &r))) break;
     if ((!e1 && !r) || (e1 && r && cn_term_exact_eq(e1, r))) {
       cn_term_free(r);
       continue;
@@ -217,6 +217,8 @@ static int apply_delta(cn_crdt *c, const cn_term *dvv_t, const cn_term *dval, co
     rc = store(c, key, kh, r);
   }
   c->stats.joins++;
+  /* the received vector may cover dots this node kept out of its own (gone), or the entries fill a gap below them */
+  if (!rc && c->st.gone.n) rc = hc_awlww_settle(&c->st);
   if (nch) notify(c, ch, nch);
   for (size_t i = 0; i < nch; i++) cn_term_free(ch[i].old);
   cn_free(ch);
@@ -448,17 +450,18 @@ static cn_term *stats_term(cn_crdt *c) {
   cn_crdt_stats s;
   cn_crdt_get_stats(c, &s);
   cn_term *kv[] = {
-      cn_mk_atomc(c->n, "syncs_started"), cn_mk_int((int64_t)s.syncs_started), cn_mk_atomc(c->n, "msgs_sent"),
-      cn_mk_int((int64_t)s.msgs_sent),    cn_mk_atomc(c->n, "msgs_received"),  cn_mk_int((int64_t)s.msgs_received),
-      cn_mk_atomc(c->n, "bytes_sent"),    cn_mk_int((int64_t)s.bytes_sent),    cn_mk_atomc(c->n, "keys_sent"),
-      cn_mk_int((int64_t)s.keys_sent),    cn_mk_atomc(c->n, "bad_messages"),   cn_mk_int((int64_t)s.bad_messages),
-      cn_mk_atomc(c->n, "keys"),          cn_mk_int((int64_t)s.keys)};
-  for (size_t i = 0; i < 14; i++)
+      cn_mk_atomc(c->n, "syncs_started"),  cn_mk_int((int64_t)s.syncs_started), cn_mk_atomc(c->n, "msgs_sent"),
+      cn_mk_int((int64_t)s.msgs_sent),     cn_mk_atomc(c->n, "msgs_received"),  cn_mk_int((int64_t)s.msgs_received),
+      cn_mk_atomc(c->n, "bytes_sent"),     cn_mk_int((int64_t)s.bytes_sent),    cn_mk_atomc(c->n, "keys_sent"),
+      cn_mk_int((int64_t)s.keys_sent),     cn_mk_atomc(c->n, "bad_messages"),   cn_mk_int((int64_t)s.bad_messages),
+      cn_mk_atomc(c->n, "keys"),           cn_mk_int((int64_t)s.keys),          cn_mk_atomc(c->n, "dots_withheld"),
+      cn_mk_int((int64_t)s.dots_withheld), cn_mk_atomc(c->n, "dots_pending"),   cn_mk_int((int64_t)s.dots_pending)};
+  for (size_t i = 0; i < 18; i++)
     if (!kv[i]) {
-      for (size_t j = 0; j < 14; j++) cn_term_free(kv[j]);
+      for (size_t j = 0; j < 18; j++) cn_term_free(kv[j]);
       return NULL;
     }
-  return cn_mk_map(7, kv);
+  return cn_mk_map(9, kv);
 }
 
 static cn_term *root_term(cn_crdt *c) {
@@ -690,4 +693,6 @@ void cn_crdt_sync_now(cn_crdt *c) { send_sync(c); }
 void cn_crdt_get_stats(cn_crdt *c, cn_crdt_stats *out) {
   *out = c->stats;
   out->keys = c->st.count;
+  out->dots_withheld = c->st.withheld;
+  out->dots_pending = c->st.gone.n;
 }
