@@ -244,7 +244,7 @@ static int held_beyond(const cn_term *raw, const hc_vv *vv, const hc_dots *gone,
   return 0;
 }
 
-int hc_awlww_settle(hc_awlww *a) {
+int hc_awlww_settle(hc_awlww *a, bool scan) {
   dots_drop_covered(&a->gone, &a->vv);
   if (!a->gone.n) return 0;
   /* what this node has of each gone dot's node beyond vv: the gone dots and the dots its entries hold (rare: only
@@ -252,7 +252,7 @@ int hc_awlww_settle(hc_awlww *a) {
   hc_dots s = {0};
   int rc = 0;
   for (size_t i = 0; i < a->gone.n && !rc; i++) rc = dots_add(&s, a->gone.e[i]);
-  for (size_t i = 0; i < a->nb && !rc; i++)
+  for (size_t i = 0; scan && i < a->nb && !rc; i++)
     for (hc_kent *e = a->b[i]; e && !rc; e = e->next) rc = held_beyond(e->raw, &a->vv, &a->gone, &s);
   if (!rc) {
     qsort(s.e, s.n, sizeof *s.e, dot_cmp);
@@ -281,7 +281,7 @@ static int claim(hc_awlww *a, const cn_term *raw) {
         rc = dots_add(&added, d[j]);
     cn_free(d);
   }
-  if (!rc && added.n) rc = hc_awlww_settle(a);
+  if (!rc && added.n) rc = hc_awlww_settle(a, true);
   for (size_t i = 0; !rc && i < added.n; i++) a->withheld += hc_dots_has(&a->gone, added.e[i]);
   cn_free(added.e);
   return rc;

@@ -217,8 +217,8 @@ static int apply_delta(cn_crdt *c, const cn_term *dvv_t, const cn_term *dval, co
     rc = store(c, key, kh, r);
   }
   c->stats.joins++;
-  /* the received vector may cover dots this node kept out of its own (gone), or the entries fill a gap below them */
-  if (!rc && c->st.gone.n) rc = hc_awlww_settle(&c->st);
+  /* the received vector may cover dots this node kept out of its own (gone), or new entries fill a gap below them */
+  if (!rc && c->st.gone.n) rc = hc_awlww_settle(&c->st, nch > 0);
   if (nch) notify(c, ch, nch);
   for (size_t i = 0; i < nch; i++) cn_term_free(ch[i].old);
   cn_free(ch);

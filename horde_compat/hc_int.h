@@ -169,8 +169,9 @@ int hc_awlww_add(const hc_ctx *c, hc_awlww *a, int64_t node_id, const cn_term *k
  * entries are none. */
 int hc_awlww_remove(hc_awlww *a, const cn_term *key, uint32_t kh);
 /* After vv or the entries changed: drops the dots of gone that vv covers, then moves vv over every gone dot it
- * reaches without a gap through gone and the dots the entries hold. 0 or CN_ENOMEM. */
-int hc_awlww_settle(hc_awlww *a);
+ * reaches without a gap through gone and (scan: a walk of every entry) the dots the entries hold. 0 or
+ * CN_ENOMEM. */
+int hc_awlww_settle(hc_awlww *a, bool scan);
 /* True when dot d is in s. */
 bool hc_dots_has(const hc_dots *s, hc_dot d);
 /* True when raw entries hold a dot that `then` does not cover: a write this state saw after `then` (a sync round's

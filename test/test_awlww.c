@@ -57,7 +57,7 @@ static void ship_with(rep *a, rep *b, const cn_term *k, const hc_vv *then) {
   cn_term *r;
   assert_int_equal(hc_join_entries(&hc, eb ? eb->raw : NULL, ea ? ea->raw : NULL, &old, &b->s.gone, then, &r), 0);
   assert_int_equal(hc_awlww_set(&b->s, k, kh, r), 0);
-  assert_int_equal(hc_awlww_settle(&b->s), 0);
+  assert_int_equal(hc_awlww_settle(&b->s, true), 0);
   hc_vv_free(&old);
 }
 /* ... with a's current vector. */
