@@ -20,6 +20,7 @@
 tests() ->
     [{converge_10k, 40, fun t_converge_10k/0},
      {changes_both_sides, 25, fun t_changes/0},
+     {write_after_early_delta, 20, fun t_early_delta/0},
      {idle_rounds_send_nothing, 10, fun t_idle/0}].
 
 main(Args) ->
@@ -53,16 +54,21 @@ ok(Req) ->
         Other -> fail("cnode_ctl ~p answered ~p", [element(1, Req), Other])
     end.
 
-%% The sync interval of both sides: 100 ms, or CRDT_SUITE_SYNC_MS (interop/run_san.sh: 300, Horde's default). A
-%% BEAM CRDT starts a round every tick without waiting for the last (pitfall 18), so a side that needs longer than
-%% the interval for a round (the C node under ASan on a loaded machine: a round that differs in most subtrees
-%% encodes and decodes about the whole tree, and most of that time is ASan's allocator) falls behind without
-%% bound: its mailbox grows, a cnode_ctl call waited 0.2-2.8 s and the write step ran past its 25 s.
-sync_ms() -> case os:getenv("CRDT_SUITE_SYNC_MS") of false -> 100; S -> list_to_integer(S) end.
+%% The sync interval of both sides: 300 ms, Horde's default (CRDT_SUITE_SYNC_MS overrides it). It was 100 ms, but
+%% a BEAM CRDT starts a round every tick without waiting for the last (pitfall 18), so a side that needs longer than
+%% the interval for a round falls behind without bound: its mailbox grows. A round of this 10,000-key tree that
+%% differs in most subtrees encodes and decodes about the whole tree; the C node under ASan on a loaded machine took
+%% longer than 100 ms for it (most of that in ASan's allocator), its cnode_ctl calls waited 0.2-2.8 s and the
+%% write step of changes_both_sides ran past its 25 s; the plain build on a loaded machine took 7.6 s for it.
+sync_ms() -> case os:getenv("CRDT_SUITE_SYNC_MS") of false -> 300; S -> list_to_integer(S) end.
 
-%% Sync ticks of the BEAM peer (the C side has its own timer, sync_interval 100 ms).
+%% Sync ticks of the BEAM peer (the C side has its own timer, the same interval).
 ticker() ->
-    spawn(fun() -> Loop = fun L() -> try ?PEER ! sync catch error:badarg -> ok end, timer:sleep(sync_ms()), L() end, Loop() end).
+    spawn(fun() ->
+                  register(crdt_ticker, self()),
+                  Loop = fun L() -> try ?PEER ! sync catch error:badarg -> ok end, timer:sleep(sync_ms()), L() end,
+                  Loop()
+          end).
 
 converged() ->
     Root = crdt_peer:call(?PEER, root),
@@ -111,7 +117,7 @@ t_converge_10k() ->
     step("neighbours both ways"),
     ok = crdt_peer:call(?PEER, {neighbours, [{'x.Crdt', ?CN}]}),
     ok({crdt_set_neighbours, x, [{b, node()}]}),
-    put(ticker, ticker()),
+    ticker(),
     Ms = wait_converged("10,200 keys converge", 30000),
     Read = crdt_peer:call(?PEER, read),
     check_keys(Read, base_keys()),
@@ -144,6 +150,43 @@ t_changes() ->
     #{dots_withheld := Withheld, dots_pending := Pending} = c({crdt_stats, x}),
     info("writes took ~b ms, converged again in ~b ms, ~b keys; the C side withheld ~b dots (~b still pending)",
          [Writes, Ms, map_size(Read), Withheld, Pending]).
+
+%% Pitfall 19 on purpose: with the BEAM peer's ticks stopped, the peer overwrites {key, 700} and then {key, 701}, and
+%% the C CRDT gets the delta a round begun before those writes would send: the vector of that start with the current
+%% entry of {key, 701} only. The C side then overwrites {key, 701}. delta_crdt would fold the peer's new dot into its
+%% vector and claim the write of {key, 700} it never received; once the ticks resume, the next joins would drop
+%% {key, 700} on both sides. The C side withholds that dot instead: both sides converge with the peer's {key, 700}
+%% and the C side's {key, 701}, one entry each.
+t_early_delta() ->
+    step("the peer writes {key, 700} and {key, 701} after its round began; the C side gets {key, 701} early"),
+    exit(whereis(crdt_ticker), kill),
+    timer:sleep(3 * sync_ms() + 200), % rounds in flight end
+    #{dots_withheld := W0} = c({crdt_stats, x}),
+    V0 = crdt_peer:call(?PEER, vv),
+    ok = crdt_peer:call(?PEER, {put, {key, 700}, {val, 700, <<"early">>}}),
+    ok = crdt_peer:call(?PEER, {put, {key, 701}, {val, 701, <<"early">>}}),
+    Raw = crdt_peer:call(?PEER, {raw, {key, 701}}),
+    {'x.Crdt', ?CN} ! {diff, #{'__struct__' => 'Elixir.DeltaCrdt.AWLWWMap', dots => V0, value => #{{key, 701} => Raw}},
+                       [{key, 701}]},
+    %% a call to the CRDT itself: it has joined the delta before it answers
+    #{} = gen_server:call({'x.Crdt', ?CN}, stats, ?T),
+    {val, 701, <<"early">>} = maps:get({key, 701}, c({crdt_read, x})),
+    step("the C side overwrites {key, 701}; then the ticks resume"),
+    ok({crdt_put, x, {key, 701}, {cval, 701, late}}),
+    #{dots_withheld := W1, dots_pending := P1} = c({crdt_stats, x}),
+    ticker(),
+    Ms = wait_converged("after the early delta", 15000),
+    Read = crdt_peer:call(?PEER, read),
+    {maps:get({key, 700}, Read, missing), maps:get({key, 701}, Read, missing)} =:=
+        {{val, 700, <<"early">>}, {cval, 701, late}}
+        orelse fail("{key, 700} reads ~0p and {key, 701} ~0p", [maps:get({key, 700}, Read, missing),
+                                                              maps:get({key, 701}, Read, missing)]),
+    map_size(crdt_peer:call(?PEER, {raw, {key, 701}})) =:= 1
+        orelse fail("the peer holds ~0p for {key, 701}", [crdt_peer:call(?PEER, {raw, {key, 701}})]),
+    W1 =:= W0 + 1 andalso P1 >= 1 orelse fail("dots_withheld ~b -> ~b, pending ~b: want one more withheld", [W0, W1, P1]),
+    #{dots_pending := P2} = c({crdt_stats, x}),
+    P2 =:= 0 orelse fail("~b dots still withheld after convergence", [P2]),
+    info("converged in ~b ms, {key, 700} kept", [Ms]).
 
 t_idle() ->
     step("equal roots: sync rounds go on but carry no keys"),
