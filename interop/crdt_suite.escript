@@ -147,9 +147,9 @@ t_changes() ->
     Wrong = [{key, I} || I <- lists:seq(100, 379), maps:get({key, I}, Read) =/= {val, I, <<"new">>}]
         ++ [{key, I} || I <- lists:seq(401, 420), maps:get({key, I}, Read) =/= {cval, I, new}],
     Wrong =:= [] orelse fail("writes lost: ~ts", [key_summary(Wrong)]),
-    #{dots_withheld := Withheld, dots_pending := Pending} = c({crdt_stats, x}),
-    info("writes took ~b ms, converged again in ~b ms, ~b keys; the C side withheld ~b dots (~b still pending)",
-         [Writes, Ms, map_size(Read), Withheld, Pending]).
+    #{dots_withheld := Withheld, dots_pending := Pending, rounds_skipped := Skipped} = c({crdt_stats, x}),
+    info("writes took ~b ms, converged again in ~b ms, ~b keys; the C side withheld ~b dots (~b still pending), "
+         "skipped ~b of the peer's rounds", [Writes, Ms, map_size(Read), Withheld, Pending, Skipped]).
 
 %% Pitfall 19 on purpose: with the BEAM peer's ticks stopped, the peer overwrites {key, 700} and then {key, 701}, and
 %% the C CRDT gets the delta a round begun before those writes would send: the vector of that start with the current
