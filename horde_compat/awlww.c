@@ -254,7 +254,7 @@ int hc_awlww_settle(hc_awlww *a, bool scan) {
   for (size_t i = 0; i < a->gone.n && !rc; i++) rc = dots_add(&s, a->gone.e[i]);
   for (size_t i = 0; scan && i < a->nb && !rc; i++)
     for (hc_kent *e = a->b[i]; e && !rc; e = e->next) rc = held_beyond(e->raw, &a->vv, &a->gone, &s);
-  if (!rc) {
+  if (!rc && s.e) {
     qsort(s.e, s.n, sizeof *s.e, dot_cmp);
     for (size_t i = 0; i < s.n && !rc; i++) {
       int64_t have = hc_vv_get(&a->vv, s.e[i].id);
