@@ -5,7 +5,8 @@
 %% against 739 captured trees (every captured first-round tree without partial cuts rebuilds byte-exact).
 %% This node (c@127.0.0.1) runs the peer 'b.Crdt' holding 10,000 keys; the shared cnode (crcnode@127.0.0.1)
 %% runs 'x.Crdt'. Both sync towards each other (so partial-diff rounds run both ways), and the suite checks
-%% that they converge: the same LWW read and the same Merkle root (crdt_root). Run by interop/run.sh with
+%% that they converge: the same LWW read and the same Merkle root (crdt_root), and that no write is lost, also
+%% after a delta that arrives ahead of its vector (write_after_early_delta, docs/crdt.md). Run by interop/run.sh with
 %% --cnode BIN --repo DIR --build DIR --epmd-port P --free-port P2 --tmp DIR --pidfile F.
 %% Output: `ok name` / `FAIL name: reason`, then `crdt_suite: N passed, N failed`.
 -mode(compile).
