@@ -1,6 +1,7 @@
 /* awlww.c: delta_crdt 0.6's AWLWWMap: version vectors, entries #{{Value, Ts} => MapSet(Dots)} per key, the
  * local add/remove deltas, the join of §2.4 and the last-writer-wins read. Entries are kept as the raw terms
  * BEAM stores (the Merkle hashes cover them). */
+#include <stdlib.h>
 #include <string.h>
 
 #include "hc_int.h"
@@ -91,6 +92,7 @@ void hc_awlww_free(hc_awlww *a) {
     }
   cn_free(a->b);
   hc_vv_free(&a->vv);
+  cn_free(a->gone.e);
   memset(a, 0, sizeof *a);
 }
 
@@ -190,19 +192,99 @@ const cn_term *hc_read_raw(const cn_term *raw) {
   return best ? &best->v.tuple.e[0] : NULL;
 }
 
-/* All dots of raw entries (NULL: none) appended to vv. */
-static int dots_into_vv(const cn_term *raw, hc_vv *vv) {
-  if (!raw) return 0;
-  for (uint32_t i = 0; i < raw->v.map.size; i++) {
+/* ---- Claimed dots ------------------------------------------------------------------------------------------- */
+
+bool hc_dots_has(const hc_dots *s, hc_dot d) {
+  for (size_t i = 0; s && i < s->n; i++)
+    if (s->e[i].id == d.id && s->e[i].n == d.n) return true;
+  return false;
+}
+
+static int dots_add(hc_dots *s, hc_dot d) {
+  if (hc_dots_has(s, d)) return 0;
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? 2 * s->cap : 4;
+    hc_dot *e = cn_realloc(s->e, cap * sizeof *e);
+    if (!e) return CN_ENOMEM;
+    s->e = e, s->cap = cap;
+  }
+  s->e[s->n++] = d;
+  return 0;
+}
+
+/* Keeps the dots of s that vv does not cover. */
+static void dots_drop_covered(hc_dots *s, const hc_vv *vv) {
+  size_t k = 0;
+  for (size_t i = 0; i < s->n; i++)
+    if (!covered(vv, s->e[i])) s->e[k++] = s->e[i];
+  s->n = k;
+}
+
+static int dot_cmp(const void *x, const void *y) {
+  const hc_dot *a = x, *b = y;
+  if (a->id != b->id) return a->id < b->id ? -1 : 1;
+  return a->n < b->n ? -1 : a->n > b->n;
+}
+
+/* Appends the dots of raw entries that vv does not cover and whose node has a dot in gone to s. */
+static int held_beyond(const cn_term *raw, const hc_vv *vv, const hc_dots *gone, hc_dots *s) {
+  for (uint32_t i = 0; raw && raw->type == CN_MAP && i < raw->v.map.size; i++) {
     hc_dot *d;
     size_t n;
     int rc = hc_parse_dotset(&raw->v.map.kv[2 * i + 1], &d, &n);
     if (rc) return rc;
-    for (size_t j = 0; j < n && !rc; j++) rc = hc_vv_bump(vv, d[j].id, d[j].n);
+    for (size_t j = 0; j < n && !rc; j++) {
+      bool mine = false;
+      for (size_t g = 0; g < gone->n && !mine; g++) mine = gone->e[g].id == d[j].id;
+      if (mine && !covered(vv, d[j])) rc = dots_add(s, d[j]);
+    }
     cn_free(d);
     if (rc) return rc;
   }
   return 0;
+}
+
+int hc_awlww_settle(hc_awlww *a, bool scan) {
+  dots_drop_covered(&a->gone, &a->vv);
+  if (!a->gone.n) return 0;
+  /* what this node has of each gone dot's node beyond vv: the gone dots and the dots its entries hold (rare: only
+   * after a claim was withheld, so a whole scan is fine) */
+  hc_dots s = {0};
+  int rc = 0;
+  for (size_t i = 0; i < a->gone.n && !rc; i++) rc = dots_add(&s, a->gone.e[i]);
+  for (size_t i = 0; scan && i < a->nb && !rc; i++)
+    for (hc_kent *e = a->b[i]; e && !rc; e = e->next) rc = held_beyond(e->raw, &a->vv, &a->gone, &s);
+  if (!rc && s.e) {
+    qsort(s.e, s.n, sizeof *s.e, dot_cmp);
+    for (size_t i = 0; i < s.n && !rc; i++) {
+      int64_t have = hc_vv_get(&a->vv, s.e[i].id);
+      if (s.e[i].n == have + 1) rc = hc_vv_bump(&a->vv, s.e[i].id, s.e[i].n);
+    }
+    dots_drop_covered(&a->gone, &a->vv);
+  }
+  cn_free(s.e);
+  return rc;
+}
+
+/* The dots of raw entries (NULL: none) that a local add or remove removes: vv takes those it covers (§2.3 joins
+ * the delta's dots R into it); the others go to gone, then the vector settles, and a dot still in gone counts as
+ * withheld: there delta_crdt's vector would claim a dot this node has not received. */
+static int claim(hc_awlww *a, const cn_term *raw) {
+  hc_dots added = {0};
+  int rc = 0;
+  for (uint32_t i = 0; raw && i < raw->v.map.size && !rc; i++) {
+    hc_dot *d;
+    size_t n;
+    if ((rc = hc_parse_dotset(&raw->v.map.kv[2 * i + 1], &d, &n))) break;
+    for (size_t j = 0; j < n && !rc; j++)
+      if (!covered(&a->vv, d[j]) && !hc_dots_has(&a->gone, d[j]) && !(rc = dots_add(&a->gone, d[j])))
+        rc = dots_add(&added, d[j]);
+    cn_free(d);
+  }
+  if (!rc && added.n) rc = hc_awlww_settle(a, true);
+  for (size_t i = 0; !rc && i < added.n; i++) a->withheld += hc_dots_has(&a->gone, added.e[i]);
+  cn_free(added.e);
+  return rc;
 }
 
 bool hc_raw_beyond(const cn_term *raw, const hc_vv *then) {
@@ -224,7 +306,7 @@ int hc_awlww_add(const hc_ctx *c, hc_awlww *a, int64_t node_id, const cn_term *k
   hc_kent *e = hc_awlww_find(a, key, kh);
   hc_dot d = {node_id, hc_vv_get(&a->vv, node_id) + 1};
   /* The delta's dots are R + {d}: every old entry is covered by them and goes; the new one stays. */
-  int rc = dots_into_vv(e ? e->raw : NULL, &a->vv);
+  int rc = claim(a, e ? e->raw : NULL);
   if (rc || (rc = hc_vv_bump(&a->vv, d.id, d.n))) return rc;
   cn_term *kv[2] = {cn_mk_tuple(2, cn_term_copy(value), cn_mk_int(ts)), hc_mk_dotset(c, &d, 1)};
   if (!kv[0] || !kv[1]) {
@@ -238,7 +320,7 @@ int hc_awlww_add(const hc_ctx *c, hc_awlww *a, int64_t node_id, const cn_term *k
 
 int hc_awlww_remove(hc_awlww *a, const cn_term *key, uint32_t kh) {
   hc_kent *e = hc_awlww_find(a, key, kh);
-  return dots_into_vv(e ? e->raw : NULL, &a->vv);
+  return claim(a, e ? e->raw : NULL);
 }
 
 static bool has_dot(const hc_dot *s, size_t n, hc_dot d) {
@@ -247,19 +329,19 @@ static bool has_dot(const hc_dot *s, size_t n, hc_dot d) {
   return false;
 }
 
-/* The joined dot set of one entry: (S1 ∩ S2) + (S1 not covered by v2) + (S2 not covered by v1). */
-static size_t join_dots(const hc_dot *s1, size_t n1, const hc_dot *s2, size_t n2, const hc_vv *v1, const hc_vv *v2,
-                        hc_dot *out) {
+/* The joined dot set of one entry: (S1 ∩ S2) + (S1 not covered by v2) + (S2 not covered by v1 or g1). */
+static size_t join_dots(const hc_dot *s1, size_t n1, const hc_dot *s2, size_t n2, const hc_vv *v1, const hc_dots *g1,
+                        const hc_vv *v2, hc_dot *out) {
   size_t k = 0;
   for (size_t i = 0; i < n1; i++)
     if (!has_dot(out, k, s1[i]) && (has_dot(s2, n2, s1[i]) || !covered(v2, s1[i]))) out[k++] = s1[i];
   for (size_t i = 0; i < n2; i++)
-    if (!has_dot(out, k, s2[i]) && !covered(v1, s2[i])) out[k++] = s2[i];
+    if (!has_dot(out, k, s2[i]) && !covered(v1, s2[i]) && !hc_dots_has(g1, s2[i])) out[k++] = s2[i];
   return k;
 }
 
-int hc_join_entries(const hc_ctx *c, const cn_term *e1, const cn_term *e2, const hc_vv *v1, const hc_vv *v2,
-                    cn_term **out) {
+int hc_join_entries(const hc_ctx *c, const cn_term *e1, const cn_term *e2, const hc_vv *v1, const hc_dots *g1,
+                    const hc_vv *v2, cn_term **out) {
   *out = NULL;
   if ((e1 && e1->type != CN_MAP) || (e2 && e2->type != CN_MAP)) return CN_EDECODE;
   size_t n1 = e1 ? e1->v.map.size : 0, n2 = e2 ? e2->v.map.size : 0, k = 0;
@@ -282,7 +364,7 @@ int hc_join_entries(const hc_ctx *c, const cn_term *e1, const cn_term *e2, const
       o = cn_malloc((na + nb + 1) * sizeof *o);
       if (!o) rc = CN_ENOMEM;
       size_t no = 0;
-      if (o) no = side ? join_dots(NULL, 0, a, na, v1, v2, o) : join_dots(a, na, b, nb, v1, v2, o);
+      if (o) no = side ? join_dots(NULL, 0, a, na, v1, g1, v2, o) : join_dots(a, na, b, nb, v1, g1, v2, o);
       if (!rc && no) {
         kv[k] = cn_term_copy(ek);
         kv[k + 1] = hc_mk_dotset(c, o, no);

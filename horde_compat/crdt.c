@@ -39,8 +39,16 @@ struct cn_crdt {
     uint64_t seq;  /* st.seq at that tick */
   } rounds[ROUNDS];
   unsigned next_round;
+  /* Peers' first rounds waiting behind a marker ({'$crdt_round', Orig}, sent to itself), one slot per originator
+   * while its marker is in the mailbox: see on_first_round. */
+  struct held_round {
+    cn_term *orig, *diff; /* diff: the newest first round from orig not answered yet (NULL: none) */
+  } * held;
+  size_t nheld;
   cn_crdt_stats stats;
 };
+
+static void bad_message(cn_crdt *c, int rc, const char *what, const cn_term *t);
 
 /* ---- Sending ----------------------------------------------------------------------------------------------- */
 
@@ -207,7 +215,7 @@ static int apply_delta(cn_crdt *c, const cn_term *dvv_t, const cn_term *dval, co
     hc_kent *e = hc_awlww_find(&c->st, key, kh);
     const cn_term *e1 = e ? e->raw : NULL, *e2 = dix_find(dval, ix, nd, key, kh, c->hc.otp_release);
     cn_term *r;
-    if ((rc = hc_join_entries(&c->hc, e1, e2, &old, &dvv, &r))) break;
+    if ((rc = hc_join_entries(&c->hc, e1, e2, &old, &c->st.gone, &dvv, &r))) break;
     if ((!e1 && !r) || (e1 && r && cn_term_exact_eq(e1, r))) {
       cn_term_free(r);
       continue;
@@ -217,6 +225,8 @@ static int apply_delta(cn_crdt *c, const cn_term *dvv_t, const cn_term *dval, co
     rc = store(c, key, kh, r);
   }
   c->stats.joins++;
+  /* the received vector may cover dots this node kept out of its own (gone), or new entries fill a gap below them */
+  if (!rc && c->st.gone.n) rc = hc_awlww_settle(&c->st, nch > 0);
   if (nch) notify(c, ch, nch);
   for (size_t i = 0; i < nch; i++) cn_term_free(ch[i].old);
   cn_free(ch);
@@ -387,6 +397,69 @@ static int on_diff(cn_crdt *c, cn_proc *self, const cn_term *d) {
   return 0;
 }
 
+/* A Diff that starts a peer's round: continuation #{trees => [{<<>>, _}], keys => []}, originator not this one. */
+static bool first_round(cn_crdt *c, const cn_term *d, const cn_term **orig) {
+  rdiff r;
+  if (!parse_diff(d, &r) || pid_is(r.orig, c->pid)) return false;
+  const cn_term *trees = hc_map_get(r.cont, "trees"), *keys = hc_map_get(r.cont, "keys");
+  if (!trees || trees->type != CN_LIST || trees->v.list.len != 1 || !keys || keys->type != CN_NIL) return false;
+  const cn_term *loc = cn_tuple_elem(&trees->v.list.e[0], 2, 0);
+  *orig = r.orig;
+  return loc && loc->type == CN_BINARY && loc->v.bin.size == 0;
+}
+
+static void send_marker(cn_crdt *c, const cn_term *orig) {
+  cn_term *m = cn_mk_tuple(2, cn_mk_atomc(c->n, "$crdt_round"), cn_term_copy(orig));
+  if (m) cn_send(c->n, NULL, c->pid, m);
+  cn_term_free(m);
+}
+
+/* A peer starts a round every tick without waiting for the last (pitfall 18): when this process needs longer for a
+ * round than the peer's interval, its mailbox would grow without bound. So the first round from an originator is
+ * answered at once and leaves a marker behind it in the mailbox; a first round from the same originator handled
+ * before the marker was already queued with it (this process is behind), and waits in the originator's slot, where
+ * a newer one replaces it (rounds_skipped). The marker answers the one waiting and leaves a new marker, or frees the
+ * slot. A skipped round costs nothing: the originator does not wait for it, and the next one compares the newer
+ * trees. Without a backlog every round is answered at once, in order. */
+static int on_first_round(cn_crdt *c, cn_proc *self, const cn_term *d, const cn_term *orig) {
+  struct held_round *h = NULL;
+  for (size_t i = 0; i < c->nheld && !h; i++)
+    if (cn_term_exact_eq(c->held[i].orig, orig)) h = &c->held[i];
+  if (h) {
+    cn_term *copy = cn_term_copy(d);
+    if (!copy) return CN_ENOMEM;
+    if (h->diff) c->stats.rounds_skipped++;
+    cn_term_free(h->diff);
+    h->diff = copy;
+    return 0;
+  }
+  struct held_round *nh = cn_realloc(c->held, (c->nheld + 1) * sizeof *nh);
+  if (nh) c->held = nh;
+  if (nh && (nh[c->nheld].orig = cn_term_copy(orig))) {
+    nh[c->nheld++].diff = NULL;
+    send_marker(c, orig);
+  }
+  return on_diff(c, self, d);
+}
+
+static void on_marker(cn_crdt *c, cn_proc *self, const cn_term *orig) {
+  for (size_t i = 0; i < c->nheld; i++) {
+    if (!cn_term_exact_eq(c->held[i].orig, orig)) continue;
+    cn_term *d = c->held[i].diff;
+    if (d) {
+      c->held[i].diff = NULL;
+      send_marker(c, orig);
+      int rc = on_diff(c, self, d);
+      if (rc) bad_message(c, rc, "message", d);
+      cn_term_free(d);
+      return;
+    }
+    cn_term_free(c->held[i].orig);
+    c->held[i] = c->held[--c->nheld];
+    return;
+  }
+}
+
 static int on_get_diff(cn_crdt *c, cn_proc *self, const cn_term *d, const cn_term *keys) {
   rdiff r;
   if (!parse_diff(d, &r) || !proper_list(keys)) return CN_EDECODE;
@@ -447,18 +520,23 @@ static void send_sync(cn_crdt *c) {
 static cn_term *stats_term(cn_crdt *c) {
   cn_crdt_stats s;
   cn_crdt_get_stats(c, &s);
-  cn_term *kv[] = {
-      cn_mk_atomc(c->n, "syncs_started"), cn_mk_int((int64_t)s.syncs_started), cn_mk_atomc(c->n, "msgs_sent"),
-      cn_mk_int((int64_t)s.msgs_sent),    cn_mk_atomc(c->n, "msgs_received"),  cn_mk_int((int64_t)s.msgs_received),
-      cn_mk_atomc(c->n, "bytes_sent"),    cn_mk_int((int64_t)s.bytes_sent),    cn_mk_atomc(c->n, "keys_sent"),
-      cn_mk_int((int64_t)s.keys_sent),    cn_mk_atomc(c->n, "bad_messages"),   cn_mk_int((int64_t)s.bad_messages),
-      cn_mk_atomc(c->n, "keys"),          cn_mk_int((int64_t)s.keys)};
-  for (size_t i = 0; i < 14; i++)
-    if (!kv[i]) {
-      for (size_t j = 0; j < 14; j++) cn_term_free(kv[j]);
-      return NULL;
-    }
-  return cn_mk_map(7, kv);
+  static const char *const names[] = {"syncs_started", "msgs_sent", "msgs_received", "bytes_sent",   "keys_sent",
+                                      "bad_messages",  "keys",      "dots_withheld", "dots_pending", "rounds_skipped"};
+  const uint64_t vals[] = {s.syncs_started, s.msgs_sent, s.msgs_received, s.bytes_sent,   s.keys_sent,
+                           s.bad_messages,  s.keys,      s.dots_withheld, s.dots_pending, s.rounds_skipped};
+  enum { N = sizeof names / sizeof *names };
+  cn_term *kv[2 * N];
+  bool ok = true;
+  for (size_t i = 0; i < N; i++) {
+    kv[2 * i] = cn_mk_atomc(c->n, names[i]);
+    kv[2 * i + 1] = cn_mk_int((int64_t)vals[i]);
+    ok &= kv[2 * i] && kv[2 * i + 1];
+  }
+  if (!ok) {
+    for (size_t j = 0; j < 2 * N; j++) cn_term_free(kv[j]);
+    return NULL;
+  }
+  return cn_mk_map(N, kv);
 }
 
 static cn_term *root_term(cn_crdt *c) {
@@ -548,8 +626,13 @@ static void handle_info(cn_proc *self, const cn_term *msg, void *state) {
   const cn_term *tag = msg->type == CN_TUPLE && msg->v.tuple.arity ? &msg->v.tuple.e[0] : NULL;
   uint32_t ar = tag ? msg->v.tuple.arity : 0;
   const cn_term *e1 = ar > 1 ? &msg->v.tuple.e[1] : NULL, *e2 = ar > 2 ? &msg->v.tuple.e[2] : NULL;
-  if (cn_is_atom(tag, "diff") && ar == 2) rc = on_diff(c, self, e1);
-  else if (cn_is_atom(tag, "diff") && ar == 3) rc = on_delta(c, e1, e2);
+  const cn_term *orig;
+  if (cn_is_atom(tag, "diff") && ar == 2 && first_round(c, e1, &orig)) rc = on_first_round(c, self, e1, orig);
+  else if (cn_is_atom(tag, "diff") && ar == 2) rc = on_diff(c, self, e1);
+  else if (cn_is_atom(tag, "$crdt_round") && ar == 2) {
+    c->stats.msgs_received--; /* its own */
+    on_marker(c, self, e1);
+  } else if (cn_is_atom(tag, "diff") && ar == 3) rc = on_delta(c, e1, e2);
   else if (cn_is_atom(tag, "get_diff") && ar == 3) rc = on_get_diff(c, self, e1, e2);
   else if (cn_is_atom(tag, "ack_diff") && ar == 2) rc = 0;
   else if (cn_is_atom(tag, "set_neighbours") && ar == 2) rc = set_neighbours(c, self, e1);
@@ -570,6 +653,11 @@ static void crdt_free(cn_crdt *c) {
   cn_free(c->subs);
   cn_term_free(c->cont0);
   for (unsigned i = 0; i < ROUNDS; i++) cn_term_free(c->rounds[i].dots);
+  for (size_t i = 0; i < c->nheld; i++) {
+    cn_term_free(c->held[i].orig);
+    cn_term_free(c->held[i].diff);
+  }
+  cn_free(c->held);
   hc_merkle_free(&c->mm);
   hc_awlww_free(&c->st);
   cn_free(c);
@@ -690,4 +778,6 @@ void cn_crdt_sync_now(cn_crdt *c) { send_sync(c); }
 void cn_crdt_get_stats(cn_crdt *c, cn_crdt_stats *out) {
   *out = c->stats;
   out->keys = c->st.count;
+  out->dots_withheld = c->st.withheld;
+  out->dots_pending = c->st.gone.n;
 }

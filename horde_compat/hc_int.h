@@ -130,8 +130,21 @@ typedef struct hc_kent {
   cn_term *raw; /* Entries: #{{Value, Ts} => MapSet(Dots)} */
 } hc_kent;
 
+/* A set of dots (no order, no duplicates). */
+typedef struct hc_dots {
+  hc_dot *e;
+  size_t n, cap;
+} hc_dots;
+
 typedef struct hc_awlww {
   hc_vv vv;
+  /* Dots this node removed (its write or remove of a key whose entries held them) although vv does not cover
+   * them: entries a peer sent ahead of its vector (pitfall 19). delta_crdt folds them into vv, which then claims
+   * the peer's earlier writes this node has not received, and the next join drops those (keys lost on both
+   * sides). They stay out of vv (so out of every vector sent) until a received vector covers them, or until this
+   * node holds every dot below them; a join still counts them as seen, so the removed entries stay removed. */
+  hc_dots gone;
+  uint64_t withheld; /* dots ever put in gone (a claim delta_crdt would have made) */
   hc_kent **b;
   size_t nb, count;
   uint32_t gen;
@@ -149,18 +162,26 @@ int hc_awlww_set(hc_awlww *a, const cn_term *key, uint32_t kh, cn_term *raw);
  * in term order), borrowed; NULL when raw is NULL or malformed. */
 const cn_term *hc_read_raw(const cn_term *raw);
 /* The add of §2.3 on the state's entries for key: *raw_out gets the new entries (caller owns). The version
- * vector moves. */
+ * vector takes the new dot and the key's old dots, but an old dot it does not cover goes to gone instead. */
 int hc_awlww_add(const hc_ctx *c, hc_awlww *a, int64_t node_id, const cn_term *key, uint32_t kh, const cn_term *value,
                  int64_t ts, cn_term **raw_out);
-/* The remove of §2.3: the version vector takes the key's dots; the new entries are none. */
+/* The remove of §2.3: the version vector takes the key's dots (those it does not cover go to gone); the new
+ * entries are none. */
 int hc_awlww_remove(hc_awlww *a, const cn_term *key, uint32_t kh);
+/* After vv or the entries changed: drops the dots of gone that vv covers, then moves vv over every gone dot it
+ * reaches without a gap through gone and (scan: a walk of every entry) the dots the entries hold. 0 or
+ * CN_ENOMEM. */
+int hc_awlww_settle(hc_awlww *a, bool scan);
+/* True when dot d is in s. */
+bool hc_dots_has(const hc_dots *s, hc_dot d);
 /* True when raw entries hold a dot that `then` does not cover: a write this state saw after `then` (a sync round's
  * version vector) was taken. */
 bool hc_raw_beyond(const cn_term *raw, const hc_vv *then);
 /* Join of one key's entries (§2.4): e1 (state, may be NULL), e2 (delta, may be NULL), v1 the state's version
- * vector before the join, v2 the delta's. *out gets the new entries or NULL when none remain. */
-int hc_join_entries(const hc_ctx *c, const cn_term *e1, const cn_term *e2, const hc_vv *v1, const hc_vv *v2,
-                    cn_term **out);
+ * vector before the join, g1 the state's gone dots (counted as covered by v1; NULL: none), v2 the delta's.
+ * *out gets the new entries or NULL when none remain. */
+int hc_join_entries(const hc_ctx *c, const cn_term *e1, const cn_term *e2, const hc_vv *v1, const hc_dots *g1,
+                    const hc_vv *v2, cn_term **out);
 
 /* ---- Placement ring (ring.c) ---------------------------------------------------------------------------------- */
 

@@ -70,7 +70,15 @@ CN_EXPORT void cn_crdt_sync_now(cn_crdt *c);
 
 typedef struct cn_crdt_stats {
   uint64_t syncs_started, msgs_sent, msgs_received, bytes_sent, keys_sent, joins, bad_messages;
+  /* rounds_skipped: a peer's first rounds left unanswered because a newer one from the same originator was queued
+   * behind them (this process was behind; crdt.c on_first_round) */
+  uint64_t rounds_skipped;
   size_t keys;
+  /* dots_withheld: dots this node's writes and removes took from a peer's entries that it kept out of its version
+   * vector (delta_crdt would have claimed the peer's earlier writes with them, unreceived: the key loss of
+   * docs/crdt.md); dots_pending: those still out, until a received vector covers them. */
+  uint64_t dots_withheld;
+  size_t dots_pending;
 } cn_crdt_stats;
 CN_EXPORT void cn_crdt_get_stats(cn_crdt *c, cn_crdt_stats *out);
 

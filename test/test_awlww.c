@@ -46,18 +46,22 @@ static void rem(rep *r, const cn_term *k) {
   assert_int_equal(hc_awlww_remove(&r->s, k, kh), 0);
   assert_int_equal(hc_awlww_set(&r->s, k, kh, NULL), 0);
 }
-/* Sends key k from a to b the way a sync does: a's current vv and entries. */
-static void ship(rep *a, rep *b, const cn_term *k) {
+/* Sends key k from a to b the way a sync does: the vector `then` (a BEAM round's start: pitfall 19) with a's
+ * current entries. */
+static void ship_with(rep *a, rep *b, const cn_term *k, const hc_vv *then) {
   uint32_t kh = hc_key_hash(k);
   hc_kent *ea = hc_awlww_find(&a->s, k, kh), *eb = hc_awlww_find(&b->s, k, kh);
   hc_vv old;
   assert_int_equal(hc_vv_copy(&old, &b->s.vv), 0);
-  assert_int_equal(hc_vv_union(&b->s.vv, &a->s.vv), 0);
+  assert_int_equal(hc_vv_union(&b->s.vv, then), 0);
   cn_term *r;
-  assert_int_equal(hc_join_entries(&hc, eb ? eb->raw : NULL, ea ? ea->raw : NULL, &old, &a->s.vv, &r), 0);
+  assert_int_equal(hc_join_entries(&hc, eb ? eb->raw : NULL, ea ? ea->raw : NULL, &old, &b->s.gone, then, &r), 0);
   assert_int_equal(hc_awlww_set(&b->s, k, kh, r), 0);
+  assert_int_equal(hc_awlww_settle(&b->s, true), 0);
   hc_vv_free(&old);
 }
+/* ... with a's current vector. */
+static void ship(rep *a, rep *b, const cn_term *k) { ship_with(a, b, k, &a->s.vv); }
 static const cn_term *get(rep *r, const cn_term *k) {
   hc_kent *e = hc_awlww_find(&r->s, k, hc_key_hash(k));
   return e ? hc_read_raw(e->raw) : NULL;
@@ -110,6 +114,53 @@ static void test_add_remove_join(void **st) {
 }
 
 /* Ties on Ts: the smallest entry key in term order wins (Enum.max_by over a small map). */
+/* Entries ahead of the vector they came with (pitfall 19), then a local write of one of those keys. a (node 11)
+ * writes k1, k2 (dots 1, 2), b has them; a's round starts (vector 11:2), a writes k3 (dot 3) and k2 (dot 4), and
+ * b gets k2 at dot 4 with vector 11:2. b's write of k2 takes dot 4 out of k2: delta_crdt puts it in b's vector,
+ * which then covers dot 3 (k3, never received), and the next join drops k3. Here dot 4 stays out (gone) until a
+ * vector covers it, and a gone dot is not taken back from a peer. When b holds dot 3 too (k3 came early as well),
+ * nothing is withheld: b's vector covers 3 and 4, as delta_crdt's. */
+static void test_write_after_early_entries(void **st) {
+  (void)st;
+  cn_term *k1 = A("k1"), *k2 = A("k2"), *k3 = A("k3");
+  for (int held = 0; held < 2; held++) {
+    rep a = {.id = 11}, b = {.id = 22};
+    put(&a, k1, 1, -100);
+    put(&a, k2, 2, -99);
+    ship(&a, &b, k1);
+    ship(&a, &b, k2);
+    hc_vv then;
+    assert_int_equal(hc_vv_copy(&then, &a.s.vv), 0);
+    put(&a, k3, 3, -98);
+    put(&a, k2, 4, -97);
+    if (held) ship_with(&a, &b, k3, &then);
+    ship_with(&a, &b, k2, &then);
+    assert_int_equal(get(&b, k2)->v.i, 4);
+    put(&b, k2, 5, -200); /* b's clock is behind a's: a resurrected dot 4 would win the read */
+    assert_int_equal(hc_vv_get(&b.s.vv, 11), held ? 4 : 2);
+    assert_int_equal(b.s.gone.n, held ? 0 : 1);
+    assert_int_equal(b.s.withheld, held ? 0 : 1);
+    /* a's next round: k3 arrives, its vector covers dot 4, and a's k2 at dot 4 stays removed */
+    ship(&a, &b, k3);
+    assert_non_null(get(&b, k3));
+    assert_int_equal(get(&b, k3)->v.i, 3);
+    assert_int_equal(b.s.gone.n, 0);
+    ship(&a, &b, k2);
+    assert_int_equal(get(&b, k2)->v.i, 5);
+    assert_int_equal(nentries(&b, k2), 1);
+    /* and a takes b's write of k2 over its own */
+    ship(&b, &a, k2);
+    assert_int_equal(get(&a, k2)->v.i, 5);
+    assert_int_equal(nentries(&a, k2), 1);
+    hc_vv_free(&then);
+    hc_awlww_free(&a.s);
+    hc_awlww_free(&b.s);
+  }
+  cn_term_free(k1);
+  cn_term_free(k2);
+  cn_term_free(k3);
+}
+
 static void test_lww_tie(void **st) {
   (void)st;
   hc_dot d1 = {1, 1}, d2 = {2, 1};
@@ -165,12 +216,12 @@ static void test_vector_deltas(void **st) {
       const cn_term *e2 = hc_map_find(val, &keys->v.list.e[j], 0);
       beyond += e2 && hc_raw_beyond(e2, &dvv);
       cn_term *r;
-      assert_int_equal(hc_join_entries(&hc, NULL, e2, &empty, &dvv, &r), 0);
+      assert_int_equal(hc_join_entries(&hc, NULL, e2, &empty, NULL, &dvv, &r), 0);
       if (e2) assert_true(cn_term_exact_eq(r, e2)); /* same entries, same MapSet shape (1.14) */
       else assert_null(r);
       /* joining the same delta again changes nothing */
       cn_term *r2;
-      assert_int_equal(hc_join_entries(&hc, r, e2, &dvv, &dvv, &r2), 0);
+      assert_int_equal(hc_join_entries(&hc, r, e2, &dvv, NULL, &dvv, &r2), 0);
       assert_true((!r && !r2) || cn_term_exact_eq(r, r2));
       cn_term_free(r);
       cn_term_free(r2);
@@ -186,9 +237,8 @@ static void test_vector_deltas(void **st) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_add_remove_join),
-      cmocka_unit_test(test_lww_tie),
-      cmocka_unit_test(test_mapset_shapes),
+      cmocka_unit_test(test_add_remove_join), cmocka_unit_test(test_write_after_early_entries),
+      cmocka_unit_test(test_lww_tie),         cmocka_unit_test(test_mapset_shapes),
       cmocka_unit_test(test_vector_deltas),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

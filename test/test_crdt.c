@@ -360,13 +360,20 @@ static int64_t read_val(tnode *t, int key) {
  * keys 1 and 2 (dots 1, 2); its round starts (vector 2); it writes key 1 (dot 3) and key 2 (dot 4), and its delta
  * for key 2 only (key 1's subtree was compared before the write) has vector 2 and key 2 at dot 4. Then this node
  * writes key 2, and node 777's next round (vector 4) brings key 1 at dot 3: this node never saw dot 3 and nobody
- * removed key 1, so key 1 must read 11. Folding dot 4 into this node's vector at its write of key 2 counts dot 3
- * as seen, and the join drops key 1: the keys missing in crdt_suite changes_both_sides under load. delta_crdt
- * does the same (§2.3, §2.4), and test_crdt_replay holds the C process to its states, so this is a known loss
- * for now: the test runs with CRDT_KNOWN_LOSS=1 (the fix, held-back entries, is commit db9c467). */
+ * removed key 1, so key 1 must read 11. delta_crdt folds dot 4 into its vector at the write of key 2 (§2.3), counts
+ * dot 3 as seen, and the join drops key 1 (the keys crdt_suite changes_both_sides lost under load). This node keeps
+ * dot 4 out of its vector (dots_withheld, dots_pending) until node 777's vector covers it; node 777 still holding
+ * key 2 at dot 4 (the vector this node sent did not cover it) does not bring it back. docs/crdt.md. */
+static int64_t stat_of(tnode *t, const char *name) {
+  cn_term *r = call(t, cn_mk_atomc(t->n, "stats"));
+  const cn_term *v = hc_map_get(r, name);
+  int64_t x = v && v->type == CN_INT ? v->v.i : -1;
+  cn_term_free(r);
+  return x;
+}
+
 static void test_write_after_early_delta(void **st) {
   (void)st;
-  if (!getenv("CRDT_KNOWN_LOSS")) skip();
   tnode t;
   single_up(&t, "crdte@127.0.0.1", false);
   cn_node *n = t.n;
@@ -380,10 +387,73 @@ static void test_write_after_early_delta(void **st) {
   assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, m), 0);
   op(&t, 2, 99);
   assert_int_equal(read_val(&t, 2), 99);
-  m = peer_delta(n, &hc, 4, 1, (int[]){1}, (int[]){11}, (int64_t[]){3});
+  assert_int_equal(stat_of(&t, "dots_withheld"), 1);
+  assert_int_equal(stat_of(&t, "dots_pending"), 1);
+  m = peer_delta(n, &hc, 4, 2, ks, (int[]){11, 21}, (int64_t[]){3, 4});
   assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, m), 0);
   assert_int_equal(read_val(&t, 1), 11);
+  assert_int_equal(read_val(&t, 2), 99);
+  assert_int_equal(stat_of(&t, "dots_pending"), 0);
   tnode_stop(&t);
+}
+
+/* A peer starts a round every tick without waiting (pitfall 18). First rounds from one originator that queue up
+ * behind each other are not all answered: the newest waits behind a marker, an older waiting one is skipped. Every
+ * round is either answered (here: equal trees, so an ack_diff to the originator) or counted in rounds_skipped,
+ * and never both; how many queue up depends on the loop, so only that sum is fixed. */
+static bool acks_n(tnode *t, const void *n) {
+  (void)t;
+  int k = 0;
+  for (int i = 0; i < nsniffed; i++) k += cn_is_atom(cn_tuple_elem(sniffed[i], 2, 0), "ack_diff");
+  return k >= *(const int *)n;
+}
+
+static void test_first_rounds_coalesce(void **st) {
+  (void)st;
+  tnode t;
+  single_up(&t, "crdtr@127.0.0.1", true);
+  cn_node *n = t.n;
+  op(&t, 1, 100);
+  cn_term *nb = cn_mk_list(1, cn_mk_tuple(2, cn_mk_atomc(n, "p.Crdt"), cn_mk_atomc(n, t.name)));
+  assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, cn_mk_tuple(2, cn_mk_atomc(n, "set_neighbours"), nb)),
+                   0);
+  /* its own first round, turned into the peer's: originator and from 'p.Crdt', to 't.Crdt' */
+  const cn_term *d1 = &sniffed_at(&t, 1, 2)->v.tuple.e[1];
+  size_t k = d1->v.map.size;
+  cn_term **kv = cn_calloc(2 * k + 1, sizeof *kv);
+  assert_non_null(kv);
+  for (size_t i = 0; i < k; i++) {
+    const cn_term *key = &d1->v.map.kv[2 * i];
+    bool peer = cn_is_atom(key, "originator") || cn_is_atom(key, "from"), me = cn_is_atom(key, "to");
+    kv[2 * i] = cn_term_copy(key);
+    kv[2 * i + 1] = peer ? cn_mk_tuple(2, cn_mk_atomc(n, "p.Crdt"), cn_mk_atomc(n, t.name))
+                    : me ? cn_mk_tuple(2, cn_mk_atomc(n, "t.Crdt"), cn_mk_atomc(n, t.name))
+                         : cn_term_copy(&d1->v.map.kv[2 * i + 1]);
+  }
+  cn_term *d = cn_mk_map(k, kv);
+  cn_free(kv);
+  enum { ROUNDS_SENT = 12 };
+  for (int i = 0; i < ROUNDS_SENT; i++)
+    assert_int_equal(
+        cn_send_threadsafe(n, NULL, "t.Crdt", NULL, cn_mk_tuple(2, cn_mk_atomc(n, "diff"), cn_term_copy(d))), 0);
+  cn_term_free(d);
+  /* calls: the rounds, then the markers they left, are handled before the last answers */
+  for (int i = 0; i < 3; i++) cn_term_free(call(&t, cn_mk_atomc(n, "root_hash")));
+  int64_t skipped = stat_of(&t, "rounds_skipped");
+  int answered = ROUNDS_SENT - (int)skipped;
+  assert_true(skipped >= 0 && answered >= 1);
+  assert_true(tnode_wait(&t, acks_n, &answered));
+  sleep_ms(50);
+  int acks = 0;
+  pthread_mutex_lock(&t.mu);
+  for (int i = 0; i < nsniffed; i++) acks += cn_is_atom(cn_tuple_elem(sniffed[i], 2, 0), "ack_diff");
+  pthread_mutex_unlock(&t.mu);
+  print_message("  %d first rounds queued: %d answered, %lld skipped\n", ROUNDS_SENT, acks, (long long)skipped);
+  assert_int_equal(acks + skipped, ROUNDS_SENT);
+  assert_int_equal(stat_of(&t, "bad_messages"), 0);
+  tnode_stop(&t);
+  for (int i = 0; i < nsniffed; i++) cn_term_free(sniffed[i]);
+  nsniffed = 0;
 }
 
 /* A CRDT that cannot take its name is not started: cn_crdt_start returns CN_EEXIST and the process it made ends
@@ -438,6 +508,7 @@ int main(void) {
       cmocka_unit_test(test_cast_is_bad_message),
       cmocka_unit_test(test_round_delta_consistent),
       cmocka_unit_test(test_write_after_early_delta),
+      cmocka_unit_test(test_first_rounds_coalesce),
       cmocka_unit_test(test_three_nodes),
       cmocka_unit_test(test_five_nodes),
   };

@@ -466,12 +466,14 @@ static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd, 
   } else if (!strcmp(op, "crdt_stats") && ar == 2) {
     cn_crdt_stats s;
     cn_crdt_get_stats(c, &s);
-    cn_term *kv[] = {cn_mk_atomc(n, "msgs_sent"),    cn_mk_int((int64_t)s.msgs_sent),
-                     cn_mk_atomc(n, "bytes_sent"),   cn_mk_int((int64_t)s.bytes_sent),
-                     cn_mk_atomc(n, "keys_sent"),    cn_mk_int((int64_t)s.keys_sent),
-                     cn_mk_atomc(n, "bad_messages"), cn_mk_int((int64_t)s.bad_messages),
-                     cn_mk_atomc(n, "keys"),         cn_mk_int((int64_t)s.keys)};
-    return cn_mk_map(5, kv);
+    cn_term *kv[] = {
+        cn_mk_atomc(n, "msgs_sent"),         cn_mk_int((int64_t)s.msgs_sent),    cn_mk_atomc(n, "bytes_sent"),
+        cn_mk_int((int64_t)s.bytes_sent),    cn_mk_atomc(n, "keys_sent"),        cn_mk_int((int64_t)s.keys_sent),
+        cn_mk_atomc(n, "bad_messages"),      cn_mk_int((int64_t)s.bad_messages), cn_mk_atomc(n, "keys"),
+        cn_mk_int((int64_t)s.keys),          cn_mk_atomc(n, "dots_withheld"),    cn_mk_int((int64_t)s.dots_withheld),
+        cn_mk_atomc(n, "dots_pending"),      cn_mk_int((int64_t)s.dots_pending), cn_mk_atomc(n, "rounds_skipped"),
+        cn_mk_int((int64_t)s.rounds_skipped)};
+    return cn_mk_map(8, kv);
   }
   return rc ? ctl_err(n, cn_err_reason(rc)) : cn_mk_atomc(n, "ok");
 }
