@@ -124,15 +124,14 @@ static int from_variable(const struct option *o, const env_rules *r, const char 
 /* RELEASE_NODE (as --name or --sname by RELEASE_DISTRIBUTION, default sname as mix release) and RELEASE_COOKIE,
  * when neither flags nor CNODE_* variables set them. */
 static int release_fallbacks(const struct option *opts, const bool *given, const env_rules *r) {
-  const char *node = getenv("RELEASE_NODE"), *dist = getenv("RELEASE_DISTRIBUTION"),
-             *cookie = getenv("RELEASE_COOKIE");
+  const char *node = getenv("RELEASE_NODE"), *dist = getenv("RELEASE_DISTRIBUTION"), *cookie = getenv("RELEASE_COOKIE");
   if (dist && *dist && strcmp(dist, "name") && strcmp(dist, "sname")) {
     fprintf(stderr, "cnode: RELEASE_DISTRIBUTION=%s: expected name or sname (cnode always runs distributed)\n", dist);
     return 2;
   }
   bool named = given_or_group(opts, given, r, "name") || was_injected("name") || was_injected("sname");
-  if (node && *node && !named && !inject(dist && !strcmp(dist, "name") ? "name" : "sname", node, strlen(node),
-                                         "RELEASE_NODE"))
+  if (node && *node && !named &&
+      !inject(dist && !strcmp(dist, "name") ? "name" : "sname", node, strlen(node), "RELEASE_NODE"))
     return 1;
   bool cookied = given_or_group(opts, given, r, "cookie") || was_injected("cookie") || was_injected("cookie-file");
   if (cookie && *cookie && !cookied && !inject("cookie", cookie, strlen(cookie), "RELEASE_COOKIE")) return 1;

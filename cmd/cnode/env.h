@@ -22,8 +22,7 @@ typedef struct env_rules {
  * variable whose option (or group) the command line does not give, then the RELEASE_* fallbacks, then argv[1..].
  * 0 and *out_argc, *out_argv (owned by env.c until exit), or 2 after printing one line naming a variable with a
  * bad value (a switch that is not true/false, RELEASE_DISTRIBUTION not name/sname). Resets getopt (optind = 0). */
-int env_args(int argc, char **argv, const struct option *opts, const env_rules *rules, int *out_argc,
-             char ***out_argv);
+int env_args(int argc, char **argv, const struct option *opts, const env_rules *rules, int *out_argc, char ***out_argv);
 
 /* How a value is named in messages: "CNODE_TICKTIME=soon" when value came from a variable (value must be the
  * optarg getopt gave), else "--ticktime soon". Static storage, overwritten by the next call. */

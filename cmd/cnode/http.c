@@ -72,9 +72,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   cn_buf body = {0};
   const char *ctype = text;
   int status = h->route(url, &body, &ctype, h->ctx);
-  enum MHD_Result rc = status > 0 ? answer(c, (unsigned)status, ctype, body.data ? (void *)body.data : (void *)"",
-                                           body.len)
-                                  : MHD_NO;
+  enum MHD_Result rc =
+      status > 0 ? answer(c, (unsigned)status, ctype, body.data ? (void *)body.data : (void *)"", body.len) : MHD_NO;
   cn_buf_free(&body);
   return rc;
 }

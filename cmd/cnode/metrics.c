@@ -97,7 +97,7 @@ static void connections(cn_node *n, metrics_out *m) {
     metrics_family(m, fam[f].name, fam[f].type, fam[f].help);
     for (size_t i = 0; i < k; i++) {
       if (!ci[i].node || strcmp(ci[i].state, "up")) continue;
-      const double v[] = {(double)ci[i].queue_bytes,  (double)ci[i].bytes_in,     (double)ci[i].bytes_out,
+      const double v[] = {(double)ci[i].queue_bytes, (double)ci[i].bytes_in,     (double)ci[i].bytes_out,
                           (double)ci[i].messages_in, (double)ci[i].messages_out, (double)ci[i].busy_suspensions};
       const char *l[] = {"peer", ci[i].node->name, "type", ci[i].hidden ? "hidden" : "visible", NULL};
       metrics_sample(m, fam[f].name, v[f], l);

@@ -39,10 +39,10 @@ int metrics_write(cn_node *n, cn_buf *out);
 /* ---- shutdown.c: readiness, signals, graceful shutdown ------------------------------------------------------- */
 
 typedef struct ops_opts {
-  const char *http_addr;   /* NULL: 0.0.0.0 */
-  uint16_t http_port;      /* 0: no HTTP endpoint */
-  unsigned drain_delay_s;  /* SIGTERM: how long /readyz says 503 before anything stops */
-  unsigned shutdown_s;     /* the steps after the drain must finish within this, else the node stops at once */
+  const char *http_addr;  /* NULL: 0.0.0.0 */
+  uint16_t http_port;     /* 0: no HTTP endpoint */
+  unsigned drain_delay_s; /* SIGTERM: how long /readyz says 503 before anything stops */
+  unsigned shutdown_s;    /* the steps after the drain must finish within this, else the node stops at once */
 } ops_opts;
 /* Sets up SIGINT and SIGTERM and, with a port, the HTTP endpoint on n's loop. 0 or a CN_E* code. */
 int ops_start(cn_node *n, const ops_opts *o);

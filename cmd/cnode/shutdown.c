@@ -267,8 +267,9 @@ int ops_start(cn_node *n, const ops_opts *o) {
   int rc = ops_add_step(OPS_NAMES, "releasing global names", global_step, NULL);
   if (!rc && o->http_port) {
     rc = http_start(n, o->http_addr, o->http_port, route, NULL, &S.http);
-    if (!rc) cn_log(n, CN_LOG_INFO, "http: /healthz, /readyz and /metrics on %s port %u", o->http_addr ? o->http_addr : "0.0.0.0",
-                    http_port(S.http));
+    if (!rc)
+      cn_log(n, CN_LOG_INFO, "http: /healthz, /readyz and /metrics on %s port %u",
+             o->http_addr ? o->http_addr : "0.0.0.0", http_port(S.http));
   }
   return rc;
 }
