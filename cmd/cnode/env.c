@@ -17,7 +17,15 @@ static struct injected {
   char var[NAME_MAX_LEN + 8];
 } inj[MAX_INJECTED];
 static size_t ninj;
-static char **vec; /* the vector handed to the parser; kept until exit */
+static char **vec; /* the vector handed to the parser; freed at exit */
+
+/* Frees what env_args made (registered with atexit: main returns from many places, and leak checkers look). */
+static void env_free(void) {
+  for (size_t i = 0; i < ninj; i++) free(inj[i].arg);
+  ninj = 0;
+  free(vec);
+  vec = NULL;
+}
 
 /* True when name is one of the space-separated words of list. */
 static bool in_words(const char *list, const char *name, char sep) {
@@ -141,6 +149,7 @@ static int release_fallbacks(const struct option *opts, const bool *given, const
 int env_args(int argc, char **argv, const struct option *opts, const env_rules *r, int *out_argc, char ***out_argv) {
   int nopts = 0;
   while (opts[nopts].name) nopts++;
+  atexit(env_free);
   bool *given = calloc((size_t)nopts + 1, sizeof *given);
   if (!given) return 1;
   /* What the command line gives: a quiet pass of the same parser, so abbreviations count as getopt reads them. */

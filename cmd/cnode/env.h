@@ -18,7 +18,7 @@ typedef struct env_rules {
                              variables of the whole group */
 } env_rules;
 
-/* Builds the argument vector to parse: argv[0], then a "--opt=value" (or "--opt") for every set, non-empty
+/* Builds the argument vector to parse (freed at exit): argv[0], then a "--opt=value" (or "--opt") for every set, non-empty
  * variable whose option (or group) the command line does not give, then the RELEASE_* fallbacks, then argv[1..].
  * 0 and *out_argc, *out_argv (owned by env.c until exit), or 2 after printing one line naming a variable with a
  * bad value (a switch that is not true/false, RELEASE_DISTRIBUTION not name/sname). Resets getopt (optind = 0). */
