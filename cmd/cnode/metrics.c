@@ -109,38 +109,45 @@ static void connections(cn_node *n, metrics_out *m) {
   free(ci);
 }
 
+/* One family of one unlabelled sample. */
+typedef struct simple {
+  const char *name, *type, *help;
+  double v;
+} simple;
+
 static void node_stats(cn_node *n, metrics_out *m) {
   cn_node_stats s;
   cn_node_get_stats(n, &s);
-  one(m, "connections_up_total", "counter", "Connections that came up (nodeups).", (double)s.connections_up);
-  one(m, "bytes_in_total", "counter", "Bytes read from distribution sockets.", (double)s.bytes_in);
-  one(m, "bytes_out_total", "counter", "Bytes written to distribution sockets.", (double)s.bytes_out);
-  one(m, "messages_in_total", "counter", "Distribution messages received (ticks excluded).", (double)s.messages_in);
-  one(m, "messages_out_total", "counter", "Distribution messages sent (ticks excluded).", (double)s.messages_out);
-  one(m, "dist_busy_total", "counter", "Times a sender was suspended on a busy connection.",
-      (double)s.busy_suspensions);
-  one(m, "messages_dropped_total", "counter", "Messages dropped: a peer's queue was at its limit.",
-      (double)s.messages_dropped);
+  cn_proc_stats p;
+  cn_node_proc_stats(n, &p);
+  const simple fams[] = {
+      {"connections_up_total", "counter", "Connections that came up (nodeups).", (double)s.connections_up},
+      {"bytes_in_total", "counter", "Bytes read from distribution sockets.", (double)s.bytes_in},
+      {"bytes_out_total", "counter", "Bytes written to distribution sockets.", (double)s.bytes_out},
+      {"messages_in_total", "counter", "Distribution messages received (ticks excluded).", (double)s.messages_in},
+      {"messages_out_total", "counter", "Distribution messages sent (ticks excluded).", (double)s.messages_out},
+      {"dist_busy_total", "counter", "Times a sender was suspended on a busy connection.", (double)s.busy_suspensions},
+      {"messages_dropped_total", "counter", "Messages dropped: a peer's queue was at its limit.",
+       (double)s.messages_dropped},
+      {"connections_refused_total", "counter", "Accepted sockets closed at once: max_connections reached.",
+       (double)s.connections_refused},
+      {"protocol_errors_total", "counter", "Connections dropped for a bad frame or message.",
+       (double)s.protocol_errors},
+      {"oversized_messages_total", "counter", "Frames or messages over max_message_size.",
+       (double)s.oversized_messages},
+      {"tick_timeouts_total", "counter", "Connections dropped by net_ticktime.", (double)s.tick_timeouts},
+      {"atoms_refused_total", "counter", "Atoms not created: the table was full.", (double)s.atoms_refused},
+      {"processes", "gauge", "Processes alive on the node.", (double)p.processes},
+      {"registered_names", "gauge", "Locally registered names.", (double)p.registered},
+      {"mailbox_messages", "gauge", "Messages queued in all mailboxes.", (double)p.messages},
+      {"mailbox_max", "gauge", "The longest mailbox.", (double)p.max_mailbox},
+      {"global_names", "gauge", "Names in the node's table of OTP global names.", (double)cn_global_name_count(n)}};
+  for (size_t i = 0; i < sizeof fams / sizeof fams[0]; i++) one(m, fams[i].name, fams[i].type, fams[i].help, fams[i].v);
   metrics_family(m, "handshake_failures_total", "counter", "Failed connection setups by cause.");
   for (int i = 0; i < CN_SETUP_FAIL_COUNT; i++) {
     const char *l[] = {"reason", cn_setup_fail_name(i), NULL};
     metrics_sample(m, "handshake_failures_total", (double)s.setup_failures[i], l);
   }
-  one(m, "connections_refused_total", "counter", "Accepted sockets closed at once: max_connections reached.",
-      (double)s.connections_refused);
-  one(m, "protocol_errors_total", "counter", "Connections dropped for a bad frame or message.",
-      (double)s.protocol_errors);
-  one(m, "oversized_messages_total", "counter", "Frames or messages over max_message_size.",
-      (double)s.oversized_messages);
-  one(m, "tick_timeouts_total", "counter", "Connections dropped by net_ticktime.", (double)s.tick_timeouts);
-  one(m, "atoms_refused_total", "counter", "Atoms not created: the table was full.", (double)s.atoms_refused);
-  cn_proc_stats p;
-  cn_node_proc_stats(n, &p);
-  one(m, "processes", "gauge", "Processes alive on the node.", (double)p.processes);
-  one(m, "registered_names", "gauge", "Locally registered names.", (double)p.registered);
-  one(m, "mailbox_messages", "gauge", "Messages queued in all mailboxes.", (double)p.messages);
-  one(m, "mailbox_max", "gauge", "The longest mailbox.", (double)p.max_mailbox);
-  one(m, "global_names", "gauge", "Names in the node's table of OTP global names.", (double)cn_global_name_count(n));
 }
 
 int metrics_write(cn_node *n, cn_buf *out) {
