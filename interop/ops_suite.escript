@@ -295,11 +295,19 @@ t_malformed() ->
          end,
          {_, <<"ok\n">>} = expect(HP, "/healthz", 200)
      end || {Name, Bytes} <- Cases],
-    step("100 idle connections, then a request"),
-    Idle = [S || _ <- lists:seq(1, 100), {ok, S} <- [gen_tcp:connect({127,0,0,1}, HP, [binary, {active, false}])]],
-    [gen_tcp:close(S) || S <- Idle],
-    wait_until(fun() -> status(HP, "/healthz") =:= 200 end, 5000, "healthz after idle connections")
-        orelse fail("/healthz after 100 idle connections: ~0tp", [get(HP, "/healthz")]),
+    step("100 idle connections (over the limit of 64), closed, then a request"),
+    %% The endpoint once stalled here: MHD puts its listen socket back in its epoll set only at the start of a turn,
+    %% and no turn came after the one that closed the 64 (http.c's run() now takes one more).
+    [begin
+         Idle = [S || _ <- lists:seq(1, 100), {ok, S} <- [gen_tcp:connect({127,0,0,1}, HP, [binary, {active, false}])]],
+         timer:sleep(300),
+         [gen_tcp:close(S) || S <- Idle],
+         timer:sleep(300),
+         T0 = now_ms(),
+         wait_until(fun() -> status(HP, "/healthz") =:= 200 end, 3000, "healthz after idle connections")
+             orelse fail("/healthz after 100 idle connections: ~0tp", [get(HP, "/healthz")]),
+         info("round ~b: /healthz 200 ~b ms after the idle connections closed", [Round, now_ms() - T0])
+     end || Round <- [1, 2]],
     running = interop_lib:status(H),
     ok.
 
@@ -407,7 +415,8 @@ t_sigterm_drain() ->
     end,
     Took = now_ms() - T0,
     info("exited 0 after ~b ms", [Took]),
-    Took >= 2000 orelse fail("exited after ~b ms, before the 2 s drain", [Took]),
+    %% T0 is taken after kill returned (term/1): allow the shell's exit, the log's +2.0 s says the rest.
+    Took >= 1900 orelse fail("exited after ~b ms, before the 2 s drain", [Took]),
     Log = interop_lib:lines_since(H, 0),
     [lists:any(fun(L) -> string:find(L, S) =/= nomatch end, Log) orelse fail("no log line ~ts", [S])
      || S <- ["shutdown +0.0", "draining for 2 s", "shutdown +2.0", "handing Horde children over",
@@ -478,7 +487,9 @@ t_handover() ->
         R -> fail("cnode_ho2 after SIGTERM: ~0tp: ~ts", [R, tail(H2, 10)])
     end,
     Took = now_ms() - T0,
-    Took >= 1000 orelse fail("cnode_ho2 exited after ~b ms, before its drain", [Took]),
+    Took >= 900 orelse fail("cnode_ho2 exited after ~b ms, before its drain", [Took]),
+    lists:any(fun(L) -> string:find(L, "shutdown +1.0") =/= nomatch end, interop_lib:lines_since(H2, 0))
+        orelse fail("cnode_ho2's log has no step at +1.0 s (after the drain)", []),
     step("all 24 on cnode_ho1"),
     Count = fun() -> proplists:get_value(active, gen_server:call({cnode_ctl, N1}, {horde_sup_count, ?SUP}, ?T)) end,
     wait_until(fun() -> Count() =:= 24 end, 10000, "24 on cnode_ho1")

@@ -34,10 +34,21 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   run(p->data);
 }
 
+static unsigned connections(const http_srv *h) {
+  const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+  return i ? i->num_connections : 0;
+}
+
 /* Lets MHD do what is ready, then sets the timer to MHD's next deadline (0: more is ready now, e.g. a connection
- * left in its edge-triggered ready list). */
+ * left in its edge-triggered ready list). A turn that closed connections runs again: MHD takes its listen socket
+ * out of its epoll set at the connection limit and puts it back only at the start of a turn, so without one more
+ * turn the clients waiting in the backlog would wait for some unrelated event. */
 static void run(http_srv *h) {
-  MHD_run(h->d);
+  for (int turn = 0; turn < 4; turn++) {
+    unsigned before = connections(h);
+    MHD_run(h->d);
+    if (connections(h) >= before) break;
+  }
   MHD_UNSIGNED_LONG_LONG ms;
   if (MHD_get_timeout(h->d, &ms) == MHD_YES) uv_timer_start(&h->timer, on_timer, ms > 60000 ? 60000 : ms, 0);
   else uv_timer_stop(&h->timer);
