@@ -210,7 +210,6 @@ typedef struct releaser {
 
 static void release_next(cn_proc *self, int status, void *ctx) {
   releaser *r = ctx;
-  (void)status;
   const cn_term *l = r->names;
   while (status != CN_ECLOSED && l && l->type == CN_LIST && r->next < l->v.list.len) {
     const cn_term *name = &l->v.list.e[r->next++];
