@@ -6,7 +6,7 @@ CC      ?= cc
 SAN     ?=
 EI_DIR  := $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
 PKGS    := erlang-nox erlang-dev erlang-ssl elixir libuv1-dev libssl-dev libcmocka-dev uthash-dev clang libclang-rt-14-dev \
-           clang-tools clang-format cppcheck pkg-config
+           clang-tools clang-format cppcheck pkg-config libmicrohttpd-dev python3-yaml iproute2
 
 # The version is written once, in base/cn_base.h; the .so name, cnode.pc and the .deb take it from there.
 VERSION_MAJOR := $(shell sed -n 's/^[#]define CN_VERSION_MAJOR \([0-9][0-9]*\)$$/\1/p' base/cn_base.h)
@@ -81,8 +81,9 @@ $(BUILD)/include/cnode/$(notdir $(1)): $(1)
 endef
 $(foreach h,$(PUBLIC_H),$(eval $(call stage_header,$(h))))
 
+# The cnode program's HTTP endpoint (cmd/cnode/http.c) runs on libmicrohttpd; the library does not need it.
 $(BUILD)/cnode: $(CNODE_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libcnode.a
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lmicrohttpd
 
 $(BUILD)/cnode-epmd: $(EPMD_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/libcnode.a
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

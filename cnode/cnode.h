@@ -138,20 +138,68 @@ CN_EXPORT int cn_node_attach(cn_node *n, const void *key, void *data, cn_free_fn
 /* The data attached under key, or NULL. */
 CN_EXPORT void *cn_node_attached(cn_node *n, const void *key);
 
-/* Counters of what the node refused or limited; each increment also logs its reason once per event. */
+/* Why a connection's setup failed: the index of cn_node_stats.setup_failures (and /metrics' reason label). */
+typedef enum cn_setup_fail {
+  CN_SETUP_TIMEOUT = 0, /* no finished handshake within handshake_timeout_ms */
+  CN_SETUP_LOOKUP,      /* the peer's host did not resolve, or its EPMD had no port for it */
+  CN_SETUP_CONNECT,     /* the TCP connect failed (refused, unreachable) */
+  CN_SETUP_TLS,         /* the TLS handshake failed (certificate, protocol) */
+  CN_SETUP_COOKIE,      /* the challenge digest did not match: different cookies */
+  CN_SETUP_REFUSED,     /* the peer refused with a status (not_allowed, nok as the losing side...) */
+  CN_SETUP_FLAGS,       /* the peer lacks mandatory distribution flags */
+  CN_SETUP_PROTOCOL,    /* a malformed handshake message, or out of memory during the setup */
+  CN_SETUP_CLOSED,      /* the peer closed or reset the socket during the setup */
+  CN_SETUP_FAIL_COUNT
+} cn_setup_fail;
+/* The cause's name in lower case ("timeout", "cookie", ...; "unknown" out of range): static text. */
+CN_EXPORT const char *cn_setup_fail_name(int kind);
+
+/* Counters of what the node refused or limited; each increment also logs its reason once per event. The traffic
+ * counters cover the node's whole life (closed connections included): the monotonic counters of a metrics
+ * endpoint. The struct may grow at its end in a later release (recompile). */
 typedef struct cn_node_stats {
-  uint64_t handshake_timeouts;  /* connections that did not finish the handshake in time */
-  uint64_t handshake_failures;  /* refused handshakes: cookie, flags, malformed, refused status */
-  uint64_t connections_refused; /* accepted sockets closed at once: max_connections reached */
-  uint64_t protocol_errors;     /* connections dropped for a bad frame or message */
-  uint64_t oversized_messages;  /* frames or reassembled messages over max_message_size */
-  uint64_t atoms_refused;       /* atoms not created because the table was full */
-  uint64_t busy_suspensions;    /* times a sending process was suspended on a busy connection */
-  uint64_t messages_dropped;    /* messages not queued: queue_limit reached */
-  uint64_t tick_timeouts;       /* connections dropped by net_ticktime */
+  uint64_t handshake_timeouts;                  /* connections that did not finish the handshake in time */
+  uint64_t handshake_failures;                  /* refused handshakes: cookie, flags, malformed, refused status */
+  uint64_t connections_refused;                 /* accepted sockets closed at once: max_connections reached */
+  uint64_t protocol_errors;                     /* connections dropped for a bad frame or message */
+  uint64_t oversized_messages;                  /* frames or reassembled messages over max_message_size */
+  uint64_t atoms_refused;                       /* atoms not created because the table was full */
+  uint64_t busy_suspensions;                    /* times a sending process was suspended on a busy connection */
+  uint64_t messages_dropped;                    /* messages not queued: queue_limit reached */
+  uint64_t tick_timeouts;                       /* connections dropped by net_ticktime */
+  uint64_t setup_failures[CN_SETUP_FAIL_COUNT]; /* every failed connection setup by cause (timeouts included) */
+  uint64_t connections_up;                      /* connections that came up (nodeups) */
+  uint64_t bytes_in, bytes_out;       /* bytes read from and written to distribution sockets (TLS records: as sent) */
+  uint64_t messages_in, messages_out; /* distribution messages received and sent (ticks are not messages) */
 } cn_node_stats;
 /* Copies the node's counters. */
 CN_EXPORT void cn_node_get_stats(cn_node *n, cn_node_stats *out);
+
+/* One connection as cn_node_conns lists it: a snapshot, with every pointer valid until the node's loop turns. */
+typedef struct cn_conn_info {
+  const cn_atom *node; /* the peer; NULL while an accepted peer has not said its name */
+  const char *state;   /* static text: "lookup", "connecting", "tls", "handshake", "up", "wait_peer", "closing" */
+  bool initiator;      /* this node connected (else it accepted) */
+  bool hidden;         /* up and the peer announced itself hidden */
+  bool tls;            /* the connection runs TLS */
+  uint64_t bytes_in, bytes_out, messages_in, messages_out; /* as cn_node_stats, this connection only */
+  uint64_t busy_suspensions;                               /* senders suspended on this connection's queue */
+  size_t queue_bytes; /* bytes waiting to go out: framed and in the write under way, plus what was queued before
+                         the connection came up */
+} cn_conn_info;
+/* Fills out with up to max connections (named and accepted ones not yet named, any state); returns how many there
+ * are (call with max 0 to size the array). */
+CN_EXPORT size_t cn_node_conns(cn_node *n, cn_conn_info *out, size_t max);
+
+/* The node's processes at one moment (cn_node_proc_stats). */
+typedef struct cn_proc_stats {
+  size_t processes;   /* alive processes, the built-in ones (net_kernel, rex...) included */
+  size_t registered;  /* registered names */
+  size_t messages;    /* messages queued in all mailboxes */
+  size_t max_mailbox; /* the longest mailbox */
+} cn_proc_stats;
+/* Counts the node's processes and mailboxes: O(processes). */
+CN_EXPORT void cn_node_proc_stats(cn_node *n, cn_proc_stats *out);
 
 /* ---- Processes --------------------------------------------------------------------------------------- */
 

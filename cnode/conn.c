@@ -149,8 +149,20 @@ void conn_close(cn_conn *c, const char *reason) {
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
 
+/* The cause of a failed setup: what the caller set in c->fail, else the state it failed in. */
+static int fail_kind(const cn_conn *c) {
+  if (c->fail) return c->fail - 1;
+  switch (c->state) {
+  case C_LOOKUP: return CN_SETUP_LOOKUP;
+  case C_CONNECTING: return CN_SETUP_CONNECT;
+  case C_TLS: return CN_SETUP_TLS;
+  default: return CN_SETUP_PROTOCOL;
+  }
+}
+
 void conn_setup_failed(cn_conn *c, const char *fmt, const char *detail) {
   c->n->stats.handshake_failures++;
+  c->n->stats.setup_failures[fail_kind(c)]++;
   char msg[512];
   snprintf(msg, sizeof msg, fmt, detail);
   cn_log(c->n, CN_LOG_WARN, "handshake with %s failed: %s", conn_who(c), msg);
@@ -203,6 +215,7 @@ static void on_timer(uv_timer_t *t) {
   } else if (c->state != C_CLOSING) {
     c->n->stats.handshake_timeouts++;
     c->n->stats.handshake_failures--; /* counted as a timeout, not a refusal */
+    c->fail = CN_SETUP_TIMEOUT + 1;
     conn_setup_failed(c, "%s",
                       c->state == C_TLS ? "TLS handshake timed out (no TLS answer: is the peer a plaintext node?)"
                                         : "setup timed out");
@@ -237,6 +250,7 @@ void conn_up(cn_conn *c) {
   dist_tick_init(&c->tick, n->ticktime_ms, uv_now(n->loop));
   uint32_t iv = dist_tick_interval_ms(&c->tick);
   uv_timer_start(&c->timer, on_timer, iv, iv);
+  n->stats.connections_up++;
   node_notify(n, c->peer, true, NULL);
   while (c->pend_head && c->state == C_UP) {
     pend *p = c->pend_head;
@@ -284,6 +298,40 @@ size_t cn_nodes(cn_node *n, int which, const cn_atom **out, size_t max) {
     k++;
   }
   return k;
+}
+
+static const char *state_name(conn_state s) {
+  static const char *const names[] = {"lookup", "connecting", "tls", "handshake", "up", "wait_peer", "closing"};
+  return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "unknown";
+}
+
+static void conn_info(const cn_conn *c, cn_conn_info *o) {
+  o->node = c->peer;
+  o->state = state_name(c->state);
+  o->initiator = c->initiator;
+  o->hidden = c->state == C_UP && !(c->peer_flags & DFLAG_PUBLISHED);
+  o->tls = c->tls != NULL;
+  o->bytes_in = c->bytes_in;
+  o->bytes_out = c->bytes_out;
+  o->messages_in = c->msgs_in;
+  o->messages_out = c->msgs_out;
+  o->busy_suspensions = c->busy;
+  o->queue_bytes = c->out.len + c->wbuf.len + c->tout.len + c->pend_bytes;
+}
+
+size_t cn_node_conns(cn_node *n, cn_conn_info *out, size_t max) {
+  size_t k = 0;
+  for (cn_conn *c = n->conns; c; c = c->hh.next, k++)
+    if (k < max) conn_info(c, &out[k]);
+  for (cn_conn *c = n->unnamed; c; c = c->unnamed_next, k++)
+    if (k < max) conn_info(c, &out[k]);
+  return k;
+}
+
+const char *cn_setup_fail_name(int kind) {
+  static const char *const names[CN_SETUP_FAIL_COUNT] = {"timeout", "lookup", "connect",  "tls",   "cookie",
+                                                         "refused", "flags",  "protocol", "closed"};
+  return kind >= 0 && kind < CN_SETUP_FAIL_COUNT ? names[kind] : "unknown";
 }
 
 /* ---- Test hooks: a connection without a socket (fuzz/fuzz_node.c) ----------------------------------------- */

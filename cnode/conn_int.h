@@ -53,7 +53,9 @@ struct cn_conn {
   cn_atom_cache *acache; /* atoms this peer sends, found without the table's lock (NULL: none) */
   bool dropping;         /* queue_limit reached: logged once until it drains */
   cn_conn *unnamed_next;
-  UT_hash_handle hh; /* node->conns by peer atom pointer */
+  int fail; /* a cn_setup_fail + 1 set before conn_setup_failed; 0: by state */
+  uint64_t bytes_in, bytes_out, msgs_in, msgs_out, busy; /* cn_conn_info's counters */
+  UT_hash_handle hh;                                     /* node->conns by peer atom pointer */
 };
 
 /* conn.c */

@@ -26,6 +26,10 @@ void conn_mark_dirty(cn_conn *c) {
 static void on_written(uv_write_t *req, int status) {
   cn_conn *c = req->data;
   c->writing = false;
+  if (status >= 0) {
+    c->bytes_out += c->wbuf.len;
+    c->n->stats.bytes_out += c->wbuf.len;
+  }
   c->wbuf.len = 0;
   if (status < 0) {
     if (status != UV_ECANCELED && c->state != C_CLOSING) conn_close(c, uv_strerror(status));
@@ -184,15 +188,26 @@ int conn_send_from(cn_node *n, cn_proc *sender, const cn_atom *peer, const cn_te
     c = conn_find(n, peer);
     if (!c) return 0;
   }
-  if (c->state != C_UP) return queue_pending(c, ctl, payload);
-  if (queued(c) >= n->queue_limit) return drop_full(c);
-  int rc = frame_terms(c, ctl, payload);
+  int rc;
+  if (c->state != C_UP) {
+    rc = queue_pending(c, ctl, payload);
+  } else if (queued(c) >= n->queue_limit) {
+    return drop_full(c);
+  } else {
+    rc = frame_terms(c, ctl, payload);
+  }
+  if (!rc) {
+    c->msgs_out++;
+    n->stats.messages_out++;
+  }
+  if (c->state != C_UP) return rc;
   /* Over the busy limit the sender stops being scheduled until the queue drains, as OTP suspends a process
    * sending on a busy distribution port. Its current handler runs to its end. */
   if (!rc && sender && !sender->dead && !sender->suspended && queued(c) > n->busy_limit) {
     sender->suspended = true;
     sender->susp_next = c->susp;
     c->susp = sender;
+    c->busy++;
     n->stats.busy_suspensions++;
   }
   return rc;
@@ -303,10 +318,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     } else {
       /* A reset or a read error during the setup fails it as a close does: logged, and links and monitors made
        * toward the node meanwhile end with noconnection (they waited forever when it was a plain close). */
+      c->fail = CN_SETUP_CLOSED + 1;
       conn_setup_failed(c, "%s", nread == UV_EOF ? closed_reason(c) : uv_strerror((int)nread));
     }
     return;
   }
+  c->bytes_in += (size_t)nread;
+  c->n->stats.bytes_in += (size_t)nread;
   if (c->tls) {
     tls_input(c, (size_t)nread);
     return;
@@ -326,6 +344,8 @@ void conn_start_io(cn_conn *c) {
 
 static int handle_body(cn_conn *c, const uint8_t *b, size_t len, bool versioned) {
   cn_node *n = c->n;
+  c->msgs_in++;
+  n->stats.messages_in++;
   cn_decode_opts opts = {.max_size = n->max_msg, .atom_limit = n->net_atom_limit, .cache = c->acache};
   size_t off = 0;
   cn_term *ctl = NULL, *pay = NULL;

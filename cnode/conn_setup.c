@@ -91,6 +91,11 @@ int conn_handshake_step(cn_conn *c, size_t *off) {
     /* A TLS record where a plain handshake message should be: name the real cause. */
     const uint8_t *m = c->in.data + start;
     bool tls_peer = !c->tls && c->in.len - start >= 2 && (m[0] == 21 || m[0] == 22) && m[1] == 3;
+    c->fail = 1 + (tls_peer            ? CN_SETUP_PROTOCOL
+                   : ev == CN_EAUTH    ? CN_SETUP_COOKIE
+                   : ev == CN_EREFUSED ? CN_SETUP_REFUSED
+                   : ev == CN_EFLAGS   ? CN_SETUP_FLAGS
+                                       : CN_SETUP_PROTOCOL);
     conn_setup_failed(c, "%s",
                       tls_peer       ? "the peer speaks TLS (a -proto_dist inet_tls node) and this node runs plain TCP"
                       : c->hs.reason ? c->hs.reason

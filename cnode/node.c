@@ -176,6 +176,17 @@ void cn_node_get_stats(cn_node *n, cn_node_stats *out) {
   out->atoms_refused = cn_atoms_refused(n->atoms);
 }
 
+void cn_node_proc_stats(cn_node *n, cn_proc_stats *out) {
+  memset(out, 0, sizeof *out);
+  for (cn_proc *p = n->procs; p; p = p->hh.next) {
+    if (p->dead) continue;
+    out->processes++;
+    out->messages += p->mq_len;
+    if (p->mq_len > out->max_mailbox) out->max_mailbox = p->mq_len;
+  }
+  out->registered = HASH_COUNT(n->names);
+}
+
 /* ---- Scheduling --------------------------------------------------------------------------------------- */
 
 void node_schedule(cn_node *n, cn_proc *p) {

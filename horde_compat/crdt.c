@@ -339,14 +339,17 @@ static void do_sync(cn_crdt *c, cn_proc *self) {
   cn_term_free(c->rounds[r].dots);
   c->rounds[r].dots = dots;
   c->rounds[r].seq = c->st.seq;
+  bool remote = false;
   for (size_t i = 0; i < c->nnb; i++) {
     if (!c->nb[i].monitored || pid_is(c->nb[i].addr, c->pid)) continue;
+    remote = true;
     cn_term *d = mk_diff(c, cn_term_copy(c->cont0), cn_term_copy(dots), cn_mk_pid(c->pid), cn_mk_pid(c->pid),
                          cn_term_copy(c->nb[i].addr));
     c->stats.syncs_started++;
     cn_term *msg = cn_mk_tuple(2, cn_mk_atom(c->hc.a_diff), d);
     send_to(c, self, c->nb[i].addr, msg);
   }
+  if (!remote) c->stats.synced = true; /* nobody to sync with: as synced as it can be */
 }
 
 /* The fields of a received Diff, from/to already swapped (reverse_diff). */
@@ -627,23 +630,32 @@ static void handle_info(cn_proc *self, const cn_term *msg, void *state) {
   uint32_t ar = tag ? msg->v.tuple.arity : 0;
   const cn_term *e1 = ar > 1 ? &msg->v.tuple.e[1] : NULL, *e2 = ar > 2 ? &msg->v.tuple.e[2] : NULL;
   const cn_term *orig;
-  if (cn_is_atom(tag, "diff") && ar == 2 && first_round(c, e1, &orig)) rc = on_first_round(c, self, e1, orig);
-  else if (cn_is_atom(tag, "diff") && ar == 2) rc = on_diff(c, self, e1);
-  else if (cn_is_atom(tag, "$crdt_round") && ar == 2) {
-    c->stats.msgs_received--; /* its own */
-    on_marker(c, self, e1);
-  } else if (cn_is_atom(tag, "diff") && ar == 3) rc = on_delta(c, e1, e2);
-  else if (cn_is_atom(tag, "get_diff") && ar == 3) rc = on_get_diff(c, self, e1, e2);
-  else if (cn_is_atom(tag, "ack_diff") && ar == 2) rc = 0;
-  else if (cn_is_atom(tag, "set_neighbours") && ar == 2) rc = set_neighbours(c, self, e1);
-  else if (cn_is_atom(tag, "DOWN") && ar == 5 && e1->type == CN_REF) {
-    for (size_t i = 0; i < c->nnb; i++)
-      if (c->nb[i].monitored && cn_ref_eq(&c->nb[i].mref, &e1->v.ref)) c->nb[i].monitored = false;
-  } else if (cn_is_atom(tag, "EXIT")) {
+  bool sync_msg = true;
+  if (cn_is_atom(tag, "diff") && ar == 2 && first_round(c, e1, &orig)) {
+    rc = on_first_round(c, self, e1, orig);
+  } else if (cn_is_atom(tag, "diff") && ar == 2) {
+    rc = on_diff(c, self, e1);
+  } else if (cn_is_atom(tag, "diff") && ar == 3) {
+    rc = on_delta(c, e1, e2);
+  } else if (cn_is_atom(tag, "get_diff") && ar == 3) {
+    rc = on_get_diff(c, self, e1, e2);
+  } else if (cn_is_atom(tag, "ack_diff") && ar == 2) {
     rc = 0;
   } else {
-    rc = CN_EINVAL;
+    sync_msg = false;
+    if (cn_is_atom(tag, "$crdt_round") && ar == 2) {
+      c->stats.msgs_received--; /* its own */
+      on_marker(c, self, e1);
+    } else if (cn_is_atom(tag, "set_neighbours") && ar == 2) {
+      rc = set_neighbours(c, self, e1);
+    } else if (cn_is_atom(tag, "DOWN") && ar == 5 && e1->type == CN_REF) {
+      for (size_t i = 0; i < c->nnb; i++)
+        if (c->nb[i].monitored && cn_ref_eq(&c->nb[i].mref, &e1->v.ref)) c->nb[i].monitored = false;
+    } else if (!cn_is_atom(tag, "EXIT")) {
+      rc = CN_EINVAL;
+    }
   }
+  if (sync_msg && !rc) c->stats.synced = true; /* a peer's round reached us: its state and ours have met */
   if (rc) bad_message(c, rc, "message", msg);
 }
 

@@ -68,6 +68,9 @@ CN_EXPORT int cn_crdt_subscribe(cn_crdt *c, cn_pid pid);
 /* Starts a sync round to every monitored neighbour now (what the timer does). */
 CN_EXPORT void cn_crdt_sync_now(cn_crdt *c);
 
+/* syncs_started counts rounds begun (one per neighbour per sync tick); keys is the map's size now; synced turns
+ * true once a neighbour's sync message was handled, or a sync tick found no neighbour to sync with (a readiness
+ * probe waits for it). */
 typedef struct cn_crdt_stats {
   uint64_t syncs_started, msgs_sent, msgs_received, bytes_sent, keys_sent, joins, bad_messages;
   /* rounds_skipped: a peer's first rounds left unanswered because a newer one from the same originator was queued
@@ -79,6 +82,7 @@ typedef struct cn_crdt_stats {
    * docs/crdt.md); dots_pending: those still out, until a received vector covers them. */
   uint64_t dots_withheld;
   size_t dots_pending;
+  bool synced;
 } cn_crdt_stats;
 CN_EXPORT void cn_crdt_get_stats(cn_crdt *c, cn_crdt_stats *out);
 

@@ -339,7 +339,8 @@ own_pid(P, Name) ->
 
 base_env() ->
     [{"ERL_EPMD_PORT", cfg('epmd-port')}, {"HOME", filename:join(cfg(tmp), "home")},
-     {"ERL_FLAGS", false}, {"ERL_AFLAGS", false}, {"ERL_ZFLAGS", false}, {"ELIXIR_ERL_OPTIONS", false}].
+     {"ERL_FLAGS", false}, {"ERL_AFLAGS", false}, {"ERL_ZFLAGS", false}, {"ELIXIR_ERL_OPTIONS", false},
+     {"CNODE_DRAIN_DELAY", "0"}].  % SIGTERM stops a cnode at once (ops_suite tests the drain)
 
 child_pids(Pid) ->
     F = flat("/proc/~b/task/~b/children", [Pid, Pid]),

@@ -56,6 +56,11 @@ CN_EXPORT int cn_global_trans(cn_proc *self, const cn_term *id, const cn_atom *c
                               cn_global_trans_fn fn, cn_global_fn cb, void *ctx);
 /* global:sync(): cb once this node is synced with every visible node it is connected to (or they went down). */
 CN_EXPORT int cn_global_sync(cn_proc *self, cn_global_fn cb, void *ctx);
+/* How many names the node's table of global names holds now (every node's; 0 on a node without global). */
+CN_EXPORT size_t cn_global_name_count(cn_node *n);
+/* The names registered for this node's processes, as a new list term (caller frees; [] on a node without global;
+ * NULL on OOM): what a node leaving the cluster unregisters (cn_global_unregister_name) so peers drop them at once. */
+CN_EXPORT cn_term *cn_global_local_names(cn_node *n);
 /* Blocking forms for threads other than the node's loop thread: the status the callback would get (CN_ESTATE
  * on a node without global). */
 CN_EXPORT int cn_global_register_name_sync(cn_node *n, const cn_term *name, cn_pid pid);

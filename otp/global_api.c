@@ -261,3 +261,24 @@ int cn_global_whereis_name_sync(cn_node *n, const cn_term *name, cn_pid *out) {
   cn_term_free(req);
   return rc;
 }
+
+size_t cn_global_name_count(cn_node *n) {
+  gl_state *g = n ? gl_of(n) : NULL;
+  size_t k = 0;
+  for (gl_name *e = g ? g->names : NULL; e; e = e->next) k++;
+  return k;
+}
+
+cn_term *cn_global_local_names(cn_node *n) {
+  gl_state *g = n ? gl_of(n) : NULL;
+  size_t k = 0;
+  for (gl_name *e = g ? g->names : NULL; e; e = e->next) k += e->pid.node == cn_node_name(n);
+  cn_term **v = cn_malloc((k ? k : 1) * sizeof *v);
+  if (!v) return NULL;
+  k = 0;
+  for (gl_name *e = g ? g->names : NULL; e; e = e->next)
+    if (e->pid.node == cn_node_name(n)) v[k++] = cn_term_copy(e->name);
+  cn_term *l = cn_mk_listv(k, v, NULL);
+  cn_free(v);
+  return l;
+}

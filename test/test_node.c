@@ -160,13 +160,65 @@ static void send_via(tnode *via, const char *dest_name, const char *dest_node, c
                  cn_mk_tuple(2, cn_mk_pid(reply_to), cn_mk_tuple(2, cn_mk_atomc(n, "pong"), cn_mk_int(payload))));
 }
 
+/* What the public stats API says on b's own thread (cn_node_conns and cn_node_proc_stats are loop-thread calls),
+ * taken by its `probe` process on any message; `done` is read by the test under no lock, as the counters are. */
+static struct probe {
+  volatile int done;
+  size_t nconns;
+  cn_conn_info a; /* the connection to a@127.0.0.1 */
+  bool found;
+  cn_node_stats stats;
+  cn_proc_stats procs;
+} probe;
+
+static void probe_handler(cn_proc *self, const cn_term *msg, void *state) {
+  (void)msg, (void)state;
+  cn_node *n = cn_proc_node(self);
+  cn_conn_info ci[8];
+  probe.nconns = cn_node_conns(n, ci, 8);
+  for (size_t i = 0; i < probe.nconns && i < 8; i++)
+    if (ci[i].node && !strcmp(ci[i].node->name, "a@127.0.0.1")) probe.a = ci[i], probe.found = true;
+  cn_node_get_stats(n, &probe.stats);
+  cn_node_proc_stats(n, &probe.procs);
+  __atomic_store_n(&probe.done, 1, __ATOMIC_RELEASE);
+}
+
+/* b's counters after a's messages and bad's refused cookie. */
+static void check_probe(tnode *b) {
+  cn_term *go = cn_mk_atomc(b->n, "go");
+  assert_int_equal(cn_send_threadsafe(b->n, NULL, "probe", NULL, go), 0);
+  for (int i = 0; i < 500 && !__atomic_load_n(&probe.done, __ATOMIC_ACQUIRE); i++) sleep_ms(10);
+  assert_true(probe.done);
+  assert_true(probe.found);
+  assert_string_equal(probe.a.state, "up");
+  assert_false(probe.a.initiator);
+  assert_false(probe.a.hidden);
+  assert_true(probe.a.bytes_in > 0 && probe.a.bytes_out > 0);
+  assert_true(probe.a.messages_in >= 2 && probe.a.messages_out >= 2); /* two pings in, two pongs out */
+  assert_true(probe.stats.bytes_in >= probe.a.bytes_in && probe.stats.messages_in >= probe.a.messages_in);
+  assert_true(probe.stats.setup_failures[CN_SETUP_COOKIE] >= 1);
+  assert_int_equal(probe.stats.setup_failures[CN_SETUP_TIMEOUT], 0);
+  assert_true(probe.stats.connections_up >= 1);
+  assert_true(probe.procs.processes >= 4 && probe.procs.registered >= 3);
+  assert_string_equal(cn_setup_fail_name(CN_SETUP_COOKIE), "cookie");
+  assert_string_equal(cn_setup_fail_name(CN_SETUP_FAIL_COUNT), "unknown");
+}
+
 static void test_c_to_c(void **st) {
   (void)st;
   int epmd = test_epmd_start(&epmd_port);
   assert_true(epmd > 0);
   tnode a, b, bad;
   node_start(&a, "a@127.0.0.1", "secret");
-  node_start(&b, "b@127.0.0.1", "secret");
+  cn_node_opts bo = {.name = "b@127.0.0.1",
+                     .cookie = "secret",
+                     .epmd_port = epmd_port,
+                     .listen_addr = "127.0.0.1",
+                     .net_ticktime_s = 4,
+                     .log_level = CN_LOG_DEBUG};
+  tnode_new(&b, &bo);
+  tnode_spawn_named(&b, "probe", probe_handler, NULL);
+  tnode_run(&b);
   node_start(&bad, "bad@127.0.0.1", "wrong");
   assert_true(tnode_wait(&a, tnode_is_ready, NULL) && a.ready == 1);
   assert_true(tnode_wait(&b, tnode_is_ready, NULL) && b.ready == 1);
@@ -192,6 +244,7 @@ static void test_c_to_c(void **st) {
   int two = 2;
   assert_true(tnode_wait(&a, tnode_has_msgs, &two));
   assert_string_equal(a.last, "{pong,3}");
+  check_probe(&b);
 
   /* b stops: a sees nodedown. */
   tnode_stop(&b);

@@ -2,7 +2,10 @@
  * and three `cnode --horde-supervisor MyApp.Sup` processes (PATH=/nonexistent: no Erlang anywhere) share the
  * supervisor; this test's own node (hidden, not a member) starts 50 CNode.Demo.Counter children through cnode1,
  * checks the ring's placement on every member, kills cnode3 with SIGKILL (its children move, once each), stops
- * cnode2 with SIGTERM (its children are relinquished and restart on cnode1), and tries the restart types. */
+ * cnode2 with SIGTERM (its children are relinquished and restart on cnode1), and tries the restart types. cnode2
+ * also serves HTTP: /readyz says 200 once its member has synced, 503 within 100 ms of SIGTERM, and it exits 0 after
+ * its 1 s drain (the others drain 0 s, from CNODE_DRAIN_DELAY=0, which cnode2's flag overrides). */
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <setjmp.h>
@@ -13,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -30,8 +34,9 @@
 
 static char build_dir[1024], tmp_home[256];
 static const char *const NODES[3] = {"cnode1@127.0.0.1", "cnode2@127.0.0.1", "cnode3@127.0.0.1"};
-static pid_t kids[4]; /* cnode-epmd, cnode1..3: only these are ever signalled */
-static tnode D;       /* the driver */
+static pid_t kids[4];  /* cnode-epmd, cnode1..3: only these are ever signalled */
+static uint16_t http2; /* cnode2's HTTP port */
+static tnode D;        /* the driver */
 
 /* ---- The programs --------------------------------------------------------------------------------------------- */
 
@@ -41,9 +46,9 @@ static pid_t run(const char *prog, char *const args[], const char *log) {
   snprintf(path, sizeof path, "%s/%s", build_dir, prog);
   snprintf(out, sizeof out, "%s/%s", tmp_home, log);
   snprintf(home, sizeof home, "HOME=%s", tmp_home);
-  char *argv[16] = {path};
-  for (int i = 0; args[i] && i < 14; i++) argv[i + 1] = args[i];
-  char *envp[] = {"PATH=/nonexistent", home, NULL};
+  char *argv[24] = {path};
+  for (int i = 0; args[i] && i < 22; i++) argv[i + 1] = args[i];
+  char *envp[] = {"PATH=/nonexistent", home, "CNODE_DRAIN_DELAY=0", NULL};
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -63,6 +68,26 @@ static int end_kid(int k, int sig) {
   waitpid(kids[k], &st, 0);
   kids[k] = 0;
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* GET path on 127.0.0.1:port: the status code, or -1 when nothing answers. */
+static int http_status(uint16_t port, const char *path, char *body, size_t cap) {
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  int s = socket(AF_INET, SOCK_STREAM, 0), status = -1;
+  char req[200], buf[65536];
+  int k = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", path);
+  size_t got = 0;
+  if (s >= 0 && !connect(s, (struct sockaddr *)&a, sizeof a) && write(s, req, (size_t)k) == k) {
+    ssize_t r;
+    while (got < sizeof buf - 1 && (r = read(s, buf + got, sizeof buf - 1 - got)) > 0) got += (size_t)r;
+    buf[got] = 0;
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) status = -1;
+  }
+  if (s >= 0) close(s);
+  const char *b = got ? strstr(buf, "\r\n\r\n") : NULL;
+  if (body && cap) snprintf(body, cap, "%s", b ? b + 4 : "");
+  return status;
 }
 
 static bool log_has(const char *log, const char *text) {
@@ -155,8 +180,27 @@ static void start_cluster(void) {
   for (int i = 0; i < 3; i++) {
     char log[32];
     snprintf(log, sizeof log, "cnode%d.log", i + 1);
-    char *args[] = {"--name", (char *)NODES[i],     "--cookie",  COOKIE, "--epmd-port", ps, "--listen",
-                    "0",      "--horde-supervisor", "MyApp.Sup", NULL};
+    char hp[8];
+    if (i == 1) http2 = free_port();
+    snprintf(hp, sizeof hp, "%u", http2);
+    char *args[] = {"--name",
+                    (char *)NODES[i],
+                    "--cookie",
+                    COOKIE,
+                    "--epmd-port",
+                    ps,
+                    "--listen",
+                    "0",
+                    "--horde-supervisor",
+                    "MyApp.Sup",
+                    "--http-port",
+                    hp,
+                    "--http-addr",
+                    "127.0.0.1",
+                    "--drain-delay",
+                    "1",
+                    NULL};
+    if (i != 1) args[10] = NULL; /* cnode2 alone serves HTTP and drains */
     kids[i + 1] = run("cnode", args, log);
   }
   /* the driver: hidden and not named cnode*, so it is never a member */
@@ -174,6 +218,10 @@ static void start_cluster(void) {
   connect_pair(NODES[1], NODES[2]);
   tsup_at a[3] = {at(0), at(1), at(2)};
   tsup_wait_alive(a, 3, 3, 10000);
+  long t0 = now_ms();
+  while (http_status(http2, "/readyz", NULL, 0) != 200 && now_ms() - t0 < 10000) sleep_ms(20);
+  print_message("  cnode2's /readyz: 200 %ld ms after its member was alive\n", now_ms() - t0);
+  assert_int_equal(http_status(http2, "/readyz", NULL, 0), 200);
 }
 
 /* 50 children through cnode1, each on the member the ring gives it. */
@@ -262,9 +310,24 @@ static void kill_cnode3(void) {
 /* SIGTERM cnode2: it relinquishes its children and cnode1 restarts them. */
 static void term_cnode2(void) {
   int moved = owned_by(0, NODES[1]);
+  static char metrics[65536];
+  assert_int_equal(http_status(http2, "/metrics", metrics, sizeof metrics), 200);
+  char want[120];
+  snprintf(want, sizeof want, "cnode_horde_supervisor_children{supervisor=\"%s\"} %d\n", SUP, moved);
+  if (!strstr(metrics, want)) print_message("  want %s in:\n%s\n", want, metrics);
+  assert_non_null(strstr(metrics, want));
   long t0 = now_ms();
-  int st = end_kid(2, SIGTERM);
+  kill(kids[2], SIGTERM);
+  int ready = 200;
+  while ((ready = http_status(http2, "/readyz", NULL, 0)) == 200 && now_ms() - t0 < 1000) sleep_ms(2);
+  long not_ready = now_ms() - t0;
+  print_message("  SIGTERM cnode2: /readyz %d after %ld ms\n", ready, not_ready);
+  assert_int_equal(ready, 503);
+  assert_true(not_ready <= 100);
+  int st = end_kid(2, 0);
   long stopped = now_ms() - t0;
+  assert_true(stopped >= 1000); /* the drain delay came first */
+  assert_true(log_has("cnode2.log", "shutdown +1.0"));
   if (st || !log_has("cnode2.log", "relinquished child")) show_log("cnode2.log");
   assert_int_equal(st, 0);
   assert_true(log_has("cnode2.log", "relinquished child"));

@@ -29,4 +29,14 @@ int hsup_start(cn_node *n);
  * (at once when there is none). */
 void hsup_shutdown(cn_node *n, void (*done)(void *ctx), void *ctx);
 
+/* The i-th registry / supervisor given on the command line: false past the last one, else true, its atom's text
+ * and the member (NULL while not running: not started yet, or ended). horde_ops.c reads them for /metrics, /readyz
+ * and SIGTERM. */
+typedef struct cn_horde_registry cn_horde_registry;
+typedef struct cn_horde_sup cn_horde_sup;
+bool hreg_at(size_t i, const char **name, cn_horde_registry **out);
+bool hsup_at(size_t i, const char **name, cn_horde_sup **out);
+/* Registers the Horde members' metrics source, readiness check and shutdown steps (ops.h). */
+int horde_ops_init(void);
+
 #endif

@@ -29,6 +29,13 @@ int hreg_add(const char *name) {
   return 0;
 }
 
+bool hreg_at(size_t i, const char **name, cn_horde_registry **out) {
+  if (i >= nregs) return false;
+  *name = regs[i].name;
+  *out = regs[i].r;
+  return true;
+}
+
 static void reg_stopped(cn_horde_registry *r, void *ctx) {
   (void)r;
   ((struct reg_slot *)ctx)->r = NULL;

@@ -70,6 +70,13 @@ int hsup_add(const char *name) {
   return 0;
 }
 
+bool hsup_at(size_t i, const char **name, cn_horde_sup **out) {
+  if (i >= nsups) return false;
+  *name = sups[i].name;
+  *out = sups[i].s;
+  return true;
+}
+
 static void sup_stopped(cn_horde_sup *s, void *ctx) {
   (void)s;
   ((struct sup_slot *)ctx)->s = NULL;

@@ -20,15 +20,16 @@
 #include "cn_global.h"
 #include "base_addr.h"
 #include "cnode.h"
+#include "env.h"
 #include "epmd.h"
 #include "horde_app.h"
+#include "ops.h"
 #include "pubsub_app.h"
 #include "term_tool.h"
 #include "workers.h"
 
 typedef struct app {
   cn_node *node;
-  uv_signal_t sigint, sigterm;
   char cookie[CN_ATOM_MAX_BYTES + 2]; /* an atom's bytes, and one more to tell a longer one */
   int status;
   bool inet6;        /* --proto-dist inet6_tcp or inet6_tls */
@@ -36,35 +37,42 @@ typedef struct app {
 } app;
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: cnode [--name N | --sname N] [--cookie C | --cookie-file F] [--epmd-port P]\n"
-             "             [--listen-addr ADDR] [--listen PORT | --listen-min P --listen-max Q]\n"
-             "             [--ticktime SECONDS] [--hidden] [--connect-all false] [--verbose]\n"
-             "             [--proto-dist inet_tcp|inet_tls|inet6_tcp|inet6_tls] [--ssl-dist-optfile F]\n"
-             "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
-             "             [--horde-registry NAME]... [--horde-supervisor NAME]... [--otp-release N]\n"
-             "             [--pg] [--pubsub NAME]...\n"
-             "       cnode term ...   (cnode term --help)\n"
-             "       cnode --version | --help\n"
-             "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl.\n"
-             "  The cookie defaults to ~/.erlang.cookie, created as erl creates it when missing.\n"
-             "  --listen-addr ADDR: the distribution port listens on this numeric IPv4/IPv6 address only (127.0.0.1,\n"
-             "  ::1, ::), as erl -kernel inet_dist_use_interface; default 0.0.0.0, every IPv4 interface. An embedded\n"
-             "  EPMD server listens there too (plus 127.0.0.1 and ::1) unless ERL_EPMD_ADDRESS says otherwise.\n"
-             "  --listen PORT: that port only; --listen-min P --listen-max Q: the first free port of P..Q, as\n"
-             "  inet_dist_listen_min/max; default: any free port.\n"
-             "  --proto-dist inet6_tcp / inet6_tls: over IPv6, as erl -proto_dist inet6_tcp: listens on :: (default\n"
-             "  name cnode@::1), registers with the EPMD on ::1 and reaches peers at their host's IPv6 address.\n"
-             "  --proto-dist inet_tls: distribution over TLS, as erl -proto_dist inet_tls; options from the same\n"
-             "  ssl_dist_optfile erl reads and/or the --tls-* flags (they override the file, for both sides;\n"
-             "  --tls-verify verify_peer also makes accepted peers show a certificate).\n"
-             "  --otp-release N: follow OTP N's term semantics (27 and later: 0.0 and -0.0 are two map keys);\n"
-             "  default: learned from the first BEAM peer (its erlang:system_info(otp_release)), 25 until then.\n"
-             "  --horde-registry MyApp.Registry: joins that Horde.Registry (members: auto) and registers echo there\n"
-             "  under {echo, NodeName}. --horde-supervisor MyApp.Sup: joins that Horde.DynamicSupervisor with the\n"
-             "  demo C worker Elixir.CNode.Demo.Counter; SIGTERM then hands its children over before stopping.\n"
-             "  --pg: runs OTP's default pg scope (as erl -kernel start_pg true). --pubsub MyApp.PubSub: joins\n"
-             "  that Phoenix.PubSub (PG2 adapter; pool size learned from the cluster), where a C subscriber of\n"
-             "  \"cnode:echo\" broadcasts {echo, node(), Msg} on \"cnode:echo:reply\" for every Msg.\n");
+  fprintf(f,
+          "usage: cnode [--name N | --sname N] [--cookie C | --cookie-file F] [--epmd-port P]\n"
+          "             [--listen-addr ADDR] [--listen PORT | --listen-min P --listen-max Q]\n"
+          "             [--ticktime SECONDS] [--hidden] [--connect-all false] [--verbose]\n"
+          "             [--proto-dist inet_tcp|inet_tls|inet6_tcp|inet6_tls] [--ssl-dist-optfile F]\n"
+          "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
+          "             [--horde-registry NAME]... [--horde-supervisor NAME]... [--otp-release N]\n"
+          "             [--pg] [--pubsub NAME]...\n"
+          "             [--http-port P [--http-addr ADDR]] [--drain-delay S] [--shutdown-timeout S]\n"
+          "       cnode term ...   (cnode term --help)\n"
+          "       cnode --version | --help\n"
+          "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl.\n"
+          "  The cookie defaults to ~/.erlang.cookie, created as erl creates it when missing.\n"
+          "  --listen-addr ADDR: the distribution port listens on this numeric IPv4/IPv6 address only (127.0.0.1,\n"
+          "  ::1, ::), as erl -kernel inet_dist_use_interface; default 0.0.0.0, every IPv4 interface. An embedded\n"
+          "  EPMD server listens there too (plus 127.0.0.1 and ::1) unless ERL_EPMD_ADDRESS says otherwise.\n"
+          "  --listen PORT: that port only; --listen-min P --listen-max Q: the first free port of P..Q, as\n"
+          "  inet_dist_listen_min/max; default: any free port.\n"
+          "  --proto-dist inet6_tcp / inet6_tls: over IPv6, as erl -proto_dist inet6_tcp: listens on :: (default\n"
+          "  name cnode@::1), registers with the EPMD on ::1 and reaches peers at their host's IPv6 address.\n"
+          "  --proto-dist inet_tls: distribution over TLS, as erl -proto_dist inet_tls; options from the same\n"
+          "  ssl_dist_optfile erl reads and/or the --tls-* flags (they override the file, for both sides;\n"
+          "  --tls-verify verify_peer also makes accepted peers show a certificate).\n"
+          "  --otp-release N: follow OTP N's term semantics (27 and later: 0.0 and -0.0 are two map keys);\n"
+          "  default: learned from the first BEAM peer (its erlang:system_info(otp_release)), 25 until then.\n"
+          "  --horde-registry MyApp.Registry: joins that Horde.Registry (members: auto) and registers echo there\n"
+          "  under {echo, NodeName}. --horde-supervisor MyApp.Sup: joins that Horde.DynamicSupervisor with the\n"
+          "  demo C worker Elixir.CNode.Demo.Counter.\n"
+          "  --pg: runs OTP's default pg scope (as erl -kernel start_pg true). --pubsub MyApp.PubSub: joins\n"
+          "  that Phoenix.PubSub (PG2 adapter; pool size learned from the cluster), where a C subscriber of\n"
+          "  \"cnode:echo\" broadcasts {echo, node(), Msg} on \"cnode:echo:reply\" for every Msg.\n"
+          "  --http-port P: /healthz, /readyz and /metrics (Prometheus) over HTTP on P (--http-addr, default\n"
+          "  0.0.0.0). SIGTERM: /readyz turns 503, then after --drain-delay S (5) Horde children are handed over,\n"
+          "  registrations, pg groups and global names dropped and the node stops, within --shutdown-timeout S (20).\n"
+          "  Every flag --foo-bar can be given as CNODE_FOO_BAR (flags win; repeatable ones separated by spaces;\n"
+          "  switches true/false); RELEASE_NODE, RELEASE_COOKIE and RELEASE_DISTRIBUTION are fallbacks.\n");
 }
 
 static void log_line(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
@@ -168,7 +176,7 @@ static int tls_options(const char *proto, const char *optfile, const char *cert,
   bool v6 = !strncmp(proto, "inet6_", 6);
   const char *kind = proto + (v6 ? 6 : 5);
   if ((strncmp(proto, "inet_", 5) && !v6) || (strcmp(kind, "tcp") && strcmp(kind, "tls"))) {
-    fprintf(stderr, "cnode: --proto-dist %s: only inet_tcp, inet_tls, inet6_tcp and inet6_tls are supported\n", proto);
+    env_bad("proto-dist", proto, "inet_tcp, inet_tls, inet6_tcp or inet6_tls");
     return -1;
   }
   if (!strcmp(kind, "tcp")) {
@@ -181,7 +189,7 @@ static int tls_options(const char *proto, const char *optfile, const char *cert,
   if (optfile) {
     int rc = cn_tls_opts_load(optfile, t, err, sizeof err, warn, sizeof warn);
     if (rc) {
-      fprintf(stderr, "cnode: --ssl-dist-optfile %s: %s\n", optfile, err[0] ? err : cn_strerror(rc));
+      fprintf(stderr, "cnode: %s: %s\n", env_where("ssl-dist-optfile", optfile), err[0] ? err : cn_strerror(rc));
       return -1;
     }
     if (warn[0]) printf("cnode: %s: options not used by cnode: %s\n", optfile, warn);
@@ -193,7 +201,7 @@ static int tls_options(const char *proto, const char *optfile, const char *cert,
     } else if (!strcmp(verify, "verify_none")) {
       v = CN_TLS_VERIFY_NONE;
     } else {
-      fprintf(stderr, "cnode: --tls-verify %s: expected verify_peer or verify_none\n", verify);
+      env_bad("tls-verify", verify, "verify_peer or verify_none");
       cn_tls_opts_clear(t);
       return -1;
     }
@@ -217,28 +225,10 @@ static int tls_options(const char *proto, const char *optfile, const char *cert,
   return 1;
 }
 
-static void stop_node(void *ctx) {
-  app *a = ctx;
-  cn_node_stop(a->node);
-}
-
 /* Stops the node at once because something failed: the program exits 1. */
 static void fail_stop(app *a) {
   a->status = 1;
-  uv_close((uv_handle_t *)&a->sigint, NULL);
-  uv_close((uv_handle_t *)&a->sigterm, NULL);
-  cn_node_stop(a->node);
-}
-
-/* SIGINT stops at once; SIGTERM first lets the Horde supervisors hand their children over (a second signal of
- * either kind, with the handlers closed, ends the process the default way). */
-static void on_signal(uv_signal_t *s, int signum) {
-  app *a = s->data;
-  printf("cnode: %s received, stopping\n", signum == SIGINT ? "SIGINT" : "SIGTERM");
-  uv_close((uv_handle_t *)&a->sigint, NULL);
-  uv_close((uv_handle_t *)&a->sigterm, NULL);
-  if (signum == SIGTERM) hsup_shutdown(a->node, stop_node, a);
-  else cn_node_stop(a->node);
+  ops_abort();
 }
 
 static void on_started(cn_node *n, int status, void *ctx) {
@@ -262,6 +252,7 @@ static void on_started(cn_node *n, int status, void *ctx) {
   if (rc) printf("cnode: cannot join Horde: %s\n", cn_strerror(rc));
   else if ((rc = pgapp_start(n))) printf("cnode: cannot start pg/pubsub: %s\n", cn_strerror(rc));
   if (rc) fail_stop(a);
+  else ops_started();
 }
 
 int main(int argc, char **argv) {
@@ -294,7 +285,18 @@ int main(int argc, char **argv) {
                                         {"otp-release", required_argument, 0, 'o'},
                                         {"pg", no_argument, 0, 'g'},
                                         {"pubsub", required_argument, 0, 'B'},
+                                        {"http-port", required_argument, 0, 'h' + 256},
+                                        {"http-addr", required_argument, 0, 'a' + 256},
+                                        {"drain-delay", required_argument, 0, 'd' + 256},
+                                        {"shutdown-timeout", required_argument, 0, 't' + 256},
                                         {0, 0, 0, 0}};
+  static const env_rules rules = {.skip = "help version",
+                                  .repeatable = "horde-registry horde-supervisor pubsub",
+                                  .exclusive = "name|sname cookie|cookie-file listen|listen-min"};
+  int rc = env_args(argc, argv, lopts, &rules, &argc, &argv);
+  if (rc) return rc;
+  ops_opts oo = {.drain_delay_s = 5, .shutdown_s = 20};
+  unsigned long v;
   const char *proto = "inet_tcp", *optfile = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL,
              *tls_verify = NULL;
   bool name_default = true;
@@ -303,8 +305,9 @@ int main(int argc, char **argv) {
   memset(&o, 0, sizeof o);
   o.log = log_line;
   o.log_level = CN_LOG_INFO;
-  int c;
-  while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+  int c, li = 0;
+  while ((c = getopt_long(argc, argv, "h", lopts, &li)) != -1) {
+    const char *flag = lopts[li].name;
     switch (c) {
     case 'n':
       name = optarg;
@@ -313,33 +316,42 @@ int main(int argc, char **argv) {
     case 's': sname = optarg; break;
     case 'c': cookie = optarg; break;
     case 'f': cookie_file = optarg; break;
-    case 'p': o.epmd_port = (uint16_t)atoi(optarg); break;
+    case 'p':
+      if (!env_uint(optarg, 1, 65535, &v)) return env_bad(flag, optarg, "a port (1-65535)");
+      o.epmd_port = (uint16_t)v;
+      break;
     case 'l':
-    case 'x': {
-      char *end;
-      long v = strtol(optarg, &end, 10);
-      if (!*optarg || *end || v < 0 || v > 65535) {
-        fprintf(stderr, "cnode: %s: not a port (0-65535)\n", optarg);
-        return 2;
-      }
+    case 'x':
+      if (!env_uint(optarg, 0, 65535, &v)) return env_bad(flag, optarg, "a port (0-65535)");
       *(c == 'l' ? &o.listen_port : &o.listen_port_max) = (uint16_t)v;
       break;
-    }
     case 'a': o.listen_addr = optarg; break;
-    case 'o': {
-      char *end;
-      long v = strtol(optarg, &end, 10);
-      if (!*optarg || *end || v < CN_OTP_RELEASE_MIN || v > CN_OTP_RELEASE_MAX) {
-        fprintf(stderr, "cnode: --otp-release %s: not an OTP release (%d-%d)\n", optarg, CN_OTP_RELEASE_MIN,
-                CN_OTP_RELEASE_MAX);
-        return 2;
-      }
+    case 'o':
+      if (!env_uint(optarg, CN_OTP_RELEASE_MIN, CN_OTP_RELEASE_MAX, &v))
+        return env_bad(flag, optarg,
+                       "an OTP release (" CN__XSTR(CN_OTP_RELEASE_MIN) "-" CN__XSTR(CN_OTP_RELEASE_MAX) ")");
       o.otp_release = (int)v;
       break;
-    }
-    case 't': o.net_ticktime_s = (uint32_t)atoi(optarg); break;
+    case 't':
+      if (!env_uint(optarg, 1, 86400, &v)) return env_bad(flag, optarg, "whole seconds (1-86400), as net_ticktime");
+      o.net_ticktime_s = (uint32_t)v;
+      break;
     case 'H': o.hidden = true; break;
-    case 'G': o.no_connect_all = strcmp(optarg, "false") == 0; break; /* as erl -connect_all false */
+    case 'G': /* as erl -connect_all false */
+      if (strcmp(optarg, "false") && strcmp(optarg, "true")) return env_bad(flag, optarg, "true or false");
+      o.no_connect_all = strcmp(optarg, "false") == 0;
+      break;
+    case 'h' + 256:
+      if (!env_uint(optarg, 0, 65535, &v)) return env_bad(flag, optarg, "a port (1-65535; 0: no HTTP endpoint)");
+      oo.http_port = (uint16_t)v;
+      break;
+    case 'a' + 256: oo.http_addr = optarg; break;
+    case 'd' + 256:
+    case 't' + 256:
+      if (!env_uint(optarg, c == 'd' + 256 ? 0 : 1, 3600, &v))
+        return env_bad(flag, optarg, c == 'd' + 256 ? "whole seconds (0-3600)" : "whole seconds (1-3600)");
+      *(c == 'd' + 256 ? &oo.drain_delay_s : &oo.shutdown_s) = (unsigned)v;
+      break;
     case 'v': o.log_level = CN_LOG_DEBUG; break;
     case 'P': proto = optarg; break;
     case 'O': optfile = optarg; break;
@@ -348,23 +360,15 @@ int main(int argc, char **argv) {
     case 'A': tls_ca = optarg; break;
     case 'V': tls_verify = optarg; break;
     case 'R':
-      if (hreg_add(optarg)) {
-        fprintf(stderr, "cnode: --horde-registry %s: bad name (or too many registries)\n", optarg);
-        return 2;
-      }
+      if (hreg_add(optarg)) return env_bad(flag, optarg, "a registry name (at most 16 registries)");
       break;
     case 'S':
-      if (hsup_add(optarg)) {
-        fprintf(stderr, "cnode: --horde-supervisor %s: cannot join that supervisor\n", optarg);
-        return 2;
-      }
+      if (hsup_add(optarg)) return env_bad(flag, optarg, "a supervisor name (at most 16 supervisors)");
       break;
     case 'g':
     case 'B':
-      if (c == 'g' ? pgapp_add_scope("pg") : pgapp_add_pubsub(optarg)) {
-        fprintf(stderr, "cnode: --%s %s: bad name (or too many)\n", c == 'g' ? "pg" : "pubsub", c == 'g' ? "" : optarg);
-        return 2;
-      }
+      if (c == 'g' ? pgapp_add_scope("pg") : pgapp_add_pubsub(optarg))
+        return env_bad(flag, c == 'g' ? "" : optarg, "a PubSub name (or too many)");
       break;
     case 'h': usage(stdout); return 0;
     case 'W': printf("cnode %s\n", cn_version()); return 0;
@@ -375,10 +379,14 @@ int main(int argc, char **argv) {
   if (inet6) o.family = CN_INET6;
   struct sockaddr_storage la; /* the library's own check (cn_node_new), said here in the flags' words */
   if (o.listen_addr && base_addr_parse(o.listen_addr, 0, inet6 ? AF_INET6 : AF_UNSPEC, &la)) {
-    fprintf(stderr, "cnode: --listen-addr %s: not a numeric %s address (e.g. %s)\n", o.listen_addr,
-            inet6 ? "IPv6 (the node runs inet6)" : "IPv4 or IPv6", inet6 ? "::1, ::" : "127.0.0.1, ::1, ::");
-    return 2;
+    return env_bad("listen-addr", o.listen_addr,
+                   inet6 ? "a numeric IPv6 address, the node runs inet6 (::1, ::)"
+                         : "a numeric address (127.0.0.1, ::)");
   }
+  if (oo.http_addr && base_addr_parse(oo.http_addr, 0, AF_UNSPEC, &la))
+    return env_bad("http-addr", oo.http_addr, "a numeric IPv4 or IPv6 address (0.0.0.0, 127.0.0.1, ::)");
+  if (!sname && (!strchr(name, '@') || name[0] == '@' || !strchr(name, '@')[1]))
+    return env_bad("name", name, "a full node name alive@host");
   if (o.listen_port_max && (!o.listen_port || o.listen_port_max < o.listen_port)) {
     fprintf(stderr, "cnode: --listen-max %u needs --listen-min P with 0 < P <= %u\n", o.listen_port_max,
             o.listen_port_max);
@@ -402,10 +410,8 @@ int main(int argc, char **argv) {
     name = fullname;
   }
   if (cookie) {
-    if (strlen(cookie) > CN_ATOM_MAX_BYTES) {
-      fprintf(stderr, "cnode: --cookie is longer than an atom may be (%d bytes)\n", CN_ATOM_MAX_BYTES);
-      return 2;
-    }
+    if (strlen(cookie) > CN_ATOM_MAX_BYTES)
+      return env_bad("cookie", cookie, "at most " CN__XSTR(CN_ATOM_MAX_BYTES) " bytes (an atom)");
     snprintf(a.cookie, sizeof a.cookie, "%s", cookie);
   } else {
     char path[PATH_MAX];
@@ -423,8 +429,7 @@ int main(int argc, char **argv) {
         return 1;
       }
     } else if ((rc = read_cookie(cookie_file, a.cookie, sizeof a.cookie)) == -1) {
-      fprintf(stderr, "cnode: cannot read cookie file %s\n", cookie_file);
-      return 1;
+      return env_bad("cookie-file", cookie_file, "a readable file holding the cookie");
     }
     if (rc == -2) {
       fprintf(stderr, "cnode: the cookie in %s is longer than an atom may be (%d bytes)\n", cookie_file,
@@ -445,7 +450,7 @@ int main(int argc, char **argv) {
     eport = e && atoi(e) > 0 ? (uint16_t)atoi(e) : 4369;
     o.epmd_port = eport;
   }
-  int rc = cn_node_new(&a.node, NULL, &o);
+  rc = cn_node_new(&a.node, NULL, &o);
   /* A visible node takes part in OTP's global, as a BEAM node does: peers' global:sync/0 waits for it. */
   if (!rc && !o.hidden && (rc = cn_global_start(a.node))) cn_node_free(a.node);
   if (rc) {
@@ -459,22 +464,17 @@ int main(int argc, char **argv) {
     cn_node_free(a.node);
     return 1;
   }
-  uv_signal_init(loop, &a.sigint);
-  uv_signal_init(loop, &a.sigterm);
-  a.sigint.data = a.sigterm.data = &a;
-  uv_signal_start(&a.sigint, on_signal, SIGINT);
-  uv_signal_start(&a.sigterm, on_signal, SIGTERM);
-  if ((rc = workers_start(a.node)) || (rc = cn_node_start(a.node, on_started, &a))) {
+  if ((rc = ops_start(a.node, &oo)) || (rc = horde_ops_init()) || (rc = workers_start(a.node)) ||
+      (rc = cn_node_start(a.node, on_started, &a))) {
     fprintf(stderr, "cnode: cannot start: %s\n", cn_strerror(rc));
     fail_stop(&a);
   }
   cn_node_run(a.node);
-  if (epmd) {
-    epmd_srv_close(epmd, NULL, NULL);
-    uv_run(loop, UV_RUN_DEFAULT);
-  }
+  ops_close();
+  if (epmd) epmd_srv_close(epmd, NULL, NULL);
+  uv_run(loop, UV_RUN_DEFAULT);
   cn_node_free(a.node);
   cn_tls_opts_clear(&tls);
   printf("cnode: stopped\n");
-  return a.status;
+  return a.status ? a.status : ops_status();
 }

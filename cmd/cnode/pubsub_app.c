@@ -7,6 +7,7 @@
 #include "cn_pubsub.h"
 #include "ctl.h"
 #include "horde_app.h"
+#include "ops.h"
 #include "pubsub_app.h"
 #include "workers.h"
 
@@ -24,6 +25,12 @@ int pgapp_add_pubsub(const char *name) {
   if (!name[0] || npubsubs == MAX_NAMES || horde_atom_name(name, pubsubs[npubsubs], 200)) return -1;
   npubsubs++;
   return 0;
+}
+
+static bool scope_known(const char *scope) {
+  for (size_t i = 0; i < nscopes; i++)
+    if (!strcmp(scopes[i], scope)) return true;
+  return false;
 }
 
 /* ---- The echo subscriber ------------------------------------------------------------------------------------------ */
@@ -126,6 +133,7 @@ static cn_term *pg_cmd(cn_proc *self, const char *op, const cn_term *cmd, const 
   if (!strcmp(op, "pg_join") && ar == 3) {
     cn_pid pid;
     int rc = cn_pg_running(n, scope) ? 0 : cn_pg_start(n, scope);
+    if (!rc && !scope_known(scope)) pgapp_add_scope(scope); /* for /metrics (a full table: not counted there) */
     if (!rc && !(rc = workers_spawn_echo(n, &pid)) && (rc = cn_pg_join(n, scope, &e[2], pid))) {
       cn_term kill = cn_tv_atom(cn_intern(n, "kill"));
       cn_exit(n, NULL, pid, &kill);
@@ -204,8 +212,41 @@ static cn_term *pubsub_cmd(cn_proc *self, const char *op, const cn_term *cmd, co
   return res;
 }
 
+/* ---- Operations: /metrics' pg members, and SIGTERM's leave of every group ------------------------------------------ */
+
+static void pg_metrics(cn_node *n, metrics_out *m, void *ctx) {
+  (void)ctx;
+  metrics_family(m, "pg_members", "gauge", "Members of each pg group, on all nodes (pg:get_members/2)");
+  for (size_t i = 0; i <= nscopes; i++) {
+    const char *scope = i < nscopes ? scopes[i] : npubsubs ? CN_PUBSUB_SCOPE : NULL;
+    if (!scope || (i == nscopes && scope_known(scope))) continue;
+    cn_term *groups = cn_pg_which_groups(n, scope, false);
+    uint32_t len = groups && groups->type == CN_LIST ? groups->v.list.len : 0; /* [] is CN_NIL */
+    for (uint32_t k = 0; k < len; k++) {
+      size_t count = 0;
+      cn_pid *pids = NULL;
+      if (cn_pg_members(n, scope, &groups->v.list.e[k], false, &pids, &count)) continue;
+      cn_free(pids);
+      char *name = cn_term_to_string(&groups->v.list.e[k]);
+      const char *labels[] = {"scope", scope, "group", name ? name : "?", NULL};
+      metrics_sample(m, "pg_members", (double)count, labels);
+      cn_free(name);
+    }
+    cn_term_free(groups);
+  }
+}
+
+static void pg_leave_step(cn_node *n, void (*done)(void *), void *done_ctx, void *ctx) {
+  (void)ctx;
+  int left = cn_pg_leave_all(n, NULL);
+  cn_log(n, CN_LOG_INFO, "shutdown: %d pg memberships left", left);
+  done(done_ctx);
+}
+
 int pgapp_start(cn_node *n) {
   int rc = ctl_register_cmd("pg_*", pg_cmd, NULL);
+  if (!rc) rc = metrics_add_source(pg_metrics, NULL);
+  if (!rc) rc = ops_add_step(OPS_GROUPS, "leaving pg groups", pg_leave_step, NULL);
   if (!rc) rc = ctl_register_cmd("pubsub_*", pubsub_cmd, NULL);
   for (size_t i = 0; !rc && i < nscopes; i++)
     if (!cn_pg_running(n, scopes[i]) && !(rc = cn_pg_start(n, scopes[i])))
