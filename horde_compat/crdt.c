@@ -39,6 +39,7 @@ struct cn_crdt {
     uint64_t seq;  /* st.seq at that tick */
   } rounds[ROUNDS];
   unsigned next_round;
+  hc_shape_follow shape; /* the peers' MapSet shape, followed under CN_CRDT_MAPSET_AUTO */
   cn_crdt_stats stats;
 };
 
@@ -395,10 +396,34 @@ static int on_get_diff(cn_crdt *c, cn_proc *self, const cn_term *d, const cn_ter
   return 0;
 }
 
+/* The shape changed: every entry held is rewritten in it, in place (the change order stays: the keys did not
+ * change for the peers, whose own joins give their shape anyway), and the Merkle map takes the new entries. */
+static void reshape_all(cn_crdt *c) {
+  c->hc.mapset_shape = c->shape.shape;
+  size_t done = 0, failed = 0;
+  for (size_t b = 0; b < c->st.nb; b++)
+    for (hc_kent *e = c->st.b[b]; e; e = e->next) {
+      cn_term *raw, *copy = NULL;
+      if (hc_reshape_entries(&c->hc, e->raw, &raw) || !(copy = cn_term_copy(raw)) ||
+          hc_merkle_put(&c->mm, e->key, e->kh, copy)) {
+        cn_term_free(raw);
+        failed++; /* left as it was: read in either shape, only its hash differs from the peers' */
+        continue;
+      }
+      cn_term_free(e->raw);
+      e->raw = raw;
+      done++;
+    }
+  cn_log(c->n, failed ? CN_LOG_WARN : CN_LOG_INFO,
+         "%s: following the peers' MapSet shape of Elixir %s; %zu entries rewritten%s", c->name,
+         c->shape.shape == HC_MAPSET_PLAIN ? ">= 1.15" : "<= 1.14", done, failed ? " (some not: out of memory)" : "");
+}
+
 static int on_delta(cn_crdt *c, const cn_term *delta, const cn_term *keys) {
   const cn_term *dots = hc_map_get(delta, "dots"), *val = hc_map_get(delta, "value");
   if (!hc_is_struct(delta, "Elixir.DeltaCrdt.AWLWWMap") || !dots || !val || val->type != CN_MAP || !proper_list(keys))
     return CN_EDECODE;
+  if (c->o.mapset_shape == CN_CRDT_MAPSET_AUTO && hc_shape_seen(&c->shape, hc_entries_shape(val))) reshape_all(c);
   return apply_delta(c, dots, val, keys);
 }
 
@@ -447,18 +472,28 @@ static void send_sync(cn_crdt *c) {
 static cn_term *stats_term(cn_crdt *c) {
   cn_crdt_stats s;
   cn_crdt_get_stats(c, &s);
-  cn_term *kv[] = {
-      cn_mk_atomc(c->n, "syncs_started"), cn_mk_int((int64_t)s.syncs_started), cn_mk_atomc(c->n, "msgs_sent"),
-      cn_mk_int((int64_t)s.msgs_sent),    cn_mk_atomc(c->n, "msgs_received"),  cn_mk_int((int64_t)s.msgs_received),
-      cn_mk_atomc(c->n, "bytes_sent"),    cn_mk_int((int64_t)s.bytes_sent),    cn_mk_atomc(c->n, "keys_sent"),
-      cn_mk_int((int64_t)s.keys_sent),    cn_mk_atomc(c->n, "bad_messages"),   cn_mk_int((int64_t)s.bad_messages),
-      cn_mk_atomc(c->n, "keys"),          cn_mk_int((int64_t)s.keys)};
-  for (size_t i = 0; i < 14; i++)
+  cn_term *kv[] = {cn_mk_atomc(c->n, "syncs_started"),
+                   cn_mk_int((int64_t)s.syncs_started),
+                   cn_mk_atomc(c->n, "msgs_sent"),
+                   cn_mk_int((int64_t)s.msgs_sent),
+                   cn_mk_atomc(c->n, "msgs_received"),
+                   cn_mk_int((int64_t)s.msgs_received),
+                   cn_mk_atomc(c->n, "bytes_sent"),
+                   cn_mk_int((int64_t)s.bytes_sent),
+                   cn_mk_atomc(c->n, "keys_sent"),
+                   cn_mk_int((int64_t)s.keys_sent),
+                   cn_mk_atomc(c->n, "bad_messages"),
+                   cn_mk_int((int64_t)s.bad_messages),
+                   cn_mk_atomc(c->n, "keys"),
+                   cn_mk_int((int64_t)s.keys),
+                   cn_mk_atomc(c->n, "mapset"),
+                   cn_mk_atomc(c->n, cn_crdt_mapset_shape(c) == CN_CRDT_MAPSET_PLAIN ? "plain" : "v2")};
+  for (size_t i = 0; i < 16; i++)
     if (!kv[i]) {
-      for (size_t j = 0; j < 14; j++) cn_term_free(kv[j]);
+      for (size_t j = 0; j < 16; j++) cn_term_free(kv[j]);
       return NULL;
     }
-  return cn_mk_map(7, kv);
+  return cn_mk_map(8, kv);
 }
 
 static cn_term *root_term(cn_crdt *c) {
@@ -592,6 +627,7 @@ static const cn_gen_server_ops crdt_ops = {.handle_call = handle_call,
 
 int cn_crdt_start(cn_node *n, const char *name, const cn_crdt_opts *opts, cn_crdt **out) {
   if (!name || strlen(name) > 250) return CN_EINVAL;
+  if (opts && (opts->mapset_shape < CN_CRDT_MAPSET_AUTO || opts->mapset_shape > CN_CRDT_MAPSET_PLAIN)) return CN_EINVAL;
   cn_crdt *c = cn_calloc(1, sizeof *c);
   if (!c) return CN_ENOMEM;
   c->n = n;
@@ -605,7 +641,8 @@ int cn_crdt_start(cn_node *n, const char *name, const cn_crdt_opts *opts, cn_crd
     if (getrandom(&r, sizeof r, 0) != sizeof r) r = (uint32_t)uv_hrtime();
     c->node_id = 1 + (int64_t)(r % 1000000000u);
   }
-  int rc = hc_ctx_init(&c->hc, cn_node_atoms(n), c->o.mapset_shape);
+  c->shape.shape = c->o.mapset_shape == CN_CRDT_MAPSET_PLAIN ? HC_MAPSET_PLAIN : HC_MAPSET_V2;
+  int rc = hc_ctx_init(&c->hc, cn_node_atoms(n), c->shape.shape);
   hc_awlww_init(&c->st);
   hc_merkle_init(&c->mm);
   /* A failed start is not a stop: terminate and on_stop do not run (on_stop would reach a caller that already
@@ -670,6 +707,10 @@ cn_term *cn_crdt_read(cn_crdt *c) {
   cn_term *m = cn_mk_map(k / 2, kv);
   cn_free(kv);
   return m;
+}
+
+int cn_crdt_mapset_shape(const cn_crdt *c) {
+  return c->hc.mapset_shape == HC_MAPSET_PLAIN ? CN_CRDT_MAPSET_PLAIN : CN_CRDT_MAPSET_V2;
 }
 
 bool cn_crdt_root(cn_crdt *c, uint8_t out[4]) {
