@@ -55,8 +55,9 @@ static void usage(FILE *f) {
              "  --proto-dist inet_tls: distribution over TLS, as erl -proto_dist inet_tls; options from the same\n"
              "  ssl_dist_optfile erl reads and/or the --tls-* flags (they override the file, for both sides;\n"
              "  --tls-verify verify_peer also makes accepted peers show a certificate).\n"
-             "  --otp-release N: follow OTP N's term semantics (27 and later: 0.0 and -0.0 are two map keys);\n"
-             "  default: learned from the first BEAM peer (its erlang:system_info(otp_release)), 25 until then.\n"
+             "  --otp-release N: follow OTP N's term semantics (27 and later: 0.0 and -0.0 are two map keys) and\n"
+             "  TLS defaults (no versions in the optfile: TLS 1.3 too from 29 on); default: learned from the first\n"
+             "  BEAM peer (its erlang:system_info(otp_release)), 25 until then.\n"
              "  --horde-registry MyApp.Registry: joins that Horde.Registry (members: auto) and registers echo there\n"
              "  under {echo, NodeName}. --horde-supervisor MyApp.Sup: joins that Horde.DynamicSupervisor with the\n"
              "  demo C worker Elixir.CNode.Demo.Counter; SIGTERM then hands its children over before stopping.\n");
