@@ -36,7 +36,9 @@ tests() ->
      {refuse_plaintext_erl, 25, fun t_refuse_plaintext_erl/0},
      {c_refused_other_ca, 30, fun() -> t_c_refused("rogue_ca", "refused our certificate: unknown CA") end},
      {c_refused_expired, 30, fun() -> t_c_refused("rogue_expired", "refused our certificate: expired") end},
-     {c_refused_no_cert, 30, fun() -> t_c_refused("rogue_nocert", "handshake_failure") end},
+     %% TLS 1.2 says handshake_failure; TLS 1.3 (from OTP 29, the release the C node learns) certificate_required
+     {c_refused_no_cert, 30, fun() -> t_c_refused("rogue_nocert", #{"TLSv1.2" => "handshake_failure",
+                                                                  "TLSv1.3" => "certificate_required"}) end},
      {c_refuses_server_other_ca, 30, fun t_c_refuses_server/0},
      {c_to_plaintext_erl, 30, fun t_c_to_plaintext_erl/0},
      {plain_c_to_tls_erl, 30, fun t_plain_c_to_tls_erl/0},
@@ -174,14 +176,16 @@ expect_log(H, Sub, Since) ->
         R -> fail("~ts logged no line matching ~tp (~p); last lines: ~ts", [maps:get(name, H), Sub, R, tail(H, 6)])
     end.
 
-%% The release the shared cnode follows, once it has learned it from this node (its first BEAM peer): it runs
-%% without --otp-release, so its TLS defaults are those of this node's release.
+%% The release the shared cnode (or Node) follows, once it has learned it from this node (its first BEAM peer): it
+%% runs without --otp-release, so its TLS defaults are those of this node's release.
 learned_release() ->
     main_cnode(),
+    learned_release(?CN).
+learned_release(Node) ->
     Rel = list_to_integer(erlang:system_info(otp_release)),
-    Ask = fun() -> try gen_server:call({cnode_ctl, ?CN}, otp_release, ?T) catch C:E -> {C, E} end end,
+    Ask = fun() -> try gen_server:call({cnode_ctl, Node}, otp_release, ?T) catch C:E -> {C, E} end end,
     interop_lib:wait_until(fun() -> Ask() =:= {Rel, known} end, 15000, "release learned")
-        orelse fail("the shared cnode's cnode_ctl otp_release answers ~0tp, want {~b, known}", [Ask(), Rel]),
+        orelse fail("~ts's cnode_ctl otp_release answers ~0tp, want {~b, known}", [Node, Ask(), Rel]),
     Rel.
 
 %% The TLS version the defaults of inet_tls_dist of release Rel agree on between two such nodes.
@@ -329,7 +333,7 @@ t_refuse_plaintext_erl() ->
 
 %% A cnode whose client side uses Conf connects to a good erl server: the server refuses it, and the C node
 %% logs why (Reason); it keeps serving (its puppet answers) and reaches the server with the shared cnode.
-t_c_refused(Conf, Reason) ->
+t_c_refused(Conf, Reason0) ->
     {_, Srv} = good_erl("srv"),
     Name = "rc_" ++ Conf,
     {R, _} = start_cnode("cnode_" ++ Name, Name ++ "@127.0.0.1",
@@ -337,6 +341,12 @@ t_c_refused(Conf, Reason) ->
     Node = list_to_atom(Name ++ "@127.0.0.1"),
     Since = mark(R),
     P = puppet(Node),
+    %% the C node learns this node's release (its first BEAM peer), whose TLS defaults it then takes
+    Rel = learned_release(Node),
+    Reason = case Reason0 of
+                 #{} -> maps:get(default_version(Rel), Reason0);
+                 _ -> Reason0
+             end,
     cmd(P, {rpc, Srv, erlang, node, []}),
     case pmsg(P, "rpc result", 15000) of
         {result, ok, {badrpc, nodedown}} -> ok;
