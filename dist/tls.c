@@ -234,7 +234,8 @@ fail:
 /* ---- Sessions ------------------------------------------------------------------------------------------ */
 
 unsigned dist_tls_versions(unsigned configured, int otp_release) {
-  if (configured & (CN_TLS_V12 | CN_TLS_V13)) return configured & (CN_TLS_V12 | CN_TLS_V13);
+  unsigned known = configured & (CN_TLS_V12 | CN_TLS_V13);
+  if (known) return known;
   return CN_TLS_V12 | (otp_release >= DIST_TLS13_DEFAULT_OTP ? CN_TLS_V13 : 0);
 }
 

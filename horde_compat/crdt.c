@@ -472,28 +472,30 @@ static void send_sync(cn_crdt *c) {
 static cn_term *stats_term(cn_crdt *c) {
   cn_crdt_stats s;
   cn_crdt_get_stats(c, &s);
-  cn_term *kv[] = {cn_mk_atomc(c->n, "syncs_started"),
-                   cn_mk_int((int64_t)s.syncs_started),
-                   cn_mk_atomc(c->n, "msgs_sent"),
-                   cn_mk_int((int64_t)s.msgs_sent),
-                   cn_mk_atomc(c->n, "msgs_received"),
-                   cn_mk_int((int64_t)s.msgs_received),
-                   cn_mk_atomc(c->n, "bytes_sent"),
-                   cn_mk_int((int64_t)s.bytes_sent),
-                   cn_mk_atomc(c->n, "keys_sent"),
-                   cn_mk_int((int64_t)s.keys_sent),
-                   cn_mk_atomc(c->n, "bad_messages"),
-                   cn_mk_int((int64_t)s.bad_messages),
-                   cn_mk_atomc(c->n, "keys"),
-                   cn_mk_int((int64_t)s.keys),
-                   cn_mk_atomc(c->n, "mapset"),
-                   cn_mk_atomc(c->n, cn_crdt_mapset_shape(c) == CN_CRDT_MAPSET_PLAIN ? "plain" : "v2")};
-  for (size_t i = 0; i < 16; i++)
+  const struct {
+    const char *k;
+    uint64_t v;
+  } f[] = {{"syncs_started", s.syncs_started},
+           {"msgs_sent", s.msgs_sent},
+           {"msgs_received", s.msgs_received},
+           {"bytes_sent", s.bytes_sent},
+           {"keys_sent", s.keys_sent},
+           {"bad_messages", s.bad_messages},
+           {"keys", s.keys}};
+  enum { NF = sizeof f / sizeof *f, NKV = 2 * NF + 2 };
+  cn_term *kv[NKV];
+  for (size_t i = 0; i < NF; i++) {
+    kv[2 * i] = cn_mk_atomc(c->n, f[i].k);
+    kv[2 * i + 1] = cn_mk_int((int64_t)f[i].v);
+  }
+  kv[2 * NF] = cn_mk_atomc(c->n, "mapset");
+  kv[2 * NF + 1] = cn_mk_atomc(c->n, cn_crdt_mapset_shape(c) == CN_CRDT_MAPSET_PLAIN ? "plain" : "v2");
+  for (size_t i = 0; i < NKV; i++)
     if (!kv[i]) {
-      for (size_t j = 0; j < 16; j++) cn_term_free(kv[j]);
+      for (size_t j = 0; j < NKV; j++) cn_term_free(kv[j]);
       return NULL;
     }
-  return cn_mk_map(8, kv);
+  return cn_mk_map(NF + 1, kv);
 }
 
 static cn_term *root_term(cn_crdt *c) {
