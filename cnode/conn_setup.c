@@ -144,6 +144,12 @@ int conn_tls_init(cn_node *n, const cn_tls_opts *o) {
          n->inet6 ? "inet6_tls" : "inet_tls", dist_tls_ctx_verifies(n->tls_srv) ? "verify_peer" : "verify_none",
          o->server.fail_if_no_peer_cert ? " and fail_if_no_peer_cert" : "",
          dist_tls_ctx_verifies(n->tls_cli) ? "verify_peer" : "verify_none");
+  if (!o->server.versions || !o->client.versions)
+    cn_log(n, CN_LOG_INFO,
+           "TLS distribution: where the optfile names no versions, TLS 1.2 and, while the node follows OTP %d or "
+           "later, 1.3 (inet_tls_dist's defaults; the node follows OTP %d%s)",
+           DIST_TLS13_DEFAULT_OTP, n->otp_release ? n->otp_release : CN_OTP_RELEASE_DEFAULT,
+           n->otp_release ? "" : " until its first BEAM peer tells its own");
   if (!dist_tls_ctx_verifies(n->tls_cli))
     cn_log(n, CN_LOG_WARN,
            "TLS distribution: servers' certificates are not checked (verify_none): give a "
@@ -164,7 +170,8 @@ static const char *peer_host(const cn_atom *peer);
 static int begin_setup(cn_conn *c) {
   cn_node *n = c->n;
   if (!n->tls_srv) return conn_hs_start(c);
-  int rc = dist_tls_new(&c->tls, c->initiator ? n->tls_cli : n->tls_srv, c->initiator ? peer_host(c->peer) : NULL);
+  int rc = dist_tls_new(&c->tls, c->initiator ? n->tls_cli : n->tls_srv, c->initiator ? peer_host(c->peer) : NULL,
+                        n->otp_release);
   if (rc) return rc;
   c->state = C_TLS;
   if (c->initiator) {

@@ -1,5 +1,6 @@
-/* otp_release.c: which OTP release's term semantics the node follows (cn_term_*_otp): the one set in
- * cn_node_opts, or the one its first BEAM peer reports (erlang:system_info(otp_release) through the peer's rex). */
+/* otp_release.c: which OTP release's term semantics (cn_term_*_otp) and TLS defaults (dist_tls_versions) the node
+ * follows: the one set in cn_node_opts, or the one its first BEAM peer reports (erlang:system_info(otp_release)
+ * through the peer's rex). */
 #include "node_int.h"
 
 /* How long to wait for a peer's answer; a peer that does not answer in time (or a C node, whose rex answers
@@ -25,7 +26,7 @@ static void answered(cn_proc *self, int status, const cn_term *reply, void *ctx)
   if (rel && !n->otp_known) {
     n->otp_release = rel;
     n->otp_known = true;
-    cn_log(n, CN_LOG_INFO, "following OTP %d's term semantics, learned from %s", rel, peer->name);
+    cn_log(n, CN_LOG_INFO, "following OTP %d's term semantics and TLS defaults, learned from %s", rel, peer->name);
   } else if (!rel && status != CN_ECLOSED) {
     cn_log(n, CN_LOG_DEBUG, "%s did not tell its OTP release", peer->name);
   }

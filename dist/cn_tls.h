@@ -14,7 +14,8 @@ extern "C" {
 
 /* verify: unset takes verify_peer when a CA file is given, else verify_none (see README "TLS distribution"). */
 typedef enum { CN_TLS_VERIFY_UNSET = 0, CN_TLS_VERIFY_NONE = 1, CN_TLS_VERIFY_PEER = 2 } cn_tls_verify;
-/* versions: a set of these; 0 takes TLS 1.2 only, as inet_tls_dist does when versions is not given. */
+/* versions: a set of these; 0 takes what inet_tls_dist of the OTP release the node follows (cn_node_otp_release)
+ * does when versions is not given: TLS 1.2 only up to OTP 28, TLS 1.2 and 1.3 from OTP 29 on. */
 enum { CN_TLS_V12 = 1, CN_TLS_V13 = 2 };
 
 /* The options of one side: server (connections we accept) or client (connections we make). Every string is

@@ -20,7 +20,7 @@ struct dist_tls_ctx {
   bool sni_disable;
   char *sni;
   char *password;
-  unsigned versions;
+  unsigned versions; /* as configured: 0 follows the release given to each session (dist_tls_versions) */
 };
 
 struct dist_tls {
@@ -33,8 +33,9 @@ struct dist_tls {
   char vsubject[160]; /* the peer's own certificate */
   char vfailed[160];  /* the certificate the error is about, when another one of the chain */
   char vdate[48];
-  char *host;   /* the name checked in the server's certificate, NULL for none (a host part may be 1 KiB) */
-  bool host_ip; /* host is an IP address: checked by verify_cb, see ip_host_ok */
+  unsigned versions; /* the versions this session accepts: CN_TLS_V12 | CN_TLS_V13 */
+  char *host;        /* the name checked in the server's certificate, NULL for none (a host part may be 1 KiB) */
+  bool host_ip;      /* host is an IP address: checked by verify_cb, see ip_host_ok */
   char reason[512];
 };
 
@@ -178,7 +179,7 @@ int dist_tls_ctx_new(dist_tls_ctx **out, const cn_tls_side *o, bool server, char
     return CN_EINVAL;
   }
   c->sni_disable = o->sni_disable;
-  c->versions = o->versions ? o->versions : CN_TLS_V12;
+  c->versions = o->versions;
   if ((o->sni && !(c->sni = cn_strndup(o->sni, strlen(o->sni)))) ||
       (o->password && !(c->password = cn_strndup(o->password, strlen(o->password)))) ||
       !(c->ssl = SSL_CTX_new(TLS_method()))) {
@@ -187,8 +188,7 @@ int dist_tls_ctx_new(dist_tls_ctx **out, const cn_tls_side *o, bool server, char
   }
   SSL_CTX *x = c->ssl;
   int rc = CN_EINVAL;
-  SSL_CTX_set_min_proto_version(x, c->versions & CN_TLS_V12 ? TLS1_2_VERSION : TLS1_3_VERSION);
-  SSL_CTX_set_max_proto_version(x, c->versions & CN_TLS_V13 ? TLS1_3_VERSION : TLS1_2_VERSION);
+  /* The versions are set per session (dist_tls_new): the default follows the release the node follows then. */
   SSL_CTX_set_options(x, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
   if (server) {
     /* Distribution connections are long-lived: no session tickets or cache (OTP's default is the same). */
@@ -233,15 +233,24 @@ fail:
 
 /* ---- Sessions ------------------------------------------------------------------------------------------ */
 
-int dist_tls_new(dist_tls **out, dist_tls_ctx *ctx, const char *peer_host) {
+unsigned dist_tls_versions(unsigned configured, int otp_release) {
+  unsigned known = configured & (CN_TLS_V12 | CN_TLS_V13);
+  if (known) return known;
+  return CN_TLS_V12 | (otp_release >= DIST_TLS13_DEFAULT_OTP ? CN_TLS_V13 : 0);
+}
+
+int dist_tls_new(dist_tls **out, dist_tls_ctx *ctx, const char *peer_host, int otp_release) {
   *out = NULL;
   dist_tls *t = cn_calloc(1, sizeof *t);
   if (!t) return CN_ENOMEM;
   t->ctx = ctx;
+  t->versions = dist_tls_versions(ctx->versions, otp_release);
   t->ssl = SSL_new(ctx->ssl);
   t->rb = BIO_new(BIO_s_mem());
   t->wb = BIO_new(BIO_s_mem());
-  if (!t->ssl || !t->rb || !t->wb) {
+  if (!t->ssl || !t->rb || !t->wb ||
+      SSL_set_min_proto_version(t->ssl, t->versions & CN_TLS_V12 ? TLS1_2_VERSION : TLS1_3_VERSION) != 1 ||
+      SSL_set_max_proto_version(t->ssl, t->versions & CN_TLS_V13 ? TLS1_3_VERSION : TLS1_2_VERSION) != 1) {
     BIO_free(t->rb);
     BIO_free(t->wb);
     SSL_free(t->ssl);
@@ -376,7 +385,7 @@ static int fail_alert(dist_tls *t, int alert) {
     return fail(t, CN_EPROTO,
                 "protocol version mismatch: %s accepts none of our versions (%s; alert "
                 "protocol_version)",
-                ours, versions_text(t->ctx->versions));
+                ours, versions_text(t->versions));
   case SSL_AD_HANDSHAKE_FAILURE:
     return fail(t, CN_EPROTO, "%s aborted the handshake (alert handshake_failure: %s)", ours,
                 t->ctx->server ? "no cipher or version in common"
@@ -404,7 +413,7 @@ static int fail_ssl(dist_tls *t, int sslerr) {
   case SSL_R_VERSION_TOO_LOW:
   case SSL_R_VERSION_TOO_HIGH:
     return fail(t, CN_EPROTO, "protocol version mismatch: the peer offers no version we accept (%s)",
-                versions_text(t->ctx->versions));
+                versions_text(t->versions));
   case SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE:
     return fail(t, CN_EAUTH, "no client certificate: the client sent none and fail_if_no_peer_cert is set");
   case SSL_R_WRONG_VERSION_NUMBER:

@@ -27,11 +27,22 @@ void dist_tls_ctx_free(dist_tls_ctx *c);
 /* True when this side checks the peer's certificate (verify_peer, or unset with a CA file). */
 bool dist_tls_ctx_verifies(const dist_tls_ctx *c);
 
+/* The first OTP release whose inet_tls_dist accepts and offers TLS 1.3 when the optfile names no versions
+ * (OTP 25 to 28 add {versions, ['tlsv1.2']}; measured: 25.2 and 27.3 refuse a TLS 1.3 peer, 29.1 takes it). */
+#define DIST_TLS13_DEFAULT_OTP 29
+
+/* The TLS versions of a session (CN_TLS_V12 | CN_TLS_V13): those configured (the optfile's versions) when any,
+ * else what inet_tls_dist of otp_release uses by default: TLS 1.2, and 1.3 too from DIST_TLS13_DEFAULT_OTP on.
+ * Pure. */
+unsigned dist_tls_versions(unsigned configured, int otp_release);
+
 /* A new connection on ctx (which must outlive it). peer_host (client only; borrowed for the call): the host
  * part of the peer's node name, sent as SNI and checked against the server's certificate under
  * verify_peer, as inet_tls_dist does; server_name_indication in the options overrides or disables it.
+ * otp_release: the release the node follows now, whose defaults apply when the options name no versions
+ * (dist_tls_versions; a listener cannot know the connecting peer's release before the handshake).
  * A client queues its ClientHello at the first dist_tls_feed or dist_tls_start. Returns 0 or CN_ENOMEM. */
-int dist_tls_new(dist_tls **out, dist_tls_ctx *ctx, const char *peer_host);
+int dist_tls_new(dist_tls **out, dist_tls_ctx *ctx, const char *peer_host, int otp_release);
 void dist_tls_free(dist_tls *t);
 
 typedef enum { DIST_TLS_HANDSHAKING = 0, DIST_TLS_UP = 1, DIST_TLS_CLOSED = 2 } dist_tls_state;

@@ -45,6 +45,7 @@ struct cn_crdt {
     cn_term *orig, *diff; /* diff: the newest first round from orig not answered yet (NULL: none) */
   } * held;
   size_t nheld;
+  hc_shape_follow shape; /* the peers' MapSet shape, followed under CN_CRDT_MAPSET_AUTO */
   cn_crdt_stats stats;
 };
 
@@ -471,10 +472,34 @@ static int on_get_diff(cn_crdt *c, cn_proc *self, const cn_term *d, const cn_ter
   return 0;
 }
 
+/* The shape changed: every entry held is rewritten in it, in place (the change order stays: the keys did not
+ * change for the peers, whose own joins give their shape anyway), and the Merkle map takes the new entries. */
+static void reshape_all(cn_crdt *c) {
+  c->hc.mapset_shape = c->shape.shape;
+  size_t done = 0, failed = 0;
+  for (size_t b = 0; b < c->st.nb; b++)
+    for (hc_kent *e = c->st.b[b]; e; e = e->next) {
+      cn_term *raw, *copy = NULL;
+      if (hc_reshape_entries(&c->hc, e->raw, &raw) || !(copy = cn_term_copy(raw)) ||
+          hc_merkle_put(&c->mm, e->key, e->kh, copy)) {
+        cn_term_free(raw);
+        failed++; /* left as it was: read in either shape, only its hash differs from the peers' */
+        continue;
+      }
+      cn_term_free(e->raw);
+      e->raw = raw;
+      done++;
+    }
+  cn_log(c->n, failed ? CN_LOG_WARN : CN_LOG_INFO,
+         "%s: following the peers' MapSet shape of Elixir %s; %zu entries rewritten%s", c->name,
+         c->shape.shape == HC_MAPSET_PLAIN ? ">= 1.15" : "<= 1.14", done, failed ? " (some not: out of memory)" : "");
+}
+
 static int on_delta(cn_crdt *c, const cn_term *delta, const cn_term *keys) {
   const cn_term *dots = hc_map_get(delta, "dots"), *val = hc_map_get(delta, "value");
   if (!hc_is_struct(delta, "Elixir.DeltaCrdt.AWLWWMap") || !dots || !val || val->type != CN_MAP || !proper_list(keys))
     return CN_EDECODE;
+  if (c->o.mapset_shape == CN_CRDT_MAPSET_AUTO && hc_shape_seen(&c->shape, hc_entries_shape(val))) reshape_all(c);
   return apply_delta(c, dots, val, keys);
 }
 
@@ -523,23 +548,33 @@ static void send_sync(cn_crdt *c) {
 static cn_term *stats_term(cn_crdt *c) {
   cn_crdt_stats s;
   cn_crdt_get_stats(c, &s);
-  static const char *const names[] = {"syncs_started", "msgs_sent", "msgs_received", "bytes_sent",   "keys_sent",
-                                      "bad_messages",  "keys",      "dots_withheld", "dots_pending", "rounds_skipped"};
-  const uint64_t vals[] = {s.syncs_started, s.msgs_sent, s.msgs_received, s.bytes_sent,   s.keys_sent,
-                           s.bad_messages,  s.keys,      s.dots_withheld, s.dots_pending, s.rounds_skipped};
-  enum { N = sizeof names / sizeof *names };
-  cn_term *kv[2 * N];
-  bool ok = true;
-  for (size_t i = 0; i < N; i++) {
-    kv[2 * i] = cn_mk_atomc(c->n, names[i]);
-    kv[2 * i + 1] = cn_mk_int((int64_t)vals[i]);
-    ok &= kv[2 * i] && kv[2 * i + 1];
+  const struct {
+    const char *k;
+    uint64_t v;
+  } f[] = {{"syncs_started", s.syncs_started},
+           {"msgs_sent", s.msgs_sent},
+           {"msgs_received", s.msgs_received},
+           {"bytes_sent", s.bytes_sent},
+           {"keys_sent", s.keys_sent},
+           {"bad_messages", s.bad_messages},
+           {"keys", s.keys},
+           {"dots_withheld", s.dots_withheld},
+           {"dots_pending", s.dots_pending},
+           {"rounds_skipped", s.rounds_skipped}};
+  enum { NF = sizeof f / sizeof *f, NKV = 2 * NF + 2 };
+  cn_term *kv[NKV];
+  for (size_t i = 0; i < NF; i++) {
+    kv[2 * i] = cn_mk_atomc(c->n, f[i].k);
+    kv[2 * i + 1] = cn_mk_int((int64_t)f[i].v);
   }
-  if (!ok) {
-    for (size_t j = 0; j < 2 * N; j++) cn_term_free(kv[j]);
-    return NULL;
-  }
-  return cn_mk_map(N, kv);
+  kv[2 * NF] = cn_mk_atomc(c->n, "mapset");
+  kv[2 * NF + 1] = cn_mk_atomc(c->n, cn_crdt_mapset_shape(c) == CN_CRDT_MAPSET_PLAIN ? "plain" : "v2");
+  for (size_t i = 0; i < NKV; i++)
+    if (!kv[i]) {
+      for (size_t j = 0; j < NKV; j++) cn_term_free(kv[j]);
+      return NULL;
+    }
+  return cn_mk_map(NF + 1, kv);
 }
 
 static cn_term *root_term(cn_crdt *c) {
@@ -692,6 +727,7 @@ static const cn_gen_server_ops crdt_ops = {.handle_call = handle_call,
 
 int cn_crdt_start(cn_node *n, const char *name, const cn_crdt_opts *opts, cn_crdt **out) {
   if (!name || strlen(name) > 250) return CN_EINVAL;
+  if (opts && (opts->mapset_shape < CN_CRDT_MAPSET_AUTO || opts->mapset_shape > CN_CRDT_MAPSET_PLAIN)) return CN_EINVAL;
   cn_crdt *c = cn_calloc(1, sizeof *c);
   if (!c) return CN_ENOMEM;
   c->n = n;
@@ -705,7 +741,8 @@ int cn_crdt_start(cn_node *n, const char *name, const cn_crdt_opts *opts, cn_crd
     if (getrandom(&r, sizeof r, 0) != sizeof r) r = (uint32_t)uv_hrtime();
     c->node_id = 1 + (int64_t)(r % 1000000000u);
   }
-  int rc = hc_ctx_init(&c->hc, cn_node_atoms(n), c->o.mapset_shape);
+  c->shape.shape = c->o.mapset_shape == CN_CRDT_MAPSET_PLAIN ? HC_MAPSET_PLAIN : HC_MAPSET_V2;
+  int rc = hc_ctx_init(&c->hc, cn_node_atoms(n), c->shape.shape);
   hc_awlww_init(&c->st);
   hc_merkle_init(&c->mm);
   /* A failed start is not a stop: terminate and on_stop do not run (on_stop would reach a caller that already
@@ -770,6 +807,10 @@ cn_term *cn_crdt_read(cn_crdt *c) {
   cn_term *m = cn_mk_map(k / 2, kv);
   cn_free(kv);
   return m;
+}
+
+int cn_crdt_mapset_shape(const cn_crdt *c) {
+  return c->hc.mapset_shape == HC_MAPSET_PLAIN ? CN_CRDT_MAPSET_PLAIN : CN_CRDT_MAPSET_V2;
 }
 
 bool cn_crdt_root(cn_crdt *c, uint8_t out[4]) {

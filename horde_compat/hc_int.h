@@ -45,6 +45,25 @@ cn_term *hc_mk_dotset(const hc_ctx *c, const hc_dot *d, size_t n);
 /* Reads a MapSet of dots (either shape) into a new array (*out, free with cn_free; count *n).
  * CN_EDECODE when it is not a MapSet of {int, int} tuples. */
 int hc_parse_dotset(const cn_term *set, hc_dot **out, size_t *n);
+/* The shape of a MapSet struct (HC_MAPSET_V2 when it has a version key), or -1 when t is not one. */
+int hc_mapset_shape(const cn_term *t);
+/* The shape of the first dot set in a delta's value map (#{Key => #{{V, Ts} => MapSet}}), or -1 for none. */
+int hc_entries_shape(const cn_term *value);
+/* Raw entries #{{V, Ts} => MapSet} rebuilt with every dot set in c's shape: a new term in *out. CN_EDECODE when raw
+ * is not a map of dot sets, CN_ENOMEM. */
+int hc_reshape_entries(const hc_ctx *c, const cn_term *raw, cn_term **out);
+
+/* Following the peers' MapSet shape (CN_CRDT_MAPSET_AUTO): the shape of the first delta that carries a dot set,
+ * then the other one once HC_SHAPE_SWITCH deltas in a row carry it (one with the shape followed starts the count
+ * again), so a cluster that moved to another Elixir is followed and a mixed one does not flap on every delta. */
+#define HC_SHAPE_SWITCH 3
+typedef struct hc_shape_follow {
+  int shape;      /* HC_MAPSET_* followed now (HC_MAPSET_V2 before any peer showed one) */
+  bool settled;   /* a peer's delta has shown a shape */
+  unsigned other; /* deltas in a row with the other shape since the last with this one */
+} hc_shape_follow;
+/* A peer's delta showed shape `seen` (-1: it held no dot set). True when f->shape changed to it. Pure. */
+bool hc_shape_seen(hc_shape_follow *f, int seen);
 
 /* ---- Merkle map (merkle.c) ------------------------------------------------------------------------------------ */
 

@@ -24,14 +24,19 @@ typedef struct cn_crdt_diff {
 /* delta_crdt's on_diffs: called once per join that changed raw entries, possibly with n == 0. */
 typedef void (*cn_crdt_diffs_fn)(cn_crdt *c, const cn_crdt_diff *d, size_t n, void *ctx);
 
-/* MapSet shape of the peers' Elixir: <= 1.14 (with version => 2, the default) or >= 1.15. */
-enum { CN_CRDT_MAPSET_V2 = 0, CN_CRDT_MAPSET_PLAIN = 1 };
+/* The MapSet shape of the dot sets this CRDT stores and sends, which its Merkle hashes cover: Elixir <= 1.14 writes
+ * #{map => ..., version => 2}, Elixir >= 1.15 #{map => ...} only, and a BEAM CRDT stores its own Elixir's shape
+ * after every join. Either shape is read from any peer. AUTO (the default) follows the peers: V2 until a peer's
+ * delta carries a dot set, then that delta's shape, and the other shape again once HC_SHAPE_SWITCH (3) deltas in
+ * a row carry it (a cluster that moved to another Elixir); the entries held are rewritten in the shape followed.
+ * V2 or PLAIN fix the shape (a mixed 1.14/1.15+ cluster: its BEAM nodes disagree too). */
+enum { CN_CRDT_MAPSET_AUTO = 0, CN_CRDT_MAPSET_V2 = 1, CN_CRDT_MAPSET_PLAIN = 2 };
 
 /* Options; zero fields take the defaults shown. */
 typedef struct cn_crdt_opts {
   unsigned sync_interval_ms; /* 300 (Horde's default) */
   size_t max_sync_size;      /* 0: infinite (Horde's default; never truncate syncs to BEAM, pitfall 8) */
-  int mapset_shape;          /* CN_CRDT_MAPSET_* */
+  int mapset_shape;          /* CN_CRDT_MAPSET_*; another value: CN_EINVAL from cn_crdt_start */
   int64_t node_id;           /* 0: random in 1..1e9 */
   cn_crdt_diffs_fn on_diffs;
   void *ctx;
@@ -61,6 +66,9 @@ CN_EXPORT int cn_crdt_delete(cn_crdt *c, const cn_term *key);
 CN_EXPORT const cn_term *cn_crdt_get(cn_crdt *c, const cn_term *key);
 /* The whole LWW read as a new map term (caller frees), or NULL on OOM. */
 CN_EXPORT cn_term *cn_crdt_read(cn_crdt *c);
+/* The MapSet shape the CRDT stores and sends now: CN_CRDT_MAPSET_V2 or CN_CRDT_MAPSET_PLAIN (under AUTO, the one
+ * followed so far). */
+CN_EXPORT int cn_crdt_mapset_shape(const cn_crdt *c);
 /* The Merkle root hash: true and out[4], false for the empty tree. */
 CN_EXPORT bool cn_crdt_root(cn_crdt *c, uint8_t out[4]);
 /* Sends {crdt_update, [{add, K, V} | {remove, K}]} to pid after every join (as Horde's on_diffs does). */
@@ -89,7 +97,7 @@ CN_EXPORT void cn_crdt_get_stats(cn_crdt *c, cn_crdt_stats *out);
 /* The process also serves gen_server calls from any node: read -> map; {read, Keys} -> map;
  * {operation, {add, [K, V]}} | {operation, {remove, [K]}} -> ok;
  * {bulk_operation, [{add, [K, V]} | {remove, [K]}]} -> ok (Horde's merge/drop: one write per element, in order);
- * root_hash -> <<Hash:4/binary>> | <<>>; stats -> map. */
+ * root_hash -> <<Hash:4/binary>> | <<>>; stats -> map (with mapset => v2 | plain). */
 
 /* ---- Horde.Registry (registry.c) ----------------------------------------------------------------------------- */
 

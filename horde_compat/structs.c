@@ -1,5 +1,5 @@
-/* structs.c: the Elixir structs delta_crdt puts on the wire (MapSet, DeltaCrdt.AWLWWMap, ...), built and read
- * as Elixir 1.14 writes them: plain maps with a '__struct__' key. */
+/* structs.c: the Elixir structs delta_crdt puts on the wire (MapSet, DeltaCrdt.AWLWWMap, ...): plain maps with a
+ * '__struct__' key, MapSets in the shape of Elixir <= 1.14 or >= 1.15, and which of the two the peers send. */
 #include <string.h>
 
 #include "hc_int.h"
@@ -135,4 +135,62 @@ int hc_parse_dotset(const cn_term *set, hc_dot **out, size_t *n) {
   *out = d;
   *n = m->v.map.size;
   return 0;
+}
+
+int hc_mapset_shape(const cn_term *t) {
+  if (!hc_is_struct(t, "Elixir.MapSet")) return -1;
+  const cn_term *m = hc_map_get(t, "map");
+  if (!m || m->type != CN_MAP) return -1;
+  return hc_map_get(t, "version") ? HC_MAPSET_V2 : HC_MAPSET_PLAIN;
+}
+
+int hc_entries_shape(const cn_term *value) {
+  if (!value || value->type != CN_MAP) return -1;
+  for (uint32_t i = 0; i < value->v.map.size; i++) {
+    const cn_term *entries = &value->v.map.kv[2 * i + 1];
+    for (uint32_t j = 0; entries->type == CN_MAP && j < entries->v.map.size; j++) {
+      int s = hc_mapset_shape(&entries->v.map.kv[2 * j + 1]);
+      if (s >= 0) return s;
+    }
+  }
+  return -1;
+}
+
+int hc_reshape_entries(const hc_ctx *c, const cn_term *raw, cn_term **out) {
+  *out = NULL;
+  if (!raw || raw->type != CN_MAP) return CN_EDECODE;
+  size_t n = raw->v.map.size;
+  cn_term **kv = cn_calloc(2 * n + 1, sizeof *kv);
+  if (!kv) return CN_ENOMEM;
+  int rc = 0;
+  for (size_t i = 0; !rc && i < n; i++) {
+    hc_dot *d;
+    size_t nd;
+    if ((rc = hc_parse_dotset(&raw->v.map.kv[2 * i + 1], &d, &nd))) break;
+    kv[2 * i] = cn_term_copy(&raw->v.map.kv[2 * i]);
+    kv[2 * i + 1] = hc_mk_dotset(c, d, nd);
+    cn_free(d);
+    if (!kv[2 * i] || !kv[2 * i + 1]) rc = CN_ENOMEM;
+  }
+  if (rc) {
+    for (size_t i = 0; i < 2 * n; i++) cn_term_free(kv[i]);
+  } else if (!(*out = cn_mk_map(n, kv))) {
+    rc = CN_ENOMEM;
+  }
+  cn_free(kv);
+  return rc;
+}
+
+bool hc_shape_seen(hc_shape_follow *f, int seen) {
+  if (seen != HC_MAPSET_V2 && seen != HC_MAPSET_PLAIN) return false;
+  if (seen == f->shape) {
+    f->settled = true;
+    f->other = 0;
+    return false;
+  }
+  if (f->settled && ++f->other < HC_SHAPE_SWITCH) return false;
+  f->shape = seen;
+  f->settled = true;
+  f->other = 0;
+  return true;
 }

@@ -6,12 +6,14 @@
 %% This node (c@127.0.0.1) runs the peer 'b.Crdt' holding 10,000 keys; the shared cnode (crcnode@127.0.0.1)
 %% runs 'x.Crdt'. Both sync towards each other (so partial-diff rounds run both ways), and the suite checks
 %% that they converge: the same LWW read and the same Merkle root (crdt_root), and that no write is lost, also
-%% after a delta that arrives ahead of its vector (write_after_early_delta, docs/crdt.md). Run by interop/run.sh with
+%% after a delta that arrives ahead of its vector (write_after_early_delta, docs/crdt.md). Then, for the MapSet
+%% shape of this release's Elixir and the other one, a fresh C CRDT with no mapset option follows a peer storing
+%% that shape (issue 18). Run by interop/run.sh with
 %% --cnode BIN --repo DIR --build DIR --epmd-port P --free-port P2 --tmp DIR --pidfile F.
 %% Output: `ok name` / `FAIL name: reason`, then `crdt_suite: N passed, N failed`.
 -mode(compile).
 
--import(interop_lib, [cfg/1, info/2, step/1, fail/2, now_ms/0, main_cnode/0, ctl/3, wait_until/3]).
+-import(interop_lib, [cfg/1, info/2, step/1, fail/2, flat/2, now_ms/0, main_cnode/0, ctl/3, wait_until/3]).
 
 -define(CN_NAME, "crcnode@127.0.0.1").
 -define(CN, 'crcnode@127.0.0.1').
@@ -22,7 +24,8 @@ tests() ->
     [{converge_10k, 40, fun t_converge_10k/0},
      {changes_both_sides, 25, fun t_changes/0},
      {write_after_early_delta, 20, fun t_early_delta/0},
-     {idle_rounds_send_nothing, 10, fun t_idle/0}].
+     {idle_rounds_send_nothing, 10, fun t_idle/0},
+     {mapset_shape_followed, 40, fun t_mapset/0}].
 
 main(Args) ->
     Tmp = arg_value("--tmp", Args),
@@ -36,7 +39,7 @@ main(Args) ->
                  halt(1)
     end,
     interop_lib:main(Args, "crdt_suite", tests(),
-                     #{node => 'c@127.0.0.1', budget_ms => 85000, shared_cnode => ?CN_NAME,
+                     #{node => 'c@127.0.0.1', budget_ms => 130000, shared_cnode => ?CN_NAME,
                        shared_cnode_proc => "cnode_crdt", fail_logs => ["cnode"]}).
 
 arg_value(_, []) -> undefined;
@@ -203,3 +206,56 @@ t_idle() ->
     maps:get(syncs, S1) > maps:get(syncs, S0) orelse fail("no BEAM sync rounds while idle", []),
     converged() orelse fail("no longer converged", []),
     info("idle 1 s: C keys_sent unchanged (~b), C messages sent so far ~b", [K1, Sent]).
+
+%% Issue 18: without a mapset option the C CRDT follows the MapSet shape its peers send (Elixir <= 1.14: version
+%% => 2; 1.15+: none), and rewrites what it holds in it, so the Merkle roots (which cover the raw entries) agree.
+%% The shape this release's Elixir makes is asked of `elixir` and crdt_peer's MapSets are checked against its
+%% bytes; then for that shape and the other one a fresh C CRDT, written to first (so it holds V2 entries until a
+%% peer speaks), syncs with a crdt_peer storing the shape: both converge and the C side reports the shape.
+t_mapset() ->
+    main_cnode(),
+    Mine = elixir_shape(),
+    Other = case Mine of v2 -> plain; plain -> v2 end,
+    [shape_round(S, I) || {S, I} <- [{Mine, 1}, {Other, 2}]],
+    info("this Elixir writes MapSets ~p; the C CRDT followed ~p and ~p", [Mine, Mine, Other]).
+
+%% v2 | plain: the shape of MapSet.new([{1, 2}]) as the installed Elixir writes it, which must be crdt_peer's.
+elixir_shape() ->
+    Out = os:cmd("elixir -e 'IO.puts(\"MAPSET \" <> System.version() <> \" \" <> "
+                 "Base.encode16(:erlang.term_to_binary(MapSet.new([{1, 2}]))))' 2>&1"),
+    case re:run(Out, "MAPSET (\\S+) ([0-9A-F]+)", [{capture, all_but_first, list}]) of
+        {match, [Vsn, Hex]} ->
+            T = binary_to_term(binary:decode_hex(list_to_binary(Hex))),
+            Set = #{'__struct__' => 'Elixir.MapSet', map => #{{1, 2} => []}},
+            Shape = case T of
+                        Set -> plain;
+                        _ when T =:= Set#{version => 2} -> v2;
+                        _ -> fail("Elixir ~ts writes MapSet.new([{1, 2}]) as ~0tp, neither shape", [Vsn, T])
+                    end,
+            step(flat("Elixir ~ts writes MapSets ~p", [Vsn, Shape])),
+            Shape;
+        nomatch -> fail("cannot ask elixir for its MapSet shape: ~ts", [Out])
+    end.
+
+shape_round(Shape, I) ->
+    N = list_to_atom("m" ++ integer_to_list(I)),
+    PeerN = list_to_atom("q" ++ integer_to_list(I)),
+    Peer = list_to_atom(atom_to_list(PeerN) ++ ".Crdt"),
+    step(flat("C CRDT ~p (no mapset option) with a peer storing ~p MapSets", [N, Shape])),
+    ok({crdt_start, N, [{sync_interval, 100}]}),
+    [ok({crdt_put, N, {ck, J}, J}) || J <- lists:seq(1, 50)],
+    #{mapset := v2} = c({crdt_stats, N}),
+    {ok, _} = crdt_peer:start(Peer, 7000 + I, #{mapset => Shape, sync_interval => 100}),
+    [crdt_peer:call(Peer, {put, {pk, J}, J}) || J <- lists:seq(1, 50)],
+    ok = crdt_peer:call(Peer, {neighbours, [{list_to_atom(atom_to_list(N) ++ ".Crdt"), ?CN}]}),
+    ok({crdt_set_neighbours, N, [{PeerN, node()}]}),
+    Same = fun() ->
+                   crdt_peer:call(Peer, root) =:= c({crdt_root, N}) andalso
+                       crdt_peer:call(Peer, read) =:= c({crdt_read, N})
+           end,
+    wait_until(Same, 15000, "converged") orelse
+        fail("~p MapSets: not converged in 15 s (C reports ~p; BEAM ~b keys, C ~b keys)",
+             [Shape, maps:get(mapset, c({crdt_stats, N})), map_size(crdt_peer:call(Peer, read)),
+              map_size(c({crdt_read, N}))]),
+    100 = map_size(c({crdt_read, N})),
+    #{mapset := Shape} = c({crdt_stats, N}).

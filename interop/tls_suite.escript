@@ -1,7 +1,8 @@
 #!/usr/bin/env escript
 %%! -proto_dist inet_tls -connect_all false
-%% Interop tests of issue 10, "TLS distribution": build/cnode with --proto-dist inet_tls against real OTP 25
-%% nodes running -proto_dist inet_tls -ssl_dist_optfile F, all reading the very same optfile. Run by
+%% Interop tests of issue 10, "TLS distribution": build/cnode with --proto-dist inet_tls against real OTP nodes (25
+%% on the host, 27 and 29 in make test-otp's chroots; the TLS versions taken by default follow the release, issue 18)
+%% running -proto_dist inet_tls -ssl_dist_optfile F, all reading the very same optfile. Run by
 %% interop/run.sh with --cnode BIN --repo DIR --build DIR --epmd-port P --free-port P2 --tmp DIR --pidfile F
 %% [test...] and ERL_EPMD_PORT=P; the harness is interop/interop_lib.erl, compiled into --tmp at startup.
 %% Certificates are made with the `openssl` command into TMP/tls: two CAs, a node certificate of CA 1 (every
@@ -29,11 +30,15 @@ tests() ->
      {refuse_client_other_ca, 25, fun() -> t_refuse_client("rogue_ca", "unknown CA") end},
      {refuse_client_expired, 25, fun() -> t_refuse_client("rogue_expired", "expired certificate") end},
      {refuse_client_no_cert, 25, fun() -> t_refuse_client("rogue_nocert", "no client certificate") end},
-     {refuse_client_tls13_only, 25, fun() -> t_refuse_client("rogue_v13", "protocol version mismatch") end},
+     {default_versions_per_release, 40, fun t_default_versions/0},
+     {client_tls13_only_per_release, 30, fun t_client_tls13_only/0},
+     {otp_release_flag_sets_tls_defaults, 45, fun t_release_flag/0},
      {refuse_plaintext_erl, 25, fun t_refuse_plaintext_erl/0},
      {c_refused_other_ca, 30, fun() -> t_c_refused("rogue_ca", "refused our certificate: unknown CA") end},
      {c_refused_expired, 30, fun() -> t_c_refused("rogue_expired", "refused our certificate: expired") end},
-     {c_refused_no_cert, 30, fun() -> t_c_refused("rogue_nocert", "handshake_failure") end},
+     %% TLS 1.2 says handshake_failure; TLS 1.3 (from OTP 29, the release the C node learns) certificate_required
+     {c_refused_no_cert, 30, fun() -> t_c_refused("rogue_nocert", #{"TLSv1.2" => "handshake_failure",
+                                                                  "TLSv1.3" => "certificate_required"}) end},
      {c_refuses_server_other_ca, 30, fun t_c_refuses_server/0},
      {c_to_plaintext_erl, 30, fun t_c_to_plaintext_erl/0},
      {plain_c_to_tls_erl, 30, fun t_plain_c_to_tls_erl/0},
@@ -64,7 +69,7 @@ main(Args) ->
     receive opts_ready -> ok end,
     persistent_term:put(tls_dir, Dir),
     interop_lib:main(Args, "tls_suite", tests(),
-                     #{node => 'tls@127.0.0.1', budget_ms => 110000, shared_cnode => ?CN_NAME,
+                     #{node => 'tls@127.0.0.1', budget_ms => 190000, shared_cnode => ?CN_NAME,
                        shared_cnode_proc => "cnode_tls", fail_logs => ["cnode", "erl"],
                        shared_cnode_args => ["--proto-dist", "inet_tls", "--ssl-dist-optfile", Good, "--verbose"]}).
 
@@ -130,6 +135,9 @@ write_optfiles(Dir) ->
     Write("rogue_expired", GoodServer, Side("expired", "ca1.pem", "")),
     Write("rogue_nocert", GoodServer, "[{cacertfile, " ++ F("ca1.pem") ++ "}, {verify, verify_peer}]"),
     Write("rogue_v13", GoodServer, Side("node", "ca1.pem", ", {versions, ['tlsv1.3']}")),
+    %% TLS 1.2 named in the optfile: wins over the release's defaults.
+    V12 = ", {versions, ['tlsv1.2']}",
+    Write("v12", Side("node", "ca1.pem", Fail ++ V12), Side("node", "ca1.pem", V12)),
     %% A cnode whose client trusts only CA 2: it must refuse a server certificate of CA 1.
     Write("trust_ca2", GoodServer, Side("node", "ca2.pem", "")),
     %% TLS 1.3 only, both sides; and a rogue client of CA 2 on TLS 1.3 (refused after its own handshake ends).
@@ -167,6 +175,22 @@ expect_log(H, Sub, Since) ->
         {ok, L} -> info("~ts: ~ts", [maps:get(name, H), L]), L;
         R -> fail("~ts logged no line matching ~tp (~p); last lines: ~ts", [maps:get(name, H), Sub, R, tail(H, 6)])
     end.
+
+%% The release the shared cnode (or Node) follows, once it has learned it from this node (its first BEAM peer): it
+%% runs without --otp-release, so its TLS defaults are those of this node's release.
+learned_release() ->
+    main_cnode(),
+    learned_release(?CN).
+learned_release(Node) ->
+    Rel = list_to_integer(erlang:system_info(otp_release)),
+    Ask = fun() -> try gen_server:call({cnode_ctl, Node}, otp_release, ?T) catch C:E -> {C, E} end end,
+    interop_lib:wait_until(fun() -> Ask() =:= {Rel, known} end, 15000, "release learned")
+        orelse fail("~ts's cnode_ctl otp_release answers ~0tp, want {~b, known}", [Node, Ask(), Rel]),
+    Rel.
+
+%% The TLS version the defaults of inet_tls_dist of release Rel agree on between two such nodes.
+default_version(Rel) when Rel >= 29 -> "TLSv1.3";
+default_version(_) -> "TLSv1.2".
 
 %% A fresh connection from this (good) node to the shared cnode still works.
 good_peer_connects() ->
@@ -309,7 +333,7 @@ t_refuse_plaintext_erl() ->
 
 %% A cnode whose client side uses Conf connects to a good erl server: the server refuses it, and the C node
 %% logs why (Reason); it keeps serving (its puppet answers) and reaches the server with the shared cnode.
-t_c_refused(Conf, Reason) ->
+t_c_refused(Conf, Reason0) ->
     {_, Srv} = good_erl("srv"),
     Name = "rc_" ++ Conf,
     {R, _} = start_cnode("cnode_" ++ Name, Name ++ "@127.0.0.1",
@@ -317,6 +341,12 @@ t_c_refused(Conf, Reason) ->
     Node = list_to_atom(Name ++ "@127.0.0.1"),
     Since = mark(R),
     P = puppet(Node),
+    %% the C node learns this node's release (its first BEAM peer), whose TLS defaults it then takes
+    Rel = learned_release(Node),
+    Reason = case Reason0 of
+                 #{} -> maps:get(default_version(Rel), Reason0);
+                 _ -> Reason0
+             end,
     cmd(P, {rpc, Srv, erlang, node, []}),
     case pmsg(P, "rpc result", 15000) of
         {result, ok, {badrpc, nodedown}} -> ok;
@@ -369,13 +399,85 @@ t_plain_c_to_tls_erl() ->
     expect_log(R, ["handshake with " ++ atom_to_list(Srv), "the peer speaks TLS"], Since).
 
 %% ---------------------------------------------------------------------------------------------------------
+%% tests: TLS versions by default, per OTP release (issue 18)
+
+%% No optfile here names versions, so both sides take their release's defaults: inet_tls_dist of OTP 25 to 28 adds
+%% {versions, ['tlsv1.2']}, OTP 29's offers and accepts TLS 1.3 too. The shared cnode follows this node's release,
+%% so BEAM -> C and C -> BEAM agree on TLS 1.3 from OTP 29 on and on TLS 1.2 before.
+t_default_versions() ->
+    H = main_cnode(),
+    Rel = learned_release(),
+    Want = default_version(Rel),
+    step("BEAM -> C and C -> BEAM with the defaults of OTP " ++ integer_to_list(Rel) ++ ": " ++ Want),
+    Since = mark(H),
+    erlang:disconnect_node(?CN),
+    wait_gone(?CN, 50),
+    pong =:= net_adm:ping(?CN) orelse fail("ping over TLS: pang", []),
+    expect_log(H, ["TLS with 127.0.0.1", Want ++ " ", "(verified)"], Since),
+    {_, Peer} = good_erl("tdef"),
+    P = puppet(?CN),
+    cmd(P, {rpc, Peer, erlang, node, []}),
+    {result, ok, Peer} = pmsg(P, "rpc result"),
+    expect_log(H, ["TLS with " ++ atom_to_list(Peer), Want ++ " ", "(verified)"], Since).
+
+%% A client offering TLS 1.3 only: refused by the shared cnode as by an erl node of OTP 25 to 28 (the C node's
+%% reason: protocol version mismatch), accepted from OTP 29 on.
+t_client_tls13_only() ->
+    H = main_cnode(),
+    case learned_release() >= 29 of
+        false -> t_refuse_client("rogue_v13", "protocol version mismatch");
+        true ->
+            Since = mark(H),
+            {E, _} = start_erl("e_rogue_v13", #{args => tls_args("rogue_v13"),
+                                                eval => "io:format(\"PING ~p~n\", [net_adm:ping('" ++ ?CN_NAME ++ "')]),"}),
+            {ok, _} = wait_line(E, "PING pong", 0, 100),
+            expect_log(H, ["TLS with 127.0.0.1", "TLSv1.3 ", "(verified)"], Since)
+    end.
+
+%% --otp-release sets the defaults whatever release the peers run: a C node following 29 accepts a TLS 1.3-only
+%% client and reaches a TLS 1.3-only erl server, one following 28 does neither, and an optfile naming
+%% ['tlsv1.2'] wins over release 29.
+t_release_flag() ->
+    Cn = fun(Name, Conf, Rel) ->
+                 {Hc, _} = start_cnode("cnode_" ++ Name, Name ++ "@127.0.0.1",
+                                       ["--proto-dist", "inet_tls", "--ssl-dist-optfile", conf(Conf),
+                                        "--otp-release", Rel, "--verbose"]),
+                 Hc
+         end,
+    R29 = Cn("f29", "good", "29"),
+    R28 = Cn("f28", "good", "28"),
+    V12 = Cn("fv12", "v12", "29"),
+    Ping = "io:format(\"PING ~p ~p ~p~n\", [net_adm:ping('f29@127.0.0.1'), net_adm:ping('f28@127.0.0.1'), "
+           "net_adm:ping('fv12@127.0.0.1')]),",
+    {E, _} = start_erl("e_v13_flag", #{args => tls_args("rogue_v13"), eval => Ping}),
+    case wait_line(E, "PING ", 0, 300) of
+        {ok, L} -> string:find(L, "PING pong pang pang") =/= nomatch orelse
+                       fail("a TLS 1.3-only client pinging the C nodes following 29, 28, and 29 with "
+                            "['tlsv1.2']: ~ts (want pong pang pang)", [L]);
+        R -> fail("no PING line from the TLS 1.3-only client (~p)", [R])
+    end,
+    expect_log(R29, ["TLS with 127.0.0.1", "TLSv1.3 ", "(verified)"], 0),
+    expect_log(R28, ["handshake with", "protocol version mismatch", "TLS 1.2 only"], 0),
+    expect_log(V12, ["handshake with", "protocol version mismatch", "TLS 1.2 only"], 0),
+    step("the C nodes following 29 and 28 connect to a TLS 1.3-only erl server"),
+    {_, Srv} = start_erl("srv13f", #{args => tls_args("tls13")}),
+    P29 = puppet('f29@127.0.0.1'),
+    cmd(P29, {rpc, Srv, erlang, node, []}),
+    {result, ok, Srv} = pmsg(P29, "rpc from the C node following 29", 15000),
+    expect_log(R29, ["TLS with " ++ atom_to_list(Srv), "TLSv1.3 "], 0),
+    P28 = puppet('f28@127.0.0.1'),
+    cmd(P28, {rpc, Srv, erlang, node, []}),
+    {result, ok, {badrpc, nodedown}} = pmsg(P28, "rpc from the C node following 28", 15000),
+    expect_log(R28, ["handshake with " ++ atom_to_list(Srv), "protocol version mismatch"], 0).
+
+%% ---------------------------------------------------------------------------------------------------------
 %% tests: TLS 1.3, hostname checks
 
 t_tls13() ->
     {H, _} = start_cnode("cnode_t13", "t13@127.0.0.1", ["--proto-dist", "inet_tls", "--ssl-dist-optfile", conf("tls13"),
                                                          "--verbose"]),
     {_, Srv} = start_erl("srv13", #{args => tls_args("tls13")}),
-    %% This node speaks TLS 1.2 only: an erl peer on the same TLS 1.3 file drives the C node. BEAM -> C: ping and
+    %% This node speaks TLS 1.2 only up to OTP 28: an erl peer on the same TLS 1.3 file drives the C node. BEAM -> C: ping and
     %% an 8 MiB echo; C -> BEAM: the C node's puppet calls rpc on another TLS 1.3 erl node.
     Eval = "N = 't13@127.0.0.1', io:format(\"PING ~p~n\", [net_adm:ping(N)]), "
            "B = crypto:strong_rand_bytes(8 bsl 20), {echo, N} ! {self(), B}, "

@@ -1,11 +1,13 @@
 /* test_awlww.c: delta_crdt's AWLWWMap in C: add/remove deltas, the join rules of §2.4 (add wins, removes seen
  * through the sender's version vector, overlapping and stale deltas), the LWW read and its tie rule, MapSet
- * shapes, and joins of captured BEAM deltas. */
+ * shapes (as Elixir 1.14 and 1.18 write them, which one a delta carries, rewriting entries, following the peers),
+ * and joins of captured BEAM deltas. */
 #include <glob.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -191,6 +193,126 @@ static void test_mapset_shapes(void **st) {
   cn_term_free(p);
 }
 
+/* Captured vector s1_three_nodes/0027 (Horde 0.10 on Elixir 1.14: MapSets with version => 2), and the same delta
+ * written by Elixir 1.18.3 on OTP 27.3 (Debian 13): each MapSet made again with MapSet.new(Enum.to_list(S)) and
+ * the whole term_to_binary'd there (interop/crdt_suite's plain shape is checked against the running Elixir). */
+#define V0027 "s1_three_nodes/0027_Lab.Registry.Crdt@n1_diff_delta.etf"
+static const char *const ex118_0027 =
+    "8368037704646966667400000003770576616c75657400000002680277066d656d62657268027713456c697869722e4c61622e52"
+    "65676973747279770c6e31403132372e302e302e317400000001680261016e0801bc6723c9ffffff07740000000277036d617074"
+    "00000001680262226168b361026a770a5f5f7374727563745f5f770d456c697869722e4d6170536574680277066d656d62657268"
+    "027713456c697869722e4c61622e5265676973747279770c6e32403132372e302e302e317400000001680261016e0801fac1c5dd"
+    "ffffff07740000000277036d61707400000001680262226168b361016a770a5f5f7374727563745f5f770d456c697869722e4d61"
+    "705365747704646f7473740000000162226168b36102770a5f5f7374727563745f5f7719456c697869722e44656c746143726474"
+    "2e41574c57574d61706c00000002680277066d656d62657268027713456c697869722e4c61622e5265676973747279770c6e3240"
+    "3132372e302e302e31680277066d656d62657268027713456c697869722e4c61622e5265676973747279770c6e31403132372e30"
+    "2e302e316a";
+
+static cn_term *vector_msg(const char *file) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/horde/%s", vectors_dir(), file);
+  static uint8_t buf[1 << 16];
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  size_t len = fread(buf, 1, sizeof buf, f);
+  fclose(f);
+  cn_term *msg;
+  assert_int_equal(cn_term_from_binary(tab, buf, len, NULL, &msg), 0);
+  return msg;
+}
+
+static cn_term *hex_msg(const char *hex) {
+  uint8_t *b;
+  long len = hex_decode(hex, &b);
+  assert_true(len > 0);
+  cn_term *msg;
+  assert_int_equal(cn_term_from_binary(tab, b, (size_t)len, NULL, &msg), 0);
+  free(b);
+  return msg;
+}
+
+/* The shape of a MapSet, and of the first dot set of a delta, in what Elixir 1.14 and 1.18 send; anything else
+ * shows none. */
+static void test_mapset_shape_detect(void **st) {
+  (void)st;
+  cn_term *m14 = vector_msg(V0027), *m18 = hex_msg(ex118_0027);
+  const cn_term *v14 = hc_map_get(&m14->v.tuple.e[1], "value"), *v18 = hc_map_get(&m18->v.tuple.e[1], "value");
+  assert_int_equal(hc_entries_shape(v14), HC_MAPSET_V2);
+  assert_int_equal(hc_entries_shape(v18), HC_MAPSET_PLAIN);
+  const cn_term *e18 = &v18->v.map.kv[1];
+  assert_int_equal(hc_mapset_shape(&e18->v.map.kv[1]), HC_MAPSET_PLAIN);
+  assert_int_equal(hc_mapset_shape(e18), -1); /* entries, not a MapSet */
+  assert_int_equal(hc_mapset_shape(v18), -1);
+  assert_int_equal(hc_entries_shape(e18), -1); /* one level too deep: {V, Ts} => MapSet, no MapSet below */
+  assert_int_equal(hc_entries_shape(NULL), -1);
+  cn_term *empty = cn_mk_map(0, NULL), *i = cn_mk_int(1);
+  assert_int_equal(hc_entries_shape(empty), -1);
+  assert_int_equal(hc_entries_shape(i), -1);
+  /* a MapSet whose map is not a map, and one without a map: none */
+  cn_term *bad = cn_mk_map(2, (cn_term *[]){A("__struct__"), A("Elixir.MapSet"), A("map"), cn_mk_int(3)});
+  cn_term *nomap = cn_mk_map(2, (cn_term *[]){A("__struct__"), A("Elixir.MapSet"), A("version"), cn_mk_int(2)});
+  assert_int_equal(hc_mapset_shape(bad), -1);
+  assert_int_equal(hc_mapset_shape(nomap), -1);
+  cn_term_free(bad);
+  cn_term_free(nomap);
+  cn_term_free(empty);
+  cn_term_free(i);
+  cn_term_free(m14);
+  cn_term_free(m18);
+}
+
+/* Entries rewritten in the other shape are what that Elixir holds: the 1.14 capture's entries in the plain shape
+ * equal 1.18's, and back; malformed entries are refused. */
+static void test_reshape_entries(void **st) {
+  (void)st;
+  cn_term *m14 = vector_msg(V0027), *m18 = hex_msg(ex118_0027);
+  const cn_term *v14 = hc_map_get(&m14->v.tuple.e[1], "value"), *v18 = hc_map_get(&m18->v.tuple.e[1], "value");
+  hc_ctx plain = hc;
+  plain.mapset_shape = HC_MAPSET_PLAIN;
+  assert_int_equal(v14->v.map.size, 2);
+  for (uint32_t i = 0; i < v14->v.map.size; i++) {
+    const cn_term *e14 = &v14->v.map.kv[2 * i + 1], *e18 = hc_map_find(v18, &v14->v.map.kv[2 * i], 0);
+    assert_non_null(e18);
+    assert_false(cn_term_exact_eq(e14, e18));
+    cn_term *r;
+    assert_int_equal(hc_reshape_entries(&plain, e14, &r), 0);
+    assert_true(cn_term_exact_eq(r, e18));
+    assert_int_equal(cn_phash2_range(r, 1ULL << 32), cn_phash2_range(e18, 1ULL << 32)); /* Merkle hashes agree */
+    cn_term_free(r);
+    assert_int_equal(hc_reshape_entries(&hc, e18, &r), 0);
+    assert_true(cn_term_exact_eq(r, e14));
+    cn_term_free(r);
+  }
+  cn_term *r = (cn_term *)1;
+  assert_int_equal(hc_reshape_entries(&hc, v14, &r), CN_EDECODE); /* a value map, not entries */
+  assert_null(r);
+  assert_int_equal(hc_reshape_entries(&hc, NULL, &r), CN_EDECODE);
+  cn_term_free(m14);
+  cn_term_free(m18);
+}
+
+/* The shape followed: the first delta's, then the other one after HC_SHAPE_SWITCH deltas in a row. */
+static void test_shape_follow(void **st) {
+  (void)st;
+  hc_shape_follow f = {.shape = HC_MAPSET_V2};
+  assert_false(hc_shape_seen(&f, -1)); /* no dot set: nothing learned */
+  assert_false(f.settled);
+  assert_true(hc_shape_seen(&f, HC_MAPSET_PLAIN)); /* the first delta settles it at once */
+  assert_int_equal(f.shape, HC_MAPSET_PLAIN);
+  /* a mixed cluster: one V2 delta between plain ones never switches */
+  for (int i = 0; i < 20; i++) assert_false(hc_shape_seen(&f, i % 3 ? HC_MAPSET_PLAIN : HC_MAPSET_V2));
+  assert_int_equal(f.shape, HC_MAPSET_PLAIN);
+  for (int i = 1; i < HC_SHAPE_SWITCH; i++) assert_false(hc_shape_seen(&f, HC_MAPSET_V2));
+  assert_false(hc_shape_seen(&f, -1)); /* a delta without dot sets does not break the run */
+  assert_true(hc_shape_seen(&f, HC_MAPSET_V2));
+  assert_int_equal(f.shape, HC_MAPSET_V2);
+  assert_false(hc_shape_seen(&f, 7)); /* not a shape */
+  hc_shape_follow g = {.shape = HC_MAPSET_V2};
+  assert_false(hc_shape_seen(&g, HC_MAPSET_V2)); /* settled on the default: no change */
+  assert_true(g.settled);
+  assert_false(hc_shape_seen(&g, HC_MAPSET_PLAIN));
+}
+
 /* Every captured delta {diff, AWLWWMap, Keys} joins into an empty state, giving back its own values (a
  * receiver that has seen nothing keeps every entry the sender holds). */
 static void test_vector_deltas(void **st) {
@@ -237,8 +359,13 @@ static void test_vector_deltas(void **st) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_add_remove_join), cmocka_unit_test(test_write_after_early_entries),
-      cmocka_unit_test(test_lww_tie),         cmocka_unit_test(test_mapset_shapes),
+      cmocka_unit_test(test_add_remove_join),
+      cmocka_unit_test(test_write_after_early_entries),
+      cmocka_unit_test(test_lww_tie),
+      cmocka_unit_test(test_mapset_shapes),
+      cmocka_unit_test(test_mapset_shape_detect),
+      cmocka_unit_test(test_reshape_entries),
+      cmocka_unit_test(test_shape_follow),
       cmocka_unit_test(test_vector_deltas),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,7 +1,8 @@
 /* test_crdt.c: the C CRDT process (horde.h). C nodes in threads with a real OTP epmd, each running 't.Crdt':
  * 3 and 5 nodes writing random keys concurrently (same keys on several nodes, deletes, re-adds), one node cut
  * off and reconnected midway; all converge to the same LWW read and Merkle root within a bounded time. And the
- * delta of a sync round, against a scripted peer: consistent with its version vector, and complete. */
+ * delta of a sync round, against a scripted peer: consistent with its version vector, and complete; and the MapSet
+ * shape followed from the peers' deltas. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -183,15 +184,17 @@ static const cn_term *sniffed_at(tnode *t, int n, uint32_t arity) {
 
 /* A node `name` running 't.Crdt' with its sync timer set to an hour (rounds start on :sync only), and with
  * `sniff` the scripted peer 'p.Crdt' (sniffer) beside it. */
-static void single_up(tnode *t, const char *name, bool sniff) {
+static void single_up_shape(tnode *t, const char *name, bool sniff, int shape) {
   cn_node_opts o = {.name = name, .cookie = "secret", .epmd_port = test_epmd_port, .listen_addr = "127.0.0.1"};
   tnode_new(t, &o);
-  cn_crdt_opts co = {.sync_interval_ms = 3600 * 1000};
+  cn_crdt_opts co = {.sync_interval_ms = 3600 * 1000, .mapset_shape = shape};
   cn_crdt *crdt;
   assert_int_equal(cn_crdt_start(t->n, "t", &co, &crdt), 0);
   if (sniff) tnode_spawn_named(t, "p.Crdt", sniffer, t);
   tnode_run_ready(t);
 }
+
+static void single_up(tnode *t, const char *name, bool sniff) { single_up_shape(t, name, sniff, CN_CRDT_MAPSET_AUTO); }
 
 /* The peer's answer to the round of Diff d: {get_diff, D', Keys} with from and to swapped (as B sends it). */
 static cn_term *get_diff(cn_node *n, const cn_term *d, cn_term *keys) {
@@ -475,6 +478,11 @@ static void test_start_name_taken(void **st) {
   assert_int_equal(cn_crdt_start(n, "t", &co, &first), 0);
   assert_int_equal(cn_crdt_start(n, "t", &co, &second), CN_EEXIST);
   assert_null(second);
+  cn_crdt_opts bad = {.mapset_shape = CN_CRDT_MAPSET_PLAIN + 1};
+  assert_int_equal(cn_crdt_start(n, "u", &bad, &second), CN_EINVAL); /* not a shape */
+  bad.mapset_shape = -1;
+  assert_int_equal(cn_crdt_start(n, "u", &bad, &second), CN_EINVAL);
+  assert_null(second);
   for (int i = 0; i < 20; i++) uv_run(cn_node_loop(n), UV_RUN_NOWAIT);
   assert_int_equal(stops, 0);
   cn_node_free(n); /* the first one stops with the node */
@@ -503,6 +511,93 @@ static void test_cast_is_bad_message(void **st) {
   cn_node_free(n);
 }
 
+/* True when every dot set of the delta's entries has shape `shape` (and there is at least one). */
+static bool delta_shape_is(const cn_term *delta, int shape) {
+  const cn_term *val = hc_map_get(delta, "value");
+  size_t n = 0;
+  for (uint32_t i = 0; i < val->v.map.size; i++) {
+    const cn_term *entries = &val->v.map.kv[2 * i + 1];
+    for (uint32_t j = 0; j < entries->v.map.size; j++, n++)
+      if (hc_mapset_shape(&entries->v.map.kv[2 * j + 1]) != shape) return false;
+  }
+  return n > 0;
+}
+
+/* The MapSet shape the CRDT's stats call reports: "v2" or "plain". */
+static bool stats_shape_is(tnode *t, const char *want) {
+  cn_term *r = call(t, cn_mk_atomc(t->n, "stats"));
+  bool ok = cn_is_atom(hc_map_get(r, "mapset"), want);
+  cn_term_free(r);
+  return ok;
+}
+
+/* The next round's delta for keys 1 and 2 (the n-th message the peer gets is the round's Diff). */
+static const cn_term *round_delta(tnode *t, int n) {
+  cn_node *nd = t->n;
+  assert_int_equal(cn_send_threadsafe(nd, NULL, "t.Crdt", NULL, cn_mk_atomc(nd, "sync")), 0);
+  const cn_term *d = &sniffed_at(t, n, 2)->v.tuple.e[1];
+  cn_term *req = get_diff(nd, d, cn_mk_list(2, key_of(nd, 1), key_of(nd, 2)));
+  assert_int_equal(cn_send_threadsafe(nd, NULL, "t.Crdt", NULL, req), 0);
+  return &sniffed_at(t, n + 1, 3)->v.tuple.e[1];
+}
+
+/* Without a mapset option the CRDT follows the MapSet shape its peers' deltas carry: V2 (Elixir <= 1.14) before
+ * any, then the first delta's shape (1.15+ here), and its own entries are rewritten in it; the other shape is
+ * followed again only after HC_SHAPE_SWITCH deltas in a row carry it. A CRDT given a shape keeps it. */
+static void test_mapset_shape_followed(void **st) {
+  (void)st;
+  tnode t;
+  single_up(&t, "crdtm@127.0.0.1", true);
+  cn_node *n = t.n;
+  hc_ctx v2, plain;
+  assert_int_equal(hc_ctx_init(&v2, cn_node_atoms(n), HC_MAPSET_V2), 0);
+  assert_int_equal(hc_ctx_init(&plain, cn_node_atoms(n), HC_MAPSET_PLAIN), 0);
+  op(&t, 1, 100);
+  cn_term *nb = cn_mk_list(1, cn_mk_tuple(2, cn_mk_atomc(n, "p.Crdt"), cn_mk_atomc(n, t.name)));
+  assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, cn_mk_tuple(2, cn_mk_atomc(n, "set_neighbours"), nb)),
+                   0);
+  const cn_term *d1 = &sniffed_at(&t, 1, 2)->v.tuple.e[1];
+  assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, get_diff(n, d1, cn_mk_list(1, key_of(n, 1)))), 0);
+  assert_true(delta_shape_is(&sniffed_at(&t, 2, 3)->v.tuple.e[1], HC_MAPSET_V2));
+  assert_true(stats_shape_is(&t, "v2"));
+  /* node 777's delta in the shape of Elixir 1.15+: followed at once, key 1 rewritten */
+  int k2[] = {2};
+  cn_term *m = peer_delta(n, &plain, 1, 1, k2, (int[]){20}, (int64_t[]){1});
+  assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, m), 0);
+  assert_true(stats_shape_is(&t, "plain"));
+  const cn_term *d = round_delta(&t, 3);
+  assert_int_equal(hc_map_get(d, "value")->v.map.size, 2);
+  assert_true(delta_shape_is(d, HC_MAPSET_PLAIN));
+  assert_int_equal(read_val(&t, 1), 100);
+  assert_int_equal(read_val(&t, 2), 20);
+  /* V2 deltas: one short of the switch keeps plain (a plain one between starts the count again) */
+  for (int i = 1; i < HC_SHAPE_SWITCH; i++) {
+    m = peer_delta(n, &v2, 1 + i, 1, k2, (int[]){20 + i}, (int64_t[]){1 + i});
+    assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, m), 0);
+  }
+  assert_true(stats_shape_is(&t, "plain"));
+  m = peer_delta(n, &v2, 1 + HC_SHAPE_SWITCH, 1, k2, (int[]){20 + HC_SHAPE_SWITCH}, (int64_t[]){1 + HC_SHAPE_SWITCH});
+  assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, m), 0);
+  assert_true(stats_shape_is(&t, "v2"));
+  d = round_delta(&t, 5);
+  assert_true(delta_shape_is(d, HC_MAPSET_V2));
+  assert_int_equal(read_val(&t, 2), 20 + HC_SHAPE_SWITCH);
+  tnode_stop(&t);
+  for (int i = 0; i < nsniffed; i++) cn_term_free(sniffed[i]);
+  nsniffed = 0;
+  /* mapset given: plain deltas change nothing */
+  single_up_shape(&t, "crdtm2@127.0.0.1", false, CN_CRDT_MAPSET_V2);
+  n = t.n;
+  assert_int_equal(hc_ctx_init(&plain, cn_node_atoms(n), HC_MAPSET_PLAIN), 0); /* this node's atoms */
+  for (int i = 1; i <= 2 * HC_SHAPE_SWITCH; i++) {
+    m = peer_delta(n, &plain, i, 1, k2, (int[]){i}, (int64_t[]){i});
+    assert_int_equal(cn_send_threadsafe(n, NULL, "t.Crdt", NULL, m), 0);
+  }
+  assert_int_equal(read_val(&t, 2), 2 * HC_SHAPE_SWITCH);
+  assert_true(stats_shape_is(&t, "v2"));
+  tnode_stop(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_start_name_taken),
@@ -510,6 +605,7 @@ int main(void) {
       cmocka_unit_test(test_round_delta_consistent),
       cmocka_unit_test(test_write_after_early_delta),
       cmocka_unit_test(test_first_rounds_coalesce),
+      cmocka_unit_test(test_mapset_shape_followed),
       cmocka_unit_test(test_three_nodes),
       cmocka_unit_test(test_five_nodes),
   };

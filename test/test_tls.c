@@ -1,6 +1,6 @@
 /* test_tls.c: the TLS transport (dist/tls.c) in memory, both roles, with certificates made by the `openssl`
- * command in a temporary folder: TLS 1.2 and 1.3, data both ways, close_notify, and each refusal with its
- * reason (wrong CA, expired, no client certificate, version mismatch, hostname, plaintext, garbage); the
+ * command in a temporary folder: TLS 1.2 and 1.3, the default versions per OTP release followed, data both ways,
+ * close_notify, and each refusal with its reason (wrong CA, expired, no client certificate, version mismatch, hostname, plaintext, garbage); the
  * ssl_dist_optfile parser (dist/optfile.c) on good, bad, truncated and oversized text; then two C nodes over
  * TLS in threads through a real OTP epmd, and a plain node refused by a TLS node. */
 #include <pthread.h>
@@ -103,13 +103,18 @@ typedef struct pair {
   int s_rc, c_rc;
 } pair;
 
-static void pair_new(pair *p, cn_tls_side *srv, cn_tls_side *cli, const char *host) {
+/* srel, crel: the OTP release each side's node follows (its default versions). */
+static void pair_new_rel(pair *p, cn_tls_side *srv, cn_tls_side *cli, const char *host, int srel, int crel) {
   memset(p, 0, sizeof *p);
   char err[512];
   assert_int_equal(dist_tls_ctx_new(&p->sctx, srv, true, err, sizeof err), 0);
   assert_int_equal(dist_tls_ctx_new(&p->cctx, cli, false, err, sizeof err), 0);
-  assert_int_equal(dist_tls_new(&p->s, p->sctx, NULL), 0);
-  assert_int_equal(dist_tls_new(&p->c, p->cctx, host), 0);
+  assert_int_equal(dist_tls_new(&p->s, p->sctx, NULL, srel), 0);
+  assert_int_equal(dist_tls_new(&p->c, p->cctx, host, crel), 0);
+}
+
+static void pair_new(pair *p, cn_tls_side *srv, cn_tls_side *cli, const char *host) {
+  pair_new_rel(p, srv, cli, host, CN_OTP_RELEASE_DEFAULT, CN_OTP_RELEASE_DEFAULT);
 }
 
 static void pair_free(pair *p) {
@@ -148,15 +153,19 @@ static void pump(pair *p, cn_buf *c2s, cn_buf *s2c) {
   }
 }
 
-/* A full handshake with data; returns the pair for more checks (caller frees). */
-static void handshake(pair *p, cn_tls_side *srv, cn_tls_side *cli, const char *host) {
-  pair_new(p, srv, cli, host);
+/* A full handshake between nodes following OTP releases srel and crel; the pair for more checks (caller frees). */
+static void handshake_rel(pair *p, cn_tls_side *srv, cn_tls_side *cli, const char *host, int srel, int crel) {
+  pair_new_rel(p, srv, cli, host, srel, crel);
   cn_buf c2s = {0}, s2c = {0};
   assert_int_equal(dist_tls_start(p->c, &c2s), 0);
   assert_true(c2s.len > 0);
   pump(p, &c2s, &s2c);
   cn_buf_free(&c2s);
   cn_buf_free(&s2c);
+}
+
+static void handshake(pair *p, cn_tls_side *srv, cn_tls_side *cli, const char *host) {
+  handshake_rel(p, srv, cli, host, CN_OTP_RELEASE_DEFAULT, CN_OTP_RELEASE_DEFAULT);
 }
 
 static void test_roles_and_data(void **st) {
@@ -201,10 +210,10 @@ static void test_roles_and_data(void **st) {
 }
 
 /* A handshake that must fail: the reasons on each side contain these texts (NULL: not checked). */
-static void refused(cn_tls_side *srv, cn_tls_side *cli, const char *host, const char *srv_reason,
-                    const char *cli_reason) {
+static void refused_rel(cn_tls_side *srv, cn_tls_side *cli, const char *host, int srel, int crel,
+                        const char *srv_reason, const char *cli_reason) {
   pair p;
-  handshake(&p, srv, cli, host);
+  handshake_rel(&p, srv, cli, host, srel, crel);
   assert_true(p.s_rc < 0 || p.c_rc < 0);
   if (srv_reason) {
     if (!strstr(dist_tls_reason(p.s), srv_reason)) fail_msg("server reason: %s", dist_tls_reason(p.s));
@@ -222,6 +231,63 @@ static void refused(cn_tls_side *srv, cn_tls_side *cli, const char *host, const 
   pair_free(&p);
   side_free(srv);
   side_free(cli);
+}
+
+static void refused(cn_tls_side *srv, cn_tls_side *cli, const char *host, const char *srv_reason,
+                    const char *cli_reason) {
+  refused_rel(srv, cli, host, CN_OTP_RELEASE_DEFAULT, CN_OTP_RELEASE_DEFAULT, srv_reason, cli_reason);
+}
+
+/* With no versions in the options, each session takes the defaults of inet_tls_dist of the release its node
+ * follows: TLS 1.2 only up to OTP 28, 1.2 and 1.3 from 29 on; versions in the options win over any release. */
+static void test_versions_follow_release(void **st) {
+  (void)st;
+  const unsigned both = CN_TLS_V12 | CN_TLS_V13;
+  assert_int_equal(dist_tls_versions(0, 0), CN_TLS_V12); /* not known yet */
+  assert_int_equal(dist_tls_versions(0, 25), CN_TLS_V12);
+  assert_int_equal(dist_tls_versions(0, 28), CN_TLS_V12);
+  assert_int_equal(dist_tls_versions(0, DIST_TLS13_DEFAULT_OTP), both);
+  assert_int_equal(dist_tls_versions(0, CN_OTP_RELEASE_MAX), both);
+  assert_int_equal(dist_tls_versions(CN_TLS_V12, 29), CN_TLS_V12);
+  assert_int_equal(dist_tls_versions(CN_TLS_V13, 25), CN_TLS_V13);
+  assert_int_equal(dist_tls_versions(both, 25), both);
+  assert_int_equal(dist_tls_versions(4, 29), both); /* unknown bits alone count as none given */
+  /* Sessions: {server options, client options, server's release, client's release, version agreed or NULL}. */
+  static const struct {
+    unsigned sv, cv;
+    int srel, crel;
+    const char *want;
+  } c[] = {
+      {0, 0, 29, 29, "TLSv1.3"},          {0, 0, 25, 29, "TLSv1.2"},
+      {0, 0, 29, 27, "TLSv1.2"},          {0, CN_TLS_V13, 29, 25, "TLSv1.3"},
+      {CN_TLS_V13, 0, 25, 29, "TLSv1.3"}, {0, CN_TLS_V13, 28, 29, NULL},
+      {CN_TLS_V13, 0, 29, 28, NULL},      {CN_TLS_V12, CN_TLS_V13, 29, 29, NULL},
+  };
+  for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+    cn_tls_side srv, cli;
+    side(&srv, "node", "ca1.pem", CN_TLS_VERIFY_PEER, true, c[i].sv);
+    side(&cli, "node", "ca1.pem", CN_TLS_VERIFY_PEER, false, c[i].cv);
+    if (!c[i].want) {
+      refused_rel(&srv, &cli, "127.0.0.1", c[i].srel, c[i].crel, "protocol version mismatch",
+                  "protocol version mismatch");
+      continue;
+    }
+    pair p;
+    handshake_rel(&p, &srv, &cli, "127.0.0.1", c[i].srel, c[i].crel);
+    if (!dist_tls_is_up(p.s) || !dist_tls_is_up(p.c))
+      fail_msg("case %zu: %s / %s", i, dist_tls_reason(p.s), dist_tls_reason(p.c));
+    char d[300];
+    dist_tls_describe(p.c, d, sizeof d);
+    if (!strstr(d, c[i].want)) fail_msg("case %zu: %s, want %s", i, d, c[i].want);
+    pair_free(&p);
+    side_free(&srv);
+    side_free(&cli);
+  }
+  /* The reason names what this side accepted. */
+  cn_tls_side srv, cli;
+  side(&srv, "node", "ca1.pem", CN_TLS_VERIFY_PEER, true, 0);
+  side(&cli, "node", "ca1.pem", CN_TLS_VERIFY_PEER, false, CN_TLS_V13);
+  refused_rel(&srv, &cli, "127.0.0.1", 27, 29, "(TLS 1.2 only)", NULL);
 }
 
 static void test_refusals(void **st) {
@@ -314,7 +380,7 @@ static void test_plaintext_and_garbage(void **st) {
     for (size_t i = 0; i < sizeof junk; i++) junk[i] = (uint8_t)rand();
     junk[0] = 22, junk[1] = 3, junk[2] = (uint8_t)(k % 4);
     dist_tls *t;
-    assert_int_equal(dist_tls_new(&t, p.sctx, NULL), 0);
+    assert_int_equal(dist_tls_new(&t, p.sctx, NULL, 25), 0);
     int rc = 0;
     for (size_t i = 0; i < sizeof junk && rc >= 0; i += (size_t)(k % 2 ? 1 : 300)) {
       size_t n = k % 2 ? 1 : sizeof junk;
@@ -608,6 +674,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roles_and_data),
       cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_versions_follow_release),
       cmocka_unit_test(test_plaintext_and_garbage),
       cmocka_unit_test(test_ctx_errors),
       cmocka_unit_test(test_optfile_good),

@@ -411,6 +411,8 @@ static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd, 
       else if (cn_is_atom(k, "max_sync_size") && v->type == CN_INT && v->v.i > 0) o.max_sync_size = (size_t)v->v.i;
       else if (cn_is_atom(k, "max_sync_size") && cn_is_atom(v, "infinite")) o.max_sync_size = 0;
       else if (cn_is_atom(k, "mapset") && cn_is_atom(v, "plain")) o.mapset_shape = CN_CRDT_MAPSET_PLAIN;
+      else if (cn_is_atom(k, "mapset") && cn_is_atom(v, "v2")) o.mapset_shape = CN_CRDT_MAPSET_V2;
+      else if (cn_is_atom(k, "mapset") && cn_is_atom(v, "auto")) o.mapset_shape = CN_CRDT_MAPSET_AUTO;
       else if (cn_is_atom(k, "count_bytes") && cn_is_atom(v, "true")) o.count_bytes = true;
       else return ctl_err(n, "badarg");
     }
@@ -466,14 +468,25 @@ static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd, 
   } else if (!strcmp(op, "crdt_stats") && ar == 2) {
     cn_crdt_stats s;
     cn_crdt_get_stats(c, &s);
-    cn_term *kv[] = {
-        cn_mk_atomc(n, "msgs_sent"),         cn_mk_int((int64_t)s.msgs_sent),    cn_mk_atomc(n, "bytes_sent"),
-        cn_mk_int((int64_t)s.bytes_sent),    cn_mk_atomc(n, "keys_sent"),        cn_mk_int((int64_t)s.keys_sent),
-        cn_mk_atomc(n, "bad_messages"),      cn_mk_int((int64_t)s.bad_messages), cn_mk_atomc(n, "keys"),
-        cn_mk_int((int64_t)s.keys),          cn_mk_atomc(n, "dots_withheld"),    cn_mk_int((int64_t)s.dots_withheld),
-        cn_mk_atomc(n, "dots_pending"),      cn_mk_int((int64_t)s.dots_pending), cn_mk_atomc(n, "rounds_skipped"),
-        cn_mk_int((int64_t)s.rounds_skipped)};
-    return cn_mk_map(8, kv);
+    cn_term *kv[] = {cn_mk_atomc(n, "msgs_sent"),
+                     cn_mk_int((int64_t)s.msgs_sent),
+                     cn_mk_atomc(n, "bytes_sent"),
+                     cn_mk_int((int64_t)s.bytes_sent),
+                     cn_mk_atomc(n, "keys_sent"),
+                     cn_mk_int((int64_t)s.keys_sent),
+                     cn_mk_atomc(n, "bad_messages"),
+                     cn_mk_int((int64_t)s.bad_messages),
+                     cn_mk_atomc(n, "keys"),
+                     cn_mk_int((int64_t)s.keys),
+                     cn_mk_atomc(n, "dots_withheld"),
+                     cn_mk_int((int64_t)s.dots_withheld),
+                     cn_mk_atomc(n, "dots_pending"),
+                     cn_mk_int((int64_t)s.dots_pending),
+                     cn_mk_atomc(n, "rounds_skipped"),
+                     cn_mk_int((int64_t)s.rounds_skipped),
+                     cn_mk_atomc(n, "mapset"),
+                     cn_mk_atomc(n, cn_crdt_mapset_shape(c) == CN_CRDT_MAPSET_PLAIN ? "plain" : "v2")};
+    return cn_mk_map(9, kv);
   }
   return rc ? ctl_err(n, cn_err_reason(rc)) : cn_mk_atomc(n, "ok");
 }
