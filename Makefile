@@ -6,7 +6,8 @@ CC      ?= cc
 SAN     ?=
 EI_DIR  := $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
 PKGS    := erlang-nox erlang-dev erlang-ssl elixir libuv1-dev libssl-dev libcmocka-dev uthash-dev clang libclang-rt-14-dev \
-           clang-tools clang-format cppcheck pkg-config
+           clang-tools clang-format cppcheck pkg-config \
+           libc-ares-dev dnsmasq-base
 
 # The version is written once, in base/cn_base.h; the .so name, cnode.pc and the .deb take it from there.
 VERSION_MAJOR := $(shell sed -n 's/^[#]define CN_VERSION_MAJOR \([0-9][0-9]*\)$$/\1/p' base/cn_base.h)
@@ -16,20 +17,21 @@ VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 SONAME  := libcnode.so.$(VERSION_MAJOR)
 
 # The public headers, installed side by side as <cnode/...>: programs write #include <cnode/cnode.h>.
-PUBLIC_H := base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h horde_compat/horde.h
+PUBLIC_H := base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h horde_compat/horde.h \
+            cluster/cn_cluster.h
 STAGED_H := $(addprefix $(BUILD)/include/cnode/,$(notdir $(PUBLIC_H)))
 
 OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) -fPIC \
-           -Ibase -Iterm -Iepmd -Idist -Icnode -Iotp -Ihorde_compat -I$(EI_DIR)/include $(EXTRA_CFLAGS)
-LDLIBS  := -L$(EI_DIR)/lib -lei -luv -lssl -lcrypto -lpthread -lm
+           -Ibase -Iterm -Iepmd -Idist -Icnode -Iotp -Ihorde_compat -Icluster -I$(EI_DIR)/include $(EXTRA_CFLAGS)
+LDLIBS  := -L$(EI_DIR)/lib -lei -luv -lcares -lssl -lcrypto -lpthread -lm
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
 endif
 
 # MODULES lets one part be built and tested alone: make BUILD=build/x MODULES="base term" build/x/test/test_term
-MODULES ?= base term epmd dist cnode otp horde_compat
+MODULES ?= base term epmd dist cnode otp horde_compat cluster
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CNODE_SRC := $(wildcard cmd/cnode/*.c)
@@ -64,7 +66,7 @@ $(LIB_OBJ): CFLAGS += -fvisibility=hidden
 # libei, or its own names, cannot clash with ours. The SONAME carries the major version.
 $(BUILD)/libcnode.so.$(VERSION): $(LIB_OBJ) pkg/libcnode.map
 	$(Q)$(CC) -shared $(LDFLAGS) -Wl,-soname,$(SONAME) -Wl,--version-script=pkg/libcnode.map -o $@ $(LIB_OBJ) \
-	  $(EI_DIR)/lib/libei.a -luv -lssl -lcrypto -lpthread -lm
+	  $(EI_DIR)/lib/libei.a -luv -lcares -lssl -lcrypto -lpthread -lm
 
 $(BUILD)/$(SONAME): $(BUILD)/libcnode.so.$(VERSION)
 	$(Q)ln -sf $(notdir $<) $@

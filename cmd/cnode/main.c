@@ -19,6 +19,7 @@
 
 #include "cn_global.h"
 #include "base_addr.h"
+#include "cluster_app.h"
 #include "cnode.h"
 #include "epmd.h"
 #include "horde_app.h"
@@ -41,6 +42,7 @@ static void usage(FILE *f) {
              "             [--proto-dist inet_tcp|inet_tls|inet6_tcp|inet6_tls] [--ssl-dist-optfile F]\n"
              "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
              "             [--horde-registry NAME]... [--horde-supervisor NAME]... [--otp-release N]\n"
+             "             [--cluster gossip|hosts:A@H,...|dns:Q|dnssrv:Q] [--gossip-* ...] [--dns-* ...]\n"
              "       cnode term ...   (cnode term --help)\n"
              "       cnode --version | --help\n"
              "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl.\n"
@@ -60,6 +62,7 @@ static void usage(FILE *f) {
              "  --horde-registry MyApp.Registry: joins that Horde.Registry (members: auto) and registers echo there\n"
              "  under {echo, NodeName}. --horde-supervisor MyApp.Sup: joins that Horde.DynamicSupervisor with the\n"
              "  demo C worker Elixir.CNode.Demo.Counter; SIGTERM then hands its children over before stopping.\n");
+  fputs(cluster_app_usage, f);
 }
 
 static void log_line(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
@@ -257,6 +260,8 @@ static void on_started(cn_node *n, int status, void *ctx) {
   if (rc) {
     printf("cnode: cannot join Horde: %s\n", cn_strerror(rc));
     fail_stop(a);
+  } else if (cluster_app_start(n)) {
+    fail_stop(a);
   }
 }
 
@@ -288,6 +293,7 @@ int main(int argc, char **argv) {
                                         {"horde-registry", required_argument, 0, 'R'},
                                         {"horde-supervisor", required_argument, 0, 'S'},
                                         {"otp-release", required_argument, 0, 'o'},
+                                        CLUSTER_APP_OPTIONS,
                                         {0, 0, 0, 0}};
   const char *proto = "inet_tcp", *optfile = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL,
              *tls_verify = NULL;
@@ -353,11 +359,15 @@ int main(int argc, char **argv) {
         return 2;
       }
       break;
+    case CLUSTER_OPT_CLUSTER ... CLUSTER_OPT_LAST:
+      if (cluster_app_flag(c, optarg)) return 2;
+      break;
     case 'h': usage(stdout); return 0;
     case 'W': printf("cnode %s\n", cn_version()); return 0;
     default: usage(stderr); return 2;
     }
   }
+  if (cluster_app_check()) return 2;
   bool inet6 = !strncmp(proto, "inet6_", 6);
   if (inet6) o.family = CN_INET6;
   struct sockaddr_storage la; /* the library's own check (cn_node_new), said here in the flags' words */
