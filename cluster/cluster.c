@@ -65,8 +65,8 @@ static void connect_failed(cn_cluster *c, cl_peer *p, const char *reason) {
   c->stats.connect_failures++;
   unsigned wait = cl_backoff_ms(p->failures, c->o.backoff_min_ms, c->o.backoff_max_ms);
   p->retry_at = uv_now(cn_node_loop(c->n)) + wait;
-  cl_log(c, CN_LOG_WARN, "cannot connect to %s (%s): %s; next try in %u ms (failure %u)", p->node->name, p->why,
-       reason, wait, p->failures);
+  cl_log(c, CN_LOG_WARN, "cannot connect to %s (%s): %s; next try in %u ms (failure %u)", p->node->name, p->why, reason,
+         wait, p->failures);
 }
 
 /* Starts a connect to p when it is down, idle and past its back-off. */

@@ -35,26 +35,26 @@ typedef enum cn_cluster_strategy {
 typedef struct cn_cluster_opts {
   cn_cluster_strategy strategy;
   /* Gossip (libcluster's config names in brackets). */
-  uint16_t gossip_port;         /* [port] 45892 */
-  const char *multicast_addr;   /* [multicast_addr] "233.252.1.32"; the broadcast address with broadcast_only; an
+  uint16_t gossip_port;       /* [port] 45892 */
+  const char *multicast_addr; /* [multicast_addr] "233.252.1.32"; the broadcast address with broadcast_only; an
                                    IPv6 group (ff02::...) makes the heartbeats IPv6 (C nodes only: libcluster's
                                    Gossip is IPv4) */
-  const char *if_addr;          /* [if_addr] the address the socket binds: "0.0.0.0" ("::" for an IPv6 group) */
-  const char *multicast_if;     /* [multicast_if] the interface address multicast goes out of and joins on; NULL:
+  const char *if_addr;        /* [if_addr] the address the socket binds: "0.0.0.0" ("::" for an IPv6 group) */
+  const char *multicast_if;   /* [multicast_if] the interface address multicast goes out of and joins on; NULL:
                                    the system's choice (joins on 0.0.0.0, as libcluster) */
-  int multicast_ttl;            /* [multicast_ttl] 1 */
-  bool broadcast_only;          /* [broadcast_only] no multicast: heartbeats go to multicast_addr as a broadcast */
-  const char *secret;           /* [secret] NULL: clear heartbeats. Else AES-256-CBC, key SHA-256(secret), a random
+  int multicast_ttl;          /* [multicast_ttl] 1 */
+  bool broadcast_only;        /* [broadcast_only] no multicast: heartbeats go to multicast_addr as a broadcast */
+  const char *secret;         /* [secret] NULL: clear heartbeats. Else AES-256-CBC, key SHA-256(secret), a random
                                    IV before each heartbeat, as libcluster; clear heartbeats are then ignored */
-  unsigned heartbeat_max_ms;    /* a heartbeat every 1..this many ms, uniformly at random: 5000, as libcluster */
+  unsigned heartbeat_max_ms;  /* a heartbeat every 1..this many ms, uniformly at random: 5000, as libcluster */
   /* Hosts: node names separated by commas ("a@h1,b@h2"); the node's own name is skipped. */
   const char *hosts;
   /* DNS and DNSSRV. */
-  const char *query;            /* the name to ask ("my-svc.my-ns.svc.cluster.local") */
-  const char *basename;         /* DNS: node names are basename@ip; DNSSRV: basename@target. Default: the node's
+  const char *query;       /* the name to ask ("my-svc.my-ns.svc.cluster.local") */
+  const char *basename;    /* DNS: node names are basename@ip; DNSSRV: basename@target. Default: the node's
                                    own name before '@' */
-  unsigned poll_ms;             /* 5000 */
-  const char *dns_servers;      /* NULL: the system's resolver (/etc/resolv.conf). Else "ip[:port],..." (c-ares'
+  unsigned poll_ms;        /* 5000 */
+  const char *dns_servers; /* NULL: the system's resolver (/etc/resolv.conf). Else "ip[:port],..." (c-ares'
                                    csv form, "[::1]:5353" for IPv6 with a port) */
   /* Back-off after a failed connect to one node: backoff_min_ms (1000), doubling up to backoff_max_ms (30000). */
   unsigned backoff_min_ms, backoff_max_ms;

@@ -146,8 +146,8 @@ static void on_answer(void *arg, int status, int timeouts, unsigned char *abuf, 
     int rc = cl_dns_names(type, abuf, alen > 0 ? (size_t)alen : 0, d->basename, self, &d->names);
     if (rc && rc != CN_ENOTFOUND) {
       d->failed = true;
-      snprintf(d->failure, sizeof d->failure, "the %s answer for %s is unreadable: %s", type_name(type),
-               d->c->o.query, cn_strerror(rc));
+      snprintf(d->failure, sizeof d->failure, "the %s answer for %s is unreadable: %s", type_name(type), d->c->o.query,
+               cn_strerror(rc));
     }
   } else if (status != ARES_ENODATA && status != ARES_ENOTFOUND) {
     /* NXDOMAIN and "no records of the type" are answers (no node); anything else is a failure. */

@@ -17,8 +17,8 @@ struct cl_gossip {
   uv_udp_t udp;
   uv_timer_t timer;
   struct sockaddr_storage dest; /* the multicast (or broadcast) address and port */
-  int handles; /* initialised handles (0 or 2); freed when the last has closed */
-  uint8_t buf[CL_HB_MAX + 1]; /* one more: a datagram that fills it is too long */
+  int handles;                  /* initialised handles (0 or 2); freed when the last has closed */
+  uint8_t buf[CL_HB_MAX + 1];   /* one more: a datagram that fills it is too long */
 };
 
 static void glog(cn_cluster *c, cn_log_level level, const char *what, const char *addr, int err) {

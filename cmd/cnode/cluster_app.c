@@ -17,7 +17,7 @@ const char cluster_app_usage[] =
     "  --dns-server IP[:PORT],... (default: /etc/resolv.conf).\n";
 
 static cn_cluster_opts opts;
-static bool given;          /* --cluster */
+static bool given;              /* --cluster */
 static const char *gossip_flag; /* the first --gossip-* flag seen */
 static const char *dns_flag;    /* the first --dns-* flag seen */
 
@@ -71,10 +71,22 @@ int cluster_app_flag(int opt, const char *arg) {
     if (number(gossip_flag, arg, 1, 65535, &v)) return -1;
     opts.gossip_port = (uint16_t)v;
     return 0;
-  case CLUSTER_OPT_GOSSIP_MADDR: gossip_flag = "gossip-multicast-addr"; opts.multicast_addr = arg; return 0;
-  case CLUSTER_OPT_GOSSIP_IFADDR: gossip_flag = "gossip-if-addr"; opts.if_addr = arg; return 0;
-  case CLUSTER_OPT_GOSSIP_MIF: gossip_flag = "gossip-multicast-if"; opts.multicast_if = arg; return 0;
-  case CLUSTER_OPT_GOSSIP_BCAST: gossip_flag = "gossip-broadcast-only"; opts.broadcast_only = true; return 0;
+  case CLUSTER_OPT_GOSSIP_MADDR:
+    gossip_flag = "gossip-multicast-addr";
+    opts.multicast_addr = arg;
+    return 0;
+  case CLUSTER_OPT_GOSSIP_IFADDR:
+    gossip_flag = "gossip-if-addr";
+    opts.if_addr = arg;
+    return 0;
+  case CLUSTER_OPT_GOSSIP_MIF:
+    gossip_flag = "gossip-multicast-if";
+    opts.multicast_if = arg;
+    return 0;
+  case CLUSTER_OPT_GOSSIP_BCAST:
+    gossip_flag = "gossip-broadcast-only";
+    opts.broadcast_only = true;
+    return 0;
   case CLUSTER_OPT_DNS_BASENAME:
     dns_flag = "dns-basename";
     if (!*arg || strchr(arg, '@')) return bad(dns_flag, arg, "the node names' part before '@'");

@@ -32,8 +32,9 @@ enum {
       {"gossip-multicast-if", required_argument, 0, CLUSTER_OPT_GOSSIP_MIF},                                           \
       {"gossip-broadcast-only", no_argument, 0, CLUSTER_OPT_GOSSIP_BCAST},                                             \
       {"dns-basename", required_argument, 0, CLUSTER_OPT_DNS_BASENAME},                                                \
-      {"dns-poll-ms", required_argument, 0, CLUSTER_OPT_DNS_POLL_MS},                                                  \
-      {"dns-server", required_argument, 0, CLUSTER_OPT_DNS_SERVER}
+      {"dns-poll-ms", required_argument, 0, CLUSTER_OPT_DNS_POLL_MS}, {                                                \
+    "dns-server", required_argument, 0, CLUSTER_OPT_DNS_SERVER                                                         \
+  }
 
 /* The usage lines of these flags. */
 extern const char cluster_app_usage[];
