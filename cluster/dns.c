@@ -26,6 +26,7 @@ struct cl_dns {
   /* The poll in flight: its queries still to answer, the names so far, whether one failed. */
   int pending;
   bool failed;
+  bool failing; /* the last poll failed too (its warning was logged) */
   char failure[200];
   cl_names names;
   char basename[CN_ATOM_MAX_BYTES + 1];
@@ -110,19 +111,24 @@ static void on_sock_state(void *data, ares_socket_t fd, int readable, int writab
 
 static const char *type_name(int type) { return type == CL_DNS_A ? "A" : type == CL_DNS_AAAA ? "AAAA" : "SRV"; }
 
-/* Every query of the poll answered: hand the names over, unless one failed (then nothing is dropped). */
+/* Every query of the poll answered: hand the names over. When one failed, the names found are connected but none
+ * is dropped (a resolver that fails for a moment must not cut the cluster); the failure is logged once per run of
+ * failures. */
 static void poll_done(cl_dns *d) {
   cn_cluster *c = d->c;
-  const char *kind = c->o.strategy == CN_CLUSTER_DNSSRV ? "SRV" : "A/AAAA";
+  const char *strategy = cn_cluster_strategy_name(c->o.strategy);
+  char why[300];
+  snprintf(why, sizeof why, "the %s records of %s", c->o.strategy == CN_CLUSTER_DNSSRV ? "SRV" : "A/AAAA", c->o.query);
   if (d->failed) {
     c->stats.dns_failures++;
-    cn_log(c->n, CN_LOG_WARN, "discovery (%s): %s; the nodes found before are kept",
-           cn_cluster_strategy_name(c->o.strategy), d->failure);
+    cn_log(c->n, d->failing ? CN_LOG_DEBUG : CN_LOG_WARN, "discovery (%s): %s; the nodes found before are kept%s",
+           strategy, d->failure, d->failing ? "" : " (said once until it works again)");
+    d->failing = true;
+    for (size_t i = 0; i < d->names.n; i++) cl_want(c, d->names.v[i], why);
   } else {
-    char why[300];
-    snprintf(why, sizeof why, "the %s records of %s", kind, c->o.query);
-    cn_log(c->n, CN_LOG_DEBUG, "discovery (%s): %s list %zu node(s)", cn_cluster_strategy_name(c->o.strategy), why,
-           d->names.n);
+    if (d->failing) cn_log(c->n, CN_LOG_INFO, "discovery (%s): %s answer again", strategy, c->o.query);
+    d->failing = false;
+    cn_log(c->n, CN_LOG_DEBUG, "discovery (%s): %s list %zu node(s)", strategy, why, d->names.n);
     cl_want_only(c, &d->names, why);
   }
   cl_names_free(&d->names);
