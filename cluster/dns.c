@@ -207,8 +207,11 @@ int cl_dns_start(cn_cluster *c) {
   memset(&ao, 0, sizeof ao);
   ao.sock_state_cb = on_sock_state;
   ao.sock_state_cb_data = d;
-  ao.timeout = 2000; /* ms per try (ARES_OPT_TIMEOUTMS), 3 tries: a poll ends within about 6 s */
-  ao.tries = 3;
+  /* A poll should end before the next: a try waits a quarter of the interval (0.2 to 2 s; c-ares doubles it for
+   * the second try). */
+  unsigned per_try = c->o.poll_ms / 4;
+  ao.timeout = (int)(per_try < 200 ? 200 : per_try > 2000 ? 2000 : per_try);
+  ao.tries = 2;
   int st = ares_init_options(&d->ch, &ao, ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
   if (st != ARES_SUCCESS) {
     cn_log(c->n, CN_LOG_ERROR, "discovery: cannot set up the resolver: %s", ares_strerror(st));

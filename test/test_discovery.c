@@ -13,17 +13,20 @@
 #include <openssl/evp.h>
 
 #include "cluster_int.h"
+#include <stdio.h>
 #include "testutil.h"
 
 /* From OTP 25 (erl, not this code): "heartbeat::" ++ term_to_binary(#{node => 'a@10.0.0.1'}), and the same
  * encrypted as libcluster does with secret "somepassword" and the IV 1..16. */
 static const char PLAIN[] = "6865617274626561743a3a8374000000016400046e6f646564000a614031302e302e302e31";
-static const char ENC[] = "0102030405060708090a0b0c0d0e0f1062564e9b80b4230eb631eef96c6b044aa2e4dbe28313b8a4e803b7578f6dac"
-                          "f4657e17f243d144af0d7c39a787f21eb7";
+static const char ENC[] =
+    "0102030405060708090a0b0c0d0e0f1062564e9b80b4230eb631eef96c6b044aa2e4dbe28313b8a4e803b7578f6dac"
+    "f4657e17f243d144af0d7c39a787f21eb7";
 /* The same with UTF-8 atoms (term_to_binary(..., [{minor_version, 2}]), OTP 26's default and this encoder's). */
 static const char PLAIN_UTF8[] = "6865617274626561743a3a83740000000177046e6f6465770a614031302e302e302e31";
-static const char ENC_UTF8[] = "0102030405060708090a0b0c0d0e0f1062564e9b80b4230eb631eef96c6b044af5bd5b316328c554195079225d2d1"
-                               "7ffc3f0770c0ae3151901889678d7dad5d1";
+static const char ENC_UTF8[] =
+    "0102030405060708090a0b0c0d0e0f1062564e9b80b4230eb631eef96c6b044af5bd5b316328c554195079225d2d1"
+    "7ffc3f0770c0ae3151901889678d7dad5d1";
 /* #{node => 'x@h', extra => [1,2,3]}: other keys are allowed, as libcluster matches %{node: n}. */
 static const char EXTRA[] = "6865617274626561743a3a83740000000264000565787472616b00030102036400046e6f6465640003784068";
 /* #{node => 'ü@h'} with UTF-8 atoms (OTP 26's default). */
@@ -196,7 +199,8 @@ static void test_hb_malformed(void **state) {
       "6865617274626561743a3a83740fffffff6400046e6f6465640003614068",               /* arity 2^28 */
       "6865617274626561743a3a",                                                     /* prefix only */
   };
-  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) assert_int_not_equal(decode_hex(bad[i], NULL, name, sizeof name), 0);
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    assert_int_not_equal(decode_hex(bad[i], NULL, name, sizeof name), 0);
   /* A name that does not fit the caller's buffer. */
   assert_int_equal(decode_hex(PLAIN, NULL, name, 5), CN_ELIMIT);
   /* Oversized: more than a UDP datagram can carry. */
@@ -391,14 +395,126 @@ static void test_backoff(void **state) {
   assert_int_equal(cl_backoff_ms(40, 3000000000u, 4000000000u), 4000000000u);
 }
 
+/* ---- instances on a loop: options refused, lifecycle, what failures count -------------------------------- */
+
+static cn_node *loop_node(uint16_t epmd_port) {
+  cn_node_opts o = {.name = "d@127.0.0.1", .cookie = "c", .log_level = CN_LOG_ERROR, .epmd_port = epmd_port};
+  cn_node *n = NULL;
+  assert_int_equal(cn_node_new(&n, NULL, &o), 0);
+  return n;
+}
+
+static void on_stop_timer(uv_timer_t *t) { uv_stop(t->loop); }
+
+/* Runs the node's loop for ms (the instance's handles do not hold it). */
+static void run_for(cn_node *n, unsigned ms) {
+  uv_timer_t t;
+  uv_timer_init(cn_node_loop(n), &t);
+  uv_timer_start(&t, on_stop_timer, ms, 0);
+  uv_run(cn_node_loop(n), UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(cn_node_loop(n), UV_RUN_NOWAIT);
+}
+
+static void test_bad_options(void **state) {
+  (void)state;
+  cn_node *n = loop_node(0);
+  cn_cluster *c = NULL;
+  cn_cluster_opts bad[] = {
+      {.strategy = 0},
+      {.strategy = CN_CLUSTER_GOSSIP, .secret = ""},
+      {.strategy = CN_CLUSTER_GOSSIP, .multicast_addr = "not.an.address"},
+      {.strategy = CN_CLUSTER_GOSSIP, .multicast_addr = "233.252.1.32", .if_addr = "::"},
+      {.strategy = CN_CLUSTER_GOSSIP, .multicast_if = "eth0"},
+      {.strategy = CN_CLUSTER_GOSSIP, .multicast_ttl = 300},
+      {.strategy = CN_CLUSTER_HOSTS},
+      {.strategy = CN_CLUSTER_HOSTS, .hosts = "a@h,nohost"},
+      {.strategy = CN_CLUSTER_DNS},
+      {.strategy = CN_CLUSTER_DNS, .query = "q", .basename = "a@b"},
+      {.strategy = CN_CLUSTER_DNSSRV, .query = "q", .dns_servers = "no-server"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    assert_int_equal(cn_cluster_start(n, &bad[i], &c), CN_EINVAL);
+    run_for(n, 5); /* what was opened closes */
+  }
+  assert_string_equal(cn_cluster_strategy_name(CN_CLUSTER_DNSSRV), "dnssrv");
+  cn_node_free(n);
+}
+
+/* A listed node with no EPMD behind it: failed connects counted, the back-off between them. */
+static void test_hosts_backoff(void **state) {
+  (void)state;
+  cn_node *n = loop_node(free_port());
+  cn_cluster *c = NULL;
+  cn_cluster_opts o = {
+      .strategy = CN_CLUSTER_HOSTS, .hosts = "x@127.0.0.1", .backoff_min_ms = 100, .backoff_max_ms = 400};
+  assert_int_equal(cn_cluster_start(n, &o, &c), 0);
+  run_for(n, 1600);
+  cn_cluster_stats st;
+  cn_cluster_get_stats(c, &st);
+  /* Tries at 0, then on the 1 s tick: two or three, never one per tick of a loop spinning. */
+  assert_true(st.connect_failures >= 2 && st.connect_failures <= 3);
+  assert_int_equal(st.connects, 0);
+  assert_int_equal(st.known_nodes, 1);
+  cn_cluster_stop(c);
+  run_for(n, 5);
+  cn_node_free(n);
+}
+
+/* A resolver that answers nothing (a closed port): failed polls counted; stopped while a query is out, then the
+ * node freed with another instance still running (the node stops it). */
+static void test_dns_failures_and_stop(void **state) {
+  (void)state;
+  cn_node *n = loop_node(0);
+  char server[32];
+  snprintf(server, sizeof server, "127.0.0.1:%u", free_port());
+  cn_cluster *c = NULL, *c2 = NULL;
+  cn_cluster_opts o = {.strategy = CN_CLUSTER_DNS, .query = "svc.test", .poll_ms = 100, .dns_servers = server};
+  assert_int_equal(cn_cluster_start(n, &o, &c), 0);
+  o.strategy = CN_CLUSTER_DNSSRV;
+  assert_int_equal(cn_cluster_start(n, &o, &c2), 0);
+  run_for(n, 1500);
+  cn_cluster_stats st;
+  cn_cluster_get_stats(c, &st);
+  assert_true(st.dns_polls >= 1);
+  assert_true(st.dns_failures >= 1);
+  cn_cluster_stop(c);
+  run_for(n, 5);
+  cn_node_free(n); /* c2 stopped and freed by the node */
+}
+
+/* Gossip on loopback, broadcast-only to its own port: heartbeats go out, our own come back and are ignored. */
+static void test_gossip_loopback(void **state) {
+  (void)state;
+  cn_node *n = loop_node(0);
+  cn_cluster *c = NULL;
+  cn_cluster_opts o = {.strategy = CN_CLUSTER_GOSSIP,
+                       .gossip_port = free_port(),
+                       .if_addr = "127.0.0.1",
+                       .multicast_addr = "127.0.0.1",
+                       .broadcast_only = true,
+                       .heartbeat_max_ms = 50,
+                       .secret = "s"};
+  assert_int_equal(cn_cluster_start(n, &o, &c), 0);
+  run_for(n, 400);
+  cn_cluster_stats st;
+  cn_cluster_get_stats(c, &st);
+  assert_true(st.heartbeats_sent >= 3);
+  assert_int_equal(st.heartbeats_ignored, 0);
+  assert_int_equal(st.known_nodes, 0);
+  cn_node_free(n);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_hb_decode_otp),    cmocka_unit_test(test_hb_encode),
-      cmocka_unit_test(test_hb_wrong_secret),  cmocka_unit_test(test_hb_padding_rules),
-      cmocka_unit_test(test_hb_truncated),     cmocka_unit_test(test_hb_malformed),
-      cmocka_unit_test(test_dns_a_aaaa),       cmocka_unit_test(test_dns_srv),
-      cmocka_unit_test(test_dns_bad),          cmocka_unit_test(test_hosts),
-      cmocka_unit_test(test_backoff),
+      cmocka_unit_test(test_hb_decode_otp),   cmocka_unit_test(test_hb_encode),
+      cmocka_unit_test(test_hb_wrong_secret), cmocka_unit_test(test_hb_padding_rules),
+      cmocka_unit_test(test_hb_truncated),    cmocka_unit_test(test_hb_malformed),
+      cmocka_unit_test(test_dns_a_aaaa),      cmocka_unit_test(test_dns_srv),
+      cmocka_unit_test(test_dns_bad),         cmocka_unit_test(test_hosts),
+      cmocka_unit_test(test_backoff),         cmocka_unit_test(test_bad_options),
+      cmocka_unit_test(test_hosts_backoff),   cmocka_unit_test(test_dns_failures_and_stop),
+      cmocka_unit_test(test_gossip_loopback),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
