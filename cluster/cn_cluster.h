@@ -37,7 +37,7 @@ typedef struct cn_cluster_opts {
   /* Gossip (libcluster's config names in brackets). */
   uint16_t gossip_port;       /* [port] 45892 */
   const char *multicast_addr; /* [multicast_addr] "233.252.1.32"; the broadcast address with broadcast_only; an
-                                   IPv6 group (ff02::...) makes the heartbeats IPv6 (C nodes only: libcluster's
+                                   IPv6 group (ff05::...) makes the heartbeats IPv6 (C nodes only: libcluster's
                                    Gossip is IPv4) */
   const char *if_addr;        /* [if_addr] the address the socket binds: "0.0.0.0" ("::" for an IPv6 group) */
   const char *multicast_if;   /* [multicast_if] the interface address multicast goes out of and joins on; NULL:

@@ -225,6 +225,17 @@ if [ -n "$NETNS" ]; then
     bad gossip_inet6 "no nodeup between inet6 nodes (logs $TMP/g61.log, g62.log)"
   fi
   stop $a $b
+  # Heartbeats over IPv6 multicast (a cnode extension: libcluster's Gossip is IPv4 only).
+  cnode_at 1 "c@${V6}:11" "$TMP/g71.log" --proto-dist inet6_tcp --cluster gossip --gossip-multicast-addr ff05::4532
+  a=$LAST
+  cnode_at 2 "c@${V6}:12" "$TMP/g72.log" --proto-dist inet6_tcp --cluster gossip --gossip-multicast-addr ff05::4532
+  b=$LAST
+  if wait_for "$TMP/g71.log" "nodeup c@${V6}:12" 15 && wait_for "$TMP/g72.log" "nodeup c@${V6}:11" 5; then
+    ok gossip_ipv6_multicast
+  else
+    bad gossip_ipv6_multicast "no nodeup over IPv6 heartbeats (logs $TMP/g71.log, g72.log)"
+  fi
+  stop $a $b
 else
   skip gossip_inet6 "no namespaces"
 fi
