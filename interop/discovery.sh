@@ -153,17 +153,23 @@ C2=c@$(ip_of 2)
 E3=e@$(ip_of 3)
 
 # ---- gossip: two C nodes ------------------------------------------------------------------------------------------
-cnode_at 1 "$C1" "$TMP/g1.log" --cluster gossip $GOSSIP_EXTRA
-a=$LAST
-cnode_at 2 "$C2" "$TMP/g2.log" --cluster gossip $GOSSIP_EXTRA
-b=$LAST
-if wait_for "$TMP/g1.log" "nodeup $C2" 15 && wait_for "$TMP/g2.log" "nodeup $C1" 5 &&
-  grep -qE "discovery \(gossip\): connected to ($C1|$C2) \(heartbeat from" "$TMP/g1.log" "$TMP/g2.log"; then
-  ok gossip_two_c_nodes
-else
-  bad gossip_two_c_nodes "no nodeup both ways in 15 s (logs $TMP/g1.log, g2.log)"
-fi
-stop $a $b
+# gossip_pair TEST NAME1 NAME2 LOGTAG ARGS...: C nodes 1 and 2 with --cluster gossip and ARGS see each other's nodeup.
+gossip_pair() {
+  t=$1 n1=$2 n2=$3 l=$4
+  shift 4
+  cnode_at 1 "$n1" "$TMP/${l}1.log" --cluster gossip "$@"
+  a=$LAST
+  cnode_at 2 "$n2" "$TMP/${l}2.log" --cluster gossip "$@"
+  b=$LAST
+  if wait_for "$TMP/${l}1.log" "nodeup $n2" 15 && wait_for "$TMP/${l}2.log" "nodeup $n1" 5 &&
+    grep -qE "discovery \(gossip\): connected to ($n1|$n2) \(heartbeat from" "$TMP/${l}1.log" "$TMP/${l}2.log"; then
+    ok "$t"
+  else
+    bad "$t" "no nodeup both ways in 15 s (logs $TMP/${l}1.log, ${l}2.log)"
+  fi
+  stop $a $b
+}
+gossip_pair gossip_two_c_nodes "$C1" "$C2" g $GOSSIP_EXTRA
 
 # ---- gossip: C and the Elixir stand-in, both ways, with and without a secret -----------------------------------------
 epmd_in 3
@@ -213,29 +219,11 @@ stop $c $e
 [ -n "$EPMDS" ] && stop $EPMDS
 EPMDS=""
 
-# ---- gossip under inet6: names with IPv6 addresses ---------------------------------------------------------------
+# ---- gossip under inet6: names with IPv6 addresses, and heartbeats over IPv6 multicast ----------------------------------
 if [ -n "$NETNS" ]; then
-  cnode_at 1 "c@${V6}:11" "$TMP/g61.log" --proto-dist inet6_tcp --cluster gossip
-  a=$LAST
-  cnode_at 2 "c@${V6}:12" "$TMP/g62.log" --proto-dist inet6_tcp --cluster gossip
-  b=$LAST
-  if wait_for "$TMP/g61.log" "nodeup c@${V6}:12" 15 && wait_for "$TMP/g62.log" "nodeup c@${V6}:11" 5; then
-    ok gossip_inet6
-  else
-    bad gossip_inet6 "no nodeup between inet6 nodes (logs $TMP/g61.log, g62.log)"
-  fi
-  stop $a $b
-  # Heartbeats over IPv6 multicast (a cnode extension: libcluster's Gossip is IPv4 only).
-  cnode_at 1 "c@${V6}:11" "$TMP/g71.log" --proto-dist inet6_tcp --cluster gossip --gossip-multicast-addr ff05::4532
-  a=$LAST
-  cnode_at 2 "c@${V6}:12" "$TMP/g72.log" --proto-dist inet6_tcp --cluster gossip --gossip-multicast-addr ff05::4532
-  b=$LAST
-  if wait_for "$TMP/g71.log" "nodeup c@${V6}:12" 15 && wait_for "$TMP/g72.log" "nodeup c@${V6}:11" 5; then
-    ok gossip_ipv6_multicast
-  else
-    bad gossip_ipv6_multicast "no nodeup over IPv6 heartbeats (logs $TMP/g71.log, g72.log)"
-  fi
-  stop $a $b
+  gossip_pair gossip_inet6 "c@${V6}:11" "c@${V6}:12" g6 --proto-dist inet6_tcp
+  # A cnode extension: libcluster's Gossip is IPv4 only.
+  gossip_pair gossip_ipv6_multicast "c@${V6}:11" "c@${V6}:12" g7 --proto-dist inet6_tcp --gossip-multicast-addr ff05::4532
 else
   skip gossip_inet6 "no namespaces"
 fi

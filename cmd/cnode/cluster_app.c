@@ -57,53 +57,55 @@ static int cluster_spec(const char *arg) {
   return 0;
 }
 
+/* The --gossip-* and --dns-* flags: where each value goes and what it must be. */
+typedef enum { STR, NONEMPTY, BASENAME, BOOL, PORT, POLL_MS } kind;
+typedef struct flag {
+  int opt;
+  const char *name;
+  bool dns; /* a --dns-* flag, else a --gossip-* one */
+  kind k;
+  const char **str; /* STR, NONEMPTY, BASENAME */
+} flag;
+
+static const flag flags[] = {
+    {CLUSTER_OPT_GOSSIP_SECRET, "gossip-secret", false, NONEMPTY, &opts.secret},
+    {CLUSTER_OPT_GOSSIP_PORT, "gossip-port", false, PORT, NULL},
+    {CLUSTER_OPT_GOSSIP_MADDR, "gossip-multicast-addr", false, STR, &opts.multicast_addr},
+    {CLUSTER_OPT_GOSSIP_IFADDR, "gossip-if-addr", false, STR, &opts.if_addr},
+    {CLUSTER_OPT_GOSSIP_MIF, "gossip-multicast-if", false, STR, &opts.multicast_if},
+    {CLUSTER_OPT_GOSSIP_BCAST, "gossip-broadcast-only", false, BOOL, NULL},
+    {CLUSTER_OPT_DNS_BASENAME, "dns-basename", true, BASENAME, &opts.basename},
+    {CLUSTER_OPT_DNS_POLL_MS, "dns-poll-ms", true, POLL_MS, NULL},
+    {CLUSTER_OPT_DNS_SERVER, "dns-server", true, NONEMPTY, &opts.dns_servers},
+};
+
 int cluster_app_flag(int opt, const char *arg) {
+  if (opt == CLUSTER_OPT_CLUSTER) return cluster_spec(arg);
+  const flag *f = flags;
+  while (f < flags + sizeof flags / sizeof *flags && f->opt != opt) f++;
+  if (f == flags + sizeof flags / sizeof *flags) return -1;
+  *(f->dns ? &dns_flag : &gossip_flag) = f->name;
   long v;
-  switch (opt) {
-  case CLUSTER_OPT_CLUSTER: return cluster_spec(arg);
-  case CLUSTER_OPT_GOSSIP_SECRET:
-    gossip_flag = "gossip-secret";
-    if (!*arg) return bad(gossip_flag, arg, "a non-empty secret");
-    opts.secret = arg;
-    return 0;
-  case CLUSTER_OPT_GOSSIP_PORT:
-    gossip_flag = "gossip-port";
-    if (number(gossip_flag, arg, 1, 65535, &v)) return -1;
+  switch (f->k) {
+  case NONEMPTY:
+    if (!*arg) return bad(f->name, arg, "a value that is not empty");
+    break;
+  case BASENAME:
+    if (!*arg || strchr(arg, '@')) return bad(f->name, arg, "the node names' part before '@'");
+    break;
+  case BOOL: opts.broadcast_only = true; return 0;
+  case PORT:
+    if (number(f->name, arg, 1, 65535, &v)) return -1;
     opts.gossip_port = (uint16_t)v;
     return 0;
-  case CLUSTER_OPT_GOSSIP_MADDR:
-    gossip_flag = "gossip-multicast-addr";
-    opts.multicast_addr = arg;
-    return 0;
-  case CLUSTER_OPT_GOSSIP_IFADDR:
-    gossip_flag = "gossip-if-addr";
-    opts.if_addr = arg;
-    return 0;
-  case CLUSTER_OPT_GOSSIP_MIF:
-    gossip_flag = "gossip-multicast-if";
-    opts.multicast_if = arg;
-    return 0;
-  case CLUSTER_OPT_GOSSIP_BCAST:
-    gossip_flag = "gossip-broadcast-only";
-    opts.broadcast_only = true;
-    return 0;
-  case CLUSTER_OPT_DNS_BASENAME:
-    dns_flag = "dns-basename";
-    if (!*arg || strchr(arg, '@')) return bad(dns_flag, arg, "the node names' part before '@'");
-    opts.basename = arg;
-    return 0;
-  case CLUSTER_OPT_DNS_POLL_MS:
-    dns_flag = "dns-poll-ms";
-    if (number(dns_flag, arg, 100, 86400000, &v)) return -1;
+  case POLL_MS:
+    if (number(f->name, arg, 100, 86400000, &v)) return -1;
     opts.poll_ms = (unsigned)v;
     return 0;
-  case CLUSTER_OPT_DNS_SERVER:
-    dns_flag = "dns-server";
-    if (!*arg) return bad(dns_flag, arg, "IP[:PORT],...");
-    opts.dns_servers = arg;
-    return 0;
-  default: return -1;
+  default: break;
   }
+  *f->str = arg;
+  return 0;
 }
 
 int cluster_app_check(void) {
