@@ -258,7 +258,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := $(BUILD)/fuzz
 FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
-FUZZ_LIB_SRC := $(filter-out epmd/client.c epmd/server.c,$(filter base/% term/% dist/% epmd/%,$(LIB_SRC)))
+FUZZ_LIB_SRC := $(filter-out epmd/client.c epmd/server.c,$(filter base/% term/% dist/% epmd/%,$(LIB_SRC))) \
+                $(filter cluster/pure.c,$(LIB_SRC))
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 -fno-omit-frame-pointer \
                 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \
