@@ -79,8 +79,10 @@ static void try_connect(cn_cluster *c, cl_peer *p) {
   p->since = now;
   cl_log(c, CN_LOG_DEBUG, "connecting to %s (%s)", p->node->name, p->why);
   int rc = cn_node_connect(c->n, p->node);
-  /* A setup that fails at once has already been reported (on_setup_failed); other refusals are said here. */
-  if (rc && p->connecting) connect_failed(c, p, cn_strerror(rc));
+  /* A setup that fails at once has already been reported (on_setup_failed); other refusals are said here, except
+   * the node's own stopping (CN_ESTATE), which is no failure of the peer. */
+  if (rc == CN_ESTATE) p->connecting = false;
+  else if (rc && p->connecting) connect_failed(c, p, cn_strerror(rc));
 }
 
 void cl_want(cn_cluster *c, const char *node, const char *why) {

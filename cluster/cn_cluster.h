@@ -60,8 +60,11 @@ typedef struct cn_cluster_opts {
   unsigned backoff_min_ms, backoff_max_ms;
 } cn_cluster_opts;
 
-/* Starts discovery on node n (started or not; connects go out once it is). The node keeps the instance: it is
- * stopped and freed with the node (its handles do not keep the loop alive), or earlier by cn_cluster_stop.
+/* Starts discovery on node n; call it once the node has started (from cn_node_start's callback): heartbeats and
+ * connects go out at once, and a peer that hears us before we listen fails to connect. Several instances may run
+ * on one node (libcluster's topologies). The node keeps each: it is stopped and freed with the node (its handles
+ * do not keep the loop alive; with a loop of your own, run it once more after cn_node_free), or earlier by
+ * cn_cluster_stop.
  * *out (may be NULL) is borrowed. CN_EINVAL on a bad option (a log line says which and why), CN_EIO when the
  * socket or resolver cannot be set up (a log line says why), CN_ENOMEM. On error nothing is left running. */
 CN_EXPORT int cn_cluster_start(cn_node *n, const cn_cluster_opts *opts, cn_cluster **out);
