@@ -6,7 +6,8 @@ CC      ?= cc
 SAN     ?=
 EI_DIR  := $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
 PKGS    := erlang-nox erlang-dev erlang-ssl elixir libuv1-dev libssl-dev libcmocka-dev uthash-dev clang libclang-rt-14-dev \
-           clang-tools clang-format cppcheck pkg-config libmicrohttpd-dev python3-yaml iproute2
+           clang-tools clang-format cppcheck pkg-config libmicrohttpd-dev python3-yaml iproute2 \
+           libc-ares-dev dnsmasq-base
 
 # The version is written once, in base/cn_base.h; the .so name, cnode.pc and the .deb take it from there.
 VERSION_MAJOR := $(shell sed -n 's/^[#]define CN_VERSION_MAJOR \([0-9][0-9]*\)$$/\1/p' base/cn_base.h)
@@ -17,20 +18,20 @@ SONAME  := libcnode.so.$(VERSION_MAJOR)
 
 # The public headers, installed side by side as <cnode/...>: programs write #include <cnode/cnode.h>.
 PUBLIC_H := base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h otp/cn_pg.h otp/cn_pubsub.h \
-            horde_compat/horde.h
+            horde_compat/horde.h cluster/cn_cluster.h
 STAGED_H := $(addprefix $(BUILD)/include/cnode/,$(notdir $(PUBLIC_H)))
 
 OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) -fPIC \
-           -Ibase -Iterm -Iepmd -Idist -Icnode -Iotp -Ihorde_compat -I$(EI_DIR)/include $(EXTRA_CFLAGS)
-LDLIBS  := -L$(EI_DIR)/lib -lei -luv -lssl -lcrypto -lpthread -lm
+           -Ibase -Iterm -Iepmd -Idist -Icnode -Iotp -Ihorde_compat -Icluster -I$(EI_DIR)/include $(EXTRA_CFLAGS)
+LDLIBS  := -L$(EI_DIR)/lib -lei -luv -lcares -lssl -lcrypto -lpthread -lm
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
 endif
 
 # MODULES lets one part be built and tested alone: make BUILD=build/x MODULES="base term" build/x/test/test_term
-MODULES ?= base term epmd dist cnode otp horde_compat
+MODULES ?= base term epmd dist cnode otp horde_compat cluster
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CNODE_SRC := $(wildcard cmd/cnode/*.c)
@@ -65,7 +66,7 @@ $(LIB_OBJ): CFLAGS += -fvisibility=hidden
 # libei, or its own names, cannot clash with ours. The SONAME carries the major version.
 $(BUILD)/libcnode.so.$(VERSION): $(LIB_OBJ) pkg/libcnode.map
 	$(Q)$(CC) -shared $(LDFLAGS) -Wl,-soname,$(SONAME) -Wl,--version-script=pkg/libcnode.map -o $@ $(LIB_OBJ) \
-	  $(EI_DIR)/lib/libei.a -luv -lssl -lcrypto -lpthread -lm
+	  $(EI_DIR)/lib/libei.a -luv -lcares -lssl -lcrypto -lpthread -lm
 
 $(BUILD)/$(SONAME): $(BUILD)/libcnode.so.$(VERSION)
 	$(Q)ln -sf $(notdir $<) $@
@@ -258,8 +259,9 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_BUILD   := $(BUILD)/fuzz
 FUZZ_TARGETS := $(patsubst fuzz/%.c,%,$(wildcard fuzz/fuzz_*.c))
-# otp/pg_table.c is pg's pure part (tables and message decoding; fuzz_pg).
-FUZZ_LIB_SRC := $(filter-out epmd/client.c epmd/server.c,$(filter base/% term/% dist/% epmd/% otp/pg_table.c,$(LIB_SRC)))
+# otp/pg_table.c is pg's pure part (tables and message decoding; fuzz_pg), cluster/pure.c discovery's (fuzz_cluster).
+FUZZ_LIB_SRC := $(filter-out epmd/client.c epmd/server.c,$(filter base/% term/% dist/% epmd/% otp/pg_table.c,$(LIB_SRC))) \
+                $(filter cluster/pure.c,$(LIB_SRC))
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O1 -fno-omit-frame-pointer \
                 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all \

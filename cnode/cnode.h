@@ -114,7 +114,16 @@ typedef void (*cn_nodes_fn)(cn_node *n, const cn_atom *node, bool up, const char
 CN_EXPORT int cn_node_monitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx);
 /* Removes the subscription of fn with ctx (the first one that matches): 0, or CN_ENOTFOUND. */
 CN_EXPORT int cn_node_demonitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx);
-/* Connects to node (through EPMD) if not connected; the result shows as a nodeup or a log line. */
+/* Failed connection setups: node is the peer a setup was for (one this node started, or a peer's that named
+ * itself) that ended without nodeup; reason is the logged cause ("connect: connection refused", "setup timed out",
+ * ...), borrowed for the call. Discovery uses it to log why a connect failed and to back off. */
+typedef void (*cn_setup_failed_fn)(cn_node *n, const cn_atom *node, const char *reason, void *ctx);
+/* Subscribes fn to failed connection setups (as cn_node_monitor_nodes does to nodeup/nodedown). */
+CN_EXPORT int cn_node_monitor_setups(cn_node *n, cn_setup_failed_fn fn, void *ctx);
+/* Removes the subscription of fn with ctx (the first one that matches): 0, or CN_ENOTFOUND. */
+CN_EXPORT int cn_node_demonitor_setups(cn_node *n, cn_setup_failed_fn fn, void *ctx);
+/* Connects to node (through EPMD) if not connected; the result shows as a nodeup, or as a failed setup
+ * (cn_node_monitor_setups) and a log line. */
 CN_EXPORT int cn_node_connect(cn_node *n, const cn_atom *node);
 /* Drops the connection to node, as erlang:disconnect_node/1 (nodedown follows with reason "disconnected");
  * CN_ENOCONN when there is none. */
@@ -124,6 +133,9 @@ CN_EXPORT int cn_node_disconnect(cn_node *n, const cn_atom *node);
 CN_EXPORT bool cn_node_connect_all(const cn_node *n);
 /* True when the node announces itself as hidden (cn_node_opts.hidden). */
 CN_EXPORT bool cn_node_hidden(const cn_node *n);
+/* The distribution's address family (cn_node_opts.family): discovery asks DNS for AAAA records only under
+ * CN_INET6, as a node that runs inet6 reaches no IPv4 address. */
+CN_EXPORT cn_family cn_node_family(const cn_node *n);
 /* The OTP release whose term semantics the node follows now, to pass to cn_term_*_otp when comparing terms as the
  * cluster does: cn_node_opts.otp_release, else the release of the first BEAM peer that told it (learned once, kept
  * for the node's life), else CN_OTP_RELEASE_DEFAULT (25). */

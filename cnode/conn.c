@@ -169,7 +169,7 @@ void conn_setup_failed(cn_conn *c, const char *fmt, const char *detail) {
   bool named = c->initiator || c->in_hash; /* the node's connection setup, ours or the peer's */
   conn_close(c, msg);
   /* Links and monitors made toward a node we could not reach end with noconnection, as in OTP. */
-  if (named) link_nodedown(c->n, c->peer);
+  if (named) node_setup_failed(c->n, c->peer, msg);
 }
 
 void conn_close_all(cn_node *n) {
@@ -184,7 +184,7 @@ int conn_disconnect(cn_node *n, const cn_atom *peer) {
   cn_log(n, CN_LOG_DEBUG, "disconnecting %s", peer->name);
   bool up = c->state == C_UP;
   conn_close(c, "disconnected");
-  if (!up) link_nodedown(n, peer);
+  if (!up) node_setup_failed(n, peer, "disconnected");
   return 0;
 }
 
@@ -211,7 +211,7 @@ static void on_timer(uv_timer_t *t) {
   } else if (c->state == C_WAIT_PEER) {
     cn_log(c->n, CN_LOG_WARN, "connection to %s not established: the peer's own attempt never came", conn_who(c));
     conn_close(c, "setup timeout");
-    link_nodedown(c->n, c->peer);
+    node_setup_failed(c->n, c->peer, "the peer's own connection never came (simultaneous connect)");
   } else if (c->state != C_CLOSING) {
     c->n->stats.handshake_timeouts++;
     c->n->stats.handshake_failures--; /* counted as a timeout, not a refusal */

@@ -275,20 +275,18 @@ int cn_cancel_timer(cn_node *n, uint64_t timer) {
 
 /* ---- Node events -------------------------------------------------------------------------------------- */
 
-int cn_node_monitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx) {
+static int subscribe(cn_node *n, cn_nodes_fn fn, cn_setup_failed_fn failed_fn, void *ctx) {
   cn_node_sub *s = cn_malloc(sizeof *s);
   if (!s) return CN_ENOMEM;
-  s->fn = fn;
-  s->ctx = ctx;
-  s->next = n->subs;
+  *s = (cn_node_sub){.next = n->subs, .fn = fn, .failed_fn = failed_fn, .ctx = ctx};
   n->subs = s;
   return 0;
 }
 
-int cn_node_demonitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx) {
+static int unsubscribe(cn_node *n, cn_nodes_fn fn, cn_setup_failed_fn failed_fn, void *ctx) {
   for (cn_node_sub **pp = &n->subs; *pp; pp = &(*pp)->next) {
     cn_node_sub *s = *pp;
-    if (s->fn == fn && s->ctx == ctx) {
+    if (s->fn == fn && s->failed_fn == failed_fn && s->ctx == ctx) {
       *pp = s->next;
       cn_free(s);
       return 0;
@@ -297,12 +295,32 @@ int cn_node_demonitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx) {
   return CN_ENOTFOUND;
 }
 
+int cn_node_monitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx) {
+  return fn ? subscribe(n, fn, NULL, ctx) : CN_EINVAL;
+}
+int cn_node_demonitor_nodes(cn_node *n, cn_nodes_fn fn, void *ctx) { return unsubscribe(n, fn, NULL, ctx); }
+int cn_node_monitor_setups(cn_node *n, cn_setup_failed_fn fn, void *ctx) {
+  return fn ? subscribe(n, NULL, fn, ctx) : CN_EINVAL;
+}
+int cn_node_demonitor_setups(cn_node *n, cn_setup_failed_fn fn, void *ctx) { return unsubscribe(n, NULL, fn, ctx); }
+
+void node_setup_failed(cn_node *n, const cn_atom *peer, const char *reason) {
+  link_nodedown(n, peer);
+  for (cn_node_sub *s = n->subs, *next; s; s = next) {
+    next = s->next;
+    if (s->failed_fn) s->failed_fn(n, peer, reason, s->ctx);
+  }
+}
+
 void node_notify(cn_node *n, const cn_atom *peer, bool up, const char *reason) {
   if (up) cn_log(n, CN_LOG_INFO, "nodeup %s", peer->name);
   if (up) otp_nodeup(n, peer);
   else cn_log(n, CN_LOG_INFO, "nodedown %s: %s", peer->name, reason);
   if (!up) link_nodedown(n, peer);
-  for (cn_node_sub *s = n->subs; s; s = s->next) s->fn(n, peer, up, reason, s->ctx);
+  for (cn_node_sub *s = n->subs, *next; s; s = next) {
+    next = s->next;
+    if (s->fn) s->fn(n, peer, up, reason, s->ctx);
+  }
 }
 
 int cn_node_connect(cn_node *n, const cn_atom *node) {
@@ -317,6 +335,7 @@ int cn_node_disconnect(cn_node *n, const cn_atom *node) {
 
 bool cn_node_connect_all(const cn_node *n) { return n->connect_all; }
 bool cn_node_hidden(const cn_node *n) { return n->hidden; }
+cn_family cn_node_family(const cn_node *n) { return n->inet6 ? CN_INET6 : CN_INET; }
 
 /* ---- Slots of library parts ------------------------------------------------------------------------------ */
 

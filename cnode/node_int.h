@@ -152,9 +152,11 @@ typedef struct cn_timer {
   struct cn_timer *next, **prev;
 } cn_timer;
 
+/* A subscriber to node events (fn) or to failed setups (failed_fn); the other one is NULL. */
 typedef struct cn_node_sub {
   struct cn_node_sub *next;
   cn_nodes_fn fn;
+  cn_setup_failed_fn failed_fn;
   void *ctx;
 } cn_node_sub;
 
@@ -304,6 +306,9 @@ void link_recv_down(cn_node *n, cn_pid watcher, const cn_term *obj, const cn_ato
 void link_proc_died(cn_proc *p, const cn_term *reason);
 /* nodedown (or a failed connection setup): links and monitors toward peer fire with noconnection. */
 void link_nodedown(cn_node *n, const cn_atom *peer);
+/* A setup toward peer ended without nodeup: links and monitors made toward it end with noconnection, and the
+ * cn_node_monitor_setups subscribers are told why. */
+void node_setup_failed(cn_node *n, const cn_atom *peer, const char *reason);
 /* The live process that owns an alias, or NULL. */
 cn_proc *link_alias_owner(cn_node *n, const cn_ref *ref);
 /* A message (taken) arriving at an alias: queued for its owner, as a priority message when prio is true and the

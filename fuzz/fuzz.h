@@ -17,6 +17,7 @@ int fuzz_epmd_one(const uint8_t *data, size_t size);
 int fuzz_optfile_one(const uint8_t *data, size_t size);
 int fuzz_node_one(const uint8_t *data, size_t size);
 int fuzz_pg_one(const uint8_t *data, size_t size);
+int fuzz_cluster_one(const uint8_t *data, size_t size);
 /* fuzz_handshake_one's run, returning where the handshake ended (dist_hs_result): lets the replay check that
  * the recorded handshakes reach DIST_HS_DONE. */
 int fuzz_handshake_result(const uint8_t *data, size_t size);

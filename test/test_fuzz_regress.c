@@ -95,6 +95,7 @@ static void test_seeds_epmd(void **state) {
 static void test_seeds_optfile(void **state) {
   (void)state;
   assert_true(replay("fuzz_optfile", fuzz_optfile_one) >= 5);
+  assert_true(replay("fuzz_cluster", fuzz_cluster_one) >= 5);
 }
 /* The whole node (fuzz_node): each seed starts a node, plays its peer's frames, checks the node still serves and
  * stops it; a leak or a sanitizer report in `make asan` fails here too. */

@@ -19,6 +19,7 @@
 
 #include "cn_global.h"
 #include "base_addr.h"
+#include "cluster_app.h"
 #include "cnode.h"
 #include "env.h"
 #include "epmd.h"
@@ -45,6 +46,7 @@ static void usage(FILE *f) {
           "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
           "             [--horde-registry NAME]... [--horde-supervisor NAME]... [--otp-release N]\n"
           "             [--pg] [--pubsub NAME]...\n"
+          "             [--cluster gossip|hosts:A@H,...|dns:Q|dnssrv:Q] [--gossip-* ...] [--dns-* ...]\n"
           "             [--http-port P [--http-addr ADDR]] [--drain-delay S] [--shutdown-timeout S]\n"
           "       cnode term ...   (cnode term --help)\n"
           "       cnode --version | --help\n"
@@ -74,6 +76,7 @@ static void usage(FILE *f) {
           "  registrations, pg groups and global names dropped and the node stops, within --shutdown-timeout S (20).\n"
           "  Every flag --foo-bar can be given as CNODE_FOO_BAR (flags win; repeatable ones separated by spaces;\n"
           "  switches true/false); RELEASE_NODE, RELEASE_COOKIE and RELEASE_DISTRIBUTION are fallbacks.\n");
+  fputs(cluster_app_usage, f);
 }
 
 static void log_line(cn_node *n, cn_log_level level, const char *msg, void *ctx) {
@@ -252,6 +255,7 @@ static void on_started(cn_node *n, int status, void *ctx) {
   if (!rc) rc = hsup_start(n);
   if (rc) printf("cnode: cannot join Horde: %s\n", cn_strerror(rc));
   else if ((rc = pgapp_start(n))) printf("cnode: cannot start pg/pubsub: %s\n", cn_strerror(rc));
+  else rc = cluster_app_start(n); /* it says why */
   if (rc) fail_stop(a);
   else ops_started();
 }
@@ -290,6 +294,7 @@ int main(int argc, char **argv) {
                                         {"http-addr", required_argument, 0, 'a' + 256},
                                         {"drain-delay", required_argument, 0, 'd' + 256},
                                         {"shutdown-timeout", required_argument, 0, 't' + 256},
+                                        CLUSTER_APP_OPTIONS,
                                         {0, 0, 0, 0}};
   static const env_rules rules = {.skip = "help version",
                                   .repeatable = "horde-registry horde-supervisor pubsub",
@@ -371,11 +376,15 @@ int main(int argc, char **argv) {
       if (c == 'g' ? pgapp_add_scope("pg") : pgapp_add_pubsub(optarg))
         return env_bad(flag, c == 'g' ? "" : optarg, "a PubSub name (or too many)");
       break;
+    case CLUSTER_OPT_CLUSTER ... CLUSTER_OPT_LAST:
+      if (cluster_app_flag(c, optarg)) return 2;
+      break;
     case 'h': usage(stdout); return 0;
     case 'W': printf("cnode %s\n", cn_version()); return 0;
     default: usage(stderr); return 2;
     }
   }
+  if (cluster_app_check()) return 2;
   bool inet6 = !strncmp(proto, "inet6_", 6);
   if (inet6) o.family = CN_INET6;
   struct sockaddr_storage la; /* the library's own check (cn_node_new), said here in the flags' words */
