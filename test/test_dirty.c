@@ -44,8 +44,8 @@ static void *run(void *arg) {
 
 static fix *fix_new(unsigned threads) {
   fix *f = calloc(1, sizeof *f);
-  cn_node_opts o = {.name = "dirty@127.0.0.1", .cookie = "c", .no_epmd = true, .hidden = true,
-                    .dirty_threads = threads};
+  cn_node_opts o = {
+      .name = "dirty@127.0.0.1", .cookie = "c", .no_epmd = true, .hidden = true, .dirty_threads = threads};
   assert_int_equal(cn_node_new(&f->n, NULL, &o), 0);
   return f;
 }
@@ -62,11 +62,11 @@ static void fix_free(fix *f) {
 /* ---- A dirty counter gen_server: order, one at a time, replies from the pool ------------------------------ */
 
 typedef struct counter {
-  int next;      /* the next sequence number expected */
-  int bad;       /* out of order */
-  int inside;    /* handlers running now (must stay 0 or 1) */
-  int overlap;   /* times two ran at once */
-  bool on_loop;  /* a callback ran on the loop thread */
+  int next;     /* the next sequence number expected */
+  int bad;      /* out of order */
+  int inside;   /* handlers running now (must stay 0 or 1) */
+  int overlap;  /* times two ran at once */
+  bool on_loop; /* a callback ran on the loop thread */
   int terminated;
 } counter;
 
@@ -154,8 +154,7 @@ typedef struct burn_arg {
 
 static void *burn_thread(void *arg) {
   burn_arg *b = arg;
-  b->reply = call_sync(b->f, "counter",
-                       cn_mk_tuple(2, cn_mk_atomc(b->f->n, "burn"), cn_mk_int(600)), 10000);
+  b->reply = call_sync(b->f, "counter", cn_mk_tuple(2, cn_mk_atomc(b->f->n, "burn"), cn_mk_int(600)), 10000);
   return NULL;
 }
 
@@ -468,8 +467,8 @@ static void test_many_processes(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_order_and_replies),    cmocka_unit_test(test_loop_not_stalled),
-      cmocka_unit_test(test_dirty_uses_the_api),   cmocka_unit_test(test_jobs_run_concurrently),
+      cmocka_unit_test(test_order_and_replies),      cmocka_unit_test(test_loop_not_stalled),
+      cmocka_unit_test(test_dirty_uses_the_api),     cmocka_unit_test(test_jobs_run_concurrently),
       cmocka_unit_test(test_kill_waits_for_handler), cmocka_unit_test(test_many_processes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,6 +23,7 @@
 #include "epmd.h"
 #include "horde_app.h"
 #include "term_tool.h"
+#include "compute.h"
 #include "workers.h"
 
 typedef struct app {
@@ -41,9 +42,12 @@ static void usage(FILE *f) {
              "             [--proto-dist inet_tcp|inet_tls|inet6_tcp|inet6_tls] [--ssl-dist-optfile F]\n"
              "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
              "             [--horde-registry NAME]... [--horde-supervisor NAME]... [--otp-release N]\n"
+             "             [--dirty-threads N]\n"
              "       cnode term ...   (cnode term --help)\n"
              "       cnode --version | --help\n"
-             "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl.\n"
+             "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl,\n"
+             "  the sorted set gen_server sorted_set and the dirty gen_server cnode_burn ({burn, Ms}).\n"
+             "  --dirty-threads N: threads of the dirty pool (default: the number of cores).\n"
              "  The cookie defaults to ~/.erlang.cookie, created as erl creates it when missing.\n"
              "  --listen-addr ADDR: the distribution port listens on this numeric IPv4/IPv6 address only (127.0.0.1,\n"
              "  ::1, ::), as erl -kernel inet_dist_use_interface; default 0.0.0.0, every IPv4 interface. An embedded\n"
@@ -288,6 +292,7 @@ int main(int argc, char **argv) {
                                         {"horde-registry", required_argument, 0, 'R'},
                                         {"horde-supervisor", required_argument, 0, 'S'},
                                         {"otp-release", required_argument, 0, 'o'},
+                                        {"dirty-threads", required_argument, 0, 'D'},
                                         {0, 0, 0, 0}};
   const char *proto = "inet_tcp", *optfile = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL,
              *tls_verify = NULL;
@@ -332,6 +337,7 @@ int main(int argc, char **argv) {
       break;
     }
     case 't': o.net_ticktime_s = (uint32_t)atoi(optarg); break;
+    case 'D': o.dirty_threads = (unsigned)atoi(optarg); break;
     case 'H': o.hidden = true; break;
     case 'G': o.no_connect_all = strcmp(optarg, "false") == 0; break; /* as erl -connect_all false */
     case 'v': o.log_level = CN_LOG_DEBUG; break;
@@ -451,7 +457,7 @@ int main(int argc, char **argv) {
   a.sigint.data = a.sigterm.data = &a;
   uv_signal_start(&a.sigint, on_signal, SIGINT);
   uv_signal_start(&a.sigterm, on_signal, SIGTERM);
-  if ((rc = workers_start(a.node)) || (rc = cn_node_start(a.node, on_started, &a))) {
+  if ((rc = workers_start(a.node)) || (rc = compute_start(a.node)) || (rc = cn_node_start(a.node, on_started, &a))) {
     fprintf(stderr, "cnode: cannot start: %s\n", cn_strerror(rc));
     fail_stop(&a);
   }
