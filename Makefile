@@ -16,12 +16,13 @@ VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 SONAME  := libcnode.so.$(VERSION_MAJOR)
 
 # The public headers, installed side by side as <cnode/...>: programs write #include <cnode/cnode.h>.
-PUBLIC_H := base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h horde_compat/horde.h
+PUBLIC_H := base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h horde_compat/horde.h \
+            sorted_set/cn_sorted_set.h
 STAGED_H := $(addprefix $(BUILD)/include/cnode/,$(notdir $(PUBLIC_H)))
 
 OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) -fPIC \
-           -Ibase -Iterm -Iepmd -Idist -Icnode -Iotp -Ihorde_compat -I$(EI_DIR)/include $(EXTRA_CFLAGS)
+           -Ibase -Iterm -Iepmd -Idist -Icnode -Iotp -Ihorde_compat -Isorted_set -I$(EI_DIR)/include $(EXTRA_CFLAGS)
 LDLIBS  := -L$(EI_DIR)/lib -lei -luv -lssl -lcrypto -lpthread -lm
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -33,7 +34,7 @@ LDFLAGS += -fsanitize=thread
 endif
 
 # MODULES lets one part be built and tested alone: make BUILD=build/x MODULES="base term" build/x/test/test_term
-MODULES ?= base term epmd dist cnode otp horde_compat
+MODULES ?= base term epmd dist cnode otp horde_compat sorted_set
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CNODE_SRC := $(wildcard cmd/cnode/*.c)

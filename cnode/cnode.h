@@ -363,7 +363,7 @@ CN_EXPORT int cn_register_entry(cn_node *n, const char *module, const char *func
  * - its callbacks never run on the loop thread, so a dirty handler must not touch a plain process's state. */
 
 /* Borrows n from its loop thread for the calling dirty thread, until cn_node_unlock: between the two every call on
- * the node and on the library parts built on it (cn_global_*, horde.h) is safe, as on the loop thread, and the loop
+ * the node and on the library parts built on it (services, Horde) is safe, as on the loop thread, and the loop
  * waits, so keep it short. The calls of this header do it by themselves; use it around several calls that must see
  * one state, or a library part's calls. Nests. On any other thread (the loop thread included) it does nothing. */
 CN_EXPORT void cn_node_lock(cn_node *n);

@@ -2,6 +2,7 @@
  * {burned, Ms}, while the node's loop keeps serving; and the program's sorted_set. */
 #include <time.h>
 
+#include "cn_sorted_set.h"
 #include "compute.h"
 
 static long mono_ms(void) {
@@ -26,4 +27,7 @@ static cn_term *burn_call(cn_proc *self, const cn_term *req, const cn_term *from
 
 static const cn_gen_server_ops burn_ops = {.handle_call = burn_call, .dirty = true};
 
-int compute_start(cn_node *n) { return cn_gen_server_start(n, "cnode_burn", &burn_ops, NULL, NULL); }
+int compute_start(cn_node *n) {
+  int rc = cn_gen_server_start(n, "cnode_burn", &burn_ops, NULL, NULL);
+  return rc ? rc : cn_sorted_set_start(n, "sorted_set", NULL);
+}
