@@ -236,7 +236,7 @@ static void test_release_change(void **state) {
   assert_int_equal(cn_sset_rank(s, nz, &r), 0);
   assert_int_equal(r, 0); /* -0.0 first in the exact order */
   assert_int_equal(cn_sset_at(s, 2, NULL, &m), 0);
-  assert_int_equal(m->type, CN_INT); /* 1 before 1.0 */
+  assert_int_equal(m->type, CN_INT);               /* 1 before 1.0 */
   assert_int_equal(cn_sset_set_release(s, 25), 0); /* back to a coarser release: 0.0 and -0.0 are one again */
   assert_int_equal(cn_sset_size(s), 3);
   assert_int_equal(cn_sset_set_release(s, 5), CN_EINVAL);
