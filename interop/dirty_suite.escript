@@ -95,6 +95,14 @@ t_two_burns() ->
     Last = lists:max([T || {_, T} <- Rs]),
     Last >= 600 orelse fail("two 300 ms burns on one dirty process finished after ~b ms (not in turn)", [Last]),
     {error, badarg} = gen_server:call({cnode_burn, ?CN}, nonsense, 5000),
+    {error, badarg} = gen_server:call({cnode_burn, ?CN}, {burn, -1}, 5000),
+    hi = gen_server:call({cnode_burn, ?CN}, {echo, hi}, 5000),
+    step("two {burn_job, 300} at once: dirty jobs, replied when their results come back"),
+    T1 = now_ms(),
+    [spawn_link(fun() -> Self ! {job, N, gen_server:call({cnode_burn, ?CN}, {burn_job, 300}, 5000)} end)
+     || N <- [1, 2]],
+    [{burned, 300} = receive {job, N, R} -> R after 5000 -> fail("burn_job ~b: no reply", [N]) end || N <- [1, 2]],
+    info("two 300 ms burn jobs took ~b ms together (two pool threads)", [now_ms() - T1]),
     ok.
 
 t_sorted_set() ->
