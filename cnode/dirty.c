@@ -25,6 +25,16 @@ struct dirty_item {
   cn_ref ref;
 };
 
+/* A send a pool thread queued for the loop (the thread goes on at once). */
+typedef struct dirty_op {
+  struct dirty_op *next;
+  bool reply;    /* cn_gen_reply(from, dest = From, msg = Reply), else cn_send_opts(from, dest, msg, opts) */
+  bool has_from; /* sent by a process (found again by pid on the loop), else by the node */
+  cn_pid from;
+  cn_term *dest, *msg;
+  unsigned opts;
+} dirty_op;
+
 typedef struct dirty_pool {
   cn_node *n;
   pthread_t *threads;
@@ -34,7 +44,8 @@ typedef struct dirty_pool {
   pthread_cond_t lend_cv; /* the lending handshake */
   dirty_item *q_head, **q_tail;
   dirty_item *done_head, **done_tail;
-  size_t outstanding; /* items handed to the pool and not yet finished by the loop */
+  dirty_op *ops_head, **ops_tail; /* in the order the threads queued them */
+  size_t outstanding;             /* items handed to the pool and not yet finished by the loop */
   unsigned lend_waiting;
   bool lend_offered, lend_back;
   bool quit;
@@ -77,6 +88,60 @@ void cn_node_unlock(cn_node *n) {
   if (dirty_tls_node != n || !dirty_tls_held) return;
   if (dirty_tls_held == 1) dirty_release(n);
   else dirty_tls_held--;
+}
+
+/* ---- Sends, queued ------------------------------------------------------------------------------------------ */
+
+/* The sends of a pool thread do not wait for the loop: they are queued, in order, and made by the loop before it
+ * looks at anything that thread did later (a borrowed call, the end of its handler). */
+int dirty_post_send(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *msg, unsigned opts, bool reply) {
+  dirty_pool *d = n->pool;
+  dirty_op *op = cn_calloc(1, sizeof *op);
+  if (!op || !(op->dest = cn_term_copy(dest)) || !(op->msg = cn_term_copy(msg))) {
+    if (op) cn_term_free(op->dest);
+    cn_free(op);
+    return CN_ENOMEM;
+  }
+  op->reply = reply;
+  op->opts = opts;
+  if (from) {
+    op->has_from = true;
+    op->from = from->pid;
+  }
+  pthread_mutex_lock(&d->mu);
+  *d->ops_tail = op;
+  d->ops_tail = &op->next;
+  uv_async_send(&d->async);
+  pthread_mutex_unlock(&d->mu);
+  return 0;
+}
+
+static void op_free(dirty_op *op) {
+  cn_term_free(op->dest);
+  cn_term_free(op->msg);
+  cn_free(op);
+}
+
+/* On the loop: makes the queued sends (taken, in order). A process that has ended meanwhile sends nothing. */
+static void run_ops(cn_node *n, dirty_op *op) {
+  while (op) {
+    dirty_op *next = op->next;
+    cn_proc *p = op->has_from ? proc_lookup(n, op->from) : NULL;
+    if (!n->stopping && (p || !op->has_from)) {
+      if (op->reply) cn_gen_reply(p, op->dest, op->msg);
+      else cn_send_opts(n, p, op->dest, op->msg, op->opts);
+    }
+    op_free(op);
+    op = next;
+  }
+}
+
+/* Takes the queued sends (called with d->mu held). */
+static dirty_op *take_ops(dirty_pool *d) {
+  dirty_op *op = d->ops_head;
+  d->ops_head = NULL;
+  d->ops_tail = &d->ops_head;
+  return op;
 }
 
 /* ---- Pool threads --------------------------------------------------------------------------------------- */
@@ -158,15 +223,26 @@ static void on_async(uv_async_t *h) {
   cn_node *n = d->n;
   pthread_mutex_lock(&d->mu);
   while (d->lend_waiting) {
+    /* What a borrower queued before asking goes first. */
+    dirty_op *ops = take_ops(d);
+    if (ops) {
+      pthread_mutex_unlock(&d->mu);
+      run_ops(n, ops);
+      pthread_mutex_lock(&d->mu);
+      continue;
+    }
     d->lend_offered = true;
     pthread_cond_broadcast(&d->lend_cv);
     while (!d->lend_back) pthread_cond_wait(&d->lend_cv, &d->mu);
     d->lend_back = false;
   }
+  /* Both lists at once: every item that is done comes after the sends its thread queued before. */
+  dirty_op *ops = take_ops(d);
   dirty_item *it = d->done_head;
   d->done_head = NULL;
   d->done_tail = &d->done_head;
   pthread_mutex_unlock(&d->mu);
+  run_ops(n, ops);
   while (it) {
     dirty_item *next = it->next;
     d->outstanding--;
@@ -207,6 +283,7 @@ static int pool_get(cn_node *n, dirty_pool **out) {
   d->n = n;
   d->q_tail = &d->q_head;
   d->done_tail = &d->done_head;
+  d->ops_tail = &d->ops_head;
   pthread_mutex_init(&d->mu, NULL);
   pthread_cond_init(&d->work_cv, NULL);
   pthread_cond_init(&d->lend_cv, NULL);
@@ -340,6 +417,10 @@ void dirty_free(cn_node *n) {
   for (dirty_item *it = d->done_head, *next; it; it = next) {
     next = it->next;
     item_free(it);
+  }
+  for (dirty_op *op = d->ops_head, *next; op; op = next) {
+    next = op->next;
+    op_free(op);
   }
   pthread_mutex_destroy(&d->mu);
   pthread_cond_destroy(&d->work_cv);

@@ -294,6 +294,9 @@ void dirty_release(const cn_node *n);
       return;                                                                                                          \
     }                                                                                                                  \
   } while (0)
+/* A send from a pool thread that does not hold the node: queued for the loop, in order (dest and msg borrowed:
+ * copied); reply: cn_gen_reply(from, dest, msg) instead of cn_send_opts. 0, or CN_ENOMEM. */
+int dirty_post_send(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *msg, unsigned opts, bool reply);
 /* Makes p dirty (creating the pool on first use): CN_ENOMEM, CN_EIO when no thread could start. */
 int dirty_proc_init(cn_proc *p);
 /* The scheduler's turn for a dirty process: hands its next callback or message to the pool, or ends it (and frees

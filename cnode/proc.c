@@ -345,7 +345,9 @@ static int send_pid(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg, un
 }
 
 int cn_send(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg) {
-  DIRTY_GUARD(n, int, cn_send(n, from, to, msg));
+  if (!msg || !to.node) return CN_EINVAL;
+  cn_term dest = tv_pid(to);
+  if (dirty_must_hold(n)) return dirty_post_send(n, from, &dest, msg, 0, false);
   return send_pid(n, from, to, msg, 0);
 }
 
@@ -374,13 +376,19 @@ static int send_alias(cn_node *n, cn_proc *from, cn_ref alias, const cn_term *ms
 
 int cn_send_name(cn_node *n, cn_proc *from, const char *name, const cn_atom *node, const cn_term *msg) {
   if (!name || !msg) return CN_EINVAL;
-  DIRTY_GUARD(n, int, cn_send_name(n, from, name, node, msg));
+  if (dirty_must_hold(n)) {
+    const cn_atom *a = cn_intern(n, name);
+    if (!a) return CN_EINVAL;
+    cn_term e[2] = {tv_atom(a), tv_atom(node ? node : n->name)};
+    cn_term dest = tv_tuple(e, 2);
+    return dirty_post_send(n, from, &dest, msg, 0, false);
+  }
   return send_name_atoms(n, from, cn_intern(n, name), node, msg, 0);
 }
 
 int cn_send_opts(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *msg, unsigned opts) {
   if (!dest || !msg || (opts & ~(unsigned)CN_SEND_PRIORITY)) return CN_EINVAL;
-  DIRTY_GUARD(n, int, cn_send_opts(n, from, dest, msg, opts));
+  if (dirty_must_hold(n)) return dirty_post_send(n, from, dest, msg, opts, false);
   unsigned altact = opts & CN_SEND_PRIORITY ? DIST_ALTACT_PRIO : 0;
   if (dest->type == CN_PID) return send_pid(n, from, dest->v.pid, msg, altact);
   if (dest->type == CN_REF) return send_alias(n, from, dest->v.ref, msg, altact);
@@ -410,7 +418,7 @@ bool cn_gen_is_call(const cn_term *msg, const cn_term **from, const cn_term **re
 int cn_gen_reply(cn_proc *self, const cn_term *from, const cn_term *reply) {
   const cn_term *pid = cn_tuple_elem(from, 2, 0), *tag = cn_tuple_elem(from, 2, 1);
   if (!pid || pid->type != CN_PID || !reply) return CN_EINVAL;
-  DIRTY_GUARD(self->node, int, cn_gen_reply(self, from, reply));
+  if (dirty_must_hold(self->node)) return dirty_post_send(self->node, self, from, reply, 0, true);
   cn_term e[2] = {*tag, *reply};
   cn_term msg = tv_tuple(e, 2);
   /* OTP 24+ callers tag with [alias | Ref] and expect the reply through the alias, as gen:reply/2 sends it. */
