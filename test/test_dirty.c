@@ -465,11 +465,71 @@ static void test_many_processes(void **state) {
   }
 }
 
+/* ---- Sends from a pool thread keep their order with the thread's other calls -------------------------------- */
+
+typedef struct order {
+  int got, bad;   /* messages the collector got in order / out of order */
+  bool exit_last; /* the link's 'EXIT' came after all 300 */
+  int done;
+} order;
+
+static void collect(cn_proc *self, const cn_term *msg, void *state) {
+  (void)self;
+  order *o = state;
+  const cn_term *i = cn_tuple_elem(msg, 2, 1);
+  if (i && i->type == CN_INT) {
+    if (i->v.i != o->got) o->bad++;
+    o->got++;
+  } else if (cn_tuple_elem(msg, 3, 0) && cn_is_atom(cn_tuple_elem(msg, 3, 0), "EXIT")) {
+    o->exit_last = o->got == 300;
+    __atomic_store_n(&o->done, 1, __ATOMIC_SEQ_CST);
+  }
+}
+
+/* Links to the collector, sends it 300 messages with borrowed calls in between, then exits: the 'EXIT' comes last. */
+static void sender(cn_proc *self, const cn_term *msg, void *state) {
+  (void)state;
+  cn_node *n = cn_proc_node(self);
+  const cn_term *to = cn_tuple_elem(msg, 2, 1);
+  assert_int_equal(cn_link(self, to->v.pid), 0);
+  for (int i = 0; i < 300; i++) {
+    cn_term *m = cn_mk_tuple(2, cn_mk_atomc(n, "seq"), cn_mk_int(i));
+    assert_int_equal(i % 2 ? cn_send(n, self, to->v.pid, m) : cn_send_to(n, self, to, m), 0);
+    cn_term_free(m);
+    if (i % 50 == 0) assert_true(cn_is_process_alive(n, to->v.pid));
+  }
+  cn_term *reason = cn_mk_atomc(n, "finished");
+  cn_proc_exit(self, reason);
+  cn_term_free(reason);
+}
+
+static void test_send_order(void **state) {
+  (void)state;
+  fix *f = fix_new(2);
+  order o = {0};
+  cn_proc_opts co = {.trap_exit = true}, so = {.dirty = true};
+  cn_pid c, s;
+  assert_int_equal(cn_spawn(f->n, collect, &o, &co, &c), 0);
+  assert_int_equal(cn_spawn(f->n, sender, NULL, &so, &s), 0);
+  fix_run(f);
+  assert_int_equal(cn_send_threadsafe(f->n, &s, NULL, NULL, cn_mk_tuple(2, cn_mk_atomc(f->n, "go"), cn_mk_pid(c))), 0);
+  long t0 = mono_ms();
+  while (!__atomic_load_n(&o.done, __ATOMIC_SEQ_CST) && mono_ms() - t0 < 5000) spin_ms(5);
+  fix_free(f);
+  assert_int_equal(o.got, 300);
+  assert_int_equal(o.bad, 0);
+  assert_true(o.exit_last);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_order_and_replies),      cmocka_unit_test(test_loop_not_stalled),
-      cmocka_unit_test(test_dirty_uses_the_api),     cmocka_unit_test(test_jobs_run_concurrently),
-      cmocka_unit_test(test_kill_waits_for_handler), cmocka_unit_test(test_many_processes),
+      cmocka_unit_test(test_order_and_replies),
+      cmocka_unit_test(test_loop_not_stalled),
+      cmocka_unit_test(test_dirty_uses_the_api),
+      cmocka_unit_test(test_jobs_run_concurrently),
+      cmocka_unit_test(test_kill_waits_for_handler),
+      cmocka_unit_test(test_many_processes),
+      cmocka_unit_test(test_send_order),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
