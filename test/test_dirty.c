@@ -13,18 +13,13 @@
 #include <cmocka.h>
 
 #include "cnode.h"
-
-static long mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
+#include "testutil.h"
 
 /* Computes (no sleeping: a dirty handler holds its CPU) for ms milliseconds. */
 static void spin_ms(long ms) {
-  long end = mono_ms() + ms;
+  long end = now_ms() + ms;
   volatile unsigned x = 1;
-  while (mono_ms() < end)
+  while (now_ms() < end)
     for (int i = 0; i < 1000; i++) x = x * 1103515245u + 12345u;
 }
 
@@ -167,17 +162,17 @@ static void test_loop_not_stalled(void **state) {
   fix_run(f);
   burn_arg b = {.f = f};
   pthread_t th;
-  long t0 = mono_ms();
+  long t0 = now_ms();
   assert_int_equal(pthread_create(&th, NULL, burn_thread, &b), 0);
   spin_ms(50);
   long worst = 0;
   int calls = 0;
-  while (mono_ms() - t0 < 450) {
-    long s = mono_ms();
+  while (now_ms() - t0 < 450) {
+    long s = now_ms();
     cn_term *r = call_sync(f, "plain", cn_mk_int(calls), 5000);
     assert_true(r && r->type == CN_INT && r->v.i == calls);
     cn_term_free(r);
-    if (mono_ms() - s > worst) worst = mono_ms() - s;
+    if (now_ms() - s > worst) worst = now_ms() - s;
     calls++;
   }
   pthread_join(th, NULL);
@@ -185,7 +180,7 @@ static void test_loop_not_stalled(void **state) {
   assert_string_equal(s, "{burned,600}");
   cn_free(s);
   cn_term_free(b.reply);
-  assert_true(mono_ms() - t0 >= 600);
+  assert_true(now_ms() - t0 >= 600);
   printf("  %d calls to a plain server during a 600 ms dirty burn, slowest %ld ms\n", calls, worst);
   assert_true(calls > 10);
   assert_true(worst < 200);
@@ -290,8 +285,8 @@ static void test_dirty_uses_the_api(void **state) {
   assert_int_equal(cn_spawn(f->n, actor_handle, &a, &po, &pid), 0);
   fix_run(f);
   assert_int_equal(cn_send_threadsafe(f->n, &pid, NULL, NULL, cn_mk_atomc(f->n, "go")), 0);
-  long t0 = mono_ms();
-  while (!__atomic_load_n(&a.terminated, __ATOMIC_SEQ_CST) && mono_ms() - t0 < 5000) spin_ms(5);
+  long t0 = now_ms();
+  while (!__atomic_load_n(&a.terminated, __ATOMIC_SEQ_CST) && now_ms() - t0 < 5000) spin_ms(5);
   fix_free(f);
   assert_string_equal(a.got, "go;go done;after;reply 0 ping;tick;down;terminate done;");
   assert_false(a.on_loop);
@@ -316,7 +311,7 @@ static cn_term *job_burn(cn_node *n, void *arg) {
 static void jobs_handle(cn_proc *self, const cn_term *msg, void *state) {
   jobs *j = state;
   if (cn_is_atom(msg, "go")) {
-    j->t0 = mono_ms();
+    j->t0 = now_ms();
     assert_int_equal(cn_dirty_job(self, job_burn, (void *)(intptr_t)300, &j->refs[0]), 0);
     assert_int_equal(cn_dirty_job(self, job_burn, (void *)(intptr_t)300, &j->refs[1]), 0);
     return;
@@ -325,7 +320,7 @@ static void jobs_handle(cn_proc *self, const cn_term *msg, void *state) {
   if (ref && ref->type == CN_REF && val && val->type == CN_INT && val->v.i == 300) {
     cn_term r0 = cn_tv_ref(j->refs[0]), r1 = cn_tv_ref(j->refs[1]);
     if (cn_term_exact_eq(ref, &r0) || cn_term_exact_eq(ref, &r1)) j->matched = true;
-    if (j->results == 1) j->t_all = mono_ms() - j->t0;
+    if (j->results == 1) j->t_all = now_ms() - j->t0;
     __atomic_add_fetch(&j->results, 1, __ATOMIC_SEQ_CST);
   }
 }
@@ -341,8 +336,8 @@ static void test_jobs_run_concurrently(void **state) {
   assert_int_equal(cn_node_dirty_threads(f->n), 2);
   fix_run(f);
   assert_int_equal(cn_send_threadsafe(f->n, &pid, NULL, NULL, cn_mk_atomc(f->n, "go")), 0);
-  long t0 = mono_ms();
-  while (!jobs_done(&j) && mono_ms() - t0 < 5000) spin_ms(5);
+  long t0 = now_ms();
+  while (!jobs_done(&j) && now_ms() - t0 < 5000) spin_ms(5);
   fix_free(f);
   assert_int_equal(j.results, 2);
   assert_true(j.matched);
@@ -364,7 +359,7 @@ static void slow_handle(cn_proc *self, const cn_term *msg, void *state) {
   (void)msg;
   slow *s = state;
   spin_ms(200);
-  s->t_handled = mono_ms();
+  s->t_handled = now_ms();
 }
 
 static void slow_term(cn_proc *self, const cn_term *reason, void *state) {
@@ -373,7 +368,7 @@ static void slow_term(cn_proc *self, const cn_term *reason, void *state) {
   char *txt = cn_term_to_string(reason);
   snprintf(s->reason, sizeof s->reason, "%s", txt ? txt : "?");
   cn_free(txt);
-  s->t_term = mono_ms();
+  s->t_term = now_ms();
   __atomic_add_fetch(&s->terms, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -399,8 +394,8 @@ static void test_kill_waits_for_handler(void **state) {
   spin_ms(50);
   assert_int_equal(cn_send_threadsafe(f->n, &k, NULL, NULL, cn_mk_tuple(2, cn_mk_pid(p1), cn_mk_atomc(f->n, "kill"))),
                    0);
-  long t0 = mono_ms();
-  while (!__atomic_load_n(&s1.terms, __ATOMIC_SEQ_CST) && mono_ms() - t0 < 5000) spin_ms(5);
+  long t0 = now_ms();
+  while (!__atomic_load_n(&s1.terms, __ATOMIC_SEQ_CST) && now_ms() - t0 < 5000) spin_ms(5);
   /* killed once its handler returned; the second message never ran */
   assert_int_equal(__atomic_load_n(&s1.terms, __ATOMIC_SEQ_CST), 1);
   /* now stop the node while p2 computes: cn_node_run returns once the handler has, terminate runs once */
@@ -450,9 +445,9 @@ static void test_many_processes(void **state) {
   for (int m = 0; m < NMSG; m++)
     for (int i = 0; i < NPROC; i++)
       cn_send_threadsafe(f->n, &pids[i], NULL, NULL, cn_mk_tuple(2, cn_mk_pid(pids[NPROC + i]), cn_mk_int(m)));
-  long t0 = mono_ms();
+  long t0 = now_ms();
   bool all = false;
-  while (!all && mono_ms() - t0 < 20000) {
+  while (!all && now_ms() - t0 < 20000) {
     spin_ms(20);
     all = true;
     for (int i = 0; i < 2 * NPROC; i++)
@@ -513,8 +508,8 @@ static void test_send_order(void **state) {
   assert_int_equal(cn_spawn(f->n, sender, NULL, &so, &s), 0);
   fix_run(f);
   assert_int_equal(cn_send_threadsafe(f->n, &s, NULL, NULL, cn_mk_tuple(2, cn_mk_atomc(f->n, "go"), cn_mk_pid(c))), 0);
-  long t0 = mono_ms();
-  while (!__atomic_load_n(&o.done, __ATOMIC_SEQ_CST) && mono_ms() - t0 < 5000) spin_ms(5);
+  long t0 = now_ms();
+  while (!__atomic_load_n(&o.done, __ATOMIC_SEQ_CST) && now_ms() - t0 < 5000) spin_ms(5);
   fix_free(f);
   assert_int_equal(o.got, 300);
   assert_int_equal(o.bad, 0);
