@@ -1,6 +1,7 @@
 /* dirty.c: the dirty pool. Threads that run what dirty processes compute (their handlers, call and timer
  * callbacks, terminate) and dirty jobs, so the loop keeps serving ticks, handshakes and other processes; and the
  * lending by which such a thread borrows the node from its loop for the length of one API call. */
+#include <sched.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -165,6 +166,10 @@ static void run_item(cn_node *n, dirty_item *it) {
 static void *pool_main(void *arg) {
   dirty_pool *d = arg;
   dirty_tls_node = d->n;
+  /* Marked CPU-bound (Linux's SCHED_BATCH): the loop thread, waking for a tick or a message, is not kept waiting
+   * behind a computation sharing its CPU. */
+  struct sched_param sp = {0};
+  pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
   pthread_mutex_lock(&d->mu);
   for (;;) {
     while (!d->q_head && !d->quit) pthread_cond_wait(&d->work_cv, &d->mu);
