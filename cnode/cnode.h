@@ -3,9 +3,10 @@
  *
  * Threads: one thread owns a node (the one running its loop). Every function here must be called on that
  * thread, except those marked "thread-safe", and except from the node's dirty threads: a dirty process's handler,
- * callbacks and terminate, and a dirty job (see "Dirty processes and jobs") may call every function here, each of
- * which then borrows the node from its loop for its own length (cn_node_lock says how), and the blocking forms
- * cn_call_sync / cn_rpc_sync.
+ * callbacks and terminate, and a dirty job (see "Dirty processes and jobs") may call every function here: the sends
+ * (cn_send, cn_send_name, cn_send_to, cn_send_opts, cn_send_alias, cn_gen_reply, cn_cast) are queued to the loop in
+ * order and return at once, every other call borrows the node from its loop for its own length (cn_node_lock says
+ * how); and the blocking forms cn_call_sync / cn_rpc_sync.
  *
  * Nodes are named by atoms everywhere (const cn_atom *): atoms of the node's own table, from cn_intern (which
  * is thread-safe), cn_node_name, cn_nodes or a term the node made or decoded. Callback types end in _fn. */
@@ -358,8 +359,11 @@ CN_EXPORT int cn_register_entry(cn_node *n, const char *module, const char *func
  * monitors, calls) and may call every function of this header. What differs:
  * - an exit signal (kill included) and cn_node_stop end it only once its current handler has returned (a C thread
  *   cannot be stopped mid-computation), and cn_node_run returns only when the pool's running handlers have;
- * - each call into the node from a pool thread waits for the loop to lend it the node (tens of microseconds), so a
- *   handler that sends a great many messages is faster as a plain process;
+ * - its sends are queued to the loop, in order and ahead of anything it does afterwards, and return 0 at once: only
+ *   argument and memory errors are reported (not CN_ENOTFOUND for an unregistered local name, nor CN_EBUSY);
+ * - every other call into the node waits for the loop to lend it the node (tens of microseconds), and each message
+ *   costs two hand-overs between threads, so a process that mostly passes messages is faster as a plain one;
+ * - a timer's or a completed call's callback goes ahead of the messages still queued for it;
  * - its callbacks never run on the loop thread, so a dirty handler must not touch a plain process's state. */
 
 /* Borrows n from its loop thread for the calling dirty thread, until cn_node_unlock: between the two every call on
@@ -374,7 +378,8 @@ typedef cn_term *(*cn_job_fn)(cn_node *n, void *arg);
 /* Runs fn(n, arg) on the dirty pool; its result arrives in self's mailbox as {Ref, Result} (Result the atom error
  * when fn returned NULL), *ref (may be NULL) receiving Ref. Jobs run concurrently with each other, up to the pool's
  * size. A result for a process that has ended is dropped. arg is the caller's until fn has returned. CN_ESTATE when
- * self has ended or the node stops, CN_EIO when no pool thread could start. */
+ * self has ended or the node stops (cn_node_run returns once running jobs have), CN_EIO when no pool thread could
+ * start. */
 CN_EXPORT int cn_dirty_job(cn_proc *self, cn_job_fn fn, void *arg, cn_ref *ref);
 /* The number of threads of the pool (what cn_node_opts.dirty_threads asked, or the cores online). */
 CN_EXPORT unsigned cn_node_dirty_threads(cn_node *n);

@@ -441,7 +441,7 @@ int cn_dirty_job(cn_proc *self, cn_job_fn fn, void *arg, cn_ref *ref) {
   if (!self || !fn) return CN_EINVAL;
   cn_node *n = self->node;
   DIRTY_GUARD(n, int, cn_dirty_job(self, fn, arg, ref));
-  if (self->dead) return CN_ESTATE;
+  if (self->dead || n->stopping) return CN_ESTATE;
   dirty_pool *d;
   int rc = pool_get(n, &d);
   if (rc) return rc;
