@@ -18,20 +18,24 @@ SONAME  := libcnode.so.$(VERSION_MAJOR)
 
 # The public headers, installed side by side as <cnode/...>: programs write #include <cnode/cnode.h>.
 PUBLIC_H := base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h otp/cn_pg.h otp/cn_pubsub.h \
-            horde_compat/horde.h cluster/cn_cluster.h
+            horde_compat/horde.h cluster/cn_cluster.h sorted_set/cn_sorted_set.h
 STAGED_H := $(addprefix $(BUILD)/include/cnode/,$(notdir $(PUBLIC_H)))
 
 OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) -fPIC \
-           -Ibase -Iterm -Iepmd -Idist -Icnode -Iotp -Ihorde_compat -Icluster -I$(EI_DIR)/include $(EXTRA_CFLAGS)
+           -Ibase -Iterm -Iepmd -Idist -Icnode -Iotp -Ihorde_compat -Icluster -Isorted_set -I$(EI_DIR)/include $(EXTRA_CFLAGS)
 LDLIBS  := -L$(EI_DIR)/lib -lei -luv -lcares -lssl -lcrypto -lpthread -lm
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
 endif
+ifeq ($(SAN),thread)
+CFLAGS  += -fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=thread
+endif
 
 # MODULES lets one part be built and tested alone: make BUILD=build/x MODULES="base term" build/x/test/test_term
-MODULES ?= base term epmd dist cnode otp horde_compat cluster
+MODULES ?= base term epmd dist cnode otp horde_compat cluster sorted_set
 LIB_SRC := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CNODE_SRC := $(wildcard cmd/cnode/*.c)
@@ -42,7 +46,7 @@ TEST_UTIL := $(filter-out $(TEST_SRC) $(TERM_UTIL),$(wildcard test/*.c))
 TESTS     := $(TEST_SRC:test/%.c=$(BUILD)/test/%)
 EXAMPLES  := $(patsubst examples/%/main.c,$(BUILD)/examples/%,$(wildcard examples/*/main.c))
 
-.PHONY: all deps run test analyze format format-check unit interop interop-asan asan clean examples bench bench-quick install uninstall \
+.PHONY: all deps run test analyze format format-check unit interop interop-asan asan tsan clean examples bench bench-quick install uninstall \
         install-test examples-installed deb test-otp
 all: $(BUILD)/libcnode.a $(BUILD)/libcnode.so $(BUILD)/cnode $(BUILD)/cnode-epmd
 
@@ -135,6 +139,7 @@ test: deps
 	@$(MAKE) --no-print-directory interop
 	@$(MAKE) --no-print-directory install-test
 	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory tsan
 	@$(MAKE) --no-print-directory interop-asan
 	@$(MAKE) --no-print-directory fuzz-smoke
 
@@ -173,6 +178,12 @@ test-otp: deps
 
 asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 OPT=-O1 unit
+
+# The threaded unit tests (the dirty pool's) under ThreadSanitizer; any report fails.
+TSAN_TESTS := build/tsan/test/test_dirty
+tsan:
+	@$(MAKE) --no-print-directory BUILD=build/tsan SAN=thread OPT=-O1 $(TSAN_TESTS)
+	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" sh test/run_unit.sh $(TSAN_TESTS)
 
 # The interop suites against an ASan/UBSan build of cnode; any sanitizer report fails.
 interop-asan:

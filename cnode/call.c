@@ -25,6 +25,10 @@ static void pending_free(cn_pending *c) {
 /* Runs the callback of c (already freed: its fields are passed in). A timer of cn_proc_after gets 0 when it
  * fires (the timeout of a call), CN_ECLOSED when the process ends first. */
 static void complete(cn_proc *p, cn_reply_fn cb, cn_after_fn after, void *ctx, int status, const cn_term *result) {
+  if (p->dirty) { /* in the process's own context: on the pool, in turn with its messages */
+    dirty_defer_cb(p, cb, after, ctx, after && status == CN_ETIMEDOUT ? 0 : status, result);
+    return;
+  }
   if (after) after(p, status == CN_ETIMEDOUT ? 0 : status, ctx);
   else cb(p, status, result, ctx);
 }
@@ -87,7 +91,9 @@ void call_drop_all(cn_proc *p) {
 
 /* A pending entry without alias or monitor: only its timer (or the process's end) completes it. */
 int cn_proc_after(cn_proc *self, unsigned ms, cn_after_fn fn, void *ctx, uint64_t *timer) {
-  if (!self || !fn || self->dead) return !self || !fn ? CN_EINVAL : CN_ESTATE;
+  if (!self || !fn) return CN_EINVAL;
+  DIRTY_GUARD(self->node, int, cn_proc_after(self, ms, fn, ctx, timer));
+  if (self->dead) return CN_ESTATE;
   cn_pending *c = pending_add(self, CALL_AFTER, (cn_ref){0}, ms, NULL, ctx);
   if (!c) return CN_ENOMEM;
   c->after = fn;
@@ -97,6 +103,7 @@ int cn_proc_after(cn_proc *self, unsigned ms, cn_after_fn fn, void *ctx, uint64_
 }
 
 int cn_proc_cancel_after(cn_proc *self, uint64_t timer) {
+  if (self) DIRTY_GUARD(self->node, int, cn_proc_cancel_after(self, timer));
   for (cn_pending *c = self ? self->calls : NULL; c; c = c->next)
     if (c->kind == CALL_AFTER && c->id == timer) {
       pending_free(c);
@@ -180,6 +187,7 @@ int cn_call(cn_proc *self, const cn_term *server, const cn_term *request, unsign
             void *ctx) {
   cn_node *n = self->node;
   if (!server || !request || !cb) return CN_EINVAL;
+  DIRTY_GUARD(n, int, cn_call(self, server, request, timeout_ms, cb, ctx));
   cn_ref ref;
   int rc = cn_alias(self, &ref);
   if (rc) return rc;
@@ -215,6 +223,7 @@ int cn_call(cn_proc *self, const cn_term *server, const cn_term *request, unsign
 
 int cn_cast(cn_node *n, cn_proc *from, const cn_term *server, const cn_term *request) {
   if (!server || !request) return CN_EINVAL;
+  DIRTY_GUARD(n, int, cn_cast(n, from, server, request));
   cn_term e[2] = {tv_atom(cn_intern(n, "$gen_cast")), *request};
   cn_term msg = tv_tuple(e, 2);
   int rc = cn_send_to(n, from, server, &msg);
@@ -247,6 +256,7 @@ int cn_rpc(cn_proc *self, const cn_atom *node, const char *mod, const char *fun,
            unsigned timeout_ms, cn_reply_fn cb, void *ctx) {
   cn_node *n = self->node;
   if (!node || !mod || !fun || !args || !cb) return CN_EINVAL;
+  DIRTY_GUARD(n, int, cn_rpc(self, node, mod, fun, args, timeout_ms, cb, ctx));
   rpc_ctx *r = cn_malloc(sizeof *r);
   if (!r) return CN_ENOMEM;
   r->cb = cb;
@@ -265,6 +275,7 @@ int cn_erpc(cn_proc *self, const cn_atom *peer, const char *mod, const char *fun
             unsigned timeout_ms, cn_reply_fn cb, void *ctx) {
   cn_node *n = self->node;
   if (!peer || node_is_local(n, peer) || !mod || !fun || !args || !cb) return CN_EINVAL;
+  DIRTY_GUARD(n, int, cn_erpc(self, peer, mod, fun, args, timeout_ms, cb, ctx));
   cn_ref req = node_make_ref(n);
   cn_pending *c = pending_add(self, CALL_ERPC, req, timeout_ms, cb, ctx);
   if (!c || !(c->res_ref = cn_mk_ref(node_make_ref(n)))) {
@@ -328,11 +339,12 @@ static void gen_terminate(cn_proc *self, const cn_term *reason, void *arg) {
 
 int cn_gen_server_start(cn_node *n, const char *name, const cn_gen_server_ops *ops, void *state, cn_pid *pid_out) {
   if (!ops) return CN_EINVAL;
+  DIRTY_GUARD(n, int, cn_gen_server_start(n, name, ops, state, pid_out));
   gen_state *g = cn_malloc(sizeof *g);
   if (!g) return CN_ENOMEM;
   g->ops = ops;
   g->state = state;
-  cn_proc_opts o = {.terminate = gen_terminate, .trap_exit = ops->trap_exit};
+  cn_proc_opts o = {.terminate = gen_terminate, .trap_exit = ops->trap_exit, .dirty = ops->dirty};
   cn_pid pid;
   int rc = cn_spawn(n, gen_handle, g, &o, &pid);
   if (rc) {
@@ -411,6 +423,11 @@ static int sync_run(cn_node *n, sync_job *j, cn_term **reply) {
     cn_term_free(j->server);
     cn_term_free(j->request);
     return CN_ENOMEM;
+  }
+  if (dirty_tls_node == n && dirty_tls_held) { /* the loop waits for this thread: it could never answer */
+    cn_term_free(j->server);
+    cn_term_free(j->request);
+    return CN_ESTATE;
   }
   pthread_mutex_init(&j->mu, NULL);
   pthread_cond_init(&j->cv, NULL);

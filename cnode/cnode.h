@@ -2,7 +2,11 @@
  * loop; Erlang and Elixir nodes see it as one more visible node of their cluster.
  *
  * Threads: one thread owns a node (the one running its loop). Every function here must be called on that
- * thread, except those marked "thread-safe".
+ * thread, except those marked "thread-safe", and except from the node's dirty threads: a dirty process's handler,
+ * callbacks and terminate, and a dirty job (see "Dirty processes and jobs") may call every function here: the sends
+ * (cn_send, cn_send_name, cn_send_to, cn_send_opts, cn_send_alias, cn_gen_reply, cn_cast) are queued to the loop in
+ * order and return at once, every other call borrows the node from its loop for its own length (cn_node_lock says
+ * how); and the blocking forms cn_call_sync / cn_rpc_sync.
  *
  * Nodes are named by atoms everywhere (const cn_atom *): atoms of the node's own table, from cn_intern (which
  * is thread-safe), cn_node_name, cn_nodes or a term the node made or decoded. Callback types end in _fn. */
@@ -74,6 +78,8 @@ typedef struct cn_node_opts {
                              cn_term_cmp_otp), CN_OTP_RELEASE_MIN..MAX (cn_term.h). 0: learned from the first BEAM peer that
                              answers erlang:system_info(otp_release) after its nodeup; OTP 25's until then.
                              Out of range: CN_EINVAL from cn_node_new */
+  unsigned dirty_threads; /* threads of the dirty pool, started at the first dirty process or job: 0 is the number of
+                             cores online */
 } cn_node_opts;
 
 /* Creates a node on loop (NULL: the node creates and owns its own loop). Nothing is opened yet.
@@ -224,6 +230,7 @@ typedef void (*cn_terminate_fn)(cn_proc *self, const cn_term *reason, void *stat
 typedef struct cn_proc_opts {
   cn_terminate_fn terminate; /* NULL: nothing to release */
   bool trap_exit;            /* exit signals become {'EXIT', From, Reason} messages */
+  bool dirty;                /* a dirty process: handler, callbacks and terminate run on the dirty pool (below) */
 } cn_proc_opts;
 
 /* Spawns a process running handler with state (borrowed by the node until terminate). opts may be NULL.
@@ -357,6 +364,7 @@ typedef struct cn_gen_server_ops {
   void (*handle_info)(cn_proc *self, const cn_term *msg, void *state);
   void (*terminate)(cn_proc *self, const cn_term *reason, void *state);
   bool trap_exit;
+  bool dirty; /* a dirty gen_server: its callbacks run on the dirty pool, as a dirty process's (cn_proc_opts) */
 } cn_gen_server_ops;
 /* Starts a gen_server process with state (borrowed until terminate), registered as name when not NULL.
  * ops is borrowed and must outlive the process. */
@@ -401,6 +409,40 @@ typedef int (*cn_entry_fn)(cn_node *n, const cn_term *args, cn_handler_fn *handl
 /* Registers module:function as an entry point (any arity). Spawns of anything else start a process that
  * exits with {undef, [{M, F, Args, []}]}, as on a BEAM node without that code; the caller never hangs. */
 CN_EXPORT int cn_register_entry(cn_node *n, const char *module, const char *function, cn_entry_fn fn, void *ctx);
+
+/* ---- Dirty processes and jobs ------------------------------------------------------------------------------ */
+
+/* A dirty process (cn_proc_opts.dirty, cn_gen_server_ops.dirty) is a process whose code may compute for as long as
+ * it needs: its handler, its call, rpc and cn_proc_after callbacks, and its terminate run on a thread of the node's
+ * dirty pool (cn_node_opts.dirty_threads), one at a time and in the order the process receives them, while the loop
+ * keeps serving ticks, handshakes and every other process. It is a process like the others (pid, name, links,
+ * monitors, calls) and may call every function of this header. What differs:
+ * - an exit signal (kill included) and cn_node_stop end it only once its current handler has returned (a C thread
+ *   cannot be stopped mid-computation), and cn_node_run returns only when the pool's running handlers have;
+ * - its sends are queued to the loop, in order and ahead of anything it does afterwards, and return 0 at once: only
+ *   argument and memory errors are reported (not CN_ENOTFOUND for an unregistered local name, nor CN_EBUSY);
+ * - every other call into the node waits for the loop to lend it the node (tens of microseconds), and each message
+ *   costs two hand-overs between threads, so a process that mostly passes messages is faster as a plain one;
+ * - a timer's or a completed call's callback goes ahead of the messages still queued for it;
+ * - its callbacks never run on the loop thread, so a dirty handler must not touch a plain process's state. */
+
+/* Borrows n from its loop thread for the calling dirty thread, until cn_node_unlock: between the two every call on
+ * the node and on the library parts built on it (services, Horde) is safe, as on the loop thread, and the loop
+ * waits, so keep it short. The calls of this header do it by themselves; use it around several calls that must see
+ * one state, or a library part's calls. Nests. On any other thread (the loop thread included) it does nothing. */
+CN_EXPORT void cn_node_lock(cn_node *n);
+CN_EXPORT void cn_node_unlock(cn_node *n);
+/* A dirty job: runs on a pool thread, returns a term (taken by the node; NULL for none) for the process that
+ * started it. It may call this header's functions as a dirty handler does (with no process of its own). */
+typedef cn_term *(*cn_job_fn)(cn_node *n, void *arg);
+/* Runs fn(n, arg) on the dirty pool; its result arrives in self's mailbox as {Ref, Result} (Result the atom error
+ * when fn returned NULL), *ref (may be NULL) receiving Ref. Jobs run concurrently with each other, up to the pool's
+ * size. A result for a process that has ended is dropped. arg is the caller's until fn has returned. CN_ESTATE when
+ * self has ended or the node stops (cn_node_run returns once running jobs have), CN_EIO when no pool thread could
+ * start. */
+CN_EXPORT int cn_dirty_job(cn_proc *self, cn_job_fn fn, void *arg, cn_ref *ref);
+/* The number of threads of the pool (what cn_node_opts.dirty_threads asked, or the cores online). */
+CN_EXPORT unsigned cn_node_dirty_threads(cn_node *n);
 
 #ifdef __cplusplus
 }

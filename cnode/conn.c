@@ -285,11 +285,13 @@ uint64_t conn_peer_flags(cn_node *n, const cn_atom *peer) {
 }
 
 bool cn_node_is_up(cn_node *n, const cn_atom *node, int which) {
+  DIRTY_GUARD(n, bool, cn_node_is_up(n, node, which));
   cn_conn *c = node ? conn_find(n, node) : NULL;
   return c && c->state == C_UP && (which & (c->peer_flags & DFLAG_PUBLISHED ? CN_NODES_VISIBLE : CN_NODES_HIDDEN));
 }
 
 size_t cn_nodes(cn_node *n, int which, const cn_atom **out, size_t max) {
+  DIRTY_GUARD(n, size_t, cn_nodes(n, which, out, max));
   size_t k = 0;
   for (cn_conn *c = n->conns; c; c = c->hh.next) {
     if (c->state != C_UP) continue;

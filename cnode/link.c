@@ -70,6 +70,7 @@ static void send_remote_exit(cn_node *n, cn_pid from, cn_pid to, const cn_term *
 
 int cn_link(cn_proc *self, cn_pid pid) {
   cn_node *n = self->node;
+  DIRTY_GUARD(n, int, cn_link(self, pid));
   if (!pid.node) return CN_EINVAL;
   if (node_pid_eq(pid, self->pid)) return 0;
   if (node_is_local(n, pid.node)) {
@@ -90,6 +91,7 @@ int cn_link(cn_proc *self, cn_pid pid) {
 
 int cn_unlink(cn_proc *self, cn_pid pid) {
   cn_node *n = self->node;
+  DIRTY_GUARD(n, int, cn_unlink(self, pid));
   link_rec **s = link_slot(&self->links, pid);
   if (!*s || !(*s)->active) return 0;
   if (node_is_local(n, pid.node)) {
@@ -289,6 +291,7 @@ int link_monitor(cn_proc *self, const cn_term *target, cn_ref ref) {
 
 int cn_monitor(cn_proc *self, const cn_term *target, cn_ref *ref) {
   if (!target) return CN_EINVAL;
+  DIRTY_GUARD(self->node, int, cn_monitor(self, target, ref));
   cn_ref r = node_make_ref(self->node);
   int rc = link_monitor(self, target, r);
   if (!rc && ref) *ref = r;
@@ -311,6 +314,7 @@ static void mon_out_release(cn_proc *self, cn_mon_out *m) {
 }
 
 int cn_demonitor(cn_proc *self, cn_ref ref) {
+  DIRTY_GUARD(self->node, int, cn_demonitor(self, ref));
   cn_mon_out *m = mon_out_take(self, &ref);
   if (!m) return CN_ENOTFOUND;
   mon_out_release(self, m);
@@ -375,6 +379,7 @@ static uint64_t alias_key(const cn_ref *r) { return (uint64_t)r->n[0] | (uint64_
 int cn_alias_opts(cn_proc *self, unsigned opts, cn_ref *ref) {
   if (opts & ~(unsigned)(CN_ALIAS_PRIORITY | CN_ALIAS_REPLY)) return CN_EINVAL;
   cn_node *n = self->node;
+  DIRTY_GUARD(n, int, cn_alias_opts(self, opts, ref));
   cn_alias_ent *a = cn_calloc(1, sizeof *a);
   if (!a) return CN_ENOMEM;
   a->ref = node_make_ref(n);
@@ -405,6 +410,7 @@ static void alias_remove(cn_node *n, cn_proc *p, cn_alias_ent **slot) {
 }
 
 int cn_unalias(cn_proc *self, cn_ref ref) {
+  DIRTY_GUARD(self->node, int, cn_unalias(self, ref));
   for (cn_alias_ent **a = &self->aliases; *a; a = &(*a)->next_of_proc) {
     if (node_ref_eq(&(*a)->ref, &ref)) {
       alias_remove(self->node, self, a);

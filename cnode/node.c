@@ -34,7 +34,11 @@ void cn_log(cn_node *n, cn_log_level level, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
+  /* A sink is only ever called with the node held, so it need not be thread-safe for dirty processes. */
+  bool held = dirty_must_hold(n);
+  if (held) dirty_hold(n);
   n->log(n, level, line, n->log_ctx);
+  if (held) dirty_release(n);
 }
 
 static void on_idle(uv_idle_t *h);
@@ -110,6 +114,7 @@ int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   n->log_ctx = o->log_ctx;
   n->log_level = o->log_level;
   n->otp_release = o->otp_release;
+  n->dirty_threads = o->dirty_threads;
   if (o->tls && (rc = conn_tls_init(n, o->tls))) goto fail;
   n->flags = DIST_FLAGS_DEFAULT & ~(uint64_t)(n->hidden ? DFLAG_PUBLISHED : 0);
   n->next_id = 1;
@@ -169,9 +174,13 @@ cn_ref node_make_ref(cn_node *n) {
   return r;
 }
 
-cn_ref cn_make_ref(cn_node *n) { return node_make_ref(n); }
+cn_ref cn_make_ref(cn_node *n) {
+  DIRTY_GUARD(n, cn_ref, cn_make_ref(n));
+  return node_make_ref(n);
+}
 
 void cn_node_get_stats(cn_node *n, cn_node_stats *out) {
+  DIRTY_GUARD_VOID(n, cn_node_get_stats(n, out));
   *out = n->stats;
   out->atoms_refused = cn_atoms_refused(n->atoms);
 }
@@ -190,7 +199,7 @@ void cn_node_proc_stats(cn_node *n, cn_proc_stats *out) {
 /* ---- Scheduling --------------------------------------------------------------------------------------- */
 
 void node_schedule(cn_node *n, cn_proc *p) {
-  if (p->in_runq || p->suspended) return;
+  if (p->in_runq || p->suspended || p->dirty_busy) return;
   p->in_runq = true;
   p->run_next = NULL;
   if (n->runq_tail) n->runq_tail->run_next = p;
@@ -207,6 +216,11 @@ static void on_idle(uv_idle_t *h) {
     n->runq_head = p->run_next;
     if (!n->runq_head) n->runq_tail = NULL;
     p->in_runq = false;
+    if (p->dirty) { /* its handler runs on the pool: this hands it the next message, or ends the process */
+      dirty_pump(p);
+      budget--;
+      continue;
+    }
     size_t ran = proc_run(p, budget < PROC_SLICE ? budget : PROC_SLICE);
     budget -= ran < budget ? ran : budget;
     if (p->dead) {
@@ -243,6 +257,7 @@ static void on_timer_fire(uv_timer_t *h) {
 
 int cn_send_after(cn_node *n, unsigned ms, cn_pid to, const cn_term *msg, uint64_t *timer) {
   if (!msg || !to.node) return CN_EINVAL;
+  DIRTY_GUARD(n, int, cn_send_after(n, ms, to, msg, timer));
   if (n->stopping) return CN_ESTATE;
   cn_timer *t = cn_calloc(1, sizeof *t);
   if (!t || !(t->msg = cn_term_copy(msg))) {
@@ -264,6 +279,7 @@ int cn_send_after(cn_node *n, unsigned ms, cn_pid to, const cn_term *msg, uint64
 }
 
 int cn_cancel_timer(cn_node *n, uint64_t timer) {
+  DIRTY_GUARD(n, int, cn_cancel_timer(n, timer));
   for (cn_timer *t = n->timers; t; t = t->next) {
     if (t->id == timer) {
       timer_remove(t);
@@ -276,6 +292,7 @@ int cn_cancel_timer(cn_node *n, uint64_t timer) {
 /* ---- Node events -------------------------------------------------------------------------------------- */
 
 static int subscribe(cn_node *n, cn_nodes_fn fn, cn_setup_failed_fn failed_fn, void *ctx) {
+  DIRTY_GUARD(n, int, subscribe(n, fn, failed_fn, ctx));
   cn_node_sub *s = cn_malloc(sizeof *s);
   if (!s) return CN_ENOMEM;
   *s = (cn_node_sub){.next = n->subs, .fn = fn, .failed_fn = failed_fn, .ctx = ctx};
@@ -284,6 +301,7 @@ static int subscribe(cn_node *n, cn_nodes_fn fn, cn_setup_failed_fn failed_fn, v
 }
 
 static int unsubscribe(cn_node *n, cn_nodes_fn fn, cn_setup_failed_fn failed_fn, void *ctx) {
+  DIRTY_GUARD(n, int, unsubscribe(n, fn, failed_fn, ctx));
   for (cn_node_sub **pp = &n->subs; *pp; pp = &(*pp)->next) {
     cn_node_sub *s = *pp;
     if (s->fn == fn && s->failed_fn == failed_fn && s->ctx == ctx) {
@@ -324,11 +342,13 @@ void node_notify(cn_node *n, const cn_atom *peer, bool up, const char *reason) {
 }
 
 int cn_node_connect(cn_node *n, const cn_atom *node) {
+  DIRTY_GUARD(n, int, cn_node_connect(n, node));
   if (!node || node_is_local(n, node)) return CN_EINVAL;
   return conn_connect(n, node);
 }
 
 int cn_node_disconnect(cn_node *n, const cn_atom *node) {
+  DIRTY_GUARD(n, int, cn_node_disconnect(n, node));
   if (!node || node_is_local(n, node)) return CN_EINVAL;
   return conn_disconnect(n, node);
 }
@@ -341,6 +361,7 @@ cn_family cn_node_family(const cn_node *n) { return n->inet6 ? CN_INET6 : CN_INE
 
 int cn_node_attach(cn_node *n, const void *key, void *data, cn_free_fn release) {
   if (!n || !key) return CN_EINVAL;
+  DIRTY_GUARD(n, int, cn_node_attach(n, key, data, release));
   if (cn_node_attached(n, key)) return CN_EEXIST;
   cn_node_slot *s = cn_malloc(sizeof *s);
   if (!s) return CN_ENOMEM;
@@ -350,6 +371,7 @@ int cn_node_attach(cn_node *n, const void *key, void *data, cn_free_fn release) 
 }
 
 void *cn_node_attached(cn_node *n, const void *key) {
+  if (n) DIRTY_GUARD(n, void *, cn_node_attached(n, key));
   for (cn_node_slot *s = n ? n->slots : NULL; s; s = s->next)
     if (s->key == key) return s->data;
   return NULL;
@@ -535,6 +557,7 @@ static void shutdown_node(cn_node *n) {
   n->stopping = true;
   cn_log(n, CN_LOG_DEBUG, "stopping");
   proc_kill_all(n);
+  dirty_node_stopping(n);
   conn_close_all(n);
   while (n->timers) timer_remove(n->timers);
   if (n->reg) {
@@ -589,6 +612,7 @@ void cn_node_free(cn_node *n) {
     shutdown_node(n);
     uv_run(n->loop, UV_RUN_DEFAULT);
   }
+  dirty_free(n);
   while (n->runq_head) {
     cn_proc *p = n->runq_head;
     n->runq_head = p->run_next;

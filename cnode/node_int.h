@@ -121,6 +121,10 @@ struct cn_proc {
   cn_alias_ent *aliases;
   cn_pending *calls;
   struct cn_proc *run_next;
+  bool dirty;                /* handlers run on the dirty pool (dirty.c) */
+  bool dirty_busy;           /* an item of this process is on the pool now */
+  struct dirty_item *d_head; /* callbacks and terminate waiting to run on the pool, in order */
+  struct dirty_item **d_tail;
   UT_hash_handle hh; /* node->procs by pid.id */
 };
 
@@ -246,6 +250,8 @@ struct cn_node {
   cn_node_slot *slots;
   cn_timer *timers;
   uint64_t timer_seq;
+  unsigned dirty_threads;  /* pool size asked for (0: the number of cores) */
+  struct dirty_pool *pool; /* the dirty pool, created at the first dirty process or job */
 };
 
 /* node.c */
@@ -259,6 +265,52 @@ bool node_is_local(const cn_node *n, const cn_atom *node);
 int node_intern(cn_node *n, const char *name, const cn_atom **out);
 /* Runs job(n, arg) on the node's loop thread; thread-safe. Jobs run even while the node stops. */
 int node_post_job(cn_node *n, void (*job)(cn_node *n, void *arg), void *arg);
+
+/* dirty.c: the dirty pool. A dirty process's handler, its call and timer callbacks and its terminate run on a
+ * pool thread, one at a time and in order; everything else about it (mailbox, links, calls) stays on the loop. */
+typedef struct dirty_item dirty_item;
+/* The node a pool thread works for (NULL on other threads), and whether it holds the node now. */
+extern _Thread_local cn_node *dirty_tls_node;
+extern _Thread_local unsigned dirty_tls_held;
+/* True when the calling thread is a pool thread of n that does not hold n: a call on n must borrow it first. */
+static inline bool dirty_must_hold(const cn_node *n) { return dirty_tls_node == n && !dirty_tls_held; }
+/* Borrows the node from its loop (which waits meanwhile), and gives it back. */
+void dirty_hold(const cn_node *n);
+void dirty_release(const cn_node *n);
+/* The public calls start with one of these: on a pool thread they rerun themselves with the node held. */
+#define DIRTY_GUARD(n, T, call)                                                                                        \
+  do {                                                                                                                 \
+    if (dirty_must_hold(n)) {                                                                                          \
+      dirty_hold(n);                                                                                                   \
+      T r_ = call;                                                                                                     \
+      dirty_release(n);                                                                                                \
+      return r_;                                                                                                       \
+    }                                                                                                                  \
+  } while (0)
+#define DIRTY_GUARD_VOID(n, call)                                                                                      \
+  do {                                                                                                                 \
+    if (dirty_must_hold(n)) {                                                                                          \
+      dirty_hold(n);                                                                                                   \
+      call;                                                                                                            \
+      dirty_release(n);                                                                                                \
+      return;                                                                                                          \
+    }                                                                                                                  \
+  } while (0)
+/* A send from a pool thread that does not hold the node: queued for the loop, in order (dest and msg borrowed:
+ * copied); reply: cn_gen_reply(from, dest, msg) instead of cn_send_opts. 0, or CN_ENOMEM. */
+int dirty_post_send(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *msg, unsigned opts, bool reply);
+/* Makes p dirty (creating the pool on first use): CN_ENOMEM, CN_EIO when no thread could start. */
+int dirty_proc_init(cn_proc *p);
+/* The scheduler's turn for a dirty process: hands its next callback or message to the pool, or ends it (and frees
+ * it once nothing of it is left on the pool and it is out of the run queue). */
+void dirty_pump(cn_proc *p);
+/* A call or timer callback of dirty p, to run on the pool (result borrowed: copied). */
+void dirty_defer_cb(cn_proc *p, cn_reply_fn cb, cn_after_fn after, void *ctx, int status, const cn_term *result);
+/* p's terminate, to run on the pool after what is queued (reason borrowed: copied). */
+void dirty_defer_terminate(cn_proc *p, const cn_term *reason);
+/* The node stops: the pool's handle closes once nothing is left on it. cn_node_free then joins the threads. */
+void dirty_node_stopping(cn_node *n);
+void dirty_free(cn_node *n);
 
 /* proc.c */
 cn_proc *proc_lookup(cn_node *n, cn_pid pid);
@@ -281,6 +333,8 @@ static inline void proc_exit_signal(cn_proc *p, cn_pid from, const cn_term *reas
  * priority), else as an older peer takes it; an alias signal the peer cannot take is dropped, as OTP does. */
 int proc_send_remote(cn_node *n, cn_proc *from, const cn_atom *node, const cn_term *to, const cn_term *payload,
                      unsigned altact);
+/* Ends p now: names, links and monitors fire, then terminate runs (a dirty process's on the pool). */
+void proc_die(cn_proc *p, const cn_term *reason);
 /* Ends every process with reason shutdown (node stop). */
 void proc_kill_all(cn_node *n);
 /* Frees a dead process once it is out of the run queue. */

@@ -62,5 +62,11 @@ void otp_nodeup(cn_node *n, const cn_atom *peer) {
   if (e[0].v.atom) cn_send(n, NULL, n->otp_asker, &msg);
 }
 
-int cn_node_otp_release(const cn_node *n) { return n->otp_release; }
-bool cn_node_otp_release_known(const cn_node *n) { return n->otp_known; }
+int cn_node_otp_release(const cn_node *n) {
+  DIRTY_GUARD(n, int, cn_node_otp_release(n));
+  return n->otp_release;
+}
+bool cn_node_otp_release_known(const cn_node *n) {
+  DIRTY_GUARD(n, bool, cn_node_otp_release_known(n));
+  return n->otp_known;
+}

@@ -20,6 +20,7 @@ cn_proc *proc_lookup(cn_node *n, cn_pid pid) {
 }
 
 bool cn_is_process_alive(cn_node *n, cn_pid pid) {
+  DIRTY_GUARD(n, bool, cn_is_process_alive(n, pid));
   cn_proc *p = proc_lookup(n, pid);
   return p && !p->dead;
 }
@@ -50,6 +51,7 @@ static int next_pid(cn_node *n, cn_pid *out) {
 
 int cn_spawn(cn_node *n, cn_handler_fn handler, void *state, const cn_proc_opts *opts, cn_pid *pid_out) {
   if (!handler) return CN_EINVAL;
+  DIRTY_GUARD(n, int, cn_spawn(n, handler, state, opts, pid_out));
   if (n->stopping) return CN_ESTATE;
   cn_proc *p = cn_calloc(1, sizeof *p);
   if (!p) return CN_ENOMEM;
@@ -67,6 +69,10 @@ int cn_spawn(cn_node *n, cn_handler_fn handler, void *state, const cn_proc_opts 
     p->trap_exit = opts->trap_exit;
   }
   p->mq_tail = p->mq_prio_tail = &p->mq_head;
+  if (opts && opts->dirty && (rc = dirty_proc_init(p))) {
+    cn_free(p);
+    return rc;
+  }
   node_hash_oom = false;
   HASH_ADD(hh, n->procs, key, sizeof(uint32_t), p);
   if (node_hash_oom) {
@@ -80,6 +86,7 @@ int cn_spawn(cn_node *n, cn_handler_fn handler, void *state, const cn_proc_opts 
 cn_pid cn_self(const cn_proc *p) { return p->pid; }
 
 bool cn_trap_exit(cn_proc *self, bool on) {
+  DIRTY_GUARD(self->node, bool, cn_trap_exit(self, on));
   bool old = self->trap_exit;
   self->trap_exit = on;
   return old;
@@ -110,8 +117,8 @@ int proc_deliver_prio(cn_proc *p, cn_term *msg, bool prio) {
 
 /* ---- Exits ------------------------------------------------------------------------------------------- */
 
-/* Ends p now: names, links and monitors fire, then terminate runs. The struct stays until proc_free. */
-static void proc_die(cn_proc *p, const cn_term *reason) {
+/* The struct stays until proc_free (a dirty process's until its terminate has run on the pool). */
+void proc_die(cn_proc *p, const cn_term *reason) {
   cn_node *n = p->node;
   if (p->dead) return;
   p->dead = true;
@@ -126,7 +133,8 @@ static void proc_die(cn_proc *p, const cn_term *reason) {
     }
   }
   link_proc_died(p, reason);
-  if (p->terminate) p->terminate(p, reason, p->state);
+  if (p->terminate && p->dirty) dirty_defer_terminate(p, reason);
+  else if (p->terminate) p->terminate(p, reason, p->state);
   while (p->mq_head) {
     cn_msg *m = p->mq_head;
     p->mq_head = m->next;
@@ -143,6 +151,7 @@ void proc_free(cn_proc *p) {
 }
 
 int cn_proc_exit(cn_proc *self, const cn_term *reason) {
+  DIRTY_GUARD(self->node, int, cn_proc_exit(self, reason));
   if (self->exit_reason) return 0;
   self->exit_reason = reason ? cn_term_copy(reason) : cn_mk_atomc(self->node, "normal");
   if (!self->exit_reason) return CN_ENOMEM;
@@ -192,6 +201,11 @@ void proc_kill_all(cn_node *n) {
   cn_term shutdown = tv_atom(cn_intern(n, "shutdown"));
   cn_proc *p, *tmp;
   HASH_ITER(hh, n->procs, p, tmp) {
+    if (p->dirty) { /* ends once its handler has returned, its terminate on the pool */
+      if (!p->exit_reason) p->exit_reason = cn_term_copy(&shutdown);
+      if (!p->dirty_busy) dirty_pump(p);
+      continue;
+    }
     proc_die(p, &shutdown);
     if (!p->in_runq) proc_free(p);
   }
@@ -200,6 +214,7 @@ void proc_kill_all(cn_node *n) {
 /* ---- Names ------------------------------------------------------------------------------------------- */
 
 int cn_register(cn_node *n, const char *name, cn_pid pid) {
+  DIRTY_GUARD(n, int, cn_register(n, name, pid));
   const cn_atom *a;
   int rc = node_intern(n, name, &a);
   if (rc) return rc;
@@ -221,6 +236,7 @@ int cn_register(cn_node *n, const char *name, cn_pid pid) {
 }
 
 int cn_unregister(cn_node *n, const char *name) {
+  DIRTY_GUARD(n, int, cn_unregister(n, name));
   const cn_atom *a = cn_atoms_find(n->atoms, name, strlen(name));
   cn_name *e = NULL;
   if (a) HASH_FIND_PTR(n->names, &a, e);
@@ -232,6 +248,7 @@ int cn_unregister(cn_node *n, const char *name) {
 }
 
 int cn_whereis(cn_node *n, const char *name, cn_pid *out) {
+  DIRTY_GUARD(n, int, cn_whereis(n, name, out));
   const cn_atom *a = cn_atoms_find(n->atoms, name, strlen(name));
   cn_proc *p = a ? proc_by_name(n, a) : NULL;
   if (!p) return CN_ENOTFOUND;
@@ -241,6 +258,7 @@ int cn_whereis(cn_node *n, const char *name, cn_pid *out) {
 
 int cn_exit_opts(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *reason, unsigned opts) {
   if (!dest || !reason || (opts & ~(unsigned)CN_SEND_PRIORITY)) return CN_EINVAL;
+  DIRTY_GUARD(n, int, cn_exit_opts(n, from, dest, reason, opts));
   bool prio = opts & CN_SEND_PRIORITY;
   cn_pid f = from ? from->pid : n->sys_pid;
   const cn_atom *node;
@@ -326,7 +344,12 @@ static int send_pid(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg, un
   return proc_send_remote(n, from, to.node, &dest, msg, altact);
 }
 
-int cn_send(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg) { return send_pid(n, from, to, msg, 0); }
+int cn_send(cn_node *n, cn_proc *from, cn_pid to, const cn_term *msg) {
+  if (!msg || !to.node) return CN_EINVAL;
+  cn_term dest = tv_pid(to);
+  if (dirty_must_hold(n)) return dirty_post_send(n, from, &dest, msg, 0, false);
+  return send_pid(n, from, to, msg, 0);
+}
 
 static int send_name_atoms(cn_node *n, cn_proc *from, const cn_atom *name, const cn_atom *node, const cn_term *msg,
                            unsigned altact) {
@@ -353,11 +376,19 @@ static int send_alias(cn_node *n, cn_proc *from, cn_ref alias, const cn_term *ms
 
 int cn_send_name(cn_node *n, cn_proc *from, const char *name, const cn_atom *node, const cn_term *msg) {
   if (!name || !msg) return CN_EINVAL;
+  if (dirty_must_hold(n)) {
+    const cn_atom *a = cn_intern(n, name);
+    if (!a) return CN_EINVAL;
+    cn_term e[2] = {tv_atom(a), tv_atom(node ? node : n->name)};
+    cn_term dest = tv_tuple(e, 2);
+    return dirty_post_send(n, from, &dest, msg, 0, false);
+  }
   return send_name_atoms(n, from, cn_intern(n, name), node, msg, 0);
 }
 
 int cn_send_opts(cn_node *n, cn_proc *from, const cn_term *dest, const cn_term *msg, unsigned opts) {
   if (!dest || !msg || (opts & ~(unsigned)CN_SEND_PRIORITY)) return CN_EINVAL;
+  if (dirty_must_hold(n)) return dirty_post_send(n, from, dest, msg, opts, false);
   unsigned altact = opts & CN_SEND_PRIORITY ? DIST_ALTACT_PRIO : 0;
   if (dest->type == CN_PID) return send_pid(n, from, dest->v.pid, msg, altact);
   if (dest->type == CN_REF) return send_alias(n, from, dest->v.ref, msg, altact);
@@ -387,6 +418,7 @@ bool cn_gen_is_call(const cn_term *msg, const cn_term **from, const cn_term **re
 int cn_gen_reply(cn_proc *self, const cn_term *from, const cn_term *reply) {
   const cn_term *pid = cn_tuple_elem(from, 2, 0), *tag = cn_tuple_elem(from, 2, 1);
   if (!pid || pid->type != CN_PID || !reply) return CN_EINVAL;
+  if (dirty_must_hold(self->node)) return dirty_post_send(self->node, self, from, reply, 0, true);
   cn_term e[2] = {*tag, *reply};
   cn_term msg = tv_tuple(e, 2);
   /* OTP 24+ callers tag with [alias | Ref] and expect the reply through the alias, as gen:reply/2 sends it. */

@@ -8,6 +8,7 @@
 
 int cn_register_entry(cn_node *n, const char *module, const char *function, cn_entry_fn fn, void *ctx) {
   if (!module || !function || !fn) return CN_EINVAL;
+  DIRTY_GUARD(n, int, cn_register_entry(n, module, function, fn, ctx));
   cn_entry *e = cn_calloc(1, sizeof *e);
   if (!e) return CN_ENOMEM;
   int rc = node_intern(n, module, &e->mod);

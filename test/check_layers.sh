@@ -1,8 +1,8 @@
 #!/bin/sh
 # check_layers.sh: the layer rule of docs/architecture.md, checked on the includes. Each folder may include its own
-# headers and those of the folders below it (base < term < epmd, dist < cnode < otp < horde_compat < cmd, the
-# programs any); the services (otp/), horde_compat/ and the ops parts (cluster/) only the public headers below
-# them; and the runtime (cnode/) names no service.
+# headers and those of the folders below it (base < term < epmd, dist < cnode < otp, sorted_set < horde_compat <
+# cmd, the programs any); the services (otp/, sorted_set/), horde_compat/ and the ops parts (cluster/) only the
+# public headers below them; and the runtime (cnode/) names no service.
 # Prints every broken rule and `layers: N files, N broken`; exits non-zero when one is broken.
 cd "$(dirname "$0")/.." || exit 1
 PUBLIC="cn_base.h cn_term.h cn_tls.h cnode.h"
@@ -18,12 +18,12 @@ allowed() {
   term | epmd) echo "$own $base" ;;
   dist) echo "$own $base cn_term.h" ;;
   cnode) echo "$own $base cn_term.h $(cd dist && ls *.h) epmd.h" ;;
-  otp | horde_compat | cluster) echo "$own $PUBLIC" ;;
-  cmd/*) echo "$own $(ls base term epmd dist cnode otp horde_compat cluster cmd/cnode | grep '[.]h$')" ;;
+  otp | sorted_set | horde_compat | cluster) echo "$own $PUBLIC" ;;
+  cmd/*) echo "$own $(ls base term epmd dist cnode otp sorted_set horde_compat cluster cmd/cnode | grep '[.]h$')" ;;
   esac
 }
 
-for d in base term epmd dist cnode otp horde_compat cluster cmd/cnode cmd/cnode-epmd; do
+for d in base term epmd dist cnode otp sorted_set horde_compat cluster cmd/cnode cmd/cnode-epmd; do
   ok=" $(allowed "$d" | tr '\n' ' ') "
   for f in "$d"/*.[ch]; do
     files=$((files + 1))

@@ -27,6 +27,7 @@
 #include "ops.h"
 #include "pubsub_app.h"
 #include "term_tool.h"
+#include "compute.h"
 #include "workers.h"
 
 typedef struct app {
@@ -45,12 +46,14 @@ static void usage(FILE *f) {
           "             [--proto-dist inet_tcp|inet_tls|inet6_tcp|inet6_tls] [--ssl-dist-optfile F]\n"
           "             [--tls-cert F] [--tls-key F] [--tls-ca F] [--tls-verify verify_peer|verify_none]\n"
           "             [--horde-registry NAME]... [--horde-supervisor NAME]... [--otp-release N]\n"
-          "             [--pg] [--pubsub NAME]...\n"
+          "             [--pg] [--pubsub NAME]... [--dirty-threads N]\n"
           "             [--cluster gossip|hosts:A@H,...|dns:Q|dnssrv:Q] [--gossip-* ...] [--dns-* ...]\n"
           "             [--http-port P [--http-addr ADDR]] [--drain-delay S] [--shutdown-timeout S]\n"
           "       cnode term ...   (cnode term --help)\n"
           "       cnode --version | --help\n"
-          "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl.\n"
+          "  Starts a C node (default cnode@127.0.0.1) hosting the demo processes echo, cnode_kv and cnode_ctl,\n"
+          "  the sorted set gen_server sorted_set and the dirty gen_server cnode_burn ({burn, Ms}).\n"
+          "  --dirty-threads N: threads of the dirty pool (default: the number of cores).\n"
           "  The cookie defaults to ~/.erlang.cookie, created as erl creates it when missing.\n"
           "  --listen-addr ADDR: the distribution port listens on this numeric IPv4/IPv6 address only (127.0.0.1,\n"
           "  ::1, ::), as erl -kernel inet_dist_use_interface; default 0.0.0.0, every IPv4 interface. An embedded\n"
@@ -295,6 +298,7 @@ int main(int argc, char **argv) {
                                         {"drain-delay", required_argument, 0, 'd' + 256},
                                         {"shutdown-timeout", required_argument, 0, 't' + 256},
                                         CLUSTER_APP_OPTIONS,
+                                        {"dirty-threads", required_argument, 0, 'D'},
                                         {0, 0, 0, 0}};
   static const env_rules rules = {.skip = "help version",
                                   .repeatable = "horde-registry horde-supervisor pubsub",
@@ -341,6 +345,10 @@ int main(int argc, char **argv) {
     case 't':
       if (!env_uint(optarg, 1, 86400, &v)) return env_bad(flag, optarg, "whole seconds (1-86400), as net_ticktime");
       o.net_ticktime_s = (uint32_t)v;
+      break;
+    case 'D':
+      if (!env_uint(optarg, 0, 1024, &v)) return env_bad(flag, optarg, "a thread count (0-1024; 0: one per core)");
+      o.dirty_threads = (unsigned)v;
       break;
     case 'H': o.hidden = true; break;
     case 'G': /* as erl -connect_all false */
@@ -475,7 +483,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   if ((rc = ops_start(a.node, &oo)) || (rc = horde_ops_init()) || (rc = workers_start(a.node)) ||
-      (rc = cn_node_start(a.node, on_started, &a))) {
+      (rc = compute_start(a.node)) || (rc = cn_node_start(a.node, on_started, &a))) {
     fprintf(stderr, "cnode: cannot start: %s\n", cn_strerror(rc));
     fail_stop(&a);
   }
