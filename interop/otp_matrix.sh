@@ -62,6 +62,9 @@ if [ "${1:-}" = "--inside" ]; then
     mkdir -p "$DIR$1" && mount --bind "$1" "$DIR$1" || { echo "otp-matrix: cannot bind-mount $1"; exit 1; }
     MOUNTED="$DIR$1 $MOUNTED"
   }
+  # The chroot's root a mount point of its own: `ip netns exec` (discovery_suite, ops_suite) makes / a slave mount,
+  # which fails on a plain directory.
+  mount --bind "$DIR" "$DIR" && MOUNTED="$DIR" || { echo "otp-matrix: cannot bind-mount $DIR onto itself"; exit 1; }
   bind /proc
   bind /dev
   bind /dev/pts
