@@ -391,6 +391,26 @@ static cn_term *ctl_err(cn_node *n, const char *why) {
   return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, why));
 }
 
+/* A name and a counter, and the map #{Name => N} of a table of them, plus extra_k => extra (taken; none when
+ * extra_k is NULL). NULL: no memory. */
+typedef struct counter {
+  const char *k;
+  uint64_t v;
+} counter;
+static cn_term *counters_map(cn_node *n, const counter *f, size_t nf, const char *extra_k, cn_term *extra) {
+  cn_term *kv[2 * 16 + 2];
+  if (nf > 16) {
+    cn_term_free(extra);
+    return NULL;
+  }
+  for (size_t i = 0; i < nf; i++) {
+    kv[2 * i] = cn_mk_atomc(n, f[i].k);
+    kv[2 * i + 1] = cn_mk_int((int64_t)f[i].v);
+  }
+  if (extra_k) kv[2 * nf] = cn_mk_atomc(n, extra_k), kv[2 * nf + 1] = extra;
+  return cn_mk_map(nf + (extra_k != NULL), kv);
+}
+
 /* {crdt_start, N, Opts} | {crdt_set_neighbours, N, [{N2, Node}]} | {crdt_put, N, K, V} | {crdt_delete, N, K} |
  * {crdt_read, N} | {crdt_root, N} | {crdt_stats, N}; see README (Horde CRDT peer). */
 static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller, void *ctx) {
@@ -468,25 +488,16 @@ static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd, 
   } else if (!strcmp(op, "crdt_stats") && ar == 2) {
     cn_crdt_stats s;
     cn_crdt_get_stats(c, &s);
-    cn_term *kv[] = {cn_mk_atomc(n, "msgs_sent"),
-                     cn_mk_int((int64_t)s.msgs_sent),
-                     cn_mk_atomc(n, "bytes_sent"),
-                     cn_mk_int((int64_t)s.bytes_sent),
-                     cn_mk_atomc(n, "keys_sent"),
-                     cn_mk_int((int64_t)s.keys_sent),
-                     cn_mk_atomc(n, "bad_messages"),
-                     cn_mk_int((int64_t)s.bad_messages),
-                     cn_mk_atomc(n, "keys"),
-                     cn_mk_int((int64_t)s.keys),
-                     cn_mk_atomc(n, "dots_withheld"),
-                     cn_mk_int((int64_t)s.dots_withheld),
-                     cn_mk_atomc(n, "dots_pending"),
-                     cn_mk_int((int64_t)s.dots_pending),
-                     cn_mk_atomc(n, "rounds_skipped"),
-                     cn_mk_int((int64_t)s.rounds_skipped),
-                     cn_mk_atomc(n, "mapset"),
-                     cn_mk_atomc(n, cn_crdt_mapset_shape(c) == CN_CRDT_MAPSET_PLAIN ? "plain" : "v2")};
-    return cn_mk_map(9, kv);
+    const counter f[] = {{"msgs_sent", s.msgs_sent},
+                         {"bytes_sent", s.bytes_sent},
+                         {"keys_sent", s.keys_sent},
+                         {"bad_messages", s.bad_messages},
+                         {"keys", s.keys},
+                         {"dots_withheld", s.dots_withheld},
+                         {"dots_pending", s.dots_pending},
+                         {"rounds_skipped", s.rounds_skipped}};
+    return counters_map(n, f, sizeof f / sizeof f[0], "mapset",
+                        cn_mk_atomc(n, cn_crdt_mapset_shape(c) == CN_CRDT_MAPSET_PLAIN ? "plain" : "v2"));
   }
   return rc ? ctl_err(n, cn_err_reason(rc)) : cn_mk_atomc(n, "ok");
 }
@@ -519,25 +530,16 @@ static cn_term *ctl_stats(cn_proc *self, const char *op, const cn_term *cmd, con
   if (cmd->type != CN_ATOM) return ctl_unknown(n);
   cn_node_stats st;
   cn_node_get_stats(n, &st);
-  struct {
-    const char *k;
-    uint64_t v;
-  } f[] = {{"handshake_timeouts", st.handshake_timeouts},
-           {"handshake_failures", st.handshake_failures},
-           {"connections_refused", st.connections_refused},
-           {"protocol_errors", st.protocol_errors},
-           {"oversized_messages", st.oversized_messages},
-           {"atoms_refused", st.atoms_refused},
-           {"busy_suspensions", st.busy_suspensions},
-           {"messages_dropped", st.messages_dropped},
-           {"tick_timeouts", st.tick_timeouts}};
-  enum { NF = sizeof f / sizeof f[0] };
-  cn_term *kv[2 * NF];
-  for (size_t i = 0; i < NF; i++) {
-    kv[2 * i] = cn_mk_atomc(n, f[i].k);
-    kv[2 * i + 1] = cn_mk_int((int64_t)f[i].v);
-  }
-  return cn_mk_map(NF, kv);
+  const counter f[] = {{"handshake_timeouts", st.handshake_timeouts},
+                       {"handshake_failures", st.handshake_failures},
+                       {"connections_refused", st.connections_refused},
+                       {"protocol_errors", st.protocol_errors},
+                       {"oversized_messages", st.oversized_messages},
+                       {"atoms_refused", st.atoms_refused},
+                       {"busy_suspensions", st.busy_suspensions},
+                       {"messages_dropped", st.messages_dropped},
+                       {"tick_timeouts", st.tick_timeouts}};
+  return counters_map(n, f, sizeof f / sizeof f[0], NULL, NULL);
 }
 
 /* otp_release -> {Release, known | default}: the OTP release whose term semantics the node follows, and whether it
