@@ -37,7 +37,7 @@ done
 # is opinion, and the project's formatting and review handle it.
 cppcheck -q --std=c11 --enable=warning,portability,performance --inline-suppr --error-exitcode=1 -j"$jobs" \
   --template='{file}:{line}:{column}: {severity}: {message} [{id}]' -I"$dir/include" $incs \
-  base term epmd dist cnode otp sorted_set horde_compat cmd >"$dir/cppcheck.log" 2>&1
+  base term epmd dist cnode otp sorted_set horde_compat cluster cmd >"$dir/cppcheck.log" 2>&1
 cc_rc=$?
 t2=$(date +%s)
 cat "$dir/cppcheck.log"
