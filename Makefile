@@ -16,7 +16,7 @@ VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
 SONAME  := libcnode.so.$(VERSION_MAJOR)
 
 # The public headers, installed side by side as <cnode/...>: programs write #include <cnode/cnode.h>.
-PUBLIC_H := base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h otp/cn_pg.h otp/cn_pubsub.h \
+PUBLIC_H := base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h otp/cn_pg.h otp/cn_pubsub.h otp/cn_fuse.h otp/cn_alarm.h otp/cn_watchdog.h \
             horde_compat/horde.h
 STAGED_H := $(addprefix $(BUILD)/include/cnode/,$(notdir $(PUBLIC_H)))
 
