@@ -19,6 +19,7 @@ tests() ->
     [{alarms_into_alarm_handler, 40, fun t_alarms/0},
      {watchdog_tcp, 40, fun t_watchdog/0},
      {alarms_again_after_reconnect, 60, fun t_reconnect/0},
+     {alarm_node_sasl_late, 40, fun t_sasl_late/0},
      {alarms_cleared_on_sigterm, 40, fun t_sigterm/0},
      {fuse_blows_and_heals, 40, fun t_fuse/0},
      {fuse_call_blown_and_melting, 40, fun t_fuse_call/0},
@@ -152,6 +153,19 @@ t_reconnect() ->
     timer:sleep(1500),
     wait_alarms(E, fun(L) -> length([x || {a1, _} <- L]) =:= 1 andalso length([x || {a3, _} <- L]) =:= 1 end,
                 20000, "one a1 and one a3 after the reconnect").
+
+%% An alarm node whose SASL starts late (as one that just came up and connects before its -eval ran): the calls
+%% are tried again until alarm_handler is there.
+t_sasl_late() ->
+    {_, E} = start_erl("res_l", #{}),
+    {H, C} = cnode("res_cl", ["--alarm-node", atom_to_list(E)]),
+    ok = ask(C, {alarm_set, early, <<"before SASL">>}),
+    interop_lib:wait_line(H, "is SASL started?", 0, 5000) =/= timeout orelse fail("no warning about SASL", []),
+    ok = rpc:call(E, application, start, [sasl]),
+    Ms = wait_alarms(E, has(early), 10000, "alarm set once SASL runs"),
+    info("in alarm_handler ~b ms after SASL started", [Ms]),
+    ok = ask(C, {alarm_clear, early}),
+    wait_alarms(E, hasnt(early), 5000, "cleared").
 
 %% SIGTERM: the graceful stop clears the C node's alarms on the alarm node before it exits.
 t_sigterm() ->

@@ -5,7 +5,7 @@
 
 #include "cn_alarm.h"
 
-enum { RPC_TIMEOUT_MS = 5000, RETRY_FIRST_MS = 1000, RETRY_MAX_MS = 30000 };
+enum { RPC_TIMEOUT_MS = 5000, RETRY_FIRST_MS = 1000, RETRY_MAX_MS = 30000, HOLD_FIRST_MS = 250, HOLD_MAX_MS = 5000 };
 
 typedef struct alarm_ent {
   struct alarm_ent *next;
@@ -20,11 +20,13 @@ typedef struct terms {
 typedef struct mirror {
   struct mirror *next;
   const cn_atom *node;
-  bool up;        /* nodeup seen (by the process) and not yet a nodedown */
-  bool busy;      /* an rpc in flight */
+  bool up;                /* nodeup seen (by the process) and not yet a nodedown */
+  bool busy;              /* an rpc in flight */
   unsigned gen, sent_gen; /* nodedowns seen; gen when the call in flight was sent */
-  terms q;        /* {Fun, Args} calls to make, in order */
-  terms cleared;  /* ids cleared while the node was away: cleared there after its nodeup */
+  bool waiting;           /* alarm_handler was not there (SASL starting): the call is tried again later */
+  unsigned hold_ms;       /* how long it waits then; 0 after a call that went through */
+  terms q;                /* {Fun, Args} calls to make, in order */
+  terms cleared;          /* ids cleared while the node was away: cleared there after its nodeup */
 } mirror;
 
 typedef struct alarm_tab {
@@ -137,7 +139,20 @@ static void rpc_done(cn_proc *self, int status, const cn_term *reply, void *ctx)
   m->busy = false;
   if (status == CN_ECLOSED) return;
   cn_term *call = m->q.n ? m->q.v[0] : NULL;
-  if (status || cn_is_atom(cn_tuple_elem(reply, 2, 0), "badrpc")) {
+  bool bad = status || cn_is_atom(cn_tuple_elem(reply, 2, 0), "badrpc");
+  /* {badrpc, {'EXIT', _}}: no alarm_handler there (yet: a node that just came up connects before its SASL starts) */
+  if (bad && !status && m->up && m->gen == m->sent_gen && !t->done &&
+      cn_is_atom(cn_tuple_elem(cn_tuple_elem(reply, 2, 1), 2, 0), "EXIT")) {
+    if (!m->hold_ms)
+      cn_log(t->n, CN_LOG_WARN, "alarm mirror %s: no alarm_handler there (is SASL started?): trying again",
+             m->node->name);
+    m->hold_ms = !m->hold_ms ? HOLD_FIRST_MS : m->hold_ms * 2 > HOLD_MAX_MS ? HOLD_MAX_MS : m->hold_ms * 2;
+    m->waiting = true;
+    poke(t, "unhold", m->hold_ms);
+    return;
+  }
+  if (!bad) m->hold_ms = 0;
+  if (bad) {
     cn_buf b = {0};
     if (reply) cn_term_print(reply, &b);
     if (status) cn_log(t->n, CN_LOG_WARN, "alarm mirror %s: %s", m->node->name, cn_strerror(status));
@@ -153,7 +168,7 @@ static void rpc_done(cn_proc *self, int status, const cn_term *reply, void *ctx)
 }
 
 static void pump(cn_proc *self, alarm_tab *t, mirror *m) {
-  if (!m->up || m->busy || !m->q.n) return;
+  if (!m->up || m->busy || m->waiting || !m->q.n) return;
   const cn_term *call = m->q.v[0];
   int rc = cn_rpc(self, m->node, "alarm_handler", cn_tuple_elem(call, 2, 0)->v.atom->name, cn_tuple_elem(call, 2, 1),
                   RPC_TIMEOUT_MS, rpc_done, m);
@@ -185,6 +200,7 @@ static void proc_msg(cn_proc *self, const cn_term *msg, void *state) {
     resync(t, m);
   } else if (m && cn_is_atom(ev, "nodedown")) {
     m->up = false;
+    m->waiting = false;
     m->gen++;
     for (size_t i = 0; i < m->q.n; i++) { /* clears not yet made there wait for its return */
       const cn_term *c = m->q.v[i];
@@ -196,14 +212,21 @@ static void proc_msg(cn_proc *self, const cn_term *msg, void *state) {
       t->retry_armed = true;
       poke(t, "retry", t->retry_ms);
     }
+  } else if (cn_is_atom(msg, "unhold")) {
+    for (mirror *x = t->mirrors; x; x = x->next) x->waiting = false;
   } else if (cn_is_atom(msg, "retry")) {
     t->retry_armed = false;
     bool away = false;
-    for (mirror *x = t->mirrors; x; x = x->next)
-      if (!x->up && !cn_node_is_up(n, x->node, CN_NODES_ALL)) {
-        away = true;
-        cn_node_connect(n, x->node);
+    for (mirror *x = t->mirrors; x; x = x->next) {
+      if (x->up) continue;
+      if (cn_node_is_up(n, x->node, CN_NODES_ALL)) { /* up, its nodeup not seen here */
+        x->up = true;
+        resync(t, x);
+        continue;
       }
+      away = true;
+      cn_node_connect(n, x->node);
+    }
     if (away) {
       t->retry_ms = t->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : t->retry_ms * 2;
       t->retry_armed = true;
@@ -347,8 +370,7 @@ int cn_alarm_clear_all(cn_node *n, void (*done)(void *ctx), void *ctx) {
   t->done = done;
   t->done_ctx = ctx;
   if (t->proc_up) poke(t, "kick", 0);
-  else { /* no mirror: nothing to wait for, done from the loop all the same */
-    t->done = NULL;
+  else { /* no mirror: nothing to wait for, done from the loop all the same */ t->done = NULL;
     done(ctx);
   }
   return 0;

@@ -22,10 +22,10 @@ typedef enum cn_fuse_kind {
  * older than window_ms counts no more; a window of 0 never blows, as fuse). */
 typedef struct cn_fuse_opts {
   cn_fuse_kind kind;
-  double rate;          /* fault_injection: 0 < rate <= 1, the chance that ask says blown while the fuse is ok */
-  uint32_t max_melts;   /* standard: 0 or more; fault_injection: 1 or more; at most CN_FUSE_MAX_MELTS */
-  uint64_t window_ms;   /* the window melts are counted in */
-  uint64_t reset_ms;    /* how long after blowing it heals */
+  double rate;        /* fault_injection: 0 < rate <= 1, the chance that ask says blown while the fuse is ok */
+  uint32_t max_melts; /* standard: 0 or more; fault_injection: 1 or more; at most CN_FUSE_MAX_MELTS */
+  uint64_t window_ms; /* the window melts are counted in */
+  uint64_t reset_ms;  /* how long after blowing it heals */
 } cn_fuse_opts;
 enum { CN_FUSE_MAX_MELTS = 1000000 };
 

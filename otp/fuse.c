@@ -65,7 +65,9 @@ static void fuse_alarm(cn_node *n, const char *name, bool set) {
 static void notify(fuse_tab *t, const char *name, cn_fuse_event ev) {
   if (ev != CN_FUSE_REMOVED) fuse_alarm(t->n, name, ev == CN_FUSE_BLOWN);
   cn_log(t->n, CN_LOG_INFO, "fuse %s %s", name,
-         ev == CN_FUSE_BLOWN ? "blown" : ev == CN_FUSE_HEALED ? "healed" : "removed");
+         ev == CN_FUSE_BLOWN    ? "blown"
+         : ev == CN_FUSE_HEALED ? "healed"
+                                : "removed");
   for (size_t i = 0; i < t->nmon; i++) t->mon[i].fn(t->n, name, ev, t->mon[i].ctx);
 }
 
@@ -74,8 +76,8 @@ static void changed(fuse *f, fuse_change c) {
   if (c == FUSE_TO_BLOWN) {
     uint64_t ms = f->sm.heal_at > now_ms(f->tab->n) ? f->sm.heal_at - now_ms(f->tab->n) : 0;
     cn_term *m = cn_mk_atomc(f->tab->n, "heal");
-    int rc = m ? cn_send_after(f->tab->n, ms > UINT32_MAX ? UINT32_MAX : (unsigned)ms, f->tab->keeper, m, NULL)
-               : CN_ENOMEM;
+    int rc =
+        m ? cn_send_after(f->tab->n, ms > UINT32_MAX ? UINT32_MAX : (unsigned)ms, f->tab->keeper, m, NULL) : CN_ENOMEM;
     if (rc) cn_log(f->tab->n, CN_LOG_ERROR, "fuse %s: cannot arm its heal: %s", f->name, cn_strerror(rc));
     cn_term_free(m);
   }
@@ -174,7 +176,8 @@ int cn_fuse_parse(const cn_term *t, cn_fuse_opts *out) {
   const cn_term *strat = cn_tuple_elem(t, 2, 0), *reset = cn_tuple_elem(t, 2, 1);
   cn_fuse_opts o = {0};
   uint64_t mr;
-  if (!cn_is_atom(cn_tuple_elem(reset, 2, 0), "reset") || !get_uint(cn_tuple_elem(reset, 2, 1), UINT32_MAX, &o.reset_ms))
+  if (!cn_is_atom(cn_tuple_elem(reset, 2, 0), "reset") ||
+      !get_uint(cn_tuple_elem(reset, 2, 1), UINT32_MAX, &o.reset_ms))
     return CN_EINVAL;
   if (cn_is_atom(cn_tuple_elem(strat, 3, 0), "standard")) {
     if (!get_uint(cn_tuple_elem(strat, 3, 1), CN_FUSE_MAX_MELTS, &mr) ||

@@ -10,9 +10,9 @@ typedef struct fuse_sm {
   uint64_t *melts; /* ring of the last melts' times, oldest first from head */
   size_t head, count, cap;
   bool blown;
-  bool healing;     /* a heal is due at heal_at (fuse's timer_ref) */
+  bool healing; /* a heal is due at heal_at (fuse's timer_ref) */
   uint64_t heal_at;
-  uint64_t rng;     /* splitmix64 state */
+  uint64_t rng; /* splitmix64 state */
 } fuse_sm;
 
 /* What a step changed. */

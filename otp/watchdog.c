@@ -31,8 +31,8 @@ struct cn_watch {
   void *ctx;
   unsigned interval_ms;
   watch_rule rule;
-  bool waiting;    /* a check has not reported yet */
-  tcp_check *tcp;  /* the TCP check in flight */
+  bool waiting;   /* a check has not reported yet */
+  tcp_check *tcp; /* the TCP check in flight */
 };
 
 struct tcp_check {
@@ -52,8 +52,8 @@ static void alarm_change(cn_watch *w, watch_change c) {
   else snprintf(text, sizeof text, "%s: no TCP connection to %s:%u", w->name, w->host, w->port);
   cn_term *desc = cn_mk_binary(text, strlen(text));
   int rc = !id || !desc ? CN_ENOMEM : c == WATCH_SET ? cn_alarm_set(n, id, desc) : cn_alarm_clear(n, id);
-  cn_log(n, rc ? CN_LOG_WARN : CN_LOG_INFO, "watchdog %s: dependency %s%s%s", w->name,
-         c == WATCH_SET ? "down" : "back", rc ? ", alarm: " : "", rc ? cn_strerror(rc) : "");
+  cn_log(n, rc ? CN_LOG_WARN : CN_LOG_INFO, "watchdog %s: dependency %s%s%s", w->name, c == WATCH_SET ? "down" : "back",
+         rc ? ", alarm: " : "", rc ? cn_strerror(rc) : "");
   cn_term_free(id);
   cn_term_free(desc);
 }

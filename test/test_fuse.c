@@ -52,7 +52,7 @@ static void test_window_edges(void **st) {
   cn_fuse_opts o = standard(1, 1000, 50);
   assert_int_equal(fuse_sm_init(&s, &o, 1), 0);
   assert_int_equal(fuse_sm_melt(&s, 0), FUSE_SAME);
-  assert_int_equal(fuse_sm_melt(&s, 1000), FUSE_SAME); /* the first is 1000 old: out */
+  assert_int_equal(fuse_sm_melt(&s, 1000), FUSE_SAME);     /* the first is 1000 old: out */
   assert_int_equal(fuse_sm_melt(&s, 1999), FUSE_TO_BLOWN); /* the second is 999 old: in */
   fuse_sm_reset(&s);
   assert_int_equal(fuse_sm_melt(&s, 5000), FUSE_SAME);
@@ -181,17 +181,22 @@ static void test_parse(void **st) {
   cn_term_free(t);
   cn_term *bad[] = {
       A("standard"),
-      cn_mk_tuple(2, cn_mk_tuple(3, A("standard"), cn_mk_int(-1), cn_mk_int(1)), cn_mk_tuple(2, A("reset"), cn_mk_int(1))),
-      cn_mk_tuple(2, cn_mk_tuple(3, A("standard"), cn_mk_int(1), cn_mk_int(1)), cn_mk_tuple(2, A("heal"), cn_mk_int(1))),
-      cn_mk_tuple(2, cn_mk_tuple(3, A("standard"), cn_mk_int(1), cn_mk_float(1.0)), cn_mk_tuple(2, A("reset"), cn_mk_int(1))),
+      cn_mk_tuple(2, cn_mk_tuple(3, A("standard"), cn_mk_int(-1), cn_mk_int(1)),
+                  cn_mk_tuple(2, A("reset"), cn_mk_int(1))),
+      cn_mk_tuple(2, cn_mk_tuple(3, A("standard"), cn_mk_int(1), cn_mk_int(1)),
+                  cn_mk_tuple(2, A("heal"), cn_mk_int(1))),
+      cn_mk_tuple(2, cn_mk_tuple(3, A("standard"), cn_mk_int(1), cn_mk_float(1.0)),
+                  cn_mk_tuple(2, A("reset"), cn_mk_int(1))),
       cn_mk_tuple(2, cn_mk_tuple(4, A("fault_injection"), cn_mk_int(1), cn_mk_int(1), cn_mk_int(1)),
                   cn_mk_tuple(2, A("reset"), cn_mk_int(1))), /* Rate must be a float, as fuse's is_float */
       cn_mk_tuple(2, cn_mk_tuple(4, A("fault_injection"), cn_mk_float(0.5), cn_mk_int(0), cn_mk_int(1)),
                   cn_mk_tuple(2, A("reset"), cn_mk_int(1))),
-      cn_mk_tuple(2, cn_mk_tuple(3, A("standard"), cn_mk_int(1), cn_mk_int(1)), cn_mk_tuple(2, A("reset"), cn_mk_int(-5))),
+      cn_mk_tuple(2, cn_mk_tuple(3, A("standard"), cn_mk_int(1), cn_mk_int(1)),
+                  cn_mk_tuple(2, A("reset"), cn_mk_int(-5))),
       cn_mk_tuple(1, cn_mk_tuple(3, A("standard"), cn_mk_int(1), cn_mk_int(1))),
       cn_mk_tuple(2, cn_mk_tuple(3, A("standard"), cn_mk_int(1), cn_mk_int(1)), cn_mk_nil()),
-      cn_mk_tuple(2, cn_mk_tuple(3, A("standard"), cn_mk_int(1), cn_mk_int(1)), cn_mk_tuple(2, A("reset"), cn_mk_int(1LL << 40))),
+      cn_mk_tuple(2, cn_mk_tuple(3, A("standard"), cn_mk_int(1), cn_mk_int(1)),
+                  cn_mk_tuple(2, A("reset"), cn_mk_int(1LL << 40))),
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     assert_int_equal(cn_fuse_parse(bad[i], &o), CN_EINVAL);
@@ -234,10 +239,14 @@ static void test_call_failed(void **st) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_third_melt_blows),      cmocka_unit_test(test_window_edges),
-      cmocka_unit_test(test_many_melts),            cmocka_unit_test(test_reset_and_reinstall),
-      cmocka_unit_test(test_fault_injection_rate),  cmocka_unit_test(test_bad_options),
-      cmocka_unit_test(test_parse),                 cmocka_unit_test(test_call_failed),
+      cmocka_unit_test(test_third_melt_blows),
+      cmocka_unit_test(test_window_edges),
+      cmocka_unit_test(test_many_melts),
+      cmocka_unit_test(test_reset_and_reinstall),
+      cmocka_unit_test(test_fault_injection_rate),
+      cmocka_unit_test(test_bad_options),
+      cmocka_unit_test(test_parse),
+      cmocka_unit_test(test_call_failed),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
