@@ -10,8 +10,10 @@
 
 #include <cmocka.h>
 
+#include "cn_alarm.h"
 #include "cn_fuse.h"
 #include "fuse_int.h"
+#include "tnode.h"
 
 static cn_fuse_opts standard(uint32_t mr, uint64_t window, uint64_t reset) {
   return (cn_fuse_opts){.kind = CN_FUSE_STANDARD, .max_melts = mr, .window_ms = window, .reset_ms = reset};
@@ -237,6 +239,120 @@ static void test_call_failed(void **st) {
   cn_atoms_free(tab);
 }
 
+/* ---- On a node: a driver process runs the steps on the loop; the test thread waits for what it records ---------- */
+
+typedef struct drive {
+  tnode *t;
+  int step;
+  int call_rc[4], done_status[4];
+  int events[8], nev;
+  int alarms_when_blown, alarms_after_heal;
+} drive;
+
+static void on_fuse(cn_node *n, const char *name, cn_fuse_event ev, void *ctx) {
+  (void)n;
+  drive *d = ctx;
+  if (strcmp(name, "f") || d->nev == 8) return;
+  d->events[d->nev++] = ev;
+}
+
+static void call_done(cn_proc *self, int status, const cn_term *reply, void *ctx) {
+  (void)reply;
+  drive *d = ctx;
+  pthread_mutex_lock(&d->t->mu);
+  d->done_status[d->step] = status;
+  d->step++;
+  pthread_mutex_unlock(&d->t->mu);
+  cn_term *go = cn_mk_atomc(cn_proc_node(self), "go");
+  cn_send(cn_proc_node(self), NULL, cn_self(self), go);
+  cn_term_free(go);
+}
+
+/* Steps: 0 install {standard, 0, 10000} {reset, 150}, call nobody (noproc melts: blown); 1 call again (CN_EBLOWN at
+ * once, the callback never runs); 2 once healed, a call that times out (melts: blown again); then remove. */
+static void driver(cn_proc *self, const cn_term *msg, void *state) {
+  drive *d = state;
+  cn_node *n = cn_proc_node(self);
+  if (!cn_is_atom(msg, "go")) return;
+  cn_term *nobody = cn_mk_atomc(n, "nobody"), *req = cn_mk_atomc(n, "hi");
+  pthread_mutex_lock(&d->t->mu);
+  int step = d->step;
+  pthread_mutex_unlock(&d->t->mu);
+  if (step == 0) {
+    cn_fuse_opts o = standard(0, 10000, 150);
+    assert_int_equal(cn_fuse_install(n, "f", &o), 0);
+    assert_int_equal(cn_fuse_monitor(n, on_fuse, d), 0);
+    d->call_rc[0] = cn_call_guarded(self, cn_fuse_guard(n, "f"), nobody, req, 1000, call_done, d);
+  } else if (step == 1) {
+    d->alarms_when_blown = (int)cn_alarm_count(n);
+    d->call_rc[1] = cn_call_guarded(self, cn_fuse_guard(n, "f"), nobody, req, 1000, call_done, d);
+    pthread_mutex_lock(&d->t->mu);
+    d->step = 2; /* no callback comes: move on by hand */
+    pthread_mutex_unlock(&d->t->mu);
+    cn_term *go = cn_mk_atomc(n, "go");
+    cn_send(n, NULL, cn_self(self), go);
+    cn_term_free(go);
+  } else if (step == 2 && cn_fuse_ask(n, "f") == 0) {
+    d->alarms_after_heal = (int)cn_alarm_count(n);
+    cn_term *silent = cn_mk_atomc(n, "silent");
+    d->call_rc[2] = cn_call_guarded(self, cn_fuse_guard(n, "f"), silent, req, 50, call_done, d);
+    cn_term_free(silent);
+  } else if (step == 3) {
+    d->call_rc[3] = cn_fuse_ask(n, "f");
+    assert_int_equal(cn_fuse_remove(n, "f"), 0);
+    assert_int_equal(cn_fuse_ask(n, "f"), CN_ENOTFOUND);
+    assert_null(cn_fuse_guard(n, "f"));
+    pthread_mutex_lock(&d->t->mu);
+    d->step = 4;
+    pthread_mutex_unlock(&d->t->mu);
+  } else if (step == 2) { /* not healed yet: look again soon */
+    cn_term *go = cn_mk_atomc(n, "go");
+    cn_send_after(n, 20, cn_self(self), go, NULL);
+    cn_term_free(go);
+  }
+  cn_term_free(nobody);
+  cn_term_free(req);
+}
+
+static void silent(cn_proc *self, const cn_term *msg, void *state) {
+  (void)self;
+  (void)msg;
+  (void)state;
+}
+
+static bool step_is(tnode *t, const void *want) { return ((drive *)t->user)->step >= *(const int *)want; }
+
+static void kick(tnode *t) {
+  assert_int_equal(cn_send_threadsafe(t->n, NULL, "driver", NULL, cn_mk_atomc(t->n, "go")), 0);
+}
+
+static void test_guarded_calls(void **st) {
+  (void)st;
+  static tnode t;
+  drive d = {.t = &t};
+  cn_node_opts o = {.name = "fuse@127.0.0.1", .cookie = "secret", .no_epmd = true, .listen_addr = "127.0.0.1"};
+  tnode_new(&t, &o);
+  t.user = &d;
+  tnode_spawn_named(&t, "driver", driver, &d);
+  tnode_spawn_named(&t, "silent", silent, NULL);
+  tnode_run_ready(&t);
+  kick(&t); /* the driver goes through every step by itself */
+  int want = 4;
+  assert_true(tnode_wait(&t, step_is, &want));
+  tnode_stop(&t);
+  assert_int_equal(d.call_rc[0], 0);
+  assert_int_equal(d.done_status[0], CN_EEXIT); /* noproc */
+  assert_int_equal(d.call_rc[1], CN_EBLOWN);
+  assert_int_equal(d.alarms_when_blown, 1); /* {{fuse_blown, f}, f} */
+  assert_int_equal(d.alarms_after_heal, 0);
+  assert_int_equal(d.call_rc[2], 0);
+  assert_int_equal(d.done_status[2], CN_ETIMEDOUT);
+  assert_int_equal(d.call_rc[3], CN_EBLOWN);
+  int want_ev[] = {CN_FUSE_BLOWN, CN_FUSE_HEALED, CN_FUSE_BLOWN, CN_FUSE_REMOVED};
+  assert_int_equal(d.nev, 4);
+  for (int i = 0; i < 4; i++) assert_int_equal(d.events[i], want_ev[i]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_third_melt_blows),
@@ -247,6 +363,7 @@ int main(void) {
       cmocka_unit_test(test_bad_options),
       cmocka_unit_test(test_parse),
       cmocka_unit_test(test_call_failed),
+      cmocka_unit_test(test_guarded_calls),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

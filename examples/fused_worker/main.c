@@ -29,8 +29,8 @@ static void worker(cn_proc *self, const cn_term *msg, void *app_node) {
   cn_send_after(n, 1000, cn_self(self), msg, NULL);
   cn_term *server = cn_mk_tuple(2, cn_mk_atomc(n, "Elixir.MyApp.Prices"), cn_mk_atomc(n, app_node));
   cn_term *req = cn_mk_atomc(n, "latest");
-  int rc = server && req ? cn_call_guarded(self, cn_fuse_guard(n, "prices"), server, req, 500, got_price, NULL)
-                         : CN_ENOMEM;
+  int rc =
+      server && req ? cn_call_guarded(self, cn_fuse_guard(n, "prices"), server, req, 500, got_price, NULL) : CN_ENOMEM;
   if (rc) printf("fused_worker: not called: %s\n", cn_strerror(rc));
   cn_term_free(server);
   cn_term_free(req);
