@@ -372,7 +372,7 @@ CN_EXPORT int cn_rpc(cn_proc *self, const cn_atom *node, const char *mod, const 
  * {throw, V}, {exit, V}, {error, V, Stack} or {error, {erpc, Why}} as erpc would raise them. */
 CN_EXPORT int cn_erpc(cn_proc *self, const cn_atom *node, const char *mod, const char *fun, const cn_term *args,
                       unsigned timeout_ms, cn_reply_fn cb, void *ctx);
-/* A guard around one call (a circuit breaker is one: otp/cn_fuse.h's cn_fuse_guard). admit runs first: a non-zero
+/* A guard around one call (a circuit breaker is one: cn_fuse_guard in cn_fuse.h). admit runs first: a non-zero
  * status fails the call at once with it (nothing is sent, the callback never runs). Once admit returned 0, done runs
  * exactly once with the call's outcome, just before the callback (status and reply as the callback gets them; a
  * status the call itself returned, with reply NULL). The guard is borrowed until done has run. */

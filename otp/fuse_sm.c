@@ -47,6 +47,7 @@ int fuse_sm_ask(fuse_sm *s) {
 
 /* Room for one more melt: the ring grows (linearised) up to max_melts + 1, else the oldest goes. */
 static void push(fuse_sm *s, uint64_t t) {
+  if (!s->cap) return; /* no ring: a fuse_sm never set up (or freed) counts no melts */
   size_t limit = (size_t)s->o.max_melts + 1;
   if (s->count == s->cap && s->cap < limit) {
     size_t cap = s->cap * 2 < limit ? s->cap * 2 : limit;
