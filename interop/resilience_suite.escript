@@ -23,7 +23,8 @@ tests() ->
      {alarms_cleared_on_sigterm, 40, fun t_sigterm/0},
      {fuse_blows_and_heals, 40, fun t_fuse/0},
      {fuse_call_blown_and_melting, 40, fun t_fuse_call/0},
-     {fuse_bad_input, 30, fun t_fuse_bad/0}].
+     {fuse_bad_input, 30, fun t_fuse_bad/0},
+     {config_from_env, 40, fun t_env/0}].
 
 main(Args) ->
     Tmp = arg_value("--tmp", Args),
@@ -255,3 +256,29 @@ t_fuse_bad() ->
     {error, unknown_command} = ask(C, {alarm_set, x}),
     {error, unknown_command} = ask(C, fuse_bogus),
     [] = ask(C, alarms).
+
+%% CNODE_WATCH (two watches, space-separated), CNODE_WATCH_INTERVAL and CNODE_ALARM_NODE as the flags; bad values
+%% exit 2 naming the variable.
+t_env() ->
+    {ok, L} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
+    {ok, Port} = inet:port(L),
+    ok = gen_tcp:close(L),
+    {_, E} = sasl_erl("res_v"),
+    Name = "res_cv@127.0.0.1",
+    {Exe, Args} = interop_lib:cnode_cmd(["--name", Name, "--cookie", cfg(cookie), "--epmd-port", cfg('epmd-port')]),
+    Env = [{"CNODE_WATCH", "db=127.0.0.1:" ++ integer_to_list(Port) ++ " cache=[::1]:" ++ integer_to_list(Port)},
+           {"CNODE_WATCH_INTERVAL", "200"}, {"CNODE_ALARM_NODE", atom_to_list(E)}],
+    H = interop_lib:start_ext("cnode_env", Exe, Args, interop_lib:base_env() ++ Env),
+    interop_lib:wait_ready(H, Name, 0, 15000),
+    wait_alarms(E, fun(A) -> (has({dependency_down, db}))(A) andalso (has({dependency_down, cache}))(A) end, 5000,
+                "both watches down"),
+    [begin
+         B = interop_lib:start_ext("cnode_bad", Exe, Args, interop_lib:base_env() ++ [{K, V}]),
+         case wait_exit(B, 5000) of
+             {ok, 2} -> ok;
+             R -> fail("~ts=~ts: ~p, want exit 2", [K, V, R])
+         end,
+         interop_lib:wait_line(B, K ++ "=", 0, 1000) =/= timeout orelse fail("no line naming ~ts: ~ts", [K, tail(B, 3)])
+     end || {K, V} <- [{"CNODE_WATCH", "db=127.0.0.1"}, {"CNODE_WATCH", "=h:1"}, {"CNODE_WATCH", "db=h:70000"},
+                       {"CNODE_WATCH_INTERVAL", "0"}, {"CNODE_ALARM_NODE", "nohost"}]],
+    ok.

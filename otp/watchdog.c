@@ -43,10 +43,14 @@ struct tcp_check {
   bool resolving, open, closing; /* closing: its close callback frees it */
 };
 
+static cn_term *alarm_id(cn_watch *w) {
+  return cn_mk_tuple(2, cn_mk_atomc(w->n, "dependency_down"), cn_mk_atomc(w->n, w->name));
+}
+
 static void alarm_change(cn_watch *w, watch_change c) {
   if (c == WATCH_SAME) return;
   cn_node *n = w->n;
-  cn_term *id = cn_mk_tuple(2, cn_mk_atomc(n, "dependency_down"), cn_mk_atomc(n, w->name));
+  cn_term *id = alarm_id(w);
   char text[300];
   if (w->check) snprintf(text, sizeof text, "%s: check failed", w->name);
   else snprintf(text, sizeof text, "%s: no TCP connection to %s:%u", w->name, w->host, w->port);
@@ -164,7 +168,11 @@ static void watch_end(cn_proc *self, const cn_term *reason, void *state) {
   (void)reason;
   cn_watch *w = state;
   tcp_abandon(w);
-  if (w->rule.down) alarm_change(w, WATCH_CLEAR);
+  if (w->rule.down) { /* quietly: a graceful stop may have cleared every alarm already */
+    cn_term *id = alarm_id(w);
+    if (id) cn_alarm_clear(w->n, id);
+    cn_term_free(id);
+  }
   cn_free(w->name);
   cn_free(w->host);
   cn_free(w);
