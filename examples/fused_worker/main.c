@@ -65,6 +65,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: fused_worker COOKIE APP_NODE DB_PORT\n");
     return 2;
   }
+  setvbuf(stdout, NULL, _IOLBF, 0); /* a line at a time, also into a pipe */
   args a = {argv[2], (uint16_t)atoi(argv[3])};
   cn_node_opts o = {.name = "fused_worker@127.0.0.1", .cookie = argv[1]};
   cn_node *n = NULL;
