@@ -18,7 +18,7 @@ SONAME  := libcnode.so.$(VERSION_MAJOR)
 
 # The public headers, installed side by side as <cnode/...>: programs write #include <cnode/cnode.h>.
 PUBLIC_H := base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h otp/cn_pg.h otp/cn_pubsub.h \
-            horde_compat/horde.h cluster/cn_cluster.h sorted_set/cn_sorted_set.h
+            otp/cn_fuse.h otp/cn_alarm.h otp/cn_watchdog.h horde_compat/horde.h cluster/cn_cluster.h sorted_set/cn_sorted_set.h
 STAGED_H := $(addprefix $(BUILD)/include/cnode/,$(notdir $(PUBLIC_H)))
 
 OPT     ?= -O2

@@ -46,6 +46,7 @@ const char *cn_err_reason(int err) {
   case CN_EEXIST: return "eexist";
   case CN_ENOTFOUND: return "not_found"; /* as supervisor:terminate_child/restart_child */
   case CN_ETIMEDOUT: return "timeout";
+  case CN_EBLOWN: return "blown"; /* fuse:ask/2's answer */
   case CN_EIO: return "eio";
   case CN_ECLOSED: return "closed";
   case CN_ESTATE: return "einval";

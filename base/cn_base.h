@@ -53,7 +53,8 @@ CN_EXPORT const char *cn_version(void);
   X(EUNSUPPORTED, -17, "not supported")                                                                                \
   X(EFLAGS, -18, "peer lacks mandatory distribution flags")                                                            \
   X(EEXIT, -19, "the process exited")                                                                                  \
-  X(EBUSY, -20, "queue full")
+  X(EBUSY, -20, "queue full")                                                                                          \
+  X(EBLOWN, -21, "circuit breaker blown")
 
 enum cn_errno {
   CN_OK = 0,

@@ -306,6 +306,65 @@ int cn_erpc(cn_proc *self, const cn_atom *peer, const char *mod, const char *fun
   return conn_send(n, peer, &ctl, &arglist);
 }
 
+/* ---- Guarded calls ---------------------------------------------------------------------------------------- */
+
+typedef struct guarded {
+  const cn_call_guard *g;
+  cn_reply_fn cb;
+  void *ctx;
+} guarded;
+
+static void guarded_done(cn_proc *self, int status, const cn_term *reply, void *arg) {
+  guarded w = *(guarded *)arg;
+  cn_free(arg);
+  if (w.g->done) w.g->done(status, reply, w.g->ctx);
+  w.cb(self, status, reply, w.ctx);
+}
+
+/* Admits the call and wraps cb: 0 and *w (for cb's ctx), or the status that fails the call now. */
+static int guard_begin(const cn_call_guard *g, cn_reply_fn cb, void *ctx, guarded **w) {
+  if (!cb) return CN_EINVAL;
+  int rc = g->admit ? g->admit(g->ctx) : 0;
+  if (rc) return rc;
+  if (!(*w = cn_malloc(sizeof **w))) rc = CN_ENOMEM;
+  else **w = (guarded){g, cb, ctx};
+  if (rc && g->done) g->done(rc, NULL, g->ctx);
+  return rc;
+}
+
+/* The call returned rc: on an error its callback will not run, so done runs here. */
+static int guard_end(guarded *w, int rc) {
+  if (rc) {
+    if (w->g->done) w->g->done(rc, NULL, w->g->ctx);
+    cn_free(w);
+  }
+  return rc;
+}
+
+int cn_call_guarded(cn_proc *self, const cn_call_guard *g, const cn_term *server, const cn_term *request,
+                    unsigned timeout_ms, cn_reply_fn cb, void *ctx) {
+  guarded *w;
+  int rc = g ? guard_begin(g, cb, ctx, &w) : 0;
+  if (!g || rc) return rc ? rc : cn_call(self, server, request, timeout_ms, cb, ctx);
+  return guard_end(w, cn_call(self, server, request, timeout_ms, guarded_done, w));
+}
+
+int cn_rpc_guarded(cn_proc *self, const cn_call_guard *g, const cn_atom *node, const char *mod, const char *fun,
+                   const cn_term *args, unsigned timeout_ms, cn_reply_fn cb, void *ctx) {
+  guarded *w;
+  int rc = g ? guard_begin(g, cb, ctx, &w) : 0;
+  if (!g || rc) return rc ? rc : cn_rpc(self, node, mod, fun, args, timeout_ms, cb, ctx);
+  return guard_end(w, cn_rpc(self, node, mod, fun, args, timeout_ms, guarded_done, w));
+}
+
+int cn_erpc_guarded(cn_proc *self, const cn_call_guard *g, const cn_atom *node, const char *mod, const char *fun,
+                    const cn_term *args, unsigned timeout_ms, cn_reply_fn cb, void *ctx) {
+  guarded *w;
+  int rc = g ? guard_begin(g, cb, ctx, &w) : 0;
+  if (!g || rc) return rc ? rc : cn_erpc(self, node, mod, fun, args, timeout_ms, cb, ctx);
+  return guard_end(w, cn_erpc(self, node, mod, fun, args, timeout_ms, guarded_done, w));
+}
+
 /* ---- The gen_server behaviour ---------------------------------------------------------------------------- */
 
 typedef struct gen_state {

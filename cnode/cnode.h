@@ -392,6 +392,22 @@ CN_EXPORT int cn_rpc(cn_proc *self, const cn_atom *node, const char *mod, const 
  * {throw, V}, {exit, V}, {error, V, Stack} or {error, {erpc, Why}} as erpc would raise them. */
 CN_EXPORT int cn_erpc(cn_proc *self, const cn_atom *node, const char *mod, const char *fun, const cn_term *args,
                       unsigned timeout_ms, cn_reply_fn cb, void *ctx);
+/* A guard around one call (a circuit breaker is one: cn_fuse_guard in cn_fuse.h). admit runs first: a non-zero
+ * status fails the call at once with it (nothing is sent, the callback never runs). Once admit returned 0, done runs
+ * exactly once with the call's outcome, just before the callback (status and reply as the callback gets them; a
+ * status the call itself returned, with reply NULL). The guard is borrowed until done has run. */
+typedef struct cn_call_guard {
+  int (*admit)(void *ctx);
+  void (*done)(int status, const cn_term *reply, void *ctx);
+  void *ctx;
+} cn_call_guard;
+/* cn_call, cn_rpc and cn_erpc behind a guard (NULL: the plain call). */
+CN_EXPORT int cn_call_guarded(cn_proc *self, const cn_call_guard *g, const cn_term *server, const cn_term *request,
+                              unsigned timeout_ms, cn_reply_fn cb, void *ctx);
+CN_EXPORT int cn_rpc_guarded(cn_proc *self, const cn_call_guard *g, const cn_atom *node, const char *mod,
+                             const char *fun, const cn_term *args, unsigned timeout_ms, cn_reply_fn cb, void *ctx);
+CN_EXPORT int cn_erpc_guarded(cn_proc *self, const cn_call_guard *g, const cn_atom *node, const char *mod,
+                              const char *fun, const cn_term *args, unsigned timeout_ms, cn_reply_fn cb, void *ctx);
 /* Blocking forms for threads other than the node's loop thread (never call them from a handler). *reply gets
  * a new term (caller frees) or NULL; the return is the status the callback form would give. */
 CN_EXPORT int cn_call_sync(cn_node *n, const cn_term *server, const cn_term *request, unsigned timeout_ms,

@@ -53,7 +53,7 @@ then
   summary
 fi
 expect="bin/cnode bin/cnode-epmd include/cnode/cn_base.h include/cnode/cn_term.h include/cnode/cn_tls.h
-include/cnode/cn_global.h include/cnode/cn_cluster.h include/cnode/cn_pg.h include/cnode/cn_pubsub.h include/cnode/cnode.h include/cnode/horde.h include/cnode/cn_sorted_set.h lib/libcnode.a lib/libcnode.so lib/libcnode.so.$V_MAJOR
+include/cnode/cn_global.h include/cnode/cn_cluster.h include/cnode/cn_pg.h include/cnode/cn_pubsub.h include/cnode/cn_fuse.h include/cnode/cn_alarm.h include/cnode/cn_watchdog.h include/cnode/cnode.h include/cnode/horde.h include/cnode/cn_sorted_set.h lib/libcnode.a lib/libcnode.so lib/libcnode.so.$V_MAJOR
 lib/libcnode.so.$VERSION lib/pkgconfig/cnode.pc share/man/man1/cnode-epmd.1 share/man/man1/cnode.1"
 got=$(cd "$PREFIX" && find . \( -type f -o -type l \) | sed 's|^\./||' | sort | tr '\n' ' ')
 want=$(echo $expect | tr ' ' '\n' | sort | tr '\n' ' ')

@@ -26,6 +26,7 @@
 #include "horde_app.h"
 #include "ops.h"
 #include "pubsub_app.h"
+#include "resil_app.h"
 #include "term_tool.h"
 #include "compute.h"
 #include "workers.h"
@@ -48,6 +49,7 @@ static void usage(FILE *f) {
           "             [--horde-registry NAME]... [--horde-supervisor NAME]... [--otp-release N]\n"
           "             [--pg] [--pubsub NAME]... [--dirty-threads N]\n"
           "             [--cluster gossip|hosts:A@H,...|dns:Q|dnssrv:Q] [--gossip-* ...] [--dns-* ...]\n"
+          "             [--watch NAME=HOST:PORT]... [--watch-interval MS] [--alarm-node NODE]...\n"
           "             [--http-port P [--http-addr ADDR]] [--drain-delay S] [--shutdown-timeout S]\n"
           "       cnode term ...   (cnode term --help)\n"
           "       cnode --version | --help\n"
@@ -74,6 +76,9 @@ static void usage(FILE *f) {
           "  --pg: runs OTP's default pg scope (as erl -kernel start_pg true). --pubsub MyApp.PubSub: joins\n"
           "  that Phoenix.PubSub (PG2 adapter; pool size learned from the cluster), where a C subscriber of\n"
           "  \"cnode:echo\" broadcasts {echo, node(), Msg} on \"cnode:echo:reply\" for every Msg.\n"
+          "  --watch db=HOST:PORT: a watchdog TCP-connects there every --watch-interval MS (1000); a failed check\n"
+          "  sets the alarm {dependency_down, db}, 3 passing checks in a row clear it. --alarm-node NODE: alarms\n"
+          "  (watchdogs', blown fuses', cnode_ctl's alarm_set) are mirrored into SASL's alarm_handler there.\n"
           "  --http-port P: /healthz, /readyz and /metrics (Prometheus) over HTTP on P (--http-addr, default\n"
           "  0.0.0.0). SIGTERM: /readyz turns 503, then after --drain-delay S (5) Horde children are handed over,\n"
           "  registrations, pg groups and global names dropped and the node stops, within --shutdown-timeout S (20).\n"
@@ -258,6 +263,7 @@ static void on_started(cn_node *n, int status, void *ctx) {
   if (!rc) rc = hsup_start(n);
   if (rc) printf("cnode: cannot join Horde: %s\n", cn_strerror(rc));
   else if ((rc = pgapp_start(n))) printf("cnode: cannot start pg/pubsub: %s\n", cn_strerror(rc));
+  else if ((rc = resil_start(n))) printf("cnode: cannot start watchdogs/alarms: %s\n", cn_strerror(rc));
   else rc = cluster_app_start(n); /* it says why */
   if (rc) fail_stop(a);
   else ops_started();
@@ -293,6 +299,9 @@ int main(int argc, char **argv) {
                                         {"otp-release", required_argument, 0, 'o'},
                                         {"pg", no_argument, 0, 'g'},
                                         {"pubsub", required_argument, 0, 'B'},
+                                        {"watch", required_argument, 0, 'w' + 256},
+                                        {"watch-interval", required_argument, 0, 'i' + 256},
+                                        {"alarm-node", required_argument, 0, 'n' + 256},
                                         {"http-port", required_argument, 0, 'h' + 256},
                                         {"http-addr", required_argument, 0, 'a' + 256},
                                         {"drain-delay", required_argument, 0, 'd' + 256},
@@ -301,7 +310,7 @@ int main(int argc, char **argv) {
                                         {"dirty-threads", required_argument, 0, 'D'},
                                         {0, 0, 0, 0}};
   static const env_rules rules = {.skip = "help version",
-                                  .repeatable = "horde-registry horde-supervisor pubsub",
+                                  .repeatable = "horde-registry horde-supervisor pubsub watch alarm-node",
                                   .exclusive = "name|sname cookie|cookie-file listen|listen-min"};
   int rc = env_args(argc, argv, lopts, &rules, &argc, &argv);
   if (rc) return rc;
@@ -383,6 +392,16 @@ int main(int argc, char **argv) {
     case 'B':
       if (c == 'g' ? pgapp_add_scope("pg") : pgapp_add_pubsub(optarg))
         return env_bad(flag, c == 'g' ? "" : optarg, "a PubSub name (or too many)");
+      break;
+    case 'w' + 256:
+      if (resil_add_watch(optarg)) return env_bad(flag, optarg, "NAME=HOST:PORT (at most 16 watches)");
+      break;
+    case 'n' + 256:
+      if (resil_add_alarm_node(optarg)) return env_bad(flag, optarg, "a node name alive@host (at most 16)");
+      break;
+    case 'i' + 256:
+      if (!env_uint(optarg, 1, 3600000, &v)) return env_bad(flag, optarg, "milliseconds (1-3600000)");
+      resil_set_interval((unsigned)v);
       break;
     case CLUSTER_OPT_CLUSTER ... CLUSTER_OPT_LAST:
       if (cluster_app_flag(c, optarg)) return 2;

@@ -70,6 +70,7 @@ typedef enum ops_phase {
   OPS_REGISTRY,     /* Horde.Registry registrations of local processes are dropped */
   OPS_GROUPS,       /* pg groups are left (pg registers its step here) */
   OPS_NAMES,        /* global names of local processes are released (shutdown.c's own step) */
+  OPS_ALARMS,       /* alarms are cleared here and on the alarm nodes (resil_app.c) */
   OPS_PHASES
 } ops_phase;
 typedef void (*ops_step_fn)(cn_node *n, void (*done)(void *done_ctx), void *done_ctx, void *ctx);
