@@ -545,7 +545,7 @@ static void send_sync(cn_crdt *c) {
   cn_term_free(m);
 }
 
-static cn_term *stats_term(cn_crdt *c) {
+cn_term *cn_crdt_stats_term(cn_crdt *c) {
   cn_crdt_stats s;
   cn_crdt_get_stats(c, &s);
   const struct {
@@ -569,12 +569,7 @@ static cn_term *stats_term(cn_crdt *c) {
   }
   kv[2 * NF] = cn_mk_atomc(c->n, "mapset");
   kv[2 * NF + 1] = cn_mk_atomc(c->n, cn_crdt_mapset_shape(c) == CN_CRDT_MAPSET_PLAIN ? "plain" : "v2");
-  for (size_t i = 0; i < NKV; i++)
-    if (!kv[i]) {
-      for (size_t j = 0; j < NKV; j++) cn_term_free(kv[j]);
-      return NULL;
-    }
-  return cn_mk_map(NF + 1, kv);
+  return cn_mk_map(NF + 1, kv); /* NULL (and the rest freed) when one of them is */
 }
 
 static cn_term *root_term(cn_crdt *c) {
@@ -600,7 +595,7 @@ static cn_term *handle_call(cn_proc *self, const cn_term *req, const cn_term *fr
   c->stats.msgs_received++;
   if (cn_is_atom(req, "read")) return cn_crdt_read(c);
   if (cn_is_atom(req, "root_hash")) return root_term(c);
-  if (cn_is_atom(req, "stats")) return stats_term(c);
+  if (cn_is_atom(req, "stats")) return cn_crdt_stats_term(c);
   const cn_term *keys = cn_tuple_elem(req, 2, 1);
   if (cn_is_atom(cn_tuple_elem(req, 2, 0), "read") && keys && proper_list(keys)) {
     size_t nk = keys->type == CN_LIST ? keys->v.list.len : 0, k = 0;

@@ -93,6 +93,9 @@ typedef struct cn_crdt_stats {
   bool synced;
 } cn_crdt_stats;
 CN_EXPORT void cn_crdt_get_stats(cn_crdt *c, cn_crdt_stats *out);
+/* The same counters as the map #{Name => N} (plus mapset => v2 | plain) the CRDT's stats call answers; a new term,
+ * or NULL without memory. */
+CN_EXPORT cn_term *cn_crdt_stats_term(cn_crdt *c);
 
 /* The process also serves gen_server calls from any node: read -> map; {read, Keys} -> map;
  * {operation, {add, [K, V]}} | {operation, {remove, [K]}} -> ok;

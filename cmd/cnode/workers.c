@@ -391,24 +391,19 @@ static cn_term *ctl_err(cn_node *n, const char *why) {
   return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, why));
 }
 
-/* A name and a counter, and the map #{Name => N} of a table of them, plus extra_k => extra (taken; none when
- * extra_k is NULL). NULL: no memory. */
+/* A name and a counter, and the map #{Name => N} of a table of them. NULL: no memory. */
 typedef struct counter {
   const char *k;
   uint64_t v;
 } counter;
-static cn_term *counters_map(cn_node *n, const counter *f, size_t nf, const char *extra_k, cn_term *extra) {
-  cn_term *kv[2 * 16 + 2];
-  if (nf > 16) {
-    cn_term_free(extra);
-    return NULL;
-  }
+static cn_term *counters_map(cn_node *n, const counter *f, size_t nf) {
+  cn_term *kv[2 * 16];
+  if (nf > 16) return NULL;
   for (size_t i = 0; i < nf; i++) {
     kv[2 * i] = cn_mk_atomc(n, f[i].k);
     kv[2 * i + 1] = cn_mk_int((int64_t)f[i].v);
   }
-  if (extra_k) kv[2 * nf] = cn_mk_atomc(n, extra_k), kv[2 * nf + 1] = extra;
-  return cn_mk_map(nf + (extra_k != NULL), kv);
+  return cn_mk_map(nf, kv);
 }
 
 /* {crdt_start, N, Opts} | {crdt_set_neighbours, N, [{N2, Node}]} | {crdt_put, N, K, V} | {crdt_delete, N, K} |
@@ -486,18 +481,8 @@ static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd, 
     uint8_t h[4];
     return cn_crdt_root(c, h) ? cn_mk_binary(h, 4) : cn_mk_binary("", 0);
   } else if (!strcmp(op, "crdt_stats") && ar == 2) {
-    cn_crdt_stats s;
-    cn_crdt_get_stats(c, &s);
-    const counter f[] = {{"msgs_sent", s.msgs_sent},
-                         {"bytes_sent", s.bytes_sent},
-                         {"keys_sent", s.keys_sent},
-                         {"bad_messages", s.bad_messages},
-                         {"keys", s.keys},
-                         {"dots_withheld", s.dots_withheld},
-                         {"dots_pending", s.dots_pending},
-                         {"rounds_skipped", s.rounds_skipped}};
-    return counters_map(n, f, sizeof f / sizeof f[0], "mapset",
-                        cn_mk_atomc(n, cn_crdt_mapset_shape(c) == CN_CRDT_MAPSET_PLAIN ? "plain" : "v2"));
+    cn_term *m = cn_crdt_stats_term(c);
+    return m ? m : ctl_err(n, "enomem");
   }
   return rc ? ctl_err(n, cn_err_reason(rc)) : cn_mk_atomc(n, "ok");
 }
@@ -539,7 +524,7 @@ static cn_term *ctl_stats(cn_proc *self, const char *op, const cn_term *cmd, con
                        {"busy_suspensions", st.busy_suspensions},
                        {"messages_dropped", st.messages_dropped},
                        {"tick_timeouts", st.tick_timeouts}};
-  return counters_map(n, f, sizeof f / sizeof f[0], NULL, NULL);
+  return counters_map(n, f, sizeof f / sizeof f[0]);
 }
 
 /* otp_release -> {Release, known | default}: the OTP release whose term semantics the node follows, and whether it
