@@ -66,6 +66,7 @@ static void test_err_reason(void **st) {
       {CN_ECLOSED, "closed"},       {CN_ESTATE, "einval"},
       {CN_EUNSUPPORTED, "enotsup"}, {CN_EFLAGS, "noconnection"},
       {CN_EEXIT, "noproc"},         {CN_EBUSY, "ebusy"},
+      {CN_EBLOWN, "blown"},
   };
   static const int codes[] = {
 #define CN__ERR_CODE(name, val, msg) CN_##name,
