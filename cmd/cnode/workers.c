@@ -391,21 +391,6 @@ static cn_term *ctl_err(cn_node *n, const char *why) {
   return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, why));
 }
 
-/* A name and a counter, and the map #{Name => N} of a table of them. NULL: no memory. */
-typedef struct counter {
-  const char *k;
-  uint64_t v;
-} counter;
-static cn_term *counters_map(cn_node *n, const counter *f, size_t nf) {
-  cn_term *kv[2 * 16];
-  if (nf > 16) return NULL;
-  for (size_t i = 0; i < nf; i++) {
-    kv[2 * i] = cn_mk_atomc(n, f[i].k);
-    kv[2 * i + 1] = cn_mk_int((int64_t)f[i].v);
-  }
-  return cn_mk_map(nf, kv);
-}
-
 /* {crdt_start, N, Opts} | {crdt_set_neighbours, N, [{N2, Node}]} | {crdt_put, N, K, V} | {crdt_delete, N, K} |
  * {crdt_read, N} | {crdt_root, N} | {crdt_stats, N}; see README (Horde CRDT peer). */
 static cn_term *ctl_crdt_cmd(cn_proc *self, const char *op, const cn_term *cmd, const ctl_caller *caller, void *ctx) {
@@ -515,16 +500,25 @@ static cn_term *ctl_stats(cn_proc *self, const char *op, const cn_term *cmd, con
   if (cmd->type != CN_ATOM) return ctl_unknown(n);
   cn_node_stats st;
   cn_node_get_stats(n, &st);
-  const counter f[] = {{"handshake_timeouts", st.handshake_timeouts},
-                       {"handshake_failures", st.handshake_failures},
-                       {"connections_refused", st.connections_refused},
-                       {"protocol_errors", st.protocol_errors},
-                       {"oversized_messages", st.oversized_messages},
-                       {"atoms_refused", st.atoms_refused},
-                       {"busy_suspensions", st.busy_suspensions},
-                       {"messages_dropped", st.messages_dropped},
-                       {"tick_timeouts", st.tick_timeouts}};
-  return counters_map(n, f, sizeof f / sizeof f[0]);
+  const struct {
+    const char *k;
+    uint64_t v;
+  } f[] = {{"handshake_timeouts", st.handshake_timeouts},
+           {"handshake_failures", st.handshake_failures},
+           {"connections_refused", st.connections_refused},
+           {"protocol_errors", st.protocol_errors},
+           {"oversized_messages", st.oversized_messages},
+           {"atoms_refused", st.atoms_refused},
+           {"busy_suspensions", st.busy_suspensions},
+           {"messages_dropped", st.messages_dropped},
+           {"tick_timeouts", st.tick_timeouts}};
+  enum { NF = sizeof f / sizeof f[0] };
+  cn_term *kv[2 * NF];
+  for (size_t i = 0; i < NF; i++) {
+    kv[2 * i] = cn_mk_atomc(n, f[i].k);
+    kv[2 * i + 1] = cn_mk_int((int64_t)f[i].v);
+  }
+  return cn_mk_map(NF, kv);
 }
 
 /* otp_release -> {Release, known | default}: the OTP release whose term semantics the node follows, and whether it
