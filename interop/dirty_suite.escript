@@ -93,7 +93,9 @@ t_two_burns() ->
     Rs = [receive {burn, N, R, T} -> {R, T} after 5000 -> fail("burn ~b: no reply", [N]) end || N <- [1, 2]],
     [{{burned, 300}, _}, {{burned, 300}, _}] = Rs,
     Last = lists:max([T || {_, T} <- Rs]),
-    Last >= 600 orelse fail("two 300 ms burns on one dirty process finished after ~b ms (not in turn)", [Last]),
+    %% In turn: about 600 ms; side by side it would be about 300. The margin is for the two clocks (a VM's
+    %% monotonic time may be corrected by up to 1%) and the millisecond truncation on this side.
+    Last >= 570 orelse fail("two 300 ms burns on one dirty process finished after ~b ms (not in turn)", [Last]),
     {error, badarg} = gen_server:call({cnode_burn, ?CN}, nonsense, 5000),
     {error, badarg} = gen_server:call({cnode_burn, ?CN}, {burn, -1}, 5000),
     hi = gen_server:call({cnode_burn, ?CN}, {echo, hi}, 5000),

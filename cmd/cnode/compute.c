@@ -9,17 +9,18 @@
 
 #define MAX_MS 3600000
 
-static long mono_ms(void) {
+static int64_t mono_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Real work, not a sleep: a dirty handler holds its CPU like a NIF that computes. */
+/* Real work, not a sleep: a dirty handler holds its CPU like a NIF that computes, for at least ms (the clock read
+ * in nanoseconds, so a burn never ends early by a truncated millisecond). */
 static void burn(long ms) {
-  long end = mono_ms() + ms;
+  int64_t end = mono_ns() + (int64_t)ms * 1000000;
   volatile uint64_t x = 88172645463325252ull;
-  while (mono_ms() < end)
+  while (mono_ns() < end)
     for (int i = 0; i < 4096; i++) x ^= x << 13, x ^= x >> 7, x ^= x << 17;
 }
 
