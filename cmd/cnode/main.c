@@ -320,6 +320,7 @@ int main(int argc, char **argv) {
              *tls_verify = NULL;
   bool name_default = true;
   const char *name = "cnode@127.0.0.1", *sname = NULL, *cookie = NULL, *cookie_file = NULL;
+  const char *listen_max_arg = NULL;
   cn_node_opts o;
   memset(&o, 0, sizeof o);
   o.log = log_line;
@@ -343,6 +344,7 @@ int main(int argc, char **argv) {
     case 'x':
       if (!env_uint(optarg, 0, 65535, &v)) return env_bad(flag, optarg, "a port (0-65535)");
       *(c == 'l' ? &o.listen_port : &o.listen_port_max) = (uint16_t)v;
+      if (c == 'x') listen_max_arg = optarg;
       break;
     case 'a': o.listen_addr = optarg; break;
     case 'o':
@@ -425,9 +427,7 @@ int main(int argc, char **argv) {
   if (!sname && (!strchr(name, '@') || name[0] == '@' || !strchr(name, '@')[1]))
     return env_bad("name", name, "a full node name alive@host");
   if (o.listen_port_max && (!o.listen_port || o.listen_port_max < o.listen_port)) {
-    fprintf(stderr, "cnode: --listen-max %u needs --listen-min P with 0 < P <= %u\n", o.listen_port_max,
-            o.listen_port_max);
-    return 2;
+    return env_bad("listen-max", listen_max_arg, "a port at or above --listen-min P (0 < P), which must be set too");
   }
   app a;
   memset(&a, 0, sizeof a);
@@ -484,8 +484,12 @@ int main(int argc, char **argv) {
   uint16_t eport = o.epmd_port;
   if (!eport) {
     const char *e = getenv("ERL_EPMD_PORT");
-    eport = e && atoi(e) > 0 ? (uint16_t)atoi(e) : 4369;
-    o.epmd_port = eport;
+    unsigned long ev = 4369;
+    if (e && *e && !env_uint(e, 1, 65535, &ev)) {
+      fprintf(stderr, "cnode: ERL_EPMD_PORT=%.100s: expected a port (1-65535)\n", e);
+      return 2;
+    }
+    o.epmd_port = eport = (uint16_t)ev;
   }
   rc = cn_node_new(&a.node, NULL, &o);
   /* A visible node takes part in OTP's global, as a BEAM node does: peers' global:sync/0 waits for it. */
