@@ -49,12 +49,21 @@ static cn_term *kv_call(cn_proc *self, const cn_term *req, const cn_term *from, 
   const cn_term *op = req && req->type == CN_TUPLE && req->v.tuple.arity ? &req->v.tuple.e[0] : req;
   uint32_t arity = req && req->type == CN_TUPLE ? req->v.tuple.arity : 0;
   if (cn_is_atom(op, "put") && arity == 3) {
+    /* Every allocation before the table changes: out of memory answers {error, enomem} and keeps the old value. */
     kv_entry **e = kv_find(n, head, &req->v.tuple.e[1]);
-    if (!*e && (*e = cn_calloc(1, sizeof **e))) (*e)->key = cn_term_copy(&req->v.tuple.e[1]);
-    if (*e) {
-      cn_term_free((*e)->val);
-      (*e)->val = cn_term_copy(&req->v.tuple.e[2]);
+    cn_term *val = cn_term_copy(&req->v.tuple.e[2]);
+    kv_entry *fresh = *e || !val ? NULL : cn_calloc(1, sizeof *fresh);
+    if (fresh && !(fresh->key = cn_term_copy(&req->v.tuple.e[1]))) {
+      cn_free(fresh);
+      fresh = NULL;
     }
+    if (!val || (!*e && !fresh)) {
+      cn_term_free(val);
+      return cn_mk_tuple(2, cn_mk_atomc(n, "error"), cn_mk_atomc(n, "enomem"));
+    }
+    if (fresh) *e = fresh;
+    cn_term_free((*e)->val);
+    (*e)->val = val;
     return cn_mk_atomc(n, "ok");
   }
   if (cn_is_atom(op, "get") && arity == 2) {
