@@ -1,10 +1,11 @@
 /* fuzz_node.c: the whole node, not a decoder. Each input gets a fresh node with the processes the cnode program
  * runs (echo, cnode_kv, cnode_ctl and the cnode_demo spawn entry points, a Horde registry and a Horde supervisor
- * member, global, net_kernel, rex) and a fake peer whose handshake has completed (conn_test_up: a connection with
+ * member, global, net_kernel, rex, pg's default scope and a Phoenix.PubSub of two shards) and a fake peer whose handshake has completed (conn_test_up: a connection with
  * no socket; the peer's flags and name, up to 255 multibyte characters, chosen by the input). The input is a little
  * program (a grammar) of up to MAX_OPS ops, each built with the project's own term builders and encoder:
  *  - a request to one of the node's services (SERVICES: gen_server calls, casts and plain messages shaped as each
- *    handler matches them: global's protocol, the Horde registry, supervisor and their CRDTs, cnode_ctl, puppets);
+ *    handler matches them: global's protocol, the Horde registry, supervisor and their CRDTs, pg's scopes and the PubSub
+ *    shards, cnode_ctl, puppets);
  *  - any control message (OPS) with pids of the node's processes, of the peer and of third nodes with extreme
  *    names, refs and pids the node sent, registered names, atoms of 255 1-, 2-, 3- or 4-byte characters;
  *  - an answer to something the node sent (its calls, spawn requests, monitors, links, unlinks);
@@ -17,6 +18,8 @@
  * static state of the program's code, as finding 1 in test_fuzz_regress.c was). FUZZ_NODE_LOG=1 prints the
  * node's log and each message sent (FUZZ_NODE_HEX=1 with the frame's bytes). */
 #include "cn_global.h"
+#include "cn_pg.h"
+#include "cn_pubsub.h"
 #include "fuzz_node.h"
 #include "horde.h"
 #include "horde_app.h"
@@ -71,6 +74,11 @@ static int node_up(fz *z) {
   while (!started) uv_run(z->n->loop, UV_RUN_ONCE);
   if (started != 1) return started;
   if ((rc = hreg_start(z->n)) || (rc = hsup_start(z->n)) || (rc = cn_spawn(z->n, probe, z, NULL, &z->probe))) return rc;
+  /* pg's default scope and a Phoenix.PubSub of two shards (their scope Phoenix.PubSub), echo subscribed to "t" */
+  cn_pid echo;
+  if ((rc = cn_pg_start(z->n, "pg")) || (rc = cn_pubsub_start(z->n, FZ_PUBSUB, 2)) ||
+      (rc = cn_whereis(z->n, "echo", &echo)) || (rc = cn_pubsub_subscribe(z->n, FZ_PUBSUB, "t", echo)))
+    return rc;
   z->me = cn_atoms_get(z->tab, cn_node_name(z->n)->name);
   uv_run(z->n->loop, UV_RUN_NOWAIT);
   return 0;

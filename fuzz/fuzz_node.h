@@ -11,6 +11,7 @@
 
 #define FZ_REG "FuzzReg"
 #define FZ_SUP "FuzzSup"
+#define FZ_PUBSUB "Fuzz.PubSub"
 #define MAX_NODES 160 /* term nodes per message */
 #define RING 64
 

@@ -6,7 +6,7 @@
 
 /* A template is a term in Erlang-like text: atoms (a-z, or '...'), integers, {..}, [..], and holes: $T any term,
  * $P pid, $R ref, $N node atom, $A atom from the dictionary, $I small integer, $S child spec, $M member list,
- * $Q the peer's pid, $O the peer's node name, $G global's session tag, $K CRDT key, $D CRDT diff (a Diff map the node sent when there is one), $X term the node sent, $F gen_server
+ * $U the topic "t", $Q the peer's pid, $O the peer's node name, $G global's session tag, $K CRDT key, $D CRDT diff (a Diff map the node sent when there is one), $X term the node sent, $F gen_server
  * From ({Pid, Tag}), $B binary, $V version vector, $W a Horde supervisor Member struct. */
 static cn_term *tpl(fz *z, const char **s);
 
@@ -97,6 +97,7 @@ static cn_term *tpl(fz *z, const char **s) {
       static const char *const MEMBER[] = {"name", "status"};
       return fz_gen_struct(z, 1, "Elixir.Horde.DynamicSupervisor.Member", MEMBER, 2);
     }
+    case 'U': return cn_mk_binary("t", 1); /* the topic echo is subscribed to */
     case 'B': {
       size_t got;
       const uint8_t *b = fuzz_take(&z->in, u8(z) % 8, &got);
@@ -188,13 +189,32 @@ static const struct {
       "i{'$puppet',{call,{$A,$N},$T,1000}}", "i{'$puppet',{call,$A,$T,$I}}", "i{'$puppet',{cast,$P,$T}}",
       "i{'$puppet',{rpc,$N,$A,$A,[$T]}}", "i{'$puppet',{erpc,$N,$A,$A,[$T]}}", "i{'$puppet',alias}",
       "i{'$puppet',{unalias,$R}}", "i{'$puppet',ping}", "i{'$puppet',{$A,$T}}", "i$T"}},
+    /* added after the first 12 (see fz_gen_service_msg) */
+    {"pg",
+     {"i{discover,$Q}", "i{discover,$Q,$T}", "i{join,$Q,$T,$Q}", "i{join,$Q,$T,[$Q,$Q]}", "i{join,$Q,$T,$P}",
+      "i{leave,$Q,$Q,[$T]}", "i{leave,$Q,[$Q,$P],[$T,$T]}", "i{sync,$Q,[{$T,[$Q]},{$T,[]}]}", "i{sync,$Q,$T}",
+      "i{'DOWN',$R,process,$Q,$T}", "i{nodeup,$N}", "i{nodedown,$N}", "i{nodedown,$O,[]}", "c$T", "i$T"}},
+    {"Phoenix.PubSub",
+     {"i{discover,$Q}", "i{join,$Q,'Elixir." FZ_PUBSUB ".Adapter',[$Q]}",
+      "i{join,$Q,'Elixir." FZ_PUBSUB ".Adapter_2',$Q}", "i{leave,$Q,$Q,['Elixir." FZ_PUBSUB ".Adapter']}",
+      "i{sync,$Q,[{'Elixir." FZ_PUBSUB ".Adapter',[$Q]}]}", "i$T"}},
+    {"Elixir." FZ_PUBSUB ".Adapter",
+     {"i{forward_to_local,$U,$T,'Elixir.Phoenix.PubSub'}", "i{forward_to_local,$B,$T,$A}",
+      "i{forward_to_local,$U,$T,$T}", "i$T"}},
+    {"Elixir." FZ_PUBSUB ".Adapter_2", {"i{forward_to_local,$U,$T,'Elixir.Phoenix.PubSub'}", "i$T"}},
 };
 /* clang-format on */
 #define NSERVICES (sizeof SERVICES / sizeof SERVICES[0])
+#define NSERVICES_V1 12
 
 /* A message for a service: a call ({'$gen_call', From, Req}), a cast or a plain message from a template. */
 cn_term *fz_gen_service_msg(fz *z, const cn_atom **to) {
-  size_t si = u8(z) % NSERVICES, nreq = 0;
+  /* Bytes 0..251 pick one of the first 12 services as they always did (b % 12), so the committed seeds and the
+   * regression inputs of test_fuzz_regress.c keep their meaning; 252..255 pick the ones added since (pg, PubSub). */
+  size_t b = u8(z), nreq = 0;
+  size_t si = b < 256 - 256 % NSERVICES_V1
+                  ? b % NSERVICES_V1
+                  : NSERVICES_V1 + (b - (256 - 256 % NSERVICES_V1)) % (NSERVICES - NSERVICES_V1);
   while (nreq < 32 && SERVICES[si].req[nreq]) nreq++;
   const char *t = SERVICES[si].req[u8(z) % nreq];
   *to = cn_atoms_get(z->tab, SERVICES[si].name);
