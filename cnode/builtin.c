@@ -15,16 +15,20 @@ static cn_term *net_kernel_call(cn_proc *self, const cn_term *req, const cn_term
 
 static const cn_gen_server_ops net_kernel_ops = {.handle_call = net_kernel_call};
 
-/* rpc:call from an old-style caller: this node runs no Erlang code, so the answer is what a node without the
- * module gives: {badrpc, {'EXIT', {undef, [{M, F, A, []}]}}}. A call of another shape gets no reply. */
+/* rpc:call from an old-style caller ({call, M, F, A, GroupLeader}): a function C code registered, or a BIF the
+ * node answers, gives its value; badarg and anything else (this node runs no Erlang code) give what a BEAM node
+ * gives: {badrpc, {'EXIT', {undef | badarg, [{M, F, A, []}]}}}. A call of another shape gets no reply. */
 static cn_term *rex_call(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
   (void)from, (void)state;
   cn_node *n = cn_proc_node(self);
   const cn_term *e = req && req->type == CN_TUPLE && req->v.tuple.arity == 5 ? req->v.tuple.e : NULL;
   if (!e || !cn_is_atom(&e[0], "call")) return NULL;
+  int status;
+  cn_term *v = spawn_apply(n, &e[1], &e[2], &e[3], &status);
+  if (v) return v;
   cn_term *frame = cn_mk_tuple(4, cn_term_copy(&e[1]), cn_term_copy(&e[2]), cn_term_copy(&e[3]), cn_mk_nil());
-  cn_term *undef = cn_mk_tuple(2, cn_mk_atomc(n, "undef"), cn_mk_list(1, frame));
-  return cn_mk_tuple(2, cn_mk_atomc(n, "badrpc"), cn_mk_tuple(2, cn_mk_atomc(n, "EXIT"), undef));
+  cn_term *why = cn_mk_tuple(2, cn_mk_atomc(n, status == CN_EINVAL ? "badarg" : "undef"), cn_mk_list(1, frame));
+  return cn_mk_tuple(2, cn_mk_atomc(n, "badrpc"), cn_mk_tuple(2, cn_mk_atomc(n, "EXIT"), why));
 }
 
 /* {From, features_request}: OTP's erpc feature discovery; rex answers that it speaks erpc. */

@@ -426,6 +426,17 @@ typedef int (*cn_entry_fn)(cn_node *n, const cn_term *args, cn_handler_fn *handl
  * exits with {undef, [{M, F, Args, []}]}, as on a BEAM node without that code; the caller never hangs. */
 CN_EXPORT int cn_register_entry(cn_node *n, const char *module, const char *function, cn_entry_fn fn, void *ctx);
 
+/* A function BEAM code can call on this node with rpc:call(Node, M, F, Args) or erpc:call (and so the rpc calls
+ * OTP's own services make, such as global's resolve_it/4). It gets the argc arguments (borrowed) and returns the
+ * value as a new term. NULL with *badarg set raises badarg in the caller, as a BIF given a bad argument does; NULL
+ * without it (out of memory) answers as an undefined function. It runs on the loop thread, so it must be quick. */
+typedef cn_term *(*cn_function_fn)(cn_node *n, const cn_term *argv, uint32_t argc, bool *badarg, void *ctx);
+/* Registers module:function/arity as a function (0, CN_EEXIST when that one is registered, CN_EINVAL, CN_ENOMEM).
+ * Calls of anything not registered (nor one of the BIFs the node answers: erlang:node/0, nodes/0,
+ * is_process_alive/1, 'Elixir.Process':'alive?'/1) answer undef, as a BEAM node without the code. */
+CN_EXPORT int cn_register_function(cn_node *n, const char *module, const char *function, uint32_t arity,
+                                   cn_function_fn fn, void *ctx);
+
 /* ---- Dirty processes and jobs ------------------------------------------------------------------------------ */
 
 /* A dirty process (cn_proc_opts.dirty, cn_gen_server_ops.dirty) is a process whose code may compute for as long as

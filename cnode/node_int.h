@@ -80,6 +80,15 @@ typedef struct cn_entry {
   void *ctx;
 } cn_entry;
 
+/* A function rpc and erpc calls reach (cn_register_function, and the BIFs of spawn.c). */
+typedef struct cn_function {
+  struct cn_function *next;
+  const cn_atom *mod, *fun;
+  uint32_t arity;
+  cn_function_fn fn;
+  void *ctx;
+} cn_function;
+
 /* The monitor's reference as a hash key (refs have at most 3 words that matter here; missing ones are 0). */
 typedef struct mon_key {
   const cn_atom *node;
@@ -231,6 +240,7 @@ struct cn_node {
   cn_alias_ent *aliases;
   cn_mon_in *mons_in; /* every monitor held on a local process, by reference */
   cn_entry *entries;
+  cn_function *functions;
   uint64_t unlink_counter;
 
   cn_conn *conns;   /* by peer name (named connections) */
@@ -391,6 +401,9 @@ void call_drop_all(cn_proc *p);
 /* spawn.c: SPAWN_REQUEST from a peer. */
 int spawn_request(cn_node *n, const cn_atom *peer, const dist_ctl *ctl, const cn_term *args);
 void spawn_free_entries(cn_node *n);
+/* M:F(Args) of a registered function or an answered BIF (m, f atoms; argl a proper list or []): the value (a new
+ * term), or NULL with *status CN_EINVAL (badarg) or CN_ENOTFOUND (undefined, or out of memory). */
+cn_term *spawn_apply(cn_node *n, const cn_term *m, const cn_term *f, const cn_term *argl, int *status);
 
 /* conn.c, conn_io.c, conn_setup.c (what they share with each other is in conn_int.h) */
 /* Encodes ctl (+ payload, may be NULL) to peer, connecting on demand. Returns 0 also when the message is

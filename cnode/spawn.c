@@ -1,6 +1,7 @@
 /* spawn.c: SPAWN_REQUEST from a peer (spawn/4, spawn_link, spawn_monitor, spawn_opt, erpc, rpc on OTP 23+):
- * entry points registered by C code start C processes; erpc calls of a few BIFs (Process.alive?/1,
- * erlang:is_process_alive/1, node/0, nodes/0) are answered as a BEAM node would; anything else starts a process
+ * entry points registered by C code start C processes; erpc calls of functions registered by C code
+ * (cn_register_function) and of a few BIFs (Process.alive?/1, erlang:is_process_alive/1, node/0, nodes/0) are
+ * answered as a BEAM node would; anything else starts a process
  * that exits at once with undef, as a BEAM node without the code would, so the caller never hangs. */
 #include <string.h>
 
@@ -23,11 +24,40 @@ int cn_register_entry(cn_node *n, const char *module, const char *function, cn_e
   return 0;
 }
 
+int cn_register_function(cn_node *n, const char *module, const char *function, uint32_t arity, cn_function_fn fn,
+                         void *ctx) {
+  if (!n || !module || !function || !fn || arity > 255) return CN_EINVAL;
+  DIRTY_GUARD(n, int, cn_register_function(n, module, function, arity, fn, ctx));
+  cn_function *f = cn_calloc(1, sizeof *f);
+  if (!f) return CN_ENOMEM;
+  int rc = node_intern(n, module, &f->mod);
+  if (rc || (rc = node_intern(n, function, &f->fun))) {
+    cn_free(f);
+    return rc;
+  }
+  for (cn_function *o = n->functions; o; o = o->next)
+    if (o->mod == f->mod && o->fun == f->fun && o->arity == arity) {
+      cn_free(f);
+      return CN_EEXIST;
+    }
+  f->arity = arity;
+  f->fn = fn;
+  f->ctx = ctx;
+  f->next = n->functions;
+  n->functions = f;
+  return 0;
+}
+
 void spawn_free_entries(cn_node *n) {
   while (n->entries) {
     cn_entry *e = n->entries;
     n->entries = e->next;
     cn_free(e);
+  }
+  while (n->functions) {
+    cn_function *f = n->functions;
+    n->functions = f->next;
+    cn_free(f);
   }
 }
 
@@ -60,11 +90,11 @@ static cn_term *undef_reason(cn_node *n, const cn_term *mfa, const cn_term *args
 }
 
 /* Functions a BEAM peer calls on every node through erpc (Horde's lookup checks a registered pid with
- * erpc:call(Node, 'Elixir.Process', 'alive?', [Pid]); a mesh builder asks erlang:nodes/0). Each answers from the
- * arguments list; NULL with *bad set: badarg, as the BIF would raise. */
-typedef cn_term *(*builtin_fn)(cn_node *n, const cn_term *argv, bool *bad);
+ * erpc:call(Node, 'Elixir.Process', 'alive?', [Pid]); a mesh builder asks erlang:nodes/0), as cn_function_fns:
+ * NULL with *bad set is badarg, as the BIF would raise. */
 
-static cn_term *bi_alive(cn_node *n, const cn_term *argv, bool *bad) {
+static cn_term *bi_alive(cn_node *n, const cn_term *argv, uint32_t argc, bool *bad, void *ctx) {
+  (void)argc, (void)ctx;
   if (argv[0].type != CN_PID || argv[0].v.pid.node != cn_node_name(n)) {
     *bad = true;
     return NULL;
@@ -72,15 +102,13 @@ static cn_term *bi_alive(cn_node *n, const cn_term *argv, bool *bad) {
   return cn_mk_atomc(n, cn_is_process_alive(n, argv[0].v.pid) ? "true" : "false");
 }
 
-static cn_term *bi_node(cn_node *n, const cn_term *argv, bool *bad) {
-  (void)argv;
-  (void)bad;
+static cn_term *bi_node(cn_node *n, const cn_term *argv, uint32_t argc, bool *bad, void *ctx) {
+  (void)argv, (void)argc, (void)bad, (void)ctx;
   return cn_mk_atom(cn_node_name(n));
 }
 
-static cn_term *bi_nodes(cn_node *n, const cn_term *argv, bool *bad) {
-  (void)argv;
-  (void)bad;
+static cn_term *bi_nodes(cn_node *n, const cn_term *argv, uint32_t argc, bool *bad, void *ctx) {
+  (void)argv, (void)argc, (void)bad, (void)ctx;
   enum { MAX = 1024 };
   const cn_atom **names = cn_malloc(MAX * sizeof *names);
   cn_term **elems = cn_malloc(MAX * sizeof *elems);
@@ -99,7 +127,7 @@ static cn_term *bi_nodes(cn_node *n, const cn_term *argv, bool *bad) {
 static const struct {
   const char *mod, *fun;
   uint32_t arity;
-  builtin_fn fn;
+  cn_function_fn fn;
 } builtins[] = {
     {"Elixir.Process", "alive?", 1, bi_alive},
     {"erlang", "is_process_alive", 1, bi_alive},
@@ -107,30 +135,45 @@ static const struct {
     {"erlang", "nodes", 0, bi_nodes},
 };
 
-/* erpc:execute_call(Res, M, F, A) of a builtin: the exit reason erpc reads, {Res, return, V} or
- * {Res, error, badarg, Stack}; NULL when M:F/arity is not a builtin (or on OOM, which then reads as undef). */
+cn_term *spawn_apply(cn_node *n, const cn_term *m, const cn_term *f, const cn_term *argl, int *status) {
+  *status = CN_ENOTFOUND;
+  if (m->type != CN_ATOM || f->type != CN_ATOM) return NULL;
+  if (argl->type != CN_NIL && (argl->type != CN_LIST || argl->v.list.tail)) return NULL;
+  uint32_t arity = argl->type == CN_LIST ? argl->v.list.len : 0;
+  const cn_term *argv = arity ? argl->v.list.e : NULL;
+  cn_function_fn fn = NULL;
+  void *ctx = NULL;
+  for (cn_function *r = n->functions; r && !fn; r = r->next)
+    if (r->mod == m->v.atom && r->fun == f->v.atom && r->arity == arity) {
+      fn = r->fn;
+      ctx = r->ctx;
+    }
+  for (size_t i = 0; !fn && i < sizeof builtins / sizeof builtins[0]; i++)
+    if (cn_is_atom(m, builtins[i].mod) && cn_is_atom(f, builtins[i].fun) && arity == builtins[i].arity)
+      fn = builtins[i].fn;
+  if (!fn) return NULL;
+  bool bad = false;
+  cn_term *v = fn(n, argv, arity, &bad, ctx);
+  if (!v) *status = bad ? CN_EINVAL : CN_ENOTFOUND;
+  else *status = 0;
+  return v;
+}
+
+/* erpc:execute_call(Res, M, F, A) of a function spawn_apply answers: the exit reason erpc reads, {Res, return, V} or
+ * {Res, error, badarg, Stack}; NULL when M:F/arity is none of them (or on OOM, which then reads as undef). */
 static cn_term *builtin_reason(cn_node *n, const cn_term *mfa, const cn_term *args) {
   const cn_term *e = mfa->v.tuple.e;
   if (!cn_is_atom(&e[0], "erpc") || !cn_is_atom(&e[1], "execute_call") || !args || args->type != CN_LIST ||
       args->v.list.len != 4 || args->v.list.tail)
     return NULL;
   const cn_term *a = args->v.list.e;
-  const cn_term *argl = &a[3];
-  uint32_t arity = argl->type == CN_LIST && !argl->v.list.tail ? argl->v.list.len : 0;
-  if (argl->type != CN_NIL && (argl->type != CN_LIST || argl->v.list.tail)) return NULL;
-  for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++) {
-    if (!cn_is_atom(&a[1], builtins[i].mod) || !cn_is_atom(&a[2], builtins[i].fun) || arity != builtins[i].arity)
-      continue;
-    bool bad = false;
-    cn_term *v = builtins[i].fn(n, arity ? argl->v.list.e : NULL, &bad);
-    if (bad) {
-      cn_term *frame = cn_mk_tuple(4, cn_term_copy(&a[1]), cn_term_copy(&a[2]), cn_term_copy(argl), cn_mk_nil());
-      return cn_mk_tuple(4, cn_term_copy(&a[0]), cn_mk_atomc(n, "error"), cn_mk_atomc(n, "badarg"),
-                         cn_mk_list(1, frame));
-    }
-    return v ? cn_mk_tuple(3, cn_term_copy(&a[0]), cn_mk_atomc(n, "return"), v) : NULL;
+  int status;
+  cn_term *v = spawn_apply(n, &a[1], &a[2], &a[3], &status);
+  if (status == CN_EINVAL) {
+    cn_term *frame = cn_mk_tuple(4, cn_term_copy(&a[1]), cn_term_copy(&a[2]), cn_term_copy(&a[3]), cn_mk_nil());
+    return cn_mk_tuple(4, cn_term_copy(&a[0]), cn_mk_atomc(n, "error"), cn_mk_atomc(n, "badarg"), cn_mk_list(1, frame));
   }
-  return NULL;
+  return v ? cn_mk_tuple(3, cn_term_copy(&a[0]), cn_mk_atomc(n, "return"), v) : NULL;
 }
 
 int spawn_request(cn_node *n, const cn_atom *peer, const dist_ctl *ctl, const cn_term *args) {

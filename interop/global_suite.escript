@@ -27,7 +27,8 @@ tests() ->
      {partial_disconnect, 40, fun t_partial_disconnect/0},
      {kill_restart, 40, fun t_kill_restart/0},
      {hidden_node, 20, fun t_hidden_node/0},
-     {connect_all_false, 20, fun t_connect_all_false/0}].
+     {connect_all_false, 20, fun t_connect_all_false/0},
+     {resolve_it_rpc, 20, fun t_resolve_it/0}].
 
 main(Args) ->
     Tmp = arg_value("--tmp", Args),
@@ -340,4 +341,35 @@ t_connect_all_false() ->
     {ok, Ns} = ctl(NN, nodes, ?T),
     [A] = Ns -- [node()],
     true = rpc(A, erlang, disconnect_node, [NN]),
+    ok.
+
+%% A node resolving a clash asks the holder's node for global:resolve_it(Method, Name, Pid1, Pid2) by rpc: the C
+%% node runs OTP's three methods (a fun it cannot run gets the default), by erpc and by rex's old-style call.
+t_resolve_it() ->
+    cnode(),
+    Down = fun(P) -> receive {'DOWN', _, process, P, R} -> R after ?T -> fail("~p did not end", [P]) end end,
+    step("random_exit_name: the pid on the greater node (the C one) is killed, the other wins"),
+    P1 = puppet(),
+    M1 = monitor(process, P1),
+    Me = self(),
+    Me = rpc:call(?CN, global, resolve_it, [fun global:random_exit_name/3, n1, Me, P1]),
+    killed = Down(P1),
+    demonitor(M1, [flush]),
+    step("random_notify_name: the loser is told, not killed"),
+    P2 = puppet(),
+    Me = rpc:call(?CN, global, resolve_it, [fun global:random_notify_name/3, n2, P2, Me]),
+    receive {puppet, P2, {global_name_conflict, n2}} -> ok after ?T -> fail("random_notify_name: no message", []) end,
+    step("notify_all_name: both told, none wins (rex's old-style call)"),
+    none = gen_server:call({rex, ?CN}, {call, global, resolve_it, [fun global:notify_all_name/3, n3, Me, P2], user}, ?T),
+    receive {puppet, P2, {global_name_conflict, n3, Me}} -> ok after ?T -> fail("notify_all_name: P2 not told", []) end,
+    receive {global_name_conflict, n3, P2} -> ok after ?T -> fail("notify_all_name: Me not told", []) end,
+    step("a fun the C node cannot run: OTP's default"),
+    M2 = monitor(process, P2),
+    Me = rpc:call(?CN, global, resolve_it, [fun(_, A, _) -> A end, n4, P2, Me]),
+    killed = Down(P2),
+    demonitor(M2, [flush]),
+    step("bad arguments: badarg; other functions: undef"),
+    {badrpc, {'EXIT', {badarg, _}}} = rpc:call(?CN, global, resolve_it, [x, y, z, w]),
+    {badrpc, {'EXIT', {undef, _}}} = rpc:call(?CN, global, resolve_it, [x, y, z]),
+    {badrpc, {'EXIT', {badarg, _}}} = gen_server:call({rex, ?CN}, {call, global, resolve_it, [x, y, z, w], user}, ?T),
     ok.

@@ -273,9 +273,10 @@ static void init_connect(gl_state *g, int vsn, const cn_atom *node, const cn_ter
   }
 }
 
-/* exchange_names/4: the peer's names against ours. The smaller node resolves clashes; the resolve method a
- * BEAM node registered cannot run here, so clashes get OTP's default, random_exit_name: the pid on the
- * smaller node keeps the name and the other is killed. */
+/* exchange_names/4: the peer's names against ours. The smaller node resolves clashes with the method of its own
+ * holder's registration, as OTP's resolve_it/4 (global_resolve.c; a method this node cannot run gets OTP's default,
+ * random_exit_name): the winner's registration goes to the side that lacks it, none (notify_all_name) deletes the
+ * name on both. */
 static void exchange_names(gl_state *g, cn_proc *self, const cn_term *names, const cn_atom *node, cn_term **ops,
                            cn_term **res) {
   uint32_t k;
@@ -288,20 +289,17 @@ static void exchange_names(gl_state *g, cn_proc *self, const cn_term *names, con
     gl_name *mine = *gl_name_slot(g, name);
     if (mine && gl_pid_eq(g->n, mine->pid, pid->v.pid)) continue;
     if (mine && gl_atom_cmp(me(g), node) < 0) {
-      cn_pid p1 = pid->v.pid, p2 = mine->pid;
-      bool p1_min = gl_atom_cmp(p1.node, p2.node) < 0;
-      cn_pid max = p1_min ? p2 : p1;
-      cn_term kill = cn_tv_atom(cn_intern(g->n, "kill"));
-      char *txt = cn_term_to_string(name);
-      cn_log(g->n, CN_LOG_INFO, "global: Name conflict terminating {%s,<%s.%u.%u>}", txt ? txt : "?", max.node->name,
-             max.id, max.serial);
-      cn_free(txt);
-      cn_exit(g->n, self, max, &kill);
-      if (p1_min) vo[no++] = cn_mk_tuple(2, A(g, "insert"), cn_term_copy(&e[i]));
-      else
+      cn_pid winner;
+      if (!gl_resolve(g->n, self, mine->method, name, pid->v.pid, mine->pid, &winner)) {
+        vo[no++] = cn_mk_tuple(2, A(g, "delete"), cn_term_copy(name));
+        vr[nr++] = cn_mk_tuple(2, A(g, "delete"), cn_term_copy(name));
+      } else if (gl_pid_eq(g->n, winner, pid->v.pid)) {
+        vo[no++] = cn_mk_tuple(2, A(g, "insert"), cn_term_copy(&e[i]));
+      } else {
         vr[nr++] =
             cn_mk_tuple(2, A(g, "insert"),
                         cn_mk_tuple(3, cn_term_copy(mine->name), cn_mk_pid(mine->pid), cn_term_copy(mine->method)));
+      }
       continue;
     }
     if (mine) continue; /* the other node resolves it */

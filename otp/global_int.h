@@ -130,6 +130,13 @@ gl_name **gl_name_slot(gl_state *g, const cn_term *name);
 void gl_name_delete(gl_state *g, const cn_term *name);
 /* ins_name / ins_name_ext: (re)binds name to pid under a monitor; from is the registering pid, or the connecting
  * node (then extra is [{vsn, V}, {lock, LockId}]): the name is dropped again when the lock that allowed it is gone. */
+/* global_resolve.c: fun global:Fun/3 as a new term (NULL: no memory); a clash between p1 and p2 for name resolved
+ * by method as OTP's resolve_it/4 does (true: *winner keeps the name; false: none does); the rpc function
+ * global:resolve_it/4 registered on the node (0 also when it already is). */
+cn_term *gl_method(cn_node *n, const char *fun);
+bool gl_resolve(cn_node *n, cn_proc *self, const cn_term *method, const cn_term *name, cn_pid p1, cn_pid p2,
+                cn_pid *winner);
+int gl_resolve_serve(cn_node *n);
 void gl_name_insert(gl_state *g, const cn_term *name, cn_pid pid, const cn_term *method, const cn_atom *reg_node,
                     const cn_term *from, const cn_term *extra);
 /* [{Name, Pid, Method}] and [{Name, Pid, RegNode}] (names registered by register_name_external). */

@@ -211,15 +211,13 @@ int gl_registrar_start(gl_state *g) {
   r->g = g;
   r->n = g->n;
   r->tail = &r->head;
-  /* The resolve method C registrations carry: fun global:random_exit_name/3 (EXPORT_EXT), so a BEAM node
-   * resolving a clash applies OTP's default. */
-  static const uint8_t fun_ext[] = {131, 113, 119, 6,   'g', 'l', 'o', 'b', 'a', 'l', 119, 16,  'r', 'a', 'n',
-                                    'd', 'o', 'm', '_', 'e', 'x', 'i', 't', '_', 'n', 'a', 'm', 'e', 97,  3};
-  int rc = cn_term_from_binary(cn_node_atoms(g->n), fun_ext, sizeof fun_ext, NULL, &r->method);
-  if (rc) {
+  /* The resolve method C registrations carry: fun global:random_exit_name/3, so a node resolving a clash applies
+   * OTP's default (on this node too: global_resolve.c). */
+  if (!(r->method = gl_method(g->n, "random_exit_name"))) {
     cn_free(r);
-    return rc;
+    return CN_ENOMEM;
   }
+  int rc;
   if ((rc = cn_spawn(g->n, registrar_handle, r, &(cn_proc_opts){.terminate = registrar_end}, &g->registrar))) {
     cn_term_free(r->method);
     cn_free(r);

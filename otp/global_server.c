@@ -76,7 +76,7 @@ int cn_global_start(cn_node *n) {
     return rc;
   }
   g->refs = 1;
-  if ((rc = gl_locker_start(g)) || (rc = gl_registrar_start(g))) {
+  if ((rc = gl_resolve_serve(n)) || (rc = gl_locker_start(g)) || (rc = gl_registrar_start(g))) {
     start_undo(g);
     return rc;
   }
