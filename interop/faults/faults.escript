@@ -25,7 +25,7 @@ tests() ->
      {stall_beam_peer, 40, fun t_stall_beam/0},
      {stall_c_node, 40, fun t_stall_c/0},
      {delay_jitter_loss, 60, fun t_delay_loss/0},
-     {cut_mid_64mib, 70, fun t_cut_64mib/0}].
+     {cut_mid_64mib, 90, fun t_cut_64mib/0}].
 
 main(Args) ->
     Tmp = arg_value("--tmp", Args),

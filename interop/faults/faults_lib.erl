@@ -215,7 +215,8 @@ clear_impair(I) ->
             must(I, "iptables-nft", ["-F", "OUTPUT"]),
             interop_lib:signal(H, "TERM"),
             case interop_lib:wait_exit(H, 5000) of
-                {ok, _} -> info("~ts", [lists:last(interop_lib:lines_since(H, 0) -- ["=== exit status 0"])]);
+                {ok, 0} -> info("~ts", [lists:last(interop_lib:lines_since(H, 0))]);
+                {ok, St} -> fail("the delayer in ~ts exited with status ~p: ~ts", [ns(I), St, interop_lib:tail(H, 5)]);
                 timeout -> fail("the delayer in ~ts did not stop", [ns(I)])
             end;
         [] -> ok
