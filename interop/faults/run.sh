@@ -48,10 +48,11 @@ NAME=$(basename "$SCRIPT" .escript)
 N=${FAULTS_NODES:-5}
 SUB=10.77.0
 P=flt$$
+TMP=
 HUB=${P}h
 
 fail_setup() {
-  echo "FAIL setup: $1"
+  echo "FAIL setup: $1${TMP:+ (logs in $TMP)}"
   echo "$NAME: 0 passed, 1 failed"
   exit 1
 }
