@@ -173,8 +173,9 @@ global_partition(Heal, Resolver) ->
              end,
     case wait_until(Agreed, 10000, "names agreed") of
         true -> ok;
-        false -> fail("after the heal the names differ: ~p",
-                      [[{Name, [{N, whereis_on(N, Name, CNs)} || N <- All]} || {Name, _, _} <- Want]])
+        false -> fail("after the heal the names are not held as wanted (~p): ~p",
+                      [[{Name, W} || {Name, {W, _}, _} <- Want],
+                       [{Name, [{N, whereis_on(N, Name, CNs)} || N <- All]} || {Name, _, _} <- Want]])
     end,
     Settled = now_ms() - T1,
     [case down_reason(L, ?T) of
