@@ -18,8 +18,6 @@
 -define(SLACK_MS, 350).
 
 tests() ->
-    %% FAULTS_STRICT=1 adds the test of the C node's gap (see t_global_beam_resolves_as_otp/0): it fails today.
-    [{global_beam_resolves_c_holder_as_otp, 50, fun t_global_beam_resolves_as_otp/0} || os:getenv("FAULTS_STRICT") =:= "1"] ++
     [{global_partition_heal_c_resolves, 50, fun t_global_c_resolves/0},
      {global_partition_heal_beam_resolves, 50, fun t_global_beam_resolves/0},
      {stall_beam_peer, 40, fun t_stall_beam/0},
@@ -119,15 +117,11 @@ t_global_c_resolves() ->
     %% The C node and d connect first after the heal: c < d, so the C node's global resolves every clash.
     global_partition(fun(#{c := C, d := D}) -> ok = c(C, {send, {nobody, D}, hello}) end, c).
 
+%% a and b connect first: a resolves, running each clash's method by rpc on the node of a's holder
+%% (global:resolve_it/4), the C node for n_cb and n_cd: as in an all-BEAM cluster, b keeps n_cb and the C
+%% process is killed, c keeps n_cd and d's is killed.
 t_global_beam_resolves() ->
-    %% a and b connect first: a resolves, running each clash's method on the node of a's holder.
     global_partition(fun(#{a := A, b := B}) -> true = rpc(A, net_kernel, connect_node, [B]) end, a).
-
-%% What an all-BEAM cluster does in t_global_beam_resolves: a's rpc to the holder's node runs
-%% global:resolve_it/4 there, so b keeps n_cb and the C process is killed, c keeps n_cd and d's is killed. The
-%% C node answers that rpc with {badrpc, undef} (its rex runs no Erlang code), so today this fails.
-t_global_beam_resolves_as_otp() ->
-    global_partition(fun(#{a := A, b := B}) -> true = rpc(A, net_kernel, connect_node, [B]) end, a_as_otp).
 
 global_partition(Heal, Resolver) ->
     {_, A} = start_erl(1, "a", #{}),
@@ -157,14 +151,10 @@ global_partition(Heal, Resolver) ->
     All = [A, B, C, D],
     wait_for("a, b, c, d meshed again", 10000, fun() -> connected_as([All], CNs) end),
     Meshed = now_ms() - T1,
-    %% OTP's outcome between BEAM nodes: a's pid keeps n_ab (b's killed), b's keeps n_cb, c's keeps n_cd.
-    %% When a BEAM node (a) resolves a clash whose holder on its side is a C pid, it asks the C node to run
-    %% global:resolve_it/4 by rpc; the C node has no Erlang code, the rpc fails ({badrpc, undef}), and OTP then
-    %% gives the name to the other side's pid and kills neither (README, global: name clashes).
-    Want = case Resolver of
-               a -> [{n_ab, PA, [PB]}, {n_cb, PB2, []}, {n_cd, PD, []}];
-               _ -> [{n_ab, PA, [PB]}, {n_cb, PB2, [QC]}, {n_cd, QC2, [PD]}]
-           end ++ [{n_x, QX, []}, {n_y, PD2, []}],
+    %% OTP's outcome between BEAM nodes, whichever side resolves: a's pid keeps n_ab (b's killed), b's keeps n_cb
+    %% (the C process killed), the C process keeps n_cd (d's killed). When a resolves, the C node runs the
+    %% method of its holders' registrations for a (global:resolve_it/4 by rpc).
+    Want = [{n_ab, PA, [PB]}, {n_cb, PB2, [QC]}, {n_cd, QC2, [PD]}, {n_x, QX, []}, {n_y, PD2, []}],
     Agreed = fun() ->
                      sync_all(All, CNs),
                      lists:all(fun({Name, {W, _}, _}) ->
