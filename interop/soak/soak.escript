@@ -48,7 +48,8 @@ main(Args) ->
                                              [Tmp, Tmp, Ex]))),
     lists:suffix("rc=0\n", Out) orelse setup_failed("elixirc ~ts failed: ~ts", [Ex, Out]),
     Dur = list_to_integer(arg_value("--duration", Args)),
-    interop_lib:main(Args, "soak", [{soak, Dur + 240, fun t_soak/0}],
+    interop_lib:main(Args, "soak", [{churn, Dur + 240, fun t_soak/0}, {flat_rss_fds_mailboxes, 5, fun t_flat/0},
+                                    {no_registration_lost, 5, fun t_lost/0}],
                      #{node => 'soak@127.0.0.1', budget_ms => (Dur + 300) * 1000, fail_logs => ["cnode", "elixir"]}).
 
 setup_failed(F, A) ->
@@ -112,7 +113,7 @@ t_soak() ->
     {ok, _} = application:ensure_all_started(inets),
     T0 = now_ms(),
     S0 = #{t0 => T0, dur => Dur, warm => Warm, cycle => Cycle, next_sample => T0, next_event => T0 + Cycle,
-           events => 0, ospid => maps:get(ospid, CH), csv => Csv, samples => [], ops => 0, lost => [],
+           events => 0, last_event => T0, ospid => maps:get(ospid, CH), csv => Csv, samples => [], ops => 0, lost => [],
            e => #{E1 => E1H, E2 => E2H}, locals => #{}, hc => #{}, he => #{}, gn => #{}, key => 0,
            counts => #{}},
     S = loop(S0),
@@ -122,6 +123,7 @@ t_soak() ->
         {ok, 0} -> ok;
         St -> fail("the C node did not stop cleanly on SIGTERM: ~p", [St])
     end,
+    ets:insert(interop, {soak_result, S}),
     report(S).
 
 loop(S = #{t0 := T0, dur := Dur}) ->
@@ -138,16 +140,27 @@ loop(S = #{t0 := T0, dur := Dur}) ->
 
 %% ---- churn: one operation per tick ------------------------------------------------------------------------
 
+%% {Op, Weight}; a pair {Add, Remove, Model, Target} picks Add or Remove so that the model's size stays about Target:
+%% the churn reaches a steady state within the warm-up, so growth after it is the node's, not the churn's.
 ops() ->
-    [{kv_start, 4}, {kv_stop, 3}, {kv_call, 6}, {hreg_c, 4}, {hunreg_c, 3}, {hreg_e, 3}, {hunreg_e, 2},
-     {greg_c, 3}, {gunreg_c, 2}, {greg_e, 2}, {gunreg_e, 2}, {spawn_kill, 3}, {c_calls_beam, 3}].
+    [{{kv_start, kv_stop, locals, ?KV_POOL div 2}, 7}, {kv_call, 6},
+     {{hreg_c, hunreg_c, hc, 20}, 7}, {{hreg_e, hunreg_e, he, 15}, 5},
+     {{greg_c, gunreg_c, gn_c, ?G_POOL div 4}, 4}, {{greg_e, gunreg_e, gn_e, ?G_POOL div 4}, 4},
+     {spawn_kill, 3}, {c_calls_beam, 3}].
 
 churn(S) ->
     Ops = ops(),
-    R = rand:uniform(lists:sum([W || {_, W} <- Ops])),
-    Op = pick_op(Ops, R),
+    Op = case pick_op(Ops, rand:uniform(lists:sum([W || {_, W} <- Ops]))) of
+             {Add, Remove, Model, Target} ->
+                 case rand:uniform(2 * Target) > model_size(Model, S) of true -> Add; false -> Remove end;
+             O -> O
+         end,
     S1 = op(Op, S),
     S1#{ops := map_get(ops, S1) + 1, counts := maps:update_with(Op, fun(X) -> X + 1 end, 1, map_get(counts, S1))}.
+
+model_size(gn_c, #{gn := G}) -> length([x || {c, _} <- maps:values(G)]);
+model_size(gn_e, #{gn := G}) -> length([x || {e, _} <- maps:values(G)]);
+model_size(M, S) -> map_size(map_get(M, S)).
 
 pick_op([{Op, W} | _], R) when R =< W -> Op;
 pick_op([{_, W} | T], R) -> pick_op(T, R - W).
@@ -159,7 +172,7 @@ free_atom(Prefix, Pool, Used) ->
     Free = [A || I <- lists:seq(1, Pool), not maps:is_key(A = list_to_atom(Prefix ++ integer_to_list(I)), Used)],
     case Free of [] -> none; _ -> lists:nth(rand:uniform(length(Free)), Free) end.
 
-live_e(S) -> [E || E <- maps:keys(map_get(e, S)), lists:member(E, nodes())].
+live_e(S) -> [E || E <- maps:keys(map_get(e, S)), lists:member(E, nodes(connected))].
 
 op(kv_start, S = #{locals := L}) ->
     case free_atom("soak_kv_", ?KV_POOL, L) of
@@ -212,10 +225,9 @@ op(hunreg_c, S = #{hc := H}) ->
         none -> S;
         Key ->
             {P, _} = map_get(Key, H),
-            case rand:uniform(2) of
-                1 -> ok = c({horde_unregister, ?REG, Key});
-                2 -> exit(P, kill)
-            end,
+            %% unregistered (then the echo process is stopped too) or its holder killed
+            _ = rand:uniform(2) =:= 1 andalso c({horde_unregister, ?REG, Key}),
+            exit(P, kill),
             S#{hc := maps:remove(Key, H)}
     end;
 op(hreg_e, S = #{he := H, key := K}) ->
@@ -236,7 +248,9 @@ op(hunreg_e, S = #{he := H}) ->
         Key -> {P, _} = map_get(Key, H), exit(P, kill), S#{he := maps:remove(Key, H)}
     end;
 op(greg_c, S = #{locals := L, gn := G}) ->
-    case {pick(L), free_atom("soak_g_", ?G_POOL, G)} of
+    %% a pid holds one global name at most (OTP's global refuses a second)
+    Named = [P || {c, P} <- maps:values(G)],
+    case {pick(maps:filter(fun(_, P) -> not lists:member(P, Named) end, L)), free_atom("soak_g_", ?G_POOL, G)} of
         {none, _} -> S;
         {_, none} -> S;
         {Name, GName} ->
@@ -271,10 +285,8 @@ op(gunreg_e, S = #{gn := G}) ->
         [] -> S;
         Ns ->
             {N, P} = lists:nth(rand:uniform(length(Ns)), Ns),
-            case rand:uniform(2) of
-                1 -> try_rpc(node(P), global, unregister_name, [N]);
-                2 -> exit(P, kill)
-            end,
+            _ = rand:uniform(2) =:= 1 andalso try_rpc(node(P), global, unregister_name, [N]),
+            exit(P, kill),
             S#{gn := maps:remove(N, G)}
     end;
 op(spawn_kill, S) ->
@@ -303,8 +315,22 @@ op(c_calls_beam, S) ->
 %% ---- lost registrations -------------------------------------------------------------------------------------
 
 lost(S = #{lost := L}, What, Why) ->
-    info("LOST ~0tp at ~b s: ~0tp", [What, (now_ms() - map_get(t0, S)) div 1000, Why]),
-    S#{lost := [What | L]}.
+    info("LOST ~0tp at ~b s (~b s after node event ~b): ~0tp", [What, (now_ms() - map_get(t0, S)) div 1000,
+                                                                 (now_ms() - map_get(last_event, S)) div 1000,
+                                                                 map_get(events, S), Why]),
+    forget(S#{lost := [What | L]}, What).
+
+%% A lost registration leaves the model (its holder is stopped), so it is reported once.
+forget(S = #{locals := L}, {local, N}) ->
+    maps:is_key(N, L) andalso exit(map_get(N, L), kill),
+    S#{locals := maps:remove(N, L)};
+forget(S, {horde, Who, Key}) ->
+    M = case Who of c -> hc; e -> he end,
+    case maps:find(Key, map_get(M, S)) of
+        {ok, {P, _}} -> exit(P, kill), S#{M := maps:remove(Key, map_get(M, S))};
+        error -> S
+    end;
+forget(S = #{gn := G}, {global, N}) -> S#{gn := maps:remove(N, G)}.
 
 %% Looks up every live registration the churn made (those older than 2 s for Horde names: the CRDTs sync every
 %% 300 ms); a miss is retried for 5 s before it counts as lost.
@@ -312,24 +338,37 @@ verify(S = #{locals := L, hc := HC, he := HE, gn := G}) ->
     Now = now_ms(),
     Es = live_e(S),
     Checks =
-        [{{local, N}, fun() -> is_tuple(catch gen_server:call({N, ?CN}, {get, k}, ?T)) end} || N <- maps:keys(L)] ++
+        [{{local, N}, fun() -> case catch gen_server:call({N, ?CN}, {get, k}, ?T) of
+                                   {ok, _} -> true;
+                                   Other -> Other
+                               end end} || N <- maps:keys(L)] ++
         [{{horde, Who, Key}, fun() -> horde_holds(Key, P, Es) end}
          || {Who, M} <- [{c, HC}, {e, HE}], {Key, {P, T}} <- maps:to_list(M), Now - T > 2000] ++
         [{{global, N}, fun() -> global_holds(N, P, Es) end} || {N, {_, P}} <- maps:to_list(G)],
-    lists:foldl(fun({What, F}, Acc) ->
-                        case F() orelse wait_until(F, 5000, "") of
-                            true -> Acc;
-                            false -> lost(Acc, What, not_found)
+    %% every check in its own process, so the misses' retries overlap
+    Self = self(),
+    Ps = [{What, spawn_link(fun() ->
+                                    R = F() =:= true orelse wait_until(fun() -> F() =:= true end, 5000, "") orelse F(),
+                                    Self ! {self(), R}
+                            end)} || {What, F} <- Checks],
+    lists:foldl(fun({What, P}, Acc) ->
+                        receive
+                            {P, true} -> Acc;
+                            {P, Why} -> lost(Acc, What, Why)
                         end
-                end, S, Checks).
+                end, S, Ps).
 
+%% true, or what each node answered
 horde_holds(Key, P, Es) ->
-    c({horde_lookup, ?REG, Key}) =:= [{P, element(2, Key)}] andalso
-        lists:all(fun(E) -> try_rpc(E, ?SI, lookup, [?REG, Key]) =:= {ok, [{P, element(2, Key)}]} end, Es).
+    Want = [{P, element(2, Key)}],
+    agree([{?CN, c({horde_lookup, ?REG, Key})} | [{E, try_rpc(E, ?SI, lookup, [?REG, Key])} || E <- Es]],
+          [Want, {ok, Want}]).
 
 global_holds(N, P, Es) ->
-    c({global_whereis, N}) =:= P andalso
-        lists:all(fun(E) -> try_rpc(E, global, whereis_name, [N]) =:= {ok, P} end, Es).
+    agree([{?CN, c({global_whereis, N})} | [{E, try_rpc(E, global, whereis_name, [N])} || E <- Es]], [P, {ok, P}]).
+
+agree(Answers, Good) ->
+    lists:all(fun({_, A}) -> lists:member(A, Good) end, Answers) orelse {answers, Answers}.
 
 settle_members(Es) ->
     Want = lists:sort([{?REG, N} || N <- [?CN | Es]]),
@@ -367,7 +406,7 @@ node_event(S = #{events := N, e := Es}) ->
     info("node event ~b (~ts) settled in ~b ms", [N + 1, case N rem 2 of 0 -> "BEAM node restart";
                                                                          1 -> "C node disconnected" end,
                                                   now_ms() - T]),
-    S1#{events := N + 1, next_event := now_ms() + map_get(cycle, S)}.
+    S1#{events := N + 1, last_event := T, next_event := now_ms() + map_get(cycle, S)}.
 
 %% The registrations held by E's processes are gone with E: the churn forgets them.
 drop_node(S = #{he := HE, gn := G}, E) ->
@@ -413,30 +452,46 @@ mget(Body, Name) ->
 
 %% ---- verdict ----------------------------------------------------------------------------------------------
 
-report(S = #{samples := Ss, warm := Warm, lost := Lost, counts := Counts}) ->
+%% The figures (start, after the warm-up, end), printed by the churn test; the verdicts are the next two tests.
+report(S = #{samples := Ss, warm := Warm, counts := Counts}) ->
     info("operations: ~0tp; node events: ~b", [lists:sort(maps:to_list(Counts)), map_get(events, S)]),
+    [First | _] = Ss,
+    W = case [R || R = #{phase := "measured"} <- Ss] of [R1 | _] -> R1; [] -> lists:last(Ss) end,
+    Last = lists:last(Ss),
+    [info("~ts: start ~b, after the warm-up (~b s, at ~b s) ~b, end (~b s) ~b",
+          [K, maps:get(Key, First), Warm div 1000, maps:get(t, W), maps:get(Key, W), maps:get(t, Last),
+           maps:get(Key, Last)])
+     || {K, Key} <- [{"RSS KiB", rss}, {"fds", fds}, {"processes", procs}, {"mailbox messages", mbox},
+                     {"mailbox max", mbox_max}, {"registered names", reg}, {"horde keys", hkeys},
+                     {"global names", gnames}]],
+    ok.
+
+result() ->
+    case ets:lookup(interop, soak_result) of
+        [{_, S}] -> S;
+        [] -> fail("the churn did not finish", [])
+    end.
+
+t_flat() ->
+    #{samples := Ss, warm := Warm} = result(),
     After = [R || R = #{phase := "measured"} <- Ss],
     length(After) >= 6 orelse fail("only ~b samples after the warm-up (~b s): run longer", [length(After),
                                                                                           Warm div 1000]),
-    [First | _] = Ss,
-    W = hd(After),
-    Last = lists:last(Ss),
-    [info("~ts: start ~b, after warm-up (~b s) ~b, end (~b s) ~b", [K, maps:get(Key, First), maps:get(t, W),
-                                                                   maps:get(Key, W), maps:get(t, Last),
-                                                                   maps:get(Key, Last)])
-     || {K, Key} <- [{"RSS KiB", rss}, {"fds", fds}, {"processes", procs}, {"mailbox messages", mbox},
-                     {"mailbox max", mbox_max}]],
     Grown = [G || {Key, Floor} <- [{rss, 2048}, {fds, 3}, {mbox, 20}, {procs, 20}],
                   G <- growth(Key, Floor, After)],
-    Lost =:= [] orelse fail("~b registrations lost: ~0tp", [length(Lost), lists:reverse(Lost)]),
     Grown =:= [] orelse fail("growth after the warm-up: ~ts", [lists:join("; ", Grown)]),
+    ok.
+
+t_lost() ->
+    #{lost := Lost} = result(),
+    Lost =:= [] orelse fail("~b registrations lost: ~0tp", [length(Lost), lists:reverse(Lost)]),
     ok.
 
 growth(Key, Floor, After) ->
     Vals = [maps:get(Key, R) || R <- After],
     A = median(lists:sublist(Vals, 3)),
     B = median(lists:nthtail(length(Vals) - 3, Vals)),
-    info("~ts: median of the first 3 after warm-up ~b, of the last 3 ~b (~+.1f %)",
+    info("~ts: median of the first 3 after warm-up ~b, of the last 3 ~b (~.1f %)",
          [Key, A, B, case A of 0 -> 0.0; _ -> 100 * (B - A) / A end]),
     case B - A > Floor andalso B > A * 1.05 of
         true -> [lists:flatten(io_lib:format("~ts ~b -> ~b", [Key, A, B]))];
