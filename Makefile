@@ -7,7 +7,7 @@ SAN     ?=
 EI_DIR  := $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
 PKGS    := erlang-nox erlang-dev erlang-ssl elixir libuv1-dev libssl-dev libcmocka-dev uthash-dev clang libclang-rt-14-dev \
            clang-tools clang-format cppcheck pkg-config libmicrohttpd-dev python3-yaml iproute2 \
-           libc-ares-dev dnsmasq-base
+           libc-ares-dev dnsmasq-base nftables iptables libmnl-dev libnetfilter-queue-dev
 
 # The version is written once, in base/cn_base.h; the .so name, cnode.pc and the .deb take it from there.
 VERSION_MAJOR := $(shell sed -n 's/^[#]define CN_VERSION_MAJOR \([0-9][0-9]*\)$$/\1/p' base/cn_base.h)
@@ -47,7 +47,7 @@ TESTS     := $(TEST_SRC:test/%.c=$(BUILD)/test/%)
 EXAMPLES  := $(patsubst examples/%/main.c,$(BUILD)/examples/%,$(wildcard examples/*/main.c))
 
 .PHONY: all deps run test analyze format format-check unit interop interop-asan asan tsan clean examples bench bench-quick install uninstall \
-        install-test examples-installed deb test-otp soak soak-asan
+        install-test examples-installed deb test-otp faults soak soak-asan
 all: $(BUILD)/libcnode.a $(BUILD)/libcnode.so $(BUILD)/cnode $(BUILD)/cnode-epmd
 
 # V=1 shows the full compiler commands.
@@ -189,6 +189,18 @@ tsan:
 interop-asan:
 	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 OPT=-O1 build/asan/cnode build/asan/cnode-epmd
 	@sh interop/run_san.sh build/asan
+
+# The network-fault scenarios (issue 24; root): nodes in network namespaces on a bridge, partitions, cuts,
+# loss (nft), delay and jitter (the NFQUEUE delayer faults_delay, since the kernel has no netem), SIGSTOP.
+# interop/faults/run.sh says what it makes and removes; FAULTS_KEEP=1 keeps the logs.
+$(BUILD)/faults_delay: interop/faults/faults_delay.c
+	@mkdir -p $(dir $@)
+	@$(if $(V),,echo "  CC    $<")
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) $(EXTRA_CFLAGS) $< -o $@ -lnetfilter_queue -lmnl
+
+faults: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/faults_delay
+	@sh interop/faults/run.sh $(BUILD)
 
 # The soak (not part of `make test`): a C node among two BEAM nodes under churn for DURATION seconds (default 3600),
 # RSS, fds and mailboxes sampled every 10 s into soak.csv; fails on growth after the warm-up or a lost registration

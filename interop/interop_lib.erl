@@ -32,7 +32,7 @@
          signal/2, signal_pid/2, cleanup_scope/1, own_pid/2, base_env/0, child_pids/1, exe_of/1,
          port_freed/2]).
 %% cnode, erl and elixir
--export([cnode_cmd/1, start_cnode/3, wait_ready/4, main_cnode/0, main_cnode_if_running/0, shared_cnode/0,
+-export([cnode_cmd/1, start_cnode/3, start_cnode/4, wait_ready/4, main_cnode/0, main_cnode_if_running/0, shared_cnode/0,
          main_cnode_creation/0, set_main_cnode/2, start_erl/2, start_elixir/3, ctl/3, echo_once/3]).
 %% puppets
 -export([puppet/1, cmd/2, pmsg/2, ping/1, quiet/2, pmonitor/2, expect_exit/3, expect_down/4]).
@@ -375,10 +375,14 @@ cnode_cmd(Args) ->
 
 %% Starts a cnode (ProcName: its log name; NodeName: "x@127.0.0.1"; Extra: more arguments, e.g.
 %% ["--ticktime", "4"]) and waits for its ready line; returns {Handle, Creation}.
-start_cnode(ProcName, NodeName, Extra) ->
+start_cnode(ProcName, NodeName, Extra) -> start_cnode(ProcName, NodeName, Extra, #{}).
+
+%% Opts: wrap (a command the program runs under, e.g. ["/usr/sbin/ip", "netns", "exec", "ns1"]).
+start_cnode(ProcName, NodeName, Extra, Opts) ->
     step("starting " ++ ProcName),
-    {Exe, Args} = cnode_cmd(["--name", NodeName, "--cookie", cfg(cookie), "--epmd-port", cfg('epmd-port'),
-                             "--listen", "0" | Extra]),
+    {Exe0, Args0} = cnode_cmd(["--name", NodeName, "--cookie", cfg(cookie), "--epmd-port", cfg('epmd-port'),
+                               "--listen", "0" | Extra]),
+    {Exe, Args} = wrapped(Opts, Exe0, Args0),
     H = start_ext(ProcName, Exe, Args, base_env()),
     {H, wait_ready(H, NodeName, 0, 15000)}.
 
@@ -445,7 +449,7 @@ set_main_cnode(H, Creation) -> ets:insert(?TAB, {main_cnode, H, Creation}), ok.
 %% Starts `erl -name Short@127.0.0.1`; every peer registers interop_sink, which forwards what it receives to
 %% the pid set by {'$interop_target', Pid} (and prints it). Opts: cookie, args (extra erl flags), eval (code
 %% run before the ready marker), host (the name's host part, e.g. "::1"), env (variables replacing
-%% base_env()'s). Returns {Handle, NodeAtom}.
+%% base_env()'s), wrap (as start_cnode/4's). Returns {Handle, NodeAtom}.
 start_erl(Short, Opts) ->
     step("starting erl " ++ Short),
     Node = Short ++ "@" ++ maps:get(host, Opts, "127.0.0.1"),
@@ -457,13 +461,17 @@ start_erl(Short, Opts) ->
            "end end)(none) end)), ",
     Eval = Sink ++ maps:get(eval, Opts, "") ++ " io:format(\"PEER_READY~n\").",
     Args = ["-noinput", "-name", Node, "-setcookie", Cookie | maps:get(args, Opts, [])] ++ ["-eval", Eval],
-    H = start_ext("erl_" ++ Short, os:find_executable("erl"), Args,
+    {Exe, Args1} = wrapped(Opts, os:find_executable("erl"), Args),
+    H = start_ext("erl_" ++ Short, Exe, Args1,
                   Env ++ [KV || KV = {K, _} <- base_env(), not lists:keymember(K, 1, Env)]),
     case wait_line(H, "PEER_READY", 0, 20000) of
         {ok, _} -> ok;
         R -> fail("erl ~ts did not start (~p): ~ts", [Node, R, tail(H, 5)])
     end,
     {H, list_to_atom(Node)}.
+
+wrapped(#{wrap := [W | WArgs]}, Exe, Args) -> {W, WArgs ++ [Exe | Args]};
+wrapped(_, Exe, Args) -> {Exe, Args}.
 
 %% Starts `elixir --name Short@127.0.0.1 --cookie C Args...` (Args: e.g. [ScriptFile | ScriptArgs] or
 %% ["-e", Code]); returns the handle (wait_exit / wait_line on it).
