@@ -318,7 +318,11 @@ lost(S = #{lost := L}, What, Why) ->
     info("LOST ~0tp at ~b s (~b s after node event ~b): ~0tp", [What, (now_ms() - map_get(t0, S)) div 1000,
                                                                  (now_ms() - map_get(last_event, S)) div 1000,
                                                                  map_get(events, S), Why]),
-    forget(S#{lost := [What | L]}, What).
+    forget(S#{lost := [{What, last_event(S)} | L]}, What).
+
+%% The node event before a loss (none, restart or disconnect): what the summary groups losses by.
+last_event(#{events := 0}) -> none;
+last_event(#{last_kind := K}) -> K.
 
 %% A lost registration leaves the model (its holder is stopped), so it is reported once.
 forget(S = #{locals := L}, {local, N}) ->
@@ -382,8 +386,12 @@ settle_members(Es) ->
 node_event(S = #{events := N, e := Es}) ->
     [E1, E2] = lists:sort(maps:keys(Es)),
     T = now_ms(),
-    S1 = case N rem 2 of
-             0 ->
+    Kind = case N rem 2 =:= 1 andalso os:getenv("SOAK_DISCONNECT") =/= "0" of
+               true -> disconnect;
+               false -> restart
+           end,
+    S1 = case Kind of
+             restart ->
                  %% a BEAM node stops; its registrations go with it; it starts again and re-joins
                  step("restarting " ++ atom_to_list(E2)),
                  try_rpc(E2, init, stop, []),
@@ -393,7 +401,7 @@ node_event(S = #{events := N, e := Es}) ->
                  [Short, _] = string:split(atom_to_list(E2), "@"),
                  {H, E2} = standin(Short),
                  Sd#{e := Es#{E2 => H}};
-             1 ->
+             disconnect ->
                  %% the C node's connections drop (both stand-ins disconnect it); it is reconnected
                  step("disconnecting the C node"),
                  [try_rpc(E, erlang, disconnect_node, [?CN]) || E <- [E1, E2]],
@@ -403,10 +411,10 @@ node_event(S = #{events := N, e := Es}) ->
          end,
     settle_members(maps:keys(Es)),
     c(global_sync),
-    info("node event ~b (~ts) settled in ~b ms", [N + 1, case N rem 2 of 0 -> "BEAM node restart";
-                                                                         1 -> "C node disconnected" end,
+    info("node event ~b (~ts) settled in ~b ms", [N + 1, case Kind of restart -> "BEAM node restart";
+                                                                         disconnect -> "C node disconnected" end,
                                                   now_ms() - T]),
-    S1#{events := N + 1, last_event := T, next_event := now_ms() + map_get(cycle, S)}.
+    S1#{events := N + 1, last_event := T, last_kind => Kind, next_event := now_ms() + map_get(cycle, S)}.
 
 %% The registrations held by E's processes are gone with E: the churn forgets them.
 drop_node(S = #{he := HE, gn := G}, E) ->
@@ -484,6 +492,11 @@ t_flat() ->
 
 t_lost() ->
     #{lost := Lost} = result(),
+    Holder = fun({horde, H, _}) -> H; (_) -> any end,
+    Groups = lists:foldl(fun({What, Ev}, Acc) -> maps:update_with({element(1, What), Holder(What), Ev},
+                                                                  fun(X) -> X + 1 end, 1, Acc) end, #{}, Lost),
+    [info("lost: ~b ~ts names (holder on: ~ts) after the last node event (~ts)", [C, K, H, E])
+     || {{K, H, E}, C} <- lists:sort(maps:to_list(Groups))],
     Lost =:= [] orelse fail("~b registrations lost: ~0tp", [length(Lost), lists:reverse(Lost)]),
     ok.
 
