@@ -96,11 +96,21 @@ cluster(Extra, Registry) ->
 %% e1 connects to every other node; global meshes them; waits until each node sees the three others.
 mesh(Ns = #{e1 := E1}) ->
     All = maps:values(Ns),
-    [true = rpc(E1, net_kernel, connect_node, [N]) || N <- All, N =/= E1],
+    [q(E1, net_kernel, connect_node, [N]) || N <- All, N =/= E1],
     wait_for("a full mesh", 10000, fun() -> lists:all(fun(N) -> length(visible(N, Ns)) =:= 3 end, All) end).
 
-visible(N, #{a := A, b := B}) when N =:= A; N =:= B -> c(N, nodes) -- [node()];
-visible(N, _) -> rpc(N, erlang, nodes, []).
+visible(N, #{a := A, b := B}) when N =:= A; N =:= B -> q(N, nodes) -- [node()];
+visible(N, _) -> q(N, erlang, nodes, []).
+
+%% Queries for the polled conditions: under load (2 vCPUs, net_ticktime 4 s) the driver's own connection to a node
+%% may drop and come back, so a failed query is an answer ({error, Why}) that makes the condition false for now.
+q(N, Req) ->
+    case ctl(N, Req, ?T) of
+        {ok, R} -> R;
+        timeout -> {error, timeout}
+    end.
+q(N, M, F, A) ->
+    try erpc:call(N, M, F, A, ?T) catch Class:Why -> {error, {Class, Why}} end.
 
 wait_for(What, Ms, F) ->
     case wait_until(F, Ms, What) of
@@ -129,11 +139,15 @@ rejoin(Ns) ->
 %% ---------------------------------------------------------------------------------------------------------
 %% Horde.Registry
 
-lookup(N, Key, #{a := A, b := B}) when N =:= A; N =:= B -> c(N, {horde_lookup, ?REG, Key});
-lookup(N, Key, _) -> rpc(N, ?SI, lookup, [?REG, Key]).
+lookup(N, Key, #{a := A, b := B}) when N =:= A; N =:= B -> q(N, {horde_lookup, ?REG, Key});
+lookup(N, Key, _) -> q(N, ?SI, lookup, [?REG, Key]).
 
-members(N, #{a := A, b := B}) when N =:= A; N =:= B -> lists:sort(c(N, {horde_members, ?REG}));
-members(N, _) -> lists:sort(rpc(N, ?SI, members, [?REG])).
+members(N, Ns) -> sorted(members_(N, Ns)).
+members_(N, #{a := A, b := B}) when N =:= A; N =:= B -> q(N, {horde_members, ?REG});
+members_(N, _) -> q(N, ?SI, members, [?REG]).
+
+sorted(L) when is_list(L) -> lists:sort(L);
+sorted(X) -> X.
 
 members_are(Ns, Groups) ->
     lists:all(fun(G) -> Want = lists:sort([{?REG, X} || X <- G]),
@@ -179,25 +193,36 @@ t_registry() ->
     Meshed = rejoin(Ns),
     wait_for("4 registry members everywhere after the heal", ?SETTLE_MS, fun() -> members_are(Ns, [All]) end),
     Members = now_ms() - T0,
+    %% The C node's promise: every live name a C process holds resolves everywhere. A name a BEAM process holds is
+    %% the stand-in's (Horde's) to keep or lose: Horde deletes a removed member's keys (horde-wire.md §4.4), and
+    %% after a heal each side's removals reach the other; how many it lost is reported, not judged.
+    Single = Before ++ Alone,
+    CHeld = [R || R = {_, N, _} <- Single, N =:= A orelse N =:= B],
     Settled = fun() ->
-                      lists:all(fun({K, _, {P, _}}) -> resolved_to(K, P, All, Ns) end, Before ++ Alone) andalso
+                      lists:all(fun({K, _, {P, _}}) -> resolved_to(K, P, All, Ns) end, CHeld) andalso
                           lists:all(fun({K, Hs}) -> one_winner(K, [P || {_, {P, _}} <- Hs], All, Ns) end, Held)
               end,
     case wait_until(Settled, ?SETTLE_MS, "settled") of
         true -> ok;
         false ->
-            Lost = [{K, resolved(K, Ns)} || {K, _, {P, _}} <- Before ++ Alone, not resolved_to(K, P, All, Ns)],
+            Lost = [{K, resolved(K, Ns)} || {K, _, {P, _}} <- CHeld, not resolved_to(K, P, All, Ns)],
             Split = [{K, resolved(K, Ns)} || {K, Hs} <- Held, not one_winner(K, [P || {_, {P, _}} <- Hs], All, Ns)],
-            fail("~b s after the heal: ~b live registrations not found everywhere ~0tp; clashes unsettled ~0tp",
-                 [?SETTLE_MS div 1000, length(Lost), Lost, Split])
+            info("after the heal: ~ts", [beam_held(Single -- CHeld, All, Ns)]),
+            fail("~b s after the heal: ~b of ~b live names held by C processes not found everywhere ~0tp; "
+                 "~b of ~b clashes without one winner everywhere ~0tp",
+                 [?SETTLE_MS div 1000, length(Lost), length(CHeld), Lost, length(Split), length(Held), Split])
     end,
     Settle = now_ms() - T0,
     step("the losers got name_conflict"),
     [loser_told(K, Hs, Ns) || {K, Hs} <- Held],
-    info("registry: meshed ~b ms after the heal, members agreed after ~b ms, every name settled after ~b ms "
-         "(~b early, ~b clashing, ~b one-sided names)", [Meshed, Members, Settle, length(Before), length(Held),
-                                                        length(Alone)]),
+    info("registry: meshed ~b ms after the heal, members agreed after ~b ms, every C-held name and clash settled "
+         "after ~b ms (~b early names, ~b clashes, ~b one-sided names); ~ts",
+         [Meshed, Members, Settle, length(Before), length(Held), length(Alone), beam_held(Single -- CHeld, All, Ns)]),
     ok.
+
+beam_held(Rs, All, Ns) ->
+    Kept = [K || {K, _, {P, _}} <- Rs, resolved_to(K, P, All, Ns)],
+    io_lib:format("BEAM-held names kept by the stand-ins (Horde's rules): ~b of ~b", [length(Kept), length(Rs)]).
 
 node_short(N) -> list_to_atom(hd(string:split(atom_to_list(N), "@"))).
 
@@ -233,7 +258,10 @@ loser_told(K, Hs, Ns) ->
 
 %% Every C child running on the C nodes: [{Arg, Pid}] (Arg: what the child's `get` answers).
 children(#{a := A, b := B}) ->
-    [{child_arg(P), P} || N <- [A, B], {_, P, _, _} <- c(N, {horde_sup_which_children, ?SUP}), is_pid(P)].
+    [{child_arg(P), P} || N <- [A, B], {_, P, _, _} <- listed(q(N, {horde_sup_which_children, ?SUP})), is_pid(P)].
+
+listed(L) when is_list(L) -> L;
+listed(_) -> [].
 
 child_arg(P) ->
     try gen_server:call(P, get, ?T) catch _:_ -> gone end.
@@ -256,23 +284,23 @@ t_supervisor() ->
     step("partition"),
     split(Ns),
     T1 = now_ms(),
-    Both = fun() -> length(c(A, {horde_sup_which_children, ?SUP})) =:= ?CHILDREN andalso
-                        length(c(B, {horde_sup_which_children, ?SUP})) =:= ?CHILDREN end,
-    Adopted = case wait_until(Both, 10000, "both sides run every child") of
-                  true -> now_ms() - T1;
-                  false -> none
+    Counts = fun() -> {length(listed(q(A, {horde_sup_which_children, ?SUP}))),
+                       length(listed(q(B, {horde_sup_which_children, ?SUP})))} end,
+    Adopted = case wait_until(fun() -> Counts() =:= {?CHILDREN, ?CHILDREN} end, 5000, "both sides run every child") of
+                  true -> io_lib:format("each side ran all ~b children ~b ms after the partition was seen",
+                                        [?CHILDREN, now_ms() - T1]);
+                  false -> io_lib:format("5 s into the partition cnode_a ran ~b and cnode_b ~b children",
+                                         tuple_to_list(Counts()))
               end,
+    info("~ts", [Adopted]),
     step("heal"),
     T0 = now_ms(),
     Meshed = rejoin(Ns),
     case wait_until(fun() -> once(Ns) =:= true end, ?SETTLE_MS, "every child once") of
         true -> ok;
         false -> fail("~b s after the heal the children are not each running once: ~0tp (cnode_a ~b, cnode_b ~b)",
-                      [?SETTLE_MS div 1000, once(Ns), length(c(A, {horde_sup_which_children, ?SUP})),
-                       length(c(B, {horde_sup_which_children, ?SUP}))])
+                      [?SETTLE_MS div 1000, once(Ns) | tuple_to_list(Counts())])
     end,
     Settle = now_ms() - T0,
-    info("supervisor: each side ran all ~b children ~ts; after the heal meshed in ~b ms, every child once after ~b ms",
-         [?CHILDREN, case Adopted of none -> "(not within 10 s)"; Ms -> io_lib:format("~b ms after the partition was seen", [Ms]) end,
-          Meshed, Settle]),
+    info("supervisor: after the heal meshed in ~b ms, every child once after ~b ms", [Meshed, Settle]),
     ok.
