@@ -8,22 +8,14 @@ BUILD=${1:-build}
 DURATION=${2:-3600}
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
+. "$HERE/../runner_lib.sh"
 case "$BUILD" in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
 [ -x "$BUILD/cnode" ] || { echo "FAIL setup: $BUILD/cnode not built"; echo "soak: 0 passed, 1 failed"; exit 1; }
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/cnode-soak.XXXXXX")
-PIDFILE=$TMP/pids
-: >"$PIDFILE"
-EPMD_PID=
-SUITE_PID=
+new_run_dir cnode-soak
 cleanup() {
   trap - EXIT INT TERM HUP
-  [ -n "$SUITE_PID" ] && kill -9 "$SUITE_PID" 2>/dev/null
-  for p in $(awk '$1 ~ /^\+/ { live[substr($1,2)] = 1 } $1 ~ /^-/ { delete live[substr($1,2)] }
-                  END { for (p in live) print p }' "$PIDFILE"); do
-    kill -9 "$p" 2>/dev/null
-  done
-  [ -n "$EPMD_PID" ] && kill -9 "$EPMD_PID" 2>/dev/null && wait "$EPMD_PID" 2>/dev/null
+  stop_started "$PIDFILE" "$SUITE_PID" "$EPMD_PID"
 }
 trap 'cleanup' EXIT
 trap 'exit 130' INT
