@@ -21,10 +21,11 @@
 %% Faults (nft table `inet faults` in each node namespace; all undone by reset_net/0):
 %%   partition(SideA, SideB): every packet between the two lists of namespaces dropped, both ways;
 %%   partition(I, J, oneway): I's packets to J dropped (J's to I still pass);  heal(SideA, SideB), heal_all()
-%%   cut(I, J): TCP between I and J answered with resets, both ways (connections die at once); uncut(I, J)
-%%   impair(I, #{delay_ms, jitter_ms, loss_pct, fifo}): delay +- jitter on I's outgoing eth0 packets (the NFQUEUE
-%%       delayer, faults_delay.c), loss_pct % of I's eth0 packets dropped in each direction (nft numgen);
-%%       clear_impair(I)
+%%   cut(I, J): each side answers the other's TCP packets with a reset (nft reject), so a connection between I
+%%       and J dies at the next packet either side sends; uncut(I, J)
+%%   impair(I, #{delay_ms, jitter_ms, loss_pct, fifo, rate_mbit}): delay +- jitter on I's outgoing eth0 packets
+%%       (the NFQUEUE delayer, faults_delay.c), loss_pct % of I's eth0 packets dropped in each direction (nft
+%%       numgen), I's outgoing eth0 traffic held to rate_mbit (tc tbf); clear_impair(I)
 %%   bytes(I, from | to, J): bytes I received from / sent to J so far (nft counters)
 %% Timing: time_line(Handle, Match, Since, T0, TimeoutMs) -> ms from T0 (a now_ms()) to the line;
 %%   time_lines([{Handle, Match, Since}], T0, TimeoutMs) -> [Ms]: the same for several lines awaited at once.
@@ -48,7 +49,7 @@ main(Args, SuiteName, Tests, Opts) ->
     ets:new(?TAB, [named_table, public, set]),
     ets:insert(?TAB, {env, #{subnet => Subnet, nodes => list_to_integer(arg("--nodes", Args, "5")),
                              prefix => arg("--prefix", Args, "flt"), delayer => arg("--delayer", Args, "")}}),
-    net_kernel:set_net_ticktime(ticktime(), 0),
+    ok = application:set_env(kernel, net_ticktime, ticktime()),  % read when interop_lib starts distribution
     Wrapped = [wrap_test(T) || T <- Tests],
     interop_lib:main(Args, SuiteName, Wrapped,
                      maps:merge(#{node => list_to_atom("f@" ++ Subnet ++ ".1"), budget_ms => 290000,
@@ -168,8 +169,8 @@ heal_all() ->
     [nft(I, flat("flush set inet faults ~ts", [S])) || I <- lists:seq(1, node_count()), S <- ["drop_in", "drop_out"]],
     ok.
 
-cut(I, J) -> set_add(I, "reset_in", J), set_add(I, "reset_out", J), ok.
-uncut(I, J) -> set_del(I, "reset_in", J), set_del(I, "reset_out", J), ok.
+cut(I, J) -> set_add(I, "reset_in", J), set_add(J, "reset_in", I), ok.
+uncut(I, J) -> set_del(I, "reset_in", J), set_del(J, "reset_in", I), ok.
 
 set_add(I, Set, J) -> nft(I, flat("add element inet faults ~ts { ~ts }", [Set, addr(J)])).
 set_del(I, Set, J) -> in_ns(I, "nft", [flat("delete element inet faults ~ts { ~ts }", [Set, addr(J)])]).
@@ -181,6 +182,13 @@ impair(I, Opts) ->
             PerMille = round(Pct * 10),
             [nft(I, flat("add rule inet faults ~ts numgen random mod 1000 < ~b drop", [C, PerMille]))
              || C <- ["loss_in", "loss_out"]]
+    end,
+    case maps:get(rate_mbit, Opts, 0) of
+        0 -> ok;
+        Mbit ->
+            must(I, "tc", ["qdisc", "add", "dev", "eth0", "root", "tbf", "rate", flat("~bmbit", [Mbit]), "burst", "256kb",
+                           "latency", "200ms"]),
+            ets:insert(?TAB, {{tbf, I}, true})
     end,
     case maps:get(delay_ms, Opts, 0) of
         0 -> ok;
@@ -201,6 +209,7 @@ impair(I, Opts) ->
 
 clear_impair(I) ->
     [nft(I, flat("flush chain inet faults ~ts", [C])) || C <- ["loss_in", "loss_out"]],
+    [must(I, "tc", ["qdisc", "del", "dev", "eth0", "root"]) || _ <- ets:take(?TAB, {tbf, I})],
     case ets:take(?TAB, {delayer, I}) of
         [{_, H}] ->
             must(I, "iptables-nft", ["-F", "OUTPUT"]),
@@ -216,7 +225,7 @@ clear_impair(I) ->
 %% Every namespace back to a clean network: no partition, cut, loss or delay.
 reset_net() ->
     heal_all(),
-    [begin clear_impair(I), [nft(I, flat("flush set inet faults ~ts", [S])) || S <- ["reset_in", "reset_out"]] end
+    [begin clear_impair(I), nft(I, "flush set inet faults reset_in") end
      || I <- lists:seq(1, node_count())],
     ok.
 

@@ -9,7 +9,7 @@
 #     FAULTS_NODES (default 5) node namespaces <P>1..<P>N, each with a veth eth0 on the bridge at 10.77.0.1I
 #     (I = 1..N), lo up, and its own OTP epmd on port 4369; P = flt<pid>, so runs side by side never meet;
 #   - in each node namespace the nft table `inet faults`: sets drop_in/drop_out (addresses whose packets are
-#     dropped: a partition, one-way or both), reset_in/reset_out (TCP answered with a reset: a cut
+#     dropped: a partition, one-way or both), reset_in (their TCP packets answered with a reset: a cut
 #     connection), chains loss_in/loss_out (jumped to for eth0 traffic: random loss with `numgen`), and a
 #     named counter from_J/to_J of the bytes exchanged with node namespace J;
 #   - delay and jitter: this kernel has no netem (`tc qdisc add ... netem` answers "Specified qdisc kind is
@@ -116,7 +116,6 @@ table inet faults {
   set drop_in { type ipv4_addr; }
   set drop_out { type ipv4_addr; }
   set reset_in { type ipv4_addr; }
-  set reset_out { type ipv4_addr; }
   $counters
   chain loss_in { }
   chain loss_out { }
@@ -124,14 +123,13 @@ table inet faults {
     type filter hook input priority 0; policy accept;
     $rules_in
     ip saddr @drop_in drop
-    meta l4proto tcp ip saddr @reset_in reject with tcp reset
+    ip saddr @reset_in tcp flags & rst == 0 reject with tcp reset
     iifname "eth0" jump loss_in
   }
   chain output {
     type filter hook output priority 0; policy accept;
     $rules_out
     ip daddr @drop_out drop
-    meta l4proto tcp ip daddr @reset_out reject with tcp reset
     oifname "eth0" jump loss_out
   }
 }
