@@ -18,6 +18,8 @@
 -define(SLACK_MS, 350).
 
 tests() ->
+    %% FAULTS_STRICT=1 adds the test of the C node's gap (see t_global_beam_resolves_as_otp/0): it fails today.
+    [{global_beam_resolves_c_holder_as_otp, 50, fun t_global_beam_resolves_as_otp/0} || os:getenv("FAULTS_STRICT") =:= "1"] ++
     [{global_partition_heal_c_resolves, 50, fun t_global_c_resolves/0},
      {global_partition_heal_beam_resolves, 50, fun t_global_beam_resolves/0},
      {stall_beam_peer, 40, fun t_stall_beam/0},
@@ -121,6 +123,12 @@ t_global_beam_resolves() ->
     %% a and b connect first: a resolves, running each clash's method on the node of a's holder.
     global_partition(fun(#{a := A, b := B}) -> true = rpc(A, net_kernel, connect_node, [B]) end, a).
 
+%% What an all-BEAM cluster does in t_global_beam_resolves: a's rpc to the holder's node runs
+%% global:resolve_it/4 there, so b keeps n_cb and the C process is killed, c keeps n_cd and d's is killed. The
+%% C node answers that rpc with {badrpc, undef} (its rex runs no Erlang code), so today this fails.
+t_global_beam_resolves_as_otp() ->
+    global_partition(fun(#{a := A, b := B}) -> true = rpc(A, net_kernel, connect_node, [B]) end, a_as_otp).
+
 global_partition(Heal, Resolver) ->
     {_, A} = start_erl(1, "a", #{}),
     {_, B} = start_erl(2, "b", #{}),
@@ -154,8 +162,8 @@ global_partition(Heal, Resolver) ->
     %% global:resolve_it/4 by rpc; the C node has no Erlang code, the rpc fails ({badrpc, undef}), and OTP then
     %% gives the name to the other side's pid and kills neither (README, global: name clashes).
     Want = case Resolver of
-               c -> [{n_ab, PA, [PB]}, {n_cb, PB2, [QC]}, {n_cd, QC2, [PD]}];
-               a -> [{n_ab, PA, [PB]}, {n_cb, PB2, []}, {n_cd, PD, []}]
+               a -> [{n_ab, PA, [PB]}, {n_cb, PB2, []}, {n_cd, PD, []}];
+               _ -> [{n_ab, PA, [PB]}, {n_cb, PB2, [QC]}, {n_cd, QC2, [PD]}]
            end ++ [{n_x, QX, []}, {n_y, PD2, []}],
     Agreed = fun() ->
                      sync_all(All, CNs),
@@ -259,10 +267,11 @@ t_stall_c() ->
 %% ---------------------------------------------------------------------------------------------------------
 %% 200 ms delay with jitter and 1 % loss on a's link (ns 1): a's packets leave 200 +- 50 ms late (overtaking
 %% each other), 1 % of them are lost each way. For DELAY_S seconds a calls the C node's cnode_kv gen_server
-%% (put, then get), then streams binaries through its echo, then the same stream through an echo on the BEAM
-%% node b, for comparison (each for DELAY_S seconds, in turn). No nodedown anywhere, every call answered.
+%% (put, then get); then it streams binaries through the C node's echo and, for comparison, through an echo on
+%% the BEAM node b, STREAM_S seconds at a time, in turns. No nodedown anywhere, every call answered.
 
 -define(DELAY_S, 6).
+-define(STREAM_S, 4).
 -define(CHUNK, 65536).
 -define(WINDOW, 8).
 
@@ -277,20 +286,25 @@ t_delay_loss() ->
     Rtt = erpc:call(A, erlang, apply, [Ping, [C]], ?T),
     step("calls to the C node"),
     {NCalls, Errors, MaxMs} = collect_calls(spawn_calls(A, C)),
-    step("a stream through the C node"),
-    {CBytes, CMs} = stream(A, {echo, C}),
-    step("a stream to an echo on b"),
+    step("streams through the C node and through b, in turn"),
     Echo = spawn(B, remote_fun("fun() -> (fun L() -> receive {F, M} -> F ! M, L() end end)() end")),
-    {BBytes, BMs} = stream(A, Echo),
+    %% Taken in turns (C, b, C, b), so neither gets the link's better moments.
+    Runs = [{T, stream(A, E)} || {T, E} <- [{c, {echo, C}}, {b, Echo}, {c, {echo, C}}, {b, Echo}]],
     exit(Echo, kill),
+    Sum = fun(T) -> lists:foldl(fun({X, {By, Ms}}, {SB, SM}) when X =:= T -> {SB + By, SM + Ms}; (_, Acc) -> Acc end,
+                                {0, 0}, Runs) end,
+    {CBytes, CMs} = Sum(c),
+    {BBytes, BMs} = Sum(b),
     clear_impair(1),
     Errors =:= [] orelse fail("~b of ~b calls to the C node failed: ~p", [length(Errors), NCalls, lists:sublist(Errors, 3)]),
     NCalls > 0 orelse fail("no call to the C node finished", []),
     no_nodedown(HA, HB, HC, Marks),
     Rate = fun(Bytes, Ms) -> Bytes / 1024 / max(Ms, 1) * 1000 end,
     info("200+-50 ms delay, 1 % loss: ping ~b ms; ~b calls to the C node (put+get), all answered, slowest ~b ms; "
-         "echo stream (~b KiB messages, ~b in flight) through the C node ~.1f KiB/s, through BEAM b ~.1f KiB/s; "
-         "no nodedown", [Rtt, NCalls, MaxMs, ?CHUNK div 1024, ?WINDOW, Rate(CBytes, CMs), Rate(BBytes, BMs)]),
+         "echo streams (~b KiB messages, ~b in flight, 2 x ~b s each) through the C node ~.1f KiB/s, through BEAM b "
+         "~.1f KiB/s; "
+         "no nodedown", [Rtt, NCalls, MaxMs, ?CHUNK div 1024, ?WINDOW, ?STREAM_S, Rate(CBytes, CMs),
+                          Rate(BBytes, BMs)]),
     ok.
 
 no_nodedown(HA, HB, HC, {MA, MB, MC}) ->
@@ -322,7 +336,7 @@ collect_calls(P) ->
     after 30000 -> fail("the calling process on a did not finish", [])
     end.
 
-%% On node A, binaries of CHUNK bytes sent to Echo (which sends each back), WINDOW in flight, for DELAY_S
+%% On node A, binaries of CHUNK bytes sent to Echo (which sends each back), WINDOW in flight, for STREAM_S
 %% seconds; {BytesEchoed, Ms}.
 stream(A, Echo) ->
     F = remote_fun("fun(Echo, Dur, Size, Win) -> Bin = binary:copy(<<7>>, Size), "
@@ -334,7 +348,7 @@ stream(A, Echo) ->
                    "        false -> ok = Wait(), Echo ! {self(), Bin}, L(N + 1) end end)(0), "
                    "[ok = Wait() || _ <- lists:seq(1, Win)], "
                    "{(N + Win) * Size, erlang:monotonic_time(millisecond) - T0} end"),
-    erpc:call(A, erlang, apply, [F, [Echo, ?DELAY_S * 1000, ?CHUNK, ?WINDOW]], (?DELAY_S + 60) * 1000).
+    erpc:call(A, erlang, apply, [F, [Echo, ?STREAM_S * 1000, ?CHUNK, ?WINDOW]], (?STREAM_S + 60) * 1000).
 
 %% ---------------------------------------------------------------------------------------------------------
 %% A connection cut (TCP resets both ways) in the middle of a fragmented 64 MiB message, received by the C
