@@ -47,7 +47,7 @@ TESTS     := $(TEST_SRC:test/%.c=$(BUILD)/test/%)
 EXAMPLES  := $(patsubst examples/%/main.c,$(BUILD)/examples/%,$(wildcard examples/*/main.c))
 
 .PHONY: all deps run test analyze format format-check unit interop interop-asan asan tsan clean examples bench bench-quick install uninstall \
-        install-test examples-installed deb test-otp faults
+        install-test examples-installed deb test-otp faults soak soak-asan
 all: $(BUILD)/libcnode.a $(BUILD)/libcnode.so $(BUILD)/cnode $(BUILD)/cnode-epmd
 
 # V=1 shows the full compiler commands.
@@ -201,6 +201,17 @@ $(BUILD)/faults_delay: interop/faults/faults_delay.c
 faults: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/faults_delay
 	@sh interop/faults/run.sh $(BUILD)
+
+# The soak (not part of `make test`): a C node among two BEAM nodes under churn for DURATION seconds (default 3600),
+# RSS, fds and mailboxes sampled every 10 s into soak.csv; fails on growth after the warm-up or a lost registration
+# (interop/soak/soak.escript says how). `make soak-asan`: 120 s against the ASan/UBSan build; any report fails.
+DURATION ?= 3600
+soak: all
+	@sh interop/soak/run.sh $(BUILD) $(DURATION)
+
+soak-asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 OPT=-O1 build/asan/cnode
+	@SOAK_SAN=1 sh interop/soak/run.sh build/asan 120
 
 # Benchmarks (not part of `make test`): every bench/*.sh runs with the build folder as its argument and prints
 # figures side by side with a BEAM pair measured in the same run. BENCH_QUICK=1 (`make bench-quick`) shortens them.

@@ -15,6 +15,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 case "$BUILD" in /*) BUILD_ABS=$BUILD ;; *) BUILD_ABS=$(pwd)/$BUILD ;; esac
 CNODE=$BUILD_ABS/cnode
+. "$HERE/runner_lib.sh"
 
 for tool in erl escript epmd elixir; do
   command -v $tool >/dev/null 2>&1 || { echo "interop: '$tool' not found (apt-get install erlang-nox elixir)"; \
@@ -26,23 +27,12 @@ if [ -z "${INTEROP_FAKE:-}" ] && [ ! -x "$CNODE" ]; then
   exit 1
 fi
 
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/cnode-interop.XXXXXX")
-PIDFILE=$TMP/pids
-: >"$PIDFILE"
-EPMD_PID=
-SUITE_PID=
+new_run_dir cnode-interop
 
 # Kills every pid the suite recorded with "+pid" and not yet with "-pid" (it has seen those exit), then epmd.
 cleanup() {
   trap - EXIT INT TERM HUP
-  [ -n "$SUITE_PID" ] && kill -9 "$SUITE_PID" 2>/dev/null
-  if [ -s "$PIDFILE" ]; then
-    for p in $(awk '$1 ~ /^\+/ { live[substr($1,2)] = 1 } $1 ~ /^-/ { delete live[substr($1,2)] }
-                    END { for (p in live) print p }' "$PIDFILE"); do
-      kill -9 "$p" 2>/dev/null
-    done
-  fi
-  [ -n "$EPMD_PID" ] && kill -9 "$EPMD_PID" 2>/dev/null && wait "$EPMD_PID" 2>/dev/null
+  stop_started "$PIDFILE" "$SUITE_PID" "$EPMD_PID"
   # The summary line stays the last line of output: where the logs are was said at the start.
   if [ -z "${INTEROP_KEEP:-}" ] && [ "${RC:-1}" = 0 ]; then
     rm -rf "$TMP"
