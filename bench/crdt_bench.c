@@ -4,8 +4,8 @@
  *   crdt_mem_per_key_N    heap bytes per key held by one CRDT (mallinfo2 around A's N writes)
  *   crdt_join_N           ms until the new member's Merkle root equals A's
  *   crdt_join_cpu_N       CPU seconds of the process (all three nodes) meanwhile
- *   crdt_join_bytes_N     encoded bytes the three CRDTs sent meanwhile (term + version byte, no dist header)
- *   crdt_join_msgs_N      messages they sent meanwhile
+ *   crdt_join_bytes_N     bytes the three nodes wrote to their distribution sockets meanwhile (cn_node_stats)
+ *   crdt_join_msgs_N      distribution messages they sent meanwhile
  *   crdt_idle_round_N     CPU per idle round (roots equal: one node's tree top to one neighbour, compared, acked)
  * Usage: crdt_bench EPMD_PORT N; CRDT_INTERVAL (ms, default 300) sets the sync interval. */
 #include <malloc.h>
@@ -44,13 +44,17 @@ static bool same_root(cn_crdt *a, cn_crdt *b) {
   return cn_crdt_root(a, ra) && cn_crdt_root(b, rb) && memcmp(ra, rb, 4) == 0;
 }
 
-/* The sum of the three CRDTs' counters. */
+static cn_node *nd[NN];
+
+/* The sum of the three CRDTs' counters; bytes and messages are the nodes' distribution traffic. */
 static cn_crdt_stats total(cn_crdt **c) {
   cn_crdt_stats t = {0}, s;
   for (int i = 0; i < NN; i++) {
+    cn_node_stats ns;
+    cn_node_get_stats(nd[i], &ns);
     cn_crdt_get_stats(c[i], &s);
-    t.syncs_started += s.syncs_started, t.msgs_sent += s.msgs_sent, t.bytes_sent += s.bytes_sent;
-    t.keys_sent += s.keys_sent;
+    t.syncs_started += s.syncs_started, t.keys_sent += s.keys_sent;
+    t.msgs_sent += ns.messages_out, t.bytes_sent += ns.bytes_out;
   }
   return t;
 }
@@ -85,32 +89,29 @@ int main(int argc, char **argv) {
   const char *names[NN] = {"benchA@127.0.0.1", "benchB@127.0.0.1", "benchC@127.0.0.1"};
   uv_loop_t loop;
   uv_loop_init(&loop);
-  cn_node *n[NN];
   cn_crdt *c[NN];
-  cn_crdt_opts co = {.sync_interval_ms = (unsigned)(getenv("CRDT_INTERVAL") ? atoi(getenv("CRDT_INTERVAL")) : 300),
-                     .count_bytes = true};
+  cn_crdt_opts co = {.sync_interval_ms = (unsigned)(getenv("CRDT_INTERVAL") ? atoi(getenv("CRDT_INTERVAL")) : 300)};
   for (int i = 0; i < NN; i++) {
-    cn_node_opts o = {.name = names[i],
-                      .cookie = "bench",
-                      .epmd_port = eport,
-                      .listen_addr = "127.0.0.1",
-                      .log_level = CN_LOG_WARN};
-    if (cn_node_new(&n[i], &loop, &o) || cn_node_start(n[i], on_start, NULL)) return 1;
+    cn_node_opts o = {
+        .name = names[i], .cookie = "bench", .epmd_port = eport, .listen_addr = "127.0.0.1", .log_level = CN_LOG_WARN};
+    if (cn_node_new(&nd[i], &loop, &o) || cn_node_start(nd[i], on_start, NULL)) return 1;
   }
   while (ready < NN && ready >= 0) uv_run(&loop, UV_RUN_ONCE);
   if (ready < 0) return 1;
   for (int i = 0; i < NN; i++)
-    if (cn_crdt_start(n[i], "bench", &co, &c[i])) return 1;
+    if (cn_crdt_start(nd[i], "bench", &co, &c[i])) return 1;
   run_for(&loop, 50);
 
   /* memory: A's N writes (keys and values as a Horde registry holds them: {key, K} => {{N, Node}, Pid, V}) */
   size_t h0 = heap_bytes();
-  cn_term *member = cn_mk_tuple(2, cn_mk_atomc(n[0], "bench"), cn_mk_atomc(n[0], names[0]));
+  cn_term *member = cn_mk_tuple(2, cn_mk_atomc(nd[0], "bench"), cn_mk_atomc(nd[0], names[0]));
   for (long i = 0; i < nkeys; i++) {
     char kb[32];
     int kl = snprintf(kb, sizeof kb, "worker-%ld", i);
-    cn_term *k = cn_mk_tuple(2, cn_mk_atomc(n[0], "key"), cn_mk_binary(kb, (size_t)kl));
-    cn_term *v = cn_mk_tuple(3, cn_term_copy(member), cn_mk_pid((cn_pid){cn_node_name(n[0]), (uint32_t)(1000 + i % 30000000), 0, 1}), cn_mk_nil());
+    cn_term *k = cn_mk_tuple(2, cn_mk_atomc(nd[0], "key"), cn_mk_binary(kb, (size_t)kl));
+    cn_term *v =
+        cn_mk_tuple(3, cn_term_copy(member),
+                    cn_mk_pid((cn_pid){cn_node_name(nd[0]), (uint32_t)(1000 + i % 30000000), 0, 1}), cn_mk_nil());
     if (!k || !v || cn_crdt_put(c[0], k, v)) return 1;
     cn_term_free(k);
     cn_term_free(v);
@@ -121,8 +122,8 @@ int main(int argc, char **argv) {
 
   /* A and B: the registry on two nodes */
   uint64_t t0 = uv_hrtime();
-  neighbours(n[0], c[0], (const char *const[]){names[1]}, 1);
-  neighbours(n[1], c[1], (const char *const[]){names[0]}, 1);
+  neighbours(nd[0], c[0], (const char *const[]){names[1]}, 1);
+  neighbours(nd[1], c[1], (const char *const[]){names[0]}, 1);
   while (!same_root(c[0], c[1])) uv_run(&loop, UV_RUN_ONCE);
   double pair_ms = ms_since(t0);
   settle(&loop, c, 3 * co.sync_interval_ms + 500, 120000);
@@ -133,7 +134,7 @@ int main(int argc, char **argv) {
   t0 = uv_hrtime();
   for (int i = 0; i < NN; i++) {
     const char *p[2] = {names[(i + 1) % NN], names[(i + 2) % NN]};
-    neighbours(n[i], c[i], p, 2);
+    neighbours(nd[i], c[i], p, 2);
   }
   while (!same_root(c[0], c[2])) uv_run(&loop, UV_RUN_ONCE);
   double join_ms = ms_since(t0), join_cpu = cpu_s() - c0;
@@ -159,8 +160,8 @@ int main(int argc, char **argv) {
          rounds ? (cpu_s() - ci) * 1e6 / (double)rounds : 0.0, (unsigned long long)rounds,
          (unsigned long long)(i1.keys_sent - i0.keys_sent));
   fflush(stdout);
-  for (int i = 0; i < NN; i++) cn_node_stop(n[i]);
-  for (int i = 0; i < NN; i++) cn_node_free(n[i]);
+  for (int i = 0; i < NN; i++) cn_node_stop(nd[i]);
+  for (int i = 0; i < NN; i++) cn_node_free(nd[i]);
   uv_loop_close(&loop);
   return 0;
 }

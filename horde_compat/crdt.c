@@ -113,23 +113,18 @@ static void notify(cn_crdt *c, change *ch, size_t n) {
   cn_free(d);
 }
 
-/* Stores new raw entries for key (raw taken; NULL deletes) in the state and the Merkle map. */
+/* Stores new raw entries for key (raw taken; NULL deletes) in the state; the Merkle map points at the state's key
+ * and entries (borrows), so it forgets a deleted key before the state frees it. */
 static int store(cn_crdt *c, const cn_term *key, uint32_t kh, cn_term *raw) {
-  if (raw) {
-    cn_term *copy = cn_term_copy(raw);
-    if (!copy) {
-      cn_term_free(raw);
-      return CN_ENOMEM;
-    }
-    int rc = hc_merkle_put(&c->mm, key, kh, copy);
-    if (rc) {
-      cn_term_free(raw);
-      return rc;
-    }
-  } else {
+  if (!raw) {
     hc_merkle_delete(&c->mm, key, kh);
+    return hc_awlww_set(&c->st, key, kh, NULL);
   }
-  return hc_awlww_set(&c->st, key, kh, raw);
+  int rc = hc_awlww_set(&c->st, key, kh, raw);
+  hc_kent *e = rc ? NULL : hc_awlww_find(&c->st, key, kh);
+  if (e && (rc = hc_merkle_put(&c->mm, e->key, kh, e->raw))) /* only a new key can fail: out of both */
+    hc_awlww_set(&c->st, key, kh, NULL);
+  return rc;
 }
 
 static int64_t now_ts(cn_crdt *c) {
@@ -479,15 +474,14 @@ static void reshape_all(cn_crdt *c) {
   size_t done = 0, failed = 0;
   for (size_t b = 0; b < c->st.nb; b++)
     for (hc_kent *e = c->st.b[b]; e; e = e->next) {
-      cn_term *raw, *copy = NULL;
-      if (hc_reshape_entries(&c->hc, e->raw, &raw) || !(copy = cn_term_copy(raw)) ||
-          hc_merkle_put(&c->mm, e->key, e->kh, copy)) {
-        cn_term_free(raw);
+      cn_term *raw;
+      if (hc_reshape_entries(&c->hc, e->raw, &raw)) {
         failed++; /* left as it was: read in either shape, only its hash differs from the peers' */
         continue;
       }
       cn_term_free(e->raw);
       e->raw = raw;
+      hc_merkle_put(&c->mm, e->key, e->kh, raw); /* a key it holds: in place, cannot fail */
       done++;
     }
   cn_log(c->n, failed ? CN_LOG_WARN : CN_LOG_INFO,
@@ -740,6 +734,7 @@ int cn_crdt_start(cn_node *n, const char *name, const cn_crdt_opts *opts, cn_crd
   int rc = hc_ctx_init(&c->hc, cn_node_atoms(n), c->shape.shape);
   hc_awlww_init(&c->st);
   hc_merkle_init(&c->mm);
+  c->mm.borrows = true;
   /* A failed start is not a stop: terminate and on_stop do not run (on_stop would reach a caller that already
    * took the error: the Horde members free their state on it), and c is still ours. */
   if (rc || (rc = cn_gen_server_start(n, c->name, &crdt_ops, c, &c->pid))) {

@@ -75,6 +75,10 @@ typedef struct hc_merkle {
   size_t count;    /* keys */
   uint64_t epoch;  /* bumped on every change, so callers can cache terms built from the tree */
   int otp_release; /* keys are equal under this release's =:= (0: OTP 25); the owner keeps it current */
+  /* false (hc_merkle_init): the tree owns copies of its keys and the raw values put. true (set before the first
+   * put): leaves point at the caller's key and raw terms, which the caller keeps alive and unchanged until it puts
+   * that key again or deletes it (the CRDT: its hc_awlww entries, so a key's terms are held once). */
+  bool borrows;
 } hc_merkle;
 
 /* A location in the tree: the first nbits bits of `bits` (most significant of bit 63 first). */
@@ -87,7 +91,8 @@ void hc_merkle_init(hc_merkle *m);
 void hc_merkle_free(hc_merkle *m);
 /* phash2(Key, 2^32): the key's place in the tree. */
 uint32_t hc_key_hash(const cn_term *key);
-/* Puts key (copied) => raw (taken, even on failure); kh = hc_key_hash(key). 0 or CN_ENOMEM. */
+/* Puts key (copied) => raw (taken, even on failure); kh = hc_key_hash(key). 0 or CN_ENOMEM. With m->borrows, both
+ * stay the caller's (see hc_merkle). */
 int hc_merkle_put(hc_merkle *m, const cn_term *key, uint32_t kh, cn_term *raw);
 /* Removes key (no-op when absent). */
 void hc_merkle_delete(hc_merkle *m, const cn_term *key, uint32_t kh);
