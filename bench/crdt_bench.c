@@ -59,6 +59,14 @@ static cn_crdt_stats total(cn_crdt **c) {
   return t;
 }
 
+/* True when the node has its two peers up. */
+static bool up(cn_node *n) {
+  cn_conn_info ci[8];
+  size_t k = cn_node_conns(n, ci, 8), u = 0;
+  for (size_t i = 0; i < k && i < 8; i++) u += !strcmp(ci[i].state, "up");
+  return u >= NN - 1;
+}
+
 static void run_for(uv_loop_t *loop, double ms) {
   uint64_t t0 = uv_hrtime();
   while (ms_since(t0) < ms) uv_run(loop, UV_RUN_NOWAIT), uv_sleep(1);
@@ -100,7 +108,10 @@ int main(int argc, char **argv) {
   if (ready < 0) return 1;
   for (int i = 0; i < NN; i++)
     if (cn_crdt_start(nd[i], "bench", &co, &c[i])) return 1;
-  run_for(&loop, 50);
+  /* connected before any work: one loop runs all three nodes, so a long join would stall a handshake */
+  for (int i = 0; i < NN; i++) cn_node_connect(nd[i], cn_node_name(nd[(i + 1) % NN]));
+  for (uint64_t t0 = uv_hrtime(); ms_since(t0) < 10000 && !(up(nd[0]) && up(nd[1]) && up(nd[2]));)
+    uv_run(&loop, UV_RUN_ONCE);
 
   /* memory: A's N writes (keys and values as a Horde registry holds them: {key, K} => {{N, Node}, Pid, V}) */
   size_t h0 = heap_bytes();

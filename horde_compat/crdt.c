@@ -15,6 +15,8 @@ typedef struct nbr {
   cn_term *addr; /* {'M.Crdt', Node} */
   cn_ref mref;
   bool monitored;
+  uint64_t round_ns; /* uv_hrtime when this node's round to it began, until its ack_diff (0: none under way) */
+  uint64_t last_ns;  /* how long the last acknowledged round took */
 } nbr;
 
 struct cn_crdt {
@@ -317,6 +319,29 @@ static bool pid_is(const cn_term *t, cn_pid p) {
          !strcmp(t->v.pid.node->name, p.node->name);
 }
 
+/* How long a round to b may go unacknowledged before the next tick starts another anyway (a lost ack, a peer
+ * that restarted): 20 intervals, or 3 times the last round to b when rounds take longer (a large first sync). */
+static uint64_t round_wait(const cn_crdt *c, const nbr *b) {
+  uint64_t w = 20ull * c->o.sync_interval_ms * 1000000ull;
+  return 3 * b->last_ns > w ? 3 * b->last_ns : w;
+}
+
+/* {ack_diff, Peer}: the round this node began towards Peer is over (the peer's ack, or its own when it finished
+ * the comparison), so the next tick may begin another. */
+static void on_ack(cn_crdt *c, const cn_term *peer) {
+  for (size_t i = 0; i < c->nnb; i++) {
+    nbr *b = &c->nb[i];
+    if (!b->round_ns || !cn_term_exact_eq(b->addr, peer)) continue;
+    b->last_ns = uv_hrtime() - b->round_ns;
+    b->round_ns = 0;
+  }
+}
+
+/* A tick (§2.7 step 1) begins a round towards every monitored neighbour, as delta_crdt 0.6 does, except one whose
+ * round from here has gone unacknowledged for 2 intervals or more: a slow round (a new member of a 100,000-key
+ * registry), where delta_crdt begins one every tick regardless and each compares and sends the whole difference
+ * again. Rounds that end within 2 intervals (every round of a registry of a few thousand keys) begin exactly as
+ * delta_crdt's do; the messages are delta_crdt's in any case. */
 static void do_sync(cn_crdt *c, cn_proc *self) {
   for (size_t i = 0; i < c->nnb; i++)
     if (!c->nb[i].monitored && !pid_is(c->nb[i].addr, c->pid))
@@ -336,14 +361,18 @@ static void do_sync(cn_crdt *c, cn_proc *self) {
   c->rounds[r].dots = dots;
   c->rounds[r].seq = c->st.seq;
   bool remote = false;
+  uint64_t now = uv_hrtime(), slow = 2ull * c->o.sync_interval_ms * 1000000ull;
   for (size_t i = 0; i < c->nnb; i++) {
-    if (!c->nb[i].monitored || pid_is(c->nb[i].addr, c->pid)) continue;
+    nbr *b = &c->nb[i];
+    if (!b->monitored || pid_is(b->addr, c->pid)) continue;
     remote = true;
+    if (b->round_ns && now - b->round_ns >= slow && now - b->round_ns < round_wait(c, b)) continue;
+    if (!b->round_ns || now - b->round_ns >= slow) b->round_ns = now; /* else the oldest one under way counts */
     cn_term *d = mk_diff(c, cn_term_copy(c->cont0), cn_term_copy(dots), cn_mk_pid(c->pid), cn_mk_pid(c->pid),
-                         cn_term_copy(c->nb[i].addr));
+                         cn_term_copy(b->addr));
     c->stats.syncs_started++;
     cn_term *msg = cn_mk_tuple(2, cn_mk_atom(c->hc.a_diff), d);
-    send_to(c, self, c->nb[i].addr, msg);
+    send_to(c, self, b->addr, msg);
   }
   if (!remote) c->stats.synced = true; /* nobody to sync with: as synced as it can be */
 }
@@ -664,7 +693,7 @@ static void handle_info(cn_proc *self, const cn_term *msg, void *state) {
   } else if (cn_is_atom(tag, "get_diff") && ar == 3) {
     rc = on_get_diff(c, self, e1, e2);
   } else if (cn_is_atom(tag, "ack_diff") && ar == 2) {
-    rc = 0;
+    on_ack(c, e1);
   } else {
     sync_msg = false;
     if (cn_is_atom(tag, "$crdt_round") && ar == 2) {
@@ -674,7 +703,8 @@ static void handle_info(cn_proc *self, const cn_term *msg, void *state) {
       rc = set_neighbours(c, self, e1);
     } else if (cn_is_atom(tag, "DOWN") && ar == 5 && e1->type == CN_REF) {
       for (size_t i = 0; i < c->nnb; i++)
-        if (c->nb[i].monitored && cn_ref_eq(&c->nb[i].mref, &e1->v.ref)) c->nb[i].monitored = false;
+        if (c->nb[i].monitored && cn_ref_eq(&c->nb[i].mref, &e1->v.ref))
+          c->nb[i].monitored = false, c->nb[i].round_ns = 0;
     } else if (!cn_is_atom(tag, "EXIT")) {
       rc = CN_EINVAL;
     }
