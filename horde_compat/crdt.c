@@ -15,8 +15,8 @@ typedef struct nbr {
   cn_term *addr; /* {'M.Crdt', Node} */
   cn_ref mref;
   bool monitored;
-  uint64_t round_ns; /* uv_hrtime when this node's round to it began, until its ack_diff (0: none under way) */
-  uint64_t last_ns;  /* how long the last acknowledged round took */
+  uint64_t round_ns; /* this node's round to it under way (0: none): uv_hrtime when it began or last came back */
+  uint64_t gap_ns;   /* the longest wait for a hop or ack_diff of such a round so far */
 } nbr;
 
 struct cn_crdt {
@@ -319,21 +319,23 @@ static bool pid_is(const cn_term *t, cn_pid p) {
          !strcmp(t->v.pid.node->name, p.node->name);
 }
 
-/* How long a round to b may go unacknowledged before the next tick starts another anyway (a lost ack, a peer
- * that restarted): 20 intervals, or 3 times the last round to b when rounds take longer (a large first sync). */
+/* How long a round to b may go without coming back (a hop of it, its get_diff or ack_diff) before the next tick
+ * begins another anyway (an ack lost with a peer that restarted): 20 intervals, or 3 times the longest wait seen
+ * for one of b's hops (a large first sync, where one hop is seconds of work). */
 static uint64_t round_wait(const cn_crdt *c, const nbr *b) {
   uint64_t w = 20ull * c->o.sync_interval_ms * 1000000ull;
-  return 3 * b->last_ns > w ? 3 * b->last_ns : w;
+  return 3 * b->gap_ns > w ? 3 * b->gap_ns : w;
 }
 
-/* {ack_diff, Peer}: the round this node began towards Peer is over (the peer's ack, or its own when it finished
- * the comparison), so the next tick may begin another. */
-static void on_ack(cn_crdt *c, const cn_term *peer) {
+/* A message of this node's round to peer came back: a hop (done false) or its ack_diff (done true, the peer's or its
+ * own when it finished the comparison), after which the next tick may begin another. */
+static void round_back(cn_crdt *c, const cn_term *peer, bool done) {
+  uint64_t now = uv_hrtime();
   for (size_t i = 0; i < c->nnb; i++) {
     nbr *b = &c->nb[i];
     if (!b->round_ns || !cn_term_exact_eq(b->addr, peer)) continue;
-    b->last_ns = uv_hrtime() - b->round_ns;
-    b->round_ns = 0;
+    if (now - b->round_ns > b->gap_ns) b->gap_ns = now - b->round_ns;
+    b->round_ns = done ? 0 : now;
   }
 }
 
@@ -406,6 +408,7 @@ static bool proper_list(const cn_term *t) { return t->type == CN_NIL || (t->type
 static int on_diff(cn_crdt *c, cn_proc *self, const cn_term *d) {
   rdiff r;
   if (!parse_diff(d, &r)) return CN_EDECODE;
+  if (pid_is(r.orig, c->pid)) round_back(c, r.to, false);
   hc_merkle_update_hashes(&c->mm);
   cn_term *cont, *keys;
   int rc = hc_merkle_continue(&c->hc, &c->mm, r.cont, DEPTH, c->o.max_sync_size, &cont, &keys);
@@ -491,6 +494,7 @@ static void on_marker(cn_crdt *c, cn_proc *self, const cn_term *orig) {
 static int on_get_diff(cn_crdt *c, cn_proc *self, const cn_term *d, const cn_term *keys) {
   rdiff r;
   if (!parse_diff(d, &r) || !proper_list(keys)) return CN_EDECODE;
+  round_back(c, r.to, false);
   send_to(c, self, r.to, mk_delta(c, r.dots, keys));
   ack(c, self, &r);
   return 0;
@@ -693,7 +697,7 @@ static void handle_info(cn_proc *self, const cn_term *msg, void *state) {
   } else if (cn_is_atom(tag, "get_diff") && ar == 3) {
     rc = on_get_diff(c, self, e1, e2);
   } else if (cn_is_atom(tag, "ack_diff") && ar == 2) {
-    on_ack(c, e1);
+    round_back(c, e1, true);
   } else {
     sync_msg = false;
     if (cn_is_atom(tag, "$crdt_round") && ar == 2) {
