@@ -357,12 +357,7 @@ static void do_sync(cn_crdt *c, cn_proc *self) {
   if (!c->cont0) return;
   cn_term *dots = hc_vv_term(&c->st.vv);
   if (!dots) return;
-  /* the tick's vector stays in the ring, which owns it */
-  unsigned r = c->next_round++ % ROUNDS;
-  cn_term_free(c->rounds[r].dots);
-  c->rounds[r].dots = dots;
-  c->rounds[r].seq = c->st.seq;
-  bool remote = false;
+  bool remote = false, started = false;
   uint64_t now = uv_hrtime(), slow = 2ull * c->o.sync_interval_ms * 1000000ull;
   for (size_t i = 0; i < c->nnb; i++) {
     nbr *b = &c->nb[i];
@@ -373,8 +368,18 @@ static void do_sync(cn_crdt *c, cn_proc *self) {
     cn_term *d = mk_diff(c, cn_term_copy(c->cont0), cn_term_copy(dots), cn_mk_pid(c->pid), cn_mk_pid(c->pid),
                          cn_term_copy(b->addr));
     c->stats.syncs_started++;
+    started = true;
     cn_term *msg = cn_mk_tuple(2, cn_mk_atom(c->hc.a_diff), d);
     send_to(c, self, b->addr, msg);
+  }
+  if (started) { /* the vector its rounds carry stays in the ring, which owns it (a tick that began none would only
+                    push older rounds' vectors out, and their deltas would scan every key) */
+    unsigned r = c->next_round++ % ROUNDS;
+    cn_term_free(c->rounds[r].dots);
+    c->rounds[r].dots = dots;
+    c->rounds[r].seq = c->st.seq;
+  } else {
+    cn_term_free(dots);
   }
   if (!remote) c->stats.synced = true; /* nobody to sync with: as synced as it can be */
 }
