@@ -273,14 +273,6 @@ static hc_loc loc_push(hc_loc l, int bit) {
   return l;
 }
 
-cn_term *hc_loc_term(hc_loc loc) {
-  uint8_t b[8];
-  size_t n = (loc.nbits + 7) / 8;
-  for (size_t i = 0; i < 8; i++) b[i] = (uint8_t)(loc.bits >> (56 - 8 * i));
-  if (loc.nbits % 8 == 0) return cn_mk_binary(b, n);
-  return cn_mk_bitstring(b, n, (uint8_t)(loc.nbits % 8));
-}
-
 bool hc_loc_from_term(const cn_term *t, hc_loc *out) {
   if (!t || t->type != CN_BINARY) return false;
   size_t nbits = t->v.bin.size ? (t->v.bin.size - 1) * 8 + t->v.bin.bits : 0;
@@ -302,27 +294,48 @@ static const hc_mnode *find_subtree(const hc_mnode *x, hc_loc loc) {
   return x;
 }
 
-static cn_term *leaf_term(const hc_mnode *x) {
-  uint8_t kh[4];
-  put4(kh, x->kh);
-  cn_term one[2], map, *kv = x->np == 1 ? one : cn_malloc(2 * x->np * sizeof *kv);
-  if (!kv) return NULL;
-  contents_ref(x, kv, &map);
-  cn_term *t = cn_mk_tuple(2, cn_mk_binary(x->hash, 4), cn_mk_tuple(2, cn_mk_binary(kh, 4), cn_term_copy(&map)));
-  if (kv != one) cn_free(kv);
-  return t;
+/* Subtrees are built as views (view.c) of the tree: sent without copying the leaves' keys and values. */
+static bool loc_view(hc_arena *a, cn_term *out, hc_loc loc) {
+  uint8_t b[8];
+  for (size_t i = 0; i < 8; i++) b[i] = (uint8_t)(loc.bits >> (56 - 8 * i));
+  return hc_v_bits(a, out, b, (loc.nbits + 7) / 8, loc.nbits % 8 ? (uint8_t)(loc.nbits % 8) : 8);
 }
 
-static cn_term *get_subtree(const hc_ctx *c, const hc_mnode *x, hc_loc loc, unsigned depth) {
-  if (!x) return cn_mk_nil();
-  if (x->kind == MN_LEAF) return leaf_term(x);
-  if (depth == 0) return cn_mk_tuple(2, cn_mk_atom(c->a_partial), hc_loc_term(loc));
-  return cn_mk_tuple(3, cn_mk_binary(x->hash, 4), get_subtree(c, x->l, loc_push(loc, 0), depth - 1),
-                     get_subtree(c, x->r, loc_push(loc, 1), depth - 1));
+static bool leaf_view(hc_arena *a, const hc_mnode *x, cn_term *out) {
+  uint8_t kh[4];
+  put4(kh, x->kh);
+  cn_term *t = hc_v_tuple(a, out, 2), *in, *kv;
+  if (!t || !hc_v_bits(a, &t[0], x->hash, 4, 8) || !(in = hc_v_tuple(a, &t[1], 2)) || !hc_v_bits(a, &in[0], kh, 4, 8) ||
+      !(kv = hc_v_map(a, &in[1], x->np)))
+    return false;
+  const mpair *p = cpairs(x);
+  for (uint32_t i = 0; i < x->np; i++) hc_v_ref(&kv[2 * i], p[i].key), hc_v_ref(&kv[2 * i + 1], p[i].raw);
+  return true;
+}
+
+static bool subtree_view(const hc_ctx *c, hc_arena *a, const hc_mnode *x, hc_loc loc, unsigned depth, cn_term *out) {
+  if (!x) {
+    memset(out, 0, sizeof *out);
+    out->type = CN_NIL;
+    return true;
+  }
+  if (x->kind == MN_LEAF) return leaf_view(a, x, out);
+  cn_term *t = hc_v_tuple(a, out, depth ? 3 : 2);
+  if (!t) return false;
+  if (depth == 0) {
+    hc_v_atom(&t[0], c->a_partial);
+    return loc_view(a, &t[1], loc);
+  }
+  return hc_v_bits(a, &t[0], x->hash, 4, 8) && subtree_view(c, a, x->l, loc_push(loc, 0), depth - 1, &t[1]) &&
+         subtree_view(c, a, x->r, loc_push(loc, 1), depth - 1, &t[2]);
 }
 
 cn_term *hc_merkle_subtree(const hc_ctx *c, const hc_merkle *m, hc_loc loc, unsigned depth) {
-  return get_subtree(c, find_subtree(m->root, loc), loc, depth);
+  hc_arena a = {0};
+  cn_term v;
+  cn_term *r = subtree_view(c, &a, find_subtree(m->root, loc), loc, depth, &v) ? cn_term_copy(&v) : NULL;
+  hc_arena_free(&a);
+  return r;
 }
 
 /* ---- Comparison (§3.3) -------------------------------------------------------------------------------------- */
@@ -488,8 +501,8 @@ cn_term *hc_merkle_cont0(const hc_ctx *c, const hc_merkle *m, unsigned depth) {
 
 static size_t list_len(const cn_term *t) { return t->type == CN_LIST ? t->v.list.len : 0; }
 
-int hc_merkle_continue(const hc_ctx *c, const hc_merkle *m, const cn_term *cont, unsigned depth, size_t max_items,
-                       cn_term **cont_out, cn_term **keys_out) {
+int hc_merkle_continue_view(const hc_ctx *c, const hc_merkle *m, const cn_term *cont, unsigned depth, size_t max_items,
+                            hc_arena *a, cn_term **cont_out, cn_term **keys_out) {
   *cont_out = *keys_out = NULL;
   if (!hc_is_struct(cont, "Elixir.MerkleMap.MerkleTree.Diff")) return CN_EDECODE;
   const cn_term *trees = hc_map_get(cont, "trees"), *keys = hc_map_get(cont, "keys");
@@ -513,36 +526,41 @@ int hc_merkle_continue(const hc_ctx *c, const hc_merkle *m, const cn_term *cont,
   /* Keys: the continuation's first, then the new ones (truncation keeps the first max_items). */
   size_t nold = list_len(keys), nk = nold + d.nkeys;
   size_t keep = max_items && nk > max_items ? max_items : nk;
-  cn_term **kv = rc ? NULL : cn_malloc((keep + 1) * sizeof *kv);
-  if (!rc && !kv) rc = CN_ENOMEM;
-  if (rc) {
-    hc_mdiff_free(&d);
-    return rc;
-  }
+  cn_term *klist = rc ? NULL : hc_arena_terms(a, 1), *ke = klist ? hc_v_list(a, klist, keep) : NULL;
+  if (!rc && !ke) rc = CN_ENOMEM;
   size_t k = 0;
-  for (; k < keep && k < nold; k++) kv[k] = cn_term_copy(&keys->v.list.e[k]);
-  for (size_t j = 0; k < keep && j < d.nkeys; k++, j++) kv[k] = cn_term_copy(d.keys[j]);
-  cn_term *klist = cn_mk_listv(keep, kv, NULL);
-  if (!d.nparts) {
-    cn_free(kv);
+  for (; !rc && k < keep && k < nold; k++) hc_v_ref(&ke[k], &keys->v.list.e[k]);
+  for (size_t j = 0; !rc && k < keep && j < d.nkeys; k++, j++) hc_v_ref(&ke[k], d.keys[j]);
+  if (rc || !d.nparts) {
     hc_mdiff_free(&d);
-    *keys_out = klist;
-    return klist ? 0 : CN_ENOMEM;
+    *keys_out = rc ? NULL : klist;
+    return rc;
   }
   size_t nt = d.nparts;
   if (max_items) nt = keep >= max_items ? 0 : (nt < max_items - keep ? nt : max_items - keep);
-  cn_term **tv = cn_malloc((nt + 1) * sizeof *tv);
-  if (!tv) {
-    cn_free(kv);
-    cn_term_free(klist);
-    hc_mdiff_free(&d);
-    return CN_ENOMEM;
+  const cn_atom *f[] = {c->a_keys, c->a_trees}, *ft[] = {c->a_tree};
+  cn_term *cv = hc_arena_terms(a, 1), *vals = cv ? hc_v_struct(c, a, cv, c->a_mdiff, 2, f) : NULL, *te = NULL;
+  if (vals && (te = hc_v_list(a, &vals[2], nt))) vals[0] = *klist;
+  for (size_t i = 0; te && i < nt; i++) {
+    cn_term *it = hc_v_tuple(a, &te[i], 2), *mv;
+    if (!it || !loc_view(a, &it[0], d.parts[i]) || !(mv = hc_v_struct(c, a, &it[1], c->a_mtree, 1, ft)) ||
+        !subtree_view(c, a, find_subtree(m->root, d.parts[i]), d.parts[i], depth, &mv[0]))
+      break;
   }
-  for (size_t i = 0; i < nt; i++)
-    tv[i] = cn_mk_tuple(2, hc_loc_term(d.parts[i]), mk_mtree(c, hc_merkle_subtree(c, m, d.parts[i], depth)));
-  *cont_out = mk_cont(c, cn_mk_listv(nt, tv, NULL), klist);
-  cn_free(kv);
-  cn_free(tv);
   hc_mdiff_free(&d);
-  return *cont_out ? 0 : CN_ENOMEM;
+  if (a->oom || !te) return CN_ENOMEM;
+  *cont_out = cv;
+  return 0;
+}
+
+int hc_merkle_continue(const hc_ctx *c, const hc_merkle *m, const cn_term *cont, unsigned depth, size_t max_items,
+                       cn_term **cont_out, cn_term **keys_out) {
+  hc_arena a = {0};
+  cn_term *cv, *kv;
+  int rc = hc_merkle_continue_view(c, m, cont, depth, max_items, &a, &cv, &kv);
+  *cont_out = !rc && cv ? cn_term_copy(cv) : NULL;
+  *keys_out = !rc && kv ? cn_term_copy(kv) : NULL;
+  hc_arena_free(&a);
+  if (!rc && (cv ? !*cont_out : !*keys_out)) rc = CN_ENOMEM;
+  return rc;
 }
