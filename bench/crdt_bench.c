@@ -109,8 +109,16 @@ int main(int argc, char **argv) {
   cn_crdt *c[NN];
   cn_crdt_opts co = {.sync_interval_ms = (unsigned)(getenv("CRDT_INTERVAL") ? atoi(getenv("CRDT_INTERVAL")) : 300)};
   for (int i = 0; i < NN; i++) {
-    cn_node_opts o = {
-        .name = names[i], .cookie = "bench", .epmd_port = eport, .listen_addr = "127.0.0.1", .log_level = CN_LOG_WARN};
+    /* a full sync of 1M keys is one ~200 MB delta: over the defaults (64 MiB queued to a peer, 256 MiB a
+     * message), which a registry that large has to raise; the handshake waits for a loop busy with a join */
+    cn_node_opts o = {.name = names[i],
+                      .cookie = "bench",
+                      .epmd_port = eport,
+                      .listen_addr = "127.0.0.1",
+                      .log_level = CN_LOG_WARN,
+                      .handshake_timeout_ms = 60000,
+                      .queue_limit = (size_t)2 << 30,
+                      .max_message_size = (size_t)1 << 30};
     if (cn_node_new(&nd[i], &loop, &o) || cn_node_start(nd[i], on_start, NULL)) return 1;
   }
   while (ready < NN && ready >= 0) uv_run(&loop, UV_RUN_ONCE);
