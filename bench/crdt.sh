@@ -66,11 +66,13 @@ T1=$(date +%s)
 
 awk -v secs=$((T1 - T0)) '
 function f(x) { return x == "" ? "-" : (x + 0 >= 100 ? sprintf("%.0f", x) : sprintf("%.2f", x)) }
+function field(k, line,  r) { # the value of k=... on a bench line
+  if (!match(" " line, " " k "=[^ ]*")) return ""
+  r = substr(" " line, RSTART + length(k) + 2, RLENGTH - length(k) - 2); return r
+}
 /^bench=/ {
-  split("", kv)
-  for (i = 1; i <= NF; i++) { split($i, p, "="); kv[p[1]] = p[2] }
-  b = kv["bench"]; if (!(b in seen)) { seen[b] = 1; order[++n] = b }
-  v[b, kv["impl"]] = kv["value"]; unit[b] = kv["unit"]
+  b = field("bench", $0); if (!(b in seen)) { seen[b] = 1; order[++n] = b }
+  v[b, field("impl", $0)] = field("value", $0); unit[b] = field("unit", $0)
 }
 END {
   printf "\n%-28s %14s %14s %9s  %s\n", "bench", "beam", "cnode", "c/beam", "unit"
