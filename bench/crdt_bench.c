@@ -81,14 +81,17 @@ static void run_for(uv_loop_t *loop, double ms) {
   uv_run(loop, UV_RUN_NOWAIT);
 }
 
-/* Runs until no key was sent for `quiet` ms (rounds begun before the roots met are done), at most max_ms. */
+/* Runs until `quiet` ms pass with no key sent and under 1 MB/s written (rounds begun before the roots met are
+ * done: their hops carry trees even when they end with no key), at most max_ms. */
 static void settle(uv_loop_t *loop, cn_crdt **c, double quiet, double max_ms) {
   uint64_t t0 = uv_hrtime(), tk = t0;
-  uint64_t keys = total(c).keys_sent;
-  while (ms_since(t0) < max_ms && ms_since(tk) < quiet) {
-    uv_run(loop, UV_RUN_ONCE);
-    uint64_t k = total(c).keys_sent;
-    if (k != keys) keys = k, tk = uv_hrtime();
+  cn_crdt_stats w = total(c);
+  while (ms_since(t0) < max_ms) {
+    run_for(loop, 100);
+    cn_crdt_stats s = total(c);
+    if (s.keys_sent != w.keys_sent || (double)(s.bytes_sent - w.bytes_sent) > ms_since(tk) * 1000.0 + 65536)
+      w = s, tk = uv_hrtime();
+    else if (ms_since(tk) >= quiet) return;
   }
 }
 
