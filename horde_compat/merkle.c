@@ -186,11 +186,9 @@ static hc_mnode *del(hc_merkle *m, hc_mnode *x, unsigned depth, uint32_t kh, con
   x->hashed = 0;
   if (bit_of(kh, depth)) x->r = del(m, x->r, depth + 1, kh, key, removed);
   else x->l = del(m, x->l, depth + 1, kh, key, removed);
-  hc_mnode *keep = NULL;
-  if (!x->l && !x->r) keep = NULL;
-  else if (!x->l && x->r->kind == MN_LEAF) keep = x->r;
-  else if (!x->r && x->l->kind == MN_LEAF) keep = x->l;
-  else return x;
+  hc_mnode *l = x->l, *r = x->r, *keep = l ? l : r; /* an only child, or none */
+  if (l && r) return x;
+  if (keep && keep->kind != MN_LEAF) return x;
   cn_free(x);
   return keep;
 }
