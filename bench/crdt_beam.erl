@@ -40,7 +40,7 @@ main([NS | Nodes0]) ->
     {Cpu1, Out1} = {cpu(Nodes), out(Nodes)},
     settle(Nodes),
     {R0, I0} = {rounds(Nodes), cpu(Nodes)},
-    timer:sleep(4000),
+    timer:sleep(case os:getenv("CRDT_IDLE_MS") of false -> 4000; S -> list_to_integer(S) end),
     {R1, I1} = {rounds(Nodes), cpu(Nodes)},
     {Bytes, Pkts} = sub(Out1, Out0),
     Line = fun(Bench, V, Unit) -> io:format("bench=~s_~b impl=beam value=~s unit=~s~n", [Bench, N, V, Unit]) end,

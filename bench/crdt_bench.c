@@ -7,7 +7,8 @@
  *   crdt_join_bytes_N     bytes the three nodes wrote to their distribution sockets meanwhile (cn_node_stats)
  *   crdt_join_msgs_N      distribution messages they sent meanwhile
  *   crdt_idle_round_N     CPU per idle round (roots equal: one node's tree top to one neighbour, compared, acked)
- * Usage: crdt_bench EPMD_PORT N; CRDT_INTERVAL (ms, default 300) sets the sync interval. */
+ * Usage: crdt_bench EPMD_PORT N; CRDT_INTERVAL (ms, default 300) sets the sync interval, CRDT_IDLE_MS (4000) the
+ * idle window. */
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,9 +180,10 @@ int main(int argc, char **argv) {
   /* idle: every tick each node starts a round to each neighbour; the roots are equal */
   settle(&loop, c, join_ms / 4 > quiet ? join_ms / 4 : quiet, 300000);
   cn_crdt_stats i0 = total(c);
-  fprintf(stderr, "crdt_bench: idle rounds from now, 4 s\n"); /* a profiler attaches here */
+  double idle_ms = getenv("CRDT_IDLE_MS") ? atof(getenv("CRDT_IDLE_MS")) : 4000;
+  fprintf(stderr, "crdt_bench: idle rounds from now, %.0f ms\n", idle_ms); /* a profiler attaches here */
   double ci = cpu_s();
-  run_for(&loop, 4000);
+  run_for(&loop, idle_ms);
   cn_crdt_stats i1 = total(c);
   uint64_t rounds = i1.syncs_started - i0.syncs_started;
 
