@@ -15,6 +15,8 @@ typedef struct nbr {
   cn_term *addr; /* {'M.Crdt', Node} */
   cn_ref mref;
   bool monitored;
+  uint64_t round_ns; /* this node's round to it under way (0: none): uv_hrtime when it began or last came back */
+  uint64_t gap_ns;   /* the longest wait for a hop or ack_diff of such a round so far */
 } nbr;
 
 struct cn_crdt {
@@ -53,8 +55,7 @@ static void bad_message(cn_crdt *c, int rc, const char *what, const cn_term *t);
 
 /* ---- Sending ----------------------------------------------------------------------------------------------- */
 
-static void send_to(cn_crdt *c, cn_proc *self, const cn_term *dest, cn_term *msg) {
-  if (!msg) return;
+static void send_msg(cn_crdt *c, cn_proc *self, const cn_term *dest, const cn_term *msg) {
   if (c->o.count_bytes) {
     cn_buf b = {0};
     if (!cn_term_encode(msg, &b)) c->stats.bytes_sent += b.len + 1;
@@ -63,13 +64,33 @@ static void send_to(cn_crdt *c, cn_proc *self, const cn_term *dest, cn_term *msg
   c->stats.msgs_sent++;
   int rc = cn_send_to(c->n, self, dest, msg);
   if (rc) cn_log(c->n, CN_LOG_DEBUG, "%s: send failed: %s", c->name, cn_strerror(rc));
+}
+
+static void send_to(cn_crdt *c, cn_proc *self, const cn_term *dest, cn_term *msg) {
+  if (!msg) return;
+  send_msg(c, self, dest, msg);
   cn_term_free(msg);
 }
 
-static cn_term *mk_diff(cn_crdt *c, cn_term *cont, cn_term *dots, cn_term *orig, cn_term *from, cn_term *to) {
+/* Sends a view built in a (view.c) and frees the arena; CN_ENOMEM when the view is incomplete. */
+static int send_view(cn_crdt *c, cn_proc *self, const cn_term *dest, const cn_term *msg, hc_arena *a) {
+  int rc = a->oom || !msg ? CN_ENOMEM : 0;
+  if (!rc) send_msg(c, self, dest, msg);
+  hc_arena_free(a);
+  return rc;
+}
+
+/* {Tag, Diff}, {Tag, Diff, Keys} as a view: Diff's fields borrowed, Keys (NULL: none) as given. */
+static cn_term *diff_view(cn_crdt *c, hc_arena *a, const cn_atom *tag, const cn_term *cont, const cn_term *dots,
+                          const cn_term *orig, const cn_term *from, const cn_term *to, const cn_term *keys) {
   const cn_atom *f[] = {c->hc.a_continuation, c->hc.a_dots, c->hc.a_from, c->hc.a_originator, c->hc.a_to};
-  cn_term *v[] = {cont, dots, from, orig, to};
-  return hc_mk_struct(&c->hc, c->hc.a_diff_mod, 5, f, v);
+  cn_term *m = hc_arena_terms(a, 1), *t = m ? hc_v_tuple(a, m, keys ? 3 : 2) : NULL;
+  cn_term *v = t ? hc_v_struct(&c->hc, a, &t[1], c->hc.a_diff_mod, 5, f) : NULL;
+  if (!v) return NULL;
+  hc_v_atom(&t[0], tag);
+  hc_v_ref(&v[0], cont), hc_v_ref(&v[2], dots), hc_v_ref(&v[4], from), hc_v_ref(&v[6], orig), hc_v_ref(&v[8], to);
+  if (keys) hc_v_ref(&t[2], keys);
+  return m;
 }
 
 /* ---- Changes ----------------------------------------------------------------------------------------------- */
@@ -113,23 +134,18 @@ static void notify(cn_crdt *c, change *ch, size_t n) {
   cn_free(d);
 }
 
-/* Stores new raw entries for key (raw taken; NULL deletes) in the state and the Merkle map. */
+/* Stores new raw entries for key (raw taken; NULL deletes) in the state; the Merkle map points at the state's key
+ * and entries (borrows), so it forgets a deleted key before the state frees it. */
 static int store(cn_crdt *c, const cn_term *key, uint32_t kh, cn_term *raw) {
-  if (raw) {
-    cn_term *copy = cn_term_copy(raw);
-    if (!copy) {
-      cn_term_free(raw);
-      return CN_ENOMEM;
-    }
-    int rc = hc_merkle_put(&c->mm, key, kh, copy);
-    if (rc) {
-      cn_term_free(raw);
-      return rc;
-    }
-  } else {
+  if (!raw) {
     hc_merkle_delete(&c->mm, key, kh);
+    return hc_awlww_set(&c->st, key, kh, NULL);
   }
-  return hc_awlww_set(&c->st, key, kh, raw);
+  int rc = hc_awlww_set(&c->st, key, kh, raw);
+  hc_kent *e = rc ? NULL : hc_awlww_find(&c->st, key, kh);
+  if (e && (rc = hc_merkle_put(&c->mm, e->key, kh, e->raw))) /* only a new key can fail: out of both */
+    hc_awlww_set(&c->st, key, kh, NULL);
+  return rc;
 }
 
 static int64_t now_ts(cn_crdt *c) {
@@ -237,17 +253,18 @@ static int apply_delta(cn_crdt *c, const cn_term *dvv_t, const cn_term *dval, co
   return rc;
 }
 
-/* Appends key and its entry e (NULL: none here) to ks/es once (marks of generation gen); false on OOM. */
-static bool add_key(cn_term **ks, hc_kent **es, size_t *n, hc_kent *e, const cn_term *key, uint32_t gen) {
+/* Appends key and its entry e (NULL: none here) to ks/es once (marks of generation gen). */
+static void add_key(const cn_term **ks, hc_kent **es, size_t *n, hc_kent *e, const cn_term *key, uint32_t gen) {
   if (e) {
-    if (e->mark == gen) return true;
+    if (e->mark == gen) return;
     e->mark = gen;
   }
   es[*n] = e;
-  return (ks[(*n)++] = cn_term_copy(key)) != NULL;
+  ks[(*n)++] = key;
 }
 
-/* The delta of a sync round for Keys: {diff, #AWLWWMap{dots => Now, value => maps:with(Keys', Values)}, Keys'}.
+/* The delta of a sync round for Keys: {diff, #AWLWWMap{dots => Now, value => maps:with(Keys', Values)}, Keys'}, as a
+ * view in a (the entries are not copied: they are encoded from where they are held) written to out.
  * delta_crdt sends the version vector of the round's start (pitfall 19) with the current values, and either way
  * of being inconsistent loses writes: an entry beyond the receiver's vector is folded into it at the receiver's
  * next write of that key (its earlier writes from this node not yet received then count as seen), and a key
@@ -255,10 +272,11 @@ static bool add_key(cn_term **ks, hc_kent **es, size_t *n, hc_kent *e, const cn_
  * So this node sends its current vector with the current values of Keys plus every key whose entries changed
  * since the round began (the change order says which: a received key list is from Merkle trees compared during
  * the round, and a key unchanged since then was equal on both sides, so the receiver has its entries). When
- * Dots is not one of the last ticks' vectors, every key with a dot beyond Dots goes instead. */
-static cn_term *mk_delta(cn_crdt *c, const cn_term *dots, const cn_term *keys) {
-  size_t nk = keys->type == CN_LIST ? keys->v.list.len : 0, nkept = 0;
-  /* ticks with equal vectors: the earliest is the safe one */
+ * Dots is not one of the last rounds' vectors, every key with a dot beyond Dots goes instead. False without
+ * memory. */
+static bool mk_delta(cn_crdt *c, hc_arena *a, const cn_term *dots, const cn_term *keys, cn_term *out) {
+  size_t nk = keys->type == CN_LIST ? keys->v.list.len : 0, nkept = 0, nv = 0;
+  /* rounds with equal vectors: the earliest is the safe one */
   const uint64_t *since = NULL;
   for (unsigned i = 0; i < ROUNDS; i++)
     if (c->rounds[i].dots && cn_term_exact_eq(c->rounds[i].dots, dots) && (!since || c->rounds[i].seq < *since))
@@ -269,50 +287,35 @@ static cn_term *mk_delta(cn_crdt *c, const cn_term *dots, const cn_term *keys) {
   if (since)
     for (hc_kent *e = c->st.recent; e && e->seq > *since; e = e->older) extra++;
   else if (scan) extra = c->st.count;
-  cn_term **kept = cn_malloc((nk + extra + 1) * sizeof *kept);
+  const cn_term **kept = cn_malloc((nk + extra + 1) * sizeof *kept);
   hc_kent **ents = cn_malloc((nk + extra + 1) * sizeof *ents);
-  if (!kept || !ents) {
-    cn_free(kept);
-    cn_free(ents);
-    hc_vv_free(&then);
-    return NULL;
-  }
   uint32_t gen = ++c->st.gen;
-  bool ok = true;
-  for (size_t i = 0; ok && i < nk; i++) {
+  for (size_t i = 0; kept && ents && i < nk; i++) {
     const cn_term *key = &keys->v.list.e[i];
-    ok = add_key(kept, ents, &nkept, hc_awlww_find(&c->st, key, hc_key_hash(key)), key, gen);
+    add_key(kept, ents, &nkept, hc_awlww_find(&c->st, key, hc_key_hash(key)), key, gen);
   }
-  if (since)
-    for (hc_kent *e = c->st.recent; ok && e && e->seq > *since; e = e->older)
-      ok = add_key(kept, ents, &nkept, e, e->key, gen);
-  for (size_t b = 0; ok && scan && b < c->st.nb; b++)
-    for (hc_kent *e = c->st.b[b]; ok && e; e = e->next)
-      if (hc_raw_beyond(e->raw, &then)) ok = add_key(kept, ents, &nkept, e, e->key, gen);
+  if (since && kept && ents)
+    for (hc_kent *e = c->st.recent; e && e->seq > *since; e = e->older) add_key(kept, ents, &nkept, e, e->key, gen);
+  for (size_t b = 0; kept && ents && scan && b < c->st.nb; b++)
+    for (hc_kent *e = c->st.b[b]; e; e = e->next)
+      if (hc_raw_beyond(e->raw, &then)) add_key(kept, ents, &nkept, e, e->key, gen);
   hc_vv_free(&then);
-  cn_term **kv = ok ? cn_malloc((2 * nkept + 1) * sizeof *kv) : NULL;
-  size_t k = 0;
-  for (size_t i = 0; kv && i < nkept; i++) {
-    if (!ents[i]) continue; /* deleted here: Keys' names it, the value has none */
-    kv[k] = cn_term_copy(ents[i]->key);
-    kv[k + 1] = cn_term_copy(ents[i]->raw);
-    k += 2;
-  }
-  cn_free(ents);
-  if (!kv) {
-    for (size_t i = 0; i < nkept; i++) cn_term_free(kept[i]);
-    cn_free(kept);
-    return NULL;
-  }
-  c->stats.keys_sent += k / 2;
-  /* cn_mk_map and cn_mk_listv take their items even when they fail, and a NULL among them (a failed copy) makes
-   * them fail. */
+  for (size_t i = 0; i < nkept; i++) nv += ents[i] != NULL; /* deleted here: Keys' names it, the value has none */
   const cn_atom *f[] = {c->hc.a_dots, c->hc.a_value};
-  cn_term *v[] = {hc_vv_term(&c->st.vv), cn_mk_map(k / 2, kv)};
-  cn_term *klist = cn_mk_listv(nkept, kept, NULL);
-  cn_free(kv);
+  cn_term *t = kept && ents ? hc_v_tuple(a, out, 3) : NULL, *v = NULL, *kv = NULL, *kl = NULL;
+  bool ok = t && (v = hc_v_struct(&c->hc, a, &t[1], c->hc.a_awlww, 2, f)) && !hc_v_vv(a, &v[0], &c->st.vv) &&
+            (kv = hc_v_map(a, &v[2], nv)) && (kl = hc_v_list(a, &t[2], nkept));
+  for (size_t i = 0, k = 0; ok && i < nkept; i++) {
+    hc_v_ref(&kl[i], kept[i]);
+    if (ents[i]) hc_v_ref(&kv[2 * k], ents[i]->key), hc_v_ref(&kv[2 * k + 1], ents[i]->raw), k++;
+  }
+  if (ok) {
+    hc_v_atom(&t[0], c->hc.a_diff);
+    c->stats.keys_sent += nv;
+  }
   cn_free(kept);
-  return cn_mk_tuple(3, cn_mk_atom(c->hc.a_diff), hc_mk_struct(&c->hc, c->hc.a_awlww, 2, f, v), klist);
+  cn_free(ents);
+  return ok;
 }
 
 /* ---- Sync ------------------------------------------------------------------------------------------------- */
@@ -322,6 +325,31 @@ static bool pid_is(const cn_term *t, cn_pid p) {
          !strcmp(t->v.pid.node->name, p.node->name);
 }
 
+/* How long a round to b may go without coming back (a hop of it, its get_diff or ack_diff) before the next tick
+ * begins another anyway (an ack lost with a peer that restarted): 20 intervals, or 3 times the longest wait seen
+ * for one of b's hops (a large first sync, where one hop is seconds of work). */
+static uint64_t round_wait(const cn_crdt *c, const nbr *b) {
+  uint64_t w = 20ull * c->o.sync_interval_ms * 1000000ull;
+  return 3 * b->gap_ns > w ? 3 * b->gap_ns : w;
+}
+
+/* A message of this node's round to peer came back: a hop (done false) or its ack_diff (done true, the peer's or its
+ * own when it finished the comparison), after which the next tick may begin another. */
+static void round_back(cn_crdt *c, const cn_term *peer, bool done) {
+  uint64_t now = uv_hrtime();
+  for (size_t i = 0; i < c->nnb; i++) {
+    nbr *b = &c->nb[i];
+    if (!b->round_ns || !cn_term_exact_eq(b->addr, peer)) continue;
+    if (now - b->round_ns > b->gap_ns) b->gap_ns = now - b->round_ns;
+    b->round_ns = done ? 0 : now;
+  }
+}
+
+/* A tick (§2.7 step 1) begins a round towards every monitored neighbour, as delta_crdt 0.6 does, except one whose
+ * round from here has gone unacknowledged for 2 intervals or more: a slow round (a new member of a 100,000-key
+ * registry), where delta_crdt begins one every tick regardless and each compares and sends the whole difference
+ * again. Rounds that end within 2 intervals (every round of a registry of a few thousand keys) begin exactly as
+ * delta_crdt's do; the messages are delta_crdt's in any case. */
 static void do_sync(cn_crdt *c, cn_proc *self) {
   for (size_t i = 0; i < c->nnb; i++)
     if (!c->nb[i].monitored && !pid_is(c->nb[i].addr, c->pid))
@@ -335,20 +363,29 @@ static void do_sync(cn_crdt *c, cn_proc *self) {
   if (!c->cont0) return;
   cn_term *dots = hc_vv_term(&c->st.vv);
   if (!dots) return;
-  /* the tick's vector stays in the ring, which owns it */
-  unsigned r = c->next_round++ % ROUNDS;
-  cn_term_free(c->rounds[r].dots);
-  c->rounds[r].dots = dots;
-  c->rounds[r].seq = c->st.seq;
-  bool remote = false;
+  bool remote = false, started = false;
+  cn_term me = {.type = CN_PID, .v.pid = c->pid};
+  uint64_t now = uv_hrtime(), slow = 2ull * c->o.sync_interval_ms * 1000000ull;
   for (size_t i = 0; i < c->nnb; i++) {
-    if (!c->nb[i].monitored || pid_is(c->nb[i].addr, c->pid)) continue;
+    nbr *b = &c->nb[i];
+    if (!b->monitored || pid_is(b->addr, c->pid)) continue;
     remote = true;
-    cn_term *d = mk_diff(c, cn_term_copy(c->cont0), cn_term_copy(dots), cn_mk_pid(c->pid), cn_mk_pid(c->pid),
-                         cn_term_copy(c->nb[i].addr));
+    if (b->round_ns && now - b->round_ns >= slow && now - b->round_ns < round_wait(c, b)) continue;
+    if (!b->round_ns || now - b->round_ns >= slow) b->round_ns = now; /* else the oldest one under way counts */
+    hc_arena a = {0};
+    const cn_term *m = diff_view(c, &a, c->hc.a_diff, c->cont0, dots, &me, &me, b->addr, NULL);
     c->stats.syncs_started++;
-    cn_term *msg = cn_mk_tuple(2, cn_mk_atom(c->hc.a_diff), d);
-    send_to(c, self, c->nb[i].addr, msg);
+    started = true;
+    send_view(c, self, b->addr, m, &a);
+  }
+  if (started) { /* the vector its rounds carry stays in the ring, which owns it (a tick that began none would only
+                    push older rounds' vectors out, and their deltas would scan every key) */
+    unsigned r = c->next_round++ % ROUNDS;
+    cn_term_free(c->rounds[r].dots);
+    c->rounds[r].dots = dots;
+    c->rounds[r].seq = c->st.seq;
+  } else {
+    cn_term_free(dots);
   }
   if (!remote) c->stats.synced = true; /* nobody to sync with: as synced as it can be */
 }
@@ -368,10 +405,6 @@ static bool parse_diff(const cn_term *d, rdiff *r) {
   return r->cont && r->dots && r->orig && r->from && r->to;
 }
 
-static cn_term *diff_term(cn_crdt *c, const rdiff *r, cn_term *cont) {
-  return mk_diff(c, cont, cn_term_copy(r->dots), cn_term_copy(r->orig), cn_term_copy(r->from), cn_term_copy(r->to));
-}
-
 static void ack(cn_crdt *c, cn_proc *self, const rdiff *r) {
   const cn_term *peer = cn_term_exact_eq(r->orig, r->from) ? r->to : cn_term_exact_eq(r->orig, r->to) ? r->from : NULL;
   if (peer) send_to(c, self, r->orig, cn_mk_tuple(2, cn_mk_atom(c->hc.a_ack_diff), cn_term_copy(peer)));
@@ -382,23 +415,26 @@ static bool proper_list(const cn_term *t) { return t->type == CN_NIL || (t->type
 static int on_diff(cn_crdt *c, cn_proc *self, const cn_term *d) {
   rdiff r;
   if (!parse_diff(d, &r)) return CN_EDECODE;
+  if (pid_is(r.orig, c->pid)) round_back(c, r.to, false);
   hc_merkle_update_hashes(&c->mm);
-  cn_term *cont, *keys;
-  int rc = hc_merkle_continue(&c->hc, &c->mm, r.cont, DEPTH, c->o.max_sync_size, &cont, &keys);
-  if (rc) return rc;
-  if (cont) {
-    send_to(c, self, r.to, cn_mk_tuple(2, cn_mk_atom(c->hc.a_diff), diff_term(c, &r, cont)));
-    return 0;
+  hc_arena a = {0};
+  cn_term *cont, *keys, *m = NULL;
+  int rc = hc_merkle_continue_view(&c->hc, &c->mm, r.cont, DEPTH, c->o.max_sync_size, &a, &cont, &keys);
+  if (rc) {
+    hc_arena_free(&a);
+    return rc;
   }
+  if (cont)
+    return send_view(c, self, r.to, diff_view(c, &a, c->hc.a_diff, cont, r.dots, r.orig, r.from, r.to, NULL), &a);
   if (keys->type == CN_LIST) {
     if (cn_term_exact_eq(r.orig, r.to))
-      send_to(c, self, r.to,
-              cn_mk_tuple(3, cn_mk_atom(c->hc.a_get_diff), diff_term(c, &r, cn_term_copy(r.cont)), cn_term_copy(keys)));
-    else send_to(c, self, r.to, mk_delta(c, r.dots, keys));
+      m = diff_view(c, &a, c->hc.a_get_diff, r.cont, r.dots, r.orig, r.from, r.to, keys);
+    else if ((m = hc_arena_terms(&a, 1)) && !mk_delta(c, &a, r.dots, keys, m)) m = NULL;
+    rc = send_view(c, self, r.to, m, &a);
   }
-  cn_term_free(keys);
+  hc_arena_free(&a);
   ack(c, self, &r);
-  return 0;
+  return rc;
 }
 
 /* A Diff that starts a peer's round: continuation #{trees => [{<<>>, _}], keys => []}, originator not this one. */
@@ -467,9 +503,12 @@ static void on_marker(cn_crdt *c, cn_proc *self, const cn_term *orig) {
 static int on_get_diff(cn_crdt *c, cn_proc *self, const cn_term *d, const cn_term *keys) {
   rdiff r;
   if (!parse_diff(d, &r) || !proper_list(keys)) return CN_EDECODE;
-  send_to(c, self, r.to, mk_delta(c, r.dots, keys));
+  round_back(c, r.to, false);
+  hc_arena a = {0};
+  cn_term *m = hc_arena_terms(&a, 1);
+  int rc = send_view(c, self, r.to, m && mk_delta(c, &a, r.dots, keys, m) ? m : NULL, &a);
   ack(c, self, &r);
-  return 0;
+  return rc;
 }
 
 /* The shape changed: every entry held is rewritten in it, in place (the change order stays: the keys did not
@@ -479,15 +518,14 @@ static void reshape_all(cn_crdt *c) {
   size_t done = 0, failed = 0;
   for (size_t b = 0; b < c->st.nb; b++)
     for (hc_kent *e = c->st.b[b]; e; e = e->next) {
-      cn_term *raw, *copy = NULL;
-      if (hc_reshape_entries(&c->hc, e->raw, &raw) || !(copy = cn_term_copy(raw)) ||
-          hc_merkle_put(&c->mm, e->key, e->kh, copy)) {
-        cn_term_free(raw);
+      cn_term *raw;
+      if (hc_reshape_entries(&c->hc, e->raw, &raw)) {
         failed++; /* left as it was: read in either shape, only its hash differs from the peers' */
         continue;
       }
       cn_term_free(e->raw);
       e->raw = raw;
+      hc_merkle_put(&c->mm, e->key, e->kh, raw); /* a key it holds: in place, cannot fail */
       done++;
     }
   cn_log(c->n, failed ? CN_LOG_WARN : CN_LOG_INFO,
@@ -670,7 +708,7 @@ static void handle_info(cn_proc *self, const cn_term *msg, void *state) {
   } else if (cn_is_atom(tag, "get_diff") && ar == 3) {
     rc = on_get_diff(c, self, e1, e2);
   } else if (cn_is_atom(tag, "ack_diff") && ar == 2) {
-    rc = 0;
+    round_back(c, e1, true);
   } else {
     sync_msg = false;
     if (cn_is_atom(tag, "$crdt_round") && ar == 2) {
@@ -680,7 +718,8 @@ static void handle_info(cn_proc *self, const cn_term *msg, void *state) {
       rc = set_neighbours(c, self, e1);
     } else if (cn_is_atom(tag, "DOWN") && ar == 5 && e1->type == CN_REF) {
       for (size_t i = 0; i < c->nnb; i++)
-        if (c->nb[i].monitored && cn_ref_eq(&c->nb[i].mref, &e1->v.ref)) c->nb[i].monitored = false;
+        if (c->nb[i].monitored && cn_ref_eq(&c->nb[i].mref, &e1->v.ref))
+          c->nb[i].monitored = false, c->nb[i].round_ns = 0;
     } else if (!cn_is_atom(tag, "EXIT")) {
       rc = CN_EINVAL;
     }
@@ -740,6 +779,7 @@ int cn_crdt_start(cn_node *n, const char *name, const cn_crdt_opts *opts, cn_crd
   int rc = hc_ctx_init(&c->hc, cn_node_atoms(n), c->shape.shape);
   hc_awlww_init(&c->st);
   hc_merkle_init(&c->mm);
+  c->mm.borrows = true;
   /* A failed start is not a stop: terminate and on_stop do not run (on_stop would reach a caller that already
    * took the error: the Horde members free their state on it), and c is still ours. */
   if (rc || (rc = cn_gen_server_start(n, c->name, &crdt_ops, c, &c->pid))) {

@@ -65,6 +65,32 @@ typedef struct hc_shape_follow {
 /* A peer's delta showed shape `seen` (-1: it held no dot set). True when f->shape changed to it. Pure. */
 bool hc_shape_seen(hc_shape_follow *f, int seen);
 
+/* ---- Views (view.c): terms to send once, their arrays in an arena, their leaves borrowing held terms --------- */
+
+typedef struct hc_chunk hc_chunk;
+typedef struct hc_arena {
+  hc_chunk *head;
+  bool oom; /* an allocation failed: a view built in it is incomplete */
+} hc_arena;
+/* Frees every view built in a (zero-initialised arena: nothing). */
+void hc_arena_free(hc_arena *a);
+/* n zeroed terms, or NULL (a->oom) without memory. */
+cn_term *hc_arena_terms(hc_arena *a, size_t n);
+/* out = a view of t (borrowed: t lives and stays unchanged while the view is used). */
+void hc_v_ref(cn_term *out, const cn_term *t);
+void hc_v_atom(cn_term *out, const cn_atom *at);
+void hc_v_int(cn_term *out, int64_t v);
+/* out = a tuple / proper list / map of n zeroed elements (pairs for a map), to be filled through the pointer
+ * returned (NULL without memory; a list of 0 is [] and returns out). */
+cn_term *hc_v_tuple(hc_arena *a, cn_term *out, size_t n);
+cn_term *hc_v_list(hc_arena *a, cn_term *out, size_t n);
+cn_term *hc_v_map(hc_arena *a, cn_term *out, size_t n);
+/* out = a bitstring of n bytes copied from p, bits used in the last byte; false without memory. */
+bool hc_v_bits(hc_arena *a, cn_term *out, const void *p, size_t n, uint8_t bits);
+/* out = struct mod with fields; returns the value slots (value i at [2 * i]), NULL without memory. */
+cn_term *hc_v_struct(const hc_ctx *c, hc_arena *a, cn_term *out, const cn_atom *mod, size_t n,
+                     const cn_atom *const *fields);
+
 /* ---- Merkle map (merkle.c) ------------------------------------------------------------------------------------ */
 
 typedef struct hc_mnode hc_mnode;
@@ -75,6 +101,10 @@ typedef struct hc_merkle {
   size_t count;    /* keys */
   uint64_t epoch;  /* bumped on every change, so callers can cache terms built from the tree */
   int otp_release; /* keys are equal under this release's =:= (0: OTP 25); the owner keeps it current */
+  /* false (hc_merkle_init): the tree owns copies of its keys and the raw values put. true (set before the first
+   * put): leaves point at the caller's key and raw terms, which the caller keeps alive and unchanged until it puts
+   * that key again or deletes it (the CRDT: its hc_awlww entries, so a key's terms are held once). */
+  bool borrows;
 } hc_merkle;
 
 /* A location in the tree: the first nbits bits of `bits` (most significant of bit 63 first). */
@@ -87,7 +117,8 @@ void hc_merkle_init(hc_merkle *m);
 void hc_merkle_free(hc_merkle *m);
 /* phash2(Key, 2^32): the key's place in the tree. */
 uint32_t hc_key_hash(const cn_term *key);
-/* Puts key (copied) => raw (taken, even on failure); kh = hc_key_hash(key). 0 or CN_ENOMEM. */
+/* Puts key (copied) => raw (taken, even on failure); kh = hc_key_hash(key). 0 or CN_ENOMEM. With m->borrows, both
+ * stay the caller's (see hc_merkle). */
 int hc_merkle_put(hc_merkle *m, const cn_term *key, uint32_t kh, cn_term *raw);
 /* Removes key (no-op when absent). */
 void hc_merkle_delete(hc_merkle *m, const cn_term *key, uint32_t kh);
@@ -99,7 +130,6 @@ bool hc_merkle_root(const hc_merkle *m, uint8_t out[4]);
 cn_term *hc_merkle_subtree(const hc_ctx *c, const hc_merkle *m, hc_loc loc, unsigned depth);
 /* Reads a Loc bitstring term (at most 56 bits); false for another shape. */
 bool hc_loc_from_term(const cn_term *t, hc_loc *out);
-cn_term *hc_loc_term(hc_loc loc);
 
 /* What a comparison found: keys (borrowed from the tree or the received term) and partial locations. */
 typedef struct hc_mdiff {
@@ -119,6 +149,10 @@ int hc_merkle_diff(const hc_merkle *m, hc_loc loc, unsigned depth, const cn_term
  * truncates as delta_crdt's max_sync_size (keys first, then trees); 0 is infinite. */
 int hc_merkle_continue(const hc_ctx *c, const hc_merkle *m, const cn_term *cont, unsigned depth, size_t max_items,
                        cn_term **cont_out, cn_term **keys_out);
+/* hc_merkle_continue building views in arena a (borrowing the tree's terms and cont's: both unchanged while the
+ * views are used) instead of new terms: *cont_out NULL or a view, *keys_out a view. */
+int hc_merkle_continue_view(const hc_ctx *c, const hc_merkle *m, const cn_term *cont, unsigned depth, size_t max_items,
+                            hc_arena *a, cn_term **cont_out, cn_term **keys_out);
 /* The first continuation of a sync: #{trees => [{<<>>, MT(subtree(Root, <<>>, depth))}], keys => []}. */
 cn_term *hc_merkle_cont0(const hc_ctx *c, const hc_merkle *m, unsigned depth);
 
@@ -136,6 +170,8 @@ int hc_vv_union(hc_vv *v, const hc_vv *o);
 int hc_vv_copy(hc_vv *dst, const hc_vv *src);
 /* #{NodeId => Max} */
 cn_term *hc_vv_term(const hc_vv *v);
+/* out = a view of #{NodeId => Max} (values copied into a); 0 or CN_ENOMEM. */
+int hc_v_vv(hc_arena *a, cn_term *out, const hc_vv *v);
 /* Reads #{Int => Int}; CN_EDECODE on another shape. */
 int hc_vv_parse(const cn_term *t, hc_vv *out);
 

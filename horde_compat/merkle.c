@@ -7,13 +7,26 @@
 enum { MN_INNER = 1, MN_LEAF = 2 };
 #define MAX_LOC_BITS 56
 
+/* One key of a leaf and its raw value: owned by the tree, or the caller's (hc_merkle.borrows). */
+typedef struct mpair {
+  cn_term *key, *raw;
+} mpair;
+
+/* 32 bytes: a leaf holds its key and value by pointer (no #{Key => Raw} term per leaf); the contents map is built
+ * on the stack to hash it and only copied into a term for the wire. */
 struct hc_mnode {
   uint8_t kind;
   uint8_t hashed;
   uint8_t hash[4];
-  uint32_t kh;       /* leaf: the key hash */
-  hc_mnode *l, *r;   /* inner */
-  cn_term *contents; /* leaf: #{Key => Raw} */
+  uint32_t kh; /* leaf: the key hash */
+  uint32_t np; /* leaf: pairs (more than one only when 32-bit key hashes collide) */
+  union {
+    struct {
+      hc_mnode *l, *r; /* inner */
+    };
+    mpair one;   /* leaf, np == 1 */
+    mpair *many; /* leaf, np > 1 */
+  };
 };
 
 uint32_t hc_key_hash(const cn_term *key) { return cn_phash2_range(key, 1ULL << 32); }
@@ -23,16 +36,27 @@ static void put4(uint8_t *p, uint32_t v) {
 }
 static int bit_of(uint32_t kh, unsigned depth) { return (int)((kh >> (31 - depth)) & 1); }
 
+static mpair *pairs(hc_mnode *x) { return x->np == 1 ? &x->one : x->many; }
+static const mpair *cpairs(const hc_mnode *x) { return x->np == 1 ? &x->one : x->many; }
+
 void hc_merkle_init(hc_merkle *m) { memset(m, 0, sizeof *m); }
 
-static void node_free(hc_mnode *x) {
+static void pair_free(const hc_merkle *m, mpair p) {
+  if (m->borrows) return;
+  cn_term_free(p.key);
+  cn_term_free(p.raw);
+}
+
+static void node_free(const hc_merkle *m, hc_mnode *x) {
   while (x) {
     if (x->kind == MN_LEAF) {
-      cn_term_free(x->contents);
+      mpair *p = pairs(x);
+      for (uint32_t i = 0; i < x->np; i++) pair_free(m, p[i]);
+      if (x->np > 1) cn_free(x->many);
       cn_free(x);
       return;
     }
-    node_free(x->l);
+    node_free(m, x->l);
     hc_mnode *r = x->r;
     cn_free(x);
     x = r;
@@ -40,117 +64,131 @@ static void node_free(hc_mnode *x) {
 }
 
 void hc_merkle_free(hc_merkle *m) {
-  node_free(m->root);
+  node_free(m, m->root);
   m->root = NULL;
   m->count = 0;
 }
 
-/* A map of `n` pairs of leaf contents where pair `skip` is left out and (k, v) added when k != NULL. */
-static cn_term *contents_with(const cn_term *old, long skip, const cn_term *k, cn_term *v) {
-  size_t n = old ? old->v.map.size : 0, o = 0;
-  cn_term **kv = cn_malloc((2 * n + 2) * sizeof *kv);
-  if (!kv) {
-    cn_term_free(v);
-    return NULL;
-  }
-  for (size_t i = 0; i < n; i++) {
-    if ((long)i == skip) continue;
-    kv[o] = cn_term_copy(&old->v.map.kv[2 * i]);
-    kv[o + 1] = cn_term_copy(&old->v.map.kv[2 * i + 1]);
-    o += 2;
-  }
-  if (k) {
-    kv[o] = cn_term_copy(k);
-    kv[o + 1] = v;
-    o += 2;
-  }
-  /* cn_mk_map takes the pairs even when it fails, and a NULL among them (a failed copy) makes it fail. */
-  cn_term *r = cn_mk_map(o / 2, kv);
-  cn_free(kv);
-  return r;
-}
-
-static long contents_index(const cn_term *c, const cn_term *key, int rel) {
-  for (uint32_t i = 0; i < c->v.map.size; i++)
-    if (cn_term_exact_eq_otp(&c->v.map.kv[2 * i], key, rel)) return i;
+static long pair_index(const hc_mnode *x, const cn_term *key, int rel) {
+  const mpair *p = cpairs(x);
+  for (uint32_t i = 0; i < x->np; i++)
+    if (cn_term_exact_eq_otp(p[i].key, key, rel)) return i;
   return -1;
 }
 
-/* merkle_map's put_leaf: a leaf stays as shallow as it can; a clash with another leaf pushes both down. */
-static int put_leaf(hc_mnode **slot, unsigned depth, uint32_t kh, const cn_term *key, cn_term *raw, size_t *added,
-                    int rel) {
+/* Leaf x without pair i (its terms freed by the caller); x keeps np >= 1. */
+static void pair_drop(hc_mnode *x, long i) {
+  mpair *p = x->many;
+  memmove(&p[i], &p[i + 1], (x->np - (size_t)i - 1) * sizeof *p);
+  if (--x->np == 1) {
+    mpair last = p[0];
+    cn_free(p);
+    x->one = last;
+  }
+}
+
+/* Appends a pair to leaf x; false on OOM. */
+static bool pair_add(hc_mnode *x, mpair np) {
+  mpair *p = x->np == 1 ? cn_malloc(2 * sizeof *p) : cn_realloc(x->many, (x->np + 1) * sizeof *p);
+  if (!p) return false;
+  if (x->np == 1) p[0] = x->one;
+  p[x->np++] = np;
+  x->many = p;
+  return true;
+}
+
+/* The pair to store: the caller's key and raw when the tree borrows, else a copy of key and raw (taken). */
+static int mk_pair(const hc_merkle *m, const cn_term *key, cn_term *raw, mpair *out) {
+  out->raw = raw;
+  out->key = m->borrows ? (cn_term *)key : cn_term_copy(key);
+  if (out->key) return 0;
+  cn_term_free(raw);
+  return CN_ENOMEM;
+}
+
+/* merkle_map's put_leaf: a leaf stays as shallow as it can; a clash with another leaf pushes both down. A key put
+ * again keeps its place among its leaf's pairs. */
+static int put_leaf(hc_merkle *m, hc_mnode **slot, unsigned depth, uint32_t kh, const cn_term *key, cn_term *raw,
+                    size_t *added) {
   hc_mnode *x = *slot;
   if (!x) {
     hc_mnode *leaf = cn_calloc(1, sizeof *leaf);
-    cn_term *c = leaf ? contents_with(NULL, -1, key, raw) : (cn_term_free(raw), NULL);
-    if (!c) {
-      cn_free(leaf);
+    if (!leaf) {
+      if (!m->borrows) cn_term_free(raw);
       return CN_ENOMEM;
     }
-    leaf->kind = MN_LEAF, leaf->kh = kh, leaf->contents = c;
+    int rc = mk_pair(m, key, raw, &leaf->one);
+    if (rc) {
+      cn_free(leaf);
+      return rc;
+    }
+    leaf->kind = MN_LEAF, leaf->kh = kh, leaf->np = 1;
     *slot = leaf;
     (*added)++;
     return 0;
   }
   x->hashed = 0;
-  if (x->kind == MN_INNER) return put_leaf(bit_of(kh, depth) ? &x->r : &x->l, depth + 1, kh, key, raw, added, rel);
+  if (x->kind == MN_INNER) return put_leaf(m, bit_of(kh, depth) ? &x->r : &x->l, depth + 1, kh, key, raw, added);
   if (x->kh == kh) {
-    long i = contents_index(x->contents, key, rel);
-    cn_term *c = contents_with(x->contents, i, key, raw);
-    if (!c) return CN_ENOMEM;
-    cn_term_free(x->contents);
-    x->contents = c;
-    if (i < 0) (*added)++;
+    long i = pair_index(x, key, m->otp_release);
+    if (i >= 0) { /* the key's new value, in place: no allocation, so a borrowing tree never fails here */
+      mpair *p = &pairs(x)[i];
+      if (!m->borrows) cn_term_free(p->raw);
+      p->raw = raw;
+      if (m->borrows) p->key = (cn_term *)key;
+      return 0;
+    }
+    mpair np;
+    int rc = mk_pair(m, key, raw, &np);
+    if (rc) return rc;
+    if (!pair_add(x, np)) {
+      pair_free(m, np);
+      return CN_ENOMEM;
+    }
+    (*added)++;
     return 0;
   }
   hc_mnode *in = cn_calloc(1, sizeof *in);
   if (!in) {
-    cn_term_free(raw);
+    if (!m->borrows) cn_term_free(raw);
     return CN_ENOMEM;
   }
   in->kind = MN_INNER;
   if (bit_of(x->kh, depth)) in->r = x;
   else in->l = x;
   *slot = in;
-  return put_leaf(slot, depth, kh, key, raw, added, rel);
+  return put_leaf(m, slot, depth, kh, key, raw, added);
 }
 
 int hc_merkle_put(hc_merkle *m, const cn_term *key, uint32_t kh, cn_term *raw) {
   size_t added = 0;
   m->epoch++;
-  int rc = put_leaf(&m->root, 0, kh, key, raw, &added, m->otp_release);
+  int rc = put_leaf(m, &m->root, 0, kh, key, raw, &added);
   m->count += added;
   return rc;
 }
 
-static hc_mnode *del(hc_mnode *x, unsigned depth, uint32_t kh, const cn_term *key, size_t *removed, int rel) {
+static hc_mnode *del(hc_merkle *m, hc_mnode *x, unsigned depth, uint32_t kh, const cn_term *key, size_t *removed) {
   if (!x) return NULL;
   if (x->kind == MN_LEAF) {
-    long i = contents_index(x->contents, key, rel);
+    long i = pair_index(x, key, m->otp_release);
     if (i < 0) return x;
     (*removed)++;
-    if (x->contents->v.map.size == 1) {
-      node_free(x);
+    if (x->np == 1) {
+      node_free(m, x);
       return NULL;
     }
-    cn_term *c = contents_with(x->contents, i, NULL, NULL);
-    if (c) { /* on OOM the key stays: hashes still describe what is stored */
-      cn_term_free(x->contents);
-      x->contents = c;
-    } else {
-      (*removed)--;
-    }
+    pair_free(m, x->many[i]);
+    pair_drop(x, i);
     x->hashed = 0;
     return x;
   }
   x->hashed = 0;
-  if (bit_of(kh, depth)) x->r = del(x->r, depth + 1, kh, key, removed, rel);
-  else x->l = del(x->l, depth + 1, kh, key, removed, rel);
-  hc_mnode *keep = NULL;
-  if (!x->l && !x->r) keep = NULL;
-  else if (!x->l && x->r->kind == MN_LEAF) keep = x->r;
-  else if (!x->r && x->l->kind == MN_LEAF) keep = x->l;
-  else return x;
+  if (bit_of(kh, depth)) x->r = del(m, x->r, depth + 1, kh, key, removed);
+  else x->l = del(m, x->l, depth + 1, kh, key, removed);
+  hc_mnode *l = x->l, *r = x->r, *keep = l ? l : r; /* an only child, or none */
+  if (l && r) return x;
+  if (keep && keep->kind != MN_LEAF) return x;
   cn_free(x);
   return keep;
 }
@@ -158,7 +196,7 @@ static hc_mnode *del(hc_mnode *x, unsigned depth, uint32_t kh, const cn_term *ke
 void hc_merkle_delete(hc_merkle *m, const cn_term *key, uint32_t kh) {
   size_t removed = 0;
   m->epoch++;
-  m->root = del(m->root, 0, kh, key, &removed, m->otp_release);
+  m->root = del(m, m->root, 0, kh, key, &removed);
   m->count -= removed;
 }
 
@@ -178,10 +216,28 @@ static void hash_ref(cn_term *t, hc_mnode *x) {
   t->v.bin.data = x->hash;
 }
 
+/* Sets map to the leaf's contents #{Key => Raw}, borrowing its terms into kv (2 * np values); nothing to free but
+ * kv itself. */
+static void contents_ref(const hc_mnode *x, cn_term *kv, cn_term *map) {
+  const mpair *p = cpairs(x);
+  for (uint32_t i = 0; i < x->np; i++) {
+    kv[2 * i] = *p[i].key, kv[2 * i + 1] = *p[i].raw;
+    kv[2 * i].block = kv[2 * i + 1].block = 0; /* views, never freed */
+  }
+  memset(map, 0, sizeof *map);
+  map->type = CN_MAP;
+  map->v.map.size = x->np;
+  map->v.map.kv = kv;
+}
+
 static void update(hc_mnode *x) {
   if (!x || x->hashed) return;
   if (x->kind == MN_LEAF) {
-    hash_term(x->contents, x->hash);
+    cn_term one[2], map, *kv = x->np == 1 ? one : cn_malloc(2 * x->np * sizeof *kv);
+    if (!kv) return; /* left unhashed: hashed again at the next update */
+    contents_ref(x, kv, &map);
+    hash_term(&map, x->hash);
+    if (kv != one) cn_free(kv);
   } else {
     update(x->l);
     update(x->r);
@@ -215,14 +271,6 @@ static hc_loc loc_push(hc_loc l, int bit) {
   return l;
 }
 
-cn_term *hc_loc_term(hc_loc loc) {
-  uint8_t b[8];
-  size_t n = (loc.nbits + 7) / 8;
-  for (size_t i = 0; i < 8; i++) b[i] = (uint8_t)(loc.bits >> (56 - 8 * i));
-  if (loc.nbits % 8 == 0) return cn_mk_binary(b, n);
-  return cn_mk_bitstring(b, n, (uint8_t)(loc.nbits % 8));
-}
-
 bool hc_loc_from_term(const cn_term *t, hc_loc *out) {
   if (!t || t->type != CN_BINARY) return false;
   size_t nbits = t->v.bin.size ? (t->v.bin.size - 1) * 8 + t->v.bin.bits : 0;
@@ -244,22 +292,48 @@ static const hc_mnode *find_subtree(const hc_mnode *x, hc_loc loc) {
   return x;
 }
 
-static cn_term *leaf_term(const hc_mnode *x) {
-  uint8_t kh[4];
-  put4(kh, x->kh);
-  return cn_mk_tuple(2, cn_mk_binary(x->hash, 4), cn_mk_tuple(2, cn_mk_binary(kh, 4), cn_term_copy(x->contents)));
+/* Subtrees are built as views (view.c) of the tree: sent without copying the leaves' keys and values. */
+static bool loc_view(hc_arena *a, cn_term *out, hc_loc loc) {
+  uint8_t b[8];
+  for (size_t i = 0; i < 8; i++) b[i] = (uint8_t)(loc.bits >> (56 - 8 * i));
+  return hc_v_bits(a, out, b, (loc.nbits + 7) / 8, loc.nbits % 8 ? (uint8_t)(loc.nbits % 8) : 8);
 }
 
-static cn_term *get_subtree(const hc_ctx *c, const hc_mnode *x, hc_loc loc, unsigned depth) {
-  if (!x) return cn_mk_nil();
-  if (x->kind == MN_LEAF) return leaf_term(x);
-  if (depth == 0) return cn_mk_tuple(2, cn_mk_atom(c->a_partial), hc_loc_term(loc));
-  return cn_mk_tuple(3, cn_mk_binary(x->hash, 4), get_subtree(c, x->l, loc_push(loc, 0), depth - 1),
-                     get_subtree(c, x->r, loc_push(loc, 1), depth - 1));
+static bool leaf_view(hc_arena *a, const hc_mnode *x, cn_term *out) {
+  uint8_t kh[4];
+  put4(kh, x->kh);
+  cn_term *t = hc_v_tuple(a, out, 2), *in, *kv;
+  if (!t || !hc_v_bits(a, &t[0], x->hash, 4, 8) || !(in = hc_v_tuple(a, &t[1], 2)) || !hc_v_bits(a, &in[0], kh, 4, 8) ||
+      !(kv = hc_v_map(a, &in[1], x->np)))
+    return false;
+  const mpair *p = cpairs(x);
+  for (uint32_t i = 0; i < x->np; i++) hc_v_ref(&kv[2 * i], p[i].key), hc_v_ref(&kv[2 * i + 1], p[i].raw);
+  return true;
+}
+
+static bool subtree_view(const hc_ctx *c, hc_arena *a, const hc_mnode *x, hc_loc loc, unsigned depth, cn_term *out) {
+  if (!x) {
+    memset(out, 0, sizeof *out);
+    out->type = CN_NIL;
+    return true;
+  }
+  if (x->kind == MN_LEAF) return leaf_view(a, x, out);
+  cn_term *t = hc_v_tuple(a, out, depth ? 3 : 2);
+  if (!t) return false;
+  if (depth == 0) {
+    hc_v_atom(&t[0], c->a_partial);
+    return loc_view(a, &t[1], loc);
+  }
+  return hc_v_bits(a, &t[0], x->hash, 4, 8) && subtree_view(c, a, x->l, loc_push(loc, 0), depth - 1, &t[1]) &&
+         subtree_view(c, a, x->r, loc_push(loc, 1), depth - 1, &t[2]);
 }
 
 cn_term *hc_merkle_subtree(const hc_ctx *c, const hc_merkle *m, hc_loc loc, unsigned depth) {
-  return get_subtree(c, find_subtree(m->root, loc), loc, depth);
+  hc_arena a = {0};
+  cn_term v;
+  cn_term *r = subtree_view(c, &a, find_subtree(m->root, loc), loc, depth, &v) ? cn_term_copy(&v) : NULL;
+  hc_arena_free(&a);
+  return r;
 }
 
 /* ---- Comparison (§3.3) -------------------------------------------------------------------------------------- */
@@ -289,6 +363,13 @@ static int add_part(hc_mdiff *d, hc_loc l) {
     d->parts = p, d->capp = cap;
   }
   d->parts[d->nparts++] = l;
+  return 0;
+}
+
+static int add_leaf_keys(hc_mdiff *d, const hc_mnode *x) {
+  const mpair *p = cpairs(x);
+  for (uint32_t i = 0; i < x->np; i++)
+    if (add_key(d, p[i].key)) return CN_ENOMEM;
   return 0;
 }
 
@@ -326,7 +407,7 @@ static bool hash_eq(const cn_term *h, const uint8_t mine[4]) {
 
 static int raw_local(lside l, unsigned depth, hc_loc path, hc_mdiff *d) {
   if (!l.x) return 0;
-  if (l.x->kind == MN_LEAF) return add_map_keys(d, l.x->contents);
+  if (l.x->kind == MN_LEAF) return add_leaf_keys(d, l.x);
   if (l.rel >= depth) return add_part(d, path);
   int rc = raw_local((lside){l.x->l, l.rel + 1}, depth, loc_push(path, 0), d);
   return rc ? rc : raw_local((lside){l.x->r, l.rel + 1}, depth, loc_push(path, 1), d);
@@ -346,14 +427,15 @@ static int raw_remote(const cn_term *t, hc_loc path, unsigned guard, hc_mdiff *d
   }
 }
 
-static int leaf_leaf(const cn_term *m1, const cn_term *m2, hc_mdiff *d) {
-  for (uint32_t i = 0; i < m1->v.map.size; i++) {
-    const cn_term *v2 = hc_map_find(m2, &m1->v.map.kv[2 * i], d->otp_release);
-    if (!v2 || !cn_term_arith_eq_otp(v2, &m1->v.map.kv[2 * i + 1], d->otp_release))
-      if (add_key(d, &m1->v.map.kv[2 * i])) return CN_ENOMEM;
+static int leaf_leaf(const hc_mnode *x, const cn_term *m2, hc_mdiff *d) {
+  const mpair *p = cpairs(x);
+  for (uint32_t i = 0; i < x->np; i++) {
+    const cn_term *v2 = hc_map_find(m2, p[i].key, d->otp_release);
+    if (!v2 || !cn_term_arith_eq_otp(v2, p[i].raw, d->otp_release))
+      if (add_key(d, p[i].key)) return CN_ENOMEM;
   }
   for (uint32_t i = 0; i < m2->v.map.size; i++)
-    if (!hc_map_find(m1, &m2->v.map.kv[2 * i], d->otp_release))
+    if (pair_index(x, &m2->v.map.kv[2 * i], d->otp_release) < 0)
       if (add_key(d, &m2->v.map.kv[2 * i])) return CN_ENOMEM;
   return 0;
 }
@@ -374,7 +456,7 @@ static int cmp(lside l, const cn_term *r, unsigned level, unsigned depth, hc_loc
   if (rk == R_PARTIAL || lpart) return add_part(d, path);
   if (l.x->kind == MN_LEAF && rk == R_LEAF) {
     if (hash_eq(&r->v.tuple.e[0], l.x->hash)) return 0;
-    return leaf_leaf(l.x->contents, &r->v.tuple.e[1].v.tuple.e[1], d);
+    return leaf_leaf(l.x, &r->v.tuple.e[1].v.tuple.e[1], d);
   }
   if (level >= 32) return CN_EDECODE;
   if (linner) { /* against a received leaf: its key hash picks the side */
@@ -417,8 +499,8 @@ cn_term *hc_merkle_cont0(const hc_ctx *c, const hc_merkle *m, unsigned depth) {
 
 static size_t list_len(const cn_term *t) { return t->type == CN_LIST ? t->v.list.len : 0; }
 
-int hc_merkle_continue(const hc_ctx *c, const hc_merkle *m, const cn_term *cont, unsigned depth, size_t max_items,
-                       cn_term **cont_out, cn_term **keys_out) {
+int hc_merkle_continue_view(const hc_ctx *c, const hc_merkle *m, const cn_term *cont, unsigned depth, size_t max_items,
+                            hc_arena *a, cn_term **cont_out, cn_term **keys_out) {
   *cont_out = *keys_out = NULL;
   if (!hc_is_struct(cont, "Elixir.MerkleMap.MerkleTree.Diff")) return CN_EDECODE;
   const cn_term *trees = hc_map_get(cont, "trees"), *keys = hc_map_get(cont, "keys");
@@ -442,36 +524,41 @@ int hc_merkle_continue(const hc_ctx *c, const hc_merkle *m, const cn_term *cont,
   /* Keys: the continuation's first, then the new ones (truncation keeps the first max_items). */
   size_t nold = list_len(keys), nk = nold + d.nkeys;
   size_t keep = max_items && nk > max_items ? max_items : nk;
-  cn_term **kv = rc ? NULL : cn_malloc((keep + 1) * sizeof *kv);
-  if (!rc && !kv) rc = CN_ENOMEM;
-  if (rc) {
-    hc_mdiff_free(&d);
-    return rc;
-  }
+  cn_term *klist = rc ? NULL : hc_arena_terms(a, 1), *ke = klist ? hc_v_list(a, klist, keep) : NULL;
+  if (!rc && !ke) rc = CN_ENOMEM;
   size_t k = 0;
-  for (; k < keep && k < nold; k++) kv[k] = cn_term_copy(&keys->v.list.e[k]);
-  for (size_t j = 0; k < keep && j < d.nkeys; k++, j++) kv[k] = cn_term_copy(d.keys[j]);
-  cn_term *klist = cn_mk_listv(keep, kv, NULL);
-  if (!d.nparts) {
-    cn_free(kv);
+  for (; !rc && k < keep && k < nold; k++) hc_v_ref(&ke[k], &keys->v.list.e[k]);
+  for (size_t j = 0; !rc && k < keep && j < d.nkeys; k++, j++) hc_v_ref(&ke[k], d.keys[j]);
+  if (rc || !d.nparts) {
     hc_mdiff_free(&d);
-    *keys_out = klist;
-    return klist ? 0 : CN_ENOMEM;
+    *keys_out = rc ? NULL : klist;
+    return rc;
   }
   size_t nt = d.nparts;
   if (max_items) nt = keep >= max_items ? 0 : (nt < max_items - keep ? nt : max_items - keep);
-  cn_term **tv = cn_malloc((nt + 1) * sizeof *tv);
-  if (!tv) {
-    cn_free(kv);
-    cn_term_free(klist);
-    hc_mdiff_free(&d);
-    return CN_ENOMEM;
+  const cn_atom *f[] = {c->a_keys, c->a_trees}, *ft[] = {c->a_tree};
+  cn_term *cv = hc_arena_terms(a, 1), *vals = cv ? hc_v_struct(c, a, cv, c->a_mdiff, 2, f) : NULL, *te = NULL;
+  if (vals && (te = hc_v_list(a, &vals[2], nt))) vals[0] = *klist;
+  for (size_t i = 0; te && i < nt; i++) {
+    cn_term *it = hc_v_tuple(a, &te[i], 2), *mv;
+    if (!it || !loc_view(a, &it[0], d.parts[i]) || !(mv = hc_v_struct(c, a, &it[1], c->a_mtree, 1, ft)) ||
+        !subtree_view(c, a, find_subtree(m->root, d.parts[i]), d.parts[i], depth, &mv[0]))
+      break;
   }
-  for (size_t i = 0; i < nt; i++)
-    tv[i] = cn_mk_tuple(2, hc_loc_term(d.parts[i]), mk_mtree(c, hc_merkle_subtree(c, m, d.parts[i], depth)));
-  *cont_out = mk_cont(c, cn_mk_listv(nt, tv, NULL), klist);
-  cn_free(kv);
-  cn_free(tv);
   hc_mdiff_free(&d);
-  return *cont_out ? 0 : CN_ENOMEM;
+  if (a->oom || !te) return CN_ENOMEM;
+  *cont_out = cv;
+  return 0;
+}
+
+int hc_merkle_continue(const hc_ctx *c, const hc_merkle *m, const cn_term *cont, unsigned depth, size_t max_items,
+                       cn_term **cont_out, cn_term **keys_out) {
+  hc_arena a = {0};
+  cn_term *cv, *kv;
+  int rc = hc_merkle_continue_view(c, m, cont, depth, max_items, &a, &cv, &kv);
+  *cont_out = !rc && cv ? cn_term_copy(cv) : NULL;
+  *keys_out = !rc && kv ? cn_term_copy(kv) : NULL;
+  hc_arena_free(&a);
+  if (!rc && (cv ? !*cont_out : !*keys_out)) rc = CN_ENOMEM;
+  return rc;
 }
