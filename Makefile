@@ -134,13 +134,15 @@ run: $(if $(CNODE_PREBUILT),,deps)
 # Everything needed, then static analysis, unit tests, interop tests against real nodes, the install check, the
 # unit tests and the interop suites under ASan/UBSan (leaks included), ThreadSanitizer, and a 10 s run of each fuzz
 # target. The phases (make targets, each can be run alone) go in two lanes that run side by side (test/lanes.sh):
-# lane 1 is CPU-bound (static analysis, the sanitizer and fuzz builds at nice 10, the sanitizer unit tests, the
-# fuzz targets), lane 2 mostly waits on real nodes (the build, the unit tests, interop, the install check, then
-# interop under ASan once lane 1 has built it). Each phase's output is printed whole when it ends, then a table of
-# the phases and their times; `make test` fails if any phase fails. About 11 minutes on 2 vCPUs (one lane alone
-# was 21). A further wait-dominated phase is best added as a lane of its own (TEST_LANES += "'phase...'").
-TEST_LANES ?= "nice:analyze nice:asan-build asan tsan fuzz-smoke" \
-              "nice:test-build unit interop install-test after=asan-build interop-asan"
+# lane 1 is CPU-bound (static analysis and the ASan build at nice 10, the ASan unit tests, the fuzz build and
+# targets), lane 2 mostly waits on real nodes (the build, the unit tests, interop in two lanes of its own, the
+# install check, TSan while the ASan build ends, then interop against the ASan cnode once lane 1 has built it).
+# Builds run at nice 10 so that the tests beside them, some timing-sensitive, get the CPU first. Each phase's
+# output is printed whole when it ends, then a table of the phases with their times; `make test` fails if any
+# phase fails, and the last lines name it. A wait-dominated phase to add is best given a lane of its own, e.g.
+# TEST_LANES += "after=asan-build soak": it then costs little more than its CPU time.
+TEST_LANES ?= "nice:analyze nice:asan-build asan fuzz-smoke" \
+              "nice:test-build unit interop install-test tsan after=asan-build interop-asan"
 test: deps
 	@MAKE="$(MAKE)" sh test/lanes.sh $(BUILD)/test-logs $(TEST_LANES)
 
