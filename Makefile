@@ -137,12 +137,12 @@ run: $(if $(CNODE_PREBUILT),,deps)
 # lane 1 is CPU-bound (static analysis and the ASan build at nice 10, the ASan unit tests, the fuzz build and
 # targets), lane 2 mostly waits on real nodes (the build, the unit tests, interop in two lanes of its own, the
 # install check, TSan while the ASan build ends, then interop against the ASan cnode once lane 1 has built it).
-# Builds run at nice 10 so that the tests beside them, some timing-sensitive, get the CPU first. Each phase's
+# The builds beside tests run at nice 10 so that the tests, some timing-sensitive, get the CPU first. Each phase's
 # output is printed whole when it ends, then a table of the phases with their times; `make test` fails if any
 # phase fails, and the last lines name it. A wait-dominated phase to add is best given a lane of its own, e.g.
 # TEST_LANES += "after=asan-build soak": it then costs little more than its CPU time.
 TEST_LANES ?= "nice:analyze nice:asan-build asan fuzz-smoke" \
-              "nice:test-build unit interop install-test tsan after=asan-build interop-asan"
+              "test-build unit interop install-test tsan after=asan-build interop-asan"
 test: deps
 	@MAKE="$(MAKE)" sh test/lanes.sh $(BUILD)/test-logs $(TEST_LANES)
 
