@@ -10,9 +10,10 @@
 # INTEROP_LANES=N (`make interop` and `make test` use 2) runs the suites in N lanes side by side: each lane is
 # this script again (its own epmd on its own ports, its own temp and pid file, so node names and files never
 # meet), taking the next suite from a queue, longest first; a suite's output is printed whole when it ends (one
-# lane at a time), with `== NAME (lane L): N passed, N failed, T s`. The suites in INTEROP_SOLO (timing-fragile
-# under load) run after the lanes, alone. The closing line sums every lane. Selecting tests by name (arguments)
-# runs one lane.
+# lane at a time), with `== NAME (lane L): N passed, N failed, T s`. The suites in INTEROP_HEAVY (default
+# term_suite tls_suite dirty_suite: CPU-bound, or timing-sensitive) never run beside each other: a lane takes one
+# only while no other lane runs one (else the next suite in the queue). The closing line sums every lane.
+# Selecting tests by name (arguments) runs one lane.
 set -u
 
 BUILD=${1:-build}
@@ -49,12 +50,10 @@ LANES=${INTEROP_LANES:-1}
 if [ "$LANES" -gt 1 ] 2>/dev/null && [ $# -eq 0 ] && [ -z "${INTEROP_QUEUE:-}" ]; then
   Q=$(mktemp -d "${TMPDIR:-/tmp}/cnode-interop-lanes.XXXXXX")
   mkdir "$Q/todo"
-  SOLO=""
   for f in "$HERE/suite.escript" "$HERE"/*_suite.escript; do
     [ -e "$f" ] || continue
     base=$(basename "$f" .escript)
     wanted "$base" || continue
-    case " ${INTEROP_SOLO:-} " in *" $base "*) SOLO="$SOLO $base"; continue ;; esac
     : >"$Q/todo/$(printf '%04d' $((9999 - $(suite_secs "$base"))))_$base"
   done
   LANE_PIDS=""
@@ -68,7 +67,7 @@ if [ "$LANES" -gt 1 ] 2>/dev/null && [ $# -eq 0 ] && [ -z "${INTEROP_QUEUE:-}" ]
   }
   trap 'stop_lanes 130' INT
   trap 'stop_lanes 143' TERM HUP
-  echo "interop: $LANES lanes:$(ls "$Q/todo" | sed 's/^[0-9]*_/ /' | tr -d '\n')${SOLO:+; then alone:$SOLO}"
+  echo "interop: $LANES lanes:$(ls "$Q/todo" | sed 's/^[0-9]*_/ /' | tr -d '\n')"
   i=0
   while [ $i -lt "$LANES" ]; do
     i=$((i + 1))
@@ -77,13 +76,6 @@ if [ "$LANES" -gt 1 ] 2>/dev/null && [ $# -eq 0 ] && [ -z "${INTEROP_QUEUE:-}" ]
   done
   for p in $LANE_PIDS; do wait "$p"; done
   LANE_PIDS=""
-  if [ -n "$SOLO" ]; then
-    for base in $SOLO; do : >"$Q/todo/0000_$base"; done
-    INTEROP_QUEUE=$Q INTEROP_LANE=solo sh "$0" "$BUILD" &
-    LANE_PIDS=$!
-    wait "$LANE_PIDS"
-    LANE_PIDS=""
-  fi
   trap - INT TERM HUP
   PASSED=0
   FAILED=0
@@ -94,9 +86,8 @@ if [ "$LANES" -gt 1 ] 2>/dev/null && [ $# -eq 0 ] && [ -z "${INTEROP_QUEUE:-}" ]
     FAILED=$((FAILED + f))
   done
   lanes_run=$(ls "$Q" | grep -c '^result\.')
-  expect=$((LANES + $([ -n "$SOLO" ] && echo 1 || echo 0)))
-  if [ "$lanes_run" != "$expect" ]; then
-    echo "FAIL lanes: $((expect - lanes_run)) lane(s) stopped before their summary"
+  if [ "$lanes_run" != "$LANES" ]; then
+    echo "FAIL lanes: $((LANES - lanes_run)) lane(s) stopped before their summary"
     FAILED=$((FAILED + 1))
   fi
   left=$(ls "$Q/todo")
@@ -225,14 +216,25 @@ run_suite() {
 
 if [ -n "$QUEUE" ]; then
   # A lane: the next suite of the queue (the names sort longest first) until none is left; a rename is atomic,
-  # so each suite goes to one lane.
+  # so each suite goes to one lane. A heavy suite is taken only with the directory QUEUE/heavy made (mkdir is
+  # atomic too), removed when it ends; while another lane has it, the next light suite is taken, or the lane
+  # waits when only heavy ones are left.
+  heavy() { case " ${INTEROP_HEAVY-term_suite tls_suite dirty_suite} " in *" $1 "*) true ;; *) false ;; esac; }
   while :; do
-    base=""
+    base="" busy=""
     for f in $(ls "$QUEUE/todo" 2>/dev/null); do
-      if mv "$QUEUE/todo/$f" "$QUEUE/taken.$f" 2>/dev/null; then base=${f#*_}; break; fi
+      b=${f#*_}
+      if heavy "$b" && ! mkdir "$QUEUE/heavy" 2>/dev/null; then busy=1; continue; fi
+      if mv "$QUEUE/todo/$f" "$QUEUE/taken.$f" 2>/dev/null; then base=$b; break; fi
+      heavy "$b" && rmdir "$QUEUE/heavy"
     done
-    [ -n "$base" ] || break
+    if [ -z "$base" ]; then
+      [ -n "$busy" ] || break
+      sleep 1
+      continue
+    fi
     run_suite "$base"
+    heavy "$base" && rmdir "$QUEUE/heavy"
   done
   echo "interop lane $LANE: $PASSED passed, $FAILED failed" >"$TMP/end.print"
   say "$TMP/end.print"
