@@ -110,7 +110,9 @@ SUITE_PID=
 # Kills every pid the suite recorded with "+pid" and not yet with "-pid" (it has seen those exit), then epmd.
 cleanup() {
   trap - EXIT INT TERM HUP
-  [ -n "$SUITE_PID" ] && kill -9 "$SUITE_PID" 2>/dev/null
+  # SUITE_PID is `timeout`, which runs the escript in a process group of its own (its pid): killed whole, with
+  # the nodes the escript runs as ports, so none of them starts another process after the pid file was read.
+  [ -n "$SUITE_PID" ] && { kill -9 -"$SUITE_PID" 2>/dev/null; kill -9 "$SUITE_PID" 2>/dev/null; }
   if [ -s "$PIDFILE" ]; then
     for p in $(awk '$1 ~ /^\+/ { live[substr($1,2)] = 1 } $1 ~ /^-/ { delete live[substr($1,2)] }
                     END { for (p in live) print p }' "$PIDFILE"); do
