@@ -67,6 +67,15 @@ for lane in "$@"; do
   done
 done
 
+# An `after=` naming no phase of the lanes would wait for ever.
+for lane in "$@"; do
+  for p in $lane; do
+    case $p in after=*)
+      case "$PHASES " in *" ${p#after=}:"*) ;; *) echo "lanes: $p: no such phase in the lanes"; exit 2 ;; esac ;;
+    esac
+  done
+done
+
 # Prints what happened since the last call: starts, and the log of each phase that ended.
 show() {
   for e in $PHASES; do
