@@ -47,7 +47,7 @@ TESTS     := $(TEST_SRC:test/%.c=$(BUILD)/test/%)
 EXAMPLES  := $(patsubst examples/%/main.c,$(BUILD)/examples/%,$(wildcard examples/*/main.c))
 
 .PHONY: all deps run test analyze format format-check unit interop interop-asan asan tsan clean examples bench bench-quick install uninstall \
-        install-test examples-installed deb test-otp faults soak soak-asan
+        install-test examples-installed deb test-otp test-build asan-build faults soak soak-asan
 all: $(BUILD)/libcnode.a $(BUILD)/libcnode.so $(BUILD)/cnode $(BUILD)/cnode-epmd
 
 # V=1 shows the full compiler commands.
@@ -132,16 +132,29 @@ run: $(if $(CNODE_PREBUILT),,deps)
 	exec $(BUILD)/cnode $(ARGS)
 
 # Everything needed, then static analysis, unit tests, interop tests against real nodes, the install check, the
-# unit tests and the interop suites under ASan/UBSan (leaks included), and a 10 s run of each fuzz target.
+# unit tests and the interop suites under ASan/UBSan (leaks included), ThreadSanitizer, and a 10 s run of each fuzz
+# target. The phases (make targets, each can be run alone) go in two lanes that run side by side (test/lanes.sh):
+# lane 1 is CPU-bound (static analysis and the ASan build at nice 10, the ASan unit tests, the fuzz build and
+# targets), lane 2 mostly waits on real nodes (the build, the unit tests, interop in two lanes of its own, the
+# install check, TSan while the ASan build ends, then interop against the ASan cnode once lane 1 has built it).
+# The builds beside tests run at nice 10 so that the tests, some timing-sensitive, get the CPU first. Each phase's
+# output is printed whole when it ends, then a table of the phases with their times; `make test` fails if any
+# phase fails, and the last lines name it. A wait-dominated phase to add is best given a lane of its own, e.g.
+# TEST_LANES += "after=asan-build soak": it then costs little more than its CPU time.
+# The third lane: the network-fault scenarios in namespaces (mostly waiting), once the programs are built.
+TEST_LANES ?= "nice:analyze nice:asan-build asan fuzz-smoke" \
+              "test-build unit interop install-test tsan after=asan-build interop-asan" \
+              "after=test-build faults"
 test: deps
-	@$(MAKE) --no-print-directory analyze
-	@$(MAKE) --no-print-directory unit
-	@$(MAKE) --no-print-directory interop
-	@$(MAKE) --no-print-directory install-test
-	@$(MAKE) --no-print-directory asan
-	@$(MAKE) --no-print-directory tsan
-	@$(MAKE) --no-print-directory interop-asan
-	@$(MAKE) --no-print-directory fuzz-smoke
+	@MAKE="$(MAKE)" sh test/lanes.sh $(BUILD)/test-logs $(TEST_LANES)
+
+# The lanes' builds, with -j2: the library, programs, unit tests and examples, and the same under ASan/UBSan.
+test-build:
+	@$(MAKE) --no-print-directory -j2 all $(TESTS) $(EXAMPLES)
+
+ASAN_MAKE = $(MAKE) --no-print-directory BUILD=build/asan SAN=1 OPT=-O1
+asan-build:
+	@$(ASAN_MAKE) -j2 all $(TESTS:$(BUILD)/%=build/asan/%) $(EXAMPLES:$(BUILD)/%=build/asan/%)
 
 # The C sources as .clang-format lays them out: `make format` rewrites them, `make format-check` fails on any file
 # that differs and names it (`make analyze`, so `make test`, runs it first).
@@ -164,8 +177,10 @@ analyze: format-check
 unit: $(TESTS) $(EXAMPLES)
 	@sh test/run_unit.sh $(TESTS)
 
+# INTEROP_LANES: the suites run in that many lanes side by side (interop/run.sh says how); 1 runs them in turn.
+INTEROP_LANES ?= 2
 interop: all
-	@sh interop/run.sh $(BUILD)
+	@INTEROP_LANES=$(INTEROP_LANES) sh interop/run.sh $(BUILD)
 
 # The interop suites against other OTP releases: OTP 27 (Debian 13, trixie) and the newest (sid), each in a
 # debootstrap chroot cached in /var/cache/cnode-otp (made once, reused), where the suites, epmd and this build's
@@ -177,18 +192,18 @@ test-otp: deps
 	@sh interop/otp_matrix.sh $(BUILD) $(OTP_RELEASES)
 
 asan:
-	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 OPT=-O1 unit
+	@$(ASAN_MAKE) unit
 
 # The threaded unit tests (the dirty pool's) under ThreadSanitizer; any report fails.
 TSAN_TESTS := build/tsan/test/test_dirty
 tsan:
-	@$(MAKE) --no-print-directory BUILD=build/tsan SAN=thread OPT=-O1 $(TSAN_TESTS)
+	@nice -n 10 $(MAKE) --no-print-directory -j2 BUILD=build/tsan SAN=thread OPT=-O1 $(TSAN_TESTS)
 	@TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" sh test/run_unit.sh $(TSAN_TESTS)
 
 # The interop suites against an ASan/UBSan build of cnode; any sanitizer report fails.
 interop-asan:
-	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 OPT=-O1 build/asan/cnode build/asan/cnode-epmd
-	@sh interop/run_san.sh build/asan
+	@$(ASAN_MAKE) build/asan/cnode build/asan/cnode-epmd
+	@INTEROP_LANES=$(INTEROP_LANES) sh interop/run_san.sh build/asan
 
 # The network-fault scenarios (issue 24; root): nodes in network namespaces on a bridge, partitions, cuts,
 # loss (nft), delay and jitter (the NFQUEUE delayer faults_delay, since the kernel has no netem), SIGSTOP.
@@ -210,7 +225,7 @@ soak: all
 	@sh interop/soak/run.sh $(BUILD) $(DURATION)
 
 soak-asan:
-	@$(MAKE) --no-print-directory BUILD=build/asan SAN=1 OPT=-O1 build/asan/cnode
+	@$(ASAN_MAKE) build/asan/cnode
 	@SOAK_SAN=1 sh interop/soak/run.sh build/asan 120
 
 # Benchmarks (not part of `make test`): every bench/*.sh runs with the build folder as its argument and prints
@@ -334,7 +349,9 @@ $(FUZZ_BUILD)/fuzz_node: $(FUZZ_BUILD)/obj/fuzz/fuzz_node.o $(FUZZ_NODE_HARNESS:
 fuzz: deps fuzz-build
 	@sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
+# The build first, with -j2 at nice 10 (`make test` runs this beside the interop suites).
 fuzz-smoke:
+	@nice -n 10 $(MAKE) --no-print-directory -j2 fuzz-build
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=10
 
 # The cmocka replay of every committed seed (and the regression inputs) runs the fuzz targets' own checks

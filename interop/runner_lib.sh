@@ -20,9 +20,11 @@ kill_recorded() {
 }
 
 # stop_started PIDFILE SUITE_PID EPMD_PID: kills the runner's escript, every recorded pid, then its epmd (reaped);
-# an empty SUITE_PID or EPMD_PID is skipped.
+# an empty SUITE_PID or EPMD_PID is skipped. A SUITE_PID that is `timeout` leads a process group of its own (the
+# escript and the nodes it runs as ports): the group is killed whole, so none of them starts another process
+# after the pid file was read.
 stop_started() {
-  [ -n "$2" ] && kill -9 "$2" 2>/dev/null
+  [ -n "$2" ] && { kill -9 -"$2" 2>/dev/null; kill -9 "$2" 2>/dev/null; }
   kill_recorded "$1"
   [ -n "$3" ] && kill -9 "$3" 2>/dev/null && wait "$3" 2>/dev/null
 }

@@ -8,7 +8,9 @@
 %% printed and TERM_SUITE_SEED=N repeats a run. Ends with `term_suite: N passed, N failed`.
 -mode(compile).
 
--define(BUDGET_MS, 100000).
+%% The budget stops a hang, not a slow machine: hash_random alone took 78 s of 100 under a load of 7 on 2 vCPUs
+%% (make test's other lane and other work), so 200 s; run.sh's 300 s timeout stays the backstop.
+-define(BUDGET_MS, 200000).
 %% TERM_SUITE_SCALE (a divisor, default 1) shrinks the counts, for the run against a sanitizer build.
 -define(SCALE, case os:getenv("TERM_SUITE_SCALE") of false -> 1; S -> max(1, list_to_integer(S)) end).
 -define(N_HASH, (100000 div ?SCALE)).
