@@ -33,7 +33,9 @@ struct cn_conn {
   int peer_version;
   dist_hs hs;
   bool hs_init;
-  cn_buf in;
+  cn_buf in;            /* read, not yet parsed; plain TCP: a view of in_chunk's bytes */
+  cn_chunk *in_chunk;   /* plain TCP: the read chunk, shared by large binaries decoded from it */
+  cn_chunk *spare[3];   /* earlier read chunks (one reference each), reused once their binaries are freed */
   cn_buf out;    /* accumulating (plaintext) */
   cn_buf wbuf;   /* being written (ciphertext under TLS) */
   dist_tls *tls; /* NULL: plain TCP */
@@ -93,6 +95,10 @@ void conn_try_write(cn_conn *c, cn_buf *b);
 void conn_write_now(cn_conn *c);
 /* Frames control and payload bytes that were encoded while the peer was still connecting. */
 int conn_frame_bytes(cn_conn *c, const uint8_t *body, size_t ctl_len, size_t len);
+/* Makes room in c->in for want more bytes (and a NUL): 0 or CN_ENOMEM. */
+int conn_in_reserve(cn_conn *c, size_t want);
+/* Frees c's read buffers (c->in, its chunk and the spares). */
+void conn_in_free(cn_conn *c);
 /* Starts reading from c's socket. */
 void conn_start_io(cn_conn *c);
 /* Handshakes and dispatches everything complete in c->in. */

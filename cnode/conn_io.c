@@ -236,6 +236,124 @@ void conn_write_now(cn_conn *c) {
 
 /* ---- Reading ---------------------------------------------------------------------------------------------- */
 
+/* ---- The read buffer ------------------------------------------------------------------------------------ */
+
+/* Under plain TCP the bytes read land in a chunk (c->in views it) that decoded binaries of CN_SHARE_MIN bytes or
+ * more point into instead of copying. While such a binary lives the chunk is shared and its bytes stay as they
+ * are: the unparsed rest moves to another chunk, and the shared one waits among the spares until its binaries
+ * are freed, to be read into again. So a steady stream cycles through a few chunks, with no allocation and no copy
+ * of a message's size per message. Under TLS, OpenSSL appends plaintext to c->in, a plain cn_buf. */
+#define SHARE_MIN 512
+#define NSPARE (sizeof ((cn_conn *)0)->spare / sizeof(cn_chunk *))
+
+static void in_view(cn_conn *c, cn_chunk *k) {
+  c->in_chunk = k;
+  c->in.data = cn_chunk_data(k);
+  c->in.cap = cn_chunk_cap(k);
+}
+
+/* Capacity for need bytes: doubling from cap for small growth, 4 KiB pages past that. */
+static size_t in_cap(size_t cap, size_t need) {
+  size_t c = cap && cap <= SIZE_MAX / 2 && 2 * cap > need ? 2 * cap : need;
+  return c > SIZE_MAX - 4095 ? c : (c + 4095) & ~(size_t)4095;
+}
+
+/* An unshared spare, resized to at least need bytes (taken off the list), or NULL. */
+static cn_chunk *spare_take(cn_conn *c, size_t need) {
+  size_t pick = NSPARE;
+  for (size_t i = 0; i < NSPARE; i++) {
+    cn_chunk *k = c->spare[i];
+    if (!k || cn_chunk_shared(k)) continue;
+    if (cn_chunk_cap(k) >= need) {
+      pick = i;
+      break;
+    }
+    if (pick == NSPARE) pick = i;
+  }
+  if (pick == NSPARE) return NULL;
+  cn_chunk *k = c->spare[pick];
+  if (cn_chunk_cap(k) < need) {
+    cn_chunk *r = cn_chunk_resize(k, in_cap(0, need));
+    if (!r) return NULL;
+    k = r;
+  }
+  c->spare[pick] = NULL;
+  return k;
+}
+
+/* Keeps the reference to k for later reuse; with no free place the oldest spare is let go (its binaries free it). */
+static void spare_put(cn_conn *c, cn_chunk *k) {
+  for (size_t i = 0; i < NSPARE; i++) {
+    if (!c->spare[i]) {
+      c->spare[i] = k;
+      return;
+    }
+  }
+  cn_chunk_release(c->spare[0]);
+  memmove(&c->spare[0], &c->spare[1], (NSPARE - 1) * sizeof c->spare[0]);
+  c->spare[NSPARE - 1] = k;
+}
+
+/* Moves c->in's bytes from off on into another chunk of at least need bytes; the current one becomes a spare. */
+static int in_switch(cn_conn *c, size_t off, size_t need) {
+  size_t rest = c->in.len - off;
+  if (need < rest + 1) need = rest + 1;
+  cn_chunk *k = spare_take(c, need);
+  if (!k && !(k = cn_chunk_new(in_cap(0, need)))) return CN_ENOMEM;
+  if (rest) memcpy(cn_chunk_data(k), c->in.data + off, rest);
+  if (c->in_chunk) spare_put(c, c->in_chunk);
+  in_view(c, k);
+  c->in.len = rest;
+  c->in.data[rest] = 0;
+  return 0;
+}
+
+int conn_in_reserve(cn_conn *c, size_t want) {
+  if (c->tls) return cn_buf_reserve(&c->in, want);
+  if (want > SIZE_MAX - c->in.len - 1) return CN_ENOMEM;
+  size_t need = c->in.len + want + 1;
+  cn_chunk *k = c->in_chunk;
+  if (k && !cn_chunk_shared(k)) {
+    if (need <= c->in.cap) return 0;
+    cn_chunk *r = cn_chunk_resize(k, in_cap(c->in.cap, need));
+    if (!r) return CN_ENOMEM;
+    in_view(c, r);
+    return 0;
+  }
+  return in_switch(c, 0, need);
+}
+
+/* Drops the first off bytes of c->in (parsed): in place, unless a decoded binary shares the chunk. */
+static void in_consume(cn_conn *c, size_t off) {
+  if (!c->in_chunk || !cn_chunk_shared(c->in_chunk)) {
+    cn_buf_consume(&c->in, off);
+    return;
+  }
+  size_t need = READ_CHUNK;
+  if (c->state == C_UP && c->in.len - off >= 4) {
+    size_t flen = (size_t)cn_get32(c->in.data + off) + 4;
+    if (flen > need && flen <= c->n->max_msg + 4) need = flen;
+  }
+  if (in_switch(c, off, need + 1)) {
+    cn_log(c->n, CN_LOG_WARN, "dropping connection to %s: out of memory for the read buffer", conn_who(c));
+    conn_close(c, "out of memory");
+  }
+}
+
+void conn_in_free(cn_conn *c) {
+  if (c->in_chunk) {
+    cn_chunk_release(c->in_chunk);
+    c->in_chunk = NULL;
+    c->in = (cn_buf){0};
+  } else {
+    cn_buf_free(&c->in);
+  }
+  for (size_t i = 0; i < NSPARE; i++) {
+    cn_chunk_release(c->spare[i]);
+    c->spare[i] = NULL;
+  }
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   (void)hint;
   cn_conn *c = h->data;
@@ -256,7 +374,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     size_t flen = (size_t)cn_get32(c->in.data) + 4;
     if (flen > c->in.len && flen - c->in.len > want && flen <= c->n->max_msg + 4) want = flen - c->in.len;
   }
-  if (cn_buf_reserve(&c->in, want)) {
+  if (conn_in_reserve(c, want)) {
     buf->base = NULL;
     buf->len = 0;
     return;
@@ -342,11 +460,16 @@ void conn_start_io(cn_conn *c) {
 
 /* ---- Frames ---------------------------------------------------------------------------------------------- */
 
-static int handle_body(cn_conn *c, const uint8_t *b, size_t len, bool versioned) {
+/* Decodes and dispatches one message body; chunk: the chunk b lies in (its large binaries are shared), or NULL. */
+static int handle_body(cn_conn *c, const uint8_t *b, size_t len, bool versioned, cn_chunk *chunk) {
   cn_node *n = c->n;
   c->msgs_in++;
   n->stats.messages_in++;
-  cn_decode_opts opts = {.max_size = n->max_msg, .atom_limit = n->net_atom_limit, .cache = c->acache};
+  cn_decode_opts opts = {.max_size = n->max_msg,
+                         .atom_limit = n->net_atom_limit,
+                         .cache = c->acache,
+                         .chunk = chunk,
+                         .share_min = SHARE_MIN};
   size_t off = 0;
   cn_term *ctl = NULL, *pay = NULL;
   int rc;
@@ -384,11 +507,11 @@ static int handle_frame(cn_conn *c, const uint8_t *d, size_t len) {
   int rc = dist_msg_hdr_parse(d, len, &h);
   if (rc) return rc;
   if (h.kind == DIST_MSG_PASS || h.kind == DIST_MSG_NORMAL)
-    return handle_body(c, d + h.body_off, len - h.body_off, h.versioned);
+    return handle_body(c, d + h.body_off, len - h.body_off, h.versioned, c->in_chunk);
   cn_buf done = {0};
   rc = dist_frags_add(c->frags, &h, d + h.body_off, len - h.body_off, &done);
   if (rc == 1) {
-    rc = handle_body(c, done.data, done.len, false);
+    rc = handle_body(c, done.data, done.len, false, NULL);
     cn_buf_free(&done);
   }
   return rc < 0 ? rc : 0;
@@ -428,5 +551,5 @@ void conn_process_input(cn_conn *c) {
       break;
     }
   }
-  if (c->state != C_CLOSING && c->state != C_WAIT_PEER) cn_buf_consume(&c->in, off);
+  if (c->state != C_CLOSING && c->state != C_WAIT_PEER) in_consume(c, off);
 }
