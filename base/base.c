@@ -228,3 +228,41 @@ void cn_chunk_release(cn_chunk *c) {
 }
 
 bool cn_chunk_shared(const cn_chunk *c) { return atomic_load_explicit(&c->refs, memory_order_acquire) > 1; }
+
+cn_chunk *cn_chunk_pool_take(cn_chunk_pool *p, size_t need) {
+  size_t pick = CN_CHUNK_POOL;
+  for (size_t i = 0; i < CN_CHUNK_POOL; i++) {
+    cn_chunk *k = p->k[i];
+    if (!k || cn_chunk_shared(k)) continue;
+    if (k->cap >= need) {
+      pick = i;
+      break;
+    }
+    if (pick == CN_CHUNK_POOL || k->cap > p->k[pick]->cap) pick = i;
+  }
+  if (pick == CN_CHUNK_POOL) return NULL;
+  cn_chunk *k = p->k[pick];
+  if (k->cap < need && !(k = cn_chunk_resize(k, need))) return NULL;
+  p->k[pick] = NULL;
+  return k;
+}
+
+void cn_chunk_pool_put(cn_chunk_pool *p, cn_chunk *k) {
+  if (!k) return;
+  for (size_t i = 0; i < CN_CHUNK_POOL; i++) {
+    if (!p->k[i]) {
+      p->k[i] = k;
+      return;
+    }
+  }
+  cn_chunk_release(p->k[0]);
+  memmove(&p->k[0], &p->k[1], (CN_CHUNK_POOL - 1) * sizeof p->k[0]);
+  p->k[CN_CHUNK_POOL - 1] = k;
+}
+
+void cn_chunk_pool_clear(cn_chunk_pool *p) {
+  for (size_t i = 0; i < CN_CHUNK_POOL; i++) {
+    cn_chunk_release(p->k[i]);
+    p->k[i] = NULL;
+  }
+}

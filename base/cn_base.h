@@ -129,6 +129,19 @@ CN_EXPORT void cn_chunk_release(cn_chunk *c);
 /* True while more than one reference exists. */
 CN_EXPORT bool cn_chunk_shared(const cn_chunk *c);
 
+/* A few chunks kept for reuse (one reference each): a chunk put back while its binaries live is taken again once
+ * they are freed, so a steady stream of messages cycles through the same memory. Zero-initialise it. */
+#define CN_CHUNK_POOL 4
+typedef struct cn_chunk_pool {
+  cn_chunk *k[CN_CHUNK_POOL];
+} cn_chunk_pool;
+/* An unshared chunk of at least need bytes from the pool (resized when none is big enough), or NULL. */
+CN_EXPORT cn_chunk *cn_chunk_pool_take(cn_chunk_pool *p, size_t need);
+/* Keeps k (NULL is ignored); a full pool lets its oldest go (whoever holds it last frees it). */
+CN_EXPORT void cn_chunk_pool_put(cn_chunk_pool *p, cn_chunk *k);
+/* Releases every chunk of the pool. */
+CN_EXPORT void cn_chunk_pool_clear(cn_chunk_pool *p);
+
 /* Big-endian readers for wire fields; the caller has checked the length. */
 static inline uint16_t cn_get16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
 static inline uint32_t cn_get32(const uint8_t *p) {

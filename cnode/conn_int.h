@@ -33,14 +33,15 @@ struct cn_conn {
   int peer_version;
   dist_hs hs;
   bool hs_init;
-  cn_buf in;            /* read, not yet parsed; plain TCP: a view of in_chunk's bytes */
-  cn_chunk *in_chunk;   /* plain TCP: the read chunk, shared by large binaries decoded from it */
-  cn_chunk *spare[3];   /* earlier read chunks (one reference each), reused once their binaries are freed */
-  cn_buf out;    /* accumulating (plaintext) */
-  cn_buf wbuf;   /* being written (ciphertext under TLS) */
-  dist_tls *tls; /* NULL: plain TCP */
-  cn_buf tin;    /* TLS: ciphertext just read */
-  cn_buf tout;   /* TLS: records to send before the next encrypted output (handshake, alerts) */
+  cn_buf in;           /* read, not yet parsed; plain TCP: a view of in_chunk's bytes */
+  cn_chunk *in_chunk;  /* plain TCP: the read chunk, shared by large binaries decoded from it */
+  cn_chunk_pool spare; /* earlier read chunks, reused once their binaries are freed */
+  bool held;           /* a message dispatched from the current input holds a chunk */
+  cn_buf out;          /* accumulating (plaintext) */
+  cn_buf wbuf;         /* being written (ciphertext under TLS) */
+  dist_tls *tls;       /* NULL: plain TCP */
+  cn_buf tin;          /* TLS: ciphertext just read */
+  cn_buf tout;         /* TLS: records to send before the next encrypted output (handshake, alerts) */
   uv_write_t wreq;
   bool writing;
   bool dirty;
