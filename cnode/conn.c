@@ -8,7 +8,8 @@
 
 const char *conn_who(cn_conn *c) {
   if (c->peer) return c->peer->name;
-  return c->hs_init && c->hs.peer_name[0] ? c->hs.peer_name : c->addr;
+  if (c->peer) return c->peer->name;
+  return c->hs && c->hs->peer_name[0] ? c->hs->peer_name : c->addr;
 }
 
 /* Lets the processes suspended on c run again (its queue drained, or it closed). */
@@ -45,7 +46,7 @@ void conn_unref(cn_conn *c) {
       break;
     }
   }
-  if (c->hs_init) dist_hs_free(&c->hs);
+  conn_hs_done(c);
   if (c->frags) dist_frags_free(c->frags);
   cn_atom_cache_free(c->acache);
   while (c->pend_head) {
@@ -63,6 +64,13 @@ void conn_unref(cn_conn *c) {
   cn_free(c);
 }
 
+void conn_hs_done(cn_conn *c) {
+  if (!c->hs) return;
+  dist_hs_free(c->hs);
+  cn_free(c->hs);
+  c->hs = NULL;
+}
+
 static void on_handle_closed(uv_handle_t *h) { conn_unref(h->data); }
 
 static void on_timer(uv_timer_t *t);
@@ -76,7 +84,6 @@ cn_conn *conn_new(cn_node *n, const cn_atom *peer, bool initiator) {
   c->pend_tail = &c->pend_head;
   uv_timer_init(n->loop, &c->timer);
   c->timer.data = c;
-  c->acache = cn_atom_cache_new(0); /* NULL on out-of-memory: decoding then goes to the table */
   c->refs = 1;
   n->nconns++;
   uv_timer_start(&c->timer, on_timer, n->hs_timeout_ms, 0);
@@ -193,6 +200,8 @@ int conn_disconnect(cn_node *n, const cn_atom *peer) {
 static void on_timer(uv_timer_t *t) {
   cn_conn *c = t->data;
   if (c->state == C_UP) {
+    if (c->bytes_in == c->idle_mark) conn_idle(c); /* nothing read for a tick interval */
+    c->idle_mark = c->bytes_in;
     switch (dist_tick_fire(&c->tick, uv_now(c->n->loop))) {
     case DIST_TICK_SEND:
       /* Without its tick the peer would count this node dead a net_ticktime later; fail now and say why. */
@@ -226,7 +235,7 @@ static void on_timer(uv_timer_t *t) {
 
 void conn_up(cn_conn *c) {
   cn_node *n = c->n;
-  if (!c->peer && !(c->peer = cn_atoms_get(n->atoms, c->hs.peer_name))) {
+  if (!c->peer && (!c->hs || !(c->peer = cn_atoms_get(n->atoms, c->hs->peer_name)))) {
     conn_close(c, "atom table full");
     return;
   }
@@ -241,7 +250,8 @@ void conn_up(cn_conn *c) {
       return;
     }
   }
-  c->peer_flags = c->hs.peer_flags;
+  if (c->hs) c->peer_flags = c->hs->peer_flags;
+  conn_hs_done(c); /* an up connection keeps no handshake state */
   if (dist_frags_new(&c->frags, n->max_msg, 64)) {
     conn_close(c, "out of memory");
     return;
@@ -343,7 +353,7 @@ int conn_test_up(cn_node *n, const cn_atom *peer, uint64_t peer_flags) {
   cn_conn *c = conn_new(n, peer, false);
   if (!c) return CN_ENOMEM;
   snprintf(c->addr, sizeof c->addr, "test");
-  c->hs.peer_flags = peer_flags; /* what conn_up takes from a finished handshake */
+  c->peer_flags = peer_flags; /* what conn_up takes from a finished handshake */
   conn_up(c);
   return c->state == C_UP ? 0 : CN_ENOMEM;
 }

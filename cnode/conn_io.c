@@ -244,6 +244,7 @@ void conn_write_now(cn_conn *c) {
  * are freed, to be read into again. So a steady stream cycles through a few chunks, with no allocation and no copy
  * of a message's size per message. Under TLS, OpenSSL appends plaintext to c->in, a plain cn_buf. */
 #define SHARE_MIN 512
+#define IDLE_READ 2048
 #define READ_RUN_BUDGET 1024 /* messages run after a read whose chunk they hold */
 static void in_view(cn_conn *c, cn_chunk *k) {
   c->in_chunk = k;
@@ -314,10 +315,20 @@ void conn_in_free(cn_conn *c) {
   cn_chunk_pool_clear(&c->spare);
 }
 
+void conn_idle(cn_conn *c) {
+  if (c->in.len == 0 && !c->tls && (!c->in_chunk || !cn_chunk_shared(c->in_chunk))) conn_in_free(c);
+  cn_chunk_pool_clear(&c->spare);
+  dist_frags_idle(c->frags);
+  c->read_big = false;
+  if (!c->out.len) cn_buf_free(&c->out);
+  if (!c->writing && !c->wbuf.len) cn_buf_free(&c->wbuf);
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   (void)hint;
   cn_conn *c = h->data;
-  size_t want = READ_CHUNK;
+  /* Small until a read fills its buffer: an idle connection holds little memory. */
+  size_t want = c->read_big || c->tls ? READ_CHUNK : IDLE_READ;
   if (c->tls) {
     /* Ciphertext goes to tin and is fed to OpenSSL at once; plaintext lands in c->in. */
     if (cn_buf_reserve(&c->tin, want)) {
@@ -345,7 +356,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 
 /* The peer closed during setup: name the most likely cause for the log. */
 static const char *closed_reason(cn_conn *c) {
-  if (c->state == C_HANDSHAKE && c->initiator && dist_hs_awaiting_ack(&c->hs))
+  if (c->state == C_HANDSHAKE && c->initiator && c->hs && dist_hs_awaiting_ack(c->hs))
     return "peer closed the connection after our challenge reply: cookie mismatch (our digest was refused)";
   if (c->state == C_TLS)
     return "connection closed by peer during the TLS handshake, without a TLS alert (is the peer a plaintext node?)";
@@ -389,7 +400,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     /* UV_ENOBUFS: on_alloc had no memory for the read; the connection cannot go on. */
     if (c->state == C_UP) {
       conn_close(c, nread == UV_EOF ? "connection closed" : uv_strerror((int)nread));
-    } else if (nread == UV_EOF && !c->initiator && c->state == C_HANDSHAKE && !c->hs.peer_name[0]) {
+    } else if (nread == UV_EOF && !c->initiator && c->state == C_HANDSHAKE && !(c->hs && c->hs->peer_name[0])) {
       /* Closed before saying its name: a peer that lost a simultaneous connect does exactly this. */
       cn_log(c->n, CN_LOG_DEBUG, "connection from %s closed before its handshake", conn_who(c));
       conn_close(c, "closed before the handshake");
@@ -407,6 +418,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     tls_input(c, (size_t)nread);
     return;
   }
+  if ((size_t)nread == buf->len) c->read_big = true;
   c->in.len += (size_t)nread;
   if (c->state == C_UP) dist_tick_recv(&c->tick);
   conn_process_input(c);
@@ -425,6 +437,7 @@ static int handle_body(cn_conn *c, const uint8_t *b, size_t len, bool versioned,
   cn_node *n = c->n;
   c->msgs_in++;
   n->stats.messages_in++;
+  if (!c->acache) c->acache = cn_atom_cache_new(0); /* NULL on out-of-memory: decoding then goes to the table */
   cn_decode_opts opts = {.max_size = n->max_msg,
                          .atom_limit = n->net_atom_limit,
                          .cache = c->acache,
@@ -523,4 +536,5 @@ void conn_process_input(cn_conn *c) {
     if (c->state == C_CLOSING || c->state == C_WAIT_PEER) return;
   }
   in_consume(c, off);
+  if (c->state == C_UP && c->msgs_in == 0 && !c->in.len) conn_idle(c); /* just up: the handshake's buffers go */
 }
