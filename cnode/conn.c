@@ -200,8 +200,8 @@ int conn_disconnect(cn_node *n, const cn_atom *peer) {
 static void on_timer(uv_timer_t *t) {
   cn_conn *c = t->data;
   if (c->state == C_UP) {
-    if (c->bytes_in == c->idle_mark) conn_idle(c); /* nothing read for a tick interval */
-    c->idle_mark = c->bytes_in;
+    if (c->msgs_in == c->idle_mark) conn_idle(c); /* no message (ticks only) for a tick interval */
+    c->idle_mark = c->msgs_in;
     switch (dist_tick_fire(&c->tick, uv_now(c->n->loop))) {
     case DIST_TICK_SEND:
       /* Without its tick the peer would count this node dead a net_ticktime later; fail now and say why. */

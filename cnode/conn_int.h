@@ -37,7 +37,7 @@ struct cn_conn {
   cn_chunk_pool spare; /* earlier read chunks, reused once their binaries are freed */
   bool held;           /* a message dispatched from the current input holds a chunk */
   bool read_big;       /* a read filled its buffer: read READ_CHUNK at a time (until idle again) */
-  uint64_t idle_mark;  /* bytes_in at the last tick timer: unchanged at the next, the buffers go back */
+  uint64_t idle_mark;  /* msgs_in at the last tick timer: unchanged at the next, the buffers go back */
   cn_buf out;          /* accumulating (plaintext) */
   cn_buf wbuf;         /* being written (ciphertext under TLS) */
   dist_tls *tls;       /* NULL: plain TCP */

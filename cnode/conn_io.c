@@ -244,7 +244,8 @@ void conn_write_now(cn_conn *c) {
  * are freed, to be read into again. So a steady stream cycles through a few chunks, with no allocation and no copy
  * of a message's size per message. Under TLS, OpenSSL appends plaintext to c->in, a plain cn_buf. */
 #define SHARE_MIN 512
-#define IDLE_READ 2048
+#define IDLE_READ 1024
+#define IDLE_KEEP 2048
 #define READ_RUN_BUDGET 1024 /* messages run after a read whose chunk they hold */
 static void in_view(cn_conn *c, cn_chunk *k) {
   c->in_chunk = k;
@@ -252,10 +253,10 @@ static void in_view(cn_conn *c, cn_chunk *k) {
   c->in.cap = cn_chunk_cap(k);
 }
 
-/* Capacity for need bytes: doubling from cap for small growth, 4 KiB pages past that. */
+/* Capacity for need bytes: doubling from cap for small growth, whole 4 KiB pages past 4 KiB. */
 static size_t in_cap(size_t cap, size_t need) {
   size_t c = cap && cap <= SIZE_MAX / 2 && 2 * cap > need ? 2 * cap : need;
-  return c > SIZE_MAX - 4095 ? c : (c + 4095) & ~(size_t)4095;
+  return c <= 4096 || c > SIZE_MAX - 4095 ? c : (c + 4095) & ~(size_t)4095;
 }
 
 /* Moves c->in's bytes from off on into another chunk of at least need bytes; the current one becomes a spare. */
@@ -316,7 +317,9 @@ void conn_in_free(cn_conn *c) {
 }
 
 void conn_idle(cn_conn *c) {
-  if (c->in.len == 0 && !c->tls && (!c->in_chunk || !cn_chunk_shared(c->in_chunk))) conn_in_free(c);
+  /* A small read chunk stays: ticks keep arriving, and each would take memory again. */
+  if (c->in.len == 0 && c->in_chunk && cn_chunk_cap(c->in_chunk) > IDLE_KEEP && !cn_chunk_shared(c->in_chunk))
+    conn_in_free(c);
   cn_chunk_pool_clear(&c->spare);
   dist_frags_idle(c->frags);
   c->read_big = false;
