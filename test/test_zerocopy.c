@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "node_int.h"
+#include "testutil.h"
 
 #define BIG 4096
 
@@ -164,26 +165,12 @@ static void test_decode_bad_input_with_chunk(void **st) {
 
 /* ---- through a connection ---------------------------------------------------------------------------------- */
 
-static void on_started(cn_node *n, int status, void *ctx) {
-  (void)n;
-  *(int *)ctx = status ? status : 1;
-}
-
 static int setup(void **st) {
   (void)st;
-  cn_node_opts o = {.name = "zc@127.0.0.1",
-                    .cookie = "c",
-                    .log_level = CN_LOG_ERROR,
-                    .no_epmd = true,
-                    .epmd_port = 1,
-                    .listen_addr = "127.0.0.1"};
-  int started = 0;
-  if (cn_node_new(&N, NULL, &o) || cn_node_start(N, on_started, &started)) return -1;
-  while (!started) uv_run(cn_node_loop(N), UV_RUN_ONCE);
+  if (test_node_quiet(&N, "zc@127.0.0.1")) return -1;
   peer = cn_intern(N, "peer@127.0.0.1");
   peer2 = cn_intern(N, "other@127.0.0.1");
-  if (started != 1 || conn_test_up(N, peer, DIST_FLAGS_DEFAULT) || conn_test_up(N, peer2, DIST_FLAGS_DEFAULT)) return -1;
-  return 0;
+  return conn_test_up(N, peer, DIST_FLAGS_DEFAULT) || conn_test_up(N, peer2, DIST_FLAGS_DEFAULT) ? -1 : 0;
 }
 
 static int teardown(void **st) {
