@@ -8,7 +8,6 @@
 
 const char *conn_who(cn_conn *c) {
   if (c->peer) return c->peer->name;
-  if (c->peer) return c->peer->name;
   return c->hs && c->hs->peer_name[0] ? c->hs->peer_name : c->addr;
 }
 
