@@ -1,7 +1,9 @@
-/* base.c: the version, status strings, allocator hooks and cn_buf. */
+/* base.c: the version, status strings, allocator hooks, cn_buf and cn_chunk. */
 #include "cn_base.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,4 +189,80 @@ int cn_memeq_ct(const void *a, const void *b, size_t n) {
   uint8_t d = 0;
   for (size_t i = 0; i < n; i++) d |= (uint8_t)(x[i] ^ y[i]);
   return d != 0;
+}
+
+/* ---- cn_chunk ---------------------------------------------------------------------------------------------- */
+
+struct cn_chunk {
+  atomic_size_t refs;
+  size_t cap;
+  max_align_t data[]; /* cap bytes */
+};
+
+cn_chunk *cn_chunk_new(size_t cap) {
+  if (cap > SIZE_MAX - sizeof(cn_chunk)) return NULL;
+  cn_chunk *c = cn_malloc(sizeof *c + cap);
+  if (!c) return NULL;
+  atomic_init(&c->refs, 1);
+  c->cap = cap;
+  return c;
+}
+
+cn_chunk *cn_chunk_resize(cn_chunk *c, size_t cap) {
+  if (cn_chunk_shared(c) || cap > SIZE_MAX - sizeof(cn_chunk)) return NULL;
+  cn_chunk *p = cn_realloc(c, sizeof *c + cap);
+  if (!p) return NULL;
+  p->cap = cap;
+  return p;
+}
+
+uint8_t *cn_chunk_data(cn_chunk *c) { return (uint8_t *)c->data; }
+size_t cn_chunk_cap(const cn_chunk *c) { return c->cap; }
+
+void cn_chunk_retain(cn_chunk *c) {
+  if (c) atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+void cn_chunk_release(cn_chunk *c) {
+  if (c && atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1) cn_free(c);
+}
+
+bool cn_chunk_shared(const cn_chunk *c) { return atomic_load_explicit(&c->refs, memory_order_acquire) > 1; }
+
+cn_chunk *cn_chunk_pool_take(cn_chunk_pool *p, size_t need) {
+  size_t pick = CN_CHUNK_POOL;
+  for (size_t i = 0; i < CN_CHUNK_POOL; i++) {
+    cn_chunk *k = p->k[i];
+    if (!k || cn_chunk_shared(k)) continue;
+    if (k->cap >= need) {
+      pick = i;
+      break;
+    }
+    if (pick == CN_CHUNK_POOL || k->cap > p->k[pick]->cap) pick = i;
+  }
+  if (pick == CN_CHUNK_POOL) return NULL;
+  cn_chunk *k = p->k[pick];
+  if (k->cap < need && !(k = cn_chunk_resize(k, need))) return NULL;
+  p->k[pick] = NULL;
+  return k;
+}
+
+void cn_chunk_pool_put(cn_chunk_pool *p, cn_chunk *k) {
+  if (!k) return;
+  for (size_t i = 0; i < CN_CHUNK_POOL; i++) {
+    if (!p->k[i]) {
+      p->k[i] = k;
+      return;
+    }
+  }
+  cn_chunk_release(p->k[0]);
+  memmove(&p->k[0], &p->k[1], (CN_CHUNK_POOL - 1) * sizeof p->k[0]);
+  p->k[CN_CHUNK_POOL - 1] = k;
+}
+
+void cn_chunk_pool_clear(cn_chunk_pool *p) {
+  for (size_t i = 0; i < CN_CHUNK_POOL; i++) {
+    cn_chunk_release(p->k[i]);
+    p->k[i] = NULL;
+  }
 }

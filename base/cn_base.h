@@ -3,6 +3,7 @@
 #ifndef CN_BASE_H
 #define CN_BASE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -109,6 +110,37 @@ CN_EXPORT int cn_buf_printf(cn_buf *b, const char *fmt, ...) __attribute__((form
 /* Drops the first n bytes (n <= len). */
 CN_EXPORT void cn_buf_consume(cn_buf *b, size_t n);
 CN_EXPORT void cn_buf_free(cn_buf *b);
+
+/* A reference-counted byte chunk: the bytes a connection read, shared by the large binaries decoded from them
+ * (cn_decode_opts.chunk) instead of copied. The count is atomic: a reference may be dropped on any thread. The
+ * bytes are writable only while one reference exists (cn_chunk_shared false). */
+typedef struct cn_chunk cn_chunk;
+/* A chunk of cap bytes (uninitialised) with one reference, or NULL on out-of-memory. */
+CN_EXPORT cn_chunk *cn_chunk_new(size_t cap);
+/* Grows or shrinks an unshared chunk to cap bytes (contents kept up to the smaller size), as realloc; NULL on
+ * out-of-memory or when the chunk is shared (then c is unchanged). */
+CN_EXPORT cn_chunk *cn_chunk_resize(cn_chunk *c, size_t cap);
+CN_EXPORT uint8_t *cn_chunk_data(cn_chunk *c);
+CN_EXPORT size_t cn_chunk_cap(const cn_chunk *c);
+/* Takes one more reference (c may be NULL). */
+CN_EXPORT void cn_chunk_retain(cn_chunk *c);
+/* Drops one reference; the last frees the chunk. NULL is ignored. */
+CN_EXPORT void cn_chunk_release(cn_chunk *c);
+/* True while more than one reference exists. */
+CN_EXPORT bool cn_chunk_shared(const cn_chunk *c);
+
+/* A few chunks kept for reuse (one reference each): a chunk put back while its binaries live is taken again once
+ * they are freed, so a steady stream of messages cycles through the same memory. Zero-initialise it. */
+#define CN_CHUNK_POOL 4
+typedef struct cn_chunk_pool {
+  cn_chunk *k[CN_CHUNK_POOL];
+} cn_chunk_pool;
+/* An unshared chunk of at least need bytes from the pool (resized when none is big enough), or NULL. */
+CN_EXPORT cn_chunk *cn_chunk_pool_take(cn_chunk_pool *p, size_t need);
+/* Keeps k (NULL is ignored); a full pool lets its oldest go (whoever holds it last frees it). */
+CN_EXPORT void cn_chunk_pool_put(cn_chunk_pool *p, cn_chunk *k);
+/* Releases every chunk of the pool. */
+CN_EXPORT void cn_chunk_pool_clear(cn_chunk_pool *p);
 
 /* Big-endian readers for wire fields; the caller has checked the length. */
 static inline uint16_t cn_get16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }

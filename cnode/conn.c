@@ -8,7 +8,7 @@
 
 const char *conn_who(cn_conn *c) {
   if (c->peer) return c->peer->name;
-  return c->hs_init && c->hs.peer_name[0] ? c->hs.peer_name : c->addr;
+  return c->hs && c->hs->peer_name[0] ? c->hs->peer_name : c->addr;
 }
 
 /* Lets the processes suspended on c run again (its queue drained, or it closed). */
@@ -45,7 +45,7 @@ void conn_unref(cn_conn *c) {
       break;
     }
   }
-  if (c->hs_init) dist_hs_free(&c->hs);
+  conn_hs_done(c);
   if (c->frags) dist_frags_free(c->frags);
   cn_atom_cache_free(c->acache);
   while (c->pend_head) {
@@ -54,13 +54,20 @@ void conn_unref(cn_conn *c) {
     cn_buf_free(&p->body);
     cn_free(p);
   }
-  cn_buf_free(&c->in);
+  conn_in_free(c);
   cn_buf_free(&c->out);
   cn_buf_free(&c->wbuf);
   dist_tls_free(c->tls);
   cn_buf_free(&c->tin);
   cn_buf_free(&c->tout);
   cn_free(c);
+}
+
+void conn_hs_done(cn_conn *c) {
+  if (!c->hs) return;
+  dist_hs_free(c->hs);
+  cn_free(c->hs);
+  c->hs = NULL;
 }
 
 static void on_handle_closed(uv_handle_t *h) { conn_unref(h->data); }
@@ -76,7 +83,6 @@ cn_conn *conn_new(cn_node *n, const cn_atom *peer, bool initiator) {
   c->pend_tail = &c->pend_head;
   uv_timer_init(n->loop, &c->timer);
   c->timer.data = c;
-  c->acache = cn_atom_cache_new(0); /* NULL on out-of-memory: decoding then goes to the table */
   c->refs = 1;
   n->nconns++;
   uv_timer_start(&c->timer, on_timer, n->hs_timeout_ms, 0);
@@ -193,6 +199,8 @@ int conn_disconnect(cn_node *n, const cn_atom *peer) {
 static void on_timer(uv_timer_t *t) {
   cn_conn *c = t->data;
   if (c->state == C_UP) {
+    if (c->msgs_in == c->idle_mark) conn_idle(c); /* no message (ticks only) for a tick interval */
+    c->idle_mark = c->msgs_in;
     switch (dist_tick_fire(&c->tick, uv_now(c->n->loop))) {
     case DIST_TICK_SEND:
       /* Without its tick the peer would count this node dead a net_ticktime later; fail now and say why. */
@@ -226,7 +234,7 @@ static void on_timer(uv_timer_t *t) {
 
 void conn_up(cn_conn *c) {
   cn_node *n = c->n;
-  if (!c->peer && !(c->peer = cn_atoms_get(n->atoms, c->hs.peer_name))) {
+  if (!c->peer && (!c->hs || !(c->peer = cn_atoms_get(n->atoms, c->hs->peer_name)))) {
     conn_close(c, "atom table full");
     return;
   }
@@ -241,7 +249,8 @@ void conn_up(cn_conn *c) {
       return;
     }
   }
-  c->peer_flags = c->hs.peer_flags;
+  if (c->hs) c->peer_flags = c->hs->peer_flags;
+  conn_hs_done(c); /* an up connection keeps no handshake state */
   if (dist_frags_new(&c->frags, n->max_msg, 64)) {
     conn_close(c, "out of memory");
     return;
@@ -343,7 +352,7 @@ int conn_test_up(cn_node *n, const cn_atom *peer, uint64_t peer_flags) {
   cn_conn *c = conn_new(n, peer, false);
   if (!c) return CN_ENOMEM;
   snprintf(c->addr, sizeof c->addr, "test");
-  c->hs.peer_flags = peer_flags; /* what conn_up takes from a finished handshake */
+  c->peer_flags = peer_flags; /* what conn_up takes from a finished handshake */
   conn_up(c);
   return c->state == C_UP ? 0 : CN_ENOMEM;
 }
@@ -357,7 +366,9 @@ static cn_conn *test_conn(cn_node *n, const cn_atom *peer) {
 int conn_test_feed(cn_node *n, const cn_atom *peer, const uint8_t *p, size_t len) {
   cn_conn *c = test_conn(n, peer);
   if (!c) return CN_ENOCONN;
-  if (cn_buf_append(&c->in, p, len)) return CN_ENOMEM;
+  if (conn_in_reserve(c, len)) return CN_ENOMEM;
+  memcpy(c->in.data + c->in.len, p, len);
+  c->in.len += len;
   dist_tick_recv(&c->tick);
   conn_process_input(c);
   return 0;

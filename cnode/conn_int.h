@@ -31,26 +31,31 @@ struct cn_conn {
   struct sockaddr_storage peer_sa; /* initiator: the peer's address, resolved before the EPMD lookup there */
   uint16_t peer_port;
   int peer_version;
-  dist_hs hs;
-  bool hs_init;
-  cn_buf in;
-  cn_buf out;    /* accumulating (plaintext) */
-  cn_buf wbuf;   /* being written (ciphertext under TLS) */
-  dist_tls *tls; /* NULL: plain TCP */
-  cn_buf tin;    /* TLS: ciphertext just read */
-  cn_buf tout;   /* TLS: records to send before the next encrypted output (handshake, alerts) */
+  dist_hs *hs;         /* during the handshake only (NULL before and after) */
+  cn_buf in;           /* read, not yet parsed; plain TCP: a view of in_chunk's bytes */
+  cn_chunk *in_chunk;  /* plain TCP: the read chunk, shared by large binaries decoded from it */
+  cn_chunk_pool spare; /* earlier read chunks, reused once their binaries are freed */
+  bool held;           /* a message dispatched from the current input holds a chunk */
+  bool read_big;       /* a read filled its buffer: read READ_CHUNK at a time (until idle again) */
+  uint64_t idle_mark;  /* msgs_in at the last tick timer: unchanged at the next, the buffers go back */
+  cn_buf out;          /* accumulating (plaintext) */
+  cn_buf wbuf;         /* being written (ciphertext under TLS) */
+  dist_tls *tls;       /* NULL: plain TCP */
+  cn_buf tin;          /* TLS: ciphertext just read */
+  cn_buf tout;         /* TLS: records to send before the next encrypted output (handshake, alerts) */
   uv_write_t wreq;
   bool writing;
   bool dirty;
   cn_conn *dirty_next;
   dist_frags *frags;
   dist_tick tick;
-  uint64_t peer_flags;
+  uint64_t peer_flags; /* a socketless test connection: set before conn_up; else taken from the handshake */
   pend *pend_head, **pend_tail;
   size_t pend_bytes;
   char addr[80];         /* the peer's address, for logs before its name is known */
   cn_proc *susp;         /* processes suspended until this connection's queue drains */
-  cn_atom_cache *acache; /* atoms this peer sends, found without the table's lock (NULL: none) */
+  cn_atom_cache *acache; /* atoms this peer sends, found without the table's lock (NULL: none yet, made with the
+                         * first message, or out of memory) */
   bool dropping;         /* queue_limit reached: logged once until it drains */
   cn_conn *unnamed_next;
   int fail; /* a cn_setup_fail + 1 set before conn_setup_failed; 0: by state */
@@ -61,6 +66,8 @@ struct cn_conn {
 /* conn.c */
 /* The peer's name, or what is known of it yet, for logs. */
 const char *conn_who(cn_conn *c);
+/* Frees the handshake state (done, or the connection goes). */
+void conn_hs_done(cn_conn *c);
 /* Lets the processes suspended on c run again (its queue drained, or it closed). */
 void conn_resume_all(cn_conn *c);
 /* Drops one reference (an open handle or a pending request); frees c at zero. */
@@ -93,6 +100,12 @@ void conn_try_write(cn_conn *c, cn_buf *b);
 void conn_write_now(cn_conn *c);
 /* Frames control and payload bytes that were encoded while the peer was still connecting. */
 int conn_frame_bytes(cn_conn *c, const uint8_t *body, size_t ctl_len, size_t len);
+/* Makes room in c->in for want more bytes (and a NUL): 0 or CN_ENOMEM. */
+int conn_in_reserve(cn_conn *c, size_t want);
+/* Frees c's read buffers (c->in, its chunk and the spares). */
+void conn_in_free(cn_conn *c);
+/* An idle connection returns its buffers (those empty and not in use); they come back sized on demand. */
+void conn_idle(cn_conn *c);
 /* Starts reading from c's socket. */
 void conn_start_io(cn_conn *c);
 /* Handshakes and dispatches everything complete in c->in. */

@@ -236,10 +236,102 @@ void conn_write_now(cn_conn *c) {
 
 /* ---- Reading ---------------------------------------------------------------------------------------------- */
 
+/* ---- The read buffer ------------------------------------------------------------------------------------ */
+
+/* Under plain TCP the bytes read land in a chunk (c->in views it) that decoded binaries of CN_SHARE_MIN bytes or
+ * more point into instead of copying. While such a binary lives the chunk is shared and its bytes stay as they
+ * are: the unparsed rest moves to another chunk, and the shared one waits among the spares until its binaries
+ * are freed, to be read into again. So a steady stream cycles through a few chunks, with no allocation and no copy
+ * of a message's size per message. Under TLS, OpenSSL appends plaintext to c->in, a plain cn_buf. */
+#define SHARE_MIN 512
+#define IDLE_READ 1024
+#define IDLE_KEEP 2048
+#define READ_RUN_BUDGET 1024 /* messages run after a read whose chunk they hold */
+static void in_view(cn_conn *c, cn_chunk *k) {
+  c->in_chunk = k;
+  c->in.data = cn_chunk_data(k);
+  c->in.cap = cn_chunk_cap(k);
+}
+
+/* Capacity for need bytes: doubling from cap for small growth, whole 4 KiB pages past 4 KiB. */
+static size_t in_cap(size_t cap, size_t need) {
+  size_t c = cap && cap <= SIZE_MAX / 2 && 2 * cap > need ? 2 * cap : need;
+  return c <= 4096 || c > SIZE_MAX - 4095 ? c : (c + 4095) & ~(size_t)4095;
+}
+
+/* Moves c->in's bytes from off on into another chunk of at least need bytes; the current one becomes a spare. */
+static int in_switch(cn_conn *c, size_t off, size_t need) {
+  size_t rest = c->in.len - off;
+  if (need < rest + 1) need = rest + 1;
+  cn_chunk *k = cn_chunk_pool_take(&c->spare, need);
+  if (!k && !(k = cn_chunk_new(in_cap(0, need)))) return CN_ENOMEM;
+  if (rest) memcpy(cn_chunk_data(k), c->in.data + off, rest);
+  cn_chunk_pool_put(&c->spare, c->in_chunk);
+  in_view(c, k);
+  c->in.len = rest;
+  c->in.data[rest] = 0;
+  return 0;
+}
+
+int conn_in_reserve(cn_conn *c, size_t want) {
+  if (c->tls) return cn_buf_reserve(&c->in, want);
+  if (want > SIZE_MAX - c->in.len - 1) return CN_ENOMEM;
+  size_t need = c->in.len + want + 1;
+  cn_chunk *k = c->in_chunk;
+  if (k && !cn_chunk_shared(k)) {
+    if (need <= c->in.cap) return 0;
+    cn_chunk *r = cn_chunk_resize(k, in_cap(c->in.cap, need));
+    if (!r) return CN_ENOMEM;
+    in_view(c, r);
+    return 0;
+  }
+  return in_switch(c, 0, need);
+}
+
+/* Drops the first off bytes of c->in (parsed): in place, unless a decoded binary shares the chunk. */
+static void in_consume(cn_conn *c, size_t off) {
+  if (!c->in_chunk || !cn_chunk_shared(c->in_chunk)) {
+    cn_buf_consume(&c->in, off);
+    return;
+  }
+  size_t need = READ_CHUNK;
+  if (c->state == C_UP && c->in.len - off >= 4) {
+    size_t flen = (size_t)cn_get32(c->in.data + off) + 4;
+    if (flen > need && flen <= c->n->max_msg + 4) need = flen;
+  }
+  if (in_switch(c, off, need + 1)) {
+    cn_log(c->n, CN_LOG_WARN, "dropping connection to %s: out of memory for the read buffer", conn_who(c));
+    conn_close(c, "out of memory");
+  }
+}
+
+void conn_in_free(cn_conn *c) {
+  if (c->in_chunk) {
+    cn_chunk_release(c->in_chunk);
+    c->in_chunk = NULL;
+    c->in = (cn_buf){0};
+  } else {
+    cn_buf_free(&c->in);
+  }
+  cn_chunk_pool_clear(&c->spare);
+}
+
+void conn_idle(cn_conn *c) {
+  /* A small read chunk stays: ticks keep arriving, and each would take memory again. */
+  if (c->in.len == 0 && c->in_chunk && cn_chunk_cap(c->in_chunk) > IDLE_KEEP && !cn_chunk_shared(c->in_chunk))
+    conn_in_free(c);
+  cn_chunk_pool_clear(&c->spare);
+  dist_frags_idle(c->frags);
+  c->read_big = false;
+  if (!c->out.len) cn_buf_free(&c->out);
+  if (!c->writing && !c->wbuf.len) cn_buf_free(&c->wbuf);
+}
+
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   (void)hint;
   cn_conn *c = h->data;
-  size_t want = READ_CHUNK;
+  /* Small until a read fills its buffer: an idle connection holds little memory. */
+  size_t want = c->read_big || c->tls ? READ_CHUNK : IDLE_READ;
   if (c->tls) {
     /* Ciphertext goes to tin and is fed to OpenSSL at once; plaintext lands in c->in. */
     if (cn_buf_reserve(&c->tin, want)) {
@@ -256,7 +348,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     size_t flen = (size_t)cn_get32(c->in.data) + 4;
     if (flen > c->in.len && flen - c->in.len > want && flen <= c->n->max_msg + 4) want = flen - c->in.len;
   }
-  if (cn_buf_reserve(&c->in, want)) {
+  if (conn_in_reserve(c, want)) {
     buf->base = NULL;
     buf->len = 0;
     return;
@@ -267,7 +359,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 
 /* The peer closed during setup: name the most likely cause for the log. */
 static const char *closed_reason(cn_conn *c) {
-  if (c->state == C_HANDSHAKE && c->initiator && dist_hs_awaiting_ack(&c->hs))
+  if (c->state == C_HANDSHAKE && c->initiator && c->hs && dist_hs_awaiting_ack(c->hs))
     return "peer closed the connection after our challenge reply: cookie mismatch (our digest was refused)";
   if (c->state == C_TLS)
     return "connection closed by peer during the TLS handshake, without a TLS alert (is the peer a plaintext node?)";
@@ -311,7 +403,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     /* UV_ENOBUFS: on_alloc had no memory for the read; the connection cannot go on. */
     if (c->state == C_UP) {
       conn_close(c, nread == UV_EOF ? "connection closed" : uv_strerror((int)nread));
-    } else if (nread == UV_EOF && !c->initiator && c->state == C_HANDSHAKE && !c->hs.peer_name[0]) {
+    } else if (nread == UV_EOF && !c->initiator && c->state == C_HANDSHAKE && !(c->hs && c->hs->peer_name[0])) {
       /* Closed before saying its name: a peer that lost a simultaneous connect does exactly this. */
       cn_log(c->n, CN_LOG_DEBUG, "connection from %s closed before its handshake", conn_who(c));
       conn_close(c, "closed before the handshake");
@@ -329,6 +421,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     tls_input(c, (size_t)nread);
     return;
   }
+  if ((size_t)nread == buf->len) c->read_big = true;
   c->in.len += (size_t)nread;
   if (c->state == C_UP) dist_tick_recv(&c->tick);
   conn_process_input(c);
@@ -342,11 +435,17 @@ void conn_start_io(cn_conn *c) {
 
 /* ---- Frames ---------------------------------------------------------------------------------------------- */
 
-static int handle_body(cn_conn *c, const uint8_t *b, size_t len, bool versioned) {
+/* Decodes and dispatches one message body; chunk: the chunk b lies in (its large binaries are shared), or NULL. */
+static int handle_body(cn_conn *c, const uint8_t *b, size_t len, bool versioned, cn_chunk *chunk) {
   cn_node *n = c->n;
   c->msgs_in++;
   n->stats.messages_in++;
-  cn_decode_opts opts = {.max_size = n->max_msg, .atom_limit = n->net_atom_limit, .cache = c->acache};
+  if (!c->acache) c->acache = cn_atom_cache_new(0); /* NULL on out-of-memory: decoding then goes to the table */
+  cn_decode_opts opts = {.max_size = n->max_msg,
+                         .atom_limit = n->net_atom_limit,
+                         .cache = c->acache,
+                         .chunk = chunk,
+                         .share_min = SHARE_MIN};
   size_t off = 0;
   cn_term *ctl = NULL, *pay = NULL;
   int rc;
@@ -384,12 +483,15 @@ static int handle_frame(cn_conn *c, const uint8_t *d, size_t len) {
   int rc = dist_msg_hdr_parse(d, len, &h);
   if (rc) return rc;
   if (h.kind == DIST_MSG_PASS || h.kind == DIST_MSG_NORMAL)
-    return handle_body(c, d + h.body_off, len - h.body_off, h.versioned);
-  cn_buf done = {0};
-  rc = dist_frags_add(c->frags, &h, d + h.body_off, len - h.body_off, &done);
+    return handle_body(c, d + h.body_off, len - h.body_off, h.versioned, c->in_chunk);
+  cn_chunk *done = NULL;
+  size_t dlen = 0;
+  rc = dist_frags_take(c->frags, &h, d + h.body_off, len - h.body_off, &done, &dlen);
+  if (rc == 2) return handle_body(c, d + h.body_off, len - h.body_off, false, c->in_chunk);
   if (rc == 1) {
-    rc = handle_body(c, done.data, done.len, false);
-    cn_buf_free(&done);
+    rc = handle_body(c, cn_chunk_data(done), dlen, false, done);
+    c->held |= cn_chunk_shared(done);
+    dist_frags_recycle(c->frags, done);
   }
   return rc < 0 ? rc : 0;
 }
@@ -428,5 +530,14 @@ void conn_process_input(cn_conn *c) {
       break;
     }
   }
-  if (c->state != C_CLOSING && c->state != C_WAIT_PEER) cn_buf_consume(&c->in, off);
+  if (c->state == C_CLOSING || c->state == C_WAIT_PEER) return;
+  if (c->tcp_open && (c->held || (c->in_chunk && cn_chunk_shared(c->in_chunk)))) {
+    c->held = false;
+    /* What arrived holds the chunk: its handlers run now, so the next read goes to the same memory (reads outrun
+     * the idle turn; each would otherwise take fresh memory, and fresh pages cost a fault each). */
+    node_run(c->n, READ_RUN_BUDGET);
+    if (c->state == C_CLOSING || c->state == C_WAIT_PEER) return;
+  }
+  in_consume(c, off);
+  if (c->state == C_UP && c->msgs_in == 0 && !c->in.len) conn_idle(c); /* just up: the handshake's buffers go */
 }

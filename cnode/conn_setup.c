@@ -13,9 +13,9 @@
 /* Moves the handshake's output to the socket's queue; CN_ENOMEM leaves it where it was (the caller fails the
  * setup: a message lost here would leave both sides waiting for the setup timeout). */
 static int hs_output(cn_conn *c) {
-  if (!c->hs.out.len) return 0;
-  if (cn_buf_append(&c->out, c->hs.out.data, c->hs.out.len)) return CN_ENOMEM;
-  cn_buf_consume(&c->hs.out, c->hs.out.len);
+  if (!c->hs->out.len) return 0;
+  if (cn_buf_append(&c->out, c->hs->out.data, c->hs->out.len)) return CN_ENOMEM;
+  cn_buf_consume(&c->hs->out, c->hs->out.len);
   conn_mark_dirty(c);
   return 0;
 }
@@ -40,9 +40,9 @@ int conn_hs_start(cn_conn *c) {
   cfg.required_flags = DIST_FLAGS_MANDATORY_25;
   cfg.peer_name = c->initiator ? c->peer->name : NULL;
   cfg.len4 = c->tls != NULL; /* inet_tls_dist runs the handshake with {packet, 4} */
-  int rc = dist_hs_init(&c->hs, &cfg);
+  if (!c->hs && !(c->hs = cn_calloc(1, sizeof *c->hs))) return CN_ENOMEM;
+  int rc = dist_hs_init(c->hs, &cfg);
   if (rc) return rc;
-  c->hs_init = true;
   c->state = C_HANDSHAKE;
   return hs_output(c);
 }
@@ -52,7 +52,7 @@ static const char *on_peer_name(cn_conn *c) {
   cn_node *n = c->n;
   /* The peer is not authenticated yet: look its name up, never create an atom for it. A name with no atom
    * has no connection of ours either; the atom is made once the handshake has proved the cookie. */
-  const cn_atom *peer = cn_atoms_find(n->atoms, c->hs.peer_name, strlen(c->hs.peer_name));
+  const cn_atom *peer = cn_atoms_find(n->atoms, c->hs->peer_name, strlen(c->hs->peer_name));
   if (peer == n->name) return "not_allowed";
   cn_conn *old = peer ? conn_find(n, peer) : NULL;
   if (!old) {
@@ -79,11 +79,11 @@ static const char *on_peer_name(cn_conn *c) {
 
 int conn_handshake_step(cn_conn *c, size_t *off) {
   size_t used = 0, start = *off;
-  int ev = dist_hs_feed(&c->hs, c->in.data + *off, c->in.len - *off, &used);
+  int ev = dist_hs_feed(c->hs, c->in.data + *off, c->in.len - *off, &used);
   *off += used;
   if (hs_output(c)) ev = CN_ENOMEM;
   if (ev < 0) {
-    if (ev == CN_EREFUSED && c->initiator && dist_hs_refused_nok(&c->hs)) {
+    if (ev == CN_EREFUSED && c->initiator && dist_hs_refused_nok(c->hs)) {
       conn_wait_for_peer(c);
       return -1;
     }
@@ -97,15 +97,15 @@ int conn_handshake_step(cn_conn *c, size_t *off) {
                    : ev == CN_EFLAGS   ? CN_SETUP_FLAGS
                                        : CN_SETUP_PROTOCOL);
     conn_setup_failed(c, "%s",
-                      tls_peer       ? "the peer speaks TLS (a -proto_dist inet_tls node) and this node runs plain TCP"
-                      : c->hs.reason ? c->hs.reason
-                                     : cn_strerror(ev));
+                      tls_peer        ? "the peer speaks TLS (a -proto_dist inet_tls node) and this node runs plain TCP"
+                      : c->hs->reason ? c->hs->reason
+                                      : cn_strerror(ev));
     return -1;
   }
   switch (ev) {
   case DIST_HS_NAME: {
     const char *st = on_peer_name(c);
-    if (dist_hs_accept_status(&c->hs, st) || hs_output(c)) {
+    if (dist_hs_accept_status(c->hs, st) || hs_output(c)) {
       conn_setup_failed(c, "%s", "out of memory");
       return -1;
     }
@@ -119,7 +119,7 @@ int conn_handshake_step(cn_conn *c, size_t *off) {
     return 1;
   }
   case DIST_HS_ALIVE:
-    if (dist_hs_alive_reply(&c->hs, true) || hs_output(c)) {
+    if (dist_hs_alive_reply(c->hs, true) || hs_output(c)) {
       conn_setup_failed(c, "%s", "out of memory");
       return -1;
     }
@@ -173,6 +173,7 @@ static int begin_setup(cn_conn *c) {
   int rc = dist_tls_new(&c->tls, c->initiator ? n->tls_cli : n->tls_srv, c->initiator ? peer_host(c->peer) : NULL,
                         n->otp_release);
   if (rc) return rc;
+  conn_in_free(c); /* nothing read yet: under TLS c->in is a plain buffer OpenSSL appends to */
   c->state = C_TLS;
   if (c->initiator) {
     rc = dist_tls_start(c->tls, &c->tout);

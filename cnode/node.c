@@ -208,9 +208,7 @@ void node_schedule(cn_node *n, cn_proc *p) {
   if (!uv_is_active((uv_handle_t *)&n->idle)) uv_idle_start(&n->idle, on_idle);
 }
 
-static void on_idle(uv_idle_t *h) {
-  cn_node *n = h->data;
-  size_t budget = TURN_BUDGET;
+void node_run(cn_node *n, size_t budget) {
   while (n->runq_head && budget) {
     cn_proc *p = n->runq_head;
     n->runq_head = p->run_next;
@@ -229,6 +227,11 @@ static void on_idle(uv_idle_t *h) {
       node_schedule(n, p);
     }
   }
+}
+
+static void on_idle(uv_idle_t *h) {
+  cn_node *n = h->data;
+  node_run(n, TURN_BUDGET);
   if (!n->runq_head) uv_idle_stop(&n->idle);
   conn_flush_all(n);
 }

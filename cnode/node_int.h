@@ -266,6 +266,9 @@ struct cn_node {
 
 /* node.c */
 void node_schedule(cn_node *n, cn_proc *p);
+/* Runs processes of the run queue for up to budget messages (the loop's idle turn, and a read whose messages
+ * hold its chunk: their handlers give it back before the next read). */
+void node_run(cn_node *n, size_t budget);
 void node_notify(cn_node *n, const cn_atom *peer, bool up, const char *reason);
 /* A new reference of this node. */
 cn_ref node_make_ref(cn_node *n);

@@ -172,6 +172,15 @@ int dist_frags_new(dist_frags **out, size_t max_total_bytes, size_t max_sequence
  * order, duplicate header), CN_ELIMIT (too many sequences, over max bytes), CN_EINVAL, CN_ENOMEM; an error
  * drops that sequence. */
 int dist_frags_add(dist_frags *f, const dist_msg_hdr *h, const uint8_t *body, size_t blen, cn_buf *done);
+/* As dist_frags_add without copies: 2 when the message is whole in this one fragment (body itself is it), 1 with
+ * the whole body in the chunk *done (its first *done_len bytes; one reference, for the caller to give back with
+ * dist_frags_recycle, or release), 0 when more fragments are needed, or an error as dist_frags_add. */
+int dist_frags_take(dist_frags *f, const dist_msg_hdr *h, const uint8_t *body, size_t blen, cn_chunk **done,
+                    size_t *done_len);
+/* Takes back a finished body's chunk, for a later message once nothing decoded from it holds it. NULL is ignored. */
+void dist_frags_recycle(dist_frags *f, cn_chunk *k);
+/* Lets go of the kept chunk (an idle connection returns its memory). */
+void dist_frags_idle(dist_frags *f);
 /* Number of sequences in progress (for tests and stats). */
 size_t dist_frags_open(const dist_frags *f);
 /* Frees f and every sequence still open; NULL is fine. */

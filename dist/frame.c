@@ -65,7 +65,8 @@ int dist_msg_hdr_parse(const uint8_t *data, size_t len, dist_msg_hdr *out) {
 typedef struct seq_state {
   uint64_t seq;
   uint64_t next; /* the frag_id the next continuation must carry */
-  cn_buf body;
+  cn_chunk *body;
+  size_t len; /* bytes of body used */
 } seq_state;
 
 struct dist_frags {
@@ -76,6 +77,7 @@ struct dist_frags {
   /* A flat array: the number of open sequences is small (one per sending process mid-message) and bounded
    * by max_seqs, so a linear search beats a hash table here. */
   seq_state *seqs;
+  cn_chunk_pool spare; /* finished bodies given back (dist_frags_recycle), reused once their binaries are freed */
 };
 
 int dist_frags_new(dist_frags **out, size_t max_total_bytes, size_t max_sequences) {
@@ -95,37 +97,50 @@ static seq_state *find(dist_frags *f, uint64_t seq) {
   return NULL;
 }
 
-/* Removes s from the array (swap with the last); its body must have been freed or handed over. */
+/* Removes s from the array (swap with the last); its body must have been released or handed over. */
 static void drop(dist_frags *f, seq_state *s) {
-  f->total -= s->body.len;
+  f->total -= s->len;
   f->seqs[s - f->seqs] = f->seqs[--f->n];
 }
 
 static void drop_free(dist_frags *f, seq_state *s) {
-  cn_buf b = s->body;
+  cn_chunk *k = s->body;
   drop(f, s);
-  cn_buf_free(&b);
+  dist_frags_recycle(f, k);
+}
+
+/* Makes room for need bytes in s's body (the spare first, else a new chunk); 0 or CN_ENOMEM. */
+static int room(dist_frags *f, seq_state *s, size_t need) {
+  if (s->body && cn_chunk_cap(s->body) >= need) return 0;
+  if (!s->body && (s->body = cn_chunk_pool_take(&f->spare, need))) return 0;
+  size_t cap = s->body ? cn_chunk_cap(s->body) : 0;
+  cap = cap && cap <= SIZE_MAX / 2 && 2 * cap > need ? 2 * cap : need;
+  cn_chunk *k = s->body ? cn_chunk_resize(s->body, cap) : cn_chunk_new(cap);
+  if (!k) return CN_ENOMEM;
+  s->body = k;
+  return 0;
 }
 
 /* Appends to an open sequence within the byte budget. */
 static int grow(dist_frags *f, seq_state *s, const uint8_t *body, size_t blen) {
   if (blen > f->max_total - f->total) return CN_ELIMIT;
-  if (cn_buf_append(&s->body, body, blen)) return CN_ENOMEM;
+  if (room(f, s, s->len + blen)) return CN_ENOMEM;
+  if (blen) memcpy(cn_chunk_data(s->body) + s->len, body, blen);
+  s->len += blen;
   f->total += blen;
   return 0;
 }
 
-int dist_frags_add(dist_frags *f, const dist_msg_hdr *h, const uint8_t *body, size_t blen, cn_buf *done) {
+int dist_frags_take(dist_frags *f, const dist_msg_hdr *h, const uint8_t *body, size_t blen, cn_chunk **done,
+                    size_t *done_len) {
   int rc;
   if (h->frag_id == 0) return CN_EINVAL;
   if (h->kind == DIST_MSG_FRAG_HDR) {
     if (find(f, h->seq)) return CN_EPROTO; /* a second start for an open sequence */
     if (h->frag_id == 1) {
-      /* A one-fragment message needs no state: hand over a copy at once. */
+      /* A one-fragment message needs no state: it is whole where it lies. */
       if (blen > f->max_total - f->total) return CN_ELIMIT;
-      *done = (cn_buf){0};
-      if (cn_buf_append(done, body, blen)) return CN_ENOMEM;
-      return 1;
+      return 2;
     }
     if (f->n == f->max_seqs) return CN_ELIMIT;
     if (f->n == f->cap) {
@@ -142,10 +157,10 @@ int dist_frags_add(dist_frags *f, const dist_msg_hdr *h, const uint8_t *body, si
     /* The header says how many fragments follow, and all but the last are as long as this one: reserve the
      * whole message once (within the limit) instead of growing it fragment by fragment. */
     /* Capped: a peer can claim any fragment count, and past 8 MiB doubling growth is cheap anyway. */
-    size_t room = f->max_total - f->total;
-    if (room > ((size_t)8 << 20)) room = (size_t)8 << 20;
-    size_t est = h->frag_id <= room / (blen ? blen : 1) ? (size_t)h->frag_id * blen : room;
-    if (est > blen) cn_buf_reserve(&s->body, est); /* a failure here only costs the later growth */
+    size_t left = f->max_total - f->total;
+    if (left > ((size_t)8 << 20)) left = (size_t)8 << 20;
+    size_t est = h->frag_id <= left / (blen ? blen : 1) ? (size_t)h->frag_id * blen : left;
+    if (est > blen) room(f, s, est); /* a failure here only costs the later growth */
     if ((rc = grow(f, s, body, blen))) {
       drop_free(f, s);
       return rc;
@@ -165,15 +180,41 @@ int dist_frags_add(dist_frags *f, const dist_msg_hdr *h, const uint8_t *body, si
   }
   if (--s->next > 0) return 0;
   *done = s->body;
+  *done_len = s->len;
   drop(f, s);
   return 1;
+}
+
+void dist_frags_recycle(dist_frags *f, cn_chunk *k) { cn_chunk_pool_put(&f->spare, k); }
+
+void dist_frags_idle(dist_frags *f) {
+  if (f) cn_chunk_pool_clear(&f->spare);
+}
+
+int dist_frags_add(dist_frags *f, const dist_msg_hdr *h, const uint8_t *body, size_t blen, cn_buf *done) {
+  cn_chunk *k = NULL;
+  size_t len = 0;
+  int rc = dist_frags_take(f, h, body, blen, &k, &len);
+  if (rc == 2) {
+    k = NULL;
+    len = blen;
+  }
+  if (rc >= 1) {
+    *done = (cn_buf){0};
+    if (cn_buf_append(done, k ? cn_chunk_data(k) : body, len)) rc = CN_ENOMEM;
+    dist_frags_recycle(f, k);
+    if (rc < 0) return rc;
+    return 1;
+  }
+  return rc;
 }
 
 size_t dist_frags_open(const dist_frags *f) { return f->n; }
 
 void dist_frags_free(dist_frags *f) {
   if (!f) return;
-  for (size_t i = 0; i < f->n; i++) cn_buf_free(&f->seqs[i].body);
+  for (size_t i = 0; i < f->n; i++) cn_chunk_release(f->seqs[i].body);
+  cn_chunk_pool_clear(&f->spare);
   cn_free(f->seqs);
   cn_free(f);
 }

@@ -104,7 +104,8 @@ typedef enum cn_type {
 typedef struct cn_term cn_term;
 
 /* A term is a tagged value. Compound terms own arrays of child values (not pointers). A decoded term is one
- * allocation (its root, arrays and bytes together); built terms and copies own each part separately. Fields
+ * allocation (its root, arrays and bytes together; large binaries may point into the input chunk, see
+ * cn_decode_opts); built terms and copies own each part separately. Fields
  * are read-only for users: build terms with cn_mk_* and free roots with cn_term_free. */
 struct cn_term {
   uint8_t type;  /* cn_type */
@@ -205,6 +206,10 @@ static inline cn_term cn_tv_tuple(cn_term *e, uint32_t n) {
 }
 /* A deep copy (always separately owned parts), or NULL on out-of-memory. */
 CN_EXPORT cn_term *cn_term_copy(const cn_term *t);
+/* Keeps a term past the call that lent it (a handler's message): for a decoded root (a received message) one
+ * more reference to the same immutable term, no copy, its large binaries still pointing into the bytes they
+ * arrived in; for any other term, cn_term_copy. Free the result with cn_term_free. NULL on out-of-memory. */
+CN_EXPORT cn_term *cn_term_retain(const cn_term *t);
 /* Frees a root made by a constructor, a decoder or cn_term_copy; NULL is ignored. A decoded root is freed
  * whole in one step: never free or take over its subterms, only the root (or pass it to a constructor). */
 CN_EXPORT void cn_term_free(cn_term *t);
@@ -236,6 +241,10 @@ typedef struct cn_decode_opts {
   size_t atom_limit;    /* create no atom once the table holds this many (0: only the table's own limit), so
                         input from peers cannot take the atoms a node keeps for itself and new peers' names */
   cn_atom_cache *cache; /* NULL: none; else consulted before the table, filled on misses (see above) */
+  cn_chunk *chunk;      /* NULL: copy every binary; else the input lies in this chunk, and binaries of share_min
+                         * bytes or more point into it (the term holds a reference, so the chunk lives while the
+                         * term does); leave the chunk's bytes unchanged while it is shared */
+  size_t share_min;     /* with chunk: the smallest binary shared (0: 512 bytes) */
 } cn_decode_opts;
 
 /* Decodes one term body (no version byte) at buf[*off..len). Atoms are interned in tab. Every length is

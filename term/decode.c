@@ -1,7 +1,9 @@
 /* decode.c: the external term format decoder: a bounds-checked validating walk, then a build pass.
  * ei's decoders trust their buffer, so they only ever see bytes the walk has proven to hold a whole term.
  * The walk also counts what the term needs (values and bytes), so the build carves the whole tree, root
- * first, from one allocation that cn_term_free releases in one step (the root is marked `block`). */
+ * first, from one allocation that cn_term_free releases in one step (the root is marked `block`; a term_blk
+ * header before it counts references). Binaries of opts->share_min bytes or more, when the input lies in a
+ * chunk (opts->chunk), point into it rather than being copied: the block holds one reference to the chunk. */
 #include <math.h>
 #include <string.h>
 
@@ -21,8 +23,10 @@ typedef struct vctx {
   const uint8_t *b;
   size_t len, lim;
   size_t max_depth;
-  int check_text; /* inside a fun: atoms stay raw bytes, never interned, so check their text here */
-  vcount *cnt;    /* NULL: count nothing (a fun's insides, which stay raw bytes) */
+  int check_text;   /* inside a fun: atoms stay raw bytes, never interned, so check their text here */
+  vcount *cnt;      /* NULL: count nothing (a fun's insides, which stay raw bytes) */
+  size_t share_min; /* binaries (not bitstrings) of this many bytes or more point into the input; 0: none */
+  int shared;       /* build: a binary points into the input */
 } vctx;
 
 typedef struct bctx {
@@ -205,7 +209,7 @@ static int vterm(const vctx *v, size_t *p, size_t depth) {
     n = cn_get32(b + *p + 1);
     NEED(5 + n);
     *p += 5 + n;
-    if (v->cnt) v->cnt->bytes += n;
+    if (v->cnt && !(v->share_min && n >= v->share_min)) v->cnt->bytes += n;
     return 0;
   case ERL_BIT_BINARY_EXT: {
     NEED(6);
@@ -558,9 +562,16 @@ static int bterm(bctx *c, size_t *p, cn_term *out) {
   }
   case ERL_BINARY_EXT:
     n = cn_get32(b + 1);
-    if ((r = bbits(c, b + 5, n, 8, out))) return r;
     *p += 5 + n;
-    return 0;
+    if (c->v.share_min && n >= c->v.share_min) { /* shared with the input's chunk, as the walk counted */
+      out->type = CN_BINARY;
+      out->v.bin.size = n;
+      out->v.bin.bits = 8;
+      out->v.bin.data = (uint8_t *)b + 5; /* never written through: the chunk is read-only while shared */
+      c->v.shared = 1;
+      return 0;
+    }
+    return bbits(c, b + 5, n, 8, out);
   case ERL_BIT_BINARY_EXT:
     n = cn_get32(b + 1);
     if ((r = bbits(c, b + 6, n, b[5], out))) return r;
@@ -632,15 +643,18 @@ int cn_term_decode(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off, c
   if (*off >= len) return CN_ETRUNC;
   size_t max_size = opts ? opts->max_size : 0;
   vcount cnt = {1, 0, 0}; /* the root */
-  vctx v = {buf, len, len, opts && opts->max_depth ? opts->max_depth : 1000, 0, &cnt};
+  cn_chunk *chunk = opts ? opts->chunk : NULL;
+  size_t share = chunk ? (opts->share_min ? opts->share_min : CN_SHARE_MIN_DEFAULT) : 0;
+  vctx v = {buf, len, len, opts && opts->max_depth ? opts->max_depth : 1000, 0, &cnt, share, 0};
   if (max_size && max_size < len - *off) v.lim = *off + max_size;
   size_t end = *off;
   int r = vterm(&v, &end, 0);
   if (r) return r;
   if (cnt.too_long) return CN_ELIMIT;
-  if (cnt.slots > (SIZE_MAX - cnt.bytes) / sizeof(cn_term)) return CN_ENOMEM;
-  cn_term *blk = cn_malloc(cnt.slots * sizeof(cn_term) + cnt.bytes);
-  if (!blk) return CN_ENOMEM;
+  if (cnt.slots > (SIZE_MAX - sizeof(term_blk) - cnt.bytes) / sizeof(cn_term)) return CN_ENOMEM;
+  term_blk *h = cn_malloc(sizeof *h + cnt.slots * sizeof(cn_term) + cnt.bytes);
+  if (!h) return CN_ENOMEM;
+  cn_term *blk = (cn_term *)(h + 1);
   uint8_t *bytes = (uint8_t *)(blk + cnt.slots);
   bctx c = {v,
             tab,
@@ -654,10 +668,13 @@ int cn_term_decode(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off, c
   size_t q = *off;
   r = bterm(&c, &q, blk);
   if (r) {
-    cn_free(blk);
+    cn_free(h);
     return r;
   }
-  blk->block = 1; /* cn_term_free: one cn_free, no walk */
+  atomic_init(&h->refs, 1);
+  h->chunk = c.v.shared ? chunk : NULL;
+  cn_chunk_retain(h->chunk);
+  blk->block = 1; /* cn_term_free: through the header, no walk */
   *off = end;
   *out = blk;
   return 0;

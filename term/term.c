@@ -36,11 +36,29 @@ void term_clear(cn_term *t) {
   t->type = CN_NIL;
 }
 
+/* Drops one reference to a decoded root (its whole tree is one allocation, after a term_blk header). */
+static void block_release(cn_term *t) {
+  term_blk *h = (term_blk *)t - 1;
+  if (atomic_fetch_sub_explicit(&h->refs, 1, memory_order_acq_rel) != 1) return;
+  cn_chunk_release(h->chunk);
+  cn_free(h);
+}
+
 void cn_term_free(cn_term *t) {
   if (!t) return;
-  if (!t->block) /* a decoded root holds its whole tree in its own allocation */
-    term_clear(t);
+  if (t->block) {
+    block_release(t);
+    return;
+  }
+  term_clear(t);
   cn_free(t);
+}
+
+cn_term *cn_term_retain(const cn_term *t) {
+  if (!t || !t->block) return cn_term_copy(t);
+  term_blk *h = (term_blk *)t - 1;
+  atomic_fetch_add_explicit(&h->refs, 1, memory_order_relaxed);
+  return (cn_term *)t;
 }
 
 /* Whether the value points to storage (arrays, bytes) that it owns. */
@@ -59,13 +77,12 @@ static bool owns_storage(const cn_term *t) {
 /* Moves the value of heap root r into *dst and frees r's shell. A decoded root's parts live in its own
  * allocation, so they are deep-copied out first (unless it owns none). 0, or CN_ENOMEM: r freed, *dst nil. */
 static int take_value(cn_term *dst, cn_term *r) {
-  if (r->block && owns_storage(r)) {
-    int rc = term_copy_into(dst, r);
-    cn_free(r);
+  if (r->block) { /* the parts may be shared with other references, and always with the block */
+    int rc = owns_storage(r) ? term_copy_into(dst, r) : (*dst = *r, dst->block = 0, 0);
+    block_release(r);
     return rc;
   }
   *dst = *r;
-  dst->block = 0;
   cn_free(r);
   return 0;
 }

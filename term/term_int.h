@@ -3,6 +3,8 @@
 #ifndef TERM_INT_H
 #define TERM_INT_H
 
+#include <stdatomic.h>
+
 #include "cn_term.h"
 
 #define TERM_ATOM_MAX_BYTES CN_ATOM_MAX_BYTES
@@ -27,6 +29,13 @@ uint32_t term_utf8_next(const uint8_t *s, size_t len, size_t *i);
 /* Trims high zero bytes of a little-endian magnitude (*n shrinks) and, when the integer fits int64_t, stores
  * it in *v and returns true (cn_mk_big's normalisation, shared with the decoder). */
 bool term_big_to_int(int negative, const uint8_t *mag_le, size_t *n, int64_t *v);
+
+/* The header before a decoded root (cn_term_decode): one allocation holds it, the root and the whole tree. */
+typedef struct term_blk {
+  atomic_size_t refs; /* cn_term_retain adds one; cn_term_free drops one, the last frees the block */
+  cn_chunk *chunk;    /* the input's chunk when a binary points into it (one reference), else NULL */
+} term_blk;
+#define CN_SHARE_MIN_DEFAULT 512
 
 /* Frees what t owns (children, arrays, bytes) but not t itself; t becomes nil. */
 void term_clear(cn_term *t);

@@ -55,24 +55,11 @@ static cn_proc *spawn_rec(rec *r, bool trap) {
   return proc_lookup(N, pid);
 }
 
-static void on_started(cn_node *n, int status, void *ctx) {
-  (void)n;
-  *(int *)ctx = status ? status : 1;
-}
-
 static int up(uint64_t flags) {
-  cn_node_opts o = {.name = "disp@127.0.0.1",
-                    .cookie = "c",
-                    .log_level = CN_LOG_ERROR,
-                    .no_epmd = true,
-                    .epmd_port = 1,
-                    .listen_addr = "127.0.0.1"};
-  int started = 0;
-  if (cn_node_new(&N, NULL, &o) || cn_node_start(N, on_started, &started)) return -1;
-  while (!started) uv_run(cn_node_loop(N), UV_RUN_ONCE);
+  if (test_node_quiet(&N, "disp@127.0.0.1")) return -1;
   peer = cn_intern(N, "peer@127.0.0.1");
   remote = (cn_pid){.node = peer, .id = 90, .serial = 0, .creation = 5};
-  return started == 1 && conn_test_up(N, peer, flags) == 0 ? 0 : -1;
+  return conn_test_up(N, peer, flags) == 0 ? 0 : -1;
 }
 static int setup(void **st) {
   (void)st;

@@ -10,6 +10,7 @@
 
 #include "cn_base.h"
 #include "cn_term.h"
+#include "cnode.h"
 #include "dist.h"
 
 #include <arpa/inet.h>
@@ -368,4 +369,22 @@ cn_term *tt_load_etf(cn_atoms *tab, const char *path) {
   assert_int_equal(cn_term_from_binary(tab, b, (size_t)n, NULL, &t), 0);
   free(b);
   return t;
+}
+
+static void quiet_started(cn_node *n, int status, void *ctx) {
+  (void)n;
+  *(int *)ctx = status ? status : 1;
+}
+
+int test_node_quiet(cn_node **out, const char *name) {
+  cn_node_opts o = {.name = name,
+                    .cookie = "c",
+                    .log_level = CN_LOG_ERROR,
+                    .no_epmd = true,
+                    .epmd_port = 1,
+                    .listen_addr = "127.0.0.1"};
+  int started = 0;
+  if (cn_node_new(out, NULL, &o) || cn_node_start(*out, quiet_started, &started)) return -1;
+  while (!started) uv_run(cn_node_loop(*out), UV_RUN_ONCE);
+  return started == 1 ? 0 : -1;
 }

@@ -45,6 +45,11 @@ bool test_epmd_knows(uint16_t port, const char *alive);
 bool test_send_all(int fd, const void *p, size_t n);
 int test_hand_peer(uint16_t port, const char *name, const char *cookie, uint64_t flags);
 
+/* A started node on loopback with no EPMD, for tests that play its peers through the socketless test hooks
+ * (conn_test_up/feed/output, node_int.h): 0 with *out, or -1. */
+struct cn_node;
+int test_node_quiet(struct cn_node **out, const char *name);
+
 /* A counting allocator for cn_replace_allocator: ta_live counts blocks alive; ta_fail_after > 0 lets that many
  * more allocations succeed, 0 fails all, < 0 (the default) fails none. ta_install puts it in place; ta_setup
  * and ta_teardown are cmocka fixtures that reset it and assert that a test freed everything. */
