@@ -6,7 +6,7 @@
 
 #include "hc_int.h"
 #include "horde.h"
-#include "reg_int.h"
+#include "hc_rules.h"
 
 /* One registration of the local table (what Horde keeps in its keys ETS table), from the CRDT's diffs. */
 typedef struct rent {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "hc_int.h"
+#include "hc_rules.h"
 #include "horde.h"
 
 enum { R_PERMANENT, R_TRANSIENT, R_TEMPORARY };
@@ -156,9 +157,6 @@ typedef bool (*sup_proc_fn)(cn_horde_sup *s, const cn_term *key, const cn_term *
 void sup_each_process(cn_horde_sup *s, sup_proc_fn fn, void *ctx);
 /* Rules 5-7 over every entry (the tick's orphan scan). */
 void sup_scan_orphans(cn_horde_sup *s);
-/* True when a {process, Id} entry's value v (NULL: the entry was deleted) says this member (self_member) no longer
- * owns the child: deleted, or {Owner, Spec, Pid} of another member. A relinquished {nil, Spec} does not. Pure. */
-bool sup_entry_disowns(const cn_term *v, const cn_term *self_member);
 /* {crdt_update, Diffs}: the member mirror, then relinquished children (Horde's crdt_update). */
 void sup_on_update(cn_horde_sup *s, const cn_term *diffs);
 

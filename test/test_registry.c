@@ -16,7 +16,7 @@
 
 #include "cnode.h"
 #include "horde.h"
-#include "reg_int.h"
+#include "hc_rules.h"
 #include "testutil.h"
 #include "tnode.h"
 
