@@ -305,12 +305,27 @@ static rent *tab_set(cn_horde_registry *r, const cn_term *key, const cn_term *v,
 
 static bool reg_value(const cn_term *v) { return tuple_n(v, 3) && is_pid(&v->v.tuple.e[1]); }
 
+/* The CRDT holds key => v, a {Member, Pid, Value} of this member for a pid of this node that is not alive. */
+static bool own_stale(cn_horde_registry *r, const cn_term *key, const cn_term *v) {
+  cn_pid p = v->v.tuple.e[1].v.pid;
+  return p.node == cn_node_name(r->n) && cn_term_exact_eq(&v->v.tuple.e[0], r->self_member) &&
+         !cn_is_process_alive(r->n, p) && r->crdt && crdt_holds(r, key, &p);
+}
+
 static void on_key_add(cn_horde_registry *r, cn_proc *self, const cn_term *key, const cn_term *v) {
   if (!reg_value(v)) {
     cn_log(r->n, CN_LOG_WARN, "%s: ignored a {key, _} value that is not {Member, Pid, Value}", r->name);
     return;
   }
   cn_pid p2 = v->v.tuple.e[1].v.pid;
+  if (own_stale(r, key, v)) {
+    /* this member's key for a process it no longer runs (an earlier incarnation of this node, whose keys peers no
+     * longer delete): it goes, as the process's death would have removed it */
+    cn_term *k = mk_keyed(r->n, "key", key);
+    if (k && r->crdt) cn_crdt_delete(r->crdt, k);
+    cn_term_free(k);
+    return;
+  }
   uint32_t h = hc_key_hash(key);
   rent **pp = tab_slot(r, key, h);
   rent *e = pp ? *pp : NULL;
@@ -352,7 +367,7 @@ typedef struct restore {
 static bool restore_one(const cn_term *k, const cn_term *v, void *ctx) {
   restore *x = ctx;
   if (!tuple_n(k, 2) || !cn_is_atom(&k->v.tuple.e[0], "key") || !reg_value(v) ||
-      !cn_term_exact_eq(&v->v.tuple.e[0], x->m))
+      !cn_term_exact_eq(&v->v.tuple.e[0], x->m) || own_stale(x->r, &k->v.tuple.e[1], v))
     return true;
   const cn_term *key = &k->v.tuple.e[1];
   uint32_t h = hc_key_hash(key);

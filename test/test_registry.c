@@ -64,7 +64,7 @@ static cn_term *table_list(tnode *t) {
  * spawn -> Pid; {reg, K, V, Pid} -> ok | {error, {already_registered, Pid}} | {error, Code};
  * {unreg, K, Pid} -> ok; {lookup, K} -> [{Pid, V}] | []; count -> N; {alive, Pid} -> bool;
  * {die, Pid} -> ok; {connect, Node} -> ok; table -> [{Key, Member, Pid, Value}]; {crdt_delete, CrdtKey} -> ok
- * (a deletion as a peer's view of a partition makes it). */
+ * (a deletion as a peer's view of a partition makes it); {crdt_put, CrdtKey, V} -> ok (a write as a peer's). */
 static cn_term *drv(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
   (void)from;
   tnode *t = state;
@@ -99,6 +99,9 @@ static cn_term *drv(cn_proc *self, const cn_term *req, const cn_term *from, void
     reply = cn_mk_atomc(n, "ok");
   } else if (cn_is_atom(req, "table")) {
     reply = table_list(t);
+  } else if (ar == 3 && cn_is_atom(&e[0], "crdt_put")) {
+    reply =
+        cn_crdt_put(cn_horde_registry_crdt(reg_of(t)), &e[1], &e[2]) ? cn_mk_atomc(n, "error") : cn_mk_atomc(n, "ok");
   } else if (ar == 2 && cn_is_atom(&e[0], "crdt_delete")) {
     reply = cn_crdt_delete(cn_horde_registry_crdt(reg_of(t)), &e[1]) ? cn_mk_atomc(n, "error") : cn_mk_atomc(n, "ok");
   } else if (ar == 2 && cn_is_atom(&e[0], "connect")) {
@@ -514,6 +517,27 @@ static void test_reassert(void **st) {
   wait_all(ts, 2, "mine", &w, false);
   assert_int_equal(count(&ts[1]), 1);
   print_message("  membership and key re-asserted after %ld ms\n", now_ms() - t0);
+  /* a key naming this member and a process of its node that no longer runs (an earlier incarnation's, which peers
+   * no longer delete): the member deletes it */
+  cn_pid dead = spawn_worker(&ts[0]);
+  cn_term_free(drv_call(&ts[0], cn_mk_tuple(2, cn_mk_atomc(ts[0].n, "die"), cn_mk_pid(dead))));
+  while (alive(&ts[0], dead)) sleep_ms(5);
+  cn_term *m0b = cn_mk_tuple(2, cn_mk_atomc(ts[1].n, REG), cn_mk_atomc(ts[1].n, names[0]));
+  cn_term_free(drv_call(&ts[1], cn_mk_tuple(3, cn_mk_atomc(ts[1].n, "crdt_put"),
+                                            cn_mk_tuple(2, cn_mk_atomc(ts[1].n, "key"), cn_mk_atomc(ts[1].n, "stale")),
+                                            cn_mk_tuple(3, m0b, cn_mk_pid(dead), cn_mk_int(0)))));
+  sleep_ms(3 * SYNC_MS);
+  wait_all(ts, 2, "stale", NULL, true);
+  t0 = now_ms();
+  while (count(&ts[1]) != 1) {
+    assert_true(now_ms() - t0 < 40 * SYNC_MS);
+    sleep_ms(10);
+  }
+  cn_term *rd = call_to(&ts[0], REG ".Crdt", cn_mk_atomc(ts[0].n, "read"));
+  char *txt = cn_term_to_string(rd);
+  assert_null(strstr(txt, "stale"));
+  cn_free(txt);
+  cn_term_free(rd);
   /* its own unregister stays */
   cn_term_free(
       drv_call(&ts[0], cn_mk_tuple(3, cn_mk_atomc(ts[0].n, "unreg"), cn_mk_atomc(ts[0].n, "mine"), cn_mk_pid(w))));
