@@ -154,6 +154,18 @@ static cn_term *reg(tnode *t, cn_term *key, cn_term *val, cn_pid p) {
   return drv_call(t, cn_mk_tuple(4, cn_mk_atomc(t->n, "reg"), key, val, cn_mk_pid(p)));
 }
 
+/* Registers key (an atom) => v for p through the driver and asserts ok. */
+static void reg_ok(tnode *t, const char *key, int64_t v, cn_pid p) {
+  cn_term *r = reg(t, cn_mk_atomc(t->n, key), cn_mk_int(v), p);
+  assert_true(cn_is_atom(r, "ok"));
+  cn_term_free(r);
+}
+
+/* Connects t's node to node through the driver. */
+static void connect_to(tnode *t, const char *node) {
+  cn_term_free(drv_call(t, cn_mk_tuple(2, cn_mk_atomc(t->n, "connect"), cn_mk_atomc(t->n, node))));
+}
+
 /* The pid a lookup finds (true), or false. */
 static bool lookup(tnode *t, cn_term *key, cn_pid *p, cn_term **val) {
   cn_term *r = drv_call(t, cn_mk_tuple(2, cn_mk_atomc(t->n, "lookup"), key));
@@ -489,11 +501,9 @@ static void test_reassert(void **st) {
   const char *names[2] = {"q0@127.0.0.1", "q1@127.0.0.1"};
   for (int i = 0; i < 2; i++) node_up(&ts[i], names[i]);
   diag = ts, diag_n = 2;
-  cn_term_free(drv_call(&ts[0], cn_mk_tuple(2, cn_mk_atomc(ts[0].n, "connect"), cn_mk_atomc(ts[0].n, names[1]))));
+  connect_to(&ts[0], names[1]);
   cn_pid w = spawn_worker(&ts[0]);
-  cn_term *r = reg(&ts[0], cn_mk_atomc(ts[0].n, "mine"), cn_mk_int(7), w);
-  assert_true(cn_is_atom(r, "ok"));
-  cn_term_free(r);
+  reg_ok(&ts[0], "mine", 7, w);
   wait_all(ts, 2, "mine", &w, false);
   /* q1 deletes q0's membership and key, as a removed member's */
   cn_term *m0 = cn_mk_tuple(2, cn_mk_atomc(ts[1].n, REG), cn_mk_atomc(ts[1].n, names[0]));
@@ -556,13 +566,11 @@ static void test_join_keeps_unmet_members(void **st) {
   const char *names[4] = {"j0@127.0.0.1", "j1@127.0.0.1", "j2@127.0.0.1", "j3@127.0.0.1"};
   for (int i = 0; i < 4; i++) node_up_mesh(&ts[i], names[i], i < 2);
   diag = ts, diag_n = 4;
-  cn_term_free(drv_call(&ts[0], cn_mk_tuple(2, cn_mk_atomc(ts[0].n, "connect"), cn_mk_atomc(ts[0].n, names[1]))));
+  connect_to(&ts[0], names[1]);
   cn_pid held = spawn_worker(&ts[1]);
-  cn_term *r = reg(&ts[1], cn_mk_atomc(ts[1].n, "held"), cn_mk_int(1), held);
-  assert_true(cn_is_atom(r, "ok"));
-  cn_term_free(r);
+  reg_ok(&ts[1], "held", 1, held);
   wait_all(ts, 2, "held", &held, false);
-  cn_term_free(drv_call(&ts[2], cn_mk_tuple(2, cn_mk_atomc(ts[2].n, "connect"), cn_mk_atomc(ts[2].n, names[0]))));
+  connect_to(&ts[2], names[0]);
   long t0 = now_ms();
   while (count(&ts[2]) < 1) {
     assert_true(now_ms() - t0 < 40 * SYNC_MS);
