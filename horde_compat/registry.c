@@ -6,6 +6,7 @@
 
 #include "hc_int.h"
 #include "horde.h"
+#include "hc_rules.h"
 
 /* One registration of the local table (what Horde keeps in its keys ETS table), from the CRDT's diffs. */
 typedef struct rent {
@@ -15,6 +16,7 @@ typedef struct rent {
   cn_term *member; /* {N, Node} of the registering member */
   cn_pid pid;
   cn_term *value;
+  bool released; /* this member deleted the key itself (unregister, its process ended): not re-asserted */
 } rent;
 
 struct cn_horde_registry {
@@ -207,6 +209,8 @@ int cn_horde_register(cn_horde_registry *r, cn_pid pid, const cn_term *key, cons
 int cn_horde_unregister(cn_horde_registry *r, cn_pid pid, const cn_term *key) {
   const cn_term *v = crdt_entry(r, key);
   if (!v || !cn_pid_eq(v->v.tuple.e[1].v.pid, pid)) return 0;
+  rent **pp = tab_slot(r, key, hc_key_hash(key));
+  if (pp && *pp) (*pp)->released = true;
   cn_term *k = mk_keyed(r->n, "key", key);
   int rc = k ? cn_crdt_delete(r->crdt, k) : CN_ENOMEM;
   cn_term_free(k);
@@ -238,15 +242,17 @@ static bool crdt_holds(cn_horde_registry *r, const cn_term *key, const cn_pid *p
   return holds;
 }
 
-/* Removes from the CRDT every key of the local table that matches (pid, or member). */
-static void drop_keys(cn_horde_registry *r, const cn_pid *pid, const cn_term *member) {
+/* Removes from the CRDT every key of the local table that pid holds (its process ended). A removed member's keys
+ * are not deleted here (Horde does): after a healed partition each side's deletions of the other's keys would
+ * reach the other and remove live registrations; lookups ignore keys of non-members instead. */
+static void drop_keys(cn_horde_registry *r, cn_pid pid) {
   if (!r->crdt) return;
   size_t n = 0, cap = 0;
   cn_term **ks = NULL;
   for (size_t i = 0; i < r->nb; i++)
     for (rent *e = r->b[i]; e; e = e->next) {
-      if (pid ? !cn_pid_eq(e->pid, *pid) : !cn_term_exact_eq(e->member, member)) continue;
-      if (pid && !crdt_holds(r, e->key, pid)) continue;
+      if (!cn_pid_eq(e->pid, pid) || !crdt_holds(r, e->key, &pid)) continue;
+      e->released = true;
       if (n == cap) {
         size_t ncap = cap ? 2 * cap : 8;
         cn_term **nk = cn_realloc(ks, ncap * sizeof *nk);
@@ -267,12 +273,59 @@ gathered:
 
 /* ---- Diffs from the CRDT (Horde's process_diff) ----------------------------------------------------------- */
 
+/* Sets the local table's entry of key (e, or a new one when NULL; h its hash) to v ({Member, Pid, Value}); the
+ * entry, or NULL on OOM. */
+static rent *tab_set(cn_horde_registry *r, const cn_term *key, const cn_term *v, rent *e, uint32_t h) {
+  if (!e) {
+    if (tab_grow(r)) return NULL;
+    if (!(e = cn_calloc(1, sizeof *e))) return NULL;
+    e->h = h;
+    if (!(e->key = cn_term_copy(key))) {
+      cn_free(e);
+      return NULL;
+    }
+    e->next = r->b[h % r->nb];
+    r->b[h % r->nb] = e;
+    r->count++;
+  }
+  cn_term *m = cn_term_copy(&v->v.tuple.e[0]), *val = cn_term_copy(&v->v.tuple.e[2]);
+  if (!m || !val) {
+    cn_term_free(m);
+    cn_term_free(val);
+    return e;
+  }
+  cn_term_free(e->member);
+  cn_term_free(e->value);
+  e->member = m;
+  e->value = val;
+  e->pid = v->v.tuple.e[1].v.pid;
+  e->released = false;
+  return e;
+}
+
+static bool reg_value(const cn_term *v) { return tuple_n(v, 3) && is_pid(&v->v.tuple.e[1]); }
+
+/* The CRDT holds key => v, a {Member, Pid, Value} of this member for a pid of this node that is not alive. */
+static bool own_stale(cn_horde_registry *r, const cn_term *key, const cn_term *v) {
+  cn_pid p = v->v.tuple.e[1].v.pid;
+  return p.node == cn_node_name(r->n) && cn_term_exact_eq(&v->v.tuple.e[0], r->self_member) &&
+         !cn_is_process_alive(r->n, p) && r->crdt && crdt_holds(r, key, &p);
+}
+
 static void on_key_add(cn_horde_registry *r, cn_proc *self, const cn_term *key, const cn_term *v) {
-  if (!tuple_n(v, 3) || !is_pid(&v->v.tuple.e[1])) {
+  if (!reg_value(v)) {
     cn_log(r->n, CN_LOG_WARN, "%s: ignored a {key, _} value that is not {Member, Pid, Value}", r->name);
     return;
   }
   cn_pid p2 = v->v.tuple.e[1].v.pid;
+  if (own_stale(r, key, v)) {
+    /* this member's key for a process it no longer runs (an earlier incarnation of this node, whose keys peers no
+     * longer delete): it goes, as the process's death would have removed it */
+    cn_term *k = mk_keyed(r->n, "key", key);
+    if (k && r->crdt) cn_crdt_delete(r->crdt, k);
+    cn_term_free(k);
+    return;
+  }
   uint32_t h = hc_key_hash(key);
   rent **pp = tab_slot(r, key, h);
   rent *e = pp ? *pp : NULL;
@@ -284,32 +337,85 @@ static void on_key_add(cn_horde_registry *r, cn_proc *self, const cn_term *key, 
     if (why) cn_exit(r->n, self, e->pid, why);
     cn_term_free(why);
   }
-  if (!e) {
-    if (tab_grow(r)) return;
-    if (!(e = cn_calloc(1, sizeof *e))) return;
-    e->h = h;
-    if (!(e->key = cn_term_copy(key))) {
+  tab_set(r, key, v, e, h);
+}
+
+/* A member left: its entries leave the local table (count, foreach), not the CRDT (see drop_keys). */
+static void tab_drop_member(cn_horde_registry *r, const cn_term *m) {
+  for (size_t i = 0; i < r->nb; i++)
+    for (rent **pp = &r->b[i]; *pp;) {
+      rent *e = *pp;
+      if (!e->member || !cn_term_exact_eq(e->member, m)) {
+        pp = &e->next;
+        continue;
+      }
+      *pp = e->next;
+      cn_term_free(e->key);
+      cn_term_free(e->member);
+      cn_term_free(e->value);
       cn_free(e);
-      return;
+      r->count--;
     }
-    e->next = r->b[h % r->nb];
-    r->b[h % r->nb] = e;
-    r->count++;
+}
+
+/* A member (re)joined: the CRDT's keys it holds (kept there while it was away) come back into the local table. */
+typedef struct restore {
+  cn_horde_registry *r;
+  const cn_term *m;
+} restore;
+
+static bool restore_one(const cn_term *k, const cn_term *v, void *ctx) {
+  restore *x = ctx;
+  if (!tuple_n(k, 2) || !cn_is_atom(&k->v.tuple.e[0], "key") || !reg_value(v) ||
+      !cn_term_exact_eq(&v->v.tuple.e[0], x->m) || own_stale(x->r, &k->v.tuple.e[1], v))
+    return true;
+  const cn_term *key = &k->v.tuple.e[1];
+  uint32_t h = hc_key_hash(key);
+  rent **pp = tab_slot(x->r, key, h);
+  if (!pp || !*pp) tab_set(x->r, key, v, NULL, h);
+  return true;
+}
+
+/* Writes {member, M} => 1 again: a member removed by a peer's view of a partition while it is here and connected. */
+static void reassert_member(cn_horde_registry *r, const cn_term *m) {
+  cn_term *k = mk_keyed(r->n, "member", m), *one = cn_mk_int(1);
+  int rc = k && one ? cn_crdt_put(r->crdt, k, one) : CN_ENOMEM;
+  cn_term_free(k);
+  cn_term_free(one);
+  if (rc) cn_log(r->n, CN_LOG_WARN, "%s: could not re-add a member: %s", r->name, cn_strerror(rc));
+}
+
+bool hc_reg_member_back(bool autom, bool is_self, bool node_up, bool in_crdt) {
+  return autom && !in_crdt && (is_self || node_up);
+}
+
+bool hc_reg_key_back(bool released, bool own_member, bool local_alive, bool in_crdt) {
+  return !released && own_member && local_alive && !in_crdt;
+}
+
+/* {remove, {key, K}}: a key of a live local process that this member did not delete itself (a peer's deletion of
+ * this member's keys during a partition, merged at the heal) is written again, unless another pid holds it now. */
+static void on_key_remove(cn_horde_registry *r, const cn_term *key) {
+  rent **pp = tab_slot(r, key, hc_key_hash(key));
+  rent *e = pp ? *pp : NULL;
+  if (e && r->crdt && r->alive &&
+      hc_reg_key_back(e->released, cn_term_exact_eq(e->member, r->self_member),
+                      e->pid.node == cn_node_name(r->n) && cn_is_process_alive(r->n, e->pid),
+                      crdt_entry(r, key) != NULL)) {
+    cn_log(r->n, CN_LOG_INFO, "%s: re-registered a live process's key a peer removed", r->name);
+    if (!put_key(r, e->pid, key, e->value)) return; /* its add diff follows; the table keeps the entry */
   }
-  cn_term *m = cn_term_copy(&v->v.tuple.e[0]), *val = cn_term_copy(&v->v.tuple.e[2]);
-  if (!m || !val) {
-    cn_term_free(m);
-    cn_term_free(val);
-    return;
-  }
-  cn_term_free(e->member);
-  cn_term_free(e->value);
-  e->member = m;
-  e->value = val;
-  e->pid = p2;
+  tab_remove(r, key);
 }
 
 static void on_member(cn_horde_registry *r, const cn_term *m, bool add) {
+  if (!add && r->crdt &&
+      hc_reg_member_back(r->autom, cn_term_exact_eq(m, r->self_member),
+                         hc_is_member(m) && cn_node_is_up(r->n, m->v.tuple.e[1].v.atom, CN_NODES_VISIBLE),
+                         crdt_has_member(r, m))) {
+    reassert_member(r, m); /* its add diff follows; the member stays in the list */
+    return;
+  }
   if (add) {
     if (member_known(r, m)) return;
     cn_term **nm = cn_realloc(r->members, (r->nmembers + 1) * sizeof *nm);
@@ -317,6 +423,8 @@ static void on_member(cn_horde_registry *r, const cn_term *m, bool add) {
     r->members = nm;
     if (!(nm[r->nmembers] = cn_term_copy(m))) return;
     r->nmembers++;
+    restore x = {r, m};
+    if (r->crdt) hc_crdt_each(r->crdt, restore_one, &x);
   } else {
     for (size_t i = 0; i < r->nmembers; i++)
       if (cn_term_exact_eq(r->members[i], m)) {
@@ -324,7 +432,7 @@ static void on_member(cn_horde_registry *r, const cn_term *m, bool add) {
         r->members[i] = r->members[--r->nmembers];
         break;
       }
-    drop_keys(r, NULL, m); /* §4.4: a removed member's registrations go */
+    tab_drop_member(r, m);
   }
   push_neighbours(r);
 }
@@ -342,7 +450,7 @@ static void on_update(cn_horde_registry *r, cn_proc *self, const cn_term *diffs)
     const cn_term *kk = &k->v.tuple.e[1];
     if (cn_is_atom(&k->v.tuple.e[0], "key")) {
       if (add) on_key_add(r, self, kk, &d->v.tuple.e[2]);
-      else tab_remove(r, kk);
+      else on_key_remove(r, kk);
     } else if (cn_is_atom(&k->v.tuple.e[0], "member")) {
       on_member(r, kk, add);
     }
@@ -464,7 +572,7 @@ static void handle_info(cn_proc *self, const cn_term *msg, void *state) {
       cn_proc_exit(self, &e[2]); /* one_for_all */
       return;
     }
-    drop_keys(r, &p, NULL); /* §4.4: a registered process died */
+    drop_keys(r, p); /* §4.4: a registered process died */
   } else if (cn_is_atom(msg, "$hc_stop")) {
     cn_term *why = cn_mk_atomc(r->n, "shutdown");
     cn_proc_exit(self, why);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "hc_int.h"
+#include "hc_rules.h"
 #include "horde.h"
 
 enum { R_PERMANENT, R_TRANSIENT, R_TEMPORARY };

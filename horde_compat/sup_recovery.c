@@ -184,7 +184,9 @@ static bool handoff_one(cn_horde_sup *s, const cn_term *key, const cn_term *id, 
   (void)id;
   const cn_term *spec = c_spec(v);
   member *m = spec && hc_tuple_n(v, 3) && !sup_is_self(s, &v->v.tuple.e[0]) ? sup_mem_find(s, &v->v.tuple.e[0]) : NULL;
-  if (m && m->has_info && m->status == CN_HORDE_DEAD && chosen_here(s, spec)) todo_add(ctx, key, v);
+  /* a member marked dead whose node is connected again (a healed partition) still runs its children: not taken */
+  if (m && m->has_info && m->status == CN_HORDE_DEAD && !node_up(s, &m->name->v.tuple.e[1]) && chosen_here(s, spec))
+    todo_add(ctx, key, v);
   return true;
 }
 
@@ -305,6 +307,25 @@ static void membership_changed(cn_horde_sup *s) {
   todo_free(&t);
 }
 
+bool sup_entry_disowns(const cn_term *v, const cn_term *self_member) {
+  if (!v) return true; /* deleted by another member: a take-over (new Id elsewhere) or a terminate */
+  return hc_tuple_n(v, 3) && hc_is_member(&v->v.tuple.e[0]) && !cn_term_exact_eq(&v->v.tuple.e[0], self_member);
+}
+
+/* A {process, Id} diff about a child running here: when the entry no longer names this member, another member owns
+ * (or ended) the child, and the local copy stops (without touching the entry), so each child runs once. */
+static void check_local(cn_horde_sup *s, const cn_term *id, const cn_term *v) {
+  child *c = sup_child_by_id(s, id);
+  if (!c || c->state != C_RUNNING || !sup_entry_disowns(v, s->self_member) || !s->self) return;
+  /* the diff may be behind the CRDT (several in one batch): act on its current value */
+  cn_term *key = hc_mk_keyed(s->n, "process", id);
+  const cn_term *cur = key && s->crdt ? cn_crdt_get(s->crdt, key) : NULL;
+  cn_term_free(key);
+  if (!sup_entry_disowns(cur, s->self_member)) return;
+  sup_logt(s, CN_LOG_INFO, "stopping a local child another member owns:", id);
+  sup_stop_child(s, c, C_TERMINATING);
+}
+
 void sup_on_update(cn_horde_sup *s, const cn_term *diffs) {
   if (!hc_proper_list(diffs)) return;
   s->dirty = true;
@@ -317,9 +338,12 @@ void sup_on_update(cn_horde_sup *s, const cn_term *diffs) {
       const cn_term *k = add || (hc_tuple_n(d, 2) && cn_is_atom(&d->v.tuple.e[0], "remove")) ? &d->v.tuple.e[1] : NULL;
       if (!hc_tuple_n(k, 2)) continue;
       const cn_term *v = add ? &d->v.tuple.e[2] : NULL;
-      if (pass == 0) changed |= member_diff(s, k, v, add);
-      else if (add && cn_is_atom(&k->v.tuple.e[0], "process") && c_spec(v) && hc_tuple_n(v, 2))
-        adopt_relinquished(s, &k->v.tuple.e[1], c_spec(v));
+      if (pass == 0) {
+        changed |= member_diff(s, k, v, add);
+      } else if (cn_is_atom(&k->v.tuple.e[0], "process")) {
+        check_local(s, &k->v.tuple.e[1], v);
+        if (add && c_spec(v) && hc_tuple_n(v, 2)) adopt_relinquished(s, &k->v.tuple.e[1], c_spec(v));
+      }
     }
   if (changed) membership_changed(s);
 }

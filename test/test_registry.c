@@ -16,6 +16,7 @@
 
 #include "cnode.h"
 #include "horde.h"
+#include "hc_rules.h"
 #include "testutil.h"
 #include "tnode.h"
 
@@ -62,7 +63,8 @@ static cn_term *table_list(tnode *t) {
 /* The test driver 'drv' runs the horde.h calls on the node's loop thread:
  * spawn -> Pid; {reg, K, V, Pid} -> ok | {error, {already_registered, Pid}} | {error, Code};
  * {unreg, K, Pid} -> ok; {lookup, K} -> [{Pid, V}] | []; count -> N; {alive, Pid} -> bool;
- * {die, Pid} -> ok; {connect, Node} -> ok; table -> [{Key, Member, Pid, Value}]. */
+ * {die, Pid} -> ok; {connect, Node} -> ok; table -> [{Key, Member, Pid, Value}]; {crdt_delete, CrdtKey} -> ok
+ * (a deletion as a peer's view of a partition makes it); {crdt_put, CrdtKey, V} -> ok (a write as a peer's). */
 static cn_term *drv(cn_proc *self, const cn_term *req, const cn_term *from, void *state) {
   (void)from;
   tnode *t = state;
@@ -97,6 +99,11 @@ static cn_term *drv(cn_proc *self, const cn_term *req, const cn_term *from, void
     reply = cn_mk_atomc(n, "ok");
   } else if (cn_is_atom(req, "table")) {
     reply = table_list(t);
+  } else if (ar == 3 && cn_is_atom(&e[0], "crdt_put")) {
+    reply =
+        cn_crdt_put(cn_horde_registry_crdt(reg_of(t)), &e[1], &e[2]) ? cn_mk_atomc(n, "error") : cn_mk_atomc(n, "ok");
+  } else if (ar == 2 && cn_is_atom(&e[0], "crdt_delete")) {
+    reply = cn_crdt_delete(cn_horde_registry_crdt(reg_of(t)), &e[1]) ? cn_mk_atomc(n, "error") : cn_mk_atomc(n, "ok");
   } else if (ar == 2 && cn_is_atom(&e[0], "connect")) {
     reply = cn_node_connect(n, e[1].v.atom) ? cn_mk_atomc(n, "error") : cn_mk_atomc(n, "ok");
   }
@@ -145,6 +152,18 @@ static cn_pid spawn_worker(tnode *t) {
 /* cn_horde_register through the driver; returns the reply (caller frees). */
 static cn_term *reg(tnode *t, cn_term *key, cn_term *val, cn_pid p) {
   return drv_call(t, cn_mk_tuple(4, cn_mk_atomc(t->n, "reg"), key, val, cn_mk_pid(p)));
+}
+
+/* Registers key (an atom) => v for p through the driver and asserts ok. */
+static void reg_ok(tnode *t, const char *key, int64_t v, cn_pid p) {
+  cn_term *r = reg(t, cn_mk_atomc(t->n, key), cn_mk_int(v), p);
+  assert_true(cn_is_atom(r, "ok"));
+  cn_term_free(r);
+}
+
+/* Connects t's node to node through the driver. */
+static void connect_to(tnode *t, const char *node) {
+  cn_term_free(drv_call(t, cn_mk_tuple(2, cn_mk_atomc(t->n, "connect"), cn_mk_atomc(t->n, node))));
 }
 
 /* The pid a lookup finds (true), or false. */
@@ -456,6 +475,88 @@ static void test_three_nodes(void **st) {
   for (int i = 0; i < 2; i++) tnode_stop(&ts[i]);
 }
 
+/* The re-assertion rules (reg_int.h), pure. */
+static void test_reassert_rules(void **st) {
+  (void)st;
+  /* membership: automatic only, and only when the CRDT lacks it, for self or a member on a connected node */
+  assert_true(hc_reg_member_back(true, true, false, false));
+  assert_true(hc_reg_member_back(true, false, true, false));
+  assert_false(hc_reg_member_back(true, false, false, false)); /* its node is down: it left */
+  assert_false(hc_reg_member_back(true, true, true, true));    /* already back (a later add) */
+  assert_false(hc_reg_member_back(false, true, true, false));  /* explicit members: set_members rules */
+  /* keys: own, not released, process alive here, and nobody else holds the name now */
+  assert_true(hc_reg_key_back(false, true, true, false));
+  assert_false(hc_reg_key_back(true, true, true, false));   /* unregistered or its process ended */
+  assert_false(hc_reg_key_back(false, false, true, false)); /* another member's key */
+  assert_false(hc_reg_key_back(false, true, false, false)); /* the process is gone */
+  assert_false(hc_reg_key_back(false, true, true, true));   /* another pid holds it: the conflict rule decides */
+}
+
+/* A peer deleting this member's live key and its membership (what Horde's removal of a member does on the other
+ * side of a partition, merged at the heal): the member writes both again and the name resolves everywhere; its own
+ * unregister is not undone. */
+static void test_reassert(void **st) {
+  (void)st;
+  tnode ts[2];
+  const char *names[2] = {"q0@127.0.0.1", "q1@127.0.0.1"};
+  for (int i = 0; i < 2; i++) node_up(&ts[i], names[i]);
+  diag = ts, diag_n = 2;
+  connect_to(&ts[0], names[1]);
+  cn_pid w = spawn_worker(&ts[0]);
+  reg_ok(&ts[0], "mine", 7, w);
+  wait_all(ts, 2, "mine", &w, false);
+  /* q1 deletes q0's membership and key, as a removed member's */
+  cn_term *m0 = cn_mk_tuple(2, cn_mk_atomc(ts[1].n, REG), cn_mk_atomc(ts[1].n, names[0]));
+  cn_term_free(drv_call(
+      &ts[1], cn_mk_tuple(2, cn_mk_atomc(ts[1].n, "crdt_delete"), cn_mk_tuple(2, cn_mk_atomc(ts[1].n, "member"), m0))));
+  cn_term_free(
+      drv_call(&ts[1], cn_mk_tuple(2, cn_mk_atomc(ts[1].n, "crdt_delete"),
+                                   cn_mk_tuple(2, cn_mk_atomc(ts[1].n, "key"), cn_mk_atomc(ts[1].n, "mine")))));
+  long t0 = now_ms();
+  for (bool both = false; !both;) {
+    both = true;
+    for (int i = 0; i < 2; i++) {
+      cn_term *ms = call_to(&ts[i], REG, cn_mk_atomc(ts[i].n, "members"));
+      both &= ms->type == CN_LIST && ms->v.list.len == 2;
+      cn_term_free(ms);
+    }
+    both = both && lookup(&ts[1], cn_mk_atomc(ts[1].n, "mine"), NULL, NULL);
+    assert_true(now_ms() - t0 < 40 * SYNC_MS);
+    if (!both) sleep_ms(10);
+  }
+  wait_all(ts, 2, "mine", &w, false);
+  assert_int_equal(count(&ts[1]), 1);
+  print_message("  membership and key re-asserted after %ld ms\n", now_ms() - t0);
+  /* a key naming this member and a process of its node that no longer runs (an earlier incarnation's, which peers
+   * no longer delete): the member deletes it */
+  cn_pid dead = spawn_worker(&ts[0]);
+  cn_term_free(drv_call(&ts[0], cn_mk_tuple(2, cn_mk_atomc(ts[0].n, "die"), cn_mk_pid(dead))));
+  while (alive(&ts[0], dead)) sleep_ms(5);
+  cn_term *m0b = cn_mk_tuple(2, cn_mk_atomc(ts[1].n, REG), cn_mk_atomc(ts[1].n, names[0]));
+  cn_term_free(drv_call(&ts[1], cn_mk_tuple(3, cn_mk_atomc(ts[1].n, "crdt_put"),
+                                            cn_mk_tuple(2, cn_mk_atomc(ts[1].n, "key"), cn_mk_atomc(ts[1].n, "stale")),
+                                            cn_mk_tuple(3, m0b, cn_mk_pid(dead), cn_mk_int(0)))));
+  sleep_ms(3 * SYNC_MS);
+  wait_all(ts, 2, "stale", NULL, true);
+  t0 = now_ms();
+  while (count(&ts[1]) != 1) {
+    assert_true(now_ms() - t0 < 40 * SYNC_MS);
+    sleep_ms(10);
+  }
+  cn_term *rd = call_to(&ts[0], REG ".Crdt", cn_mk_atomc(ts[0].n, "read"));
+  char *txt = cn_term_to_string(rd);
+  assert_null(strstr(txt, "stale"));
+  cn_free(txt);
+  cn_term_free(rd);
+  /* its own unregister stays */
+  cn_term_free(
+      drv_call(&ts[0], cn_mk_tuple(3, cn_mk_atomc(ts[0].n, "unreg"), cn_mk_atomc(ts[0].n, "mine"), cn_mk_pid(w))));
+  wait_all(ts, 2, "mine", NULL, true);
+  sleep_ms(5 * SYNC_MS);
+  wait_all(ts, 2, "mine", NULL, true);
+  for (int i = 0; i < 2; i++) tnode_stop(&ts[i]);
+}
+
 /* A node joining by a partial mesh must not remove the members it has not met yet (and with them their keys):
  * j2 (no global mesh) meets j0 and learns j1's registration, then meets j3. Horde's NodeListener would set the
  * members to [j2, j0, j3] at that nodeup and delete j1's key everywhere (vectors/horde/races.txt). */
@@ -465,13 +566,11 @@ static void test_join_keeps_unmet_members(void **st) {
   const char *names[4] = {"j0@127.0.0.1", "j1@127.0.0.1", "j2@127.0.0.1", "j3@127.0.0.1"};
   for (int i = 0; i < 4; i++) node_up_mesh(&ts[i], names[i], i < 2);
   diag = ts, diag_n = 4;
-  cn_term_free(drv_call(&ts[0], cn_mk_tuple(2, cn_mk_atomc(ts[0].n, "connect"), cn_mk_atomc(ts[0].n, names[1]))));
+  connect_to(&ts[0], names[1]);
   cn_pid held = spawn_worker(&ts[1]);
-  cn_term *r = reg(&ts[1], cn_mk_atomc(ts[1].n, "held"), cn_mk_int(1), held);
-  assert_true(cn_is_atom(r, "ok"));
-  cn_term_free(r);
+  reg_ok(&ts[1], "held", 1, held);
   wait_all(ts, 2, "held", &held, false);
-  cn_term_free(drv_call(&ts[2], cn_mk_tuple(2, cn_mk_atomc(ts[2].n, "connect"), cn_mk_atomc(ts[2].n, names[0]))));
+  connect_to(&ts[2], names[0]);
   long t0 = now_ms();
   while (count(&ts[2]) < 1) {
     assert_true(now_ms() - t0 < 40 * SYNC_MS);
@@ -686,6 +785,8 @@ int main(void) {
       cmocka_unit_test(test_one_node),
       cmocka_unit_test(test_three_nodes),
       cmocka_unit_test(test_join_keeps_unmet_members),
+      cmocka_unit_test(test_reassert_rules),
+      cmocka_unit_test(test_reassert),
       cmocka_unit_test(test_replay),
   };
   return cmocka_run_group_tests(tests, test_epmd_group_setup, test_epmd_group_teardown);

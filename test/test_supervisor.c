@@ -19,6 +19,7 @@
 
 #include "cnode.h"
 #include "horde.h"
+#include "hc_rules.h"
 #include "testutil.h"
 #include "tnode.h"
 #include "tsup.h"
@@ -700,12 +701,37 @@ static void test_refuses(void **st) {
   tnode_stop(&t);
 }
 
+/* The rule that stops a local copy after a heal (sup_entry_disowns), pure: the entry was deleted, or names another
+ * member as the owner; a relinquished entry or this member's own does not disown the child. */
+static void test_entry_disowns(void **st) {
+  (void)st;
+  cn_atoms *tab;
+  assert_int_equal(cn_atoms_new(&tab, 0), 0);
+  cn_term *self = cn_mk_tuple(2, cn_mk_atom(cn_atoms_get(tab, SUP)), cn_mk_atom(cn_atoms_get(tab, "cnode_a@h"))),
+          *other = cn_mk_tuple(2, cn_mk_atom(cn_atoms_get(tab, SUP)), cn_mk_atom(cn_atoms_get(tab, "cnode_b@h")));
+  cn_pid p = {.node = cn_atoms_get(tab, "cnode_b@h"), .id = 1};
+  cn_term *spec = cn_mk_map(0, NULL), *nil = cn_mk_atom(cn_atoms_get(tab, "nil"));
+  cn_term *mine = cn_mk_tuple(3, cn_term_copy(self), cn_term_copy(spec), cn_mk_pid(p)),
+          *theirs = cn_mk_tuple(3, cn_term_copy(other), cn_term_copy(spec), cn_mk_pid(p)),
+          *relinq = cn_mk_tuple(2, cn_term_copy(nil), cn_term_copy(spec)),
+          *odd = cn_mk_tuple(3, cn_mk_int(1), cn_term_copy(spec), cn_mk_pid(p));
+  assert_true(sup_entry_disowns(NULL, self));
+  assert_true(sup_entry_disowns(theirs, self));
+  assert_false(sup_entry_disowns(mine, self));
+  assert_false(sup_entry_disowns(relinq, self));
+  assert_false(sup_entry_disowns(odd, self)); /* not a member name: left to the scans */
+  cn_term *all[] = {self, other, spec, nil, mine, theirs, relinq, odd};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) cn_term_free(all[i]);
+  cn_atoms_free(tab);
+}
+
 int main(void) {
   cn_replace_allocator(oom_malloc, oom_realloc, oom_calloc, free);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_refuses),  cmocka_unit_test(test_hostile),  cmocka_unit_test(test_placement),
-      cmocka_unit_test(test_restarts), cmocka_unit_test(test_calls),    cmocka_unit_test(test_recovery),
-      cmocka_unit_test(test_shutdown), cmocka_unit_test(test_spec_oom), cmocka_unit_test(test_error_reason),
+      cmocka_unit_test(test_entry_disowns), cmocka_unit_test(test_refuses),  cmocka_unit_test(test_hostile),
+      cmocka_unit_test(test_placement),     cmocka_unit_test(test_restarts), cmocka_unit_test(test_calls),
+      cmocka_unit_test(test_recovery),      cmocka_unit_test(test_shutdown), cmocka_unit_test(test_spec_oom),
+      cmocka_unit_test(test_error_reason),
   };
   return cmocka_run_group_tests(tests, test_epmd_group_setup, test_epmd_group_teardown);
 }
