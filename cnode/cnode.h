@@ -427,7 +427,7 @@ typedef int (*cn_entry_fn)(cn_node *n, const cn_term *args, cn_handler_fn *handl
 CN_EXPORT int cn_register_entry(cn_node *n, const char *module, const char *function, cn_entry_fn fn, void *ctx);
 
 /* A function BEAM code can call on this node with rpc:call(Node, M, F, Args) or erpc:call (and so the rpc calls
- * OTP's own services make, such as global's resolve_it/4). It gets the argc arguments (borrowed) and returns the
+ * OTP's own services make of every node, which a service on this node can answer). It gets the argc arguments (borrowed) and returns the
  * value as a new term. NULL with *badarg set raises badarg in the caller, as a BIF given a bad argument does; NULL
  * without it (out of memory) answers as an undefined function. It runs on the loop thread, so it must be quick. */
 typedef cn_term *(*cn_function_fn)(cn_node *n, const cn_term *argv, uint32_t argc, bool *badarg, void *ctx);

@@ -49,8 +49,8 @@ bool gl_resolve(cn_node *n, cn_proc *self, const cn_term *method, const cn_term 
     conflict(n, self, max, name, NULL);
   } else {
     char *txt = cn_term_to_string(name);
-    cn_log(n, CN_LOG_INFO, "global: Name conflict terminating {%s,<%s.%u.%u>}", txt ? txt : "?", max.node->name,
-           max.id, max.serial);
+    cn_log(n, CN_LOG_INFO, "global: Name conflict terminating {%s,<%s.%u.%u>}", txt ? txt : "?", max.node->name, max.id,
+           max.serial);
     cn_free(txt);
     cn_term kill = cn_tv_atom(cn_intern(n, "kill"));
     cn_exit(n, self, max, &kill);
@@ -68,7 +68,7 @@ static cn_term *resolve_it(cn_node *n, const cn_term *argv, uint32_t argc, bool 
   }
   cn_pid winner;
   return gl_resolve(n, NULL, &argv[0], &argv[1], argv[2].v.pid, argv[3].v.pid, &winner) ? cn_mk_pid(winner)
-                                                                                         : cn_mk_atomc(n, "none");
+                                                                                        : cn_mk_atomc(n, "none");
 }
 
 int gl_resolve_serve(cn_node *n) {
