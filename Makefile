@@ -141,10 +141,11 @@ run: $(if $(CNODE_PREBUILT),,deps)
 # output is printed whole when it ends, then a table of the phases with their times; `make test` fails if any
 # phase fails, and the last lines name it. A wait-dominated phase to add is best given a lane of its own, e.g.
 # TEST_LANES += "after=asan-build soak": it then costs little more than its CPU time.
-# The third lane: the network-fault scenarios in namespaces (mostly waiting), once the programs are built.
+# The third lane, mostly waiting: the network-fault scenarios in namespaces once the programs are built, then the
+# two-minute soak against the ASan build.
 TEST_LANES ?= "nice:analyze nice:asan-build asan fuzz-smoke" \
               "test-build unit interop install-test tsan after=asan-build interop-asan" \
-              "after=test-build faults"
+              "after=test-build faults after=asan-build soak-asan"
 test: deps
 	@MAKE="$(MAKE)" sh test/lanes.sh $(BUILD)/test-logs $(TEST_LANES)
 
@@ -216,6 +217,7 @@ $(BUILD)/faults_delay: interop/faults/faults_delay.c
 faults: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/faults_delay
 	@sh interop/faults/run.sh $(BUILD)
+	@sh interop/faults/run.sh $(BUILD) horde_faults.escript
 
 # The soak (not part of `make test`): a C node among two BEAM nodes under churn for DURATION seconds (default 3600),
 # RSS, fds and mailboxes sampled every 10 s into soak.csv; fails on growth after the warm-up or a lost registration
