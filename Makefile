@@ -219,7 +219,7 @@ faults: deps
 	@sh interop/faults/run.sh $(BUILD)
 	@sh interop/faults/run.sh $(BUILD) horde_faults.escript
 
-# The soak (not part of `make test`): a C node among two BEAM nodes under churn for DURATION seconds (default 3600),
+# The soak (`make soak` is not part of `make test`; `make soak-asan` is, in its third lane): a C node among two BEAM nodes under churn for DURATION seconds (default 3600),
 # RSS, fds and mailboxes sampled every 10 s into soak.csv; fails on growth after the warm-up or a lost registration
 # (interop/soak/soak.escript says how). `make soak-asan`: 120 s against the ASan/UBSan build; any report fails.
 DURATION ?= 3600
