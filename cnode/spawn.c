@@ -7,19 +7,21 @@
 
 #include "node_int.h"
 
+/* Interns module and function (atoms live as long as the node, so nothing to undo on a later failure). */
+static int intern_mf(cn_node *n, const char *module, const char *function, const cn_atom **mod, const cn_atom **fun) {
+  int rc = node_intern(n, module, mod);
+  return rc ? rc : node_intern(n, function, fun);
+}
+
 int cn_register_entry(cn_node *n, const char *module, const char *function, cn_entry_fn fn, void *ctx) {
   if (!module || !function || !fn) return CN_EINVAL;
   DIRTY_GUARD(n, int, cn_register_entry(n, module, function, fn, ctx));
+  const cn_atom *mod, *fun;
+  int rc = intern_mf(n, module, function, &mod, &fun);
+  if (rc) return rc;
   cn_entry *e = cn_calloc(1, sizeof *e);
   if (!e) return CN_ENOMEM;
-  int rc = node_intern(n, module, &e->mod);
-  if (rc || (rc = node_intern(n, function, &e->fun))) {
-    cn_free(e);
-    return rc;
-  }
-  e->fn = fn;
-  e->ctx = ctx;
-  e->next = n->entries;
+  *e = (cn_entry){.mod = mod, .fun = fun, .fn = fn, .ctx = ctx, .next = n->entries};
   n->entries = e;
   return 0;
 }
@@ -28,22 +30,14 @@ int cn_register_function(cn_node *n, const char *module, const char *function, u
                          void *ctx) {
   if (!n || !module || !function || !fn || arity > 255) return CN_EINVAL;
   DIRTY_GUARD(n, int, cn_register_function(n, module, function, arity, fn, ctx));
+  const cn_atom *mod, *fun;
+  int rc = intern_mf(n, module, function, &mod, &fun);
+  if (rc) return rc;
+  for (cn_function *o = n->functions; o; o = o->next)
+    if (o->mod == mod && o->fun == fun && o->arity == arity) return CN_EEXIST;
   cn_function *f = cn_calloc(1, sizeof *f);
   if (!f) return CN_ENOMEM;
-  int rc = node_intern(n, module, &f->mod);
-  if (rc || (rc = node_intern(n, function, &f->fun))) {
-    cn_free(f);
-    return rc;
-  }
-  for (cn_function *o = n->functions; o; o = o->next)
-    if (o->mod == f->mod && o->fun == f->fun && o->arity == arity) {
-      cn_free(f);
-      return CN_EEXIST;
-    }
-  f->arity = arity;
-  f->fn = fn;
-  f->ctx = ctx;
-  f->next = n->functions;
+  *f = (cn_function){.mod = mod, .fun = fun, .arity = arity, .fn = fn, .ctx = ctx, .next = n->functions};
   n->functions = f;
   return 0;
 }

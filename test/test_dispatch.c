@@ -71,13 +71,8 @@ static int setup_old(void **st) {
 }
 static int teardown(void **st) {
   (void)st;
-  cn_node_free(N);
-  N = NULL;
+  test_node_drop(&N);
   return 0;
-}
-
-static void spin(void) {
-  for (int i = 0; i < 20; i++) uv_run(cn_node_loop(N), UV_RUN_NOWAIT);
 }
 
 /* Feeds ctl and payload (borrowed; payload may be NULL) as one normal-header frame from the peer. */
@@ -148,18 +143,18 @@ static void test_in_message_to_pid_name_alias(void **st) {
   assert_int_equal(feed_altact(0, &to_name, &m2), 0);
   assert_int_equal(feed_altact(0, &to_alias, &m3), 0);
   assert_int_equal(feed_altact(DIST_ALTACT_PRIO, &nobody, &m1), 0); /* unregistered: dropped */
-  spin();
+  test_spin(N);
   assert_int_equal(r.n, 3);
   assert_string_equal(r.first, "m1");
   assert_string_equal(r.last, "m3");
   /* The old ALIAS_SEND still arrives (OTP 28 and 29 send it to peers without ALTACT_SIG). */
   cn_term e[3] = {cn_tv_int(DOP_ALIAS_SEND), cn_tv_pid(remote), cn_tv_ref(plain)}, ctl = cn_tv_tuple(e, 3);
   assert_int_equal(feed(&ctl, &m2), 0);
-  spin();
+  test_spin(N);
   assert_int_equal(r.n, 4);
   assert_int_equal(cn_unalias(p, plain), 0);
   assert_int_equal(feed_altact(0, &to_alias, &m1), 0); /* an inactive alias drops it */
-  spin();
+  test_spin(N);
   assert_int_equal(r.n, 4);
   assert_int_equal(conn_peer_flags(N, peer), PEER_FLAGS); /* the connection lives on */
 }
@@ -187,7 +182,7 @@ static void test_in_priority_order(void **st) {
   assert_int_equal(feed_altact(DIST_ALTACT_PRIO, &to_prio, &p1), 0);
   assert_int_equal(feed_altact(DIST_ALTACT_PRIO, &to_prio, &p2), 0);
   assert_int_equal(p->mq_len, 1004);
-  spin();
+  test_spin(N);
   assert_int_equal(r.n, 1004);
   assert_int_equal(r.prio_at, 0);
   assert_string_equal(r.first, "prio_1");
@@ -198,7 +193,7 @@ static void test_in_priority_order(void **st) {
   cn_term x = A("x"), y = A("y");
   assert_int_equal(feed_altact(0, &to_pid, &x), 0);
   assert_int_equal(feed_altact(DIST_ALTACT_PRIO, &to_prio, &y), 0);
-  spin();
+  test_spin(N);
   assert_string_equal(r.first, "y");
   assert_string_equal(r.last, "x");
 }
@@ -214,7 +209,7 @@ static void test_in_reply_alias(void **st) {
   cn_term to = cn_tv_ref(ra), m = A("reply");
   assert_int_equal(feed_altact(0, &to, &m), 0);
   assert_int_equal(feed_altact(0, &to, &m), 0); /* the alias went with the first */
-  spin();
+  test_spin(N);
   assert_int_equal(r.n, 1);
   assert_int_equal(cn_unalias(p, ra), CN_ENOTFOUND);
 }
@@ -233,18 +228,18 @@ static void test_in_exit(void **st) {
   cn_term to_p = cn_tv_pid(ppid), to_qa = cn_tv_ref(qa), to_name = A("trapper"), normal = A("normal"), boom = A("boom"),
           kill = A("kill"), m = A("queued");
   assert_int_equal(feed_altact(DIST_ALTACT_EXIT, &to_p, &normal), 0); /* normal from another: ignored */
-  spin();
+  test_spin(N);
   assert_true(cn_is_process_alive(N, ppid));
   for (int i = 0; i < 10; i++) assert_int_equal(feed_altact(0, &to_name, &m), 0);
   assert_int_equal(feed_altact(DIST_ALTACT_EXIT | DIST_ALTACT_PRIO, &to_qa, &boom), 0);
-  spin();
+  test_spin(N);
   assert_int_equal(t.n, 11);
   assert_true(strstr(t.first, "'EXIT'") && strstr(t.first, "boom"));
   assert_int_equal(feed_altact(DIST_ALTACT_EXIT, &to_name, &kill), 0); /* exit/2's kill: untrappable */
-  spin();
+  test_spin(N);
   assert_string_equal(t.end, "killed");
   assert_int_equal(feed_altact(DIST_ALTACT_EXIT, &to_p, &boom), 0);
-  spin();
+  test_spin(N);
   assert_false(cn_is_process_alive(N, ppid));
   assert_string_equal(r.end, "boom");
 }
@@ -256,13 +251,13 @@ static void test_in_malformed(void **st) {
   cn_term e[5] = {cn_tv_int(DOP_ALTACT_SIG_SEND), cn_tv_int(DIST_ALTACT_ALIAS), cn_tv_pid(remote), bad_to};
   cn_term ctl = cn_tv_tuple(e, 4);
   feed(&ctl, &m);
-  spin();
+  test_spin(N);
   assert_int_equal(conn_peer_flags(N, peer), 0);
   assert_int_equal(conn_test_up(N, peer, PEER_FLAGS), 0);
   e[1] = cn_tv_int(DIST_ALTACT_TOKEN); /* the token its bit announces is missing */
   e[3] = cn_tv_pid(remote);
   feed(&ctl, &m);
-  spin();
+  test_spin(N);
   assert_int_equal(conn_peer_flags(N, peer), 0);
 }
 
@@ -371,7 +366,7 @@ static void test_local_priority(void **st) {
   for (int i = 0; i < 1000; i++) assert_int_equal(cn_send(N, NULL, p->pid, &m), 0);
   assert_int_equal(cn_send_opts(N, NULL, &dest, &pm, CN_SEND_PRIORITY), 0);
   assert_int_equal(cn_exit_opts(N, NULL, &dest, &reason, CN_SEND_PRIORITY), 0);
-  spin();
+  test_spin(N);
   assert_int_equal(r.n, 1002);
   assert_string_equal(r.first, "prio_msg");
   assert_string_equal(r.last, "ordinary");

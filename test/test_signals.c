@@ -51,8 +51,7 @@ static int setup(void **st) {
 
 static int teardown(void **st) {
   (void)st;
-  cn_node_free(N);
-  N = NULL;
+  test_node_drop(&N);
   return 0;
 }
 
@@ -64,9 +63,6 @@ static void run_until(bool (*pred)(void *), void *arg) {
     if (!pred) break;
     sleep_ms(5);
   }
-}
-static void spin(void) {
-  for (int i = 0; i < 20; i++) uv_run(cn_node_loop(N), UV_RUN_NOWAIT);
 }
 
 static cn_pid spawn_rec(rec *r, bool trap) {
@@ -112,7 +108,7 @@ static void act(cn_pid pid, action_fn fn, void *arg, actor *a) {
   cn_term *m = cn_mk_atomc(N, "$act");
   cn_send(N, NULL, pid, m);
   cn_term_free(m);
-  spin();
+  test_spin(N);
 }
 
 static cn_pid target;
@@ -141,7 +137,7 @@ static void test_link_exit_rules(void **st) {
   cn_term *why = cn_mk_tuple(2, T("shutdown"), T("x"));
   act(pb, do_exit, why, &b);
   cn_term_free(why);
-  spin();
+  test_spin(N);
   assert_string_equal(b.r.end, "{shutdown,x}");
   assert_non_null(strstr(a.r.log, "{'EXIT',"));
   assert_non_null(strstr(a.r.log, "{shutdown,x}}"));
@@ -156,7 +152,7 @@ static void test_link_exit_rules(void **st) {
   act(pd, do_link, NULL, &d);
   cn_term *boom = T("boom");
   act(pd, do_exit, boom, &d);
-  spin();
+  test_spin(N);
   assert_string_equal(x.end, "boom");
   assert_non_null(strstr(c.r.log, "boom}"));
   /* normal does not kill a non-trapping process; a trapping one sees it. */
@@ -165,13 +161,13 @@ static void test_link_exit_rules(void **st) {
   cn_term *normal = T("normal");
   cn_exit(N, NULL, py, normal);
   cn_exit(N, NULL, pz, normal);
-  spin();
+  test_spin(N);
   assert_string_equal(y.end, "");
   assert_non_null(strstr(z.log, "normal}"));
   /* kill cannot be trapped and becomes killed. */
   cn_term *kill = T("kill");
   cn_exit(N, NULL, pz, kill);
-  spin();
+  test_spin(N);
   assert_string_equal(z.end, "killed");
   cn_term_free(boom);
   cn_term_free(normal);
@@ -188,7 +184,7 @@ static void test_unlink(void **st) {
   cn_term *boom = T("boom");
   act(pb, do_exit, boom, &b);
   cn_term_free(boom);
-  spin();
+  test_spin(N);
   assert_string_equal(b.r.end, "boom");
   assert_string_equal(a.r.end, ""); /* unlinked: still alive */
   /* Linking to a dead pid: noproc. */
@@ -196,7 +192,7 @@ static void test_unlink(void **st) {
   cn_pid pc = spawn_actor(&c, true);
   target = pb;
   act(pc, do_link, NULL, &c);
-  spin();
+  test_spin(N);
   assert_non_null(strstr(c.r.log, "noproc}"));
 }
 
@@ -214,7 +210,7 @@ static void test_monitors(void **st) {
   act(pw, do_monitor, tv, &w);
   cn_term *bye = T("bye");
   act(pv, do_exit, bye, &v);
-  spin();
+  test_spin(N);
   assert_non_null(strstr(w.r.log, "{'DOWN',"));
   assert_non_null(strstr(w.r.log, ",process,"));
   assert_non_null(strstr(w.r.log, "bye}"));
@@ -226,12 +222,12 @@ static void test_monitors(void **st) {
   w.r.log[0] = 0;
   act(pw, do_monitor, byname, &w);
   act(pu, do_exit, bye, &u);
-  spin();
+  test_spin(N);
   assert_non_null(strstr(w.r.log, "{named,'sig@127.0.0.1'},bye}"));
   /* A dead target: noproc at once. */
   w.r.log[0] = 0;
   act(pw, do_monitor, tv, &w);
-  spin();
+  test_spin(N);
   assert_non_null(strstr(w.r.log, "noproc}"));
   /* demonitor: no DOWN. */
   static actor s; /* outlives the test: terminate callbacks run at teardown */
@@ -241,7 +237,7 @@ static void test_monitors(void **st) {
   act(pw, do_monitor, ts, &w);
   act(pw, do_demonitor, NULL, &w);
   act(ps, do_exit, bye, &s);
-  spin();
+  test_spin(N);
   assert_string_equal(w.r.log, "");
   cn_term_free(tv);
   cn_term_free(ts);
@@ -266,11 +262,11 @@ static void test_alias(void **st) {
   act(pa, do_alias, NULL, &a);
   cn_term *m = T("via_alias");
   assert_int_equal(cn_send_alias(N, NULL, aref, m), 0);
-  spin();
+  test_spin(N);
   assert_string_equal(a.r.log, "via_alias\n");
   act(pa, do_unalias, NULL, &a);
   assert_int_equal(cn_send_alias(N, NULL, aref, m), 0);
-  spin();
+  test_spin(N);
   assert_string_equal(a.r.log, "via_alias\n");
   cn_term_free(m);
 }
@@ -352,14 +348,14 @@ static void test_gen_server_calls(void **st) {
   assert_string_equal(res.text, "die");
   assert_int_equal(res.done, 1);
   /* Replies and DOWNs of finished calls never reach the handler. */
-  spin();
+  test_spin(N);
   assert_string_equal(c.r.log, "");
   cn_pid srv2;
   assert_int_equal(cn_gen_server_start(N, "srv2", &srv_ops, NULL, &srv2), 0);
   cn_term *name = T("srv2"), *req = T("hello");
   casts = 0;
   assert_int_equal(cn_cast(N, NULL, name, req), 0);
-  spin();
+  test_spin(N);
   assert_int_equal(casts, 1);
   cn_term_free(name);
   cn_term_free(req);
@@ -381,7 +377,7 @@ static void test_gen_server_name_taken(void **st) {
   assert_int_equal(cn_gen_server_start(N, "srv", &taken_ops, NULL, &srv), 0);
   taken_ends = 0;
   assert_int_equal(cn_gen_server_start(N, "srv", &taken_ops, NULL, &again), CN_EEXIST);
-  spin();
+  test_spin(N);
   assert_int_equal(taken_ends, 0);
   cn_pid where;
   assert_int_equal(cn_whereis(N, "srv", &where), 0);
@@ -402,7 +398,7 @@ static void test_send_after(void **st) {
   assert_int_equal(cn_send_after(N, 60, pid, c, NULL), 0);
   assert_int_equal(cn_cancel_timer(N, t2), 0);
   assert_int_equal(cn_cancel_timer(N, t2), CN_ENOTFOUND);
-  spin();
+  test_spin(N);
   assert_int_equal(r.n, 0);
   run_until(got_two, &r);
   assert_string_equal(r.log, "later\nlast\n");

@@ -175,13 +175,8 @@ static int setup(void **st) {
 
 static int teardown(void **st) {
   (void)st;
-  cn_node_free(N);
-  N = NULL;
+  test_node_drop(&N);
   return 0;
-}
-
-static void spin(void) {
-  for (int i = 0; i < 20; i++) uv_run(cn_node_loop(N), UV_RUN_NOWAIT);
 }
 
 /* A process that keeps its first message (cn_term_retain), counts the rest, and on {fwd, Dest, Bin} sends Bin on. */
@@ -244,13 +239,13 @@ static void test_kept_past_handler(void **st) {
   cn_pid pid = spawn_keeper(&k);
   cn_term nil = {CN_NIL, 0, {0}};
   feed_msg(pid, "first", &nil, 'A', 0, 0);
-  spin();
+  test_spin(N);
   assert_non_null(k.kept);
   for (int i = 0; i < 50; i++) {
     feed_msg(pid, "more", &nil, (uint8_t)('a' + i % 26), 0, i % 3 ? 1000 : 0);
-    if (i % 7 == 0) spin();
+    if (i % 7 == 0) test_spin(N);
   }
-  spin();
+  test_spin(N);
   assert_int_equal(k.n, 51);
   assert_filled(k.kept, 'A');
   cn_term_free(k.kept);
@@ -265,11 +260,11 @@ static void test_mailbox_of_dying_process(void **st) {
   for (int i = 0; i < 5; i++) feed_msg(pid, "queued", &nil, 'q', 0, 0);
   cn_term kill = cn_tv_atom(cn_intern(N, "kill"));
   assert_int_equal(cn_exit(N, NULL, pid, &kill), 0);
-  spin();
+  test_spin(N);
   assert_int_equal(k.n, 0);
   assert_null(proc_lookup(N, pid));
   feed_msg(pid, "late", &nil, 'l', 0, 0); /* to a dead pid: dropped */
-  spin();
+  test_spin(N);
 }
 
 /* A received big binary sent on to another node goes out whole and unchanged. */
@@ -283,7 +278,7 @@ static void test_forward_to_another_node(void **st) {
   cn_pid there = {.node = peer2, .id = 77, .serial = 0, .creation = 3};
   cn_term dest = cn_tv_pid(there);
   feed_msg(pid, "fwd", &dest, 'F', 0, 0);
-  spin();
+  test_spin(N);
   assert_int_equal(k.n, 1);
   cn_term_free(k.kept);
   cn_buf out = {0};
@@ -330,10 +325,10 @@ static void test_fragmented(void **st) {
   cn_pid pid = spawn_keeper(&k);
   cn_term nil = {CN_NIL, 0, {0}};
   feed_msg(pid, "frag", &nil, 'X', 1024, 0);
-  spin();
+  test_spin(N);
   assert_int_equal(k.n, 1);
   for (int i = 0; i < 20; i++) feed_msg(pid, "frag", &nil, (uint8_t)('0' + i % 10), 1024, i % 2 ? 333 : 0);
-  spin();
+  test_spin(N);
   assert_int_equal(k.n, 21);
   assert_filled(k.kept, 'X');
   cn_term_free(k.kept);
@@ -345,7 +340,7 @@ static void test_malformed_frame(void **st) {
   (void)st;
   static const uint8_t bad[] = {0, 0, 0, 12, 131, 68, 0, 104, 1, 109, 0, 0, 16, 0, 'x', 'y'};
   assert_int_equal(conn_test_feed(N, peer, bad, sizeof bad), 0);
-  spin();
+  test_spin(N);
   assert_int_equal(conn_test_feed(N, peer, bad, 4), CN_ENOCONN);
 }
 

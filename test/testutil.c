@@ -388,3 +388,12 @@ int test_node_quiet(cn_node **out, const char *name) {
   while (!started) uv_run(cn_node_loop(*out), UV_RUN_ONCE);
   return started == 1 ? 0 : -1;
 }
+
+void test_spin(cn_node *n) {
+  for (int i = 0; i < 20; i++) uv_run(cn_node_loop(n), UV_RUN_NOWAIT);
+}
+
+void test_node_drop(cn_node **n) {
+  cn_node_free(*n);
+  *n = NULL;
+}

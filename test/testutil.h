@@ -49,6 +49,10 @@ int test_hand_peer(uint16_t port, const char *name, const char *cookie, uint64_t
  * (conn_test_up/feed/output, node_int.h): 0 with *out, or -1. */
 struct cn_node;
 int test_node_quiet(struct cn_node **out, const char *name);
+/* Runs n's loop 20 turns without waiting: what a test feeds is handled, what the node sends is framed. */
+void test_spin(struct cn_node *n);
+/* Frees *n (NULL is fine) and clears it: a fixture's teardown. */
+void test_node_drop(struct cn_node **n);
 
 /* A counting allocator for cn_replace_allocator: ta_live counts blocks alive; ta_fail_after > 0 lets that many
  * more allocations succeed, 0 fails all, < 0 (the default) fails none. ta_install puts it in place; ta_setup
