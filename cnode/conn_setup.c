@@ -1,7 +1,6 @@
 /* conn_setup.c: how a connection gets up: TLS contexts, accepting (and refusing past the limits), connecting
  * through EPMD and DNS, the TLS handshake first when the node runs TLS, then driving the pure distribution
  * handshake, with net_kernel's simultaneous-connect resolution. */
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,10 +28,13 @@ int conn_hs_start(cn_conn *c) {
   cfg.cookie = n->cookie;
   cfg.flags = n->flags;
   cfg.creation = n->creation;
-  /* RAND_bytes fails (0 or -1) when OpenSSL's generator cannot be seeded: the setup fails then, never spins. */
+  /* The system's generator (getrandom and the like, through libuv), not OpenSSL's: its first use costs about
+   * 2 MiB of resident memory that plain TCP needs for nothing else. It fails only where the system has no
+   * generator: the setup fails then, never spins. */
   while (!cfg.challenge) {
-    if (RAND_bytes((unsigned char *)&cfg.challenge, sizeof cfg.challenge) != 1) {
-      cn_log(n, CN_LOG_ERROR, "no random bytes for a handshake challenge (RAND_bytes failed)");
+    int err = uv_random(NULL, NULL, &cfg.challenge, sizeof cfg.challenge, 0, NULL);
+    if (err) {
+      cn_log(n, CN_LOG_ERROR, "no random bytes for a handshake challenge: %s", uv_strerror(err));
       return CN_EIO;
     }
   }

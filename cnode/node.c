@@ -2,7 +2,6 @@
  * queue drained from an idle handle) and the thread-safe entry points posted through uv_async_t. */
 #include <errno.h>
 #include <netinet/in.h>
-#include <openssl/rand.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -477,10 +476,11 @@ int cn_node_start(cn_node *n, cn_start_fn cb, void *ctx) {
   n->start_ctx = ctx;
   if (n->no_epmd) {
     uint32_t c = 0;
-    bool ok = true; /* RAND_bytes fails (0 or -1) when OpenSSL's generator cannot be seeded: never spin on it */
-    while (!c && (ok = RAND_bytes((unsigned char *)&c, sizeof c) == 1)) {
+    int err = 0; /* the system's generator, as for handshake challenges (conn_setup.c); never spin on a failure */
+    while (!c && !(err = uv_random(NULL, NULL, &c, sizeof c, 0, NULL))) {
     }
-    if (!ok) cn_log(n, CN_LOG_ERROR, "no random bytes for the node's creation (RAND_bytes failed)");
+    bool ok = !err;
+    if (!ok) cn_log(n, CN_LOG_ERROR, "no random bytes for the node's creation: %s", uv_strerror(err));
     n->creation = c;
     started(n, ok ? 0 : CN_EIO);
     return 0;
