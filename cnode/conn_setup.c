@@ -28,11 +28,11 @@ int conn_hs_start(cn_conn *c) {
   cfg.cookie = n->cookie;
   cfg.flags = n->flags;
   cfg.creation = n->creation;
-  /* The system's generator (getrandom and the like, through libuv), not OpenSSL's: its first use costs about
+  /* The system's generator (node_random), not OpenSSL's: its first use costs about
    * 2 MiB of resident memory that plain TCP needs for nothing else. It fails only where the system has no
    * generator: the setup fails then, never spins. */
   while (!cfg.challenge) {
-    int err = uv_random(NULL, NULL, &cfg.challenge, sizeof cfg.challenge, 0, NULL);
+    int err = node_random(&cfg.challenge, sizeof cfg.challenge);
     if (err) {
       cn_log(n, CN_LOG_ERROR, "no random bytes for a handshake challenge: %s", uv_strerror(err));
       return CN_EIO;

@@ -468,6 +468,13 @@ static int start_listening(cn_node *n) {
   return 0;
 }
 
+_Atomic(int (*)(void *buf, size_t len)) node_random_hook;
+
+int node_random(void *buf, size_t len) {
+  int (*hook)(void *, size_t) = node_random_hook;
+  return hook ? hook(buf, len) : uv_random(NULL, NULL, buf, len, 0, NULL);
+}
+
 int cn_node_start(cn_node *n, cn_start_fn cb, void *ctx) {
   int rc;
   if (n->listening) return CN_ESTATE;
@@ -476,8 +483,8 @@ int cn_node_start(cn_node *n, cn_start_fn cb, void *ctx) {
   n->start_ctx = ctx;
   if (n->no_epmd) {
     uint32_t c = 0;
-    int err = 0; /* the system's generator, as for handshake challenges (conn_setup.c); never spin on a failure */
-    while (!c && !(err = uv_random(NULL, NULL, &c, sizeof c, 0, NULL))) {
+    int err = 0; /* never spin on a failing generator */
+    while (!c && !(err = node_random(&c, sizeof c))) {
     }
     bool ok = !err;
     if (!ok) cn_log(n, CN_LOG_ERROR, "no random bytes for the node's creation: %s", uv_strerror(err));
