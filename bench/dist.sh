@@ -144,6 +144,10 @@ raw_bound
 phase unpinned ""
 
 # ---- memory: idle C processes, idle connections (fresh nodes, so freed buffers are not reused) -----------
+# mem_per_conn alone, several runs, same programs and method: sh bench/conn_mem.sh BUILD [NCONN [RUNS]]. The
+# figure is RSS growth over NCONN connections made 1 s before: it counts what a connection's setup leaves for
+# a while too (the OTP-release rpc to each new peer, 10 s; write buffers until the first idle tick) and any
+# one-time cost the first connection triggers (OpenSSL's initialisation was ~2.2 MiB, 4.5 KB a connection at 500).
 echo "-- memory"
 r=$("$OUT/cnode_mem" $NPROC) || exit 1
 echo "$r"

@@ -46,6 +46,7 @@ void conn_unref(cn_conn *c) {
     }
   }
   conn_hs_done(c);
+  conn_dial_done(c);
   if (c->frags) dist_frags_free(c->frags);
   cn_atom_cache_free(c->acache);
   while (c->pend_head) {
@@ -68,6 +69,11 @@ void conn_hs_done(cn_conn *c) {
   dist_hs_free(c->hs);
   cn_free(c->hs);
   c->hs = NULL;
+}
+
+void conn_dial_done(cn_conn *c) {
+  cn_free(c->dial);
+  c->dial = NULL;
 }
 
 static void on_handle_closed(uv_handle_t *h) { conn_unref(h->data); }
@@ -149,8 +155,8 @@ void conn_close(cn_conn *c, const char *reason) {
   }
   conn_resume_all(c);
   if (was_up) node_notify(n, c->peer, false, reason);
-  if (c->lookup) epmd_req_cancel(c->lookup);
-  if (c->gai_pending) uv_cancel((uv_req_t *)&c->gai);
+  if (c->dial && c->dial->lookup) epmd_req_cancel(c->dial->lookup);
+  if (c->dial && c->dial->gai_pending) uv_cancel((uv_req_t *)&c->dial->gai);
   drop_socket(c);
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
 }
@@ -250,7 +256,8 @@ void conn_up(cn_conn *c) {
     }
   }
   if (c->hs) c->peer_flags = c->hs->peer_flags;
-  conn_hs_done(c); /* an up connection keeps no handshake state */
+  conn_hs_done(c); /* an up connection keeps no handshake state, nor an initiator's setup state */
+  conn_dial_done(c);
   if (dist_frags_new(&c->frags, n->max_msg, 64)) {
     conn_close(c, "out of memory");
     return;

@@ -14,6 +14,17 @@ typedef struct pend {
   size_t ctl_len;
 } pend;
 
+/* What only an initiator's setup needs (about 400 bytes): allocated by conn_connect, freed once the connection
+ * is up (or goes), so an established connection, and every accepted one, carries none of it. */
+typedef struct conn_dial {
+  epmd_req *lookup;
+  uv_getaddrinfo_t gai;
+  bool gai_pending;
+  uv_connect_t creq;
+  struct sockaddr_storage peer_sa; /* the peer's address, resolved before the EPMD lookup there */
+  uint16_t peer_port;
+} conn_dial;
+
 struct cn_conn {
   cn_node *n;
   const cn_atom *peer; /* NULL until an accepted peer says its name */
@@ -24,12 +35,7 @@ struct cn_conn {
   uv_tcp_t tcp;
   bool tcp_open;
   uv_timer_t timer; /* setup timeout, then ticks */
-  epmd_req *lookup;
-  uv_getaddrinfo_t gai;
-  bool gai_pending;
-  uv_connect_t creq;
-  struct sockaddr_storage peer_sa; /* initiator: the peer's address, resolved before the EPMD lookup there */
-  uint16_t peer_port;
+  conn_dial *dial;  /* initiator, until the connection is up: resolving, the EPMD lookup, connecting */
   int peer_version;
   dist_hs *hs;         /* during the handshake only (NULL before and after) */
   cn_buf in;           /* read, not yet parsed; plain TCP: a view of in_chunk's bytes */
@@ -68,6 +74,8 @@ struct cn_conn {
 const char *conn_who(cn_conn *c);
 /* Frees the handshake state (done, or the connection goes). */
 void conn_hs_done(cn_conn *c);
+/* Frees an initiator's setup state (up, or the connection goes); no request of it may be pending. */
+void conn_dial_done(cn_conn *c);
 /* Lets the processes suspended on c run again (its queue drained, or it closed). */
 void conn_resume_all(cn_conn *c);
 /* Drops one reference (an open handle or a pending request); frees c at zero. */

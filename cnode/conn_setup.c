@@ -1,7 +1,6 @@
 /* conn_setup.c: how a connection gets up: TLS contexts, accepting (and refusing past the limits), connecting
  * through EPMD and DNS, the TLS handshake first when the node runs TLS, then driving the pure distribution
  * handshake, with net_kernel's simultaneous-connect resolution. */
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,10 +28,13 @@ int conn_hs_start(cn_conn *c) {
   cfg.cookie = n->cookie;
   cfg.flags = n->flags;
   cfg.creation = n->creation;
-  /* RAND_bytes fails (0 or -1) when OpenSSL's generator cannot be seeded: the setup fails then, never spins. */
+  /* The system's generator (node_random), not OpenSSL's: its first use costs about
+   * 2 MiB of resident memory that plain TCP needs for nothing else. It fails only where the system has no
+   * generator: the setup fails then, never spins. */
   while (!cfg.challenge) {
-    if (RAND_bytes((unsigned char *)&cfg.challenge, sizeof cfg.challenge) != 1) {
-      cn_log(n, CN_LOG_ERROR, "no random bytes for a handshake challenge (RAND_bytes failed)");
+    int err = node_random(&cfg.challenge, sizeof cfg.challenge);
+    if (err) {
+      cn_log(n, CN_LOG_ERROR, "no random bytes for a handshake challenge: %s", uv_strerror(err));
       return CN_EIO;
     }
   }
@@ -266,8 +268,8 @@ static void connect_addr(cn_conn *c, const struct sockaddr *sa) {
   c->tcp_open = true;
   c->refs++;
   c->state = C_CONNECTING;
-  c->creq.data = c;
-  int rc = uv_tcp_connect(&c->creq, &c->tcp, sa, on_connected);
+  c->dial->creq.data = c;
+  int rc = uv_tcp_connect(&c->dial->creq, &c->tcp, sa, on_connected);
   if (rc) {
     conn_setup_failed(c, "connect: %s", uv_strerror(rc));
     return;
@@ -279,34 +281,35 @@ static const char *peer_host(const cn_atom *peer) { return strchr(peer->name, '@
 
 static void on_lookup(int status, const epmd_node_info *info, void *ctx) {
   cn_conn *c = ctx;
-  c->lookup = NULL;
+  conn_dial *dl = c->dial;
+  dl->lookup = NULL;
   if (c->state != C_CLOSING) {
     if (status) {
       char d[300], a[BASE_ADDR_TEXT_MAX];
-      base_addr_ntop((const struct sockaddr *)&c->peer_sa, a, sizeof a);
+      base_addr_ntop((const struct sockaddr *)&dl->peer_sa, a, sizeof a);
       snprintf(d, sizeof d, "EPMD on %s has no port for it (%s)", a, cn_strerror(status));
       conn_setup_failed(c, "%s", d);
     } else {
-      c->peer_port = info->port;
+      dl->peer_port = info->port;
       c->peer_version = info->highest >= 6 ? 6 : 5;
-      base_addr_set_port(&c->peer_sa, c->peer_port);
-      connect_addr(c, (struct sockaddr *)&c->peer_sa);
+      base_addr_set_port(&dl->peer_sa, dl->peer_port);
+      connect_addr(c, (struct sockaddr *)&dl->peer_sa);
     }
   }
   conn_unref(c);
 }
 
-/* The peer's address is known (c->peer_sa): its port comes from the EPMD at that very address, as OTP's
+/* The peer's address is known (c->dial->peer_sa): its port comes from the EPMD at that very address, as OTP's
  * inet_tcp_dist resolves the host once (address_please) and asks erl_epmd there. 0, or a CN_E* code. */
 static int lookup_port(cn_conn *c) {
   cn_node *n = c->n;
   char host[BASE_ADDR_TEXT_MAX];
-  base_addr_ntop((const struct sockaddr *)&c->peer_sa, host, sizeof host);
+  base_addr_ntop((const struct sockaddr *)&c->dial->peer_sa, host, sizeof host);
   char alive[CN_ATOM_MAX_BYTES + 1]; /* a node name is an atom: up to 255 characters, 1,020 bytes */
   size_t al = (size_t)(strchr(c->peer->name, '@') - c->peer->name);
   memcpy(alive, c->peer->name, al);
   alive[al] = 0;
-  int rc = epmd_port_please(n->loop, host, n->epmd_port, alive, n->hs_timeout_ms, on_lookup, c, &c->lookup);
+  int rc = epmd_port_please(n->loop, host, n->epmd_port, alive, n->hs_timeout_ms, on_lookup, c, &c->dial->lookup);
   if (!rc) c->refs++;
   return rc;
 }
@@ -325,7 +328,7 @@ static const struct addrinfo *pick_addr(const struct addrinfo *res, bool inet6) 
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   cn_conn *c = req->data;
-  c->gai_pending = false;
+  c->dial->gai_pending = false;
   if (c->state != C_CLOSING) {
     const struct addrinfo *a = status < 0 ? NULL : pick_addr(res, c->n->inet6);
     int rc;
@@ -335,7 +338,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
                status < 0 ? uv_strerror(status) : "no address of the family");
       conn_setup_failed(c, "%s", d);
     } else {
-      memcpy(&c->peer_sa, a->ai_addr, a->ai_addrlen);
+      memcpy(&c->dial->peer_sa, a->ai_addr, a->ai_addrlen);
       if ((rc = lookup_port(c))) conn_setup_failed(c, "EPMD lookup: %s", cn_strerror(rc));
     }
   }
@@ -350,7 +353,7 @@ int conn_connect(cn_node *n, const cn_atom *peer) {
   if (!at || at == peer->name || !at[1]) return CN_EINVAL;
   cn_conn *c = conn_new(n, peer, true);
   if (!c) return CN_ENOMEM;
-  if (!conn_hash_add(c)) {
+  if (!(c->dial = cn_calloc(1, sizeof *c->dial)) || !conn_hash_add(c)) {
     conn_close(c, "out of memory");
     return CN_ENOMEM;
   }
@@ -358,8 +361,9 @@ int conn_connect(cn_node *n, const cn_atom *peer) {
   const char *host = at + 1;
   int rc = 0;
   /* A host that is an address (a@::1, a@10.0.0.1) is used as it is; a name is resolved off the loop. */
-  if (!base_addr_parse(host, 0, AF_UNSPEC, &c->peer_sa)) {
-    if (n->inet6 && c->peer_sa.ss_family != AF_INET6) {
+  conn_dial *dl = c->dial;
+  if (!base_addr_parse(host, 0, AF_UNSPEC, &dl->peer_sa)) {
+    if (n->inet6 && dl->peer_sa.ss_family != AF_INET6) {
       conn_setup_failed(c, "%s", "its host is an IPv4 address and this node runs inet6 (IPv6 only, as inet6_tcp)");
       return CN_EINVAL;
     }
@@ -370,12 +374,12 @@ int conn_connect(cn_node *n, const cn_atom *peer) {
   memset(&hints, 0, sizeof hints);
   hints.ai_family = n->inet6 ? AF_INET6 : AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
-  c->gai.data = c;
-  if ((rc = uv_getaddrinfo(n->loop, &c->gai, on_resolved, host, NULL, &hints))) {
+  dl->gai.data = c;
+  if ((rc = uv_getaddrinfo(n->loop, &dl->gai, on_resolved, host, NULL, &hints))) {
     conn_setup_failed(c, "cannot resolve host: %s", uv_strerror(rc));
     return CN_EIO;
   }
-  c->gai_pending = true;
+  dl->gai_pending = true;
   c->refs++;
   return 0;
 }

@@ -2,7 +2,6 @@
  * queue drained from an idle handle) and the thread-safe entry points posted through uv_async_t. */
 #include <errno.h>
 #include <netinet/in.h>
-#include <openssl/rand.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -469,6 +468,13 @@ static int start_listening(cn_node *n) {
   return 0;
 }
 
+_Atomic(int (*)(void *buf, size_t len)) node_random_hook;
+
+int node_random(void *buf, size_t len) {
+  int (*hook)(void *, size_t) = node_random_hook;
+  return hook ? hook(buf, len) : uv_random(NULL, NULL, buf, len, 0, NULL);
+}
+
 int cn_node_start(cn_node *n, cn_start_fn cb, void *ctx) {
   int rc;
   if (n->listening) return CN_ESTATE;
@@ -477,10 +483,11 @@ int cn_node_start(cn_node *n, cn_start_fn cb, void *ctx) {
   n->start_ctx = ctx;
   if (n->no_epmd) {
     uint32_t c = 0;
-    bool ok = true; /* RAND_bytes fails (0 or -1) when OpenSSL's generator cannot be seeded: never spin on it */
-    while (!c && (ok = RAND_bytes((unsigned char *)&c, sizeof c) == 1)) {
+    int err = 0; /* never spin on a failing generator */
+    while (!c && !(err = node_random(&c, sizeof c))) {
     }
-    if (!ok) cn_log(n, CN_LOG_ERROR, "no random bytes for the node's creation (RAND_bytes failed)");
+    bool ok = !err;
+    if (!ok) cn_log(n, CN_LOG_ERROR, "no random bytes for the node's creation: %s", uv_strerror(err));
     n->creation = c;
     started(n, ok ? 0 : CN_EIO);
     return 0;

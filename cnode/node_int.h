@@ -437,6 +437,12 @@ int conn_test_up(cn_node *n, const cn_atom *peer, uint64_t peer_flags);
 int conn_test_feed(cn_node *n, const cn_atom *peer, const uint8_t *p, size_t len);
 int conn_test_output(cn_node *n, const cn_atom *peer, cn_buf *out);
 
+/* len random bytes from the system's generator (uv_random: getrandom and the like), for handshake challenges and
+ * a no-EPMD node's creation: 0 or a libuv error. node_random_hook, when set, answers instead (test_faults.c makes
+ * the generator fail with it). */
+int node_random(void *buf, size_t len);
+extern _Atomic(int (*)(void *buf, size_t len)) node_random_hook;
+
 /* builtin.c: net_kernel, rex, and the system process. */
 int builtin_start(cn_node *n);
 /* otp_release.c: the release followed is n->otp_release when set (known at once); else 25 until the first BEAM peer

@@ -141,8 +141,22 @@ void dist_hs_free(dist_hs *hs);
 bool dist_hs_awaiting_ack(const dist_hs *hs);
 /* Initiator: true when the handshake ended because the peer answered nok (its own connection wins). */
 bool dist_hs_refused_nok(const dist_hs *hs);
-/* MD5(cookie ++ decimal(challenge)), as OTP's gen_digest; all zero if OpenSSL has no MD5. */
+/* MD5(cookie ++ decimal(challenge)), as OTP's gen_digest. */
 void dist_digest(const char *cookie, uint32_t challenge, uint8_t out[16]);
+
+/* ---- MD5, RFC 1321 (md5.c) -------------------------------------------------------------------------- */
+
+typedef struct dist_md5 {
+  uint32_t h[4];
+  uint64_t len; /* bytes so far */
+  uint8_t buf[64];
+} dist_md5;
+/* Starts a digest. */
+void dist_md5_init(dist_md5 *m);
+/* Adds n bytes. */
+void dist_md5_update(dist_md5 *m, const void *data, size_t n);
+/* Writes the 16-byte digest; m must be initialised again before reuse. */
+void dist_md5_final(dist_md5 *m, uint8_t out[16]);
 
 /* ---- Framing and message headers (frame.c) ---------------------------------------------------------- */
 

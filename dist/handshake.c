@@ -2,7 +2,6 @@
  * of OTP 23/24) as a pure state machine for both roles, and the MD5 challenge digest. */
 #include "dist.h"
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,19 +26,15 @@ uint64_t dist_flags_expand(uint64_t flags) {
   return flags;
 }
 
-static int digest(const char *cookie, uint32_t challenge, uint8_t out[16]) {
+void dist_digest(const char *cookie, uint32_t challenge, uint8_t out[16]) {
   char num[16];
   int n = snprintf(num, sizeof num, "%u", (unsigned)challenge);
-  unsigned olen = 0;
-  EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-  int ok = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) && EVP_DigestUpdate(ctx, cookie, strlen(cookie)) &&
-           EVP_DigestUpdate(ctx, num, (size_t)n) && EVP_DigestFinal_ex(ctx, out, &olen) && olen == 16;
-  EVP_MD_CTX_free(ctx);
-  if (!ok) memset(out, 0, 16);
-  return ok ? 0 : CN_EUNSUPPORTED;
+  dist_md5 m;
+  dist_md5_init(&m);
+  dist_md5_update(&m, cookie, strlen(cookie));
+  dist_md5_update(&m, num, (size_t)n);
+  dist_md5_final(&m, out);
 }
-
-void dist_digest(const char *cookie, uint32_t challenge, uint8_t out[16]) { (void)digest(cookie, challenge, out); }
 
 /* Records a terminal error; every later feed returns it. */
 static int fail(dist_hs *hs, int err, const char *why) {
@@ -223,7 +218,7 @@ static int on_challenge(dist_hs *hs, const uint8_t *m, size_t n) {
   }
   uint8_t r[4 + 16];
   cn_set32(r, hs->my_challenge);
-  if (digest(hs->cookie, ch, r + 4)) return fail(hs, CN_EUNSUPPORTED, "MD5 unavailable in OpenSSL");
+  dist_digest(hs->cookie, ch, r + 4);
   if (put_msg(hs, 'r', r, sizeof r)) return fail(hs, CN_ENOMEM, "out of memory");
   hs->state = ST_I_ACK;
   return DIST_HS_MORE;
@@ -233,7 +228,7 @@ static int on_challenge(dist_hs *hs, const uint8_t *m, size_t n) {
 static int on_ack(dist_hs *hs, const uint8_t *m, size_t n) {
   if (m[0] != 'a' || n != 17) return fail(hs, CN_EPROTO, "expected a challenge_ack message");
   uint8_t want[16];
-  if (digest(hs->cookie, hs->my_challenge, want)) return fail(hs, CN_EUNSUPPORTED, "MD5 unavailable in OpenSSL");
+  dist_digest(hs->cookie, hs->my_challenge, want);
   if (cn_memeq_ct(want, m + 1, 16))
     return fail(hs, CN_EAUTH, "peer sent wrong digest in challenge_ack: cookie mismatch");
   hs->state = ST_DONE;
@@ -301,8 +296,8 @@ static int on_complement(dist_hs *hs, const uint8_t *m, size_t n) {
 static int on_reply(dist_hs *hs, const uint8_t *m, size_t n) {
   if (m[0] != 'r' || n != 21) return fail(hs, CN_EPROTO, "expected a challenge_reply message");
   uint8_t want[16], a[16];
-  if (digest(hs->cookie, hs->my_challenge, want) || digest(hs->cookie, cn_get32(m + 1), a))
-    return fail(hs, CN_EUNSUPPORTED, "MD5 unavailable in OpenSSL");
+  dist_digest(hs->cookie, hs->my_challenge, want);
+  dist_digest(hs->cookie, cn_get32(m + 1), a);
   if (cn_memeq_ct(want, m + 5, 16))
     return fail(hs, CN_EAUTH, "peer sent wrong digest in challenge_reply: cookie mismatch");
   if (put_msg(hs, 'a', a, sizeof a)) return fail(hs, CN_ENOMEM, "out of memory");

@@ -213,10 +213,19 @@ typedef struct cache_ent {
   uint32_t h;
 } cache_ent;
 
+/* A cache starts with CACHE_FIRST slots (inline) and grows, four times at a time up to its size, each time its
+ * misses since the last growth reach CACHE_MISSES per slot (hits cost nothing more): a connection whose peer
+ * sends few atoms (or none: ticks only) keeps a few hundred bytes, not 4 KiB. */
+#define CACHE_FIRST 16
+#define CACHE_MISSES 2
+
 struct cn_atom_cache {
   cn_atoms *tab; /* the table its atoms belong to; NULL until first use */
   size_t mask;
-  cache_ent e[];
+  size_t max_mask; /* the size asked for, less one */
+  size_t misses;   /* since the last growth */
+  cache_ent *e;    /* first, or a larger array of its own */
+  cache_ent first[];
 };
 
 cn_atom_cache *cn_atom_cache_new(size_t slots) {
@@ -224,12 +233,35 @@ cn_atom_cache *cn_atom_cache_new(size_t slots) {
   if (slots > 65536) slots = 65536;
   size_t n = 1;
   while (n < slots) n <<= 1;
-  cn_atom_cache *c = cn_calloc(1, sizeof *c + n * sizeof c->e[0]);
-  if (c) c->mask = n - 1;
+  size_t n0 = n < CACHE_FIRST ? n : CACHE_FIRST;
+  cn_atom_cache *c = cn_calloc(1, sizeof *c + n0 * sizeof c->e[0]);
+  if (!c) return NULL;
+  c->mask = n0 - 1;
+  c->max_mask = n - 1;
+  c->e = c->first;
   return c;
 }
 
-void cn_atom_cache_free(cn_atom_cache *c) { cn_free(c); }
+void cn_atom_cache_free(cn_atom_cache *c) {
+  if (c && c->e != c->first) cn_free(c->e);
+  cn_free(c);
+}
+
+size_t term_atom_cache_slots(const cn_atom_cache *c) { return c->mask + 1; }
+
+/* Four times the slots (at most the size asked for), the entries kept where they still map; out of memory: as
+ * it was. Rare: kept out of line, so the lookup's fast path stays as short as before. */
+static __attribute__((noinline)) void cache_grow(cn_atom_cache *c) {
+  size_t n = (c->mask + 1) * 4;
+  if (n > c->max_mask + 1) n = c->max_mask + 1;
+  cache_ent *e = cn_calloc(n, sizeof *e);
+  if (!e) return;
+  for (size_t i = 0; i <= c->mask; i++)
+    if (c->e[i].a) e[c->e[i].h & (n - 1)] = c->e[i];
+  if (c->e != c->first) cn_free(c->e);
+  c->e = e;
+  c->mask = n - 1;
+}
 
 /* A fast hash of short text: a few overlapping word loads and a multiply per word. */
 static inline uint32_t cache_hash(const uint8_t *s, size_t n) {
@@ -254,6 +286,23 @@ static inline uint32_t cache_hash(const uint8_t *s, size_t n) {
   return (uint32_t)(h ^ (h >> 32));
 }
 
+/* A lookup that missed: counts it (growing the cache in time), interns and fills the slot. Out of line, so the
+ * hit path keeps few registers. */
+static __attribute__((noinline)) const cn_atom *cache_miss(cn_atoms *tab, cn_atom_cache *c, uint32_t h,
+                                                           const char *utf8, size_t len, size_t limit, int *err) {
+  if (c->mask < c->max_mask && ++c->misses >= CACHE_MISSES * (c->mask + 1)) {
+    cache_grow(c);
+    c->misses = 0;
+  }
+  const cn_atom *a = term_atoms_intern(tab, utf8, len, limit, err);
+  if (a) {
+    cache_ent *e = &c->e[h & c->mask];
+    e->a = a;
+    e->h = h;
+  }
+  return a;
+}
+
 const cn_atom *term_atoms_intern_cached(cn_atoms *tab, cn_atom_cache *c, const char *utf8, size_t len, size_t limit,
                                         int *err) {
   if (!c || !tab) return term_atoms_intern(tab, utf8, len, limit, err);
@@ -268,10 +317,5 @@ const cn_atom *term_atoms_intern_cached(cn_atoms *tab, cn_atom_cache *c, const c
     *err = 0;
     return e->a;
   }
-  const cn_atom *a = term_atoms_intern(tab, utf8, len, limit, err);
-  if (a) {
-    e->a = a;
-    e->h = h;
-  }
-  return a;
+  return cache_miss(tab, c, h, utf8, len, limit, err);
 }

@@ -230,7 +230,9 @@ CN_EXPORT bool cn_term_exact_eq(const cn_term *a, const cn_term *b);
  * another table empties it first). Its entries point into that table, so use it only while the table lives. */
 typedef struct cn_atom_cache cn_atom_cache;
 #define CN_ATOM_CACHE_API 1
-/* A cache of slots entries (rounded up to a power of two, 1..65536; 0: 256), or NULL on out-of-memory. */
+/* A cache of up to slots entries (rounded up to a power of two, 1..65536; 0: 256), or NULL on out-of-memory. It
+ * starts with 16 (about 300 bytes) and grows, four times at a time, each time its misses reach twice its
+ * entries, so a decoder that sees few distinct atoms keeps it small. */
 CN_EXPORT cn_atom_cache *cn_atom_cache_new(size_t slots);
 /* Frees the cache (not the atoms); NULL is ignored. */
 CN_EXPORT void cn_atom_cache_free(cn_atom_cache *c);

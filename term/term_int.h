@@ -20,6 +20,9 @@ const cn_atom *term_atoms_intern(cn_atoms *tab, const char *utf8, size_t len, si
 const cn_atom *term_atoms_intern_cached(cn_atoms *tab, cn_atom_cache *c, const char *utf8, size_t len, size_t limit,
                                         int *err);
 
+/* The slots c has now (it starts small and grows to the size asked for while lookups miss often); for tests. */
+size_t term_atom_cache_slots(const cn_atom_cache *c);
+
 /* Counts the characters of len bytes of strict UTF-8 (no overlongs, surrogates or code points above
  * U+10FFFF); -1 when invalid. */
 long term_utf8_count(const uint8_t *s, size_t len);

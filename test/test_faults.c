@@ -3,8 +3,6 @@
  * a tick that cannot be queued, and a random generator that fails: each time the setup completes and the message arrives,
  * or the caller is told, or the connection ends at once with a reason. Never silence until a timeout, never a
  * lost message on a connection that stays up, never a spin. */
-#define OPENSSL_SUPPRESS_DEPRECATED /* RAND_set_rand_method: the one way to make RAND_bytes fail on demand */
-#include <openssl/rand.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,6 +19,7 @@
 
 #include "cnode.h"
 #include "dist.h"
+#include "node_int.h"
 #include "testutil.h"
 #include "tnode.h"
 
@@ -262,14 +261,12 @@ static void test_tick_fault(void **state) {
   tnode_stop(&v);
 }
 
-/* ---- RAND_bytes failing --------------------------------------------------------------------------------------- */
+/* ---- The random generator failing ---------------------------------------------------------------------------- */
 
-static int rand_fail_bytes(unsigned char *buf, int num) {
-  memset(buf, 0, (size_t)num); /* what a caller that ignores the result goes on with: zeros, forever */
-  return 0;
+static int rand_fail(void *buf, size_t len) {
+  memset(buf, 0, len); /* what a caller that ignores the result goes on with: zeros, forever */
+  return UV_EIO;
 }
-static int rand_fail_status(void) { return 0; }
-static const RAND_METHOD failing_rand = {.bytes = rand_fail_bytes, .status = rand_fail_status};
 
 static void start_cb(cn_node *n, int status, void *ctx) {
   (void)n;
@@ -290,7 +287,8 @@ static void *start_no_epmd(void *arg) {
   return NULL;
 }
 
-/* A node without EPMD draws its creation from RAND_bytes, and every setup draws a challenge: with the generator
+/* A node without EPMD draws its creation from the system's generator (node_random), and every setup draws a
+ * challenge: with the generator
  * failing, the start reports an error and a connection attempt fails at once; neither spins. */
 static void test_rand_failure(void **state) {
   (void)state;
@@ -301,9 +299,9 @@ static void test_rand_failure(void **state) {
   node_new(&p, &po);
   tnode_run_ready(&p);
 
-  assert_int_equal(RAND_set_rand_method(&failing_rand), 1);
+  node_random_hook = rand_fail;
   tnode_send_via(&v, "collector", p.name, cn_mk_atomc(v.n, "hello"));
-  bool said = tnode_wait_ms(&v, tnode_log_has, "RAND_bytes failed", OUTCOME_MS) &&
+  bool said = tnode_wait_ms(&v, tnode_log_has, "no random bytes for a handshake challenge", OUTCOME_MS) &&
               tnode_wait_ms(&v, tnode_log_has, "handshake with prand@127.0.0.1 failed", OUTCOME_MS);
 
   cn_node_opts no = opts("vnoepmd@127.0.0.1");
@@ -315,7 +313,7 @@ static void test_rand_failure(void **state) {
   long until = now_ms() + OUTCOME_MS;
   while (!s.status && now_ms() < until) sleep_ms(5);
   int st = s.status;
-  RAND_set_rand_method(NULL); /* OpenSSL's own again */
+  node_random_hook = NULL; /* the system's own again */
   if (!said) print_message("victim log:\n%s\n", v.log);
   assert_true(said);
   assert_int_equal(st, CN_EIO);

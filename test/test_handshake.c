@@ -125,6 +125,58 @@ static void test_digest_vectors(void **state) {
   }
 }
 
+/* RFC 1321's test suite, plus lengths around the padding boundary and data fed in pieces, against digests
+ * from OpenSSL's md5. */
+static void test_md5_vectors(void **state) {
+  (void)state;
+  static const struct {
+    const char *in;
+    const char *hex;
+  } v[] = {
+      {"", "D41D8CD98F00B204E9800998ECF8427E"},
+      {"a", "0CC175B9C0F1B6A831C399E269772661"},
+      {"abc", "900150983CD24FB0D6963F7D28E17F72"},
+      {"message digest", "F96B697D7CB7938D525A2F31AAF161D0"},
+      {"abcdefghijklmnopqrstuvwxyz", "C3FCD3D76192E4007DFB496CCA67E13B"},
+      {"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", "D174AB98D277D9F5A5611C2C9F419D9F"},
+      {"12345678901234567890123456789012345678901234567890123456789012345678901234567890",
+       "57EDF4A22BE3C955AC49DA2E2107B67A"},
+  };
+  for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+    uint8_t d[16], *want;
+    assert_int_equal(hex_decode(v[k].hex, &want), 16);
+    size_t len = strlen(v[k].in);
+    for (size_t piece = 1; piece <= 65; piece += 7) { /* fed piece bytes at a time */
+      dist_md5 m;
+      dist_md5_init(&m);
+      for (size_t off = 0; off < len; off += piece)
+        dist_md5_update(&m, v[k].in + off, len - off < piece ? len - off : piece);
+      dist_md5_final(&m, d);
+      assert_memory_equal(d, want, 16);
+    }
+    free(want);
+  }
+  /* 55, 56, 63, 64, 65 and 200 bytes of 'x': one or two padding blocks, several blocks. */
+  static const struct {
+    size_t n;
+    const char *hex;
+  } w[] = {{55, "04364420E25C512FD958A70738AA8F72"}, {56, "668A72D5BA17F08E62DABCAFAD6DB14B"},
+           {63, "7DC2CA208106A2F703567BDFF99D8981"}, {64, "C1BB4F81D892B2D57947682AEB252456"},
+           {65, "1BC932052302D074BDEC39795FE00CF6"}, {200, "30A83621CE5422FBDFDD539777458C78"}};
+  char xs[200];
+  memset(xs, 'x', sizeof xs);
+  for (size_t k = 0; k < sizeof w / sizeof w[0]; k++) {
+    uint8_t d[16], *want;
+    assert_int_equal(hex_decode(w[k].hex, &want), 16);
+    dist_md5 m;
+    dist_md5_init(&m);
+    dist_md5_update(&m, xs, w[k].n);
+    dist_md5_final(&m, d);
+    assert_memory_equal(d, want, 16);
+    free(want);
+  }
+}
+
 static void test_flag_values(void **state) {
   (void)state;
   assert_int_equal(DIST_FLAGS_MANDATORY_25, 0x1070F94); /* 17239956, as OTP's MANDATORY_DFLAGS_25 */
@@ -601,6 +653,7 @@ int main(void) {
   ta_install();
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_digest_vectors, ta_setup, ta_teardown),
+      cmocka_unit_test(test_md5_vectors),
       cmocka_unit_test_setup_teardown(test_flag_values, ta_setup, ta_teardown),
       cmocka_unit_test_setup_teardown(test_good_whole, ta_setup, ta_teardown),
       cmocka_unit_test_setup_teardown(test_good_bytewise, ta_setup, ta_teardown),

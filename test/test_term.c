@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "cn_term.h"
+#include "term_int.h"
 #include "testutil.h"
 #include "tterm.h"
 
@@ -246,6 +247,60 @@ static void test_id_eq(void **state) {
   assert_false(cn_ref_eq(&r, &s));
   s = r, s.n[4] = 7; /* words past len do not count */
   assert_true(cn_ref_eq(&r, &s));
+}
+
+/* A cache starts with 16 slots and grows (to the size asked for, no further) while a peer's atoms miss often; one
+ * fed one atom over and over stays small. Decoding through it equals decoding without. */
+static void test_cache_grows(void **state) {
+  (void)state;
+  cn_atom_cache *c = cn_atom_cache_new(0), *few = cn_atom_cache_new(0), *small = cn_atom_cache_new(64),
+                *tiny = cn_atom_cache_new(2);
+  assert_non_null(c);
+  assert_non_null(few);
+  assert_non_null(small);
+  assert_non_null(tiny);
+  assert_int_equal(term_atom_cache_slots(c), 16);
+  assert_int_equal(term_atom_cache_slots(tiny), 2);
+  cn_term *el[300];
+  for (size_t i = 0; i < 300; i++) {
+    char name[16];
+    snprintf(name, sizeof name, "grow%zu", i);
+    el[i] = cn_mk_atom(cn_atoms_get(A, name));
+  }
+  cn_term *three = cn_mk_list(3, cn_term_copy(el[0]), cn_term_copy(el[0]), cn_term_copy(el[0])); /* no collision */
+  cn_term *many = cn_mk_listv(300, el, NULL);                                                    /* takes el's terms */
+  assert_non_null(many);
+  assert_non_null(three);
+  cn_buf bm = {0}, b3 = {0};
+  assert_int_equal(cn_term_to_binary(many, &bm), 0);
+  assert_int_equal(cn_term_to_binary(three, &b3), 0);
+  for (int round = 0; round < 20; round++) {
+    cn_atom_cache *caches[] = {c, small, tiny};
+    for (size_t k = 0; k < 3; k++) {
+      cn_decode_opts o = {.cache = caches[k]};
+      cn_term *t = NULL;
+      assert_int_equal(cn_term_from_binary(A, bm.data, bm.len, &o, &t), 0);
+      assert_true(cn_term_exact_eq(t, many));
+      cn_term_free(t);
+    }
+    cn_decode_opts o = {.cache = few};
+    cn_term *t = NULL;
+    assert_int_equal(cn_term_from_binary(A, b3.data, b3.len, &o, &t), 0);
+    assert_true(cn_term_exact_eq(t, three));
+    cn_term_free(t);
+  }
+  assert_int_equal(term_atom_cache_slots(c), 256);
+  assert_int_equal(term_atom_cache_slots(small), 64);
+  assert_int_equal(term_atom_cache_slots(tiny), 2);
+  assert_int_equal(term_atom_cache_slots(few), 16);
+  cn_buf_free(&bm);
+  cn_buf_free(&b3);
+  cn_term_free(many);
+  cn_term_free(three);
+  cn_atom_cache_free(c);
+  cn_atom_cache_free(few);
+  cn_atom_cache_free(small);
+  cn_atom_cache_free(tiny);
 }
 
 static void test_cache_equal(void **state) {
@@ -586,6 +641,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_single_block, setup, teardown),
       cmocka_unit_test_setup_teardown(test_atom_cache, setup, teardown),
       cmocka_unit_test_setup_teardown(test_cache_equal, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_cache_grows, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pid_fields, setup, teardown),
       cmocka_unit_test_setup_teardown(test_id_eq, setup, teardown),
       cmocka_unit_test_setup_teardown(test_print, setup, teardown),
