@@ -158,8 +158,8 @@ CN_EXPORT cn_term *cn_mk_big(int negative, const uint8_t *mag_le, size_t n);
 CN_EXPORT cn_term *cn_mk_float(double v);
 /* NULL atom gives NULL. */
 CN_EXPORT cn_term *cn_mk_atom(const cn_atom *a);
-/* Copies len bytes. From CN_BINARY_CHUNK_MIN bytes on they go to a refcounted chunk, so a connection writes them
- * from there (no second copy into its output) and cn_term_copy shares them. */
+/* Copies len bytes. From CN_BINARY_CHUNK_MIN bytes on they go to a refcounted chunk of their own (as in a copy
+ * of such a binary), which a connection writes from (no second copy into its output; cn_term_encode_ext). */
 #define CN_BINARY_CHUNK_MIN ((size_t)64 * 1024)
 CN_EXPORT cn_term *cn_mk_binary(const void *data, size_t len);
 /* A binary of the len bytes at off in chunk k, no copy: the term takes one more reference to k (the caller keeps

@@ -433,8 +433,11 @@ int term_copy_into(cn_term *dst, const cn_term *src) {
     if (src->v.big.n && !dst->v.big.mag) goto fail;
     break;
   case CN_BINARY:
-    if (src->v.bin.chunk) { /* immutable while shared: the copy takes a reference, not the bytes */
-      cn_chunk_retain(src->v.bin.chunk);
+    dst->v.bin.chunk = NULL;
+    if (src->v.bin.size >= CN_BINARY_CHUNK_MIN) { /* as cn_mk_binary: its own chunk (not a received one's) */
+      if (!(dst->v.bin.chunk = cn_chunk_new(src->v.bin.size))) goto fail;
+      dst->v.bin.data = cn_chunk_data(dst->v.bin.chunk);
+      memcpy(dst->v.bin.data, src->v.bin.data, src->v.bin.size);
       break;
     }
     dst->v.bin.data = dup_bytes(src->v.bin.data, src->v.bin.size);
