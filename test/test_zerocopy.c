@@ -578,6 +578,7 @@ static void test_forward_large_received(void **st) {
     if (pay->v.bin.data[i] != 'G') fail_msg("byte %zu is %u", i, pay->v.bin.data[i]);
   cn_term_free(pay);
   cn_buf_free(&out);
+  cn_term_free(k.kept); /* the first "more" */
 }
 
 int main(void) {
