@@ -20,9 +20,7 @@
 #define WRITEV_MIN CN_BINARY_CHUNK_MIN
 #define SEG_MAX 64
 
-size_t conn_queued(const cn_conn *c) {
-  return c->out.len + c->wbuf.len + c->tout.len + c->oseg.bytes + c->wseg.bytes;
-}
+size_t conn_queued(const cn_conn *c) { return c->out.len + c->wbuf.len + c->tout.len + c->oseg.bytes + c->wseg.bytes; }
 static size_t queued(const cn_conn *c) { return conn_queued(c); }
 
 /* ---- Large binaries written from their own bytes ---------------------------------------------------------- */
@@ -150,8 +148,8 @@ static void flush(cn_conn *c) {
    * 64 KiB throughput halved). One writev: wbuf's pieces and the large binaries between them (libuv copies the
    * array). */
   uv_buf_t v[2 * SEG_MAX + 1];
-  unsigned nv = c->tls ? (v[0] = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len), 1)
-                       : iov_fill(&c->wbuf, &c->wseg, v);
+  unsigned nv =
+      c->tls ? (v[0] = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len), 1) : iov_fill(&c->wbuf, &c->wseg, v);
   c->wreq.data = c;
   int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, v, nv, on_written);
   if (rc) {

@@ -570,7 +570,7 @@ static int bterm(bctx *c, size_t *p, cn_term *out) {
       out->v.bin.size = n;
       out->v.bin.bits = 8;
       out->v.bin.data = (uint8_t *)b + 5; /* never written through: the chunk is read-only while shared */
-      out->v.bin.chunk = c->chunk; /* the block's reference keeps it; a sender may take one more */
+      out->v.bin.chunk = c->chunk;        /* the block's reference keeps it; a sender may take one more */
       c->v.shared = 1;
       return 0;
     }

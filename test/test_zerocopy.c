@@ -204,8 +204,8 @@ static cn_term *large_term(cn_atoms *tab, cn_chunk *k) {
   memset(s, 's', sizeof s);
   cn_term *kv[2] = {cn_mk_atom(cn_atoms_get(tab, "k")), cn_mk_binary(m, sizeof m)};
   return cn_mk_tuple(6, cn_mk_atom(cn_atoms_get(tab, "big")), cn_mk_binary(a, sizeof a),
-                     cn_mk_list(2, cn_mk_binary("0123456789", 10), cn_mk_binary_chunk(k, 10, 100000)),
-                     cn_mk_map(1, kv), cn_mk_bitstring(a, sizeof a, 3), cn_mk_binary(s, sizeof s));
+                     cn_mk_list(2, cn_mk_binary("0123456789", 10), cn_mk_binary_chunk(k, 10, 100000)), cn_mk_map(1, kv),
+                     cn_mk_bitstring(a, sizeof a, 3), cn_mk_binary(s, sizeof s));
 }
 
 static cn_chunk *filled_chunk(size_t n) {
