@@ -21,7 +21,6 @@
 #define SEG_MAX 64
 
 size_t conn_queued(const cn_conn *c) { return c->out.len + c->wbuf.len + c->tout.len + c->oseg.bytes + c->wseg.bytes; }
-static size_t queued(const cn_conn *c) { return conn_queued(c); }
 
 /* ---- Large binaries written from their own bytes ---------------------------------------------------------- */
 
@@ -32,6 +31,13 @@ static void segs_cut(conn_segs *g, size_t from) {
     cn_chunk_release(g->s[i].k);
   }
   if (from < g->n) g->n = from;
+}
+
+/* An idle connection's empty segment array goes (it comes back with the next large binary). */
+static void segs_trim(conn_segs *g) {
+  if (g->n) return;
+  cn_free(g->s);
+  *g = (conn_segs){0};
 }
 
 void conn_segs_free(cn_conn *c) {
@@ -105,7 +111,7 @@ static void on_written(uv_write_t *req, int status) {
     if (status != UV_ECANCELED && c->state != C_CLOSING) conn_close(c, uv_strerror(status));
   } else if (c->state != C_CLOSING) {
     if (c->out.len || c->tout.len) conn_mark_dirty(c);
-    if (queued(c) <= c->n->busy_limit) {
+    if (conn_queued(c) <= c->n->busy_limit) {
       c->dropping = false;
       conn_resume_all(c);
     }
@@ -284,7 +290,7 @@ int conn_send_from(cn_node *n, cn_proc *sender, const cn_atom *peer, const cn_te
   int rc;
   if (c->state != C_UP) {
     rc = queue_pending(c, ctl, payload);
-  } else if (queued(c) >= n->queue_limit) {
+  } else if (conn_queued(c) >= n->queue_limit) {
     return drop_full(c);
   } else {
     rc = frame_terms(c, ctl, payload);
@@ -296,7 +302,7 @@ int conn_send_from(cn_node *n, cn_proc *sender, const cn_atom *peer, const cn_te
   if (c->state != C_UP) return rc;
   /* Over the busy limit the sender stops being scheduled until the queue drains, as OTP suspends a process
    * sending on a busy distribution port. Its current handler runs to its end. */
-  if (!rc && sender && !sender->dead && !sender->suspended && queued(c) > n->busy_limit) {
+  if (!rc && sender && !sender->dead && !sender->suspended && conn_queued(c) > n->busy_limit) {
     sender->suspended = true;
     sender->susp_next = c->susp;
     c->susp = sender;
@@ -418,8 +424,8 @@ void conn_idle(cn_conn *c) {
   c->read_big = false;
   if (!c->out.len) cn_buf_free(&c->out);
   if (!c->writing && !c->wbuf.len) cn_buf_free(&c->wbuf);
-  if (!c->oseg.n) cn_free(c->oseg.s), c->oseg.s = NULL, c->oseg.cap = 0;
-  if (!c->wseg.n) cn_free(c->wseg.s), c->wseg.s = NULL, c->wseg.cap = 0;
+  segs_trim(&c->oseg);
+  if (!c->writing) segs_trim(&c->wseg);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
