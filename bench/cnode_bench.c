@@ -91,7 +91,8 @@ static void sender_terminate(cn_proc *self, const cn_term *reason, void *state) 
 static void sender_run(cn_proc *self, const cn_term *msg, void *state) {
   (void)msg;
   sender *s = state;
-  /* The library encodes (copies) the message in cn_send, so reusing one tuple is legitimate user code. */
+  /* The library encodes the message in cn_send (its 64 KiB+ binary by reference, held until written), so reusing one
+   * tuple is legitimate user code; a fresh cn_mk_binary per send would cost one copy, not two. */
   cn_term *seq = &s->msg->v.tuple.e[1];
   size_t size = s->msg->v.tuple.e[2].v.bin.size, bytes = 0;
   /* A run sends at most BATCH messages or ~1 MiB (the default busy limit), then yields: the node suspends a

@@ -56,6 +56,7 @@ void conn_unref(cn_conn *c) {
     cn_free(p);
   }
   conn_in_free(c);
+  conn_segs_free(c);
   cn_buf_free(&c->out);
   cn_buf_free(&c->wbuf);
   dist_tls_free(c->tls);
@@ -334,7 +335,7 @@ static void conn_info(const cn_conn *c, cn_conn_info *o) {
   o->messages_in = c->msgs_in;
   o->messages_out = c->msgs_out;
   o->busy_suspensions = c->busy;
-  o->queue_bytes = c->out.len + c->wbuf.len + c->tout.len + c->pend_bytes;
+  o->queue_bytes = conn_queued(c) + c->pend_bytes;
 }
 
 size_t cn_node_conns(cn_node *n, cn_conn_info *out, size_t max) {
@@ -384,8 +385,7 @@ int conn_test_feed(cn_node *n, const cn_atom *peer, const uint8_t *p, size_t len
 int conn_test_output(cn_node *n, const cn_atom *peer, cn_buf *out) {
   cn_conn *c = test_conn(n, peer);
   if (!c) return CN_ENOCONN;
-  int rc = out ? cn_buf_append(out, c->out.data, c->out.len) : 0;
-  c->out.len = 0;
+  int rc = conn_out_take(c, out);
   /* As a finished write does (on_written): the queue drained, suspended senders run again. */
   c->dropping = false;
   conn_resume_all(c);

@@ -25,6 +25,20 @@ typedef struct conn_dial {
   uint16_t peer_port;
 } conn_dial;
 
+/* A large binary of an outgoing message, written from its own bytes (plain TCP): its len bytes go before out's byte
+ * at `at`. The connection holds a reference to k until the write is done. */
+typedef struct conn_seg {
+  size_t at;
+  cn_chunk *k;
+  const uint8_t *p;
+  size_t len;
+} conn_seg;
+typedef struct conn_segs {
+  conn_seg *s;
+  size_t n, cap;
+  size_t bytes; /* the sum of their lengths (counted as queued) */
+} conn_segs;
+
 struct cn_conn {
   cn_node *n;
   const cn_atom *peer; /* NULL until an accepted peer says its name */
@@ -45,7 +59,9 @@ struct cn_conn {
   bool read_big;       /* a read filled its buffer: read READ_CHUNK at a time (until idle again) */
   uint64_t idle_mark;  /* msgs_in at the last tick timer: unchanged at the next, the buffers go back */
   cn_buf out;          /* accumulating (plaintext) */
+  conn_segs oseg;      /* out's large binaries, left out of it (plain TCP) */
   cn_buf wbuf;         /* being written (ciphertext under TLS) */
+  conn_segs wseg;      /* wbuf's large binaries, being written with it */
   dist_tls *tls;       /* NULL: plain TCP */
   cn_buf tin;          /* TLS: ciphertext just read */
   cn_buf tout;         /* TLS: records to send before the next encrypted output (handshake, alerts) */
@@ -106,6 +122,12 @@ void conn_mark_dirty(cn_conn *c);
 void conn_try_write(cn_conn *c, cn_buf *b);
 /* Writes what is queued now, before a close that follows a final status. */
 void conn_write_now(cn_conn *c);
+/* Bytes queued to be written: the output buffers and the large binaries written from their own bytes. */
+size_t conn_queued(const cn_conn *c);
+/* Moves the queued output (out with its large binaries spliced in) to dst (NULL: drops it); 0 or CN_ENOMEM. */
+int conn_out_take(cn_conn *c, cn_buf *dst);
+/* Releases the large binaries held for output (on the connection's end). */
+void conn_segs_free(cn_conn *c);
 /* Frames control and payload bytes that were encoded while the peer was still connecting. */
 int conn_frame_bytes(cn_conn *c, const uint8_t *body, size_t ctl_len, size_t len);
 /* Makes room in c->in for want more bytes (and a NUL): 0 or CN_ENOMEM. */

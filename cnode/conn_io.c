@@ -12,7 +12,82 @@
 #define FRAG_SIZE ((size_t)1 << 30)
 #define READ_CHUNK 65536
 
-static size_t queued(const cn_conn *c) { return c->out.len + c->wbuf.len + c->tout.len; }
+/* Under plain TCP a binary of WRITEV_MIN bytes or more held in a chunk (built by cn_mk_binary, or received and
+ * shared with its read chunk) is not copied into out: the write sends it from its own bytes, one writev of out's
+ * pieces and the binaries between them. At most SEG_MAX binaries per write (2 * SEG_MAX + 1 iovecs, under
+ * IOV_MAX); more are copied. WRITEV_MIN: below it the copy costs about what a segment does (its reference, its
+ * iovec, a chunk held a loop turn longer), and cn_mk_binary puts binaries in chunks from the same size on. */
+#define WRITEV_MIN CN_BINARY_CHUNK_MIN
+#define SEG_MAX 64
+
+size_t conn_queued(const cn_conn *c) { return c->out.len + c->wbuf.len + c->tout.len + c->oseg.bytes + c->wseg.bytes; }
+
+/* ---- Large binaries written from their own bytes ---------------------------------------------------------- */
+
+/* Drops g's segments from index from on (their references go). */
+static void segs_cut(conn_segs *g, size_t from) {
+  for (size_t i = from; i < g->n; i++) {
+    g->bytes -= g->s[i].len;
+    cn_chunk_release(g->s[i].k);
+  }
+  if (from < g->n) g->n = from;
+}
+
+/* An idle connection's empty segment array goes (it comes back with the next large binary). */
+static void segs_trim(conn_segs *g) {
+  if (g->n) return;
+  cn_free(g->s);
+  *g = (conn_segs){0};
+}
+
+void conn_segs_free(cn_conn *c) {
+  segs_cut(&c->oseg, 0);
+  segs_cut(&c->wseg, 0);
+  cn_free(c->oseg.s);
+  cn_free(c->wseg.s);
+  c->oseg = c->wseg = (conn_segs){0};
+}
+
+/* The encoder's callback: a binary left out of c->out, kept alive by a reference until it is written. */
+static int seg_add(void *ctx, size_t at, cn_chunk *k, const uint8_t *p, size_t len) {
+  conn_segs *g = &((cn_conn *)ctx)->oseg;
+  if (g->n == g->cap) {
+    size_t cap = g->cap ? 2 * g->cap : 4;
+    conn_seg *s = cn_realloc(g->s, cap * sizeof *s);
+    if (!s) return CN_ENOMEM;
+    g->s = s;
+    g->cap = cap;
+  }
+  cn_chunk_retain(k);
+  g->s[g->n++] = (conn_seg){at, k, p, len};
+  g->bytes += len;
+  return 0;
+}
+
+/* The pieces of buf with g's binaries spliced in, as at most 2 * SEG_MAX + 1 iovecs; returns their number. */
+static unsigned iov_fill(const cn_buf *b, const conn_segs *g, uv_buf_t *v) {
+  unsigned n = 0;
+  size_t pos = 0;
+  for (size_t i = 0; i < g->n; i++) {
+    if (g->s[i].at > pos) v[n++] = uv_buf_init((char *)b->data + pos, (unsigned)(g->s[i].at - pos));
+    v[n++] = uv_buf_init((char *)g->s[i].p, (unsigned)g->s[i].len);
+    pos = g->s[i].at;
+  }
+  if (b->len > pos) v[n++] = uv_buf_init((char *)b->data + pos, (unsigned)(b->len - pos));
+  return n;
+}
+
+int conn_out_take(cn_conn *c, cn_buf *dst) {
+  int rc = 0;
+  if (dst) {
+    uv_buf_t v[2 * SEG_MAX + 1];
+    unsigned n = iov_fill(&c->out, &c->oseg, v);
+    for (unsigned i = 0; i < n && !rc; i++) rc = cn_buf_append(dst, v[i].base, v[i].len);
+  }
+  c->out.len = 0;
+  segs_cut(&c->oseg, 0);
+  return rc;
+}
 
 /* ---- Output ------------------------------------------------------------------------------------------ */
 
@@ -27,15 +102,16 @@ static void on_written(uv_write_t *req, int status) {
   cn_conn *c = req->data;
   c->writing = false;
   if (status >= 0) {
-    c->bytes_out += c->wbuf.len;
-    c->n->stats.bytes_out += c->wbuf.len;
+    c->bytes_out += c->wbuf.len + c->wseg.bytes;
+    c->n->stats.bytes_out += c->wbuf.len + c->wseg.bytes;
   }
   c->wbuf.len = 0;
+  segs_cut(&c->wseg, 0); /* the binaries' references go: a sender may have freed its term long ago */
   if (status < 0) {
     if (status != UV_ECANCELED && c->state != C_CLOSING) conn_close(c, uv_strerror(status));
   } else if (c->state != C_CLOSING) {
     if (c->out.len || c->tout.len) conn_mark_dirty(c);
-    if (queued(c) <= c->n->busy_limit) {
+    if (conn_queued(c) <= c->n->busy_limit) {
       c->dropping = false;
       conn_resume_all(c);
     }
@@ -69,13 +145,19 @@ static void flush(cn_conn *c) {
     c->wbuf = c->out;
     c->out = t;
     c->out.len = 0;
+    conn_segs g = c->wseg; /* empty: the last write's references went in on_written */
+    c->wseg = c->oseg;
+    c->oseg = g;
   }
   /* uv_write, not uv_try_write: the write stays in flight until the next loop turn and output queued meanwhile
    * goes out in one later write. Written at once, every flush is its own write (tried: cnode->cnode 4 KiB and
-   * 64 KiB throughput halved). */
-  uv_buf_t b = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
+   * 64 KiB throughput halved). One writev: wbuf's pieces and the large binaries between them (libuv copies the
+   * array). */
+  uv_buf_t v[2 * SEG_MAX + 1];
+  unsigned nv =
+      c->tls ? (v[0] = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len), 1) : iov_fill(&c->wbuf, &c->wseg, v);
   c->wreq.data = c;
-  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, v, nv, on_written);
   if (rc) {
     conn_close(c, uv_strerror(rc));
     return;
@@ -108,8 +190,11 @@ static size_t frame_open(cn_conn *c) {
   return start;
 }
 
-static int frame_term(cn_conn *c, const cn_term *t) {
-  return frag_mode(c) ? cn_term_encode(t, &c->out) : cn_term_to_binary(t, &c->out);
+/* Encodes t into out; under plain TCP (copy false) its large binaries are left out, as segments to write. */
+static int frame_term(cn_conn *c, const cn_term *t, bool copy) {
+  cn_encode_ext x = {WRITEV_MIN, SEG_MAX - c->oseg.n, seg_add, c};
+  bool ext = !copy && !c->tls && c->oseg.n < SEG_MAX;
+  return cn_term_encode_ext(t, &c->out, frag_mode(c) ? 0 : 1, ext ? &x : NULL);
 }
 
 static int frame_raw(cn_conn *c, const uint8_t *p, size_t n) {
@@ -117,14 +202,18 @@ static int frame_raw(cn_conn *c, const uint8_t *p, size_t n) {
   return cn_buf_append(&c->out, p, n);
 }
 
-/* Ends the frame opened at start, or drops it when rc reports a failure while filling it. */
-static int frame_close(cn_conn *c, size_t start, int rc) {
+/* Ends the frame opened at start, or drops it when rc reports a failure while filling it. ext: the bytes of its
+ * binaries left out of out (segments from index seg0 on), which its length counts. */
+static int frame_close(cn_conn *c, size_t start, size_t seg0, size_t ext, int rc) {
   if (!rc) {
-    if (frag_mode(c)) rc = dist_msg_end(&c->out, start, ++c->n->frag_seq, FRAG_SIZE);
-    else cn_set32(c->out.data + start, (uint32_t)(c->out.len - start - 4));
+    size_t len = c->out.len - start - 4 + ext;
+    if (ext && len > UINT32_MAX) rc = CN_ELIMIT;
+    else if (frag_mode(c) && !ext) rc = dist_msg_end(&c->out, start, ++c->n->frag_seq, FRAG_SIZE);
+    else cn_set32(c->out.data + start, (uint32_t)len); /* unfragmented (the caller made sure with ext) */
   }
   if (rc) {
     c->out.len = start;
+    segs_cut(&c->oseg, seg0);
     return rc;
   }
   conn_mark_dirty(c);
@@ -134,9 +223,19 @@ static int frame_close(cn_conn *c, size_t start, int rc) {
 static int frame_terms(cn_conn *c, const cn_term *ctl, const cn_term *payload) {
   size_t start = frame_open(c);
   if (start == SIZE_MAX) return CN_ENOMEM;
-  int rc = frame_term(c, ctl);
-  if (!rc && payload) rc = frame_term(c, payload);
-  return frame_close(c, start, rc);
+  size_t seg0 = c->oseg.n, ext0 = c->oseg.bytes;
+  int rc = frame_term(c, ctl, false);
+  if (!rc && payload) rc = frame_term(c, payload, false);
+  size_t ext = c->oseg.bytes - ext0;
+  if (!rc && ext && frag_mode(c) && c->out.len - start - 4 + ext > FRAG_SIZE) {
+    /* Fragments are cut from one buffer: a message this large (past 1 GiB) is copied after all. */
+    c->out.len = start + 7; /* back to after the normal header (length, 131, 68, 0) */
+    segs_cut(&c->oseg, seg0);
+    ext = 0;
+    rc = frame_term(c, ctl, true);
+    if (!rc && payload) rc = frame_term(c, payload, true);
+  }
+  return frame_close(c, start, seg0, ext, rc);
 }
 
 /* Frames control and payload bytes that were encoded while the peer was still connecting. */
@@ -145,7 +244,7 @@ int conn_frame_bytes(cn_conn *c, const uint8_t *body, size_t ctl_len, size_t len
   if (start == SIZE_MAX) return CN_ENOMEM;
   int rc = frame_raw(c, body, ctl_len);
   if (!rc && len > ctl_len) rc = frame_raw(c, body + ctl_len, len - ctl_len);
-  return frame_close(c, start, rc);
+  return frame_close(c, start, c->oseg.n, 0, rc);
 }
 
 /* A message that does not fit under queue_limit is dropped and counted, as the limit promises. */
@@ -191,7 +290,7 @@ int conn_send_from(cn_node *n, cn_proc *sender, const cn_atom *peer, const cn_te
   int rc;
   if (c->state != C_UP) {
     rc = queue_pending(c, ctl, payload);
-  } else if (queued(c) >= n->queue_limit) {
+  } else if (conn_queued(c) >= n->queue_limit) {
     return drop_full(c);
   } else {
     rc = frame_terms(c, ctl, payload);
@@ -203,7 +302,7 @@ int conn_send_from(cn_node *n, cn_proc *sender, const cn_atom *peer, const cn_te
   if (c->state != C_UP) return rc;
   /* Over the busy limit the sender stops being scheduled until the queue drains, as OTP suspends a process
    * sending on a busy distribution port. Its current handler runs to its end. */
-  if (!rc && sender && !sender->dead && !sender->suspended && queued(c) > n->busy_limit) {
+  if (!rc && sender && !sender->dead && !sender->suspended && conn_queued(c) > n->busy_limit) {
     sender->suspended = true;
     sender->susp_next = c->susp;
     c->susp = sender;
@@ -229,9 +328,9 @@ void conn_write_now(cn_conn *c) {
     return;
   }
   if (!c->out.len || !c->tcp_open) return;
-  uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-  uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-  c->out.len = 0;
+  uv_buf_t v[2 * SEG_MAX + 1];
+  uv_try_write((uv_stream_t *)&c->tcp, v, iov_fill(&c->out, &c->oseg, v));
+  conn_out_take(c, NULL);
 }
 
 /* ---- Reading ---------------------------------------------------------------------------------------------- */
@@ -325,6 +424,8 @@ void conn_idle(cn_conn *c) {
   c->read_big = false;
   if (!c->out.len) cn_buf_free(&c->out);
   if (!c->writing && !c->wbuf.len) cn_buf_free(&c->wbuf);
+  segs_trim(&c->oseg);
+  if (!c->writing) segs_trim(&c->wseg);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {

@@ -367,7 +367,13 @@ t_big_binaries() ->
       [{"1 MiB binary", rand:bytes(1 bsl 20)},
        {"8 MiB binary", rand:bytes(8 bsl 20)},
        {"8 MiB + 3 bits bitstring", <<(rand:bytes(8 bsl 20))/binary, 5:3>>},
-       {"tuple of 1 MiB and 8 MiB binaries", {big, rand:bytes(1 bsl 20), [rand:bytes(8 bsl 20)]}}]),
+       {"tuple of 1 MiB and 8 MiB binaries", {big, rand:bytes(1 bsl 20), [rand:bytes(8 bsl 20)]}},
+       %% The C node writes binaries of 64 KiB or more from the bytes they arrived in (writev), at most 64 per write:
+       %% a sub-binary, binaries either side of that size, and more of them in one term than one write takes.
+       {"3 MiB sub-binary of a 9 MiB binary", binary:part(rand:bytes(9 bsl 20), 12345, 3 bsl 20)},
+       {"map of 64 KiB - 1, 64 KiB and 64 KiB + 1 binaries",
+        #{a => rand:bytes(65535), b => rand:bytes(65536), c => rand:bytes(65537), d => <<1, 2, 3>>}},
+       {"list of 100 binaries of 100 KiB", [rand:bytes(100 bsl 10) || _ <- lists:seq(1, 100)]}]),
     erlang:monitor_node(?CN, false),
     ok.
 

@@ -123,6 +123,8 @@ struct cn_term {
       size_t size;  /* bytes */
       uint8_t bits; /* bits used in the last byte: 8 for a binary, 1..7 for a bitstring (8 when size 0) */
       uint8_t *data;
+      cn_chunk *chunk; /* library-internal: the refcounted storage data lies in, or NULL (zero it in a term
+                        * made by hand); a sender writes such bytes from there instead of copying them */
     } bin;
     struct {
       uint32_t arity;
@@ -156,8 +158,13 @@ CN_EXPORT cn_term *cn_mk_big(int negative, const uint8_t *mag_le, size_t n);
 CN_EXPORT cn_term *cn_mk_float(double v);
 /* NULL atom gives NULL. */
 CN_EXPORT cn_term *cn_mk_atom(const cn_atom *a);
-/* Copies len bytes. */
+/* Copies len bytes. From CN_BINARY_CHUNK_MIN bytes on they go to a refcounted chunk of their own (as in a copy
+ * of such a binary), which a connection writes from (no second copy into its output; cn_term_encode_ext). */
+#define CN_BINARY_CHUNK_MIN ((size_t)64 * 1024)
 CN_EXPORT cn_term *cn_mk_binary(const void *data, size_t len);
+/* A binary of the len bytes at off in chunk k, no copy: the term takes one more reference to k (the caller keeps
+ * its own). The bytes must not change while k is shared. NULL on out-of-memory or when off + len exceeds k. */
+CN_EXPORT cn_term *cn_mk_binary_chunk(cn_chunk *k, size_t off, size_t len);
 /* Copies size bytes; bits (1..8) used in the last byte. */
 CN_EXPORT cn_term *cn_mk_bitstring(const void *data, size_t size, uint8_t bits);
 /* A list of small integers: the bytes of s (latin-1), or nil when empty. */
@@ -262,6 +269,23 @@ CN_EXPORT int cn_term_from_binary(cn_atoms *tab, const uint8_t *buf, size_t len,
 CN_EXPORT int cn_term_encode(const cn_term *t, cn_buf *out);
 /* Appends 131 and the term: the bytes of term_to_binary/1. */
 CN_EXPORT int cn_term_to_binary(const cn_term *t, cn_buf *out);
+
+/* Encoding with large binaries left out of the buffer (a vectored write sends them from their own bytes). A binary
+ * of at least min bytes held in a chunk (bin.chunk: built by cn_mk_binary or cn_mk_binary_chunk, or decoded into a
+ * shared chunk) is not copied: its header is appended and fn(ctx, at, k, data, len) is told that its len bytes
+ * belong at offset at of out->data (before the byte there, after those before it; offsets increase). k and data are
+ * borrowed from the term: retain k to keep them. At most max binaries are left out; later ones are copied. fn
+ * returns 0 or a CN_E* code that ends the encoding. */
+typedef int (*cn_encode_ext_fn)(void *ctx, size_t at, cn_chunk *k, const uint8_t *data, size_t len);
+typedef struct cn_encode_ext {
+  size_t min;
+  size_t max;
+  cn_encode_ext_fn fn;
+  void *ctx;
+} cn_encode_ext;
+/* As cn_term_encode (version 0) or cn_term_to_binary (version 1), leaving large binaries out as ext says (NULL:
+ * none). On error out's length is unchanged (fn may have been called for binaries before the failure). */
+CN_EXPORT int cn_term_encode_ext(const cn_term *t, cn_buf *out, int version, const cn_encode_ext *ext);
 
 /* Appends the term in Erlang syntax (as io:format("~p") would print it, on one line). */
 CN_EXPORT int cn_term_print(const cn_term *t, cn_buf *out);

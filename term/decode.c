@@ -36,6 +36,7 @@ typedef struct bctx {
   cn_atom_cache *cache;
   cn_term *slot, *slot_end; /* the unused values of the block */
   uint8_t *byte, *byte_end; /* the unused bytes of the block (after the values) */
+  cn_chunk *chunk;          /* the input's chunk, which shared binaries point into (NULL: none) */
 } bctx;
 
 /* A chain of list cells is built into one array that grows as blist finds more cells; the walk computes
@@ -461,6 +462,7 @@ static int bbits(bctx *c, const uint8_t *data, size_t n, uint8_t bits, cn_term *
   out->type = CN_BINARY;
   out->v.bin.size = n;
   out->v.bin.bits = n ? bits : 8;
+  out->v.bin.chunk = NULL;
   if (n) {
     if (!(out->v.bin.data = take_bytes(c, n))) {
       set_nil(out);
@@ -568,6 +570,7 @@ static int bterm(bctx *c, size_t *p, cn_term *out) {
       out->v.bin.size = n;
       out->v.bin.bits = 8;
       out->v.bin.data = (uint8_t *)b + 5; /* never written through: the chunk is read-only while shared */
+      out->v.bin.chunk = c->chunk;        /* the block's reference keeps it; a sender may take one more */
       c->v.shared = 1;
       return 0;
     }
@@ -663,7 +666,8 @@ int cn_term_decode(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off, c
             blk + 1,
             blk + cnt.slots,
             bytes,
-            bytes + cnt.bytes};
+            bytes + cnt.bytes,
+            chunk};
   c.v.cnt = NULL;
   size_t q = *off;
   r = bterm(&c, &q, blk);

@@ -1,5 +1,6 @@
 /* encode.c: the external term format encoder, writing what term_to_binary writes (with UTF-8 atoms, as
- * the distribution does). One pass sizes the term, one reserve, then one pass writes straight into cn_buf. */
+ * the distribution does). One pass sizes the term, one reserve, then one pass writes straight into cn_buf; with
+ * cn_term_encode_ext large refcounted binaries stay out of the buffer and are reported to a callback instead. */
 #include <math.h>
 #include <string.h>
 
@@ -30,8 +31,24 @@ static uint64_t int_mag(int64_t v) { return v < 0 ? (uint64_t)0 - (uint64_t)v : 
 
 static size_t atom_size(const cn_atom *a) { return (a->len <= 255 ? 2 : 3) + a->len; }
 
+/* The large binaries left out of the buffer (cn_term_encode_ext): both passes walk the term in the same order and
+ * count down the same budget, so they pick the same binaries. */
+typedef struct ectx {
+  const cn_encode_ext *x; /* NULL: copy every binary */
+  size_t left;            /* binaries still to leave out */
+  const uint8_t *base;    /* write pass: out->data, for the offsets told to fn */
+  int err;                /* write pass: fn's failure */
+} ectx;
+
+static bool leave_out(ectx *e, const cn_term *t) {
+  if (!e->x || !e->left || !t->v.bin.chunk || t->v.bin.bits != 8 || t->v.bin.size < e->x->min || !e->x->min)
+    return false;
+  e->left--;
+  return true;
+}
+
 /* Adds the encoded size of t to *sz; CN_EINVAL for values the format cannot carry. */
-static int esize(const cn_term *t, size_t *sz) {
+static int esize(const cn_term *t, size_t *sz, ectx *e) {
   size_t n = 0;
   int r;
   switch (t->type) {
@@ -51,7 +68,7 @@ static int esize(const cn_term *t, size_t *sz) {
     break;
   case CN_BINARY:
     if (t->v.bin.size > UINT32_MAX || t->v.bin.bits < 1 || t->v.bin.bits > 8) return CN_EINVAL;
-    n = (t->v.bin.bits == 8 ? 5 : 6) + t->v.bin.size;
+    n = (t->v.bin.bits == 8 ? 5 : 6) + (leave_out(e, t) ? 0 : t->v.bin.size);
     break;
   case CN_NIL: n = 1; break;
   case CN_LIST:
@@ -61,19 +78,19 @@ static int esize(const cn_term *t, size_t *sz) {
     }
     *sz += 5;
     for (uint32_t i = 0; i < t->v.list.len; i++)
-      if ((r = esize(&t->v.list.e[i], sz))) return r;
-    if (t->v.list.tail) return esize(t->v.list.tail, sz);
+      if ((r = esize(&t->v.list.e[i], sz, e))) return r;
+    if (t->v.list.tail) return esize(t->v.list.tail, sz, e);
     n = 1;
     break;
   case CN_TUPLE:
     *sz += t->v.tuple.arity <= 255 ? 2 : 5;
     for (uint32_t i = 0; i < t->v.tuple.arity; i++)
-      if ((r = esize(&t->v.tuple.e[i], sz))) return r;
+      if ((r = esize(&t->v.tuple.e[i], sz, e))) return r;
     return 0;
   case CN_MAP:
     *sz += 5;
     for (size_t i = 0; i < 2 * (size_t)t->v.map.size; i++)
-      if ((r = esize(&t->v.map.kv[i], sz))) return r;
+      if ((r = esize(&t->v.map.kv[i], sz, e))) return r;
     return 0;
   case CN_PID:
     if (!t->v.pid.node) return CN_EINVAL;
@@ -116,7 +133,7 @@ static uint8_t *watom(uint8_t *w, const cn_atom *a) {
 }
 
 /* Writes t at w (room was reserved by esize) and returns the end. */
-static uint8_t *ewrite(const cn_term *t, uint8_t *w) {
+static uint8_t *ewrite(const cn_term *t, uint8_t *w, ectx *e) {
   switch (t->type) {
   case CN_INT: {
     int64_t v = t->v.i;
@@ -163,6 +180,11 @@ static uint8_t *ewrite(const cn_term *t, uint8_t *w) {
       w = w32(w, (uint32_t)t->v.bin.size);
       *w++ = t->v.bin.bits;
     }
+    if (leave_out(e, t)) {
+      int r = e->x->fn(e->x->ctx, (size_t)(w - e->base), t->v.bin.chunk, t->v.bin.data, t->v.bin.size);
+      if (r && !e->err) e->err = r;
+      return w;
+    }
     if (t->v.bin.size) memcpy(w, t->v.bin.data, t->v.bin.size);
     return w + t->v.bin.size;
   case CN_NIL: *w++ = ERL_NIL_EXT; return w;
@@ -176,8 +198,8 @@ static uint8_t *ewrite(const cn_term *t, uint8_t *w) {
     }
     *w++ = ERL_LIST_EXT;
     w = w32(w, t->v.list.len);
-    for (uint32_t i = 0; i < t->v.list.len; i++) w = ewrite(&t->v.list.e[i], w);
-    if (t->v.list.tail) return ewrite(t->v.list.tail, w);
+    for (uint32_t i = 0; i < t->v.list.len; i++) w = ewrite(&t->v.list.e[i], w, e);
+    if (t->v.list.tail) return ewrite(t->v.list.tail, w, e);
     *w++ = ERL_NIL_EXT;
     return w;
   case CN_TUPLE:
@@ -188,12 +210,12 @@ static uint8_t *ewrite(const cn_term *t, uint8_t *w) {
       *w++ = ERL_LARGE_TUPLE_EXT;
       w = w32(w, t->v.tuple.arity);
     }
-    for (uint32_t i = 0; i < t->v.tuple.arity; i++) w = ewrite(&t->v.tuple.e[i], w);
+    for (uint32_t i = 0; i < t->v.tuple.arity; i++) w = ewrite(&t->v.tuple.e[i], w, e);
     return w;
   case CN_MAP:
     *w++ = ERL_MAP_EXT;
     w = w32(w, t->v.map.size);
-    for (size_t i = 0; i < 2 * (size_t)t->v.map.size; i++) w = ewrite(&t->v.map.kv[i], w);
+    for (size_t i = 0; i < 2 * (size_t)t->v.map.size; i++) w = ewrite(&t->v.map.kv[i], w, e);
     return w;
   case CN_PID:
     *w++ = ERL_NEW_PID_EXT;
@@ -227,21 +249,29 @@ static uint8_t *ewrite(const cn_term *t, uint8_t *w) {
   }
 }
 
-static int encode(const cn_term *t, cn_buf *out, int version) {
-  if (!t || !out) return CN_EINVAL;
+static int encode(const cn_term *t, cn_buf *out, int version, const cn_encode_ext *x) {
+  if (!t || !out || (x && !x->fn)) return CN_EINVAL;
   size_t sz = version ? 1 : 0;
-  int r = esize(t, &sz);
+  ectx e = {x, x ? x->max : 0, NULL, 0};
+  int r = esize(t, &sz, &e);
   if (r) return r;
   if (cn_buf_reserve(out, sz)) return CN_ENOMEM;
   uint8_t *w = out->data + out->len;
   if (version) *w++ = 131;
-  w = ewrite(t, w);
+  e.left = x ? x->max : 0;
+  e.base = out->data;
+  w = ewrite(t, w, &e);
   (void)w; /* == data + len + sz: esize and ewrite agree */
+  if (e.err) return e.err;
   out->len += sz;
   out->data[out->len] = 0; /* cn_buf keeps a NUL after its data */
   return 0;
 }
 
-int cn_term_encode(const cn_term *t, cn_buf *out) { return encode(t, out, 0); }
+int cn_term_encode(const cn_term *t, cn_buf *out) { return encode(t, out, 0, NULL); }
 
-int cn_term_to_binary(const cn_term *t, cn_buf *out) { return encode(t, out, 1); }
+int cn_term_to_binary(const cn_term *t, cn_buf *out) { return encode(t, out, 1, NULL); }
+
+int cn_term_encode_ext(const cn_term *t, cn_buf *out, int version, const cn_encode_ext *ext) {
+  return encode(t, out, version ? 1 : 0, ext);
+}

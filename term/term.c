@@ -15,7 +15,10 @@ static cn_term *alloc_term(uint8_t type) {
 void term_clear(cn_term *t) {
   switch (t->type) {
   case CN_BIG: cn_free(t->v.big.mag); break;
-  case CN_BINARY: cn_free(t->v.bin.data); break;
+  case CN_BINARY:
+    if (t->v.bin.chunk) cn_chunk_release(t->v.bin.chunk); /* the term's own reference (see term_copy_into) */
+    else cn_free(t->v.bin.data);
+    break;
   case CN_FUN: cn_free(t->v.fun.ext); break;
   case CN_TUPLE:
     for (uint32_t i = 0; i < t->v.tuple.arity; i++) term_clear(&t->v.tuple.e[i]);
@@ -145,12 +148,22 @@ cn_term *cn_mk_bitstring(const void *data, size_t size, uint8_t bits) {
   if (bits < 1 || bits > 8 || (size && !data)) return NULL;
   cn_term *t = alloc_term(CN_BINARY);
   if (!t) return NULL;
-  if (size) {
+  if (size >= CN_BINARY_CHUNK_MIN) { /* refcounted: written to a socket and copied without copying the bytes */
+    cn_chunk *k = cn_chunk_new(size);
+    if (!k) {
+      cn_free(t);
+      return NULL;
+    }
+    t->v.bin.chunk = k;
+    t->v.bin.data = cn_chunk_data(k);
+  } else if (size) {
     t->v.bin.data = cn_malloc(size);
     if (!t->v.bin.data) {
       cn_free(t);
       return NULL;
     }
+  }
+  if (size) {
     memcpy(t->v.bin.data, data, size);
     /* The bits past the end are not part of the value; zero them so equality and encoding are exact. */
     t->v.bin.data[size - 1] &= (uint8_t)(0xFF << (8 - bits));
@@ -161,6 +174,18 @@ cn_term *cn_mk_bitstring(const void *data, size_t size, uint8_t bits) {
 }
 
 cn_term *cn_mk_binary(const void *data, size_t len) { return cn_mk_bitstring(data, len, 8); }
+
+cn_term *cn_mk_binary_chunk(cn_chunk *k, size_t off, size_t len) {
+  if (!k || off > cn_chunk_cap(k) || len > cn_chunk_cap(k) - off) return NULL;
+  cn_term *t = alloc_term(CN_BINARY);
+  if (!t) return NULL;
+  cn_chunk_retain(k);
+  t->v.bin.chunk = k;
+  t->v.bin.data = cn_chunk_data(k) + off;
+  t->v.bin.size = len;
+  t->v.bin.bits = 8;
+  return t;
+}
 
 cn_term *cn_mk_nil(void) { return alloc_term(CN_NIL); }
 
@@ -408,6 +433,13 @@ int term_copy_into(cn_term *dst, const cn_term *src) {
     if (src->v.big.n && !dst->v.big.mag) goto fail;
     break;
   case CN_BINARY:
+    dst->v.bin.chunk = NULL;
+    if (src->v.bin.size >= CN_BINARY_CHUNK_MIN) { /* as cn_mk_binary: its own chunk (not a received one's) */
+      if (!(dst->v.bin.chunk = cn_chunk_new(src->v.bin.size))) goto fail;
+      dst->v.bin.data = cn_chunk_data(dst->v.bin.chunk);
+      memcpy(dst->v.bin.data, src->v.bin.data, src->v.bin.size);
+      break;
+    }
     dst->v.bin.data = dup_bytes(src->v.bin.data, src->v.bin.size);
     if (src->v.bin.size && !dst->v.bin.data) goto fail;
     break;

@@ -17,7 +17,8 @@
 #define BIG 4096
 
 static cn_node *N;
-static const cn_atom *peer, *peer2;
+static const cn_atom *peer, *peer2, *peer3;
+static size_t feed_size = BIG; /* feed_msg's binary */
 
 /* ---- cn_chunk ---------------------------------------------------------------------------------------------- */
 
@@ -163,6 +164,111 @@ static void test_decode_bad_input_with_chunk(void **st) {
   cn_atoms_free(tab);
 }
 
+/* ---- encoding with large binaries left out (cn_term_encode_ext) ------------------------------------------- */
+
+typedef struct segs {
+  size_t n, at[8], len[8];
+  const uint8_t *p[8];
+  int fail; /* return this from the callback */
+} segs;
+
+static int collect(void *ctx, size_t at, cn_chunk *k, const uint8_t *p, size_t len) {
+  segs *g = ctx;
+  assert_non_null(k);
+  assert_true(p >= cn_chunk_data(k) && p + len <= cn_chunk_data(k) + cn_chunk_cap(k));
+  if (g->fail) return g->fail;
+  assert_true(g->n < 8);
+  assert_true(g->n == 0 || at > g->at[g->n - 1]);
+  g->at[g->n] = at, g->len[g->n] = len, g->p[g->n] = p;
+  g->n++;
+  return 0;
+}
+
+/* out's bytes from `from` with g's binaries spliced in: what the connection's writev sends. */
+static void splice_segs(const cn_buf *out, size_t from, const segs *g, cn_buf *dst) {
+  size_t pos = from;
+  for (size_t i = 0; i < g->n; i++) {
+    assert_int_equal(cn_buf_append(dst, out->data + pos, g->at[i] - pos), 0);
+    assert_int_equal(cn_buf_append(dst, g->p[i], g->len[i]), 0);
+    pos = g->at[i];
+  }
+  assert_int_equal(cn_buf_append(dst, out->data + pos, out->len - pos), 0);
+}
+
+/* {big, <<70000>>, [<<10>>, Sub], #{k => <<200000>>}, <<70000 bytes, 3 bits>>, <<65535>>}: Sub is 100000 bytes at
+ * offset 10 of k. Three binaries are large and in chunks; the bitstring and the one under the minimum are copied. */
+static cn_term *large_term(cn_atoms *tab, cn_chunk *k) {
+  static uint8_t a[70000], m[200000], s[65535];
+  memset(a, 'a', sizeof a);
+  for (size_t i = 0; i < sizeof m; i++) m[i] = (uint8_t)i;
+  memset(s, 's', sizeof s);
+  cn_term *kv[2] = {cn_mk_atom(cn_atoms_get(tab, "k")), cn_mk_binary(m, sizeof m)};
+  return cn_mk_tuple(6, cn_mk_atom(cn_atoms_get(tab, "big")), cn_mk_binary(a, sizeof a),
+                     cn_mk_list(2, cn_mk_binary("0123456789", 10), cn_mk_binary_chunk(k, 10, 100000)), cn_mk_map(1, kv),
+                     cn_mk_bitstring(a, sizeof a, 3), cn_mk_binary(s, sizeof s));
+}
+
+static cn_chunk *filled_chunk(size_t n) {
+  cn_chunk *k = cn_chunk_new(n);
+  assert_non_null(k);
+  for (size_t i = 0; i < n; i++) cn_chunk_data(k)[i] = (uint8_t)(i * 7 + 1);
+  return k;
+}
+
+static void test_encode_ext(void **st) {
+  (void)st;
+  cn_atoms *tab = NULL;
+  assert_int_equal(cn_atoms_new(&tab, 0), 0);
+  cn_chunk *k = filled_chunk(200000);
+  cn_term *t = large_term(tab, k);
+  assert_non_null(t);
+  assert_true(cn_chunk_shared(k)); /* the sub-binary holds it */
+  assert_null(cn_mk_binary_chunk(k, 100000, 100001));
+  for (int version = 0; version <= 1; version++) {
+    cn_buf ref = {0};
+    assert_int_equal(version ? cn_term_to_binary(t, &ref) : cn_term_encode(t, &ref), 0);
+    for (size_t max = 0; max <= 4; max++) {
+      segs g = {0};
+      cn_encode_ext x = {CN_BINARY_CHUNK_MIN, max, collect, &g};
+      cn_buf out = {0}, wire = {0};
+      assert_int_equal(cn_buf_append(&out, "pre", 3), 0);
+      assert_int_equal(cn_term_encode_ext(t, &out, version, &x), 0);
+      assert_int_equal(g.n, max < 3 ? max : 3);
+      size_t left = 0;
+      for (size_t i = 0; i < g.n; i++) left += g.len[i];
+      assert_int_equal(out.len - 3 + left, ref.len);
+      splice_segs(&out, 3, &g, &wire);
+      assert_int_equal(wire.len, ref.len);
+      assert_memory_equal(wire.data, ref.data, ref.len); /* the bytes of the copying path */
+      cn_buf_free(&out);
+      cn_buf_free(&wire);
+    }
+    cn_buf_free(&ref);
+  }
+  segs g = {.fail = CN_ENOMEM};
+  cn_encode_ext x = {CN_BINARY_CHUNK_MIN, 8, collect, &g};
+  cn_buf out = {0};
+  assert_int_equal(cn_buf_append(&out, "pre", 3), 0);
+  assert_int_equal(cn_term_encode_ext(t, &out, 1, &x), CN_ENOMEM);
+  assert_int_equal(out.len, 3); /* nothing appended */
+  cn_buf_free(&out);
+  /* A copy owns its bytes: large ones in chunks of their own (left out as well), small ones plain. */
+  cn_term *c = cn_term_copy(t);
+  assert_non_null(c);
+  cn_term_free(t);
+  assert_false(cn_chunk_shared(k)); /* the copy's sub-binary is its own */
+  assert_non_null(cn_tuple_elem(c, 6, 1)->v.bin.chunk);
+  assert_null(cn_tuple_elem(c, 6, 5)->v.bin.chunk);
+  segs g2 = {0};
+  cn_encode_ext x2 = {CN_BINARY_CHUNK_MIN, 8, collect, &g2};
+  assert_int_equal(cn_term_encode_ext(c, &out, 1, &x2), 0);
+  assert_int_equal(g2.n, 3);
+  cn_buf_free(&out);
+  cn_term_free(c);
+  cn_chunk_release(k);
+  cn_atoms_free(tab);
+}
+
 /* ---- through a connection ---------------------------------------------------------------------------------- */
 
 static int setup(void **st) {
@@ -170,7 +276,11 @@ static int setup(void **st) {
   if (test_node_quiet(&N, "zc@127.0.0.1")) return -1;
   peer = cn_intern(N, "peer@127.0.0.1");
   peer2 = cn_intern(N, "other@127.0.0.1");
-  return conn_test_up(N, peer, DIST_FLAGS_DEFAULT) || conn_test_up(N, peer2, DIST_FLAGS_DEFAULT) ? -1 : 0;
+  peer3 = cn_intern(N, "nofrag@127.0.0.1"); /* pass-through frames (no DFLAG_FRAGMENTS) */
+  return conn_test_up(N, peer, DIST_FLAGS_DEFAULT) || conn_test_up(N, peer2, DIST_FLAGS_DEFAULT) ||
+                 conn_test_up(N, peer3, DIST_FLAGS_DEFAULT & ~DFLAG_FRAGMENTS)
+             ? -1
+             : 0;
 }
 
 static int teardown(void **st) {
@@ -203,10 +313,10 @@ static cn_pid spawn_keeper(keeper *k) {
 /* {Tag, Dest, <<BIG bytes of fill>>} to `to` as one SEND frame from the peer, in fragments of frag bytes (0: one
  * normal frame), fed in pieces of piece bytes (0: at once). */
 static void feed_msg(cn_pid to, const char *tag, const cn_term *dest, uint8_t fill, size_t frag, size_t piece) {
-  static uint8_t big[BIG];
-  memset(big, fill, sizeof big);
+  static uint8_t big[200000];
+  memset(big, fill, feed_size);
   cn_term *ctl = cn_mk_tuple(3, cn_mk_int(DOP_SEND), cn_mk_atom(cn_intern(N, "")), cn_mk_pid(to));
-  cn_term *pay = cn_mk_tuple(3, cn_mk_atom(cn_intern(N, tag)), cn_term_copy(dest), cn_mk_binary(big, sizeof big));
+  cn_term *pay = cn_mk_tuple(3, cn_mk_atom(cn_intern(N, tag)), cn_term_copy(dest), cn_mk_binary(big, feed_size));
   assert_non_null(ctl);
   assert_non_null(pay);
   cn_buf b = {0};
@@ -344,16 +454,141 @@ static void test_malformed_frame(void **st) {
   assert_int_equal(conn_test_feed(N, peer, bad, 4), CN_ENOCONN);
 }
 
+/* The payload of the first message in out with a payload of the given type (past ticks and the node's own
+ * requests): decoded into *pay, its encoded bytes (with the version byte in pass-through frames) at *p, *len. */
+static void first_payload(const cn_buf *out, uint8_t type, cn_term **pay, const uint8_t **p, size_t *len) {
+  size_t at = 0;
+  *pay = NULL;
+  while (!*pay) {
+    const uint8_t *d;
+    size_t dlen;
+    ssize_t r = dist_frame_parse(out->data + at, out->len - at, (size_t)1 << 30, &d, &dlen);
+    assert_true(r > 0);
+    at += (size_t)r;
+    if (!dlen) continue;
+    dist_msg_hdr h;
+    assert_int_equal(dist_msg_hdr_parse(d, dlen, &h), 0);
+    assert_true(h.kind == DIST_MSG_PASS || h.kind == DIST_MSG_NORMAL);
+    size_t off = h.body_off + (h.versioned ? 1 : 0);
+    cn_term *ctl = NULL;
+    cn_decode_opts o = {0};
+    assert_int_equal(cn_term_decode(N->atoms, d, dlen, &off, &o, &ctl), 0);
+    dist_ctl c;
+    assert_int_equal(dist_ctl_parse(ctl, &c), 0);
+    if (dist_op_has_payload(c.op)) {
+      *p = d + off;
+      off += h.versioned ? 1 : 0;
+      assert_int_equal(cn_term_decode(N->atoms, d, dlen, &off, &o, pay), 0);
+      assert_int_equal(off, dlen); /* the frame's length counts the binaries written from their own bytes */
+      *len = (size_t)(d + off - *p);
+      if ((*pay)->type != type) {
+        cn_term_free(*pay);
+        *pay = NULL;
+      }
+    }
+    cn_term_free(ctl);
+  }
+}
+
+static size_t queue_bytes(const cn_atom *to) {
+  cn_conn_info ci[8];
+  size_t n = cn_node_conns(N, ci, 8);
+  for (size_t i = 0; i < n && i < 8; i++)
+    if (ci[i].node == to) return ci[i].queue_bytes;
+  return 0;
+}
+
+/* A term with large binaries sent and freed at once: the connection holds their bytes (queued, counted), writes
+ * exactly the bytes the copying encoder would, and lets them go once written. Normal and pass-through frames, and
+ * twice in one batch (the segments of two frames). */
+static void test_send_large_freed_at_once(void **st) {
+  (void)st;
+  const cn_atom *to[2] = {peer, peer3};
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(conn_test_output(N, to[i], NULL), 0);
+    cn_chunk *k = filled_chunk(200000);
+    cn_term *t = large_term(cn_node_atoms(N), k);
+    cn_term *ref = cn_term_copy(t); /* shares the chunks; compared below */
+    assert_non_null(ref);
+    cn_pid dest = {.node = to[i], .id = 5, .serial = 0, .creation = 1};
+    size_t q0 = queue_bytes(to[i]);
+    assert_int_equal(cn_send(N, NULL, dest, t), 0);
+    assert_int_equal(cn_send(N, NULL, dest, t), 0);
+    cn_term_free(t);
+    assert_true(cn_chunk_shared(k)); /* only the connection holds the sub-binary's chunk now (ref has its own) */
+    assert_true(queue_bytes(to[i]) - q0 > 2 * (70000 + 100000 + 200000 + 70000 + 65535));
+    cn_buf out = {0}, want = {0};
+    assert_int_equal(conn_test_output(N, to[i], &out), 0);
+    assert_int_equal(queue_bytes(to[i]), 0);
+    assert_int_equal(i ? cn_term_to_binary(ref, &want) : cn_term_encode(ref, &want), 0);
+    for (int rep = 0; rep < 2; rep++) {
+      cn_term *pay;
+      const uint8_t *p;
+      size_t len;
+      first_payload(&out, CN_TUPLE, &pay, &p, &len);
+      assert_int_equal(len, want.len);
+      assert_memory_equal(p, want.data, want.len);
+      assert_true(cn_term_exact_eq(pay, ref));
+      cn_term_free(pay);
+      size_t used = (size_t)(p + len - out.data);
+      cn_buf_consume(&out, used);
+    }
+    cn_buf_free(&out);
+    cn_buf_free(&want);
+    cn_term_free(ref);
+    assert_false(cn_chunk_shared(k)); /* the connection's references went with the output */
+    cn_chunk_release(k);
+  }
+}
+
+/* A received large binary (shared with the read chunk) sent on: written from the read chunk, intact, while later
+ * reads go on. */
+static void test_forward_large_received(void **st) {
+  (void)st;
+  keeper k;
+  cn_pid pid = spawn_keeper(&k);
+  assert_int_equal(conn_test_output(N, peer2, NULL), 0);
+  cn_pid there = {.node = peer2, .id = 77, .serial = 0, .creation = 3};
+  cn_term dest = cn_tv_pid(there);
+  feed_size = 150000;
+  feed_msg(pid, "fwd", &dest, 'G', 0, 0);
+  test_spin(N);
+  assert_int_equal(k.n, 1);
+  cn_term_free(k.kept);
+  k.kept = NULL;
+  assert_true(queue_bytes(peer2) > 150000);
+  cn_term nil = {CN_NIL, 0, {0}};
+  for (int i = 0; i < 5; i++) feed_msg(pid, "more", &nil, 'x', 0, 7000); /* reads into other chunks meanwhile */
+  test_spin(N);
+  feed_size = BIG;
+  cn_buf out = {0};
+  assert_int_equal(conn_test_output(N, peer2, &out), 0);
+  cn_term *pay;
+  const uint8_t *p;
+  size_t len;
+  first_payload(&out, CN_BINARY, &pay, &p, &len);
+  assert_int_equal(pay->type, CN_BINARY);
+  assert_int_equal(pay->v.bin.size, 150000);
+  for (size_t i = 0; i < 150000; i++)
+    if (pay->v.bin.data[i] != 'G') fail_msg("byte %zu is %u", i, pay->v.bin.data[i]);
+  cn_term_free(pay);
+  cn_buf_free(&out);
+  cn_term_free(k.kept); /* the first "more" */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_chunk_refs_and_pool),
       cmocka_unit_test(test_decode_shares_big_binaries),
       cmocka_unit_test(test_decode_bad_input_with_chunk),
+      cmocka_unit_test(test_encode_ext),
       cmocka_unit_test_setup_teardown(test_kept_past_handler, setup, teardown),
       cmocka_unit_test_setup_teardown(test_mailbox_of_dying_process, setup, teardown),
       cmocka_unit_test_setup_teardown(test_forward_to_another_node, setup, teardown),
       cmocka_unit_test_setup_teardown(test_fragmented, setup, teardown),
       cmocka_unit_test_setup_teardown(test_malformed_frame, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_send_large_freed_at_once, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_forward_large_received, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
