@@ -23,22 +23,26 @@ void conn_mark_dirty(cn_conn *c) {
   c->n->dirty = c;
 }
 
+/* wbuf's len bytes went out: counted and wbuf emptied; the suspended senders resume once the queue drained. */
+static void written(cn_conn *c, size_t len) {
+  c->bytes_out += len;
+  c->n->stats.bytes_out += len;
+  c->wbuf.len = 0;
+  if (c->state != C_CLOSING && queued(c) <= c->n->busy_limit) {
+    c->dropping = false;
+    conn_resume_all(c);
+  }
+}
+
 static void on_written(uv_write_t *req, int status) {
   cn_conn *c = req->data;
   c->writing = false;
-  if (status >= 0) {
-    c->bytes_out += c->wbuf.len;
-    c->n->stats.bytes_out += c->wbuf.len;
-  }
-  c->wbuf.len = 0;
   if (status < 0) {
+    c->wbuf.len = 0;
     if (status != UV_ECANCELED && c->state != C_CLOSING) conn_close(c, uv_strerror(status));
-  } else if (c->state != C_CLOSING) {
-    if (c->out.len || c->tout.len) conn_mark_dirty(c);
-    if (queued(c) <= c->n->busy_limit) {
-      c->dropping = false;
-      conn_resume_all(c);
-    }
+  } else {
+    written(c, c->wbuf.len);
+    if (c->state != C_CLOSING && (c->out.len || c->tout.len)) conn_mark_dirty(c);
   }
   conn_unref(c);
 }
@@ -70,19 +74,30 @@ static void flush(cn_conn *c) {
     c->out = t;
     c->out.len = 0;
   }
-  /* uv_write, not uv_try_write: the write stays in flight until the next loop turn and output queued meanwhile
-   * goes out in one later write. Written at once, every flush is its own write (tried: cnode->cnode 4 KiB and
-   * 64 KiB throughput halved). */
-  uv_buf_t b = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
+  if (c->state == C_UP) dist_tick_sent(&c->tick);
+  /* Written at once when the socket takes it all: uv_write would write as much now, but report it in the next loop
+   * turn (one more turn, an epoll_wait(0) and an epoll_ctl to disarm the writability watcher per flush). */
+  int rc = uv_try_write((uv_stream_t *)&c->tcp, &(uv_buf_t){(char *)c->wbuf.data, c->wbuf.len}, 1);
+  if (rc < 0 && rc != UV_EAGAIN) {
+    conn_close(c, uv_strerror(rc));
+    return;
+  }
+  size_t done = rc > 0 ? (size_t)rc : 0;
+  if (done == c->wbuf.len) {
+    written(c, done);
+    return;
+  }
+  /* The rest goes with uv_write and stays in flight until the socket took it: output queued meanwhile goes out in
+   * one later write. */
+  uv_buf_t b = uv_buf_init((char *)c->wbuf.data + done, (unsigned)(c->wbuf.len - done));
   c->wreq.data = c;
-  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+  rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_written);
   if (rc) {
     conn_close(c, uv_strerror(rc));
     return;
   }
   c->writing = true;
   c->refs++;
-  if (c->state == C_UP) dist_tick_sent(&c->tick);
 }
 
 void conn_flush_all(cn_node *n) {
