@@ -98,23 +98,29 @@ void conn_mark_dirty(cn_conn *c) {
   c->n->dirty = c;
 }
 
+/* The write of wbuf and wseg's binaries is done: counted, wbuf emptied, the binaries' references dropped (a sender
+ * may have freed its term long ago); the suspended senders resume once the queue drained. */
+static void written(cn_conn *c) {
+  c->bytes_out += c->wbuf.len + c->wseg.bytes;
+  c->n->stats.bytes_out += c->wbuf.len + c->wseg.bytes;
+  c->wbuf.len = 0;
+  segs_cut(&c->wseg, 0);
+  if (c->state != C_CLOSING && conn_queued(c) <= c->n->busy_limit) {
+    c->dropping = false;
+    conn_resume_all(c);
+  }
+}
+
 static void on_written(uv_write_t *req, int status) {
   cn_conn *c = req->data;
   c->writing = false;
-  if (status >= 0) {
-    c->bytes_out += c->wbuf.len + c->wseg.bytes;
-    c->n->stats.bytes_out += c->wbuf.len + c->wseg.bytes;
-  }
-  c->wbuf.len = 0;
-  segs_cut(&c->wseg, 0); /* the binaries' references go: a sender may have freed its term long ago */
   if (status < 0) {
+    c->wbuf.len = 0;
+    segs_cut(&c->wseg, 0);
     if (status != UV_ECANCELED && c->state != C_CLOSING) conn_close(c, uv_strerror(status));
-  } else if (c->state != C_CLOSING) {
-    if (c->out.len || c->tout.len) conn_mark_dirty(c);
-    if (conn_queued(c) <= c->n->busy_limit) {
-      c->dropping = false;
-      conn_resume_all(c);
-    }
+  } else {
+    written(c);
+    if (c->state != C_CLOSING && (c->out.len || c->tout.len)) conn_mark_dirty(c);
   }
   conn_unref(c);
 }
@@ -145,26 +151,41 @@ static void flush(cn_conn *c) {
     c->wbuf = c->out;
     c->out = t;
     c->out.len = 0;
-    conn_segs g = c->wseg; /* empty: the last write's references went in on_written */
+    conn_segs g = c->wseg; /* empty: the last write's references went in written() */
     c->wseg = c->oseg;
     c->oseg = g;
   }
-  /* uv_write, not uv_try_write: the write stays in flight until the next loop turn and output queued meanwhile
-   * goes out in one later write. Written at once, every flush is its own write (tried: cnode->cnode 4 KiB and
-   * 64 KiB throughput halved). One writev: wbuf's pieces and the large binaries between them (libuv copies the
-   * array). */
+  if (c->state == C_UP) dist_tick_sent(&c->tick);
+  /* One writev: wbuf's pieces and the large binaries between them. Written at once when the socket takes it all:
+   * uv_write would write as much now, but report it in the next loop turn (one more turn, an epoll_wait(0) and an
+   * epoll_ctl to disarm the writability watcher per flush). */
   uv_buf_t v[2 * SEG_MAX + 1];
   unsigned nv =
       c->tls ? (v[0] = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len), 1) : iov_fill(&c->wbuf, &c->wseg, v);
+  int rc = uv_try_write((uv_stream_t *)&c->tcp, v, nv);
+  if (rc < 0 && rc != UV_EAGAIN) {
+    conn_close(c, uv_strerror(rc));
+    return;
+  }
+  size_t done = rc > 0 ? (size_t)rc : 0;
+  unsigned i = 0;
+  for (; i < nv && done >= v[i].len; i++) done -= v[i].len;
+  if (i == nv) {
+    written(c);
+    return;
+  }
+  /* The rest goes with uv_write (libuv copies the array) and stays in flight until the socket took it: output
+   * queued meanwhile goes out in one later write. */
+  v[i].base += done;
+  v[i].len -= done;
   c->wreq.data = c;
-  int rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, v, nv, on_written);
+  rc = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, v + i, nv - i, on_written);
   if (rc) {
     conn_close(c, uv_strerror(rc));
     return;
   }
   c->writing = true;
   c->refs++;
-  if (c->state == C_UP) dist_tick_sent(&c->tick);
 }
 
 void conn_flush_all(cn_node *n) {
