@@ -474,8 +474,8 @@ static int bbits(bctx *c, const uint8_t *data, size_t n, uint8_t bits, cn_term *
   return 0;
 }
 
-/* ei reads these in place; the walk has shown the whole identifier is there. Node names are interned
- * from the raw atom (exact length, latin-1 converted) rather than from ei's NUL-terminated copy. */
+/* Pids and references are read in place, ports by ei; the walk has shown the whole identifier is there. Node names
+ * are interned from the raw atom (exact length, latin-1 converted) rather than from ei's NUL-terminated copy. */
 static int bident(bctx *c, size_t *p, cn_term *out) {
   const char *s = (const char *)c->v.b + *p;
   uint8_t tag = (uint8_t)s[0];
@@ -485,7 +485,7 @@ static int bident(bctx *c, size_t *p, cn_term *out) {
   int r = batom(c, &ap, &node);
   if (r) return r;
   if (tag == ERL_NEW_PID_EXT || tag == ERL_PID_EXT) {
-    /* Read in place (the hot identifier: every send carries one): ID, Serial, then Creation, 32 bits in
+    /* The hot identifier (every send carries one): ID, Serial, then Creation, 32 bits in
      * NEW_PID_EXT and 8 in PID_EXT, of which ei keeps the low 2 bits; we do the same. */
     const uint8_t *f = c->v.b + ap;
     out->type = CN_PID;
@@ -498,16 +498,31 @@ static int bident(bctx *c, size_t *p, cn_term *out) {
     out->type = CN_PORT;
     /* ei sign-extends a 4-byte id with bit 31 set; only V4_PORT_EXT carries more than 32 bits. */
     out->v.port = (cn_port){node, tag == ERL_V4_PORT_EXT ? e.id : (uint32_t)e.id, e.creation};
-  } else {
-    erlang_ref e;
-    if (ei_decode_ref(s, &idx, &e) < 0 || e.len < 1 || e.len > CN_REF_MAX_WORDS) return CN_EDECODE;
-    out->type = CN_REF;
-    out->v.ref.node = node;
-    out->v.ref.creation = e.creation;
-    out->v.ref.len = (uint32_t)e.len;
-    for (int i = 0; i < e.len; i++) out->v.ref.n[i] = e.n[i];
+    *p += (size_t)idx;
+    return 0;
   }
-  *p += (size_t)idx;
+  /* A reference, read in place too (every call carries several): NEWER_REFERENCE_EXT (OTP 23+) Len, Node,
+   * Creation (32 bits), Len ID words; NEW_REFERENCE_EXT the same with an 8-bit Creation; REFERENCE_EXT Node, one
+   * ID word, an 8-bit Creation. Of an 8-bit Creation only the low 2 bits count, as ei keeps them; the walk has
+   * checked 1 <= Len <= CN_REF_MAX_WORDS and the bytes. */
+  const uint8_t *f = c->v.b + ap;
+  out->type = CN_REF;
+  out->v.ref.node = node;
+  if (tag == ERL_REFERENCE_EXT) {
+    out->v.ref.len = 1;
+    out->v.ref.n[0] = cn_get32(f);
+    out->v.ref.creation = f[4] & 3u;
+    *p = ap + 5;
+    return 0;
+  }
+  uint32_t len = cn_get16(c->v.b + *p + 1);
+  if (len < 1 || len > CN_REF_MAX_WORDS) return CN_EDECODE; /* the walk's check, kept for the reader */
+  bool newer = tag == ERL_NEWER_REFERENCE_EXT;
+  out->v.ref.creation = newer ? cn_get32(f) : f[0] & 3u;
+  f += newer ? 4 : 1;
+  out->v.ref.len = len;
+  for (uint32_t i = 0; i < len; i++) out->v.ref.n[i] = cn_get32(f + 4 * i);
+  *p = (size_t)(f - c->v.b) + 4 * len;
   return 0;
 }
 
