@@ -1,6 +1,7 @@
 /* cnode_bench.c: the cnode side of bench/dist.sh, written against cnode.h only (as a user would).
  *
  *   cnode_bench NAME COOKIE        e.g. cnode_bench c1@127.0.0.1 secret   (EPMD: $ERL_EPMD_PORT)
+ *   CNODE_BENCH_TLS=dist.conf cnode_bench ...   over TLS, as `erl -proto_dist inet_tls -ssl_dist_optfile dist.conf`
  *
  * Registered processes (the same protocol bench/beam_bench.erl's target node and bench/ei_node.c speak):
  *   sink  {seq, N, Bin} counted; {done, From, Ref} -> From ! {Ref, Count} (Count: all seq messages so far)
@@ -242,6 +243,14 @@ int main(int argc, char **argv) {
     return 2;
   }
   cn_node_opts o = {.name = argv[1], .cookie = argv[2], .log_level = CN_LOG_WARN};
+  cn_tls_opts tls = {0};
+  const char *optfile = getenv("CNODE_BENCH_TLS");
+  char err[512];
+  if (optfile && cn_tls_opts_load(optfile, &tls, err, sizeof err, NULL, 0)) {
+    fprintf(stderr, "cnode_bench: %s\n", err);
+    return 1;
+  }
+  if (optfile) o.tls = &tls;
   int rc = cn_node_new(&node, NULL, &o);
   if (!rc) rc = cn_global_start(node); /* a visible node, as a BEAM node: in global */
   cn_pid pid;
@@ -259,9 +268,11 @@ int main(int argc, char **argv) {
       (rc = cn_gen_server_start(node, "gs", &gs_ops, NULL, NULL)) || (rc = cn_node_start(node, on_started, NULL))) {
     fprintf(stderr, "cnode_bench: %s\n", cn_strerror(rc));
     cn_node_free(node);
+    cn_tls_opts_clear(&tls);
     return 1;
   }
   rc = cn_node_run(node);
   cn_node_free(node);
+  cn_tls_opts_clear(&tls);
   return rc ? 1 : 0;
 }

@@ -52,8 +52,8 @@ struct cn_conn {
   conn_dial *dial;  /* initiator, until the connection is up: resolving, the EPMD lookup, connecting */
   int peer_version;
   dist_hs *hs;         /* during the handshake only (NULL before and after) */
-  cn_buf in;           /* read, not yet parsed; plain TCP: a view of in_chunk's bytes */
-  cn_chunk *in_chunk;  /* plain TCP: the read chunk, shared by large binaries decoded from it */
+  cn_buf in;           /* read (plaintext under TLS), not yet parsed: a view of in_chunk's bytes */
+  cn_chunk *in_chunk;  /* the read chunk, shared by large binaries decoded from it */
   cn_chunk_pool spare; /* earlier read chunks, reused once their binaries are freed */
   bool held;           /* a message dispatched from the current input holds a chunk */
   bool read_big;       /* a read filled its buffer: read READ_CHUNK at a time (until idle again) */

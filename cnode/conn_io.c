@@ -362,7 +362,8 @@ void conn_write_now(cn_conn *c) {
  * more point into instead of copying. While such a binary lives the chunk is shared and its bytes stay as they
  * are: the unparsed rest moves to another chunk, and the shared one waits among the spares until its binaries
  * are freed, to be read into again. So a steady stream cycles through a few chunks, with no allocation and no copy
- * of a message's size per message. Under TLS, OpenSSL appends plaintext to c->in, a plain cn_buf. */
+ * of a message's size per message. Under TLS the same chunks take the plaintext: OpenSSL decrypts into c->in's
+ * free room (dist_tls_read), sized as a read's. */
 #define SHARE_MIN 512
 #define IDLE_READ 1024
 #define IDLE_KEEP 2048
@@ -371,6 +372,16 @@ static void in_view(cn_conn *c, cn_chunk *k) {
   c->in_chunk = k;
   c->in.data = cn_chunk_data(k);
   c->in.cap = cn_chunk_cap(k);
+}
+
+/* Room to ask for, at least want: the rest of a large frame whose header is in c->in, so that it lands in one
+ * chunk reserved at once rather than grown piece by piece. */
+static size_t in_want(const cn_conn *c, size_t want) {
+  if (c->state == C_UP && c->in.len >= 4) {
+    size_t flen = (size_t)cn_get32(c->in.data) + 4;
+    if (flen > c->in.len && flen - c->in.len > want && flen <= c->n->max_msg + 4) want = flen - c->in.len;
+  }
+  return want;
 }
 
 /* Capacity for need bytes: doubling from cap for small growth, whole 4 KiB pages past 4 KiB. */
@@ -394,7 +405,6 @@ static int in_switch(cn_conn *c, size_t off, size_t need) {
 }
 
 int conn_in_reserve(cn_conn *c, size_t want) {
-  if (c->tls) return cn_buf_reserve(&c->in, want);
   if (want > SIZE_MAX - c->in.len - 1) return CN_ENOMEM;
   size_t need = c->in.len + want + 1;
   cn_chunk *k = c->in_chunk;
@@ -465,12 +475,7 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
     buf->len = c->tin.cap - c->tin.len - 1;
     return;
   }
-  /* Reserve a whole large frame at once rather than growing it chunk by chunk. */
-  if (c->state == C_UP && c->in.len >= 4) {
-    size_t flen = (size_t)cn_get32(c->in.data) + 4;
-    if (flen > c->in.len && flen - c->in.len > want && flen <= c->n->max_msg + 4) want = flen - c->in.len;
-  }
-  if (conn_in_reserve(c, want)) {
+  if (conn_in_reserve(c, in_want(c, want))) {
     buf->base = NULL;
     buf->len = 0;
     return;
@@ -488,16 +493,30 @@ static const char *closed_reason(cn_conn *c) {
   return c->state == C_UP ? "connection closed" : "connection closed by peer during handshake";
 }
 
+/* TLS: the plaintext of what was pushed, decrypted into c->in's chunk (room for all of it, or for the rest of a
+ * large frame, reserved before each record as on_alloc does before a read). */
+static int tls_decrypt(cn_conn *c) {
+  for (;;) {
+    size_t got, want = in_want(c, dist_tls_readable(c->tls));
+    if (conn_in_reserve(c, want ? want : 1)) return CN_ENOMEM;
+    int r = dist_tls_read(c->tls, c->in.data + c->in.len, c->in.cap - c->in.len - 1, &got, &c->tout);
+    c->in.len += got;
+    if (r != DIST_TLS_UP || !got) return r;
+  }
+}
+
 /* TLS: decrypts what was read into c->in; the distribution handshake starts once TLS is up. */
 static void tls_input(cn_conn *c, size_t nread) {
   bool was_up = dist_tls_is_up(c->tls);
-  int r = dist_tls_feed(c->tls, c->tin.data, nread, &c->in, &c->tout);
+  int r = dist_tls_push(c->tls, c->tin.data, nread, &c->tout);
   c->tin.len = 0;
+  if (r == DIST_TLS_UP) r = tls_decrypt(c);
   if (c->tout.len) conn_mark_dirty(c);
   if (r < 0) {
+    const char *why = r == CN_ENOMEM ? "out of memory" : dist_tls_reason(c->tls);
     conn_try_write(c, &c->tout); /* our alert tells the peer why */
-    if (c->state == C_UP) conn_close(c, dist_tls_reason(c->tls));
-    else conn_setup_failed(c, "TLS: %s", dist_tls_reason(c->tls));
+    if (c->state == C_UP) conn_close(c, why);
+    else conn_setup_failed(c, "TLS: %s", why);
     return;
   }
   if (!was_up && dist_tls_is_up(c->tls)) {

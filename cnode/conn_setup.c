@@ -175,7 +175,6 @@ static int begin_setup(cn_conn *c) {
   int rc = dist_tls_new(&c->tls, c->initiator ? n->tls_cli : n->tls_srv, c->initiator ? peer_host(c->peer) : NULL,
                         n->otp_release);
   if (rc) return rc;
-  conn_in_free(c); /* nothing read yet: under TLS c->in is a plain buffer OpenSSL appends to */
   c->state = C_TLS;
   if (c->initiator) {
     rc = dist_tls_start(c->tls, &c->tout);

@@ -443,7 +443,7 @@ int dist_tls_start(dist_tls *t, cn_buf *out) {
   return e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? 0 : fail_ssl(t, e);
 }
 
-int dist_tls_feed(dist_tls *t, const uint8_t *in, size_t len, cn_buf *plain, cn_buf *out) {
+int dist_tls_push(dist_tls *t, const uint8_t *in, size_t len, cn_buf *out) {
   if (t->err) return t->err;
   if (!t->got_bytes && len) {
     t->got_bytes = true;
@@ -473,21 +473,39 @@ int dist_tls_feed(dist_tls *t, const uint8_t *in, size_t len, cn_buf *plain, cn_
     }
     t->up = true;
   }
-  for (;;) {
-    if (cn_buf_reserve(plain, 32768)) return fail(t, CN_ENOMEM, "out of memory");
-    size_t room = plain->cap - plain->len - 1;
-    int n = SSL_read(t->ssl, plain->data + plain->len, (int)(room > INT_MAX ? INT_MAX : room));
-    if (n > 0) {
-      plain->len += (size_t)n;
-      continue;
-    }
-    int e = SSL_get_error(t->ssl, n);
-    if (drain(t, out)) return fail(t, CN_ENOMEM, "out of memory");
-    if (e == SSL_ERROR_WANT_READ) break;
-    if (e == SSL_ERROR_ZERO_RETURN) return DIST_TLS_CLOSED;
-    return fail_ssl(t, e);
-  }
   return DIST_TLS_UP;
+}
+
+size_t dist_tls_readable(const dist_tls *t) {
+  int p = SSL_pending(t->ssl);
+  return BIO_ctrl_pending(t->rb) + (size_t)(p > 0 ? p : 0);
+}
+
+int dist_tls_read(dist_tls *t, uint8_t *dst, size_t room, size_t *got, cn_buf *out) {
+  *got = 0;
+  if (t->err) return t->err;
+  if (!t->up) return CN_ESTATE;
+  if (!room) return CN_EINVAL;
+  int n = SSL_read(t->ssl, dst, (int)(room > INT_MAX ? INT_MAX : room));
+  if (n > 0) {
+    *got = (size_t)n;
+    return DIST_TLS_UP;
+  }
+  int e = SSL_get_error(t->ssl, n);
+  if (drain(t, out)) return fail(t, CN_ENOMEM, "out of memory"); /* a reply to a key update, an alert */
+  if (e == SSL_ERROR_WANT_READ) return DIST_TLS_UP;
+  if (e == SSL_ERROR_ZERO_RETURN) return DIST_TLS_CLOSED;
+  return fail_ssl(t, e);
+}
+
+int dist_tls_feed(dist_tls *t, const uint8_t *in, size_t len, cn_buf *plain, cn_buf *out) {
+  int r = dist_tls_push(t, in, len, out);
+  for (size_t got = 1; r == DIST_TLS_UP && got;) {
+    if (cn_buf_reserve(plain, 32768)) return fail(t, CN_ENOMEM, "out of memory");
+    r = dist_tls_read(t, plain->data + plain->len, plain->cap - plain->len - 1, &got, out);
+    plain->len += got;
+  }
+  return r;
 }
 
 int dist_tls_write(dist_tls *t, const uint8_t *p, size_t len, cn_buf *out) {

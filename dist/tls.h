@@ -41,7 +41,7 @@ unsigned dist_tls_versions(unsigned configured, int otp_release);
  * verify_peer, as inet_tls_dist does; server_name_indication in the options overrides or disables it.
  * otp_release: the release the node follows now, whose defaults apply when the options name no versions
  * (dist_tls_versions; a listener cannot know the connecting peer's release before the handshake).
- * A client queues its ClientHello at the first dist_tls_feed or dist_tls_start. Returns 0 or CN_ENOMEM. */
+ * A client queues its ClientHello at the first dist_tls_push or dist_tls_start. Returns 0 or CN_ENOMEM. */
 int dist_tls_new(dist_tls **out, dist_tls_ctx *ctx, const char *peer_host, int otp_release);
 void dist_tls_free(dist_tls *t);
 
@@ -49,11 +49,24 @@ typedef enum { DIST_TLS_HANDSHAKING = 0, DIST_TLS_UP = 1, DIST_TLS_CLOSED = 2 } 
 
 /* Client: appends the ClientHello to out. Returns 0 or a CN_E* (reason in dist_tls_reason). */
 int dist_tls_start(dist_tls *t, cn_buf *out);
-/* Feeds ciphertext from the peer (borrowed; all of it is taken). Decrypted bytes are appended to plain, records
- * to send back (handshake, alerts) to out. Returns a dist_tls_state (UP once the handshake is complete,
- * CLOSED after the peer's close_notify) or, sticky, CN_EAUTH (a certificate was refused, by us or by the
- * peer's alert) / CN_EPROTO (anything else: version mismatch, plaintext peer, bad record) / CN_ENOMEM, with
- * the reason in dist_tls_reason. An alert for the peer may be in out even then: send it before closing. */
+/* Feeds ciphertext from the peer (borrowed; all of it is taken) and runs the handshake on it; records to send
+ * back (handshake, alerts) are appended to out. The plaintext is taken with dist_tls_read. Returns a
+ * dist_tls_state (HANDSHAKING, or UP once the handshake is complete) or, sticky, CN_EAUTH (a certificate was
+ * refused, by us or by the peer's alert) / CN_EPROTO (anything else: version mismatch, plaintext peer, bad
+ * record) / CN_ENOMEM, with the reason in dist_tls_reason. An alert for the peer may be in out even then: send it
+ * before closing. */
+int dist_tls_push(dist_tls *t, const uint8_t *in, size_t len, cn_buf *out);
+/* About how many plaintext bytes dist_tls_read can give from what was pushed, for sizing the caller's window: the
+ * ciphertext not yet decrypted plus the undelivered rest of a decrypted record (a record that arrived in parts may
+ * give more: OpenSSL holds its earlier parts out of this count). */
+size_t dist_tls_readable(const dist_tls *t);
+/* Decrypts into the caller's window dst (room bytes, at least 1; what does not fit stays for the next call): *got
+ * bytes. Returns DIST_TLS_UP (*got 0: all that was pushed is read), DIST_TLS_CLOSED after the peer's close_notify,
+ * CN_ESTATE before the handshake is complete, CN_EINVAL for no room, or a sticky failure as dist_tls_push. Records OpenSSL answers with (a key
+ * update) are appended to out. */
+int dist_tls_read(dist_tls *t, uint8_t *dst, size_t room, size_t *got, cn_buf *out);
+/* dist_tls_push, then every plaintext byte dist_tls_read gives appended to plain. Returns as dist_tls_push, or
+ * CLOSED after the peer's close_notify. */
 int dist_tls_feed(dist_tls *t, const uint8_t *in, size_t len, cn_buf *plain, cn_buf *out);
 /* Encrypts len bytes of plaintext (borrowed) into out. Only once UP. Returns 0 or a CN_E*. */
 int dist_tls_write(dist_tls *t, const uint8_t *p, size_t len, cn_buf *out);

@@ -2,7 +2,8 @@
  * command in a temporary folder: TLS 1.2 and 1.3, the default versions per OTP release followed, data both ways,
  * close_notify, and each refusal with its reason (wrong CA, expired, no client certificate, version mismatch, hostname, plaintext, garbage); the
  * ssl_dist_optfile parser (dist/optfile.c) on good, bad, truncated and oversized text; then two C nodes over
- * TLS in threads through a real OTP epmd, and a plain node refused by a TLS node. */
+ * TLS in threads through a real OTP epmd, and a plain node refused by a TLS node; plaintext read into the caller's
+ * windows across records, and large binaries received over TLS pointing into the read chunk (zero copy). */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -201,6 +202,81 @@ static void test_roles_and_data(void **st) {
     dist_tls_close(p.c, &c2s);
     assert_true(c2s.len > 0);
     assert_int_equal(dist_tls_feed(p.s, c2s.data, c2s.len, &p.s_plain, &s2c), DIST_TLS_CLOSED);
+    cn_buf_free(&c2s);
+    cn_buf_free(&s2c);
+    pair_free(&p);
+    side_free(&srv);
+    side_free(&cli);
+  }
+}
+
+/* Plaintext read into the caller's windows (dist_tls_push / dist_tls_readable / dist_tls_read, as conn_io.c reads
+ * into its chunk): ciphertext pushed in uneven pieces that cut records anywhere, read into windows of uneven sizes
+ * from 1 byte to more than a record, arrives whole and in order; readable bounds what whole records give. */
+static void test_read_into_windows(void **st) {
+  (void)st;
+  unsigned versions[] = {CN_TLS_V12, CN_TLS_V13};
+  for (int v = 0; v < 2; v++) {
+    cn_tls_side srv, cli;
+    side(&srv, "node", "ca1.pem", CN_TLS_VERIFY_PEER, true, versions[v]);
+    side(&cli, "node", "ca1.pem", CN_TLS_VERIFY_PEER, false, versions[v]);
+    pair p;
+    pair_new(&p, &srv, &cli, "127.0.0.1");
+    uint8_t w[40000];
+    size_t got;
+    cn_buf c2s = {0}, s2c = {0};
+    assert_int_equal(dist_tls_read(p.s, w, sizeof w, &got, &s2c), CN_ESTATE); /* not up yet */
+    assert_int_equal(got, 0);
+    assert_int_equal(dist_tls_start(p.c, &c2s), 0);
+    pump(&p, &c2s, &s2c);
+    assert_true(dist_tls_is_up(p.s) && dist_tls_is_up(p.c));
+    assert_int_equal(dist_tls_read(p.s, w, 0, &got, &s2c), CN_EINVAL);
+    /* 300,000 bytes in writes of uneven sizes: records of many lengths. */
+    size_t len = 300000;
+    uint8_t *src = malloc(len), *dst = malloc(len);
+    for (size_t i = 0; i < len; i++) src[i] = (uint8_t)(i * 131 + i / 251);
+    /* First 5000 bytes, whole records pushed at once: readable covers what the reads then give. */
+    size_t first = 5000, n = 0;
+    assert_int_equal(dist_tls_write(p.c, src, first, &c2s), 0);
+    assert_int_equal(dist_tls_push(p.s, c2s.data, c2s.len, &s2c), DIST_TLS_UP);
+    c2s.len = 0;
+    assert_true(dist_tls_readable(p.s) >= first);
+    for (int r; (r = dist_tls_read(p.s, dst + n, 777, &got, &s2c)) == DIST_TLS_UP && got;) n += got;
+    assert_int_equal(n, first);
+    assert_memory_equal(dst, src, first);
+    assert_int_equal(dist_tls_readable(p.s), 0);
+    for (size_t at = first, k = 1; at < len; at += k, k = k * 3 + 17) {
+      if (k > len - at) k = len - at;
+      assert_int_equal(dist_tls_write(p.c, src + at, k, &c2s), 0);
+    }
+    /* The rest pushed in pieces of 1 byte to 20000 cut anywhere, read into windows of 1 byte to 40000. */
+    static const size_t pieces[] = {1, 4, 5, 700, 16389, 3, 20000, 9, 1024};
+    static const size_t windows[] = {1, 13, 16384, 2, 40000, 511, 16385, 100};
+    size_t wrote = 0, pi = 0, wi = 0;
+    while (wrote < c2s.len) {
+      size_t k = pieces[pi++ % 9];
+      if (k > c2s.len - wrote) k = c2s.len - wrote;
+      assert_int_equal(dist_tls_push(p.s, c2s.data + wrote, k, &s2c), DIST_TLS_UP);
+      wrote += k;
+      for (;;) {
+        size_t room = windows[wi++ % 8];
+        if (room > len - n) room = len - n;
+        if (!room) break;
+        assert_int_equal(dist_tls_read(p.s, dst + n, room, &got, &s2c), DIST_TLS_UP);
+        if (!got) break;
+        assert_true(got <= room);
+        n += got;
+      }
+    }
+    assert_int_equal(n, len);
+    assert_memory_equal(dst, src, len);
+    free(src);
+    free(dst);
+    /* close_notify through a read: CLOSED. */
+    c2s.len = 0;
+    dist_tls_close(p.c, &c2s);
+    assert_int_equal(dist_tls_push(p.s, c2s.data, c2s.len, &s2c), DIST_TLS_UP);
+    assert_int_equal(dist_tls_read(p.s, w, sizeof w, &got, &s2c), DIST_TLS_CLOSED);
     cn_buf_free(&c2s);
     cn_buf_free(&s2c);
     pair_free(&p);
@@ -669,6 +745,115 @@ static void test_c_to_c_over_tls(void **st) {
   test_epmd_stop(epmd);
 }
 
+/* ---- Zero-copy binaries over TLS ------------------------------------------------------------------------------ */
+
+/* Byte i of a test binary of n bytes. */
+static uint8_t pat(size_t i, size_t n) { return (uint8_t)(i * 7 + n + i / 4099); }
+
+/* b's `keep` process. {From, Bin}: Bin must hold its bytes as sent, and point into a read chunk when it has 512
+ * bytes or more (bin.chunk, its data inside that chunk past the frame's header; a copy would own its chunk from
+ * its first byte, or have none) or be copied when smaller; from 64 KiB on the message is kept (cn_term_retain:
+ * the same term, no copy). {From, check}: the kept messages must still hold their bytes (the reads since went
+ * elsewhere); they are freed. Each answer to From: ok, or the first fault seen. */
+typedef struct keep_state {
+  cn_term *kept[64];
+  int nkept;
+  char fault[160];
+} keep_state;
+
+static void keep_check(keep_state *k, const cn_term *b) {
+  size_t n = b->v.bin.size;
+  for (size_t i = 0; i < n && !k->fault[0]; i++)
+    if (b->v.bin.data[i] != pat(i, n)) snprintf(k->fault, sizeof k->fault, "byte %zu of %zu differs", i, n);
+}
+
+static void keep_handle(cn_proc *self, const cn_term *msg, void *state) {
+  keep_state *k = state;
+  cn_node *n = cn_proc_node(self);
+  const cn_term *from = cn_tuple_elem(msg, 2, 0), *x = cn_tuple_elem(msg, 2, 1);
+  if (!from || from->type != CN_PID || !x) return;
+  if (x->type == CN_BINARY) {
+    size_t size = x->v.bin.size;
+    cn_chunk *ch = x->v.bin.chunk;
+    const uint8_t *d = x->v.bin.data, *base = ch ? cn_chunk_data(ch) : NULL;
+    if (k->fault[0]) {
+    } else if (size >= 512 && !(ch && d > base && d + size <= base + cn_chunk_cap(ch))) {
+      snprintf(k->fault, sizeof k->fault, "a binary of %zu bytes does not point into the read chunk", size);
+    } else if (size < 512 && ch) {
+      snprintf(k->fault, sizeof k->fault, "a binary of %zu bytes is shared", size);
+    } else {
+      keep_check(k, x);
+    }
+    if (size >= 65536 && k->nkept < 64) {
+      cn_term *t = cn_term_retain(msg);
+      if (t != msg && !k->fault[0]) snprintf(k->fault, sizeof k->fault, "cn_term_retain copied");
+      k->kept[k->nkept++] = t;
+    }
+  } else {
+    for (int i = 0; i < k->nkept; i++) {
+      keep_check(k, cn_tuple_elem(k->kept[i], 2, 1));
+      cn_term_free(k->kept[i]);
+    }
+    k->nkept = 0;
+  }
+  cn_term *answer = cn_mk_atomc(n, k->fault[0] ? k->fault : "ok");
+  cn_send(n, self, from->v.pid, answer);
+  cn_term_free(answer);
+}
+
+/* Binaries of 100 bytes to 3 MiB from a to b over TLS 1.3, sent back to back (so frames straddle TLS records and
+ * socket reads, several to a record or a read, or one over hundreds): each arrives whole and, from 512 bytes on,
+ * points into the chunk its plaintext was decrypted into, as under plain TCP; kept ones stay intact. */
+static void test_zero_copy_over_tls(void **st) {
+  (void)st;
+  int epmd = test_epmd_start(&epmd_port);
+  assert_true(epmd > 0);
+  cn_tls_opts good;
+  tls_opts(&good, "node");
+  tnode a, b;
+  tnode_start_tls(&a, "a@127.0.0.1", &good);
+  cn_node_opts o = {.name = "b@127.0.0.1",
+                    .cookie = "secret",
+                    .epmd_port = epmd_port,
+                    .listen_addr = "127.0.0.1",
+                    .log_level = CN_LOG_DEBUG,
+                    .tls = &good,
+                    .handshake_timeout_ms = 2000};
+  keep_state ks = {0};
+  tnode_new(&b, &o);
+  tnode_spawn_named(&b, "keep", keep_handle, &ks);
+  tnode_run(&b);
+  assert_true(tnode_wait(&a, tnode_is_ready, NULL) && a.ready == 1);
+  assert_true(tnode_wait(&b, tnode_is_ready, NULL) && b.ready == 1);
+
+  static const size_t sizes[] = {
+      100, 511, 512, 600, 4096, 16379, 20000, 65536, 65539, (size_t)1 << 20, 777, ((size_t)1 << 20) + 7, 3 << 20, 513};
+  size_t ns = sizeof sizes / sizeof sizes[0];
+  uint8_t *buf = malloc((size_t)3 << 20);
+  int sent = 0;
+  for (int round = 0; round < 3; round++) {
+    for (size_t i = 0; i < ns; i++) {
+      size_t sz = sizes[(i + (size_t)round * 5) % ns];
+      for (size_t j = 0; j < sz; j++) buf[j] = pat(j, sz);
+      tnode_send_via(&a, "keep", "b@127.0.0.1", cn_mk_tuple(2, cn_mk_pid(a.collector), cn_mk_binary(buf, sz)));
+      sent++;
+    }
+  }
+  free(buf);
+  assert_true(tnode_wait(&a, tnode_has_msgs, &sent));
+  assert_string_equal(a.last, "ok");
+  assert_true(tnode_log_has(&b, "TLSv1.3"));
+  tnode_send_via(&a, "keep", "b@127.0.0.1", cn_mk_tuple(2, cn_mk_pid(a.collector), cn_mk_atomc(a.n, "check")));
+  sent++;
+  assert_true(tnode_wait(&a, tnode_has_msgs, &sent));
+  assert_string_equal(a.last, "ok");
+
+  tnode_stop(&b);
+  tnode_stop(&a);
+  cn_tls_opts_clear(&good);
+  test_epmd_stop(epmd);
+}
+
 int main(void) {
   ta_install();
   const struct CMUnitTest tests[] = {
@@ -681,6 +866,8 @@ int main(void) {
       cmocka_unit_test(test_optfile_bad),
       cmocka_unit_test(test_optfile_truncated_and_limits),
       cmocka_unit_test(test_c_to_c_over_tls),
+      cmocka_unit_test(test_read_into_windows),
+      cmocka_unit_test(test_zero_copy_over_tls),
   };
   return cmocka_run_group_tests_name("tls", tests, make_certs, remove_certs);
 }
