@@ -103,9 +103,12 @@ typedef struct change {
   cn_term *old; /* old read value (copy) or NULL */
 } change;
 
+/* Someone reads the changes (an on_diffs callback or a subscriber): without one, no old values are copied. */
+static bool listened(const cn_crdt *c) { return c->o.on_diffs || c->nsubs; }
+
 /* on_diffs: the read changes of the keys whose raw entries changed. */
 static void notify(cn_crdt *c, change *ch, size_t n) {
-  if (!n) return;
+  if (!n || !listened(c)) return;
   cn_crdt_diff *d = cn_calloc(n + 1, sizeof *d);
   cn_term **items = cn_calloc(n + 1, sizeof *items);
   size_t k = 0;
@@ -116,6 +119,10 @@ static void notify(cn_crdt *c, change *ch, size_t n) {
     if (!is_nil(ch[i].old) && !is_nil(nv) && cn_term_exact_eq_otp(ch[i].old, nv, c->hc.otp_release)) continue;
     d[k].key = ch[i].key;
     d[k].value = is_nil(nv) ? NULL : nv;
+    if (!c->nsubs) { /* the callback's only: it reads the borrowed terms */
+      k++;
+      continue;
+    }
     items[k] = is_nil(nv) ? cn_mk_tuple(2, cn_mk_atomc(c->n, "remove"), cn_term_copy(ch[i].key))
                           : cn_mk_tuple(3, cn_mk_atomc(c->n, "add"), cn_term_copy(ch[i].key), cn_term_copy(nv));
     k++;
@@ -164,7 +171,7 @@ int cn_crdt_put(cn_crdt *c, const cn_term *key, const cn_term *value) {
   follow_release(c);
   uint32_t kh = hc_key_hash(key);
   hc_kent *e = hc_awlww_find(&c->st, key, kh);
-  change ch = {key, kh, e ? cn_term_copy(hc_read_raw(e->raw)) : NULL};
+  change ch = {key, kh, e && listened(c) ? cn_term_copy(hc_read_raw(e->raw)) : NULL};
   cn_term *raw;
   int rc = hc_awlww_add(&c->hc, &c->st, c->node_id, key, kh, value, now_ts(c), &raw);
   if (!rc) rc = store(c, key, kh, raw);
@@ -237,7 +244,7 @@ static int apply_delta(cn_crdt *c, const cn_term *dvv_t, const cn_term *dval, co
       cn_term_free(r);
       continue;
     }
-    ch[nch] = (change){key, kh, e1 ? cn_term_copy(hc_read_raw(e1)) : NULL};
+    ch[nch] = (change){key, kh, e1 && listened(c) ? cn_term_copy(hc_read_raw(e1)) : NULL};
     nch++;
     rc = store(c, key, kh, r);
   }

@@ -1,6 +1,6 @@
 %% crdt_peer: a small BEAM-side delta_crdt 0.6 peer written from ../shared/spec/horde-wire.md §2-§3 (no Horde,
 %% no delta_crdt code), for interop/crdt_suite.escript. One process registered as Name holds an AW-LWW map
-%% (§2.2-§2.5) and a merkle_map tree rebuilt from it when it changed (§3.1-§3.4), and speaks the four sync
+%% (§2.2-§2.5) and a merkle_map tree kept up to date with it key by key (§3.1-§3.4), and speaks the four sync
 %% messages of §2.6 with the C CRDT process. It starts a sync round to each neighbour on every `sync` message
 %% (the suite sends them; no timer) and counts what it saw so the suite can tell partial-diff rounds happened.
 %%
@@ -16,7 +16,7 @@
 %% local message; starts a sync at once) and the calls {raw, K} (raw entries or undefined), vv and neighbours.
 -module(crdt_peer).
 -export([start/2, start/3, start_link/3, call/2, call/3]).
--export([loop/1, build/1, subtree/3, continue/2, read/1]).
+-export([loop/1, build/1, subtree/3, continue/2, read/1, update/3]).
 
 start(Name, Id) ->
     P = spawn(fun() -> register(Name, self()), loop(new(Name, Id)) end),
@@ -188,11 +188,15 @@ covered({I, C}, VV) -> C =< maps:get(I, VV, 0).
 add(K, V, S = #{id := Id, vv := VV, values := Vals}) ->
     C = maps:get(Id, VV, 0) + 1,
     Ts = erlang:monotonic_time(nanosecond),
-    S#{vv := VV#{Id => C}, values := Vals#{K => #{{V, Ts} => mapset(shape(S), [{Id, C}])}}, dirty := true}.
+    changed([K], S#{vv := VV#{Id => C}, values := Vals#{K => #{{V, Ts} => mapset(shape(S), [{Id, C}])}}}).
 
 shape(S) -> maps:get(shape, S, v2).
 
-remove(K, S = #{values := Vals}) -> S#{values := maps:remove(K, Vals), dirty := true}.
+remove(K, S = #{values := Vals}) -> changed([K], S#{values := maps:remove(K, Vals)}).
+
+%% The keys whose entries changed since the tree was last brought up to date (dirty: false or a set of keys).
+changed(Ks, S = #{dirty := false}) -> changed(Ks, S#{dirty := #{}});
+changed(Ks, S = #{dirty := D}) -> S#{dirty := lists:foldl(fun(K, A) -> A#{K => true} end, D, Ks)}.
 
 join(DVV, DV, Keys, S = #{vv := VV, values := Vals}) ->
     VV1 = maps:fold(fun(I, C, A) -> A#{I => max(C, maps:get(I, A, 0))} end, VV, DVV),
@@ -210,7 +214,11 @@ join(DVV, DV, Keys, S = #{vv := VV, values := Vals}) ->
                             end, #{}, maps:merge(E1, E2)),
                       case map_size(E) of 0 -> maps:remove(K, A); _ -> A#{K => E} end
               end, Vals, Keys),
-    S#{vv := VV1, values := Vals1, dirty := Vals1 =/= Vals orelse maps:get(dirty, S)}.
+    case Vals1 =:= Vals of
+        true -> S#{vv := VV1};
+        false -> changed([K || K <- Keys, maps:get(K, Vals, none) =/= maps:get(K, Vals1, none)],
+                         S#{vv := VV1, values := Vals1})
+    end.
 
 delta(Dots, Keys, #{values := Vals}) ->
     #{'__struct__' => 'Elixir.DeltaCrdt.AWLWWMap', dots => Dots, value => maps:with(Keys, Vals)}.
@@ -230,8 +238,38 @@ h(T) -> <<(erlang:phash2(T, 4294967296)):32>>.
 hof([]) -> [];
 hof(T) -> element(1, T).
 
+%% The tree after the changed keys: each is put into it or taken out where the canonical tree has it, the same
+%% tree build/1 gives for the whole map (rebuilt whole for every change, a registry of 100,000 keys made rounds
+%% pile up); when more than a quarter of the keys changed, build/1 is quicker.
 tree(S = #{dirty := false}) -> S;
-tree(S = #{values := Vals}) -> S#{tree := build(Vals), dirty := false}.
+tree(S = #{values := Vals, dirty := D}) when map_size(D) * 4 > map_size(Vals) -> % most keys: the whole map
+    S#{tree := build(Vals), dirty := false};
+tree(S = #{values := Vals, tree := T, dirty := D}) ->
+    S#{tree := maps:fold(fun(K, _, Acc) -> update(Acc, K, maps:find(K, Vals)) end, T, D), dirty := false}.
+
+%% Tree T with key K at {ok, Raw}, or without it (error).
+update(T, K, Found) -> upd(T, erlang:phash2(K, 4294967296), K, Found, 0).
+
+upd([], _, _, error, _) -> [];
+upd([], H, K, {ok, V}, _) -> leaf(H, #{K => V});
+upd({_, {<<H:32>>, C}}, H, K, Found, _) -> % the leaf of K's hash
+    case Found of {ok, V} -> leaf(H, C#{K => V}); error -> leaf(H, maps:remove(K, C)) end;
+upd(T = {_, {<<H2:32>>, C2}}, H, K, Found, D) -> % another hash's leaf: both under one new inner node
+    case Found of error -> T; {ok, V} -> grow(lists:sort([{H, #{K => V}}, {H2, C2}]), D) end;
+upd({_, L, R}, H, K, Found, D) ->
+    {L1, R1} = case (H bsr (31 - D)) band 1 of
+                   0 -> {upd(L, H, K, Found, D + 1), R};
+                   1 -> {L, upd(R, H, K, Found, D + 1)}
+               end,
+    case {L1, R1} of % a leaf left alone under an inner node moves up, as build/1 places it
+        {[], []} -> [];
+        {[], {_, {_, _}}} -> R1;
+        {{_, {_, _}}, []} -> L1;
+        _ -> {h({hof(L1), hof(R1)}), L1, R1}
+    end.
+
+leaf(_, C) when map_size(C) =:= 0 -> [];
+leaf(H, C) -> {h(C), {<<H:32>>, C}}.
 
 root([]) -> <<>>;
 root(T) -> element(1, T).

@@ -496,8 +496,68 @@ bool cn_term_arith_eq(const cn_term *a, const cn_term *b) { return cn_term_arith
 
 /* Exact equality (=:=) is term order's exact mode at 0, so the two can never disagree. Funs are equal by module,
  * index, old uniq and free variables, as on the BEAM. */
+/* =:= without ordering, for the shapes that decide it by themselves (keys and entries: atoms, binaries, pids,
+ * small integers, tuples, proper or improper lists, maps whose keys come in the same order): 1 equal, 0 not, -1 when
+ * term order has to decide (floats, bignums, mixed numbers, refs, ports, funs, maps in another key order, nesting
+ * deeper than 16). Every 0 and 1 is what term_compare's exact mode gives. */
+static int quick_exact_eq(const cn_term *a, const cn_term *b, unsigned depth) {
+  if (a == b) return 1;
+  if (depth > 16) return -1;
+  if (a->type != b->type) return rank(a) != rank(b) ? 0 : -1; /* one rank of two types: numbers */
+  switch (a->type) {
+  case CN_INT: return a->v.i == b->v.i;
+  case CN_ATOM:
+    return a->v.atom == b->v.atom ||
+           (a->v.atom->len == b->v.atom->len && !memcmp(a->v.atom->name, b->v.atom->name, a->v.atom->len));
+  case CN_BINARY:
+    if (a->v.bin.size != b->v.bin.size || a->v.bin.bits != b->v.bin.bits) return 0;
+    if (a->v.bin.bits != 8 && a->v.bin.size) return -1; /* the last byte's unused bits */
+    return !a->v.bin.size || !memcmp(a->v.bin.data, b->v.bin.data, a->v.bin.size);
+  case CN_PID:
+    return a->v.pid.id == b->v.pid.id && a->v.pid.serial == b->v.pid.serial && a->v.pid.creation == b->v.pid.creation &&
+           (a->v.pid.node == b->v.pid.node || (a->v.pid.node->len == b->v.pid.node->len &&
+                                               !memcmp(a->v.pid.node->name, b->v.pid.node->name, a->v.pid.node->len)));
+  case CN_NIL: return 1;
+  case CN_TUPLE:
+  case CN_LIST: {
+    uint32_t n = a->type == CN_TUPLE ? a->v.tuple.arity : a->v.list.len;
+    if (n != (a->type == CN_TUPLE ? b->v.tuple.arity : b->v.list.len)) return 0;
+    const cn_term *x = a->type == CN_TUPLE ? a->v.tuple.e : a->v.list.e;
+    const cn_term *y = a->type == CN_TUPLE ? b->v.tuple.e : b->v.list.e;
+    int r = 1;
+    for (uint32_t i = 0; i < n; i++) {
+      int e = quick_exact_eq(&x[i], &y[i], depth + 1);
+      if (!e) return 0;
+      if (e < 0) r = -1;
+    }
+    if (a->type == CN_LIST && r > 0) { /* a tail is never a list or nil */
+      const cn_term *ta = a->v.list.tail, *tb = b->v.list.tail;
+      if (!ta || !tb) return !ta && !tb;
+      return quick_exact_eq(ta, tb, depth + 1);
+    }
+    return r;
+  }
+  case CN_MAP: {
+    if (a->v.map.size != b->v.map.size) return 0;
+    int r = 1;
+    for (uint32_t i = 0; i < a->v.map.size && r > 0; i++) /* keys pairwise equal: the same key set */
+      if (quick_exact_eq(&a->v.map.kv[2 * i], &b->v.map.kv[2 * i], depth + 1) != 1) r = -1;
+    for (uint32_t i = 0; i < a->v.map.size && r > 0; i++) {
+      int e = quick_exact_eq(&a->v.map.kv[2 * i + 1], &b->v.map.kv[2 * i + 1], depth + 1);
+      if (!e) return 0;
+      if (e < 0) r = -1;
+    }
+    return r;
+  }
+  default: return -1;
+  }
+}
+
 bool cn_term_exact_eq_otp(const cn_term *a, const cn_term *b, int otp_release) {
   if (a == b) return true;
+  if (!a || !b) return false;
+  int q = quick_exact_eq(a, b, 0);
+  if (q >= 0) return q == 1;
   int c = 1;
   if (!a || !b || term_compare(a, b, 1, term_sem(otp_release), &c)) return false;
   return c == 0;

@@ -442,6 +442,77 @@ static void test_enomem(void **state) {
   cn_term_free(a), cn_term_free(b);
 }
 
+/* A random term over a small alphabet (so that equal pairs are common): atoms of two tables, small and large
+ * integers, floats, binaries and bitstrings, pids, tuples, proper and improper lists, maps in either key order. */
+static cn_atoms *other_atoms;
+static unsigned rnd_state = 12345;
+static unsigned rnd(unsigned n) {
+  rnd_state = rnd_state * 1103515245u + 12345u;
+  return (rnd_state >> 16) % n;
+}
+static cn_term *rnd_term(unsigned depth) {
+  static const char *names[] = {"a", "b", "key"};
+  unsigned k = rnd(depth > 2 ? 8 : 12);
+  cn_atoms *tab = rnd(2) ? A : other_atoms;
+  switch (k) {
+  case 0: return cn_mk_atom(cn_atoms_get(tab, names[rnd(3)]));
+  case 1: return cn_mk_int((int64_t)rnd(3) - 1);
+  case 2: return rnd(2) ? cn_mk_float((double)rnd(3) - 1) : cn_mk_float(-0.0);
+  case 3: return cn_mk_binary("xyz", rnd(3));
+  case 4: return cn_mk_bitstring((const uint8_t[]){0xf0 | rnd(2)}, 1, (uint8_t)(4 + rnd(2)));
+  case 5: return cn_mk_pid((cn_pid){cn_atoms_get(tab, rnd(2) ? "n@h" : "m@h"), rnd(2), 0, 1 + rnd(2)});
+  case 6: return cn_mk_nil();
+  case 7: return rnd(2) ? cn_mk_int(INT64_MAX - rnd(2)) : big(rnd(2), 70);
+  case 8:
+  case 9: {
+    cn_term *e[3];
+    unsigned n = rnd(3);
+    for (unsigned i = 0; i < n; i++) e[i] = rnd_term(depth + 1);
+    if (k == 8) return cn_mk_tuplev(n, e);
+    return n ? cn_mk_listv(n, e, rnd(4) ? NULL : cn_mk_binary("t", rnd(2))) : cn_mk_nil();
+  }
+  default: {
+    cn_term *kv[4];
+    unsigned n = rnd(3);
+    kv[0] = cn_mk_atom(cn_atoms_get(tab, "a")), kv[1] = rnd_term(depth + 1);
+    kv[2] = rnd(2) ? cn_mk_int(1) : cn_mk_float(1.0), kv[3] = rnd_term(depth + 1);
+    if (n == 2 && rnd(2)) { /* the other key order */
+      cn_term *t0 = kv[0], *t1 = kv[1];
+      kv[0] = kv[2], kv[1] = kv[3], kv[2] = t0, kv[3] = t1;
+    }
+    for (unsigned i = 2 * n; i < 4; i++) cn_term_free(kv[i]);
+    return cn_mk_map(n, kv);
+  }
+  }
+}
+
+/* =:= (with its shortcut for keys and entries) agrees with term order's exact mode on random pairs. */
+static void test_exact_eq_random(void **state) {
+  (void)state;
+  assert_int_equal(cn_atoms_new(&other_atoms, 0), 0);
+  unsigned same = 0;
+  for (int i = 0; i < 200000; i++) {
+    cn_term *a = rnd_term(0), *b = rnd_term(0);
+    assert_non_null(a);
+    assert_non_null(b);
+    for (int rel = 25; rel <= 27; rel += 2) {
+      int c;
+      assert_int_equal(cn_term_compare_otp(a, b, true, rel, &c), 0);
+      if (cn_term_exact_eq_otp(a, b, rel) != (c == 0)) {
+        cn_buf pa = {0}, pb = {0};
+        cn_term_print(a, &pa), cn_term_print(b, &pb);
+        fprintf(stderr, "%.*s vs %.*s\n", (int)pa.len, (const char *)pa.data, (int)pb.len, (const char *)pb.data);
+        fail_msg("exact_eq disagrees with compare (OTP %d)", rel);
+      }
+      same += c == 0;
+    }
+    cn_term_free(a);
+    cn_term_free(b);
+  }
+  assert_true(same > 1000);
+  cn_atoms_free(other_atoms);
+}
+
 int main(void) {
   ta_install();
   const struct CMUnitTest tests[] = {
@@ -455,6 +526,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_vector_terms, setup, teardown),
       cmocka_unit_test_setup_teardown(test_enomem, setup, teardown),
       cmocka_unit_test_setup_teardown(test_otp_releases, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_exact_eq_random, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
