@@ -667,6 +667,7 @@ void cn_node_free(cn_node *n) {
     uv_run(n->loop, UV_RUN_DEFAULT);
     uv_loop_close(n->loop);
   }
+  proc_msg_spares_free(n);
   pthread_mutex_destroy(&n->ts_lock);
   cn_atoms_free(n->atoms);
   cn_free(n->host);
