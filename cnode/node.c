@@ -640,6 +640,7 @@ void cn_node_free(cn_node *n) {
     HASH_DEL(n->names, nm);
     cn_free(nm);
   }
+  n->name_last = NULL;
   spawn_free_entries(n);
   conn_tls_free(n);
   while (n->subs) {

@@ -229,6 +229,7 @@ struct cn_node {
   uint32_t serial;
   cn_proc *procs;
   cn_name *names;
+  cn_name *name_last; /* proc_by_name's last answer, one of names (NULL once it leaves them) */
   cn_proc *runq_head, *runq_tail;
   uv_idle_t idle;       /* active while the run queue is not empty */
   uv_prepare_t prepare; /* flushes connection output before the loop blocks */

@@ -26,9 +26,17 @@ bool cn_is_process_alive(cn_node *n, cn_pid pid) {
 }
 
 cn_proc *proc_by_name(cn_node *n, const cn_atom *name) {
-  cn_name *e;
+  cn_name *e = n->name_last; /* a stream of REG_SENDs names one process: one hash lookup */
+  if (e && e->name == name) return e->proc;
   HASH_FIND_PTR(n->names, &name, e);
+  if (e) n->name_last = e;
   return e ? e->proc : NULL;
+}
+
+/* Takes e out of the names (the caller frees it). */
+static void name_del(cn_node *n, cn_name *e) {
+  HASH_DEL(n->names, e);
+  if (n->name_last == e) n->name_last = NULL;
 }
 
 static int next_pid(cn_node *n, cn_pid *out) {
@@ -158,7 +166,7 @@ void proc_die(cn_proc *p, const cn_term *reason) {
     cn_name *e;
     HASH_FIND_PTR(n->names, &p->reg_name, e);
     if (e) {
-      HASH_DEL(n->names, e);
+      name_del(n, e);
       cn_free(e);
     }
   }
@@ -272,7 +280,7 @@ int cn_unregister(cn_node *n, const char *name) {
   if (a) HASH_FIND_PTR(n->names, &a, e);
   if (!e) return CN_ENOTFOUND;
   e->proc->reg_name = NULL;
-  HASH_DEL(n->names, e);
+  name_del(n, e);
   cn_free(e);
   return 0;
 }
