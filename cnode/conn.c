@@ -97,8 +97,10 @@ cn_conn *conn_new(cn_node *n, const cn_atom *peer, bool initiator) {
 }
 
 cn_conn *conn_find(cn_node *n, const cn_atom *peer) {
-  cn_conn *c;
+  cn_conn *c = n->conn_last; /* a send looks its peer up a few times (flags, then the queue): one hash lookup */
+  if (c && c->peer == peer) return c;
   HASH_FIND_PTR(n->conns, &peer, c);
+  if (c) n->conn_last = c;
   return c;
 }
 
@@ -151,6 +153,7 @@ void conn_close(cn_conn *c, const char *reason) {
   if (c->in_hash) {
     HASH_DEL(n->conns, c);
     c->in_hash = false;
+    if (n->conn_last == c) n->conn_last = NULL;
   } else if (!c->initiator) {
     conn_unnamed_remove(c);
   }

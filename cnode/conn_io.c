@@ -576,6 +576,8 @@ void conn_start_io(cn_conn *c) {
 
 /* ---- Frames ---------------------------------------------------------------------------------------------- */
 
+#define CTL_SLOTS 16 /* cn_term values of stack room for a control tuple */
+
 /* Decodes and dispatches one message body; chunk: the chunk b lies in (its large binaries are shared), or NULL. */
 static int handle_body(cn_conn *c, const uint8_t *b, size_t len, bool versioned, cn_chunk *chunk) {
   cn_node *n = c->n;
@@ -589,14 +591,17 @@ static int handle_body(cn_conn *c, const uint8_t *b, size_t len, bool versioned,
                          .share_min = SHARE_MIN};
   size_t off = 0;
   cn_term *ctl = NULL, *pay = NULL;
+  /* The control tuple lives only while the message is dispatched: built on the stack when it fits (a SEND's or a
+   * REG_SEND's needs ~6 values), so a message costs one allocation for its payload, not two. */
+  cn_term ctl_mem[CTL_SLOTS];
   int rc;
   if (versioned && (len < 1 || b[off++] != 131)) return CN_EPROTO;
-  if ((rc = cn_term_decode(n->atoms, b, len, &off, &opts, &ctl))) return rc;
+  if ((rc = cn_term_decode_into(n->atoms, b, len, &off, &opts, ctl_mem, sizeof ctl_mem, &ctl))) return rc;
   dist_ctl dc;
   rc = dist_ctl_parse(ctl, &dc);
   if (rc == CN_EUNSUPPORTED) {
     cn_log(n, CN_LOG_DEBUG, "ignoring unknown control message from %s", conn_who(c));
-    cn_term_free(ctl);
+    if (ctl != ctl_mem) cn_term_free(ctl);
     return 0;
   }
   if (rc) goto out;
@@ -615,7 +620,7 @@ static int handle_body(cn_conn *c, const uint8_t *b, size_t len, bool versioned,
   pay = NULL;
 out:
   cn_term_free(pay);
-  cn_term_free(ctl);
+  if (ctl != ctl_mem) cn_term_free(ctl);
   return rc;
 }
 

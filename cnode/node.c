@@ -640,6 +640,7 @@ void cn_node_free(cn_node *n) {
     HASH_DEL(n->names, nm);
     cn_free(nm);
   }
+  n->name_last = NULL;
   spawn_free_entries(n);
   conn_tls_free(n);
   while (n->subs) {
@@ -667,6 +668,7 @@ void cn_node_free(cn_node *n) {
     uv_run(n->loop, UV_RUN_DEFAULT);
     uv_loop_close(n->loop);
   }
+  proc_msg_spares_free(n);
   pthread_mutex_destroy(&n->ts_lock);
   cn_atoms_free(n->atoms);
   cn_free(n->host);

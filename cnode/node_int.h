@@ -252,6 +252,7 @@ struct cn_node {
   uint32_t serial;
   cn_proc *procs;
   cn_name *names;
+  cn_name *name_last; /* proc_by_name's last answer, one of names (NULL once it leaves them) */
   cn_proc *runq_head, *runq_tail;
   uv_idle_t idle;       /* active while the run queue is not empty */
   uv_prepare_t prepare; /* flushes connection output before the loop blocks */
@@ -266,7 +267,10 @@ struct cn_node {
   cn_function *functions;
   uint64_t unlink_counter;
 
-  cn_conn *conns;   /* by peer name (named connections) */
+  cn_conn *conns;     /* by peer name (named connections) */
+  cn_conn *conn_last; /* conn_find's last answer, one of conns (NULL once it leaves them) */
+  cn_msg *msg_spare;  /* queue entries proc_run is done with, for proc_deliver to take (at most MSG_SPARE_MAX) */
+  size_t msg_nspare;
   cn_conn *unnamed; /* accepted connections before the peer said its name */
   cn_conn *dirty;   /* connections with output to flush */
   uint64_t frag_seq;
@@ -354,6 +358,8 @@ cn_proc *proc_by_name(cn_node *n, const cn_atom *name);
 /* Queues msg (taken) for p: at the end, or when prio after the priority messages already queued and ahead of the
  * ordinary ones (EEP 76). CN_ENOMEM when it was dropped for lack of memory; 0 also when p is dead. */
 int proc_deliver_prio(cn_proc *p, cn_term *msg, bool prio);
+/* Frees the spare queue entries (cn_node_free). */
+void proc_msg_spares_free(cn_node *n);
 static inline int proc_deliver(cn_proc *p, cn_term *msg) { return proc_deliver_prio(p, msg, false); }
 /* Runs up to budget messages of p; returns how many ran. */
 size_t proc_run(cn_proc *p, size_t budget);

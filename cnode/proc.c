@@ -26,9 +26,17 @@ bool cn_is_process_alive(cn_node *n, cn_pid pid) {
 }
 
 cn_proc *proc_by_name(cn_node *n, const cn_atom *name) {
-  cn_name *e;
+  cn_name *e = n->name_last; /* a stream of REG_SENDs names one process: one hash lookup */
+  if (e && e->name == name) return e->proc;
   HASH_FIND_PTR(n->names, &name, e);
+  if (e) n->name_last = e;
   return e ? e->proc : NULL;
+}
+
+/* Takes e out of the names (the caller frees it). */
+static void name_del(cn_node *n, cn_name *e) {
+  HASH_DEL(n->names, e);
+  if (n->name_last == e) n->name_last = NULL;
 }
 
 static int next_pid(cn_node *n, cn_pid *out) {
@@ -93,12 +101,42 @@ bool cn_trap_exit(cn_proc *self, bool on) {
 }
 cn_node *cn_proc_node(cn_proc *p) { return p->node; }
 
+/* A message's queue entry: a spare one when there is (a steady stream allocates none), else a new one. The spares
+ * are the loop thread's, as the queues are. */
+#define MSG_SPARE_MAX 64
+static cn_msg *msg_new(cn_node *n) {
+  cn_msg *m = n->msg_spare;
+  if (!m) return cn_malloc(sizeof *m);
+  n->msg_spare = m->next;
+  n->msg_nspare--;
+  return m;
+}
+
+static void msg_done(cn_node *n, cn_msg *m) {
+  if (n->msg_nspare >= MSG_SPARE_MAX) {
+    cn_free(m);
+    return;
+  }
+  m->next = n->msg_spare;
+  n->msg_spare = m;
+  n->msg_nspare++;
+}
+
+void proc_msg_spares_free(cn_node *n) {
+  while (n->msg_spare) {
+    cn_msg *m = n->msg_spare;
+    n->msg_spare = m->next;
+    cn_free(m);
+  }
+  n->msg_nspare = 0;
+}
+
 int proc_deliver_prio(cn_proc *p, cn_term *msg, bool prio) {
   if (p->dead || !msg) {
     cn_term_free(msg);
     return msg ? 0 : CN_ENOMEM; /* a NULL message is one its builder could not make */
   }
-  cn_msg *m = cn_malloc(sizeof *m);
+  cn_msg *m = msg_new(p->node);
   if (!m) {
     cn_term_free(msg);
     return CN_ENOMEM;
@@ -128,7 +166,7 @@ void proc_die(cn_proc *p, const cn_term *reason) {
     cn_name *e;
     HASH_FIND_PTR(n->names, &p->reg_name, e);
     if (e) {
-      HASH_DEL(n->names, e);
+      name_del(n, e);
       cn_free(e);
     }
   }
@@ -169,7 +207,7 @@ size_t proc_run(cn_proc *p, size_t budget) {
     p->mq_len--;
     if (!p->calls || !call_intercept(p, m->term)) p->handler(p, m->term, p->state);
     cn_term_free(m->term);
-    cn_free(m);
+    msg_done(p->node, m);
     ran++;
   }
   if (p->exit_reason) proc_die(p, p->exit_reason);
@@ -242,7 +280,7 @@ int cn_unregister(cn_node *n, const char *name) {
   if (a) HASH_FIND_PTR(n->names, &a, e);
   if (!e) return CN_ENOTFOUND;
   e->proc->reg_name = NULL;
-  HASH_DEL(n->names, e);
+  name_del(n, e);
   cn_free(e);
   return 0;
 }

@@ -65,6 +65,8 @@ static const op_row ops[] = {
 };
 
 static const op_row *find_op(int op) {
+  /* The rows run in operation order from 1, so a row is usually where its code says; the scan is the fallback. */
+  if (op >= 1 && (size_t)op <= sizeof ops / sizeof ops[0] && ops[op - 1].op == op) return &ops[op - 1];
   for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
     if (ops[i].op == op) return &ops[i];
   return NULL;

@@ -303,6 +303,13 @@ static __attribute__((noinline)) const cn_atom *cache_miss(cn_atoms *tab, cn_ato
   return a;
 }
 
+const cn_atom *term_atom_cache_peek(const cn_atoms *tab, const cn_atom_cache *c, const char *utf8, size_t len) {
+  if (!c || c->tab != tab) return NULL;
+  uint32_t h = cache_hash((const uint8_t *)utf8, len);
+  const cache_ent *e = &c->e[h & c->mask];
+  return e->a && e->h == h && e->a->len == len && memcmp(e->a->name, utf8, len) == 0 ? e->a : NULL;
+}
+
 const cn_atom *term_atoms_intern_cached(cn_atoms *tab, cn_atom_cache *c, const char *utf8, size_t len, size_t limit,
                                         int *err) {
   if (!c || !tab) return term_atoms_intern(tab, utf8, len, limit, err);

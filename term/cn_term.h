@@ -262,6 +262,12 @@ typedef struct cn_decode_opts {
  * unchanged. */
 CN_EXPORT int cn_term_decode(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off, const cn_decode_opts *opts,
                              cn_term **out);
+/* As cn_term_decode, but the term is built in the caller's memory mem (cap bytes, aligned for a cn_term) when it
+ * fits there, with no allocation: then *out == mem, and the term is the caller's to drop with mem (never
+ * cn_term_free it; copy what must outlive mem). Otherwise *out is a new root as cn_term_decode makes. Either way
+ * no binary points into opts->chunk. For short-lived terms such as a message's control tuple. */
+CN_EXPORT int cn_term_decode_into(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off,
+                                  const cn_decode_opts *opts, void *mem, size_t cap, cn_term **out);
 /* Decodes a whole binary_to_term input: version byte 131, one term, nothing after it. */
 CN_EXPORT int cn_term_from_binary(cn_atoms *tab, const uint8_t *buf, size_t len, const cn_decode_opts *opts,
                                   cn_term **out);

@@ -653,26 +653,237 @@ static int bterm(bctx *c, size_t *p, cn_term *out) {
   }
 }
 
-int cn_term_decode(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off, const cn_decode_opts *opts,
-                   cn_term **out) {
+/* ---- one pass for a small term (the common message): checked and built at once, into scratch on the stack ----
+ * It handles the shapes messages mostly have (integers, atoms the connection's cache already holds, binaries,
+ * strings, proper lists and lists with a tail other than a list, small tuples, pids, references) with every bound
+ * the walk checks; anything else (another tag, an atom not cached, more values or bytes than the scratch, any
+ * error at all) gives up without a trace, and the two passes decode the input from the start, errors included. So
+ * the fast path never interns an atom, and a message is accepted or refused exactly as before. The built values
+ * are then copied to their block and their pointers moved along. */
+#define FAST_SLOTS 48
+#define FAST_BYTES 256
+
+typedef struct fctx {
+  const uint8_t *b;
+  size_t lim, max_depth, share_min;
+  const cn_atoms *tab;
+  const cn_atom_cache *cache;
+  cn_chunk *chunk;
+  int shared;
+  size_t nslot, nbyte;
+  cn_term slot[FAST_SLOTS];
+  uint8_t byte[FAST_BYTES];
+} fctx;
+
+static cn_term *ftake(fctx *f, size_t n) {
+  if (n > FAST_SLOTS - f->nslot) return NULL;
+  cn_term *t = f->slot + f->nslot;
+  f->nslot += n;
+  return t;
+}
+
+/* A UTF-8 atom the cache holds (the peer's encoding since OTP 20); 1 otherwise. */
+static int fatom(fctx *f, size_t *p, const cn_atom **out) {
+  const uint8_t *b = f->b + *p;
+  size_t rem = f->lim - *p;
+  if (rem < 2 || (b[0] != ERL_SMALL_ATOM_UTF8_EXT && b[0] != ERL_ATOM_UTF8_EXT)) return 1;
+  size_t hdr = b[0] == ERL_ATOM_UTF8_EXT ? 3 : 2;
+  if (hdr > rem) return 1;
+  size_t n = hdr == 3 ? cn_get16(b + 1) : b[1];
+  if (n > TERM_ATOM_MAX_BYTES || n > rem - hdr) return 1;
+  if (!(*out = term_atom_cache_peek(f->tab, f->cache, (const char *)b + hdr, n))) return 1;
+  *p += hdr + n;
+  return 0;
+}
+
+/* Builds the term at *p into out; 0, or 1 to give up. */
+static int fterm(fctx *f, size_t *p, size_t depth, cn_term *out) {
+  if (*p >= f->lim) return 1;
+  const uint8_t *b = f->b + *p;
+  size_t rem = f->lim - *p, n;
+  set_nil(out);
+  switch (b[0]) {
+  case ERL_SMALL_INTEGER_EXT:
+    if (rem < 2) return 1;
+    out->type = CN_INT;
+    out->v.i = b[1];
+    *p += 2;
+    return 0;
+  case ERL_INTEGER_EXT:
+    if (rem < 5) return 1;
+    out->type = CN_INT;
+    out->v.i = (int32_t)cn_get32(b + 1);
+    *p += 5;
+    return 0;
+  case ERL_SMALL_ATOM_UTF8_EXT:
+  case ERL_ATOM_UTF8_EXT:
+    if (fatom(f, p, &out->v.atom)) return 1;
+    out->type = CN_ATOM;
+    return 0;
+  case ERL_BINARY_EXT:
+    if (rem < 5 || (n = cn_get32(b + 1)) > rem - 5) return 1;
+    out->type = CN_BINARY;
+    out->v.bin.size = n;
+    out->v.bin.bits = 8;
+    if (f->share_min && n >= f->share_min) {
+      out->v.bin.data = (uint8_t *)b + 5; /* as bterm: shared with the input's chunk */
+      out->v.bin.chunk = f->chunk;
+      f->shared = 1;
+    } else if (n) {
+      if (n > FAST_BYTES - f->nbyte) return 1;
+      out->v.bin.data = f->byte + f->nbyte;
+      memcpy(out->v.bin.data, b + 5, n);
+      f->nbyte += n;
+    }
+    *p += 5 + n;
+    return 0;
+  case ERL_NIL_EXT: *p += 1; return 0;
+  case ERL_STRING_EXT: {
+    if (rem < 3 || (n = cn_get16(b + 1)) > rem - 3) return 1;
+    *p += 3 + n;
+    if (!n) return 0; /* nil */
+    cn_term *e = ftake(f, n);
+    if (!e) return 1;
+    for (size_t i = 0; i < n; i++) {
+      set_nil(&e[i]);
+      e[i].type = CN_INT;
+      e[i].v.i = b[3 + i];
+    }
+    out->type = CN_LIST;
+    out->v.list.e = e;
+    out->v.list.len = (uint32_t)n;
+    return 0;
+  }
+  case ERL_LIST_EXT: {
+    if (depth >= f->max_depth || rem < 5 || (n = cn_get32(b + 1)) == 0 || n > rem - 5) return 1;
+    cn_term *e = ftake(f, n);
+    if (!e) return 1;
+    *p += 5;
+    for (size_t i = 0; i < n; i++)
+      if (fterm(f, p, depth + 1, &e[i])) return 1;
+    if (*p >= f->lim) return 1;
+    uint8_t tag = f->b[*p];
+    cn_term *tail = NULL;
+    if (tag == ERL_NIL_EXT) {
+      (*p)++;
+    } else {
+      if (tag == ERL_LIST_EXT || tag == ERL_STRING_EXT || !(tail = ftake(f, 1))) return 1; /* chains: bblist */
+      if (fterm(f, p, depth + 1, tail)) return 1;
+    }
+    out->type = CN_LIST;
+    out->v.list.e = e;
+    out->v.list.len = (uint32_t)n;
+    out->v.list.tail = tail;
+    return 0;
+  }
+  case ERL_SMALL_TUPLE_EXT: {
+    if (rem < 2 || (n = b[1]) > rem - 2 || (n && depth >= f->max_depth)) return 1;
+    cn_term *e = n ? ftake(f, n) : NULL;
+    if (n && !e) return 1;
+    *p += 2;
+    for (size_t i = 0; i < n; i++)
+      if (fterm(f, p, depth + 1, &e[i])) return 1;
+    out->type = CN_TUPLE;
+    out->v.tuple.arity = (uint32_t)n;
+    out->v.tuple.e = e;
+    return 0;
+  }
+  case ERL_NEW_PID_EXT: {
+    const cn_atom *node;
+    size_t q = *p + 1;
+    if (fatom(f, &q, &node) || f->lim - q < 12) return 1;
+    const uint8_t *x = f->b + q;
+    out->type = CN_PID;
+    out->v.pid = (cn_pid){node, cn_get32(x), cn_get32(x + 4), cn_get32(x + 8)};
+    *p = q + 12;
+    return 0;
+  }
+  case ERL_NEWER_REFERENCE_EXT: {
+    const cn_atom *node;
+    if (rem < 3 || (n = cn_get16(b + 1)) < 1 || n > CN_REF_MAX_WORDS) return 1;
+    size_t q = *p + 3;
+    if (fatom(f, &q, &node) || f->lim - q < 4 + 4 * n) return 1;
+    const uint8_t *x = f->b + q;
+    out->type = CN_REF;
+    out->v.ref.node = node;
+    out->v.ref.creation = cn_get32(x);
+    out->v.ref.len = (uint32_t)n;
+    for (size_t i = 0; i < n; i++) out->v.ref.n[i] = cn_get32(x + 4 + 4 * i);
+    *p = q + 4 + 4 * n;
+    return 0;
+  }
+  default: return 1;
+  }
+}
+
+/* Moves f's values into blk (their bytes to bytes), pointers included. */
+static void fmove(const fctx *f, cn_term *blk, uint8_t *bytes) {
+  memcpy(blk, f->slot, f->nslot * sizeof *blk);
+  if (f->nbyte) memcpy(bytes, f->byte, f->nbyte);
+  for (size_t i = 0; i < f->nslot; i++) {
+    cn_term *t = &blk[i];
+    if (t->type == CN_TUPLE) {
+      if (t->v.tuple.e) t->v.tuple.e = blk + (t->v.tuple.e - f->slot);
+    } else if (t->type == CN_LIST) {
+      t->v.list.e = blk + (t->v.list.e - f->slot);
+      if (t->v.list.tail) t->v.list.tail = blk + (t->v.list.tail - f->slot);
+    } else if (t->type == CN_BINARY && t->v.bin.data && !t->v.bin.chunk) {
+      t->v.bin.data = bytes + (t->v.bin.data - f->byte);
+    }
+  }
+}
+
+/* cn_term_decode and cn_term_decode_into: mem (cap bytes) takes the term when the walk finds it fits, else a block
+ * from the heap does. A term in mem shares no binary with the input's chunk: mem holds no reference. */
+static int decode(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off, const cn_decode_opts *opts, void *mem,
+                  size_t cap, cn_term **out) {
   if (!out) return CN_EINVAL;
   *out = NULL;
   if (!tab || !off || (!buf && len)) return CN_EINVAL;
   if (*off >= len) return CN_ETRUNC;
   size_t max_size = opts ? opts->max_size : 0;
   vcount cnt = {1, 0, 0}; /* the root */
-  cn_chunk *chunk = opts ? opts->chunk : NULL;
+  cn_chunk *chunk = opts && !mem ? opts->chunk : NULL;
   size_t share = chunk ? (opts->share_min ? opts->share_min : CN_SHARE_MIN_DEFAULT) : 0;
   vctx v = {buf, len, len, opts && opts->max_depth ? opts->max_depth : 1000, 0, &cnt, share, 0};
   if (max_size && max_size < len - *off) v.lim = *off + max_size;
+  if (opts && opts->cache) { /* a connection's messages: one pass when they are small and their atoms known */
+    fctx f;
+    f.b = buf, f.lim = v.lim, f.max_depth = v.max_depth, f.share_min = share;
+    f.tab = tab, f.cache = opts->cache, f.chunk = chunk, f.shared = 0, f.nslot = 1, f.nbyte = 0;
+    size_t q = *off;
+    if (!fterm(&f, &q, 0, f.slot)) {
+      size_t need = f.nslot * sizeof(cn_term) + f.nbyte;
+      term_blk *h = NULL;
+      cn_term *blk = mem;
+      if (!mem || need > cap) {
+        if (!(h = cn_malloc(sizeof *h + need))) return CN_ENOMEM;
+        blk = (cn_term *)(h + 1);
+      }
+      fmove(&f, blk, (uint8_t *)(blk + f.nslot));
+      if (h) {
+        atomic_init(&h->refs, 1);
+        h->chunk = f.shared ? chunk : NULL;
+        cn_chunk_retain(h->chunk);
+        blk->block = 1;
+      }
+      *off = q;
+      *out = blk;
+      return 0;
+    }
+  }
   size_t end = *off;
   int r = vterm(&v, &end, 0);
   if (r) return r;
   if (cnt.too_long) return CN_ELIMIT;
   if (cnt.slots > (SIZE_MAX - sizeof(term_blk) - cnt.bytes) / sizeof(cn_term)) return CN_ENOMEM;
-  term_blk *h = cn_malloc(sizeof *h + cnt.slots * sizeof(cn_term) + cnt.bytes);
-  if (!h) return CN_ENOMEM;
-  cn_term *blk = (cn_term *)(h + 1);
+  size_t need = cnt.slots * sizeof(cn_term) + cnt.bytes;
+  term_blk *h = NULL;
+  cn_term *blk = mem;
+  if (!mem || need > cap) {
+    if (!(h = cn_malloc(sizeof *h + need))) return CN_ENOMEM;
+    blk = (cn_term *)(h + 1);
+  }
   uint8_t *bytes = (uint8_t *)(blk + cnt.slots);
   bctx c = {v,
             tab,
@@ -690,13 +901,26 @@ int cn_term_decode(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off, c
     cn_free(h);
     return r;
   }
-  atomic_init(&h->refs, 1);
-  h->chunk = c.v.shared ? chunk : NULL;
-  cn_chunk_retain(h->chunk);
-  blk->block = 1; /* cn_term_free: through the header, no walk */
+  if (h) {
+    atomic_init(&h->refs, 1);
+    h->chunk = c.v.shared ? chunk : NULL;
+    cn_chunk_retain(h->chunk);
+    blk->block = 1; /* cn_term_free: through the header, no walk */
+  }
   *off = end;
   *out = blk;
   return 0;
+}
+
+int cn_term_decode(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off, const cn_decode_opts *opts,
+                   cn_term **out) {
+  return decode(tab, buf, len, off, opts, NULL, 0, out);
+}
+
+int cn_term_decode_into(cn_atoms *tab, const uint8_t *buf, size_t len, size_t *off, const cn_decode_opts *opts,
+                        void *mem, size_t cap, cn_term **out) {
+  if (!mem) cap = 0;
+  return decode(tab, buf, len, off, opts, mem, cap, out);
 }
 
 int cn_term_from_binary(cn_atoms *tab, const uint8_t *buf, size_t len, const cn_decode_opts *opts, cn_term **out) {

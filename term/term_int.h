@@ -20,6 +20,9 @@ const cn_atom *term_atoms_intern(cn_atoms *tab, const char *utf8, size_t len, si
 const cn_atom *term_atoms_intern_cached(cn_atoms *tab, cn_atom_cache *c, const char *utf8, size_t len, size_t limit,
                                         int *err);
 
+/* The atom c holds for this text (a hit of term_atoms_intern_cached), or NULL: nothing is interned or counted. */
+const cn_atom *term_atom_cache_peek(const cn_atoms *tab, const cn_atom_cache *c, const char *utf8, size_t len);
+
 /* The slots c has now (it starts small and grows to the size asked for while lookups miss often); for tests. */
 size_t term_atom_cache_slots(const cn_atom_cache *c);
 

@@ -132,7 +132,7 @@ static void sent(char *ctl_out, size_t cap, char *pay_out, size_t pcap) {
 
 static void test_in_message_to_pid_name_alias(void **st) {
   (void)st;
-  rec r;
+  static rec r; /* static: the process outlives the test, to the teardown that ends it */
   cn_proc *p = spawn_rec(&r, false);
   assert_int_equal(cn_register(N, "named", p->pid), 0);
   cn_ref plain;
@@ -163,7 +163,7 @@ static void test_in_message_to_pid_name_alias(void **st) {
  * order among themselves; [priority] on a plain alias or a pid is an ordinary message (EEP 76). */
 static void test_in_priority_order(void **st) {
   (void)st;
-  rec r;
+  static rec r;
   cn_proc *p = spawn_rec(&r, false);
   cn_ref prio_alias, plain;
   assert_int_equal(cn_alias_opts(p, CN_ALIAS_PRIORITY, &prio_alias), 0);
@@ -200,7 +200,7 @@ static void test_in_priority_order(void **st) {
 
 static void test_in_reply_alias(void **st) {
   (void)st;
-  rec r;
+  static rec r;
   cn_proc *p = spawn_rec(&r, false);
   cn_ref ra;
   assert_int_equal(cn_alias_opts(p, CN_ALIAS_REPLY | CN_ALIAS_PRIORITY, &ra), 0);
@@ -218,7 +218,7 @@ static void test_in_reply_alias(void **st) {
  * alias of a process that traps exits. */
 static void test_in_exit(void **st) {
   (void)st;
-  rec r, t;
+  static rec r, t;
   cn_proc *p = spawn_rec(&r, false);
   cn_proc *q = spawn_rec(&t, true);
   cn_pid ppid = p->pid;
@@ -268,7 +268,7 @@ static cn_ref remote_alias(void) { return (cn_ref){.node = peer, .creation = 5, 
 /* Toward a peer with ALTACT_SIG: alias sends and priority signals by ALTACT_SIG_SEND, as erts does. */
 static void test_out_altact(void **st) {
   (void)st;
-  rec r;
+  static rec r;
   cn_proc *p = spawn_rec(&r, false);
   char c[512], pay[256], want[512];
   cn_term ra = cn_tv_ref(remote_alias()), m = A("hi"), name = cn_tv_tuple((cn_term[]){A("srv"), cn_tv_atom(peer)}, 2),
@@ -329,7 +329,7 @@ static void test_out_altact(void **st) {
 /* Toward a peer without it (OTP 25 to 27): the old messages; an exit to an alias is dropped, as OTP drops it. */
 static void test_out_old_peer(void **st) {
   (void)st;
-  rec r;
+  static rec r;
   cn_proc *p = spawn_rec(&r, false);
   char c[512], pay[256], want[512];
   cn_term ra = cn_tv_ref(remote_alias()), m = A("hi"), rp = cn_tv_pid(remote), reason = A("bye");
@@ -358,7 +358,7 @@ static void test_out_old_peer(void **st) {
 /* Local priority sends and exits: the same queue rules without a wire. */
 static void test_local_priority(void **st) {
   (void)st;
-  rec r;
+  static rec r;
   cn_proc *p = spawn_rec(&r, true);
   cn_ref pa;
   assert_int_equal(cn_alias_opts(p, CN_ALIAS_PRIORITY, &pa), 0);

@@ -696,6 +696,84 @@ static void test_enomem(void **state) {
   }
 }
 
+/* The one-pass decoding of small terms (a cache holding their atoms) builds what the two passes build, and refuses
+ * every prefix, every byte changed and every max_size/max_depth cut with the error the two passes give. */
+static void fast_same(const uint8_t *b, size_t n, cn_atom_cache *ac) {
+  if (n < 2 || b[0] != 131) return;
+  cn_decode_opts slow = {0}, fast = {.cache = ac};
+  cn_term *t1 = NULL, *t2 = NULL;
+  size_t o1 = 1, o2 = 1;
+  int r1 = cn_term_decode(A, b, n, &o1, &slow, &t1);
+  int r2 = cn_term_decode(A, b, n, &o2, &fast, &t2); /* fills the cache */
+  cn_term_free(t2);
+  o2 = 1;
+  r2 = cn_term_decode(A, b, n, &o2, &fast, &t2);
+  assert_int_equal(r1, r2);
+  assert_int_equal(o1, o2);
+  if (!r1) assert_true(cn_term_exact_eq(t1, t2));
+  cn_term_free(t1);
+  cn_term_free(t2);
+  uint8_t *g = malloc(n);
+  for (size_t k = 1; k <= n && k < 300; k++) {
+    for (int v = 0; v < 4; v++) { /* the prefix, one byte changed, max_size and max_depth cuts */
+      size_t len = v == 0 ? k : n;
+      memcpy(g, b, n);
+      if (v == 1) g[k - 1] ^= (uint8_t)(k * 37 + 1);
+      slow.max_size = fast.max_size = v == 2 ? k : 0;
+      slow.max_depth = fast.max_depth = v == 3 ? k % 4 + 1 : 0;
+      o1 = o2 = 1;
+      t1 = t2 = NULL;
+      r1 = cn_term_decode(A, g, len, &o1, &slow, &t1);
+      r2 = cn_term_decode(A, g, len, &o2, &fast, &t2);
+      if (r1 != r2) fprintf(stderr, "fast path: variant %d at %zu of %zu: %d vs %d\n", v, k, n, r1, r2);
+      assert_int_equal(r1, r2);
+      assert_int_equal(o1, o2);
+      if (!r1) assert_true(cn_term_exact_eq(t1, t2));
+      cn_term_free(t1);
+      cn_term_free(t2);
+    }
+  }
+  slow.max_size = fast.max_size = 0;
+  slow.max_depth = fast.max_depth = 0;
+  free(g);
+}
+
+static void test_fast_path(void **state) {
+  (void)state;
+  cn_atom_cache *ac = cn_atom_cache_new(0);
+  assert_non_null(ac);
+  for (size_t i = 0; i < NVEC; i++) {
+    uint8_t *b;
+    size_t n = unhex(VEC[i].hex, &b);
+    fast_same(b, n, ac);
+    free(b);
+  }
+  lines L = read_phash2();
+  for (size_t i = 0; i < L.count; i++) fast_same(L.b[i], L.n[i], ac);
+  free_lines(&L);
+  /* A message's shapes: {6, Pid, '', echo}, {Pid, [alias | Ref]}, {seq, 1, <<64 bytes>>}, "abc", [1, 2 | x]. */
+  const char *msgs[] = {
+      "836804610658770d6e6f6e6f6465406e6f686f7374000000090000000000000000770077046563686f",
+      "83680258770d6e6f6e6f6465406e6f686f73740000000900000000000000006c000000017705616c6961735a0003770d6e6f6e6f6465406e"
+      "6f686f7374000000000003f186575000025e3c772a",
+      "836803770373657161016d000000400707070707070707070707070707070707070707070707070707070707070707070707070707070707"
+      "0707070707070707070707070707070707070707070707",
+      "836b0003616263",
+      "836c0000000261016102770178",
+      "8368036102770058770d6e6f6e6f6465406e6f686f7374000000090000000000000000",
+      "836c00000001680258770d6e6f6e6f6465406e6f686f7374000000090000000000000000770470696e676a",
+      "8368067701616d000000006a680062fffffffb6200011170",
+      "836c000000036c000000017701617701626a6c000000017701636a6a",
+  };
+  for (size_t i = 0; i < sizeof msgs / sizeof msgs[0]; i++) {
+    uint8_t *b;
+    size_t n = unhex(msgs[i], &b);
+    fast_same(b, n, ac);
+    free(b);
+  }
+  cn_atom_cache_free(ac);
+}
+
 int main(void) {
   cn_replace_allocator(t_malloc, t_realloc, t_calloc, t_free);
   const struct CMUnitTest tests[] = {
@@ -706,6 +784,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_phash2_vectors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_truncated, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_fast_path, setup, teardown),
       cmocka_unit_test_setup_teardown(test_depth, setup, teardown),
       cmocka_unit_test_setup_teardown(test_max_size, setup, teardown),
       cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
