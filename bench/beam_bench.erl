@@ -82,6 +82,24 @@ main([Phase, Quick, Reps, Beam, Ei, E2, C1, C2, Out]) ->
 %% For profiling one implementation by hand: repeats one workload against Node and prints each run.
 %%   erl ... -run beam_bench prof b2x|x2b|ping|gencall Node Count Size Senders Reps
 %%   erl ... -run beam_bench prof c2c|e2e Node1 Node2 Count Size Senders Reps  (Node1 sends to Node2's sink)
+%%   erl ... -run beam_bench prof gencall_rot Ms Rounds Node...  (bench/gencall_bound.sh: gencall against each
+%%            node in turn, the order rotating every round, after a warm-up; prints "gencall Node Rate" per run)
+prof(["gencall_rot", Ms, Rounds | Names]) ->
+    Ns = [list_to_atom(N) || N <- Names],
+    [true = net_kernel:connect_node(N) || N <- Ns],
+    put(nodes, maps:from_list([{N, N} || N <- Ns])),
+    [calls(N, 120, 300) || N <- Ns],
+    io:format("start~n"),
+    Res = interleave(Ns, list_to_integer(Rounds),
+                     fun(N) ->
+                             #{rate := R} = calls(N, 120, list_to_integer(Ms)),
+                             io:format("gencall ~s ~.1f~n", [N, R]),
+                             R
+                     end),
+    timer:sleep(500), % the last run's sample is taken before this node halts
+    [io:format("median ~s ~.1f~n", [N, lists:nth(length(L) div 2 + 1, lists:sort(L))]) || N <- Ns,
+                                                                                       L <- [maps:get(N, Res)]],
+    halt(0);
 prof([Pair, N1, N2, Count, Size, Senders, Reps]) when Pair =:= "c2c"; Pair =:= "e2e" ->
     {K1, K2} = case Pair of "c2c" -> {cnode, c2}; "e2e" -> {ei, e2} end,
     Nodes = #{K1 => list_to_atom(N1), K2 => list_to_atom(N2)},
