@@ -522,6 +522,29 @@ int dist_tls_write(dist_tls *t, const uint8_t *p, size_t len, cn_buf *out) {
   return 0;
 }
 
+/* A new empty memory BIO in place of one whose storage has grown. */
+static BIO *mem_bio(void) {
+  BIO *b = BIO_new(BIO_s_mem());
+  if (b) BIO_set_mem_eof_return(b, -1); /* empty means "more later", not end of stream */
+  return b;
+}
+
+void dist_tls_idle(dist_tls *t) {
+  if (!t->up || t->err || BIO_ctrl_pending(t->rb) || BIO_ctrl_pending(t->wb) || SSL_has_pending(t->ssl)) return;
+  SSL_free_buffers(t->ssl); /* refuses (0) while a record is partly read or written: then they stay */
+  BIO *rb = mem_bio(), *wb = mem_bio();
+  if (rb && wb) {
+    SSL_set0_rbio(t->ssl, rb); /* frees the old ones */
+    SSL_set0_wbio(t->ssl, wb);
+    t->rb = rb;
+    t->wb = wb;
+  } else {
+    BIO_free(rb);
+    BIO_free(wb);
+  }
+  ERR_clear_error();
+}
+
 void dist_tls_close(dist_tls *t, cn_buf *out) {
   if (!t->up || t->err) return;
   SSL_shutdown(t->ssl);

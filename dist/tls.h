@@ -70,6 +70,10 @@ int dist_tls_read(dist_tls *t, uint8_t *dst, size_t room, size_t *got, cn_buf *o
 int dist_tls_feed(dist_tls *t, const uint8_t *in, size_t len, cn_buf *plain, cn_buf *out);
 /* Encrypts len bytes of plaintext (borrowed) into out. Only once UP. Returns 0 or a CN_E*. */
 int dist_tls_write(dist_tls *t, const uint8_t *p, size_t len, cn_buf *out);
+/* Returns the session's buffers while it is idle: OpenSSL's record buffers (SSL_free_buffers; taken again at the
+ * next record) and the memory BIOs' storage (which only grows: they are replaced by empty ones). Does nothing
+ * while ciphertext or plaintext is pending, or before the handshake is complete. */
+void dist_tls_idle(dist_tls *t);
 /* Appends our close_notify to out (nothing if the handshake never completed). */
 void dist_tls_close(dist_tls *t, cn_buf *out);
 bool dist_tls_is_up(const dist_tls *t);
