@@ -335,7 +335,7 @@ static void test_idle_release(void **st) {
     size_t h2 = heap_used();
     print_message("tls idle (%s): +%zu bytes per session after 64 KiB each way, %zu returned by dist_tls_idle\n",
                   v ? "TLS 1.3" : "TLS 1.2", (h1 - h0) / (2 * N), (h1 - h2) / (2 * N));
-    assert_true(h2 < h1);
+    if (h1 > h0) assert_true(h2 < h1); /* mallinfo2 counts nothing under ASan's allocator */
     /* Resumed after idle, twice, with records of every size. */
     for (int i = 0; i < N; i++) {
       exchange(&p[i], 100);
