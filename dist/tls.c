@@ -12,6 +12,9 @@
 #include "tls.h"
 
 #define WRITE_CHUNK ((size_t)256 << 10) /* plaintext per SSL_write, so the memory BIO stays small */
+/* Ciphertext pushed or plaintext written at once from which a session counts as streaming: it keeps its record
+ * buffers between records (until dist_tls_idle) instead of returning them after each (SSL_MODE_RELEASE_BUFFERS). */
+#define STREAM_MIN ((size_t)16 << 10)
 
 struct dist_tls_ctx {
   SSL_CTX *ssl;
@@ -28,6 +31,7 @@ struct dist_tls {
   SSL *ssl;
   BIO *rb, *wb; /* owned by ssl */
   bool up, got_bytes;
+  bool lean; /* SSL_MODE_RELEASE_BUFFERS on: record buffers returned after each record (until a stream starts) */
   int err;            /* sticky failure */
   int verr;           /* first certificate verification error we found, X509_V_ERR_* */
   char vsubject[160]; /* the peer's own certificate */
@@ -260,6 +264,8 @@ int dist_tls_new(dist_tls **out, dist_tls_ctx *ctx, const char *peer_host, int o
   }
   BIO_set_mem_eof_return(t->rb, -1); /* empty means "more later", not end of stream */
   SSL_set_bio(t->ssl, t->rb, t->wb);
+  SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
+  t->lean = true;
   SSL_set_app_data(t->ssl, t);
   if (ctx->server) {
     SSL_set_accept_state(t->ssl);
@@ -430,6 +436,15 @@ static int fail_ssl(dist_tls *t, int sslerr) {
   }
 }
 
+/* Traffic of len bytes at once: from STREAM_MIN on the session keeps its record buffers (a malloc and a free of
+ * 17 KiB per record saved) until dist_tls_idle returns them. */
+static void stream(dist_tls *t, size_t len) {
+  if (t->lean && len >= STREAM_MIN) {
+    SSL_clear_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
+    t->lean = false;
+  }
+}
+
 int dist_tls_start(dist_tls *t, cn_buf *out) {
   if (t->err) return t->err;
   if (t->up) return 0;
@@ -458,6 +473,7 @@ int dist_tls_push(dist_tls *t, const uint8_t *in, size_t len, cn_buf *out) {
                   t->ctx->server ? "plaintext peer on a TLS port" : "plaintext answer from the peer", hex);
     }
   }
+  stream(t, len);
   while (len) {
     int n = BIO_write(t->rb, in, (int)(len > INT_MAX ? INT_MAX : len));
     if (n <= 0) return fail(t, CN_ENOMEM, "out of memory");
@@ -511,6 +527,7 @@ int dist_tls_feed(dist_tls *t, const uint8_t *in, size_t len, cn_buf *plain, cn_
 int dist_tls_write(dist_tls *t, const uint8_t *p, size_t len, cn_buf *out) {
   if (t->err) return t->err;
   if (!t->up) return CN_ESTATE;
+  stream(t, len);
   while (len) {
     size_t k = len < WRITE_CHUNK ? len : WRITE_CHUNK;
     int n = SSL_write(t->ssl, p, (int)k);
@@ -532,6 +549,8 @@ static BIO *mem_bio(void) {
 void dist_tls_idle(dist_tls *t) {
   if (!t->up || t->err || BIO_ctrl_pending(t->rb) || BIO_ctrl_pending(t->wb) || SSL_has_pending(t->ssl)) return;
   SSL_free_buffers(t->ssl); /* refuses (0) while a record is partly read or written: then they stay */
+  SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS); /* until a stream starts again */
+  t->lean = true;
   BIO *rb = mem_bio(), *wb = mem_bio();
   if (rb && wb) {
     SSL_set0_rbio(t->ssl, rb); /* frees the old ones */
