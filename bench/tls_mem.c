@@ -91,8 +91,13 @@ int main(int argc, char **argv) {
   for (int i = 0; i < count; i++) {
     char name[64];
     snprintf(name, sizeof name, "tm%d_%d@127.0.0.1", (int)getpid(), i);
-    cn_node_opts o = {.name = name, .cookie = argv[2], .hidden = true, .no_epmd = true, .tls = &tls,
-                      .listen_addr = "127.0.0.1", .log_level = CN_LOG_WARN};
+    cn_node_opts o = {.name = name,
+                      .cookie = argv[2],
+                      .hidden = true,
+                      .no_epmd = true,
+                      .tls = &tls,
+                      .listen_addr = "127.0.0.1",
+                      .log_level = CN_LOG_WARN};
     if (cn_node_new(&nodes[i], &loop, &o) || cn_node_monitor_nodes(nodes[i], on_nodes, NULL) ||
         cn_node_monitor_setups(nodes[i], on_failed, NULL) || cn_node_start(nodes[i], on_started, NULL)) {
       fprintf(stderr, "tls_mem: node %d did not start\n", i);
@@ -111,5 +116,5 @@ int main(int argc, char **argv) {
          up ? (double)(after - before) * 1024.0 / up : 0.0);
   fflush(stdout);
   if (getenv("TLS_MEM_HOLD")) sleep((unsigned)atoi(getenv("TLS_MEM_HOLD"))); /* for a profile of the target */
-  _exit(up == count ? 0 : 1); /* the nodes go with the process */
+  _exit(up == count ? 0 : 1);                                                /* the nodes go with the process */
 }

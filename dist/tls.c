@@ -30,14 +30,14 @@ struct dist_tls_ctx {
 struct dist_tls {
   dist_tls_ctx *ctx;
   SSL *ssl;
-  BIO *rb, *wb; /* owned by ssl: rb reads src (src_read), wb is a memory BIO */
+  BIO *rb, *wb;       /* owned by ssl: rb reads src (src_read), wb is a memory BIO */
   const uint8_t *src; /* ciphertext pushed and not yet taken by OpenSSL: the caller's (borrowed) or hold's */
   size_t src_len;
   cn_buf hold; /* what a read left of a push when the next push came, and that push */
   bool up, got_bytes;
   bool lean; /* SSL_MODE_RELEASE_BUFFERS on: record buffers returned after each record (until a stream starts) */
-  int err;            /* sticky failure */
-  int verr;           /* first certificate verification error we found, X509_V_ERR_* */
+  int err;   /* sticky failure */
+  int verr;  /* first certificate verification error we found, X509_V_ERR_* */
   char vsubject[160]; /* the peer's own certificate */
   char vfailed[160];  /* the certificate the error is about, when another one of the chain */
   char vdate[48];
