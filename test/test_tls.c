@@ -3,7 +3,8 @@
  * close_notify, and each refusal with its reason (wrong CA, expired, no client certificate, version mismatch, hostname, plaintext, garbage); the
  * ssl_dist_optfile parser (dist/optfile.c) on good, bad, truncated and oversized text; then two C nodes over
  * TLS in threads through a real OTP epmd, and a plain node refused by a TLS node; plaintext read into the caller's
- * windows across records, and large binaries received over TLS pointing into the read chunk (zero copy). */
+ * windows across records, large binaries received over TLS pointing into the read chunk (zero copy), and idle sessions
+ * returning their buffers (dist_tls_idle) and going on after. */
 #include <malloc.h>
 #include <pthread.h>
 #include <setjmp.h>
