@@ -14,11 +14,14 @@
 
 #define WRITE_CHUNK ((size_t)256 << 10) /* plaintext per SSL_write, so the memory BIO stays small */
 /* Traffic that is more than ticks: a push of more ciphertext than two tick records (a tick is 4 bytes of plaintext, 26
- * to 33 bytes as a record), a write of more than a tick. From there a session keeps its record buffers between
- * records until dist_tls_idle, instead of returning them after each (SSL_MODE_RELEASE_BUFFERS): measured, the
- * malloc and free of ~17 KiB per record cost 3% of a ping-pong's instructions. */
+ * to 33 bytes as a record), a write of more than a tick. The setup runs lean (its records are few); from the
+ * BUSY_OPS-th such push or write since the session went idle (a few are last replies: the handshake's challenge ack is
+ * written just after the connection idles as it comes up, a C peer asks rex for the OTP release) a session keeps its record buffers between records until dist_tls_idle, instead of returning them
+ * after each (SSL_MODE_RELEASE_BUFFERS): measured, the malloc and free of ~17 KiB per record cost 3% of a
+ * ping-pong's instructions. */
 #define TICKS_PUSH 66
 #define TICKS_WRITE 4
+#define BUSY_OPS 8
 
 struct dist_tls_ctx {
   SSL_CTX *ssl;
@@ -38,9 +41,11 @@ struct dist_tls {
   size_t src_len;
   cn_buf hold; /* what a read left of a push when the next push came, and that push */
   bool up, got_bytes;
-  bool lean; /* SSL_MODE_RELEASE_BUFFERS on: record buffers returned after each record (until more than ticks) */
-  int err;   /* sticky failure */
-  int verr;  /* first certificate verification error we found, X509_V_ERR_* */
+  bool lean;     /* SSL_MODE_RELEASE_BUFFERS on: record buffers returned after each record (until more than ticks) */
+  unsigned busy; /* pushes and writes of more than ticks since the session went lean */
+  bool idled;    /* dist_tls_idle was called: the setup is over (lean throughout it) */
+  int err;       /* sticky failure */
+  int verr;      /* first certificate verification error we found, X509_V_ERR_* */
   char vsubject[160]; /* the peer's own certificate */
   char vfailed[160];  /* the certificate the error is about, when another one of the chain */
   char vdate[48];
@@ -499,7 +504,7 @@ static int fail_ssl(dist_tls *t, int sslerr) {
 /* Traffic of len bytes at once, more than ticks when over max: the session keeps its record buffers from then on,
  * until dist_tls_idle returns them. */
 static void busy(dist_tls *t, size_t len, size_t max) {
-  if (t->lean && len > max) {
+  if (t->lean && t->idled && len > max && ++t->busy >= BUSY_OPS) {
     SSL_clear_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
     t->lean = false;
   }
@@ -620,8 +625,10 @@ void dist_tls_idle(dist_tls *t) {
   if (!t->up || t->err || t->src_len || BIO_ctrl_pending(t->wb) || SSL_has_pending(t->ssl)) return;
   cn_buf_free(&t->hold);
   SSL_free_buffers(t->ssl); /* refuses (0) while a record is partly read or written: then they stay */
-  SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS); /* until a stream starts again */
+  SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS); /* until more than ticks again */
   t->lean = true;
+  t->busy = 0;
+  t->idled = true;
   BIO *wb = mem_bio();
   if (wb) {
     SSL_set0_wbio(t->ssl, wb); /* frees the old one */
