@@ -1,4 +1,5 @@
-/* tls.c: the TLS transport as inet_tls_dist speaks it, on OpenSSL 3 through memory BIOs: contexts built from
+/* tls.c: the TLS transport as inet_tls_dist speaks it, on OpenSSL 3 through BIOs in memory (ciphertext read where
+ * the caller has it, written to a memory BIO): contexts built from
  * ssl_dist_optfile options, sessions fed ciphertext and plaintext, and a plain-words reason for each refusal. */
 #include <arpa/inet.h>
 #include <openssl/err.h>
@@ -12,6 +13,15 @@
 #include "tls.h"
 
 #define WRITE_CHUNK ((size_t)256 << 10) /* plaintext per SSL_write, so the memory BIO stays small */
+/* Traffic that is more than ticks: a push of more ciphertext than two tick records (a tick is 4 bytes of plaintext, 26
+ * to 33 bytes as a record), a write of more than a tick. The setup runs lean (its records are few); from the
+ * BUSY_OPS-th such push or write since the session went idle (a few are last replies: the handshake's challenge ack is
+ * written just after the connection idles as it comes up, a C peer asks rex for the OTP release) a session keeps its record buffers between records until dist_tls_idle, instead of returning them
+ * after each (SSL_MODE_RELEASE_BUFFERS): measured, the malloc and free of ~17 KiB per record cost 3% of a
+ * ping-pong's instructions. */
+#define TICKS_PUSH 66
+#define TICKS_WRITE 4
+#define BUSY_OPS 8
 
 struct dist_tls_ctx {
   SSL_CTX *ssl;
@@ -26,10 +36,16 @@ struct dist_tls_ctx {
 struct dist_tls {
   dist_tls_ctx *ctx;
   SSL *ssl;
-  BIO *rb, *wb; /* owned by ssl */
+  BIO *rb, *wb;       /* owned by ssl: rb reads src (src_read), wb is a memory BIO */
+  const uint8_t *src; /* ciphertext pushed and not yet taken by OpenSSL: the caller's (borrowed) or hold's */
+  size_t src_len;
+  cn_buf hold; /* what a read left of a push when the next push came, and that push */
   bool up, got_bytes;
-  int err;            /* sticky failure */
-  int verr;           /* first certificate verification error we found, X509_V_ERR_* */
+  bool lean;     /* SSL_MODE_RELEASE_BUFFERS on: record buffers returned after each record (until more than ticks) */
+  unsigned busy; /* pushes and writes of more than ticks since the session went lean */
+  bool idled;    /* dist_tls_idle was called: the setup is over (lean throughout it) */
+  int err;       /* sticky failure */
+  int verr;      /* first certificate verification error we found, X509_V_ERR_* */
   char vsubject[160]; /* the peer's own certificate */
   char vfailed[160];  /* the certificate the error is about, when another one of the chain */
   char vdate[48];
@@ -231,6 +247,59 @@ fail:
   return rc ? rc : CN_EINVAL;
 }
 
+/* ---- The read BIO ------------------------------------------------------------------------------------------- */
+
+/* OpenSSL reads the ciphertext where dist_tls_push's caller has it (t->src) instead of from a copy in a memory BIO
+ * (a copy, and the BIO zeroing its growth: measured ~20% of a 64 KiB TLS receive). Empty: "retry later". */
+static int src_read(BIO *b, char *out, size_t len, size_t *got) {
+  dist_tls *t = BIO_get_data(b);
+  BIO_clear_retry_flags(b);
+  if (!t->src_len) {
+    BIO_set_retry_read(b);
+    *got = 0;
+    return 0;
+  }
+  size_t n = len < t->src_len ? len : t->src_len;
+  memcpy(out, t->src, n);
+  t->src += n;
+  t->src_len -= n;
+  *got = n;
+  return 1;
+}
+
+static long src_ctrl(BIO *b, int cmd, long num, void *ptr) {
+  (void)num;
+  (void)ptr;
+  dist_tls *t = BIO_get_data(b);
+  switch (cmd) {
+  case BIO_CTRL_PENDING: return t ? (long)(t->src_len > LONG_MAX ? LONG_MAX : t->src_len) : 0;
+  case BIO_CTRL_FLUSH: return 1;
+  default: return 0;
+  }
+}
+
+static int src_create(BIO *b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+static BIO_METHOD *src_method;
+static CRYPTO_ONCE src_once = CRYPTO_ONCE_STATIC_INIT;
+static void src_method_init(void) {
+  BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "cnode ciphertext source");
+  if (m && BIO_meth_set_read_ex(m, src_read) && BIO_meth_set_ctrl(m, src_ctrl) && BIO_meth_set_create(m, src_create))
+    src_method = m; /* kept for the life of the process */
+  else BIO_meth_free(m);
+}
+
+/* A BIO reading t->src, or NULL. */
+static BIO *src_bio(dist_tls *t) {
+  if (!CRYPTO_THREAD_run_once(&src_once, src_method_init) || !src_method) return NULL;
+  BIO *b = BIO_new(src_method);
+  if (b) BIO_set_data(b, t);
+  return b;
+}
+
 /* ---- Sessions ------------------------------------------------------------------------------------------ */
 
 unsigned dist_tls_versions(unsigned configured, int otp_release) {
@@ -246,7 +315,7 @@ int dist_tls_new(dist_tls **out, dist_tls_ctx *ctx, const char *peer_host, int o
   t->ctx = ctx;
   t->versions = dist_tls_versions(ctx->versions, otp_release);
   t->ssl = SSL_new(ctx->ssl);
-  t->rb = BIO_new(BIO_s_mem());
+  t->rb = src_bio(t);
   t->wb = BIO_new(BIO_s_mem());
   if (!t->ssl || !t->rb || !t->wb ||
       SSL_set_min_proto_version(t->ssl, t->versions & CN_TLS_V12 ? TLS1_2_VERSION : TLS1_3_VERSION) != 1 ||
@@ -258,8 +327,9 @@ int dist_tls_new(dist_tls **out, dist_tls_ctx *ctx, const char *peer_host, int o
     ERR_clear_error();
     return CN_ENOMEM;
   }
-  BIO_set_mem_eof_return(t->rb, -1); /* empty means "more later", not end of stream */
   SSL_set_bio(t->ssl, t->rb, t->wb);
+  SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
+  t->lean = true;
   SSL_set_app_data(t->ssl, t);
   if (ctx->server) {
     SSL_set_accept_state(t->ssl);
@@ -294,6 +364,7 @@ int dist_tls_new(dist_tls **out, dist_tls_ctx *ctx, const char *peer_host, int o
 void dist_tls_free(dist_tls *t) {
   if (!t) return;
   SSL_free(t->ssl); /* frees both BIOs */
+  cn_buf_free(&t->hold);
   cn_free(t->host);
   cn_free(t);
 }
@@ -430,6 +501,15 @@ static int fail_ssl(dist_tls *t, int sslerr) {
   }
 }
 
+/* Traffic of len bytes at once, more than ticks when over max: the session keeps its record buffers from then on,
+ * until dist_tls_idle returns them. */
+static void busy(dist_tls *t, size_t len, size_t max) {
+  if (t->lean && t->idled && len > max && ++t->busy >= BUSY_OPS) {
+    SSL_clear_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
+    t->lean = false;
+  }
+}
+
 int dist_tls_start(dist_tls *t, cn_buf *out) {
   if (t->err) return t->err;
   if (t->up) return 0;
@@ -458,11 +538,22 @@ int dist_tls_push(dist_tls *t, const uint8_t *in, size_t len, cn_buf *out) {
                   t->ctx->server ? "plaintext peer on a TLS port" : "plaintext answer from the peer", hex);
     }
   }
-  while (len) {
-    int n = BIO_write(t->rb, in, (int)(len > INT_MAX ? INT_MAX : len));
-    if (n <= 0) return fail(t, CN_ENOMEM, "out of memory");
-    in += n;
-    len -= (size_t)n;
+  busy(t, len, TICKS_PUSH);
+  if (t->src_len) {
+    /* A read stopped before taking all of the last push (the caller's window was full): its rest and this push
+     * go to hold, in order (the caller's earlier bytes may not stay). */
+    if (t->src >= t->hold.data && t->src < t->hold.data + t->hold.len) {
+      cn_buf_consume(&t->hold, (size_t)(t->src - t->hold.data));
+    } else {
+      t->hold.len = 0;
+      if (cn_buf_append(&t->hold, t->src, t->src_len)) return fail(t, CN_ENOMEM, "out of memory");
+    }
+    if (cn_buf_append(&t->hold, in, len)) return fail(t, CN_ENOMEM, "out of memory");
+    t->src = t->hold.data;
+    t->src_len = t->hold.len;
+  } else {
+    t->src = in;
+    t->src_len = len;
   }
   if (!t->up) {
     int r = SSL_do_handshake(t->ssl);
@@ -478,7 +569,7 @@ int dist_tls_push(dist_tls *t, const uint8_t *in, size_t len, cn_buf *out) {
 
 size_t dist_tls_readable(const dist_tls *t) {
   int p = SSL_pending(t->ssl);
-  return BIO_ctrl_pending(t->rb) + (size_t)(p > 0 ? p : 0);
+  return t->src_len + (size_t)(p > 0 ? p : 0);
 }
 
 int dist_tls_read(dist_tls *t, uint8_t *dst, size_t room, size_t *got, cn_buf *out) {
@@ -511,6 +602,7 @@ int dist_tls_feed(dist_tls *t, const uint8_t *in, size_t len, cn_buf *plain, cn_
 int dist_tls_write(dist_tls *t, const uint8_t *p, size_t len, cn_buf *out) {
   if (t->err) return t->err;
   if (!t->up) return CN_ESTATE;
+  busy(t, len, TICKS_WRITE);
   while (len) {
     size_t k = len < WRITE_CHUNK ? len : WRITE_CHUNK;
     int n = SSL_write(t->ssl, p, (int)k);
@@ -520,6 +612,29 @@ int dist_tls_write(dist_tls *t, const uint8_t *p, size_t len, cn_buf *out) {
     if (drain(t, out)) return fail(t, CN_ENOMEM, "out of memory");
   }
   return 0;
+}
+
+/* A new empty memory BIO in place of one whose storage has grown. */
+static BIO *mem_bio(void) {
+  BIO *b = BIO_new(BIO_s_mem());
+  if (b) BIO_set_mem_eof_return(b, -1); /* empty means "more later", not end of stream */
+  return b;
+}
+
+void dist_tls_idle(dist_tls *t) {
+  if (!t->up || t->err || t->src_len || BIO_ctrl_pending(t->wb) || SSL_has_pending(t->ssl)) return;
+  cn_buf_free(&t->hold);
+  SSL_free_buffers(t->ssl); /* refuses (0) while a record is partly read or written: then they stay */
+  SSL_set_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS); /* until more than ticks again */
+  t->lean = true;
+  t->busy = 0;
+  t->idled = true;
+  BIO *wb = mem_bio();
+  if (wb) {
+    SSL_set0_wbio(t->ssl, wb); /* frees the old one */
+    t->wb = wb;
+  }
+  ERR_clear_error();
 }
 
 void dist_tls_close(dist_tls *t, cn_buf *out) {

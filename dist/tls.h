@@ -1,4 +1,4 @@
-/* tls.h: internal header of the TLS transport: an OpenSSL session over a pair of memory BIOs. Ciphertext in
+/* tls.h: internal header of the TLS transport: an OpenSSL session over BIOs in memory. Ciphertext in
  * gives plaintext out and plaintext in gives ciphertext out; no sockets, no clock, no blocking calls. The
  * libuv glue (cnode/conn_io.c, cnode/conn_setup.c) moves the bytes. */
 #ifndef DIST_TLS_H
@@ -49,7 +49,9 @@ typedef enum { DIST_TLS_HANDSHAKING = 0, DIST_TLS_UP = 1, DIST_TLS_CLOSED = 2 } 
 
 /* Client: appends the ClientHello to out. Returns 0 or a CN_E* (reason in dist_tls_reason). */
 int dist_tls_start(dist_tls *t, cn_buf *out);
-/* Feeds ciphertext from the peer (borrowed; all of it is taken) and runs the handshake on it; records to send
+/* Feeds ciphertext from the peer and runs the handshake on it. in is borrowed, not copied: OpenSSL reads it where it
+ * is, so it must stay as it is until dist_tls_read has given got 0 (all of it taken) or failed; a push before that
+ * copies what is left of the last one first. (dist_tls_feed reads all at once.) Records to send
  * back (handshake, alerts) are appended to out. The plaintext is taken with dist_tls_read. Returns a
  * dist_tls_state (HANDSHAKING, or UP once the handshake is complete) or, sticky, CN_EAUTH (a certificate was
  * refused, by us or by the peer's alert) / CN_EPROTO (anything else: version mismatch, plaintext peer, bad
@@ -70,6 +72,10 @@ int dist_tls_read(dist_tls *t, uint8_t *dst, size_t room, size_t *got, cn_buf *o
 int dist_tls_feed(dist_tls *t, const uint8_t *in, size_t len, cn_buf *plain, cn_buf *out);
 /* Encrypts len bytes of plaintext (borrowed) into out. Only once UP. Returns 0 or a CN_E*. */
 int dist_tls_write(dist_tls *t, const uint8_t *p, size_t len, cn_buf *out);
+/* Returns the session's buffers while it is idle: OpenSSL's record buffers (SSL_free_buffers; taken again at the
+ * next record) and the memory BIOs' storage (which only grows: they are replaced by empty ones). Does nothing
+ * while ciphertext or plaintext is pending, or before the handshake is complete. */
+void dist_tls_idle(dist_tls *t);
 /* Appends our close_notify to out (nothing if the handshake never completed). */
 void dist_tls_close(dist_tls *t, cn_buf *out);
 bool dist_tls_is_up(const dist_tls *t);
