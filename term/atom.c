@@ -303,11 +303,40 @@ static __attribute__((noinline)) const cn_atom *cache_miss(cn_atoms *tab, cn_ato
   return a;
 }
 
+/* memcmp(a, b, n) == 0 for the short names atoms mostly have, inline: word loads (overlapping at the end), no call. */
+static inline int same_text(const uint8_t *a, const uint8_t *b, size_t n) {
+  if (n >= 8) {
+    uint64_t x, y;
+    size_t i = 0;
+    for (; i + 8 < n; i += 8) {
+      memcpy(&x, a + i, 8);
+      memcpy(&y, b + i, 8);
+      if (x != y) return 0;
+    }
+    memcpy(&x, a + n - 8, 8);
+    memcpy(&y, b + n - 8, 8);
+    return x == y;
+  }
+  if (n >= 4) {
+    uint32_t x0, y0, x1, y1;
+    memcpy(&x0, a, 4);
+    memcpy(&y0, b, 4);
+    memcpy(&x1, a + n - 4, 4);
+    memcpy(&y1, b + n - 4, 4);
+    return x0 == y0 && x1 == y1;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (a[i] != b[i]) return 0;
+  return 1;
+}
+
 const cn_atom *term_atom_cache_peek(const cn_atoms *tab, const cn_atom_cache *c, const char *utf8, size_t len) {
   if (!c || c->tab != tab) return NULL;
   uint32_t h = cache_hash((const uint8_t *)utf8, len);
   const cache_ent *e = &c->e[h & c->mask];
-  return e->a && e->h == h && e->a->len == len && memcmp(e->a->name, utf8, len) == 0 ? e->a : NULL;
+  return e->a && e->h == h && e->a->len == len && same_text((const uint8_t *)e->a->name, (const uint8_t *)utf8, len)
+             ? e->a
+             : NULL;
 }
 
 const cn_atom *term_atoms_intern_cached(cn_atoms *tab, cn_atom_cache *c, const char *utf8, size_t len, size_t limit,
@@ -320,7 +349,7 @@ const cn_atom *term_atoms_intern_cached(cn_atoms *tab, cn_atom_cache *c, const c
   uint32_t h = cache_hash((const uint8_t *)utf8, len);
   cache_ent *e = &c->e[h & c->mask];
   /* The cached atom was interned from exactly this text, so its name is the key: no separate copy. */
-  if (e->a && e->h == h && e->a->len == len && memcmp(e->a->name, utf8, len) == 0) {
+  if (e->a && e->h == h && e->a->len == len && same_text((const uint8_t *)e->a->name, (const uint8_t *)utf8, len)) {
     *err = 0;
     return e->a;
   }
