@@ -208,25 +208,11 @@ uint64_t cn_atoms_refused(cn_atoms *tab) {
 
 /* ---- the decoder's per-connection cache: direct-mapped, single-threaded ---- */
 
-typedef struct cache_ent {
-  const cn_atom *a; /* NULL: empty */
-  uint32_t h;
-} cache_ent;
-
 /* A cache starts with CACHE_FIRST slots (inline) and grows, four times at a time up to its size, each time its
  * misses since the last growth reach CACHE_MISSES per slot (hits cost nothing more): a connection whose peer
  * sends few atoms (or none: ticks only) keeps a few hundred bytes, not 4 KiB. */
 #define CACHE_FIRST 16
 #define CACHE_MISSES 2
-
-struct cn_atom_cache {
-  cn_atoms *tab; /* the table its atoms belong to; NULL until first use */
-  size_t mask;
-  size_t max_mask; /* the size asked for, less one */
-  size_t misses;   /* since the last growth */
-  cache_ent *e;    /* first, or a larger array of its own */
-  cache_ent first[];
-};
 
 cn_atom_cache *cn_atom_cache_new(size_t slots) {
   if (slots == 0) slots = 256;
@@ -263,29 +249,6 @@ static __attribute__((noinline)) void cache_grow(cn_atom_cache *c) {
   c->mask = n - 1;
 }
 
-/* A fast hash of short text: a few overlapping word loads and a multiply per word. */
-static inline uint32_t cache_hash(const uint8_t *s, size_t n) {
-  uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ull, w;
-  if (n >= 8) {
-    size_t i = 0;
-    for (; i + 8 < n; i += 8) {
-      memcpy(&w, s + i, 8);
-      h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
-      h ^= h >> 31;
-    }
-    memcpy(&w, s + n - 8, 8);
-  } else if (n >= 4) {
-    uint32_t lo, hi;
-    memcpy(&lo, s, 4);
-    memcpy(&hi, s + n - 4, 4);
-    w = (uint64_t)lo | (uint64_t)hi << 32;
-  } else {
-    w = n ? (uint64_t)s[0] | (uint64_t)s[n / 2] << 8 | (uint64_t)s[n - 1] << 16 : 0;
-  }
-  h = (h ^ w) * 0x94D049BB133111EBull;
-  return (uint32_t)(h ^ (h >> 32));
-}
-
 /* A lookup that missed: counts it (growing the cache in time), interns and fills the slot. Out of line, so the
  * hit path keeps few registers. */
 static __attribute__((noinline)) const cn_atom *cache_miss(cn_atoms *tab, cn_atom_cache *c, uint32_t h,
@@ -303,13 +266,6 @@ static __attribute__((noinline)) const cn_atom *cache_miss(cn_atoms *tab, cn_ato
   return a;
 }
 
-const cn_atom *term_atom_cache_peek(const cn_atoms *tab, const cn_atom_cache *c, const char *utf8, size_t len) {
-  if (!c || c->tab != tab) return NULL;
-  uint32_t h = cache_hash((const uint8_t *)utf8, len);
-  const cache_ent *e = &c->e[h & c->mask];
-  return e->a && e->h == h && e->a->len == len && memcmp(e->a->name, utf8, len) == 0 ? e->a : NULL;
-}
-
 const cn_atom *term_atoms_intern_cached(cn_atoms *tab, cn_atom_cache *c, const char *utf8, size_t len, size_t limit,
                                         int *err) {
   if (!c || !tab) return term_atoms_intern(tab, utf8, len, limit, err);
@@ -320,7 +276,7 @@ const cn_atom *term_atoms_intern_cached(cn_atoms *tab, cn_atom_cache *c, const c
   uint32_t h = cache_hash((const uint8_t *)utf8, len);
   cache_ent *e = &c->e[h & c->mask];
   /* The cached atom was interned from exactly this text, so its name is the key: no separate copy. */
-  if (e->a && e->h == h && e->a->len == len && memcmp(e->a->name, utf8, len) == 0) {
+  if (e->a && e->h == h && e->a->len == len && same_text((const uint8_t *)e->a->name, (const uint8_t *)utf8, len)) {
     *err = 0;
     return e->a;
   }

@@ -4,6 +4,8 @@
 #define TERM_INT_H
 
 #include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "cn_term.h"
 
@@ -20,8 +22,82 @@ const cn_atom *term_atoms_intern(cn_atoms *tab, const char *utf8, size_t len, si
 const cn_atom *term_atoms_intern_cached(cn_atoms *tab, cn_atom_cache *c, const char *utf8, size_t len, size_t limit,
                                         int *err);
 
+/* The decoder's per-connection atom cache (term/atom.c): direct-mapped, single-threaded. Its lookup is here,
+ * inline, for the one-pass decoder (term/decode.c). */
+typedef struct cache_ent {
+  const cn_atom *a; /* NULL: empty */
+  uint32_t h;
+} cache_ent;
+
+struct cn_atom_cache {
+  cn_atoms *tab; /* the table its atoms belong to; NULL until first use */
+  size_t mask;
+  size_t max_mask; /* the size asked for, less one */
+  size_t misses;   /* since the last growth */
+  cache_ent *e;    /* first, or a larger array of its own */
+  cache_ent first[];
+};
+
+/* A fast hash of short text: a few overlapping word loads and a multiply per word. */
+static inline uint32_t cache_hash(const uint8_t *s, size_t n) {
+  uint64_t h = (uint64_t)n * 0x9E3779B97F4A7C15ull, w;
+  if (n >= 8) {
+    size_t i = 0;
+    for (; i + 8 < n; i += 8) {
+      memcpy(&w, s + i, 8);
+      h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
+      h ^= h >> 31;
+    }
+    memcpy(&w, s + n - 8, 8);
+  } else if (n >= 4) {
+    uint32_t lo, hi;
+    memcpy(&lo, s, 4);
+    memcpy(&hi, s + n - 4, 4);
+    w = (uint64_t)lo | (uint64_t)hi << 32;
+  } else {
+    w = n ? (uint64_t)s[0] | (uint64_t)s[n / 2] << 8 | (uint64_t)s[n - 1] << 16 : 0;
+  }
+  h = (h ^ w) * 0x94D049BB133111EBull;
+  return (uint32_t)(h ^ (h >> 32));
+}
+
+/* memcmp(a, b, n) == 0 for the short names atoms mostly have, inline: word loads (overlapping at the end), no call. */
+static inline int same_text(const uint8_t *a, const uint8_t *b, size_t n) {
+  if (n >= 8) {
+    uint64_t x, y;
+    size_t i = 0;
+    for (; i + 8 < n; i += 8) {
+      memcpy(&x, a + i, 8);
+      memcpy(&y, b + i, 8);
+      if (x != y) return 0;
+    }
+    memcpy(&x, a + n - 8, 8);
+    memcpy(&y, b + n - 8, 8);
+    return x == y;
+  }
+  if (n >= 4) {
+    uint32_t x0, y0, x1, y1;
+    memcpy(&x0, a, 4);
+    memcpy(&y0, b, 4);
+    memcpy(&x1, a + n - 4, 4);
+    memcpy(&y1, b + n - 4, 4);
+    return x0 == y0 && x1 == y1;
+  }
+  for (size_t i = 0; i < n; i++)
+    if (a[i] != b[i]) return 0;
+  return 1;
+}
+
 /* The atom c holds for this text (a hit of term_atoms_intern_cached), or NULL: nothing is interned or counted. */
-const cn_atom *term_atom_cache_peek(const cn_atoms *tab, const cn_atom_cache *c, const char *utf8, size_t len);
+static inline const cn_atom *term_atom_cache_peek(const cn_atoms *tab, const cn_atom_cache *c, const char *utf8,
+                                                  size_t len) {
+  if (!c || c->tab != tab) return NULL;
+  uint32_t h = cache_hash((const uint8_t *)utf8, len);
+  const cache_ent *e = &c->e[h & c->mask];
+  return e->a && e->h == h && e->a->len == len && same_text((const uint8_t *)e->a->name, (const uint8_t *)utf8, len)
+             ? e->a
+             : NULL;
+}
 
 /* The slots c has now (it starts small and grows to the size asked for while lookups miss often); for tests. */
 size_t term_atom_cache_slots(const cn_atom_cache *c);
