@@ -8,30 +8,14 @@ set -u
 BUILD=${1:-build}
 NCONN=${2:-500}
 RUNS=${3:-3}
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-case "$BUILD" in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
-OUT=$BUILD/bench/conn_mem
-LIB=$BUILD/libcnode.a
-[ -f "$LIB" ] || { echo "bench/conn_mem.sh: $LIB not built (make all)"; exit 1; }
-EI_DIR=$(ls -d /usr/lib/erlang/lib/erl_interface-* 2>/dev/null | head -n 1)
-CC=${CC:-cc}
-mkdir -p "$OUT/include/cnode"
-for h in base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h; do cp "$ROOT/$h" "$OUT/include/cnode/" || exit 1; done
-CFLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 -I$EI_DIR/include"
-LDLIBS="-L$EI_DIR/lib -lei -luv -lssl -lcrypto -lpthread -lm"
-$CC $CFLAGS -I"$OUT/include/cnode" -o "$OUT/cnode_bench" "$HERE/cnode_bench.c" "$LIB" $LDLIBS || exit 1
-$CC $CFLAGS -o "$OUT/conn_mem" "$HERE/conn_mem.c" $LDLIBS || exit 1
-PIN=""
-command -v taskset >/dev/null 2>&1 && PIN="taskset -c 0"
-ERL_EPMD_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export ERL_EPMD_PORT
-epmd -port "$ERL_EPMD_PORT" -address 127.0.0.1 >/dev/null 2>&1 &
-EPMD_PID=$!
+SUB=conn_mem
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
+build_plain cnode_bench
+build_ei conn_mem
+start_epmd
 C=""
 trap '[ -n "$C" ] && kill "$C" 2>/dev/null; kill "$EPMD_PID" 2>/dev/null' EXIT
 trap 'exit 1' INT TERM
-sleep 0.3
 COOKIE=mem$$
 H=127.0.0.1
 i=0

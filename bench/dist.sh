@@ -28,55 +28,32 @@
 # BUILD/bench/dist/results.txt.
 set -u
 BUILD=${1:-build}
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-case "$BUILD" in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
-OUT=$BUILD/bench/dist
-mkdir -p "$OUT"
-LIB=$BUILD/libcnode.a
-[ -f "$LIB" ] || { echo "bench/dist.sh: $LIB not built (make all)"; exit 1; }
+SUB=dist
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 command -v erl >/dev/null 2>&1 || { echo "bench/dist.sh: erl not found"; exit 1; }
 
 if [ -n "${BENCH_QUICK:-}" ]; then QUICK=1; REPS=${BENCH_REPS:-3}; NCONN=200; NPROC=1000000
 else QUICK=0; REPS=${BENCH_REPS:-5}; NCONN=500; NPROC=1000000; fi
 
-# ---- build the helpers with the Makefile's flags -------------------------------------------------------------
+# ---- build the helpers (bench/lib.sh) -------------------------------------------------------------
 # The cnode programs are plain programs on the public API, as a user builds them: only the installed headers (staged
 # here the way `make install` lays them out) and the library, no allocator tuning. BENCH_TUNED=1 runs them with
 # glibc tuned as the project's programs once were (mmap threshold 32 MiB, trim threshold 256 MiB, through
 # GLIBC_TUNABLES), to show the tuning no longer matters.
-EI_DIR=$(ls -d /usr/lib/erlang/lib/erl_interface-* 2>/dev/null | head -n 1)
-CC=${CC:-cc}
-mkdir -p "$OUT/include/cnode"
-for h in base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h; do cp "$ROOT/$h" "$OUT/include/cnode/" || exit 1; done
-CFLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 -I$EI_DIR/include"
-LDLIBS="-L$EI_DIR/lib -lei -luv -lssl -lcrypto -lpthread -lm"
-for p in cnode_bench cnode_mem; do
-  $CC $CFLAGS -I"$OUT/include/cnode" -o "$OUT/$p" "$HERE/$p.c" "$LIB" $LDLIBS || exit 1
-done
+build_plain cnode_bench cnode_mem
 CN_ENV=""
 [ -n "${BENCH_TUNED:-}" ] && CN_ENV="env GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456"
-for p in ei_node conn_mem raw_pair; do
-  $CC $CFLAGS -o "$OUT/$p" "$HERE/$p.c" $LDLIBS || exit 1
-done
+build_ei ei_node conn_mem raw_pair
 erlc -o "$OUT" "$HERE/beam_bench.erl" || exit 1
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 PIDS=""
 cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; PIDS=""; }
 trap 'cleanup; exit 1' INT TERM
 trap cleanup EXIT
 
-ERL_EPMD_PORT=$(free_port)
-export ERL_EPMD_PORT
-epmd -port "$ERL_EPMD_PORT" -address 127.0.0.1 >/dev/null 2>&1 &
-EPMD_PID=$!
+start_epmd
 trap 'cleanup; kill $EPMD_PID 2>/dev/null; exit 1' INT TERM
 trap 'cleanup; kill $EPMD_PID 2>/dev/null' EXIT
-sleep 0.3
 COOKIE=bench$$$(date +%s)
 CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 export CLK_TCK

@@ -15,21 +15,10 @@
 #   sh bench/gencall_bound.sh BUILD     (GENCALL_MS per run, default 1000; GENCALL_ROUNDS, default 5: ~1-2 min)
 set -u
 BUILD=${1:-build}
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-case "$BUILD" in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
-OUT=$BUILD/bench/gencall
-LIB=$BUILD/libcnode.a
-[ -f "$LIB" ] || { echo "bench/gencall_bound.sh: $LIB not built (make all)"; exit 1; }
-mkdir -p "$OUT/include/cnode"
-EI_DIR=$(ls -d /usr/lib/erlang/lib/erl_interface-* 2>/dev/null | head -n 1)
-CC=${CC:-cc}
-CFLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2"
-LDLIBS="-luv -lssl -lcrypto -lpthread -lm"
-for h in base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h; do cp "$ROOT/$h" "$OUT/include/cnode/" || exit 1; done
+SUB=gencall
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
 # cnode_bench as a user builds it (installed headers); gs_bound is a bound tool and uses dist/ directly.
-$CC $CFLAGS -I"$EI_DIR/include" -I"$OUT/include/cnode" -o "$OUT/cnode_bench" "$HERE/cnode_bench.c" "$LIB" \
-  -L"$EI_DIR/lib" -lei $LDLIBS || exit 1
+build_plain cnode_bench
 $CC $CFLAGS -I"$ROOT/base" -I"$ROOT/dist" -I"$ROOT/term" -o "$OUT/gs_bound" "$HERE/gs_bound.c" "$LIB" $LDLIBS || exit 1
 erlc -o "$OUT" "$HERE/beam_bench.erl" || exit 1
 

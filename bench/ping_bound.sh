@@ -15,33 +15,17 @@ COUNT=${3:-10000}
 if [ -n "${BENCH_QUICK:-}${MAKELEVEL:-}" ] && [ -z "${BENCH_PING_BOUND:-}" ]; then
   echo "bench/ping_bound.sh: skipped under make bench (BENCH_PING_BOUND=1 to run it)"; exit 0
 fi
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-case "$BUILD" in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
-OUT=$BUILD/bench/ping_bound
-mkdir -p "$OUT/include/cnode"
-LIB=$BUILD/libcnode.a
-[ -f "$LIB" ] || { echo "bench/ping_bound.sh: $LIB not built (make all)"; exit 1; }
-EI_DIR=$(ls -d /usr/lib/erlang/lib/erl_interface-* 2>/dev/null | head -n 1)
-CC=${CC:-cc}
-for h in base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h; do cp "$ROOT/$h" "$OUT/include/cnode/" || exit 1; done
-CFLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 -I$EI_DIR/include"
-LDLIBS="-L$EI_DIR/lib -lei -luv -lssl -lcrypto -lpthread -lm"
-$CC $CFLAGS -I"$OUT/include/cnode" -o "$OUT/cnode_bench" "$HERE/cnode_bench.c" "$LIB" $LDLIBS || exit 1
-for p in ei_node ping_bound; do $CC $CFLAGS -o "$OUT/$p" "$HERE/$p.c" $LDLIBS || exit 1; done
+SUB=ping_bound
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
+build_plain cnode_bench
+build_ei ei_node ping_bound
 erlc -o "$OUT" "$HERE/beam_bench.erl" || exit 1
 
-PIN=""
-command -v taskset >/dev/null 2>&1 && PIN="taskset -c 0"
 PIDS=""
 cleanup() { for p in $PIDS; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; PIDS=""; }
-ERL_EPMD_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export ERL_EPMD_PORT
-epmd -port "$ERL_EPMD_PORT" -address 127.0.0.1 >/dev/null 2>&1 &
-EPMD_PID=$!
+start_epmd
 trap 'cleanup; kill $EPMD_PID 2>/dev/null; exit 1' INT TERM
 trap 'cleanup; kill $EPMD_PID 2>/dev/null' EXIT
-sleep 0.3
 COOKIE=pb$$$(date +%s)
 H=127.0.0.1
 ERLOPTS="-noshell -noinput -setcookie $COOKIE -connect_all false -kernel net_ticktime 60 -pa $OUT"

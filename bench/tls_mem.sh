@@ -11,20 +11,9 @@ BUILD=${1:-build}
 NCONN=${2:-200}
 BYTES=${3:-0}
 RUNS=${4:-3}
-HERE=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-case "$BUILD" in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
-OUT=$BUILD/bench/tls_mem
-LIB=$BUILD/libcnode.a
-[ -f "$LIB" ] || { echo "bench/tls_mem.sh: $LIB not built (make all)"; exit 1; }
-EI_DIR=$(ls -d /usr/lib/erlang/lib/erl_interface-* 2>/dev/null | head -n 1)
-CC=${CC:-cc}
-mkdir -p "$OUT/include/cnode"
-for h in base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h; do cp "$ROOT/$h" "$OUT/include/cnode/" || exit 1; done
-CFLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 -I$EI_DIR/include"
-LDLIBS="-L$EI_DIR/lib -lei -luv -lssl -lcrypto -lpthread -lm"
-$CC $CFLAGS -I"$OUT/include/cnode" -o "$OUT/cnode_bench" "$HERE/cnode_bench.c" "$LIB" $LDLIBS || exit 1
-$CC $CFLAGS -I"$OUT/include/cnode" -o "$OUT/tls_mem" "$HERE/tls_mem.c" "$LIB" $LDLIBS || exit 1
+SUB=tls_mem
+. "$(cd "$(dirname "$0")" && pwd)/lib.sh"
+build_plain cnode_bench tls_mem
 T=$(mktemp -d "${TMPDIR:-/tmp}/cnode-tlsmem.XXXXXX")
 (cd "$T" && {
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -subj /CN=ca -days 3
@@ -37,16 +26,10 @@ cat >"$T/dist.conf" <<CONF
            {verify, verify_peer}, {fail_if_no_peer_cert, true}]},
  {client, [{certfile, "$T/node.pem"}, {keyfile, "$T/node.key"}, {cacertfile, "$T/ca.pem"}, {verify, verify_peer}]}].
 CONF
-PIN=""
-command -v taskset >/dev/null 2>&1 && PIN="taskset -c 0"
-ERL_EPMD_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-export ERL_EPMD_PORT
-epmd -port "$ERL_EPMD_PORT" -address 127.0.0.1 >/dev/null 2>&1 &
-EPMD_PID=$!
+start_epmd
 C=""
 trap '[ -n "$C" ] && kill "$C" 2>/dev/null; kill "$EPMD_PID" 2>/dev/null; rm -rf "$T"' EXIT
 trap 'exit 1' INT TERM
-sleep 0.3
 COOKIE=mem$$
 WAIT=1
 [ "$BYTES" -gt 0 ] && WAIT=32
