@@ -8,18 +8,7 @@
 #include <unistd.h>
 
 #include "ei.h"
-
-static long vmrss_kib(const char *pid) {
-  char path[64], line[256];
-  long kib = -1;
-  snprintf(path, sizeof path, "/proc/%s/status", pid);
-  FILE *f = fopen(path, "r");
-  if (!f) return -1;
-  while (fgets(line, sizeof line, f))
-    if (sscanf(line, "VmRSS: %ld", &kib) == 1) break;
-  fclose(f);
-  return kib;
-}
+#include "bench_rss.h"
 
 int main(int argc, char **argv) {
   if (argc < 6) {

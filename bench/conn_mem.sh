@@ -24,11 +24,7 @@ while [ $i -lt "$RUNS" ]; do
   : >"$OUT/c.log"
   $PIN ${MEM_WRAP:-} "$OUT/cnode_bench" "cm$$x$i@$H" "$COOKIE" >"$OUT/c.log" 2>&1 &
   C=$!
-  j=0
-  until grep -q '^ready' "$OUT/c.log" 2>/dev/null; do
-    j=$((j + 1)); [ $j -gt 300 ] && { echo "bench/conn_mem.sh: cnode_bench did not start"; cat "$OUT/c.log"; exit 1; }
-    sleep 0.1
-  done
+  wait_ready "$OUT/c.log" cnode_bench
   PORT=$(sed -n 's/^ready //p' "$OUT/c.log")
   $PIN "$OUT/conn_mem" $H "$PORT" "$COOKIE" "$NCONN" "$C"
   kill "$C" 2>/dev/null; wait "$C" 2>/dev/null; C=""

@@ -62,12 +62,6 @@ RES=$OUT/results.txt
 ERLOPTS="-noshell -noinput -setcookie $COOKIE -connect_all false -kernel net_ticktime 60 -pa $OUT"
 H=127.0.0.1
 
-wait_ready() { # file what
-  i=0
-  until grep -q ready "$1" 2>/dev/null; do
-    i=$((i + 1)); [ $i -gt 100 ] && { echo "bench/dist.sh: $2 did not start"; cat "$1"; exit 1; }; sleep 0.1
-  done
-}
 wait_epmd() { # alive
   i=0
   until epmd -port "$ERL_EPMD_PORT" -names 2>/dev/null | grep -q "name $1 "; do

@@ -6,6 +6,7 @@
 #   build_ei PROG...     bench/PROG.c on erl_interface alone (no libcnode)
 #   free_port            a free TCP port on loopback
 #   start_epmd           a private EPMD on a free port: ERL_EPMD_PORT (exported) and EPMD_PID; the script stops it
+#   wait_ready FILE WHAT until a program's log FILE has its "ready" line (30 s at most; else its log, and exit 1)
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 case "$BUILD" in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
@@ -38,4 +39,11 @@ start_epmd() {
   epmd -port "$ERL_EPMD_PORT" -address 127.0.0.1 >/dev/null 2>&1 &
   EPMD_PID=$!
   sleep 0.3
+}
+wait_ready() {
+  _i=0
+  until grep -q '^ready' "$1" 2>/dev/null; do
+    _i=$((_i + 1)); [ $_i -gt 300 ] && { echo "bench/$(basename "$0"): $2 did not start"; cat "$1"; exit 1; }
+    sleep 0.1
+  done
 }

@@ -39,11 +39,7 @@ while [ $i -lt "$RUNS" ]; do
   : >"$OUT/c.log"
   CNODE_BENCH_TLS=$T/dist.conf $PIN ${MEM_WRAP:-} "$OUT/cnode_bench" "tm$$x$i@127.0.0.1" "$COOKIE" >"$OUT/c.log" 2>&1 &
   C=$!
-  j=0
-  until grep -q '^ready' "$OUT/c.log" 2>/dev/null; do
-    j=$((j + 1)); [ $j -gt 300 ] && { echo "bench/tls_mem.sh: cnode_bench did not start"; cat "$OUT/c.log"; exit 1; }
-    sleep 0.1
-  done
+  wait_ready "$OUT/c.log" cnode_bench
   sleep 0.3
   "$OUT/tls_mem" "tm$$x$i@127.0.0.1" "$COOKIE" "$NCONN" "$C" "$T/dist.conf" "$BYTES" "$WAIT" &
   M=$!
