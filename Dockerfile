@@ -7,7 +7,7 @@
 FROM debian:12 AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      build-essential erlang-dev libuv1-dev libssl-dev uthash-dev libmicrohttpd-dev pkg-config \
+      build-essential erlang-dev libuv1-dev liburing-dev libc-ares-dev libssl-dev uthash-dev libmicrohttpd-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -15,7 +15,7 @@ RUN make -j"$(nproc)" BUILD=/out /out/cnode /out/cnode-epmd && strip /out/cnode 
 
 FROM debian:12-slim
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libuv1 libssl3 libmicrohttpd12 \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libuv1 liburing2 libc-ares2 libssl3 libmicrohttpd12 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /home/cnode --create-home cnode
 COPY --from=build /out/cnode /out/cnode-epmd /usr/local/bin/

@@ -5,7 +5,7 @@ BUILD   ?= build
 CC      ?= cc
 SAN     ?=
 EI_DIR  := $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
-PKGS    := erlang-nox erlang-dev erlang-ssl elixir libuv1-dev libssl-dev libcmocka-dev uthash-dev clang libclang-rt-14-dev \
+PKGS    := erlang-nox erlang-dev erlang-ssl elixir libuv1-dev liburing-dev libssl-dev libcmocka-dev uthash-dev clang libclang-rt-14-dev \
            clang-tools clang-format cppcheck pkg-config libmicrohttpd-dev python3-yaml iproute2 \
            libc-ares-dev dnsmasq-base nftables iptables libmnl-dev libnetfilter-queue-dev
 
@@ -24,7 +24,7 @@ STAGED_H := $(addprefix $(BUILD)/include/cnode/,$(notdir $(PUBLIC_H)))
 OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) -fPIC \
            -Ibase -Iterm -Iepmd -Idist -Icnode -Iotp -Ihorde_compat -Icluster -Isorted_set -I$(EI_DIR)/include $(EXTRA_CFLAGS)
-LDLIBS  := -L$(EI_DIR)/lib -lei -luv -lcares -lssl -lcrypto -lpthread -lm
+LDLIBS  := -L$(EI_DIR)/lib -lei -luv -luring -lcares -lssl -lcrypto -lpthread -lm
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS += -fsanitize=address,undefined
@@ -70,7 +70,7 @@ $(LIB_OBJ): CFLAGS += -fvisibility=hidden
 # libei, or its own names, cannot clash with ours. The SONAME carries the major version.
 $(BUILD)/libcnode.so.$(VERSION): $(LIB_OBJ) pkg/libcnode.map
 	$(Q)$(CC) -shared $(LDFLAGS) -Wl,-soname,$(SONAME) -Wl,--version-script=pkg/libcnode.map -o $@ $(LIB_OBJ) \
-	  $(EI_DIR)/lib/libei.a -luv -lcares -lssl -lcrypto -lpthread -lm
+	  $(EI_DIR)/lib/libei.a -luv -luring -lcares -lssl -lcrypto -lpthread -lm
 
 $(BUILD)/$(SONAME): $(BUILD)/libcnode.so.$(VERSION)
 	$(Q)ln -sf $(notdir $<) $@

@@ -22,7 +22,7 @@ EI=$(ls -d /usr/lib/erlang/lib/erl_interface-* | head -n 1)
 make -s --no-print-directory -C "$ROOT" BUILD="$BUILD" \
   $(for h in cn_base.h cn_term.h cn_tls.h cnode.h horde.h; do echo "$BUILD/include/cnode/$h"; done) || exit 1
 cc -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -I"$BUILD/include" -o "$OUT/crdt_bench" "$HERE/crdt_bench.c" \
-  "$BUILD/libcnode.a" -L"$EI/lib" -lei -luv -lcares -lssl -lcrypto -lpthread -lm || exit 1
+  "$BUILD/libcnode.a" -L"$EI/lib" -lei -luv -luring -lcares -lssl -lcrypto -lpthread -lm || exit 1
 erlc -o "$OUT" "$ROOT/interop/crdt_peer.erl" "$HERE/crdt_beam.erl" || exit 1
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

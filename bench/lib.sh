@@ -7,7 +7,7 @@
 #   free_port            a free TCP port on loopback
 #   start_epmd           a private EPMD on a free port: ERL_EPMD_PORT (exported) and EPMD_PID; the script stops it
 #   wait_ready FILE WHAT until a program's log FILE has its "ready" line (30 s at most; else its log, and exit 1)
-HERE=$(cd "$(dirname "$0")" && pwd)
+HERE=${HERE0:-$(cd "$(dirname "$0")" && pwd)}
 ROOT=$(cd "$HERE/.." && pwd)
 case "$BUILD" in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
 OUT=$BUILD/bench/$SUB
@@ -17,7 +17,7 @@ mkdir -p "$OUT/include/cnode"
 EI_DIR=$(ls -d /usr/lib/erlang/lib/erl_interface-* 2>/dev/null | head -n 1)
 CC=${CC:-cc}
 CFLAGS="-std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g -O2 -I$EI_DIR/include"
-LDLIBS="-L$EI_DIR/lib -lei -luv -lssl -lcrypto -lpthread -lm"
+LDLIBS="-L$EI_DIR/lib -lei -luv -luring -lcares -lssl -lcrypto -lpthread -lm"
 for h in base/cn_base.h term/cn_term.h dist/cn_tls.h cnode/cnode.h otp/cn_global.h; do
   cp "$ROOT/$h" "$OUT/include/cnode/" || exit 1
 done

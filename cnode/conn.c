@@ -141,6 +141,7 @@ static void drop_socket(cn_conn *c) {
   }
   if (c->tcp_open) {
     c->tcp_open = false;
+    uring_cancel(c); /* a recv of the ring holds the socket and c (its completion drops c) */
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
   }
 }

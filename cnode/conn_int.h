@@ -57,6 +57,9 @@ struct cn_conn {
   cn_chunk_pool spare; /* earlier read chunks, reused once their binaries are freed */
   bool held;           /* a message dispatched from the current input holds a chunk */
   bool read_big;       /* a read filled its buffer: read READ_CHUNK at a time (until idle again) */
+  bool ur_reading;     /* a recv of cn_node_run's ring is in flight into in's free room (it holds a reference) */
+  bool ur_cancelled;   /* and its cancellation was asked for */
+  size_t ur_len;       /* the room that recv was given */
   uint64_t idle_mark;  /* msgs_in at the last tick timer: unchanged at the next, the buffers go back */
   cn_buf out;          /* accumulating (plaintext) */
   conn_segs oseg;      /* out's large binaries, left out of it (plain TCP) */
@@ -138,6 +141,11 @@ void conn_in_free(cn_conn *c);
 void conn_idle(cn_conn *c);
 /* Starts reading from c's socket. */
 void conn_start_io(cn_conn *c);
+/* Read buffer room for the next read (small while the connection is idle), in c->in's free room. */
+int conn_read_room(cn_conn *c, uv_buf_t *buf);
+/* A read of nread bytes (or a UV_* error, UV_EOF) into the room conn_read_room gave, buflen bytes of it. */
+void conn_read_done(cn_conn *c, ssize_t nread, size_t buflen);
+
 /* Handshakes and dispatches everything complete in c->in. */
 void conn_process_input(cn_conn *c);
 

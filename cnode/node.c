@@ -115,7 +115,10 @@ int cn_node_new(cn_node **out, uv_loop_t *loop, const cn_node_opts *o) {
   n->otp_release = o->otp_release;
   n->dirty_threads = o->dirty_threads;
   if (o->tls && (rc = conn_tls_init(n, o->tls))) goto fail;
-  n->flags = DIST_FLAGS_DEFAULT & ~(uint64_t)(n->hidden ? DFLAG_PUBLISHED : 0);
+#ifndef EXP_FLAGS_OFF
+#define EXP_FLAGS_OFF 0
+#endif
+  n->flags = DIST_FLAGS_DEFAULT & ~(uint64_t)(n->hidden ? DFLAG_PUBLISHED : 0) & ~(uint64_t)(EXP_FLAGS_OFF);
   n->next_id = 1;
   n->runq_tail = NULL;
   n->ts_tail = &n->ts_head;
@@ -228,12 +231,13 @@ void node_run(cn_node *n, size_t budget) {
   }
 }
 
-static void on_idle(uv_idle_t *h) {
-  cn_node *n = h->data;
+void node_turn(cn_node *n) {
   node_run(n, TURN_BUDGET);
-  if (!n->runq_head) uv_idle_stop(&n->idle);
+  if (!n->runq_head && uv_is_active((uv_handle_t *)&n->idle)) uv_idle_stop(&n->idle);
   conn_flush_all(n);
 }
+
+static void on_idle(uv_idle_t *h) { node_turn(h->data); }
 
 static void on_prepare(uv_prepare_t *h) { conn_flush_all(h->data); }
 
@@ -605,9 +609,19 @@ static void on_async(uv_async_t *h) {
   if (stop) shutdown_node(n);
 }
 
+/* The loop until it has nothing left: through the ring when cn_node_run set one up. */
+static void node_loop(cn_node *n) {
+  if (n->ur && pthread_equal(n->ur_thread, pthread_self())) uring_run(n, n->loop);
+  else uv_run(n->loop, UV_RUN_DEFAULT);
+}
+
 int cn_node_run(cn_node *n) {
-  int rc = uv_run(n->loop, UV_RUN_DEFAULT);
-  (void)rc;
+  if (!n->ur_tried) {
+    n->ur_tried = true;
+    n->ur_thread = pthread_self();
+    if (uring_wanted()) uring_open(n);
+  }
+  node_loop(n);
   return n->run_status;
 }
 
@@ -620,7 +634,7 @@ void cn_node_free(cn_node *n) {
   if (!n) return;
   if (!n->stopping) {
     shutdown_node(n);
-    uv_run(n->loop, UV_RUN_DEFAULT);
+    node_loop(n);
   }
   dirty_free(n);
   while (n->runq_head) {
@@ -668,6 +682,7 @@ void cn_node_free(cn_node *n) {
     uv_run(n->loop, UV_RUN_DEFAULT);
     uv_loop_close(n->loop);
   }
+  uring_close(n);
   proc_msg_spares_free(n);
   pthread_mutex_destroy(&n->ts_lock);
   cn_atoms_free(n->atoms);

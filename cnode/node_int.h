@@ -46,6 +46,7 @@ static inline unsigned node_hash_bytes(const void *key, size_t len) {
 #include "tls.h"
 
 typedef struct cn_conn cn_conn;
+typedef struct cn_uring cn_uring;
 
 /* One queued message. */
 typedef struct cn_msg {
@@ -256,6 +257,9 @@ struct cn_node {
   cn_proc *runq_head, *runq_tail;
   uv_idle_t idle;       /* active while the run queue is not empty */
   uv_prepare_t prepare; /* flushes connection output before the loop blocks */
+  cn_uring *ur;         /* cn_node_run's io_uring (uring.c), NULL without one */
+  pthread_t ur_thread;  /* the thread that set it up: the only one that may submit to it */
+  bool ur_tried;
   cn_pid sys_pid;       /* sender of messages sent without a process */
   cn_pid gl_pid;        /* group leader lent to remote calls: answers io requests */
   int otp_release;      /* the release whose term semantics the node follows (cn_node_otp_release) */
@@ -296,6 +300,21 @@ void node_schedule(cn_node *n, cn_proc *p);
 /* Runs processes of the run queue for up to budget messages (the loop's idle turn, and a read whose messages
  * hold its chunk: their handlers give it back before the next read). */
 void node_run(cn_node *n, size_t budget);
+/* One turn of the run queue (TURN_BUDGET messages) and the output it made flushed: the loop's idle turn. */
+void node_turn(cn_node *n);
+
+/* uring.c: cn_node_run's io_uring loop (Linux) */
+/* False when CNODE_IO_URING=0 asks for libuv alone. */
+bool uring_wanted(void);
+/* Sets up n->ur (0), or leaves it NULL when io_uring cannot be had (CN_EIO, CN_ENOMEM). */
+int uring_open(cn_node *n);
+void uring_close(cn_node *n);
+/* Runs loop until it has nothing left to do or uv_stop, c's reads through the ring; returns 0. */
+int uring_run(cn_node *n, uv_loop_t *loop);
+/* Queues c's next recv (submitted with the loop's next io_uring_enter); CN_ENOMEM, CN_EIO. */
+int uring_read(cn_conn *c);
+/* Asks for c's recv in flight to end (the socket is closing). */
+void uring_cancel(cn_conn *c);
 void node_notify(cn_node *n, const cn_atom *peer, bool up, const char *reason);
 /* A new reference of this node. */
 cn_ref node_make_ref(cn_node *n);

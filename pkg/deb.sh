@@ -106,7 +106,7 @@ control $RT libs "$deps" "C node for Erlang/Elixir clusters - library and progra
 printf 'libcnode %s %s (>= %s)\n' "$MAJOR" "$RT" "$VERSION" >"$BUILD/deb/$RT/DEBIAN/shlibs"
 printf 'activate-noawait ldconfig\n' >"$BUILD/deb/$RT/DEBIAN/triggers"
 
-control $DEV libdevel "$RT (= $DEBVER), libuv1-dev, libc-ares-dev, libssl-dev, erlang-dev" \
+control $DEV libdevel "$RT (= $DEBVER), libuv1-dev, liburing-dev, libc-ares-dev, libssl-dev, erlang-dev" \
   "C node for Erlang/Elixir clusters - development files" \
 " libcnode makes a C program a full node of an Erlang or Elixir cluster.
  .
