@@ -200,6 +200,7 @@ typedef struct cn_conn_info {
   bool initiator;      /* this node connected (else it accepted) */
   bool hidden;         /* up and the peer announced itself hidden */
   bool tls;            /* the connection runs TLS */
+  bool io_uring;       /* read through cn_node_run's io_uring (else libuv's reads) */
   uint64_t bytes_in, bytes_out, messages_in, messages_out; /* as cn_node_stats, this connection only */
   uint64_t busy_suspensions;                               /* senders suspended on this connection's queue */
   size_t queue_bytes; /* bytes waiting to go out: framed and in the write under way, plus what was queued before

@@ -334,6 +334,7 @@ static void conn_info(const cn_conn *c, cn_conn_info *o) {
   o->initiator = c->initiator;
   o->hidden = c->state == C_UP && !(c->peer_flags & DFLAG_PUBLISHED);
   o->tls = c->tls != NULL;
+  o->io_uring = c->ur;
   o->bytes_in = c->bytes_in;
   o->bytes_out = c->bytes_out;
   o->messages_in = c->msgs_in;

@@ -57,7 +57,8 @@ struct cn_conn {
   cn_chunk_pool spare; /* earlier read chunks, reused once their binaries are freed */
   bool held;           /* a message dispatched from the current input holds a chunk */
   bool read_big;       /* a read filled its buffer: read READ_CHUNK at a time (until idle again) */
-  bool ur_reading;     /* a recv of cn_node_run's ring is in flight into in's free room (it holds a reference) */
+  bool ur;             /* read through cn_node_run's ring (uring.c) */
+  bool ur_reading;     /* a recv of the ring is in flight into in's free room (it holds a reference) */
   bool ur_cancelled;   /* and its cancellation was asked for */
   size_t ur_len;       /* the room that recv was given */
   uint64_t idle_mark;  /* msgs_in at the last tick timer: unchanged at the next, the buffers go back */

@@ -610,7 +610,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 void conn_start_io(cn_conn *c) {
   c->tcp.data = c;
   uv_tcp_nodelay(&c->tcp, 1);
-  if (c->n->ur && !c->tls && !uring_read(c)) return; /* cn_node_run's ring reads it */
+  if (c->n->ur && !c->tls && !uring_read(c)) { /* cn_node_run's ring reads it */
+    c->ur = true;
+    return;
+  }
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 

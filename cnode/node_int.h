@@ -260,11 +260,11 @@ struct cn_node {
   cn_uring *ur;         /* cn_node_run's io_uring (uring.c), NULL without one */
   pthread_t ur_thread;  /* the thread that set it up: the only one that may submit to it */
   bool ur_tried;
-  cn_pid sys_pid;       /* sender of messages sent without a process */
-  cn_pid gl_pid;        /* group leader lent to remote calls: answers io requests */
-  int otp_release;      /* the release whose term semantics the node follows (cn_node_otp_release) */
-  bool otp_known;       /* set by cn_node_opts.otp_release, or learned from a peer */
-  cn_pid otp_asker;     /* asks new peers their release until one answers (node NULL: not learning) */
+  cn_pid sys_pid;   /* sender of messages sent without a process */
+  cn_pid gl_pid;    /* group leader lent to remote calls: answers io requests */
+  int otp_release;  /* the release whose term semantics the node follows (cn_node_otp_release) */
+  bool otp_known;   /* set by cn_node_opts.otp_release, or learned from a peer */
+  cn_pid otp_asker; /* asks new peers their release until one answers (node NULL: not learning) */
   cn_alias_ent *aliases;
   cn_mon_in *mons_in; /* every monitor held on a local process, by reference */
   cn_entry *entries;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <liburing.h>
 
 #include "cnode.h"
 #include "dist.h"
@@ -134,6 +135,19 @@ static void good_start(cn_node *n, int status, void *ctx) {
 static void good_collect(cn_proc *self, const cn_term *msg, void *state) {
   (void)self;
   if (cn_is_atom(msg, "still_here")) ((good *)state)->got++;
+}
+
+/* The peer's entry in n's connection list (racy reads of plain words, fine for a test); false when absent. */
+static bool conn_of(cn_node *n, const char *peer, cn_conn_info *out) {
+  cn_conn_info v[16];
+  size_t k = cn_node_conns(n, v, 16);
+  for (size_t i = 0; i < k && i < 16; i++) {
+    if (v[i].node && !strcmp(v[i].node->name, peer)) {
+      *out = v[i];
+      return true;
+    }
+  }
+  return false;
 }
 
 static void assert_still_serving(void) {
@@ -348,6 +362,52 @@ static void test_peer_never_reads(void **st) {
   sleep_ms(200);
 }
 
+/* cn_node_run reads plain TCP through io_uring where the kernel gives a ring; CNODE_IO_URING=0 keeps libuv's
+ * reads; either way messages go both ways, and a connection that carried a large message then idles. */
+static void test_reads_ring_or_libuv(void **st) {
+  (void)st;
+  struct io_uring probe;
+  bool ring = io_uring_queue_init(4, &probe, 0) == 0;
+  if (ring) io_uring_queue_exit(&probe);
+  for (int mode = 0; mode < 2; mode++) {
+    if (mode) setenv("CNODE_IO_URING", "0", 1);
+    char name[64];
+    snprintf(name, sizeof name, "ring%d@127.0.0.1", mode);
+    good g = {0};
+    cn_node_opts o = {.name = name,
+                      .cookie = "secret",
+                      .epmd_port = epmd_port,
+                      .listen_addr = "127.0.0.1",
+                      .log_level = CN_LOG_ERROR};
+    assert_int_equal(cn_node_new(&g.n, NULL, &o), 0);
+    cn_pid me;
+    assert_int_equal(cn_spawn(g.n, good_collect, &g, NULL, &me), 0);
+    assert_int_equal(cn_node_start(g.n, good_start, &g), 0);
+    pthread_create(&g.th, NULL, run, g.n);
+    for (int i = 0; i < 500 && !g.ready; i++) sleep_ms(10);
+    assert_int_equal(g.ready, 1);
+    const cn_atom *v = cn_intern(g.n, "victim@127.0.0.1");
+    /* a 1 MiB binary first (the read buffers grow), then the echoes */
+    static uint8_t big[1 << 20];
+    assert_int_equal(
+        cn_send_threadsafe(g.n, NULL, "echo", v, cn_mk_tuple(2, cn_mk_pid(me), cn_mk_binary(big, sizeof big))), 0);
+    for (int i = 0; i < 100; i++)
+      assert_int_equal(
+          cn_send_threadsafe(g.n, NULL, "echo", v, cn_mk_tuple(2, cn_mk_pid(me), cn_mk_atomc(g.n, "still_here"))), 0);
+    for (int i = 0; i < 500 && g.got < 100; i++) sleep_ms(10);
+    assert_int_equal(g.got, 100);
+    cn_conn_info ci;
+    assert_true(conn_of(g.n, "victim@127.0.0.1", &ci));
+    assert_int_equal(ci.io_uring, ring && !mode);
+    assert_true(conn_of(victim, name, &ci));
+    assert_int_equal(ci.io_uring, ring); /* the victim's loop started with the ring allowed */
+    cn_node_stop(g.n);
+    pthread_join(g.th, NULL);
+    cn_node_free(g.n);
+    if (mode) unsetenv("CNODE_IO_URING");
+  }
+}
+
 static void test_many_connections(void **st) {
   (void)st;
   int fds[500];
@@ -361,6 +421,7 @@ int main(void) {
       cmocka_unit_test(test_silent_and_slow_peers),      cmocka_unit_test(test_wrong_cookie),
       cmocka_unit_test(test_oversized_frame_and_counts), cmocka_unit_test(test_atom_flood),
       cmocka_unit_test(test_peer_never_reads),           cmocka_unit_test(test_many_connections),
+      cmocka_unit_test(test_reads_ring_or_libuv),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
