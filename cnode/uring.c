@@ -36,7 +36,7 @@ struct cn_uring {
   struct io_uring ring;
   size_t inflight;    /* recvs and cancellations whose completions are still to come */
   bool backend_armed; /* the poll of libuv's descriptor is in flight */
-  bool timeout_armed; /* the timeout is in flight, expiring at deadline (CLOCK_MONOTONIC, ns) */
+  bool timeout_armed; /* the timeout is in flight, expiring at deadline (the loop's time, ms) */
   uint64_t deadline;
   struct __kernel_timespec ts; /* the expiry the kernel reads as the next submission takes it */
 };
@@ -124,12 +124,13 @@ static void read_done(cn_conn *c, int res) {
 /* libuv's next timer, tmo ms from now (-1: none): the ring's timeout expires no later. It is one request that stays
  * in flight across waits and is moved only to an earlier expiry (a later one just wakes the loop early, once): a
  * wait with a timeout of its own arms and cancels a kernel timer on every call, ~150 ns of each round trip. */
-static void deadline_set(cn_uring *u, int tmo) {
+static void deadline_set(cn_uring *u, uv_loop_t *loop, int tmo) {
   if (tmo < 0) return; /* nothing to wake up for: an armed timeout may still expire, a wake-up for nothing */
-  uint64_t dl = uv_hrtime() + (uint64_t)tmo * 1000000u;
-  if (u->timeout_armed && u->deadline <= dl) return;
+  uint64_t dl_ms = uv_now(loop) + (uint64_t)tmo; /* the loop's clock: no clock read on the way to a wait */
+  if (u->timeout_armed && u->deadline <= dl_ms) return;
   struct io_uring_sqe *s = sqe_get(u);
   if (!s) return;
+  uint64_t dl = uv_hrtime() + (uint64_t)tmo * 1000000u;
   u->ts = (struct __kernel_timespec){.tv_sec = (long long)(dl / 1000000000u), .tv_nsec = (long long)(dl % 1000000000u)};
   if (u->timeout_armed) {
     io_uring_prep_timeout_update(s, &u->ts, UR_TIMEOUT, IORING_TIMEOUT_ABS);
@@ -139,7 +140,7 @@ static void deadline_set(cn_uring *u, int tmo) {
     io_uring_sqe_set_data64(s, UR_TIMEOUT);
     u->timeout_armed = true;
   }
-  u->deadline = dl;
+  u->deadline = dl_ms;
 }
 
 /* Handles every completion there is; returns true when libuv's descriptor was ready or its timer due. */
@@ -190,7 +191,7 @@ int uring_run(cn_node *n, uv_loop_t *loop) {
       io_uring_submit_and_get_events(&u->ring);
       uv_due = true;
     } else {
-      deadline_set(u, tmo);
+      deadline_set(u, loop, tmo);
       io_uring_submit_and_wait(&u->ring, 1);
     }
     uv_update_time(loop);
