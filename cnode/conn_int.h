@@ -78,11 +78,12 @@ struct cn_conn {
   uint64_t peer_flags; /* a socketless test connection: set before conn_up; else taken from the handshake */
   pend *pend_head, **pend_tail;
   size_t pend_bytes;
-  char addr[80];         /* the peer's address, for logs before its name is known */
-  cn_proc *susp;         /* processes suspended until this connection's queue drains */
-  cn_atom_cache *acache; /* atoms this peer sends, found without the table's lock (NULL: none yet, made with the
+  char addr[80];           /* the peer's address, for logs before its name is known */
+  cn_proc *susp;           /* processes suspended until this connection's queue drains */
+  const cn_atom *reg_name; /* the name the last REG_SEND from this peer went to (dist_ctl_fast) */
+  cn_atom_cache *acache;   /* atoms this peer sends, found without the table's lock (NULL: none yet, made with the
                          * first message, or out of memory) */
-  bool dropping;         /* queue_limit reached: logged once until it drains */
+  bool dropping;           /* queue_limit reached: logged once until it drains */
   cn_conn *unnamed_next;
   int fail; /* a cn_setup_fail + 1 set before conn_setup_failed; 0: by state */
   uint64_t bytes_in, bytes_out, msgs_in, msgs_out, busy; /* cn_conn_info's counters */

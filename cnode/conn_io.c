@@ -637,17 +637,24 @@ static int handle_body(cn_conn *c, const uint8_t *b, size_t len, bool versioned,
   /* The control tuple lives only while the message is dispatched: built on the stack when it fits (a SEND's or a
    * REG_SEND's needs ~6 values), so a message costs one allocation for its payload, not two. */
   cn_term ctl_mem[CTL_SLOTS];
-  int rc;
+  int rc = 0;
   if (versioned && (len < 1 || b[off++] != 131)) return CN_EPROTO;
-  if ((rc = cn_term_decode_into(n->atoms, b, len, &off, &opts, ctl_mem, sizeof ctl_mem, &ctl))) return rc;
   dist_ctl dc;
-  rc = dist_ctl_parse(ctl, &dc);
-  if (rc == CN_EUNSUPPORTED) {
-    cn_log(n, CN_LOG_DEBUG, "ignoring unknown control message from %s", conn_who(c));
-    if (ctl != ctl_mem) cn_term_free(ctl);
-    return 0;
+  dist_fast fast;
+  size_t k = dist_ctl_fast(b + off, len - off, c->peer, n->name, c->reg_name, &fast, &dc);
+  if (k) { /* a SEND, SEND_SENDER or REG_SEND read from its bytes: no control term */
+    off += k;
+  } else {
+    if ((rc = cn_term_decode_into(n->atoms, b, len, &off, &opts, ctl_mem, sizeof ctl_mem, &ctl))) return rc;
+    rc = dist_ctl_parse(ctl, &dc);
+    if (rc == CN_EUNSUPPORTED) {
+      cn_log(n, CN_LOG_DEBUG, "ignoring unknown control message from %s", conn_who(c));
+      if (ctl != ctl_mem) cn_term_free(ctl);
+      return 0;
+    }
+    if (rc) goto out;
+    if (dc.op == DOP_REG_SEND) c->reg_name = dc.name->v.atom; /* the next REG_SEND to it takes the fast path */
   }
-  if (rc) goto out;
   if (dist_op_has_payload(dc.op)) {
     if (versioned && (off >= len || b[off++] != 131)) {
       rc = CN_EPROTO;
@@ -663,7 +670,7 @@ static int handle_body(cn_conn *c, const uint8_t *b, size_t len, bool versioned,
   pay = NULL;
 out:
   cn_term_free(pay);
-  if (ctl != ctl_mem) cn_term_free(ctl);
+  if (ctl && ctl != ctl_mem) cn_term_free(ctl);
   return rc;
 }
 

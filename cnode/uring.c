@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <liburing.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,7 @@
 #endif
 
 #define UR_ENTRIES 256
+#define YIELD_BYTES 16384        /* see uring_run */
 #define UR_BACKEND ((uint64_t)1) /* user_data of the poll of libuv's epoll descriptor */
 #define UR_CANCEL ((uint64_t)2)  /* user_data of a cancellation (its own completion means nothing) */
 #define UR_TIMEOUT ((uint64_t)3) /* user_data of the timeout that stands for libuv's next timer */
@@ -34,9 +36,11 @@
 
 struct cn_uring {
   struct io_uring ring;
-  size_t inflight;    /* recvs and cancellations whose completions are still to come */
-  bool backend_armed; /* the poll of libuv's descriptor is in flight */
-  bool timeout_armed; /* the timeout is in flight, expiring at deadline (the loop's time, ms) */
+  size_t inflight;      /* recvs and cancellations whose completions are still to come */
+  bool backend_armed;   /* the poll of libuv's descriptor is in flight */
+  bool yield;           /* sched_yield before waiting after a busy turn (CNODE_YIELD=0: never) */
+  uint64_t msgs, bytes; /* the node's messages_in and bytes_in when the last wait ended */
+  bool timeout_armed;   /* the timeout is in flight, expiring at deadline (the loop's time, ms) */
   uint64_t deadline;
   struct __kernel_timespec ts; /* the expiry the kernel reads as the next submission takes it */
 };
@@ -58,6 +62,8 @@ int uring_open(cn_node *n) {
     cn_free(u);
     return CN_EIO;
   }
+  const char *y = getenv("CNODE_YIELD");
+  u->yield = !y || strcmp(y, "0") != 0;
   n->ur = u;
   return 0;
 }
@@ -191,8 +197,19 @@ int uring_run(cn_node *n, uv_loop_t *loop) {
       io_uring_submit_and_get_events(&u->ring);
       uv_due = true;
     } else {
+      /* After a turn that took in several small messages, the CPU goes to whoever else can run before this thread
+       * sleeps, as a BEAM scheduler yields before it sleeps: a peer on this CPU that is still sending goes on, and
+       * what it sends next is read in one turn rather than with a wake-up for each of its writes. Measured with
+       * everything on one CPU: gen_server calls from 120 BEAM processes 1.55x the calls a second, a stream of 64-byte
+       * messages 2x. Not after a single message (a round trip: the answer is out, the next message comes when it
+       * comes, and the peer would pay a switch more), nor after YIELD_BYTES or more (a stream of large messages
+       * fills the socket while this thread stands aside, and the sender waits on a busy port: 64 KiB messages
+       * went 10% slower). */
+      if (u->yield && n->stats.messages_in - u->msgs > 1 && n->stats.bytes_in - u->bytes < YIELD_BYTES) sched_yield();
       deadline_set(u, loop, tmo);
       io_uring_submit_and_wait(&u->ring, 1);
+      u->msgs = n->stats.messages_in;
+      u->bytes = n->stats.bytes_in;
     }
     uv_update_time(loop);
     if (reap(u)) uv_due = true;

@@ -193,3 +193,63 @@ int dist_ctl_parse(const cn_term *ctl, dist_ctl *out) {
   }
   return 0;
 }
+
+/* ---- The common messages, straight from their bytes ---------------------------------------------------------- */
+
+enum { T_SMALL_INT = 97, T_SMALL_TUPLE = 104, T_NEW_PID = 88, T_ATOM_UTF8 = 118, T_SMALL_ATOM_UTF8 = 119 };
+
+/* A UTF-8 atom of text a at b (n bytes left): its length in bytes, or 0. a NULL: the empty atom. */
+static size_t atom_is(const uint8_t *b, size_t n, const cn_atom *a) {
+  size_t want = a ? a->len : 0, hdr;
+  if (n >= 2 && b[0] == T_SMALL_ATOM_UTF8 && b[1] == want) hdr = 2;
+  else if (n >= 3 && b[0] == T_ATOM_UTF8 && cn_get16(b + 1) == want) hdr = 3;
+  else return 0;
+  if (want > n - hdr || (want && memcmp(b + hdr, a->name, want))) return 0;
+  return hdr + want;
+}
+
+/* A NEW_PID_EXT of node at b (n bytes left) into *t: its length in bytes, or 0. */
+static size_t pid_is(const uint8_t *b, size_t n, const cn_atom *node, cn_term *t) {
+  if (n < 1 || b[0] != T_NEW_PID) return 0;
+  size_t k = atom_is(b + 1, n - 1, node);
+  if (!k || n - 1 - k < 12) return 0;
+  const uint8_t *x = b + 1 + k;
+  memset(t, 0, sizeof *t);
+  t->type = CN_PID;
+  t->v.pid = (cn_pid){node, cn_get32(x), cn_get32(x + 4), cn_get32(x + 8)};
+  return 1 + k + 12;
+}
+
+size_t dist_ctl_fast(const uint8_t *b, size_t len, const cn_atom *peer, const cn_atom *self, const cn_atom *name,
+                     dist_fast *fast, dist_ctl *out) {
+  if (len < 4 || b[0] != T_SMALL_TUPLE || b[2] != T_SMALL_INT || !peer || !self) return 0;
+  size_t p = 4, k;
+  int op = b[3];
+  if (op == DOP_SEND_SENDER && b[1] == 3) {
+    if (!(k = pid_is(b + p, len - p, peer, &fast->from))) return 0;
+    p += k;
+    if (!(k = pid_is(b + p, len - p, self, &fast->to))) return 0;
+  } else if (op == DOP_SEND && b[1] == 3) {
+    if (!(k = atom_is(b + p, len - p, NULL))) return 0;
+    p += k;
+    if (!(k = pid_is(b + p, len - p, self, &fast->to))) return 0;
+    memset(&fast->from, 0, sizeof fast->from); /* the empty atom: never read */
+  } else if (op == DOP_REG_SEND && b[1] == 4 && name) {
+    if (!(k = pid_is(b + p, len - p, peer, &fast->from))) return 0;
+    p += k;
+    if (!(k = atom_is(b + p, len - p, NULL))) return 0;
+    p += k;
+    if (!(k = atom_is(b + p, len - p, name))) return 0;
+    memset(&fast->to, 0, sizeof fast->to);
+    fast->to.type = CN_ATOM;
+    fast->to.v.atom = name;
+  } else {
+    return 0;
+  }
+  memset(out, 0, sizeof *out);
+  out->op = op;
+  out->from = op == DOP_SEND ? NULL : &fast->from;
+  if (op == DOP_REG_SEND) out->name = &fast->to;
+  else out->to = &fast->to;
+  return p + k;
+}

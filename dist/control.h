@@ -78,6 +78,18 @@ typedef struct dist_ctl {
 int dist_ctl_parse(const cn_term *ctl, dist_ctl *out);
 /* True when the operation is followed by a payload term. */
 bool dist_op_has_payload(int op);
+
+/* The control messages a node receives most, read straight from their bytes: SEND_SENDER {22, From, To}, SEND
+ * {2, '', To} and REG_SEND {6, From, '', Name}, From a pid of peer, To a pid of self, Name the atom name (the name
+ * the previous REG_SEND on the connection went to: a new one takes the full decode once). Anything else, or any
+ * other encoding of these (another tag, a pid of a third node, a trace token), returns 0 and the caller decodes
+ * the control term as always, so what is accepted or refused does not change. On success returns the control
+ * term's length in bytes and fills *out: ctl's fields point into fast's terms (valid as long as fast). */
+typedef struct dist_fast {
+  cn_term from, to; /* to: the receiving pid, or REG_SEND's name */
+} dist_fast;
+size_t dist_ctl_fast(const uint8_t *b, size_t len, const cn_atom *peer, const cn_atom *self, const cn_atom *name,
+                     dist_fast *fast, dist_ctl *out);
 /* Builds ALTACT_SIG_SEND's control tuple in e (5 slots; the result borrows e, from, to and token): flags are
  * DIST_ALTACT_* without TOKEN, which is set when token is not NULL; ALIAS or NAME follow to's type (a reference
  * or an atom; otherwise to must be a pid). */

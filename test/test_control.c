@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -243,6 +244,114 @@ static void test_truncated_wire(void **st) {
   cn_buf_free(&b);
 }
 
+/* ---- dist_ctl_fast: the common messages from their bytes -------------------------------------------------------- */
+
+/* ctl encoded, without a version byte, in a buffer of exactly its size (so ASan sees any read past it). */
+static uint8_t *wire(const cn_term *ctl, size_t *len) {
+  cn_buf b = {0};
+  assert_int_equal(cn_term_encode(ctl, &b), 0);
+  size_t skip = b.len && b.data[0] == 131;
+  *len = b.len - skip;
+  uint8_t *w = malloc(*len ? *len : 1);
+  memcpy(w, b.data + skip, *len);
+  cn_buf_free(&b);
+  return w;
+}
+
+/* What the full path makes of w: 0 and *dc, or its error. */
+static int full(const uint8_t *w, size_t len, cn_term **t, dist_ctl *dc) {
+  cn_decode_opts o = {0};
+  size_t off = 0;
+  int rc = cn_term_decode(tab, w, len, &off, &o, t);
+  if (!rc && off != len) rc = CN_EPROTO;
+  return rc ? rc : dist_ctl_parse(*t, dc);
+}
+
+static bool same_pid(const cn_term *a, const cn_term *b) {
+  return a && b && a->type == CN_PID && b->type == CN_PID && cn_term_cmp(a, b) == 0;
+}
+
+/* Whenever the fast path takes bytes, the full path reads the same message from them. */
+static void assert_agrees(const uint8_t *w, size_t len, const cn_atom *name) {
+  dist_fast f;
+  dist_ctl fc, dc;
+  size_t k = dist_ctl_fast(w, len, from_pid.node, to_pid.node, name, &f, &fc);
+  if (!k) return;
+  cn_term *t = NULL;
+  assert_true(k <= len);
+  assert_int_equal(full(w, k, &t, &dc), 0);
+  assert_int_equal(fc.op, dc.op);
+  if (dc.from) assert_true(same_pid(fc.from, dc.from));
+  else assert_null(fc.from);
+  if (dc.to) assert_true(same_pid(fc.to, dc.to));
+  if (dc.name) assert_ptr_equal(fc.name->v.atom, dc.name->v.atom);
+  cn_term_free(t);
+}
+
+static void test_fast_path(void **st) {
+  (void)st;
+  const cn_atom *empty = cn_atoms_get(tab, ""), *other = cn_atoms_get(tab, "other@host");
+  /* the three shapes, and what each refuses */
+  cn_pid third = {other, 1, 2, 3};
+  cn_term send_sender[3] = {cn_tv_int(DOP_SEND_SENDER), cn_tv_pid(from_pid), cn_tv_pid(to_pid)};
+  cn_term send[3] = {cn_tv_int(DOP_SEND), cn_tv_atom(empty), cn_tv_pid(to_pid)};
+  cn_term reg[4] = {cn_tv_int(DOP_REG_SEND), cn_tv_pid(from_pid), cn_tv_atom(empty), name_t};
+  cn_term t_ss = cn_tv_tuple(send_sender, 3), t_s = cn_tv_tuple(send, 3), t_r = cn_tv_tuple(reg, 4);
+  const cn_term *all[] = {&t_ss, &t_s, &t_r};
+  for (size_t i = 0; i < 3; i++) {
+    size_t len;
+    uint8_t *w = wire(all[i], &len);
+    dist_fast f;
+    dist_ctl fc;
+    assert_int_equal(dist_ctl_fast(w, len, from_pid.node, to_pid.node, name_t.v.atom, &f, &fc), len);
+    assert_agrees(w, len, name_t.v.atom);
+    /* truncated anywhere: refused, never read past the end */
+    for (size_t n = 0; n < len; n++) {
+      uint8_t *s = malloc(n ? n : 1);
+      memcpy(s, w, n);
+      assert_int_equal(dist_ctl_fast(s, n, from_pid.node, to_pid.node, name_t.v.atom, &f, &fc), 0);
+      free(s);
+    }
+    /* every byte changed to every value: taken only where the full path reads the same message */
+    for (size_t at = 0; at < len; at++) {
+      uint8_t keep = w[at];
+      for (int v = 0; v < 256; v++) {
+        w[at] = (uint8_t)v;
+        assert_agrees(w, len, name_t.v.atom);
+      }
+      w[at] = keep;
+    }
+    free(w);
+  }
+  /* REG_SEND to a name other than the memo, or with no memo yet: the full path */
+  size_t len;
+  uint8_t *w = wire(&t_r, &len);
+  dist_fast f;
+  dist_ctl fc;
+  assert_int_equal(dist_ctl_fast(w, len, from_pid.node, to_pid.node, NULL, &f, &fc), 0);
+  assert_int_equal(dist_ctl_fast(w, len, from_pid.node, to_pid.node, other, &f, &fc), 0);
+  free(w);
+  /* a sender of a third node, a receiver that is not ours, a SEND whose unused element is not '', a token */
+  send_sender[1] = cn_tv_pid(third);
+  w = wire(&t_ss, &len);
+  assert_int_equal(dist_ctl_fast(w, len, from_pid.node, to_pid.node, NULL, &f, &fc), 0);
+  free(w);
+  send_sender[1] = cn_tv_pid(from_pid);
+  send_sender[2] = cn_tv_pid(third);
+  w = wire(&t_ss, &len);
+  assert_int_equal(dist_ctl_fast(w, len, from_pid.node, to_pid.node, NULL, &f, &fc), 0);
+  free(w);
+  send[1] = name_t;
+  w = wire(&t_s, &len);
+  assert_int_equal(dist_ctl_fast(w, len, from_pid.node, to_pid.node, NULL, &f, &fc), 0);
+  free(w);
+  cn_term tt[4] = {cn_tv_int(DOP_SEND_SENDER_TT), cn_tv_pid(from_pid), cn_tv_pid(to_pid), token_t};
+  cn_term t_tt = cn_tv_tuple(tt, 4);
+  w = wire(&t_tt, &len);
+  assert_int_equal(dist_ctl_fast(w, len, from_pid.node, to_pid.node, NULL, &f, &fc), 0);
+  free(w);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_table, setup, teardown),
@@ -253,6 +362,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_token_mismatch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_builder, setup, teardown),
       cmocka_unit_test_setup_teardown(test_truncated_wire, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_fast_path, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
