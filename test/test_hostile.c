@@ -150,27 +150,36 @@ static bool conn_of(cn_node *n, const char *peer, cn_conn_info *out) {
   return false;
 }
 
+/* A well-behaved node named name, running in its own thread, with a collecting process *me. */
+static void good_up(good *g, const char *name, cn_pid *me) {
+  cn_node_opts o = {
+      .name = name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1", .log_level = CN_LOG_ERROR};
+  assert_int_equal(cn_node_new(&g->n, NULL, &o), 0);
+  assert_int_equal(cn_spawn(g->n, good_collect, g, NULL, me), 0);
+  assert_int_equal(cn_node_start(g->n, good_start, g), 0);
+  pthread_create(&g->th, NULL, run, g->n);
+  for (int i = 0; i < 500 && !g->ready; i++) sleep_ms(10);
+  assert_int_equal(g->ready, 1);
+}
+
+static void good_down(good *g) {
+  cn_node_stop(g->n);
+  pthread_join(g->th, NULL);
+  cn_node_free(g->n);
+}
+
 static void assert_still_serving(void) {
   static int round;
   char name[64];
   snprintf(name, sizeof name, "good%d@127.0.0.1", round++);
   good g = {0};
-  cn_node_opts o = {
-      .name = name, .cookie = "secret", .epmd_port = epmd_port, .listen_addr = "127.0.0.1", .log_level = CN_LOG_ERROR};
-  assert_int_equal(cn_node_new(&g.n, NULL, &o), 0);
   cn_pid me;
-  assert_int_equal(cn_spawn(g.n, good_collect, &g, NULL, &me), 0);
-  assert_int_equal(cn_node_start(g.n, good_start, &g), 0);
-  pthread_create(&g.th, NULL, run, g.n);
-  for (int i = 0; i < 500 && !g.ready; i++) sleep_ms(10);
-  assert_int_equal(g.ready, 1);
+  good_up(&g, name, &me);
   cn_term *msg = cn_mk_tuple(2, cn_mk_pid(me), cn_mk_atomc(g.n, "still_here"));
   assert_int_equal(cn_send_threadsafe(g.n, NULL, "echo", cn_intern(g.n, "victim@127.0.0.1"), msg), 0);
   for (int i = 0; i < 500 && !g.got; i++) sleep_ms(10);
   assert_int_equal(g.got, 1);
-  cn_node_stop(g.n);
-  pthread_join(g.th, NULL);
-  cn_node_free(g.n);
+  good_down(&g);
 }
 
 /* ---- Attacks --------------------------------------------------------------------------------------------------- */
@@ -374,18 +383,8 @@ static void test_reads_ring_or_libuv(void **st) {
     char name[64];
     snprintf(name, sizeof name, "ring%d@127.0.0.1", mode);
     good g = {0};
-    cn_node_opts o = {.name = name,
-                      .cookie = "secret",
-                      .epmd_port = epmd_port,
-                      .listen_addr = "127.0.0.1",
-                      .log_level = CN_LOG_ERROR};
-    assert_int_equal(cn_node_new(&g.n, NULL, &o), 0);
     cn_pid me;
-    assert_int_equal(cn_spawn(g.n, good_collect, &g, NULL, &me), 0);
-    assert_int_equal(cn_node_start(g.n, good_start, &g), 0);
-    pthread_create(&g.th, NULL, run, g.n);
-    for (int i = 0; i < 500 && !g.ready; i++) sleep_ms(10);
-    assert_int_equal(g.ready, 1);
+    good_up(&g, name, &me);
     const cn_atom *v = cn_intern(g.n, "victim@127.0.0.1");
     /* a 1 MiB binary first (the read buffers grow), then the echoes */
     static uint8_t big[1 << 20];
@@ -401,9 +400,7 @@ static void test_reads_ring_or_libuv(void **st) {
     assert_int_equal(ci.io_uring, ring && !mode);
     assert_true(conn_of(victim, name, &ci));
     assert_int_equal(ci.io_uring, ring); /* the victim's loop started with the ring allowed */
-    cn_node_stop(g.n);
-    pthread_join(g.th, NULL);
-    cn_node_free(g.n);
+    good_down(&g);
     if (mode) unsetenv("CNODE_IO_URING");
   }
 }
