@@ -204,7 +204,7 @@ static size_t atom_is(const uint8_t *b, size_t n, const cn_atom *a) {
   if (n >= 2 && b[0] == T_SMALL_ATOM_UTF8 && b[1] == want) hdr = 2;
   else if (n >= 3 && b[0] == T_ATOM_UTF8 && cn_get16(b + 1) == want) hdr = 3;
   else return 0;
-  if (want > n - hdr || (want && memcmp(b + hdr, a->name, want))) return 0;
+  if (want > n - hdr || (a && want && memcmp(b + hdr, a->name, want))) return 0;
   return hdr + want;
 }
 
