@@ -21,7 +21,7 @@
 # CNODE_OTP_MIRROR overrides the mirror (default: the first .../debian URI in the host's apt sources).
 set -u
 
-PKGS="erlang-nox erlang-dev erlang-ssl elixir make openssl procps iproute2 libuv1t64 libssl3t64 libc-ares2 dnsmasq-base
+PKGS="erlang-nox erlang-dev erlang-ssl elixir make openssl procps iproute2 libuv1t64 liburing2 libssl3t64 libc-ares2 dnsmasq-base
   libmicrohttpd12t64 python3-yaml"
 PATH_IN=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 STAMP=.cnode-otp-complete
