@@ -7,7 +7,7 @@
 #   free_port            a free TCP port on loopback
 #   start_epmd           a private EPMD on a free port: ERL_EPMD_PORT (exported) and EPMD_PID; the script stops it
 #   wait_ready FILE WHAT until a program's log FILE has its "ready" line (30 s at most; else its log, and exit 1)
-HERE=${HERE0:-$(cd "$(dirname "$0")" && pwd)}
+HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 case "$BUILD" in /*) ;; *) BUILD=$(pwd)/$BUILD ;; esac
 OUT=$BUILD/bench/$SUB
