@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "conn_int.h"
 
@@ -122,6 +123,18 @@ static void read_done(cn_conn *c, int res) {
   if (c->tcp_open && c->state != C_CLOSING) {
     if (res == -ECANCELED) conn_idle(c);
     else conn_read_done(c, res > 0 ? (ssize_t)res : res == 0 ? UV_EOF : (ssize_t)res, c->ur_len);
+    /* A recv that filled its room: more is waiting. Read it now, as libuv reads on until the socket is empty
+     * (32 reads at most), so that what arrived while the loop was busy is all queued before a process runs: a
+     * priority message behind 1,000 ordinary ones must overtake them. */
+    uv_os_fd_t fd;
+    for (int i = 0; res > 0 && (size_t)res == c->ur_len && i < 32 && c->tcp_open && c->state != C_CLOSING; i++) {
+      uv_buf_t b;
+      if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) || conn_read_room(c, &b)) break;
+      ssize_t r = recv(fd, b.base, b.len, MSG_DONTWAIT);
+      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) break;
+      conn_read_done(c, r > 0 ? r : r == 0 ? UV_EOF : -errno, b.len);
+      if (r <= 0 || (size_t)r < b.len) break;
+    }
     if (c->tcp_open && c->state != C_CLOSING && uring_read(c)) conn_close(c, "out of memory");
   }
   conn_unref(c);
